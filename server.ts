@@ -1,0 +1,2144 @@
+/**
+ * bun-chat: a real-time chat room server for Bun, in one file.
+ *
+ *   bun run server.ts      serves the chat page on http://localhost:3000, history in ./data/chat.sqlite
+ *   bun test               runs every test
+ *
+ * WebSocket clients speak protocol v1 at /ws (docs/protocol.md); the page at / is one of them.
+ * Rooms are Bun pub/sub topics, so fan-out to WebSockets runs in Bun's native code. With TCP_PORT
+ * set, people can also chat from `nc host TCP_PORT`, in the same rooms, as the same kind of user.
+ *
+ * Environment (all optional, validated at start; a bad value prints `NAME=value: what is allowed`
+ * and exits 1 before listening). Defaults in brackets:
+ *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
+ *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
+ *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else X-Forwarded-For
+ *   MAX_MESSAGE_CHARS [2000]  MAX_PAYLOAD_BYTES [16384]  IDLE_TIMEOUT_SECONDS [120]
+ *   BACKPRESSURE_LIMIT_BYTES [1048576]  RATE_LIMIT_BURST [10]  RATE_LIMIT_PER_SECOND [5]
+ *   RATE_LIMIT_ABUSE_ERRORS [50]  MAX_ROOMS_PER_CONNECTION [20]  MAX_CONNECTIONS [10000]
+ *   MAX_CONNECTIONS_PER_IP [50]  HISTORY_ON_JOIN [50]  HISTORY_RETAIN [1000]
+ *   PRESENCE_GRACE_MS [5000]  TYPING_THROTTLE_MS [1000]  HELLO_TIMEOUT_MS [10000]
+ *   SESSION_TTL_SECONDS [2592000]  DRAIN_TIMEOUT_MS [3000]  LOG_LEVEL [info]
+ *   TCP_PORT [off]  TCP_MAX_LINE_BYTES [4096]  TCP_MAX_PENDING_BYTES [1048576]
+ *
+ * Sections, top to bottom: config → protocol → pure core → storage → connections and fan-out →
+ * the hub → WebSocket handlers → TCP door → HTTP routes → createServer → main.
+ */
+
+import { Database } from "bun:sqlite";
+import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { Hono } from "hono";
+import { secureHeaders } from "hono/secure-headers";
+import { z } from "zod";
+
+// ─── Config ──────────────────────────────────────────────────────────────────────────────────
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Everything an operator can set. Each limit carries its unit in its name. */
+export interface Config {
+  /** HTTP and WebSocket listen port; 0 picks a free one. */
+  port: number;
+  /** Listen address. */
+  host: string;
+  /** SQLite file (its folder is created) or ":memory:". */
+  databasePath: string;
+  /** Origins, besides the server's own host, whose pages may open /ws. */
+  allowedOrigins: string[];
+  /** Trust Fly-Client-IP / X-Forwarded-For for the client's address. */
+  trustProxy: boolean;
+  /** Bounds a message's text, in Unicode code points. */
+  maxMessageChars: number;
+  /** Bounds one inbound WebSocket frame; Bun closes with 1009 past it. */
+  maxPayloadBytes: number;
+  /** Closes a WebSocket that answers nothing, not even pings, for this long; TCP keepalive delay. */
+  idleTimeoutSeconds: number;
+  /** Bounds the unsent bytes one WebSocket may hold before the server closes it. */
+  backpressureLimitBytes: number;
+  /** Bounds a burst of frames per connection (token bucket size). */
+  rateLimitBurst: number;
+  /** Bounds the sustained frame rate per connection (token refill per second). */
+  rateLimitPerSecond: number;
+  /** Bounds consecutive rate_limited answers before the connection is closed with 1008. */
+  rateLimitAbuseErrors: number;
+  /** Bounds the rooms one connection may be in. */
+  maxRoomsPerConnection: number;
+  /** Bounds open WebSocket + TCP connections in all. */
+  maxConnections: number;
+  /** Bounds open WebSocket + TCP connections from one client address. */
+  maxConnectionsPerIp: number;
+  /** Bounds the messages sent with `joined`. */
+  historyOnJoin: number;
+  /** Bounds the messages kept per room. */
+  historyRetain: number;
+  /** How long a dropped member stays in a room before others see it leave. */
+  presenceGraceMs: number;
+  /** Bounds typing relays per user and room. */
+  typingThrottleMs: number;
+  /** Bounds the time from open to a successful hello. */
+  helloTimeoutMs: number;
+  /** How long a session token restores its user after its last use. */
+  sessionTtlSeconds: number;
+  /** Bounds the wait for clients to go at shutdown. */
+  drainTimeoutMs: number;
+  logLevel: LogLevel;
+  /** Plain-TCP door port; null keeps the door shut. */
+  tcpPort: number | null;
+  /** Bounds one TCP input line, not counting its newline. */
+  tcpMaxLineBytes: number;
+  /** Bounds the output waiting for a TCP client before it is closed. */
+  tcpMaxPendingBytes: number;
+}
+
+export const DEFAULTS: Config = {
+  port: 3000,
+  host: "0.0.0.0",
+  databasePath: "./data/chat.sqlite",
+  allowedOrigins: [],
+  trustProxy: false,
+  maxMessageChars: 2000,
+  maxPayloadBytes: 16384,
+  idleTimeoutSeconds: 120,
+  backpressureLimitBytes: 1048576,
+  rateLimitBurst: 10,
+  rateLimitPerSecond: 5,
+  rateLimitAbuseErrors: 50,
+  maxRoomsPerConnection: 20,
+  maxConnections: 10000,
+  maxConnectionsPerIp: 50,
+  historyOnJoin: 50,
+  historyRetain: 1000,
+  presenceGraceMs: 5000,
+  typingThrottleMs: 1000,
+  helloTimeoutMs: 10000,
+  sessionTtlSeconds: 2592000,
+  drainTimeoutMs: 3000,
+  logLevel: "info",
+  tcpPort: null,
+  tcpMaxLineBytes: 4096,
+  tcpMaxPendingBytes: 1048576,
+};
+
+/** One setting: its variable, what it accepts (said back on a bad value) and its parsers. */
+interface Setting<T> {
+  env: string;
+  allowed: string;
+  /** Validates a value handed to createServer. */
+  value: z.ZodType<T>;
+  /** Parses the environment's text. */
+  parse: z.ZodType<T, string>;
+}
+
+function integer(env: string, min: number, max: number): Setting<number> {
+  const value = z.int().min(min).max(max);
+  return {
+    env,
+    allowed: `an integer from ${min} to ${max}`,
+    value,
+    parse: z.string().regex(/^\d{1,16}$/).transform(Number).pipe(value),
+  };
+}
+
+/** `scheme://host[:port]` exactly as a browser sends it in Origin. */
+function isOrigin(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return url.origin !== "null" && url.origin === s.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+const originList = z.array(z.string().refine(isOrigin));
+
+const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
+  port: integer("PORT", 0, 65535),
+  host: {
+    env: "HOST",
+    allowed: "an address to listen on",
+    value: z.string().min(1),
+    parse: z.string().min(1),
+  },
+  databasePath: {
+    env: "DATABASE_PATH",
+    allowed: "a file path or :memory:",
+    value: z.string().min(1),
+    parse: z.string().min(1),
+  },
+  allowedOrigins: {
+    env: "ALLOWED_ORIGINS",
+    allowed: "comma-separated scheme://host[:port] origins",
+    value: originList,
+    parse: z.string().transform((s) => s.split(",").map((o) => o.trim()).filter(Boolean)).pipe(originList),
+  },
+  trustProxy: {
+    env: "TRUST_PROXY",
+    allowed: "true, false, 1 or 0",
+    value: z.boolean(),
+    parse: z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
+  },
+  maxMessageChars: integer("MAX_MESSAGE_CHARS", 1, 100000),
+  maxPayloadBytes: integer("MAX_PAYLOAD_BYTES", 1024, 16777216),
+  // Bun's WebSocket timer works in steps of 8 s, up to 960 s.
+  idleTimeoutSeconds: integer("IDLE_TIMEOUT_SECONDS", 8, 960),
+  backpressureLimitBytes: integer("BACKPRESSURE_LIMIT_BYTES", 1024, 1073741824),
+  rateLimitBurst: integer("RATE_LIMIT_BURST", 1, 10000),
+  rateLimitPerSecond: integer("RATE_LIMIT_PER_SECOND", 1, 10000),
+  rateLimitAbuseErrors: integer("RATE_LIMIT_ABUSE_ERRORS", 1, 100000),
+  maxRoomsPerConnection: integer("MAX_ROOMS_PER_CONNECTION", 1, 1000),
+  maxConnections: integer("MAX_CONNECTIONS", 1, 1000000),
+  maxConnectionsPerIp: integer("MAX_CONNECTIONS_PER_IP", 1, 1000000),
+  historyOnJoin: integer("HISTORY_ON_JOIN", 0, 200),
+  historyRetain: integer("HISTORY_RETAIN", 1, 10000000),
+  presenceGraceMs: integer("PRESENCE_GRACE_MS", 0, 600000),
+  typingThrottleMs: integer("TYPING_THROTTLE_MS", 0, 600000),
+  helloTimeoutMs: integer("HELLO_TIMEOUT_MS", 1, 600000),
+  sessionTtlSeconds: integer("SESSION_TTL_SECONDS", 60, 315360000),
+  drainTimeoutMs: integer("DRAIN_TIMEOUT_MS", 0, 600000),
+  logLevel: {
+    env: "LOG_LEVEL",
+    allowed: LOG_LEVELS.join(", "),
+    value: z.enum(LOG_LEVELS),
+    parse: z.enum(LOG_LEVELS),
+  },
+  tcpPort: { ...integer("TCP_PORT", 0, 65535), value: z.int().min(0).max(65535).nullable() },
+  tcpMaxLineBytes: integer("TCP_MAX_LINE_BYTES", 64, 1048576),
+  tcpMaxPendingBytes: integer("TCP_MAX_PENDING_BYTES", 1024, 1073741824),
+};
+
+/** A frame carries at most this many JSON bytes per text code point (a `\uXXXX` escape). */
+const PAYLOAD_BYTES_PER_CHAR = 6;
+/** Room in a frame for everything but its text. */
+const PAYLOAD_OVERHEAD_BYTES = 512;
+
+function crossCheck(config: Config, name: (key: keyof Config) => string): string[] {
+  const need = PAYLOAD_BYTES_PER_CHAR * config.maxMessageChars + PAYLOAD_OVERHEAD_BYTES;
+  if (config.maxPayloadBytes >= need) return [];
+  return [
+    `${name("maxPayloadBytes")}=${config.maxPayloadBytes}: must be at least ${PAYLOAD_BYTES_PER_CHAR} × ` +
+      `${name("maxMessageChars")} + ${PAYLOAD_OVERHEAD_BYTES} = ${need} (${name("maxMessageChars")}=${config.maxMessageChars})`,
+  ];
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+
+/** Reads the configuration from environment variables; an empty variable counts as unset. */
+export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
+  const config: Record<string, unknown> = { ...DEFAULTS };
+  const errors: string[] = [];
+  for (const [key, setting] of Object.entries(SETTINGS) as [keyof Config, Setting<unknown>][]) {
+    const raw = env[setting.env];
+    if (raw === undefined || raw.trim() === "") continue;
+    const parsed = setting.parse.safeParse(raw.trim());
+    if (parsed.success) config[key] = parsed.data;
+    else errors.push(`${setting.env}=${raw}: ${setting.allowed}`);
+  }
+  if (errors.length) return { ok: false, errors };
+  const checked = crossCheck(config as unknown as Config, (key) => SETTINGS[key].env);
+  return checked.length ? { ok: false, errors: checked } : { ok: true, config: config as unknown as Config };
+}
+
+/** Fills in defaults and validates options given in code; throws naming every bad field. */
+export function resolveConfig(options: Partial<Config>): Config {
+  const config = { ...DEFAULTS, ...options };
+  const errors: string[] = [];
+  for (const [key, setting] of Object.entries(SETTINGS) as [keyof Config, Setting<unknown>][]) {
+    const value = config[key];
+    if (!setting.value.safeParse(value).success) errors.push(`${key}=${JSON.stringify(value)}: ${setting.allowed}`);
+  }
+  errors.push(...crossCheck(config, (key) => key));
+  if (errors.length) throw new Error(`invalid configuration: ${errors.join("; ")}`);
+  return config;
+}
+
+// ─── Protocol v1 (docs/protocol.md) ────────────────────────────────────────────────────────────
+
+/** WebSocket close codes the server uses. */
+export const CLOSE = {
+  normal: 1000,
+  shutdown: 1001,
+  binary: 1003,
+  policy: 1008,
+  tooBig: 1009,
+  replaced: 4001,
+} as const;
+
+const CLOSE_REASON = {
+  shutdown: "server shutting down",
+  binary: "binary frames are not supported",
+  helloTimeout: "hello timeout",
+  abuse: "rate limit exceeded",
+  replaced: "replaced",
+} as const;
+
+export const ERROR_CODES = [
+  "bad_request",
+  "not_ready",
+  "name_invalid",
+  "name_taken",
+  "room_invalid",
+  "not_joined",
+  "text_invalid",
+  "rate_limited",
+  "too_many_rooms",
+  "unsupported",
+  "internal",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+/** The TCP door's own error: an input line over TCP_MAX_LINE_BYTES. */
+const LINE_TOO_LONG = "line_too_long";
+
+/** Bounds `ref` and a send's `id`, in code points. */
+const REF_MAX_CHARS = 64;
+/** Bounds a user name, in code points (after trimming). */
+const NAME_MAX_CHARS = 32;
+/** Bounds one `history` page. */
+export const HISTORY_PAGE_MAX = 200;
+const HISTORY_PAGE_DEFAULT = 50;
+
+export const ROOM_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+const NAME_PATTERN = /^[\p{L}\p{Nd} _.-]+$/u;
+/** Control characters a text may not hold: all of C0 and C1 but tab and newline. */
+const TEXT_FORBIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+const MESSAGES = {
+  notReady: "send hello first",
+  nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters, digits, spaces, _ - or .`,
+  nameTaken: "that name is in use",
+  roomInvalid: "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit",
+  rateLimited: "too many frames; slow down",
+  unsupported: "binary frames are not supported",
+  internal: "internal error",
+} as const;
+
+const ref = z.string().refine((s) => codePoints(s) <= REF_MAX_CHARS, "at most 64 characters").optional();
+const seq = z.int().min(0);
+const room = z.string();
+
+const HelloFrame = z.object({ type: z.literal("hello"), name: z.string(), session: z.string().optional(), ref });
+const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), ref });
+const LeaveFrame = z.object({ type: z.literal("leave"), room, ref });
+const SendFrame = z.object({
+  type: z.literal("send"),
+  room,
+  id: z.string().min(1).refine((s) => codePoints(s) <= REF_MAX_CHARS, "at most 64 characters"),
+  text: z.string(),
+  ref,
+});
+const TypingFrame = z.object({ type: z.literal("typing"), room, ref });
+const HistoryFrame = z.object({
+  type: z.literal("history"),
+  room,
+  before: seq.optional(),
+  after: seq.optional(),
+  limit: z.int().min(1).max(HISTORY_PAGE_MAX).optional(),
+  ref,
+});
+const PingFrame = z.object({ type: z.literal("ping"), ref });
+
+/** Every frame a client may send, discriminated by `type`. */
+export const ClientFrameSchema = z.discriminatedUnion("type", [
+  HelloFrame,
+  JoinFrame,
+  LeaveFrame,
+  SendFrame,
+  TypingFrame,
+  HistoryFrame,
+  PingFrame,
+]);
+export type ClientFrame = z.infer<typeof ClientFrameSchema>;
+export type ClientFrameType = ClientFrame["type"];
+const CLIENT_TYPES = new Set<string>(ClientFrameSchema.options.map((o) => o.shape.type.value));
+
+/** A user as every frame shows one: exactly these two fields. */
+export interface UserRef {
+  id: string;
+  name: string;
+}
+export interface MessageFrame {
+  type: "message";
+  room: string;
+  seq: number;
+  id: string;
+  user: UserRef;
+  text: string;
+  ts: number;
+}
+export interface Limits {
+  maxTextChars: number;
+  maxPayloadBytes: number;
+  maxRooms: number;
+  rate: { burst: number; perSecond: number };
+  historyOnJoin: number;
+  typingThrottleMs: number;
+}
+export interface WelcomeFrame { type: "welcome"; user: UserRef; session: string; limits: Limits; ref?: string }
+export interface JoinedFrame {
+  type: "joined";
+  room: string;
+  seq: number;
+  oldestSeq: number;
+  members: UserRef[];
+  messages: MessageFrame[];
+  complete: boolean;
+  ref?: string;
+}
+export interface LeftFrame { type: "left"; room: string; ref?: string }
+export interface PresenceFrame { type: "presence"; room: string; event: "join" | "leave"; user: UserRef }
+export interface TypingNotice { type: "typing"; room: string; user: UserRef }
+export interface HistoryPage { type: "history"; room: string; messages: MessageFrame[]; complete: boolean; ref?: string }
+export interface PongFrame { type: "pong"; ref?: string }
+export interface ErrorFrame { type: "error"; code: ErrorCode; message: string; ref?: string }
+/** Every frame the server sends. */
+export type ServerFrame =
+  | WelcomeFrame
+  | JoinedFrame
+  | LeftFrame
+  | MessageFrame
+  | PresenceFrame
+  | TypingNotice
+  | HistoryPage
+  | PongFrame
+  | ErrorFrame;
+
+/** The outcome of reading one text frame: a typed frame, or what to answer instead. */
+export type Parsed =
+  | { ok: true; frame: ClientFrame; ref?: string }
+  | { ok: false; type?: ClientFrameType; ref?: string; message: string };
+
+/**
+ * Reads one text frame. Shape errors (not JSON, not an object, unknown type, a missing field or
+ * one of the wrong JSON type, an over-long id or ref) fail here; rules on values (names, rooms,
+ * text) are checked by the hub. `ref` is what an answer echoes: for `send` its `id`.
+ *
+ *   parseFrame('{"type":"ping","ref":"7"}')  // => { ok: true, frame: { type: "ping", ref: "7" }, ref: "7" }
+ *   parseFrame('{"type":"join"}')            // => { ok: false, type: "join", message: "room: …" }
+ */
+export function parseFrame(raw: string): Parsed {
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    return { ok: false, message: "not JSON" };
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return { ok: false, message: "not a JSON object" };
+  }
+  const fields = data as Record<string, unknown>;
+  const type = typeof fields.type === "string" && CLIENT_TYPES.has(fields.type) ? (fields.type as ClientFrameType) : undefined;
+  const echo = echoRef(fields, type);
+  const parsed = ClientFrameSchema.safeParse(fields);
+  if (parsed.success) return { ok: true, frame: parsed.data, ref: echo };
+  if (!type) return { ok: false, ref: echo, message: fields.type === undefined ? "missing type" : "unknown type" };
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.join(".") || "frame";
+  return { ok: false, type, ref: echo, message: `${where}: ${issue?.message ?? "invalid"}` };
+}
+
+function isShortString(value: unknown, min: number): value is string {
+  return typeof value === "string" && value.length >= min && codePoints(value) <= REF_MAX_CHARS;
+}
+
+function echoRef(fields: Record<string, unknown>, type: ClientFrameType | undefined): string | undefined {
+  if (type === "send" && isShortString(fields.id, 1)) return fields.id;
+  return isShortString(fields.ref, 0) ? fields.ref : undefined;
+}
+
+/** Counts Unicode code points, which is how every length in the protocol is measured. */
+export function codePoints(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+/** A valid name, trimmed; null if it breaks the name rule. `checkName(" Zoë ") // => "Zoë"` */
+export function checkName(raw: string): string | null {
+  const name = raw.trim();
+  if (name.length === 0 || name.length > 2 * NAME_MAX_CHARS || codePoints(name) > NAME_MAX_CHARS) return null;
+  return NAME_PATTERN.test(name) ? name : null;
+}
+
+/** Names are unique case-insensitively; canonically equal spellings collide too. */
+export function nameKey(name: string): string {
+  return name.normalize("NFC").toLowerCase();
+}
+
+export function isRoom(name: string): boolean {
+  return ROOM_PATTERN.test(name);
+}
+
+/**
+ * The text to store, or null if it breaks the text rule: CRLF becomes LF, then trimmed, then
+ * 1..maxChars code points with no control character but tab and newline.
+ *   normalizeText(" hi\r\nthere ", 2000) // => "hi\nthere"
+ */
+export function normalizeText(raw: string, maxChars: number): string | null {
+  const text = raw.replace(/\r\n/g, "\n").trim();
+  if (text.length === 0 || text.length > 2 * maxChars) return null;
+  if (text.length > maxChars && codePoints(text) > maxChars) return null;
+  return TEXT_FORBIDDEN.test(text) ? null : text;
+}
+
+function withRef<F extends object>(frame: F, ref: string | undefined): F & { ref?: string } {
+  return ref === undefined ? frame : { ...frame, ref };
+}
+
+// ─── Pure core: rate limit, presence, line framing, TCP rendering ───────────────────────────
+
+/**
+ * A token bucket with an abuse counter. `take(now)` spends one token: "ok", "limited" when the
+ * bucket is empty, or "abuse" when that makes `abuseAfter` limited answers in a row.
+ */
+export class RateLimiter {
+  private tokens: number;
+  private last: number;
+  private limitedInRow = 0;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+    private readonly abuseAfter: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  take(now: number): "ok" | "limited" | "abuse" {
+    if (now > this.last) {
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+      this.last = now;
+    }
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      this.limitedInRow = 0;
+      return "ok";
+    }
+    this.limitedInRow += 1;
+    return this.limitedInRow >= this.abuseAfter ? "abuse" : "limited";
+  }
+}
+
+interface Member<C> {
+  user: UserRef;
+  /** The live connection, or null while in grace. */
+  conn: C | null;
+  /** When the grace ends (epoch ms); 0 while live. */
+  graceUntil: number;
+}
+
+/**
+ * Who is in which room. A member whose connection drops stays, in grace, for `graceMs`; if the
+ * same user joins again in time, nobody sees it leave or come back. Pure: callers pass the time
+ * and announce what the methods return.
+ */
+export class Presence<C> {
+  private readonly rooms = new Map<string, Map<string, Member<C>>>();
+  private readonly roomsOf = new Map<string, Set<string>>();
+  /** Grace deadlines in the order they end: graceMs is fixed, so appending keeps it sorted. */
+  private readonly graces: { room: string; userId: string; until: number }[] = [];
+  private graceHead = 0;
+
+  constructor(private readonly graceMs: number) {}
+
+  /** "new" → announce a join; "returned" → back from grace, announce nothing; "again" → no change. */
+  join(room: string, user: UserRef, conn: C): "new" | "returned" | "again" {
+    let members = this.rooms.get(room);
+    if (!members) this.rooms.set(room, (members = new Map()));
+    const member = members.get(user.id);
+    if (member?.conn === conn) return "again";
+    if (member) {
+      member.conn = conn;
+      member.graceUntil = 0;
+      member.user = user;
+      return "returned";
+    }
+    members.set(user.id, { user, conn, graceUntil: 0 });
+    let rooms = this.roomsOf.get(user.id);
+    if (!rooms) this.roomsOf.set(user.id, (rooms = new Set()));
+    rooms.add(room);
+    return "new";
+  }
+
+  /** Removes the user at once; true if it was a member (announce the leave). */
+  leave(room: string, userId: string): boolean {
+    const members = this.rooms.get(room);
+    if (!members?.delete(userId)) return false;
+    if (members.size === 0) this.rooms.delete(room);
+    const rooms = this.roomsOf.get(userId);
+    rooms?.delete(room);
+    if (rooms?.size === 0) this.roomsOf.delete(userId);
+    return true;
+  }
+
+  /**
+   * `conn` is gone: its memberships enter grace, or end at once when `immediate` or graceMs is 0.
+   * Returns the rooms left at once (announce those leaves).
+   */
+  drop(conn: C, userId: string, rooms: Iterable<string>, now: number, immediate: boolean): string[] {
+    const left: string[] = [];
+    for (const room of rooms) {
+      const member = this.rooms.get(room)?.get(userId);
+      if (!member || member.conn !== conn) continue;
+      if (immediate || this.graceMs === 0) {
+        this.leave(room, userId);
+        left.push(room);
+      } else {
+        member.conn = null;
+        member.graceUntil = now + this.graceMs;
+        this.graces.push({ room, userId, until: member.graceUntil });
+      }
+    }
+    return left;
+  }
+
+  /** Ends the graces due by `now`; returns the leaves to announce. */
+  expire(now: number): { room: string; user: UserRef }[] {
+    const ended: { room: string; user: UserRef }[] = [];
+    while (this.graceHead < this.graces.length) {
+      const grace = this.graces[this.graceHead]!;
+      if (grace.until > now) break;
+      this.graceHead++;
+      const member = this.rooms.get(grace.room)?.get(grace.userId);
+      // A member who came back, or dropped again later, is not this grace's to end.
+      if (!member || member.conn !== null || member.graceUntil !== grace.until) continue;
+      this.leave(grace.room, grace.userId);
+      ended.push({ room: grace.room, user: member.user });
+    }
+    if (this.graceHead > 1024 && this.graceHead * 2 > this.graces.length) {
+      this.graces.splice(0, this.graceHead);
+      this.graceHead = 0;
+    }
+    return ended;
+  }
+
+  /** When the next grace ends, or null if none is running. */
+  nextExpiry(): number | null {
+    for (let i = this.graceHead; i < this.graces.length; i++) {
+      const grace = this.graces[i]!;
+      const member = this.rooms.get(grace.room)?.get(grace.userId);
+      if (member && member.conn === null && member.graceUntil === grace.until) return grace.until;
+    }
+    return null;
+  }
+
+  /** Every member once, those in grace included. */
+  members(room: string): UserRef[] {
+    return [...(this.rooms.get(room)?.values() ?? [])].map((m) => m.user);
+  }
+
+  count(room: string): number {
+    return this.rooms.get(room)?.size ?? 0;
+  }
+
+  /** True while the user is in some room, live or in grace. */
+  isMember(userId: string): boolean {
+    return this.roomsOf.has(userId);
+  }
+
+  /** Rooms with at least one member, with their member counts. */
+  active(): { room: string; members: number }[] {
+    return [...this.rooms].map(([room, members]) => ({ room, members: members.size }));
+  }
+}
+
+/** Marks an input line that was longer than allowed; its bytes were discarded. */
+export const TOO_LONG = Symbol("line too long");
+
+/**
+ * Cuts a TCP byte stream into lines. Holds at most `maxBytes` (+1 for a CR) of an unfinished line;
+ * a longer line yields TOO_LONG once and the rest of it, up to its newline, is dropped unread.
+ * The trailing CR of a CRLF is removed.
+ */
+export class LineSplitter {
+  private parts: Uint8Array[] = [];
+  private size = 0;
+  private discarding = false;
+
+  constructor(private readonly maxBytes: number) {}
+
+  push(chunk: Uint8Array): (Uint8Array | typeof TOO_LONG)[] {
+    const out: (Uint8Array | typeof TOO_LONG)[] = [];
+    let start = 0;
+    while (start <= chunk.length) {
+      const nl = chunk.indexOf(10, start);
+      const end = nl === -1 ? chunk.length : nl;
+      const piece = chunk.subarray(start, end);
+      if (this.discarding) {
+        if (nl !== -1) this.discarding = false;
+      } else if (this.size + piece.length > this.maxBytes + 1) {
+        out.push(TOO_LONG);
+        this.parts = [];
+        this.size = 0;
+        this.discarding = nl === -1;
+      } else if (nl === -1) {
+        // The caller's buffer may be reused, so keep a copy of an unfinished line.
+        if (piece.length) this.parts.push(piece.slice());
+        this.size += piece.length;
+      } else {
+        const line = this.take(piece);
+        if (line.length > this.maxBytes) out.push(TOO_LONG);
+        else out.push(line);
+      }
+      if (nl === -1) break;
+      start = nl + 1;
+    }
+    return out;
+  }
+
+  private take(last: Uint8Array): Uint8Array {
+    let line = last;
+    if (this.parts.length) {
+      line = new Uint8Array(this.size + last.length);
+      let at = 0;
+      for (const part of this.parts) {
+        line.set(part, at);
+        at += part.length;
+      }
+      line.set(last, at);
+      this.parts = [];
+      this.size = 0;
+    }
+    return line.length && line[line.length - 1] === 13 ? line.subarray(0, line.length - 1) : line;
+  }
+}
+
+/** UTC HH:MM of an epoch-ms time. `hhmm(0) // => "00:00"` */
+export function hhmm(ts: number): string {
+  return new Date(ts).toISOString().slice(11, 16);
+}
+
+/** A message as TCP lines: `[room] HH:MM name: text`, one line per line of text. */
+export function formatMessageLines(m: MessageFrame): string {
+  const prefix = `[${m.room}] ${hhmm(m.ts)} ${m.user.name}: `;
+  return m.text
+    .split("\n")
+    .map((line) => prefix + line + "\n")
+    .join("");
+}
+
+export function formatPresenceLine(p: PresenceFrame): string {
+  return `* ${p.user.name} ${p.event === "join" ? "joined" : "left"} ${p.room}\n`;
+}
+
+// ─── Metrics and logs ─────────────────────────────────────────────────────────────────────────
+
+/** Upper bounds of the storage write latency buckets, in seconds. */
+const STORAGE_WRITE_BUCKETS_SECONDS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+export class Metrics {
+  joins = 0;
+  messagesIn = 0;
+  messagesOut = 0;
+  publishDrops = 0;
+  backpressureCloses = 0;
+  readonly errors = new Map<string, number>([...ERROR_CODES, LINE_TOO_LONG].map((code) => [code, 0]));
+  private readonly writeBuckets = STORAGE_WRITE_BUCKETS_SECONDS.map(() => 0);
+  private writeCount = 0;
+  private writeSum = 0;
+
+  error(code: string): void {
+    this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
+  }
+
+  storageWrite(seconds: number): void {
+    this.writeCount++;
+    this.writeSum += seconds;
+    STORAGE_WRITE_BUCKETS_SECONDS.forEach((le, i) => {
+      if (seconds <= le) this.writeBuckets[i]!++;
+    });
+  }
+
+  /** Prometheus text exposition. */
+  render(connections: number): string {
+    const out: string[] = [];
+    const metric = (name: string, type: string, help: string, lines: string[]) =>
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines);
+    metric("chat_connections", "gauge", "Open WebSocket and TCP connections.", [`chat_connections ${connections}`]);
+    metric("chat_joins_total", "counter", "Rooms joined by connections.", [`chat_joins_total ${this.joins}`]);
+    metric("chat_messages_in_total", "counter", "Valid send frames and TCP chat lines accepted.", [
+      `chat_messages_in_total ${this.messagesIn}`,
+    ]);
+    metric("chat_messages_out_total", "counter", "Message deliveries, one per recipient connection.", [
+      `chat_messages_out_total ${this.messagesOut}`,
+    ]);
+    metric(
+      "chat_errors_total",
+      "counter",
+      "Error answers sent, by code.",
+      [...this.errors].map(([code, n]) => `chat_errors_total{code="${code}"} ${n}`),
+    );
+    metric("chat_publish_drops_total", "counter", "Publishes or sends that Bun dropped for a subscriber.", [
+      `chat_publish_drops_total ${this.publishDrops}`,
+    ]);
+    metric("chat_backpressure_closes_total", "counter", "Clients closed for not reading their output.", [
+      `chat_backpressure_closes_total ${this.backpressureCloses}`,
+    ]);
+    metric("chat_storage_write_seconds", "histogram", "Time to commit one batch of messages.", [
+      ...STORAGE_WRITE_BUCKETS_SECONDS.map((le, i) => `chat_storage_write_seconds_bucket{le="${le}"} ${this.writeBuckets[i]}`),
+      `chat_storage_write_seconds_bucket{le="+Inf"} ${this.writeCount}`,
+      `chat_storage_write_seconds_sum ${this.writeSum}`,
+      `chat_storage_write_seconds_count ${this.writeCount}`,
+    ]);
+    return out.join("\n") + "\n";
+  }
+}
+
+export type Log = (level: LogLevel, event: string, fields?: Record<string, unknown>) => void;
+
+/** One JSON object per line, at `level` or above, to `sink`. */
+export function createLogger(level: LogLevel, sink: (line: string) => void = console.log): Log {
+  const min = LOG_LEVELS.indexOf(level);
+  return function log(at, event, fields) {
+    if (LOG_LEVELS.indexOf(at) < min) return;
+    sink(JSON.stringify({ ts: new Date().toISOString(), level: at, event, ...fields }));
+  };
+}
+
+// ─── Storage ──────────────────────────────────────────────────────────────────────────────────
+
+/** A message accepted from a client, not yet stored. */
+export interface NewMessage {
+  room: string;
+  user: UserRef;
+  id: string;
+  text: string;
+  ts: number;
+}
+
+/** Which part of a room's history to read: after/before are exclusive seq bounds. */
+export interface PageQuery {
+  after?: number;
+  before?: number;
+  limit: number;
+}
+
+export interface Page {
+  messages: MessageFrame[];
+  /** No message exists beyond the page in the direction read (newer with `after`, else older). */
+  complete: boolean;
+}
+
+/**
+ * What the hub needs from a storage engine. Async so that an engine behind a network (Redis, to
+ * run several instances) fits the same seam; the SQLite engine answers at once.
+ */
+export interface Store {
+  /**
+   * Stores a batch in one commit, in order. A message whose (room, user, id) is already stored,
+   * or earlier in the batch, is not stored again: its result is the original, `duplicate: true`.
+   */
+  append(batch: readonly NewMessage[]): Promise<{ message: MessageFrame; duplicate: boolean }[]>;
+  /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
+  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
+  page(room: string, query: PageQuery): Promise<Page>;
+  /** The user id a live session token hash belongs to, or null. */
+  findSession(tokenHash: string, now: number): Promise<string | null>;
+  saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
+  sweepSessions(now: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+interface MessageRow {
+  room: string;
+  seq: number;
+  user_id: string;
+  user_name: string;
+  client_id: string;
+  text: string;
+  ts: number;
+}
+
+function rowToMessage(r: MessageRow): MessageFrame {
+  return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user: { id: r.user_id, name: r.user_name }, text: r.text, ts: r.ts };
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rooms (
+  room TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL           -- never decreases, so a seq is never reused
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+  room TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  user_id TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  client_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+-- The dedup key lives exactly as long as the message it points at.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (room, user_id, client_id);
+CREATE TABLE IF NOT EXISTS sessions (
+  token_hash TEXT PRIMARY KEY,        -- sha256 of the token; the token itself is never stored
+  user_id TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+`;
+
+/**
+ * The embedded engine. WAL with synchronous=FULL: a commit is on disk before anyone is told of
+ * the message, so neither a killed process nor a lost machine loses what a client saw. The cost,
+ * an fsync per commit, is paid once per batch (see Batcher), not once per message.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database;
+  private readonly lastSeq = new Map<string, number>();
+  private readonly q;
+  private readonly appendTx;
+
+  constructor(path: string, private readonly retain: number) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path, { create: true, strict: true });
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+    this.db.exec(SCHEMA);
+    const columns = "room, seq, user_id, user_name, client_id, text, ts";
+    this.q = {
+      lastSeq: this.db.query<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE room = ?"),
+      oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
+      dedup: this.db.query<MessageRow, [string, string, string]>(
+        `SELECT ${columns} FROM messages WHERE room = ? AND user_id = ? AND client_id = ?`,
+      ),
+      insert: this.db.query(`INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      setSeq: this.db.query(
+        "INSERT INTO rooms (room, last_seq) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
+      ),
+      trim: this.db.query("DELETE FROM messages WHERE room = ? AND seq <= ?"),
+      newest: this.db.query<MessageRow, [string, number, number]>(
+        `SELECT ${columns} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      ),
+      after: this.db.query<MessageRow, [string, number, number, number]>(
+        `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
+      ),
+      findSession: this.db.query<{ user_id: string }, [string, number]>(
+        "SELECT user_id FROM sessions WHERE token_hash = ? AND expires_at > ?",
+      ),
+      saveSession: this.db.query(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) " +
+          "ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, expires_at = excluded.expires_at",
+      ),
+      sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
+    };
+    this.appendTx = this.db.transaction((batch: readonly NewMessage[]) => {
+      const results: { message: MessageFrame; duplicate: boolean }[] = [];
+      const seqs = new Map<string, number>();
+      const inBatch = new Map<string, MessageFrame>();
+      for (const m of batch) {
+        const key = JSON.stringify([m.room, m.user.id, m.id]);
+        const dup = inBatch.get(key) ?? this.q.dedup.get(m.room, m.user.id, m.id);
+        if (dup) {
+          results.push({ message: "type" in dup ? dup : rowToMessage(dup), duplicate: true });
+          continue;
+        }
+        const seq = (seqs.get(m.room) ?? this.seqOf(m.room)) + 1;
+        seqs.set(m.room, seq);
+        this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts);
+        const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
+        inBatch.set(key, message);
+        results.push({ message, duplicate: false });
+      }
+      for (const [room, last] of seqs) {
+        this.q.setSeq.run(room, last);
+        this.q.trim.run(room, last - this.retain);
+      }
+      return { results, seqs };
+    });
+  }
+
+  private seqOf(room: string): number {
+    let seq = this.lastSeq.get(room);
+    if (seq === undefined) {
+      seq = this.q.lastSeq.get(room)?.last_seq ?? 0;
+      this.lastSeq.set(room, seq);
+    }
+    return seq;
+  }
+
+  async append(batch: readonly NewMessage[]) {
+    const { results, seqs } = this.appendTx(batch);
+    // Only a committed transaction moves the cached counters.
+    for (const [room, seq] of seqs) this.lastSeq.set(room, seq);
+    return results;
+  }
+
+  async roomInfo(room: string) {
+    return { seq: this.seqOf(room), oldestSeq: this.q.oldest.get(room)?.seq ?? 0 };
+  }
+
+  async page(room: string, query: PageQuery): Promise<Page> {
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    // One row past the limit tells whether the page is complete.
+    const rows =
+      query.after === undefined
+        ? this.q.newest.all(room, before, query.limit + 1)
+        : this.q.after.all(room, query.after, before, query.limit + 1);
+    const complete = rows.length <= query.limit;
+    const page = rows.slice(0, query.limit);
+    if (query.after === undefined) page.reverse();
+    return { messages: page.map(rowToMessage), complete };
+  }
+
+  async findSession(tokenHash: string, now: number) {
+    return this.q.findSession.get(tokenHash, now)?.user_id ?? null;
+  }
+
+  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
+    this.q.saveSession.run(tokenHash, userId, expiresAt);
+  }
+
+  async sweepSessions(now: number) {
+    return this.q.sweepSessions.run(now).changes;
+  }
+
+  async close() {
+    this.db.close();
+  }
+}
+
+/** Bounds the messages committed in one transaction, so one commit never runs long. */
+const BATCH_MAX_MESSAGES = 1000;
+
+/**
+ * Group commit. Sends that arrive together (in one turn of the event loop, or while a commit is
+ * running) are stored in one transaction; each is published only after that transaction commits,
+ * in arrival order. Under light load a batch is one message and waits one setImmediate; under
+ * heavy load batches grow and the per-message cost of a commit shrinks.
+ */
+class Batcher {
+  private queue: { message: NewMessage; from: Connection }[] = [];
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly committed: (message: MessageFrame, duplicate: boolean, from: Connection) => void,
+    private readonly failed: (from: Connection, message: NewMessage, error: unknown) => void,
+    private readonly metrics: Metrics,
+  ) {}
+
+  add(message: NewMessage, from: Connection): void {
+    this.queue.push({ message, from });
+    this.running ??= this.run();
+  }
+
+  /** Resolves once everything added so far is committed and published. */
+  async flush(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async run(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.queue.length) {
+      const batch = this.queue.splice(0, BATCH_MAX_MESSAGES);
+      const started = performance.now();
+      let results;
+      try {
+        results = await this.store.append(batch.map((b) => b.message));
+      } catch (error) {
+        for (const b of batch) this.failed(b.from, b.message, error);
+        continue;
+      } finally {
+        this.metrics.storageWrite((performance.now() - started) / 1000);
+      }
+      results.forEach((r, i) => {
+        try {
+          this.committed(r.message, r.duplicate, batch[i]!.from);
+        } catch (error) {
+          // One recipient's failure must not stop the batch, nor the batcher.
+          this.failed(batch[i]!.from, batch[i]!.message, error);
+        }
+      });
+    }
+    this.running = null;
+  }
+}
+
+// ─── Connections and fan-out ──────────────────────────────────────────────────────────────────
+
+/** What every connection shares: settings, clock, counters, log. */
+interface Context {
+  config: Config;
+  now: () => number;
+  metrics: Metrics;
+  log: Log;
+}
+
+let connectionCounter = 0;
+
+/**
+ * One client, WebSocket or TCP. Its transport's close handler is its one owner: it calls
+ * `hub.close` exactly once, which frees everything. Frames are handled one at a time, in order,
+ * on `chain`, so a frame that waits for storage never overtakes an earlier one.
+ */
+abstract class Connection {
+  readonly id = `c${++connectionCounter}`;
+  readonly openedAt: number;
+  user: User | null = null;
+  /** Rooms this connection joined, in join order. */
+  readonly rooms = new Set<string>();
+  readonly limiter: RateLimiter;
+  /** "closing" once the server decided to close it: further input is ignored. */
+  state: "open" | "closing" | "closed" = "open";
+  /** Set when it left every room and its user (replaced, or closed). */
+  released = false;
+  helloTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Why the server closed it, for the close log line. */
+  closeWhy: { code: number; reason: string } | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  abstract readonly transport: "ws" | "tcp";
+
+  constructor(
+    protected readonly ctx: Context,
+    readonly ip: string,
+  ) {
+    this.openedAt = ctx.now();
+    this.limiter = new RateLimiter(
+      ctx.config.rateLimitBurst,
+      ctx.config.rateLimitPerSecond,
+      ctx.config.rateLimitAbuseErrors,
+      this.openedAt,
+    );
+  }
+
+  enqueue(task: () => void | Promise<void>): void {
+    this.chain = this.chain.then(task).catch((error) => {
+      this.ctx.log("error", "unexpected", { conn: this.id, error: String(error), stack: (error as Error)?.stack });
+      this.fail("internal", MESSAGES.internal);
+    });
+  }
+
+  /** Spends one rate token; answers rate_limited (and closes on abuse) when there is none. */
+  admitFrame(ref?: string): boolean {
+    const verdict = this.limiter.take(this.ctx.now());
+    if (verdict === "ok") return true;
+    this.fail("rate_limited", MESSAGES.rateLimited, ref);
+    if (verdict === "abuse") this.close(CLOSE.policy, CLOSE_REASON.abuse);
+    return false;
+  }
+
+  /** One message, to this connection only (the answer to a retried send). */
+  abstract deliver(message: MessageFrame): void;
+  /** An error answer; counted. */
+  abstract fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, ref?: string): void;
+  /** Closes from the server side; the transport's close handler follows. */
+  abstract close(code: number, reason: string): void;
+  /** The hello deadline passed. */
+  abstract helloExpired(): void;
+  /** Tells the client the server is going away and closes. */
+  abstract shutdown(): void;
+}
+
+class WsConnection extends Connection {
+  readonly transport = "ws";
+  ws!: ServerWebSocket<WsConnection>;
+  /** Bun refused data for it at the backpressure limit: its close is a slow-consumer close. */
+  overLimit = false;
+
+  send(frame: ServerFrame): void {
+    this.sendText(JSON.stringify(frame));
+  }
+
+  sendText(json: string): void {
+    if (this.ws.readyState !== 1) return;
+    if (this.ws.send(json, false) === 0) {
+      this.overLimit = true;
+      this.ctx.metrics.publishDrops++;
+    }
+  }
+
+  deliver(message: MessageFrame): void {
+    if (this.state === "open") this.send(message);
+  }
+
+  fail(code: ErrorCode, message: string, ref?: string): void {
+    this.ctx.metrics.error(code);
+    this.send(withRef({ type: "error", code, message }, ref));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state !== "open") return;
+    this.state = "closing";
+    this.closeWhy = { code, reason };
+    this.ws.close(code, reason);
+  }
+
+  helloExpired(): void {
+    this.close(CLOSE.policy, CLOSE_REASON.helloTimeout);
+  }
+
+  shutdown(): void {
+    this.close(CLOSE.shutdown, CLOSE_REASON.shutdown);
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Bounds how long a TCP client we closed may take to take its last lines. */
+const TCP_CLOSE_LINGER_MS = 5000;
+/** Messages shown on a TCP /join (protocol §9). */
+const TCP_JOIN_HISTORY = 10;
+/** The room a TCP user starts in. */
+const TCP_FIRST_ROOM = "general";
+
+class TcpConnection extends Connection {
+  readonly transport = "tcp";
+  readonly splitter: LineSplitter;
+  /** Output the socket did not take yet, oldest first. */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private ending = false;
+  private lingerTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The room plain lines go to, and the others, most recently joined last. */
+  current: string | null = null;
+  readonly recent: string[] = [];
+  private sent = 0;
+
+  constructor(
+    ctx: Context,
+    ip: string,
+    readonly socket: Socket<TcpConnection>,
+  ) {
+    super(ctx, ip);
+    this.splitter = new LineSplitter(ctx.config.tcpMaxLineBytes);
+  }
+
+  /** A fresh client-side id for a chat line (TCP users have no ids of their own). */
+  nextId(): string {
+    return `${this.id}-${++this.sent}`;
+  }
+
+  /**
+   * Writes now what the socket takes and keeps the rest for `drain`: Bun's write() takes what
+   * fits and drops the remainder. Past tcpMaxPendingBytes the client is not reading: close it.
+   */
+  write(bytes: Uint8Array): void {
+    if (this.state === "closed" || this.ending) return;
+    if (this.pending.length === 0) {
+      const n = this.socket.write(bytes);
+      if (n < 0) return;
+      if (n === bytes.length) return;
+      bytes = bytes.subarray(n);
+    }
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes > this.ctx.config.tcpMaxPendingBytes) {
+      this.ctx.metrics.backpressureCloses++;
+      this.closeWhy = { code: 0, reason: "backpressure" };
+      this.state = "closing";
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.socket.terminate();
+    }
+  }
+
+  line(text: string): void {
+    this.write(encoder.encode(text + "\n"));
+  }
+
+  prompt(): void {
+    this.write(encoder.encode("name: "));
+  }
+
+  /** Called on `drain`: writes what was kept, in order. */
+  flush(): void {
+    while (this.pending.length) {
+      const head = this.pending[0]!;
+      const n = this.socket.write(head);
+      if (n < 0) return;
+      this.pendingBytes -= Math.max(0, n);
+      if (n < head.length) {
+        this.pending[0] = head.subarray(n);
+        return;
+      }
+      this.pending.shift();
+    }
+    if (this.ending) this.socket.end();
+  }
+
+  deliver(message: MessageFrame): void {
+    if (this.state === "open") this.write(encoder.encode(formatMessageLines(message)));
+  }
+
+  fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string): void {
+    this.ctx.metrics.error(code);
+    this.line(`! ${code}: ${message}`);
+  }
+
+  /** Ends after the pending output is written; a client that does not take it is cut off. */
+  end(): void {
+    if (this.state === "closed" || this.ending) return;
+    this.state = "closing";
+    this.ending = true;
+    if (this.pending.length === 0) this.socket.end();
+    this.lingerTimer = setTimeout(() => this.socket.terminate(), TCP_CLOSE_LINGER_MS);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.state !== "open") return;
+    this.closeWhy = { code, reason };
+    this.end();
+  }
+
+  helloExpired(): void {
+    this.line("! hello timeout");
+    this.close(CLOSE.policy, CLOSE_REASON.helloTimeout);
+  }
+
+  shutdown(): void {
+    this.line(`* ${CLOSE_REASON.shutdown}`);
+    this.close(CLOSE.shutdown, CLOSE_REASON.shutdown);
+  }
+
+  closed(): void {
+    this.state = "closed";
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+}
+
+const roomTopic = (room: string) => `room:${room}`;
+
+/**
+ * Delivers room events. WebSocket members get each event through Bun's native pub/sub (one
+ * `server.publish`, serialized once); TCP members get one pre-encoded line, written to each.
+ */
+class Fanout {
+  private readonly wsMembers = new Map<string, Set<WsConnection>>();
+  private readonly tcpMembers = new Map<string, Set<TcpConnection>>();
+  server!: Server<WsConnection>;
+
+  constructor(private readonly ctx: Context) {}
+
+  subscribe(conn: Connection, room: string): void {
+    if (conn instanceof WsConnection) {
+      conn.ws.subscribe(roomTopic(room));
+      addTo(this.wsMembers, room, conn);
+    } else if (conn instanceof TcpConnection) {
+      addTo(this.tcpMembers, room, conn);
+    }
+  }
+
+  unsubscribe(conn: Connection, room: string): void {
+    if (conn instanceof WsConnection) {
+      if (conn.ws.readyState === 1) conn.ws.unsubscribe(roomTopic(room));
+      removeFrom(this.wsMembers, room, conn);
+    } else if (conn instanceof TcpConnection) {
+      removeFrom(this.tcpMembers, room, conn);
+    }
+  }
+
+  message(m: MessageFrame): void {
+    const recipients = (this.wsMembers.get(m.room)?.size ?? 0) + (this.tcpMembers.get(m.room)?.size ?? 0);
+    this.ctx.metrics.messagesOut += recipients;
+    this.publish(m.room, JSON.stringify(m), formatMessageLines(m));
+  }
+
+  presence(room: string, event: "join" | "leave", user: UserRef): void {
+    const frame: PresenceFrame = { type: "presence", room, event, user };
+    this.publish(room, JSON.stringify(frame), formatPresenceLine(frame));
+  }
+
+  /** To the other WebSocket members only: TCP users get no typing. */
+  typing(room: string, user: UserRef, from: WsConnection): void {
+    const members = this.wsMembers.get(room);
+    if (!members || members.size < 2) return;
+    const frame: TypingNotice = { type: "typing", room, user };
+    // ws.publish skips the sender itself (publishToSelf is off).
+    if (from.ws.publish(roomTopic(room), JSON.stringify(frame), false) === 0) this.dropped(members);
+  }
+
+  private publish(room: string, json: string, line: string): void {
+    const ws = this.wsMembers.get(room);
+    if (ws?.size && this.server.publish(roomTopic(room), json, false) === 0) this.dropped(ws);
+    const tcp = this.tcpMembers.get(room);
+    if (tcp?.size) {
+      const bytes = encoder.encode(line);
+      for (const conn of tcp) conn.write(bytes);
+    }
+  }
+
+  /**
+   * Bun dropped a publish for someone past the backpressure limit and will close it on its next
+   * turn, reporting only 1006. Mark who it was now, while its buffer still shows it. Runs only
+   * when a drop happened, never on the normal path.
+   */
+  private dropped(members: Set<WsConnection>): void {
+    this.ctx.metrics.publishDrops++;
+    for (const conn of members) {
+      if (conn.ws.getBufferedAmount() > this.ctx.config.backpressureLimitBytes) conn.overLimit = true;
+    }
+  }
+}
+
+function addTo<T>(map: Map<string, Set<T>>, key: string, value: T): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFrom<T>(map: Map<string, Set<T>>, key: string, value: T): void {
+  const set = map.get(key);
+  if (set?.delete(value) && set.size === 0) map.delete(key);
+}
+
+// ─── The hub: users, names, rooms, sessions ───────────────────────────────────────────────────
+
+/** An online user: it has a live connection, or is still in some room in grace. */
+interface User {
+  /** The object every frame shows; a session that comes back with a new name renames it. */
+  ref: UserRef;
+  conn: Connection | null;
+  /** When the user's typing was last relayed, per room. */
+  typingAt: Map<string, number>;
+}
+
+type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string };
+const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+const fail = (code: ErrorCode, message: string): { ok: false; code: ErrorCode; message: string } => ({
+  ok: false,
+  code,
+  message,
+});
+
+/** Why a new connection is turned away: HTTP status and error body. */
+interface Refusal {
+  status: 503 | 429;
+  error: "draining" | "too_many_connections" | "too_many_connections_from_ip";
+}
+
+/** Bounds how often expired sessions are swept from storage. */
+const SESSION_SWEEP_INTERVAL_MS = 3_600_000;
+/** Bytes of randomness in a session token (256 bits) and in a user id. */
+const SESSION_TOKEN_BYTES = 32;
+const USER_ID_BYTES = 9;
+
+const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
+const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
+const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+
+/**
+ * The transport-free heart: every rule of the protocol that is not about one frame's shape.
+ * WebSocket and TCP adapters call it and render its results their own way; room events go out
+ * through the Fanout; messages are stored through the Batcher before anyone sees them.
+ */
+class Hub {
+  readonly users = new Map<string, User>();
+  /** nameKey → user id, for every online user. */
+  private readonly names = new Map<string, string>();
+  readonly presence: Presence<Connection>;
+  readonly conns = new Set<Connection>();
+  private readonly perIp = new Map<string, number>();
+  readonly batcher: Batcher;
+  draining = false;
+  private graceTimer: ReturnType<typeof setTimeout> | null = null;
+  private graceAt = Infinity;
+  private emptied: (() => void) | null = null;
+
+  constructor(
+    private readonly ctx: Context,
+    readonly store: Store,
+    readonly fanout: Fanout,
+  ) {
+    this.presence = new Presence(ctx.config.presenceGraceMs);
+    this.batcher = new Batcher(
+      store,
+      (message, duplicate, from) => (duplicate ? from.deliver(message) : fanout.message(message)),
+      (from, message, error) => {
+        ctx.log("error", "storage", { error: String(error), room: message.room });
+        if (from.state === "open") from.fail("internal", "message not stored; send it again", message.id);
+      },
+      ctx.metrics,
+    );
+  }
+
+  private get config() {
+    return this.ctx.config;
+  }
+
+  /** Whether one more connection from `ip` may open (§6: both caps count WebSocket and TCP). */
+  admit(ip: string): Refusal | null {
+    if (this.draining) return { status: 503, error: "draining" };
+    if (this.conns.size >= this.config.maxConnections) return { status: 503, error: "too_many_connections" };
+    if ((this.perIp.get(ip) ?? 0) >= this.config.maxConnectionsPerIp) {
+      return { status: 429, error: "too_many_connections_from_ip" };
+    }
+    return null;
+  }
+
+  open(conn: Connection): void {
+    this.conns.add(conn);
+    this.perIp.set(conn.ip, (this.perIp.get(conn.ip) ?? 0) + 1);
+    conn.helloTimer = setTimeout(() => conn.user === null && conn.helloExpired(), this.config.helloTimeoutMs);
+    this.ctx.log("info", "open", { conn: conn.id, transport: conn.transport, ip: conn.ip });
+  }
+
+  /** The one cleanup of a closed connection; safe to call twice. */
+  close(conn: Connection, code: number, reason: string): void {
+    if (!this.conns.delete(conn)) return;
+    this.release(conn);
+    const left = (this.perIp.get(conn.ip) ?? 1) - 1;
+    if (left > 0) this.perIp.set(conn.ip, left);
+    else this.perIp.delete(conn.ip);
+    this.ctx.log("info", "close", {
+      conn: conn.id,
+      transport: conn.transport,
+      ip: conn.ip,
+      user: conn.user?.ref.id,
+      durationMs: this.ctx.now() - conn.openedAt,
+      code: conn.closeWhy?.code ?? code,
+      reason: conn.closeWhy?.reason ?? reason,
+    });
+    if (this.conns.size === 0) this.emptied?.();
+  }
+
+  /** Resolves when no connection is open. */
+  whenEmpty(): Promise<void> {
+    if (this.conns.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.emptied = resolve));
+  }
+
+  /** Takes the connection out of its rooms (into grace) and away from its user. Idempotent. */
+  private release(conn: Connection): void {
+    if (conn.released) return;
+    conn.released = true;
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    const user = conn.user;
+    if (!user) return;
+    for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
+    const now = this.ctx.now();
+    // TCP users have no session to come back with, so their leave goes out at once (§4).
+    const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, now, conn.transport === "tcp");
+    for (const room of leftNow) this.fanout.presence(room, "leave", user.ref);
+    conn.rooms.clear();
+    if (user.conn === conn) user.conn = null;
+    this.forgetIfOffline(user);
+    this.scheduleGrace();
+  }
+
+  private forgetIfOffline(user: User): void {
+    if (user.conn || this.presence.isMember(user.ref.id)) return;
+    this.users.delete(user.ref.id);
+    const key = nameKey(user.ref.name);
+    if (this.names.get(key) === user.ref.id) this.names.delete(key);
+  }
+
+  private scheduleGrace(): void {
+    const next = this.presence.nextExpiry();
+    if (next === null || next >= this.graceAt) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceAt = next;
+    this.graceTimer = setTimeout(() => this.endGraces(), Math.max(1, next - this.ctx.now()));
+  }
+
+  private endGraces(): void {
+    this.graceTimer = null;
+    this.graceAt = Infinity;
+    for (const { room, user } of this.presence.expire(this.ctx.now())) {
+      this.fanout.presence(room, "leave", user);
+      const online = this.users.get(user.id);
+      if (online) this.forgetIfOffline(online);
+    }
+    this.scheduleGrace();
+  }
+
+  async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string }>> {
+    if (conn.user) return fail("bad_request", "already welcomed");
+    const name = checkName(rawName);
+    if (!name) return fail("name_invalid", MESSAGES.nameInvalid);
+    const now = this.ctx.now();
+    // An unknown or expired session is not an error: the client simply becomes a new user.
+    const restored = session === undefined ? null : await this.store.findSession(hashToken(session), now);
+    if (conn.state !== "open") return fail("internal", "connection closed");
+    const userId = restored ?? newUserId();
+    const token = restored ? session! : newToken();
+    const holder = this.names.get(nameKey(name));
+    if (holder !== undefined && holder !== userId) return fail("name_taken", MESSAGES.nameTaken);
+
+    const previous = this.users.get(userId)?.conn;
+    if (previous) {
+      // One live connection per session: the older one goes, and its rooms enter grace.
+      this.release(previous);
+      previous.close(CLOSE.replaced, CLOSE_REASON.replaced);
+    }
+    let user = this.users.get(userId);
+    if (!user) {
+      user = { ref: { id: userId, name }, conn: null, typingAt: new Map() };
+      this.users.set(userId, user);
+    } else if (user.ref.name !== name) {
+      this.names.delete(nameKey(user.ref.name));
+      user.ref.name = name;
+    }
+    this.names.set(nameKey(name), userId);
+    user.conn = conn;
+    conn.user = user;
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    try {
+      await this.store.saveSession(hashToken(token), userId, now + this.config.sessionTtlSeconds * 1000);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
+      return fail("internal", MESSAGES.internal);
+    }
+    return ok({ user: user.ref, session: token });
+  }
+
+  async join(conn: Connection, room: string, query: PageQuery): Promise<Result<Omit<JoinedFrame, "type" | "ref">>> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const again = conn.rooms.has(room);
+    if (!again && conn.rooms.size >= this.config.maxRoomsPerConnection) {
+      return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
+    }
+    const [info, page] = await Promise.all([this.store.roomInfo(room), this.store.page(room, query)]);
+    const user = conn.user;
+    if (conn.state !== "open" || conn.released || !user) return fail("internal", "connection closed");
+    if (!conn.rooms.has(room)) {
+      // Announce before subscribing, so the joiner does not hear its own join.
+      if (this.presence.join(room, user.ref, conn) === "new") this.fanout.presence(room, "join", user.ref);
+      this.fanout.subscribe(conn, room);
+      conn.rooms.add(room);
+      this.ctx.metrics.joins++;
+    }
+    return ok({ room, seq: info.seq, oldestSeq: info.oldestSeq, members: this.presence.members(room), ...page });
+  }
+
+  leave(conn: Connection, room: string): Result<null> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const user = conn.user!;
+    if (!conn.rooms.delete(room)) return fail("not_joined", `not in ${room}`);
+    this.fanout.unsubscribe(conn, room);
+    user.typingAt.delete(room);
+    // An explicit leave has no grace, and the leaver, unsubscribed, does not hear it.
+    if (this.presence.leave(room, user.ref.id)) this.fanout.presence(room, "leave", user.ref);
+    return ok(null);
+  }
+
+  send(conn: Connection, room: string, id: string, rawText: string): Result<null> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (!conn.rooms.has(room)) return fail("not_joined", `not in ${room}`);
+    const text = normalizeText(rawText, this.config.maxMessageChars);
+    if (text === null) {
+      return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
+    }
+    this.ctx.metrics.messagesIn++;
+    const user = conn.user!.ref;
+    this.batcher.add({ room, user: { id: user.id, name: user.name }, id, text, ts: this.ctx.now() }, conn);
+    return ok(null);
+  }
+
+  typing(conn: WsConnection, room: string): Result<null> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (!conn.rooms.has(room)) return fail("not_joined", `not in ${room}`);
+    const user = conn.user!;
+    const now = this.ctx.now();
+    const last = user.typingAt.get(room);
+    if (last !== undefined && now - last < this.config.typingThrottleMs) return ok(null);
+    user.typingAt.set(room, now);
+    this.fanout.typing(room, user.ref, conn);
+    return ok(null);
+  }
+
+  async history(room: string, query: PageQuery): Promise<Result<Page>> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    return ok(await this.store.page(room, query));
+  }
+
+  /** Rooms with members, busiest first, with their latest seq. */
+  async rooms(): Promise<{ room: string; members: number; seq: number }[]> {
+    const active = this.presence.active().sort((a, b) => b.members - a.members || a.room.localeCompare(b.room));
+    return Promise.all(active.map(async (r) => ({ ...r, seq: (await this.store.roomInfo(r.room)).seq })));
+  }
+
+  dispose(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = null;
+    for (const conn of this.conns) if (conn.helloTimer) clearTimeout(conn.helloTimer);
+  }
+}
+
+// ─── WebSocket handlers ───────────────────────────────────────────────────────────────────────
+
+function limitsOf(config: Config): Limits {
+  return {
+    maxTextChars: config.maxMessageChars,
+    maxPayloadBytes: config.maxPayloadBytes,
+    maxRooms: config.maxRoomsPerConnection,
+    rate: { burst: config.rateLimitBurst, perSecond: config.rateLimitPerSecond },
+    historyOnJoin: config.historyOnJoin,
+    typingThrottleMs: config.typingThrottleMs,
+  };
+}
+
+function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnection> {
+  const config = ctx.config;
+  const limits = limitsOf(config);
+  return {
+    idleTimeout: config.idleTimeoutSeconds,
+    sendPings: true,
+    maxPayloadLength: config.maxPayloadBytes,
+    backpressureLimit: config.backpressureLimitBytes,
+    closeOnBackpressureLimit: true,
+    publishToSelf: false,
+    perMessageDeflate: false,
+
+    open(ws) {
+      ws.data.ws = ws;
+      hub.open(ws.data);
+    },
+
+    message(ws, raw) {
+      const conn = ws.data;
+      if (conn.state !== "open") return;
+      if (typeof raw !== "string") {
+        conn.fail("unsupported", MESSAGES.unsupported);
+        conn.close(CLOSE.binary, CLOSE_REASON.binary);
+        return;
+      }
+      const parsed = parseFrame(raw);
+      conn.enqueue(() => handleFrame(conn, parsed));
+    },
+
+    close(ws, code, reason) {
+      const conn = ws.data;
+      conn.state = "closed";
+      if (conn.overLimit) {
+        ctx.metrics.backpressureCloses++;
+        conn.closeWhy ??= { code, reason: "backpressure" };
+      }
+      hub.close(conn, code, reason);
+    },
+
+    error(error, ws) {
+      ctx.log("error", "unexpected", { conn: ws.data.id, error: String(error), stack: error.stack });
+    },
+  };
+
+  async function handleFrame(conn: WsConnection, parsed: Parsed): Promise<void> {
+    if (conn.state !== "open") return;
+    const type = parsed.ok ? parsed.frame.type : parsed.type;
+    const ref = parsed.ref;
+    if (!conn.user) {
+      if (type !== undefined && type !== "hello" && type !== "ping") return conn.fail("not_ready", MESSAGES.notReady, ref);
+    } else if (type !== "ping" && !conn.admitFrame(ref)) {
+      return;
+    }
+    if (!parsed.ok) return conn.fail("bad_request", parsed.message, ref);
+    const frame = parsed.frame;
+    switch (frame.type) {
+      case "ping":
+        return conn.send(withRef({ type: "pong" }, ref));
+      case "hello": {
+        const r = await hub.hello(conn, frame.name, frame.session);
+        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        return conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session, limits }, ref));
+      }
+      case "join": {
+        const query = frame.since === undefined ? { limit: config.historyOnJoin } : { after: frame.since, limit: config.historyOnJoin };
+        const r = await hub.join(conn, frame.room, query);
+        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        return conn.send(withRef({ type: "joined", ...r.value }, ref));
+      }
+      case "leave": {
+        const r = hub.leave(conn, frame.room);
+        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        return conn.send(withRef({ type: "left", room: frame.room }, ref));
+      }
+      case "send": {
+        const r = hub.send(conn, frame.room, frame.id, frame.text);
+        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        return;
+      }
+      case "typing": {
+        const r = hub.typing(conn, frame.room);
+        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        return;
+      }
+      case "history": {
+        const r = await hub.history(frame.room, {
+          after: frame.after,
+          before: frame.before,
+          limit: frame.limit ?? HISTORY_PAGE_DEFAULT,
+        });
+        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        return conn.send(withRef({ type: "history", room: frame.room, ...r.value }, ref));
+      }
+    }
+  }
+}
+
+// ─── The plain-TCP door (protocol §9) ─────────────────────────────────────────────────────────
+
+const TCP_GREETING =
+  "* Welcome to bun-chat. Pick a name (letters, digits, space, _ - .); you start in general. /help lists commands.";
+const TCP_HELP = [
+  "* /join ROOM   join a room and make it current (shows its last 10 messages)",
+  "* /leave       leave the current room",
+  "* /rooms       list active rooms",
+  "* /who         list who is in the current room",
+  "* /quit        disconnect",
+  "* anything else is said in the current room",
+];
+
+function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpConnection> {
+  const config = ctx.config;
+  return Bun.listen<TcpConnection>({
+    hostname: config.host,
+    port,
+    socket: {
+      open(socket) {
+        const conn = new TcpConnection(ctx, socket.remoteAddress, socket);
+        socket.data = conn;
+        const refusal = hub.admit(conn.ip);
+        if (refusal) {
+          conn.line(`! ${refusal.error}: try again later`);
+          conn.end();
+          return;
+        }
+        hub.open(conn);
+        // Keepalive probes are TCP's pings: a silent peer that still answers them stays.
+        socket.setKeepAlive(true, config.idleTimeoutSeconds * 1000);
+        conn.line(TCP_GREETING);
+        conn.prompt();
+      },
+      data(socket, chunk) {
+        const conn = socket.data;
+        if (conn.state !== "open") return;
+        for (const line of conn.splitter.push(chunk)) {
+          if (line === TOO_LONG) {
+            conn.enqueue(() => {
+              if (conn.user && !conn.admitFrame()) return;
+              conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
+              if (!conn.user) conn.prompt();
+            });
+          } else {
+            const text = decoder.decode(line);
+            conn.enqueue(() => onLine(conn, text));
+          }
+        }
+      },
+      drain(socket) {
+        socket.data.flush();
+      },
+      close(socket) {
+        const conn = socket.data;
+        conn.closed();
+        hub.close(conn, 0, "closed");
+      },
+      error(socket, error) {
+        ctx.log("warn", "tcp_error", { conn: socket.data?.id, error: String(error) });
+      },
+    },
+  });
+
+  async function onLine(conn: TcpConnection, text: string): Promise<void> {
+    if (conn.state !== "open") return;
+    if (!conn.user) {
+      const r = await hub.hello(conn, text);
+      if (!r.ok) {
+        conn.fail(r.code, r.message);
+        return conn.prompt();
+      }
+      return join(conn, TCP_FIRST_ROOM);
+    }
+    if (!conn.admitFrame()) return;
+    if (!text.startsWith("/")) {
+      if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
+      const r = hub.send(conn, conn.current, conn.nextId(), text);
+      if (!r.ok) conn.fail(r.code, r.message);
+      return;
+    }
+    const [command = "", arg] = text.trim().split(/\s+/);
+    switch (command.toLowerCase()) {
+      case "/join":
+        if (!arg) return conn.fail("bad_request", "usage: /join ROOM");
+        return join(conn, arg);
+      case "/leave": {
+        const room = conn.current;
+        if (!room) return conn.fail("not_joined", "you are in no room");
+        const r = hub.leave(conn, room);
+        if (!r.ok) return conn.fail(r.code, r.message);
+        conn.recent.splice(conn.recent.indexOf(room), 1);
+        conn.current = conn.recent.at(-1) ?? null;
+        conn.line(`* left ${room}`);
+        if (conn.current) conn.line(`* now in ${conn.current} (${hub.presence.count(conn.current)} here)`);
+        else conn.line("* you are in no room; /join ROOM");
+        return;
+      }
+      case "/rooms": {
+        const rooms = await hub.rooms();
+        return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
+      }
+      case "/who": {
+        if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
+        const names = hub.presence.members(conn.current).map((u) => u.name);
+        return conn.line(`* in ${conn.current}: ${names.join(", ")}`);
+      }
+      case "/help":
+        return TCP_HELP.forEach((line) => conn.line(line));
+      case "/quit":
+        conn.line("* bye");
+        conn.closeWhy = { code: CLOSE.normal, reason: "quit" };
+        return conn.end();
+      default:
+        return conn.fail("bad_request", "unknown command");
+    }
+  }
+
+  async function join(conn: TcpConnection, room: string): Promise<void> {
+    const r = await hub.join(conn, room, { limit: TCP_JOIN_HISTORY });
+    if (!r.ok) return conn.fail(r.code, r.message);
+    for (const m of r.value.messages) conn.deliver(m);
+    const at = conn.recent.indexOf(room);
+    if (at !== -1) conn.recent.splice(at, 1);
+    conn.recent.push(room);
+    conn.current = room;
+    conn.line(`* now in ${room} (${r.value.members.length} here)`);
+  }
+}
+
+// ─── HTTP routes ──────────────────────────────────────────────────────────────────────────────
+
+/** The page's Content-Security-Policy (protocol §6): nothing but this server, no inline code. */
+const CSP = {
+  defaultSrc: ["'self'"],
+  connectSrc: ["'self'"],
+  imgSrc: ["'self'", "data:"],
+  frameAncestors: ["'none'"],
+  baseUri: ["'none'"],
+  formAction: ["'self'"],
+};
+
+/** The page, read and bundled once at start. */
+interface Assets {
+  html: string;
+  css: string;
+  js: string;
+  icon: string;
+}
+
+const PUBLIC_DIR = new URL("./public/", import.meta.url);
+
+async function loadAssets(): Promise<Assets> {
+  const read = (name: string) => Bun.file(new URL(name, PUBLIC_DIR)).text();
+  const build = await Bun.build({
+    entrypoints: [Bun.fileURLToPath(new URL("app.ts", PUBLIC_DIR))],
+    target: "browser",
+    minify: true,
+  });
+  const bundle = build.outputs[0];
+  if (!build.success || !bundle) throw new AggregateError(build.logs, "public/app.ts did not build");
+  const [html, css, js, icon] = await Promise.all([read("index.html"), read("style.css"), bundle.text(), read("favicon.svg")]);
+  return { html, css, js, icon };
+}
+
+/**
+ * Origin check against cross-site WebSocket hijacking (§6): no Origin (not a browser), a listed
+ * origin, or an origin whose host:port is the Host asked for. Scheme is not compared, since TLS
+ * usually ends at a proxy in front of us.
+ */
+export function originAllowed(origin: string | null, host: string | null, allowed: readonly string[]): boolean {
+  if (origin === null) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (url.origin === "null") return false;
+  if (allowed.includes(url.origin)) return true;
+  return host !== null && url.host === host.toLowerCase();
+}
+
+function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = req.headers.get("fly-client-ip") ?? req.headers.get("x-forwarded-for")?.split(",")[0];
+    if (forwarded?.trim()) return forwarded.trim();
+  }
+  return server.requestIP(req)?.address ?? "unknown";
+}
+
+/** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
+export function pageQuery(params: URLSearchParams): PageQuery | null {
+  const num = (name: string, min: number, max: number): number | undefined | null => {
+    const raw = params.get(name);
+    if (raw === null) return undefined;
+    if (!/^\d{1,16}$/.test(raw)) return null;
+    const n = Number(raw);
+    return n >= min && n <= max ? n : null;
+  };
+  const after = num("after", 0, Number.MAX_SAFE_INTEGER);
+  const before = num("before", 0, Number.MAX_SAFE_INTEGER);
+  const limit = num("limit", 1, HISTORY_PAGE_MAX);
+  if (after === null || before === null || limit === null) return null;
+  return { after, before, limit: limit ?? HISTORY_PAGE_DEFAULT };
+}
+
+type HonoEnv = { Bindings: Server<WsConnection> };
+
+function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): Hono<HonoEnv> {
+  const app = new Hono<HonoEnv>();
+  app.use(secureHeaders({ contentSecurityPolicy: CSP }));
+
+  const asset = (body: string, type: string) => () =>
+    new Response(body, { headers: { "content-type": type, "cache-control": "no-cache" } });
+  app.get("/", asset(assets.html, "text/html; charset=utf-8"));
+  app.get("/app.js", asset(assets.js, "text/javascript; charset=utf-8"));
+  app.get("/style.css", asset(assets.css, "text/css; charset=utf-8"));
+  app.get("/favicon.svg", asset(assets.icon, "image/svg+xml"));
+
+  app.get("/healthz", (c) => {
+    if (hub.draining) return c.json({ status: "draining" }, 503);
+    return c.json({
+      status: "ok",
+      connections: hub.conns.size,
+      rooms: hub.presence.active().length,
+      uptime: Math.floor((ctx.now() - startedAt) / 1000),
+    });
+  });
+
+  app.get("/metrics", (c) =>
+    c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+  );
+
+  app.get("/api/rooms", async (c) => c.json({ rooms: await hub.rooms() }));
+
+  app.get("/api/rooms/:room/messages", async (c) => {
+    const room = c.req.param("room");
+    if (!isRoom(room)) return c.json({ error: "room_invalid" }, 400);
+    const query = pageQuery(new URL(c.req.url).searchParams);
+    if (!query) return c.json({ error: "bad_request" }, 400);
+    const r = await hub.history(room, query);
+    if (!r.ok) return c.json({ error: r.code }, 400);
+    return c.json({ room, ...r.value });
+  });
+
+  app.get("/ws", (c) => {
+    const req = c.req.raw;
+    if (!originAllowed(req.headers.get("origin"), req.headers.get("host"), ctx.config.allowedOrigins)) {
+      return c.json({ error: "origin_not_allowed" }, 403);
+    }
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return c.json({ error: "upgrade_required" }, 426, { upgrade: "websocket" });
+    }
+    const ip = clientIp(req, c.env, ctx.config.trustProxy);
+    const refusal = hub.admit(ip);
+    if (refusal) return c.json({ error: refusal.error }, refusal.status);
+    // Bun calls `open` inside upgrade(), so the caps above cannot be raced past.
+    if (c.env.upgrade(req, { data: new WsConnection(ctx, ip) })) return new Response(null);
+    return c.json({ error: "bad_upgrade" }, 400);
+  });
+
+  app.notFound((c) => c.json({ error: "not_found" }, 404));
+  app.onError((error, c) => {
+    ctx.log("error", "unexpected", { path: c.req.path, error: String(error), stack: error.stack });
+    return c.json({ error: "internal" }, 500);
+  });
+  return app;
+}
+
+// ─── createServer ─────────────────────────────────────────────────────────────────────────────
+
+export interface ServerOptions extends Partial<Config> {
+  /** Where log lines go, one JSON object each; console.log by default. */
+  log?: (line: string) => void;
+  /** The clock, in epoch ms. */
+  now?: () => number;
+  /** A storage engine to use instead of SQLite at databasePath. */
+  store?: Store;
+}
+
+export interface ChatServer {
+  server: Server<WsConnection>;
+  /** The HTTP base URL, e.g. http://127.0.0.1:3000/ */
+  url: URL;
+  /** The TCP door's port, when it is open. */
+  tcpPort: number | null;
+  config: Config;
+  /** Shuts down as §7 says: drain, close every client, stop listening, close storage. */
+  stop(): Promise<void>;
+}
+
+export async function createServer(options: ServerOptions = {}): Promise<ChatServer> {
+  const { log: sink, now = Date.now, store: givenStore, ...settings } = options;
+  const config = resolveConfig(settings);
+  const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
+  const assets = await loadAssets();
+  const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain);
+  const fanout = new Fanout(ctx);
+  const hub = new Hub(ctx, store, fanout);
+  const app = createApp(hub, ctx, assets, now());
+
+  let server: Server<WsConnection>;
+  let tcp: TCPSocketListener<TcpConnection> | null = null;
+  try {
+    server = Bun.serve<WsConnection>({
+      port: config.port,
+      hostname: config.host,
+      development: false,
+      fetch: (req, srv) => app.fetch(req, srv),
+      websocket: websocketHandlers(hub, ctx),
+    });
+    fanout.server = server;
+    try {
+      if (config.tcpPort !== null) tcp = startTcp(hub, ctx, config.tcpPort);
+    } catch (error) {
+      await server.stop(true);
+      throw error;
+    }
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+
+  const sweep = () =>
+    store.sweepSessions(now()).catch((error) => ctx.log("error", "storage", { error: String(error), op: "sweepSessions" }));
+  void sweep();
+  const sweeper = setInterval(sweep, SESSION_SWEEP_INTERVAL_MS);
+
+  let stopping: Promise<void> | null = null;
+  async function stop(): Promise<void> {
+    hub.draining = true;
+    // What was accepted is stored and delivered before anyone is told to go.
+    await hub.batcher.flush();
+    const empty = hub.whenEmpty();
+    for (const conn of [...hub.conns]) conn.shutdown();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([empty, new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)))]);
+    clearTimeout(timer);
+    clearInterval(sweeper);
+    tcp?.stop(true);
+    await server.stop(true);
+    hub.dispose();
+    await hub.batcher.flush();
+    await store.close();
+    ctx.log("info", "stopped");
+  }
+
+  ctx.log("info", "listening", { url: server.url.href, tcpPort: tcp?.port ?? null, databasePath: config.databasePath });
+  return {
+    server,
+    url: server.url,
+    tcpPort: tcp?.port ?? null,
+    config,
+    stop: () => (stopping ??= stop()),
+  };
+}
+
+// ─── main ─────────────────────────────────────────────────────────────────────────────────────
+
+if (import.meta.main) {
+  const loaded = loadConfig(process.env);
+  if (!loaded.ok) {
+    for (const line of loaded.errors) console.error(line);
+    process.exit(1);
+  }
+  const chat = await createServer(loaded.config);
+  const shutdown = () => chat.stop().then(() => process.exit(0));
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+}
