@@ -1004,6 +1004,8 @@ export class SqliteStore implements Store {
 /** Bounds the messages committed in one transaction, so one commit never runs long. */
 const BATCH_MAX_MESSAGES = 1000;
 
+type Queued = { message: NewMessage; from: Connection } | { settled: () => void };
+
 /**
  * Group commit. Sends that arrive together (in one turn of the event loop, or while a commit is
  * running) are stored in one transaction; each is published only after that transaction commits,
@@ -1011,7 +1013,7 @@ const BATCH_MAX_MESSAGES = 1000;
  * heavy load batches grow and the per-message cost of a commit shrinks.
  */
 class Batcher {
-  private queue: { message: NewMessage; from: Connection }[] = [];
+  private queue: Queued[] = [];
   private running: Promise<void> | null = null;
 
   constructor(
@@ -1026,7 +1028,17 @@ class Batcher {
     this.running ??= this.run();
   }
 
-  /** Resolves once everything added so far is committed and published. */
+  /**
+   * Resolves once everything added before the call is stored and published. Room events that
+   * must follow a user's messages (its leave) wait for this, so nobody sees "bob left" before
+   * bob's last words.
+   */
+  settled(): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => this.queue.push({ settled: resolve }));
+  }
+
+  /** Resolves once the queue is empty. */
   async flush(): Promise<void> {
     while (this.running) await this.running;
   }
@@ -1034,27 +1046,42 @@ class Batcher {
   private async run(): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.queue.length) {
-      const batch = this.queue.splice(0, BATCH_MAX_MESSAGES);
-      const started = performance.now();
-      let results;
-      try {
-        results = await this.store.append(batch.map((b) => b.message));
-      } catch (error) {
-        for (const b of batch) this.failed(b.from, b.message, error);
-        continue;
-      } finally {
-        this.metrics.storageWrite((performance.now() - started) / 1000);
-      }
-      results.forEach((r, i) => {
-        try {
-          this.committed(r.message, r.duplicate, batch[i]!.from);
-        } catch (error) {
-          // One recipient's failure must not stop the batch, nor the batcher.
-          this.failed(batch[i]!.from, batch[i]!.message, error);
+      const batch: { message: NewMessage; from: Connection }[] = [];
+      while (this.queue.length && batch.length < BATCH_MAX_MESSAGES) {
+        const head = this.queue[0]!;
+        if ("settled" in head) {
+          if (batch.length) break;
+          this.queue.shift();
+          head.settled();
+          continue;
         }
-      });
+        batch.push(head);
+        this.queue.shift();
+      }
+      if (batch.length) await this.commit(batch);
     }
     this.running = null;
+  }
+
+  private async commit(batch: { message: NewMessage; from: Connection }[]): Promise<void> {
+    const started = performance.now();
+    let results;
+    try {
+      results = await this.store.append(batch.map((b) => b.message));
+    } catch (error) {
+      for (const b of batch) this.failed(b.from, b.message, error);
+      return;
+    } finally {
+      this.metrics.storageWrite((performance.now() - started) / 1000);
+    }
+    results.forEach((r, i) => {
+      try {
+        this.committed(r.message, r.duplicate, batch[i]!.from);
+      } catch (error) {
+        // One recipient's failure must not stop the batch, nor the batcher.
+        this.failed(batch[i]!.from, batch[i]!.message, error);
+      }
+    });
   }
 }
 
@@ -1515,11 +1542,16 @@ class Hub {
     const now = this.ctx.now();
     // TCP users have no session to come back with, so their leave goes out at once (§4).
     const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, now, conn.transport === "tcp");
-    for (const room of leftNow) this.fanout.presence(room, "leave", user.ref);
+    for (const room of leftNow) this.announceLeave(room, user.ref);
     conn.rooms.clear();
     if (user.conn === conn) user.conn = null;
     this.forgetIfOffline(user);
     this.scheduleGrace();
+  }
+
+  /** A leave goes out after the messages the user sent before it. */
+  private announceLeave(room: string, user: UserRef): void {
+    void this.batcher.settled().then(() => this.fanout.presence(room, "leave", user));
   }
 
   private forgetIfOffline(user: User): void {
@@ -1541,7 +1573,7 @@ class Hub {
     this.graceTimer = null;
     this.graceAt = Infinity;
     for (const { room, user } of this.presence.expire(this.ctx.now())) {
-      this.fanout.presence(room, "leave", user);
+      this.announceLeave(room, user);
       const online = this.users.get(user.id);
       if (online) this.forgetIfOffline(online);
     }
@@ -1607,14 +1639,22 @@ class Hub {
     return ok({ room, seq: info.seq, oldestSeq: info.oldestSeq, members: this.presence.members(room), ...page });
   }
 
-  leave(conn: Connection, room: string): Result<null> {
+  /**
+   * An explicit leave has no grace. It completes after the leaver's pending messages are
+   * published, so the leaver still hears its own last words and the others hear them before the
+   * leave; the leaver, unsubscribed by then, does not hear its own leave.
+   */
+  async leave(conn: Connection, room: string): Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const user = conn.user!;
     if (!conn.rooms.delete(room)) return fail("not_joined", `not in ${room}`);
-    this.fanout.unsubscribe(conn, room);
     user.typingAt.delete(room);
-    // An explicit leave has no grace, and the leaver, unsubscribed, does not hear it.
-    if (this.presence.leave(room, user.ref.id)) this.fanout.presence(room, "leave", user.ref);
+    const wasMember = this.presence.leave(room, user.ref.id);
+    await this.batcher.settled();
+    if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
+    if (wasMember && !this.presence.members(room).some((m) => m.id === user.ref.id)) {
+      this.fanout.presence(room, "leave", user.ref);
+    }
     return ok(null);
   }
 
@@ -1744,7 +1784,7 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
         return conn.send(withRef({ type: "joined", ...r.value }, ref));
       }
       case "leave": {
-        const r = hub.leave(conn, frame.room);
+        const r = await hub.leave(conn, frame.room);
         if (!r.ok) return conn.fail(r.code, r.message, ref);
         return conn.send(withRef({ type: "left", room: frame.room }, ref));
       }
@@ -1860,7 +1900,7 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
       case "/leave": {
         const room = conn.current;
         if (!room) return conn.fail("not_joined", "you are in no room");
-        const r = hub.leave(conn, room);
+        const r = await hub.leave(conn, room);
         if (!r.ok) return conn.fail(r.code, r.message);
         conn.recent.splice(conn.recent.indexOf(room), 1);
         conn.current = conn.recent.at(-1) ?? null;
