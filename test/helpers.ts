@@ -1,0 +1,346 @@
+/**
+ * Test helpers: a real server on port 0 and real clients that read frames strictly in order.
+ *
+ * No sleeps anywhere: every wait is for a frame, a close or a log line, and every wait has a
+ * safety bound (WAIT_MS) that fails the test with what did arrive instead of hanging it.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer, type ChatServer, type ServerFrame, type ServerOptions } from "../server.ts";
+
+/** Bounds any single wait in a test; generous for a loaded 2-core machine. */
+export const WAIT_MS = 10_000;
+
+/** A fresh temporary folder, removed by `cleanup`. */
+export function tempDir(): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(tmpdir(), "bun-chat-test-"));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export interface TestServer {
+  chat: ChatServer;
+  /** ws://127.0.0.1:PORT/ws */
+  wsUrl: string;
+  http: (path: string, init?: RequestInit) => Promise<Response>;
+  /** Every log line, parsed. */
+  logs: Record<string, unknown>[];
+  /** Resolves with the first log line (already written or yet to come) that matches. */
+  logLine: (match: (line: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>;
+  /** Resolves once every connection opened so far has closed (by their log lines). */
+  settled: () => Promise<unknown>;
+  stop: () => Promise<void>;
+}
+
+export async function startServer(options: ServerOptions = {}): Promise<TestServer> {
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const chat = await createServer({
+    port: 0,
+    host: "127.0.0.1",
+    databasePath: ":memory:",
+    logLevel: "debug",
+    ...options,
+    log: (text) => {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      logs.push(line);
+      for (const w of [...waiters]) {
+        if (w.match(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    },
+  });
+  const base = chat.url;
+  const waitLog = (match: (line: Record<string, unknown>) => boolean) => {
+    const found = logs.find(match);
+    if (found) return Promise.resolve(found);
+    return bounded(new Promise<Record<string, unknown>>((resolve) => waiters.push({ match, resolve })), "log line");
+  };
+  return {
+    chat,
+    wsUrl: `ws://127.0.0.1:${base.port}/ws`,
+    http: (path, init) => fetch(new URL(path, base), init),
+    logs,
+    logLine: waitLog,
+    settled: () => {
+      const count = (event: string) => logs.filter((l) => l.event === event).length;
+      return waitLog(() => count("open") === count("close"));
+    },
+    stop: () => chat.stop(),
+  };
+}
+
+/** Races `promise` against WAIT_MS; the timer never outlives the promise. */
+export function bounded<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A received frame: its type, and any fields (tests assert on exact values). */
+export type Frame = { type: ServerFrame["type"]; [field: string]: any };
+
+/**
+ * A WebSocket client that queues every frame it receives. `next()` takes frames strictly in
+ * order; a close before the awaited frame rejects, so a dropped connection fails the test.
+ */
+export class Client {
+  readonly frames: Frame[] = [];
+  private read = 0;
+  private wake: (() => void) | null = null;
+  closeEvent: { code: number; reason: string } | null = null;
+  readonly closed: Promise<{ code: number; reason: string }>;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.onmessage = (e) => {
+      this.frames.push(JSON.parse(String(e.data)));
+      this.wake?.();
+    };
+    this.closed = new Promise((resolve) => {
+      ws.onclose = (e) => {
+        this.closeEvent = { code: e.code, reason: e.reason };
+        resolve(this.closeEvent);
+        this.wake?.();
+      };
+    });
+  }
+
+  static async connect(url: string, headers?: Record<string, string>): Promise<Client> {
+    // Bun's WebSocket takes { headers }; tsconfig's DOM lib (for public/) types only protocols.
+    const ws = new WebSocket(url, (headers ? { headers } : undefined) as unknown as string[]);
+    const client = new Client(ws);
+    await bounded(
+      new Promise<void>((resolve, reject) => {
+        ws.onopen = () => resolve();
+        ws.onerror = () => reject(new Error(`could not connect to ${url}`));
+      }),
+      "open",
+    );
+    return client;
+  }
+
+  send(frame: object): void {
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  sendRaw(data: string | Uint8Array<ArrayBuffer>): void {
+    this.ws.send(data);
+  }
+
+  /** The next frame not yet read. */
+  async next(): Promise<Frame> {
+    const deadline = Date.now() + WAIT_MS;
+    while (this.read >= this.frames.length) {
+      if (this.closeEvent) {
+        throw new Error(`closed (${this.closeEvent.code} ${this.closeEvent.reason}) while waiting for a frame; had: ${this.history()}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no frame within ${WAIT_MS} ms; had: ${this.history()}`);
+      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), `a frame (had: ${this.history()})`, left);
+      this.wake = null;
+    }
+    return this.frames[this.read++]!;
+  }
+
+  /** The next frame, which must be of `type`. */
+  async expect(type: Frame["type"]): Promise<Frame> {
+    const frame = await this.next();
+    if (frame.type !== type) throw new Error(`expected ${type}, got ${JSON.stringify(frame)}`);
+    return frame;
+  }
+
+  /** Frames up to and including the first that matches; asserting on the list proves absence. */
+  async until(match: (f: Frame) => boolean): Promise<Frame[]> {
+    const seen: Frame[] = [];
+    for (;;) {
+      const frame = await this.next();
+      seen.push(frame);
+      if (match(frame)) return seen;
+    }
+  }
+
+  /** Sends a ping and returns every frame that arrived before its pong. */
+  async sync(ref = `sync-${Math.random()}`): Promise<Frame[]> {
+    this.send({ type: "ping", ref });
+    const seen = await this.until((f) => f.type === "pong" && f.ref === ref);
+    return seen.slice(0, -1);
+  }
+
+  async hello(name: string, session?: string): Promise<Frame> {
+    this.send({ type: "hello", name, ...(session ? { session } : {}) });
+    return this.expect("welcome");
+  }
+
+  async join(room: string, since?: number): Promise<Frame> {
+    this.send({ type: "join", room, ...(since === undefined ? {} : { since }) });
+    return this.expect("joined");
+  }
+
+  /** Sends a message and waits for its own echo (skipping nothing: it must come next). */
+  async say(room: string, text: string, id: string = crypto.randomUUID()): Promise<Frame> {
+    this.send({ type: "send", room, id, text });
+    const echo = await this.expect("message");
+    if (echo.id !== id) throw new Error(`expected the echo of ${id}, got ${JSON.stringify(echo)}`);
+    return echo;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+
+  private history(): string {
+    return JSON.stringify(this.frames.slice(Math.max(0, this.read - 3))).slice(0, 600);
+  }
+}
+
+/** Connects and says hello; optionally joins rooms (consuming the joined frames). */
+export async function user(server: TestServer, name: string, ...rooms: string[]): Promise<Client> {
+  const client = await Client.connect(server.wsUrl);
+  await client.hello(name);
+  for (const room of rooms) await client.join(room);
+  return client;
+}
+
+/** A raw TCP line client for the plain-TCP door. */
+export class LineClient {
+  private buffer = "";
+  private wake: (() => void) | null = null;
+  isClosed = false;
+  socket!: Awaited<ReturnType<typeof Bun.connect>>;
+
+  static async connect(port: number): Promise<LineClient> {
+    const c = new LineClient();
+    c.socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data: (_s, data) => {
+          c.buffer += new TextDecoder().decode(data);
+          c.wake?.();
+        },
+        close: () => {
+          c.isClosed = true;
+          c.wake?.();
+        },
+        error: () => {
+          c.isClosed = true;
+          c.wake?.();
+        },
+      },
+    });
+    return c;
+  }
+
+  write(text: string | Uint8Array): void {
+    this.socket.write(text);
+  }
+
+  /** Waits until the received text contains `marker`; returns everything up to and including it. */
+  async readUntil(marker: string): Promise<string> {
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      const at = this.buffer.indexOf(marker);
+      if (at !== -1) {
+        const out = this.buffer.slice(0, at + marker.length);
+        this.buffer = this.buffer.slice(at + marker.length);
+        return out;
+      }
+      if (this.isClosed) throw new Error(`closed while waiting for ${JSON.stringify(marker)}; had ${JSON.stringify(this.buffer)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${JSON.stringify(marker)} within ${WAIT_MS} ms; had ${JSON.stringify(this.buffer)}`);
+      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), `${JSON.stringify(marker)} (had ${JSON.stringify(this.buffer)})`, left);
+      this.wake = null;
+    }
+  }
+
+  /** Reads the next whole line (without its newline). */
+  async line(): Promise<string> {
+    return (await this.readUntil("\n")).slice(0, -1);
+  }
+
+  /** Waits for the server to close the connection; returns what was left unread. */
+  async untilClosed(): Promise<string> {
+    const deadline = Date.now() + WAIT_MS;
+    while (!this.isClosed) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`not closed within ${WAIT_MS} ms; had ${JSON.stringify(this.buffer)}`);
+      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), "close", left);
+      this.wake = null;
+    }
+    const rest = this.buffer;
+    this.buffer = "";
+    return rest;
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+}
+
+/** A client-to-server WebSocket text frame (masked, as RFC 6455 requires of clients). */
+export function maskedTextFrame(text: string): Uint8Array {
+  const payload = new TextEncoder().encode(text);
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const n = payload.length;
+  const header = n < 126 ? [0x81, 0x80 | n] : n < 65536 ? [0x81, 0x80 | 126, n >> 8, n & 255] : [0x81, 0x80 | 127, 0, 0, 0, 0, (n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+  const frame = new Uint8Array(header.length + 4 + n);
+  frame.set(header, 0);
+  frame.set(mask, header.length);
+  for (let i = 0; i < n; i++) frame[header.length + 4 + i] = payload[i]! ^ mask[i % 4]!;
+  return frame;
+}
+
+/**
+ * A WebSocket client on a bare TCP socket, for a peer that stops reading: `pause()` leaves
+ * everything the server sends in the kernel's buffers, as a stuck client would.
+ */
+export async function rawWebSocket(port: number): Promise<{ send: (frame: object) => void; pause: () => void; close: () => void }> {
+  const socket = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+  socket.write(
+    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  return {
+    send: (frame) => socket.write(maskedTextFrame(JSON.stringify(frame))),
+    pause: () => socket.pause(),
+    close: () => socket.terminate(),
+  };
+}
+
+/** Sends a raw HTTP/1.1 request and returns the status and the parsed JSON body. */
+export async function upgradeAttempt(port: number, headers: Record<string, string>): Promise<{ status: number; body: unknown; raw: string }> {
+  let text = "";
+  let done: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_s, data) {
+        text += new TextDecoder().decode(data);
+        const end = text.indexOf("\r\n\r\n");
+        const length = /content-length: (\d+)/i.exec(text)?.[1];
+        if (end !== -1 && (text.startsWith("HTTP/1.1 101") || (length && text.length >= end + 4 + Number(length)))) done();
+      },
+      close: () => done(),
+    },
+  });
+  const lines = Object.entries({ Host: `127.0.0.1:${port}`, ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
+  socket.write(`GET /ws HTTP/1.1\r\n${lines.join("")}\r\n`);
+  await bounded(finished, "an HTTP answer");
+  socket.terminate();
+  const status = Number(text.slice(9, 12));
+  const body = text.slice(text.indexOf("\r\n\r\n") + 4);
+  return { status, body: status === 101 ? null : JSON.parse(body), raw: text };
+}
+
+export const WS_UPGRADE = {
+  Upgrade: "websocket",
+  Connection: "Upgrade",
+  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "Sec-WebSocket-Version": "13",
+};

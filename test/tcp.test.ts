@@ -1,0 +1,266 @@
+/**
+ * The plain-TCP door (protocol §9) with real sockets: TCP and WebSocket users in the same rooms.
+ * A line split across packets is forced by sending its first half together with a command and
+ * waiting for that command's answer before sending the rest.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { hhmm } from "../server.ts";
+import { Client, LineClient, WS_UPGRADE, startServer, upgradeAttempt, user, type TestServer } from "./helpers.ts";
+
+const TIME = String.raw`\d\d:\d\d`;
+
+/** Connects, answers the name prompt, and reads up to the "now in general" line. */
+async function tcpUser(server: TestServer, name: string): Promise<{ client: LineClient; joinedText: string }> {
+  const client = await LineClient.connect(server.chat.tcpPort!);
+  await client.readUntil("name: ");
+  client.write(`${name}\n`);
+  const joinedText = await client.readUntil("here)\n");
+  return { client, joinedText };
+}
+
+describe("the TCP door", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    // No grace: TCP users leave at once anyway, and the WebSocket users' names come free at once.
+    server = await startServer({ tcpPort: 0, presenceGraceMs: 0, rateLimitBurst: 100, rateLimitPerSecond: 100, tcpMaxLineBytes: 64 });
+  });
+  afterAll(() => server.stop());
+
+  test("greeting, name prompt with the hello rules, then general with its recent history", async () => {
+    const alice = await user(server, "alice1", "general");
+    const one = await alice.say("general", "one");
+    await alice.say("general", "two");
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    expect(await nc.readUntil("name: ")).toMatch(/^\* [^\n]+\nname: $/);
+    nc.write("bad name!\n");
+    expect(await nc.readUntil("name: ")).toMatch(/^! name_invalid: [^\n]+\nname: $/);
+    nc.write("ALICE1\n");
+    expect(await nc.readUntil("name: ")).toMatch(/^! name_taken: [^\n]+\nname: $/);
+    nc.write("bob1\n");
+    expect(await nc.readUntil("here)\n")).toBe(
+      `[general] ${hhmm(one.ts)} alice1: one\n[general] ${hhmm(one.ts)} alice1: two\n* now in general (2 here)\n`,
+    );
+    expect(await alice.next()).toMatchObject({ type: "presence", event: "join", room: "general", user: { name: "bob1" } });
+    alice.close();
+    nc.end();
+    await server.settled();
+  });
+
+  test("a TCP user and a WebSocket user chat both ways; multi-line texts become several lines", async () => {
+    const alice = await user(server, "alice2", "both");
+    const { client: bob } = await tcpUser(server, "bob2");
+    bob.write("/join both\n");
+    await bob.readUntil("* now in both (2 here)\n");
+    await alice.expect("presence");
+
+    bob.write("hello from nc\n");
+    const m = await alice.expect("message");
+    expect(m).toMatchObject({ room: "both", user: { name: "bob2" }, text: "hello from nc", id: expect.any(String) });
+    expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} bob2: hello from nc$`));
+
+    await alice.say("both", "line one\nline two");
+    expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: line one$`));
+    expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: line two$`));
+
+    // Typing is for WebSocket users only: bob's next line is the marker message.
+    alice.send({ type: "typing", room: "both" });
+    await alice.say("both", "marker");
+    expect(await bob.line()).toMatch(/alice2: marker$/);
+
+    // One name space: a WebSocket hello cannot take bob's name.
+    const other = await Client.connect(server.wsUrl);
+    other.send({ type: "hello", name: "Bob2" });
+    expect(await other.next()).toMatchObject({ code: "name_taken" });
+    for (const c of [alice, other]) c.close();
+    bob.end();
+    await server.settled();
+  });
+
+  test("lines split across packets are reassembled; several lines in one packet are all handled", async () => {
+    const alice = await user(server, "alice3", "general");
+    const { client: bob } = await tcpUser(server, "bob3");
+    await alice.expect("presence");
+    const bytes = new TextEncoder().encode("héllo wörld\n");
+    bob.write(new Uint8Array([...new TextEncoder().encode("/who\n"), ...bytes.subarray(0, 2)])); // "h" + half of "é"
+    await bob.readUntil("* in general: alice3, bob3\n");
+    bob.write(bytes.subarray(2, 8));
+    bob.write("/n"); // more of the same line, not a command
+    bob.write(bytes.subarray(8));
+    expect(await alice.expect("message")).toMatchObject({ text: "héllo w/nörld" });
+
+    bob.write("one\r\ntwo\nthree\n");
+    const texts = [];
+    for (let i = 0; i < 3; i++) texts.push((await alice.expect("message")).text);
+    expect(texts).toEqual(["one", "two", "three"]);
+    // Invalid UTF-8 arrives as U+FFFD.
+    bob.write(new Uint8Array([0x61, 0xff, 0x62, 0x0a]));
+    expect((await alice.expect("message")).text).toBe("a\ufffdb");
+    alice.close();
+    bob.end();
+    await server.settled();
+  });
+
+  test("a line over TCP_MAX_LINE_BYTES is rejected once and dropped up to its newline", async () => {
+    const alice = await user(server, "alice4", "general");
+    const { client: bob } = await tcpUser(server, "bob4");
+    await alice.expect("presence");
+    bob.write("x".repeat(200));
+    bob.write("y".repeat(5000));
+    bob.write("zzz\nafter\n");
+    expect(await bob.line()).toMatch(/^! line_too_long: /);
+    expect(await alice.expect("message")).toMatchObject({ text: "after" });
+    // Exactly the limit (64 bytes, not counting the newline) is fine.
+    bob.write("e".repeat(64) + "\n");
+    expect((await alice.expect("message")).text).toBe("e".repeat(64));
+    expect(await bob.line()).toMatch(/bob4: after$/);
+    expect(await bob.line()).toMatch(/bob4: e{64}$/);
+    alice.close();
+    bob.end();
+    await server.settled();
+  });
+
+  test("/join shows the last 10 messages; /who, /rooms, /leave, /help, unknown commands, /quit", async () => {
+    const alice = await user(server, "alice5", "dev");
+    const sent = [];
+    for (let i = 1; i <= 12; i++) sent.push(await alice.say("dev", `m${i}`));
+    const { client: bob } = await tcpUser(server, "bob5");
+    bob.write("/join dev\n");
+    const lines = (await bob.readUntil("here)\n")).trimEnd().split("\n");
+    expect(lines).toEqual([...sent.slice(2).map((m) => `[dev] ${hhmm(m.ts)} alice5: ${m.text}`), "* now in dev (2 here)"]);
+    expect(await alice.next()).toMatchObject({ type: "presence", event: "join", user: { name: "bob5" } });
+
+    bob.write("/who\n");
+    expect(await bob.line()).toBe("* in dev: alice5, bob5");
+    bob.write("/rooms\n");
+    expect(await bob.line()).toBe("* rooms: dev (2), general (1)");
+    bob.write("/help\n");
+    const help = (await bob.readUntil("said in the current room\n")).trimEnd().split("\n");
+    expect(help.map((l) => l.split(/\s+/)[1])).toEqual(["/join", "/leave", "/rooms", "/who", "/quit", "anything"]);
+    expect(help.every((l) => l.startsWith("* "))).toBe(true);
+    bob.write("/dance\n");
+    expect(await bob.line()).toBe("! bad_request: unknown command");
+    bob.write("/join No!\n");
+    expect(await bob.line()).toMatch(/^! room_invalid: /);
+    bob.write("/join\n");
+    expect(await bob.line()).toBe("! bad_request: usage: /join ROOM");
+
+    bob.write("/leave\n");
+    expect(await bob.line()).toBe("* left dev");
+    expect(await bob.line()).toBe("* now in general (1 here)");
+    expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "dev", user: { name: "bob5" } });
+    bob.write("/leave\n");
+    expect(await bob.line()).toBe("* left general");
+    expect(await bob.line()).toBe("* you are in no room; /join ROOM");
+    bob.write("hello?\n");
+    expect(await bob.line()).toMatch(/^! not_joined: /);
+    bob.write("/quit\n");
+    expect(await bob.untilClosed()).toBe("* bye\n");
+    alice.close();
+    await server.settled();
+  });
+
+  test("a disconnect is a presence leave at once, with no grace", async () => {
+    const alice = await user(server, "alice6", "general");
+    const { client: bob } = await tcpUser(server, "bob6");
+    await alice.expect("presence");
+    bob.end();
+    expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "general", user: { name: "bob6" } });
+    const members = (await alice.join("general")).members.map((m: { name: string }) => m.name);
+    expect(members).toEqual(["alice6"]);
+    alice.close();
+    await server.settled();
+  });
+});
+
+describe("TCP limits", () => {
+  test("the rate limit applies: rate_limited lines, then the connection is closed", async () => {
+    const frozen = Date.now();
+    const server = await startServer({ tcpPort: 0, now: () => frozen, rateLimitBurst: 3, rateLimitPerSecond: 1, rateLimitAbuseErrors: 2 });
+    const alice = await user(server, "alice", "general");
+    const { client: bob } = await tcpUser(server, "bob"); // the name line costs nothing
+    await alice.expect("presence");
+    bob.write("1\n2\n3\n4\n5\n");
+    const rest = await bob.untilClosed();
+    expect(rest.split("\n").filter((l) => l.startsWith("!"))).toEqual([
+      "! rate_limited: too many frames; slow down",
+      "! rate_limited: too many frames; slow down",
+    ]);
+    const texts = [];
+    for (let i = 0; i < 3; i++) texts.push((await alice.expect("message")).text);
+    expect(texts).toEqual(["1", "2", "3"]);
+    expect(await alice.next()).toMatchObject({ type: "presence", event: "leave" });
+    alice.close();
+    await server.stop();
+  });
+
+  test("no name within HELLO_TIMEOUT_MS: '! hello timeout', then closed", async () => {
+    const server = await startServer({ tcpPort: 0, helloTimeoutMs: 100 });
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    await nc.readUntil("name: ");
+    nc.write("not valid!\n");
+    expect(await nc.untilClosed()).toMatch(/^! name_invalid: [^\n]+\nname: ! hello timeout\n$/);
+    await server.stop();
+  });
+
+  test("connection caps count TCP and WebSocket together", async () => {
+    const server = await startServer({ tcpPort: 0, maxConnectionsPerIp: 2 });
+    const ws = await Client.connect(server.wsUrl);
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    await nc.readUntil("name: ");
+    const refused = await LineClient.connect(server.chat.tcpPort!);
+    expect(await refused.untilClosed()).toBe("! too_many_connections_from_ip: try again later\n");
+    expect(await upgradeAttempt(Number(server.chat.url.port), WS_UPGRADE)).toMatchObject({ status: 429 });
+    expect(await (await server.http("/healthz")).json()).toMatchObject({ connections: 2 });
+    ws.close();
+    nc.end();
+    await server.stop();
+  });
+
+  test("a TCP client that never reads is closed at TCP_MAX_PENDING_BYTES; the others keep receiving", async () => {
+    const server = await startServer({
+      tcpPort: 0,
+      tcpMaxPendingBytes: 64 * 1024,
+      maxMessageChars: 100_000,
+      maxPayloadBytes: 6 * 100_000 + 512,
+      rateLimitBurst: 10_000,
+      rateLimitPerSecond: 10_000,
+    });
+    const writer = await user(server, "writer", "general");
+    const { client: reader } = await tcpUser(server, "reader");
+    const { client: slow } = await tcpUser(server, "slow");
+    slow.socket.pause();
+    await writer.until((f) => f.type === "presence" && f.user.name === "slow");
+
+    const closed = server.logLine((l) => l.event === "close" && l.reason === "backpressure");
+    let slowClosed = false;
+    void closed.then(() => (slowClosed = true), () => {});
+    const big = "x".repeat(100_000);
+    let sent = 0;
+    // Bounded: kernel buffers take a few MB before our queue grows.
+    while (!slowClosed && sent < 300) {
+      const id = `big-${sent++}`;
+      writer.send({ type: "send", room: "general", id, text: big });
+      await writer.until((f) => f.type === "message" && f.id === id);
+    }
+    expect(slowClosed).toBe(true);
+    expect(await closed).toMatchObject({ transport: "tcp", user: expect.any(String) });
+    expect(await writer.until((f) => f.type === "presence")).toMatchObject([{ event: "leave", user: { name: "slow" } }]);
+
+    await writer.say("general", "done");
+    const text = await reader.readUntil("writer: done\n");
+    expect(text.split("\n").filter((l) => l.includes(": x")).length).toBe(sent);
+    expect(await (await server.http("/metrics")).text()).toContain("chat_backpressure_closes_total 1\n");
+    writer.close();
+    reader.end();
+    slow.socket.terminate();
+    await server.stop();
+  });
+
+  test("shutdown tells TCP clients and closes them", async () => {
+    const server = await startServer({ tcpPort: 0 });
+    const { client } = await tcpUser(server, "bob");
+    const stopped = server.stop();
+    expect(await client.untilClosed()).toBe("* server shutting down\n");
+    await stopped;
+  });
+});
