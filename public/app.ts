@@ -1,0 +1,1085 @@
+/**
+ * The chat page: a protocol v1 client (see server.ts for the frame types) with rooms in the
+ * URL hash, optimistic sends and gap-free resume after any disconnect.
+ *
+ * How a room stays exact. Each room keeps its messages by seq and `lastSeq`, the seq up to which
+ * it has seen everything. On every welcome it rejoins with `since = lastSeq` and pages forward
+ * with `history after` until `complete`; only then is it "live" and its unsent messages go out.
+ * A message whose seq is known is ignored, so overlaps between pages and live frames are
+ * harmless; a live seq that skips ahead means a gap, and the room pages forward again.
+ *
+ * How a send stays exactly-once. A message gets a random id when typed and shows as pending. It
+ * is (re)sent with that id whenever its room goes live, until its own `message` comes back with
+ * the id; the server deduplicates on (room, user, id), so a resend of something already stored
+ * only returns the original to us.
+ */
+
+import type {
+  ClientFrame,
+  ErrorCode,
+  ErrorFrame,
+  HistoryPage,
+  JoinedFrame,
+  Limits,
+  MessageFrame,
+  PresenceFrame,
+  ServerFrame,
+  TypingNotice,
+  UserRef,
+  WelcomeFrame,
+} from "../server.ts";
+import { Connection, type Status } from "./connection.ts";
+import { byId, codePoints, h, randomId } from "./dom.ts";
+import { avatar, eventRow, insertBySeq, messageRow, pendingRow, regroupPending } from "./timeline.ts";
+
+// ─── Constants ───────────────────────────────────────────────────────────────────────────────
+
+/** The room shown when the URL names none. */
+const DEFAULT_ROOM = "general";
+/** Mirrors ROOM_PATTERN in server.ts, a value that `import type` cannot bring in. */
+const ROOM_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+/** The protocol's largest history page: catching up after a reconnect takes as few round trips as possible. */
+const HISTORY_PAGE_MAX = 200;
+/** Messages fetched per "Load older" click. */
+const OLDER_PAGE = 50;
+/** "alice is typing…" lasts this many of her typing periods (typingThrottleMs) after her last frame. */
+const TYPING_SHOW_PERIODS = 3;
+/** …and at least this long, for servers with a very short throttle. */
+const TYPING_SHOW_MIN_MS = 3_000;
+/** How long a sent message may wait for its echo before it offers a retry (plus its wait in the rate queue). */
+const SEND_TIMEOUT_MS = 10_000;
+/** Wait before redoing a request the server refused for a passing reason (rate_limited, internal). */
+const RETRY_DELAY_MS = 1_000;
+/** How often the sidebar's active rooms are refreshed while connected and visible. */
+const ROOMS_REFRESH_MS = 15_000;
+/** Within this many px of the bottom the view counts as "at the bottom" and follows new messages. */
+const STICK_PX = 48;
+/** The character counter appears once a text uses this share of maxTextChars. */
+const COUNTER_FROM = 0.8;
+/** How long a transient notice stays up. */
+const NOTICE_MS = 6_000;
+/** How often the "reconnecting in N s" countdown is redrawn. */
+const COUNTDOWN_TICK_MS = 1_000;
+/** The longest text accepted before the server has told us its limit. */
+const FALLBACK_MAX_CHARS = 2_000;
+
+/** localStorage holds the name (shared by tabs); sessionStorage what belongs to one tab's user. */
+const KEY = { name: "chat.name", session: "chat.session", rooms: "chat.rooms", outbox: "chat.outbox" } as const;
+
+// ─── State ───────────────────────────────────────────────────────────────────────────────────
+
+interface RoomView {
+  section: HTMLElement;
+  log: HTMLElement;
+  older: HTMLButtonElement;
+  list: HTMLOListElement;
+  outbox: HTMLOListElement;
+}
+
+interface Room {
+  name: string;
+  /** Every message shown, by seq. */
+  messages: Map<number, MessageFrame>;
+  /** Every seq up to this one has been seen: the `since` of the next join. Null before the first `joined`. */
+  lastSeq: number | null;
+  /** The `since` the outstanding join was sent with. */
+  askedSince: number | null;
+  /** idle (no connection) → joining → paging (catching up) → live (unsent messages may go). */
+  sync: "idle" | "joining" | "paging" | "live";
+  hasOlder: boolean;
+  loadingOlder: boolean;
+  members: Map<string, UserRef>;
+  typing: Map<string, { name: string; until: number }>;
+  unread: number;
+  /** The view follows new messages: the user has not scrolled up. */
+  stuck: boolean;
+  scrollTop: number;
+  view: RoomView;
+  /** Its entry in the sidebar's "Your rooms". */
+  nav: { item: HTMLLIElement; link: HTMLAnchorElement; badge: HTMLSpanElement; leave: HTMLButtonElement };
+}
+
+/** A message typed here and not yet confirmed by its own `message` frame. */
+interface Outgoing {
+  id: string;
+  room: string;
+  text: string;
+  /** waiting: to be sent when the room is live · sent: on the wire · failed: needs the user (`error` says why). */
+  state: "waiting" | "sent" | "failed";
+  error: string;
+  timer: number;
+  el: HTMLLIElement;
+}
+
+const state = {
+  /** The name the next hello asks for. */
+  name: "",
+  me: null as UserRef | null,
+  limits: null as Limits | null,
+  rooms: new Map<string, Room>(),
+  current: DEFAULT_ROOM,
+  outbox: new Map<string, Outgoing>(),
+  active: [] as { room: string; members: number }[],
+  /** Counts welcomes, so a retry scheduled on one connection does nothing on the next. */
+  generation: 0,
+  lastTypingSent: 0,
+};
+
+const ui = {
+  login: byId("login"),
+  loginForm: byId<HTMLFormElement>("login-form"),
+  loginName: byId<HTMLInputElement>("login-name"),
+  loginError: byId("login-error"),
+  loginSubmit: byId<HTMLButtonElement>("login-submit"),
+  loginStatus: byId("login-status"),
+  app: byId("app"),
+  menuToggle: byId<HTMLButtonElement>("menu-toggle"),
+  sidebar: byId("sidebar"),
+  myRooms: byId("my-rooms"),
+  joinForm: byId<HTMLFormElement>("join-form"),
+  joinRoom: byId<HTMLInputElement>("join-room"),
+  joinError: byId("join-error"),
+  activeRooms: byId("active-rooms"),
+  membersTitle: byId("members-title"),
+  members: byId("members"),
+  meName: byId("me-name"),
+  roomTitle: byId("room-title"),
+  roomMembers: byId("room-members"),
+  status: byId("status"),
+  statusText: byId("status-text"),
+  banner: byId("banner"),
+  bannerText: byId("banner-text"),
+  bannerCountdown: byId("banner-countdown"),
+  bannerRetry: byId<HTMLButtonElement>("banner-retry"),
+  rooms: byId("rooms"),
+  pill: byId<HTMLButtonElement>("new-pill"),
+  notice: byId("notice"),
+  typing: byId("typing"),
+  composer: byId<HTMLFormElement>("composer"),
+  composerLabel: byId("composer-label"),
+  text: byId<HTMLTextAreaElement>("composer-text"),
+  counter: byId("counter"),
+  send: byId<HTMLButtonElement>("send"),
+};
+
+/** Storage that may be unavailable (private modes, quotas): the page then just forgets. */
+function store(area: "local" | "session") {
+  const get = (): Storage | null => {
+    try {
+      return area === "local" ? window.localStorage : window.sessionStorage;
+    } catch {
+      return null;
+    }
+  };
+  return {
+    read(key: string): string | null {
+      try {
+        return get()?.getItem(key) ?? null;
+      } catch {
+        return null;
+      }
+    },
+    write(key: string, value: string): void {
+      try {
+        get()?.setItem(key, value);
+      } catch {
+        // Not remembering is acceptable; failing to chat is not.
+      }
+    },
+  };
+}
+const local = store("local");
+const session = store("session");
+
+const wsUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+const link = new Connection(wsUrl, {
+  hello: () => {
+    const token = session.read(KEY.session);
+    return token ? { type: "hello", name: state.name, session: token, ref: "hello" } : { type: "hello", name: state.name, ref: "hello" };
+  },
+  welcome: onWelcome,
+  frame: onFrame,
+  lost: onLost,
+  status: renderStatus,
+});
+
+// ─── Connection events ───────────────────────────────────────────────────────────────────────
+
+function onWelcome(f: WelcomeFrame): void {
+  state.generation++;
+  state.me = f.user;
+  state.limits = f.limits;
+  state.name = f.user.name;
+  session.write(KEY.session, f.session);
+  local.write(KEY.name, f.user.name);
+  showApp();
+  ui.meName.textContent = f.user.name;
+  for (const room of state.rooms.values()) sendJoin(room);
+  updateCounter();
+  void refreshActiveRooms();
+}
+
+function onLost(): void {
+  for (const room of state.rooms.values()) {
+    room.sync = "idle";
+    room.loadingOlder = false;
+    room.typing.clear();
+    renderOlder(room);
+    renderSync(room);
+  }
+  for (const item of state.outbox.values()) {
+    window.clearTimeout(item.timer);
+    // It may have arrived or not: it goes again, with the same id, once the room is live.
+    if (item.state === "sent") item.state = "waiting";
+    renderOutgoing(item);
+  }
+  renderTyping();
+}
+
+function onFrame(f: ServerFrame): void {
+  switch (f.type) {
+    case "joined":
+      return onJoined(f);
+    case "message":
+      return onMessage(f);
+    case "history":
+      return onHistory(f);
+    case "presence":
+      return onPresence(f);
+    case "typing":
+      return onTyping(f);
+    case "error":
+      return onError(f);
+    case "left":
+    case "welcome":
+    case "pong":
+      return;
+  }
+}
+
+// ─── Rooms: join, catch up, go live ──────────────────────────────────────────────────────────
+
+/** Refs name what an answer or error is about: `join:general`, `older:dev`. Ids of sends have no colon. */
+const refFor = (kind: "join" | "forward" | "older" | "leave" | "typing", room: string) => `${kind}:${room}`;
+
+function sendJoin(room: Room): void {
+  room.sync = "joining";
+  room.askedSince = room.lastSeq;
+  const ref = refFor("join", room.name);
+  const frame: ClientFrame =
+    room.lastSeq === null ? { type: "join", room: room.name, ref } : { type: "join", room: room.name, since: room.lastSeq, ref };
+  link.send(frame);
+  renderSync(room);
+}
+
+function onJoined(f: JoinedFrame): void {
+  const room = state.rooms.get(f.room);
+  if (!room || room.sync !== "joining") return;
+  const since = room.askedSince;
+  // A room whose latest seq is below what we saw was reset (a new database): start it over.
+  if (since !== null && f.seq < since) return resetRoom(room);
+  room.members = new Map(f.members.map((u) => [u.id, u]));
+  const resumed = since !== null;
+  addMessages(room, f.messages, resumed);
+  if (!resumed) {
+    room.hasOlder = !f.complete;
+    renderOlder(room);
+  }
+  const last = f.messages.at(-1)?.seq;
+  if (!resumed || f.complete || last === undefined) goLive(room, f.seq);
+  else pageForward(room, last);
+  renderMembers();
+  renderRooms();
+}
+
+function pageForward(room: Room, after: number): void {
+  room.sync = "paging";
+  room.lastSeq = Math.max(room.lastSeq ?? 0, after);
+  link.send({ type: "history", room: room.name, after: room.lastSeq, limit: HISTORY_PAGE_MAX, ref: refFor("forward", room.name) });
+  renderSync(room);
+}
+
+function onHistory(f: HistoryPage): void {
+  const room = state.rooms.get(f.room);
+  if (!room) return;
+  if (f.ref === refFor("older", room.name)) return olderArrived(room, f);
+  if (room.sync !== "paging") return;
+  addMessages(room, f.messages, true);
+  const last = f.messages.at(-1)?.seq;
+  if (f.complete || last === undefined) goLive(room, last ?? 0);
+  else pageForward(room, last);
+}
+
+/** Caught up: from here on live frames keep the room current, and its unsent messages go out. */
+function goLive(room: Room, seq: number): void {
+  room.lastSeq = Math.max(room.lastSeq ?? 0, seq, maxSeq(room));
+  room.sync = "live";
+  renderSync(room);
+  flushOutbox(room);
+}
+
+function resetRoom(room: Room): void {
+  room.messages.clear();
+  room.view.list.replaceChildren();
+  room.lastSeq = null;
+  room.hasOlder = false;
+  renderOlder(room);
+  sendJoin(room);
+}
+
+function onMessage(m: MessageFrame): void {
+  const room = state.rooms.get(m.room);
+  if (!room) return;
+  addMessages(room, [m], true);
+  if (room.sync !== "live" || room.lastSeq === null) return;
+  // Seqs are gap-free: one that skips ahead means we missed something, so fetch it.
+  if (m.seq > room.lastSeq + 1) pageForward(room, room.lastSeq);
+  else room.lastSeq = Math.max(room.lastSeq, m.seq);
+}
+
+function maxSeq(room: Room): number {
+  let max = 0;
+  for (const seq of room.messages.keys()) if (seq > max) max = seq;
+  return max;
+}
+
+function loadOlder(room: Room): void {
+  const first = room.view.list.querySelector<HTMLElement>(".msg");
+  if (room.loadingOlder || !link.ready || !first) return;
+  room.loadingOlder = true;
+  renderOlder(room);
+  link.send({ type: "history", room: room.name, before: Number(first.dataset.seq), limit: OLDER_PAGE, ref: refFor("older", room.name) });
+}
+
+function olderArrived(room: Room, f: HistoryPage): void {
+  const log = room.view.log;
+  // Keep what the user is looking at in place while rows appear above it.
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  room.loadingOlder = false;
+  room.hasOlder = !f.complete;
+  addMessages(room, f.messages, false);
+  log.scrollTop = log.scrollHeight - fromBottom;
+  renderOlder(room);
+}
+
+/**
+ * Shows messages not shown yet, in seq order, and confirms our own pending ones. `fresh` marks
+ * messages that are news (live or caught up), which count as unread when out of sight.
+ */
+function addMessages(room: Room, messages: readonly MessageFrame[], fresh: boolean): void {
+  let added = false;
+  for (const m of messages) {
+    const mine = m.user.id === state.me?.id;
+    const pending = mine ? state.outbox.get(m.id) : undefined;
+    if (pending?.room === room.name) confirm(pending);
+    if (room.messages.has(m.seq)) continue;
+    room.messages.set(m.seq, m);
+    insertBySeq(room.view.list, messageRow(m, mine), m.seq);
+    room.typing.delete(m.user.id);
+    if (fresh && !mine && !inView(room)) room.unread++;
+    added = true;
+  }
+  if (!added) return;
+  regroupPending(room.view.list, room.view.outbox, state.me?.id);
+  if (fresh) follow(room);
+  renderTyping();
+  renderRooms();
+}
+
+// ─── Presence and typing ─────────────────────────────────────────────────────────────────────
+
+function onPresence(f: PresenceFrame): void {
+  const room = state.rooms.get(f.room);
+  if (!room) return;
+  if (f.event === "join") room.members.set(f.user.id, f.user);
+  else {
+    room.members.delete(f.user.id);
+    room.typing.delete(f.user.id);
+  }
+  room.view.list.append(eventRow(`${f.user.name} ${f.event === "join" ? "joined" : "left"}`, Date.now()));
+  follow(room);
+  renderMembers();
+  renderRooms();
+  renderTyping();
+}
+
+function typingShowMs(): number {
+  return Math.max(TYPING_SHOW_MIN_MS, TYPING_SHOW_PERIODS * (state.limits?.typingThrottleMs ?? 0));
+}
+
+function onTyping(f: TypingNotice): void {
+  const room = state.rooms.get(f.room);
+  if (!room || f.user.id === state.me?.id) return;
+  room.typing.set(f.user.id, { name: f.user.name, until: Date.now() + typingShowMs() });
+  renderTyping();
+  window.setTimeout(renderTyping, typingShowMs() + 50);
+}
+
+/** Tells the room we are typing, at most once per the server's throttle; dropped rather than queued. */
+function typed(): void {
+  const room = currentRoom();
+  const throttle = state.limits?.typingThrottleMs ?? 0;
+  const now = Date.now();
+  if (!ui.text.value.trim() || room?.sync !== "live" || now - state.lastTypingSent < throttle) return;
+  if (link.send({ type: "typing", room: room.name, ref: refFor("typing", room.name) }, true)) state.lastTypingSent = now;
+}
+
+// ─── Sending ─────────────────────────────────────────────────────────────────────────────────
+
+function submitMessage(): void {
+  const room = currentRoom();
+  // What the server will store: CRLF as LF, trimmed.
+  const text = ui.text.value.replace(/\r\n/g, "\n").trim();
+  if (!room || !text || codePoints(text) > maxChars()) return;
+  const item: Outgoing = { id: randomId(), room: room.name, text, state: "waiting", error: "", timer: 0, el: h("li") };
+  addOutgoing(item);
+  ui.text.value = "";
+  updateCounter();
+  room.stuck = true;
+  scrollToBottom(room);
+  flushOutbox(room);
+}
+
+function addOutgoing(item: Outgoing): void {
+  const room = state.rooms.get(item.room);
+  if (!room) return;
+  item.el = outgoingEl(item);
+  state.outbox.set(item.id, item);
+  room.view.outbox.append(item.el);
+  regroupPending(room.view.list, room.view.outbox, state.me?.id);
+  renderOutgoing(item);
+  saveOutbox();
+}
+
+function flushOutbox(room: Room): void {
+  if (!link.ready || room.sync !== "live") return;
+  for (const item of state.outbox.values()) {
+    if (item.room === room.name && item.state === "waiting") transmit(item);
+  }
+}
+
+function transmit(item: Outgoing): void {
+  if (!link.send({ type: "send", room: item.room, id: item.id, text: item.text })) return;
+  item.state = "sent";
+  window.clearTimeout(item.timer);
+  item.timer = window.setTimeout(() => failed(item, "No answer from the server yet."), SEND_TIMEOUT_MS + link.queueDelayMs());
+  renderOutgoing(item);
+}
+
+/** Our own message came back: the pending row gives way to the real one. */
+function confirm(item: Outgoing): void {
+  window.clearTimeout(item.timer);
+  item.el.remove();
+  state.outbox.delete(item.id);
+  saveOutbox();
+  const room = state.rooms.get(item.room);
+  if (room) regroupPending(room.view.list, room.view.outbox, state.me?.id);
+}
+
+function failed(item: Outgoing, why: string): void {
+  item.state = "failed";
+  item.error = why;
+  renderOutgoing(item);
+}
+
+/** Codes that pass: the same send, with the same id, is tried again. */
+const PASSING: readonly ErrorCode[] = ["rate_limited", "internal"];
+
+function sendRefused(item: Outgoing, f: ErrorFrame): void {
+  window.clearTimeout(item.timer);
+  const room = state.rooms.get(item.room);
+  if (room && f.code === "not_joined") {
+    // The server does not have us in the room (it restarted under us?): join again, then resend.
+    item.state = "waiting";
+    sendJoin(room);
+  } else if (room && PASSING.includes(f.code)) {
+    item.state = "waiting";
+    later(() => flushOutbox(room));
+  } else {
+    const why = f.code === "text_invalid" ? "the text is empty, too long or has control characters" : f.message;
+    return failed(item, `Not sent: ${why}.`);
+  }
+  renderOutgoing(item);
+}
+
+function retry(item: Outgoing): void {
+  item.state = "waiting";
+  item.error = "";
+  renderOutgoing(item);
+  const room = state.rooms.get(item.room);
+  if (!link.ready) link.retryNow();
+  else if (room) flushOutbox(room);
+}
+
+function discard(item: Outgoing): void {
+  confirm(item);
+  ui.text.focus();
+}
+
+function outgoingEl(item: Outgoing): HTMLLIElement {
+  const retryButton = h("button", { class: "link-button", text: "Retry", attrs: { type: "button" } });
+  const discardButton = h("button", { class: "link-button", text: "Discard", attrs: { type: "button" } });
+  retryButton.addEventListener("click", () => retry(item));
+  discardButton.addEventListener("click", () => discard(item));
+  const status = h("p", { class: "send-state" }, h("span", { class: "state-text" }), " ", retryButton, " ", discardButton);
+  const name = state.me?.name ?? state.name;
+  return pendingRow(item.id, item.text, name, state.me?.id ?? name, status);
+}
+
+function renderOutgoing(item: Outgoing): void {
+  const offline = !link.ready;
+  item.el.dataset.state = item.state;
+  const text =
+    item.state === "failed"
+      ? item.error
+      : item.state === "waiting" && offline
+        ? "Not sent yet: it goes out when the connection is back."
+        : "Sending…";
+  item.el.querySelector(".state-text")!.textContent = text;
+  const needsHand = item.state === "failed" || (item.state === "waiting" && offline);
+  for (const button of item.el.querySelectorAll<HTMLButtonElement>(".send-state button")) button.hidden = !needsHand;
+}
+
+/** Unsent messages survive a reload of this tab. */
+function saveOutbox(): void {
+  session.write(KEY.outbox, JSON.stringify([...state.outbox.values()].map(({ id, room, text }) => ({ id, room, text }))));
+}
+
+function restoreOutbox(): void {
+  let saved: unknown;
+  try {
+    saved = JSON.parse(session.read(KEY.outbox) ?? "[]");
+  } catch {
+    return;
+  }
+  if (!Array.isArray(saved)) return;
+  for (const entry of saved as { id?: unknown; room?: unknown; text?: unknown }[]) {
+    const { id, room, text } = entry ?? {};
+    if (typeof id !== "string" || typeof room !== "string" || typeof text !== "string" || !isRoom(room)) continue;
+    ensureRoom(room);
+    addOutgoing({ id, room, text, state: "waiting", error: "", timer: 0, el: h("li") });
+  }
+}
+
+// ─── Errors ──────────────────────────────────────────────────────────────────────────────────
+
+function onError(f: ErrorFrame): void {
+  const ref = f.ref ?? "";
+  if (ref === "hello") return helloRefused(f);
+  const item = state.outbox.get(ref);
+  if (item) return sendRefused(item, f);
+  const colon = ref.indexOf(":");
+  const kind = ref.slice(0, colon);
+  const room = colon > 0 ? state.rooms.get(ref.slice(colon + 1)) : undefined;
+  switch (kind) {
+    case "typing":
+    case "leave":
+      return; // nothing to redo: typing is best effort, and a refused leave means we are out
+    case "join":
+      if (!room) return;
+      if (PASSING.includes(f.code)) return later(() => room.sync === "joining" && sendJoin(room));
+      notice(f.code === "too_many_rooms" ? `You are in too many rooms to join #${room.name}.` : `Could not join #${room.name}: ${f.message}.`);
+      return leaveRoom(room.name, false);
+    case "forward":
+      if (room) later(() => room.sync === "paging" && pageForward(room, room.lastSeq ?? 0));
+      return;
+    case "older":
+      if (room) {
+        room.loadingOlder = false;
+        renderOlder(room);
+      }
+      return notice(`Could not load older messages: ${f.message}.`);
+    default:
+      notice(f.message);
+  }
+}
+
+function helloRefused(f: ErrorFrame): void {
+  // Passing trouble: the connect timeout gives this socket up and the connection tries again.
+  if (PASSING.includes(f.code)) return;
+  link.stop({ state: "offline", note: "Choose a name to join.", canRetry: false });
+  const why: Partial<Record<ErrorCode, string>> = {
+    name_invalid: "Use 1 to 32 letters, digits, spaces, _ - or .",
+    name_taken: "Someone online is using that name. Try another.",
+  };
+  showLogin(state.name, why[f.code] ?? f.message);
+}
+
+/** Runs `fn` after RETRY_DELAY_MS, unless the connection was replaced meanwhile. */
+function later(fn: () => unknown): void {
+  const generation = state.generation;
+  window.setTimeout(() => {
+    if (link.ready && generation === state.generation) fn();
+  }, RETRY_DELAY_MS);
+}
+
+let noticeTimer = 0;
+function notice(text: string): void {
+  ui.notice.textContent = text;
+  ui.notice.hidden = false;
+  window.clearTimeout(noticeTimer);
+  noticeTimer = window.setTimeout(() => (ui.notice.hidden = true), NOTICE_MS);
+}
+
+// ─── Room list, navigation ───────────────────────────────────────────────────────────────────
+
+function isRoom(name: string): boolean {
+  return ROOM_PATTERN.test(name);
+}
+
+/** What a person may type for a room: `#Dev ` means `dev`. */
+function roomName(raw: string): string {
+  return raw.trim().replace(/^#/, "").toLowerCase();
+}
+
+function currentRoom(): Room | undefined {
+  return state.rooms.get(state.current);
+}
+
+function inView(room: Room): boolean {
+  return room.name === state.current && document.visibilityState === "visible";
+}
+
+function ensureRoom(name: string): Room {
+  const existing = state.rooms.get(name);
+  if (existing) return existing;
+  const room: Room = {
+    name,
+    messages: new Map(),
+    lastSeq: null,
+    askedSince: null,
+    sync: "idle",
+    hasOlder: false,
+    loadingOlder: false,
+    members: new Map(),
+    typing: new Map(),
+    unread: 0,
+    stuck: true,
+    scrollTop: 0,
+    view: createView(name),
+    nav: createNav(name),
+  };
+  state.rooms.set(name, room);
+  room.view.older.addEventListener("click", () => loadOlder(room));
+  room.view.log.addEventListener(
+    "scroll",
+    () => {
+      room.stuck = atBottom(room.view.log);
+      room.scrollTop = room.view.log.scrollTop;
+      if (room.stuck && room.name === state.current) ui.pill.hidden = true;
+    },
+    { passive: true },
+  );
+  saveRooms();
+  if (link.ready) {
+    sendJoin(room);
+    void refreshActiveRooms();
+  }
+  renderRooms();
+  return room;
+}
+
+function createView(name: string): RoomView {
+  const older = h("button", { class: "older", text: "Load older messages", attrs: { type: "button" } });
+  older.hidden = true;
+  const list = h("ol", { class: "messages" });
+  const outbox = h("ol", { class: "outbox", attrs: { "aria-label": "Not yet sent" } });
+  const log = h("div", { class: "log", attrs: { role: "log", "aria-label": `Messages in #${name}`, tabindex: "0" } }, older, list, outbox);
+  const section = h("section", { class: "room", attrs: { "aria-label": `#${name}` } }, log);
+  section.dataset.room = name;
+  section.dataset.sync = "idle";
+  section.hidden = true;
+  ui.rooms.append(section);
+  return { section, log, older, list, outbox };
+}
+
+function saveRooms(): void {
+  session.write(KEY.rooms, JSON.stringify([...state.rooms.keys()]));
+}
+
+function savedRooms(): string[] {
+  try {
+    const rooms: unknown = JSON.parse(session.read(KEY.rooms) ?? "[]");
+    return Array.isArray(rooms) ? rooms.filter((r): r is string => typeof r === "string" && isRoom(r)) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Opens a room (joining it if need be) and shows it. */
+function openRoom(name: string): void {
+  ensureRoom(name);
+  select(name);
+}
+
+function select(name: string): void {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  state.current = name;
+  if (decodeURIComponent(location.hash.slice(1)) !== name) history.replaceState(null, "", `#${name}`);
+  for (const other of state.rooms.values()) other.view.section.hidden = other !== room;
+  if (room.stuck) scrollToBottom(room);
+  else room.view.log.scrollTop = room.scrollTop;
+  ui.pill.hidden = true;
+  if (inView(room)) room.unread = 0;
+  ui.roomTitle.textContent = `#${name}`;
+  ui.composerLabel.textContent = `Message #${name}`;
+  ui.text.placeholder = `Message #${name}`;
+  setNav(false);
+  renderRooms();
+  renderMembers();
+  renderTyping();
+}
+
+function leaveRoom(name: string, tellServer: boolean): void {
+  const room = state.rooms.get(name);
+  if (!room) return;
+  if (tellServer) link.send({ type: "leave", room: name, ref: refFor("leave", name) });
+  for (const item of [...state.outbox.values()]) if (item.room === name) confirm(item);
+  room.view.section.remove();
+  room.nav.item.remove();
+  state.rooms.delete(name);
+  saveRooms();
+  if (state.rooms.size === 0) ensureRoom(DEFAULT_ROOM);
+  if (state.current === name) select(state.rooms.keys().next().value ?? DEFAULT_ROOM);
+  renderRooms();
+  void refreshActiveRooms();
+}
+
+/** The room the URL names; null for none (or an invalid one, which is reported). */
+function roomFromHash(): string | null {
+  let raw = "";
+  try {
+    raw = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    // A malformed escape is just an invalid name.
+  }
+  const name = roomName(raw);
+  if (!name) return null;
+  if (isRoom(name)) return name;
+  notice(`"${raw}" is not a room name: use up to 32 of a-z 0-9 _ -, starting with a letter or digit.`);
+  return null;
+}
+
+async function refreshActiveRooms(): Promise<void> {
+  try {
+    const response = await fetch("/api/rooms", { cache: "no-store" });
+    if (!response.ok) return;
+    const body = (await response.json()) as { rooms?: { room: string; members: number }[] };
+    state.active = Array.isArray(body.rooms) ? body.rooms.filter((r) => typeof r.room === "string" && isRoom(r.room)) : [];
+    renderRooms();
+  } catch {
+    // The list is a convenience; the connection status already tells about a dead server.
+  }
+}
+
+// ─── Rendering ───────────────────────────────────────────────────────────────────────────────
+
+/**
+ * Updates the sidebar in place: rebuilding it on every message would take keyboard focus away
+ * from whoever is tabbing through it.
+ */
+function renderRooms(): void {
+  for (const room of state.rooms.values()) {
+    const { link, badge, leave } = room.nav;
+    if (room.name === state.current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+    badge.hidden = room.unread === 0;
+    badge.textContent = String(room.unread);
+    badge.setAttribute("aria-label", `${room.unread} unread`);
+    leave.hidden = state.rooms.size === 1;
+  }
+  renderActive();
+  renderTitle();
+}
+
+function createNav(name: string): Room["nav"] {
+  const badge = h("span", { class: "badge" });
+  const link = h("a", { class: "room-link", attrs: { href: `#${name}` } }, h("span", { class: "hash", text: "#" }), name, badge);
+  const leave = h("button", { class: "icon-button leave", text: "×", attrs: { type: "button", "aria-label": `Leave #${name}` } });
+  leave.addEventListener("click", () => {
+    leaveRoom(name, true);
+    currentRoom()?.nav.link.focus();
+  });
+  const item = h("li", {}, link, leave);
+  ui.myRooms.append(item);
+  return { item, link, badge, leave };
+}
+
+/** Active rooms we are not in; redrawn only when the list changed, for the same reason. */
+let activeShown = "";
+function renderActive(): void {
+  const others = state.active.filter((r) => !state.rooms.has(r.room));
+  const key = JSON.stringify(others);
+  if (key === activeShown) return;
+  activeShown = key;
+  ui.activeRooms.replaceChildren(
+    ...(others.length
+      ? others.map((r) =>
+          h(
+            "li",
+            {},
+            h(
+              "a",
+              { class: "room-link", attrs: { href: `#${r.room}` } },
+              h("span", { class: "hash", text: "#" }),
+              r.room,
+              h("span", { class: "count", text: String(r.members), attrs: { "aria-label": `${r.members} online` } }),
+            ),
+          ),
+        )
+      : [h("li", { class: "empty", text: "No other rooms are active." })]),
+  );
+}
+
+function renderMembers(): void {
+  const room = currentRoom();
+  const members = [...(room?.members.values() ?? [])].sort((a, b) => a.name.localeCompare(b.name));
+  ui.membersTitle.textContent = `In #${state.current} · ${members.length}`;
+  ui.roomMembers.textContent = members.length === 1 ? "1 online" : `${members.length} online`;
+  ui.members.replaceChildren(
+    ...members.map((u) =>
+      h("li", {}, avatar(u.name, u.id), h("span", { class: "name", text: u.name }), u.id === state.me?.id && h("span", { class: "you", text: "you" })),
+    ),
+  );
+}
+
+function renderTyping(): void {
+  const room = currentRoom();
+  const now = Date.now();
+  const names: string[] = [];
+  for (const [id, t] of room?.typing ?? []) {
+    if (t.until <= now) room!.typing.delete(id);
+    else names.push(t.name);
+  }
+  ui.typing.textContent =
+    names.length === 0
+      ? ""
+      : names.length === 1
+        ? `${names[0]} is typing…`
+        : names.length === 2
+          ? `${names[0]} and ${names[1]} are typing…`
+          : "Several people are typing…";
+}
+
+function renderOlder(room: Room): void {
+  room.view.older.hidden = !room.hasOlder;
+  room.view.older.disabled = room.loadingOlder;
+  room.view.older.textContent = room.loadingOlder ? "Loading…" : "Load older messages";
+}
+
+/** Exposes the catch-up state for people (aria-busy) and tests (data-sync). */
+function renderSync(room: Room): void {
+  room.view.section.dataset.sync = room.sync;
+  room.view.log.setAttribute("aria-busy", String(room.sync === "joining" || room.sync === "paging"));
+}
+
+function renderTitle(): void {
+  let unread = 0;
+  for (const room of state.rooms.values()) unread += room.unread;
+  document.title = `${unread ? `(${unread}) ` : ""}#${state.current} · Chat`;
+}
+
+const STATUS_LABEL: Record<Status["state"], string> = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting",
+  offline: "Offline",
+};
+
+/** What the banner says when the connection gives no reason of its own. */
+function defaultNote(kind: Status["state"]): string {
+  if (kind === "connecting") return "Connecting to the chat…";
+  if (kind === "reconnecting") return state.me ? "Connection lost." : "Cannot reach the chat server.";
+  return kind === "offline" ? "Offline." : "";
+}
+
+let countdownTimer = 0;
+function renderStatus(status: Status): void {
+  ui.status.dataset.state = status.state;
+  ui.statusText.textContent = STATUS_LABEL[status.state];
+  window.clearInterval(countdownTimer);
+  const note = status.state === "connected" ? "" : (status.note ?? defaultNote(status.state));
+  // The first connect of a visit is quick and quiet; every later state change is announced.
+  ui.banner.hidden = status.state === "connected" || (status.state === "connecting" && !state.me);
+  ui.bannerText.textContent = note;
+  ui.bannerRetry.hidden = !(status.state === "reconnecting" || (status.state === "offline" && status.canRetry));
+  ui.bannerRetry.textContent = status.state === "offline" ? "Reconnect" : "Retry now";
+  ui.loginStatus.textContent = status.state === "connecting" || status.state === "reconnecting" ? note : "";
+  ui.bannerCountdown.textContent = "";
+  if (status.state === "reconnecting") {
+    const tick = () => {
+      const seconds = Math.max(0, Math.ceil((status.at - Date.now()) / 1000));
+      ui.bannerCountdown.textContent = `Reconnecting in ${seconds} s.`;
+    };
+    tick();
+    countdownTimer = window.setInterval(tick, COUNTDOWN_TICK_MS);
+  }
+  for (const item of state.outbox.values()) renderOutgoing(item);
+}
+
+function maxChars(): number {
+  return state.limits?.maxTextChars ?? FALLBACK_MAX_CHARS;
+}
+
+function updateCounter(): void {
+  const used = codePoints(ui.text.value.replace(/\r\n/g, "\n").trim());
+  const max = maxChars();
+  const show = used >= max * COUNTER_FROM;
+  ui.counter.textContent = show ? `${used} / ${max}` : "";
+  ui.counter.classList.toggle("over", used > max);
+  ui.send.disabled = used > max;
+}
+
+// ─── Scrolling ───────────────────────────────────────────────────────────────────────────────
+
+function atBottom(log: HTMLElement): boolean {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < STICK_PX;
+}
+
+function scrollToBottom(room: Room): void {
+  room.view.log.scrollTop = room.view.log.scrollHeight;
+}
+
+/** New rows at the bottom: follow them if the user is there, else offer the pill. */
+function follow(room: Room): void {
+  if (room.name !== state.current) return;
+  if (room.stuck) scrollToBottom(room);
+  else ui.pill.hidden = false;
+}
+
+// ─── Screens and input ───────────────────────────────────────────────────────────────────────
+
+function showLogin(name: string, error = ""): void {
+  ui.app.hidden = true;
+  ui.login.hidden = false;
+  ui.loginName.value = name;
+  ui.loginError.textContent = error;
+  ui.loginName.setAttribute("aria-invalid", String(Boolean(error)));
+  ui.loginSubmit.disabled = false;
+  ui.loginName.focus();
+  ui.loginName.select();
+}
+
+function showApp(): void {
+  const wasHidden = ui.app.hidden;
+  ui.login.hidden = true;
+  ui.app.hidden = false;
+  if (wasHidden) {
+    const room = currentRoom();
+    if (room) scrollToBottom(room);
+    ui.text.focus();
+  }
+}
+
+function setNav(open: boolean): void {
+  ui.app.classList.toggle("nav-open", open);
+  ui.menuToggle.setAttribute("aria-expanded", String(open));
+  if (open && link.ready) void refreshActiveRooms();
+}
+
+function bindInput(): void {
+  ui.loginForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = ui.loginName.value.trim();
+    if (!name) {
+      ui.loginError.textContent = "Enter a name.";
+      ui.loginName.setAttribute("aria-invalid", "true");
+      return ui.loginName.focus();
+    }
+    state.name = name;
+    ui.loginError.textContent = "";
+    ui.loginName.setAttribute("aria-invalid", "false");
+    ui.loginSubmit.disabled = true;
+    link.start();
+  });
+
+  ui.joinForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = roomName(ui.joinRoom.value);
+    if (!isRoom(name)) {
+      ui.joinError.textContent = "Use up to 32 of a-z 0-9 _ -, starting with a letter or digit.";
+      ui.joinRoom.setAttribute("aria-invalid", "true");
+      return;
+    }
+    ui.joinError.textContent = "";
+    ui.joinRoom.setAttribute("aria-invalid", "false");
+    ui.joinRoom.value = "";
+    openRoom(name);
+    ui.text.focus();
+  });
+
+  ui.text.addEventListener("keydown", (event) => {
+    // Enter sends; Shift+Enter falls through to the textarea's newline. An IME's Enter picks a word.
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    submitMessage();
+  });
+  ui.text.addEventListener("input", () => {
+    updateCounter();
+    typed();
+  });
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    submitMessage();
+    ui.text.focus();
+  });
+
+  ui.pill.addEventListener("click", () => {
+    const room = currentRoom();
+    if (room) scrollToBottom(room);
+    ui.pill.hidden = true;
+  });
+  ui.bannerRetry.addEventListener("click", () => link.retryNow());
+  ui.menuToggle.addEventListener("click", () => setNav(!ui.app.classList.contains("nav-open")));
+  // A tap beside the open drawer (on the dimmed chat) closes it, and does nothing else.
+  byId("main").addEventListener(
+    "click",
+    (event) => {
+      if (!ui.app.classList.contains("nav-open")) return;
+      event.preventDefault();
+      event.stopPropagation();
+      setNav(false);
+    },
+    { capture: true },
+  );
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && ui.app.classList.contains("nav-open")) {
+      setNav(false);
+      ui.menuToggle.focus();
+    }
+  });
+  window.addEventListener("hashchange", () => openRoom(roomFromHash() ?? DEFAULT_ROOM));
+  // Rows rewrap when the width changes; a view at the bottom stays there.
+  window.addEventListener("resize", () => {
+    const room = currentRoom();
+    if (room?.stuck) scrollToBottom(room);
+  });
+  document.addEventListener("visibilitychange", () => {
+    const room = currentRoom();
+    if (room && inView(room)) {
+      room.unread = 0;
+      renderRooms();
+    }
+  });
+  window.setInterval(() => {
+    if (link.ready && document.visibilityState === "visible") void refreshActiveRooms();
+  }, ROOMS_REFRESH_MS);
+}
+
+function main(): void {
+  bindInput();
+  state.name = local.read(KEY.name) ?? "";
+  for (const name of savedRooms()) ensureRoom(name);
+  openRoom(roomFromHash() ?? DEFAULT_ROOM);
+  restoreOutbox();
+  renderMembers();
+  if (state.name) {
+    showApp();
+    link.start();
+  } else {
+    showLogin("");
+  }
+}
+
+main();
