@@ -1,7 +1,10 @@
 /** Unit tests of the pure parts of server.ts: no sockets, no timers, clocks passed in. */
 import { describe, expect, test } from "bun:test";
 import {
+  CLOSE,
   DEFAULTS,
+  HISTORY_PAGE_MAX,
+  ROOM_PATTERN,
   LineSplitter,
   Metrics,
   Presence,
@@ -442,5 +445,19 @@ describe("HTTP helpers", () => {
     ]) {
       expect(text).toContain(name + "\n");
     }
+  });
+});
+
+describe("the page's copies of protocol values", () => {
+  // The page cannot import values from server.ts (that would bundle bun:sqlite), so it keeps
+  // copies; these must not drift from the server's.
+  test("match the server's", async () => {
+    const app = await Bun.file(new URL("../public/app.ts", import.meta.url)).text();
+    const connection = await Bun.file(new URL("../public/connection.ts", import.meta.url)).text();
+    expect(app).toContain(`const ROOM_PATTERN = ${ROOM_PATTERN};`);
+    expect(app).toContain(`const HISTORY_PAGE_MAX = ${HISTORY_PAGE_MAX};`);
+    expect(connection).toContain(`const CLOSE_SHUTDOWN = ${CLOSE.shutdown};`);
+    expect(connection).toContain(`const CLOSE_POLICY = ${CLOSE.policy};`);
+    expect(connection).toContain(`const CLOSE_REPLACED = ${CLOSE.replaced};`);
   });
 });
