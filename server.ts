@@ -1889,8 +1889,10 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
     if (!text.startsWith("/")) {
       if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
       const r = hub.send(conn, conn.current, conn.nextId(), text);
-      if (!r.ok) conn.fail(r.code, r.message);
-      return;
+      if (!r.ok) return conn.fail(r.code, r.message);
+      // The next line waits for this one to be published, so a pasted script reads back in
+      // order and a `/quit` right after a line still shows that line.
+      return hub.batcher.settled();
     }
     const [command = "", arg] = text.trim().split(/\s+/);
     switch (command.toLowerCase()) {
@@ -2159,7 +2161,9 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     ctx.log("info", "stopped");
   }
 
-  ctx.log("info", "listening", { url: server.url.href, tcpPort: tcp?.port ?? null, databasePath: config.databasePath });
+  // Listening on every address, the page is at least on localhost: say so, for the newcomer.
+  const page = ["0.0.0.0", "::"].includes(config.host) ? `http://localhost:${server.port}/` : server.url.href;
+  ctx.log("info", "listening", { url: server.url.href, page, tcpPort: tcp?.port ?? null, databasePath: config.databasePath });
   return {
     server,
     url: server.url,

@@ -159,6 +159,19 @@ describe("the TCP door", () => {
     await server.settled();
   });
 
+  test("lines are answered in order: a line then /quit in one packet shows the line, then bye", async () => {
+    const { client: bob } = await tcpUser(server, "scripted");
+    bob.write("first\n/who\nsecond\n/quit\n");
+    const transcript = (await bob.untilClosed()).trimEnd().split("\n");
+    expect(transcript.map((l) => l.replace(/ \d\d:\d\d /, " "))).toEqual([
+      "[general] scripted: first",
+      "* in general: scripted",
+      "[general] scripted: second",
+      "* bye",
+    ]);
+    await server.settled();
+  });
+
   test("a disconnect is a presence leave at once, with no grace", async () => {
     const alice = await user(server, "alice6", "general");
     const { client: bob } = await tcpUser(server, "bob6");
