@@ -81,7 +81,7 @@ export interface Config {
   typingThrottleMs: number;
   /** Bounds the time from open to a successful hello. */
   helloTimeoutMs: number;
-  /** How long a session token restores its user after its last use. */
+  /** How long a session token restores its user after its last (recorded) use. */
   sessionTtlSeconds: number;
   /** Bounds the wait for clients to go at shutdown. */
   drainTimeoutMs: number;
@@ -836,8 +836,8 @@ export interface Store {
   /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
   roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
   page(room: string, query: PageQuery): Promise<Page>;
-  /** The user id a live session token hash belongs to, or null. */
-  findSession(tokenHash: string, now: number): Promise<string | null>;
+  /** The user a live session token hash belongs to, and when the session expires; or null. */
+  findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
   saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
   sweepSessions(now: number): Promise<number>;
   close(): Promise<void>;
@@ -916,8 +916,8 @@ export class SqliteStore implements Store {
       after: this.db.query<MessageRow, [string, number, number, number]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
       ),
-      findSession: this.db.query<{ user_id: string }, [string, number]>(
-        "SELECT user_id FROM sessions WHERE token_hash = ? AND expires_at > ?",
+      findSession: this.db.query<{ user_id: string; expires_at: number }, [string, number]>(
+        "SELECT user_id, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?",
       ),
       saveSession: this.db.query(
         "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) " +
@@ -985,7 +985,8 @@ export class SqliteStore implements Store {
   }
 
   async findSession(tokenHash: string, now: number) {
-    return this.q.findSession.get(tokenHash, now)?.user_id ?? null;
+    const row = this.q.findSession.get(tokenHash, now);
+    return row ? { userId: row.user_id, expiresAt: row.expires_at } : null;
   }
 
   async saveSession(tokenHash: string, userId: string, expiresAt: number) {
@@ -1442,6 +1443,8 @@ interface Refusal {
 
 /** Bounds how often expired sessions are swept from storage. */
 const SESSION_SWEEP_INTERVAL_MS = 3_600_000;
+/** A restored session's expiry is pushed back at most this often (one write per hour at most). */
+const SESSION_REFRESH_MS = 3_600_000;
 /** Bytes of randomness in a session token (256 bits) and in a user id. */
 const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
@@ -1580,18 +1583,35 @@ class Hub {
     this.scheduleGrace();
   }
 
-  async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string }>> {
+  /**
+   * Welcomes `conn` as `rawName`, restoring the session's user when `session` is live. Storage
+   * comes first and state changes after, so a failed hello leaves nothing half done. TCP users
+   * have no way to present a token: they get none (session null).
+   */
+  async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string | null }>> {
     if (conn.user) return fail("bad_request", "already welcomed");
     const name = checkName(rawName);
     if (!name) return fail("name_invalid", MESSAGES.nameInvalid);
     const now = this.ctx.now();
+    const ttlMs = this.config.sessionTtlSeconds * 1000;
     // An unknown or expired session is not an error: the client simply becomes a new user.
     const restored = session === undefined ? null : await this.store.findSession(hashToken(session), now);
-    if (conn.state !== "open") return fail("internal", "connection closed");
-    const userId = restored ?? newUserId();
-    const token = restored ? session! : newToken();
-    const holder = this.names.get(nameKey(name));
-    if (holder !== undefined && holder !== userId) return fail("name_taken", MESSAGES.nameTaken);
+    const userId = restored?.userId ?? newUserId();
+    const token = restored ? session! : conn.transport === "ws" ? newToken() : null;
+    if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
+    // A new token must be on disk before the client holds it; a restored one is pushed back at
+    // most every SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing.
+    if (token !== null && (!restored || restored.expiresAt - now < ttlMs - SESSION_REFRESH_MS)) {
+      try {
+        await this.store.saveSession(hashToken(token), userId, now + ttlMs);
+      } catch (error) {
+        this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
+        return fail("internal", MESSAGES.internal);
+      }
+    }
+    // Checked again: with a storage engine behind a network, others may have moved meanwhile.
+    if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
+    if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
 
     const previous = this.users.get(userId)?.conn;
     if (previous) {
@@ -1611,13 +1631,13 @@ class Hub {
     user.conn = conn;
     conn.user = user;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
-    try {
-      await this.store.saveSession(hashToken(token), userId, now + this.config.sessionTtlSeconds * 1000);
-    } catch (error) {
-      this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
-      return fail("internal", MESSAGES.internal);
-    }
     return ok({ user: user.ref, session: token });
+  }
+
+  /** Whether another online user holds `name` (case-insensitively). */
+  private nameHolder(name: string, userId: string): boolean {
+    const holder = this.names.get(nameKey(name));
+    return holder !== undefined && holder !== userId;
   }
 
   async join(conn: Connection, room: string, query: PageQuery): Promise<Result<Omit<JoinedFrame, "type" | "ref">>> {
@@ -1775,7 +1795,7 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
       case "hello": {
         const r = await hub.hello(conn, frame.name, frame.session);
         if (!r.ok) return conn.fail(r.code, r.message, ref);
-        return conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session, limits }, ref));
+        return conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session!, limits }, ref));
       }
       case "join": {
         const query = frame.since === undefined ? { limit: config.historyOnJoin } : { after: frame.since, limit: config.historyOnJoin };

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { SqliteStore, type NewMessage } from "../server.ts";
 import {
   Client,
+  LineClient,
   WS_UPGRADE,
   type Frame,
   rawWebSocket,
@@ -227,6 +228,74 @@ describe("presence grace", () => {
     const w = await c.hello("zed", "not-a-real-session-token");
     expect(w.session).not.toBe("not-a-real-session-token");
     expect(w.session).toMatch(/^[A-Za-z0-9_-]{43,}$/); // ≥ 256 bits, base64url
+    c.close();
+    await server.stop();
+  });
+});
+
+describe("sessions", () => {
+  /** A SQLite store that records session writes and can be told to fail them. */
+  function spyingStore() {
+    const sqlite = new SqliteStore(":memory:", 1000);
+    const saves: { userId: string; expiresAt: number }[] = [];
+    let failNext = false;
+    const store = Object.assign(Object.create(sqlite) as SqliteStore, {
+      saveSession: async (hash: string, userId: string, expiresAt: number) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error("disk full");
+        }
+        saves.push({ userId, expiresAt });
+        return sqlite.saveSession(hash, userId, expiresAt);
+      },
+    });
+    return { store, saves, failOnce: () => (failNext = true) };
+  }
+
+  test("written when issued, not on each reconnect; refreshed at most hourly; TCP users get none", async () => {
+    let clock = Date.UTC(2026, 10, 1);
+    const ttlMs = 60 * 60_000 * 24;
+    const { store, saves } = spyingStore();
+    const server = await startServer({ store, tcpPort: 0, now: () => clock, sessionTtlSeconds: ttlMs / 1000, presenceGraceMs: 0 });
+    const connect = async (session?: string) => {
+      const c = await Client.connect(server.wsUrl);
+      const w = await c.hello("alice", session);
+      c.close();
+      await server.settled();
+      return w;
+    };
+    const first = await connect();
+    expect(saves).toEqual([{ userId: first.user.id, expiresAt: clock + ttlMs }]);
+    clock += 60_000;
+    expect((await connect(first.session)).user).toEqual(first.user);
+    expect(saves.length).toBe(1); // a reconnect a minute later writes nothing
+
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    await nc.readUntil("name: ");
+    nc.write("bob\n");
+    await nc.readUntil("here)\n");
+    expect(saves.length).toBe(1); // nor does a TCP user
+    nc.end();
+
+    clock += 61 * 60_000;
+    expect((await connect(first.session)).user).toEqual(first.user);
+    expect(saves.at(-1)).toEqual({ userId: first.user.id, expiresAt: clock + ttlMs }); // slid
+
+    clock += ttlMs; // expired: the token is ignored, a new user and token come instead
+    const later = await connect(first.session);
+    expect(later.user.id).not.toBe(first.user.id);
+    expect(later.session).not.toBe(first.session);
+    await server.stop();
+  });
+
+  test("a failed session write answers internal and leaves hello to be tried again", async () => {
+    const { store, failOnce } = spyingStore();
+    const server = await startServer({ store });
+    const c = await Client.connect(server.wsUrl);
+    failOnce();
+    c.send({ type: "hello", name: "alice", ref: "1" });
+    expect(await c.next()).toMatchObject({ type: "error", code: "internal", ref: "1" });
+    expect((await c.hello("alice")).user.name).toBe("alice"); // the name was not left taken
     c.close();
     await server.stop();
   });
