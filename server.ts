@@ -1336,6 +1336,8 @@ const roomTopic = (room: string) => `room:${room}`;
 /**
  * Delivers room events. WebSocket members get each event through Bun's native pub/sub (one
  * `server.publish`, serialized once); TCP members get one pre-encoded line, written to each.
+ * Several instances would put a bus in front of it: publish each event to Redis, and hand what
+ * comes back from Redis to the local Fanout; the hub's calls stay as they are.
  */
 class Fanout {
   private readonly wsMembers = new Map<string, Set<WsConnection>>();
@@ -1646,6 +1648,9 @@ class Hub {
     if (!again && conn.rooms.size >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
+    // Read, then subscribe: no message can be published in between, because the SQLite engine
+    // answers before the next event-loop turn. An engine behind a network must subscribe first
+    // and drop what it then reads twice (clients drop a seq they already have, too).
     const [info, page] = await Promise.all([this.store.roomInfo(room), this.store.page(room, query)]);
     const user = conn.user;
     if (conn.state !== "open" || conn.released || !user) return fail("internal", "connection closed");

@@ -537,6 +537,9 @@ describe("bad input", () => {
     c.sendRaw(new Uint8Array([1, 2, 3]));
     expect(await c.next()).toMatchObject({ type: "error", code: "unsupported" });
     expect(await c.closed).toEqual({ code: 1003, reason: "binary frames are not supported" });
+    const m = await bystander.say("shared", "after the binary frame");
+    expect(await peer.next()).toEqual(m);
+    expect(await bad.next()).toEqual(m);
   });
 
   test("a frame over MAX_PAYLOAD_BYTES closes with 1009", async () => {
