@@ -428,6 +428,36 @@ describe("delivery", () => {
     await server.stop();
   });
 
+  test("a failed commit answers internal to the sender only; the retry with the same id is stored once", async () => {
+    const sqlite = new SqliteStore(":memory:", 1000);
+    let failNext = false;
+    const store = Object.assign(Object.create(sqlite) as SqliteStore, {
+      append: async (batch: readonly NewMessage[]) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error("disk I/O error");
+        }
+        return sqlite.append(batch);
+      },
+    });
+    const server = await startServer({ store });
+    const alice = await user(server, "alice", "d");
+    const bob = await user(server, "bob", "d");
+    await alice.expect("presence");
+    failNext = true;
+    alice.send({ type: "send", room: "d", id: "lost-1", text: "will this stick?" });
+    expect(await alice.next()).toMatchObject({ type: "error", code: "internal", ref: "lost-1" });
+    const stored = await alice.say("d", "will this stick?", "lost-1");
+    expect(stored.seq).toBe(1);
+    // Bob saw the stored message once, and nothing of the failure.
+    expect(await bob.next()).toEqual(stored);
+    expect(await bob.sync()).toEqual([]);
+    expect(server.logs.some((l) => l.level === "error" && l.event === "storage")).toBe(true);
+    alice.close();
+    bob.close();
+    await server.stop();
+  });
+
   test("a restart on the same database file loses nothing and reuses no seq", async () => {
     const dir = tempDir();
     const databasePath = join(dir.path, "chat.sqlite");
