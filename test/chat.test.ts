@@ -6,13 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { SqliteStore, type NewMessage } from "../server.ts";
 import {
   Client,
   LineClient,
   WS_UPGRADE,
   type Frame,
   rawWebSocket,
+  sqliteWith,
   startServer,
   tempDir,
   upgradeAttempt,
@@ -236,19 +236,18 @@ describe("presence grace", () => {
 describe("sessions", () => {
   /** A SQLite store that records session writes and can be told to fail them. */
   function spyingStore() {
-    const sqlite = new SqliteStore(":memory:", 1000);
     const saves: { userId: string; expiresAt: number }[] = [];
     let failNext = false;
-    const store = Object.assign(Object.create(sqlite) as SqliteStore, {
-      saveSession: async (hash: string, userId: string, expiresAt: number) => {
+    const store = sqliteWith((real) => ({
+      saveSession: async (hash, userId, expiresAt) => {
         if (failNext) {
           failNext = false;
           throw new Error("disk full");
         }
         saves.push({ userId, expiresAt });
-        return sqlite.saveSession(hash, userId, expiresAt);
+        return real.saveSession(hash, userId, expiresAt);
       },
-    });
+    }));
     return { store, saves, failOnce: () => (failNext = true) };
   }
 
@@ -429,17 +428,16 @@ describe("delivery", () => {
   });
 
   test("a failed commit answers internal to the sender only; the retry with the same id is stored once", async () => {
-    const sqlite = new SqliteStore(":memory:", 1000);
     let failNext = false;
-    const store = Object.assign(Object.create(sqlite) as SqliteStore, {
-      append: async (batch: readonly NewMessage[]) => {
+    const store = sqliteWith((real) => ({
+      append: async (batch) => {
         if (failNext) {
           failNext = false;
           throw new Error("disk I/O error");
         }
-        return sqlite.append(batch);
+        return real.append(batch);
       },
-    });
+    }));
     const server = await startServer({ store });
     const alice = await user(server, "alice", "d");
     const bob = await user(server, "bob", "d");
@@ -783,13 +781,15 @@ describe("logs and shutdown", () => {
     // A store whose commits wait for the test holds stop() at its first step, flushing.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const sqlite = new SqliteStore(databasePath, 1000);
-    const store = Object.assign(Object.create(sqlite) as SqliteStore, {
-      append: async (batch: readonly NewMessage[]) => {
-        await gate;
-        return sqlite.append(batch);
-      },
-    });
+    const store = sqliteWith(
+      (real) => ({
+        append: async (batch) => {
+          await gate;
+          return real.append(batch);
+        },
+      }),
+      databasePath,
+    );
     const server = await startServer({ store });
     const port = Number(server.chat.url.port);
     const a = await user(server, "a", "bye");

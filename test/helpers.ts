@@ -7,10 +7,19 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer, type ChatServer, type ServerFrame, type ServerOptions } from "../server.ts";
+import { SqliteStore, createServer, type ChatServer, type ServerFrame, type ServerOptions, type Store } from "../server.ts";
 
 /** Bounds any single wait in a test; generous for a loaded 2-core machine. */
 export const WAIT_MS = 10_000;
+
+/**
+ * A real SQLite store with some of its methods replaced, to make a commit wait or fail:
+ *   sqliteWith((real) => ({ append: async (batch) => { await gate; return real.append(batch); } }))
+ */
+export function sqliteWith(overrides: (real: SqliteStore) => Partial<Store>, path = ":memory:"): Store {
+  const real = new SqliteStore(path, 1000);
+  return Object.assign(Object.create(real) as SqliteStore, overrides(real));
+}
 
 /** A fresh temporary folder, removed by `cleanup`. */
 export function tempDir(): { path: string; cleanup: () => void } {
