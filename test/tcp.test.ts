@@ -4,10 +4,48 @@
  * waiting for that command's answer before sending the rest.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { dlopen, ptr } from "bun:ffi";
+import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { hhmm } from "../server.ts";
 import { Client, LineClient, WS_UPGRADE, startServer, upgradeAttempt, user, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d`;
+
+// Linux socket option numbers, for reading a live socket's keepalive settings.
+const SOL_SOCKET = 1;
+const SO_KEEPALIVE = 9;
+const IPPROTO_TCP = 6;
+const TCP_KEEPIDLE = 4;
+const TCP_KEEPINTVL = 5;
+const TCP_KEEPCNT = 6;
+const libc = dlopen("libc.so.6", { getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], returns: "i32" } });
+
+/** An integer socket option of a file descriptor of this process, through libc's getsockopt. */
+function socketOption(fd: number, level: number, name: number): number {
+  const value = new Int32Array(1);
+  const length = new Uint32Array([4]);
+  if (libc.symbols.getsockopt(fd, level, name, ptr(value), ptr(length)) !== 0) throw new Error(`getsockopt(${fd}, ${level}, ${name}) failed`);
+  return value[0]!;
+}
+
+/** This process's descriptor for the server side of the IPv4 loopback connection serverPort ↔ clientPort. */
+function serverSocketFd(serverPort: number, clientPort: number): number {
+  const hex = (port: number) => ":" + port.toString(16).toUpperCase().padStart(4, "0");
+  const row = readFileSync("/proc/net/tcp", "utf8")
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .find((f) => f[1]?.endsWith(hex(serverPort)) && f[2]?.endsWith(hex(clientPort)));
+  if (!row) throw new Error("connection not in /proc/net/tcp");
+  const target = `socket:[${row[9]}]`;
+  for (const fd of readdirSync("/proc/self/fd").map(Number)) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) === target) return fd;
+    } catch {
+      // The descriptor closed while we looked.
+    }
+  }
+  throw new Error(`no descriptor for ${target}`);
+}
 
 /** Connects, answers the name prompt, and reads up to the "now in general" line. */
 async function tcpUser(server: TestServer, name: string): Promise<{ client: LineClient; joinedText: string }> {
@@ -266,6 +304,21 @@ describe("TCP limits", () => {
     writer.close();
     reader.end();
     slow.socket.terminate();
+    await server.stop();
+  });
+
+  test("idle: a silent peer is probed by TCP keepalive after IDLE_TIMEOUT_SECONDS, a dead one dropped", async () => {
+    // TCP's counterpart of WebSocket pings: nc cannot answer pings, but its kernel answers probes.
+    // Read from the server's own socket, which lives in this process.
+    const server = await startServer({ tcpPort: 0, idleTimeoutSeconds: 100 });
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    await nc.readUntil("name: ");
+    const fd = serverSocketFd(server.chat.tcpPort!, nc.socket.localPort);
+    expect(socketOption(fd, SOL_SOCKET, SO_KEEPALIVE)).toBe(1);
+    expect(socketOption(fd, IPPROTO_TCP, TCP_KEEPIDLE)).toBe(100);
+    // Unanswered probes drop the peer within TCP_KEEPCNT × TCP_KEEPINTVL seconds more.
+    expect(socketOption(fd, IPPROTO_TCP, TCP_KEEPCNT) * socketOption(fd, IPPROTO_TCP, TCP_KEEPINTVL)).toBeLessThanOrEqual(10);
+    nc.end();
     await server.stop();
   });
 
