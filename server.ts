@@ -631,6 +631,10 @@ export class Presence<C> {
     return [...(this.rooms.get(room)?.values() ?? [])].map((m) => m.user);
   }
 
+  has(room: string, userId: string): boolean {
+    return this.rooms.get(room)?.has(userId) ?? false;
+  }
+
   count(room: string): number {
     return this.rooms.get(room)?.size ?? 0;
   }
@@ -1168,12 +1172,8 @@ class WsConnection extends Connection {
   overLimit = false;
 
   send(frame: ServerFrame): void {
-    this.sendText(JSON.stringify(frame));
-  }
-
-  sendText(json: string): void {
     if (this.ws.readyState !== 1) return;
-    if (this.ws.send(json, false) === 0) {
+    if (this.ws.send(JSON.stringify(frame), false) === 0) {
       this.overLimit = true;
       this.ctx.metrics.publishDrops++;
     }
@@ -1677,7 +1677,7 @@ class Hub {
     const wasMember = this.presence.leave(room, user.ref.id);
     await this.batcher.settled();
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
-    if (wasMember && !this.presence.members(room).some((m) => m.id === user.ref.id)) {
+    if (wasMember && !this.presence.has(room, user.ref.id)) {
       this.fanout.presence(room, "leave", user.ref);
     }
     return ok(null);
@@ -1949,8 +1949,7 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         return TCP_HELP.forEach((line) => conn.line(line));
       case "/quit":
         conn.line("* bye");
-        conn.closeWhy = { code: CLOSE.normal, reason: "quit" };
-        return conn.end();
+        return conn.close(CLOSE.normal, "quit");
       default:
         return conn.fail("bad_request", "unknown command");
     }
