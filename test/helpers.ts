@@ -90,6 +90,30 @@ export function bounded<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Pro
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Lets a reader wait for its source's next event: the source calls `poke()` on every event; the
+ * reader waits `until()` its condition holds, failing at once on `failure()` or after WAIT_MS.
+ */
+class Waker {
+  private wake: (() => void) | null = null;
+
+  poke(): void {
+    this.wake?.();
+  }
+
+  async until(done: () => boolean, failure: () => string | null, what: () => string): Promise<void> {
+    const deadline = Date.now() + WAIT_MS;
+    while (!done()) {
+      const why = failure();
+      if (why) throw new Error(`${why} while waiting for ${what()}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${what()} within ${WAIT_MS} ms`);
+      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), what(), left);
+      this.wake = null;
+    }
+  }
+}
+
 /** A received frame: its type, and any fields (tests assert on exact values). */
 export type Frame = { type: ServerFrame["type"]; [field: string]: any };
 
@@ -100,20 +124,20 @@ export type Frame = { type: ServerFrame["type"]; [field: string]: any };
 export class Client {
   readonly frames: Frame[] = [];
   private read = 0;
-  private wake: (() => void) | null = null;
+  private readonly waker = new Waker();
   closeEvent: { code: number; reason: string } | null = null;
   readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(readonly ws: WebSocket) {
     ws.onmessage = (e) => {
       this.frames.push(JSON.parse(String(e.data)));
-      this.wake?.();
+      this.waker.poke();
     };
     this.closed = new Promise((resolve) => {
       ws.onclose = (e) => {
         this.closeEvent = { code: e.code, reason: e.reason };
         resolve(this.closeEvent);
-        this.wake?.();
+        this.waker.poke();
       };
     });
   }
@@ -142,16 +166,11 @@ export class Client {
 
   /** The next frame not yet read. */
   async next(): Promise<Frame> {
-    const deadline = Date.now() + WAIT_MS;
-    while (this.read >= this.frames.length) {
-      if (this.closeEvent) {
-        throw new Error(`closed (${this.closeEvent.code} ${this.closeEvent.reason}) while waiting for a frame; had: ${this.history()}`);
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no frame within ${WAIT_MS} ms; had: ${this.history()}`);
-      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), `a frame (had: ${this.history()})`, left);
-      this.wake = null;
-    }
+    await this.waker.until(
+      () => this.read < this.frames.length,
+      () => this.closeEvent && `closed (${this.closeEvent.code} ${this.closeEvent.reason})`,
+      () => `a frame (had: ${this.history()})`,
+    );
     return this.frames[this.read++]!;
   }
 
@@ -217,7 +236,7 @@ export async function user(server: TestServer, name: string, ...rooms: string[])
 /** A raw TCP line client for the plain-TCP door. */
 export class LineClient {
   private buffer = "";
-  private wake: (() => void) | null = null;
+  readonly waker = new Waker();
   isClosed = false;
   socket!: Awaited<ReturnType<typeof Bun.connect>>;
 
@@ -229,15 +248,15 @@ export class LineClient {
       socket: {
         data: (_s, data) => {
           c.buffer += new TextDecoder().decode(data);
-          c.wake?.();
+          c.waker.poke();
         },
         close: () => {
           c.isClosed = true;
-          c.wake?.();
+          c.waker.poke();
         },
         error: () => {
           c.isClosed = true;
-          c.wake?.();
+          c.waker.poke();
         },
       },
     });
@@ -250,20 +269,15 @@ export class LineClient {
 
   /** Waits until the received text contains `marker`; returns everything up to and including it. */
   async readUntil(marker: string): Promise<string> {
-    const deadline = Date.now() + WAIT_MS;
-    for (;;) {
-      const at = this.buffer.indexOf(marker);
-      if (at !== -1) {
-        const out = this.buffer.slice(0, at + marker.length);
-        this.buffer = this.buffer.slice(at + marker.length);
-        return out;
-      }
-      if (this.isClosed) throw new Error(`closed while waiting for ${JSON.stringify(marker)}; had ${JSON.stringify(this.buffer)}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${JSON.stringify(marker)} within ${WAIT_MS} ms; had ${JSON.stringify(this.buffer)}`);
-      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), `${JSON.stringify(marker)} (had ${JSON.stringify(this.buffer)})`, left);
-      this.wake = null;
-    }
+    await this.waker.until(
+      () => this.buffer.includes(marker),
+      () => (this.isClosed ? "closed" : null),
+      () => `${JSON.stringify(marker)} (had ${JSON.stringify(this.buffer)})`,
+    );
+    const end = this.buffer.indexOf(marker) + marker.length;
+    const out = this.buffer.slice(0, end);
+    this.buffer = this.buffer.slice(end);
+    return out;
   }
 
   /** Reads the next whole line (without its newline). */
@@ -273,13 +287,11 @@ export class LineClient {
 
   /** Waits for the server to close the connection; returns what was left unread. */
   async untilClosed(): Promise<string> {
-    const deadline = Date.now() + WAIT_MS;
-    while (!this.isClosed) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`not closed within ${WAIT_MS} ms; had ${JSON.stringify(this.buffer)}`);
-      await bounded(new Promise<void>((resolve) => (this.wake = resolve)), "close", left);
-      this.wake = null;
-    }
+    await this.waker.until(
+      () => this.isClosed,
+      () => null,
+      () => `a close (had ${JSON.stringify(this.buffer)})`,
+    );
     const rest = this.buffer;
     this.buffer = "";
     return rest;
