@@ -12,7 +12,9 @@
  * and exits 1 before listening). Defaults in brackets:
  *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
  *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
- *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else X-Forwarded-For
+ *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else the rightmost X-Forwarded-For
+ *   PUBLIC_HOSTS [any]         comma-separated host[:port] this server answers to; others get 421
+ *   METRICS_TOKEN [none]       when set, /metrics needs `Authorization: Bearer <token>`
  *   MAX_MESSAGE_CHARS [2000]  MAX_PAYLOAD_BYTES [16384]  IDLE_TIMEOUT_SECONDS [120]
  *   BACKPRESSURE_LIMIT_BYTES [1048576]  RATE_LIMIT_BURST [10]  RATE_LIMIT_PER_SECOND [5]
  *   RATE_LIMIT_ABUSE_ERRORS [50]  MAX_ROOMS_PER_CONNECTION [20]  MAX_CONNECTIONS [10000]
@@ -27,8 +29,9 @@
 
 import { Database } from "bun:sqlite";
 import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { mkdirSync } from "node:fs";
+import { isIP } from "node:net";
 import { dirname } from "node:path";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
@@ -49,8 +52,12 @@ export interface Config {
   databasePath: string;
   /** Origins, besides the server's own host, whose pages may open /ws. */
   allowedOrigins: string[];
-  /** Trust Fly-Client-IP / X-Forwarded-For for the client's address. */
+  /** Trust Fly-Client-IP / the rightmost X-Forwarded-For entry for the client's address. */
   trustProxy: boolean;
+  /** Host headers (host[:port], lowercase) answered; empty answers any. Stops DNS rebinding. */
+  publicHosts: string[];
+  /** Bearer token /metrics requires; null leaves /metrics open. */
+  metricsToken: string | null;
   /** Bounds a message's text, in Unicode code points. */
   maxMessageChars: number;
   /** Bounds one inbound WebSocket frame; Bun closes with 1009 past it. */
@@ -100,6 +107,8 @@ export const DEFAULTS: Config = {
   databasePath: "./data/chat.sqlite",
   allowedOrigins: [],
   trustProxy: false,
+  publicHosts: [],
+  metricsToken: null,
   maxMessageChars: 2000,
   maxPayloadBytes: 16384,
   idleTimeoutSeconds: 120,
@@ -155,6 +164,26 @@ function isOrigin(s: string): boolean {
 
 const originList = z.array(z.string().refine(isOrigin));
 
+/**
+ * A `Host` header's host[:port] in the form browsers send it: lowercase, punycode, no default
+ * port; null if it is not one. `hostKey("Chat.Example.com:80") // => "chat.example.com"`
+ */
+export function hostKey(host: string): string | null {
+  if (/[/?#@\\\s]/.test(host)) return null;
+  try {
+    const url = new URL(`http://${host}`);
+    return url.href === `http://${url.host}/` ? url.host : null;
+  } catch {
+    return null;
+  }
+}
+
+const hostList = z.array(z.string().refine((h) => hostKey(h) === h, "lowercase host[:port] without :80"));
+/** Bounds METRICS_TOKEN, in characters. */
+const METRICS_TOKEN_MAX_CHARS = 1024;
+/** A bearer token as RFC 6750 writes it (token68). */
+const METRICS_TOKEN_PATTERN = new RegExp(`^[A-Za-z0-9\\-._~+/]{1,${METRICS_TOKEN_MAX_CHARS}}=*$`);
+
 const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   port: integer("PORT", 0, 65535),
   host: {
@@ -180,6 +209,21 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
     allowed: "true, false, 1 or 0",
     value: z.boolean(),
     parse: z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
+  },
+  publicHosts: {
+    env: "PUBLIC_HOSTS",
+    allowed: "comma-separated host[:port] names",
+    value: hostList,
+    parse: z
+      .string()
+      .transform((s) => s.split(",").map((h) => h.trim()).filter(Boolean).map((h) => hostKey(h) ?? h))
+      .pipe(hostList),
+  },
+  metricsToken: {
+    env: "METRICS_TOKEN",
+    allowed: `a bearer token: 1 to ${METRICS_TOKEN_MAX_CHARS} of A-Z a-z 0-9 - . _ ~ + /, then optional =`,
+    value: z.string().regex(METRICS_TOKEN_PATTERN).nullable(),
+    parse: z.string().regex(METRICS_TOKEN_PATTERN),
   },
   maxMessageChars: integer("MAX_MESSAGE_CHARS", 1, 100000),
   maxPayloadBytes: integer("MAX_PAYLOAD_BYTES", 1024, 16777216),
@@ -2020,12 +2064,26 @@ export function originAllowed(origin: string | null, host: string | null, allowe
   return host !== null && url.host === host.toLowerCase();
 }
 
+/**
+ * The client's address as a trusted proxy passed it (§10): Fly-Client-IP, else the rightmost
+ * X-Forwarded-For entry, the one the proxy next to us appended; entries to its left are whatever
+ * the client sent. A value that is not an IP address counts as absent.
+ */
+export function forwardedIp(headers: Headers): string | null {
+  const fly = headers.get("fly-client-ip")?.trim();
+  if (fly && isIP(fly)) return fly;
+  const rightmost = headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
+  return rightmost && isIP(rightmost) ? rightmost : null;
+}
+
 function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = req.headers.get("fly-client-ip") ?? req.headers.get("x-forwarded-for")?.split(",")[0];
-    if (forwarded?.trim()) return forwarded.trim();
-  }
-  return server.requestIP(req)?.address ?? "unknown";
+  return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
+}
+
+/** Compares two secrets in time that does not depend on where they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 /** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
@@ -2049,6 +2107,16 @@ type HonoEnv = { Bindings: Server<WsConnection> };
 function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): Hono<HonoEnv> {
   const app = new Hono<HonoEnv>();
   app.use(secureHeaders({ contentSecurityPolicy: CSP }));
+  // DNS rebinding: a page on evil.example whose name now resolves to us sends its own Host and
+  // Origin, which agree, so the Origin check passes; only our own names are answered (§10).
+  const { publicHosts, metricsToken } = ctx.config;
+  if (publicHosts.length) {
+    app.use(async (c, next) => {
+      const host = hostKey(c.req.header("host") ?? "");
+      if (host === null || !publicHosts.includes(host)) return c.json({ error: "misdirected" }, 421);
+      return next();
+    });
+  }
 
   const asset = (body: string, type: string) => () =>
     new Response(body, { headers: { "content-type": type, "cache-control": "no-cache" } });
@@ -2067,9 +2135,15 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
     });
   });
 
-  app.get("/metrics", (c) =>
-    c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
-  );
+  app.get("/metrics", (c) => {
+    if (metricsToken !== null) {
+      const [scheme, token] = (c.req.header("authorization") ?? "").split(" ", 2);
+      if (scheme?.toLowerCase() !== "bearer" || !sameSecret(token ?? "", metricsToken)) {
+        return c.json({ error: "unauthorized" }, 401, { "www-authenticate": 'Bearer realm="metrics"' });
+      }
+    }
+    return c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
 
   app.get("/api/rooms", async (c) => c.json({ rooms: await hub.rooms() }));
 

@@ -54,6 +54,8 @@ describe("config", () => {
       tcpMaxLineBytes: 4096,
       tcpMaxPendingBytes: 1048576,
       trustProxy: false,
+      publicHosts: [],
+      metricsToken: null,
       allowedOrigins: [],
     });
     expect(DEFAULTS.databasePath.startsWith("./data/")).toBe(true);
