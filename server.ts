@@ -2024,16 +2024,30 @@ const CSP = {
 };
 
 /** The page, read and bundled once at start. */
-interface Assets {
+export interface Assets {
   html: string;
   css: string;
   js: string;
   icon: string;
 }
 
+/**
+ * The page as `bun run build` bundled it into a compiled binary (deploy/build.ts defines it);
+ * undefined under `bun run server.ts`, which bundles public/ once per process instead.
+ */
+declare const BUN_CHAT_PAGE: Assets | undefined;
+
 const PUBLIC_DIR = new URL("./public/", import.meta.url);
 
-async function loadAssets(): Promise<Assets> {
+let bundled: Promise<Assets> | null = null;
+
+function loadAssets(): Promise<Assets> {
+  if (typeof BUN_CHAT_PAGE !== "undefined") return Promise.resolve(BUN_CHAT_PAGE);
+  return (bundled ??= bundleAssets());
+}
+
+/** Reads public/ and bundles public/app.ts for the browser; deploy/build.ts embeds the result. */
+export async function bundleAssets(): Promise<Assets> {
   const read = (name: string) => Bun.file(new URL(name, PUBLIC_DIR)).text();
   const build = await Bun.build({
     entrypoints: [Bun.fileURLToPath(new URL("app.ts", PUBLIC_DIR))],

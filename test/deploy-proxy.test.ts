@@ -56,7 +56,7 @@ async function startProcess(command: string[], env: Record<string, string>, patt
   });
   // Read stderr to its end: a process writing into a closed pipe may die of SIGPIPE.
   const stderr: string[] = [];
-  let ready: () => void;
+  let ready!: () => void;
   const started = new Promise<void>((resolve) => (ready = resolve));
   const ended = (async () => {
     let buffer = "";

@@ -96,9 +96,10 @@ export interface Running {
 /** `bun server.ts`; a compiled binary is started the same way, by its path. */
 export const SERVER_COMMAND = [process.execPath, join(import.meta.dir, "..", "server.ts")];
 
-/** Starts the server (`command`) on a free port and waits for its "listening" log line. */
-export async function spawnServer(env: Record<string, string>, command = SERVER_COMMAND): Promise<Running> {
+/** Starts the server (`command`, in `cwd`) on a free port and waits for its "listening" log line. */
+export async function spawnServer(env: Record<string, string>, command = SERVER_COMMAND, cwd?: string): Promise<Running> {
   const proc = Bun.spawn(command, {
+    ...(cwd ? { cwd } : {}),
     env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
     stdin: "ignore",
     stdout: "pipe",
