@@ -8,7 +8,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Client, WAIT_MS, WS_UPGRADE, bounded, spawnServer, startServer, tempDir, upgradeAttempt, type TestServer } from "./helpers.ts";
+import { Client, WAIT_MS, WS_UPGRADE, bounded, openedIp, spawnServer, startServer, tempDir, upgradeAttempt, type TestServer } from "./helpers.ts";
 
 const DEPLOY = join(import.meta.dir, "..", "deploy");
 const NGINX = Bun.which("nginx") ?? "/usr/sbin/nginx";
@@ -145,13 +145,6 @@ async function server(options: Parameters<typeof startServer>[0] = {}): Promise<
 }
 
 const port = (s: TestServer) => Number(s.chat.url.port);
-
-/** The address the server counted for the n-th connection it opened. */
-async function openedIp(s: TestServer, n: number): Promise<unknown> {
-  const opens = () => s.logs.filter((l) => l.event === "open");
-  await s.logLine(() => opens().length > n);
-  return opens()[n]!.ip;
-}
 
 describe.each([
   ["nginx", startNginx],

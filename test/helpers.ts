@@ -82,6 +82,13 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
   };
 }
 
+/** The address the server counted for the n-th connection it opened (0-based), from its `open` log line. */
+export async function openedIp(server: TestServer, n: number): Promise<unknown> {
+  const opens = () => server.logs.filter((l) => l.event === "open");
+  await server.logLine(() => opens().length > n);
+  return opens()[n]!.ip;
+}
+
 /** The server as a process, configured by its environment. */
 export interface Running {
   proc: Bun.Subprocess<"ignore", "pipe", "pipe">;

@@ -4,14 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { loadConfig, resolveConfig } from "../server.ts";
-import { Client, WS_UPGRADE, startServer, upgradeAttempt, type TestServer } from "./helpers.ts";
-
-/** The address the server counted for the n-th connection it opened. */
-async function openedIp(server: TestServer, n: number): Promise<unknown> {
-  const opens = () => server.logs.filter((l) => l.event === "open");
-  await server.logLine(() => opens().length > n);
-  return opens()[n]!.ip;
-}
+import { Client, WS_UPGRADE, openedIp, startServer, upgradeAttempt } from "./helpers.ts";
 
 describe("TRUST_PROXY", () => {
   test("the rightmost X-Forwarded-For entry is the client: what a client writes to its left spoofs nothing", async () => {
