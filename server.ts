@@ -34,6 +34,7 @@ import { dirname } from "node:path";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { z } from "zod";
+import confusablesTxt from "unhomoglyph/data.json";
 
 // ─── Config ──────────────────────────────────────────────────────────────────────────────────
 
@@ -306,20 +307,29 @@ const LINE_TOO_LONG = "line_too_long";
 
 /** Bounds `ref` and a send's `id`, in code points. */
 const REF_MAX_CHARS = 64;
-/** Bounds a user name, in code points (after trimming). */
+/** Bounds a user name, in code points (after NFC and trimming). */
 const NAME_MAX_CHARS = 32;
 /** Bounds one `history` page. */
 export const HISTORY_PAGE_MAX = 200;
 const HISTORY_PAGE_DEFAULT = 50;
 
 export const ROOM_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
-const NAME_PATTERN = /^[\p{L}\p{Nd} _.-]+$/u;
+const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd} _.-]+$/u;
+/** Marks, spaces and punctuation alone show no name. */
+const NAME_VISIBLE = /[\p{L}\p{Nd}]/u;
+/** Code points that render as nothing; the Hangul fillers are letters (Lo), so they are named too. */
+const NAME_INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0]/u;
+/**
+ * Unicode's confusables.txt (UTS #39) as single code point → prototype, shipped by the `unhomoglyph`
+ * package (data version 13.0.0); bundled at build time, so the compiled binary reads no file.
+ */
+const CONFUSABLES = new Map<string, string>(Object.entries(confusablesTxt));
 /** Control characters a text may not hold: all of C0 and C1 but tab and newline. */
 const TEXT_FORBIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 
 const MESSAGES = {
   notReady: "send hello first",
-  nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters, digits, spaces, _ - or .`,
+  nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters (accents included), digits, spaces, _ - or ., with no invisible characters`,
   nameTaken: "that name is in use",
   roomInvalid: "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit",
   rateLimited: "too many frames; slow down",
@@ -474,16 +484,32 @@ export function codePoints(s: string): number {
   return n;
 }
 
-/** A valid name, trimmed; null if it breaks the name rule. `checkName(" Zoë ") // => "Zoë"` */
+/**
+ * A valid name, NFC and trimmed; null if it breaks the name rule: letters with their marks, digits,
+ * space, `_ - .`, at least one letter or digit, nothing invisible.
+ *   checkName(" Zoe\u0308 ") // => "Zoë"
+ */
 export function checkName(raw: string): string | null {
-  const name = raw.trim();
+  const name = raw.normalize("NFC").trim();
   if (name.length === 0 || name.length > 2 * NAME_MAX_CHARS || codePoints(name) > NAME_MAX_CHARS) return null;
-  return NAME_PATTERN.test(name) ? name : null;
+  return NAME_PATTERN.test(name) && NAME_VISIBLE.test(name) && !NAME_INVISIBLE.test(name) ? name : null;
 }
 
-/** Names are unique case-insensitively; canonically equal spellings collide too. */
+/** UTS #39 skeleton: NFD, each code point replaced by its confusables.txt prototype, NFD again. */
+function skeleton(s: string): string {
+  let mapped = "";
+  for (const c of s.normalize("NFD")) mapped += CONFUSABLES.get(c) ?? c;
+  return mapped.normalize("NFD");
+}
+
+/**
+ * The uniqueness key: a confusable skeleton that ignores case. Skeletons are taken of the name as
+ * written, of its upper case and of that lower case, because a look-alike hides in either case:
+ * `aIice` (capital I looks like l) and `ALICE` must both meet `alice`, so i and l share a key.
+ *   nameKey("aIice") === nameKey("ALICE") // and === nameKey("аlice") with a Cyrillic а
+ */
 export function nameKey(name: string): string {
-  return name.normalize("NFC").toLowerCase();
+  return skeleton(skeleton(skeleton(name).toUpperCase()).toLowerCase());
 }
 
 export function isRoom(name: string): boolean {
