@@ -1776,7 +1776,15 @@ class Hub {
 
   /** A leave goes out after the messages the user sent before it. */
   private announceLeave(room: string, user: UserRef): void {
+    this.forgetIfEmpty(room);
     void this.batcher.settled().then(() => this.fanout.presence(room, "leave", user));
+  }
+
+  /** A room nobody is in and that never had a message is not worth remembering. */
+  private forgetIfEmpty(room: string): void {
+    const state = this.roomStates.get(room);
+    if (!state || state.seq || state.inflight.size || state.joins.size || this.presence.count(room)) return;
+    this.roomStates.delete(room);
   }
 
   private forgetIfOffline(user: User): void {
@@ -1940,8 +1948,11 @@ class Hub {
       state.joins.delete(collected);
     }
     const user = conn.user;
-    if (conn.state !== "open" || conn.released || !user) return fail("internal", "connection closed");
     state.seq ??= info.seq;
+    if (conn.state !== "open" || conn.released || !user) {
+      this.forgetIfEmpty(room);
+      return fail("internal", "connection closed");
+    }
     const read = readUpTo ?? info.seq;
     const fresh = collected.filter((m) => m.seq > read && (since === undefined || m.seq > since));
     let { messages, complete } = page;
@@ -1990,6 +2001,7 @@ class Hub {
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
     if (wasLast && !this.presence.has(room, user.ref.id)) {
       this.fanout.presence(room, "leave", user.ref);
+      this.forgetIfEmpty(room);
     }
     return ok(null);
   }
@@ -2450,6 +2462,8 @@ export interface ChatServer {
   config: Config;
   /** Shuts down as §7 says: drain, close every client, stop listening, close storage. */
   stop(): Promise<void>;
+  /** Sizes of the hub's bounded memory, for tests and debugging. */
+  inspect(): { users: number; roomStates: number; userBuckets: number; helloBuckets: number };
 }
 
 export async function createServer(options: ServerOptions = {}): Promise<ChatServer> {
@@ -2519,6 +2533,12 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     tcpPort: tcp?.port ?? null,
     config,
     stop: () => (stopping ??= stop()),
+    inspect: () => ({
+      users: hub.users.size,
+      roomStates: hub.roomStates.size,
+      userBuckets: hub.userBuckets.size,
+      helloBuckets: hub.helloBuckets.size,
+    }),
   };
 }
 
