@@ -147,7 +147,9 @@ describe("memory and storage reads stay bounded", () => {
 
   test("the room directory lists rooms with messages and nobody online, newest first", async () => {
     let t = 1_000_000;
-    const server = await startServer({ now: () => t, presenceGraceMs: 0 });
+    const dir = tempDir();
+    const path = join(dir.path, "chat.sqlite");
+    const server = await startServer({ now: () => t, presenceGraceMs: 0, databasePath: path });
     const c = await user(server, "poster", "older", "newer", "quiet");
     await c.say("older", "one");
     t += 1000;
@@ -164,6 +166,11 @@ describe("memory and storage reads stay bounded", () => {
       ],
     });
     await server.stop();
+    // A restart on the same file starts the directory from storage.
+    const again = await startServer({ databasePath: path });
+    expect(await (await again.http("/api/rooms?recent=1")).json()).toEqual(recent);
+    await again.stop();
+    dir.cleanup();
   });
 });
 
