@@ -2502,8 +2502,8 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
 
   app.get("/metrics", (c) => {
     if (metricsToken !== null) {
-      const [scheme, token] = (c.req.header("authorization") ?? "").split(" ", 2);
-      if (scheme?.toLowerCase() !== "bearer" || !sameSecret(token ?? "", metricsToken)) {
+      const token = /^Bearer (\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+      if (token === undefined || !sameSecret(token, metricsToken)) {
         return c.json({ error: "unauthorized" }, 401, { "www-authenticate": 'Bearer realm="metrics"' });
       }
     }

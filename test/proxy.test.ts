@@ -99,7 +99,7 @@ describe("METRICS_TOKEN", () => {
   test("when set, /metrics needs Authorization: Bearer <token>, else 401", async () => {
     const token = "s3cret-metrics.token_~+/=";
     const server = await startServer({ metricsToken: token });
-    for (const authorization of [undefined, "", "Bearer", "Bearer ", `Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`, `Basic ${token}`, token, `Bearer  ${token}`]) {
+    for (const authorization of [undefined, "", "Bearer", "Bearer ", `Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`, `Basic ${token}`, token, `Bearer  ${token}`, `Bearer ${token} ${token}`]) {
       const res = await server.http("/metrics", { headers: authorization === undefined ? {} : { Authorization: authorization } });
       expect({ authorization, status: res.status, body: await res.json() }).toEqual({ authorization, status: 401, body: { error: "unauthorized" } });
       expect(res.headers.get("www-authenticate")).toStartWith("Bearer");
