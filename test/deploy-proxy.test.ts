@@ -37,12 +37,26 @@ function substitute(text: string, changes: [from: string, to: string][]): string
   return text;
 }
 
-/** A port nobody listens on right now (the proxies cannot report the one they picked). */
-function freePort(): number {
+/** A free loopback port, held until `release()` (the proxies cannot report a port they picked). */
+function reservePort(): { port: number; release: () => void } {
   const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const { port } = listener;
-  listener.stop(true);
-  return port;
+  return { port: listener.port, release: () => listener.stop(true) };
+}
+
+/** Bounds the ports tried when another process takes a free one before the proxy binds it. */
+const PORT_ATTEMPTS = 3;
+
+/** Runs `start` on `given`, or on a free port, and on another should that one be taken meanwhile. */
+async function onFreePort<T>(given: number | undefined, start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const reserved = given === undefined ? reservePort() : null;
+    reserved?.release();
+    try {
+      return await start(given ?? reserved!.port);
+    } catch (error) {
+      if (given !== undefined || attempt >= PORT_ATTEMPTS || !/address already in use/i.test(String(error))) throw error;
+    }
+  }
 }
 
 /** Starts a process and resolves once a line of its stderr matches `pattern`; it dies with the test. */
@@ -89,10 +103,13 @@ interface ProxyOptions {
 }
 
 /** deploy/nginx.conf, included from http {} as Debian's nginx.conf includes conf.d/. */
-async function startNginx(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
+function startNginx(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
+  return onFreePort(options.port, (port) => runNginx(port, upstreamPort, options));
+}
+
+async function runNginx(port: number, upstreamPort: number, options: ProxyOptions): Promise<Proxy> {
   const dir = tempDir();
   cleanups.push(dir.cleanup);
-  const port = options.port ?? freePort();
   const site = substitute(await Bun.file(join(DEPLOY, "nginx.conf")).text(), [
     ["server 127.0.0.1:3000;", `server 127.0.0.1:${upstreamPort};`],
     ["listen 80;", `listen 127.0.0.1:${port};`],
@@ -119,10 +136,13 @@ async function startNginx(upstreamPort: number, options: ProxyOptions = {}): Pro
 }
 
 /** deploy/Caddyfile, after global options that keep Caddy's admin API off and Caddy on loopback. */
-async function startCaddy(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
+function startCaddy(upstreamPort: number, options: ProxyOptions = {}): Promise<Proxy> {
+  return onFreePort(options.port, (port) => runCaddy(port, upstreamPort, options));
+}
+
+async function runCaddy(port: number, upstreamPort: number, options: ProxyOptions): Promise<Proxy> {
   const dir = tempDir();
   cleanups.push(dir.cleanup);
-  const port = options.port ?? freePort();
   const header = "header_up -Fly-Client-IP";
   const site = substitute(await Bun.file(join(DEPLOY, "Caddyfile")).text(), [
     ["chat.example.com {", `http://127.0.0.1:${port} {`],
@@ -152,9 +172,10 @@ describe.each([
 ] as const)("behind %s", (_name, startProxy) => {
   test("the page loads with its security headers, and a WebSocket chat round trip works", async () => {
     // PUBLIC_HOSTS and the Origin check both see the Host the browser sent to the proxy.
-    const proxyPort = freePort();
-    const s = await server({ publicHosts: [`127.0.0.1:${proxyPort}`] });
-    const proxy = await startProxy(port(s), { port: proxyPort });
+    const reserved = reservePort();
+    const s = await server({ publicHosts: [`127.0.0.1:${reserved.port}`] });
+    reserved.release();
+    const proxy = await startProxy(port(s), { port: reserved.port });
     const page = await fetch(`${proxy.origin}/`);
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
