@@ -187,7 +187,8 @@ export function hostKey(host: string): string | null {
   }
 }
 
-const hostList = z.array(z.string().refine((h) => hostKey(h) === h, "lowercase host[:port] without :80"));
+/** Host names as hostKey() writes them, so that a request's Host is compared as is. */
+const hostList = z.array(z.string().refine((h) => hostKey(h) === h));
 /** Bounds METRICS_TOKEN, in characters. */
 const METRICS_TOKEN_MAX_CHARS = 1024;
 /** A bearer token as RFC 6750 writes it (token68). */
@@ -2391,6 +2392,7 @@ declare const BUN_CHAT_PAGE: Assets | undefined;
 
 const PUBLIC_DIR = new URL("./public/", import.meta.url);
 
+/** One bundle per process, shared by every createServer (a test run starts hundreds). */
 let bundled: Promise<Assets> | null = null;
 
 function loadAssets(): Promise<Assets> {
