@@ -13,10 +13,11 @@
  *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
  *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
  *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else X-Forwarded-For
- *   MAX_MESSAGE_CHARS [2000]  MAX_PAYLOAD_BYTES [16384]  IDLE_TIMEOUT_SECONDS [120]
+ *   MAX_MESSAGE_CHARS [2000]  MAX_PAYLOAD_BYTES [32768]  IDLE_TIMEOUT_SECONDS [120]
  *   BACKPRESSURE_LIMIT_BYTES [1048576]  RATE_LIMIT_BURST [10]  RATE_LIMIT_PER_SECOND [5]
  *   RATE_LIMIT_ABUSE_ERRORS [50]  MAX_ROOMS_PER_CONNECTION [20]  MAX_CONNECTIONS [10000]
- *   MAX_CONNECTIONS_PER_IP [50]  HISTORY_ON_JOIN [50]  HISTORY_RETAIN [1000]
+ *   MAX_CONNECTIONS_PER_IP [50]  MAX_CONNECTIONS_PER_SESSION [5]  HELLO_RATE_PER_MINUTE [30]
+ *   HISTORY_ON_JOIN [50]  HISTORY_RETAIN [1000]
  *   PRESENCE_GRACE_MS [5000]  TYPING_THROTTLE_MS [1000]  HELLO_TIMEOUT_MS [10000]
  *   SESSION_TTL_SECONDS [2592000]  DRAIN_TIMEOUT_MS [3000]  LOG_LEVEL [info]
  *   TCP_PORT [off]  TCP_MAX_LINE_BYTES [4096]  TCP_MAX_PENDING_BYTES [1048576]
@@ -33,6 +34,7 @@ import { dirname } from "node:path";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { z } from "zod";
+import confusablesTxt from "unhomoglyph/data.json";
 
 // ─── Config ──────────────────────────────────────────────────────────────────────────────────
 
@@ -59,9 +61,9 @@ export interface Config {
   idleTimeoutSeconds: number;
   /** Bounds the unsent bytes one WebSocket may hold before the server closes it. */
   backpressureLimitBytes: number;
-  /** Bounds a burst of frames per connection (token bucket size). */
+  /** Bounds a burst of frames per user, and per connection before hello and for pings (bucket size). */
   rateLimitBurst: number;
-  /** Bounds the sustained frame rate per connection (token refill per second). */
+  /** Bounds the sustained frame rate per user (token refill per second); the same per-connection bucket refills so too. */
   rateLimitPerSecond: number;
   /** Bounds consecutive rate_limited answers before the connection is closed with 1008. */
   rateLimitAbuseErrors: number;
@@ -71,6 +73,10 @@ export interface Config {
   maxConnections: number;
   /** Bounds open WebSocket + TCP connections from one client address. */
   maxConnectionsPerIp: number;
+  /** Bounds the live connections of one session (its tabs and devices); one more replaces the oldest. */
+  maxConnectionsPerSession: number;
+  /** Bounds the hellos per minute from one client address. */
+  helloRatePerMinute: number;
   /** Bounds the messages sent with `joined`. */
   historyOnJoin: number;
   /** Bounds the messages kept per room. */
@@ -101,7 +107,7 @@ export const DEFAULTS: Config = {
   allowedOrigins: [],
   trustProxy: false,
   maxMessageChars: 2000,
-  maxPayloadBytes: 16384,
+  maxPayloadBytes: 32768,
   idleTimeoutSeconds: 120,
   backpressureLimitBytes: 1048576,
   rateLimitBurst: 10,
@@ -110,6 +116,8 @@ export const DEFAULTS: Config = {
   maxRoomsPerConnection: 20,
   maxConnections: 10000,
   maxConnectionsPerIp: 50,
+  maxConnectionsPerSession: 5,
+  helloRatePerMinute: 30,
   historyOnJoin: 50,
   historyRetain: 1000,
   presenceGraceMs: 5000,
@@ -192,6 +200,8 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   maxRoomsPerConnection: integer("MAX_ROOMS_PER_CONNECTION", 1, 1000),
   maxConnections: integer("MAX_CONNECTIONS", 1, 1000000),
   maxConnectionsPerIp: integer("MAX_CONNECTIONS_PER_IP", 1, 1000000),
+  maxConnectionsPerSession: integer("MAX_CONNECTIONS_PER_SESSION", 1, 1000),
+  helloRatePerMinute: integer("HELLO_RATE_PER_MINUTE", 1, 1000000),
   historyOnJoin: integer("HISTORY_ON_JOIN", 0, 200),
   historyRetain: integer("HISTORY_RETAIN", 1, 10000000),
   presenceGraceMs: integer("PRESENCE_GRACE_MS", 0, 600000),
@@ -210,8 +220,9 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   tcpMaxPendingBytes: integer("TCP_MAX_PENDING_BYTES", 1024, 1073741824),
 };
 
-/** A frame carries at most this many JSON bytes per text code point (a `\uXXXX` escape). */
-const PAYLOAD_BYTES_PER_CHAR = 6;
+/** A frame carries at most this many JSON bytes per text code point: an astral character may be
+ * written as two `\uXXXX` escapes (Python's json.dumps does), 12 bytes for one code point. */
+const PAYLOAD_BYTES_PER_CHAR = 12;
 /** Room in a frame for everything but its text. */
 const PAYLOAD_OVERHEAD_BYTES = 512;
 
@@ -266,6 +277,8 @@ export const CLOSE = {
   tooBig: 1009,
   replaced: 4001,
 } as const;
+/** What Bun reports for a socket that ended without a close frame, its own backpressure close included. */
+const CLOSE_ABNORMAL = 1006;
 
 const CLOSE_REASON = {
   shutdown: "server shutting down",
@@ -294,20 +307,29 @@ const LINE_TOO_LONG = "line_too_long";
 
 /** Bounds `ref` and a send's `id`, in code points. */
 const REF_MAX_CHARS = 64;
-/** Bounds a user name, in code points (after trimming). */
+/** Bounds a user name, in code points (after NFC and trimming). */
 const NAME_MAX_CHARS = 32;
 /** Bounds one `history` page. */
 export const HISTORY_PAGE_MAX = 200;
 const HISTORY_PAGE_DEFAULT = 50;
 
 export const ROOM_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
-const NAME_PATTERN = /^[\p{L}\p{Nd} _.-]+$/u;
+const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd} _.-]+$/u;
+/** Marks, spaces and punctuation alone show no name. */
+const NAME_VISIBLE = /[\p{L}\p{Nd}]/u;
+/** Code points that render as nothing; the Hangul fillers are letters (Lo), so they are named too. */
+const NAME_INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0]/u;
+/**
+ * Unicode's confusables.txt (UTS #39) as single code point → prototype, shipped by the `unhomoglyph`
+ * package (data version 13.0.0); bundled at build time, so the compiled binary reads no file.
+ */
+const CONFUSABLES = new Map<string, string>(Object.entries(confusablesTxt));
 /** Control characters a text may not hold: all of C0 and C1 but tab and newline. */
 const TEXT_FORBIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 
 const MESSAGES = {
   notReady: "send hello first",
-  nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters, digits, spaces, _ - or .`,
+  nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters (accents included), digits, spaces, _ - or ., with no invisible characters`,
   nameTaken: "that name is in use",
   roomInvalid: "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit",
   rateLimited: "too many frames; slow down",
@@ -315,7 +337,12 @@ const MESSAGES = {
   internal: "internal error",
 } as const;
 
-const ref = z.string().refine((s) => codePoints(s) <= REF_MAX_CHARS, "at most 64 characters").optional();
+/** An id or ref: at most REF_MAX_CHARS code points, and no lone surrogate (§10: storage would mangle it). */
+const shortString = z
+  .string()
+  .refine((s) => codePoints(s) <= REF_MAX_CHARS, "at most 64 characters")
+  .refine((s) => s.isWellFormed(), "no lone surrogates");
+const ref = shortString.optional();
 const seq = z.int().min(0);
 const room = z.string();
 
@@ -325,7 +352,7 @@ const LeaveFrame = z.object({ type: z.literal("leave"), room, ref });
 const SendFrame = z.object({
   type: z.literal("send"),
   room,
-  id: z.string().min(1).refine((s) => codePoints(s) <= REF_MAX_CHARS, "at most 64 characters"),
+  id: z.string().min(1).pipe(shortString),
   text: z.string(),
   ref,
 });
@@ -388,7 +415,9 @@ export interface JoinedFrame {
   ref?: string;
 }
 export interface LeftFrame { type: "left"; room: string; ref?: string }
-export interface PresenceFrame { type: "presence"; room: string; event: "join" | "leave"; user: UserRef }
+export type PresenceEvent = "join" | "leave" | "rename";
+/** A member came, went, or (rename) now shows as `user`. */
+export interface PresenceFrame { type: "presence"; room: string; event: PresenceEvent; user: UserRef }
 export interface TypingNotice { type: "typing"; room: string; user: UserRef }
 export interface HistoryPage { type: "history"; room: string; messages: MessageFrame[]; complete: boolean; ref?: string }
 export interface PongFrame { type: "pong"; ref?: string }
@@ -455,16 +484,32 @@ export function codePoints(s: string): number {
   return n;
 }
 
-/** A valid name, trimmed; null if it breaks the name rule. `checkName(" Zoë ") // => "Zoë"` */
+/**
+ * A valid name, NFC and trimmed; null if it breaks the name rule: letters with their marks, digits,
+ * space, `_ - .`, at least one letter or digit, nothing invisible.
+ *   checkName(" Zoe\u0308 ") // => "Zoë"
+ */
 export function checkName(raw: string): string | null {
-  const name = raw.trim();
+  const name = raw.normalize("NFC").trim();
   if (name.length === 0 || name.length > 2 * NAME_MAX_CHARS || codePoints(name) > NAME_MAX_CHARS) return null;
-  return NAME_PATTERN.test(name) ? name : null;
+  return NAME_PATTERN.test(name) && NAME_VISIBLE.test(name) && !NAME_INVISIBLE.test(name) ? name : null;
 }
 
-/** Names are unique case-insensitively; canonically equal spellings collide too. */
+/** UTS #39 skeleton: NFD, each code point replaced by its confusables.txt prototype, NFD again. */
+function skeleton(s: string): string {
+  let mapped = "";
+  for (const c of s.normalize("NFD")) mapped += CONFUSABLES.get(c) ?? c;
+  return mapped.normalize("NFD");
+}
+
+/**
+ * The uniqueness key: a confusable skeleton that ignores case. Skeletons are taken of the name as
+ * written, of its upper case and of that lower case, because a look-alike hides in either case:
+ * `aIice` (capital I looks like l) and `ALICE` must both meet `alice`, so i and l share a key.
+ *   nameKey("aIice") === nameKey("ALICE") // and === nameKey("аlice") with a Cyrillic а
+ */
 export function nameKey(name: string): string {
-  return name.normalize("NFC").toLowerCase();
+  return skeleton(skeleton(skeleton(name).toUpperCase()).toLowerCase());
 }
 
 export function isRoom(name: string): boolean {
@@ -473,14 +518,14 @@ export function isRoom(name: string): boolean {
 
 /**
  * The text to store, or null if it breaks the text rule: CRLF becomes LF, then trimmed, then
- * 1..maxChars code points with no control character but tab and newline.
+ * 1..maxChars code points with no control character but tab and newline, and no lone surrogate.
  *   normalizeText(" hi\r\nthere ", 2000) // => "hi\nthere"
  */
 export function normalizeText(raw: string, maxChars: number): string | null {
   const text = raw.replace(/\r\n/g, "\n").trim();
   if (text.length === 0 || text.length > 2 * maxChars) return null;
   if (text.length > maxChars && codePoints(text) > maxChars) return null;
-  return TEXT_FORBIDDEN.test(text) ? null : text;
+  return TEXT_FORBIDDEN.test(text) || !text.isWellFormed() ? null : text;
 }
 
 function withRef<F extends object>(frame: F, ref: string | undefined): F & { ref?: string } {
@@ -490,31 +535,55 @@ function withRef<F extends object>(frame: F, ref: string | undefined): F & { ref
 // ─── Pure core: rate limit, presence, line framing, TCP rendering ───────────────────────────
 
 /**
- * A token bucket with an abuse counter. `take(now)` spends one token: "ok", "limited" when the
- * bucket is empty, or "abuse" when that makes `abuseAfter` limited answers in a row.
+ * A token bucket: `burst` tokens, refilled at `perSecond`. Pure: callers pass the time. A user's
+ * bucket is shared by all its connections and outlives them (§10), so reconnecting refills nothing.
+ *   const b = new TokenBucket(2, 1, 0); b.take(0); b.take(0); b.take(0) // => true, true, false
  */
-export class RateLimiter {
+export class TokenBucket {
   private tokens: number;
   private last: number;
-  private limitedInRow = 0;
 
   constructor(
     private readonly burst: number,
     private readonly perSecond: number,
-    private readonly abuseAfter: number,
     now: number,
   ) {
     this.tokens = burst;
     this.last = now;
   }
 
-  take(now: number): "ok" | "limited" | "abuse" {
-    if (now > this.last) {
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
-      this.last = now;
-    }
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
+  take(now: number): boolean {
+    this.refill(now);
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** A full bucket is the same as a new one, so it can be forgotten. */
+  isFull(now: number): boolean {
+    this.refill(now);
+    return this.tokens >= this.burst;
+  }
+
+  private refill(now: number): void {
+    if (now <= this.last) return;
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    this.last = now;
+  }
+}
+
+/**
+ * One connection's side of rate limiting: which bucket a frame spends, and the count of
+ * `rate_limited` answers in a row. `take` says "ok", "limited", or "abuse" when that makes
+ * `abuseAfter` limited answers in a row.
+ */
+export class RateLimiter {
+  private limitedInRow = 0;
+
+  constructor(private readonly abuseAfter: number) {}
+
+  take(bucket: TokenBucket, now: number): "ok" | "limited" | "abuse" {
+    if (bucket.take(now)) {
       this.limitedInRow = 0;
       return "ok";
     }
@@ -523,18 +592,47 @@ export class RateLimiter {
   }
 }
 
+/**
+ * Token buckets by key (a user id, a client address), swept when full: a full bucket is the
+ * same as a new one, so the map holds only keys that spent tokens lately.
+ */
+export class Buckets {
+  private readonly map = new Map<string, TokenBucket>();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {}
+
+  get(key: string, now: number): TokenBucket {
+    let bucket = this.map.get(key);
+    if (!bucket) this.map.set(key, (bucket = new TokenBucket(this.burst, this.perSecond, now)));
+    return bucket;
+  }
+
+  /** Forgets full buckets, except those `keep` names (in use right now). */
+  sweep(now: number, keep: (key: string) => boolean = () => false): void {
+    for (const [key, bucket] of this.map) if (!keep(key) && bucket.isFull(now)) this.map.delete(key);
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
 interface Member<C> {
   user: UserRef;
-  /** The live connection, or null while in grace. */
-  conn: C | null;
+  /** The user's live connections in the room; none while in grace. */
+  conns: Set<C>;
   /** When the grace ends (epoch ms); 0 while live. */
   graceUntil: number;
 }
 
 /**
- * Who is in which room. A member whose connection drops stays, in grace, for `graceMs`; if the
- * same user joins again in time, nobody sees it leave or come back. Pure: callers pass the time
- * and announce what the methods return.
+ * Who is in which room: one entry per user, however many of its connections are in the room
+ * (§10). When the user's last connection there drops, the entry stays, in grace, for `graceMs`;
+ * if the user joins again in time, nobody sees it leave or come back. Pure: callers pass the
+ * time and announce what the methods return.
  */
 export class Presence<C> {
   private readonly rooms = new Map<string, Map<string, Member<C>>>();
@@ -545,50 +643,53 @@ export class Presence<C> {
 
   constructor(private readonly graceMs: number) {}
 
-  /** "new" → announce a join; "returned" → back from grace, announce nothing; "again" → no change. */
+  /**
+   * "new" → announce a join; "returned" → back from grace, announce nothing; "again" → the user
+   * was already in the room through this or another live connection: no change to announce.
+   */
   join(room: string, user: UserRef, conn: C): "new" | "returned" | "again" {
     let members = this.rooms.get(room);
     if (!members) this.rooms.set(room, (members = new Map()));
     const member = members.get(user.id);
-    if (member?.conn === conn) return "again";
     if (member) {
-      member.conn = conn;
+      const returned = member.conns.size === 0;
+      member.conns.add(conn);
       member.graceUntil = 0;
       member.user = user;
-      return "returned";
+      return returned ? "returned" : "again";
     }
-    members.set(user.id, { user, conn, graceUntil: 0 });
+    members.set(user.id, { user, conns: new Set([conn]), graceUntil: 0 });
     let rooms = this.roomsOf.get(user.id);
     if (!rooms) this.roomsOf.set(user.id, (rooms = new Set()));
     rooms.add(room);
     return "new";
   }
 
-  /** Removes the user at once; true if it was a member (announce the leave). */
-  leave(room: string, userId: string): boolean {
-    const members = this.rooms.get(room);
-    if (!members?.delete(userId)) return false;
-    if (members.size === 0) this.rooms.delete(room);
-    const rooms = this.roomsOf.get(userId);
-    rooms?.delete(room);
-    if (rooms?.size === 0) this.roomsOf.delete(userId);
+  /**
+   * `conn` leaves explicitly (no grace). True when that was the user's last connection in the
+   * room: the user is no longer a member (announce the leave).
+   */
+  leave(room: string, userId: string, conn: C): boolean {
+    const member = this.rooms.get(room)?.get(userId);
+    if (!member?.conns.delete(conn)) return false;
+    if (member.conns.size > 0) return false;
+    this.remove(room, userId);
     return true;
   }
 
   /**
-   * `conn` is gone: its memberships enter grace, or end at once when `immediate` or graceMs is 0.
-   * Returns the rooms left at once (announce those leaves).
+   * `conn` is gone. Where it was the user's last connection in a room, the membership enters
+   * grace, or ends at once when `immediate` or graceMs is 0. Returns the rooms left at once.
    */
   drop(conn: C, userId: string, rooms: Iterable<string>, now: number, immediate: boolean): string[] {
     const left: string[] = [];
     for (const room of rooms) {
       const member = this.rooms.get(room)?.get(userId);
-      if (!member || member.conn !== conn) continue;
+      if (!member?.conns.delete(conn) || member.conns.size > 0) continue;
       if (immediate || this.graceMs === 0) {
-        this.leave(room, userId);
+        this.remove(room, userId);
         left.push(room);
       } else {
-        member.conn = null;
         member.graceUntil = now + this.graceMs;
         this.graces.push({ room, userId, until: member.graceUntil });
       }
@@ -603,10 +704,10 @@ export class Presence<C> {
       const grace = this.graces[this.graceHead]!;
       if (grace.until > now) break;
       this.graceHead++;
-      const member = this.rooms.get(grace.room)?.get(grace.userId);
+      const member = this.graceOf(grace);
       // A member who came back, or dropped again later, is not this grace's to end.
-      if (!member || member.conn !== null || member.graceUntil !== grace.until) continue;
-      this.leave(grace.room, grace.userId);
+      if (!member) continue;
+      this.remove(grace.room, grace.userId);
       ended.push({ room: grace.room, user: member.user });
     }
     if (this.graceHead > 1024 && this.graceHead * 2 > this.graces.length) {
@@ -619,9 +720,7 @@ export class Presence<C> {
   /** When the next grace ends, or null if none is running. */
   nextExpiry(): number | null {
     for (let i = this.graceHead; i < this.graces.length; i++) {
-      const grace = this.graces[i]!;
-      const member = this.rooms.get(grace.room)?.get(grace.userId);
-      if (member && member.conn === null && member.graceUntil === grace.until) return grace.until;
+      if (this.graceOf(this.graces[i]!)) return this.graces[i]!.until;
     }
     return null;
   }
@@ -644,9 +743,28 @@ export class Presence<C> {
     return this.roomsOf.has(userId);
   }
 
+  /** The rooms the user is in, live or in grace. */
+  roomsOfUser(userId: string): string[] {
+    return [...(this.roomsOf.get(userId) ?? [])];
+  }
+
   /** Rooms with at least one member, with their member counts. */
   active(): { room: string; members: number }[] {
     return [...this.rooms].map(([room, members]) => ({ room, members: members.size }));
+  }
+
+  private graceOf(grace: { room: string; userId: string; until: number }): Member<C> | null {
+    const member = this.rooms.get(grace.room)?.get(grace.userId);
+    return member && member.conns.size === 0 && member.graceUntil === grace.until ? member : null;
+  }
+
+  private remove(room: string, userId: string): void {
+    const members = this.rooms.get(room);
+    if (!members?.delete(userId)) return;
+    if (members.size === 0) this.rooms.delete(room);
+    const rooms = this.roomsOf.get(userId);
+    rooms?.delete(room);
+    if (rooms?.size === 0) this.roomsOf.delete(userId);
   }
 }
 
@@ -725,7 +843,9 @@ export function formatMessageLines(m: MessageFrame): string {
     .join("");
 }
 
-export function formatPresenceLine(p: PresenceFrame): string {
+/** `* bob joined general`, `* bob left general`; a rename needs the old name: `* bob is now robert in general`. */
+export function formatPresenceLine(p: PresenceFrame, oldName?: string): string {
+  if (p.event === "rename") return `* ${oldName} is now ${p.user.name} in ${p.room}\n`;
   return `* ${p.user.name} ${p.event === "join" ? "joined" : "left"} ${p.room}\n`;
 }
 
@@ -1023,7 +1143,7 @@ class Batcher {
 
   constructor(
     private readonly store: Store,
-    private readonly committed: (message: MessageFrame, duplicate: boolean, from: Connection) => void,
+    private readonly committed: (message: MessageFrame, duplicate: boolean, from: Connection, sent: NewMessage) => void,
     private readonly failed: (from: Connection, message: NewMessage, error: unknown) => void,
     private readonly metrics: Metrics,
   ) {}
@@ -1081,7 +1201,7 @@ class Batcher {
     }
     results.forEach((r, i) => {
       try {
-        this.committed(r.message, r.duplicate, batch[i]!.from);
+        this.committed(r.message, r.duplicate, batch[i]!.from, batch[i]!.message);
       } catch (error) {
         // One recipient's failure must not stop the batch, nor the batcher.
         this.failed(batch[i]!.from, batch[i]!.message, error);
@@ -1100,6 +1220,12 @@ interface Context {
   log: Log;
 }
 
+/**
+ * A 1006 close of a socket whose unsent bytes were last seen at or above this fraction of
+ * BACKPRESSURE_LIMIT_BYTES is counted as a slow-consumer close (as 1/N: 2 means half).
+ */
+const SLOW_CONSUMER_FRACTION = 2;
+
 let connectionCounter = 0;
 
 /**
@@ -1113,7 +1239,10 @@ abstract class Connection {
   user: User | null = null;
   /** Rooms this connection joined, in join order. */
   readonly rooms = new Set<string>();
+  /** Counts rate_limited answers in a row, whichever bucket ran dry. */
   readonly limiter: RateLimiter;
+  /** Spent by frames before hello and by pings (§10); the user's own bucket pays for the rest. */
+  readonly bucket: TokenBucket;
   /** "closing" once the server decided to close it: further input is ignored. */
   state: "open" | "closing" | "closed" = "open";
   /** Set when it left every room and its user (replaced, or closed). */
@@ -1129,12 +1258,8 @@ abstract class Connection {
     readonly ip: string,
   ) {
     this.openedAt = ctx.now();
-    this.limiter = new RateLimiter(
-      ctx.config.rateLimitBurst,
-      ctx.config.rateLimitPerSecond,
-      ctx.config.rateLimitAbuseErrors,
-      this.openedAt,
-    );
+    this.limiter = new RateLimiter(ctx.config.rateLimitAbuseErrors);
+    this.bucket = new TokenBucket(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond, this.openedAt);
   }
 
   enqueue(task: () => void | Promise<void>): void {
@@ -1144,21 +1269,19 @@ abstract class Connection {
     });
   }
 
-  /** Spends one rate token; answers rate_limited (and closes on abuse) when there is none. */
-  admitFrame(ref?: string): boolean {
-    const verdict = this.limiter.take(this.ctx.now());
-    if (verdict === "ok") return true;
-    this.fail("rate_limited", MESSAGES.rateLimited, ref);
-    if (verdict === "abuse") this.close(CLOSE.policy, CLOSE_REASON.abuse);
-    return false;
+  /** The bucket the next frame spends: the user's once welcomed, except for pings (§10). */
+  bucketFor(type: ClientFrameType | undefined): TokenBucket {
+    return this.user && type !== "ping" ? this.user.bucket : this.bucket;
   }
 
   /** One message, to this connection only (the answer to a retried send). */
   abstract deliver(message: MessageFrame): void;
   /** An error answer; counted. */
   abstract fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, ref?: string): void;
-  /** Closes from the server side; the transport's close handler follows. */
+  /** Closes from the server side, once; the transport's close handler follows. */
   abstract close(code: number, reason: string): void;
+  /** The room's `joined` (TCP: its recent lines), sent just before the first room event can come. */
+  abstract joined(frame: JoinedFrame): void;
   /** The hello deadline passed. */
   abstract helloExpired(): void;
   /** Tells the client the server is going away and closes. */
@@ -1168,15 +1291,29 @@ abstract class Connection {
 class WsConnection extends Connection {
   readonly transport = "ws";
   ws!: ServerWebSocket<WsConnection>;
-  /** Bun refused data for it at the backpressure limit: its close is a slow-consumer close. */
-  overLimit = false;
+  /**
+   * Unsent bytes, as last seen when Bun held data back for it. Bun closes a slow consumer on a
+   * later turn and reports only 1006 with its buffer already freed, so this is how its close is
+   * told apart from a client that simply vanished.
+   */
+  backlogBytes = 0;
 
   send(frame: ServerFrame): void {
     if (this.ws.readyState !== 1) return;
-    if (this.ws.send(JSON.stringify(frame), false) === 0) {
-      this.overLimit = true;
-      this.ctx.metrics.publishDrops++;
+    const sent = this.ws.send(JSON.stringify(frame), false);
+    if (sent <= 0) {
+      this.backlogBytes = this.ws.getBufferedAmount();
+      if (sent === 0) this.ctx.metrics.publishDrops++;
     }
+  }
+
+  /** Whether Bun's 1006 close was the backpressure limit: it had filled most of its buffer. */
+  slowConsumer(): boolean {
+    return this.backlogBytes * SLOW_CONSUMER_FRACTION >= this.ctx.config.backpressureLimitBytes;
+  }
+
+  joined(frame: JoinedFrame): void {
+    this.send(frame);
   }
 
   deliver(message: MessageFrame): void {
@@ -1189,7 +1326,7 @@ class WsConnection extends Connection {
   }
 
   close(code: number, reason: string): void {
-    if (this.state !== "open") return;
+    if (this.closeWhy || this.state === "closed") return;
     this.state = "closing";
     this.closeWhy = { code, reason };
     this.ws.close(code, reason);
@@ -1308,9 +1445,19 @@ class TcpConnection extends Connection {
   }
 
   close(code: number, reason: string): void {
-    if (this.state !== "open") return;
+    if (this.closeWhy || this.state === "closed") return;
     this.closeWhy = { code, reason };
     this.end();
+  }
+
+  /** Recent history as lines, then `* now in ROOM (N here)`; the room becomes current. */
+  joined(frame: JoinedFrame): void {
+    for (const m of frame.messages) this.deliver(m);
+    const at = this.recent.indexOf(frame.room);
+    if (at !== -1) this.recent.splice(at, 1);
+    this.recent.push(frame.room);
+    this.current = frame.room;
+    this.line(`* now in ${frame.room} (${frame.members.length} here)`);
   }
 
   helloExpired(): void {
@@ -1370,9 +1517,10 @@ class Fanout {
     this.publish(m.room, JSON.stringify(m), formatMessageLines(m));
   }
 
-  presence(room: string, event: "join" | "leave", user: UserRef): void {
+  /** `oldName` is for a rename's TCP line, which says who the user was. */
+  presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string): void {
     const frame: PresenceFrame = { type: "presence", room, event, user };
-    this.publish(room, JSON.stringify(frame), formatPresenceLine(frame));
+    this.publish(room, JSON.stringify(frame), formatPresenceLine(frame, oldName));
   }
 
   /** To the other WebSocket members only: TCP users get no typing. */
@@ -1381,12 +1529,16 @@ class Fanout {
     if (!members || members.size < 2) return;
     const frame: TypingNotice = { type: "typing", room, user };
     // ws.publish skips the sender itself (publishToSelf is off).
-    if (from.ws.publish(roomTopic(room), JSON.stringify(frame), false) === 0) this.dropped(members);
+    const sent = from.ws.publish(roomTopic(room), JSON.stringify(frame), false);
+    if (sent <= 0) this.backlog(members, sent === 0);
   }
 
   private publish(room: string, json: string, line: string): void {
     const ws = this.wsMembers.get(room);
-    if (ws?.size && this.server.publish(roomTopic(room), json, false) === 0) this.dropped(ws);
+    if (ws?.size) {
+      const sent = this.server.publish(roomTopic(room), json, false);
+      if (sent <= 0) this.backlog(ws, sent === 0);
+    }
     const tcp = this.tcpMembers.get(room);
     if (tcp?.size) {
       const bytes = encoder.encode(line);
@@ -1395,15 +1547,15 @@ class Fanout {
   }
 
   /**
-   * Bun dropped a publish for someone past the backpressure limit and will close it on its next
-   * turn, reporting only 1006. Mark who it was now, while its buffer still shows it. Runs only
-   * when a drop happened, never on the normal path.
+   * Bun held a publish back for someone (-1) or dropped it (0). It closes a slow consumer on a
+   * later turn, reporting only 1006 with its buffer already freed, and a publish that crosses
+   * the limit may still say -1 when others took it. So note every member's backlog now, while
+   * the buffers show it; the close handler reads it. Runs only while someone lags, never on the
+   * normal path.
    */
-  private dropped(members: Set<WsConnection>): void {
-    this.ctx.metrics.publishDrops++;
-    for (const conn of members) {
-      if (conn.ws.getBufferedAmount() > this.ctx.config.backpressureLimitBytes) conn.overLimit = true;
-    }
+  private backlog(members: Set<WsConnection>, dropped: boolean): void {
+    if (dropped) this.ctx.metrics.publishDrops++;
+    for (const conn of members) conn.backlogBytes = conn.ws.getBufferedAmount();
   }
 }
 
@@ -1420,22 +1572,37 @@ function removeFrom<T>(map: Map<string, Set<T>>, key: string, value: T): void {
 
 // ─── The hub: users, names, rooms, sessions ───────────────────────────────────────────────────
 
-/** An online user: it has a live connection, or is still in some room in grace. */
+/** An online user: it has live connections, or is still in some room in grace. */
 interface User {
   /** The object every frame shows; a session that comes back with a new name renames it. */
   ref: UserRef;
-  conn: Connection | null;
+  /** Its live connections, oldest first (§10: tabs and devices of one session). */
+  conns: Set<Connection>;
   /** When the user's typing was last relayed, per room. */
   typingAt: Map<string, number>;
+  /** Spent by all its connections; the hub keeps it after the user goes, until it is full again. */
+  bucket: TokenBucket;
 }
 
-type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string };
+/**
+ * What the hub knows of a room without asking storage: enough to answer /api/rooms from memory
+ * and to give a joiner every message exactly once, by history or live.
+ */
+interface RoomState {
+  /** The latest seq published here; null until a join has read it from storage. */
+  seq: number | null;
+  /** When that message was sent (epoch ms); 0 if not known since start. */
+  ts: number;
+  /** Messages accepted for the room and not yet published or failed. */
+  inflight: Set<NewMessage>;
+  /** Joins reading history right now: each collects what is published meanwhile. */
+  joins: Set<MessageFrame[]>;
+}
+
+type Failure = { ok: false; code: ErrorCode; message: string; close?: { code: number; reason: string } };
+type Result<T> = { ok: true; value: T } | Failure;
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
-const fail = (code: ErrorCode, message: string): { ok: false; code: ErrorCode; message: string } => ({
-  ok: false,
-  code,
-  message,
-});
+const fail = (code: ErrorCode, message: string): Failure => ({ ok: false, code, message });
 
 /** Why a new connection is turned away: HTTP status and error body. */
 interface Refusal {
@@ -1450,10 +1617,24 @@ const SESSION_REFRESH_MS = 3_600_000;
 /** Bytes of randomness in a session token (256 bits) and in a user id. */
 const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
+/** How often full rate buckets of departed users and quiet addresses are forgotten. */
+const RATE_SWEEP_INTERVAL_MS = 60_000;
+/** Bounds the rooms the hub remembers with nobody in them (for the room directory). */
+const ROOM_STATES_MAX = 10_000;
+/** Bounds the room directory (`/api/rooms?recent=1`). */
+const RECENT_ROOMS_MAX = 50;
 
 const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
 const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+
+/** The room directory's entry: members online, latest seq, and when its latest message was sent. */
+export interface RoomEntry {
+  room: string;
+  members: number;
+  seq: number;
+  ts?: number;
+}
 
 /**
  * The transport-free heart: every rule of the protocol that is not about one frame's shape.
@@ -1467,6 +1648,12 @@ class Hub {
   readonly presence: Presence<Connection>;
   readonly conns = new Set<Connection>();
   private readonly perIp = new Map<string, number>();
+  /** Rooms with members or in-flight messages, and recently used ones, oldest use first. */
+  readonly roomStates = new Map<string, RoomState>();
+  /** Users' buckets, shared by their connections and kept across reconnects (§10). */
+  readonly userBuckets: Buckets;
+  /** Hellos per client address (§10 HELLO_RATE_PER_MINUTE). */
+  readonly helloBuckets: Buckets;
   readonly batcher: Batcher;
   draining = false;
   private graceTimer: ReturnType<typeof setTimeout> | null = null;
@@ -1479,10 +1666,17 @@ class Hub {
     readonly fanout: Fanout,
   ) {
     this.presence = new Presence(ctx.config.presenceGraceMs);
+    this.userBuckets = new Buckets(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond);
+    this.helloBuckets = new Buckets(ctx.config.helloRatePerMinute, ctx.config.helloRatePerMinute / 60);
     this.batcher = new Batcher(
       store,
-      (message, duplicate, from) => (duplicate ? from.deliver(message) : fanout.message(message)),
+      (message, duplicate, from, sent) => {
+        this.roomStates.get(sent.room)?.inflight.delete(sent);
+        if (duplicate) from.deliver(message);
+        else this.publish(message);
+      },
       (from, message, error) => {
+        this.roomStates.get(message.room)?.inflight.delete(message);
         ctx.log("error", "storage", { error: String(error), room: message.room });
         if (from.state === "open") from.fail("internal", "message not stored; send it again", message.id);
       },
@@ -1536,6 +1730,32 @@ class Hub {
     return new Promise((resolve) => (this.emptied = resolve));
   }
 
+  /**
+   * Spends one token of `bucket` for a frame from `conn`. An empty bucket answers rate_limited;
+   * the abuse that follows closes the connection, but only after the messages it had sent are
+   * out, so it sees its own accepted words as the others do (§10). Meanwhile it is not read.
+   */
+  spend(conn: Connection, bucket: TokenBucket, ref?: string): boolean {
+    const verdict = conn.limiter.take(bucket, this.ctx.now());
+    if (verdict === "ok") return true;
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref);
+    if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
+    return false;
+  }
+
+  /** Stops reading `conn` now and closes it once what it sent is published. */
+  closeAfterPending(conn: Connection, code: number, reason: string): void {
+    if (conn.state !== "open") return;
+    conn.state = "closing";
+    void this.batcher.settled().then(() => conn.close(code, reason));
+  }
+
+  /** Forgets the rate buckets that are full again and belong to no one online. */
+  sweep(now: number): void {
+    this.userBuckets.sweep(now, (userId) => this.users.has(userId));
+    this.helloBuckets.sweep(now);
+  }
+
   /** Takes the connection out of its rooms (into grace) and away from its user. Idempotent. */
   private release(conn: Connection): void {
     if (conn.released) return;
@@ -1543,13 +1763,13 @@ class Hub {
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     const user = conn.user;
     if (!user) return;
+    user.conns.delete(conn);
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
     const now = this.ctx.now();
     // TCP users have no session to come back with, so their leave goes out at once (§4).
     const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, now, conn.transport === "tcp");
     for (const room of leftNow) this.announceLeave(room, user.ref);
     conn.rooms.clear();
-    if (user.conn === conn) user.conn = null;
     this.forgetIfOffline(user);
     this.scheduleGrace();
   }
@@ -1560,7 +1780,7 @@ class Hub {
   }
 
   private forgetIfOffline(user: User): void {
-    if (user.conn || this.presence.isMember(user.ref.id)) return;
+    if (user.conns.size > 0 || this.presence.isMember(user.ref.id)) return;
     this.users.delete(user.ref.id);
     const key = nameKey(user.ref.name);
     if (this.names.get(key) === user.ref.id) this.names.delete(key);
@@ -1592,9 +1812,13 @@ class Hub {
    */
   async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string | null }>> {
     if (conn.user) return fail("bad_request", "already welcomed");
+    const now = this.ctx.now();
+    // Counted before anything else, so churning hellos from one address cost no storage (§10).
+    if (!this.helloBuckets.get(conn.ip, now).take(now)) {
+      return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), close: { code: CLOSE.policy, reason: CLOSE_REASON.abuse } };
+    }
     const name = checkName(rawName);
     if (!name) return fail("name_invalid", MESSAGES.nameInvalid);
-    const now = this.ctx.now();
     const ttlMs = this.config.sessionTtlSeconds * 1000;
     // An unknown or expired session is not an error: the client simply becomes a new user.
     const restored = session === undefined ? null : await this.store.findSession(hashToken(session), now);
@@ -1615,69 +1839,156 @@ class Hub {
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
     if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
 
-    const previous = this.users.get(userId)?.conn;
-    if (previous) {
-      // One live connection per session: the older one goes, and its rooms enter grace.
-      this.release(previous);
-      previous.close(CLOSE.replaced, CLOSE_REASON.replaced);
+    const live = this.users.get(userId)?.conns;
+    if (live && live.size >= this.config.maxConnectionsPerSession) {
+      // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
+      const oldest = live.values().next().value!;
+      this.release(oldest);
+      oldest.close(CLOSE.replaced, CLOSE_REASON.replaced);
     }
     let user = this.users.get(userId);
     if (!user) {
-      user = { ref: { id: userId, name }, conn: null, typingAt: new Map() };
+      user = { ref: { id: userId, name }, conns: new Set(), typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
       this.users.set(userId, user);
+      this.names.set(nameKey(name), userId);
     } else if (user.ref.name !== name) {
-      this.names.delete(nameKey(user.ref.name));
-      user.ref.name = name;
+      this.rename(user, name);
     }
-    this.names.set(nameKey(name), userId);
-    user.conn = conn;
+    user.conns.add(conn);
     conn.user = user;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
-    return ok({ user: user.ref, session: token });
+    return ok({ user: { ...user.ref }, session: token });
   }
 
-  /** Whether another online user holds `name` (case-insensitively). */
+  /** Every room the user is in hears its new name, after the messages it sent under the old one. */
+  private rename(user: User, name: string): void {
+    const old = user.ref.name;
+    if (this.names.get(nameKey(old)) === user.ref.id) this.names.delete(nameKey(old));
+    this.names.set(nameKey(name), user.ref.id);
+    user.ref.name = name;
+    const renamed = { ...user.ref };
+    const rooms = this.presence.roomsOfUser(user.ref.id);
+    if (rooms.length === 0) return;
+    void this.batcher.settled().then(() => {
+      for (const room of rooms) this.fanout.presence(room, "rename", renamed, old);
+    });
+  }
+
+  /** Whether another online user holds `name` (by its confusable skeleton). */
   private nameHolder(name: string, userId: string): boolean {
     const holder = this.names.get(nameKey(name));
     return holder !== undefined && holder !== userId;
   }
 
-  async join(conn: Connection, room: string, query: PageQuery): Promise<Result<Omit<JoinedFrame, "type" | "ref">>> {
+  /** The room's state, created if new, moved to the end of the use order. */
+  private roomState(room: string): RoomState {
+    let state = this.roomStates.get(room);
+    if (state) this.roomStates.delete(room);
+    else state = { seq: null, ts: 0, inflight: new Set(), joins: new Set() };
+    this.roomStates.set(room, state);
+    if (this.roomStates.size > ROOM_STATES_MAX) this.evictRoomStates();
+    return state;
+  }
+
+  /** Forgets the least recently used rooms that nobody is in and nothing is on its way to. */
+  private evictRoomStates(): void {
+    for (const [room, state] of this.roomStates) {
+      if (this.roomStates.size <= ROOM_STATES_MAX) return;
+      if (state.inflight.size || state.joins.size || this.presence.count(room)) continue;
+      this.roomStates.delete(room);
+    }
+  }
+
+  /**
+   * The one way a stored message reaches its room. A seq already published here is dropped (an
+   * engine that relays from elsewhere may repeat one); joins reading history right now collect it.
+   */
+  private publish(message: MessageFrame): void {
+    const state = this.roomState(message.room);
+    if (state.seq !== null && message.seq <= state.seq) return;
+    state.seq = message.seq;
+    state.ts = message.ts;
+    for (const collected of state.joins) collected.push(message);
+    this.fanout.message(message);
+  }
+
+  /**
+   * Joins `conn` to `room`. `joined` is handed to `conn` in the same step that subscribes it, so
+   * it comes before any live event of the room (§10 ordering), and every message is in it or
+   * live exactly once: history is read up to the seq published so far, and what is published
+   * while it is read is collected and added.
+   */
+  async join(conn: Connection, room: string, since: number | undefined, limit: number, ref?: string): Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
-    const again = conn.rooms.has(room);
-    if (!again && conn.rooms.size >= this.config.maxRoomsPerConnection) {
+    if (!conn.rooms.has(room) && conn.rooms.size >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
-    // Read, then subscribe: no message can be published in between, because the SQLite engine
-    // answers before the next event-loop turn. An engine behind a network must subscribe first
-    // and drop what it then reads twice (clients drop a seq they already have, too).
-    const [info, page] = await Promise.all([this.store.roomInfo(room), this.store.page(room, query)]);
+    const state = this.roomState(room);
+    const collected: MessageFrame[] = [];
+    state.joins.add(collected);
+    // Nothing is on its way to a room without a state (sends need a member, members a state), so
+    // without a known seq, storage holds exactly what was published.
+    const readUpTo = state.seq;
+    const before = readUpTo === null ? undefined : readUpTo + 1;
+    let info, page;
+    try {
+      [info, page] = await Promise.all([
+        this.store.roomInfo(room),
+        this.store.page(room, since === undefined ? { before, limit } : { after: since, before, limit }),
+      ]);
+    } finally {
+      state.joins.delete(collected);
+    }
     const user = conn.user;
     if (conn.state !== "open" || conn.released || !user) return fail("internal", "connection closed");
-    if (!conn.rooms.has(room)) {
-      // Announce before subscribing, so the joiner does not hear its own join.
-      if (this.presence.join(room, user.ref, conn) === "new") this.fanout.presence(room, "join", user.ref);
+    state.seq ??= info.seq;
+    const read = readUpTo ?? info.seq;
+    const fresh = collected.filter((m) => m.seq > read && (since === undefined || m.seq > since));
+    let { messages, complete } = page;
+    if (since === undefined) {
+      messages = messages.concat(fresh);
+      if (messages.length > limit) [messages, complete] = [messages.slice(messages.length - limit), false];
+    } else if (complete && fresh.length) {
+      messages = messages.concat(fresh);
+      if (messages.length > limit) [messages, complete] = [messages.slice(0, limit), false];
+    }
+    const first = !conn.rooms.has(room);
+    const isNew = first && this.presence.join(room, user.ref, conn) === "new";
+    const joined: JoinedFrame = {
+      type: "joined",
+      room,
+      seq: state.seq,
+      oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0),
+      members: this.presence.members(room),
+      messages,
+      complete,
+    };
+    conn.joined(withRef(joined, ref));
+    if (first) {
+      // Announced before subscribing, so the joiner does not hear its own join.
+      if (isNew) this.fanout.presence(room, "join", user.ref);
       this.fanout.subscribe(conn, room);
       conn.rooms.add(room);
       this.ctx.metrics.joins++;
     }
-    return ok({ room, seq: info.seq, oldestSeq: info.oldestSeq, members: this.presence.members(room), ...page });
+    return ok(null);
   }
 
   /**
-   * An explicit leave has no grace. It completes after the leaver's pending messages are
-   * published, so the leaver still hears its own last words and the others hear them before the
-   * leave; the leaver, unsubscribed by then, does not hear its own leave.
+   * An explicit leave has no grace, and leaves only this connection: the others see the user
+   * leave when its last connection has left (§10). It completes after the leaver's pending
+   * messages are published, so the leaver still hears its own last words and the others hear
+   * them before the leave; the leaver, unsubscribed by then, does not hear its own leave.
    */
   async leave(conn: Connection, room: string): Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const user = conn.user!;
     if (!conn.rooms.delete(room)) return fail("not_joined", `not in ${room}`);
-    user.typingAt.delete(room);
-    const wasMember = this.presence.leave(room, user.ref.id);
+    const wasLast = this.presence.leave(room, user.ref.id, conn);
+    if (wasLast) user.typingAt.delete(room);
     await this.batcher.settled();
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
-    if (wasMember && !this.presence.has(room, user.ref.id)) {
+    if (wasLast && !this.presence.has(room, user.ref.id)) {
       this.fanout.presence(room, "leave", user.ref);
     }
     return ok(null);
@@ -1692,7 +2003,9 @@ class Hub {
     }
     this.ctx.metrics.messagesIn++;
     const user = conn.user!.ref;
-    this.batcher.add({ room, user: { id: user.id, name: user.name }, id, text, ts: this.ctx.now() }, conn);
+    const message: NewMessage = { room, user: { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
+    this.roomState(room).inflight.add(message);
+    this.batcher.add(message, conn);
     return ok(null);
   }
 
@@ -1713,10 +2026,21 @@ class Hub {
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first, with their latest seq. */
-  async rooms(): Promise<{ room: string; members: number; seq: number }[]> {
-    const active = this.presence.active().sort((a, b) => b.members - a.members || a.room.localeCompare(b.room));
-    return Promise.all(active.map(async (r) => ({ ...r, seq: (await this.store.roomInfo(r.room)).seq })));
+  /** Rooms with members, busiest first, with their latest seq: from memory, no storage read. */
+  rooms(): RoomEntry[] {
+    return this.presence
+      .active()
+      .sort((a, b) => b.members - a.members || a.room.localeCompare(b.room))
+      .map((r) => ({ ...r, seq: this.roomStates.get(r.room)?.seq ?? 0 }));
+  }
+
+  /** The directory: rooms with messages the hub has seen, newest message first, from memory. */
+  recentRooms(): RoomEntry[] {
+    const recent: RoomEntry[] = [];
+    for (const [room, state] of this.roomStates) {
+      if (state.seq) recent.push({ room, members: this.presence.count(room), seq: state.seq, ts: state.ts });
+    }
+    return recent.sort((a, b) => b.ts! - a.ts! || a.room.localeCompare(b.room)).slice(0, RECENT_ROOMS_MAX);
   }
 
   dispose(): void {
@@ -1737,6 +2061,12 @@ function limitsOf(config: Config): Limits {
     historyOnJoin: config.historyOnJoin,
     typingThrottleMs: config.typingThrottleMs,
   };
+}
+
+/** Answers a refused request; a refusal that is abuse also closes the connection. */
+function refuse(conn: Connection, failure: Failure, ref?: string): void {
+  conn.fail(failure.code, failure.message, ref);
+  if (failure.close) conn.close(failure.close.code, failure.close.reason);
 }
 
 function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnection> {
@@ -1771,9 +2101,9 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
     close(ws, code, reason) {
       const conn = ws.data;
       conn.state = "closed";
-      if (conn.overLimit) {
+      if (!conn.closeWhy && code === CLOSE_ABNORMAL && conn.slowConsumer()) {
         ctx.metrics.backpressureCloses++;
-        conn.closeWhy ??= { code, reason: "backpressure" };
+        conn.closeWhy = { code, reason: "backpressure" };
       }
       hub.close(conn, code, reason);
     },
@@ -1787,10 +2117,9 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
     if (conn.state !== "open") return;
     const type = parsed.ok ? parsed.frame.type : parsed.type;
     const ref = parsed.ref;
-    if (!conn.user) {
-      if (type !== undefined && type !== "hello" && type !== "ping") return conn.fail("not_ready", MESSAGES.notReady, ref);
-    } else if (type !== "ping" && !conn.admitFrame(ref)) {
-      return;
+    if (!hub.spend(conn, conn.bucketFor(type), ref)) return;
+    if (!conn.user && type !== undefined && type !== "hello" && type !== "ping") {
+      return conn.fail("not_ready", MESSAGES.notReady, ref);
     }
     if (!parsed.ok) return conn.fail("bad_request", parsed.message, ref);
     const frame = parsed.frame;
@@ -1799,14 +2128,13 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
         return conn.send(withRef({ type: "pong" }, ref));
       case "hello": {
         const r = await hub.hello(conn, frame.name, frame.session);
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        if (!r.ok) return refuse(conn, r, ref);
         return conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session!, limits }, ref));
       }
       case "join": {
-        const query = frame.since === undefined ? { limit: config.historyOnJoin } : { after: frame.since, limit: config.historyOnJoin };
-        const r = await hub.join(conn, frame.room, query);
+        const r = await hub.join(conn, frame.room, frame.since, config.historyOnJoin, ref);
         if (!r.ok) return conn.fail(r.code, r.message, ref);
-        return conn.send(withRef({ type: "joined", ...r.value }, ref));
+        return;
       }
       case "leave": {
         const r = await hub.leave(conn, frame.room);
@@ -1876,7 +2204,7 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         for (const line of conn.splitter.push(chunk)) {
           if (line === TOO_LONG) {
             conn.enqueue(() => {
-              if (conn.user && !conn.admitFrame()) return;
+              if (!hub.spend(conn, conn.bucketFor(undefined))) return;
               conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
               if (!conn.user) conn.prompt();
             });
@@ -1902,15 +2230,15 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
 
   async function onLine(conn: TcpConnection, text: string): Promise<void> {
     if (conn.state !== "open") return;
+    if (!hub.spend(conn, conn.bucketFor(undefined))) return;
     if (!conn.user) {
       const r = await hub.hello(conn, text);
       if (!r.ok) {
-        conn.fail(r.code, r.message);
-        return conn.prompt();
+        refuse(conn, r);
+        return r.close ? undefined : conn.prompt();
       }
       return join(conn, TCP_FIRST_ROOM);
     }
-    if (!conn.admitFrame()) return;
     if (!text.startsWith("/")) {
       if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
       const r = hub.send(conn, conn.current, conn.nextId(), text);
@@ -1937,7 +2265,7 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         return;
       }
       case "/rooms": {
-        const rooms = await hub.rooms();
+        const rooms = hub.rooms();
         return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
       }
       case "/who": {
@@ -1956,14 +2284,8 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
   }
 
   async function join(conn: TcpConnection, room: string): Promise<void> {
-    const r = await hub.join(conn, room, { limit: TCP_JOIN_HISTORY });
+    const r = await hub.join(conn, room, undefined, TCP_JOIN_HISTORY);
     if (!r.ok) return conn.fail(r.code, r.message);
-    for (const m of r.value.messages) conn.deliver(m);
-    const at = conn.recent.indexOf(room);
-    if (at !== -1) conn.recent.splice(at, 1);
-    conn.recent.push(room);
-    conn.current = room;
-    conn.line(`* now in ${room} (${r.value.members.length} here)`);
   }
 }
 
@@ -2071,7 +2393,8 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
     c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
   );
 
-  app.get("/api/rooms", async (c) => c.json({ rooms: await hub.rooms() }));
+  // From memory, however many rooms there are: this endpoint is public and polled.
+  app.get("/api/rooms", (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms() }));
 
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");
@@ -2165,6 +2488,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     store.sweepSessions(now()).catch((error) => ctx.log("error", "storage", { error: String(error), op: "sweepSessions" }));
   void sweep();
   const sweeper = setInterval(sweep, SESSION_SWEEP_INTERVAL_MS);
+  const rateSweeper = setInterval(() => hub.sweep(now()), RATE_SWEEP_INTERVAL_MS);
 
   let stopping: Promise<void> | null = null;
   async function stop(): Promise<void> {
@@ -2177,6 +2501,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     await Promise.race([empty, new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)))]);
     clearTimeout(timer);
     clearInterval(sweeper);
+    clearInterval(rateSweeper);
     tcp?.stop(true);
     await server.stop(true);
     hub.dispose();

@@ -198,8 +198,8 @@ describe("presence grace", () => {
     await server.stop();
   });
 
-  test("a second connection with the same session replaces the first (4001), without presence noise", async () => {
-    const server = await startServer({ presenceGraceMs: 60_000 });
+  test("one connection more than MAX_CONNECTIONS_PER_SESSION replaces the oldest (4001), without leave or join", async () => {
+    const server = await startServer({ presenceGraceMs: 60_000, maxConnectionsPerSession: 1 });
     const alice = await user(server, "alice", "g");
     const first = await Client.connect(server.wsUrl);
     const welcome = await first.hello("bob");
@@ -212,7 +212,11 @@ describe("presence grace", () => {
     const joined = await second.join("g");
     expect(joined.members).toEqual([expect.objectContaining({ name: "alice" }), { id: welcome.user.id, name: "bobby" }]);
     await second.say("g", "new tab");
-    expect((await alice.until((f) => f.type === "message")).map((f) => f.type)).toEqual(["message"]);
+    // The rename is all alice sees: no leave, no second join.
+    expect(await alice.until((f) => f.type === "message")).toEqual([
+      { type: "presence", room: "g", event: "rename", user: { id: welcome.user.id, name: "bobby" } },
+      expect.objectContaining({ type: "message", text: "new tab" }),
+    ]);
     // The old name is free; the new one is taken.
     const other = await Client.connect(server.wsUrl);
     other.send({ type: "hello", name: "bobby" });
@@ -572,7 +576,7 @@ describe("bad input", () => {
 
   test("a frame over MAX_PAYLOAD_BYTES closes with 1009", async () => {
     const c = await user(server, "huge");
-    c.sendRaw(JSON.stringify({ type: "send", room: "shared", id: "x", text: "x".repeat(20_000) }));
+    c.sendRaw(JSON.stringify({ type: "send", room: "shared", id: "x", text: "x".repeat(40_000) }));
     expect((await c.closed).code).toBe(1009);
     const m = await bystander.say("shared", "after the huge frame");
     expect(await peer.next()).toEqual(m);
@@ -626,7 +630,7 @@ describe("limits", () => {
     const server = await startServer({
       backpressureLimitBytes: 64 * 1024,
       maxMessageChars: 100_000,
-      maxPayloadBytes: 6 * 100_000 + 512,
+      maxPayloadBytes: 12 * 100_000 + 512,
       rateLimitBurst: 10_000,
       rateLimitPerSecond: 10_000,
       presenceGraceMs: 0,

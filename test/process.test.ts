@@ -131,6 +131,6 @@ test("a bad environment prints NAME=value: what is allowed, and exits 1 before l
   });
   expect(await cross.exited).toBe(1);
   expect(await new Response(cross.stderr).text()).toBe(
-    "MAX_PAYLOAD_BYTES=9000: must be at least 6 × MAX_MESSAGE_CHARS + 512 = 24512 (MAX_MESSAGE_CHARS=4000)\n",
+    "MAX_PAYLOAD_BYTES=9000: must be at least 12 × MAX_MESSAGE_CHARS + 512 = 48512 (MAX_MESSAGE_CHARS=4000)\n",
   );
 });

@@ -272,7 +272,7 @@ describe("TCP limits", () => {
       tcpPort: 0,
       tcpMaxPendingBytes: 64 * 1024,
       maxMessageChars: 100_000,
-      maxPayloadBytes: 6 * 100_000 + 512,
+      maxPayloadBytes: 12 * 100_000 + 512,
       rateLimitBurst: 10_000,
       rateLimitPerSecond: 10_000,
     });

@@ -8,7 +8,9 @@ import {
   LineSplitter,
   Metrics,
   Presence,
+  Buckets,
   RateLimiter,
+  TokenBucket,
   TOO_LONG,
   checkName,
   codePoints,
@@ -33,7 +35,7 @@ describe("config", () => {
       port: 3000,
       host: "0.0.0.0",
       maxMessageChars: 2000,
-      maxPayloadBytes: 16384,
+      maxPayloadBytes: 32768,
       idleTimeoutSeconds: 120,
       backpressureLimitBytes: 1048576,
       rateLimitBurst: 10,
@@ -42,6 +44,8 @@ describe("config", () => {
       maxRoomsPerConnection: 20,
       maxConnections: 10000,
       maxConnectionsPerIp: 50,
+      maxConnectionsPerSession: 5,
+      helloRatePerMinute: 30,
       historyOnJoin: 50,
       historyRetain: 1000,
       presenceGraceMs: 5000,
@@ -109,20 +113,20 @@ describe("config", () => {
     });
   });
 
-  test("MAX_PAYLOAD_BYTES must fit 6 bytes per character plus 512, naming both", () => {
-    const r = loadConfig({ MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "20000" });
+  test("MAX_PAYLOAD_BYTES must fit 12 bytes per character plus 512, naming both (§10)", () => {
+    const r = loadConfig({ MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "48511" });
     expect(r).toEqual({
       ok: false,
       errors: [
-        "MAX_PAYLOAD_BYTES=20000: must be at least 6 × MAX_MESSAGE_CHARS + 512 = 24512 (MAX_MESSAGE_CHARS=4000)",
+        "MAX_PAYLOAD_BYTES=48511: must be at least 12 × MAX_MESSAGE_CHARS + 512 = 48512 (MAX_MESSAGE_CHARS=4000)",
       ],
     });
-    expect(loadConfig({ MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "24512" }).ok).toBe(true);
+    expect(loadConfig({ MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "48512" }).ok).toBe(true);
   });
 
   test("options given in code are validated the same way", () => {
     expect(() => resolveConfig({ rateLimitBurst: 0 })).toThrow("rateLimitBurst=0: an integer from 1 to 10000");
-    expect(() => resolveConfig({ maxMessageChars: 5000 })).toThrow("maxPayloadBytes=16384: must be at least");
+    expect(() => resolveConfig({ maxMessageChars: 5000 })).toThrow("maxPayloadBytes=32768: must be at least");
     expect(resolveConfig({ tcpPort: null }).tcpPort).toBeNull();
     expect(resolveConfig({ tcpPort: 0 }).tcpPort).toBe(0);
   });
@@ -236,29 +240,50 @@ describe("rules", () => {
   });
 });
 
-describe("RateLimiter (injected clock)", () => {
-  test("a burst, then one token per 1/perSecond seconds", () => {
-    const limiter = new RateLimiter(3, 2, 100, 1_000);
-    expect([1, 2, 3, 4].map(() => limiter.take(1_000))).toEqual(["ok", "ok", "ok", "limited"]);
-    expect(limiter.take(1_499)).toBe("limited");
-    expect(limiter.take(1_500)).toBe("ok");
-    expect(limiter.take(1_500)).toBe("limited");
+describe("rate limiting (injected clock)", () => {
+  test("a bucket: a burst, then one token per 1/perSecond seconds", () => {
+    const bucket = new TokenBucket(3, 2, 1_000);
+    expect([1, 2, 3, 4].map(() => bucket.take(1_000))).toEqual([true, true, true, false]);
+    expect(bucket.take(1_499)).toBe(false);
+    expect(bucket.take(1_500)).toBe(true);
+    expect(bucket.take(1_500)).toBe(false);
     // A long pause refills only up to the burst.
-    expect([1, 2, 3, 4].map(() => limiter.take(60_000))).toEqual(["ok", "ok", "ok", "limited"]);
-  });
-
-  test("abuse after N limited answers in a row; a success resets the count", () => {
-    const limiter = new RateLimiter(1, 1, 3, 0);
-    expect(limiter.take(0)).toBe("ok");
-    expect([limiter.take(0), limiter.take(0)]).toEqual(["limited", "limited"]);
-    expect(limiter.take(1_000)).toBe("ok");
-    expect([limiter.take(1_000), limiter.take(1_000), limiter.take(1_000)]).toEqual(["limited", "limited", "abuse"]);
+    expect([1, 2, 3, 4].map(() => bucket.take(60_000))).toEqual([true, true, true, false]);
   });
 
   test("a clock that goes backwards refills nothing", () => {
-    const limiter = new RateLimiter(1, 1000, 10, 5_000);
-    expect(limiter.take(5_000)).toBe("ok");
-    expect(limiter.take(4_000)).toBe("limited");
+    const bucket = new TokenBucket(1, 1000, 5_000);
+    expect(bucket.take(5_000)).toBe(true);
+    expect(bucket.take(4_000)).toBe(false);
+  });
+
+  test("abuse after N limited answers in a row on one connection, whichever bucket; a success resets", () => {
+    const user = new TokenBucket(1, 1, 0);
+    const own = new TokenBucket(1, 1, 0);
+    const limiter = new RateLimiter(3);
+    expect(limiter.take(user, 0)).toBe("ok");
+    expect([limiter.take(user, 0), limiter.take(user, 0)]).toEqual(["limited", "limited"]);
+    expect(limiter.take(own, 0)).toBe("ok");
+    expect([limiter.take(user, 0), limiter.take(own, 0), limiter.take(user, 0)]).toEqual(["limited", "limited", "abuse"]);
+  });
+
+  test("one bucket shared by two connections limits them together", () => {
+    const shared = new TokenBucket(3, 1, 0);
+    const [a, b] = [new RateLimiter(100), new RateLimiter(100)];
+    expect([a.take(shared, 0), b.take(shared, 0), a.take(shared, 0), b.take(shared, 0)]).toEqual(["ok", "ok", "ok", "limited"]);
+  });
+
+  test("Buckets keeps a key's bucket until it is full again, or kept by the caller", () => {
+    const buckets = new Buckets(2, 1);
+    buckets.get("u1", 0).take(0);
+    buckets.get("u2", 0).take(0);
+    buckets.get("u3", 0);
+    buckets.sweep(500, (key) => key === "u2");
+    expect(buckets.size).toBe(2); // u3 was full; u1 has not refilled yet; u2 is kept
+    expect(buckets.get("u1", 500).take(500)).toBe(true);
+    expect(buckets.get("u1", 500).take(500)).toBe(false); // the same bucket, half a token left
+    buckets.sweep(10_000);
+    expect(buckets.size).toBe(0);
   });
 });
 
@@ -330,9 +355,26 @@ describe("Presence (injected clock)", () => {
   test("an explicit leave is at once and only for members", () => {
     const p = new Presence<string>(1000);
     p.join("general", alice, "c1");
-    expect(p.leave("general", "a")).toBe(true);
-    expect(p.leave("general", "a")).toBe(false);
+    expect(p.leave("general", "a", "c1")).toBe(true);
+    expect(p.leave("general", "a", "c1")).toBe(false);
     expect(p.members("general")).toEqual([]);
+  });
+
+  test("several connections of one user are one member; it leaves with the last (§10)", () => {
+    const p = new Presence<string>(1000);
+    expect(p.join("general", alice, "tab1")).toBe("new");
+    expect(p.join("general", alice, "tab2")).toBe("again");
+    expect(p.members("general")).toEqual([alice]);
+    expect(p.leave("general", "a", "tab1")).toBe(false); // tab2 is still there
+    expect(p.members("general")).toEqual([alice]);
+    expect(p.drop("tab2", "a", ["general"], 0, false)).toEqual([]); // the last one: grace
+    expect(p.nextExpiry()).toBe(1000);
+    expect(p.join("general", alice, "tab3")).toBe("returned");
+    p.join("general", alice, "tab4");
+    expect(p.drop("tab3", "a", ["general"], 0, true)).toEqual([]); // tab4 remains: no leave even at once
+    expect(p.roomsOfUser("a")).toEqual(["general"]);
+    expect(p.leave("general", "a", "tab4")).toBe(true);
+    expect(p.roomsOfUser("a")).toEqual([]);
   });
 });
 

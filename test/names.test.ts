@@ -1,0 +1,102 @@
+/**
+ * The v1.1 name rule (protocol §10 "Names"): NFC then trim; letters with their marks, digits, space,
+ * `_ - .`; nothing invisible; unique by a case-folded UTS #39 confusable skeleton.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { checkName, nameKey } from "../server.ts";
+import { Client, startServer, user, type TestServer } from "./helpers.ts";
+
+const HANGUL_FILLER = "\u3164";
+
+describe("checkName", () => {
+  test.each([
+    ["José in NFD", "Jose\u0301", "Jos\u00e9"],
+    ["José in NFC", "Jos\u00e9", "Jos\u00e9"],
+    ["Devanagari with vowel signs", "देवनागरी", "देवनागरी"],
+    ["Devanagari with a virama", "अनुज", "अनुज"],
+    ["vowel-marked Arabic", "مُحَمَّد", "مُحَمَّد"],
+    ["Zoë", "Zo\u00eb", "Zo\u00eb"],
+    ["Zoë in NFD, padded", "  Zoe\u0308 ", "Zo\u00eb"],
+    ["Han", "李小龍", "李小龍"],
+    ["Hangul syllables", "김민준", "김민준"],
+    ["ASCII punctuation", "bob_2.0-x", "bob_2.0-x"],
+  ])("accepts %s", (_, raw, stored) => {
+    expect(checkName(raw)).toBe(stored);
+  });
+
+  test("counts 32 code points after NFC, not before", () => {
+    expect(checkName("e\u0301".repeat(32))).toBe("\u00e9".repeat(32));
+    expect(checkName("e\u0301".repeat(33))).toBeNull();
+  });
+
+  test.each([
+    ["bob + Hangul filler U+3164", `bob${HANGUL_FILLER}`],
+    ["only U+3164 fillers", HANGUL_FILLER.repeat(3)],
+    ["Hangul choseong filler U+115F", "\u115fbob"],
+    ["Hangul jungseong filler U+1160", "bo\u1160b"],
+    ["halfwidth Hangul filler U+FFA0", "bob\uffa0"],
+    ["zero width space U+200B", "bo\u200bb"],
+    ["zero width non-joiner U+200C", "bo\u200cb"],
+    ["zero width joiner U+200D", "bo\u200db"],
+    ["word joiner U+2060", "bo\u2060b"],
+    ["variation selector U+FE0F", "bob\ufe0f"],
+    ["soft hyphen U+00AD", "bo\u00adb"],
+    ["only combining marks", "\u0301\u0308\u0301"],
+    ["marks and punctuation, no letter", "\u0301._-"],
+  ])("refuses %s", (_, raw) => {
+    expect(checkName(raw)).toBeNull();
+  });
+});
+
+describe("nameKey", () => {
+  const alice = nameKey("alice");
+
+  test.each([
+    ["Alice", "Alice"],
+    ["ALICE", "ALICE"],
+    ["Cyrillic а", "\u0430lice"],
+    ["Cyrillic е", "alic\u0435"],
+    ["Cyrillic а and е", "\u0430lic\u0435"],
+    ["capital I for l", "aIice"],
+    ["fullwidth", "ａｌｉｃｅ"],
+    ["fullwidth capitals", "ＡＬＩＣＥ"],
+    ["mathematical bold", "𝐚𝐥𝐢𝐜𝐞"],
+  ])("%s clashes with alice", (_, name) => {
+    expect(checkName(name)).toBe(name); // each is a valid name: only the key refuses it
+    expect(nameKey(name)).toBe(alice);
+  });
+
+  test("different names keep different keys", () => {
+    const names = ["alice", "bob", "José", "Jose", "Zoë", "Zoe", "देवनागरी", "अनुज", "मनुज", "李小龍", "李小龙"];
+    expect(new Set(names.map(nameKey)).size).toBe(names.length);
+  });
+
+  test("canonically equal spellings share a key", () => {
+    expect(nameKey("Jose\u0301")).toBe(nameKey("Jos\u00e9"));
+  });
+
+  test("case folding and the I/l look-alike together merge i with l", () => {
+    // aIice ~ alice (I looks like l) and aIice ~ aiice (case), so ali and all must clash too.
+    expect(nameKey("ali")).toBe(nameKey("all"));
+  });
+});
+
+describe("names on a live server", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(() => server.stop());
+
+  test("a look-alike of an online name is name_taken; an invisible filler is name_invalid", async () => {
+    const alice = await user(server, "alice");
+    const c = await Client.connect(server.wsUrl);
+    c.send({ type: "hello", name: "\u0430lice", ref: "cyrillic" });
+    expect(await c.next()).toMatchObject({ type: "error", code: "name_taken", ref: "cyrillic" });
+    c.send({ type: "hello", name: `bob${HANGUL_FILLER}`, ref: "filler" });
+    expect(await c.next()).toMatchObject({ type: "error", code: "name_invalid", ref: "filler" });
+    expect((await c.hello("Jose\u0301")).user.name).toBe("Jos\u00e9");
+    c.close();
+    alice.close();
+  });
+});
