@@ -544,8 +544,7 @@ function land(room: Room): void {
 function onPresence(f: PresenceFrame): void {
   const room = state.rooms.get(f.room);
   if (!room) return;
-  const event = f.event as PresenceFrame["event"] | "rename";
-  if (event === "rename") return onRename(room, f.user);
+  if (f.event === "rename") return onRename(room, f.user);
   if (f.event === "join") {
     // Someone already listed, or back after our own reconnect, is not news.
     const back = (room.returning.get(f.user.id) ?? 0) > now();
@@ -962,7 +961,9 @@ function select(name: string): void {
   state.current = name;
   if (decodeURIComponent(location.hash.slice(1)) !== name) history.replaceState(null, "", `#${name}`);
   for (const other of state.rooms.values()) other.view.section.hidden = other !== room;
-  if (room.land) land(room);
+  // Opening a room with news the reader has not seen starts at the "new messages" line.
+  const unseen = room.divider !== null && (room.readSeq === null || room.readSeq < room.divider.seq);
+  if (room.land || unseen) land(room);
   else if (room.stuck) scrollToBottom(room);
   else room.view.log.scrollTop = room.scrollTop;
   ui.pill.hidden = true;
@@ -1007,20 +1008,33 @@ function roomFromHash(): string | null {
   return null;
 }
 
-/** The directory: rooms with recent messages, newest first, whether or not anyone is online. */
+/**
+ * The directory: rooms with recent messages, newest first, whether or not anyone is in them
+ * (`?recent=1`), then rooms with people and no recent message yet (`/api/rooms`).
+ */
 async function refreshDirectory(): Promise<void> {
   try {
-    const response = await fetch("/api/rooms?recent=1", { cache: "no-store" });
-    if (!response.ok) return;
-    const body = (await response.json()) as { rooms?: unknown };
-    const rooms = Array.isArray(body.rooms) ? (body.rooms as Partial<DirectoryEntry>[]) : [];
-    state.directory = rooms
-      .filter((r): r is DirectoryEntry => typeof r.room === "string" && isRoom(r.room))
-      .map((r) => ({ room: r.room, members: Number.isSafeInteger(r.members) ? r.members : 0 }));
+    const [recent, occupied] = await Promise.all([fetchRooms("/api/rooms?recent=1"), fetchRooms("/api/rooms")]);
+    const members = new Map(occupied.map((r) => [r.room, r.members]));
+    const listed = new Set(recent.map((r) => r.room));
+    state.directory = [
+      ...recent.map((r) => ({ room: r.room, members: members.get(r.room) ?? r.members })),
+      ...occupied.filter((r) => !listed.has(r.room)),
+    ];
     renderRooms();
   } catch {
     // The list is a convenience; the connection status already tells about a dead server.
   }
+}
+
+async function fetchRooms(path: string): Promise<DirectoryEntry[]> {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  const body = (await response.json()) as { rooms?: unknown };
+  const rooms = Array.isArray(body.rooms) ? (body.rooms as Partial<DirectoryEntry>[]) : [];
+  return rooms
+    .filter((r): r is DirectoryEntry => typeof r.room === "string" && isRoom(r.room))
+    .map((r) => ({ room: r.room, members: Number.isSafeInteger(r.members) ? r.members : 0 }));
 }
 
 // ─── Rendering ───────────────────────────────────────────────────────────────────────────────
