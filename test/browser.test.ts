@@ -62,8 +62,18 @@ const bots: Client[] = [];
 /** Uncaught page errors and CSP refusals, from every page: each test ends by expecting none. */
 let pageProblems: string[] = [];
 
+/** Every page of every test says hello from 127.0.0.1: the per-address hello limit is not under test here. */
+const HELLOS_PER_MINUTE = 100_000;
+
 async function startChat(options: ServerOptions = {}): Promise<ChatServer> {
-  return createServer({ port: 0, host: "127.0.0.1", databasePath: join(dataDir, "chat.sqlite"), log: () => {}, ...options });
+  return createServer({
+    port: 0,
+    host: "127.0.0.1",
+    databasePath: join(dataDir, "chat.sqlite"),
+    helloRatePerMinute: HELLOS_PER_MINUTE,
+    log: () => {},
+    ...options,
+  });
 }
 
 /** A server of the test's own, on its own database file, stopped after the test. */
@@ -441,13 +451,7 @@ test(
   "a dropped socket: resume pages forward past historyOnJoin, unsent messages go once, no presence flap, load older",
   async () => {
     // Its own server, with a tiny history on join so that both paging directions are needed.
-    const small = await createServer({
-      port: 0,
-      host: "127.0.0.1",
-      databasePath: join(dataDir, "paging.sqlite"),
-      historyOnJoin: 3,
-      log: () => {},
-    });
+    const small = await startChat({ databasePath: join(dataDir, "paging.sqlite"), historyOnJoin: 3 });
     try {
       const room = "paging";
       const ann = await openAs("ann", room, {}, small.url);
@@ -631,7 +635,7 @@ test(
 );
 
 test(
-  "screenshots at desktop and phone sizes, light and dark; the phone layout fits 360 px",
+  "screenshots at desktop and phone sizes, light and dark; the phone layout fits 390 px",
   async () => {
     mkdirSync(SCREENSHOT_DIR, { recursive: true });
     const room = "lobby";
@@ -640,8 +644,8 @@ test(
     await say(other, "Morning! Did the deploy go out?");
     await say(viewer, "It did. Notes are at https://example.com/release-notes");
     await say(viewer, "Two things to check:\n1. the login page\n2. the new rooms list");
-    await say(other, "Great, I'll look at both after lunch.");
-    await seen(viewer, room, "Great, I'll look at both after lunch.");
+    await say(other, "Great, I'll look at both after lunch. @Avery can you ping Casey?");
+    await seen(viewer, room, "Great, I'll look at both after lunch. @Avery can you ping Casey?");
     await outboxEmpty(viewer, room);
     const third = await openAs("Casey", room);
     await third.locator("#composer-text").pressSequentially("on it");
