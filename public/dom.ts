@@ -158,7 +158,7 @@ export function richText(text: string, me: string | null = null): Node[] {
       ? document.createTextNode(t.text)
       : t.kind === "link"
         ? h("a", { text: t.text, attrs: { href: t.href, target: "_blank", rel: "noopener noreferrer", dir: "ltr" } })
-        : h("mark", { class: t.me ? "mention me" : "mention", text: t.text }),
+        : h("mark", { class: t.me ? "mention own" : "mention", text: t.text }),
   );
 }
 

@@ -992,7 +992,7 @@ test(
     await waitForText(dana, "#room-title", `#${room}`);
     expect(await dana.title()).toBe(`#${room} · Chat`);
     expect(await dana.locator(`.room-link[href="#${room}"] .mentions`).isHidden()).toBe(true);
-    expect(await dana.locator(`${rows(room)} .mention.me`).allTextContents()).toEqual(["@dana", "dana", "@dana"]);
+    expect(await dana.locator(`${rows(room)} .mention.own`).allTextContents()).toEqual(["@dana", "dana", "@dana"]);
     expect(await dana.locator(`${rows(room)}.mentions-me .text`).allTextContents()).toEqual([
       "hey @dana, look",
       "dana: are you there?",
