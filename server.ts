@@ -960,6 +960,8 @@ export interface Store {
   /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
   roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
   page(room: string, query: PageQuery): Promise<Page>;
+  /** The rooms whose latest retained message is newest, with that message's seq and time. Read once, at start. */
+  recentRooms(limit: number): Promise<{ room: string; seq: number; ts: number }[]>;
   /** The user a live session token hash belongs to, and when the session expires; or null. */
   findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
   saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
@@ -1048,6 +1050,9 @@ export class SqliteStore implements Store {
           "ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, expires_at = excluded.expires_at",
       ),
       sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
+      recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
+        "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
+      ),
     };
     this.appendTx = this.db.transaction((batch: readonly NewMessage[]) => {
       const results: { message: MessageFrame; duplicate: boolean }[] = [];
@@ -1106,6 +1111,10 @@ export class SqliteStore implements Store {
     const page = rows.slice(0, query.limit);
     if (query.after === undefined) page.reverse();
     return { messages: page.map(rowToMessage), complete };
+  }
+
+  async recentRooms(limit: number) {
+    return this.q.recent.all(limit);
   }
 
   async findSession(tokenHash: string, now: number) {
@@ -1591,7 +1600,7 @@ interface User {
 interface RoomState {
   /** The latest seq published here; null until a join has read it from storage. */
   seq: number | null;
-  /** When that message was sent (epoch ms); 0 if not known since start. */
+  /** When that message was sent (epoch ms); 0 if unknown: not among the newest at start, none since. */
   ts: number;
   /** Messages accepted for the room and not yet published or failed. */
   inflight: Set<NewMessage>;
@@ -1776,7 +1785,15 @@ class Hub {
 
   /** A leave goes out after the messages the user sent before it. */
   private announceLeave(room: string, user: UserRef): void {
+    this.forgetIfEmpty(room);
     void this.batcher.settled().then(() => this.fanout.presence(room, "leave", user));
+  }
+
+  /** A room nobody is in and that never had a message is not worth remembering. */
+  private forgetIfEmpty(room: string): void {
+    const state = this.roomStates.get(room);
+    if (!state || state.seq || state.inflight.size || state.joins.size || this.presence.count(room)) return;
+    this.roomStates.delete(room);
   }
 
   private forgetIfOffline(user: User): void {
@@ -1940,8 +1957,11 @@ class Hub {
       state.joins.delete(collected);
     }
     const user = conn.user;
-    if (conn.state !== "open" || conn.released || !user) return fail("internal", "connection closed");
     state.seq ??= info.seq;
+    if (conn.state !== "open" || conn.released || !user) {
+      this.forgetIfEmpty(room);
+      return fail("internal", "connection closed");
+    }
     const read = readUpTo ?? info.seq;
     const fresh = collected.filter((m) => m.seq > read && (since === undefined || m.seq > since));
     let { messages, complete } = page;
@@ -1990,6 +2010,7 @@ class Hub {
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
     if (wasLast && !this.presence.has(room, user.ref.id)) {
       this.fanout.presence(room, "leave", user.ref);
+      this.forgetIfEmpty(room);
     }
     return ok(null);
   }
@@ -2034,11 +2055,19 @@ class Hub {
       .map((r) => ({ ...r, seq: this.roomStates.get(r.room)?.seq ?? 0 }));
   }
 
+  /** Starts the directory with what storage holds, so a restart does not empty it. */
+  async loadRecentRooms(): Promise<void> {
+    for (const { room, seq, ts } of await this.store.recentRooms(RECENT_ROOMS_MAX)) {
+      this.roomStates.set(room, { seq, ts, inflight: new Set(), joins: new Set() });
+    }
+  }
+
   /** The directory: rooms with messages the hub has seen, newest message first, from memory. */
   recentRooms(): RoomEntry[] {
     const recent: RoomEntry[] = [];
+    // A room whose latest time is unknown was not among the newest at start, nor written since.
     for (const [room, state] of this.roomStates) {
-      if (state.seq) recent.push({ room, members: this.presence.count(room), seq: state.seq, ts: state.ts });
+      if (state.seq && state.ts) recent.push({ room, members: this.presence.count(room), seq: state.seq, ts: state.ts });
     }
     return recent.sort((a, b) => b.ts! - a.ts! || a.room.localeCompare(b.room)).slice(0, RECENT_ROOMS_MAX);
   }
@@ -2450,6 +2479,8 @@ export interface ChatServer {
   config: Config;
   /** Shuts down as §7 says: drain, close every client, stop listening, close storage. */
   stop(): Promise<void>;
+  /** Sizes of the hub's bounded memory, for tests and debugging. */
+  inspect(): { users: number; roomStates: number; userBuckets: number; helloBuckets: number };
 }
 
 export async function createServer(options: ServerOptions = {}): Promise<ChatServer> {
@@ -2461,6 +2492,12 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const fanout = new Fanout(ctx);
   const hub = new Hub(ctx, store, fanout);
   const app = createApp(hub, ctx, assets, now());
+  try {
+    await hub.loadRecentRooms();
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
 
   let server: Server<WsConnection>;
   let tcp: TCPSocketListener<TcpConnection> | null = null;
@@ -2519,6 +2556,12 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     tcpPort: tcp?.port ?? null,
     config,
     stop: () => (stopping ??= stop()),
+    inspect: () => ({
+      users: hub.users.size,
+      roomStates: hub.roomStates.size,
+      userBuckets: hub.userBuckets.size,
+      helloBuckets: hub.helloBuckets.size,
+    }),
   };
 }
 
