@@ -1300,7 +1300,9 @@ function signOut(): void {
 function onStorage(event: StorageEvent): void {
   if (event.storageArea !== window.localStorage) return;
   if (event.key === KEY.session || event.key === null) {
-    if (!local.read(KEY.session) && state.me) return signOut();
+    // Signed out in another tab: this one too, even if it is still connecting (its hello would
+    // otherwise make a new user with the old name).
+    if (!local.read(KEY.session) && ui.login.hidden) return signOut();
     // Someone signed in from another tab while this one waits at the prompt: be them here too.
     const name = local.read(KEY.name);
     if (!state.me && name && !ui.login.hidden) {

@@ -83,6 +83,14 @@ async function ownServer(file: string, options: ServerOptions = {}): Promise<Cha
   return server;
 }
 
+/** Stops an own server (pages see 1001); the function returned starts it again on the same port and file. */
+async function stopOwn(server: ChatServer, file: string): Promise<() => Promise<ChatServer>> {
+  const port = Number(server.url.port);
+  ownServers.splice(ownServers.indexOf(server), 1);
+  await server.stop();
+  return () => ownServer(file, { port });
+}
+
 /** A WebSocket user that is not a page, welcomed and in `rooms`; closed after the test. */
 async function bot(server: ChatServer, name: string, ...rooms: string[]): Promise<Client> {
   const client = await Client.connect(new URL("/ws", server.url).href.replace(/^http/, "ws"));
@@ -657,6 +665,8 @@ test(
       backgrounds.push(await viewer.evaluate(() => getComputedStyle(document.body).backgroundColor));
       await viewer.setViewportSize(DESKTOP);
       expect(await viewer.locator("#sidebar").isVisible()).toBe(true);
+      // A grouped message under the pointer shows its time.
+      await viewer.locator(`${rows(room)}.cont`).hover();
       await viewer.screenshot({ path: join(SCREENSHOT_DIR, `chat-desktop-${colorScheme}.png`) });
 
       await viewer.setViewportSize(PHONE);
@@ -905,7 +915,6 @@ test(
   async () => {
     const file = "restart-quiet";
     const server = await ownServer(file);
-    const port = Number(server.url.port);
     const room = "quiet";
     const watcher = await openAs("wanda", room, {}, server.url);
     const { page: friend, control } = await openWired("fritz", room, server.url);
@@ -913,10 +922,9 @@ test(
 
     // The friend stays away until the watcher is back, so that his return reaches her as a join.
     control.refuse = true;
-    await server.stop();
-    ownServers.splice(ownServers.indexOf(server), 1);
+    const restart = await stopOwn(server, file);
     await watcher.locator(`#status:not([data-state="connected"])`).waitFor({ state: "attached" });
-    await ownServer(file, { port });
+    await restart();
     await live(watcher, room);
     control.refuse = false;
     await live(friend, room);
@@ -1054,7 +1062,6 @@ test(
   async () => {
     const file = "restart-prompt";
     const server = await ownServer(file);
-    const port = Number(server.url.port);
     const room = "prompt";
     const page = await openAs("remy", room, {}, server.url);
     // Every retry delay the page schedules (it shows it on #status for this).
@@ -1067,11 +1074,10 @@ test(
       }).observe(status, { attributes: true, attributeFilter: ["data-retry-ms"] });
     });
     const retries = () => page.evaluate(() => (window as unknown as { __retries: number[] }).__retries);
-    await server.stop();
-    ownServers.splice(ownServers.indexOf(server), 1);
+    const restart = await stopOwn(server, file);
     // Four failed attempts: a growing backoff would be at 2–4 s by the fourth.
     await page.waitForFunction(() => (window as unknown as { __retries: number[] }).__retries.length >= 4, undefined, { timeout: WAIT_MS });
-    await ownServer(file, { port });
+    await restart();
     await live(page, room);
     const delays = await retries();
     expect(delays.length).toBeGreaterThanOrEqual(4);
