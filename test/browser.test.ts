@@ -752,6 +752,8 @@ test(
     await waitForText(dana, "#rename-error", "Someone online is using that name. Try another.");
     await dana.locator(`#status[data-state="connected"]`).waitFor({ state: "attached" });
     expect(await dana.textContent("#me-name")).toBe("dana");
+    mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    await dana.screenshot({ path: join(SCREENSHOT_DIR, "rename-refused-desktop-light.png") });
     // A free one: eve's member list shows it, with a line saying who it was; the other tab follows.
     await dana.fill("#rename-name", "dana2");
     await dana.press("#rename-name", "Enter");
