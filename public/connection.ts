@@ -19,6 +19,13 @@ const PING_INTERVAL_MS = 20_000;
 const PONG_TIMEOUT_MS = 5_000;
 /** A socket that has not been welcomed this long after we opened it is given up. */
 const CONNECT_TIMEOUT_MS = 12_000;
+/**
+ * After a restart notice (1001) the server is usually back within seconds: retry about this
+ * often (jittered ±50 %, so a roomful of pages does not return in step) instead of backing off.
+ */
+const RESTART_RETRY_MS = 1_000;
+/** …for this long after the notice; then the usual backoff. */
+const RESTART_WINDOW_MS = 60_000;
 /** Share of the server's refill rate we use, so frames bunched up on the wire still find tokens. */
 const RATE_SAFETY = 0.8;
 
@@ -32,7 +39,7 @@ const CLOSE_BY_US = 4000;
 export type Status =
   | { state: "connecting"; note?: string }
   | { state: "connected" }
-  | { state: "reconnecting"; at: number; note?: string }
+  | { state: "reconnecting"; at: number; delayMs: number; note?: string }
   | { state: "offline"; note: string; canRetry: boolean };
 
 export interface ConnectionEvents {
@@ -53,6 +60,11 @@ export interface ConnectionEvents {
 export function backoffDelay(attempt: number, random: () => number = Math.random): number {
   const step = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return step / 2 + (random() * step) / 2;
+}
+
+/** Delay before a retry while a restarted server is expected back: RESTART_RETRY_MS ± 50 %. */
+export function restartDelay(random: () => number = Math.random): number {
+  return RESTART_RETRY_MS * (0.5 + random());
 }
 
 /** A token bucket: `burst` tokens, refilled at `perSecond`. Times are performance.now() ms. */
@@ -105,9 +117,13 @@ export class Connection {
   private stopped = true;
   /** Failed attempts since the last welcome. */
   private attempt = 0;
+  /** Until this performance.now() time, retries follow restartDelay (the server said it restarts). */
+  private restartUntil = 0;
   private bucket: TokenBucket | null = null;
   /** Frames waiting for a rate token, oldest first; dropped with the socket. */
   private queue: ClientFrame[] = [];
+  /** Set by finish(): close with this status once the queue is empty. */
+  private finishing: Status | null = null;
   private timers = {
     retry: 0,
     connect: 0,
@@ -136,13 +152,32 @@ export class Connection {
   start(): void {
     this.stopped = false;
     this.attempt = 0;
+    this.abandon();
     this.connect();
+  }
+
+  /**
+   * Says hello again on a socket whose hello was refused (a name taken, say): a refused hello
+   * leaves the socket open and waiting, so no new connection is needed. False if there is none.
+   */
+  helloAgain(): boolean {
+    if (!this.ws || this.welcomed || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.write(this.on.hello());
+    return true;
   }
 
   /** Closes and stays closed until start(); `status` says why. */
   stop(status: Status): void {
     this.stopped = true;
     this.abandon();
+    this.on.status(status);
+  }
+
+  /** As stop(), once the frames waiting for rate tokens are written (a sign-out's leaves). */
+  finish(status: Status): void {
+    if (this.queue.length === 0 || !this.ws) return this.stop(status);
+    this.stopped = true;
+    this.finishing = status;
     this.on.status(status);
   }
 
@@ -195,6 +230,7 @@ export class Connection {
     if (frame.type === "welcome") {
       this.welcomed = true;
       this.attempt = 0;
+      this.restartUntil = 0;
       this.bucket = bucketFor(frame.limits);
       window.clearTimeout(this.timers.connect);
       this.timers.ping = window.setInterval(() => this.ping(), PING_INTERVAL_MS);
@@ -223,6 +259,7 @@ export class Connection {
       this.timers.drain = 0;
       while (this.queue.length && this.bucket?.take(performance.now())) this.write(this.queue.shift()!);
       if (this.queue.length) this.scheduleDrain();
+      else if (this.finishing) this.stop(this.finishing);
     }, this.bucket.wait(performance.now()));
   }
 
@@ -231,9 +268,10 @@ export class Connection {
     this.abandon();
     if (this.stopped) return;
     if (code === CLOSE_REPLACED) {
-      // Reconnecting would throw the other tab out in turn, and it would do the same to us.
-      return this.stop({ state: "offline", note: "This chat was opened in another tab or window.", canRetry: true });
+      // Reconnecting would throw another tab out in turn, and it would do the same to us.
+      return this.stop({ state: "offline", note: "This chat is open in too many tabs or windows.", canRetry: true });
     }
+    if (code === CLOSE_SHUTDOWN) this.restartUntil = performance.now() + RESTART_WINDOW_MS;
     const note =
       code === CLOSE_SHUTDOWN ? "The server is restarting." : code === CLOSE_POLICY ? `Closed by the server: ${reason || "policy"}.` : undefined;
     this.retryLater(note);
@@ -258,12 +296,13 @@ export class Connection {
     this.welcomed = false;
     this.bucket = null;
     this.queue = [];
+    this.finishing = null;
     if (hadSocket) this.on.lost();
   }
 
   private retryLater(note?: string): void {
-    const delay = backoffDelay(this.attempt++);
-    this.on.status({ state: "reconnecting", at: Date.now() + delay, ...(note ? { note } : {}) });
+    const delay = performance.now() < this.restartUntil ? restartDelay() : backoffDelay(this.attempt++);
+    this.on.status({ state: "reconnecting", at: Date.now() + delay, delayMs: delay, ...(note ? { note } : {}) });
     this.timers.retry = window.setTimeout(() => this.connect(), delay);
   }
 
@@ -275,15 +314,18 @@ export class Connection {
     this.connect();
   }
 
+  /**
+   * The browser says the network is gone: believe it at once rather than wait for the ping
+   * watchdog, and stay quiet (no retries) until it says the network is back.
+   */
   private networkGone(): void {
-    // A socket, open or opening, is left to the ping watchdog and the connect timeout.
-    if (this.stopped || this.ws) return;
-    this.clearTimers();
+    if (this.stopped) return;
+    this.abandon();
     this.on.status({ state: "offline", note: "No network. Waiting for it to come back…", canRetry: true });
   }
 
   private networkBack(): void {
-    if (!this.stopped && !this.ws) this.retryNow();
+    if (!this.stopped && !this.welcomed) this.retryNow();
   }
 
   private clearTimers(): void {

@@ -29,36 +29,59 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return el as T;
 }
 
-export type Token = { kind: "text"; text: string } | { kind: "link"; text: string; href: string };
+export type Token =
+  | { kind: "text"; text: string }
+  | { kind: "link"; text: string; href: string }
+  /** `@name`, or the reader's own name; `me` when it names the reader. */
+  | { kind: "mention"; text: string; me: boolean };
 
 /** A run that may be a link: http(s):// and everything up to whitespace or a character that cannot be in one. */
 const URL_CANDIDATE = /\bhttps?:\/\/[^\s<>"]+/gi;
 /** Characters that usually end the sentence around a link rather than the link itself. */
 const TRAILING = ".,;:!?'\")]}";
+/**
+ * Bidirectional formatting controls (embeddings, overrides, isolates, marks, the Arabic letter
+ * mark): in a message they could show a link or a name in an order other than the real one.
+ */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/g;
+/** A character of a name that may also end one (names allow `.` and `-` inside, not at a mention's end). */
+const NAME_CHAR = String.raw`[\p{L}\p{M}\p{Nd}_]`;
+/** `@` and a name-like word: `@dana`, `@Zoë_2`; a name with spaces is found only as the reader's own. */
+const AT_WORD = String.raw`@${NAME_CHAR}(?:[\p{L}\p{M}\p{Nd}_.-]*${NAME_CHAR})?`;
+
+/** What is shown of a user's text: the same characters minus bidi controls. */
+export function shown(text: string): string {
+  return text.replace(BIDI_CONTROLS, "");
+}
 
 /**
- * Splits text into plain runs and http(s) links. Trailing punctuation stays text, except a `)`
- * that closes a `(` inside the link (Wikipedia-style URLs).
+ * Splits text into plain runs, http(s) links and mentions. Bidi controls are dropped first.
+ * Trailing punctuation stays text, except a `)` that closes a `(` inside the link
+ * (Wikipedia-style URLs). A link's text shows its real host: an IDN as punycode, and a URL with
+ * userinfo (`https://good.com@evil.com/`) is not made a link at all.
  *   tokenize("see https://a.io/x.") // => [text "see ", link "https://a.io/x", text "."]
  *   tokenize("javascript:alert(1)") // => [text "javascript:alert(1)"]
+ *   tokenize("hi @bo", "bo") // => [text "hi ", mention "@bo" (me)]
  */
-export function tokenize(text: string): Token[] {
+export function tokenize(raw: string, me: string | null = null): Token[] {
+  const text = shown(raw);
   const tokens: Token[] = [];
   let at = 0;
   const pushText = (s: string) => {
-    if (!s) return;
-    const last = tokens.at(-1);
-    if (last?.kind === "text") last.text += s;
-    else tokens.push({ kind: "text", text: s });
+    for (const t of mentionTokens(s, me)) {
+      const last = tokens.at(-1);
+      if (t.kind === "text" && last?.kind === "text") last.text += t.text;
+      else tokens.push(t);
+    }
   };
   for (const match of text.matchAll(URL_CANDIDATE)) {
     const start = match.index;
-    const raw = trimTrailing(match[0]);
-    const href = httpHref(raw);
+    const candidate = trimTrailing(match[0]);
+    const link = safeLink(candidate);
     pushText(text.slice(at, start));
-    if (href) tokens.push({ kind: "link", text: raw, href });
-    else pushText(raw);
-    at = start + raw.length;
+    if (link) tokens.push({ kind: "link", ...link });
+    else pushText(candidate);
+    at = start + candidate.length;
   }
   pushText(text.slice(at));
   return tokens;
@@ -78,22 +101,64 @@ function trimTrailing(url: string): string {
   return url.slice(0, end);
 }
 
-/** The normalized href if `raw` parses as an http or https URL, else null. */
-function httpHref(raw: string): string | null {
+/**
+ * An http(s) link for `raw`, shown with the host the browser will really open (`URL.host`:
+ * lowercase, IDNs as punycode) followed by the rest as written; null when `raw` is not an
+ * http(s) URL or carries userinfo, whose `user@` part exists to pass for a host.
+ */
+export function safeLink(raw: string): { text: string; href: string } | null {
+  let url: URL;
   try {
-    const url = new URL(raw);
-    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    url = new URL(raw);
   } catch {
     return null;
   }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  const scheme = raw.indexOf("//") + 2;
+  const authorityEnd = raw.slice(scheme).search(/[/?#\\]/);
+  const authority = authorityEnd < 0 ? raw.slice(scheme) : raw.slice(scheme, scheme + authorityEnd);
+  if (url.username || url.password || authority.includes("@")) return null;
+  const rest = authorityEnd < 0 ? "" : raw.slice(scheme + authorityEnd);
+  return { text: `${url.protocol}//${url.host}${rest}`, href: url.href };
 }
 
-/** A message text as nodes: text runs and safe links. Newlines are kept by CSS (pre-wrap). */
-export function richText(text: string): Node[] {
-  return tokenize(text).map((t) =>
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+}
+
+/** Mentions in a plain run: the reader's own name (with or without `@`) and any `@word`. */
+function mentionTokens(text: string, me: string | null): Token[] {
+  if (!text.includes("@") && !me) return text ? [{ kind: "text", text }] : [];
+  const own = me ? `@?${escapeRegExp(me)}(?!${NAME_CHAR})` : null;
+  const pattern = new RegExp(`(?<![\\p{L}\\p{M}\\p{Nd}_@])(?:${own ? `(${own})|` : ""}${AT_WORD})`, "giu");
+  const tokens: Token[] = [];
+  let at = 0;
+  for (const match of text.matchAll(pattern)) {
+    if (match.index > at) tokens.push({ kind: "text", text: text.slice(at, match.index) });
+    tokens.push({ kind: "mention", text: match[0], me: match[1] !== undefined });
+    at = match.index + match[0].length;
+  }
+  if (at < text.length) tokens.push({ kind: "text", text: text.slice(at) });
+  return tokens;
+}
+
+/** Whether a message text names the reader: `@me`, or `me` as a whole word. */
+export function mentions(text: string, me: string): boolean {
+  return tokenize(text, me).some((t) => t.kind === "mention" && t.me);
+}
+
+/**
+ * A message text as nodes: text runs, safe links and highlighted mentions. Newlines are kept by
+ * CSS (pre-wrap). A link is laid out left to right on its own (dir="ltr" isolates it), so
+ * right-to-left text around it cannot reorder its parts.
+ */
+export function richText(text: string, me: string | null = null): Node[] {
+  return tokenize(text, me).map((t) =>
     t.kind === "text"
       ? document.createTextNode(t.text)
-      : h("a", { text: t.text, attrs: { href: t.href, target: "_blank", rel: "noopener noreferrer" } }),
+      : t.kind === "link"
+        ? h("a", { text: t.text, attrs: { href: t.href, target: "_blank", rel: "noopener noreferrer", dir: "ltr" } })
+        : h("mark", { class: t.me ? "mention own" : "mention", text: t.text }),
   );
 }
 
@@ -107,10 +172,42 @@ export function codePoints(s: string): number {
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
 
+/**
+ * The page's clock: everything that shows or compares dates reads it. A test shows other days by
+ * setting `window.__chatNow` before the page loads.
+ */
+export function now(): number {
+  const fake = (globalThis as { __chatNow?: unknown }).__chatNow;
+  return typeof fake === "function" ? Number(fake()) : Date.now();
+}
+
+/** The local calendar day of `ts`, as `2026-11-23`: what separates the days of a log. */
+export function dayKey(ts: number): string {
+  const d = new Date(ts);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long" });
+const dayYearFormat = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+
+/** "Today", "Yesterday", or the date (with its year when not this year's). */
+export function dayLabel(ts: number, today: number = now()): string {
+  const key = dayKey(ts);
+  if (key === dayKey(today)) return "Today";
+  const yesterday = new Date(today);
+  yesterday.setDate(yesterday.getDate() - 1);
+  if (key === dayKey(yesterday.getTime())) return "Yesterday";
+  return (new Date(ts).getFullYear() === new Date(today).getFullYear() ? dayFormat : dayYearFormat).format(ts);
+}
+
 /** A <time> showing HH:MM, with the full date as its tooltip. */
-export function timeEl(ts: number): HTMLTimeElement {
+export function timeEl(ts: number, className = ""): HTMLTimeElement {
   const date = new Date(ts);
-  return h("time", { text: timeFormat.format(date), attrs: { datetime: date.toISOString(), title: dateTimeFormat.format(date) } });
+  return h("time", {
+    class: className,
+    text: timeFormat.format(date),
+    attrs: { datetime: date.toISOString(), title: dateTimeFormat.format(date) },
+  });
 }
 
 /** A stable hue (0–359) for a user id, so each person keeps one avatar colour. */

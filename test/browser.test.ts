@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page, type WebSocketRoute } from "playwright-core";
 import { createServer, type ChatServer, type MessageFrame, type ServerOptions } from "../server.ts";
+import { Client } from "./helpers.ts";
 
 /** Bounds any single wait on a page: a safety net for a loaded 2-core machine, never a pause. */
 const WAIT_MS = 15_000;
@@ -32,7 +33,7 @@ const CHROMIUM_PATHS = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/
 /** Screenshots for people to look at; .artifacts/ is ignored by git. */
 const SCREENSHOT_DIR = join(import.meta.dir, "..", ".artifacts", "screenshots");
 const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 360, height: 740 };
+const PHONE = { width: 390, height: 844 };
 
 function findChromium(): string {
   const fromEnv = process.env.CHROMIUM_PATH;
@@ -54,11 +55,56 @@ let browser: Browser;
 let chat: ChatServer;
 let dataDir: string;
 const contexts: BrowserContext[] = [];
+/** Servers a test started for itself (own settings, own clock), stopped after it. */
+const ownServers: ChatServer[] = [];
+/** WebSocket clients (bots) a test opened, closed after it. */
+const bots: Client[] = [];
 /** Uncaught page errors and CSP refusals, from every page: each test ends by expecting none. */
 let pageProblems: string[] = [];
 
+/** Every page of every test says hello from 127.0.0.1: the per-address hello limit is not under test here. */
+const HELLOS_PER_MINUTE = 100_000;
+
 async function startChat(options: ServerOptions = {}): Promise<ChatServer> {
-  return createServer({ port: 0, host: "127.0.0.1", databasePath: join(dataDir, "chat.sqlite"), log: () => {}, ...options });
+  return createServer({
+    port: 0,
+    host: "127.0.0.1",
+    databasePath: join(dataDir, "chat.sqlite"),
+    helloRatePerMinute: HELLOS_PER_MINUTE,
+    log: () => {},
+    ...options,
+  });
+}
+
+/** A server of the test's own, on its own database file, stopped after the test. */
+async function ownServer(file: string, options: ServerOptions = {}): Promise<ChatServer> {
+  const server = await startChat({ databasePath: join(dataDir, `${file}.sqlite`), ...options });
+  ownServers.push(server);
+  return server;
+}
+
+/** Stops an own server (pages see 1001); the function returned starts it again on the same port and file. */
+async function stopOwn(server: ChatServer, file: string): Promise<() => Promise<ChatServer>> {
+  const port = Number(server.url.port);
+  ownServers.splice(ownServers.indexOf(server), 1);
+  await server.stop();
+  return () => ownServer(file, { port });
+}
+
+/** A WebSocket user that is not a page, welcomed and in `rooms`; closed after the test. */
+async function bot(server: ChatServer, name: string, ...rooms: string[]): Promise<Client> {
+  const client = await Client.connect(new URL("/ws", server.url).href.replace(/^http/, "ws"));
+  bots.push(client);
+  await client.hello(name);
+  for (const room of rooms) await client.join(room);
+  return client;
+}
+
+/** Sends texts in order without waiting for each echo, then waits for the last one. */
+async function burst(client: Client, room: string, texts: readonly string[]): Promise<void> {
+  const ids = texts.map(() => crypto.randomUUID());
+  texts.forEach((text, i) => client.send({ type: "send", room, id: ids[i], text }));
+  await client.until((f) => f.type === "message" && f.id === ids.at(-1));
 }
 
 beforeAll(async () => {
@@ -71,6 +117,8 @@ beforeAll(async () => {
 /** Each test's people leave with it, so names and connections do not carry over. */
 afterEach(async () => {
   for (const context of contexts.splice(0)) await context.close().catch(() => {});
+  for (const bot of bots.splice(0)) bot.close();
+  for (const server of ownServers.splice(0)) await server.stop().catch(() => {});
   pageProblems = [];
 });
 
@@ -85,7 +133,16 @@ async function newPage(label: string, options: BrowserContextOptions = {}): Prom
   const context = await browser.newContext({ viewport: DESKTOP, ...options });
   contexts.push(context);
   context.setDefaultTimeout(WAIT_MS);
-  const page = await context.newPage();
+  return watch(await context.newPage(), label);
+}
+
+/** Another tab of the same browser (same storage) as `page`. */
+async function newTab(page: Page, label: string): Promise<Page> {
+  return watch(await page.context().newPage(), label);
+}
+
+/** Collects a page's uncaught errors and CSP refusals into pageProblems. */
+function watch(page: Page, label: string): Page {
   page.on("pageerror", (error) => pageProblems.push(`${label}: ${error.message}`));
   page.on("console", (message) => {
     if (message.type() === "error" && /Content Security Policy/i.test(message.text())) {
@@ -97,12 +154,31 @@ async function newPage(label: string, options: BrowserContextOptions = {}): Prom
 
 /** Opens the page at `#room`, picks `name` in the prompt, and waits until the room is live. */
 async function openAs(name: string, room: string, options: BrowserContextOptions = {}, base: URL = chat.url): Promise<Page> {
-  const page = await newPage(name, options);
+  return signIn(await newPage(name, options), name, room, base);
+}
+
+/** Goes to `#room` on a page of its own (set up by the caller), signs in as `name`, waits until live. */
+async function signIn(page: Page, name: string, room: string, base: URL = chat.url): Promise<Page> {
   await page.goto(new URL(`/#${room}`, base).href);
   await page.fill("#login-name", name);
   await page.press("#login-name", "Enter");
   await live(page, room);
   return page;
+}
+
+/** Joins (or opens) a room with the sidebar's field and waits until it is live. */
+async function joinRoom(page: Page, room: string): Promise<void> {
+  await page.fill("#join-room", room);
+  await page.press("#join-room", "Enter");
+  await live(page, room);
+}
+
+/** How the room's log is scrolled: px left below the view, and the rows' count. */
+function scrollState(page: Page, room: string): Promise<{ below: number; top: number }> {
+  return page.$eval(`.room[data-room="${room}"] .log`, (log) => ({
+    below: log.scrollHeight - log.scrollTop - log.clientHeight,
+    top: log.scrollTop,
+  }));
 }
 
 /** Waits until the page is connected and `room` has caught up (the client marks it live). */
@@ -248,8 +324,8 @@ test(
     expect(await alice.title()).toBe(`#${room} · Chat`);
     expect(await alice.locator(`.room-link[href="#${room}"] .badge`).isHidden()).toBe(true);
 
-    // A reload keeps the same identity (session in sessionStorage, name in localStorage): no
-    // prompt, his earlier message is still his, and alice sees no leave/join (presence grace).
+    // A reload keeps the same identity (session and name in localStorage): no prompt, his earlier
+    // message is still his, and alice sees no leave/join (presence grace).
     await bob.reload();
     await live(bob, room);
     expect(await bob.locator("#login").isHidden()).toBe(true);
@@ -258,8 +334,9 @@ test(
     await seen(alice, room, "back after a reload");
     expect(await events(alice, room)).toEqual(["bob joined"]);
 
-    // Active rooms come from /api/rooms with member counts; joining one takes one click.
-    const side = `#active-rooms .room-link[href="#side"]`;
+    // The directory lists rooms with people (from /api/rooms, with member counts) even before
+    // anything is said in them; joining one takes one click.
+    const side = `#directory .room-link[href="#side"]`;
     await bob.locator(side).waitFor();
     expect(await bob.textContent(`${side} .count`)).toBe("1");
     await alice.click(`#my-rooms .room-link[href="#side"]`);
@@ -298,23 +375,36 @@ test(
       `<a href="javascript:window.__pwned=3">click</a> javascript:alert(4)`,
       `<style>body{display:none}</style><b>bold?</b>`,
       `docs at https://example.com/a?b=1&c=(2). done`,
+      // Issue #9, finding 14: a right-to-left override that would show "exe.png" as "gnp.exe"…
+      "invoice https://files.example/\u202Egnp.exe",
+      // …a host in Cyrillic letters that reads "apple.com"…
+      "login at https://\u0430pple.com/account",
+      // …and userinfo that reads like the host.
+      "see https://good.example@evil.example/page",
       "last one",
     ];
+    // What is shown: no bidi control, the IDN host as the browser resolves it.
+    const shown = payloads.map((text) => text.replace("\u202E", "").replace("\u0430pple.com", "xn--pple-43d.com"));
     for (const text of payloads) await say(mallory, text);
     await seen(victim, room, "last one");
     await outboxEmpty(mallory, room);
 
     for (const page of [mallory, victim]) {
-      expect(await texts(page, room)).toEqual(payloads);
+      expect(await texts(page, room)).toEqual(shown);
       expect(await page.evaluate(() => (window as { __pwned?: unknown }).__pwned)).toBeUndefined();
       // Nothing of the payloads became an element.
       expect(await page.locator(".log img, .log script, .log style, .log b, .log iframe").count()).toBe(0);
       const links = await page.$$eval(`${rows(room)} .text a`, (as) =>
         as.map((a) => ({ text: a.textContent, href: a.getAttribute("href"), rel: a.getAttribute("rel"), target: a.getAttribute("target") })),
       );
+      const safe = { rel: "noopener noreferrer", target: "_blank" };
       expect(links).toEqual([
-        { text: "https://example.com/a?b=1&c=(2)", href: "https://example.com/a?b=1&c=(2)", rel: "noopener noreferrer", target: "_blank" },
+        { text: "https://example.com/a?b=1&c=(2)", href: "https://example.com/a?b=1&c=(2)", ...safe },
+        { text: "https://files.example/gnp.exe", href: "https://files.example/gnp.exe", ...safe },
+        { text: "https://xn--pple-43d.com/account", href: "https://xn--pple-43d.com/account", ...safe },
       ]);
+      // A link is laid out left to right whatever surrounds it.
+      expect(await page.$$eval(`${rows(room)} .text a`, (as) => as.map((a) => getComputedStyle(a).direction))).toEqual(["ltr", "ltr", "ltr"]);
     }
     expect(dialogs).toEqual([]);
     expectNoPageProblems();
@@ -369,13 +459,7 @@ test(
   "a dropped socket: resume pages forward past historyOnJoin, unsent messages go once, no presence flap, load older",
   async () => {
     // Its own server, with a tiny history on join so that both paging directions are needed.
-    const small = await createServer({
-      port: 0,
-      host: "127.0.0.1",
-      databasePath: join(dataDir, "paging.sqlite"),
-      historyOnJoin: 3,
-      log: () => {},
-    });
+    const small = await startChat({ databasePath: join(dataDir, "paging.sqlite"), historyOnJoin: 3 });
     try {
       const room = "paging";
       const ann = await openAs("ann", room, {}, small.url);
@@ -534,23 +618,19 @@ test(
 );
 
 test(
-  "the same session opened elsewhere (close 4001): this tab stops reconnecting and says why",
+  "one tab too many for the session (close 4001): the oldest tab stops reconnecting and says why",
   async () => {
     const room = "twice";
-    const first = await openAs("twin", room);
-    const token = await first.evaluate(() => sessionStorage.getItem("chat.session"));
-    expect(token).toBeTruthy();
-    // A second browser with the same session and name, as a copied tab would have.
-    const second = await newPage("twin-copy");
-    await second.addInitScript((t) => {
-      sessionStorage.setItem("chat.session", t);
-      localStorage.setItem("chat.name", "twin");
-    }, token!);
-    await second.goto(new URL(`/#${room}`, chat.url).href);
+    const one = await ownServer("twice", { maxConnectionsPerSession: 1 });
+    const first = await openAs("twin", room, {}, one.url);
+    // A second tab of the same browser shares the session: over this server's limit of one
+    // connection per session, it closes the first.
+    const second = await newTab(first, "twin tab");
+    await second.goto(new URL(`/#${room}`, one.url).href);
     await live(second, room);
 
     await first.locator(`#status[data-state="offline"]`).waitFor({ state: "attached" });
-    expect(await first.textContent("#banner-text")).toBe("This chat was opened in another tab or window.");
+    expect(await first.textContent("#banner-text")).toBe("This chat is open in too many tabs or windows.");
     // Had the first tab reconnected, it would have thrown the second out with 4001 in turn.
     await say(second, "still here");
     await seen(second, room, "still here");
@@ -563,7 +643,7 @@ test(
 );
 
 test(
-  "screenshots at desktop and phone sizes, light and dark; the phone layout fits 360 px",
+  "screenshots at desktop and phone sizes, light and dark; the phone layout fits 390 px",
   async () => {
     mkdirSync(SCREENSHOT_DIR, { recursive: true });
     const room = "lobby";
@@ -572,8 +652,8 @@ test(
     await say(other, "Morning! Did the deploy go out?");
     await say(viewer, "It did. Notes are at https://example.com/release-notes");
     await say(viewer, "Two things to check:\n1. the login page\n2. the new rooms list");
-    await say(other, "Great, I'll look at both after lunch.");
-    await seen(viewer, room, "Great, I'll look at both after lunch.");
+    await say(other, "Great, I'll look at both after lunch. @Avery can you ping Casey?");
+    await seen(viewer, room, "Great, I'll look at both after lunch. @Avery can you ping Casey?");
     await outboxEmpty(viewer, room);
     const third = await openAs("Casey", room);
     await third.locator("#composer-text").pressSequentially("on it");
@@ -585,6 +665,8 @@ test(
       backgrounds.push(await viewer.evaluate(() => getComputedStyle(document.body).backgroundColor));
       await viewer.setViewportSize(DESKTOP);
       expect(await viewer.locator("#sidebar").isVisible()).toBe(true);
+      // A grouped message under the pointer shows its time.
+      await viewer.locator(`${rows(room)}.cont`).hover();
       await viewer.screenshot({ path: join(SCREENSHOT_DIR, `chat-desktop-${colorScheme}.png`) });
 
       await viewer.setViewportSize(PHONE);
@@ -614,6 +696,454 @@ test(
       expect(await page.getAttribute("#login-name", "aria-invalid")).toBe("true");
       await page.screenshot({ path: join(SCREENSHOT_DIR, `prompt-${size}-${colorScheme}.png`) });
     }
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "one browser is one user: after a browser restart, in two tabs; a new name reaches the others; signing out leaves at once",
+  async () => {
+    // A long presence grace: within this test only an explicit leave can show someone leaving.
+    const server = await ownServer("identity", { presenceGraceMs: 60_000 });
+    const room = "ident";
+    const first = await openAs("dana", room, {}, server.url);
+    const eve = await openAs("eve", room, {}, server.url);
+    await say(first, "before the restart");
+    await seen(eve, room, "before the restart");
+    await joinRoom(first, "ident-b");
+
+    // The browser is closed and opened again: same user (her message is still "you"), same
+    // rooms, no prompt. Within the grace eve sees nobody leave or join.
+    const saved = await first.context().storageState();
+    await first.context().close();
+    const dana = await newPage("dana again", { storageState: saved });
+    await dana.goto(new URL(`/#${room}`, server.url).href);
+    await live(dana, room);
+    await live(dana, "ident-b");
+    expect(await dana.locator("#login").isHidden()).toBe(true);
+    expect(await dana.textContent("#me-name")).toBe("dana");
+    expect(await dana.locator(`${rows(room)}.mine .text`).allTextContents()).toEqual(["before the restart"]);
+
+    // A second tab: the same user, name, colour and rooms; eve sees one dana and no new line.
+    const tab = await newTab(dana, "dana tab");
+    await tab.goto(new URL(`/#${room}`, server.url).href);
+    await live(tab, room);
+    await live(tab, "ident-b");
+    expect(await tab.textContent("#me-name")).toBe("dana");
+    const roomLinks = (page: Page) => page.$$eval("#my-rooms .room-link", (as) => as.map((a) => a.getAttribute("href")));
+    expect(await roomLinks(tab)).toEqual(["#ident", "#ident-b"]);
+    await say(tab, "from the second tab");
+    await seen(dana, room, "from the second tab");
+    await seen(eve, room, "from the second tab");
+    expect(await dana.locator(`${rows(room)}.mine .text`).allTextContents()).toEqual(["before the restart", "from the second tab"]);
+    const hue = (page: Page) => page.$eval(`${rows(room)}.mine .avatar`, (el) => (el as HTMLElement).style.getPropertyValue("--hue"));
+    expect(await hue(tab)).toBe(await hue(dana));
+    expect(await members(eve)).toEqual(["dana", "eve"]);
+    expect(await events(eve, room)).toEqual([]);
+    // A room joined in one tab is joined in the other.
+    await joinRoom(tab, "ident-c");
+    await live(dana, "ident-c");
+
+    // A taken name is refused next to the field; she stays who she was, connected.
+    await dana.click("#rename");
+    await dana.fill("#rename-name", "Eve");
+    await dana.press("#rename-name", "Enter");
+    await waitForText(dana, "#rename-error", "Someone online is using that name. Try another.");
+    await dana.locator(`#status[data-state="connected"]`).waitFor({ state: "attached" });
+    expect(await dana.textContent("#me-name")).toBe("dana");
+    mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    await dana.screenshot({ path: join(SCREENSHOT_DIR, "rename-refused-desktop-light.png") });
+    // A free one: eve's member list shows it, with a line saying who it was; the other tab follows.
+    await dana.fill("#rename-name", "dana2");
+    await dana.press("#rename-name", "Enter");
+    await waitForText(dana, "#me-name", "dana2");
+    await dana.locator("#rename-form").waitFor({ state: "hidden" });
+    await eve.waitForFunction(() => [...document.querySelectorAll("#members .name")].some((el) => el.textContent === "dana2"));
+    expect(await members(eve)).toEqual(["dana2", "eve"]);
+    expect(await events(eve, room)).toEqual(["dana is now dana2"]);
+    await waitForText(tab, "#me-name", "dana2");
+    await say(dana, "renamed");
+    await seen(eve, room, "renamed");
+    expect(await eve.locator(`${rows(room)}:last-child .author`).textContent()).toBe("dana2");
+
+    // Signing out: both tabs forget her and show the prompt; eve sees her leave now, not after the grace.
+    await dana.click("#sign-out");
+    await dana.locator("#login").waitFor();
+    await tab.locator("#login").waitFor();
+    await waitForText(eve, `.room[data-room="${room}"] .event:last-of-type > span`, "dana2 left");
+    expect(await members(eve)).toEqual(["eve"]);
+    expect(await tab.evaluate(() => localStorage.getItem("chat.session"))).toBeNull();
+    await dana.reload();
+    await dana.locator("#login").waitFor();
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "a room opens at its newest message, on join and after a reload; 'New messages' marks where the reader left off; scrolling up loads older",
+  async () => {
+    const server = await ownServer("landing", { rateLimitBurst: 500, rateLimitPerSecond: 500 });
+    const room = "long";
+    const poster = await bot(server, "poster", room);
+    await burst(poster, room, Array.from({ length: 80 }, (_, i) => `m${i + 1}`));
+
+    const reader = await openAs("reader", room, {}, server.url);
+    await seen(reader, room, "m80");
+    expect((await texts(reader, room)).length).toBe(50);
+    expect((await scrollState(reader, room)).below).toBeLessThan(2);
+    await reader.reload();
+    await live(reader, room);
+    await seen(reader, room, "m80");
+    expect((await scrollState(reader, room)).below).toBeLessThan(2);
+    expect(await reader.locator(".divider").count()).toBe(0);
+
+    // The reader moves to another room; 30 messages arrive in this one; she comes back another day (a reload).
+    await joinRoom(reader, "elsewhere");
+    await burst(
+      poster,
+      room,
+      Array.from({ length: 30 }, (_, i) => `n${i + 1}`),
+    );
+    await waitForText(reader, `.room-link[href="#${room}"] .badge`, "30");
+    await reader.reload();
+    await live(reader, "elsewhere");
+    await live(reader, room);
+    // What she has not read is unread again after the reload.
+    await waitForText(reader, `.room-link[href="#${room}"] .badge`, "30");
+    await reader.click(`#my-rooms .room-link[href="#${room}"]`);
+    await waitForText(reader, "#room-title", `#${room}`);
+    const divider = await reader.$eval(`.room[data-room="${room}"] .log`, (log) => {
+      const line = log.querySelector(".divider")!;
+      return {
+        label: line.textContent,
+        next: line.nextElementSibling?.querySelector(".text")?.textContent,
+        fromTop: line.getBoundingClientRect().top - log.getBoundingClientRect().top,
+      };
+    });
+    expect(divider.label).toBe("New messages");
+    expect(divider.next).toBe("n1");
+    // The view opens at the line (just below the top), not at the bottom: 30 messages do not fit.
+    expect(divider.fromTop).toBeGreaterThanOrEqual(0);
+    expect(divider.fromTop).toBeLessThan(100);
+    expect((await scrollState(reader, room)).below).toBeGreaterThan(100);
+    mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    await reader.screenshot({ path: join(SCREENSHOT_DIR, "new-messages-desktop-light.png") });
+
+    // Scrolling to the top fetches older pages, without a click, until the first message.
+    for (let pages = 0; pages < 5 && !(await texts(reader, room)).includes("m1"); pages++) {
+      const before = (await texts(reader, room)).length;
+      await reader.$eval(`.room[data-room="${room}"] .log`, (log) => log.scrollTo(0, 0));
+      await reader.waitForFunction(
+        ([selector, count]) => document.querySelectorAll(selector).length > count,
+        [`${rows(room)} .text`, before] as const,
+        { timeout: WAIT_MS },
+      );
+    }
+    const all = await texts(reader, room);
+    expect(all.length).toBe(110);
+    expect(all[0]).toBe("m1");
+    await reader.locator(`.room[data-room="${room}"] .older`).waitFor({ state: "hidden" });
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "day separators across two days (injected clocks), and a time on every message: hover a grouped one",
+  async () => {
+    const hour = 3_600_000;
+    let offset = Date.UTC(2026, 0, 14, 23, 0) - Date.now();
+    const server = await ownServer("days", { now: () => Date.now() + offset });
+    const room = "days";
+    const poster = await bot(server, "poster", room);
+    await poster.say(room, "late on the 14th");
+    offset += 2 * hour;
+    await poster.say(room, "early on the 15th");
+    await poster.say(room, "and again");
+
+    const reader = await newPage("reader", { timezoneId: "UTC", locale: "en-GB" });
+    // The page reads its clock through one function; this one says 09:00 on the 15th.
+    await reader.addInitScript((ms) => {
+      (window as { __chatNow?: () => number }).__chatNow = () => Date.now() + ms;
+    }, Date.UTC(2026, 0, 15, 9, 0) - Date.now());
+    await signIn(reader, "reader", room, server.url);
+    await seen(reader, room, "and again");
+    const log = await reader.$$eval(`.room[data-room="${room}"] .messages > li`, (lis) =>
+      lis.map((li) => (li.classList.contains("day") ? `— ${li.textContent} —` : (li.querySelector(".text")?.textContent ?? li.textContent))),
+    );
+    expect(log).toEqual(["— Yesterday —", "late on the 14th", "— Today —", "early on the 15th", "and again"]);
+
+    // "and again" continues poster's group: no name, and its time shows beside it on hover.
+    const grouped = reader.locator(`${rows(room)}.cont`);
+    expect(await grouped.locator(".text").allTextContents()).toEqual(["and again"]);
+    expect(await grouped.locator(".side-time").isVisible()).toBe(false);
+    await grouped.hover();
+    await grouped.locator(".side-time").waitFor({ state: "visible" });
+    expect(await grouped.locator(".side-time").textContent()).toBe("01:00");
+    expect(await grouped.locator(".side-time").getAttribute("title")).toContain("15 January 2026");
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "joins and leaves in a row fold into one line",
+  async () => {
+    const server = await ownServer("crowd");
+    const room = "crowd";
+    const watcher = await openAs("watcher", room, {}, server.url);
+    const guests: Client[] = [];
+    for (let i = 1; i <= 14; i++) guests.push(await bot(server, `guest${String(i).padStart(2, "0")}`, room));
+    await watcher.waitForFunction(() => document.querySelectorAll("#members li").length === 15);
+    expect(await events(watcher, room)).toEqual(["guest01, guest02 and 12 others joined"]);
+
+    await burst(guests[0]!, room, ["hello all"]);
+    await seen(watcher, room, "hello all");
+    for (const guest of guests.slice(1, 3)) {
+      guest.send({ type: "leave", room });
+      await guest.until((f) => f.type === "left");
+    }
+    await watcher.waitForFunction(() => document.querySelectorAll("#members li").length === 13);
+    expect(await events(watcher, room)).toEqual(["guest01, guest02 and 12 others joined", "guest02 and guest03 left"]);
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "a server restart adds no presence lines: people already here coming back are not news",
+  async () => {
+    const file = "restart-quiet";
+    const server = await ownServer(file);
+    const room = "quiet";
+    const watcher = await openAs("wanda", room, {}, server.url);
+    const { page: friend, control } = await openWired("fritz", room, server.url);
+    await waitForText(watcher, `.room[data-room="${room}"] .event > span`, "fritz joined");
+
+    // The friend stays away until the watcher is back, so that his return reaches her as a join.
+    control.refuse = true;
+    const restart = await stopOwn(server, file);
+    await watcher.locator(`#status:not([data-state="connected"])`).waitFor({ state: "attached" });
+    await restart();
+    await live(watcher, room);
+    control.refuse = false;
+    await live(friend, room);
+    await watcher.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+    await say(friend, "back again");
+    await seen(watcher, room, "back again");
+    expect(await events(watcher, room)).toEqual(["fritz joined"]);
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "mentions are highlighted and counted apart (badge, title); a desktop alert only when asked for and hidden; RTL text runs right to left",
+  async () => {
+    const room = "mentions";
+    const dana = await newPage("dana");
+    // A recording Notification and a visibility the test controls (headless tabs are always visible).
+    await dana.addInitScript(() => {
+      const w = window as unknown as { __notes: { title: string; body?: string }[]; __asked: number; __hidden: boolean; Notification: unknown };
+      w.__notes = [];
+      w.__asked = 0;
+      w.__hidden = false;
+      class RecordingNotification extends EventTarget {
+        static permission = "default";
+        static async requestPermission() {
+          w.__asked++;
+          RecordingNotification.permission = "granted";
+          return "granted";
+        }
+        constructor(title: string, options?: { body?: string }) {
+          super();
+          w.__notes.push({ title, body: options?.body });
+        }
+        close() {}
+      }
+      w.Notification = RecordingNotification;
+      Object.defineProperty(document, "visibilityState", { get: () => (w.__hidden ? "hidden" : "visible") });
+    });
+    await signIn(dana, "dana", room);
+    await joinRoom(dana, "elsewhere-m");
+    const eve = await openAs("eve", room);
+    await say(eve, "plain");
+    await say(eve, "hey @dana, look");
+    await say(eve, "dana: are you there?");
+    await seen(dana, room, "dana: are you there?");
+    await waitForText(dana, `.room-link[href="#${room}"] .badge`, "3");
+    expect(await dana.textContent(`.room-link[href="#${room}"] .mentions`)).toBe("@2");
+    expect(await dana.title()).toBe("(@2 · 3) #elsewhere-m · Chat");
+    const notes = () => dana.evaluate(() => (window as unknown as { __notes: unknown[] }).__notes);
+    const asked = () => dana.evaluate(() => (window as unknown as { __asked: number }).__asked);
+    expect(await notes()).toEqual([]);
+    expect(await asked()).toBe(0);
+
+    // Alerts are asked for by a click, and come only while the tab is hidden.
+    await dana.click("#notify");
+    await waitForText(dana, "#notify", "Mention alerts: on");
+    expect(await asked()).toBe(1);
+    await dana.evaluate(() => {
+      (window as unknown as { __hidden: boolean }).__hidden = true;
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+    await say(eve, "@dana again");
+    await say(eve, "no mention here");
+    await seen(dana, room, "no mention here");
+    expect(await notes()).toEqual([{ title: "eve in #mentions", body: "@dana again" }]);
+    await dana.evaluate(() => {
+      (window as unknown as { __hidden: boolean }).__hidden = false;
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
+
+    await dana.click(`#my-rooms .room-link[href="#${room}"]`);
+    await waitForText(dana, "#room-title", `#${room}`);
+    expect(await dana.title()).toBe(`#${room} · Chat`);
+    expect(await dana.locator(`.room-link[href="#${room}"] .mentions`).isHidden()).toBe(true);
+    expect(await dana.locator(`${rows(room)} .mention.own`).allTextContents()).toEqual(["@dana", "dana", "@dana"]);
+    expect(await dana.locator(`${rows(room)}.mentions-me .text`).allTextContents()).toEqual([
+      "hey @dana, look",
+      "dana: are you there?",
+      "@dana again",
+    ]);
+
+    // Right-to-left: a Hebrew line and an Arabic name are laid out from the right; English from the left.
+    const maryam = await bot(chat, "مريم", room);
+    await maryam.say(room, "שלום, מה שלומך?");
+    await seen(dana, room, "שלום, מה שלומך?");
+    const layoutOf = (text: string) =>
+      dana.$$eval(
+        `${rows(room)} .text`,
+        (els, want) => {
+          const el = els.find((e) => e.textContent === want)!;
+          const range = document.createRange();
+          range.selectNodeContents(el);
+          const box = el.getBoundingClientRect();
+          const ink = range.getBoundingClientRect();
+          const author = el.closest(".msg")!.querySelector(".author")!;
+          return {
+            direction: getComputedStyle(el).direction,
+            author: getComputedStyle(author).direction,
+            flushRight: Math.abs(box.right - ink.right) < 2,
+            flushLeft: Math.abs(box.left - ink.left) < 2,
+          };
+        },
+        text,
+      );
+    expect(await layoutOf("שלום, מה שלומך?")).toEqual({ direction: "rtl", author: "rtl", flushRight: true, flushLeft: false });
+    expect(await layoutOf("plain")).toEqual({ direction: "ltr", author: "ltr", flushRight: false, flushLeft: true });
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "offline is noticed at once, and the page comes back by itself with the network",
+  async () => {
+    const room = "offline";
+    const page = await openAs("olga", room);
+    await page.context().setOffline(true);
+    // The ping watchdog alone would take 20–25 s: longer than this wait.
+    await page.locator(`#status[data-state="offline"]`).waitFor({ state: "attached" });
+    expect(await page.textContent("#banner-text")).toBe("No network. Waiting for it to come back…");
+    await say(page, "typed offline");
+    await page.locator(`.room[data-room="${room}"] .outbox .msg`, { hasText: "typed offline" }).waitFor();
+    await page.context().setOffline(false);
+    await seen(page, room, "typed offline");
+    await outboxEmpty(page, room);
+    expect(await texts(page, room)).toEqual(["typed offline"]);
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "after a restart notice (1001) the page retries about every second, jittered, instead of backing off",
+  async () => {
+    const file = "restart-prompt";
+    const server = await ownServer(file);
+    const room = "prompt";
+    const page = await openAs("remy", room, {}, server.url);
+    // Every retry delay the page schedules (it shows it on #status for this).
+    await page.evaluate(() => {
+      const status = document.getElementById("status")!;
+      const w = window as unknown as { __retries: number[] };
+      w.__retries = [];
+      new MutationObserver(() => {
+        if (status.dataset.retryMs) w.__retries.push(Number(status.dataset.retryMs));
+      }).observe(status, { attributes: true, attributeFilter: ["data-retry-ms"] });
+    });
+    const retries = () => page.evaluate(() => (window as unknown as { __retries: number[] }).__retries);
+    const restart = await stopOwn(server, file);
+    // Four failed attempts: a growing backoff would be at 2–4 s by the fourth.
+    await page.waitForFunction(() => (window as unknown as { __retries: number[] }).__retries.length >= 4, undefined, { timeout: WAIT_MS });
+    await restart();
+    await live(page, room);
+    const delays = await retries();
+    expect(delays.length).toBeGreaterThanOrEqual(4);
+    for (const ms of delays) {
+      expect(ms).toBeGreaterThanOrEqual(500);
+      expect(ms).toBeLessThanOrEqual(1500);
+    }
+    expect(new Set(delays).size).toBeGreaterThan(1);
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "the room directory lists a room with history and nobody in it; an empty room shows its link to share",
+  async () => {
+    const ghost = await bot(chat, "ghost", "hushed");
+    await ghost.say("hushed", "anyone here?");
+    ghost.send({ type: "leave", room: "hushed" });
+    await ghost.until((f) => f.type === "left");
+
+    const page = await openAs("finder", "lobby-dir");
+    const entry = page.locator(`#directory .room-link[href="#hushed"]`);
+    await entry.waitFor();
+    // Nobody is in it: no member count.
+    expect(await entry.locator(".count").count()).toBe(0);
+    await entry.click();
+    await live(page, "hushed");
+    await seen(page, "hushed", "anyone here?");
+
+    await joinRoom(page, "brand-new-room");
+    const hint = page.locator(`.room[data-room="brand-new-room"] .empty-hint`);
+    await hint.waitFor();
+    expect(await hint.locator(".share-link").textContent()).toBe(new URL("/#brand-new-room", chat.url).href);
+    mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    for (const colorScheme of ["light", "dark"] as const) {
+      await page.emulateMedia({ colorScheme });
+      await page.screenshot({ path: join(SCREENSHOT_DIR, `empty-room-desktop-${colorScheme}.png`) });
+    }
+    await say(page, "first!");
+    await seen(page, "brand-new-room", "first!");
+    await hint.waitFor({ state: "hidden" });
+    expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "on a touch screen Enter adds a newline and the Send button sends",
+  async () => {
+    const room = "touch";
+    const page = await openAs("tara", room, { viewport: PHONE, hasTouch: true, isMobile: true });
+    expect(await page.evaluate(() => matchMedia("(pointer: coarse)").matches)).toBe(true);
+    await page.tap("#composer-text");
+    await page.keyboard.type("line one");
+    await page.keyboard.press("Enter");
+    await page.keyboard.type("line two");
+    expect(await page.inputValue("#composer-text")).toBe("line one\nline two");
+    expect(await page.locator(`.room[data-room="${room}"] .msg`).count()).toBe(0);
+    await page.tap("#send");
+    await seen(page, room, "line one\nline two");
+    await outboxEmpty(page, room);
+    expect(await texts(page, room)).toEqual(["line one\nline two"]);
+    expect(await page.inputValue("#composer-text")).toBe("");
     expectNoPageProblems();
   },
   TEST_MS,
