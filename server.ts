@@ -266,6 +266,9 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   tcpMaxPendingBytes: integer("TCP_MAX_PENDING_BYTES", 1024, 1073741824),
 };
 
+/** Every environment variable the server reads; the README's table must list each. */
+export const SETTING_NAMES: readonly string[] = Object.values(SETTINGS).map((s) => s.env);
+
 /** A frame carries at most this many JSON bytes per text code point: an astral character may be
  * written as two `\uXXXX` escapes (Python's json.dumps does), 12 bytes for one code point. */
 const PAYLOAD_BYTES_PER_CHAR = 12;
