@@ -20,7 +20,7 @@
  *   BACKPRESSURE_LIMIT_BYTES [1048576]  RATE_LIMIT_BURST [10]  RATE_LIMIT_PER_SECOND [5]
  *   RATE_LIMIT_ABUSE_ERRORS [50]  MAX_ROOMS_PER_CONNECTION [20]  MAX_CONNECTIONS [10000]
  *   MAX_CONNECTIONS_PER_IP [50]  MAX_CONNECTIONS_PER_SESSION [5]  HELLO_RATE_PER_MINUTE [30]
- *   HISTORY_ON_JOIN [50]  HISTORY_RETAIN [1000]
+ *   HISTORY_ON_JOIN [50]  HISTORY_RETAIN [1000]  MAX_ROOMS [10000]  HISTORY_MAX_AGE_DAYS [0 = keep]
  *   PRESENCE_GRACE_MS [5000]  TYPING_THROTTLE_MS [1000]  HELLO_TIMEOUT_MS [10000]
  *   SESSION_TTL_SECONDS [2592000]  DRAIN_TIMEOUT_MS [3000]  LOG_LEVEL [info]
  *   TCP_PORT [off]  TCP_MAX_LINE_BYTES [4096]  TCP_MAX_PENDING_BYTES [1048576]
@@ -89,6 +89,10 @@ export interface Config {
   historyOnJoin: number;
   /** Bounds the messages kept per room. */
   historyRetain: number;
+  /** Bounds the rooms that hold history (retained messages); a send that would start one more is refused. */
+  maxRooms: number;
+  /** Bounds a message's age, in days, before it is trimmed; 0 keeps messages until HISTORY_RETAIN pushes them out. */
+  historyMaxAgeDays: number;
   /** How long a dropped member stays in a room before others see it leave. */
   presenceGraceMs: number;
   /** Bounds typing relays per user and room. */
@@ -130,6 +134,8 @@ export const DEFAULTS: Config = {
   helloRatePerMinute: 30,
   historyOnJoin: 50,
   historyRetain: 1000,
+  maxRooms: 10000,
+  historyMaxAgeDays: 0,
   presenceGraceMs: 5000,
   typingThrottleMs: 1000,
   helloTimeoutMs: 10000,
@@ -250,6 +256,8 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   helloRatePerMinute: integer("HELLO_RATE_PER_MINUTE", 1, 1000000),
   historyOnJoin: integer("HISTORY_ON_JOIN", 0, 200),
   historyRetain: integer("HISTORY_RETAIN", 1, 10000000),
+  maxRooms: integer("MAX_ROOMS", 1, 10000000),
+  historyMaxAgeDays: integer("HISTORY_MAX_AGE_DAYS", 0, 36500),
   presenceGraceMs: integer("PRESENCE_GRACE_MS", 0, 600000),
   typingThrottleMs: integer("TYPING_THROTTLE_MS", 0, 600000),
   helloTimeoutMs: integer("HELLO_TIMEOUT_MS", 1, 600000),
@@ -347,6 +355,7 @@ export const ERROR_CODES = [
   "text_invalid",
   "rate_limited",
   "too_many_rooms",
+  "room_limit",
   "unsupported",
   "internal",
 ] as const;
@@ -997,6 +1006,29 @@ export interface Page {
 }
 
 /**
+ * What `append` did with one message: stored it (or found it stored: `duplicate`, the original),
+ * or refused it because a storage bound would break (§10 MAX_ROOMS: `room_limit`).
+ */
+export type Appended = { message: MessageFrame; duplicate: boolean } | { refused: "room_limit" };
+
+/** The bounds an engine keeps its history in (config: HISTORY_RETAIN, MAX_ROOMS, HISTORY_MAX_AGE_DAYS). */
+export interface HistoryBounds {
+  /** Messages kept per room. */
+  retain: number;
+  /** Rooms that may hold history, i.e. have a retained message. */
+  maxRooms: number;
+  /** Messages older than this are trimmed; 0 keeps them. */
+  maxAgeMs: number;
+}
+
+/** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
+const DAY_MS = 86_400_000;
+
+export function historyBounds(config: Config): HistoryBounds {
+  return { retain: config.historyRetain, maxRooms: config.maxRooms, maxAgeMs: config.historyMaxAgeDays * DAY_MS };
+}
+
+/**
  * What the hub needs from a storage engine. Async so that an engine behind a network (Redis, to
  * run several instances) fits the same seam; the SQLite engine answers at once.
  */
@@ -1004,11 +1036,19 @@ export interface Store {
   /**
    * Stores a batch in one commit, in order. A message whose (room, user, id) is already stored,
    * or earlier in the batch, is not stored again: its result is the original, `duplicate: true`.
+   * A message for a room that holds no history, while MAX_ROOMS rooms do, is refused: nothing
+   * stored, no seq spent. Trims what HISTORY_RETAIN and HISTORY_MAX_AGE_DAYS push out of the rooms
+   * it writes to (the age measured from the newest `ts` in the batch).
    */
-  append(batch: readonly NewMessage[]): Promise<{ message: MessageFrame; duplicate: boolean }[]>;
+  append(batch: readonly NewMessage[]): Promise<Appended[]>;
   /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
   roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
   page(room: string, query: PageQuery): Promise<Page>;
+  /**
+   * Trims, in every room, the messages older than HISTORY_MAX_AGE_DAYS at `now`; returns how many
+   * went. A room keeps its latest seq when its last message goes, so no seq is ever reused.
+   */
+  sweepHistory(now: number): Promise<number>;
   /** The rooms whose latest retained message is newest, with that message's seq and time. Read once, at start. */
   recentRooms(limit: number): Promise<{ room: string; seq: number; ts: number }[]>;
   /** The user a live session token hash belongs to, and when the session expires; or null. */
@@ -1064,12 +1104,20 @@ PRAGMA user_version = 1;
  */
 export class SqliteStore implements Store {
   private readonly db: Database;
-  private readonly lastSeq = new Map<string, number>();
+  private readonly bounds: HistoryBounds;
   private readonly q;
   private readonly appendTx;
+  private readonly sweepTx;
+  /**
+   * Rooms that hold history, for MAX_ROOMS: counted once at open, then moved by each commit and
+   * sweep. It is the engine's only per-database state in memory: seqs are read inside each
+   * append's transaction, so nothing here grows with the rooms ever named.
+   */
+  private heldRooms: number;
 
-  constructor(path: string, private readonly retain: number) {
+  constructor(path: string, retain: number, bounds: Partial<Omit<HistoryBounds, "retain">> = {}) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.bounds = { ...historyBounds(DEFAULTS), ...bounds, retain };
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
     this.db.exec(SCHEMA);
@@ -1077,14 +1125,34 @@ export class SqliteStore implements Store {
     this.q = {
       lastSeq: this.db.query<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE room = ?"),
       oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
+      /** What a commit needs of a room it writes to: its latest seq, and its oldest message if any. */
+      roomRow: this.db.query<{ last: number | null; oldest: number | null; oldestTs: number | null }, [string]>(
+        "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS last, m.seq AS oldest, m.ts AS oldestTs " +
+          "FROM (SELECT 1) LEFT JOIN (SELECT seq, ts FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) m",
+      ),
       dedup: this.db.query<MessageRow, [string, string, string]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND user_id = ? AND client_id = ?`,
       ),
-      insert: this.db.query(`INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      // A repeated (room, user, id) stores nothing: the caller then reads the original.
+      insert: this.db.query(
+        `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
+      ),
       setSeq: this.db.query(
         "INSERT INTO rooms (room, last_seq) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
       ),
       trim: this.db.query("DELETE FROM messages WHERE room = ? AND seq <= ?"),
+      // A room's messages are in seq order and, the clock going forward, in ts order too: trimming
+      // by age walks from its oldest to the first one young enough.
+      trimAge: this.db.query(
+        "DELETE FROM messages WHERE room = ?1 AND seq < coalesce(" +
+          "(SELECT seq FROM messages WHERE room = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1), 9007199254740991)",
+      ),
+      agedRooms: this.db.query<{ room: string }, [number]>(
+        "SELECT room FROM rooms r WHERE (SELECT ts FROM messages m WHERE m.room = r.room ORDER BY seq LIMIT 1) < ?",
+      ),
+      heldRooms: this.db.query<{ n: number }, []>(
+        "SELECT count(*) AS n FROM rooms r WHERE EXISTS (SELECT 1 FROM messages m WHERE m.room = r.room)",
+      ),
       newest: this.db.query<MessageRow, [string, number, number]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
       ),
@@ -1103,50 +1171,79 @@ export class SqliteStore implements Store {
         "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
       ),
     };
+    this.heldRooms = this.q.heldRooms.get()!.n;
     this.appendTx = this.db.transaction((batch: readonly NewMessage[]) => {
-      const results: { message: MessageFrame; duplicate: boolean }[] = [];
-      const seqs = new Map<string, number>();
+      const results: Appended[] = [];
+      /** Per room written: its seq so far, whether it holds history, its oldest retained seq. */
+      const rooms = new Map<string, { seq: number; held: boolean; oldest: number }>();
       const inBatch = new Map<string, MessageFrame>();
+      let held = this.heldRooms;
+      const cutoff = this.bounds.maxAgeMs ? Math.max(...batch.map((m) => m.ts)) - this.bounds.maxAgeMs : -Infinity;
       for (const m of batch) {
+        let room = rooms.get(m.room);
+        if (!room) {
+          const row = this.q.roomRow.get(m.room)!;
+          let oldest = row.oldest ?? 0;
+          if (row.oldestTs !== null && row.oldestTs < cutoff) {
+            this.q.trimAge.run(m.room, cutoff);
+            oldest = this.q.oldest.get(m.room)?.seq ?? 0;
+            if (!oldest) held--;
+          }
+          room = { seq: row.last ?? 0, held: oldest > 0, oldest };
+          rooms.set(m.room, room);
+        }
         const key = JSON.stringify([m.room, m.user.id, m.id]);
-        const dup = inBatch.get(key) ?? this.q.dedup.get(m.room, m.user.id, m.id);
-        if (dup) {
-          results.push({ message: "type" in dup ? dup : rowToMessage(dup), duplicate: true });
+        const earlier = inBatch.get(key);
+        if (earlier) {
+          results.push({ message: earlier, duplicate: true });
           continue;
         }
-        const seq = (seqs.get(m.room) ?? this.seqOf(m.room)) + 1;
-        seqs.set(m.room, seq);
-        this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts);
+        if (!room.held && held >= this.bounds.maxRooms) {
+          results.push({ refused: "room_limit" });
+          continue;
+        }
+        const seq = room.seq + 1;
+        if (this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts).changes === 0) {
+          const original = rowToMessage(this.q.dedup.get(m.room, m.user.id, m.id)!);
+          inBatch.set(key, original);
+          results.push({ message: original, duplicate: true });
+          continue;
+        }
+        if (!room.held) {
+          room.held = true;
+          room.oldest = seq;
+          held++;
+        }
+        room.seq = seq;
         const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
         inBatch.set(key, message);
         results.push({ message, duplicate: false });
       }
-      for (const [room, last] of seqs) {
-        this.q.setSeq.run(room, last);
-        this.q.trim.run(room, last - this.retain);
+      for (const [name, room] of rooms) {
+        if (!room.held) continue;
+        this.q.setSeq.run(name, room.seq);
+        if (room.oldest <= room.seq - this.bounds.retain) this.q.trim.run(name, room.seq - this.bounds.retain);
       }
-      return { results, seqs };
+      return { results, held };
+    });
+    this.sweepTx = this.db.transaction((now: number) => {
+      let trimmed = 0;
+      for (const { room } of this.q.agedRooms.all(now - this.bounds.maxAgeMs)) {
+        trimmed += this.q.trimAge.run(room, now - this.bounds.maxAgeMs).changes;
+      }
+      return { trimmed, held: this.q.heldRooms.get()!.n };
     });
   }
 
-  private seqOf(room: string): number {
-    let seq = this.lastSeq.get(room);
-    if (seq === undefined) {
-      seq = this.q.lastSeq.get(room)?.last_seq ?? 0;
-      this.lastSeq.set(room, seq);
-    }
-    return seq;
-  }
-
   async append(batch: readonly NewMessage[]) {
-    const { results, seqs } = this.appendTx(batch);
-    // Only a committed transaction moves the cached counters.
-    for (const [room, seq] of seqs) this.lastSeq.set(room, seq);
+    const { results, held } = this.appendTx(batch);
+    // Only a committed transaction moves the count.
+    this.heldRooms = held;
     return results;
   }
 
   async roomInfo(room: string) {
-    return { seq: this.seqOf(room), oldestSeq: this.q.oldest.get(room)?.seq ?? 0 };
+    return { seq: this.q.lastSeq.get(room)?.last_seq ?? 0, oldestSeq: this.q.oldest.get(room)?.seq ?? 0 };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
@@ -1160,6 +1257,13 @@ export class SqliteStore implements Store {
     const page = rows.slice(0, query.limit);
     if (query.after === undefined) page.reverse();
     return { messages: page.map(rowToMessage), complete };
+  }
+
+  async sweepHistory(now: number) {
+    if (!this.bounds.maxAgeMs) return 0;
+    const { trimmed, held } = this.sweepTx(now);
+    this.heldRooms = held;
+    return trimmed;
   }
 
   async recentRooms(limit: number) {
@@ -1203,6 +1307,8 @@ class Batcher {
     private readonly store: Store,
     private readonly committed: (message: MessageFrame, duplicate: boolean, from: Connection, sent: NewMessage) => void,
     private readonly failed: (from: Connection, message: NewMessage, error: unknown) => void,
+    /** Storage refused it for a bound (§10 room_limit): the sender alone is told. */
+    private readonly refused: (from: Connection, message: NewMessage, code: "room_limit") => void,
     private readonly metrics: Metrics,
   ) {}
 
@@ -1259,7 +1365,8 @@ class Batcher {
     }
     results.forEach((r, i) => {
       try {
-        this.committed(r.message, r.duplicate, batch[i]!.from, batch[i]!.message);
+        if ("refused" in r) this.refused(batch[i]!.from, batch[i]!.message, r.refused);
+        else this.committed(r.message, r.duplicate, batch[i]!.from, batch[i]!.message);
       } catch (error) {
         // One recipient's failure must not stop the batch, nor the batcher.
         this.failed(batch[i]!.from, batch[i]!.message, error);
@@ -1670,8 +1777,15 @@ interface Refusal {
 
 /** Bounds how often expired sessions are swept from storage. */
 const SESSION_SWEEP_INTERVAL_MS = 3_600_000;
+/** How often quiet rooms are trimmed of messages past HISTORY_MAX_AGE_DAYS (busy ones at each commit). */
+const HISTORY_SWEEP_INTERVAL_MS = 600_000;
 /** A restored session's expiry is pushed back at most this often (one write per hour at most). */
 const SESSION_REFRESH_MS = 3_600_000;
+/**
+ * A new session lives this long (or SESSION_TTL_SECONDS, if shorter) until it is first used again;
+ * that use refreshes it to the full TTL. A token nobody comes back with costs a day of disk, not 30.
+ */
+const NEW_SESSION_TTL_MS = 86_400_000;
 /** Bytes of randomness in a session token (256 bits) and in a user id. */
 const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
@@ -1737,6 +1851,10 @@ class Hub {
         this.roomStates.get(message.room)?.inflight.delete(message);
         ctx.log("error", "storage", { error: String(error), room: message.room });
         if (from.state === "open") from.fail("internal", "message not stored; send it again", message.id);
+      },
+      (from, message, code) => {
+        this.roomStates.get(message.room)?.inflight.delete(message);
+        if (from.state === "open") from.fail(code, `the server holds history for at most ${ctx.config.maxRooms} rooms`, message.id);
       },
       ctx.metrics,
     );
@@ -1895,7 +2013,7 @@ class Hub {
     // most every SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing.
     if (token !== null && (!restored || restored.expiresAt - now < ttlMs - SESSION_REFRESH_MS)) {
       try {
-        await this.store.saveSession(hashToken(token), userId, now + ttlMs);
+        await this.store.saveSession(hashToken(token), userId, now + (restored ? ttlMs : Math.min(ttlMs, NEW_SESSION_TTL_MS)));
       } catch (error) {
         this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
         return fail("internal", MESSAGES.internal);
@@ -2582,11 +2700,13 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const config = resolveConfig(settings);
   const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
   const assets = await loadAssets();
-  const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain);
+  const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain, historyBounds(config));
   const fanout = new Fanout(ctx);
   const hub = new Hub(ctx, store, fanout);
   const app = createApp(hub, ctx, assets, now());
   try {
+    // Trimmed before the room directory is read from storage, so it lists no emptied room.
+    if (config.historyMaxAgeDays) await store.sweepHistory(now());
     await hub.loadRecentRooms();
   } catch (error) {
     await store.close();
@@ -2619,6 +2739,10 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     store.sweepSessions(now()).catch((error) => ctx.log("error", "storage", { error: String(error), op: "sweepSessions" }));
   void sweep();
   const sweeper = setInterval(sweep, SESSION_SWEEP_INTERVAL_MS);
+  const trimHistory = () =>
+    store.sweepHistory(now()).catch((error) => ctx.log("error", "storage", { error: String(error), op: "sweepHistory" }));
+  // Rooms written to are trimmed at each commit; this catches the quiet ones.
+  const historySweeper = config.historyMaxAgeDays ? setInterval(trimHistory, HISTORY_SWEEP_INTERVAL_MS) : undefined;
   const rateSweeper = setInterval(() => hub.sweep(now()), RATE_SWEEP_INTERVAL_MS);
 
   let stopping: Promise<void> | null = null;
@@ -2632,6 +2756,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     await Promise.race([empty, new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)))]);
     clearTimeout(timer);
     clearInterval(sweeper);
+    clearInterval(historySweeper);
     clearInterval(rateSweeper);
     tcp?.stop(true);
     await server.stop(true);

@@ -1,0 +1,125 @@
+/**
+ * Storage bounds (§10 and issue #9): MAX_ROOMS, HISTORY_MAX_AGE_DAYS, no per-room memory in the
+ * engine, and sessions that nobody comes back with expiring after a day. Clocks are injected.
+ */
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { SqliteStore, type NewMessage } from "../server.ts";
+import { Client, startServer, tempDir, user } from "./helpers.ts";
+
+const DAY_MS = 86_400_000;
+
+test("MAX_ROOMS: a send that would start one more room with history gets room_limit, and nothing is stored or published", async () => {
+  const server = await startServer({ maxRooms: 2 });
+  const alice = await user(server, "alice", "one", "two", "three");
+  const bob = await user(server, "bob", "three");
+  await alice.until((f) => f.type === "presence" && f.room === "three");
+  await alice.say("one", "first room");
+  await alice.say("two", "second room");
+  alice.send({ type: "send", room: "three", id: "over", text: "one room too many" });
+  expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "over" });
+  // Rooms that already hold history still take messages; the refused one spent no seq.
+  expect((await alice.say("one", "still fine")).seq).toBe(2);
+  expect(await bob.sync()).toEqual([]);
+  const again = await Client.connect(server.wsUrl);
+  await again.hello("carol");
+  expect(await again.join("three")).toMatchObject({ seq: 0, oldestSeq: 0, messages: [] });
+  const metrics = await (await server.http("/metrics")).text();
+  expect(metrics).toContain('chat_errors_total{code="room_limit"} 1');
+  for (const c of [alice, bob, again]) c.close();
+  await server.stop();
+});
+
+test("HISTORY_MAX_AGE_DAYS: a commit trims its room's messages older than the limit", async () => {
+  let t = 1_700_000_000_000;
+  const server = await startServer({ now: () => t, historyMaxAgeDays: 1 });
+  const alice = await user(server, "alice", "aging");
+  await alice.say("aging", "old news");
+  await alice.say("aging", "still old");
+  t += DAY_MS - 1;
+  await alice.say("aging", "a day later");
+  t += 2;
+  // The first two are now more than a day old; the third is exactly a day old and stays.
+  await alice.say("aging", "fresh");
+  const reader = await user(server, "reader");
+  const joined = await reader.join("aging");
+  expect(joined).toMatchObject({ seq: 4, oldestSeq: 3, complete: true });
+  expect(joined.messages.map((m: { text: string }) => m.text)).toEqual(["a day later", "fresh"]);
+  alice.close();
+  reader.close();
+  await server.stop();
+});
+
+test("HISTORY_MAX_AGE_DAYS: quiet rooms are trimmed at start, keep their seq, and stop counting toward MAX_ROOMS", async () => {
+  const dir = tempDir();
+  const databasePath = join(dir.path, "chat.sqlite");
+  let t = 1_700_000_000_000;
+  const options = { now: () => t, databasePath, historyMaxAgeDays: 1, maxRooms: 2 };
+  let server = await startServer(options);
+  let alice = await user(server, "alice", "a", "b", "c");
+  await alice.say("a", "in a");
+  await alice.say("b", "in b");
+  alice.send({ type: "send", room: "c", id: "c1", text: "in c" });
+  expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "c1" });
+  alice.close();
+  await server.stop();
+
+  t += 2 * DAY_MS;
+  server = await startServer(options);
+  alice = await user(server, "alice");
+  expect(await alice.join("a")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [], complete: true });
+  await alice.join("c");
+  expect((await alice.say("c", "room for c now")).seq).toBe(1);
+  // The emptied room's seq goes on where it was: a seq is never reused.
+  expect((await alice.say("a", "back in a")).seq).toBe(2);
+  alice.close();
+  await server.stop();
+  dir.cleanup();
+});
+
+test("the engine keeps no room's seq in memory: each commit reads it, so a second writer on the file is never overwritten", async () => {
+  const dir = tempDir();
+  const path = join(dir.path, "chat.sqlite");
+  const first = new SqliteStore(path, 1000);
+  const second = new SqliteStore(path, 1000);
+  const message = (id: string): NewMessage => ({ room: "shared", user: { id: "u1", name: "u" }, id, text: id, ts: 1 });
+  // Rooms that are only read (joined, left) leave nothing behind in the engine either.
+  for (let i = 0; i < 100; i++) await first.roomInfo(`visited-${i}`);
+  const seqs = [];
+  for (const [store, id] of [[first, "m1"], [second, "m2"], [first, "m3"], [second, "m4"]] as const) {
+    const [result] = await store.append([message(id)]);
+    seqs.push(result && "message" in result ? result.message.seq : result);
+  }
+  expect(seqs).toEqual([1, 2, 3, 4]);
+  await first.close();
+  await second.close();
+  dir.cleanup();
+});
+
+test("a new session expires after a day unless it is used again, which gives it the full TTL", async () => {
+  let t = 1_700_000_000_000;
+  const server = await startServer({ now: () => t });
+  const once = await user(server, "once");
+  const twice = await user(server, "twice");
+  const [onceWelcome, twiceWelcome] = [once.frames[0]!, twice.frames[0]!];
+  once.close();
+  twice.close();
+  await server.settled();
+
+  t += 3_600_000;
+  const back = await Client.connect(server.wsUrl);
+  expect((await back.hello("twice again", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
+  back.close();
+  await server.settled();
+
+  t += DAY_MS;
+  const late = await Client.connect(server.wsUrl);
+  const lateWelcome = await late.hello("once again", onceWelcome.session);
+  expect(lateWelcome.user.id).not.toBe(onceWelcome.user.id);
+  expect(lateWelcome.session).not.toBe(onceWelcome.session);
+  const kept = await Client.connect(server.wsUrl);
+  expect((await kept.hello("twice later", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
+  late.close();
+  kept.close();
+  await server.stop();
+});
