@@ -1,0 +1,242 @@
+/**
+ * The project's bench, one command: every scenario against the chat server (server.ts, durable
+ * SQLite in a temp folder) and against the floor (bench/floor.ts: raw Bun pub/sub, no protocol,
+ * no storage), in the same run, as one table with the ratio to the floor.
+ *
+ *   bun run bench/run.ts [--quick] [--repeat N]
+ *
+ * The server under test runs on core 0 and the load generator (bench/load.ts) on core 1 when
+ * `taskset` exists and there are two cores or more. Throughput scenarios run `repeat` times
+ * (default 3) and report the median, with the spread between runs as the noise. `--quick` runs
+ * smaller loads once (a smoke test, about 30 s). A whole run takes about 3 minutes.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LoadArgs } from "./load.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const quick = process.argv.includes("--quick");
+const repeatAt = process.argv.indexOf("--repeat");
+const REPEAT = repeatAt === -1 ? (quick ? 1 : 3) : Number(process.argv[repeatAt + 1]);
+/** Bounds one load-generator run. */
+const RUN_TIMEOUT_MS = 120_000;
+/** Bounds a cold start; also how long a server may take to accept its first connection. */
+const START_TIMEOUT_MS = 10_000;
+/** Cold starts measured per target (the median is reported). */
+const COLD_STARTS = quick ? 1 : 5;
+
+const pin = existsSync("/usr/bin/taskset") && availableParallelism() >= 2;
+const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(core), ...cmd] : cmd);
+
+type Target = "chat" | "chat-memory" | "floor";
+
+interface Running {
+  proc: Bun.Subprocess;
+  port: number;
+  stop: () => Promise<void>;
+}
+
+/** A free loopback port (bound, then released). */
+function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+/** Tries to upgrade a WebSocket until one succeeds; true on the first 101. */
+async function accepts(port: number): Promise<boolean> {
+  try {
+    const answer = await new Promise<string>((resolve, reject) => {
+      let text = "";
+      Bun.connect({
+        hostname: "127.0.0.1",
+        port,
+        socket: {
+          open(s) {
+            s.write(
+              `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            );
+          },
+          data(s, chunk) {
+            text += new TextDecoder().decode(chunk);
+            if (text.includes("\r\n")) {
+              s.terminate();
+              resolve(text);
+            }
+          },
+          close: () => resolve(text),
+          error: (_s, e) => reject(e),
+        },
+      }).catch(reject);
+    });
+    return answer.startsWith("HTTP/1.1 101");
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a target on core 0; resolves once it accepts a WebSocket, with the time that took. */
+async function start(target: Target): Promise<Running & { coldMs: number }> {
+  const port = freePort();
+  const dir = mkdtempSync(join(tmpdir(), "bun-chat-bench-"));
+  const script = target === "floor" ? join(import.meta.dir, "floor.ts") : join(ROOT, "server.ts");
+  const began = performance.now();
+  const proc = Bun.spawn(pinned(0, [process.execPath, script]), {
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      DATABASE_PATH: target === "chat-memory" ? ":memory:" : join(dir, "chat.sqlite"),
+      // The bench measures the server, not its limits: every cap out of the way, logs quiet.
+      LOG_LEVEL: "warn",
+      RATE_LIMIT_BURST: "10000",
+      RATE_LIMIT_PER_SECOND: "10000",
+      MAX_CONNECTIONS: "1000000",
+      MAX_CONNECTIONS_PER_IP: "1000000",
+      HELLO_RATE_PER_MINUTE: "1000000",
+    },
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  const deadline = performance.now() + START_TIMEOUT_MS;
+  while (!(await accepts(port))) {
+    if (performance.now() > deadline || proc.exitCode !== null) throw new Error(`${target} did not start`);
+    await Bun.sleep(1);
+  }
+  const coldMs = performance.now() - began;
+  return {
+    proc,
+    port,
+    coldMs,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One load-generator run against a fresh server. */
+async function load(target: Target, args: Omit<LoadArgs, "target" | "port" | "pid">): Promise<Record<string, number>> {
+  const server = await start(target);
+  try {
+    const full: LoadArgs = { ...args, target: target === "floor" ? "floor" : "chat", port: server.port, pid: server.proc.pid, timeoutMs: RUN_TIMEOUT_MS };
+    const gen = Bun.spawn(pinned(1, [process.execPath, join(import.meta.dir, "load.ts"), JSON.stringify(full)]), {
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const timer = setTimeout(() => gen.kill("SIGKILL"), RUN_TIMEOUT_MS);
+    const out = await new Response(gen.stdout).text();
+    clearTimeout(timer);
+    if ((await gen.exited) !== 0) throw new Error(`load generator failed: ${args.scenario} on ${target}`);
+    return JSON.parse(out.trim().split("\n").at(-1)!);
+  } finally {
+    await server.stop();
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/** The spread of repeated runs: (max − min) / median, as a percentage. */
+const spread = (xs: number[]) => (xs.length < 2 ? "—" : `±${Math.round(((Math.max(...xs) - Math.min(...xs)) / median(xs)) * 50)}%`);
+
+interface Row {
+  scenario: string;
+  metric: string;
+  chat: number;
+  floor: number | null;
+  /** How the ratio reads: higher is better (chat/floor), or lower is better. */
+  better: "higher" | "lower";
+  goal: string;
+  noise: string;
+  digits?: number;
+}
+
+const rows: Row[] = [];
+
+/** Runs a scenario `REPEAT` times on each target, alternating, and keeps the medians. */
+async function repeated(
+  scenario: LoadArgs["scenario"],
+  args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
+  targets: Target[],
+): Promise<Record<Target, Record<string, number>[]>> {
+  const results = { chat: [], "chat-memory": [], floor: [] } as Record<Target, Record<string, number>[]>;
+  for (let i = 0; i < REPEAT; i++) {
+    for (const target of targets) {
+      // The floor sends frames as big as the chat server delivered in this round.
+      const frameBytes = target === "floor" ? results.chat.at(-1)?.frameBytes : undefined;
+      const r = await load(target, { scenario, ...args, frameBytes });
+      results[target].push(r);
+      console.error(`  ${scenario} ${target}: ${JSON.stringify(r)}`);
+    }
+  }
+  return results;
+}
+
+const pick = (rs: Record<string, number>[], key: string) => rs.map((r) => r[key]!);
+
+console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server on core 0, load on core 1" : "not pinned"}, repeat ${REPEAT}`);
+
+{
+  const r = await repeated("fanout", { clients: quick ? 200 : 500, senders: 5, window: 10, seconds: quick ? 1 : 3 }, ["chat", "floor"]);
+  const chat = pick(r.chat, "deliveriesPerSec");
+  const cpu = pick(r.chat, "cpuUsPerDelivery");
+  rows.push(
+    { scenario: `fan-out: 1 room × ${quick ? 200 : 500}, 5 senders, ${r.chat[0]?.frameBytes} B frames`, metric: "deliveries/s", chat: median(chat), floor: median(pick(r.floor, "deliveriesPerSec")), better: "higher", goal: "≥ 0.9×", noise: spread(chat) },
+    { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r.floor, "cpuUsPerDelivery")), better: "lower", goal: "≤ 1.2×", noise: spread(cpu), digits: 3 },
+  );
+}
+{
+  const n = quick ? 200 : 1000;
+  const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat", "chat-memory", "floor"]);
+  const chat = pick(r.chat, "deliveriesPerSec");
+  const floor = median(pick(r.floor, "deliveriesPerSec"));
+  rows.push(
+    { scenario: `write-heavy: ${n / 2} rooms × 2, all sending, durable`, metric: "deliveries/s", chat: median(chat), floor, better: "higher", goal: "≥ 0.35×", noise: spread(chat) },
+    { scenario: "  same, DATABASE_PATH=:memory:", metric: "deliveries/s", chat: median(pick(r["chat-memory"], "deliveriesPerSec")), floor, better: "higher", goal: "(reference)", noise: spread(pick(r["chat-memory"], "deliveriesPerSec")) },
+  );
+}
+{
+  const n = quick ? 500 : 2000;
+  const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "floor"]);
+  const p99 = pick(r.chat, "p99Ms");
+  rows.push(
+    { scenario: `open loop: ${n} clients, ${n / 10} rooms × 10, 1 msg/s each`, metric: "latency p50 ms", chat: median(pick(r.chat, "p50Ms")), floor: median(pick(r.floor, "p50Ms")), better: "lower", goal: "", noise: spread(pick(r.chat, "p50Ms")), digits: 2 },
+    { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: median(pick(r.floor, "p99Ms")), better: "lower", goal: "≤ 1 ms", noise: spread(p99), digits: 2 },
+  );
+}
+{
+  const n = quick ? 2000 : 10_000;
+  const r = await repeated("connects", { clients: n }, ["chat", "floor"]);
+  const rate = pick(r.chat, "connectsPerSec");
+  const rss = pick(r.chat, "rssPerConnBytes");
+  rows.push(
+    { scenario: `connects: ${n} clients (chat: hello + join, rooms of 10; floor: upgrade + subscribe)`, metric: "connects/s", chat: median(rate), floor: median(pick(r.floor, "connectsPerSec")), better: "higher", goal: "≥ 10,000/s", noise: spread(rate) },
+    { scenario: "", metric: "RSS KB per idle connection", chat: median(rss) / 1024, floor: median(pick(r.floor, "rssPerConnBytes")) / 1024, better: "lower", goal: "≤ 5 KB", noise: spread(rss), digits: 1 },
+  );
+}
+{
+  const cold: Record<"chat" | "floor", number[]> = { chat: [], floor: [] };
+  for (let i = 0; i < COLD_STARTS; i++) {
+    for (const target of ["chat", "floor"] as const) {
+      const server = await start(target);
+      cold[target].push(server.coldMs);
+      await server.stop();
+    }
+  }
+  rows.push({ scenario: "cold start: spawn to first accepted WebSocket", metric: "ms", chat: median(cold.chat), floor: median(cold.floor), better: "lower", goal: "≤ 150 ms", noise: spread(cold.chat) });
+}
+
+const fmt = (x: number, digits = 0) => x.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const table = [
+  "| scenario | metric | chat | floor | chat / floor | goal | noise (chat) |",
+  "|---|---|---:|---:|---:|---|---|",
+  ...rows.map((r) => {
+    const ratio = r.floor ? `${(r.chat / r.floor).toFixed(2)}×` : "—";
+    return `| ${r.scenario} | ${r.metric} | ${fmt(r.chat, r.digits)} | ${r.floor === null ? "—" : fmt(r.floor, r.digits)} | ${ratio} | ${r.goal} | ${r.noise} |`;
+  }),
+];
+console.log(`${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server pinned to core 0, load generator to core 1" : "not pinned"}, ${REPEAT} run(s) each, medians\n`);
+console.log(table.join("\n"));
