@@ -32,7 +32,7 @@
 import { Database } from "bun:sqlite";
 import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { closeSync, fsync, mkdirSync, openSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname } from "node:path";
 import { Hono } from "hono";
@@ -1072,6 +1072,13 @@ function rowToMessage(r: MessageRow): MessageFrame {
   return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user: { id: r.user_id, name: r.user_name }, text: r.text, ts: r.ts };
 }
 
+/** One write of a transaction (SqliteStore.write): the Store's writes, as data. */
+type WriteOp =
+  | { op: "append"; batch: readonly NewMessage[] }
+  | { op: "session"; tokenHash: string; userId: string; expiresAt: number }
+  | { op: "sweepSessions"; now: number }
+  | { op: "sweepHistory"; now: number };
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (
   room TEXT PRIMARY KEY,
@@ -1098,28 +1105,44 @@ PRAGMA user_version = 1;
 `;
 
 /**
- * The embedded engine. WAL with synchronous=FULL: a commit is on disk before anyone is told of
- * the message, so neither a killed process nor a lost machine loses what a client saw. The cost,
- * an fsync per commit, is paid once per batch (see Batcher), not once per message.
+ * The embedded engine, durable without blocking the event loop. A commit is on disk before
+ * anyone is told of it, so neither a killed process nor a lost machine loses what a client saw.
+ *
+ * SQLite's synchronous=FULL in WAL mode is synchronous=NORMAL plus one fsync of the WAL after each
+ * commit, made while the event loop waits. We run NORMAL (SQLite still syncs around checkpoints
+ * and when the WAL is reused) and make that fsync ourselves, on Bun's thread pool: the commit
+ * writes to the page cache in microseconds, the event loop goes on parsing and publishing, and
+ * a write's promise resolves only once an fsync that started after its commit has returned.
+ * Commits that land while an fsync runs share the next one (group commit, for messages and
+ * sessions alike). Reads in between may see a commit not yet on disk; the hub publishes only
+ * what its writes' promises returned, so nobody is told of it before it is durable.
  */
 export class SqliteStore implements Store {
   private readonly db: Database;
   private readonly bounds: HistoryBounds;
   private readonly q;
-  private readonly appendTx;
-  private readonly sweepTx;
+  private readonly writeTx;
   /**
-   * Rooms that hold history, for MAX_ROOMS: counted once at open, then moved by each commit and
-   * sweep. It is the engine's only per-database state in memory: seqs are read inside each
-   * append's transaction, so nothing here grows with the rooms ever named.
+   * Rooms that hold history, for MAX_ROOMS: counted at the first write, then moved by each commit
+   * and sweep (null: count again). It is the engine's only per-database state in memory: seqs are
+   * read inside each transaction, so nothing here grows with the rooms ever named.
    */
-  private heldRooms: number;
+  private heldRooms: number | null = null;
+  /** heldRooms as the running transaction moves it; kept only if it commits. */
+  private held = 0;
+  /** The WAL file, opened at the first write (null for :memory:, which has nothing to sync). */
+  private readonly walPath: string | null;
+  private walFd: number | null = null;
+  /** Commits waiting for an fsync that starts after them. */
+  private unsynced: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private syncing = false;
 
   constructor(path: string, retain: number, bounds: Partial<Omit<HistoryBounds, "retain">> = {}) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.bounds = { ...historyBounds(DEFAULTS), ...bounds, retain };
     this.db = new Database(path, { create: true, strict: true });
-    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    this.walPath = path === ":memory:" ? null : `${path}-wal`;
     this.db.exec(SCHEMA);
     const columns = "room, seq, user_id, user_name, client_id, text, ts";
     this.q = {
@@ -1171,75 +1194,128 @@ export class SqliteStore implements Store {
         "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
       ),
     };
-    this.heldRooms = this.q.heldRooms.get()!.n;
-    this.appendTx = this.db.transaction((batch: readonly NewMessage[]) => {
-      const results: Appended[] = [];
-      /** Per room written: its seq so far, whether it holds history, its oldest retained seq. */
-      const rooms = new Map<string, { seq: number; held: boolean; oldest: number }>();
-      const inBatch = new Map<string, MessageFrame>();
-      let held = this.heldRooms;
-      const cutoff = this.bounds.maxAgeMs ? Math.max(...batch.map((m) => m.ts)) - this.bounds.maxAgeMs : -Infinity;
-      for (const m of batch) {
-        let room = rooms.get(m.room);
-        if (!room) {
-          const row = this.q.roomRow.get(m.room)!;
-          let oldest = row.oldest ?? 0;
-          if (row.oldestTs !== null && row.oldestTs < cutoff) {
-            this.q.trimAge.run(m.room, cutoff);
-            oldest = this.q.oldest.get(m.room)?.seq ?? 0;
-            if (!oldest) held--;
-          }
-          room = { seq: row.last ?? 0, held: oldest > 0, oldest };
-          rooms.set(m.room, room);
+    this.writeTx = this.db.transaction((ops: readonly WriteOp[]) => {
+      this.held = this.heldRooms ?? this.q.heldRooms.get()!.n;
+      return ops.map((op) => {
+        switch (op.op) {
+          case "append":
+            return this.appendRows(op.batch);
+          case "session":
+            return void this.q.saveSession.run(op.tokenHash, op.userId, op.expiresAt);
+          case "sweepSessions":
+            return this.q.sweepSessions.run(op.now).changes;
+          case "sweepHistory":
+            return this.trimAged(op.now);
         }
-        const key = JSON.stringify([m.room, m.user.id, m.id]);
-        const earlier = inBatch.get(key);
-        if (earlier) {
-          results.push({ message: earlier, duplicate: true });
-          continue;
-        }
-        if (!room.held && held >= this.bounds.maxRooms) {
-          results.push({ refused: "room_limit" });
-          continue;
-        }
-        const seq = room.seq + 1;
-        if (this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts).changes === 0) {
-          const original = rowToMessage(this.q.dedup.get(m.room, m.user.id, m.id)!);
-          inBatch.set(key, original);
-          results.push({ message: original, duplicate: true });
-          continue;
-        }
-        if (!room.held) {
-          room.held = true;
-          room.oldest = seq;
-          held++;
-        }
-        room.seq = seq;
-        const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
-        inBatch.set(key, message);
-        results.push({ message, duplicate: false });
-      }
-      for (const [name, room] of rooms) {
-        if (!room.held) continue;
-        this.q.setSeq.run(name, room.seq);
-        if (room.oldest <= room.seq - this.bounds.retain) this.q.trim.run(name, room.seq - this.bounds.retain);
-      }
-      return { results, held };
-    });
-    this.sweepTx = this.db.transaction((now: number) => {
-      let trimmed = 0;
-      for (const { room } of this.q.agedRooms.all(now - this.bounds.maxAgeMs)) {
-        trimmed += this.q.trimAge.run(room, now - this.bounds.maxAgeMs).changes;
-      }
-      return { trimmed, held: this.q.heldRooms.get()!.n };
+      });
     });
   }
 
-  async append(batch: readonly NewMessage[]) {
-    const { results, held } = this.appendTx(batch);
-    // Only a committed transaction moves the count.
-    this.heldRooms = held;
+  /**
+   * Runs writes in one transaction and resolves with every result, in order, once they are on
+   * disk; or rejects, and nothing was stored.
+   */
+  async write(ops: readonly WriteOp[]): Promise<unknown[]> {
+    const results = this.writeTx(ops);
+    this.heldRooms = this.held;
+    if (this.walPath) await this.synced();
     return results;
+  }
+
+  /** Resolves after an fsync of the WAL that started after this call (one fsync for all who wait). */
+  private synced(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.unsynced.push({ resolve, reject });
+      if (!this.syncing) void this.syncAll();
+    });
+  }
+
+  private async syncAll(): Promise<void> {
+    this.syncing = true;
+    while (this.unsynced.length) {
+      const waiting = this.unsynced;
+      this.unsynced = [];
+      try {
+        // fsync flushes the file, whoever wrote it: SQLite's own handle needs no sharing.
+        const fd = (this.walFd ??= openSync(this.walPath!, "r"));
+        await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+        for (const w of waiting) w.resolve();
+      } catch (error) {
+        for (const w of waiting) w.reject(error);
+      }
+    }
+    this.syncing = false;
+  }
+
+  private appendRows(batch: readonly NewMessage[]): Appended[] {
+    const results: Appended[] = [];
+    /** Per room written: its seq so far, whether it holds history, its oldest retained seq. */
+    const rooms = new Map<string, { seq: number; held: boolean; oldest: number }>();
+    const inBatch = new Map<string, MessageFrame>();
+    let held = this.held;
+    const cutoff = this.bounds.maxAgeMs ? Math.max(...batch.map((m) => m.ts)) - this.bounds.maxAgeMs : -Infinity;
+    for (const m of batch) {
+      let room = rooms.get(m.room);
+      if (!room) {
+        const row = this.q.roomRow.get(m.room)!;
+        let oldest = row.oldest ?? 0;
+        if (row.oldestTs !== null && row.oldestTs < cutoff) {
+          this.q.trimAge.run(m.room, cutoff);
+          oldest = this.q.oldest.get(m.room)?.seq ?? 0;
+          if (!oldest) held--;
+        }
+        room = { seq: row.last ?? 0, held: oldest > 0, oldest };
+        rooms.set(m.room, room);
+      }
+      // Rooms and user ids hold no newline, so the id, last, cannot blur the key.
+      const key = `${m.room}\n${m.user.id}\n${m.id}`;
+      const earlier = inBatch.get(key);
+      if (earlier) {
+        results.push({ message: earlier, duplicate: true });
+        continue;
+      }
+      if (!room.held && held >= this.bounds.maxRooms) {
+        results.push({ refused: "room_limit" });
+        continue;
+      }
+      const seq = room.seq + 1;
+      if (this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts).changes === 0) {
+        const original = rowToMessage(this.q.dedup.get(m.room, m.user.id, m.id)!);
+        inBatch.set(key, original);
+        results.push({ message: original, duplicate: true });
+        continue;
+      }
+      if (!room.held) {
+        room.held = true;
+        room.oldest = seq;
+        held++;
+      }
+      room.seq = seq;
+      const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
+      inBatch.set(key, message);
+      results.push({ message, duplicate: false });
+    }
+    for (const [name, room] of rooms) {
+      if (!room.held) continue;
+      this.q.setSeq.run(name, room.seq);
+      if (room.oldest <= room.seq - this.bounds.retain) this.q.trim.run(name, room.seq - this.bounds.retain);
+    }
+    this.held = held;
+    return results;
+  }
+
+  private trimAged(now: number): number {
+    if (!this.bounds.maxAgeMs) return 0;
+    let trimmed = 0;
+    for (const { room } of this.q.agedRooms.all(now - this.bounds.maxAgeMs)) {
+      trimmed += this.q.trimAge.run(room, now - this.bounds.maxAgeMs).changes;
+    }
+    if (trimmed) this.held = this.q.heldRooms.get()!.n;
+    return trimmed;
+  }
+
+  async append(batch: readonly NewMessage[]) {
+    return (await this.write([{ op: "append", batch }]))[0] as Appended[];
   }
 
   async roomInfo(room: string) {
@@ -1260,10 +1336,7 @@ export class SqliteStore implements Store {
   }
 
   async sweepHistory(now: number) {
-    if (!this.bounds.maxAgeMs) return 0;
-    const { trimmed, held } = this.sweepTx(now);
-    this.heldRooms = held;
-    return trimmed;
+    return (await this.write([{ op: "sweepHistory", now }]))[0] as number;
   }
 
   async recentRooms(limit: number) {
@@ -1276,15 +1349,19 @@ export class SqliteStore implements Store {
   }
 
   async saveSession(tokenHash: string, userId: string, expiresAt: number) {
-    this.q.saveSession.run(tokenHash, userId, expiresAt);
+    await this.write([{ op: "session", tokenHash, userId, expiresAt }]);
   }
 
   async sweepSessions(now: number) {
-    return this.q.sweepSessions.run(now).changes;
+    return (await this.write([{ op: "sweepSessions", now }]))[0] as number;
   }
 
   async close() {
+    // What was committed reaches the disk, and its writers hear so, before the file closes.
+    while (this.syncing) await this.synced();
     this.db.close();
+    if (this.walFd !== null) closeSync(this.walFd);
+    this.walFd = null;
   }
 }
 
@@ -1416,6 +1493,8 @@ abstract class Connection {
   /** Why the server closed it, for the close log line. */
   closeWhy: { code: number; reason: string } | null = null;
   private chain: Promise<void> = Promise.resolve();
+  /** Tasks on `chain` not yet finished. */
+  private waiting = 0;
   abstract readonly transport: "ws" | "tcp";
 
   constructor(
@@ -1427,11 +1506,30 @@ abstract class Connection {
     this.bucket = new TokenBucket(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond, this.openedAt);
   }
 
+  /**
+   * Runs `task` after the ones before it. With none under way it runs at once, inside the
+   * transport's handler (where Bun corks the socket's writes); most frames finish there, and
+   * only one that waits (for storage) makes the next ones queue behind it.
+   */
   enqueue(task: () => void | Promise<void>): void {
-    this.chain = this.chain.then(task).catch((error) => {
-      this.ctx.log("error", "unexpected", { conn: this.id, error: String(error), stack: (error as Error)?.stack });
-      this.fail("internal", MESSAGES.internal);
-    });
+    if (this.waiting > 0) return this.track(this.chain.then(task));
+    let result;
+    try {
+      result = task();
+    } catch (error) {
+      return this.crashed(error);
+    }
+    if (result) this.track(result);
+  }
+
+  private track(running: Promise<void>): void {
+    this.waiting++;
+    this.chain = running.catch((error) => this.crashed(error)).finally(() => void this.waiting--);
+  }
+
+  private crashed(error: unknown): void {
+    this.ctx.log("error", "unexpected", { conn: this.id, error: String(error), stack: (error as Error)?.stack });
+    this.fail("internal", MESSAGES.internal);
   }
 
   /** The bucket the next frame spends: the user's once welcomed, except for pings (§10). */
@@ -1679,13 +1777,13 @@ class Fanout {
   message(m: MessageFrame): void {
     const recipients = (this.wsMembers.get(m.room)?.size ?? 0) + (this.tcpMembers.get(m.room)?.size ?? 0);
     this.ctx.metrics.messagesOut += recipients;
-    this.publish(m.room, JSON.stringify(m), formatMessageLines(m));
+    this.publish(m.room, JSON.stringify(m), () => formatMessageLines(m));
   }
 
   /** `oldName` is for a rename's TCP line, which says who the user was. */
   presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string): void {
     const frame: PresenceFrame = { type: "presence", room, event, user };
-    this.publish(room, JSON.stringify(frame), formatPresenceLine(frame, oldName));
+    this.publish(room, JSON.stringify(frame), () => formatPresenceLine(frame, oldName));
   }
 
   /** To the other WebSocket members only: TCP users get no typing. */
@@ -1698,7 +1796,8 @@ class Fanout {
     if (sent <= 0) this.backlog(members, sent === 0);
   }
 
-  private publish(room: string, json: string, line: string): void {
+  /** `line` is rendered only when a TCP user is in the room. */
+  private publish(room: string, json: string, line: () => string): void {
     const ws = this.wsMembers.get(room);
     if (ws?.size) {
       const sent = this.server.publish(roomTopic(room), json, false);
@@ -1706,7 +1805,7 @@ class Fanout {
     }
     const tcp = this.tcpMembers.get(room);
     if (tcp?.size) {
-      const bytes = encoder.encode(line);
+      const bytes = encoder.encode(line());
       for (const conn of tcp) conn.write(bytes);
     }
   }
@@ -2309,7 +2408,8 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
     },
   };
 
-  async function handleFrame(conn: WsConnection, parsed: Parsed): Promise<void> {
+  /** Answers one frame; a frame that waits for storage returns the promise its connection waits on. */
+  function handleFrame(conn: WsConnection, parsed: Parsed): void | Promise<void> {
     if (conn.state !== "open") return;
     const type = parsed.ok ? parsed.frame.type : parsed.type;
     const ref = parsed.ref;
@@ -2322,21 +2422,20 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
     switch (frame.type) {
       case "ping":
         return conn.send(withRef({ type: "pong" }, ref));
-      case "hello": {
-        const r = await hub.hello(conn, frame.name, frame.session);
-        if (!r.ok) return refuse(conn, r, ref);
-        return conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session!, limits }, ref));
-      }
-      case "join": {
-        const r = await hub.join(conn, frame.room, frame.since, config.historyOnJoin, ref);
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
-        return;
-      }
-      case "leave": {
-        const r = await hub.leave(conn, frame.room);
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
-        return conn.send(withRef({ type: "left", room: frame.room }, ref));
-      }
+      case "hello":
+        return hub.hello(conn, frame.name, frame.session).then((r) => {
+          if (!r.ok) return refuse(conn, r, ref);
+          conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session!, limits }, ref));
+        });
+      case "join":
+        return hub.join(conn, frame.room, frame.since, config.historyOnJoin, ref).then((r) => {
+          if (!r.ok) conn.fail(r.code, r.message, ref);
+        });
+      case "leave":
+        return hub.leave(conn, frame.room).then((r) => {
+          if (!r.ok) return conn.fail(r.code, r.message, ref);
+          conn.send(withRef({ type: "left", room: frame.room }, ref));
+        });
       case "send": {
         const r = hub.send(conn, frame.room, frame.id, frame.text);
         if (!r.ok) return conn.fail(r.code, r.message, ref);
@@ -2347,15 +2446,11 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
         if (!r.ok) return conn.fail(r.code, r.message, ref);
         return;
       }
-      case "history": {
-        const r = await hub.history(frame.room, {
-          after: frame.after,
-          before: frame.before,
-          limit: frame.limit ?? HISTORY_PAGE_DEFAULT,
+      case "history":
+        return hub.history(frame.room, { after: frame.after, before: frame.before, limit: frame.limit ?? HISTORY_PAGE_DEFAULT }).then((r) => {
+          if (!r.ok) return conn.fail(r.code, r.message, ref);
+          conn.send(withRef({ type: "history", room: frame.room, ...r.value }, ref));
         });
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
-        return conn.send(withRef({ type: "history", room: frame.room, ...r.value }, ref));
-      }
     }
   }
 }

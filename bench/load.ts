@@ -113,6 +113,8 @@ class RawWs {
         error: (s, e) => s.data.failed(e),
       },
     });
+    // Small frames go out at once: Nagle's wait for an ACK would add up to 40 ms to a latency.
+    ws.socket.setNoDelay(true);
     ws.socket.write(
       `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",

@@ -3,7 +3,7 @@
  * SQLite in a temp folder) and against the floor (bench/floor.ts: raw Bun pub/sub, no protocol,
  * no storage), in the same run, as one table with the ratio to the floor.
  *
- *   bun run bench/run.ts [--quick] [--repeat N]
+ *   bun run bench/run.ts [--quick] [--repeat N] [--only fanout,writeheavy,openloop,connects,cold]
  *
  * The server under test runs on core 0 and the load generator (bench/load.ts) on core 1 when
  * `taskset` exists and there are two cores or more. Throughput scenarios run `repeat` times
@@ -19,6 +19,10 @@ const ROOT = join(import.meta.dir, "..");
 const quick = process.argv.includes("--quick");
 const repeatAt = process.argv.indexOf("--repeat");
 const REPEAT = repeatAt === -1 ? (quick ? 1 : 3) : Number(process.argv[repeatAt + 1]);
+const onlyAt = process.argv.indexOf("--only");
+/** `--only fanout,connects` runs just those scenarios (fanout, writeheavy, openloop, connects, cold). */
+const only = onlyAt === -1 ? null : process.argv[onlyAt + 1]!.split(",");
+const want = (scenario: string) => only === null || only.includes(scenario);
 /** Bounds one load-generator run. */
 const RUN_TIMEOUT_MS = 120_000;
 /** Bounds a cold start; also how long a server may take to accept its first connection. */
@@ -179,7 +183,7 @@ const pick = (rs: Record<string, number>[], key: string) => rs.map((r) => r[key]
 
 console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server on core 0, load on core 1" : "not pinned"}, repeat ${REPEAT}`);
 
-{
+if (want("fanout")) {
   const r = await repeated("fanout", { clients: quick ? 200 : 500, senders: 5, window: 10, seconds: quick ? 1 : 3 }, ["chat", "floor"]);
   const chat = pick(r.chat, "deliveriesPerSec");
   const cpu = pick(r.chat, "cpuUsPerDelivery");
@@ -188,7 +192,7 @@ console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()},
     { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r.floor, "cpuUsPerDelivery")), better: "lower", goal: "≤ 1.2×", noise: spread(cpu), digits: 3 },
   );
 }
-{
+if (want("writeheavy")) {
   const n = quick ? 200 : 1000;
   const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat", "chat-memory", "floor"]);
   const chat = pick(r.chat, "deliveriesPerSec");
@@ -198,7 +202,7 @@ console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()},
     { scenario: "  same, DATABASE_PATH=:memory:", metric: "deliveries/s", chat: median(pick(r["chat-memory"], "deliveriesPerSec")), floor, better: "higher", goal: "(reference)", noise: spread(pick(r["chat-memory"], "deliveriesPerSec")) },
   );
 }
-{
+if (want("openloop")) {
   const n = quick ? 500 : 2000;
   const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "floor"]);
   const p99 = pick(r.chat, "p99Ms");
@@ -207,7 +211,7 @@ console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()},
     { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: median(pick(r.floor, "p99Ms")), better: "lower", goal: "≤ 1 ms", noise: spread(p99), digits: 2 },
   );
 }
-{
+if (want("connects")) {
   const n = quick ? 2000 : 10_000;
   const r = await repeated("connects", { clients: n }, ["chat", "floor"]);
   const rate = pick(r.chat, "connectsPerSec");
@@ -217,7 +221,7 @@ console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()},
     { scenario: "", metric: "RSS KB per idle connection", chat: median(rss) / 1024, floor: median(pick(r.floor, "rssPerConnBytes")) / 1024, better: "lower", goal: "≤ 5 KB", noise: spread(rss), digits: 1 },
   );
 }
-{
+if (want("cold")) {
   const cold: Record<"chat" | "floor", number[]> = { chat: [], floor: [] };
   for (let i = 0; i < COLD_STARTS; i++) {
     for (const target of ["chat", "floor"] as const) {
