@@ -1133,8 +1133,8 @@ export class SqliteStore implements Store {
   /** The WAL file, opened at the first write (null for :memory:, which has nothing to sync). */
   private readonly walPath: string | null;
   private walFd: number | null = null;
-  /** Commits waiting for an fsync that starts after them. */
-  private unsynced: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** Writes waiting for the fsync under way to end; they commit together, then share the next. */
+  private waiting: { ops: readonly WriteOp[]; resolve: (results: unknown[]) => void; reject: (error: unknown) => void }[] = [];
   private syncing = false;
 
   constructor(path: string, retain: number, bounds: Partial<Omit<HistoryBounds, "retain">> = {}) {
@@ -1146,7 +1146,9 @@ export class SqliteStore implements Store {
     this.db.exec(SCHEMA);
     const columns = "room, seq, user_id, user_name, client_id, text, ts";
     this.q = {
-      lastSeq: this.db.query<{ last_seq: number }, [string]>("SELECT last_seq FROM rooms WHERE room = ?"),
+      roomInfo: this.db.query<{ seq: number | null; oldest: number | null }, [string]>(
+        "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
+      ),
       oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
       /** What a commit needs of a room it writes to: its latest seq, and its oldest message if any. */
       roomRow: this.db.query<{ last: number | null; oldest: number | null; oldestTs: number | null }, [string]>(
@@ -1212,37 +1214,43 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs writes in one transaction and resolves with every result, in order, once they are on
-   * disk; or rejects, and nothing was stored.
+   * Runs writes and resolves with their results, in order, once they are on disk; or rejects,
+   * and nothing of them was stored. With no fsync under way they commit at once; otherwise they
+   * wait for it to end and commit in one transaction with every write that came meanwhile
+   * (messages and sessions alike), then share one fsync: group commit.
    */
-  async write(ops: readonly WriteOp[]): Promise<unknown[]> {
-    const results = this.writeTx(ops);
-    this.heldRooms = this.held;
-    if (this.walPath) await this.synced();
-    return results;
-  }
-
-  /** Resolves after an fsync of the WAL that started after this call (one fsync for all who wait). */
-  private synced(): Promise<void> {
+  write(ops: readonly WriteOp[]): Promise<unknown[]> {
     return new Promise((resolve, reject) => {
-      this.unsynced.push({ resolve, reject });
-      if (!this.syncing) void this.syncAll();
+      this.waiting.push({ ops, resolve, reject });
+      if (!this.syncing) void this.commitAll();
     });
   }
 
-  private async syncAll(): Promise<void> {
+  private async commitAll(): Promise<void> {
     this.syncing = true;
-    while (this.unsynced.length) {
-      const waiting = this.unsynced;
-      this.unsynced = [];
+    while (this.waiting.length) {
+      const group = this.waiting;
+      this.waiting = [];
+      let results: unknown[];
+      try {
+        results = this.writeTx(group.flatMap((w) => w.ops));
+        this.heldRooms = this.held;
+      } catch (error) {
+        for (const w of group) w.reject(error);
+        continue;
+      }
       try {
         // fsync flushes the file, whoever wrote it: SQLite's own handle needs no sharing.
-        const fd = (this.walFd ??= openSync(this.walPath!, "r"));
-        await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
-        for (const w of waiting) w.resolve();
+        if (this.walPath) {
+          const fd = (this.walFd ??= openSync(this.walPath, "r"));
+          await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+        }
       } catch (error) {
-        for (const w of waiting) w.reject(error);
+        for (const w of group) w.reject(error);
+        continue;
       }
+      let at = 0;
+      for (const w of group) w.resolve(results.slice(at, (at += w.ops.length)));
     }
     this.syncing = false;
   }
@@ -1319,7 +1327,8 @@ export class SqliteStore implements Store {
   }
 
   async roomInfo(room: string) {
-    return { seq: this.q.lastSeq.get(room)?.last_seq ?? 0, oldestSeq: this.q.oldest.get(room)?.seq ?? 0 };
+    const row = this.q.roomInfo.get(room)!;
+    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0 };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
@@ -1358,7 +1367,7 @@ export class SqliteStore implements Store {
 
   async close() {
     // What was committed reaches the disk, and its writers hear so, before the file closes.
-    while (this.syncing) await this.synced();
+    while (this.syncing) await this.write([]);
     this.db.close();
     if (this.walFd !== null) closeSync(this.walFd);
     this.walFd = null;
@@ -2688,7 +2697,7 @@ export function pageQuery(params: URLSearchParams): PageQuery | null {
 
 type HonoEnv = { Bindings: Server<WsConnection> };
 
-function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): Hono<HonoEnv> {
+function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: number): Hono<HonoEnv> {
   const app = new Hono<HonoEnv>();
   app.use(secureHeaders({ contentSecurityPolicy: CSP }));
   // DNS rebinding: a page on evil.example whose name now resolves to us sends its own Host and
@@ -2702,12 +2711,12 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
     });
   }
 
-  const asset = (body: string, type: string) => () =>
-    new Response(body, { headers: { "content-type": type, "cache-control": "no-cache" } });
-  app.get("/", asset(assets.html, "text/html; charset=utf-8"));
-  app.get("/app.js", asset(assets.js, "text/javascript; charset=utf-8"));
-  app.get("/style.css", asset(assets.css, "text/css; charset=utf-8"));
-  app.get("/favicon.svg", asset(assets.icon, "image/svg+xml"));
+  const asset = (body: (page: Assets) => string, type: string) => async () =>
+    new Response(body(await assets), { headers: { "content-type": type, "cache-control": "no-cache" } });
+  app.get("/", asset((page) => page.html, "text/html; charset=utf-8"));
+  app.get("/app.js", asset((page) => page.js, "text/javascript; charset=utf-8"));
+  app.get("/style.css", asset((page) => page.css, "text/css; charset=utf-8"));
+  app.get("/favicon.svg", asset((page) => page.icon, "image/svg+xml"));
 
   app.get("/healthz", (c) => {
     if (hub.draining) return c.json({ status: "draining" }, 503);
@@ -2794,7 +2803,10 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const { log: sink, now = Date.now, store: givenStore, ...settings } = options;
   const config = resolveConfig(settings);
   const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
-  const assets = await loadAssets();
+  // Bundled while the server already listens: clients reconnecting after a restart need no page
+  // and are accepted at once (issue #8: cold start); a request for the page waits for it.
+  const assets = loadAssets();
+  assets.catch((error) => ctx.log("error", "page", { error: String(error) }));
   const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain, historyBounds(config));
   const fanout = new Fanout(ctx);
   const hub = new Hub(ctx, store, fanout);

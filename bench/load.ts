@@ -311,9 +311,9 @@ async function throughput(args: LoadArgs, clients: RawWs[], senders: number[], r
   }
   const count = () => clients.reduce((n, c) => n + c.frames, 0);
   await sleep(WARMUP_MS);
-  const [f0, u0, m0, s0] = [count(), usage(args.pid), messages, performance.now()];
+  const [f0, u0, m0, s0, g0] = [count(), usage(args.pid), messages, performance.now(), process.cpuUsage()];
   await sleep(seconds * 1000);
-  const [f1, u1, m1, s1] = [count(), usage(args.pid), messages, performance.now()];
+  const [f1, u1, m1, s1, g1] = [count(), usage(args.pid), messages, performance.now(), process.cpuUsage(g0)];
   sending = false;
   const deliveries = f1 - f0;
   const elapsed = (s1 - s0) / 1000;
@@ -322,6 +322,8 @@ async function throughput(args: LoadArgs, clients: RawWs[], senders: number[], r
     messagesPerSec: (m1 - m0) / elapsed,
     cpuUsPerDelivery: (u1.cpuUs - u0.cpuUs) / deliveries,
     serverCpuShare: (u1.cpuUs - u0.cpuUs) / 1e6 / elapsed,
+    // Near 1, the load generator (not the server) may be what limits the figure.
+    loadCpuShare: (g1.user + g1.system) / 1e6 / elapsed,
     frameBytes,
   };
 }
