@@ -1150,10 +1150,11 @@ export class SqliteStore implements Store {
         "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
       ),
       oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
-      /** What a commit needs of a room it writes to: its latest seq, and its oldest message if any. */
-      roomRow: this.db.query<{ last: number | null; oldest: number | null; oldestTs: number | null }, [string]>(
-        "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS last, m.seq AS oldest, m.ts AS oldestTs " +
-          "FROM (SELECT 1) LEFT JOIN (SELECT seq, ts FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) m",
+      /** What a commit needs of the rooms it writes to (a JSON array): latest seq, oldest message if any. */
+      roomRows: this.db.query<{ room: string; last: number | null; oldest: number | null; oldestTs: number | null }, [string]>(
+        "SELECT j.value AS room, r.last_seq AS last, m.seq AS oldest, m.ts AS oldestTs FROM json_each(?) j " +
+          "LEFT JOIN rooms r ON r.room = j.value " +
+          "LEFT JOIN messages m ON m.room = j.value AND m.seq = (SELECT seq FROM messages WHERE room = j.value ORDER BY seq LIMIT 1)",
       ),
       dedup: this.db.query<MessageRow, [string, string, string]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND user_id = ? AND client_id = ?`,
@@ -1162,8 +1163,10 @@ export class SqliteStore implements Store {
       insert: this.db.query(
         `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
       ),
-      setSeq: this.db.query(
-        "INSERT INTO rooms (room, last_seq) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
+      /** Moves every written room's last_seq at once: a JSON array of [room, seq]. */
+      setSeqs: this.db.query(
+        "INSERT INTO rooms (room, last_seq) SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true " +
+          "ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
       ),
       trim: this.db.query("DELETE FROM messages WHERE room = ? AND seq <= ?"),
       // A room's messages are in seq order and, the clock going forward, in ts order too: trimming
@@ -1262,19 +1265,18 @@ export class SqliteStore implements Store {
     const inBatch = new Map<string, MessageFrame>();
     let held = this.held;
     const cutoff = this.bounds.maxAgeMs ? Math.max(...batch.map((m) => m.ts)) - this.bounds.maxAgeMs : -Infinity;
-    for (const m of batch) {
-      let room = rooms.get(m.room);
-      if (!room) {
-        const row = this.q.roomRow.get(m.room)!;
-        let oldest = row.oldest ?? 0;
-        if (row.oldestTs !== null && row.oldestTs < cutoff) {
-          this.q.trimAge.run(m.room, cutoff);
-          oldest = this.q.oldest.get(m.room)?.seq ?? 0;
-          if (!oldest) held--;
-        }
-        room = { seq: row.last ?? 0, held: oldest > 0, oldest };
-        rooms.set(m.room, room);
+    // One statement reads every room of the batch, one moves their seqs: not one each per room.
+    for (const row of this.q.roomRows.all(JSON.stringify([...new Set(batch.map((m) => m.room))]))) {
+      let oldest = row.oldest ?? 0;
+      if (row.oldestTs !== null && row.oldestTs < cutoff) {
+        this.q.trimAge.run(row.room, cutoff);
+        oldest = this.q.oldest.get(row.room)?.seq ?? 0;
+        if (!oldest) held--;
       }
+      rooms.set(row.room, { seq: row.last ?? 0, held: oldest > 0, oldest });
+    }
+    for (const m of batch) {
+      const room = rooms.get(m.room)!;
       // Rooms and user ids hold no newline, so the id, last, cannot blur the key.
       const key = `${m.room}\n${m.user.id}\n${m.id}`;
       const earlier = inBatch.get(key);
@@ -1303,11 +1305,14 @@ export class SqliteStore implements Store {
       inBatch.set(key, message);
       results.push({ message, duplicate: false });
     }
+    const seqs: [string, number][] = [];
     for (const [name, room] of rooms) {
       if (!room.held) continue;
-      this.q.setSeq.run(name, room.seq);
+      seqs.push([name, room.seq]);
+      // Only a room that is full has something to trim: usually one row, at its oldest end.
       if (room.oldest <= room.seq - this.bounds.retain) this.q.trim.run(name, room.seq - this.bounds.retain);
     }
+    if (seqs.length) this.q.setSeqs.run(JSON.stringify(seqs));
     this.held = held;
     return results;
   }
@@ -1501,7 +1506,8 @@ abstract class Connection {
   helloTimer: ReturnType<typeof setTimeout> | null = null;
   /** Why the server closed it, for the close log line. */
   closeWhy: { code: number; reason: string } | null = null;
-  private chain: Promise<void> = Promise.resolve();
+  /** The last task that waited, while any is unfinished; none for a connection that never waited. */
+  private chain: Promise<void> | null = null;
   /** Tasks on `chain` not yet finished. */
   private waiting = 0;
   abstract readonly transport: "ws" | "tcp";
@@ -1521,7 +1527,7 @@ abstract class Connection {
    * only one that waits (for storage) makes the next ones queue behind it.
    */
   enqueue(task: () => void | Promise<void>): void {
-    if (this.waiting > 0) return this.track(this.chain.then(task));
+    if (this.waiting > 0) return this.track(this.chain!.then(task));
     let result;
     try {
       result = task();

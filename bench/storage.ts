@@ -1,6 +1,6 @@
 /**
- * Why sends are group-committed: rows per second stored by SqliteStore.append on a real file
- * (WAL, synchronous=FULL), one transaction per batch, for batch sizes 1 to 1000.
+ * Why sends are group-committed: rows per second stored by SqliteStore.append on a real file,
+ * each batch one transaction and one fsync of the WAL before it resolves, for batch sizes 1 to 1000.
  *
  *   bun run bench/storage.ts [messages=4000]
  */
@@ -32,6 +32,6 @@ for (const batch of [1, 10, 100, 1000]) {
 }
 
 const base = results[0]!.perSecond;
-console.log(`SqliteStore.append, ${total} messages, WAL + synchronous=FULL, one commit per batch`);
+console.log(`SqliteStore.append, ${total} messages, WAL, one commit and one fsync per batch`);
 console.log("batch  messages/s  vs batch 1");
 for (const r of results) console.log(`${String(r.batch).padStart(5)}  ${Math.round(r.perSecond).toString().padStart(10)}  ${(r.perSecond / base).toFixed(1).padStart(9)}×`);
