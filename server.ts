@@ -11,6 +11,7 @@
  * Environment (all optional, validated at start; a bad value prints `NAME=value: what is allowed`
  * and exits 1 before listening). Defaults in brackets:
  *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
+ *   REDIS_URL [unset]          redis:// or rediss://: several instances share rooms through Redis
  *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
  *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else X-Forwarded-For
  *   MAX_MESSAGE_CHARS [2000]  MAX_PAYLOAD_BYTES [32768]  IDLE_TIMEOUT_SECONDS [120]
@@ -27,6 +28,7 @@
  */
 
 import { Database } from "bun:sqlite";
+import { RedisClient } from "bun";
 import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
@@ -49,6 +51,8 @@ export interface Config {
   host: string;
   /** SQLite file (its folder is created) or ":memory:". */
   databasePath: string;
+  /** redis:// or rediss:// URL: history, sessions and room events live in Redis, shared by every instance; null = SQLite. */
+  redisUrl: string | null;
   /** Origins, besides the server's own host, whose pages may open /ws. */
   allowedOrigins: string[];
   /** Trust Fly-Client-IP / X-Forwarded-For for the client's address. */
@@ -104,6 +108,7 @@ export const DEFAULTS: Config = {
   port: 3000,
   host: "0.0.0.0",
   databasePath: "./data/chat.sqlite",
+  redisUrl: null,
   allowedOrigins: [],
   trustProxy: false,
   maxMessageChars: 2000,
@@ -163,6 +168,18 @@ function isOrigin(s: string): boolean {
 
 const originList = z.array(z.string().refine(isOrigin));
 
+/** A Redis URL Bun's client takes over TCP: `redis://` or `rediss://` (TLS), with a host. */
+function isRedisUrl(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+const redisUrl = z.string().refine(isRedisUrl);
+
 const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   port: integer("PORT", 0, 65535),
   host: {
@@ -176,6 +193,12 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
     allowed: "a file path or :memory:",
     value: z.string().min(1),
     parse: z.string().min(1),
+  },
+  redisUrl: {
+    env: "REDIS_URL",
+    allowed: "a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379",
+    value: redisUrl.nullable(),
+    parse: redisUrl,
   },
   allowedOrigins: {
     env: "ALLOWED_ORIGINS",
@@ -1135,6 +1158,284 @@ export class SqliteStore implements Store {
   }
 }
 
+/** Bounds each attempt of a Redis command that lost its connection (then it is sent again). */
+const REDIS_ATTEMPTS = 3;
+/** Bounds the wait for Bun's client to reconnect before a command is sent again or fails. */
+const REDIS_RECONNECT_WAIT_MS = 2000;
+/** Bun's own reconnect attempts (50 ms doubling, at most 2 s apart) before it gives up and we take over. */
+const REDIS_CLIENT_RETRIES = 5;
+/** How often a connection Bun gave up on is connected again (Bun never does it by itself). */
+const REDIS_REVIVE_INTERVAL_MS = 1000;
+/** Bounds opening a Redis connection, at start and when reviving it. */
+const REDIS_CONNECT_TIMEOUT_MS = 5000;
+/** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
+const REDIS_RECENT_ROOMS_KEPT = 1000;
+
+/** Where a room's data lives in Redis; the room pattern keeps these keys free of separators. */
+const redisKeys = (room: string) => ({
+  seq: `chat:room:${room}:seq`,
+  log: `chat:room:${room}:log`,
+  ids: `chat:room:${room}:ids`,
+  channel: `chat:room:${room}`,
+});
+const REDIS_RECENT_KEY = "chat:recent";
+const redisSessionKey = (tokenHash: string) => `chat:session:${tokenHash}`;
+
+/**
+ * Appends one message, atomically (Redis runs a script alone and does not roll one back, so
+ * every check comes before the first write).
+ *   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
+ *   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
+ *   KEYS[3] the room's dedup hash: "userId\nclientId" → seq, dropped with the message it points at
+ *   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
+ *   ARGV[1] the dedup field   ARGV[2] the message as JSON, without its seq   ARGV[3] HISTORY_RETAIN
+ *   ARGV[4] the room's channel   ARGV[5] the message's time   ARGV[6] the room   ARGV[7] rooms kept
+ * Returns {1, member} with the original of a repeated key, else {0, member} after publishing it.
+ */
+const APPEND_SCRIPT = `
+local known = redis.call('HGET', KEYS[3], ARGV[1])
+if known then
+  local original = redis.call('ZRANGEBYSCORE', KEYS[2], known, known)
+  if original[1] then return {1, original[1]} end
+end
+local retain = tonumber(ARGV[3])
+local seq = redis.call('INCR', KEYS[1])
+local member = seq .. ':' .. ARGV[2]
+redis.call('ZADD', KEYS[2], seq, member)
+redis.call('HSET', KEYS[3], ARGV[1], seq)
+local excess = redis.call('ZCARD', KEYS[2]) - retain
+if excess > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    local m = cjson.decode(string.sub(old, string.find(old, ':', 1, true) + 1))
+    redis.call('HDEL', KEYS[3], m.user.id .. '\\n' .. m.id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+end
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
+redis.call('PUBLISH', ARGV[4], member)
+return {0, member}
+`;
+
+/** A stored message as Redis holds and publishes it: `seq:json`, the JSON without the seq. */
+function encodeMember(m: NewMessage): string {
+  return JSON.stringify({ room: m.room, id: m.id, user: { id: m.user.id, name: m.user.name }, text: m.text, ts: m.ts });
+}
+
+export function decodeMember(member: string): MessageFrame {
+  const at = member.indexOf(":");
+  const m = JSON.parse(member.slice(at + 1));
+  return { type: "message", room: m.room, seq: Number(member.slice(0, at)), id: m.id, user: { id: m.user.id, name: m.user.name }, text: m.text, ts: m.ts };
+}
+
+const isConnectionClosed = (error: unknown) => (error as { code?: string })?.code === "ERR_REDIS_CONNECTION_CLOSED";
+
+/**
+ * One connection to Redis, supervised. Bun's client reconnects by itself a few times and then
+ * stays closed for good until connect() is called; this calls it again until Redis is back.
+ * No offline queue: while Redis is away a command fails at once instead of piling up.
+ */
+class RedisLink {
+  readonly client: RedisClient;
+  /** Bun gave up reconnecting; the supervisor connects again. */
+  private gaveUp = false;
+  private reviving: Promise<void> | null = null;
+  private readonly waiters = new Set<() => void>();
+  private readonly supervisor: ReturnType<typeof setInterval>;
+  /** Runs on every (re)connection, after the first. */
+  onreconnect: (() => void) | null = null;
+  private opened = false;
+  private closing = false;
+
+  constructor(
+    url: string,
+    private readonly name: string,
+    private readonly log: Log,
+  ) {
+    this.client = new RedisClient(url, {
+      enableOfflineQueue: false,
+      maxRetries: REDIS_CLIENT_RETRIES,
+      connectionTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    });
+    this.client.onconnect = () => {
+      this.gaveUp = false;
+      for (const wake of [...this.waiters]) wake();
+      if (this.opened) {
+        this.log("info", "redis_connected", { link: this.name });
+        this.onreconnect?.();
+      }
+      this.opened = true;
+    };
+    this.client.onclose = (error) => {
+      if (this.closing) return;
+      this.gaveUp = true;
+      this.log("warn", "redis_closed", { link: this.name, error: String(error) });
+    };
+    this.supervisor = setInterval(() => this.revive(), REDIS_REVIVE_INTERVAL_MS);
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  /** The first connection; rejects when Redis cannot be reached. */
+  async open(): Promise<void> {
+    await this.client.connect();
+  }
+
+  private revive(): void {
+    if (!this.gaveUp || this.reviving || this.closing) return;
+    this.reviving = this.client
+      .connect()
+      .catch(() => {})
+      .finally(() => (this.reviving = null));
+  }
+
+  /** Resolves when connected, or after `ms` anyway. */
+  private whenConnected(ms: number): Promise<void> {
+    if (this.client.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /**
+   * Sends a command; one that lost its connection is sent again once the client is back (every
+   * command we send may run twice: appends carry a dedup key, the rest are idempotent).
+   */
+  async send(command: string, args: string[]): Promise<any> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.client.send(command, args);
+      } catch (error) {
+        if (!isConnectionClosed(error) || attempt >= REDIS_ATTEMPTS) throw error;
+        await this.whenConnected(REDIS_RECONNECT_WAIT_MS);
+      }
+    }
+  }
+
+  close(): void {
+    this.closing = true;
+    clearInterval(this.supervisor);
+    for (const wake of [...this.waiters]) wake();
+    this.client.close();
+  }
+}
+
+/**
+ * The Redis engine's storage: history, seq, dedup keys, sessions and the room directory, shared
+ * by every instance. Each append runs APPEND_SCRIPT, which also publishes the message to the
+ * room's channel: that publish is the only way it reaches sockets, on every instance alike
+ * (see RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a
+ * message is on disk before anyone sees it; `everysec` may lose the last second on a crash.
+ */
+export class RedisStore implements Store {
+  private sha: string | null = null;
+
+  constructor(
+    private readonly link: RedisLink,
+    private readonly retain: number,
+    private readonly sessionTtlMs: number,
+    /** Resolves once this instance's relay has heard `seq` in `room` (or gave up waiting). */
+    private readonly heard: (room: string, seq: number) => Promise<void>,
+  ) {}
+
+  /** Runs the append script by its SHA, loading it (again, after a Redis restart) when Redis lacks it. */
+  private async evalAppend(keys: string[], args: string[]): Promise<[number, string]> {
+    for (let attempt = 1; ; attempt++) {
+      this.sha ??= String(await this.link.send("SCRIPT", ["LOAD", APPEND_SCRIPT]));
+      try {
+        return await this.link.send("EVALSHA", [this.sha, String(keys.length), ...keys, ...args]);
+      } catch (error) {
+        if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
+        this.sha = null;
+      }
+    }
+  }
+
+  private appendOne(m: NewMessage): Promise<[number, string]> {
+    const keys = redisKeys(m.room);
+    return this.evalAppend(
+      [keys.seq, keys.log, keys.ids, REDIS_RECENT_KEY],
+      [`${m.user.id}\n${m.id}`, encodeMember(m), String(this.retain), keys.channel, String(m.ts), m.room, String(REDIS_RECENT_ROOMS_KEPT)],
+    );
+  }
+
+  /**
+   * Sent together (one pipelined write; Redis runs them in order), answered together. Resolves
+   * after this instance's relay has heard the new messages, so "stored and published" means
+   * what it means with one process: a leave that waits for it comes after them.
+   */
+  async append(batch: readonly NewMessage[]) {
+    const replies = await Promise.all(batch.map((m) => this.appendOne(m)));
+    const results = replies.map(([duplicate, member]) => ({ message: decodeMember(member), duplicate: duplicate === 1 }));
+    const newest = new Map<string, number>();
+    for (const r of results) if (!r.duplicate) newest.set(r.message.room, r.message.seq);
+    await Promise.all([...newest].map(([room, seq]) => this.heard(room, seq)));
+    return results;
+  }
+
+  async roomInfo(room: string) {
+    const keys = redisKeys(room);
+    const [seq, oldest] = await Promise.all([this.link.send("GET", [keys.seq]), this.link.send("ZRANGE", [keys.log, "0", "0"])]);
+    return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0 };
+  }
+
+  async page(room: string, query: PageQuery): Promise<Page> {
+    const log = redisKeys(room).log;
+    const before = query.before === undefined ? "+inf" : `(${query.before}`;
+    const n = String(query.limit + 1);
+    // One past the limit tells whether the page is complete.
+    const members: string[] =
+      query.after === undefined
+        ? await this.link.send("ZREVRANGEBYSCORE", [log, before, "-inf", "LIMIT", "0", n])
+        : await this.link.send("ZRANGEBYSCORE", [log, `(${query.after}`, before, "LIMIT", "0", n]);
+    const complete = members.length <= query.limit;
+    const page = members.slice(0, query.limit).map(decodeMember);
+    if (query.after === undefined) page.reverse();
+    return { messages: page, complete };
+  }
+
+  async recentRooms(limit: number) {
+    const rooms: string[] = await this.link.send("ZREVRANGE", [REDIS_RECENT_KEY, "0", String(limit - 1)]);
+    const entries = await Promise.all(
+      rooms.map(async (room) => {
+        const newest: string[] = await this.link.send("ZRANGE", [redisKeys(room).log, "-1", "-1"]);
+        return newest[0] ? decodeMember(newest[0]) : null;
+      }),
+    );
+    return entries.filter((m) => m !== null).map((m) => ({ room: m.room, seq: m.seq, ts: m.ts }));
+  }
+
+  async findSession(tokenHash: string, now: number) {
+    const value: string | null = await this.link.send("GET", [redisSessionKey(tokenHash)]);
+    if (!value) return null;
+    const at = value.indexOf(" ");
+    const expiresAt = Number(value.slice(0, at));
+    return expiresAt > now ? { userId: value.slice(at + 1), expiresAt } : null;
+  }
+
+  /** Redis forgets it a TTL after its last save; the expiry stored with it is what counts. */
+  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
+    await this.link.send("SET", [redisSessionKey(tokenHash), `${expiresAt} ${userId}`, "PX", String(this.sessionTtlMs)]);
+  }
+
+  /** Redis expires sessions by itself. */
+  async sweepSessions(_now: number) {
+    return 0;
+  }
+
+  async close() {
+    this.link.close();
+  }
+}
+
 /** Bounds the messages committed in one transaction, so one commit never runs long. */
 const BATCH_MAX_MESSAGES = 1000;
 
@@ -1579,6 +1880,206 @@ function removeFrom<T>(map: Map<string, Set<T>>, key: string, value: T): void {
   if (set?.delete(value) && set.size === 0) map.delete(key);
 }
 
+/** What a relay hands stored messages to: the hub. */
+interface RelayTarget {
+  /** A stored message heard from the engine, possibly repeated, late, or after a gap. */
+  receive(message: MessageFrame): void;
+  /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
+  catchUp(room: string): void;
+}
+
+/**
+ * How stored messages come back to the hub to be delivered (the relay seam). With one process the
+ * hub hears everything it commits, at once. With Redis every instance hears, from Redis's
+ * publish, the rooms it has members in; that is at most once, so the hub puts what it hears in
+ * order, drops repeats and fills gaps from history (Hub.receive): once, for every engine.
+ */
+interface Relay {
+  /** The hub hears every room without asking: nothing is stored but what it commits itself. */
+  readonly hearsAll: boolean;
+  attach(target: RelayTarget): void;
+  /** A message this instance stored (not a duplicate). */
+  committed(message: MessageFrame): void;
+  /** Starts hearing `room`; resolves once every message stored from then on will be heard. */
+  watch(room: string): Promise<void>;
+  unwatch(room: string): void;
+  /** The engine's state for /healthz; null when there is nothing to report. */
+  health(): { redis: "up" | "down" } | null;
+  close(): Promise<void>;
+}
+
+/** One process: what the hub commits is all there is, and it hears it at once. */
+class LocalRelay implements Relay {
+  readonly hearsAll = true;
+  private target!: RelayTarget;
+
+  attach(target: RelayTarget): void {
+    this.target = target;
+  }
+
+  committed(message: MessageFrame): void {
+    this.target.receive(message);
+  }
+
+  async watch(): Promise<void> {}
+  unwatch(): void {}
+  health(): null {
+    return null;
+  }
+  async close(): Promise<void> {}
+}
+
+/** How often every heard room's stored seq is compared with what was relayed, to catch a lost tail. */
+const REDIS_TAIL_CHECK_INTERVAL_MS = 5000;
+/** Bounds how long an append waits to hear its own publish before it reports the message stored anyway. */
+const REDIS_ECHO_WAIT_MS = 2000;
+
+/**
+ * Relays the rooms this instance has members in from Redis, on one subscriber connection (a
+ * subscribed connection can run no other command). No patterns: Bun's psubscribe delivers
+ * nothing. Bun's client does not subscribe again after it reconnects, so this does it, room by
+ * room, and has the hub catch up from history what was published meanwhile.
+ */
+class RedisRelay implements Relay {
+  readonly hearsAll = false;
+  private target!: RelayTarget;
+  /** The rooms heard, with the newest seq heard in each. */
+  private readonly rooms = new Map<string, number>();
+  private readonly echoes = new Map<string, { seq: number; done: () => void }[]>();
+  private readonly checker: ReturnType<typeof setInterval>;
+
+  constructor(
+    private readonly sub: RedisLink,
+    private readonly commands: RedisLink,
+    private readonly log: Log,
+  ) {
+    sub.onreconnect = () => void this.resubscribe();
+    commands.onreconnect = () => this.catchUpAll();
+    this.checker = setInterval(() => this.catchUpAll(), REDIS_TAIL_CHECK_INTERVAL_MS);
+  }
+
+  private readonly listener = (payload: string) => {
+    let message: MessageFrame;
+    try {
+      message = decodeMember(payload);
+    } catch (error) {
+      this.log("error", "redis_bad_message", { error: String(error) });
+      return;
+    }
+    const newest = this.rooms.get(message.room);
+    if (newest === undefined) return;
+    if (message.seq > newest) this.rooms.set(message.room, message.seq);
+    this.target.receive(message);
+    const waiting = this.echoes.get(message.room);
+    if (!waiting) return;
+    for (const echo of waiting.filter((e) => e.seq <= message.seq)) echo.done();
+  };
+
+  attach(target: RelayTarget): void {
+    this.target = target;
+  }
+
+  /** The append script published it already: it comes back through the subscription. */
+  committed(): void {}
+
+  async watch(room: string): Promise<void> {
+    this.rooms.set(room, 0);
+    try {
+      await this.sub.client.subscribe(redisKeys(room).channel, this.listener);
+    } catch (error) {
+      this.rooms.delete(room);
+      throw error;
+    }
+  }
+
+  unwatch(room: string): void {
+    if (!this.rooms.delete(room)) return;
+    this.sub.client.unsubscribe(redisKeys(room).channel).catch(() => {});
+  }
+
+  /** Resolves once `seq` of `room` was heard here, or after REDIS_ECHO_WAIT_MS (the tail check delivers it then). */
+  heard(room: string, seq: number): Promise<void> {
+    if ((this.rooms.get(room) ?? Infinity) >= seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      let waiting = this.echoes.get(room);
+      if (!waiting) this.echoes.set(room, (waiting = []));
+      const echo = {
+        seq,
+        done: () => {
+          clearTimeout(timer);
+          const list = this.echoes.get(room);
+          list?.splice(list.indexOf(echo), 1);
+          if (list?.length === 0) this.echoes.delete(room);
+          resolve();
+        },
+      };
+      const timer = setTimeout(echo.done, REDIS_ECHO_WAIT_MS);
+      waiting.push(echo);
+    });
+  }
+
+  /** After a reconnect: subscribe to every room again (Bun does not), then catch up from history. */
+  private async resubscribe(): Promise<void> {
+    const rooms = [...this.rooms.keys()];
+    try {
+      await Promise.all(
+        rooms.map(async (room) => {
+          const channel = redisKeys(room).channel;
+          await this.sub.client.unsubscribe(channel);
+          await this.sub.client.subscribe(channel, this.listener);
+        }),
+      );
+    } catch (error) {
+      // The connection went again; its next onconnect starts over.
+      this.log("warn", "redis_resubscribe", { error: String(error) });
+      return;
+    }
+    this.log("info", "redis_resubscribed", { rooms: rooms.length });
+    this.catchUpAll();
+  }
+
+  private catchUpAll(): void {
+    if (!this.sub.connected || !this.commands.connected) return;
+    for (const room of this.rooms.keys()) this.target.catchUp(room);
+  }
+
+  health(): { redis: "up" | "down" } {
+    return { redis: this.sub.connected && this.commands.connected ? "up" : "down" };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.checker);
+    for (const waiting of [...this.echoes.values()]) for (const echo of [...waiting]) echo.done();
+    this.sub.close();
+  }
+}
+
+/** A URL fit for a log line or an error: its password hidden. */
+function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.href;
+}
+
+/**
+ * Connects the Redis engine: one auto-pipelined command connection and one subscriber connection.
+ * Rejects, naming REDIS_URL, when Redis cannot be reached.
+ */
+async function openRedis(config: Config, url: string, log: Log): Promise<{ store: RedisStore; relay: RedisRelay }> {
+  const commands = new RedisLink(url, "commands", log);
+  const sub = new RedisLink(url, "subscriber", log);
+  try {
+    await Promise.all([commands.open(), sub.open()]);
+  } catch (error) {
+    commands.close();
+    sub.close();
+    throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
+  }
+  const relay = new RedisRelay(sub, commands, log);
+  const store = new RedisStore(commands, config.historyRetain, config.sessionTtlSeconds * 1000, (room, seq) => relay.heard(room, seq));
+  return { store, relay };
+}
+
 // ─── The hub: users, names, rooms, sessions ───────────────────────────────────────────────────
 
 /** An online user: it has live connections, or is still in some room in grace. */
@@ -1606,6 +2107,14 @@ interface RoomState {
   inflight: Set<NewMessage>;
   /** Joins reading history right now: each collects what is published meanwhile. */
   joins: Set<MessageFrame[]>;
+  /** The relay brings every message of the room here, so `seq` is the room's latest. */
+  heard: boolean;
+  /** Starting to hear it: subscribing, then reading where the relay starts. */
+  hearing: Promise<void> | null;
+  /** Reading history to fill a gap in what was heard. */
+  filling: boolean;
+  /** Heard while hearing or filling: delivered after, in seq order. */
+  backlog: MessageFrame[];
 }
 
 type Failure = { ok: false; code: ErrorCode; message: string; close?: { code: number; reason: string } };
@@ -1632,6 +2141,8 @@ const RATE_SWEEP_INTERVAL_MS = 60_000;
 const ROOM_STATES_MAX = 10_000;
 /** Bounds the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_MAX = 50;
+/** Bounds the history pages read to fill one gap in what the relay heard. */
+const FILL_PAGES_MAX = 100;
 
 const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
 const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
@@ -1650,7 +2161,7 @@ export interface RoomEntry {
  * WebSocket and TCP adapters call it and render its results their own way; room events go out
  * through the Fanout; messages are stored through the Batcher before anyone sees them.
  */
-class Hub {
+class Hub implements RelayTarget {
   readonly users = new Map<string, User>();
   /** nameKey → user id, for every online user. */
   private readonly names = new Map<string, string>();
@@ -1673,7 +2184,9 @@ class Hub {
     private readonly ctx: Context,
     readonly store: Store,
     readonly fanout: Fanout,
+    readonly relay: Relay,
   ) {
+    relay.attach(this);
     this.presence = new Presence(ctx.config.presenceGraceMs);
     this.userBuckets = new Buckets(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond);
     this.helloBuckets = new Buckets(ctx.config.helloRatePerMinute, ctx.config.helloRatePerMinute / 60);
@@ -1682,7 +2195,7 @@ class Hub {
       (message, duplicate, from, sent) => {
         this.roomStates.get(sent.room)?.inflight.delete(sent);
         if (duplicate) from.deliver(message);
-        else this.publish(message);
+        else relay.committed(message);
       },
       (from, message, error) => {
         this.roomStates.get(message.room)?.inflight.delete(message);
@@ -1792,6 +2305,11 @@ class Hub {
   /** A room nobody is in and that never had a message is not worth remembering. */
   private forgetIfEmpty(room: string): void {
     const state = this.roomStates.get(room);
+    if (state?.heard && !this.relay.hearsAll && !state.joins.size && !state.inflight.size && !this.presence.count(room)) {
+      // Nobody here to deliver to: stop hearing it; `seq` is no longer the room's latest.
+      this.relay.unwatch(room);
+      state.heard = false;
+    }
     if (!state || state.seq || state.inflight.size || state.joins.size || this.presence.count(room)) return;
     this.roomStates.delete(room);
   }
@@ -1901,10 +2419,14 @@ class Hub {
   private roomState(room: string): RoomState {
     let state = this.roomStates.get(room);
     if (state) this.roomStates.delete(room);
-    else state = { seq: null, ts: 0, inflight: new Set(), joins: new Set() };
+    else state = this.newRoomState(null, 0);
     this.roomStates.set(room, state);
     if (this.roomStates.size > ROOM_STATES_MAX) this.evictRoomStates();
     return state;
+  }
+
+  private newRoomState(seq: number | null, ts: number): RoomState {
+    return { seq, ts, inflight: new Set(), joins: new Set(), heard: this.relay.hearsAll, hearing: null, filling: false, backlog: [] };
   }
 
   /** Forgets the least recently used rooms that nobody is in and nothing is on its way to. */
@@ -1912,6 +2434,7 @@ class Hub {
     for (const [room, state] of this.roomStates) {
       if (this.roomStates.size <= ROOM_STATES_MAX) return;
       if (state.inflight.size || state.joins.size || this.presence.count(room)) continue;
+      if (state.hearing || (state.heard && !this.relay.hearsAll)) continue;
       this.roomStates.delete(room);
     }
   }
@@ -1930,6 +2453,86 @@ class Hub {
   }
 
   /**
+   * A stored message, from the relay: delivered in seq order, once. A repeat is dropped (by
+   * publish); after a gap, history fills it in first. What comes while the room is being heard
+   * or filled waits in its backlog.
+   */
+  receive(message: MessageFrame): void {
+    const state = this.roomStates.get(message.room);
+    if (!state || (!state.heard && !state.hearing)) return;
+    const gap = state.seq !== null && message.seq > state.seq + 1;
+    if (state.hearing || state.filling || state.backlog.length || gap) {
+      state.backlog.push(message);
+      if (!state.hearing && !state.filling) void this.fill(message.room, state);
+      return;
+    }
+    this.publish(message);
+  }
+
+  /** The relay may have missed the room's latest messages (it reconnected; a periodic check): read on. */
+  catchUp(room: string): void {
+    const state = this.roomStates.get(room);
+    if (state?.heard && !state.hearing && !state.filling) void this.fill(room, state);
+  }
+
+  /**
+   * Starts hearing a room this instance does not hear yet: subscribe first, then read the stored
+   * seq, where the relay starts. Everything up to it is in storage (the join reads it there),
+   * everything after it is heard; what was heard meanwhile waits in the backlog.
+   */
+  private hear(room: string, state: RoomState): Promise<void> {
+    state.hearing ??= (async () => {
+      try {
+        await this.relay.watch(room);
+        state.seq = (await this.store.roomInfo(room)).seq;
+        state.heard = true;
+      } catch (error) {
+        this.relay.unwatch(room);
+        state.backlog = [];
+        throw error;
+      } finally {
+        state.hearing = null;
+      }
+      this.deliverBacklog(state);
+    })();
+    return state.hearing;
+  }
+
+  /**
+   * Publishes what storage holds after the room's last published seq, up to its stored seq, then
+   * the backlog. A failed read leaves the backlog for the next catch-up or message.
+   */
+  private async fill(room: string, state: RoomState): Promise<void> {
+    state.filling = true;
+    try {
+      const stored = (await this.store.roomInfo(room)).seq;
+      if (state.seq !== null && stored < state.seq) {
+        // Storage came back with less than was published (Redis restarted without its data):
+        // go on from what it holds. Clients see a seq below their `since` and start over.
+        this.ctx.log("warn", "seq_went_back", { room, published: state.seq, stored });
+        state.seq = stored;
+      }
+      for (let pages = 0; (state.seq ?? 0) < stored && pages < FILL_PAGES_MAX; pages++) {
+        const page = await this.store.page(room, { after: state.seq ?? 0, before: stored + 1, limit: HISTORY_PAGE_MAX });
+        if (page.messages.length === 0) break;
+        for (const m of page.messages) this.publish(m);
+      }
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "fill", room });
+      return;
+    } finally {
+      state.filling = false;
+    }
+    this.deliverBacklog(state);
+  }
+
+  private deliverBacklog(state: RoomState): void {
+    const backlog = state.backlog.sort((a, b) => a.seq - b.seq);
+    state.backlog = [];
+    for (const m of backlog) this.receive(m);
+  }
+
+  /**
    * Joins `conn` to `room`. `joined` is handed to `conn` in the same step that subscribes it, so
    * it comes before any live event of the room (§10 ordering), and every message is in it or
    * live exactly once: history is read up to the seq published so far, and what is published
@@ -1943,6 +2546,17 @@ class Hub {
     const state = this.roomState(room);
     const collected: MessageFrame[] = [];
     state.joins.add(collected);
+    if (!state.heard) {
+      // Subscribe first, then read: what is published while history is read is heard, not lost.
+      try {
+        await this.hear(room, state);
+      } catch (error) {
+        state.joins.delete(collected);
+        this.forgetIfEmpty(room);
+        this.ctx.log("error", "storage", { error: String(error), op: "hear", room });
+        return fail("internal", MESSAGES.internal);
+      }
+    }
     // Nothing is on its way to a room without a state (sends need a member, members a state), so
     // without a known seq, storage holds exactly what was published.
     const readUpTo = state.seq;
@@ -2058,7 +2672,7 @@ class Hub {
   /** Starts the directory with what storage holds, so a restart does not empty it. */
   async loadRecentRooms(): Promise<void> {
     for (const { room, seq, ts } of await this.store.recentRooms(RECENT_ROOMS_MAX)) {
-      this.roomStates.set(room, { seq, ts, inflight: new Set(), joins: new Set() });
+      this.roomStates.set(room, this.newRoomState(seq, ts));
     }
   }
 
@@ -2410,6 +3024,9 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
 
   app.get("/healthz", (c) => {
     if (hub.draining) return c.json({ status: "draining" }, 503);
+    const engine = hub.relay.health();
+    // A load balancer stops sending new users to an instance that cannot reach Redis.
+    if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
     return c.json({
       status: "ok",
       connections: hub.conns.size,
@@ -2488,14 +3105,19 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const config = resolveConfig(settings);
   const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
   const assets = await loadAssets();
-  const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain);
+  // A given store stands alone, like SQLite; REDIS_URL brings Redis's store and relay together.
+  const { store, relay }: { store: Store; relay: Relay } =
+    givenStore || config.redisUrl === null
+      ? { store: givenStore ?? new SqliteStore(config.databasePath, config.historyRetain), relay: new LocalRelay() }
+      : await openRedis(config, config.redisUrl, ctx.log);
+  const closeEngine = () => relay.close().then(() => store.close());
   const fanout = new Fanout(ctx);
-  const hub = new Hub(ctx, store, fanout);
+  const hub = new Hub(ctx, store, fanout, relay);
   const app = createApp(hub, ctx, assets, now());
   try {
     await hub.loadRecentRooms();
   } catch (error) {
-    await store.close();
+    await closeEngine();
     throw error;
   }
 
@@ -2517,7 +3139,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
       throw error;
     }
   } catch (error) {
-    await store.close();
+    await closeEngine();
     throw error;
   }
 
@@ -2543,13 +3165,14 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     await server.stop(true);
     hub.dispose();
     await hub.batcher.flush();
-    await store.close();
+    await closeEngine();
     ctx.log("info", "stopped");
   }
 
   // Listening on every address, the page is at least on localhost: say so, for the newcomer.
   const page = ["0.0.0.0", "::"].includes(config.host) ? `http://localhost:${server.port}/` : server.url.href;
-  ctx.log("info", "listening", { url: server.url.href, page, tcpPort: tcp?.port ?? null, databasePath: config.databasePath });
+  const storage = config.redisUrl === null ? { databasePath: config.databasePath } : { redisUrl: redactedUrl(config.redisUrl) };
+  ctx.log("info", "listening", { url: server.url.href, page, tcpPort: tcp?.port ?? null, ...storage });
   return {
     server,
     url: server.url,
@@ -2573,7 +3196,11 @@ if (import.meta.main) {
     for (const line of loaded.errors) console.error(line);
     process.exit(1);
   }
-  const chat = await createServer(loaded.config);
+  // An unreachable Redis at start is an operator's error: say it in one line, like a bad setting.
+  const chat = await createServer(loaded.config).catch((error: Error) => {
+    console.error(error.message);
+    process.exit(1);
+  });
   const shutdown = () => chat.stop().then(() => process.exit(0));
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);

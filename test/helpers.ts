@@ -4,6 +4,7 @@
  * No sleeps anywhere: every wait is for a frame, a close or a log line, and every wait has a
  * safety bound (WAIT_MS) that fails the test with what did arrive instead of hanging it.
  */
+import { RedisClient } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,7 +50,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
     host: "127.0.0.1",
     databasePath: ":memory:",
     logLevel: "debug",
-    ...options,
+    ...engineOptions(options),
     log: (text) => {
       const line = JSON.parse(text) as Record<string, unknown>;
       logs.push(line);
@@ -365,3 +366,142 @@ export const WS_UPGRADE = {
   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
   "Sec-WebSocket-Version": "13",
 };
+
+const SERVER_FILE = join(import.meta.dir, "..", "server.ts");
+
+export interface Running {
+  proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
+  url: URL;
+  wsUrl: string;
+  /** Every stdout line so far. */
+  lines: string[];
+  /** Resolves with stdout and stderr once the process has exited. */
+  output: Promise<{ stdout: string; stderr: string }>;
+}
+
+/** Starts `bun server.ts` on a free port and waits for its "listening" log line. */
+export async function spawnServer(env: Record<string, string>): Promise<Running> {
+  const proc = Bun.spawn([process.execPath, SERVER_FILE], {
+    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const lines: string[] = [];
+  let resolveListening!: (url: URL) => void;
+  const listening = new Promise<URL>((resolve) => (resolveListening = resolve));
+  const stdout = (async () => {
+    let buffer = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stdout) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl;
+      while ((nl = buffer.indexOf("\n")) !== -1) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        lines.push(line);
+        const entry = JSON.parse(line);
+        if (entry.event === "listening") resolveListening(new URL(entry.url));
+      }
+    }
+    return lines.join("\n");
+  })();
+  const output = Promise.all([stdout, new Response(proc.stderr).text(), proc.exited]).then(([stdout, stderr]) => ({ stdout, stderr }));
+  const url = await bounded(Promise.race([listening, output.then((o) => Promise.reject(new Error(`exited: ${o.stderr}`)))]), "listening");
+  return { proc, url, wsUrl: `ws://127.0.0.1:${url.port}/ws`, lines, output };
+}
+
+/** Redis databases a test redis-server offers: one per test server that wants a clean slate. */
+const REDIS_DATABASES = 4096;
+
+/** A real redis-server on a free loopback port, with its data (AOF, fsync always) in a temp dir. */
+export interface TestRedis {
+  port: number;
+  /** The URL of database `db` (each test server may take its own, for a clean slate). */
+  url: (db?: number) => string;
+  /** Stops it (SIGTERM: it writes its AOF and exits) or kills it (SIGKILL). */
+  stop: (signal?: "SIGTERM" | "SIGKILL") => Promise<void>;
+  /** Starts it again on the same port and data; resolves when it accepts connections. */
+  start: () => Promise<void>;
+  /** Runs one command on a fresh connection. */
+  command: (cmd: string, ...args: string[]) => Promise<any>;
+  /** Stops it and removes its data. */
+  cleanup: () => Promise<void>;
+}
+
+/** A port nobody listens on right now (the OS picks it; it is free again once we let it go). */
+export function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const dir = tempDir();
+  const port = freePort();
+  let proc: Bun.Subprocess<"ignore", "pipe", "pipe"> | null = null;
+  const start = async () => {
+    const p = Bun.spawn(
+      ["/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "",
+        "--appendonly", "yes", "--appendfsync", "always", "--databases", String(REDIS_DATABASES)],
+      { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    proc = p;
+    // Ready once it says so (after loading its AOF), never by waiting a while.
+    let seen = "";
+    const decoder = new TextDecoder();
+    const ready = (async () => {
+      for await (const chunk of p.stdout) {
+        seen += decoder.decode(chunk, { stream: true });
+        if (seen.includes("Ready to accept connections")) return;
+      }
+      throw new Error(`redis-server exited: ${seen}`);
+    })();
+    await bounded(ready, "redis-server to start");
+    // Keep reading so its log never blocks it.
+    void (async () => {
+      for await (const _ of p.stdout);
+    })();
+  };
+  await start();
+  const url = (db = 0) => `redis://127.0.0.1:${port}/${db}`;
+  return {
+    port,
+    url,
+    start,
+    stop: async (signal = "SIGTERM") => {
+      proc?.kill(signal);
+      await bounded(proc!.exited, "redis-server to stop");
+    },
+    command: async (cmd, ...args) => {
+      const client = new RedisClient(url());
+      try {
+        return await client.send(cmd, args);
+      } finally {
+        client.close();
+      }
+    },
+    cleanup: async () => {
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
+      dir.cleanup();
+    },
+  };
+}
+
+/**
+ * Runs every startServer on the Redis engine, each in its own database of `redis` (a clean slate,
+ * as `:memory:` is). Servers that bring their own store or SQLite file stay on SQLite: those
+ * tests are about that store or file.
+ */
+export function useRedisEngine(redis: TestRedis): void {
+  engineOptions = (options) => {
+    if (options.store || options.redisUrl || (options.databasePath ?? ":memory:") !== ":memory:") return options;
+    return { ...options, redisUrl: redis.url(++lastDatabase % REDIS_DATABASES) };
+  };
+}
+let lastDatabase = 0;
+let engineOptions = (options: ServerOptions): ServerOptions => options;

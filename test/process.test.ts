@@ -4,51 +4,9 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { Client, bounded, tempDir, type Frame } from "./helpers.ts";
+import { Client, bounded, spawnServer, tempDir, type Frame } from "./helpers.ts";
 
 const SERVER = join(import.meta.dir, "..", "server.ts");
-
-interface Running {
-  proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
-  url: URL;
-  wsUrl: string;
-  /** Every stdout line so far. */
-  lines: string[];
-  /** Resolves with stdout and stderr once the process has exited. */
-  output: Promise<{ stdout: string; stderr: string }>;
-}
-
-/** Starts `bun server.ts` on a free port and waits for its "listening" log line. */
-async function spawnServer(env: Record<string, string>): Promise<Running> {
-  const proc = Bun.spawn([process.execPath, SERVER], {
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const lines: string[] = [];
-  let resolveListening!: (url: URL) => void;
-  const listening = new Promise<URL>((resolve) => (resolveListening = resolve));
-  const stdout = (async () => {
-    let buffer = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of proc.stdout) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = buffer.indexOf("\n")) !== -1) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        lines.push(line);
-        const entry = JSON.parse(line);
-        if (entry.event === "listening") resolveListening(new URL(entry.url));
-      }
-    }
-    return lines.join("\n");
-  })();
-  const output = Promise.all([stdout, new Response(proc.stderr).text(), proc.exited]).then(([stdout, stderr]) => ({ stdout, stderr }));
-  const url = await bounded(Promise.race([listening, output.then((o) => Promise.reject(new Error(`exited: ${o.stderr}`)))]), "listening");
-  return { proc, url, wsUrl: `ws://127.0.0.1:${url.port}/ws`, lines, output };
-}
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   test(`${signal}: clients are closed with 1001, then the process exits 0`, async () => {

@@ -1,0 +1,14 @@
+/**
+ * The whole WebSocket integration suite (chat.test.ts) again, on the Redis engine: every server
+ * it starts gets REDIS_URL (its own database of one real redis-server), unless it brings its own store.
+ */
+import { afterAll } from "bun:test";
+import { startRedis, useRedisEngine } from "./helpers.ts";
+
+const redis = await startRedis();
+useRedisEngine(redis);
+afterAll(() => redis.cleanup());
+
+// A query of its own makes it a module of its own, run again even when chat.test.ts ran already.
+const suite = "./chat.test.ts?engine=redis";
+await import(suite);
