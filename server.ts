@@ -1267,7 +1267,8 @@ class RedisLink {
       this.opened = true;
     };
     this.client.onclose = (error) => {
-      if (this.closing) return;
+      // Before the first connection, open() rejects and says why.
+      if (this.closing || !this.opened) return;
       this.gaveUp = true;
       this.log("warn", "redis_closed", { link: this.name, error: String(error) });
     };
@@ -1900,6 +1901,8 @@ interface Relay {
   attach(target: RelayTarget): void;
   /** A message this instance stored (not a duplicate). */
   committed(message: MessageFrame): void;
+  /** The hub delivered `message` here (heard live, or read from history to fill a gap). */
+  delivered(message: MessageFrame): void;
   /** Starts hearing `room`; resolves once every message stored from then on will be heard. */
   watch(room: string): Promise<void>;
   unwatch(room: string): void;
@@ -1921,6 +1924,7 @@ class LocalRelay implements Relay {
     this.target.receive(message);
   }
 
+  delivered(): void {}
   async watch(): Promise<void> {}
   unwatch(): void {}
   health(): null {
@@ -1930,7 +1934,7 @@ class LocalRelay implements Relay {
 }
 
 /** How often every heard room's stored seq is compared with what was relayed, to catch a lost tail. */
-const REDIS_TAIL_CHECK_INTERVAL_MS = 5000;
+const REDIS_TAIL_CHECK_INTERVAL_MS = 15_000;
 /** Bounds how long an append waits to hear its own publish before it reports the message stored anyway. */
 const REDIS_ECHO_WAIT_MS = 2000;
 
@@ -1966,13 +1970,7 @@ class RedisRelay implements Relay {
       this.log("error", "redis_bad_message", { error: String(error) });
       return;
     }
-    const newest = this.rooms.get(message.room);
-    if (newest === undefined) return;
-    if (message.seq > newest) this.rooms.set(message.room, message.seq);
-    this.target.receive(message);
-    const waiting = this.echoes.get(message.room);
-    if (!waiting) return;
-    for (const echo of waiting.filter((e) => e.seq <= message.seq)) echo.done();
+    if (this.rooms.has(message.room)) this.target.receive(message);
   };
 
   attach(target: RelayTarget): void {
@@ -1981,6 +1979,15 @@ class RedisRelay implements Relay {
 
   /** The append script published it already: it comes back through the subscription. */
   committed(): void {}
+
+  delivered(message: MessageFrame): void {
+    const newest = this.rooms.get(message.room);
+    if (newest === undefined) return;
+    if (message.seq > newest) this.rooms.set(message.room, message.seq);
+    const waiting = this.echoes.get(message.room);
+    if (!waiting) return;
+    for (const echo of waiting.filter((e) => e.seq <= message.seq)) echo.done();
+  }
 
   async watch(room: string): Promise<void> {
     this.rooms.set(room, 0);
@@ -1997,9 +2004,10 @@ class RedisRelay implements Relay {
     this.sub.client.unsubscribe(redisKeys(room).channel).catch(() => {});
   }
 
-  /** Resolves once `seq` of `room` was heard here, or after REDIS_ECHO_WAIT_MS (the tail check delivers it then). */
+  /** Resolves once `seq` of `room` was delivered here, or after REDIS_ECHO_WAIT_MS (the tail check delivers it then). */
   heard(room: string, seq: number): Promise<void> {
-    if ((this.rooms.get(room) ?? Infinity) >= seq) return Promise.resolve();
+    // Nothing comes while the subscriber is away: the catch-up after it is back delivers it.
+    if ((this.rooms.get(room) ?? Infinity) >= seq || !this.sub.connected) return Promise.resolve();
     return new Promise((resolve) => {
       let waiting = this.echoes.get(room);
       if (!waiting) this.echoes.set(room, (waiting = []));
@@ -2450,6 +2458,7 @@ class Hub implements RelayTarget {
     state.ts = message.ts;
     for (const collected of state.joins) collected.push(message);
     this.fanout.message(message);
+    this.relay.delivered(message);
   }
 
   /**

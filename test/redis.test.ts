@@ -1,0 +1,231 @@
+/**
+ * The Redis engine (REDIS_URL) with a real redis-server started here on a free loopback port,
+ * its AOF in a temp dir: several instances share rooms, seq, history, dedup keys and sessions,
+ * and nothing is lost or repeated when a connection, Redis itself or an instance dies.
+ * The whole WebSocket suite also runs on this engine (chat-redis.test.ts).
+ */
+import { RedisClient } from "bun";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createServer, loadConfig } from "../server.ts";
+import { Client, bounded, freePort, spawnServer, startRedis, startServer, type Frame, type TestRedis, type TestServer } from "./helpers.ts";
+
+let redis: TestRedis;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(() => redis.cleanup());
+
+/** Each test's instances share a database of their own. */
+let lastDb = 0;
+async function instances(n: number, options: Parameters<typeof startServer>[0] = {}): Promise<TestServer[]> {
+  const redisUrl = redis.url(++lastDb);
+  return Promise.all(Array.from({ length: n }, () => startServer({ redisUrl, rateLimitBurst: 1000, rateLimitPerSecond: 1000, ...options })));
+}
+
+const messages = (frames: Frame[]) => frames.filter((f) => f.type === "message");
+
+describe("REDIS_URL", () => {
+  test("is validated: redis:// or rediss:// with a host; unset keeps SQLite", () => {
+    expect(loadConfig({ REDIS_URL: "http://127.0.0.1:6379" })).toEqual({
+      ok: false,
+      errors: ["REDIS_URL=http://127.0.0.1:6379: a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379"],
+    });
+    expect(loadConfig({ REDIS_URL: "localhost:6379" }).ok).toBe(false);
+    const ok = loadConfig({ REDIS_URL: "rediss://user:secret@redis.example.com:6380/2" });
+    expect(ok.ok && ok.config.redisUrl).toBe("rediss://user:secret@redis.example.com:6380/2");
+    const unset = loadConfig({});
+    expect(unset.ok && unset.config.redisUrl).toBeNull();
+  });
+
+  test("an unreachable Redis at start: one clear line, exit 1, never listening", async () => {
+    const url = `redis://:secret@127.0.0.1:${freePort()}`;
+    await expect(createServer({ port: 0, host: "127.0.0.1", redisUrl: url, log: () => {} })).rejects.toThrow(
+      /^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis/,
+    );
+    const proc = Bun.spawn([process.execPath, `${import.meta.dir}/../server.ts`], {
+      env: { ...process.env, PORT: "0", REDIS_URL: url },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, stdout, stderr] = await bounded(Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]), "exit");
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
+  });
+});
+
+describe("two instances", () => {
+  test("a user on A and a user on B chat both ways with one seq sequence", async () => {
+    const [a, b] = await instances(2);
+    const alice = await Client.connect(a!.wsUrl);
+    await alice.hello("alice");
+    expect((await alice.join("lobby")).seq).toBe(0);
+    const first = await alice.say("lobby", "before bob");
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    const joined = await bob.join("lobby");
+    expect(joined.seq).toBe(1);
+    expect(joined.messages).toEqual([first]);
+
+    const hi = await alice.say("lobby", "hi bob");
+    expect(await bob.expect("message")).toEqual(hi);
+    const reply = await bob.say("lobby", "hi alice");
+    expect(messages(await alice.until((f) => f.type === "message"))).toEqual([reply]);
+    expect([first.seq, hi.seq, reply.seq]).toEqual([1, 2, 3]);
+    // Both read the same history, from either instance.
+    for (const s of [a!, b!]) {
+      const page = (await (await s.http("/api/rooms/lobby/messages")).json()) as { messages: Frame[] };
+      expect(page.messages).toEqual([first, hi, reply]);
+    }
+    alice.close();
+    bob.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+
+  test("a session made on A works on B; a send retried on B is answered with A's original, stored once", async () => {
+    const [a, b] = await instances(2);
+    const alice = await Client.connect(a!.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("dedup");
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("dedup");
+    const original = await alice.say("dedup", "first try", "msg-1");
+    expect(await bob.expect("message")).toEqual(original);
+
+    // Alice's connection broke before she saw her echo, say; she retries on B.
+    const again = await Client.connect(b!.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    await again.join("dedup", original.seq);
+    again.send({ type: "send", room: "dedup", id: "msg-1", text: "second try" });
+    expect(await again.expect("message")).toEqual(original);
+    // Nobody else hears the retry: bob's next message is the marker.
+    const marker = await again.say("dedup", "marker");
+    expect(marker.seq).toBe(original.seq + 1);
+    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([marker]);
+    for (const c of [alice, bob, again]) c.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+});
+
+describe("failures", () => {
+  test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
+    const [a, b] = await instances(2);
+    const admin = new RedisClient(a!.chat.config.redisUrl!);
+    const alice = await Client.connect(a!.wsUrl);
+    await alice.hello("alice");
+    await alice.join("kill");
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("kill");
+    const BURST = 30;
+    const burst = (from: number) => {
+      for (let i = from; i < from + BURST; i++) alice.send({ type: "send", room: "kill", id: `m${i}`, text: `message ${i}` });
+    };
+    burst(0);
+    await bob.until((f) => f.type === "message" && f.id === `m${BURST - 1}`);
+
+    // Cut both subscribers and keep them out (no new connection is let in) while a burst is stored.
+    await admin.send("CONFIG", ["SET", "maxclients", "1"]);
+    expect(await admin.send("CLIENT", ["KILL", "TYPE", "pubsub"])).toBe(2);
+    burst(BURST);
+    // A leave answers after the sender's messages are stored: none of these was heard by anyone.
+    alice.send({ type: "leave", room: "kill" });
+    await alice.until((f) => f.type === "left");
+    expect(await admin.send("GET", ["chat:room:kill:seq"])).toBe(String(2 * BURST));
+    await admin.send("CONFIG", ["SET", "maxclients", "10000"]);
+
+    await b!.logLine((l) => l.event === "redis_resubscribed");
+    // Bun's client alone would be connected again but subscribed to nothing.
+    expect(await admin.send("PUBSUB", ["NUMSUB", "chat:room:kill"])).toEqual(["chat:room:kill", 1]);
+    await bob.until((f) => f.type === "message" && f.id === `m${2 * BURST - 1}`);
+    await alice.join("kill");
+    burst(2 * BURST);
+    const last = `m${3 * BURST - 1}`;
+    await bob.until((f) => f.type === "message" && f.id === last);
+    const expected = Array.from({ length: 3 * BURST }, (_, i) => i);
+    expect(messages(bob.frames).map((m) => m.seq)).toEqual(expected.map((i) => i + 1));
+    expect(messages(bob.frames).map((m) => m.id)).toEqual(expected.map((i) => `m${i}`));
+    admin.close();
+    alice.close();
+    bob.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+
+  test("Redis stops mid-chat: sends get internal, /healthz 503; it restarts (AOF): the instances recover by themselves, no loss, no seq reused", async () => {
+    const [a, b] = await instances(2);
+    const alice = await Client.connect(a!.wsUrl);
+    await alice.hello("alice");
+    await alice.join("outage");
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("outage");
+    const before: Frame[] = [];
+    for (let i = 1; i <= 3; i++) before.push(await alice.say("outage", `before ${i}`));
+    expect(messages(await bob.until((f) => f.type === "message" && f.text === "before 3"))).toEqual(before);
+
+    await redis.stop("SIGTERM");
+    alice.send({ type: "send", room: "outage", id: "during", text: "while redis is down" });
+    expect(await alice.expect("error")).toEqual({ type: "error", code: "internal", message: expect.any(String), ref: "during" });
+    const down = await a!.http("/healthz");
+    expect(down.status).toBe(503);
+    expect(await down.json()).toEqual({ status: "unavailable", redis: "down" });
+    // The connections stay open.
+    expect(await alice.sync()).toEqual([]);
+    expect(await bob.sync()).toEqual([]);
+
+    await redis.start();
+    for (const s of [a!, b!]) await s.logLine((l) => l.event === "redis_resubscribed");
+    expect((await a!.http("/healthz")).status).toBe(200);
+    const retried = await alice.say("outage", "while redis is down", "during");
+    expect(retried.seq).toBe(4);
+    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([retried]);
+    const page = (await (await b!.http("/api/rooms/outage/messages")).json()) as { messages: Frame[] };
+    expect(page.messages).toEqual([...before, retried]);
+    alice.close();
+    bob.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+
+  test("SIGKILL of instance A mid-burst: its user resumes on B with its session and since, and gets every message once", async () => {
+    const db = ++lastDb;
+    const proc = await spawnServer({ REDIS_URL: redis.url(db), RATE_LIMIT_BURST: "1000", RATE_LIMIT_PER_SECOND: "1000" });
+    const [b] = await Promise.all([startServer({ redisUrl: redis.url(db) })]);
+    const alice = await Client.connect(proc.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("crash");
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("crash");
+    const BURST = 200;
+    for (let i = 0; i < BURST; i++) alice.send({ type: "send", room: "crash", id: `m${i}`, text: `message ${i}` });
+    const seen: Frame[] = [];
+    for (let i = 0; i < 20; i++) seen.push(await alice.expect("message"));
+    proc.proc.kill("SIGKILL");
+    await alice.closed;
+    await bounded(proc.proc.exited, "exit");
+    seen.push(...messages(alice.frames).slice(seen.length));
+
+    const back = await Client.connect(b!.wsUrl);
+    expect((await back.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    const rest: Frame[] = [];
+    let since = seen.at(-1)!.seq;
+    for (;;) {
+      const joined = await back.join("crash", since);
+      rest.push(...joined.messages);
+      if (joined.complete) break;
+      since = joined.messages.at(-1)!.seq;
+    }
+    // Seen before the crash, then the rest: every stored message once, in order, a prefix of the burst.
+    const all = [...seen, ...rest];
+    expect(all.map((m) => m.seq)).toEqual(all.map((_, i) => i + 1));
+    expect(all.map((m) => m.id)).toEqual(all.map((_, i) => `m${i}`));
+    // Bob, on B, heard exactly the same, live.
+    const marker = await back.say("crash", "back on B");
+    expect(marker.seq).toBe(all.length + 1);
+    expect(messages(await bob.until((f) => f.type === "message" && f.id === marker.id))).toEqual([...all, marker]);
+    back.close();
+    bob.close();
+    await b!.stop();
+  });
+});
