@@ -106,6 +106,49 @@ describe("two instances", () => {
     for (const c of [alice, bob, again]) c.close();
     await Promise.all([a!.stop(), b!.stop()]);
   });
+
+  test("joins on B during a burst from A: history, then live, every message once, in order", async () => {
+    const [a, b] = await instances(2, { historyOnJoin: 200 });
+    const alice = await Client.connect(a!.wsUrl);
+    await alice.hello("alice");
+    await alice.join("busy");
+    const joiners = await Promise.all(
+      ["bob", "carol", "dave"].map(async (name) => {
+        const c = await Client.connect(b!.wsUrl);
+        await c.hello(name);
+        return c;
+      }),
+    );
+    // Alice sends in chunks, each after the echo of the last; they join while that goes on.
+    const CHUNK = 10;
+    const BURST = 30 * CHUNK;
+    let started!: () => void;
+    const midway = new Promise<void>((resolve) => (started = resolve));
+    const sending = (async () => {
+      for (let at = 0; at < BURST; at += CHUNK) {
+        for (let i = at; i < at + CHUNK; i++) alice.send({ type: "send", room: "busy", id: `m${i}`, text: `message ${i}` });
+        await alice.until((f) => f.type === "message" && f.id === `m${at + CHUNK - 1}`);
+        if (at === 2 * CHUNK) started();
+      }
+    })();
+    await midway;
+    for (const c of joiners) c.send({ type: "join", room: "busy" });
+    const last = `m${BURST - 1}`;
+    for (const c of joiners) {
+      const joined = await c.expect("joined");
+      const live = joined.messages.some((m: Frame) => m.id === last) ? [] : messages(await c.until((f) => f.type === "message" && f.id === last));
+      // History up to the joined seq, then live from the next: nothing missing, nothing twice.
+      expect(joined.messages.at(-1)?.seq ?? 0).toBe(joined.seq);
+      const all = [...joined.messages, ...live];
+      const first = all[0]!.seq;
+      expect(all.map((m: Frame) => m.seq)).toEqual(Array.from({ length: BURST - first + 1 }, (_, i) => first + i));
+      expect(first === 1 || !joined.complete).toBe(true);
+      c.close();
+    }
+    await sending;
+    alice.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
 });
 
 describe("failures", () => {
