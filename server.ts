@@ -3,6 +3,7 @@
  *
  *   bun run server.ts      serves the chat page on http://localhost:3000, history in ./data/chat.sqlite
  *   bun test               runs every test
+ *   bun run build          dist/bun-chat: one executable, the page inside (deploy/build.ts)
  *
  * WebSocket clients speak protocol v1 at /ws (docs/protocol.md); the page at / is one of them.
  * Rooms are Bun pub/sub topics, so fan-out to WebSockets runs in Bun's native code. With TCP_PORT
@@ -13,7 +14,9 @@
  *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
  *   REDIS_URL [unset]          redis:// or rediss://: several instances share rooms through Redis
  *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
- *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else X-Forwarded-For
+ *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else the rightmost X-Forwarded-For
+ *   PUBLIC_HOSTS [any]         comma-separated host[:port] this server answers to; others get 421
+ *   METRICS_TOKEN [none]       when set, /metrics needs `Authorization: Bearer <token>`
  *   MAX_MESSAGE_CHARS [2000]  MAX_PAYLOAD_BYTES [32768]  IDLE_TIMEOUT_SECONDS [120]
  *   BACKPRESSURE_LIMIT_BYTES [1048576]  RATE_LIMIT_BURST [10]  RATE_LIMIT_PER_SECOND [5]
  *   RATE_LIMIT_ABUSE_ERRORS [50]  MAX_ROOMS_PER_CONNECTION [20]  MAX_CONNECTIONS [10000]
@@ -30,8 +33,9 @@
 import { Database } from "bun:sqlite";
 import { RedisClient } from "bun";
 import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { mkdirSync } from "node:fs";
+import { isIP } from "node:net";
 import { dirname } from "node:path";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
@@ -55,8 +59,12 @@ export interface Config {
   redisUrl: string | null;
   /** Origins, besides the server's own host, whose pages may open /ws. */
   allowedOrigins: string[];
-  /** Trust Fly-Client-IP / X-Forwarded-For for the client's address. */
+  /** Trust Fly-Client-IP / the rightmost X-Forwarded-For entry for the client's address. */
   trustProxy: boolean;
+  /** Host headers (host[:port], lowercase) answered; empty answers any. Stops DNS rebinding. */
+  publicHosts: string[];
+  /** Bearer token /metrics requires; null leaves /metrics open. */
+  metricsToken: string | null;
   /** Bounds a message's text, in Unicode code points. */
   maxMessageChars: number;
   /** Bounds one inbound WebSocket frame; Bun closes with 1009 past it. */
@@ -111,6 +119,8 @@ export const DEFAULTS: Config = {
   redisUrl: null,
   allowedOrigins: [],
   trustProxy: false,
+  publicHosts: [],
+  metricsToken: null,
   maxMessageChars: 2000,
   maxPayloadBytes: 32768,
   idleTimeoutSeconds: 120,
@@ -180,6 +190,27 @@ function isRedisUrl(s: string): boolean {
 
 const redisUrl = z.string().refine(isRedisUrl);
 
+/**
+ * A `Host` header's host[:port] in the form browsers send it: lowercase, punycode, no default
+ * port; null if it is not one. `hostKey("Chat.Example.com:80") // => "chat.example.com"`
+ */
+export function hostKey(host: string): string | null {
+  if (/[/?#@\\\s]/.test(host)) return null;
+  try {
+    const url = new URL(`http://${host}`);
+    return url.href === `http://${url.host}/` ? url.host : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Host names as hostKey() writes them, so that a request's Host is compared as is. */
+const hostList = z.array(z.string().refine((h) => hostKey(h) === h));
+/** Bounds METRICS_TOKEN, in characters. */
+const METRICS_TOKEN_MAX_CHARS = 1024;
+/** A bearer token as RFC 6750 writes it (token68). */
+const METRICS_TOKEN_PATTERN = new RegExp(`^[A-Za-z0-9\\-._~+/]{1,${METRICS_TOKEN_MAX_CHARS}}=*$`);
+
 const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   port: integer("PORT", 0, 65535),
   host: {
@@ -212,6 +243,21 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
     value: z.boolean(),
     parse: z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
   },
+  publicHosts: {
+    env: "PUBLIC_HOSTS",
+    allowed: "comma-separated host[:port] names",
+    value: hostList,
+    parse: z
+      .string()
+      .transform((s) => s.split(",").map((h) => h.trim()).filter(Boolean).map((h) => hostKey(h) ?? h))
+      .pipe(hostList),
+  },
+  metricsToken: {
+    env: "METRICS_TOKEN",
+    allowed: `a bearer token: 1 to ${METRICS_TOKEN_MAX_CHARS} of A-Z a-z 0-9 - . _ ~ + /, then optional =`,
+    value: z.string().regex(METRICS_TOKEN_PATTERN).nullable(),
+    parse: z.string().regex(METRICS_TOKEN_PATTERN),
+  },
   maxMessageChars: integer("MAX_MESSAGE_CHARS", 1, 100000),
   maxPayloadBytes: integer("MAX_PAYLOAD_BYTES", 1024, 16777216),
   // Bun's WebSocket timer works in steps of 8 s, up to 960 s.
@@ -242,6 +288,9 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   tcpMaxLineBytes: integer("TCP_MAX_LINE_BYTES", 64, 1048576),
   tcpMaxPendingBytes: integer("TCP_MAX_PENDING_BYTES", 1024, 1073741824),
 };
+
+/** Every environment variable the server reads; the README's table must list each. */
+export const SETTING_NAMES: readonly string[] = Object.values(SETTINGS).map((s) => s.env);
 
 /** A frame carries at most this many JSON bytes per text code point: an astral character may be
  * written as two `\uXXXX` escapes (Python's json.dumps does), 12 bytes for one code point. */
@@ -2954,16 +3003,31 @@ const CSP = {
 };
 
 /** The page, read and bundled once at start. */
-interface Assets {
+export interface Assets {
   html: string;
   css: string;
   js: string;
   icon: string;
 }
 
+/**
+ * The page as `bun run build` bundled it into a compiled binary (deploy/build.ts defines it);
+ * undefined under `bun run server.ts`, which bundles public/ once per process instead.
+ */
+declare const BUN_CHAT_PAGE: Assets | undefined;
+
 const PUBLIC_DIR = new URL("./public/", import.meta.url);
 
-async function loadAssets(): Promise<Assets> {
+/** One bundle per process, shared by every createServer (a test run starts hundreds). */
+let bundled: Promise<Assets> | null = null;
+
+function loadAssets(): Promise<Assets> {
+  if (typeof BUN_CHAT_PAGE !== "undefined") return Promise.resolve(BUN_CHAT_PAGE);
+  return (bundled ??= bundleAssets());
+}
+
+/** Reads public/ and bundles public/app.ts for the browser; deploy/build.ts embeds the result. */
+export async function bundleAssets(): Promise<Assets> {
   const read = (name: string) => Bun.file(new URL(name, PUBLIC_DIR)).text();
   const build = await Bun.build({
     entrypoints: [Bun.fileURLToPath(new URL("app.ts", PUBLIC_DIR))],
@@ -2994,12 +3058,26 @@ export function originAllowed(origin: string | null, host: string | null, allowe
   return host !== null && url.host === host.toLowerCase();
 }
 
+/**
+ * The client's address as a trusted proxy passed it (§10): Fly-Client-IP, else the rightmost
+ * X-Forwarded-For entry, the one the proxy next to us appended; entries to its left are whatever
+ * the client sent. A value that is not an IP address counts as absent.
+ */
+export function forwardedIp(headers: Headers): string | null {
+  const fly = headers.get("fly-client-ip")?.trim();
+  if (fly && isIP(fly)) return fly;
+  const rightmost = headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
+  return rightmost && isIP(rightmost) ? rightmost : null;
+}
+
 function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
-  if (trustProxy) {
-    const forwarded = req.headers.get("fly-client-ip") ?? req.headers.get("x-forwarded-for")?.split(",")[0];
-    if (forwarded?.trim()) return forwarded.trim();
-  }
-  return server.requestIP(req)?.address ?? "unknown";
+  return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
+}
+
+/** Compares two secrets in time that does not depend on where they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
 
 /** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
@@ -3023,6 +3101,16 @@ type HonoEnv = { Bindings: Server<WsConnection> };
 function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): Hono<HonoEnv> {
   const app = new Hono<HonoEnv>();
   app.use(secureHeaders({ contentSecurityPolicy: CSP }));
+  // DNS rebinding: a page on evil.example whose name now resolves to us sends its own Host and
+  // Origin, which agree, so the Origin check passes; only our own names are answered (§10).
+  const { publicHosts, metricsToken } = ctx.config;
+  if (publicHosts.length) {
+    app.use(async (c, next) => {
+      const host = hostKey(c.req.header("host") ?? "");
+      if (host === null || !publicHosts.includes(host)) return c.json({ error: "misdirected" }, 421);
+      return next();
+    });
+  }
 
   const asset = (body: string, type: string) => () =>
     new Response(body, { headers: { "content-type": type, "cache-control": "no-cache" } });
@@ -3044,9 +3132,15 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
     });
   });
 
-  app.get("/metrics", (c) =>
-    c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
-  );
+  app.get("/metrics", (c) => {
+    if (metricsToken !== null) {
+      const token = /^Bearer (\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+      if (token === undefined || !sameSecret(token, metricsToken)) {
+        return c.json({ error: "unauthorized" }, 401, { "www-authenticate": 'Bearer realm="metrics"' });
+      }
+    }
+    return c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
 
   // From memory, however many rooms there are: this endpoint is public and polled.
   app.get("/api/rooms", (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms() }));

@@ -732,9 +732,9 @@ describe("connection caps", () => {
   test("MAX_CONNECTIONS_PER_IP → 429, MAX_CONNECTIONS → 503; TRUST_PROXY takes the address from the proxy", async () => {
     const server = await startServer({ trustProxy: true, maxConnections: 3, maxConnectionsPerIp: 2 });
     const port = Number(server.chat.url.port);
-    // X-Forwarded-For lists the client first; Fly-Client-IP is the client alone, and wins.
+    // The proxy next to us appends the client last to X-Forwarded-For; Fly-Client-IP is the client alone, and wins.
     const from = (ip: string, header = "X-Forwarded-For") =>
-      Client.connect(server.wsUrl, header === "X-Forwarded-For" ? { [header]: `${ip}, 10.9.9.9` } : { [header]: ip, "X-Forwarded-For": "10.7.7.7" });
+      Client.connect(server.wsUrl, header === "X-Forwarded-For" ? { [header]: `10.9.9.9, ${ip}` } : { [header]: ip, "X-Forwarded-For": "10.7.7.7" });
     const a1 = await from("10.0.0.1");
     const a2 = await from("10.0.0.1", "Fly-Client-IP");
     expect(await upgradeAttempt(port, { ...WS_UPGRADE, "X-Forwarded-For": "10.0.0.1" })).toMatchObject({

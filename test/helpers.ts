@@ -6,6 +6,7 @@
  */
 import { RedisClient } from "bun";
 import { mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteStore, createServer, type ChatServer, type ServerFrame, type ServerOptions, type Store } from "../server.ts";
@@ -80,6 +81,65 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
     },
     stop: () => chat.stop(),
   };
+}
+
+/** The address the server counted for the n-th connection it opened (0-based), from its `open` log line. */
+export async function openedIp(server: TestServer, n: number): Promise<unknown> {
+  const opens = () => server.logs.filter((l) => l.event === "open");
+  await server.logLine(() => opens().length > n);
+  return opens()[n]!.ip;
+}
+
+/** The server as a process, configured by its environment. */
+export interface Running {
+  proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
+  url: URL;
+  wsUrl: string;
+  /** Every stdout line so far. */
+  lines: string[];
+  /** Resolves with stdout and stderr once the process has exited. */
+  output: Promise<{ stdout: string; stderr: string }>;
+}
+
+/** `bun server.ts`; a compiled binary is started the same way, by its path. */
+export const SERVER_COMMAND = [process.execPath, join(import.meta.dir, "..", "server.ts")];
+
+/** Starts the server (`command`, in `cwd`) on a free port and waits for its "listening" log line. */
+export async function spawnServer(env: Record<string, string>, command = SERVER_COMMAND, cwd?: string): Promise<Running> {
+  const proc = Bun.spawn(command, {
+    ...(cwd ? { cwd } : {}),
+    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const lines: string[] = [];
+  let resolveListening!: (url: URL) => void;
+  const listening = new Promise<URL>((resolve) => (resolveListening = resolve));
+  const stdout = (async () => {
+    let buffer = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stdout) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let nl;
+      while ((nl = buffer.indexOf("\n")) !== -1) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        lines.push(line);
+        const entry = JSON.parse(line);
+        if (entry.event === "listening") resolveListening(new URL(entry.url));
+      }
+    }
+    return lines.join("\n");
+  })();
+  const output = Promise.all([stdout, new Response(proc.stderr).text(), proc.exited]).then(([stdout, stderr]) => ({ stdout, stderr }));
+  const url = await bounded(Promise.race([listening, output.then((o) => Promise.reject(new Error(`exited: ${o.stderr}`)))]), "listening").catch(
+    (error) => {
+      proc.kill("SIGKILL");
+      throw error;
+    },
+  );
+  return { proc, url, wsUrl: `ws://127.0.0.1:${url.port}/ws`, lines, output };
 }
 
 /** Races `promise` against WAIT_MS; the timer never outlives the promise. */
@@ -333,31 +393,39 @@ export async function rawWebSocket(port: number): Promise<{ send: (frame: object
   };
 }
 
-/** Sends a raw HTTP/1.1 request and returns the status and the parsed JSON body. */
-export async function upgradeAttempt(port: number, headers: Record<string, string>): Promise<{ status: number; body: unknown; raw: string }> {
+export interface AttemptOptions {
+  /** The local address to connect from (all of 127.0.0.0/8 is loopback): another client's address. */
+  from?: string;
+  /** Keeps an upgraded socket open until `close()`, so that it holds its place in the caps. */
+  hold?: boolean;
+}
+
+/** Sends a raw HTTP/1.1 request for /ws and returns the status and the parsed JSON body. */
+export async function upgradeAttempt(
+  port: number,
+  headers: Record<string, string>,
+  options: AttemptOptions = {},
+): Promise<{ status: number; body: unknown; raw: string; close: () => void }> {
   let text = "";
   let done: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      data(_s, data) {
-        text += new TextDecoder().decode(data);
-        const end = text.indexOf("\r\n\r\n");
-        const length = /content-length: (\d+)/i.exec(text)?.[1];
-        if (end !== -1 && (text.startsWith("HTTP/1.1 101") || (length && text.length >= end + 4 + Number(length)))) done();
-      },
-      close: () => done(),
-    },
+  const socket = connect({ host: "127.0.0.1", port, ...(options.from ? { localAddress: options.from } : {}) });
+  socket.on("data", (data) => {
+    text += data.toString("utf8");
+    const end = text.indexOf("\r\n\r\n");
+    const length = /content-length: (\d+)/i.exec(text)?.[1];
+    if (end !== -1 && (text.startsWith("HTTP/1.1 101") || (length && text.length >= end + 4 + Number(length)))) done();
   });
+  socket.on("close", () => done());
+  socket.on("error", () => done());
   const lines = Object.entries({ Host: `127.0.0.1:${port}`, ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
   socket.write(`GET /ws HTTP/1.1\r\n${lines.join("")}\r\n`);
   await bounded(finished, "an HTTP answer");
-  socket.terminate();
+  const close = () => void socket.destroy();
   const status = Number(text.slice(9, 12));
+  if (!(options.hold && status === 101)) close();
   const body = text.slice(text.indexOf("\r\n\r\n") + 4);
-  return { status, body: status === 101 ? null : JSON.parse(body), raw: text };
+  return { status, body: status === 101 ? null : JSON.parse(body), raw: text, close };
 }
 
 export const WS_UPGRADE = {
@@ -366,50 +434,6 @@ export const WS_UPGRADE = {
   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
   "Sec-WebSocket-Version": "13",
 };
-
-const SERVER_FILE = join(import.meta.dir, "..", "server.ts");
-
-export interface Running {
-  proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
-  url: URL;
-  wsUrl: string;
-  /** Every stdout line so far. */
-  lines: string[];
-  /** Resolves with stdout and stderr once the process has exited. */
-  output: Promise<{ stdout: string; stderr: string }>;
-}
-
-/** Starts `bun server.ts` on a free port and waits for its "listening" log line. */
-export async function spawnServer(env: Record<string, string>): Promise<Running> {
-  const proc = Bun.spawn([process.execPath, SERVER_FILE], {
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const lines: string[] = [];
-  let resolveListening!: (url: URL) => void;
-  const listening = new Promise<URL>((resolve) => (resolveListening = resolve));
-  const stdout = (async () => {
-    let buffer = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of proc.stdout) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let nl;
-      while ((nl = buffer.indexOf("\n")) !== -1) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        lines.push(line);
-        const entry = JSON.parse(line);
-        if (entry.event === "listening") resolveListening(new URL(entry.url));
-      }
-    }
-    return lines.join("\n");
-  })();
-  const output = Promise.all([stdout, new Response(proc.stderr).text(), proc.exited]).then(([stdout, stderr]) => ({ stdout, stderr }));
-  const url = await bounded(Promise.race([listening, output.then((o) => Promise.reject(new Error(`exited: ${o.stderr}`)))]), "listening");
-  return { proc, url, wsUrl: `ws://127.0.0.1:${url.port}/ws`, lines, output };
-}
 
 /** Redis databases a test redis-server offers: one per test server that wants a clean slate. */
 const REDIS_DATABASES = 4096;

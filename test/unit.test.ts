@@ -4,6 +4,7 @@ import {
   CLOSE,
   DEFAULTS,
   HISTORY_PAGE_MAX,
+  SETTING_NAMES,
   ROOM_PATTERN,
   LineSplitter,
   Metrics,
@@ -58,6 +59,8 @@ describe("config", () => {
       tcpMaxLineBytes: 4096,
       tcpMaxPendingBytes: 1048576,
       trustProxy: false,
+      publicHosts: [],
+      metricsToken: null,
       allowedOrigins: [],
     });
     expect(DEFAULTS.databasePath.startsWith("./data/")).toBe(true);
@@ -129,6 +132,16 @@ describe("config", () => {
     expect(() => resolveConfig({ maxMessageChars: 5000 })).toThrow("maxPayloadBytes=32768: must be at least");
     expect(resolveConfig({ tcpPort: null }).tcpPort).toBeNull();
     expect(resolveConfig({ tcpPort: 0 }).tcpPort).toBe(0);
+  });
+});
+
+describe("settings are documented", () => {
+  test("every variable is in the README's table and in server.ts's header", async () => {
+    const readme = await Bun.file(new URL("../README.md", import.meta.url)).text();
+    const header = (await Bun.file(new URL("../server.ts", import.meta.url)).text()).split("*/")[0]!;
+    expect(SETTING_NAMES.length).toBeGreaterThan(25);
+    expect(SETTING_NAMES.filter((name) => !readme.includes(`| \`${name}\` |`))).toEqual([]);
+    expect(SETTING_NAMES.filter((name) => !new RegExp(`\\b${name}\\b`).test(header))).toEqual([]);
   });
 });
 
