@@ -1295,6 +1295,8 @@ class RedisLink {
   onreconnect: (() => void) | null = null;
   private opened = false;
   private closing = false;
+  /** Scripts loaded into Redis, by source. */
+  private readonly shas = new Map<string, string>();
 
   constructor(
     url: string,
@@ -1370,6 +1372,20 @@ class RedisLink {
     }
   }
 
+  /** Runs a script by its SHA, loading it once (and again after a Redis restart forgot it). */
+  async run(script: string, keys: string[], args: string[]): Promise<any> {
+    for (let attempt = 1; ; attempt++) {
+      let sha = this.shas.get(script);
+      if (!sha) this.shas.set(script, (sha = String(await this.send("SCRIPT", ["LOAD", script]))));
+      try {
+        return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args]);
+      } catch (error) {
+        if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
+        this.shas.delete(script);
+      }
+    }
+  }
+
   close(): void {
     this.closing = true;
     clearInterval(this.supervisor);
@@ -1386,8 +1402,6 @@ class RedisLink {
  * message is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
 export class RedisStore implements Store {
-  private sha: string | null = null;
-
   constructor(
     private readonly link: RedisLink,
     private readonly retain: number,
@@ -1396,22 +1410,9 @@ export class RedisStore implements Store {
     private readonly heard: (room: string, seq: number) => Promise<void>,
   ) {}
 
-  /** Runs the append script by its SHA, loading it (again, after a Redis restart) when Redis lacks it. */
-  private async evalAppend(keys: string[], args: string[]): Promise<[number, string]> {
-    for (let attempt = 1; ; attempt++) {
-      this.sha ??= String(await this.link.send("SCRIPT", ["LOAD", APPEND_SCRIPT]));
-      try {
-        return await this.link.send("EVALSHA", [this.sha, String(keys.length), ...keys, ...args]);
-      } catch (error) {
-        if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
-        this.sha = null;
-      }
-    }
-  }
-
   private appendOne(m: NewMessage): Promise<[number, string]> {
     const keys = redisKeys(m.room);
-    return this.evalAppend(
+    return this.link.run(APPEND_SCRIPT,
       [keys.seq, keys.log, keys.ids, REDIS_RECENT_KEY],
       [`${m.user.id}\n${m.id}`, encodeMember(m), String(this.retain), keys.channel, String(m.ts), m.room, String(REDIS_RECENT_ROOMS_KEPT)],
     );
