@@ -13,6 +13,7 @@
  * and exits 1 before listening). Defaults in brackets:
  *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
  *   REDIS_URL [unset]          redis:// or rediss://: several instances share rooms through Redis
+ *   INSTANCE_TIMEOUT_MS [10000] with Redis: a silent instance's members are taken over after this
  *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
  *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else the rightmost X-Forwarded-For
  *   PUBLIC_HOSTS [any]         comma-separated host[:port] this server answers to; others get 421
@@ -57,6 +58,8 @@ export interface Config {
   databasePath: string;
   /** redis:// or rediss:// URL: history, sessions and room events live in Redis, shared by every instance; null = SQLite. */
   redisUrl: string | null;
+  /** With Redis: how long an instance may stop renewing its key before a survivor takes its members over. */
+  instanceTimeoutMs: number;
   /** Origins, besides the server's own host, whose pages may open /ws. */
   allowedOrigins: string[];
   /** Trust Fly-Client-IP / the rightmost X-Forwarded-For entry for the client's address. */
@@ -117,6 +120,7 @@ export const DEFAULTS: Config = {
   host: "0.0.0.0",
   databasePath: "./data/chat.sqlite",
   redisUrl: null,
+  instanceTimeoutMs: 10000,
   allowedOrigins: [],
   trustProxy: false,
   publicHosts: [],
@@ -231,6 +235,7 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
     value: redisUrl.nullable(),
     parse: redisUrl,
   },
+  instanceTimeoutMs: integer("INSTANCE_TIMEOUT_MS", 1000, 600000),
   allowedOrigins: {
     env: "ALLOWED_ORIGINS",
     allowed: "comma-separated scheme://host[:port] origins",
@@ -767,6 +772,23 @@ export class Presence<C> {
       }
     }
     return left;
+  }
+
+  /**
+   * `user` comes over from an instance that died: a member in grace here, as if its connection
+   * had just dropped, unless it is a member already. "gone" when there is no grace (leave now).
+   */
+  adopt(room: string, user: UserRef, now: number): "grace" | "gone" | "member" {
+    if (this.has(room, user.id)) return "member";
+    if (this.graceMs === 0) return "gone";
+    let members = this.rooms.get(room);
+    if (!members) this.rooms.set(room, (members = new Map()));
+    members.set(user.id, { user, conns: new Set(), graceUntil: now + this.graceMs });
+    let rooms = this.roomsOf.get(user.id);
+    if (!rooms) this.roomsOf.set(user.id, (rooms = new Set()));
+    rooms.add(room);
+    this.graces.push({ room, userId: user.id, until: now + this.graceMs });
+    return "grace";
   }
 
   /** Ends the graces due by `now`; returns the leaves to announce. */
@@ -1852,7 +1874,10 @@ class Fanout {
   private readonly tcpMembers = new Map<string, Set<TcpConnection>>();
   server!: Server<WsConnection>;
 
-  constructor(private readonly ctx: Context) {}
+  constructor(
+    private readonly ctx: Context,
+    private readonly relay: Relay,
+  ) {}
 
   subscribe(conn: Connection, room: string): void {
     if (conn instanceof WsConnection) {
@@ -1878,32 +1903,48 @@ class Fanout {
     this.publish(m.room, JSON.stringify(m), formatMessageLines(m));
   }
 
-  /** `oldName` is for a rename's TCP line, which says who the user was. */
-  presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string): void {
+  /**
+   * To this instance's members (the roster tells the others). `oldName` is for a rename's TCP
+   * line, which says who the user was; `except`, a joiner, does not hear its own join.
+   */
+  presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string, except?: Connection): void {
     const frame: PresenceFrame = { type: "presence", room, event, user };
-    this.publish(room, JSON.stringify(frame), formatPresenceLine(frame, oldName));
+    this.publish(room, JSON.stringify(frame), formatPresenceLine(frame, oldName), except);
   }
 
-  /** To the other WebSocket members only: TCP users get no typing. */
+  /** To the other WebSocket members only, here and on the other instances: TCP users get no typing. */
   typing(room: string, user: UserRef, from: WsConnection): void {
+    const frame: TypingNotice = { type: "typing", room, user };
+    this.relay.event({ frame });
     const members = this.wsMembers.get(room);
     if (!members || members.size < 2) return;
-    const frame: TypingNotice = { type: "typing", room, user };
     // ws.publish skips the sender itself (publishToSelf is off).
     const sent = from.ws.publish(roomTopic(room), JSON.stringify(frame), false);
     if (sent <= 0) this.backlog(members, sent === 0);
   }
 
-  private publish(room: string, json: string, line: string): void {
+  /** Typing on another instance, for every WebSocket member here. */
+  typed(frame: TypingNotice): void {
+    const members = this.wsMembers.get(frame.room);
+    if (!members?.size) return;
+    const sent = this.server.publish(roomTopic(frame.room), JSON.stringify(frame), false);
+    if (sent <= 0) this.backlog(members, sent === 0);
+  }
+
+  private publish(room: string, json: string, line: string, except?: Connection): void {
     const ws = this.wsMembers.get(room);
     if (ws?.size) {
-      const sent = this.server.publish(roomTopic(room), json, false);
+      // ws.publish skips its own socket (publishToSelf is off).
+      const sent =
+        except instanceof WsConnection && ws.has(except)
+          ? except.ws.publish(roomTopic(room), json, false)
+          : this.server.publish(roomTopic(room), json, false);
       if (sent <= 0) this.backlog(ws, sent === 0);
     }
     const tcp = this.tcpMembers.get(room);
     if (tcp?.size) {
       const bytes = encoder.encode(line);
-      for (const conn of tcp) conn.write(bytes);
+      for (const conn of tcp) if (conn !== except) conn.write(bytes);
     }
   }
 
@@ -1937,6 +1978,8 @@ interface RelayTarget {
   receive(message: MessageFrame): void;
   /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
   catchUp(room: string): void;
+  /** A presence change or typing from another instance, for this one's members. */
+  event(event: RoomEvent): void;
 }
 
 /**
@@ -1953,6 +1996,8 @@ interface Relay {
   committed(message: MessageFrame): void;
   /** The hub delivered `message` here (heard live, or read from history to fill a gap). */
   delivered(message: MessageFrame): void;
+  /** Tells the other instances of a room event this one delivered here (typing). */
+  event(event: RoomEvent): void;
   /** Starts hearing `room`; resolves once every message stored from then on will be heard. */
   watch(room: string): Promise<void>;
   unwatch(room: string): void;
@@ -1975,11 +2020,78 @@ class LocalRelay implements Relay {
   }
 
   delivered(): void {}
+  event(): void {}
   async watch(): Promise<void> {}
   unwatch(): void {}
   health(): null {
     return null;
   }
+  async close(): Promise<void> {}
+}
+
+/** A room event other than a message, as it crosses instances (messages carry their seq instead). */
+interface RoomEvent {
+  frame: PresenceFrame | TypingNotice;
+  /** A rename's old name, for the TCP line that says who it was. */
+  oldName?: string;
+}
+
+/**
+ * Who is in which room on the other instances, and the presence changes that cross them
+ * (Centrifugo's PresenceManager). The hub keeps the members it serves in Presence, with their
+ * grace, and tells the roster when a user becomes or stops being a member here; the roster says
+ * whether that made the user new to the room, or gone from it, on every instance. The hub alone
+ * decides what to announce. With one process there is nobody else: every change counts.
+ */
+interface Roster {
+  attach(target: RosterTarget): void;
+  /** Starts taking part (heartbeats, taking over dead instances). */
+  start(): Promise<void>;
+  /** `user` is now a member of `room` here; true when it is a member nowhere else (a join to announce). */
+  add(room: string, user: UserRef): Promise<boolean>;
+  /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
+  remove(room: string, user: UserRef): Promise<boolean>;
+  /** The other instances hear that `user`, a member of `room`, was called `oldName`. */
+  rename(room: string, user: UserRef, oldName: string): Promise<void>;
+  /** Members of `room` served by other instances. */
+  others(room: string): Promise<UserRef[]>;
+  /** Rooms with members on any instance and their distinct users; null when this instance's are all. */
+  active(): Promise<{ room: string; members: number }[] | null>;
+  /** Holds the name (by its nameKey) for `userId` on every instance; false when another user holds it. */
+  claimName(key: string, userId: string): Promise<boolean>;
+  releaseName(key: string, userId: string): void;
+  close(): Promise<void>;
+}
+
+/** What a roster tells the hub. */
+interface RosterTarget {
+  /** A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless it is back. */
+  adopt(room: string, user: UserRef): void;
+  /** Others took this instance for dead (Redis or the network was away too long): register its members again. */
+  lost(): void;
+}
+
+/** One process: its members are everyone, its names all names. */
+class LocalRoster implements Roster {
+  attach(): void {}
+  async start(): Promise<void> {}
+  async add(): Promise<boolean> {
+    return true;
+  }
+  async remove(): Promise<boolean> {
+    return true;
+  }
+  async rename(): Promise<void> {}
+  async others(): Promise<UserRef[]> {
+    return [];
+  }
+  async active(): Promise<null> {
+    return null;
+  }
+  async claimName(): Promise<boolean> {
+    return true;
+  }
+  releaseName(): void {}
   async close(): Promise<void> {}
 }
 
@@ -2005,6 +2117,7 @@ class RedisRelay implements Relay {
   constructor(
     private readonly sub: RedisLink,
     private readonly commands: RedisLink,
+    private readonly instance: string,
     private readonly log: Log,
   ) {
     sub.onreconnect = () => void this.resubscribe();
@@ -2013,15 +2126,25 @@ class RedisRelay implements Relay {
   }
 
   private readonly listener = (payload: string) => {
-    let message: MessageFrame;
     try {
-      message = decodeMember(payload);
+      if (payload.startsWith("{")) {
+        const { instance, ...event } = JSON.parse(payload) as RoomEvent & { instance: string };
+        // This instance delivered its own events already, in their place among its frames.
+        if (instance !== this.instance && this.rooms.has(event.frame.room)) this.target.event(event);
+        return;
+      }
+      const message = decodeMember(payload);
+      if (this.rooms.has(message.room)) this.target.receive(message);
     } catch (error) {
       this.log("error", "redis_bad_message", { error: String(error) });
-      return;
     }
-    if (this.rooms.has(message.room)) this.target.receive(message);
   };
+
+  event(event: RoomEvent): void {
+    this.commands
+      .send("PUBLISH", [redisKeys(event.frame.room).channel, encodeEvent(this.instance, event)])
+      .catch((error) => this.log("warn", "redis_publish", { error: String(error) }));
+  }
 
   attach(target: RelayTarget): void {
     this.target = target;
@@ -2112,6 +2235,260 @@ class RedisRelay implements Relay {
   }
 }
 
+/** Where presence lives in Redis: per room, who is here on which instance and how many instances each user is on. */
+const rosterKeys = (room: string) => ({
+  /** "instanceId|userId" → 1: a user's membership through one instance. */
+  here: `chat:room:${room}:here`,
+  /** userId → the number of instances it is a member through. */
+  users: `chat:room:${room}:users`,
+  /** userId → its name, while it is a member. */
+  names: `chat:room:${room}:names`,
+});
+const instanceKeys = (id: string) => ({
+  /** Exists while the instance is alive (it sets it again every third of INSTANCE_TIMEOUT_MS). */
+  alive: `chat:instance:${id}`,
+  /** room → how many of the room's members are here through it: what a survivor takes over. */
+  rooms: `chat:instance:${id}:rooms`,
+});
+/** Every instance that registered and was not taken over yet. */
+const REDIS_INSTANCES_KEY = "chat:instances";
+/** room → its distinct members on every instance (for /api/rooms). */
+const REDIS_ACTIVE_KEY = "chat:active";
+const redisNameKey = (key: string) => `chat:name:${key}`;
+/** Bytes of randomness in an instance's id. */
+const INSTANCE_ID_BYTES = 9;
+/** Bounds the membership entries read per step when a dead instance is taken over. */
+const REAP_SCAN_COUNT = 1000;
+
+/**
+ * KEYS[1] here  KEYS[2] users  KEYS[3] names  KEYS[4] the instance's rooms  KEYS[5] active
+ * ARGV[1] "instanceId|userId"  ARGV[2] userId  ARGV[3] name  ARGV[4] room  ARGV[5] channel  ARGV[6] the join event
+ * Returns 1 when the user was in the room through no instance: the join is published with it,
+ * in order with the room's messages.
+ */
+const ROSTER_ADD_SCRIPT = `
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) > 1 then return 0 end
+redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+`;
+
+/**
+ * KEYS and ARGV[1], ARGV[2] as ROSTER_ADD_SCRIPT; ARGV[3] room  ARGV[4] channel  ARGV[5] the leave event
+ * Returns 1 when that was the user's last instance in the room: the leave is published with it.
+ */
+const ROSTER_REMOVE_SCRIPT = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[4], ARGV[3], -1) <= 0 then redis.call('HDEL', KEYS[4], ARGV[3]) end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('HINCRBY', KEYS[5], ARGV[3], -1) <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`;
+
+/** KEYS[1] users  KEYS[2] names; ARGV[1] userId  ARGV[2] new name  ARGV[3] channel  ARGV[4] the rename event */
+const ROSTER_RENAME_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`;
+
+/**
+ * A survivor takes over one membership of a dead instance.
+ * KEYS[1] here  KEYS[2] users  KEYS[3] the dead instance's rooms  KEYS[4] the survivor's rooms
+ * ARGV[1] the dead "instanceId|userId"  ARGV[2] the survivor's  ARGV[3] userId  ARGV[4] room
+ * Returns 1 when the survivor now holds it (it keeps the user in grace), 2 when it held it already.
+ */
+const ROSTER_ADOPT_SCRIPT = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[3], ARGV[4], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[4]) end
+if redis.call('HSETNX', KEYS[1], ARGV[2], '1') == 1 then
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+  return 1
+end
+redis.call('HINCRBY', KEYS[2], ARGV[3], -1)
+return 2
+`;
+
+/**
+ * A name is held per instance (field instanceId → userId), so one user on several instances
+ * holds it until the last lets go; a dead instance's hold ends with the key's expiry.
+ * KEYS[1] the name  ARGV[1] instanceId  ARGV[2] userId  ARGV[3] expiry (ms). Returns 0 if another user holds it.
+ */
+const NAME_CLAIM_SCRIPT = `
+for _, holder in ipairs(redis.call('HVALS', KEYS[1])) do
+  if holder ~= ARGV[2] then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+/** KEYS[1] the name  ARGV[1] instanceId  ARGV[2] userId */
+const NAME_RELEASE_SCRIPT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+/** The JSON a room event crosses instances as; messages are `seq:json`, so a `{` tells them apart. */
+function encodeEvent(instance: string, event: RoomEvent): string {
+  return JSON.stringify({ instance, ...event });
+}
+
+/**
+ * Presence and names shared through Redis. Each instance registers, keeps a key alive with a TTL
+ * (INSTANCE_TIMEOUT_MS) and checks the others every half of it: a dead instance is noticed within
+ * 1.5 × INSTANCE_TIMEOUT_MS, and exactly one survivor (the one whose SREM removes it) takes over
+ * its memberships, in grace: their leaves go out PRESENCE_GRACE_MS later, unless they came back.
+ */
+class RedisRoster implements Roster {
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  /** Names this instance holds: claimed again with every heartbeat. */
+  private readonly names = new Map<string, string>();
+  private registered = false;
+  private target!: RosterTarget;
+
+  constructor(
+    private readonly link: RedisLink,
+    readonly instance: string,
+    private readonly timeoutMs: number,
+    private readonly log: Log,
+  ) {}
+
+  attach(target: RosterTarget): void {
+    this.target = target;
+  }
+
+  async start(): Promise<void> {
+    await this.heartbeat();
+    this.timers.push(
+      setInterval(() => void this.heartbeat().catch((e) => this.log("warn", "redis_heartbeat", { error: String(e) })), this.timeoutMs / 3),
+      setInterval(() => void this.reap().catch((e) => this.log("warn", "redis_reap", { error: String(e) })), this.timeoutMs / 2),
+    );
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
+    const added = await this.link.send("SADD", [REDIS_INSTANCES_KEY, this.instance]);
+    if (added === 1 && this.registered) {
+      this.log("warn", "instance_taken_over", { instance: this.instance });
+      this.target.lost();
+    }
+    this.registered = true;
+    await Promise.all([...this.names].map(([key, userId]) => this.claimName(key, userId)));
+  }
+
+  /** Takes over every instance whose key expired; SREM lets exactly one survivor do it. */
+  private async reap(): Promise<void> {
+    const instances: string[] = await this.link.send("SMEMBERS", [REDIS_INSTANCES_KEY]);
+    for (const dead of instances) {
+      if (dead === this.instance || (await this.link.send("EXISTS", [instanceKeys(dead).alive])) === 1) continue;
+      if ((await this.link.send("SREM", [REDIS_INSTANCES_KEY, dead])) !== 1) continue;
+      let members = 0;
+      const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(dead).rooms]);
+      for (const room of rooms) {
+        const keys = rosterKeys(room);
+        let cursor = "0";
+        do {
+          const [next, fields]: [string, string[]] = await this.link.send("HSCAN", [keys.here, cursor, "MATCH", `${dead}|*`, "COUNT", String(REAP_SCAN_COUNT)]);
+          cursor = String(next);
+          for (let i = 0; i < fields.length; i += 2) {
+            const userId = fields[i]!.slice(dead.length + 1);
+            const name: string | null = await this.link.send("HGET", [keys.names, userId]);
+            const taken = await this.link.run(
+              ROSTER_ADOPT_SCRIPT,
+              [keys.here, keys.users, instanceKeys(dead).rooms, instanceKeys(this.instance).rooms],
+              [fields[i]!, `${this.instance}|${userId}`, userId, room],
+            );
+            members++;
+            if (taken === 1) this.target.adopt(room, { id: userId, name: name ?? "" });
+          }
+        } while (cursor !== "0");
+      }
+      await this.link.send("DEL", [instanceKeys(dead).rooms]);
+      this.log("info", "instance_taken_over", { instance: dead, by: this.instance, rooms: rooms.length, members });
+    }
+  }
+
+  async add(room: string, user: UserRef): Promise<boolean> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "join", user } });
+    const added = await this.link.run(
+      ROSTER_ADD_SCRIPT,
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, REDIS_ACTIVE_KEY],
+      [`${this.instance}|${user.id}`, user.id, user.name, room, redisKeys(room).channel, event],
+    );
+    return added === 1;
+  }
+
+  async remove(room: string, user: UserRef): Promise<boolean> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "leave", user } });
+    const removed = await this.link.run(
+      ROSTER_REMOVE_SCRIPT,
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, REDIS_ACTIVE_KEY],
+      [`${this.instance}|${user.id}`, user.id, room, redisKeys(room).channel, event],
+    );
+    return removed === 1;
+  }
+
+  async rename(room: string, user: UserRef, oldName: string): Promise<void> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "rename", user }, oldName });
+    await this.link.run(ROSTER_RENAME_SCRIPT, [keys.users, keys.names], [user.id, user.name, redisKeys(room).channel, event]);
+  }
+
+  async others(room: string): Promise<UserRef[]> {
+    const keys = rosterKeys(room);
+    const [fields, names]: [string[], Record<string, string> | string[]] = await Promise.all([
+      this.link.send("HKEYS", [keys.here]),
+      this.link.send("HGETALL", [keys.names]),
+    ]);
+    const nameOf = redisHash(names);
+    const mine = `${this.instance}|`;
+    const ids = new Set(fields.filter((f) => !f.startsWith(mine)).map((f) => f.slice(f.indexOf("|") + 1)));
+    return [...ids].filter((id) => nameOf.has(id)).map((id) => ({ id, name: nameOf.get(id)! }));
+  }
+
+  async active(): Promise<{ room: string; members: number }[]> {
+    const counts = redisHash(await this.link.send("HGETALL", [REDIS_ACTIVE_KEY]));
+    return [...counts].map(([room, n]) => ({ room, members: Number(n) })).filter((r) => r.members > 0);
+  }
+
+  async claimName(key: string, userId: string): Promise<boolean> {
+    const held = await this.link.run(NAME_CLAIM_SCRIPT, [redisNameKey(key)], [this.instance, userId, String(this.timeoutMs)]);
+    if (held === 1) this.names.set(key, userId);
+    return held === 1;
+  }
+
+  releaseName(key: string, userId: string): void {
+    if (this.names.get(key) !== userId) return;
+    this.names.delete(key);
+    this.link.run(NAME_RELEASE_SCRIPT, [redisNameKey(key)], [this.instance, userId]).catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
+  }
+
+  /** Stops heartbeating and lets its key go at once: a survivor takes its members over, in grace. */
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    await this.link.send("DEL", [instanceKeys(this.instance).alive]).catch(() => {});
+  }
+}
+
+/** A Redis hash reply as a Map: RESP3 sends an object, RESP2 a flat [field, value, …] list. */
+function redisHash(reply: Record<string, string> | string[] | null): Map<string, string> {
+  if (!reply) return new Map();
+  if (!Array.isArray(reply)) return new Map(Object.entries(reply));
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) map.set(reply[i]!, reply[i + 1]!);
+  return map;
+}
+
 /** A URL fit for a log line or an error: its password hidden. */
 function redactedUrl(url: string): string {
   const parsed = new URL(url);
@@ -2123,7 +2500,7 @@ function redactedUrl(url: string): string {
  * Connects the Redis engine: one auto-pipelined command connection and one subscriber connection.
  * Rejects, naming REDIS_URL, when Redis cannot be reached.
  */
-async function openRedis(config: Config, url: string, log: Log): Promise<{ store: RedisStore; relay: RedisRelay }> {
+async function openRedis(config: Config, url: string, log: Log): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
   const commands = new RedisLink(url, "commands", log);
   const sub = new RedisLink(url, "subscriber", log);
   try {
@@ -2133,9 +2510,11 @@ async function openRedis(config: Config, url: string, log: Log): Promise<{ store
     sub.close();
     throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
   }
-  const relay = new RedisRelay(sub, commands, log);
+  const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
+  const relay = new RedisRelay(sub, commands, instance, log);
   const store = new RedisStore(commands, config.historyRetain, config.sessionTtlSeconds * 1000, (room, seq) => relay.heard(room, seq));
-  return { store, relay };
+  const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log);
+  return { store, relay, roster };
 }
 
 // ─── The hub: users, names, rooms, sessions ───────────────────────────────────────────────────
@@ -2219,7 +2598,7 @@ export interface RoomEntry {
  * WebSocket and TCP adapters call it and render its results their own way; room events go out
  * through the Fanout; messages are stored through the Batcher before anyone sees them.
  */
-class Hub implements RelayTarget {
+class Hub implements RelayTarget, RosterTarget {
   readonly users = new Map<string, User>();
   /** nameKey → user id, for every online user. */
   private readonly names = new Map<string, string>();
@@ -2236,6 +2615,8 @@ class Hub implements RelayTarget {
   draining = false;
   private graceTimer: ReturnType<typeof setTimeout> | null = null;
   private graceAt = Infinity;
+  /** Roster changes of one user in one room, in the order the hub made them (room\nuserId → last). */
+  private readonly rosterChains = new Map<string, Promise<unknown>>();
   private emptied: (() => void) | null = null;
 
   constructor(
@@ -2243,8 +2624,10 @@ class Hub implements RelayTarget {
     readonly store: Store,
     readonly fanout: Fanout,
     readonly relay: Relay,
+    readonly roster: Roster,
   ) {
     relay.attach(this);
+    roster.attach(this);
     this.presence = new Presence(ctx.config.presenceGraceMs);
     this.userBuckets = new Buckets(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond);
     this.helloBuckets = new Buckets(ctx.config.helloRatePerMinute, ctx.config.helloRatePerMinute / 60);
@@ -2354,10 +2737,62 @@ class Hub implements RelayTarget {
     this.scheduleGrace();
   }
 
-  /** A leave goes out after the messages the user sent before it. */
+  /**
+   * A leave goes out after the messages the user sent before it, and only when the user is in
+   * the room on no other instance. Ordered before anything the hub does for that user and room next.
+   */
   private announceLeave(room: string, user: UserRef): void {
     this.forgetIfEmpty(room);
-    void this.batcher.settled().then(() => this.fanout.presence(room, "leave", user));
+    const ref = { ...user };
+    this.rosterOp(room, ref.id, async () => {
+      await this.batcher.settled();
+      return this.roster.remove(room, ref);
+    })
+      .then((last) => last && this.fanout.presence(room, "leave", ref))
+      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room }));
+  }
+
+  /** A join goes out when the user is new to the room on every instance; the joiner does not hear it. */
+  private announceJoin(room: string, user: UserRef, joiner: Connection): void {
+    const ref = { ...user };
+    this.rosterOp(room, ref.id, () => this.roster.add(room, ref))
+      .then((fresh) => fresh && this.fanout.presence(room, "join", ref, undefined, joiner))
+      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }));
+  }
+
+  /** Runs roster changes for one user and room one after another, so the roster sees them in order. */
+  private rosterOp<T>(room: string, userId: string, op: () => Promise<T>): Promise<T> {
+    const key = `${room}\n${userId}`;
+    const result = (this.rosterChains.get(key) ?? Promise.resolve()).then(op);
+    const tail = result.catch(() => {});
+    this.rosterChains.set(key, tail);
+    void tail.then(() => this.rosterChains.get(key) === tail && this.rosterChains.delete(key));
+    return result;
+  }
+
+  /** A dead instance's member of `room`, taken over by this one: in grace, then gone unless it is back. */
+  adopt(room: string, user: UserRef): void {
+    const verdict = this.presence.adopt(room, user, this.ctx.now());
+    if (verdict === "gone") this.announceLeave(room, user);
+    else if (verdict === "grace") this.scheduleGrace();
+  }
+
+  /** The roster lost this instance's members (it was taken for dead): tell it again who is here. */
+  lost(): void {
+    for (const { room } of this.presence.active()) {
+      for (const user of this.presence.members(room)) {
+        this.rosterOp(room, user.id, () => this.roster.add(room, user)).catch((error) =>
+          this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }),
+        );
+      }
+    }
+  }
+
+  /** A presence change or typing from another instance, for the members here. */
+  event(event: RoomEvent): void {
+    const frame = event.frame;
+    if (frame.type === "presence") this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
+    else this.fanout.typed(frame);
   }
 
   /** A room nobody is in and that never had a message is not worth remembering. */
@@ -2376,7 +2811,10 @@ class Hub implements RelayTarget {
     if (user.conns.size > 0 || this.presence.isMember(user.ref.id)) return;
     this.users.delete(user.ref.id);
     const key = nameKey(user.ref.name);
-    if (this.names.get(key) === user.ref.id) this.names.delete(key);
+    if (this.names.get(key) === user.ref.id) {
+      this.names.delete(key);
+      this.roster.releaseName(key, user.ref.id);
+    }
   }
 
   private scheduleGrace(): void {
@@ -2431,6 +2869,18 @@ class Hub implements RelayTarget {
     // Checked again: with a storage engine behind a network, others may have moved meanwhile.
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
     if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
+    // Unique on every instance too: the roster holds the name (one process: the map above is all).
+    const key = nameKey(name);
+    try {
+      if (!(await this.roster.claimName(key, userId))) return fail("name_taken", MESSAGES.nameTaken);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "claimName" });
+      return fail("internal", MESSAGES.internal);
+    }
+    if (conn.state !== "open" || conn.user || this.nameHolder(name, userId)) {
+      if (this.names.get(key) !== userId) this.roster.releaseName(key, userId);
+      return fail("internal", "connection closed");
+    }
 
     const live = this.users.get(userId)?.conns;
     if (live && live.size >= this.config.maxConnectionsPerSession) {
@@ -2456,7 +2906,10 @@ class Hub implements RelayTarget {
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
   private rename(user: User, name: string): void {
     const old = user.ref.name;
-    if (this.names.get(nameKey(old)) === user.ref.id) this.names.delete(nameKey(old));
+    if (this.names.get(nameKey(old)) === user.ref.id) {
+      this.names.delete(nameKey(old));
+      this.roster.releaseName(nameKey(old), user.ref.id);
+    }
     this.names.set(nameKey(name), user.ref.id);
     user.ref.name = name;
     const renamed = { ...user.ref };
@@ -2465,6 +2918,12 @@ class Hub implements RelayTarget {
     void this.batcher.settled().then(() => {
       for (const room of rooms) this.fanout.presence(room, "rename", renamed, old);
     });
+    for (const room of rooms) {
+      this.rosterOp(room, renamed.id, async () => {
+        await this.batcher.settled();
+        await this.roster.rename(room, renamed, old);
+      }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.rename", room }));
+    }
   }
 
   /** Whether another online user holds `name` (by its confusable skeleton). */
@@ -2620,11 +3079,12 @@ class Hub implements RelayTarget {
     // without a known seq, storage holds exactly what was published.
     const readUpTo = state.seq;
     const before = readUpTo === null ? undefined : readUpTo + 1;
-    let info, page;
+    let info, page, others;
     try {
-      [info, page] = await Promise.all([
+      [info, page, others] = await Promise.all([
         this.store.roomInfo(room),
         this.store.page(room, since === undefined ? { before, limit } : { after: since, before, limit }),
+        this.roster.others(room),
       ]);
     } finally {
       state.joins.delete(collected);
@@ -2652,17 +3112,16 @@ class Hub implements RelayTarget {
       room,
       seq: state.seq,
       oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0),
-      members: this.presence.members(room),
+      members: this.membersWith(room, others),
       messages,
       complete,
     };
     conn.joined(withRef(joined, ref));
     if (first) {
-      // Announced before subscribing, so the joiner does not hear its own join.
-      if (isNew) this.fanout.presence(room, "join", user.ref);
       this.fanout.subscribe(conn, room);
       conn.rooms.add(room);
       this.ctx.metrics.joins++;
+      if (isNew) this.announceJoin(room, user.ref, conn);
     }
     return ok(null);
   }
@@ -2679,10 +3138,21 @@ class Hub implements RelayTarget {
     if (!conn.rooms.delete(room)) return fail("not_joined", `not in ${room}`);
     const wasLast = this.presence.leave(room, user.ref.id, conn);
     if (wasLast) user.typingAt.delete(room);
+    const ref = { ...user.ref };
+    // Put in line now, so that a join of the same user that follows waits for it.
+    const gone = wasLast
+      ? this.rosterOp(room, ref.id, async () => {
+          await this.batcher.settled();
+          return this.roster.remove(room, ref);
+        }).catch((error) => {
+          this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room });
+          return false;
+        })
+      : null;
     await this.batcher.settled();
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
-    if (wasLast && !this.presence.has(room, user.ref.id)) {
-      this.fanout.presence(room, "leave", user.ref);
+    if (gone && (await gone)) {
+      this.fanout.presence(room, "leave", ref);
       this.forgetIfEmpty(room);
     }
     return ok(null);
@@ -2720,12 +3190,32 @@ class Hub implements RelayTarget {
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first, with their latest seq: from memory, no storage read. */
-  rooms(): RoomEntry[] {
-    return this.presence
-      .active()
-      .sort((a, b) => b.members - a.members || a.room.localeCompare(b.room))
-      .map((r) => ({ ...r, seq: this.roomStates.get(r.room)?.seq ?? 0 }));
+  /**
+   * Rooms with members, busiest first, with their latest seq: from memory with one process; with
+   * several, members on every instance, from the roster, and seq from storage for rooms not heard here.
+   */
+  async rooms(): Promise<RoomEntry[]> {
+    const active = ((await this.roster.active()) ?? this.presence.active()).sort(
+      (a, b) => b.members - a.members || a.room.localeCompare(b.room),
+    );
+    return Promise.all(
+      active.map(async (r) => {
+        const state = this.roomStates.get(r.room);
+        const known = this.relay.hearsAll || state?.heard;
+        return { ...r, seq: known ? (state?.seq ?? 0) : (await this.store.roomInfo(r.room)).seq };
+      }),
+    );
+  }
+
+  /** Every member of `room` once, on every instance. */
+  async members(room: string): Promise<UserRef[]> {
+    return this.membersWith(room, await this.roster.others(room));
+  }
+
+  /** The members here, then those only on other instances. */
+  private membersWith(room: string, others: UserRef[]): UserRef[] {
+    const here = this.presence.members(room);
+    return others.length ? here.concat(others.filter((u) => !this.presence.has(room, u.id))) : here;
   }
 
   /** Starts the directory with what storage holds, so a restart does not empty it. */
@@ -2962,17 +3452,17 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         conn.recent.splice(conn.recent.indexOf(room), 1);
         conn.current = conn.recent.at(-1) ?? null;
         conn.line(`* left ${room}`);
-        if (conn.current) conn.line(`* now in ${conn.current} (${hub.presence.count(conn.current)} here)`);
+        if (conn.current) conn.line(`* now in ${conn.current} (${(await hub.members(conn.current)).length} here)`);
         else conn.line("* you are in no room; /join ROOM");
         return;
       }
       case "/rooms": {
-        const rooms = hub.rooms();
+        const rooms = await hub.rooms();
         return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
       }
       case "/who": {
         if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
-        const names = hub.presence.members(conn.current).map((u) => u.name);
+        const names = (await hub.members(conn.current)).map((u) => u.name);
         return conn.line(`* in ${conn.current}: ${names.join(", ")}`);
       }
       case "/help":
@@ -3144,7 +3634,7 @@ function createApp(hub: Hub, ctx: Context, assets: Assets, startedAt: number): H
   });
 
   // From memory, however many rooms there are: this endpoint is public and polled.
-  app.get("/api/rooms", (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms() }));
+  app.get("/api/rooms", async (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : await hub.rooms() }));
 
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");
@@ -3210,16 +3700,17 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
   const assets = await loadAssets();
   // A given store stands alone, like SQLite; REDIS_URL brings Redis's store and relay together.
-  const { store, relay }: { store: Store; relay: Relay } =
+  const { store, relay, roster }: { store: Store; relay: Relay; roster: Roster } =
     givenStore || config.redisUrl === null
-      ? { store: givenStore ?? new SqliteStore(config.databasePath, config.historyRetain), relay: new LocalRelay() }
+      ? { store: givenStore ?? new SqliteStore(config.databasePath, config.historyRetain), relay: new LocalRelay(), roster: new LocalRoster() }
       : await openRedis(config, config.redisUrl, ctx.log);
-  const closeEngine = () => relay.close().then(() => store.close());
-  const fanout = new Fanout(ctx);
-  const hub = new Hub(ctx, store, fanout, relay);
+  const closeEngine = () => roster.close().then(() => relay.close()).then(() => store.close());
+  const fanout = new Fanout(ctx, relay);
+  const hub = new Hub(ctx, store, fanout, relay, roster);
   const app = createApp(hub, ctx, assets, now());
   try {
     await hub.loadRecentRooms();
+    await roster.start();
   } catch (error) {
     await closeEngine();
     throw error;

@@ -66,6 +66,10 @@ describe("two instances", () => {
     const joined = await bob.join("lobby");
     expect(joined.seq).toBe(1);
     expect(joined.messages).toEqual([first]);
+    // Members on every instance, each once.
+    const bobUser = joined.members.find((m: { name: string }) => m.name === "bob");
+    expect(joined.members).toEqual([bobUser, first.user]);
+    expect(await alice.expect("presence")).toEqual({ type: "presence", room: "lobby", event: "join", user: bobUser });
 
     const hi = await alice.say("lobby", "hi bob");
     expect(await bob.expect("message")).toEqual(hi);
@@ -90,19 +94,22 @@ describe("two instances", () => {
     const bob = await Client.connect(b!.wsUrl);
     await bob.hello("bob");
     await bob.join("dedup");
+    await alice.expect("presence");
     const original = await alice.say("dedup", "first try", "msg-1");
     expect(await bob.expect("message")).toEqual(original);
 
     // Alice's connection broke before she saw her echo, say; she retries on B.
     const again = await Client.connect(b!.wsUrl);
     expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
-    await again.join("dedup", original.seq);
+    // Alice is in the room already (on A): her second connection, on B, is no news to anyone.
+    expect((await again.join("dedup", original.seq)).members.map((m: { name: string }) => m.name).sort()).toEqual(["alice", "bob"]);
     again.send({ type: "send", room: "dedup", id: "msg-1", text: "second try" });
     expect(await again.expect("message")).toEqual(original);
     // Nobody else hears the retry: bob's next message is the marker.
     const marker = await again.say("dedup", "marker");
     expect(marker.seq).toBe(original.seq + 1);
-    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([marker]);
+    expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
+    expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
     for (const c of [alice, bob, again]) c.close();
     await Promise.all([a!.stop(), b!.stop()]);
   });
@@ -203,6 +210,7 @@ describe("failures", () => {
     const bob = await Client.connect(b!.wsUrl);
     await bob.hello("bob");
     await bob.join("outage");
+    await alice.expect("presence");
     const before: Frame[] = [];
     for (let i = 1; i <= 3; i++) before.push(await alice.say("outage", `before ${i}`));
     expect(messages(await bob.until((f) => f.type === "message" && f.text === "before 3"))).toEqual(before);
@@ -240,6 +248,7 @@ describe("failures", () => {
     const bob = await Client.connect(b!.wsUrl);
     await bob.hello("bob");
     await bob.join("crash");
+    await alice.expect("presence");
     const BURST = 200;
     for (let i = 0; i < BURST; i++) alice.send({ type: "send", room: "crash", id: `m${i}`, text: `message ${i}` });
     const seen: Frame[] = [];
