@@ -518,12 +518,12 @@ export async function startRedis(): Promise<TestRedis> {
 
 /**
  * Runs every startServer on the Redis engine, each in its own database of `redis` (a clean slate,
- * as `:memory:` is). Servers that bring their own store or SQLite file stay on SQLite: those
- * tests are about that store or file.
+ * as `:memory:` is); null goes back to SQLite. Servers that bring their own store or SQLite file
+ * stay on SQLite: those tests are about that store or file.
  */
-export function useRedisEngine(redis: TestRedis): void {
+export function useRedisEngine(redis: TestRedis | null): void {
   engineOptions = (options) => {
-    if (options.store || options.redisUrl || (options.databasePath ?? ":memory:") !== ":memory:") return options;
+    if (!redis || options.store || options.redisUrl || (options.databasePath ?? ":memory:") !== ":memory:") return options;
     return { ...options, redisUrl: redis.url(++lastDatabase % REDIS_DATABASES) };
   };
 }
