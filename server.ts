@@ -2470,7 +2470,10 @@ class RedisRoster implements Roster {
   releaseName(key: string, userId: string): void {
     if (this.names.get(key) !== userId) return;
     this.names.delete(key);
-    this.link.run(NAME_RELEASE_SCRIPT, [redisNameKey(key)], [this.instance, userId]).catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
+    this.link
+      .run(NAME_RELEASE_SCRIPT, [redisNameKey(key)], [this.instance, userId])
+      .then(() => this.log("debug", "name_released", { user: userId }))
+      .catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
   }
 
   /** Stops heartbeating and lets its key go at once: a survivor takes its members over, in grace. */

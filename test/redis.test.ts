@@ -158,6 +158,139 @@ describe("two instances", () => {
   });
 });
 
+describe("presence and names across instances", () => {
+  test("a user on two instances is one member; it leaves when its last connection anywhere has left", async () => {
+    const [a, b] = await instances(2, { presenceGraceMs: 60_000 });
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("both");
+    const onA = await Client.connect(a!.wsUrl);
+    const welcome = await onA.hello("alice");
+    await onA.join("both");
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "both", event: "join", user: welcome.user });
+    const onB = await Client.connect(b!.wsUrl);
+    await onB.hello("alice", welcome.session);
+    expect((await onB.join("both")).members.map((m: { name: string }) => m.name)).toEqual(["bob", "alice"]);
+    // Both instances count two people in the room.
+    for (const s of [a!, b!]) {
+      const rooms = (await (await s.http("/api/rooms")).json()) as { rooms: { room: string; members: number; seq: number }[] };
+      expect(rooms.rooms.find((r) => r.room === "both")).toEqual({ room: "both", members: 2, seq: 0 });
+    }
+    // Alice leaves through A: she is still in through B, so nobody hears of it.
+    onA.send({ type: "leave", room: "both" });
+    await onA.expect("left");
+    const marker = await bob.say("both", "still here?");
+    expect(await bob.sync()).toEqual([]);
+    expect(bob.frames.filter((f) => f.type === "presence")).toHaveLength(1);
+    expect(await onB.until((f) => f.type === "message")).toEqual([marker]);
+    // Her last connection leaves: now everyone hears it, once.
+    onB.send({ type: "leave", room: "both" });
+    await onB.expect("left");
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "both", event: "leave", user: welcome.user });
+    for (const c of [bob, onA, onB]) c.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+
+  test("moving from A to B within grace: nobody sees a leave or a join", async () => {
+    const [a, b] = await instances(2, { presenceGraceMs: 60_000 });
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("move");
+    const alice = await Client.connect(a!.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("move");
+    await bob.expect("presence");
+    alice.close();
+    await a!.logLine((l) => l.event === "close" && l.user === welcome.user.id);
+    const back = await Client.connect(b!.wsUrl);
+    await back.hello("alice", welcome.session);
+    expect((await back.join("move")).members.map((m: { name: string }) => m.name)).toEqual(["bob", "alice"]);
+    const marker = await back.say("move", "moved");
+    expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
+    bob.close();
+    back.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+
+  for (const back of [false, true]) {
+    test(back
+      ? "SIGKILL of A: its user comes back on B within grace, and nobody sees it leave"
+      : "SIGKILL of A: one survivor takes its members over; they leave once, after grace", async () => {
+      const db = ++lastDb;
+      const timeout = 1000;
+      const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
+      const [b, c] = await Promise.all(
+        [0, 1].map(() => startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: back ? 60_000 : 200 })),
+      );
+      const bob = await Client.connect(b!.wsUrl);
+      await bob.hello("bob");
+      await bob.join("ghost");
+      const carol = await Client.connect(c!.wsUrl);
+      await carol.hello("carol");
+      await carol.join("ghost");
+      await bob.expect("presence");
+      const alice = await Client.connect(a.wsUrl);
+      const welcome = await alice.hello("alice");
+      await alice.join("ghost");
+      const join: Frame = { type: "presence", room: "ghost", event: "join", user: welcome.user };
+      expect(await bob.expect("presence")).toEqual(join);
+      expect(await carol.expect("presence")).toEqual(join);
+
+      a.proc.kill("SIGKILL");
+      await alice.closed;
+      // Noticed within 1.5 × INSTANCE_TIMEOUT_MS, by exactly one of the survivors.
+      const takeover = await Promise.race([b!, c!].map((s) => s.logLine((l) => l.event === "instance_taken_over")));
+      expect(takeover).toMatchObject({ members: 1, rooms: 1 });
+      if (back) {
+        const again = await Client.connect(b!.wsUrl);
+        expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+        expect((await again.join("ghost")).members.map((m: { name: string }) => m.name).sort()).toEqual(["alice", "bob", "carol"]);
+        const marker = await again.say("ghost", "I am back");
+        expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
+        expect(await carol.until((f) => f.type === "message")).toEqual([marker]);
+        again.close();
+      } else {
+        const leave: Frame = { type: "presence", room: "ghost", event: "leave", user: welcome.user };
+        expect(await bob.expect("presence")).toEqual(leave);
+        expect(await carol.expect("presence")).toEqual(leave);
+        const marker = await bob.say("ghost", "gone?");
+        expect(await carol.until((f) => f.type === "message")).toEqual([marker]);
+        expect(await bob.sync()).toEqual([]);
+        const rooms = (await (await b!.http("/api/rooms")).json()) as { rooms: { room: string; members: number }[] };
+        expect(rooms.rooms.find((r) => r.room === "ghost")?.members).toBe(2);
+      }
+      const taken = [b!, c!].flatMap((s) => s.logs.filter((l) => l.event === "instance_taken_over"));
+      expect(taken).toHaveLength(1);
+      bob.close();
+      carol.close();
+      await Promise.all([b!.stop(), c!.stop()]);
+    });
+  }
+
+  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user is gone", async () => {
+    const [a, b] = await instances(2, { presenceGraceMs: 0 });
+    const alice = await Client.connect(a!.wsUrl);
+    const welcome = await alice.hello("alice");
+    const other = await Client.connect(b!.wsUrl);
+    for (const name of ["alice", "ALICE", "\u0430lice"]) {
+      other.send({ type: "hello", name });
+      expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    }
+    // Her own session may use it on B.
+    const again = await Client.connect(b!.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    again.close();
+    await b!.logLine((l) => l.event === "name_released");
+    other.send({ type: "hello", name: "Alice" });
+    expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    alice.close();
+    await a!.logLine((l) => l.event === "name_released");
+    expect((await other.hello("Alice")).user.name).toBe("Alice");
+    other.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+});
+
 describe("failures", () => {
   test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
     const [a, b] = await instances(2);
