@@ -1383,24 +1383,28 @@ class RedisLink {
    * Sends a command; one that lost its connection is sent again once the client is back (every
    * command we send may run twice: appends carry a dedup key, the rest are idempotent).
    */
-  async send(command: string, args: string[]): Promise<any> {
+  async send(command: string, args: string[], resent?: () => void): Promise<any> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.client.send(command, args);
       } catch (error) {
         if (!isConnectionClosed(error) || attempt >= REDIS_ATTEMPTS) throw error;
         await this.whenConnected(REDIS_RECONNECT_WAIT_MS);
+        resent?.();
       }
     }
   }
 
-  /** Runs a script by its SHA, loading it once (and again after a Redis restart forgot it). */
-  async run(script: string, keys: string[], args: string[]): Promise<any> {
+  /**
+   * Runs a script by its SHA, loading it once (and again after a Redis restart forgot it).
+   * `resent` hears when it is sent again after a lost connection: the first may have run.
+   */
+  async run(script: string, keys: string[], args: string[], resent?: () => void): Promise<any> {
     for (let attempt = 1; ; attempt++) {
       let sha = this.shas.get(script);
       if (!sha) this.shas.set(script, (sha = String(await this.send("SCRIPT", ["LOAD", script]))));
       try {
-        return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args]);
+        return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args], resent);
       } catch (error) {
         if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
         this.shas.delete(script);
@@ -1432,12 +1436,20 @@ export class RedisStore implements Store {
     private readonly heard: (room: string, seq: number) => Promise<void>,
   ) {}
 
-  private appendOne(m: NewMessage): Promise<[number, string]> {
+  /**
+   * A repeat found by our own resend means the first send ran, and published: it is news to
+   * everyone, the sender included, through the relay; so it is not reported as a duplicate.
+   */
+  private async appendOne(m: NewMessage): Promise<{ message: MessageFrame; duplicate: boolean }> {
     const keys = redisKeys(m.room);
-    return this.link.run(APPEND_SCRIPT,
+    let resent = false;
+    const [repeat, member]: [number, string] = await this.link.run(
+      APPEND_SCRIPT,
       [keys.seq, keys.log, keys.ids, REDIS_RECENT_KEY],
       [`${m.user.id}\n${m.id}`, encodeMember(m), String(this.retain), keys.channel, String(m.ts), m.room, String(REDIS_RECENT_ROOMS_KEPT)],
+      () => (resent = true),
     );
+    return { message: decodeMember(member), duplicate: repeat === 1 && !resent };
   }
 
   /**
@@ -1446,8 +1458,7 @@ export class RedisStore implements Store {
    * what it means with one process: a leave that waits for it comes after them.
    */
   async append(batch: readonly NewMessage[]) {
-    const replies = await Promise.all(batch.map((m) => this.appendOne(m)));
-    const results = replies.map(([duplicate, member]) => ({ message: decodeMember(member), duplicate: duplicate === 1 }));
+    const results = await Promise.all(batch.map((m) => this.appendOne(m)));
     const newest = new Map<string, number>();
     for (const r of results) if (!r.duplicate) newest.set(r.message.room, r.message.seq);
     await Promise.all([...newest].map(([room, seq]) => this.heard(room, seq)));
@@ -2773,6 +2784,11 @@ class Hub implements RelayTarget, RosterTarget {
     return result;
   }
 
+  /** Resolves once the roster changes under way are done (before the engine closes). */
+  async rosterSettled(): Promise<void> {
+    await Promise.all(this.rosterChains.values());
+  }
+
   /** A dead instance's member of `room`, taken over by this one: in grace, then gone unless it is back. */
   adopt(room: string, user: UserRef): void {
     const verdict = this.presence.adopt(room, user, this.ctx.now());
@@ -3763,6 +3779,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     await server.stop(true);
     hub.dispose();
     await hub.batcher.flush();
+    await hub.rosterSettled();
     await closeEngine();
     ctx.log("info", "stopped");
   }

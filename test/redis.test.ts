@@ -335,6 +335,32 @@ describe("failures", () => {
     await Promise.all([a!.stop(), b!.stop()]);
   });
 
+  test("CLIENT KILL of the command connections mid-burst: sends in flight are sent again, each stored and delivered once", async () => {
+    const [a, b] = await instances(2);
+    const alice = await Client.connect(a!.wsUrl);
+    await alice.hello("alice");
+    await alice.join("resend");
+    const bob = await Client.connect(b!.wsUrl);
+    await bob.hello("bob");
+    await bob.join("resend");
+    await alice.expect("presence");
+    const BURST = 300;
+    for (let i = 0; i < BURST; i++) alice.send({ type: "send", room: "resend", id: `m${i}`, text: `message ${i}` });
+    await bob.expect("message");
+    expect(await redis.command("CLIENT", "KILL", "TYPE", "normal")).toBeGreaterThanOrEqual(2);
+    const last = `m${BURST - 1}`;
+    for (const c of [alice, bob]) {
+      await c.until((f) => f.type === "message" && f.id === last);
+      const got = messages(c.frames);
+      expect(got.map((m) => m.seq)).toEqual(got.map((_, i) => i + 1));
+      expect(got.map((m) => m.id)).toEqual(got.map((_, i) => `m${i}`));
+      expect(got).toHaveLength(BURST);
+    }
+    alice.close();
+    bob.close();
+    await Promise.all([a!.stop(), b!.stop()]);
+  });
+
   test("Redis stops mid-chat: sends get internal, /healthz 503; it restarts (AOF): the instances recover by themselves, no loss, no seq reused", async () => {
     const [a, b] = await instances(2);
     const alice = await Client.connect(a!.wsUrl);
