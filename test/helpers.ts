@@ -286,6 +286,22 @@ export class Client {
   }
 }
 
+/** Sends `count` messages without waiting, ids `m<from>`, `m<from+1>`, … (texts `message <n>`). */
+export function burst(client: Client, room: string, count: number, from = 0): void {
+  for (let i = from; i < from + count; i++) client.send({ type: "send", room, id: `m${i}`, text: `message ${i}` });
+}
+
+/** Joins `room` with `since` and pages on, as a reconnecting client does; returns every message after `since`. */
+export async function catchUp(client: Client, room: string, since: number): Promise<Frame[]> {
+  const messages: Frame[] = [];
+  for (;;) {
+    const joined = await client.join(room, since);
+    messages.push(...joined.messages);
+    if (joined.complete) return messages;
+    since = joined.messages.at(-1)!.seq;
+  }
+}
+
 /** Connects and says hello; optionally joins rooms (consuming the joined frames). */
 export async function user(server: TestServer, name: string, ...rooms: string[]): Promise<Client> {
   const client = await Client.connect(server.wsUrl);
