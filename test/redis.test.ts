@@ -139,6 +139,15 @@ describe("two instances", () => {
     await done();
   });
 
+  test("typing on A reaches the others on B, and never the typist", async () => {
+    const { alice, bob, done } = await pair("typing");
+    alice.send({ type: "typing", room: "typing" });
+    expect(await bob.expect("typing")).toEqual({ type: "typing", room: "typing", user: expect.objectContaining({ name: "alice" }) });
+    const marker = await bob.say("typing", "marker");
+    expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
+    await done();
+  });
+
   test("joins on B during a burst from A: history, then live, every message once, in order", async () => {
     const [a, b] = (await instances(2, { historyOnJoin: 200 })) as [TestServer, TestServer];
     const alice = await Client.connect(a.wsUrl);
