@@ -3170,8 +3170,8 @@ class Hub implements RelayTarget, RosterTarget {
       : null;
     await this.batcher.settled();
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
-    if (gone && (await gone)) {
-      this.fanout.presence(room, "leave", ref);
+    if (gone) {
+      if (await gone) this.fanout.presence(room, "leave", ref);
       this.forgetIfEmpty(room);
     }
     return ok(null);
