@@ -5,7 +5,7 @@
  * safety bound (WAIT_MS) that fails the test with what did arrive instead of hanging it.
  */
 import { RedisClient } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -463,6 +463,8 @@ export interface TestRedis {
   stop: (signal?: "SIGTERM" | "SIGKILL") => Promise<void>;
   /** Starts it again on the same port and data; resolves when it accepts connections. */
   start: () => Promise<void>;
+  /** Throws its data away (while it is stopped): it starts again empty, as after losing its disk. */
+  wipe: () => void;
   /** Runs one command on a fresh connection. */
   command: (cmd: string, ...args: string[]) => Promise<any>;
   /** Stops it and removes its data. */
@@ -510,6 +512,9 @@ export async function startRedis(): Promise<TestRedis> {
     port,
     url,
     start,
+    wipe: () => {
+      for (const name of readdirSync(dir.path)) rmSync(join(dir.path, name), { recursive: true, force: true });
+    },
     stop: async (signal = "SIGTERM") => {
       proc?.kill(signal);
       await bounded(proc!.exited, "redis-server to stop");

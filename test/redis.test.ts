@@ -388,6 +388,27 @@ describe("failures", () => {
     await done();
   });
 
+  test("Redis comes back empty: the instances go on from its seq, and a client's since beyond it tells the client to start over", async () => {
+    const { a, b, alice, bob, done } = await pair("amnesia");
+    for (let i = 1; i <= 3; i++) await alice.say("amnesia", `before ${i}`);
+    await bob.until((f) => f.type === "message" && f.text === "before 3");
+    await redis.stop("SIGTERM");
+    redis.wipe();
+    await redis.start();
+    for (const s of [a, b]) await s.logLine((l) => l.event === "seq_went_back" && l.room === "amnesia");
+    // Live clients get what is sent now, though its seq is one they had.
+    const after = await alice.say("amnesia", "after the loss");
+    expect(after.seq).toBe(1);
+    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([after]);
+    // A client coming back with since = 3 sees seq 1 < 3 and knows to start over.
+    const carol = await Client.connect(b.wsUrl);
+    await carol.hello("carol");
+    const joined = await carol.join("amnesia", 3);
+    expect([joined.seq, joined.messages, joined.complete]).toEqual([1, [], true]);
+    carol.close();
+    await done();
+  });
+
   test("SIGKILL of instance A mid-burst: its user resumes on B with its session and since, and gets every message once", async () => {
     const db = ++lastDb;
     const a = await spawnServer({ REDIS_URL: redis.url(db), RATE_LIMIT_BURST: "1000", RATE_LIMIT_PER_SECOND: "1000" });
