@@ -1875,10 +1875,10 @@ class TcpConnection extends Connection {
 const roomTopic = (room: string) => `room:${room}`;
 
 /**
- * Delivers room events. WebSocket members get each event through Bun's native pub/sub (one
- * `server.publish`, serialized once); TCP members get one pre-encoded line, written to each.
- * Several instances would put a bus in front of it: publish each event to Redis, and hand what
- * comes back from Redis to the local Fanout; the hub's calls stay as they are.
+ * Delivers room events to this instance's members. WebSocket members get each event through
+ * Bun's native pub/sub (one `server.publish`, serialized once); TCP members get one pre-encoded
+ * line, written to each. With several instances, what crosses them comes in through the hub
+ * (messages by the Relay, presence by the Roster); only typing is sent out from here.
  */
 class Fanout {
   private readonly wsMembers = new Map<string, Set<WsConnection>>();
