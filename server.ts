@@ -1384,9 +1384,30 @@ class RedisLink {
    * command we send may run twice: appends carry a dedup key, the rest are idempotent).
    */
   async send(command: string, args: string[], resent?: () => void): Promise<any> {
+    return this.retrying(() => this.client.send(command, args), resent);
+  }
+
+  /**
+   * Subscribes `listener` to `channel` exactly once, once the connection is back if it was away.
+   * Bun calls a listener once per subscribe, and after a reconnect it believes it is subscribed
+   * while Redis has forgotten: so the channel is dropped first, whatever Bun believes.
+   */
+  subscribeOnce(channel: string, listener: RedisClient.StringPubSubListener): Promise<number> {
+    return this.retrying(async () => {
+      try {
+        await this.client.unsubscribe(channel);
+      } catch (error) {
+        // Bun refuses at once when nothing is subscribed: then there is nothing to drop.
+        if ((error as { code?: string })?.code !== "ERR_REDIS_INVALID_STATE") throw error;
+      }
+      return this.client.subscribe(channel, listener);
+    });
+  }
+
+  private async retrying<T>(command: () => Promise<T>, resent?: () => void): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.client.send(command, args);
+        return await command();
       } catch (error) {
         if (!isConnectionClosed(error) || attempt >= REDIS_ATTEMPTS) throw error;
         await this.whenConnected(REDIS_RECONNECT_WAIT_MS);
@@ -2124,6 +2145,8 @@ class RedisRelay implements Relay {
   private readonly rooms = new Map<string, number>();
   private readonly echoes = new Map<string, { seq: number; done: () => void }[]>();
   private readonly checker: ReturnType<typeof setInterval>;
+  /** The last subscription change: each waits for the one before. */
+  private subscribing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly sub: RedisLink,
@@ -2176,7 +2199,7 @@ class RedisRelay implements Relay {
   async watch(room: string): Promise<void> {
     this.rooms.set(room, 0);
     try {
-      await this.sub.client.subscribe(redisKeys(room).channel, this.listener);
+      await this.inLine(() => this.sub.subscribeOnce(redisKeys(room).channel, this.listener));
     } catch (error) {
       this.rooms.delete(room);
       throw error;
@@ -2185,7 +2208,14 @@ class RedisRelay implements Relay {
 
   unwatch(room: string): void {
     if (!this.rooms.delete(room)) return;
-    this.sub.client.unsubscribe(redisKeys(room).channel).catch(() => {});
+    this.inLine(() => this.sub.client.unsubscribe(redisKeys(room).channel)).catch(() => {});
+  }
+
+  /** Runs `change` after every subscription change before it: two at once could subscribe a channel twice. */
+  private inLine<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.subscribing.then(change);
+    this.subscribing = result.catch(() => {});
+    return result;
   }
 
   /** Resolves once `seq` of `room` was delivered here, or after REDIS_ECHO_WAIT_MS (the tail check delivers it then). */
@@ -2214,13 +2244,7 @@ class RedisRelay implements Relay {
   private async resubscribe(): Promise<void> {
     const rooms = [...this.rooms.keys()];
     try {
-      await Promise.all(
-        rooms.map(async (room) => {
-          const channel = redisKeys(room).channel;
-          await this.sub.client.unsubscribe(channel);
-          await this.sub.client.subscribe(channel, this.listener);
-        }),
-      );
+      await this.inLine(() => Promise.all(rooms.map((room) => this.sub.subscribeOnce(redisKeys(room).channel, this.listener))));
     } catch (error) {
       // The connection went again; its next onconnect starts over.
       this.log("warn", "redis_resubscribe", { error: String(error) });
