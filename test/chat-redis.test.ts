@@ -1,7 +1,7 @@
 /**
- * The whole WebSocket integration suite (chat.test.ts) again, on the Redis engine: every server
- * it starts gets REDIS_URL (its own database of one real redis-server), unless it brings its own
- * store or SQLite file.
+ * The WebSocket and TCP integration suites (chat.test.ts, tcp.test.ts) again, on the Redis engine:
+ * every server they start gets REDIS_URL (its own database of one real redis-server), unless it
+ * brings its own store or SQLite file.
  */
 import { afterAll, beforeAll } from "bun:test";
 import { startRedis, useRedisEngine } from "./helpers.ts";
@@ -14,6 +14,5 @@ afterAll(async () => {
   await redis.cleanup();
 });
 
-// A query of its own makes it a module of its own, run again even when chat.test.ts ran already.
-const suite = "./chat.test.ts?engine=redis";
-await import(suite);
+// A query of its own makes each a module of its own, run again even when it ran already.
+for (const suite of ["./chat.test.ts?engine=redis", "./tcp.test.ts?engine=redis"]) await import(suite);
