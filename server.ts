@@ -2134,9 +2134,10 @@ const REDIS_ECHO_WAIT_MS = 2000;
 
 /**
  * Relays the rooms this instance has members in from Redis, on one subscriber connection (a
- * subscribed connection can run no other command). No patterns: Bun's psubscribe delivers
- * nothing. Bun's client does not subscribe again after it reconnects, so this does it, room by
- * room, and has the hub catch up from history what was published meanwhile.
+ * subscribed connection can run no other command). No patterns: in Bun 1.4.5 psubscribe takes
+ * no listener, and a PSUBSCRIBE sent raw is counted by Redis but delivers nothing to JavaScript.
+ * Bun's client does not subscribe again after it reconnects, so this does it, room by room, and
+ * has the hub catch up from history what was published meanwhile.
  */
 class RedisRelay implements Relay {
   readonly hearsAll = false;
