@@ -12,6 +12,8 @@
  * Environment (all optional, validated at start; a bad value prints `NAME=value: what is allowed`
  * and exits 1 before listening). Defaults in brackets:
  *   PORT [3000]  HOST [0.0.0.0]  DATABASE_PATH [./data/chat.sqlite, or :memory:]
+ *   REDIS_URL [unset]          redis:// or rediss://: several instances share rooms through Redis
+ *   INSTANCE_TIMEOUT_MS [10000] with Redis: a silent instance's members are taken over after this
  *   ALLOWED_ORIGINS [none]     comma-separated scheme://host[:port] allowed to open /ws
  *   TRUST_PROXY [false]        take the client IP from Fly-Client-IP, else the rightmost X-Forwarded-For
  *   PUBLIC_HOSTS [any]         comma-separated host[:port] this server answers to; others get 421
@@ -30,6 +32,7 @@
  */
 
 import { Database } from "bun:sqlite";
+import { RedisClient } from "bun";
 import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { closeSync, fsync, mkdirSync, openSync } from "node:fs";
@@ -53,6 +56,10 @@ export interface Config {
   host: string;
   /** SQLite file (its folder is created) or ":memory:". */
   databasePath: string;
+  /** redis:// or rediss:// URL: history, sessions and room events live in Redis, shared by every instance; null = SQLite. */
+  redisUrl: string | null;
+  /** With Redis: how long an instance may stop renewing its key before a survivor takes its members over. */
+  instanceTimeoutMs: number;
   /** Origins, besides the server's own host, whose pages may open /ws. */
   allowedOrigins: string[];
   /** Trust Fly-Client-IP / the rightmost X-Forwarded-For entry for the client's address. */
@@ -116,6 +123,8 @@ export const DEFAULTS: Config = {
   port: 3000,
   host: "0.0.0.0",
   databasePath: "./data/chat.sqlite",
+  redisUrl: null,
+  instanceTimeoutMs: 10000,
   allowedOrigins: [],
   trustProxy: false,
   publicHosts: [],
@@ -179,6 +188,18 @@ function isOrigin(s: string): boolean {
 
 const originList = z.array(z.string().refine(isOrigin));
 
+/** A Redis URL Bun's client takes over TCP: `redis://` or `rediss://` (TLS), with a host. */
+function isRedisUrl(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+const redisUrl = z.string().refine(isRedisUrl);
+
 /**
  * A `Host` header's host[:port] in the form browsers send it: lowercase, punycode, no default
  * port; null if it is not one. `hostKey("Chat.Example.com:80") // => "chat.example.com"`
@@ -214,6 +235,13 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
     value: z.string().min(1),
     parse: z.string().min(1),
   },
+  redisUrl: {
+    env: "REDIS_URL",
+    allowed: "a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379",
+    value: redisUrl.nullable(),
+    parse: redisUrl,
+  },
+  instanceTimeoutMs: integer("INSTANCE_TIMEOUT_MS", 1000, 600000),
   allowedOrigins: {
     env: "ALLOWED_ORIGINS",
     allowed: "comma-separated scheme://host[:port] origins",
@@ -753,6 +781,23 @@ export class Presence<C> {
       }
     }
     return left;
+  }
+
+  /**
+   * `user` comes over from an instance that died: a member in grace here, as if its connection
+   * had just dropped, unless it is a member already. "gone" when there is no grace (leave now).
+   */
+  adopt(room: string, user: UserRef, now: number): "grace" | "gone" | "member" {
+    if (this.has(room, user.id)) return "member";
+    if (this.graceMs === 0) return "gone";
+    let members = this.rooms.get(room);
+    if (!members) this.rooms.set(room, (members = new Map()));
+    members.set(user.id, { user, conns: new Set(), graceUntil: now + this.graceMs });
+    let rooms = this.roomsOf.get(user.id);
+    if (!rooms) this.roomsOf.set(user.id, (rooms = new Set()));
+    rooms.add(room);
+    this.graces.push({ room, userId: user.id, until: now + this.graceMs });
+    return "grace";
   }
 
   /** Ends the graces due by `now`; returns the leaves to announce. */
@@ -1445,6 +1490,326 @@ export class SqliteStore implements Store {
   }
 }
 
+/** Bounds each attempt of a Redis command that lost its connection (then it is sent again). */
+const REDIS_ATTEMPTS = 3;
+/** Bounds the wait for Bun's client to reconnect before a command is sent again or fails. */
+const REDIS_RECONNECT_WAIT_MS = 2000;
+/** Bun's own reconnect attempts (50 ms doubling, at most 2 s apart) before it gives up and we take over. */
+const REDIS_CLIENT_RETRIES = 5;
+/** How often a connection Bun gave up on is connected again (Bun never does it by itself). */
+const REDIS_REVIVE_INTERVAL_MS = 1000;
+/** Bounds opening a Redis connection, at start and when reviving it. */
+const REDIS_CONNECT_TIMEOUT_MS = 5000;
+/** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
+const REDIS_RECENT_ROOMS_KEPT = 1000;
+
+/** Where a room's data lives in Redis; the room pattern keeps these keys free of separators. */
+const redisKeys = (room: string) => ({
+  seq: `chat:room:${room}:seq`,
+  log: `chat:room:${room}:log`,
+  ids: `chat:room:${room}:ids`,
+  channel: `chat:room:${room}`,
+});
+const REDIS_RECENT_KEY = "chat:recent";
+const redisSessionKey = (tokenHash: string) => `chat:session:${tokenHash}`;
+
+/**
+ * Appends one message, atomically (Redis runs a script alone and does not roll one back, so
+ * every check comes before the first write).
+ *   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
+ *   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
+ *   KEYS[3] the room's dedup hash: "userId\nclientId" → seq, dropped with the message it points at
+ *   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
+ *   ARGV[1] the dedup field   ARGV[2] the message as JSON, without its seq   ARGV[3] HISTORY_RETAIN
+ *   ARGV[4] the room's channel   ARGV[5] the message's time   ARGV[6] the room   ARGV[7] rooms kept
+ * Returns {1, member} with the original of a repeated key, else {0, member} after publishing it.
+ */
+const APPEND_SCRIPT = `
+local known = redis.call('HGET', KEYS[3], ARGV[1])
+if known then
+  local original = redis.call('ZRANGEBYSCORE', KEYS[2], known, known)
+  if original[1] then return {1, original[1]} end
+end
+local retain = tonumber(ARGV[3])
+local seq = redis.call('INCR', KEYS[1])
+local member = seq .. ':' .. ARGV[2]
+redis.call('ZADD', KEYS[2], seq, member)
+redis.call('HSET', KEYS[3], ARGV[1], seq)
+local excess = redis.call('ZCARD', KEYS[2]) - retain
+if excess > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    local m = cjson.decode(string.sub(old, string.find(old, ':', 1, true) + 1))
+    redis.call('HDEL', KEYS[3], m.user.id .. '\\n' .. m.id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+end
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
+redis.call('PUBLISH', ARGV[4], member)
+return {0, member}
+`;
+
+/** A stored message as Redis holds and publishes it: `seq:json`, the JSON without the seq. */
+function encodeMember(m: NewMessage): string {
+  return JSON.stringify({ room: m.room, id: m.id, user: { id: m.user.id, name: m.user.name }, text: m.text, ts: m.ts });
+}
+
+export function decodeMember(member: string): MessageFrame {
+  const at = member.indexOf(":");
+  const m = JSON.parse(member.slice(at + 1));
+  return { type: "message", room: m.room, seq: Number(member.slice(0, at)), id: m.id, user: { id: m.user.id, name: m.user.name }, text: m.text, ts: m.ts };
+}
+
+const isConnectionClosed = (error: unknown) => (error as { code?: string })?.code === "ERR_REDIS_CONNECTION_CLOSED";
+
+/**
+ * One connection to Redis, supervised. Bun's client reconnects by itself a few times and then
+ * stays closed for good until connect() is called; this calls it again until Redis is back.
+ * No offline queue: while Redis is away a command fails at once instead of piling up.
+ */
+class RedisLink {
+  readonly client: RedisClient;
+  /** Bun gave up reconnecting; the supervisor connects again. */
+  private gaveUp = false;
+  private reviving: Promise<void> | null = null;
+  private readonly waiters = new Set<() => void>();
+  private readonly supervisor: ReturnType<typeof setInterval>;
+  /** Runs on every (re)connection, after the first. */
+  onreconnect: (() => void) | null = null;
+  private opened = false;
+  private closing = false;
+  /** Scripts loaded into Redis, by source. */
+  private readonly shas = new Map<string, string>();
+
+  constructor(
+    url: string,
+    private readonly name: string,
+    private readonly log: Log,
+  ) {
+    this.client = new RedisClient(url, {
+      enableOfflineQueue: false,
+      maxRetries: REDIS_CLIENT_RETRIES,
+      connectionTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    });
+    this.client.onconnect = () => {
+      this.gaveUp = false;
+      for (const wake of [...this.waiters]) wake();
+      if (this.opened) {
+        this.log("info", "redis_connected", { link: this.name });
+        this.onreconnect?.();
+      }
+      this.opened = true;
+    };
+    this.client.onclose = (error) => {
+      // Before the first connection, open() rejects and says why.
+      if (this.closing || !this.opened) return;
+      this.gaveUp = true;
+      this.log("warn", "redis_closed", { link: this.name, error: String(error) });
+    };
+    this.supervisor = setInterval(() => this.revive(), REDIS_REVIVE_INTERVAL_MS);
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  /** The first connection; rejects when Redis cannot be reached. */
+  async open(): Promise<void> {
+    await this.client.connect();
+  }
+
+  private revive(): void {
+    if (!this.gaveUp || this.reviving || this.closing) return;
+    this.reviving = this.client
+      .connect()
+      .catch(() => {})
+      .finally(() => (this.reviving = null));
+  }
+
+  /** Resolves when connected, or after `ms` anyway. */
+  private whenConnected(ms: number): Promise<void> {
+    if (this.client.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /**
+   * Sends a command; one that lost its connection is sent again once the client is back (every
+   * command we send may run twice: appends carry a dedup key, the rest are idempotent).
+   */
+  async send(command: string, args: string[], resent?: () => void): Promise<any> {
+    return this.retrying(() => this.client.send(command, args), resent);
+  }
+
+  /**
+   * Subscribes `listener` to `channel` exactly once, once the connection is back if it was away.
+   * Bun calls a listener once per subscribe, and after a reconnect it believes it is subscribed
+   * while Redis has forgotten: so the channel is dropped first, whatever Bun believes.
+   */
+  subscribeOnce(channel: string, listener: RedisClient.StringPubSubListener): Promise<number> {
+    return this.retrying(async () => {
+      try {
+        await this.client.unsubscribe(channel);
+      } catch (error) {
+        // Bun refuses at once when nothing is subscribed: then there is nothing to drop.
+        if ((error as { code?: string })?.code !== "ERR_REDIS_INVALID_STATE") throw error;
+      }
+      return this.client.subscribe(channel, listener);
+    });
+  }
+
+  private async retrying<T>(command: () => Promise<T>, resent?: () => void): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await command();
+      } catch (error) {
+        if (!isConnectionClosed(error) || attempt >= REDIS_ATTEMPTS) throw error;
+        await this.whenConnected(REDIS_RECONNECT_WAIT_MS);
+        resent?.();
+      }
+    }
+  }
+
+  /**
+   * Runs a script by its SHA, loading it once (and again after a Redis restart forgot it).
+   * `resent` hears when it is sent again after a lost connection: the first may have run.
+   */
+  async run(script: string, keys: string[], args: string[], resent?: () => void): Promise<any> {
+    for (let attempt = 1; ; attempt++) {
+      let sha = this.shas.get(script);
+      if (!sha) this.shas.set(script, (sha = String(await this.send("SCRIPT", ["LOAD", script]))));
+      try {
+        return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args], resent);
+      } catch (error) {
+        if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
+        this.shas.delete(script);
+      }
+    }
+  }
+
+  close(): void {
+    this.closing = true;
+    clearInterval(this.supervisor);
+    for (const wake of [...this.waiters]) wake();
+    this.client.close();
+  }
+}
+
+/**
+ * The Redis engine's storage: history, seq, dedup keys, sessions and the room directory, shared
+ * by every instance. Each append runs APPEND_SCRIPT, which also publishes the message to the
+ * room's channel: that publish is the only way it reaches sockets, on every instance alike
+ * (see RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a
+ * message is on disk before anyone sees it; `everysec` may lose the last second on a crash.
+ */
+export class RedisStore implements Store {
+  constructor(
+    private readonly link: RedisLink,
+    private readonly retain: number,
+    private readonly sessionTtlMs: number,
+    /** Resolves once this instance's relay has heard `seq` in `room` (or gave up waiting). */
+    private readonly heard: (room: string, seq: number) => Promise<void>,
+  ) {}
+
+  /**
+   * A repeat found by our own resend means the first send ran, and published: it is news to
+   * everyone, the sender included, through the relay; so it is not reported as a duplicate.
+   */
+  private async appendOne(m: NewMessage): Promise<{ message: MessageFrame; duplicate: boolean }> {
+    const keys = redisKeys(m.room);
+    let resent = false;
+    const [repeat, member]: [number, string] = await this.link.run(
+      APPEND_SCRIPT,
+      [keys.seq, keys.log, keys.ids, REDIS_RECENT_KEY],
+      [`${m.user.id}\n${m.id}`, encodeMember(m), String(this.retain), keys.channel, String(m.ts), m.room, String(REDIS_RECENT_ROOMS_KEPT)],
+      () => (resent = true),
+    );
+    return { message: decodeMember(member), duplicate: repeat === 1 && !resent };
+  }
+
+  /**
+   * Sent together (one pipelined write; Redis runs them in order), answered together. Resolves
+   * after this instance's relay has heard the new messages, so "stored and published" means
+   * what it means with one process: a leave that waits for it comes after them.
+   */
+  async append(batch: readonly NewMessage[]) {
+    const results = await Promise.all(batch.map((m) => this.appendOne(m)));
+    const newest = new Map<string, number>();
+    for (const r of results) if (!r.duplicate) newest.set(r.message.room, r.message.seq);
+    await Promise.all([...newest].map(([room, seq]) => this.heard(room, seq)));
+    return results;
+  }
+
+  async roomInfo(room: string) {
+    const keys = redisKeys(room);
+    const [seq, oldest] = await Promise.all([this.link.send("GET", [keys.seq]), this.link.send("ZRANGE", [keys.log, "0", "0"])]);
+    return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0 };
+  }
+
+  async page(room: string, query: PageQuery): Promise<Page> {
+    const log = redisKeys(room).log;
+    const before = query.before === undefined ? "+inf" : `(${query.before}`;
+    const n = String(query.limit + 1);
+    // One past the limit tells whether the page is complete.
+    const members: string[] =
+      query.after === undefined
+        ? await this.link.send("ZREVRANGEBYSCORE", [log, before, "-inf", "LIMIT", "0", n])
+        : await this.link.send("ZRANGEBYSCORE", [log, `(${query.after}`, before, "LIMIT", "0", n]);
+    const complete = members.length <= query.limit;
+    const page = members.slice(0, query.limit).map(decodeMember);
+    if (query.after === undefined) page.reverse();
+    return { messages: page, complete };
+  }
+
+  async recentRooms(limit: number) {
+    const rooms: string[] = await this.link.send("ZREVRANGE", [REDIS_RECENT_KEY, "0", String(limit - 1)]);
+    const entries = await Promise.all(
+      rooms.map(async (room) => {
+        const newest: string[] = await this.link.send("ZRANGE", [redisKeys(room).log, "-1", "-1"]);
+        return newest[0] ? decodeMember(newest[0]) : null;
+      }),
+    );
+    return entries.filter((m) => m !== null).map((m) => ({ room: m.room, seq: m.seq, ts: m.ts }));
+  }
+
+  async findSession(tokenHash: string, now: number) {
+    const value: string | null = await this.link.send("GET", [redisSessionKey(tokenHash)]);
+    if (!value) return null;
+    const at = value.indexOf(" ");
+    const expiresAt = Number(value.slice(0, at));
+    return expiresAt > now ? { userId: value.slice(at + 1), expiresAt } : null;
+  }
+
+  /** Redis forgets it a TTL after its last save; the expiry stored with it is what counts. */
+  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
+    await this.link.send("SET", [redisSessionKey(tokenHash), `${expiresAt} ${userId}`, "PX", String(this.sessionTtlMs)]);
+  }
+
+  /** Redis expires sessions by itself. */
+  async sweepSessions(_now: number) {
+    return 0;
+  }
+
+  /**
+   * Not yet on this engine: APPEND_SCRIPT keeps HISTORY_RETAIN per room, but neither trims by
+   * HISTORY_MAX_AGE_DAYS nor refuses past MAX_ROOMS (room_limit); SQLite does both.
+   */
+  async sweepHistory(_now: number) {
+    return 0;
+  }
+
+  async close() {
+    this.link.close();
+  }
+}
+
 /** Bounds the messages committed in one transaction, so one commit never runs long. */
 const BATCH_MAX_MESSAGES = 1000;
 
@@ -1825,17 +2190,20 @@ class TcpConnection extends Connection {
 const roomTopic = (room: string) => `room:${room}`;
 
 /**
- * Delivers room events. WebSocket members get each event through Bun's native pub/sub (one
- * `server.publish`, serialized once); TCP members get one pre-encoded line, written to each.
- * Several instances would put a bus in front of it: publish each event to Redis, and hand what
- * comes back from Redis to the local Fanout; the hub's calls stay as they are.
+ * Delivers room events to this instance's members. WebSocket members get each event through
+ * Bun's native pub/sub (one `server.publish`, serialized once); TCP members get one pre-encoded
+ * line, written to each. With several instances, what crosses them comes in through the hub
+ * (messages by the Relay, presence by the Roster); only typing is sent out from here.
  */
 class Fanout {
   private readonly wsMembers = new Map<string, Set<WsConnection>>();
   private readonly tcpMembers = new Map<string, Set<TcpConnection>>();
   server!: Server<WsConnection>;
 
-  constructor(private readonly ctx: Context) {}
+  constructor(
+    private readonly ctx: Context,
+    private readonly relay: Relay,
+  ) {}
 
   subscribe(conn: Connection, room: string): void {
     if (conn instanceof WsConnection) {
@@ -1861,33 +2229,49 @@ class Fanout {
     this.publish(m.room, JSON.stringify(m), () => formatMessageLines(m));
   }
 
-  /** `oldName` is for a rename's TCP line, which says who the user was. */
-  presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string): void {
+  /**
+   * To this instance's members (the roster tells the others). `oldName` is for a rename's TCP
+   * line, which says who the user was; `except`, a joiner, does not hear its own join.
+   */
+  presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string, except?: Connection): void {
     const frame: PresenceFrame = { type: "presence", room, event, user };
-    this.publish(room, JSON.stringify(frame), () => formatPresenceLine(frame, oldName));
+    this.publish(room, JSON.stringify(frame), () => formatPresenceLine(frame, oldName), except);
   }
 
-  /** To the other WebSocket members only: TCP users get no typing. */
+  /** To the other WebSocket members only, here and on the other instances: TCP users get no typing. */
   typing(room: string, user: UserRef, from: WsConnection): void {
+    const frame: TypingNotice = { type: "typing", room, user };
+    this.relay.event({ frame });
     const members = this.wsMembers.get(room);
     if (!members || members.size < 2) return;
-    const frame: TypingNotice = { type: "typing", room, user };
     // ws.publish skips the sender itself (publishToSelf is off).
     const sent = from.ws.publish(roomTopic(room), JSON.stringify(frame), false);
     if (sent <= 0) this.backlog(members, sent === 0);
   }
 
+  /** Typing on another instance, for every WebSocket member here. */
+  typed(frame: TypingNotice): void {
+    const members = this.wsMembers.get(frame.room);
+    if (!members?.size) return;
+    const sent = this.server.publish(roomTopic(frame.room), JSON.stringify(frame), false);
+    if (sent <= 0) this.backlog(members, sent === 0);
+  }
+
   /** `line` is rendered only when a TCP user is in the room. */
-  private publish(room: string, json: string, line: () => string): void {
+  private publish(room: string, json: string, line: () => string, except?: Connection): void {
     const ws = this.wsMembers.get(room);
     if (ws?.size) {
-      const sent = this.server.publish(roomTopic(room), json, false);
+      // ws.publish skips its own socket (publishToSelf is off).
+      const sent =
+        except instanceof WsConnection && ws.has(except)
+          ? except.ws.publish(roomTopic(room), json, false)
+          : this.server.publish(roomTopic(room), json, false);
       if (sent <= 0) this.backlog(ws, sent === 0);
     }
     const tcp = this.tcpMembers.get(room);
     if (tcp?.size) {
       const bytes = encoder.encode(line());
-      for (const conn of tcp) conn.write(bytes);
+      for (const conn of tcp) if (conn !== except) conn.write(bytes);
     }
   }
 
@@ -1913,6 +2297,558 @@ function addTo<T>(map: Map<string, Set<T>>, key: string, value: T): void {
 function removeFrom<T>(map: Map<string, Set<T>>, key: string, value: T): void {
   const set = map.get(key);
   if (set?.delete(value) && set.size === 0) map.delete(key);
+}
+
+/** What a relay hands stored messages to: the hub. */
+interface RelayTarget {
+  /** A stored message heard from the engine, possibly repeated, late, or after a gap. */
+  receive(message: MessageFrame): void;
+  /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
+  catchUp(room: string): void;
+  /** A presence change or typing from another instance, for this one's members. */
+  event(event: RoomEvent): void;
+}
+
+/**
+ * How stored messages come back to the hub to be delivered (the relay seam). With one process the
+ * hub hears everything it commits, at once. With Redis every instance hears, from Redis's
+ * publish, the rooms it has members in; that is at most once, so the hub puts what it hears in
+ * order, drops repeats and fills gaps from history (Hub.receive): once, for every engine.
+ */
+interface Relay {
+  /** The hub hears every room without asking: nothing is stored but what it commits itself. */
+  readonly hearsAll: boolean;
+  attach(target: RelayTarget): void;
+  /** A message this instance stored (not a duplicate). */
+  committed(message: MessageFrame): void;
+  /** The hub delivered `message` here (heard live, or read from history to fill a gap). */
+  delivered(message: MessageFrame): void;
+  /** Tells the other instances of a room event this one delivered here (typing). */
+  event(event: RoomEvent): void;
+  /** Starts hearing `room`; resolves once every message stored from then on will be heard. */
+  watch(room: string): Promise<void>;
+  unwatch(room: string): void;
+  /** The engine's state for /healthz; null when there is nothing to report. */
+  health(): { redis: "up" | "down" } | null;
+  close(): Promise<void>;
+}
+
+/** One process: what the hub commits is all there is, and it hears it at once. */
+class LocalRelay implements Relay {
+  readonly hearsAll = true;
+  private target!: RelayTarget;
+
+  attach(target: RelayTarget): void {
+    this.target = target;
+  }
+
+  committed(message: MessageFrame): void {
+    this.target.receive(message);
+  }
+
+  delivered(): void {}
+  event(): void {}
+  async watch(): Promise<void> {}
+  unwatch(): void {}
+  health(): null {
+    return null;
+  }
+  async close(): Promise<void> {}
+}
+
+/** A room event other than a message, as it crosses instances (messages carry their seq instead). */
+interface RoomEvent {
+  frame: PresenceFrame | TypingNotice;
+  /** A rename's old name, for the TCP line that says who it was. */
+  oldName?: string;
+}
+
+/**
+ * Who is in which room on the other instances, and the presence changes that cross them
+ * (Centrifugo's PresenceManager). The hub keeps the members it serves in Presence, with their
+ * grace, and tells the roster when a user becomes or stops being a member here; the roster says
+ * whether that made the user new to the room, or gone from it, on every instance. The hub alone
+ * decides what to announce. With one process there is nobody else: every change counts.
+ */
+interface Roster {
+  attach(target: RosterTarget): void;
+  /** Starts taking part (heartbeats, taking over dead instances). */
+  start(): Promise<void>;
+  /** `user` is now a member of `room` here; true when it is a member nowhere else (a join to announce). */
+  add(room: string, user: UserRef): Promise<boolean>;
+  /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
+  remove(room: string, user: UserRef): Promise<boolean>;
+  /** The other instances hear that `user`, a member of `room`, was called `oldName`. */
+  rename(room: string, user: UserRef, oldName: string): Promise<void>;
+  /** Members of `room` served by other instances. */
+  others(room: string): Promise<UserRef[]>;
+  /** Rooms with members on any instance and their distinct users; null when this instance's are all. */
+  active(): Promise<{ room: string; members: number }[] | null>;
+  /** Holds the name (by its nameKey) for `userId` on every instance; false when another user holds it. */
+  claimName(key: string, userId: string): Promise<boolean>;
+  releaseName(key: string, userId: string): void;
+  close(): Promise<void>;
+}
+
+/** What a roster tells the hub. */
+interface RosterTarget {
+  /** A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless it is back. */
+  adopt(room: string, user: UserRef): void;
+  /** Others took this instance for dead (Redis or the network was away too long): register its members again. */
+  lost(): void;
+}
+
+/** One process: its members are everyone, its names all names. */
+class LocalRoster implements Roster {
+  attach(): void {}
+  async start(): Promise<void> {}
+  async add(): Promise<boolean> {
+    return true;
+  }
+  async remove(): Promise<boolean> {
+    return true;
+  }
+  async rename(): Promise<void> {}
+  async others(): Promise<UserRef[]> {
+    return [];
+  }
+  async active(): Promise<null> {
+    return null;
+  }
+  async claimName(): Promise<boolean> {
+    return true;
+  }
+  releaseName(): void {}
+  async close(): Promise<void> {}
+}
+
+/** How often every heard room's stored seq is compared with what was relayed, to catch a lost tail. */
+const REDIS_TAIL_CHECK_INTERVAL_MS = 15_000;
+/** Bounds how long an append waits to hear its own publish before it reports the message stored anyway. */
+const REDIS_ECHO_WAIT_MS = 2000;
+
+/**
+ * Relays the rooms this instance has members in from Redis, on one subscriber connection (a
+ * subscribed connection can run no other command). No patterns: in Bun 1.4.5 psubscribe takes
+ * no listener, and a PSUBSCRIBE sent raw is counted by Redis but delivers nothing to JavaScript.
+ * Bun's client does not subscribe again after it reconnects, so this does it, room by room, and
+ * has the hub catch up from history what was published meanwhile.
+ */
+class RedisRelay implements Relay {
+  readonly hearsAll = false;
+  private target!: RelayTarget;
+  /** The rooms heard, with the newest seq heard in each. */
+  private readonly rooms = new Map<string, number>();
+  private readonly echoes = new Map<string, { seq: number; done: () => void }[]>();
+  private readonly checker: ReturnType<typeof setInterval>;
+  /** The last subscription change: each waits for the one before. */
+  private subscribing: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly sub: RedisLink,
+    private readonly commands: RedisLink,
+    private readonly instance: string,
+    private readonly log: Log,
+  ) {
+    sub.onreconnect = () => void this.resubscribe();
+    commands.onreconnect = () => this.catchUpAll();
+    this.checker = setInterval(() => this.catchUpAll(), REDIS_TAIL_CHECK_INTERVAL_MS);
+  }
+
+  private readonly listener = (payload: string) => {
+    try {
+      if (payload.startsWith("{")) {
+        const { instance, ...event } = JSON.parse(payload) as RoomEvent & { instance: string };
+        // This instance delivered its own events already, in their place among its frames.
+        if (instance !== this.instance && this.rooms.has(event.frame.room)) this.target.event(event);
+        return;
+      }
+      const message = decodeMember(payload);
+      if (this.rooms.has(message.room)) this.target.receive(message);
+    } catch (error) {
+      this.log("error", "redis_bad_message", { error: String(error) });
+    }
+  };
+
+  event(event: RoomEvent): void {
+    this.commands
+      .send("PUBLISH", [redisKeys(event.frame.room).channel, encodeEvent(this.instance, event)])
+      .catch((error) => this.log("warn", "redis_publish", { error: String(error) }));
+  }
+
+  attach(target: RelayTarget): void {
+    this.target = target;
+  }
+
+  /** The append script published it already: it comes back through the subscription. */
+  committed(): void {}
+
+  delivered(message: MessageFrame): void {
+    const newest = this.rooms.get(message.room);
+    if (newest === undefined) return;
+    if (message.seq > newest) this.rooms.set(message.room, message.seq);
+    const waiting = this.echoes.get(message.room);
+    if (!waiting) return;
+    for (const echo of waiting.filter((e) => e.seq <= message.seq)) echo.done();
+  }
+
+  async watch(room: string): Promise<void> {
+    this.rooms.set(room, 0);
+    try {
+      await this.inLine(() => this.sub.subscribeOnce(redisKeys(room).channel, this.listener));
+    } catch (error) {
+      this.rooms.delete(room);
+      throw error;
+    }
+  }
+
+  unwatch(room: string): void {
+    if (!this.rooms.delete(room)) return;
+    this.inLine(() => this.sub.client.unsubscribe(redisKeys(room).channel)).catch(() => {});
+  }
+
+  /** Runs `change` after every subscription change before it: two at once could subscribe a channel twice. */
+  private inLine<T>(change: () => Promise<T>): Promise<T> {
+    const result = this.subscribing.then(change);
+    this.subscribing = result.catch(() => {});
+    return result;
+  }
+
+  /** Resolves once `seq` of `room` was delivered here, or after REDIS_ECHO_WAIT_MS (the tail check delivers it then). */
+  heard(room: string, seq: number): Promise<void> {
+    // Nothing comes while the subscriber is away: the catch-up after it is back delivers it.
+    if ((this.rooms.get(room) ?? Infinity) >= seq || !this.sub.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      let waiting = this.echoes.get(room);
+      if (!waiting) this.echoes.set(room, (waiting = []));
+      const echo = {
+        seq,
+        done: () => {
+          clearTimeout(timer);
+          const list = this.echoes.get(room);
+          list?.splice(list.indexOf(echo), 1);
+          if (list?.length === 0) this.echoes.delete(room);
+          resolve();
+        },
+      };
+      const timer = setTimeout(echo.done, REDIS_ECHO_WAIT_MS);
+      waiting.push(echo);
+    });
+  }
+
+  /** After a reconnect: subscribe to every room again (Bun does not), then catch up from history. */
+  private async resubscribe(): Promise<void> {
+    const rooms = [...this.rooms.keys()];
+    try {
+      await this.inLine(() => Promise.all(rooms.map((room) => this.sub.subscribeOnce(redisKeys(room).channel, this.listener))));
+    } catch (error) {
+      // The connection went again; its next onconnect starts over.
+      this.log("warn", "redis_resubscribe", { error: String(error) });
+      return;
+    }
+    this.log("info", "redis_resubscribed", { rooms: rooms.length });
+    this.catchUpAll();
+  }
+
+  private catchUpAll(): void {
+    if (!this.sub.connected || !this.commands.connected) return;
+    for (const room of this.rooms.keys()) this.target.catchUp(room);
+  }
+
+  health(): { redis: "up" | "down" } {
+    return { redis: this.sub.connected && this.commands.connected ? "up" : "down" };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.checker);
+    for (const waiting of [...this.echoes.values()]) for (const echo of [...waiting]) echo.done();
+    this.sub.close();
+  }
+}
+
+/** Where presence lives in Redis: per room, who is here on which instance and how many instances each user is on. */
+const rosterKeys = (room: string) => ({
+  /** "instanceId|userId" → 1: a user's membership through one instance. */
+  here: `chat:room:${room}:here`,
+  /** userId → the number of instances it is a member through. */
+  users: `chat:room:${room}:users`,
+  /** userId → its name, while it is a member. */
+  names: `chat:room:${room}:names`,
+});
+const instanceKeys = (id: string) => ({
+  /** Exists while the instance is alive (it sets it again every third of INSTANCE_TIMEOUT_MS). */
+  alive: `chat:instance:${id}`,
+  /** room → how many of the room's members are here through it: what a survivor takes over. */
+  rooms: `chat:instance:${id}:rooms`,
+});
+/** Every instance that registered and was not taken over yet. */
+const REDIS_INSTANCES_KEY = "chat:instances";
+/** room → its distinct members on every instance (for /api/rooms). */
+const REDIS_ACTIVE_KEY = "chat:active";
+const redisNameKey = (key: string) => `chat:name:${key}`;
+/** Bytes of randomness in an instance's id. */
+const INSTANCE_ID_BYTES = 9;
+/** Bounds the membership entries read per step when a dead instance is taken over. */
+const REAP_SCAN_COUNT = 1000;
+
+/**
+ * KEYS[1] here  KEYS[2] users  KEYS[3] names  KEYS[4] the instance's rooms  KEYS[5] active
+ * ARGV[1] "instanceId|userId"  ARGV[2] userId  ARGV[3] name  ARGV[4] room  ARGV[5] channel  ARGV[6] the join event
+ * Returns 1 when the user was in the room through no instance: the join is published with it,
+ * in order with the room's messages.
+ */
+const ROSTER_ADD_SCRIPT = `
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) > 1 then return 0 end
+redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+`;
+
+/**
+ * KEYS and ARGV[1], ARGV[2] as ROSTER_ADD_SCRIPT; ARGV[3] room  ARGV[4] channel  ARGV[5] the leave event
+ * Returns 1 when that was the user's last instance in the room: the leave is published with it.
+ */
+const ROSTER_REMOVE_SCRIPT = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[4], ARGV[3], -1) <= 0 then redis.call('HDEL', KEYS[4], ARGV[3]) end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('HINCRBY', KEYS[5], ARGV[3], -1) <= 0 then redis.call('HDEL', KEYS[5], ARGV[3]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`;
+
+/** KEYS[1] users  KEYS[2] names; ARGV[1] userId  ARGV[2] new name  ARGV[3] channel  ARGV[4] the rename event */
+const ROSTER_RENAME_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`;
+
+/**
+ * A survivor takes over one membership of a dead instance.
+ * KEYS[1] here  KEYS[2] users  KEYS[3] the dead instance's rooms  KEYS[4] the survivor's rooms
+ * ARGV[1] the dead "instanceId|userId"  ARGV[2] the survivor's  ARGV[3] userId  ARGV[4] room
+ * Returns 1 when the survivor now holds it (it keeps the user in grace), 2 when it held it already.
+ */
+const ROSTER_ADOPT_SCRIPT = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[3], ARGV[4], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[4]) end
+if redis.call('HSETNX', KEYS[1], ARGV[2], '1') == 1 then
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+  return 1
+end
+redis.call('HINCRBY', KEYS[2], ARGV[3], -1)
+return 2
+`;
+
+/**
+ * A name is held per instance (field instanceId → userId), so one user on several instances
+ * holds it until the last lets go; a dead instance's hold ends with the key's expiry.
+ * KEYS[1] the name  ARGV[1] instanceId  ARGV[2] userId  ARGV[3] expiry (ms). Returns 0 if another user holds it.
+ */
+const NAME_CLAIM_SCRIPT = `
+for _, holder in ipairs(redis.call('HVALS', KEYS[1])) do
+  if holder ~= ARGV[2] then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+/** KEYS[1] the name  ARGV[1] instanceId  ARGV[2] userId */
+const NAME_RELEASE_SCRIPT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+/** The JSON a room event crosses instances as; messages are `seq:json`, so a `{` tells them apart. */
+function encodeEvent(instance: string, event: RoomEvent): string {
+  return JSON.stringify({ instance, ...event });
+}
+
+/**
+ * Presence and names shared through Redis. Each instance registers, keeps a key alive with a TTL
+ * (INSTANCE_TIMEOUT_MS) and checks the others every half of it: a dead instance is noticed within
+ * 1.5 × INSTANCE_TIMEOUT_MS, and exactly one survivor (the one whose SREM removes it) takes over
+ * its memberships, in grace: their leaves go out PRESENCE_GRACE_MS later, unless they came back.
+ */
+class RedisRoster implements Roster {
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  /** Names this instance holds: claimed again with every heartbeat. */
+  private readonly names = new Map<string, string>();
+  private registered = false;
+  private target!: RosterTarget;
+
+  constructor(
+    private readonly link: RedisLink,
+    readonly instance: string,
+    private readonly timeoutMs: number,
+    private readonly log: Log,
+  ) {}
+
+  attach(target: RosterTarget): void {
+    this.target = target;
+  }
+
+  async start(): Promise<void> {
+    await this.heartbeat();
+    this.timers.push(
+      setInterval(() => void this.heartbeat().catch((e) => this.log("warn", "redis_heartbeat", { error: String(e) })), this.timeoutMs / 3),
+      setInterval(() => void this.reap().catch((e) => this.log("warn", "redis_reap", { error: String(e) })), this.timeoutMs / 2),
+    );
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
+    const added = await this.link.send("SADD", [REDIS_INSTANCES_KEY, this.instance]);
+    if (added === 1 && this.registered) {
+      this.log("warn", "instance_taken_over", { instance: this.instance });
+      this.target.lost();
+    }
+    this.registered = true;
+    await Promise.all([...this.names].map(([key, userId]) => this.claimName(key, userId)));
+  }
+
+  /** Takes over every instance whose key expired; SREM lets exactly one survivor do it. */
+  private async reap(): Promise<void> {
+    const instances: string[] = await this.link.send("SMEMBERS", [REDIS_INSTANCES_KEY]);
+    for (const dead of instances) {
+      if (dead === this.instance || (await this.link.send("EXISTS", [instanceKeys(dead).alive])) === 1) continue;
+      if ((await this.link.send("SREM", [REDIS_INSTANCES_KEY, dead])) !== 1) continue;
+      let members = 0;
+      const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(dead).rooms]);
+      for (const room of rooms) {
+        const keys = rosterKeys(room);
+        let cursor = "0";
+        do {
+          const [next, fields]: [string, string[]] = await this.link.send("HSCAN", [keys.here, cursor, "MATCH", `${dead}|*`, "COUNT", String(REAP_SCAN_COUNT)]);
+          cursor = String(next);
+          for (let i = 0; i < fields.length; i += 2) {
+            const userId = fields[i]!.slice(dead.length + 1);
+            const name: string | null = await this.link.send("HGET", [keys.names, userId]);
+            const taken = await this.link.run(
+              ROSTER_ADOPT_SCRIPT,
+              [keys.here, keys.users, instanceKeys(dead).rooms, instanceKeys(this.instance).rooms],
+              [fields[i]!, `${this.instance}|${userId}`, userId, room],
+            );
+            members++;
+            if (taken === 1) this.target.adopt(room, { id: userId, name: name ?? "" });
+          }
+        } while (cursor !== "0");
+      }
+      await this.link.send("DEL", [instanceKeys(dead).rooms]);
+      this.log("info", "instance_taken_over", { instance: dead, by: this.instance, rooms: rooms.length, members });
+    }
+  }
+
+  async add(room: string, user: UserRef): Promise<boolean> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "join", user } });
+    const added = await this.link.run(
+      ROSTER_ADD_SCRIPT,
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, REDIS_ACTIVE_KEY],
+      [`${this.instance}|${user.id}`, user.id, user.name, room, redisKeys(room).channel, event],
+    );
+    return added === 1;
+  }
+
+  async remove(room: string, user: UserRef): Promise<boolean> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "leave", user } });
+    const removed = await this.link.run(
+      ROSTER_REMOVE_SCRIPT,
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, REDIS_ACTIVE_KEY],
+      [`${this.instance}|${user.id}`, user.id, room, redisKeys(room).channel, event],
+    );
+    return removed === 1;
+  }
+
+  async rename(room: string, user: UserRef, oldName: string): Promise<void> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "rename", user }, oldName });
+    await this.link.run(ROSTER_RENAME_SCRIPT, [keys.users, keys.names], [user.id, user.name, redisKeys(room).channel, event]);
+  }
+
+  async others(room: string): Promise<UserRef[]> {
+    const keys = rosterKeys(room);
+    const [fields, names]: [string[], Record<string, string> | string[]] = await Promise.all([
+      this.link.send("HKEYS", [keys.here]),
+      this.link.send("HGETALL", [keys.names]),
+    ]);
+    const nameOf = redisHash(names);
+    const mine = `${this.instance}|`;
+    const ids = new Set(fields.filter((f) => !f.startsWith(mine)).map((f) => f.slice(f.indexOf("|") + 1)));
+    return [...ids].filter((id) => nameOf.has(id)).map((id) => ({ id, name: nameOf.get(id)! }));
+  }
+
+  async active(): Promise<{ room: string; members: number }[]> {
+    const counts = redisHash(await this.link.send("HGETALL", [REDIS_ACTIVE_KEY]));
+    return [...counts].map(([room, n]) => ({ room, members: Number(n) })).filter((r) => r.members > 0);
+  }
+
+  async claimName(key: string, userId: string): Promise<boolean> {
+    const held = await this.link.run(NAME_CLAIM_SCRIPT, [redisNameKey(key)], [this.instance, userId, String(this.timeoutMs)]);
+    if (held === 1) this.names.set(key, userId);
+    return held === 1;
+  }
+
+  releaseName(key: string, userId: string): void {
+    if (this.names.get(key) !== userId) return;
+    this.names.delete(key);
+    this.link
+      .run(NAME_RELEASE_SCRIPT, [redisNameKey(key)], [this.instance, userId])
+      .then(() => this.log("debug", "name_released", { user: userId }))
+      .catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
+  }
+
+  /** Stops heartbeating and lets its key go at once: a survivor takes its members over, in grace. */
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    await this.link.send("DEL", [instanceKeys(this.instance).alive]).catch(() => {});
+  }
+}
+
+/** A Redis hash reply as a Map: RESP3 sends an object, RESP2 a flat [field, value, …] list. */
+function redisHash(reply: Record<string, string> | string[] | null): Map<string, string> {
+  if (!reply) return new Map();
+  if (!Array.isArray(reply)) return new Map(Object.entries(reply));
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) map.set(reply[i]!, reply[i + 1]!);
+  return map;
+}
+
+/** A URL fit for a log line or an error: its password hidden. */
+function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.href;
+}
+
+/**
+ * Connects the Redis engine: one auto-pipelined command connection and one subscriber connection.
+ * Rejects, naming REDIS_URL, when Redis cannot be reached.
+ */
+async function openRedis(config: Config, url: string, log: Log): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
+  const commands = new RedisLink(url, "commands", log);
+  const sub = new RedisLink(url, "subscriber", log);
+  try {
+    await Promise.all([commands.open(), sub.open()]);
+  } catch (error) {
+    commands.close();
+    sub.close();
+    throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
+  }
+  const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
+  const relay = new RedisRelay(sub, commands, instance, log);
+  const store = new RedisStore(commands, config.historyRetain, config.sessionTtlSeconds * 1000, (room, seq) => relay.heard(room, seq));
+  const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log);
+  return { store, relay, roster };
 }
 
 // ─── The hub: users, names, rooms, sessions ───────────────────────────────────────────────────
@@ -1942,6 +2878,14 @@ interface RoomState {
   inflight: Set<NewMessage>;
   /** Joins reading history right now: each collects what is published meanwhile. */
   joins: Set<MessageFrame[]>;
+  /** The relay brings every message of the room here, so `seq` is the room's latest. */
+  heard: boolean;
+  /** Starting to hear it: subscribing, then reading where the relay starts. */
+  hearing: Promise<void> | null;
+  /** Reading history to fill a gap in what was heard. */
+  filling: boolean;
+  /** Heard while hearing or filling: delivered after, in seq order. */
+  backlog: MessageFrame[];
 }
 
 type Failure = { ok: false; code: ErrorCode; message: string; close?: { code: number; reason: string } };
@@ -1975,6 +2919,8 @@ const RATE_SWEEP_INTERVAL_MS = 60_000;
 const ROOM_STATES_MAX = 10_000;
 /** Bounds the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_MAX = 50;
+/** Bounds the history pages read to fill one gap in what the relay heard. */
+const FILL_PAGES_MAX = 100;
 
 const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
 const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
@@ -1993,7 +2939,7 @@ export interface RoomEntry {
  * WebSocket and TCP adapters call it and render its results their own way; room events go out
  * through the Fanout; messages are stored through the Batcher before anyone sees them.
  */
-class Hub {
+class Hub implements RelayTarget, RosterTarget {
   readonly users = new Map<string, User>();
   /** nameKey → user id, for every online user. */
   private readonly names = new Map<string, string>();
@@ -2010,13 +2956,19 @@ class Hub {
   draining = false;
   private graceTimer: ReturnType<typeof setTimeout> | null = null;
   private graceAt = Infinity;
+  /** Roster changes of one user in one room, in the order the hub made them (room\nuserId → last). */
+  private readonly rosterChains = new Map<string, Promise<unknown>>();
   private emptied: (() => void) | null = null;
 
   constructor(
     private readonly ctx: Context,
     readonly store: Store,
     readonly fanout: Fanout,
+    readonly relay: Relay,
+    readonly roster: Roster,
   ) {
+    relay.attach(this);
+    roster.attach(this);
     this.presence = new Presence(ctx.config.presenceGraceMs);
     this.userBuckets = new Buckets(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond);
     this.helloBuckets = new Buckets(ctx.config.helloRatePerMinute, ctx.config.helloRatePerMinute / 60);
@@ -2025,7 +2977,7 @@ class Hub {
       (message, duplicate, from, sent) => {
         this.roomStates.get(sent.room)?.inflight.delete(sent);
         if (duplicate) from.deliver(message);
-        else this.publish(message);
+        else relay.committed(message);
       },
       (from, message, error) => {
         this.roomStates.get(message.room)?.inflight.delete(message);
@@ -2130,15 +3082,77 @@ class Hub {
     this.scheduleGrace();
   }
 
-  /** A leave goes out after the messages the user sent before it. */
+  /**
+   * A leave goes out after the messages the user sent before it, and only when the user is in
+   * the room on no other instance. Ordered before anything the hub does for that user and room next.
+   */
   private announceLeave(room: string, user: UserRef): void {
     this.forgetIfEmpty(room);
-    void this.batcher.settled().then(() => this.fanout.presence(room, "leave", user));
+    const ref = { ...user };
+    this.rosterOp(room, ref.id, async () => {
+      await this.batcher.settled();
+      return this.roster.remove(room, ref);
+    })
+      .then((last) => last && this.fanout.presence(room, "leave", ref))
+      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room }));
+  }
+
+  /** A join goes out when the user is new to the room on every instance; the joiner does not hear it. */
+  private announceJoin(room: string, user: UserRef, joiner: Connection): void {
+    const ref = { ...user };
+    this.rosterOp(room, ref.id, () => this.roster.add(room, ref))
+      .then((fresh) => fresh && this.fanout.presence(room, "join", ref, undefined, joiner))
+      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }));
+  }
+
+  /** Runs roster changes for one user and room one after another, so the roster sees them in order. */
+  private rosterOp<T>(room: string, userId: string, op: () => Promise<T>): Promise<T> {
+    const key = `${room}\n${userId}`;
+    const result = (this.rosterChains.get(key) ?? Promise.resolve()).then(op);
+    const tail = result.catch(() => {});
+    this.rosterChains.set(key, tail);
+    void tail.then(() => this.rosterChains.get(key) === tail && this.rosterChains.delete(key));
+    return result;
+  }
+
+  /** Resolves once the roster changes under way are done (before the engine closes). */
+  async rosterSettled(): Promise<void> {
+    await Promise.all(this.rosterChains.values());
+  }
+
+  /** A dead instance's member of `room`, taken over by this one: in grace, then gone unless it is back. */
+  adopt(room: string, user: UserRef): void {
+    const verdict = this.presence.adopt(room, user, this.ctx.now());
+    if (verdict === "gone") this.announceLeave(room, user);
+    else if (verdict === "grace") this.scheduleGrace();
+  }
+
+  /** The roster lost this instance's members (it was taken for dead): tell it again who is here. */
+  lost(): void {
+    for (const { room } of this.presence.active()) {
+      for (const user of this.presence.members(room)) {
+        this.rosterOp(room, user.id, () => this.roster.add(room, user)).catch((error) =>
+          this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }),
+        );
+      }
+    }
+  }
+
+  /** A presence change or typing from another instance, for the members here. */
+  event(event: RoomEvent): void {
+    const frame = event.frame;
+    if (frame.type === "presence") this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
+    else this.fanout.typed(frame);
   }
 
   /** A room nobody is in and that never had a message is not worth remembering. */
   private forgetIfEmpty(room: string): void {
     const state = this.roomStates.get(room);
+    if (state?.heard && !this.relay.hearsAll && !state.joins.size && !state.inflight.size && !this.presence.count(room)) {
+      // Nobody here to deliver to: stop hearing it; `seq` is no longer the room's latest.
+      this.relay.unwatch(room);
+      state.heard = false;
+    }
     if (!state || state.seq || state.inflight.size || state.joins.size || this.presence.count(room)) return;
     this.roomStates.delete(room);
   }
@@ -2147,7 +3161,10 @@ class Hub {
     if (user.conns.size > 0 || this.presence.isMember(user.ref.id)) return;
     this.users.delete(user.ref.id);
     const key = nameKey(user.ref.name);
-    if (this.names.get(key) === user.ref.id) this.names.delete(key);
+    if (this.names.get(key) === user.ref.id) {
+      this.names.delete(key);
+      this.roster.releaseName(key, user.ref.id);
+    }
   }
 
   private scheduleGrace(): void {
@@ -2202,6 +3219,18 @@ class Hub {
     // Checked again: with a storage engine behind a network, others may have moved meanwhile.
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
     if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
+    // Unique on every instance too: the roster holds the name (one process: the map above is all).
+    const key = nameKey(name);
+    try {
+      if (!(await this.roster.claimName(key, userId))) return fail("name_taken", MESSAGES.nameTaken);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "claimName" });
+      return fail("internal", MESSAGES.internal);
+    }
+    if (conn.state !== "open" || conn.user || this.nameHolder(name, userId)) {
+      if (this.names.get(key) !== userId) this.roster.releaseName(key, userId);
+      return fail("internal", "connection closed");
+    }
 
     const live = this.users.get(userId)?.conns;
     if (live && live.size >= this.config.maxConnectionsPerSession) {
@@ -2227,7 +3256,10 @@ class Hub {
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
   private rename(user: User, name: string): void {
     const old = user.ref.name;
-    if (this.names.get(nameKey(old)) === user.ref.id) this.names.delete(nameKey(old));
+    if (this.names.get(nameKey(old)) === user.ref.id) {
+      this.names.delete(nameKey(old));
+      this.roster.releaseName(nameKey(old), user.ref.id);
+    }
     this.names.set(nameKey(name), user.ref.id);
     user.ref.name = name;
     const renamed = { ...user.ref };
@@ -2236,6 +3268,12 @@ class Hub {
     void this.batcher.settled().then(() => {
       for (const room of rooms) this.fanout.presence(room, "rename", renamed, old);
     });
+    for (const room of rooms) {
+      this.rosterOp(room, renamed.id, async () => {
+        await this.batcher.settled();
+        await this.roster.rename(room, renamed, old);
+      }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.rename", room }));
+    }
   }
 
   /** Whether another online user holds `name` (by its confusable skeleton). */
@@ -2248,10 +3286,14 @@ class Hub {
   private roomState(room: string): RoomState {
     let state = this.roomStates.get(room);
     if (state) this.roomStates.delete(room);
-    else state = { seq: null, ts: 0, inflight: new Set(), joins: new Set() };
+    else state = this.newRoomState(null, 0);
     this.roomStates.set(room, state);
     if (this.roomStates.size > ROOM_STATES_MAX) this.evictRoomStates();
     return state;
+  }
+
+  private newRoomState(seq: number | null, ts: number): RoomState {
+    return { seq, ts, inflight: new Set(), joins: new Set(), heard: this.relay.hearsAll, hearing: null, filling: false, backlog: [] };
   }
 
   /** Forgets the least recently used rooms that nobody is in and nothing is on its way to. */
@@ -2259,6 +3301,7 @@ class Hub {
     for (const [room, state] of this.roomStates) {
       if (this.roomStates.size <= ROOM_STATES_MAX) return;
       if (state.inflight.size || state.joins.size || this.presence.count(room)) continue;
+      if (state.hearing || (state.heard && !this.relay.hearsAll)) continue;
       this.roomStates.delete(room);
     }
   }
@@ -2274,6 +3317,87 @@ class Hub {
     state.ts = message.ts;
     for (const collected of state.joins) collected.push(message);
     this.fanout.message(message);
+    this.relay.delivered(message);
+  }
+
+  /**
+   * A stored message, from the relay: delivered in seq order, once. A repeat is dropped (by
+   * publish); after a gap, history fills it in first. What comes while the room is being heard
+   * or filled waits in its backlog.
+   */
+  receive(message: MessageFrame): void {
+    const state = this.roomStates.get(message.room);
+    if (!state || (!state.heard && !state.hearing)) return;
+    const gap = state.seq !== null && message.seq > state.seq + 1;
+    if (state.hearing || state.filling || state.backlog.length || gap) {
+      state.backlog.push(message);
+      if (!state.hearing && !state.filling) void this.fill(message.room, state);
+      return;
+    }
+    this.publish(message);
+  }
+
+  /** The relay may have missed the room's latest messages (it reconnected; a periodic check): read on. */
+  catchUp(room: string): void {
+    const state = this.roomStates.get(room);
+    if (state?.heard && !state.hearing && !state.filling) void this.fill(room, state);
+  }
+
+  /**
+   * Starts hearing a room this instance does not hear yet: subscribe first, then read the stored
+   * seq, where the relay starts. Everything up to it is in storage (the join reads it there),
+   * everything after it is heard; what was heard meanwhile waits in the backlog.
+   */
+  private hear(room: string, state: RoomState): Promise<void> {
+    state.hearing ??= (async () => {
+      try {
+        await this.relay.watch(room);
+        state.seq = (await this.store.roomInfo(room)).seq;
+        state.heard = true;
+      } catch (error) {
+        this.relay.unwatch(room);
+        state.backlog = [];
+        throw error;
+      } finally {
+        state.hearing = null;
+      }
+      this.deliverBacklog(state);
+    })();
+    return state.hearing;
+  }
+
+  /**
+   * Publishes what storage holds after the room's last published seq, up to its stored seq, then
+   * the backlog. A failed read leaves the backlog for the next catch-up or message.
+   */
+  private async fill(room: string, state: RoomState): Promise<void> {
+    state.filling = true;
+    try {
+      const stored = (await this.store.roomInfo(room)).seq;
+      if (state.seq !== null && stored < state.seq) {
+        // Storage came back with less than was published (Redis restarted without its data):
+        // go on from what it holds. Clients see a seq below their `since` and start over.
+        this.ctx.log("warn", "seq_went_back", { room, published: state.seq, stored });
+        state.seq = stored;
+      }
+      for (let pages = 0; (state.seq ?? 0) < stored && pages < FILL_PAGES_MAX; pages++) {
+        const page = await this.store.page(room, { after: state.seq ?? 0, before: stored + 1, limit: HISTORY_PAGE_MAX });
+        if (page.messages.length === 0) break;
+        for (const m of page.messages) this.publish(m);
+      }
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "fill", room });
+      return;
+    } finally {
+      state.filling = false;
+    }
+    this.deliverBacklog(state);
+  }
+
+  private deliverBacklog(state: RoomState): void {
+    const backlog = state.backlog.sort((a, b) => a.seq - b.seq);
+    state.backlog = [];
+    for (const m of backlog) this.receive(m);
   }
 
   /**
@@ -2290,15 +3414,27 @@ class Hub {
     const state = this.roomState(room);
     const collected: MessageFrame[] = [];
     state.joins.add(collected);
+    if (!state.heard) {
+      // Subscribe first, then read: what is published while history is read is heard, not lost.
+      try {
+        await this.hear(room, state);
+      } catch (error) {
+        state.joins.delete(collected);
+        this.forgetIfEmpty(room);
+        this.ctx.log("error", "storage", { error: String(error), op: "hear", room });
+        return fail("internal", MESSAGES.internal);
+      }
+    }
     // Nothing is on its way to a room without a state (sends need a member, members a state), so
     // without a known seq, storage holds exactly what was published.
     const readUpTo = state.seq;
     const before = readUpTo === null ? undefined : readUpTo + 1;
-    let info, page;
+    let info, page, others;
     try {
-      [info, page] = await Promise.all([
+      [info, page, others] = await Promise.all([
         this.store.roomInfo(room),
         this.store.page(room, since === undefined ? { before, limit } : { after: since, before, limit }),
+        this.roster.others(room),
       ]);
     } finally {
       state.joins.delete(collected);
@@ -2326,17 +3462,16 @@ class Hub {
       room,
       seq: state.seq,
       oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0),
-      members: this.presence.members(room),
+      members: this.membersWith(room, others),
       messages,
       complete,
     };
     conn.joined(withRef(joined, ref));
     if (first) {
-      // Announced before subscribing, so the joiner does not hear its own join.
-      if (isNew) this.fanout.presence(room, "join", user.ref);
       this.fanout.subscribe(conn, room);
       conn.rooms.add(room);
       this.ctx.metrics.joins++;
+      if (isNew) this.announceJoin(room, user.ref, conn);
     }
     return ok(null);
   }
@@ -2353,10 +3488,21 @@ class Hub {
     if (!conn.rooms.delete(room)) return fail("not_joined", `not in ${room}`);
     const wasLast = this.presence.leave(room, user.ref.id, conn);
     if (wasLast) user.typingAt.delete(room);
+    const ref = { ...user.ref };
+    // Put in line now, so that a join of the same user that follows waits for it.
+    const gone = wasLast
+      ? this.rosterOp(room, ref.id, async () => {
+          await this.batcher.settled();
+          return this.roster.remove(room, ref);
+        }).catch((error) => {
+          this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room });
+          return false;
+        })
+      : null;
     await this.batcher.settled();
     if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
-    if (wasLast && !this.presence.has(room, user.ref.id)) {
-      this.fanout.presence(room, "leave", user.ref);
+    if (gone) {
+      if (await gone) this.fanout.presence(room, "leave", ref);
       this.forgetIfEmpty(room);
     }
     return ok(null);
@@ -2394,18 +3540,38 @@ class Hub {
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first, with their latest seq: from memory, no storage read. */
-  rooms(): RoomEntry[] {
-    return this.presence
-      .active()
-      .sort((a, b) => b.members - a.members || a.room.localeCompare(b.room))
-      .map((r) => ({ ...r, seq: this.roomStates.get(r.room)?.seq ?? 0 }));
+  /**
+   * Rooms with members, busiest first, with their latest seq: from memory with one process; with
+   * several, members on every instance, from the roster, and seq from storage for rooms not heard here.
+   */
+  async rooms(): Promise<RoomEntry[]> {
+    const active = ((await this.roster.active()) ?? this.presence.active()).sort(
+      (a, b) => b.members - a.members || a.room.localeCompare(b.room),
+    );
+    return Promise.all(
+      active.map(async (r) => {
+        const state = this.roomStates.get(r.room);
+        const known = this.relay.hearsAll || state?.heard;
+        return { ...r, seq: known ? (state?.seq ?? 0) : (await this.store.roomInfo(r.room)).seq };
+      }),
+    );
+  }
+
+  /** Every member of `room` once, on every instance. */
+  async members(room: string): Promise<UserRef[]> {
+    return this.membersWith(room, await this.roster.others(room));
+  }
+
+  /** The members here, then those only on other instances. */
+  private membersWith(room: string, others: UserRef[]): UserRef[] {
+    const here = this.presence.members(room);
+    return others.length ? here.concat(others.filter((u) => !this.presence.has(room, u.id))) : here;
   }
 
   /** Starts the directory with what storage holds, so a restart does not empty it. */
   async loadRecentRooms(): Promise<void> {
     for (const { room, seq, ts } of await this.store.recentRooms(RECENT_ROOMS_MAX)) {
-      this.roomStates.set(room, { seq, ts, inflight: new Set(), joins: new Set() });
+      this.roomStates.set(room, this.newRoomState(seq, ts));
     }
   }
 
@@ -2632,17 +3798,17 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         conn.recent.splice(conn.recent.indexOf(room), 1);
         conn.current = conn.recent.at(-1) ?? null;
         conn.line(`* left ${room}`);
-        if (conn.current) conn.line(`* now in ${conn.current} (${hub.presence.count(conn.current)} here)`);
+        if (conn.current) conn.line(`* now in ${conn.current} (${(await hub.members(conn.current)).length} here)`);
         else conn.line("* you are in no room; /join ROOM");
         return;
       }
       case "/rooms": {
-        const rooms = hub.rooms();
+        const rooms = await hub.rooms();
         return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
       }
       case "/who": {
         if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
-        const names = hub.presence.members(conn.current).map((u) => u.name);
+        const names = (await hub.members(conn.current)).map((u) => u.name);
         return conn.line(`* in ${conn.current}: ${names.join(", ")}`);
       }
       case "/help":
@@ -2792,6 +3958,9 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
 
   app.get("/healthz", (c) => {
     if (hub.draining) return c.json({ status: "draining" }, 503);
+    const engine = hub.relay.health();
+    // A load balancer stops sending new users to an instance that cannot reach Redis.
+    if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
     return c.json({
       status: "ok",
       connections: hub.conns.size,
@@ -2811,7 +3980,7 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
   });
 
   // From memory, however many rooms there are: this endpoint is public and polled.
-  app.get("/api/rooms", (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms() }));
+  app.get("/api/rooms", async (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : await hub.rooms() }));
 
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");
@@ -2879,16 +4048,26 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   // and are accepted at once (issue #8: cold start); a request for the page waits for it.
   const assets = loadAssets();
   assets.catch((error) => ctx.log("error", "page", { error: String(error) }));
-  const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain, historyBounds(config));
-  const fanout = new Fanout(ctx);
-  const hub = new Hub(ctx, store, fanout);
+  // A given store stands alone, like SQLite; REDIS_URL brings Redis's store and relay together.
+  const { store, relay, roster }: { store: Store; relay: Relay; roster: Roster } =
+    givenStore || config.redisUrl === null
+      ? {
+          store: givenStore ?? new SqliteStore(config.databasePath, config.historyRetain, historyBounds(config)),
+          relay: new LocalRelay(),
+          roster: new LocalRoster(),
+        }
+      : await openRedis(config, config.redisUrl, ctx.log);
+  const closeEngine = () => roster.close().then(() => relay.close()).then(() => store.close());
+  const fanout = new Fanout(ctx, relay);
+  const hub = new Hub(ctx, store, fanout, relay, roster);
   const app = createApp(hub, ctx, assets, now());
   try {
     // Trimmed before the room directory is read from storage, so it lists no emptied room.
     if (config.historyMaxAgeDays) await store.sweepHistory(now());
     await hub.loadRecentRooms();
+    await roster.start();
   } catch (error) {
-    await store.close();
+    await closeEngine();
     throw error;
   }
 
@@ -2910,7 +4089,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
       throw error;
     }
   } catch (error) {
-    await store.close();
+    await closeEngine();
     throw error;
   }
 
@@ -2941,13 +4120,15 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     await server.stop(true);
     hub.dispose();
     await hub.batcher.flush();
-    await store.close();
+    await hub.rosterSettled();
+    await closeEngine();
     ctx.log("info", "stopped");
   }
 
   // Listening on every address, the page is at least on localhost: say so, for the newcomer.
   const page = ["0.0.0.0", "::"].includes(config.host) ? `http://localhost:${server.port}/` : server.url.href;
-  ctx.log("info", "listening", { url: server.url.href, page, tcpPort: tcp?.port ?? null, databasePath: config.databasePath });
+  const storage = config.redisUrl === null ? { databasePath: config.databasePath } : { redisUrl: redactedUrl(config.redisUrl) };
+  ctx.log("info", "listening", { url: server.url.href, page, tcpPort: tcp?.port ?? null, ...storage });
   return {
     server,
     url: server.url,
@@ -2971,7 +4152,11 @@ if (import.meta.main) {
     for (const line of loaded.errors) console.error(line);
     process.exit(1);
   }
-  const chat = await createServer(loaded.config);
+  // An unreachable Redis at start is an operator's error: say it in one line, like a bad setting.
+  const chat = await createServer(loaded.config).catch((error: Error) => {
+    console.error(error.message);
+    process.exit(1);
+  });
   const shutdown = () => chat.stop().then(() => process.exit(0));
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);

@@ -4,7 +4,8 @@
  * No sleeps anywhere: every wait is for a frame, a close or a log line, and every wait has a
  * safety bound (WAIT_MS) that fails the test with what did arrive instead of hanging it.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { RedisClient } from "bun";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,7 +51,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
     host: "127.0.0.1",
     databasePath: ":memory:",
     logLevel: "debug",
-    ...options,
+    ...engineOptions(options),
     log: (text) => {
       const line = JSON.parse(text) as Record<string, unknown>;
       logs.push(line);
@@ -285,6 +286,22 @@ export class Client {
   }
 }
 
+/** Sends `count` messages without waiting, ids `m<from>`, `m<from+1>`, … (texts `message <n>`). */
+export function burst(client: Client, room: string, count: number, from = 0): void {
+  for (let i = from; i < from + count; i++) client.send({ type: "send", room, id: `m${i}`, text: `message ${i}` });
+}
+
+/** Joins `room` with `since` and pages on, as a reconnecting client does; returns every message after `since`. */
+export async function catchUp(client: Client, room: string, since: number): Promise<Frame[]> {
+  const messages: Frame[] = [];
+  for (;;) {
+    const joined = await client.join(room, since);
+    messages.push(...joined.messages);
+    if (joined.complete) return messages;
+    since = joined.messages.at(-1)!.seq;
+  }
+}
+
 /** Connects and says hello; optionally joins rooms (consuming the joined frames). */
 export async function user(server: TestServer, name: string, ...rooms: string[]): Promise<Client> {
   const client = await Client.connect(server.wsUrl);
@@ -433,3 +450,103 @@ export const WS_UPGRADE = {
   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
   "Sec-WebSocket-Version": "13",
 };
+
+/** Redis databases a test redis-server offers: one per test server that wants a clean slate. */
+const REDIS_DATABASES = 4096;
+
+/** A real redis-server on a free loopback port, with its data (AOF, fsync always) in a temp dir. */
+export interface TestRedis {
+  port: number;
+  /** The URL of database `db` (each test server may take its own, for a clean slate). */
+  url: (db?: number) => string;
+  /** Stops it (SIGTERM: it writes its AOF and exits) or kills it (SIGKILL). */
+  stop: (signal?: "SIGTERM" | "SIGKILL") => Promise<void>;
+  /** Starts it again on the same port and data; resolves when it accepts connections. */
+  start: () => Promise<void>;
+  /** Throws its data away (while it is stopped): it starts again empty, as after losing its disk. */
+  wipe: () => void;
+  /** Runs one command on a fresh connection. */
+  command: (cmd: string, ...args: string[]) => Promise<any>;
+  /** Stops it and removes its data. */
+  cleanup: () => Promise<void>;
+}
+
+/** A port nobody listens on right now (the OS picks it; it is free again once we let it go). */
+export function freePort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+export async function startRedis(): Promise<TestRedis> {
+  const dir = tempDir();
+  const port = freePort();
+  let proc: Bun.Subprocess<"ignore", "pipe", "pipe"> | null = null;
+  const start = async () => {
+    const p = Bun.spawn(
+      ["/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "",
+        "--appendonly", "yes", "--appendfsync", "always", "--databases", String(REDIS_DATABASES)],
+      { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    proc = p;
+    // Ready once it says so (after loading its AOF), never by waiting a while.
+    let seen = "";
+    const decoder = new TextDecoder();
+    const ready = (async () => {
+      for await (const chunk of p.stdout) {
+        seen += decoder.decode(chunk, { stream: true });
+        if (seen.includes("Ready to accept connections")) return;
+      }
+      throw new Error(`redis-server exited: ${seen}`);
+    })();
+    await bounded(ready, "redis-server to start");
+    // Keep reading so its log never blocks it.
+    void (async () => {
+      for await (const _ of p.stdout);
+    })();
+  };
+  await start();
+  const url = (db = 0) => `redis://127.0.0.1:${port}/${db}`;
+  return {
+    port,
+    url,
+    start,
+    wipe: () => {
+      for (const name of readdirSync(dir.path)) rmSync(join(dir.path, name), { recursive: true, force: true });
+    },
+    stop: async (signal = "SIGTERM") => {
+      proc?.kill(signal);
+      await bounded(proc!.exited, "redis-server to stop");
+    },
+    command: async (cmd, ...args) => {
+      const client = new RedisClient(url());
+      try {
+        return await client.send(cmd, args);
+      } finally {
+        client.close();
+      }
+    },
+    cleanup: async () => {
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        proc.kill("SIGKILL");
+        await proc.exited;
+      }
+      dir.cleanup();
+    },
+  };
+}
+
+/**
+ * Runs every startServer on the Redis engine, each in its own database of `redis` (a clean slate,
+ * as `:memory:` is); null goes back to SQLite. Servers that bring their own store or SQLite file
+ * stay on SQLite: those tests are about that store or file.
+ */
+export function useRedisEngine(redis: TestRedis | null): void {
+  engineOptions = (options) => {
+    if (!redis || options.store || options.redisUrl || (options.databasePath ?? ":memory:") !== ":memory:") return options;
+    return { ...options, redisUrl: redis.url(++lastDatabase % REDIS_DATABASES) };
+  };
+}
+let lastDatabase = 0;
+let engineOptions = (options: ServerOptions): ServerOptions => options;

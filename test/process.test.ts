@@ -4,7 +4,7 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { Client, bounded, spawnServer, tempDir, type Frame } from "./helpers.ts";
+import { Client, bounded, burst, catchUp, spawnServer, tempDir, type Frame } from "./helpers.ts";
 
 const SERVER = join(import.meta.dir, "..", "server.ts");
 
@@ -36,8 +36,7 @@ test("SIGKILL mid-burst loses no message a client saw and reuses no seq", async 
   const welcome = await alice.hello("alice");
   await alice.join("crash");
   // Fire a burst without waiting, and kill the server as soon as some of it has been seen.
-  const BURST = 200;
-  for (let i = 0; i < BURST; i++) alice.send({ type: "send", room: "crash", id: `m${i}`, text: `message ${i}` });
+  burst(alice, "crash", 200);
   const seen: Frame[] = [];
   for (let i = 0; i < 20; i++) seen.push(await alice.expect("message"));
   server.proc.kill("SIGKILL");
@@ -49,14 +48,7 @@ test("SIGKILL mid-burst loses no message a client saw and reuses no seq", async 
   server = await spawnServer(env);
   const back = await Client.connect(server.wsUrl);
   expect((await back.hello("alice", welcome.session)).user).toEqual(welcome.user);
-  const stored: Frame[] = [];
-  let since = 0;
-  for (;;) {
-    const joined = await back.join("crash", since);
-    stored.push(...joined.messages);
-    if (joined.complete) break;
-    since = joined.messages.at(-1)!.seq;
-  }
+  const stored = await catchUp(back, "crash", 0);
   // Everything seen is stored, unchanged; what is stored is a gap-free prefix of the burst.
   expect(stored.slice(0, seen.length)).toEqual(seen);
   expect(stored.map((m) => m.seq)).toEqual(stored.map((_, i) => i + 1));

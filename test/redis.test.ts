@@ -1,0 +1,445 @@
+/**
+ * The Redis engine (REDIS_URL) with a real redis-server started here on a free loopback port,
+ * its AOF in a temp dir: several instances share rooms, seq, history, dedup keys, sessions,
+ * presence and names, and nothing is lost or repeated when a connection, Redis itself or an
+ * instance dies. The whole WebSocket suite also runs on this engine (chat-redis.test.ts).
+ */
+import { RedisClient } from "bun";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createServer, loadConfig, type ServerOptions } from "../server.ts";
+import {
+  Client,
+  bounded,
+  burst,
+  catchUp,
+  freePort,
+  spawnServer,
+  startRedis,
+  startServer,
+  type Frame,
+  type TestRedis,
+  type TestServer,
+} from "./helpers.ts";
+
+let redis: TestRedis;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(() => redis.cleanup());
+
+/** Each test's instances share a database of their own. */
+let lastDb = 0;
+async function instances(n: number, options: ServerOptions = {}): Promise<TestServer[]> {
+  const redisUrl = redis.url(++lastDb);
+  return Promise.all(Array.from({ length: n }, () => startServer({ redisUrl, rateLimitBurst: 1000, rateLimitPerSecond: 1000, ...options })));
+}
+
+/** Two instances; alice on A and bob on B in `room`, alice having heard bob come. */
+async function pair(room: string, options: ServerOptions = {}) {
+  const [a, b] = (await instances(2, options)) as [TestServer, TestServer];
+  const alice = await Client.connect(a.wsUrl);
+  const welcome = await alice.hello("alice");
+  await alice.join(room);
+  const bob = await Client.connect(b.wsUrl);
+  await bob.hello("bob");
+  const joined = await bob.join(room);
+  await alice.expect("presence");
+  const done = async () => {
+    alice.close();
+    bob.close();
+    await Promise.all([a.stop(), b.stop()]);
+  };
+  return { a, b, alice, bob, welcome, joined, done };
+}
+
+const messages = (frames: Frame[]) => frames.filter((f) => f.type === "message");
+const names = (members: { name: string }[]) => members.map((m) => m.name);
+/** The consecutive numbers from..to. */
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+describe("REDIS_URL", () => {
+  test("is validated: redis:// or rediss:// with a host; unset keeps SQLite", () => {
+    expect(loadConfig({ REDIS_URL: "http://127.0.0.1:6379" })).toEqual({
+      ok: false,
+      errors: ["REDIS_URL=http://127.0.0.1:6379: a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379"],
+    });
+    expect(loadConfig({ REDIS_URL: "localhost:6379" }).ok).toBe(false);
+    const ok = loadConfig({ REDIS_URL: "rediss://user:secret@redis.example.com:6380/2" });
+    expect(ok.ok && ok.config.redisUrl).toBe("rediss://user:secret@redis.example.com:6380/2");
+    const unset = loadConfig({});
+    expect(unset.ok && unset.config.redisUrl).toBeNull();
+  });
+
+  test("an unreachable Redis at start: one clear line, exit 1, never listening", async () => {
+    const url = `redis://:secret@127.0.0.1:${freePort()}`;
+    await expect(createServer({ port: 0, host: "127.0.0.1", redisUrl: url, log: () => {} })).rejects.toThrow(
+      /^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis/,
+    );
+    const proc = Bun.spawn([process.execPath, `${import.meta.dir}/../server.ts`], {
+      env: { ...process.env, PORT: "0", REDIS_URL: url },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, stdout, stderr] = await bounded(Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]), "exit");
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
+  });
+});
+
+describe("two instances", () => {
+  test("a user on A and a user on B chat both ways with one seq sequence; members and presence span both", async () => {
+    const [a, b] = (await instances(2)) as [TestServer, TestServer];
+    const alice = await Client.connect(a.wsUrl);
+    await alice.hello("alice");
+    expect((await alice.join("lobby")).seq).toBe(0);
+    const first = await alice.say("lobby", "before bob");
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    const joined = await bob.join("lobby");
+    expect(joined.seq).toBe(1);
+    expect(joined.messages).toEqual([first]);
+    const bobUser = joined.members.find((m: { name: string }) => m.name === "bob");
+    expect(joined.members).toEqual([bobUser, first.user]);
+    expect(await alice.expect("presence")).toEqual({ type: "presence", room: "lobby", event: "join", user: bobUser });
+
+    const hi = await alice.say("lobby", "hi bob");
+    expect(await bob.expect("message")).toEqual(hi);
+    const reply = await bob.say("lobby", "hi alice");
+    expect(messages(await alice.until((f) => f.type === "message"))).toEqual([reply]);
+    expect([first.seq, hi.seq, reply.seq]).toEqual([1, 2, 3]);
+    // Both read the same history, from either instance.
+    for (const s of [a, b]) {
+      const page = (await (await s.http("/api/rooms/lobby/messages")).json()) as { messages: Frame[] };
+      expect(page.messages).toEqual([first, hi, reply]);
+    }
+    alice.close();
+    bob.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("a session made on A works on B; a send retried on B is answered with A's original, stored once", async () => {
+    const { b, alice, bob, welcome, done } = await pair("dedup");
+    const original = await alice.say("dedup", "first try", "msg-1");
+    expect(await bob.expect("message")).toEqual(original);
+
+    // Alice's connection broke before she saw her echo, say; she retries on B.
+    const again = await Client.connect(b.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    // Alice is in the room already (on A): her second connection, on B, is no news to anyone.
+    expect(names((await again.join("dedup", original.seq)).members).sort()).toEqual(["alice", "bob"]);
+    again.send({ type: "send", room: "dedup", id: "msg-1", text: "second try" });
+    expect(await again.expect("message")).toEqual(original);
+    // Nobody else hears the retry: the next thing anyone hears is the marker.
+    const marker = await again.say("dedup", "marker");
+    expect(marker.seq).toBe(original.seq + 1);
+    expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
+    expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
+    again.close();
+    await done();
+  });
+
+  test("typing on A reaches the others on B, and never the typist", async () => {
+    const { alice, bob, done } = await pair("typing");
+    alice.send({ type: "typing", room: "typing" });
+    expect(await bob.expect("typing")).toEqual({ type: "typing", room: "typing", user: expect.objectContaining({ name: "alice" }) });
+    const marker = await bob.say("typing", "marker");
+    expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
+    await done();
+  });
+
+  test("joins on B during a burst from A: history, then live, every message once, in order", async () => {
+    const [a, b] = (await instances(2, { historyOnJoin: 200 })) as [TestServer, TestServer];
+    const alice = await Client.connect(a.wsUrl);
+    await alice.hello("alice");
+    await alice.join("busy");
+    const joiners = await Promise.all(
+      ["bob", "carol", "dave"].map(async (name) => {
+        const c = await Client.connect(b.wsUrl);
+        await c.hello(name);
+        return c;
+      }),
+    );
+    // Alice sends in chunks, each after the echo of the last; they join while that goes on.
+    const CHUNK = 10;
+    const BURST = 30 * CHUNK;
+    let started!: () => void;
+    const midway = new Promise<void>((resolve) => (started = resolve));
+    const sending = (async () => {
+      for (let at = 0; at < BURST; at += CHUNK) {
+        burst(alice, "busy", CHUNK, at);
+        await alice.until((f) => f.type === "message" && f.id === `m${at + CHUNK - 1}`);
+        if (at === 2 * CHUNK) started();
+      }
+    })();
+    await midway;
+    for (const c of joiners) c.send({ type: "join", room: "busy" });
+    const last = `m${BURST - 1}`;
+    for (const c of joiners) {
+      const joined = await c.expect("joined");
+      const live = joined.messages.some((m: Frame) => m.id === last) ? [] : messages(await c.until((f) => f.type === "message" && f.id === last));
+      // History up to the joined seq, then live from the next: nothing missing, nothing twice.
+      expect(joined.messages.at(-1)?.seq ?? 0).toBe(joined.seq);
+      const all = [...joined.messages, ...live];
+      expect(all.map((m: Frame) => m.seq)).toEqual(range(all[0]!.seq, BURST));
+      expect(all[0]!.seq === 1 || !joined.complete).toBe(true);
+      c.close();
+    }
+    await sending;
+    alice.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe("presence and names across instances", () => {
+  test("a user on two instances is one member; it leaves when its last connection anywhere has left", async () => {
+    const [a, b] = (await instances(2, { presenceGraceMs: 60_000 })) as [TestServer, TestServer];
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    await bob.join("both");
+    const onA = await Client.connect(a.wsUrl);
+    const welcome = await onA.hello("alice");
+    await onA.join("both");
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "both", event: "join", user: welcome.user });
+    const onB = await Client.connect(b.wsUrl);
+    await onB.hello("alice", welcome.session);
+    expect(names((await onB.join("both")).members)).toEqual(["bob", "alice"]);
+    // Both instances count two people in the room.
+    for (const s of [a, b]) {
+      const rooms = (await (await s.http("/api/rooms")).json()) as { rooms: { room: string; members: number; seq: number }[] };
+      expect(rooms.rooms.find((r) => r.room === "both")).toEqual({ room: "both", members: 2, seq: 0 });
+    }
+    // Alice leaves through A: she is still in through B, so nobody hears of it.
+    onA.send({ type: "leave", room: "both" });
+    await onA.expect("left");
+    const marker = await bob.say("both", "still here?");
+    expect(await bob.sync()).toEqual([]);
+    expect(bob.frames.filter((f) => f.type === "presence")).toHaveLength(1);
+    expect(await onB.until((f) => f.type === "message")).toEqual([marker]);
+    // Her last connection leaves: now everyone hears it, once.
+    onB.send({ type: "leave", room: "both" });
+    await onB.expect("left");
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "both", event: "leave", user: welcome.user });
+    for (const c of [bob, onA, onB]) c.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("moving from A to B within grace: nobody sees a leave or a join", async () => {
+    const { a, b, alice, bob, welcome, done } = await pair("move", { presenceGraceMs: 60_000 });
+    alice.close();
+    await a.logLine((l) => l.event === "close" && l.user === welcome.user.id);
+    const back = await Client.connect(b.wsUrl);
+    await back.hello("alice", welcome.session);
+    expect(names((await back.join("move")).members)).toEqual(["bob", "alice"]);
+    const marker = await back.say("move", "moved");
+    expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
+    back.close();
+    await done();
+  });
+
+  for (const back of [false, true]) {
+    test(back
+      ? "SIGKILL of A: its user comes back on B within grace, and nobody sees it leave"
+      : "SIGKILL of A: one survivor takes its members over; they leave once, after grace", async () => {
+      const db = ++lastDb;
+      const timeout = 1000;
+      const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
+      const [b, c] = (await Promise.all(
+        [0, 1].map(() => startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: back ? 60_000 : 200 })),
+      )) as [TestServer, TestServer];
+      const bob = await Client.connect(b.wsUrl);
+      await bob.hello("bob");
+      await bob.join("ghost");
+      const carol = await Client.connect(c.wsUrl);
+      await carol.hello("carol");
+      await carol.join("ghost");
+      await bob.expect("presence");
+      const alice = await Client.connect(a.wsUrl);
+      const welcome = await alice.hello("alice");
+      await alice.join("ghost");
+      const join: Frame = { type: "presence", room: "ghost", event: "join", user: welcome.user };
+      expect(await bob.expect("presence")).toEqual(join);
+      expect(await carol.expect("presence")).toEqual(join);
+
+      a.proc.kill("SIGKILL");
+      await alice.closed;
+      // Noticed within 1.5 × INSTANCE_TIMEOUT_MS, by exactly one of the survivors.
+      const takeover = await Promise.race([b, c].map((s) => s.logLine((l) => l.event === "instance_taken_over")));
+      expect(takeover).toMatchObject({ members: 1, rooms: 1 });
+      if (back) {
+        const again = await Client.connect(b.wsUrl);
+        expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+        expect(names((await again.join("ghost")).members).sort()).toEqual(["alice", "bob", "carol"]);
+        const marker = await again.say("ghost", "I am back");
+        expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
+        expect(await carol.until((f) => f.type === "message")).toEqual([marker]);
+        again.close();
+      } else {
+        const leave: Frame = { type: "presence", room: "ghost", event: "leave", user: welcome.user };
+        expect(await bob.expect("presence")).toEqual(leave);
+        expect(await carol.expect("presence")).toEqual(leave);
+        const marker = await bob.say("ghost", "gone?");
+        expect(await carol.until((f) => f.type === "message")).toEqual([marker]);
+        expect(await bob.sync()).toEqual([]);
+        const rooms = (await (await b.http("/api/rooms")).json()) as { rooms: { room: string; members: number }[] };
+        expect(rooms.rooms.find((r) => r.room === "ghost")?.members).toBe(2);
+      }
+      expect([b, c].flatMap((s) => s.logs.filter((l) => l.event === "instance_taken_over"))).toHaveLength(1);
+      bob.close();
+      carol.close();
+      await Promise.all([b.stop(), c.stop()]);
+    });
+  }
+
+  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user is gone", async () => {
+    const [a, b] = (await instances(2, { presenceGraceMs: 0 })) as [TestServer, TestServer];
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    const other = await Client.connect(b.wsUrl);
+    for (const name of ["alice", "ALICE", "\u0430lice"]) {
+      other.send({ type: "hello", name });
+      expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    }
+    // Her own session may use it on B.
+    const again = await Client.connect(b.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    again.close();
+    await b.logLine((l) => l.event === "name_released");
+    other.send({ type: "hello", name: "Alice" });
+    expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    alice.close();
+    await a.logLine((l) => l.event === "name_released");
+    expect((await other.hello("Alice")).user.name).toBe("Alice");
+    other.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
+describe("failures", () => {
+  test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
+    const { a, b, alice, bob, done } = await pair("kill");
+    const admin = new RedisClient(a.chat.config.redisUrl!);
+    const BURST = 30;
+    burst(alice, "kill", BURST);
+    await bob.until((f) => f.type === "message" && f.id === `m${BURST - 1}`);
+
+    // Cut both subscribers and keep them out (no new connection is let in) while a burst is stored.
+    await admin.send("CONFIG", ["SET", "maxclients", "1"]);
+    expect(await admin.send("CLIENT", ["KILL", "TYPE", "pubsub"])).toBe(2);
+    burst(alice, "kill", BURST, BURST);
+    // A leave answers after the sender's messages are stored: none of these was heard by anyone.
+    alice.send({ type: "leave", room: "kill" });
+    await alice.until((f) => f.type === "left");
+    expect(await admin.send("GET", ["chat:room:kill:seq"])).toBe(String(2 * BURST));
+    await admin.send("CONFIG", ["SET", "maxclients", "10000"]);
+
+    await b.logLine((l) => l.event === "redis_resubscribed");
+    // Bun's client alone would be connected again but subscribed to nothing.
+    expect(await admin.send("PUBSUB", ["NUMSUB", "chat:room:kill"])).toEqual(["chat:room:kill", 1]);
+    await bob.until((f) => f.type === "message" && f.id === `m${2 * BURST - 1}`);
+    await alice.join("kill");
+    burst(alice, "kill", BURST, 2 * BURST);
+    await bob.until((f) => f.type === "message" && f.id === `m${3 * BURST - 1}`);
+    expect(messages(bob.frames).map((m) => m.seq)).toEqual(range(1, 3 * BURST));
+    expect(messages(bob.frames).map((m) => m.id)).toEqual(range(0, 3 * BURST - 1).map((i) => `m${i}`));
+    admin.close();
+    await done();
+  });
+
+  test("CLIENT KILL of the command connections mid-burst: sends in flight are sent again, each stored and delivered once", async () => {
+    const { alice, bob, done } = await pair("resend");
+    const BURST = 300;
+    burst(alice, "resend", BURST);
+    await bob.expect("message");
+    expect(await redis.command("CLIENT", "KILL", "TYPE", "normal")).toBeGreaterThanOrEqual(2);
+    for (const c of [alice, bob]) {
+      await c.until((f) => f.type === "message" && f.id === `m${BURST - 1}`);
+      const got = messages(c.frames);
+      expect(got.map((m) => m.seq)).toEqual(range(1, BURST));
+      expect(got.map((m) => m.id)).toEqual(range(0, BURST - 1).map((i) => `m${i}`));
+    }
+    await done();
+  });
+
+  test("Redis stops mid-chat: sends get internal, /healthz 503; it restarts (AOF): the instances recover by themselves, no loss, no seq reused", async () => {
+    const { a, b, alice, bob, done } = await pair("outage");
+    const before: Frame[] = [];
+    for (let i = 1; i <= 3; i++) before.push(await alice.say("outage", `before ${i}`));
+    expect(messages(await bob.until((f) => f.type === "message" && f.text === "before 3"))).toEqual(before);
+
+    await redis.stop("SIGTERM");
+    alice.send({ type: "send", room: "outage", id: "during", text: "while redis is down" });
+    expect(await alice.expect("error")).toEqual({ type: "error", code: "internal", message: expect.any(String), ref: "during" });
+    const down = await a.http("/healthz");
+    expect(down.status).toBe(503);
+    expect(await down.json()).toEqual({ status: "unavailable", redis: "down" });
+    // The connections stay open.
+    expect(await alice.sync()).toEqual([]);
+    expect(await bob.sync()).toEqual([]);
+
+    await redis.start();
+    for (const s of [a, b]) await s.logLine((l) => l.event === "redis_resubscribed");
+    expect((await a.http("/healthz")).status).toBe(200);
+    const retried = await alice.say("outage", "while redis is down", "during");
+    expect(retried.seq).toBe(4);
+    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([retried]);
+    const page = (await (await b.http("/api/rooms/outage/messages")).json()) as { messages: Frame[] };
+    expect(page.messages).toEqual([...before, retried]);
+    await done();
+  });
+
+  test("Redis comes back empty: the instances go on from its seq, and a client's since beyond it tells the client to start over", async () => {
+    const { a, b, alice, bob, done } = await pair("amnesia");
+    for (let i = 1; i <= 3; i++) await alice.say("amnesia", `before ${i}`);
+    await bob.until((f) => f.type === "message" && f.text === "before 3");
+    await redis.stop("SIGTERM");
+    redis.wipe();
+    await redis.start();
+    for (const s of [a, b]) await s.logLine((l) => l.event === "seq_went_back" && l.room === "amnesia");
+    // Live clients get what is sent now, though its seq is one they had.
+    const after = await alice.say("amnesia", "after the loss");
+    expect(after.seq).toBe(1);
+    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([after]);
+    // A client coming back with since = 3 sees seq 1 < 3 and knows to start over.
+    const carol = await Client.connect(b.wsUrl);
+    await carol.hello("carol");
+    const joined = await carol.join("amnesia", 3);
+    expect([joined.seq, joined.messages, joined.complete]).toEqual([1, [], true]);
+    carol.close();
+    await done();
+  });
+
+  test("SIGKILL of instance A mid-burst: its user resumes on B with its session and since, and gets every message once", async () => {
+    const db = ++lastDb;
+    const a = await spawnServer({ REDIS_URL: redis.url(db), RATE_LIMIT_BURST: "1000", RATE_LIMIT_PER_SECOND: "1000" });
+    const b = await startServer({ redisUrl: redis.url(db) });
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("crash");
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    await bob.join("crash");
+    await alice.expect("presence");
+    burst(alice, "crash", 200);
+    const seen: Frame[] = [];
+    for (let i = 0; i < 20; i++) seen.push(await alice.expect("message"));
+    a.proc.kill("SIGKILL");
+    await alice.closed;
+    await bounded(a.proc.exited, "exit");
+    seen.push(...messages(alice.frames).slice(seen.length));
+
+    const back = await Client.connect(b.wsUrl);
+    expect((await back.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    // Seen before the crash, then the rest: every stored message once, in order, a prefix of the burst.
+    const all = [...seen, ...(await catchUp(back, "crash", seen.at(-1)!.seq))];
+    expect(all.map((m) => m.seq)).toEqual(range(1, all.length));
+    expect(all.map((m) => m.id)).toEqual(range(0, all.length - 1).map((i) => `m${i}`));
+    // Bob, on B, heard exactly the same, live.
+    const marker = await back.say("crash", "back on B");
+    expect(marker.seq).toBe(all.length + 1);
+    expect(messages(await bob.until((f) => f.type === "message" && f.id === marker.id))).toEqual([...all, marker]);
+    back.close();
+    bob.close();
+    await b.stop();
+  });
+});
