@@ -1149,6 +1149,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 PRAGMA user_version = 1;
 `;
 
+/** fsync(2) on Bun's thread pool: the event loop goes on meanwhile. */
+function fsyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+}
+
 /** How often the checkpointer copies the WAL into the database file. */
 const CHECKPOINT_INTERVAL_MS = 1000;
 /**
@@ -1238,7 +1243,13 @@ export class SqliteStore implements Store {
   private waiting: { ops: readonly WriteOp[]; resolve: (results: unknown[]) => void; reject: (error: unknown) => void }[] = [];
   private syncing = false;
 
-  constructor(path: string, retain: number, bounds: Partial<Omit<HistoryBounds, "retain">> = {}) {
+  constructor(
+    path: string,
+    retain: number,
+    bounds: Partial<Omit<HistoryBounds, "retain">> = {},
+    /** Flushes a file to disk; tests pass one they can hold. */
+    private readonly sync: (fd: number) => Promise<void> = fsyncAsync,
+  ) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.bounds = { ...historyBounds(DEFAULTS), ...bounds, retain };
     this.db = new Database(path, { create: true, strict: true });
@@ -1354,8 +1365,7 @@ export class SqliteStore implements Store {
       try {
         // fsync flushes the file, whoever wrote it: SQLite's own handle needs no sharing.
         if (this.walPath) {
-          const fd = (this.walFd ??= openSync(this.walPath, "r"));
-          await new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+          await this.sync((this.walFd ??= openSync(this.walPath, "r")));
         }
       } catch (error) {
         for (const w of group) w.reject(error);

@@ -3,6 +3,7 @@
  * engine, and sessions that nobody comes back with expiring after a day. Clocks are injected.
  */
 import { expect, test } from "bun:test";
+import { fsync } from "node:fs";
 import { join } from "node:path";
 import { SqliteStore, type NewMessage } from "../server.ts";
 import { Client, startServer, tempDir, user } from "./helpers.ts";
@@ -122,4 +123,76 @@ test("a new session expires after a day unless it is used again, which gives it 
   late.close();
   kept.close();
   await server.stop();
+});
+
+/** An fsync the test can hold: while `hold` is on, each call parks until `release()`. */
+function heldSync() {
+  const real = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+  const parked: (() => void)[] = [];
+  let onPark: (() => void) | null = null;
+  const io = {
+    hold: false,
+    calls: 0,
+    async sync(fd: number): Promise<void> {
+      io.calls++;
+      if (io.hold) {
+        const released = new Promise<void>((resolve) => parked.push(resolve));
+        onPark?.();
+        onPark = null;
+        await released;
+      }
+      return real(fd);
+    },
+    /** Resolves once an fsync is parked. */
+    waiting: () => (parked.length ? Promise.resolve() : new Promise<void>((resolve) => (onPark = resolve))),
+    release(): void {
+      io.hold = false;
+      for (const resolve of parked.splice(0)) resolve();
+    },
+  };
+  return io;
+}
+
+test("a message is published only once the fsync of its commit has returned", async () => {
+  const dir = tempDir();
+  const io = heldSync();
+  const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
+  const server = await startServer({ store });
+  const alice = await user(server, "alice", "durable");
+  const bob = await user(server, "bob", "durable");
+  await alice.until((f) => f.type === "presence");
+  io.hold = true;
+  alice.send({ type: "send", room: "durable", id: "m1", text: "on disk first" });
+  await io.waiting();
+  // Committed, not yet synced: nobody hears of it, the sender included.
+  expect(await alice.sync()).toEqual([]);
+  expect(await bob.sync()).toEqual([]);
+  io.release();
+  expect((await alice.expect("message")).id).toBe("m1");
+  expect((await bob.expect("message")).id).toBe("m1");
+  alice.close();
+  bob.close();
+  await server.stop();
+  dir.cleanup();
+});
+
+test("writes that come while an fsync runs commit together and share the next one", async () => {
+  const dir = tempDir();
+  const io = heldSync();
+  const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
+  io.hold = true;
+  const first = store.saveSession("h0", "u0", Date.now() + 60_000);
+  await io.waiting();
+  const message: NewMessage = { room: "r", user: { id: "u1", name: "one" }, id: "m1", text: "hi", ts: 1 };
+  const rest = [...[1, 2, 3, 4, 5].map((i) => store.saveSession(`h${i}`, `u${i}`, Date.now() + 60_000)), store.append([message])];
+  expect(io.calls).toBe(1);
+  io.release();
+  await first;
+  const [, , , , , appended] = await Promise.all(rest);
+  // Five sessions and a message: one transaction, one more fsync.
+  expect(io.calls).toBe(2);
+  expect(appended).toEqual([{ message: { type: "message", seq: 1, ...message }, duplicate: false }]);
+  expect(await store.findSession("h5", Date.now())).toMatchObject({ userId: "u5" });
+  await store.close();
+  dir.cleanup();
 });
