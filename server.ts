@@ -35,7 +35,7 @@ import { Database } from "bun:sqlite";
 import { RedisClient } from "bun";
 import type { Server, ServerWebSocket, Socket, TCPSocketListener, WebSocketHandler } from "bun";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { closeSync, fsync, mkdirSync, openSync } from "node:fs";
+import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname } from "node:path";
 import { Hono } from "hono";
@@ -1149,9 +1149,12 @@ CREATE TABLE IF NOT EXISTS sessions (
 PRAGMA user_version = 1;
 `;
 
-/** fsync(2) on Bun's thread pool: the event loop goes on meanwhile. */
+/**
+ * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
+ * calls to sync the WAL on Linux: the data and the file's size, without its times.
+ */
 function fsyncAsync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
+  return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
 }
 
 /** How often the checkpointer copies the WAL into the database file. */
@@ -1363,7 +1366,7 @@ export class SqliteStore implements Store {
         continue;
       }
       try {
-        // fsync flushes the file, whoever wrote it: SQLite's own handle needs no sharing.
+        // A sync flushes the file, whoever wrote it: SQLite's own handle needs no sharing.
         if (this.walPath) {
           await this.sync((this.walFd ??= openSync(this.walPath, "r")));
         }

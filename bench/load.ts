@@ -31,6 +31,8 @@ export interface LoadArgs {
 
 /** Time before measuring starts, so that JIT and buffers settle. */
 const WARMUP_MS = 500;
+/** How long connections sit idle before the server's RSS is read. */
+const IDLE_SETTLE_MS = 2000;
 /** Bounds the connections being opened at once. */
 const CONNECT_CONCURRENCY = 200;
 /** The text's fixed-width tail: `#` + 5-digit sender + `:` + 10-digit µs. */
@@ -395,7 +397,8 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       const started = performance.now();
       const clients = await connectAll(args, n, (i) => `c${i % Math.ceil(n / 10)}`);
       const seconds = (performance.now() - started) / 1000;
-      await sleep(500);
+      // Idle for a while first: RSS right after a burst still holds its garbage.
+      await sleep(IDLE_SETTLE_MS);
       const after = usage(args.pid);
       for (const c of clients) c.close();
       return { connectsPerSec: n / seconds, rssPerConnBytes: (after.rss - before.rss) / n, rssBytes: after.rss };
