@@ -363,6 +363,7 @@ const CLOSE_REASON = {
   helloTimeout: "hello timeout",
   abuse: "rate limit exceeded",
   replaced: "replaced",
+  reset: "room history was reset",
 } as const;
 
 export const ERROR_CODES = [
@@ -3096,6 +3097,7 @@ class Hub implements RelayTarget, RosterTarget {
         // go on from what it holds. Clients see a seq below their `since` and start over.
         this.ctx.log("warn", "seq_went_back", { room, published: state.seq, stored });
         state.seq = stored;
+        this.resetRoom(room);
       }
       for (let pages = 0; (state.seq ?? 0) < stored && pages < FILL_PAGES_MAX; pages++) {
         const page = await this.store.page(room, { after: state.seq ?? 0, before: stored + 1, limit: HISTORY_PAGE_MAX });
@@ -3109,6 +3111,17 @@ class Hub implements RelayTarget, RosterTarget {
       state.filling = false;
     }
     this.deliverBacklog(state);
+  }
+
+  /**
+   * The room's history went back (Redis lost data): its WebSocket clients here hold seqs that now
+   * name other messages and would drop the new ones as repeats. Closed with 1001, they come back
+   * with `since`, see the room's seq below it and start over. TCP users keep no seq: they stay.
+   */
+  private resetRoom(room: string): void {
+    for (const conn of this.conns) {
+      if (conn.transport === "ws" && conn.rooms.has(room)) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+    }
   }
 
   private deliverBacklog(state: RoomState): void {
