@@ -371,6 +371,7 @@ const CLOSE_REASON = {
   helloTimeout: "hello timeout",
   abuse: "rate limit exceeded",
   replaced: "replaced",
+  reset: "room history was reset",
 } as const;
 
 export const ERROR_CODES = [
@@ -2932,6 +2933,8 @@ const RATE_SWEEP_INTERVAL_MS = 60_000;
 const ROOM_STATES_MAX = 10_000;
 /** Bounds the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_MAX = 50;
+/** With several instances, /api/rooms asks Redis at most this often, however often it is polled. */
+const SHARED_ROOMS_CACHE_MS = 1000;
 /** Bounds the history pages read to fill one gap in what the relay heard. */
 const FILL_PAGES_MAX = 100;
 
@@ -3154,8 +3157,29 @@ class Hub implements RelayTarget, RosterTarget {
   /** A presence change or typing from another instance, for the members here. */
   event(event: RoomEvent): void {
     const frame = event.frame;
+    if (frame.type === "presence" && frame.event === "rename") this.renamedElsewhere(frame.user);
     if (frame.type === "presence") this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
     else this.fanout.typed(frame);
+  }
+
+  /**
+   * The same user renamed itself on another instance: its connections here take the new name
+   * too, for what they send from now on, and this instance's hold moves to the new name.
+   */
+  private renamedElsewhere(renamed: UserRef): void {
+    const local = this.users.get(renamed.id);
+    if (!local || local.ref.name === renamed.name) return;
+    const oldKey = nameKey(local.ref.name);
+    if (this.names.get(oldKey) === renamed.id) {
+      this.names.delete(oldKey);
+      this.roster.releaseName(oldKey, renamed.id);
+    }
+    const newKey = nameKey(renamed.name);
+    this.names.set(newKey, renamed.id);
+    this.roster
+      .claimName(newKey, renamed.id)
+      .catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
+    local.ref.name = renamed.name;
   }
 
   /** A room nobody is in and that never had a message is not worth remembering. */
@@ -3392,6 +3416,7 @@ class Hub implements RelayTarget, RosterTarget {
         // go on from what it holds. Clients see a seq below their `since` and start over.
         this.ctx.log("warn", "seq_went_back", { room, published: state.seq, stored });
         state.seq = stored;
+        this.resetRoom(room);
       }
       for (let pages = 0; (state.seq ?? 0) < stored && pages < FILL_PAGES_MAX; pages++) {
         const page = await this.store.page(room, { after: state.seq ?? 0, before: stored + 1, limit: HISTORY_PAGE_MAX });
@@ -3405,6 +3430,17 @@ class Hub implements RelayTarget, RosterTarget {
       state.filling = false;
     }
     this.deliverBacklog(state);
+  }
+
+  /**
+   * The room's history went back (Redis lost data): its WebSocket clients here hold seqs that now
+   * name other messages and would drop the new ones as repeats. Closed with 1001, they come back
+   * with `since`, see the room's seq below it and start over. TCP users keep no seq: they stay.
+   */
+  private resetRoom(room: string): void {
+    for (const conn of this.conns) {
+      if (conn.transport === "ws" && conn.rooms.has(room)) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+    }
   }
 
   private deliverBacklog(state: RoomState): void {
@@ -3555,9 +3591,38 @@ class Hub implements RelayTarget, RosterTarget {
 
   /**
    * Rooms with members, busiest first, with their latest seq: from memory with one process; with
-   * several, members on every instance, from the roster, and seq from storage for rooms not heard here.
+   * several, members on every instance, from the roster, and seq from storage for rooms not heard
+   * here, asked at most once per SHARED_ROOMS_CACHE_MS however often this is polled.
    */
-  async rooms(): Promise<RoomEntry[]> {
+  rooms(): Promise<RoomEntry[]> {
+    if (this.relay.hearsAll) return this.sharedRooms();
+    return this.cached("rooms", () => this.sharedRooms());
+  }
+
+  /** The directory: from memory with one process; with several, from storage, cached likewise. */
+  recentRooms(): Promise<RoomEntry[]> {
+    if (this.relay.hearsAll) return Promise.resolve(this.recentHere());
+    return this.cached("recent", async () => {
+      const [recent, active] = await Promise.all([this.store.recentRooms(RECENT_ROOMS_MAX), this.roster.active()]);
+      const members = new Map((active ?? this.presence.active()).map((r) => [r.room, r.members]));
+      return recent.map((r) => ({ room: r.room, members: members.get(r.room) ?? 0, seq: r.seq, ts: r.ts }));
+    });
+  }
+
+  private readonly cache = new Map<string, { until: number; value: Promise<RoomEntry[]> }>();
+
+  private cached(key: string, load: () => Promise<RoomEntry[]>): Promise<RoomEntry[]> {
+    const now = this.ctx.now();
+    const hit = this.cache.get(key);
+    if (hit && hit.until > now) return hit.value;
+    const value = load();
+    this.cache.set(key, { until: now + SHARED_ROOMS_CACHE_MS, value });
+    // A failed read is not kept: the next request asks again.
+    value.catch(() => this.cache.get(key)?.value === value && this.cache.delete(key));
+    return value;
+  }
+
+  private async sharedRooms(): Promise<RoomEntry[]> {
     const active = ((await this.roster.active()) ?? this.presence.active()).sort(
       (a, b) => b.members - a.members || a.room.localeCompare(b.room),
     );
@@ -3588,8 +3653,8 @@ class Hub implements RelayTarget, RosterTarget {
     }
   }
 
-  /** The directory: rooms with messages the hub has seen, newest message first, from memory. */
-  recentRooms(): RoomEntry[] {
+  /** Rooms with messages this hub has seen, newest message first, from memory. */
+  private recentHere(): RoomEntry[] {
     const recent: RoomEntry[] = [];
     // A room whose latest time is unknown was not among the newest at start, nor written since.
     for (const [room, state] of this.roomStates) {
@@ -3993,7 +4058,7 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
   });
 
   // From memory, however many rooms there are: this endpoint is public and polled.
-  app.get("/api/rooms", async (c) => c.json({ rooms: c.req.query("recent") === "1" ? hub.recentRooms() : await hub.rooms() }));
+  app.get("/api/rooms", async (c) => c.json({ rooms: await (c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms()) }));
 
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");

@@ -315,6 +315,58 @@ describe("presence and names across instances", () => {
   });
 });
 
+describe("renames and the room list across instances", () => {
+  test("a rename on A reaches the same user's tab on B: it speaks under the new name, and the old one is free on B", async () => {
+    const [a, b] = (await instances(2, { presenceGraceMs: 0 })) as [TestServer, TestServer];
+    const carol = await Client.connect(b.wsUrl);
+    await carol.hello("carol");
+    await carol.join("r");
+    const onA = await Client.connect(a.wsUrl);
+    const welcome = await onA.hello("alice");
+    await onA.join("r");
+    const onB = await Client.connect(b.wsUrl);
+    await onB.hello("alice", welcome.session);
+    await onB.join("r");
+    const renamer = await Client.connect(a.wsUrl);
+    const renamed = { id: welcome.user.id, name: "alicia" };
+    expect((await renamer.hello("alicia", welcome.session)).user).toEqual(renamed);
+    const rename: Frame = { type: "presence", room: "r", event: "rename", user: renamed };
+    expect((await carol.until((f) => f.event === "rename")).at(-1)).toEqual(rename);
+    expect((await onB.until((f) => f.event === "rename")).at(-1)).toEqual(rename);
+    const said = await onB.say("r", "still me");
+    expect(said.user).toEqual(renamed);
+    const newcomer = await Client.connect(b.wsUrl);
+    expect((await newcomer.hello("alice")).user.name).toBe("alice");
+    for (const c of [carol, onA, onB, renamer, newcomer]) c.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("/api/rooms and the directory ask Redis at most once a second, however often they are polled", async () => {
+    const t = Date.now();
+    const [a] = (await instances(1, { now: () => t })) as [TestServer];
+    const c = await Client.connect(a.wsUrl);
+    await c.hello("poster");
+    await c.join("listed");
+    await c.say("listed", "hello");
+    const calls = async (command: string) => {
+      const stats = String(await redis.command("INFO", "commandstats"));
+      return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+    };
+    const [hgetall, zrevrange] = [await calls("hgetall"), await calls("zrevrange")];
+    for (let i = 0; i < 20; i++) {
+      const rooms = (await (await a.http("/api/rooms")).json()) as { rooms: { room: string }[] };
+      expect(rooms.rooms.map((r) => r.room)).toEqual(["listed"]);
+      const recent = (await (await a.http("/api/rooms?recent=1")).json()) as { rooms: { room: string; members: number; seq: number; ts: number }[] };
+      expect(recent.rooms).toEqual([{ room: "listed", members: 1, seq: 1, ts: t }]);
+    }
+    // At most one more from a heartbeat's own look at the instances.
+    expect((await calls("hgetall")) - hgetall).toBeLessThanOrEqual(2);
+    expect((await calls("zrevrange")) - zrevrange).toBe(1);
+    c.close();
+    await a.stop();
+  });
+});
+
 describe("failures", () => {
   test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
     const { a, b, alice, bob, done } = await pair("kill");
@@ -396,16 +448,19 @@ describe("failures", () => {
     redis.wipe();
     await redis.start();
     for (const s of [a, b]) await s.logLine((l) => l.event === "seq_went_back" && l.room === "amnesia");
-    // Live clients get what is sent now, though its seq is one they had.
-    const after = await alice.say("amnesia", "after the loss");
+    // Live clients hold seqs that now name other messages: they are sent away to resume.
+    for (const c of [alice, bob]) expect(await c.closed).toEqual({ code: 1001, reason: "room history was reset" });
+    const talker = await Client.connect(a.wsUrl);
+    await talker.hello("talker");
+    await talker.join("amnesia");
+    const after = await talker.say("amnesia", "after the loss");
     expect(after.seq).toBe(1);
-    expect(messages(await bob.until((f) => f.type === "message"))).toEqual([after]);
     // A client coming back with since = 3 sees seq 1 < 3 and knows to start over.
     const carol = await Client.connect(b.wsUrl);
     await carol.hello("carol");
     const joined = await carol.join("amnesia", 3);
     expect([joined.seq, joined.messages, joined.complete]).toEqual([1, [], true]);
-    carol.close();
+    for (const c of [carol, talker]) c.close();
     await done();
   });
 
