@@ -4,6 +4,7 @@
  *   bun run server.ts      serves the chat page on http://localhost:3000, history in ./data/chat.sqlite
  *   bun test               runs every test
  *   bun run build          dist/bun-chat: one executable, the page inside (deploy/build.ts)
+ *   bun run bench/run.ts   the bench: this server against raw Bun pub/sub (bench/README.md)
  *
  * WebSocket clients speak protocol v1 at /ws (docs/protocol.md); the page at / is one of them.
  * Rooms are Bun pub/sub topics, so fan-out to WebSockets runs in Bun's native code. With TCP_PORT
