@@ -1517,6 +1517,10 @@ const REDIS_REVIVE_INTERVAL_MS = 1000;
 const REDIS_CONNECT_TIMEOUT_MS = 5000;
 /** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
 const REDIS_RECENT_ROOMS_KEPT = 1000;
+/** Bounds the messages a script decodes at once while it looks for the first one young enough. */
+const REDIS_TRIM_CHUNK = 100;
+/** Bounds the aged rooms one read of the sweep takes (it reads again until none are left). */
+const REDIS_SWEEP_ROOMS = 1000;
 
 /** Where a room's data lives in Redis; the room pattern keeps these keys free of separators. */
 const redisKeys = (room: string) => ({
@@ -1526,25 +1530,83 @@ const redisKeys = (room: string) => ({
   channel: `chat:room:${room}`,
 });
 const REDIS_RECENT_KEY = "chat:recent";
+/**
+ * The rooms that hold history (MAX_ROOMS counts them: ZCARD), scored by their oldest retained
+ * message's time (HISTORY_MAX_AGE_DAYS finds the aged ones: ZRANGEBYSCORE). Only the scripts
+ * below move it, in the same step as the history, so it is right on every instance and, with
+ * AOF, after a restart.
+ */
+const REDIS_HELD_KEY = "chat:held";
 const redisSessionKey = (tokenHash: string) => `chat:session:${tokenHash}`;
 
 /**
+ * What APPEND_SCRIPT and TRIM_SCRIPT share: keeping a room's entry in REDIS_HELD_KEY right, and
+ * trimming its messages older than a cutoff (with their dedup keys). A room's messages are in
+ * seq order and, the clock going forward, in ts order too: trimming walks from its oldest to the
+ * first one young enough.
+ */
+const TRIM_LUA = `
+local function decoded(member)
+  return cjson.decode(string.sub(member, string.find(member, ':', 1, true) + 1))
+end
+local function syncHeld(log, held, room)
+  local oldest = redis.call('ZRANGE', log, 0, 0)
+  if oldest[1] then
+    redis.call('ZADD', held, decoded(oldest[1]).ts, room)
+  else
+    redis.call('ZREM', held, room)
+  end
+end
+local function trimAged(log, ids, held, room, cutoff)
+  local oldestTs = redis.call('ZSCORE', held, room)
+  if not oldestTs or tonumber(oldestTs) >= cutoff then return 0 end
+  local n = 0
+  local young = false
+  repeat
+    local chunk = redis.call('ZRANGE', log, n, n + ${REDIS_TRIM_CHUNK} - 1)
+    for _, member in ipairs(chunk) do
+      local m = decoded(member)
+      if m.ts >= cutoff then young = true break end
+      redis.call('HDEL', ids, m.user.id .. '\\n' .. m.id)
+      n = n + 1
+    end
+  until young or #chunk < ${REDIS_TRIM_CHUNK}
+  if n > 0 then redis.call('ZREMRANGEBYRANK', log, 0, n - 1) end
+  syncHeld(log, held, room)
+  return n
+end
+`;
+
+/**
  * Appends one message, atomically (Redis runs a script alone and does not roll one back, so
- * every check comes before the first write).
+ * every check comes before the first write of the message).
  *   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
  *   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
  *   KEYS[3] the room's dedup hash: "userId\nclientId" → seq, dropped with the message it points at
  *   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
+ *   KEYS[5] REDIS_HELD_KEY
  *   ARGV[1] the dedup field   ARGV[2] the message as JSON, without its seq   ARGV[3] HISTORY_RETAIN
  *   ARGV[4] the room's channel   ARGV[5] the message's time   ARGV[6] the room   ARGV[7] rooms kept
- * Returns {1, member} with the original of a repeated key, else {0, member} after publishing it.
+ *   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
+ * Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it (nothing
+ * of it stored, no seq spent); else {0, member} after publishing it.
  */
-const APPEND_SCRIPT = `
+const APPEND_SCRIPT = `${TRIM_LUA}
+local room = ARGV[6]
+local cutoff = tonumber(ARGV[9])
+if cutoff then trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) end
 local known = redis.call('HGET', KEYS[3], ARGV[1])
 if known then
   local original = redis.call('ZRANGEBYSCORE', KEYS[2], known, known)
   if original[1] then return {1, original[1]} end
 end
+local held = redis.call('ZSCORE', KEYS[5], room)
+if not held and redis.call('EXISTS', KEYS[2]) == 1 then
+  -- History written before the index existed: the room counts from now on.
+  syncHeld(KEYS[2], KEYS[5], room)
+  held = true
+end
+if not held and redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {2} end
 local retain = tonumber(ARGV[3])
 local seq = redis.call('INCR', KEYS[1])
 local member = seq .. ':' .. ARGV[2]
@@ -1553,15 +1615,26 @@ redis.call('HSET', KEYS[3], ARGV[1], seq)
 local excess = redis.call('ZCARD', KEYS[2]) - retain
 if excess > 0 then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
-    local m = cjson.decode(string.sub(old, string.find(old, ':', 1, true) + 1))
+    local m = decoded(old)
     redis.call('HDEL', KEYS[3], m.user.id .. '\\n' .. m.id)
   end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
 end
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+if not held or excess > 0 then syncHeld(KEYS[2], KEYS[5], room) end
+redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
 redis.call('PUBLISH', ARGV[4], member)
 return {0, member}
+`;
+
+/**
+ * Trims one room's messages older than a cutoff (HISTORY_MAX_AGE_DAYS, for quiet rooms).
+ *   KEYS[1] the room's history   KEYS[2] its dedup hash   KEYS[3] REDIS_HELD_KEY
+ *   ARGV[1] the room   ARGV[2] the cutoff
+ * Returns how many messages went; the room's seq counter is left alone, so no seq is reused.
+ */
+const TRIM_SCRIPT = `${TRIM_LUA}
+return trimAged(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]))
 `;
 
 /** A stored message as Redis holds and publishes it: `seq:json`, the JSON without the seq. */
@@ -1727,8 +1800,9 @@ class RedisLink {
 export class RedisStore implements Store {
   constructor(
     private readonly link: RedisLink,
-    private readonly retain: number,
-    private readonly sessionTtlMs: number,
+    private readonly bounds: HistoryBounds,
+    /** The hub's clock: a session's expiry, given in its time, becomes the key's TTL. */
+    private readonly now: () => number,
     /** Resolves once this instance's relay has heard `seq` in `room` (or gave up waiting). */
     private readonly heard: (room: string, seq: number) => Promise<void>,
   ) {}
@@ -1737,16 +1811,20 @@ export class RedisStore implements Store {
    * A repeat found by our own resend means the first send ran, and published: it is news to
    * everyone, the sender included, through the relay; so it is not reported as a duplicate.
    */
-  private async appendOne(m: NewMessage): Promise<{ message: MessageFrame; duplicate: boolean }> {
+  private async appendOne(m: NewMessage, cutoff: number | null): Promise<Appended> {
     const keys = redisKeys(m.room);
     let resent = false;
-    const [repeat, member]: [number, string] = await this.link.run(
+    const [outcome, member]: [number, string?] = await this.link.run(
       APPEND_SCRIPT,
-      [keys.seq, keys.log, keys.ids, REDIS_RECENT_KEY],
-      [`${m.user.id}\n${m.id}`, encodeMember(m), String(this.retain), keys.channel, String(m.ts), m.room, String(REDIS_RECENT_ROOMS_KEPT)],
+      [keys.seq, keys.log, keys.ids, REDIS_RECENT_KEY, REDIS_HELD_KEY],
+      [
+        `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
+        String(REDIS_RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
+      ],
       () => (resent = true),
     );
-    return { message: decodeMember(member), duplicate: repeat === 1 && !resent };
+    if (outcome === 2) return { refused: "room_limit" };
+    return { message: decodeMember(member!), duplicate: outcome === 1 && !resent };
   }
 
   /**
@@ -1755,9 +1833,11 @@ export class RedisStore implements Store {
    * what it means with one process: a leave that waits for it comes after them.
    */
   async append(batch: readonly NewMessage[]) {
-    const results = await Promise.all(batch.map((m) => this.appendOne(m)));
+    // As SQLite does: the age is measured from the newest message of the batch.
+    const cutoff = this.bounds.maxAgeMs && batch.length ? Math.max(...batch.map((m) => m.ts)) - this.bounds.maxAgeMs : null;
+    const results = await Promise.all(batch.map((m) => this.appendOne(m, cutoff)));
     const newest = new Map<string, number>();
-    for (const r of results) if (!r.duplicate) newest.set(r.message.room, r.message.seq);
+    for (const r of results) if ("message" in r && !r.duplicate) newest.set(r.message.room, r.message.seq);
     await Promise.all([...newest].map(([room, seq]) => this.heard(room, seq)));
     return results;
   }
@@ -1802,9 +1882,13 @@ export class RedisStore implements Store {
     return expiresAt > now ? { userId: value.slice(at + 1), expiresAt } : null;
   }
 
-  /** Redis forgets it a TTL after its last save; the expiry stored with it is what counts. */
+  /**
+   * Redis forgets it when it expires (a new session a day after it was made, until it is used
+   * again); the expiry stored with it is what counts, on the hub's clock.
+   */
   async saveSession(tokenHash: string, userId: string, expiresAt: number) {
-    await this.link.send("SET", [redisSessionKey(tokenHash), `${expiresAt} ${userId}`, "PX", String(this.sessionTtlMs)]);
+    const ttlMs = Math.max(1, expiresAt - this.now());
+    await this.link.send("SET", [redisSessionKey(tokenHash), `${expiresAt} ${userId}`, "PX", String(ttlMs)]);
   }
 
   /** Redis expires sessions by itself. */
@@ -1813,11 +1897,26 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Not yet on this engine: APPEND_SCRIPT keeps HISTORY_RETAIN per room, but neither trims by
-   * HISTORY_MAX_AGE_DAYS nor refuses past MAX_ROOMS (room_limit); SQLite does both.
+   * REDIS_HELD_KEY names the rooms whose oldest message is too old; each is trimmed by its own
+   * script, which moves it out of that range (or out of the index), so each read finds fewer.
    */
-  async sweepHistory(_now: number) {
-    return 0;
+  async sweepHistory(now: number) {
+    if (!this.bounds.maxAgeMs) return 0;
+    const cutoff = now - this.bounds.maxAgeMs;
+    let trimmed = 0;
+    const reads = Math.ceil(Number(await this.link.send("ZCARD", [REDIS_HELD_KEY])) / REDIS_SWEEP_ROOMS) + 1;
+    for (let read = 0; read < reads; read++) {
+      const rooms: string[] = await this.link.send("ZRANGEBYSCORE", [REDIS_HELD_KEY, "-inf", `(${cutoff}`, "LIMIT", "0", String(REDIS_SWEEP_ROOMS)]);
+      if (!rooms.length) break;
+      const counts = await Promise.all(
+        rooms.map((room) => {
+          const keys = redisKeys(room);
+          return this.link.run(TRIM_SCRIPT, [keys.log, keys.ids, REDIS_HELD_KEY], [room, String(cutoff)]);
+        }),
+      );
+      for (const n of counts) trimmed += Number(n);
+    }
+    return trimmed;
   }
 
   async close() {
@@ -2849,7 +2948,7 @@ function redactedUrl(url: string): string {
  * Connects the Redis engine: one auto-pipelined command connection and one subscriber connection.
  * Rejects, naming REDIS_URL, when Redis cannot be reached.
  */
-async function openRedis(config: Config, url: string, log: Log): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
+async function openRedis(config: Config, url: string, log: Log, now: () => number): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
   const commands = new RedisLink(url, "commands", log);
   const sub = new RedisLink(url, "subscriber", log);
   try {
@@ -2861,7 +2960,7 @@ async function openRedis(config: Config, url: string, log: Log): Promise<{ store
   }
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
   const relay = new RedisRelay(sub, commands, instance, log);
-  const store = new RedisStore(commands, config.historyRetain, config.sessionTtlSeconds * 1000, (room, seq) => relay.heard(room, seq));
+  const store = new RedisStore(commands, historyBounds(config), now, (room, seq) => relay.heard(room, seq));
   const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log);
   return { store, relay, roster };
 }
@@ -4135,7 +4234,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
           relay: new LocalRelay(),
           roster: new LocalRoster(),
         }
-      : await openRedis(config, config.redisUrl, ctx.log);
+      : await openRedis(config, config.redisUrl, ctx.log, now);
   const closeEngine = () => roster.close().then(() => relay.close()).then(() => store.close());
   const fanout = new Fanout(ctx, relay);
   const hub = new Hub(ctx, store, fanout, relay, roster);

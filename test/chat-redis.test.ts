@@ -1,5 +1,5 @@
 /**
- * The WebSocket and TCP integration suites (chat.test.ts, tcp.test.ts) again, on the Redis engine:
+ * The WebSocket, TCP and storage-bound suites (chat.test.ts, tcp.test.ts, storage.test.ts) again, on the Redis engine:
  * every server they start gets REDIS_URL (its own database of one real redis-server), unless it
  * brings its own store or SQLite file.
  */
@@ -15,4 +15,4 @@ afterAll(async () => {
 });
 
 // A query of its own makes each a module of its own, run again even when it ran already.
-for (const suite of ["./chat.test.ts?engine=redis", "./tcp.test.ts?engine=redis"]) await import(suite);
+for (const suite of ["./chat.test.ts?engine=redis", "./tcp.test.ts?engine=redis", "./storage.test.ts?engine=redis"]) await import(suite);

@@ -5,6 +5,7 @@
  * instance dies. The whole WebSocket suite also runs on this engine (chat-redis.test.ts).
  */
 import { RedisClient } from "bun";
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, loadConfig, type ServerOptions } from "../server.ts";
 import {
@@ -19,6 +20,7 @@ import {
   type Frame,
   type TestRedis,
   type TestServer,
+  user,
 } from "./helpers.ts";
 
 let redis: TestRedis;
@@ -364,6 +366,96 @@ describe("renames and the room list across instances", () => {
     expect((await calls("zrevrange")) - zrevrange).toBe(1);
     c.close();
     await a.stop();
+  });
+});
+
+describe("storage bounds across instances (§10; storage.test.ts runs on this engine too, by chat-redis.test.ts)", () => {
+  const DAY_MS = 86_400_000;
+  /** Runs one command in database `db` of the test's redis-server. */
+  async function inDb(db: number, cmd: string, ...args: string[]): Promise<any> {
+    const client = new RedisClient(redis.url(db));
+    try {
+      return await client.send(cmd, args);
+    } finally {
+      client.close();
+    }
+  }
+
+  test("MAX_ROOMS counts every instance's rooms: a room started on A counts on B, and one too many is refused on both", async () => {
+    const db = ++lastDb;
+    const [a, b] = (await Promise.all([0, 1].map(() => startServer({ redisUrl: redis.url(db), maxRooms: 2 })))) as [TestServer, TestServer];
+    const alice = await user(a, "alice", "one", "three");
+    const bob = await user(b, "bob", "two", "three");
+    await alice.until((f) => f.type === "presence" && f.room === "three");
+    await alice.say("one", "first room, on A");
+    await bob.say("two", "second room, on B");
+    for (const [c, id] of [[alice, "a-over"], [bob, "b-over"]] as const) {
+      c.send({ type: "send", room: "three", id, text: "one room too many" });
+      expect(await c.next()).toMatchObject({ type: "error", code: "room_limit", ref: id });
+    }
+    // Nothing of the refused ones was stored or published, no seq spent; rooms holding history still take messages.
+    expect(await inDb(db, "GET", "chat:room:three:seq")).toBeNull();
+    expect(await inDb(db, "EXISTS", "chat:room:three:log")).toBe(0);
+    expect((await alice.say("one", "still fine")).seq).toBe(2);
+    expect(await bob.sync()).toEqual([]);
+    expect(await alice.sync()).toEqual([]);
+    alice.close();
+    bob.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("HISTORY_MAX_AGE_DAYS: an instance's sweep trims quiet rooms and their dedup keys; they keep their seq and stop counting toward MAX_ROOMS", async () => {
+    const db = ++lastDb;
+    let t = 1_700_000_000_000;
+    const options = { redisUrl: redis.url(db), now: () => t, historyMaxAgeDays: 1, maxRooms: 2 };
+    const a = await startServer(options);
+    const alice = await user(a, "alice", "a", "b", "c");
+    await alice.say("a", "in a", "a1");
+    await alice.say("b", "in b");
+    alice.send({ type: "send", room: "c", id: "c1", text: "in c" });
+    expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "c1" });
+    expect(await inDb(db, "EXISTS", "chat:room:a:ids")).toBe(1);
+    alice.close();
+
+    // Two days on, B starts and sweeps: every room is quiet and too old.
+    t += 2 * DAY_MS;
+    const b = await startServer(options);
+    expect(await inDb(db, "EXISTS", "chat:room:a:ids", "chat:room:b:ids")).toBe(0);
+    const carol = await user(b, "carol");
+    expect(await carol.join("a")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [], complete: true });
+    await carol.join("c");
+    expect((await carol.say("c", "room for c now")).seq).toBe(1);
+    // The dedup key went with its message: the same id is a new message, and the seq goes on.
+    expect(await carol.say("a", "in a again", "a1")).toMatchObject({ seq: 2, text: "in a again" });
+    expect(await carol.join("b")).toMatchObject({ seq: 1, oldestSeq: 0 });
+    carol.send({ type: "send", room: "b", id: "b2", text: "a and c hold history: b is one too many" });
+    expect(await carol.next()).toMatchObject({ type: "error", code: "room_limit", ref: "b2" });
+    carol.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("a new session's key lives a day in Redis; used again, it gets the full SESSION_TTL_SECONDS", async () => {
+    const t = 1_700_000_000_000;
+    const [s] = (await instances(1, { now: () => t })) as [TestServer];
+    const db = lastDb;
+    const ttl = async (token: string) => Number(await inDb(db, "PTTL", `chat:session:${createHash("sha256").update(token).digest("hex")}`));
+    const once = await Client.connect(s.wsUrl);
+    const onceWelcome = await once.hello("once");
+    const twice = await Client.connect(s.wsUrl);
+    const twiceWelcome = await twice.hello("twice");
+    // Redis's own clock runs while the test does: a minute of slack, never more than the TTL.
+    for (const welcome of [onceWelcome, twiceWelcome]) {
+      expect(await ttl(welcome.session)).toBeLessThanOrEqual(DAY_MS);
+      expect(await ttl(welcome.session)).toBeGreaterThan(DAY_MS - 60_000);
+    }
+    const back = await Client.connect(s.wsUrl);
+    expect((await back.hello("twice again", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
+    const full = s.chat.config.sessionTtlSeconds * 1000;
+    expect(await ttl(twiceWelcome.session)).toBeGreaterThan(full - 60_000);
+    expect(await ttl(twiceWelcome.session)).toBeLessThanOrEqual(full);
+    expect(await ttl(onceWelcome.session)).toBeLessThanOrEqual(DAY_MS);
+    for (const c of [once, twice, back]) c.close();
+    await s.stop();
   });
 });
 
