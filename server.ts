@@ -1102,6 +1102,8 @@ export interface Store {
   findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
   saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
   sweepSessions(now: number): Promise<number>;
+  /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
+  failure(): string | null;
   close(): Promise<void>;
 }
 
@@ -1247,6 +1249,13 @@ export class SqliteStore implements Store {
   /** Writes waiting for the fsync under way to end; they commit together, then share the next. */
   private waiting: { ops: readonly WriteOp[]; resolve: (results: unknown[]) => void; reject: (error: unknown) => void }[] = [];
   private syncing = false;
+  /**
+   * Set when an fsync of the WAL failed. From then on what is on disk is unknown (Linux may drop
+   * the failed pages and report success next time), and a later commit that did sync would be
+   * published past one that never was. So the engine stops: no write is taken until a restart,
+   * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
+   */
+  private broken: Error | null = null;
 
   constructor(
     path: string,
@@ -1342,12 +1351,14 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs writes and resolves with their results, in order, once they are on disk; or rejects,
-   * and nothing of them was stored. With no fsync under way they commit at once; otherwise they
+   * Runs writes and resolves with their results, in order, once they are on disk; or rejects:
+   * nothing of them was stored, or (the disk failed to sync) it is not known, and the engine
+   * takes no more writes. With no fsync under way they commit at once; otherwise they
    * wait for it to end and commit in one transaction with every write that came meanwhile
    * (messages and sessions alike), then share one fsync: group commit.
    */
   write(ops: readonly WriteOp[]): Promise<unknown[]> {
+    if (this.broken) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
       this.waiting.push({ ops, resolve, reject });
       if (!this.syncing) void this.commitAll();
@@ -1373,8 +1384,10 @@ export class SqliteStore implements Store {
           await this.sync((this.walFd ??= openSync(this.walPath, "r")));
         }
       } catch (error) {
-        for (const w of group) w.reject(error);
-        continue;
+        this.broken = new Error(`the disk failed to sync the database: ${String(error)}`);
+        for (const w of [...group, ...this.waiting]) w.reject(this.broken);
+        this.waiting = [];
+        break;
       }
       let at = 0;
       for (const w of group) w.resolve(results.slice(at, (at += w.ops.length)));
@@ -1492,6 +1505,10 @@ export class SqliteStore implements Store {
 
   async sweepSessions(now: number) {
     return (await this.write([{ op: "sweepSessions", now }]))[0] as number;
+  }
+
+  failure(): string | null {
+    return this.broken?.message ?? null;
   }
 
   async close() {
@@ -1818,6 +1835,11 @@ export class RedisStore implements Store {
    */
   async sweepHistory(_now: number) {
     return 0;
+  }
+
+  /** Redis's own failures show as the link being down (Relay.health). */
+  failure(): null {
+    return null;
   }
 
   async close() {
@@ -4038,8 +4060,10 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
   app.get("/healthz", (c) => {
     if (hub.draining) return c.json({ status: "draining" }, 503);
     const engine = hub.relay.health();
-    // A load balancer stops sending new users to an instance that cannot reach Redis.
+    // A load balancer stops sending new users to an instance that cannot reach Redis, or whose
+    // disk failed: it takes no more messages.
     if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
+    if (hub.store.failure()) return c.json({ status: "unavailable", storage: "failed" }, 503);
     return c.json({
       status: "ok",
       connections: hub.conns.size,
