@@ -822,10 +822,15 @@ export class Presence<C> {
     return ended;
   }
 
-  /** When the next grace ends, or null if none is running. */
+  /**
+   * When the next grace ends, or null if none is running. A deadline at the head that is nobody's
+   * grace any more (its user came back) can never be again, a later drop having its own: it is
+   * passed for good, so a reconnect storm does not rescan it on every close.
+   */
   nextExpiry(): number | null {
-    for (let i = this.graceHead; i < this.graces.length; i++) {
-      if (this.graceOf(this.graces[i]!)) return this.graces[i]!.until;
+    for (; this.graceHead < this.graces.length; this.graceHead++) {
+      const grace = this.graces[this.graceHead]!;
+      if (this.graceOf(grace)) return grace.until;
     }
     return null;
   }
