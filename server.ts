@@ -822,10 +822,15 @@ export class Presence<C> {
     return ended;
   }
 
-  /** When the next grace ends, or null if none is running. */
+  /**
+   * When the next grace ends, or null if none is running. A deadline at the head that is nobody's
+   * grace any more (its user came back) can never be again, a later drop having its own: it is
+   * passed for good, so a reconnect storm does not rescan it on every close.
+   */
   nextExpiry(): number | null {
-    for (let i = this.graceHead; i < this.graces.length; i++) {
-      if (this.graceOf(this.graces[i]!)) return this.graces[i]!.until;
+    for (; this.graceHead < this.graces.length; this.graceHead++) {
+      const grace = this.graces[this.graceHead]!;
+      if (this.graceOf(grace)) return grace.until;
     }
     return null;
   }
@@ -1102,6 +1107,8 @@ export interface Store {
   findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
   saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
   sweepSessions(now: number): Promise<number>;
+  /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
+  failure(): string | null;
   close(): Promise<void>;
 }
 
@@ -1247,6 +1254,13 @@ export class SqliteStore implements Store {
   /** Writes waiting for the fsync under way to end; they commit together, then share the next. */
   private waiting: { ops: readonly WriteOp[]; resolve: (results: unknown[]) => void; reject: (error: unknown) => void }[] = [];
   private syncing = false;
+  /**
+   * Set when an fsync of the WAL failed. From then on what is on disk is unknown (Linux may drop
+   * the failed pages and report success next time), and a later commit that did sync would be
+   * published past one that never was. So the engine stops: no write is taken until a restart,
+   * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
+   */
+  private broken: Error | null = null;
 
   constructor(
     path: string,
@@ -1342,12 +1356,14 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs writes and resolves with their results, in order, once they are on disk; or rejects,
-   * and nothing of them was stored. With no fsync under way they commit at once; otherwise they
+   * Runs writes and resolves with their results, in order, once they are on disk; or rejects:
+   * nothing of them was stored, or (the disk failed to sync) it is not known, and the engine
+   * takes no more writes. With no fsync under way they commit at once; otherwise they
    * wait for it to end and commit in one transaction with every write that came meanwhile
    * (messages and sessions alike), then share one fsync: group commit.
    */
   write(ops: readonly WriteOp[]): Promise<unknown[]> {
+    if (this.broken) return Promise.reject(this.broken);
     return new Promise((resolve, reject) => {
       this.waiting.push({ ops, resolve, reject });
       if (!this.syncing) void this.commitAll();
@@ -1373,8 +1389,10 @@ export class SqliteStore implements Store {
           await this.sync((this.walFd ??= openSync(this.walPath, "r")));
         }
       } catch (error) {
-        for (const w of group) w.reject(error);
-        continue;
+        this.broken = new Error(`the disk failed to sync the database: ${String(error)}`);
+        for (const w of [...group, ...this.waiting]) w.reject(this.broken);
+        this.waiting = [];
+        break;
       }
       let at = 0;
       for (const w of group) w.resolve(results.slice(at, (at += w.ops.length)));
@@ -1492,6 +1510,10 @@ export class SqliteStore implements Store {
 
   async sweepSessions(now: number) {
     return (await this.write([{ op: "sweepSessions", now }]))[0] as number;
+  }
+
+  failure(): string | null {
+    return this.broken?.message ?? null;
   }
 
   async close() {
@@ -1917,6 +1939,11 @@ export class RedisStore implements Store {
       for (const n of counts) trimmed += Number(n);
     }
     return trimmed;
+  }
+
+  /** Redis's own failures show as the link being down (Relay.health). */
+  failure(): null {
+    return null;
   }
 
   async close() {
@@ -4137,8 +4164,10 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
   app.get("/healthz", (c) => {
     if (hub.draining) return c.json({ status: "draining" }, 503);
     const engine = hub.relay.health();
-    // A load balancer stops sending new users to an instance that cannot reach Redis.
+    // A load balancer stops sending new users to an instance that cannot reach Redis, or whose
+    // disk failed: it takes no more messages.
     if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
+    if (hub.store.failure()) return c.json({ status: "unavailable", storage: "failed" }, 503);
     return c.json({
       status: "ok",
       connections: hub.conns.size,

@@ -196,3 +196,42 @@ test("writes that come while an fsync runs commit together and share the next on
   await store.close();
   dir.cleanup();
 });
+
+test("an fsync that fails stops the engine: nothing more is taken or published, /healthz says so; a restart reads back the disk", async () => {
+  const dir = tempDir();
+  const path = join(dir.path, "chat.sqlite");
+  const io = heldSync();
+  let failing = false;
+  const store = new SqliteStore(path, 1000, {}, (fd) => (failing ? Promise.reject(new Error("EIO")) : io.sync(fd)));
+  const server = await startServer({ store });
+  const alice = await user(server, "alice", "r");
+  const bob = await user(server, "bob", "r");
+  await alice.until((f) => f.type === "presence");
+  const synced = await alice.say("r", "synced");
+  expect(await bob.next()).toEqual(synced);
+  failing = true;
+  alice.send({ type: "send", room: "r", id: "unsynced", text: "committed, never synced" });
+  expect(await alice.next()).toMatchObject({ type: "error", code: "internal", ref: "unsynced" });
+  // The disk answers again: the engine must not trust it, or "after" would be published past a
+  // seq nobody ever saw.
+  failing = false;
+  alice.send({ type: "send", room: "r", id: "after", text: "after the failure" });
+  expect(await alice.next()).toMatchObject({ type: "error", code: "internal", ref: "after" });
+  expect(await bob.sync()).toEqual([]);
+  const health = await server.http("/healthz");
+  expect([health.status, await health.json()]).toEqual([503, { status: "unavailable", storage: "failed" }]);
+  alice.close();
+  bob.close();
+  await server.stop();
+  // After a restart, a client resuming with since gets what the disk holds; the retry is deduped.
+  const again = await startServer({ databasePath: path });
+  const back = await Client.connect(again.wsUrl);
+  await back.hello("alice", alice.frames[0]!.session);
+  const joined = await back.join("r", synced.seq);
+  expect(joined.messages.map((m: { id: string }) => m.id)).toEqual(["unsynced"]);
+  back.send({ type: "send", room: "r", id: "unsynced", text: "retry" });
+  expect(await back.next()).toEqual(joined.messages[0]);
+  back.close();
+  await again.stop();
+  dir.cleanup();
+});
