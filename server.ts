@@ -1642,7 +1642,13 @@ if excess > 0 then
   end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
 end
-if not held or excess > 0 then syncHeld(KEYS[2], KEYS[5], room) end
+if not held then
+  redis.call('ZADD', KEYS[5], ARGV[5], room)
+elseif excess > 0 and cutoff then
+  -- Without an age bound the score may lag (older than the room's oldest): the first sweep
+  -- after one is set visits the room, finds nothing to trim and sets it right.
+  syncHeld(KEYS[2], KEYS[5], room)
+end
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
 redis.call('PUBLISH', ARGV[4], member)
