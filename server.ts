@@ -2491,10 +2491,11 @@ class RedisRelay implements Relay {
     private readonly commands: RedisLink,
     private readonly instance: string,
     private readonly log: Log,
+    tailCheckMs: number,
   ) {
     sub.onreconnect = () => void this.resubscribe();
     commands.onreconnect = () => this.catchUpAll();
-    this.checker = setInterval(() => this.catchUpAll(), REDIS_TAIL_CHECK_INTERVAL_MS);
+    this.checker = setInterval(() => this.catchUpAll(), tailCheckMs);
   }
 
   private readonly listener = (payload: string) => {
@@ -2876,7 +2877,12 @@ function redactedUrl(url: string): string {
  * Connects the Redis engine: one auto-pipelined command connection and one subscriber connection.
  * Rejects, naming REDIS_URL, when Redis cannot be reached.
  */
-async function openRedis(config: Config, url: string, log: Log): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
+async function openRedis(
+  config: Config,
+  url: string,
+  log: Log,
+  tailCheckMs = REDIS_TAIL_CHECK_INTERVAL_MS,
+): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
   const commands = new RedisLink(url, "commands", log);
   const sub = new RedisLink(url, "subscriber", log);
   try {
@@ -2887,7 +2893,7 @@ async function openRedis(config: Config, url: string, log: Log): Promise<{ store
     throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
   }
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
-  const relay = new RedisRelay(sub, commands, instance, log);
+  const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs);
   const store = new RedisStore(commands, config.historyRetain, config.sessionTtlSeconds * 1000, (room, seq) => relay.heard(room, seq));
   const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log);
   return { store, relay, roster };
@@ -4133,6 +4139,8 @@ export interface ServerOptions extends Partial<Config> {
   now?: () => number;
   /** A storage engine to use instead of SQLite at databasePath. */
   store?: Store;
+  /** With REDIS_URL: how often every heard room's stored seq is checked for a lost tail (tests shorten it). */
+  tailCheckMs?: number;
 }
 
 export interface ChatServer {
@@ -4149,7 +4157,7 @@ export interface ChatServer {
 }
 
 export async function createServer(options: ServerOptions = {}): Promise<ChatServer> {
-  const { log: sink, now = Date.now, store: givenStore, ...settings } = options;
+  const { log: sink, now = Date.now, store: givenStore, tailCheckMs, ...settings } = options;
   const config = resolveConfig(settings);
   const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
   // Bundled while the server already listens: clients reconnecting after a restart need no page
@@ -4164,7 +4172,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
           relay: new LocalRelay(),
           roster: new LocalRoster(),
         }
-      : await openRedis(config, config.redisUrl, ctx.log);
+      : await openRedis(config, config.redisUrl, ctx.log, tailCheckMs);
   const closeEngine = () => roster.close().then(() => relay.close()).then(() => store.close());
   const fanout = new Fanout(ctx, relay);
   const hub = new Hub(ctx, store, fanout, relay, roster);
