@@ -2596,10 +2596,11 @@ class RedisRelay implements Relay {
     private readonly commands: RedisLink,
     private readonly instance: string,
     private readonly log: Log,
+    tailCheckMs: number,
   ) {
     sub.onreconnect = () => void this.resubscribe();
     commands.onreconnect = () => this.catchUpAll();
-    this.checker = setInterval(() => this.catchUpAll(), REDIS_TAIL_CHECK_INTERVAL_MS);
+    this.checker = setInterval(() => this.catchUpAll(), tailCheckMs);
   }
 
   private readonly listener = (payload: string) => {
@@ -2981,7 +2982,13 @@ function redactedUrl(url: string): string {
  * Connects the Redis engine: one auto-pipelined command connection and one subscriber connection.
  * Rejects, naming REDIS_URL, when Redis cannot be reached.
  */
-async function openRedis(config: Config, url: string, log: Log, now: () => number): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
+async function openRedis(
+  config: Config,
+  url: string,
+  log: Log,
+  now: () => number,
+  tailCheckMs = REDIS_TAIL_CHECK_INTERVAL_MS,
+): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
   const commands = new RedisLink(url, "commands", log);
   const sub = new RedisLink(url, "subscriber", log);
   try {
@@ -2992,7 +2999,7 @@ async function openRedis(config: Config, url: string, log: Log, now: () => numbe
     throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
   }
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
-  const relay = new RedisRelay(sub, commands, instance, log);
+  const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs);
   const store = new RedisStore(commands, historyBounds(config), now, (room, seq) => relay.heard(room, seq));
   const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log);
   return { store, relay, roster };
@@ -4238,6 +4245,8 @@ export interface ServerOptions extends Partial<Config> {
   now?: () => number;
   /** A storage engine to use instead of SQLite at databasePath. */
   store?: Store;
+  /** With REDIS_URL: how often every heard room's stored seq is checked for a lost tail (tests shorten it). */
+  tailCheckMs?: number;
 }
 
 export interface ChatServer {
@@ -4254,7 +4263,7 @@ export interface ChatServer {
 }
 
 export async function createServer(options: ServerOptions = {}): Promise<ChatServer> {
-  const { log: sink, now = Date.now, store: givenStore, ...settings } = options;
+  const { log: sink, now = Date.now, store: givenStore, tailCheckMs, ...settings } = options;
   const config = resolveConfig(settings);
   const ctx: Context = { config, now, metrics: new Metrics(), log: createLogger(config.logLevel, sink) };
   // Bundled while the server already listens: clients reconnecting after a restart need no page
@@ -4269,7 +4278,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
           relay: new LocalRelay(),
           roster: new LocalRoster(),
         }
-      : await openRedis(config, config.redisUrl, ctx.log, now);
+      : await openRedis(config, config.redisUrl, ctx.log, now, tailCheckMs);
   const closeEngine = () => roster.close().then(() => relay.close()).then(() => store.close());
   const fanout = new Fanout(ctx, relay);
   const hub = new Hub(ctx, store, fanout, relay, roster);
