@@ -653,6 +653,23 @@ export class TokenBucket {
     return this.tokens >= this.burst;
   }
 
+  /** The tokens left at `now`, to hand to another instance. */
+  left(now: number): number {
+    this.refill(now);
+    return this.tokens;
+  }
+
+  /**
+   * Takes in what another instance left (`tokens` at `at`), refilled to `now`: the bucket keeps
+   * the smaller of the two, so moving between instances never refills anything.
+   *   b = new TokenBucket(10, 1, 0); b.merge(2, 0, 1000); b.left(1000) // => 3
+   */
+  merge(tokens: number, at: number, now: number): void {
+    this.refill(now);
+    const theirs = Math.min(this.burst, tokens + (Math.max(0, now - at) * this.perSecond) / 1000);
+    if (theirs < this.tokens) this.tokens = theirs;
+  }
+
   private refill(now: number): void {
     if (now <= this.last) return;
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
@@ -2534,6 +2551,12 @@ interface Roster {
   /** Holds the name (by its nameKey) for `userId` on every instance; false when another user holds it. */
   claimName(key: string, userId: string): Promise<boolean>;
   releaseName(key: string, userId: string): void;
+  /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
+  takeHello(ip: string, now: number): Promise<boolean>;
+  /** The user's rate bucket as another instance left it (tokens at `at`), or null. */
+  loadBucket(userId: string): Promise<{ tokens: number; at: number } | null>;
+  /** Leaves the user's rate bucket for whichever instance it connects to next. */
+  saveBucket(userId: string, tokens: number, at: number): void;
   close(): Promise<void>;
 }
 
@@ -2566,6 +2589,14 @@ class LocalRoster implements Roster {
     return true;
   }
   releaseName(): void {}
+  /** The hub's own bucket per address is all there is. */
+  async takeHello(): Promise<boolean> {
+    return true;
+  }
+  async loadBucket(): Promise<null> {
+    return null;
+  }
+  saveBucket(): void {}
   async close(): Promise<void> {}
 }
 
@@ -2809,6 +2840,26 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `;
 
+/**
+ * A token bucket shared by every instance (HELLO_RATE_PER_MINUTE per address). Forgotten once it
+ * would be full again, so an address costs nothing after a quiet spell.
+ *   KEYS[1] the bucket   ARGV[1] burst   ARGV[2] tokens refilled per ms   ARGV[3] now (epoch ms)
+ * Returns 1 when a token was taken, else 0.
+ */
+const BUCKET_TAKE_SCRIPT = `
+local burst, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local saved = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens, at = tonumber(saved[1]) or burst, tonumber(saved[2]) or now
+if now > at then tokens, at = math.min(burst, tokens + (now - at) * rate), now end
+local taken = 0
+if tokens >= 1 then tokens, taken = tokens - 1, 1 end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(at))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate))
+return taken
+`;
+const redisHelloKey = (ip: string) => `chat:hello:${ip}`;
+const redisBucketKey = (userId: string) => `chat:bucket:${userId}`;
+
 /** KEYS[1] the name  ARGV[1] instanceId  ARGV[2] userId */
 const NAME_RELEASE_SCRIPT = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -2838,6 +2889,7 @@ class RedisRoster implements Roster {
     readonly instance: string,
     private readonly timeoutMs: number,
     private readonly log: Log,
+    private readonly config: Config,
   ) {}
 
   attach(target: RosterTarget): void {
@@ -2946,6 +2998,29 @@ class RedisRoster implements Roster {
     return held === 1;
   }
 
+  async takeHello(ip: string, now: number): Promise<boolean> {
+    const perMinute = this.config.helloRatePerMinute;
+    return (await this.link.run(BUCKET_TAKE_SCRIPT, [redisHelloKey(ip)], [String(perMinute), String(perMinute / 60_000), String(now)])) === 1;
+  }
+
+  async loadBucket(userId: string): Promise<{ tokens: number; at: number } | null> {
+    const saved: string | null = await this.link.send("GET", [redisBucketKey(userId)]);
+    if (!saved) return null;
+    const [tokens, at] = saved.split(" ").map(Number);
+    return Number.isFinite(tokens) && Number.isFinite(at) ? { tokens: tokens!, at: at! } : null;
+  }
+
+  /** Kept until the bucket would be full again: then it is the same as none. */
+  saveBucket(userId: string, tokens: number, at: number): void {
+    const { rateLimitBurst, rateLimitPerSecond } = this.config;
+    const fullInMs = Math.ceil(((rateLimitBurst - tokens) * 1000) / rateLimitPerSecond);
+    if (fullInMs <= 0) return void this.link.send("DEL", [redisBucketKey(userId)]).catch(() => {});
+    this.link
+      .send("SET", [redisBucketKey(userId), `${tokens} ${at}`, "PX", String(fullInMs)])
+      .then(() => this.log("debug", "bucket_saved", { user: userId }))
+      .catch((error) => this.log("warn", "redis_save_bucket", { error: String(error) }));
+  }
+
   releaseName(key: string, userId: string): void {
     if (this.names.get(key) !== userId) return;
     this.names.delete(key);
@@ -3001,7 +3076,7 @@ async function openRedis(
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
   const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs);
   const store = new RedisStore(commands, historyBounds(config), now, (room, seq) => relay.heard(room, seq));
-  const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log);
+  const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log, config);
   return { store, relay, roster };
 }
 
@@ -3230,6 +3305,8 @@ class Hub implements RelayTarget, RosterTarget {
     user.conns.delete(conn);
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
     const now = this.ctx.now();
+    // Its last connection here: leave its bucket for the instance it comes back to.
+    if (user.conns.size === 0) this.roster.saveBucket(user.ref.id, user.bucket.left(now), now);
     // TCP users have no session to come back with, so their leave goes out at once (§4).
     const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, now, conn.transport === "tcp");
     for (const room of leftNow) this.announceLeave(room, user.ref);
@@ -3371,8 +3448,9 @@ class Hub implements RelayTarget, RosterTarget {
   async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string | null }>> {
     if (conn.user) return fail("bad_request", "already welcomed");
     const now = this.ctx.now();
-    // Counted before anything else, so churning hellos from one address cost no storage (§10).
-    if (!this.helloBuckets.get(conn.ip, now).take(now)) {
+    // Counted before anything else, so churning hellos from one address cost no storage (§10);
+    // here first (a flood stays off the network), then on every instance.
+    if (!this.helloBuckets.get(conn.ip, now).take(now) || !(await this.helloEverywhere(conn.ip, now))) {
       return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), close: { code: CLOSE.policy, reason: CLOSE_REASON.abuse } };
     }
     const name = checkName(rawName);
@@ -3383,6 +3461,8 @@ class Hub implements RelayTarget, RosterTarget {
     const userId = restored?.userId ?? newUserId();
     const token = restored ? session! : conn.transport === "ws" ? newToken() : null;
     if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
+    // A user new to this instance brings the bucket it left on another: moving refills nothing.
+    const left = restored && !this.users.has(userId) ? await this.leftBucket(userId) : null;
     // A new token must be on disk before the client holds it; a restored one is pushed back at
     // most every SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing.
     if (token !== null && (!restored || restored.expiresAt - now < ttlMs - SESSION_REFRESH_MS)) {
@@ -3419,6 +3499,7 @@ class Hub implements RelayTarget, RosterTarget {
     let user = this.users.get(userId);
     if (!user) {
       user = { ref: { id: userId, name }, conns: new Set(), typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
+      if (left) user.bucket.merge(left.tokens, left.at, now);
       this.users.set(userId, user);
       this.names.set(nameKey(name), userId);
     } else if (user.ref.name !== name) {
@@ -3428,6 +3509,25 @@ class Hub implements RelayTarget, RosterTarget {
     conn.user = user;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     return ok({ user: { ...user.ref }, session: token });
+  }
+
+  /** HELLO_RATE_PER_MINUTE across instances; a roster that cannot answer does not lock people out. */
+  private async helloEverywhere(ip: string, now: number): Promise<boolean> {
+    try {
+      return await this.roster.takeHello(ip, now);
+    } catch (error) {
+      this.ctx.log("warn", "storage", { error: String(error), op: "takeHello" });
+      return true;
+    }
+  }
+
+  private async leftBucket(userId: string): Promise<{ tokens: number; at: number } | null> {
+    try {
+      return await this.roster.loadBucket(userId);
+    } catch (error) {
+      this.ctx.log("warn", "storage", { error: String(error), op: "loadBucket" });
+      return null;
+    }
   }
 
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */

@@ -462,6 +462,51 @@ describe("storage bounds across instances (§10; storage.test.ts runs on this en
   });
 });
 
+describe("rate limits across instances (§10)", () => {
+  test("hellos from one address are counted on every instance", async () => {
+    const t = Date.now();
+    const [a, b] = (await instances(2, { now: () => t, helloRatePerMinute: 4 })) as [TestServer, TestServer];
+    for (let i = 0; i < 4; i++) {
+      const c = await Client.connect((i % 2 ? b : a).wsUrl);
+      await c.hello(`churn ${i}`);
+      c.close();
+    }
+    const fifth = await Client.connect(a.wsUrl);
+    fifth.send({ type: "hello", name: "churn 4" });
+    expect(await fifth.expect("error")).toMatchObject({ code: "rate_limited" });
+    expect(await fifth.closed).toEqual({ code: 1008, reason: "rate limit exceeded" });
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  test("a user's bucket follows it: reconnecting to the other instance refills nothing", async () => {
+    const t = Date.now();
+    const [a, b] = (await instances(2, { now: () => t, rateLimitBurst: 10, presenceGraceMs: 0 })) as [TestServer, TestServer];
+    const watcher = await Client.connect(a.wsUrl);
+    await watcher.hello("watcher");
+    await watcher.join("r");
+    let session: string | undefined;
+    for (let round = 0; round < 4; round++) {
+      const server = round % 2 ? b : a;
+      const c = await Client.connect(server.wsUrl);
+      const welcome = await c.hello("looper", session);
+      session = welcome.session;
+      c.send({ type: "join", room: "r" }); // one token
+      for (let i = 0; i < 9; i++) c.send({ type: "send", room: "r", id: `${round}-${i}`, text: "spam" });
+      await c.sync();
+      c.close();
+      // Its bucket is left in Redis before it comes back on the other instance.
+      const saves = Math.floor(round / 2) + 1; // this instance's saves of it so far, this one included
+      await server.logLine((l) => l.event === "bucket_saved" && server.logs.filter((x) => x.event === "bucket_saved" && x.user === welcome.user.id).length >= saves);
+    }
+    watcher.send({ type: "send", room: "r", id: "marker", text: "marker" });
+    await watcher.until((f) => f.id === "marker");
+    // Only the first round had tokens; per instance, each instance's first round would have had them.
+    expect(messages(watcher.frames).map((m) => m.id)).toEqual([...range(0, 8).map((i) => `0-${i}`), "marker"]);
+    watcher.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+});
+
 describe("failures", () => {
   test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
     const { a, b, alice, bob, done } = await pair("kill");
