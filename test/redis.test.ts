@@ -507,6 +507,42 @@ describe("rate limits across instances (§10)", () => {
   });
 });
 
+describe("an instance taken for dead", () => {
+  test("cut off from Redis past INSTANCE_TIMEOUT_MS, its members leave; back, it registers them again", async () => {
+    // A reaches Redis as a user of its own, so that A alone can be shut out.
+    await redis.command("ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all");
+    const url = redis.url(++lastDb);
+    const options = { presenceGraceMs: 0, instanceTimeoutMs: 1000, rateLimitBurst: 1000, rateLimitPerSecond: 1000 };
+    const a = await startServer({ ...options, redisUrl: url.replace("redis://", "redis://instance-a:secret@") });
+    const b = await startServer({ ...options, redisUrl: url });
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    await bob.join("r");
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("r");
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "r", event: "join", user: welcome.user });
+
+    await redis.command("ACL", "SETUSER", "instance-a", "off");
+    await redis.command("CLIENT", "KILL", "USER", "instance-a");
+    // B takes A for dead and its members over; with no grace, they leave at once.
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "r", event: "leave", user: welcome.user });
+
+    await redis.command("ACL", "SETUSER", "instance-a", "on");
+    // A's own notice that it was taken over (the survivor's line names itself in `by`).
+    await a.logLine((l) => l.event === "instance_taken_over" && l.by === undefined);
+    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "r", event: "join", user: welcome.user });
+    const rooms = (await (await b.http("/api/rooms")).json()) as { rooms: { room: string; members: number }[] };
+    expect(rooms.rooms.find((r) => r.room === "r")?.members).toBe(2);
+    // Alice's connection stayed open through it all, and is heard again.
+    const back = await alice.say("r", "still here");
+    expect((await bob.until((f) => f.type === "message")).at(-1)).toEqual(back);
+    for (const c of [alice, bob]) c.close();
+    await Promise.all([a.stop(), b.stop()]);
+    await redis.command("ACL", "DELUSER", "instance-a");
+  });
+});
+
 describe("failures", () => {
   test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
     const { a, b, alice, bob, done } = await pair("kill");
