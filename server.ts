@@ -2759,6 +2759,8 @@ const instanceKeys = (id: string) => ({
   alive: `chat:instance:${id}`,
   /** room → how many of the room's members are here through it: what a survivor takes over. */
   rooms: `chat:instance:${id}:rooms`,
+  /** The survivor taking it over, for INSTANCE_TIMEOUT_MS; another may finish once that lapses. */
+  takeover: `chat:instance:${id}:takeover`,
 });
 /** Every instance that registered and was not taken over yet. */
 const REDIS_INSTANCES_KEY = "chat:instances";
@@ -2916,11 +2918,21 @@ class RedisRoster implements Roster {
   }
 
   /** Takes over every instance whose key expired; SREM lets exactly one survivor do it. */
+  /**
+   * Takes over the members of every instance that stopped heartbeating. One survivor claims a dead
+   * instance at a time, for INSTANCE_TIMEOUT_MS; the dead one leaves the instance set only once
+   * all its members are moved. A survivor that dies halfway lets its claim lapse, and the next one
+   * moves what is left (moving a member is one script, done once, whoever runs it again).
+   */
   private async reap(): Promise<void> {
     const instances: string[] = await this.link.send("SMEMBERS", [REDIS_INSTANCES_KEY]);
     for (const dead of instances) {
       if (dead === this.instance || (await this.link.send("EXISTS", [instanceKeys(dead).alive])) === 1) continue;
-      if ((await this.link.send("SREM", [REDIS_INSTANCES_KEY, dead])) !== 1) continue;
+      const claim = instanceKeys(dead).takeover;
+      if ((await this.link.send("SET", [claim, this.instance, "NX", "PX", String(this.timeoutMs)])) !== "OK") {
+        this.log("debug", "takeover_claimed_elsewhere", { instance: dead });
+        continue;
+      }
       let members = 0;
       const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(dead).rooms]);
       for (const room of rooms) {
@@ -2943,6 +2955,8 @@ class RedisRoster implements Roster {
         } while (cursor !== "0");
       }
       await this.link.send("DEL", [instanceKeys(dead).rooms]);
+      await this.link.send("SREM", [REDIS_INSTANCES_KEY, dead]);
+      await this.link.send("DEL", [claim]);
       this.log("info", "instance_taken_over", { instance: dead, by: this.instance, rooms: rooms.length, members });
     }
   }

@@ -541,6 +541,41 @@ describe("an instance taken for dead", () => {
     await Promise.all([a.stop(), b.stop()]);
     await redis.command("ACL", "DELUSER", "instance-a");
   });
+
+  test("a survivor that dies halfway through a takeover: once its claim lapses, another finishes it", async () => {
+    const db = ++lastDb;
+    const timeout = 1000;
+    const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout), PRESENCE_GRACE_MS: "0" });
+    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 0 });
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    await bob.join("ghost");
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("ghost");
+    expect(await bob.expect("presence")).toMatchObject({ event: "join", user: welcome.user });
+    const admin = new RedisClient(redis.url(db));
+    const here = (await admin.send("HKEYS", ["chat:room:ghost:here"])) as string[];
+    const deadId = here.find((field) => field.endsWith(`|${welcome.user.id}`))!.split("|")[0]!;
+
+    a.proc.kill("SIGKILL");
+    await alice.closed;
+    // As a survivor that claimed A and died before moving anyone would leave it: claimed, A still listed.
+    const claim = `chat:instance:${deadId}:takeover`;
+    expect(await admin.send("SET", [claim, "a-survivor-that-died", "NX"])).toBe("OK");
+    // B sees A dead and leaves it to the claim's holder, while the claim lasts…
+    await b.logLine((l) => l.event === "takeover_claimed_elsewhere" && l.instance === deadId);
+    expect(bob.frames.filter((f) => f.type === "presence")).toHaveLength(1);
+    // …and the claim lapses, as a dead holder's does after INSTANCE_TIMEOUT_MS: B finishes the job.
+    await admin.send("PEXPIRE", [claim, "1"]);
+    const leave: Frame = { type: "presence", room: "ghost", event: "leave", user: welcome.user };
+    expect(await bob.expect("presence")).toEqual(leave);
+    expect(await b.logLine((l) => l.event === "instance_taken_over")).toMatchObject({ instance: deadId, members: 1 });
+    expect(await admin.send("SISMEMBER", ["chat:instances", deadId])).toBe(0);
+    admin.close();
+    bob.close();
+    await b.stop();
+  });
 });
 
 describe("failures", () => {
