@@ -3371,7 +3371,23 @@ class Hub implements RelayTarget, RosterTarget {
   adopt(room: string, user: UserRef): void {
     const verdict = this.presence.adopt(room, user, this.ctx.now());
     if (verdict === "gone") this.announceLeave(room, user);
-    else if (verdict === "grace") this.scheduleGrace();
+    else if (verdict === "grace") {
+      this.holdName(user);
+      this.scheduleGrace();
+    }
+  }
+
+  /**
+   * A member in grace is online (§4), so its name stays its own; its instance, which held it, is
+   * gone. Held here until the grace ends (forgetIfOffline lets it go) or the user comes back.
+   */
+  private holdName(user: UserRef): void {
+    if (this.users.has(user.id) || !user.name) return;
+    const now = this.ctx.now();
+    this.users.set(user.id, { ref: user, conns: new Set(), typingAt: new Map(), bucket: this.userBuckets.get(user.id, now) });
+    const key = nameKey(user.name);
+    this.names.set(key, user.id);
+    this.roster.claimName(key, user.id).catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
   }
 
   /** The roster lost this instance's members (it was taken for dead): tell it again who is here. */

@@ -7,7 +7,7 @@
 import { RedisClient } from "bun";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createServer, loadConfig, type ServerOptions } from "../server.ts";
+import { createServer, loadConfig, nameKey, type ServerOptions } from "../server.ts";
 import {
   Client,
   bounded,
@@ -540,6 +540,37 @@ describe("an instance taken for dead", () => {
     for (const c of [alice, bob]) c.close();
     await Promise.all([a.stop(), b.stop()]);
     await redis.command("ACL", "DELUSER", "instance-a");
+  });
+
+  test("a dead instance's user in grace keeps its name on the survivor, and gets it back with its session", async () => {
+    const db = ++lastDb;
+    const timeout = 1000;
+    const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
+    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 60_000 });
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    await bob.join("ghost");
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("ghost");
+    await bob.expect("presence");
+    const admin = new RedisClient(redis.url(db));
+    const here = (await admin.send("HKEYS", ["chat:room:ghost:here"])) as string[];
+    const deadId = here.find((field) => field.endsWith(`|${welcome.user.id}`))!.split("|")[0]!;
+    a.proc.kill("SIGKILL");
+    await alice.closed;
+    await b.logLine((l) => l.event === "instance_taken_over");
+    // A held the name, and its hold lapses with it (INSTANCE_TIMEOUT_MS): end it now rather than wait.
+    await admin.send("HDEL", [`chat:name:${nameKey("alice")}`, deadId]);
+    admin.close();
+    // Alice is still online, in grace: her name is hers.
+    const thief = await Client.connect(b.wsUrl);
+    thief.send({ type: "hello", name: "Alice" });
+    expect(await thief.expect("error")).toMatchObject({ code: "name_taken" });
+    const back = await Client.connect(b.wsUrl);
+    expect((await back.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    for (const c of [bob, thief, back]) c.close();
+    await b.stop();
   });
 
   test("a survivor that dies halfway through a takeover: once its claim lapses, another finishes it", async () => {
