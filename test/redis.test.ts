@@ -57,6 +57,24 @@ async function pair(room: string, options: ServerOptions = {}) {
   return { a, b, alice, bob, welcome, joined, done };
 }
 
+/** Bob on instance B in `room`, then alice on A; resolved once bob has heard her come. */
+async function meet(a: { wsUrl: string }, b: { wsUrl: string }, room: string) {
+  const bob = await Client.connect(b.wsUrl);
+  await bob.hello("bob");
+  await bob.join(room);
+  const alice = await Client.connect(a.wsUrl);
+  const welcome = await alice.hello("alice");
+  await alice.join(room);
+  expect(await bob.expect("presence")).toEqual({ type: "presence", room, event: "join", user: welcome.user });
+  return { alice, bob, welcome };
+}
+
+/** The id of the instance through which a user is a member of `room`, read from the roster in Redis. */
+async function instanceOf(admin: RedisClient, room: string, userId: string): Promise<string> {
+  const here = (await admin.send("HKEYS", [`chat:room:${room}:here`])) as string[];
+  return here.find((field) => field.endsWith(`|${userId}`))!.split("|")[0]!;
+}
+
 const messages = (frames: Frame[]) => frames.filter((f) => f.type === "message");
 const names = (members: { name: string }[]) => members.map((m) => m.name);
 /** The consecutive numbers from..to. */
@@ -322,28 +340,23 @@ describe("presence and names across instances", () => {
 
 describe("renames and the room list across instances", () => {
   test("a rename on A reaches the same user's tab on B: it speaks under the new name, and the old one is free on B", async () => {
-    const [a, b] = (await instances(2, { presenceGraceMs: 0 })) as [TestServer, TestServer];
-    const carol = await Client.connect(b.wsUrl);
-    await carol.hello("carol");
-    await carol.join("r");
-    const onA = await Client.connect(a.wsUrl);
-    const welcome = await onA.hello("alice");
-    await onA.join("r");
-    const onB = await Client.connect(b.wsUrl);
+    const { a, b, alice, bob, welcome, done } = await pair("r", { presenceGraceMs: 0 });
+    const onB = await Client.connect(b.wsUrl); // alice's second tab, on the other instance
     await onB.hello("alice", welcome.session);
     await onB.join("r");
     const renamer = await Client.connect(a.wsUrl);
     const renamed = { id: welcome.user.id, name: "alicia" };
     expect((await renamer.hello("alicia", welcome.session)).user).toEqual(renamed);
     const rename: Frame = { type: "presence", room: "r", event: "rename", user: renamed };
-    expect((await carol.until((f) => f.event === "rename")).at(-1)).toEqual(rename);
+    expect((await bob.until((f) => f.event === "rename")).at(-1)).toEqual(rename);
     expect((await onB.until((f) => f.event === "rename")).at(-1)).toEqual(rename);
     const said = await onB.say("r", "still me");
     expect(said.user).toEqual(renamed);
+    expect((await alice.until((f) => f.type === "message")).at(-1)).toEqual(said);
     const newcomer = await Client.connect(b.wsUrl);
     expect((await newcomer.hello("alice")).user.name).toBe("alice");
-    for (const c of [carol, onA, onB, renamer, newcomer]) c.close();
-    await Promise.all([a.stop(), b.stop()]);
+    for (const c of [onB, renamer, newcomer]) c.close();
+    await done();
   });
 
   test("/api/rooms and the directory ask Redis at most once a second, however often they are polled", async () => {
@@ -515,13 +528,7 @@ describe("an instance taken for dead", () => {
     const options = { presenceGraceMs: 0, instanceTimeoutMs: 1000, rateLimitBurst: 1000, rateLimitPerSecond: 1000 };
     const a = await startServer({ ...options, redisUrl: url.replace("redis://", "redis://instance-a:secret@") });
     const b = await startServer({ ...options, redisUrl: url });
-    const bob = await Client.connect(b.wsUrl);
-    await bob.hello("bob");
-    await bob.join("r");
-    const alice = await Client.connect(a.wsUrl);
-    const welcome = await alice.hello("alice");
-    await alice.join("r");
-    expect(await bob.expect("presence")).toEqual({ type: "presence", room: "r", event: "join", user: welcome.user });
+    const { alice, bob, welcome } = await meet(a, b, "r");
 
     await redis.command("ACL", "SETUSER", "instance-a", "off");
     await redis.command("CLIENT", "KILL", "USER", "instance-a");
@@ -547,16 +554,9 @@ describe("an instance taken for dead", () => {
     const timeout = 1000;
     const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
     const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 60_000 });
-    const bob = await Client.connect(b.wsUrl);
-    await bob.hello("bob");
-    await bob.join("ghost");
-    const alice = await Client.connect(a.wsUrl);
-    const welcome = await alice.hello("alice");
-    await alice.join("ghost");
-    await bob.expect("presence");
+    const { alice, bob, welcome } = await meet(a, b, "ghost");
     const admin = new RedisClient(redis.url(db));
-    const here = (await admin.send("HKEYS", ["chat:room:ghost:here"])) as string[];
-    const deadId = here.find((field) => field.endsWith(`|${welcome.user.id}`))!.split("|")[0]!;
+    const deadId = await instanceOf(admin, "ghost", welcome.user.id);
     a.proc.kill("SIGKILL");
     await alice.closed;
     await b.logLine((l) => l.event === "instance_taken_over");
@@ -578,16 +578,9 @@ describe("an instance taken for dead", () => {
     const timeout = 1000;
     const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout), PRESENCE_GRACE_MS: "0" });
     const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 0 });
-    const bob = await Client.connect(b.wsUrl);
-    await bob.hello("bob");
-    await bob.join("ghost");
-    const alice = await Client.connect(a.wsUrl);
-    const welcome = await alice.hello("alice");
-    await alice.join("ghost");
-    expect(await bob.expect("presence")).toMatchObject({ event: "join", user: welcome.user });
+    const { alice, bob, welcome } = await meet(a, b, "ghost");
     const admin = new RedisClient(redis.url(db));
-    const here = (await admin.send("HKEYS", ["chat:room:ghost:here"])) as string[];
-    const deadId = here.find((field) => field.endsWith(`|${welcome.user.id}`))!.split("|")[0]!;
+    const deadId = await instanceOf(admin, "ghost", welcome.user.id);
 
     a.proc.kill("SIGKILL");
     await alice.closed;
