@@ -2406,37 +2406,35 @@ class Fanout {
   typing(room: string, user: UserRef, from: WsConnection): void {
     const frame: TypingNotice = { type: "typing", room, user };
     this.relay.event({ frame });
-    const members = this.wsMembers.get(room);
-    if (!members || members.size < 2) return;
-    // ws.publish skips the sender itself (publishToSelf is off).
-    const sent = from.ws.publish(roomTopic(room), JSON.stringify(frame), false);
-    if (sent <= 0) this.backlog(members, sent === 0);
+    this.publishWs(room, () => JSON.stringify(frame), from);
   }
 
   /** Typing on another instance, for every WebSocket member here. */
   typed(frame: TypingNotice): void {
-    const members = this.wsMembers.get(frame.room);
-    if (!members?.size) return;
-    const sent = this.server.publish(roomTopic(frame.room), JSON.stringify(frame), false);
-    if (sent <= 0) this.backlog(members, sent === 0);
+    this.publishWs(frame.room, () => JSON.stringify(frame));
   }
 
   /** `line` is rendered only when a TCP user is in the room. */
   private publish(room: string, json: string, line: () => string, except?: Connection): void {
-    const ws = this.wsMembers.get(room);
-    if (ws?.size) {
-      // ws.publish skips its own socket (publishToSelf is off).
-      const sent =
-        except instanceof WsConnection && ws.has(except)
-          ? except.ws.publish(roomTopic(room), json, false)
-          : this.server.publish(roomTopic(room), json, false);
-      if (sent <= 0) this.backlog(ws, sent === 0);
-    }
+    this.publishWs(room, () => json, except);
     const tcp = this.tcpMembers.get(room);
     if (tcp?.size) {
       const bytes = encoder.encode(line());
       for (const conn of tcp) if (conn !== except) conn.write(bytes);
     }
+  }
+
+  /**
+   * To the room's WebSocket members here but `except`, serialized only when someone will get it.
+   * Bun's ws.publish, which skips its own socket, returns 0 when nobody else is subscribed, as it
+   * does for a drop: so a room whose only member is `except` is not published to at all.
+   */
+  private publishWs(room: string, json: () => string, except?: Connection): void {
+    const ws = this.wsMembers.get(room);
+    const skip = except instanceof WsConnection && ws?.has(except) ? except : null;
+    if (!ws || ws.size === (skip ? 1 : 0)) return;
+    const sent = skip ? skip.ws.publish(roomTopic(room), json(), false) : this.server.publish(roomTopic(room), json(), false);
+    if (sent <= 0) this.backlog(ws, sent === 0);
   }
 
   /**

@@ -404,6 +404,16 @@ describe("ordering (§10)", () => {
 });
 
 describe("slow consumers", () => {
+  test("publishing to nobody is not a drop: a lone joiner and a lone typist count none", async () => {
+    const server = await startServer();
+    const solo = await user(server, "solo", "empty-room");
+    solo.send({ type: "typing", room: "empty-room" });
+    expect(await solo.sync()).toEqual([]);
+    expect(await (await server.http("/metrics")).text()).toContain("chat_publish_drops_total 0\n");
+    solo.close();
+    await server.stop();
+  });
+
   test("a slow reader in a busy room is counted and logged as a backpressure close", async () => {
     const server = await startServer({
       backpressureLimitBytes: 64 * 1024,
