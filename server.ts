@@ -2931,6 +2931,11 @@ class RedisRoster implements Roster {
         this.log("debug", "takeover_claimed_elsewhere", { instance: dead });
         continue;
       }
+      // Another survivor may have finished it since the list was read (it lets its claim go last).
+      if ((await this.link.send("SISMEMBER", [REDIS_INSTANCES_KEY, dead])) !== 1) {
+        await this.link.send("DEL", [claim]);
+        continue;
+      }
       let members = 0;
       const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(dead).rooms]);
       for (const room of rooms) {
