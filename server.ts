@@ -753,9 +753,7 @@ export class Presence<C> {
    * was already in the room through this or another live connection: no change to announce.
    */
   join(room: string, user: UserRef, conn: C): "new" | "returned" | "again" {
-    let members = this.rooms.get(room);
-    if (!members) this.rooms.set(room, (members = new Map()));
-    const member = members.get(user.id);
+    const member = this.rooms.get(room)?.get(user.id);
     if (member) {
       const returned = member.conns.size === 0;
       member.conns.add(conn);
@@ -763,10 +761,7 @@ export class Presence<C> {
       member.user = user;
       return returned ? "returned" : "again";
     }
-    members.set(user.id, { user, conns: new Set([conn]), graceUntil: 0 });
-    let rooms = this.roomsOf.get(user.id);
-    if (!rooms) this.roomsOf.set(user.id, (rooms = new Set()));
-    rooms.add(room);
+    this.add(room, { user, conns: new Set([conn]), graceUntil: 0 });
     return "new";
   }
 
@@ -809,12 +804,7 @@ export class Presence<C> {
   adopt(room: string, user: UserRef, now: number): "grace" | "gone" | "member" {
     if (this.has(room, user.id)) return "member";
     if (this.graceMs === 0) return "gone";
-    let members = this.rooms.get(room);
-    if (!members) this.rooms.set(room, (members = new Map()));
-    members.set(user.id, { user, conns: new Set(), graceUntil: now + this.graceMs });
-    let rooms = this.roomsOf.get(user.id);
-    if (!rooms) this.roomsOf.set(user.id, (rooms = new Set()));
-    rooms.add(room);
+    this.add(room, { user, conns: new Set(), graceUntil: now + this.graceMs });
     this.graces.push({ room, userId: user.id, until: now + this.graceMs });
     return "grace";
   }
@@ -883,6 +873,15 @@ export class Presence<C> {
   private graceOf(grace: { room: string; userId: string; until: number }): Member<C> | null {
     const member = this.rooms.get(grace.room)?.get(grace.userId);
     return member && member.conns.size === 0 && member.graceUntil === grace.until ? member : null;
+  }
+
+  private add(room: string, member: Member<C>): void {
+    let members = this.rooms.get(room);
+    if (!members) this.rooms.set(room, (members = new Map()));
+    members.set(member.user.id, member);
+    let rooms = this.roomsOf.get(member.user.id);
+    if (!rooms) this.roomsOf.set(member.user.id, (rooms = new Set()));
+    rooms.add(room);
   }
 
   private remove(room: string, userId: string): void {
@@ -2884,13 +2883,17 @@ class RedisRoster implements Roster {
   private registered = false;
   private target!: RosterTarget;
 
+  /** INSTANCE_TIMEOUT_MS. */
+  private readonly timeoutMs: number;
+
   constructor(
     private readonly link: RedisLink,
     readonly instance: string,
-    private readonly timeoutMs: number,
     private readonly log: Log,
     private readonly config: Config,
-  ) {}
+  ) {
+    this.timeoutMs = config.instanceTimeoutMs;
+  }
 
   attach(target: RosterTarget): void {
     this.target = target;
@@ -3093,7 +3096,7 @@ async function openRedis(
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
   const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs);
   const store = new RedisStore(commands, historyBounds(config), now, (room, seq) => relay.heard(room, seq));
-  const roster = new RedisRoster(commands, instance, config.instanceTimeoutMs, log, config);
+  const roster = new RedisRoster(commands, instance, log, config);
   return { store, relay, roster };
 }
 
@@ -3155,7 +3158,7 @@ const SESSION_REFRESH_MS = 3_600_000;
  * A new session lives this long (or SESSION_TTL_SECONDS, if shorter) until it is first used again;
  * that use refreshes it to the full TTL. A token nobody comes back with costs a day of disk, not 30.
  */
-const NEW_SESSION_TTL_MS = 86_400_000;
+const NEW_SESSION_TTL_MS = DAY_MS;
 /** Bytes of randomness in a session token (256 bits) and in a user id. */
 const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
@@ -3206,6 +3209,8 @@ class Hub implements RelayTarget, RosterTarget {
   private graceAt = Infinity;
   /** Roster changes of one user in one room, in the order the hub made them (room\nuserId → last). */
   private readonly rosterChains = new Map<string, Promise<unknown>>();
+  /** With several instances: the room lists, each read at most once per SHARED_ROOMS_CACHE_MS. */
+  private readonly cache = new Map<string, { until: number; value: Promise<RoomEntry[]> }>();
   private emptied: (() => void) | null = null;
 
   constructor(
@@ -3868,8 +3873,8 @@ class Hub implements RelayTarget, RosterTarget {
    * here, asked at most once per SHARED_ROOMS_CACHE_MS however often this is polled.
    */
   rooms(): Promise<RoomEntry[]> {
-    if (this.relay.hearsAll) return this.sharedRooms();
-    return this.cached("rooms", () => this.sharedRooms());
+    if (this.relay.hearsAll) return this.activeRooms();
+    return this.cached("rooms", () => this.activeRooms());
   }
 
   /** The directory: from memory with one process; with several, from storage, cached likewise. */
@@ -3882,8 +3887,6 @@ class Hub implements RelayTarget, RosterTarget {
     });
   }
 
-  private readonly cache = new Map<string, { until: number; value: Promise<RoomEntry[]> }>();
-
   private cached(key: string, load: () => Promise<RoomEntry[]>): Promise<RoomEntry[]> {
     const now = this.ctx.now();
     const hit = this.cache.get(key);
@@ -3895,7 +3898,7 @@ class Hub implements RelayTarget, RosterTarget {
     return value;
   }
 
-  private async sharedRooms(): Promise<RoomEntry[]> {
+  private async activeRooms(): Promise<RoomEntry[]> {
     const active = ((await this.roster.active()) ?? this.presence.active()).sort(
       (a, b) => b.members - a.members || a.room.localeCompare(b.room),
     );
