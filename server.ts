@@ -4287,6 +4287,28 @@ export function pageQuery(params: URLSearchParams): PageQuery | null {
   return { after, before, limit: limit ?? HISTORY_PAGE_DEFAULT };
 }
 
+/** PUBLIC_HOSTS is set and the request's Host is not one of them (§10: DNS rebinding). */
+function misdirected(req: Request, config: Config): boolean {
+  if (!config.publicHosts.length) return false;
+  const host = hostKey(req.headers.get("host") ?? "");
+  return host === null || !config.publicHosts.includes(host);
+}
+
+type Admission = { ip: string } | { status: 400 | 403 | 421 | 426 | 429 | 503; error: string; headers?: Record<string, string> };
+
+/** Whether a request to /ws may upgrade (§6, §10), and the client's address when it may. */
+function admitWs(req: Request, server: Server<WsConnection>, hub: Hub, ctx: Context): Admission {
+  if (misdirected(req, ctx.config)) return { status: 421, error: "misdirected" };
+  if (!originAllowed(req.headers.get("origin"), req.headers.get("host"), ctx.config.allowedOrigins)) {
+    return { status: 403, error: "origin_not_allowed" };
+  }
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return { status: 426, error: "upgrade_required", headers: { upgrade: "websocket" } };
+  }
+  const ip = clientIp(req, server, ctx.config.trustProxy);
+  return hub.admit(ip) ?? { ip };
+}
+
 type HonoEnv = { Bindings: Server<WsConnection> };
 
 function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: number): Hono<HonoEnv> {
@@ -4297,8 +4319,7 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
   const { publicHosts, metricsToken } = ctx.config;
   if (publicHosts.length) {
     app.use(async (c, next) => {
-      const host = hostKey(c.req.header("host") ?? "");
-      if (host === null || !publicHosts.includes(host)) return c.json({ error: "misdirected" }, 421);
+      if (misdirected(c.req.raw, ctx.config)) return c.json({ error: "misdirected" }, 421);
       return next();
     });
   }
@@ -4348,19 +4369,11 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
     return c.json({ room, ...r.value });
   });
 
+  // Upgrades take Bun's native /ws route (createServer); what reaches this one is refused.
   app.get("/ws", (c) => {
-    const req = c.req.raw;
-    if (!originAllowed(req.headers.get("origin"), req.headers.get("host"), ctx.config.allowedOrigins)) {
-      return c.json({ error: "origin_not_allowed" }, 403);
-    }
-    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return c.json({ error: "upgrade_required" }, 426, { upgrade: "websocket" });
-    }
-    const ip = clientIp(req, c.env, ctx.config.trustProxy);
-    const refusal = hub.admit(ip);
-    if (refusal) return c.json({ error: refusal.error }, refusal.status);
-    // Bun calls `open` inside upgrade(), so the caps above cannot be raced past.
-    if (c.env.upgrade(req, { data: new WsConnection(ctx, ip) })) return new Response(null);
+    const admission = admitWs(c.req.raw, c.env, hub, ctx);
+    if ("error" in admission) return c.json({ error: admission.error }, admission.status, admission.headers);
+    if (c.env.upgrade(c.req.raw, { data: new WsConnection(ctx, admission.ip) })) return new Response(null);
     return c.json({ error: "bad_upgrade" }, 400);
   });
 
@@ -4436,6 +4449,16 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
       port: config.port,
       hostname: config.host,
       development: false,
+      routes: {
+        // The hot path of every connect, natively routed: Hono's context and headers would be
+        // built for a 101 that never carries them (issue #8: connects). Bun calls `open` inside
+        // upgrade(), so the caps checked in admitWs cannot be raced past. Hono answers refusals.
+        "/ws": (req: Request, srv: Server<WsConnection>) => {
+          const admission = admitWs(req, srv, hub, ctx);
+          if ("ip" in admission && srv.upgrade(req, { data: new WsConnection(ctx, admission.ip) })) return;
+          return app.fetch(req, srv);
+        },
+      },
       fetch: (req, srv) => app.fetch(req, srv),
       websocket: websocketHandlers(hub, ctx),
     });

@@ -4,6 +4,7 @@
  * no storage), in the same run, as one table with the ratio to the floor.
  *
  *   bun run bench/run.ts [--quick] [--repeat N] [--only fanout,writeheavy,openloop,connects,cold]
+ *                        [--cpu-prof DIR]
  *
  * The server under test runs on core 0 and the load generator (bench/load.ts) on core 1 when
  * `taskset` exists and there are two cores or more. Throughput scenarios run `repeat` times
@@ -23,6 +24,9 @@ const onlyAt = process.argv.indexOf("--only");
 /** `--only fanout,connects` runs just those scenarios (fanout, writeheavy, openloop, connects, cold). */
 const only = onlyAt === -1 ? null : process.argv[onlyAt + 1]!.split(",");
 const want = (scenario: string) => only === null || only.includes(scenario);
+const profAt = process.argv.indexOf("--cpu-prof");
+/** `--cpu-prof DIR` writes a markdown CPU profile of every chat server run into DIR. */
+const profDir = profAt === -1 ? null : process.argv[profAt + 1]!;
 /** Bounds one load-generator run. */
 const RUN_TIMEOUT_MS = 120_000;
 /** Bounds a cold start; also how long a server may take to accept its first connection. */
@@ -88,7 +92,8 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
   const dir = mkdtempSync(join(tmpdir(), "bun-chat-bench-"));
   const script = target === "floor" ? join(import.meta.dir, "floor.ts") : join(ROOT, "server.ts");
   const began = performance.now();
-  const proc = Bun.spawn(pinned(0, [process.execPath, script]), {
+  const prof = profDir && target !== "floor" ? ["--cpu-prof-md", `--cpu-prof-dir=${profDir}`] : [];
+  const proc = Bun.spawn(pinned(0, [process.execPath, ...prof, script]), {
     env: {
       ...process.env,
       PORT: String(port),
