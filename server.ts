@@ -3180,7 +3180,7 @@ class Hub implements RelayTarget, RosterTarget {
   readonly roomStates = new Map<string, RoomState>();
   /** Users' buckets, shared by their connections and kept across reconnects (§10); with Redis, the fallback. */
   readonly userBuckets: Buckets;
-  /** The roster's shared buckets failed last time: frames spend this instance's copies (logged once). */
+  /** The last take from the shared buckets failed; set and cleared with one log line each (once per outage). */
   private sharedBucketsDown = false;
   /** Hellos per client address (§10 HELLO_RATE_PER_MINUTE). */
   readonly helloBuckets: Buckets;
