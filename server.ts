@@ -653,23 +653,6 @@ export class TokenBucket {
     return this.tokens >= this.burst;
   }
 
-  /** The tokens left at `now`, to hand to another instance. */
-  left(now: number): number {
-    this.refill(now);
-    return this.tokens;
-  }
-
-  /**
-   * Takes in what another instance left (`tokens` at `at`), refilled to `now`: the bucket keeps
-   * the smaller of the two, so moving between instances never refills anything.
-   *   b = new TokenBucket(10, 1, 0); b.merge(2, 0, 1000); b.left(1000) // => 3
-   */
-  merge(tokens: number, at: number, now: number): void {
-    this.refill(now);
-    const theirs = Math.min(this.burst, tokens + (Math.max(0, now - at) * this.perSecond) / 1000);
-    if (theirs < this.tokens) this.tokens = theirs;
-  }
-
   private refill(now: number): void {
     if (now <= this.last) return;
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
@@ -678,17 +661,17 @@ export class TokenBucket {
 }
 
 /**
- * One connection's side of rate limiting: which bucket a frame spends, and the count of
- * `rate_limited` answers in a row. `take` says "ok", "limited", or "abuse" when that makes
- * `abuseAfter` limited answers in a row.
+ * One connection's side of rate limiting: the count of `rate_limited` answers in a row, whichever
+ * bucket ran dry. `count` hears whether a frame got its token and says "ok", "limited", or
+ * "abuse" when that makes `abuseAfter` limited answers in a row.
  */
 export class RateLimiter {
   private limitedInRow = 0;
 
   constructor(private readonly abuseAfter: number) {}
 
-  take(bucket: TokenBucket, now: number): "ok" | "limited" | "abuse" {
-    if (bucket.take(now)) {
+  count(taken: boolean): "ok" | "limited" | "abuse" {
+    if (taken) {
       this.limitedInRow = 0;
       return "ok";
     }
@@ -2141,11 +2124,6 @@ abstract class Connection {
     this.fail("internal", MESSAGES.internal);
   }
 
-  /** The bucket the next frame spends: the user's once welcomed, except for pings (§10). */
-  bucketFor(type: ClientFrameType | undefined): TokenBucket {
-    return this.user && type !== "ping" ? this.user.bucket : this.bucket;
-  }
-
   /** One message, to this connection only (the answer to a retried send). */
   abstract deliver(message: MessageFrame): void;
   /** An error answer; counted. */
@@ -2550,10 +2528,11 @@ interface Roster {
   releaseName(key: string, userId: string): void;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
-  /** The user's rate bucket as another instance left it (tokens at `at`), or null. */
-  loadBucket(userId: string): Promise<{ tokens: number; at: number } | null>;
-  /** Leaves the user's rate bucket for whichever instance it connects to next. */
-  saveBucket(userId: string, tokens: number, at: number): void;
+  /**
+   * Takes one token of the user's rate bucket shared by every instance; false when it is empty.
+   * Null when there is no shared bucket: the hub's own is the user's, and nothing waits.
+   */
+  takeFrame(userId: string, now: number): Promise<boolean> | null;
   close(): Promise<void>;
 }
 
@@ -2590,10 +2569,10 @@ class LocalRoster implements Roster {
   async takeHello(): Promise<boolean> {
     return true;
   }
-  async loadBucket(): Promise<null> {
+  /** And its bucket per user: answered at once, so a frame waits for nothing. */
+  takeFrame(): null {
     return null;
   }
-  saveBucket(): void {}
   async close(): Promise<void> {}
 }
 
@@ -2840,8 +2819,9 @@ return 1
 `;
 
 /**
- * A token bucket shared by every instance (HELLO_RATE_PER_MINUTE per address). Forgotten once it
- * would be full again, so an address costs nothing after a quiet spell.
+ * A token bucket shared by every instance: HELLO_RATE_PER_MINUTE per address, RATE_LIMIT_BURST
+ * per user. Forgotten once it would be full again, so a quiet key costs nothing. Each instance
+ * passes its own clock; one behind the last taker's refills nothing, so it never goes backwards.
  *   KEYS[1] the bucket   ARGV[1] burst   ARGV[2] tokens refilled per ms   ARGV[3] now (epoch ms)
  * Returns 1 when a token was taken, else 0.
  */
@@ -2857,7 +2837,8 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate))
 return taken
 `;
 const redisHelloKey = (ip: string) => `chat:hello:${ip}`;
-const redisBucketKey = (userId: string) => `chat:bucket:${userId}`;
+/** A user's frame bucket; not at `chat:bucket:`, where older instances keep a string (a rolling deploy runs both). */
+const redisRateKey = (userId: string) => `chat:rate:${userId}`;
 
 /** KEYS[1] the name  ARGV[1] instanceId  ARGV[2] userId */
 const NAME_RELEASE_SCRIPT = `
@@ -3018,27 +2999,20 @@ class RedisRoster implements Roster {
     return held === 1;
   }
 
-  async takeHello(ip: string, now: number): Promise<boolean> {
+  takeHello(ip: string, now: number): Promise<boolean> {
     const perMinute = this.config.helloRatePerMinute;
-    return (await this.link.run(BUCKET_TAKE_SCRIPT, [redisHelloKey(ip)], [String(perMinute), String(perMinute / 60_000), String(now)])) === 1;
+    return this.take(redisHelloKey(ip), perMinute, perMinute / 60, now);
   }
 
-  async loadBucket(userId: string): Promise<{ tokens: number; at: number } | null> {
-    const saved: string | null = await this.link.send("GET", [redisBucketKey(userId)]);
-    if (!saved) return null;
-    const [tokens, at] = saved.split(" ").map(Number);
-    return Number.isFinite(tokens) && Number.isFinite(at) ? { tokens: tokens!, at: at! } : null;
+  takeFrame(userId: string, now: number): Promise<boolean> {
+    // Redis away: say so at once (the hub spends its own copy) rather than wait for a reconnect.
+    if (!this.link.connected) return Promise.reject(new Error("not connected to Redis"));
+    return this.take(redisRateKey(userId), this.config.rateLimitBurst, this.config.rateLimitPerSecond, now);
   }
 
-  /** Kept until the bucket would be full again: then it is the same as none. */
-  saveBucket(userId: string, tokens: number, at: number): void {
-    const { rateLimitBurst, rateLimitPerSecond } = this.config;
-    const fullInMs = Math.ceil(((rateLimitBurst - tokens) * 1000) / rateLimitPerSecond);
-    if (fullInMs <= 0) return void this.link.send("DEL", [redisBucketKey(userId)]).catch(() => {});
-    this.link
-      .send("SET", [redisBucketKey(userId), `${tokens} ${at}`, "PX", String(fullInMs)])
-      .then(() => this.log("debug", "bucket_saved", { user: userId }))
-      .catch((error) => this.log("warn", "redis_save_bucket", { error: String(error) }));
+  /** One token of the shared bucket `key` (BUCKET_TAKE_SCRIPT); false when it is empty. */
+  private async take(key: string, burst: number, perSecond: number, now: number): Promise<boolean> {
+    return (await this.link.run(BUCKET_TAKE_SCRIPT, [key], [String(burst), String(perSecond / 1000), String(now)])) === 1;
   }
 
   releaseName(key: string, userId: string): void {
@@ -3110,7 +3084,10 @@ interface User {
   conns: Set<Connection>;
   /** When the user's typing was last relayed, per room. */
   typingAt: Map<string, number>;
-  /** Spent by all its connections; the hub keeps it after the user goes, until it is full again. */
+  /**
+   * Spent by all its connections here; the hub keeps it after the user goes, until it is full
+   * again. With Redis, only while Redis cannot answer: the bucket in Redis is the user's.
+   */
   bucket: TokenBucket;
 }
 
@@ -3164,6 +3141,8 @@ const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
 /** How often full rate buckets of departed users and quiet addresses are forgotten. */
 const RATE_SWEEP_INTERVAL_MS = 60_000;
+/** Bounds how long a frame waits for the user's shared rate bucket before spending this instance's copy. */
+const SHARED_BUCKET_WAIT_MS = 500;
 /** Bounds the rooms the hub remembers with nobody in them (for the room directory). */
 const ROOM_STATES_MAX = 10_000;
 /** Bounds the room directory (`/api/rooms?recent=1`). */
@@ -3199,8 +3178,10 @@ class Hub implements RelayTarget, RosterTarget {
   private readonly perIp = new Map<string, number>();
   /** Rooms with members or in-flight messages, and recently used ones, oldest use first. */
   readonly roomStates = new Map<string, RoomState>();
-  /** Users' buckets, shared by their connections and kept across reconnects (§10). */
+  /** Users' buckets, shared by their connections and kept across reconnects (§10); with Redis, the fallback. */
   readonly userBuckets: Buckets;
+  /** The last take from the shared buckets failed; set and cleared with one log line each (once per outage). */
+  private sharedBucketsDown = false;
   /** Hellos per client address (§10 HELLO_RATE_PER_MINUTE). */
   readonly helloBuckets: Buckets;
   readonly batcher: Batcher;
@@ -3292,16 +3273,57 @@ class Hub implements RelayTarget, RosterTarget {
   }
 
   /**
-   * Spends one token of `bucket` for a frame from `conn`. An empty bucket answers rate_limited;
-   * the abuse that follows closes the connection, but only after the messages it had sent are
-   * out, so it sees its own accepted words as the others do (§10). Meanwhile it is not read.
+   * Spends one token for a frame of `type` from `conn`, then runs `answer`; a connection no
+   * longer open spends nothing. Pings and frames before hello spend the connection's own bucket,
+   * the rest the user's (§10). With Redis, the user's bucket is one for every instance: the frame
+   * waits for Redis (its connection's next frames wait behind it), and spends this instance's
+   * copy if Redis fails or is slow; with one process nothing waits (no promise, no tick).
    */
-  spend(conn: Connection, bucket: TokenBucket, ref?: string): boolean {
-    const verdict = conn.limiter.take(bucket, this.ctx.now());
+  spend(conn: Connection, type: ClientFrameType | undefined, ref: string | undefined, answer: () => void | Promise<void>): void | Promise<void> {
+    if (conn.state !== "open") return;
+    const now = this.ctx.now();
+    const user = type === "ping" ? null : conn.user;
+    const shared = user ? this.roster.takeFrame(user.ref.id, now) : null;
+    if (!shared) return this.paid(conn, (user?.bucket ?? conn.bucket).take(now), ref) ? answer() : undefined;
+    return this.sharedToken(shared, user!).then(async (taken) => {
+      if (conn.state === "open" && this.paid(conn, taken, ref)) await answer();
+    });
+  }
+
+  /**
+   * An empty bucket answers rate_limited; the abuse that follows closes the connection, but only
+   * after the messages it had sent are out, so it sees its own accepted words as the others do
+   * (§10). Meanwhile it is not read.
+   */
+  private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
+    const verdict = conn.limiter.count(taken);
     if (verdict === "ok") return true;
     conn.fail("rate_limited", MESSAGES.rateLimited, ref);
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
+  }
+
+  /**
+   * The shared bucket's answer, or, if it fails or takes longer than SHARED_BUCKET_WAIT_MS, a
+   * token of this instance's copy: a frame never hangs on Redis. Logged once per outage.
+   */
+  private async sharedToken(shared: Promise<boolean>, user: User): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${SHARED_BUCKET_WAIT_MS} ms`)), SHARED_BUCKET_WAIT_MS);
+    });
+    try {
+      const taken = await Promise.race([shared, late]);
+      if (this.sharedBucketsDown) this.ctx.log("info", "rate_buckets_shared");
+      this.sharedBucketsDown = false;
+      return taken;
+    } catch (error) {
+      if (!this.sharedBucketsDown) this.ctx.log("warn", "rate_buckets_local", { error: String(error) });
+      this.sharedBucketsDown = true;
+      return user.bucket.take(this.ctx.now());
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Stops reading `conn` now and closes it once what it sent is published. */
@@ -3327,8 +3349,6 @@ class Hub implements RelayTarget, RosterTarget {
     user.conns.delete(conn);
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
     const now = this.ctx.now();
-    // Its last connection here: leave its bucket for the instance it comes back to.
-    if (user.conns.size === 0) this.roster.saveBucket(user.ref.id, user.bucket.left(now), now);
     // TCP users have no session to come back with, so their leave goes out at once (§4).
     const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, now, conn.transport === "tcp");
     for (const room of leftNow) this.announceLeave(room, user.ref);
@@ -3499,8 +3519,6 @@ class Hub implements RelayTarget, RosterTarget {
     const userId = restored?.userId ?? newUserId();
     const token = restored ? session! : conn.transport === "ws" ? newToken() : null;
     if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
-    // A user new to this instance brings the bucket it left on another: moving refills nothing.
-    const left = restored && !this.users.has(userId) ? await this.leftBucket(userId) : null;
     // A new token must be on disk before the client holds it; a restored one is pushed back at
     // most every SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing.
     if (token !== null && (!restored || restored.expiresAt - now < ttlMs - SESSION_REFRESH_MS)) {
@@ -3537,7 +3555,6 @@ class Hub implements RelayTarget, RosterTarget {
     let user = this.users.get(userId);
     if (!user) {
       user = { ref: { id: userId, name }, conns: new Set(), typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
-      if (left) user.bucket.merge(left.tokens, left.at, now);
       this.users.set(userId, user);
       this.names.set(nameKey(name), userId);
     } else if (user.ref.name !== name) {
@@ -3556,15 +3573,6 @@ class Hub implements RelayTarget, RosterTarget {
     } catch (error) {
       this.ctx.log("warn", "storage", { error: String(error), op: "takeHello" });
       return true;
-    }
-  }
-
-  private async leftBucket(userId: string): Promise<{ tokens: number; at: number } | null> {
-    try {
-      return await this.roster.loadBucket(userId);
-    } catch (error) {
-      this.ctx.log("warn", "storage", { error: String(error), op: "loadBucket" });
-      return null;
     }
   }
 
@@ -4009,12 +4017,14 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
     },
   };
 
-  /** Answers one frame; a frame that waits for storage returns the promise its connection waits on. */
+  /** Answers one frame once it is paid for; a frame that waits (for storage, or Redis) returns the promise its connection waits on. */
   function handleFrame(conn: WsConnection, parsed: Parsed): void | Promise<void> {
-    if (conn.state !== "open") return;
+    return hub.spend(conn, parsed.ok ? parsed.frame.type : parsed.type, parsed.ref, () => answer(conn, parsed));
+  }
+
+  function answer(conn: WsConnection, parsed: Parsed): void | Promise<void> {
     const type = parsed.ok ? parsed.frame.type : parsed.type;
     const ref = parsed.ref;
-    if (!hub.spend(conn, conn.bucketFor(type), ref)) return;
     if (!conn.user && type !== undefined && type !== "hello" && type !== "ping") {
       return conn.fail("not_ready", MESSAGES.notReady, ref);
     }
@@ -4095,14 +4105,15 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         if (conn.state !== "open") return;
         for (const line of conn.splitter.push(chunk)) {
           if (line === TOO_LONG) {
-            conn.enqueue(() => {
-              if (!hub.spend(conn, conn.bucketFor(undefined))) return;
-              conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
-              if (!conn.user) conn.prompt();
-            });
+            conn.enqueue(() =>
+              hub.spend(conn, undefined, undefined, () => {
+                conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
+                if (!conn.user) conn.prompt();
+              }),
+            );
           } else {
             const text = decoder.decode(line);
-            conn.enqueue(() => onLine(conn, text));
+            conn.enqueue(() => hub.spend(conn, undefined, undefined, () => onLine(conn, text)));
           }
         }
       },
@@ -4120,9 +4131,8 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
     },
   });
 
+  /** One line, paid for. */
   async function onLine(conn: TcpConnection, text: string): Promise<void> {
-    if (conn.state !== "open") return;
-    if (!hub.spend(conn, conn.bucketFor(undefined))) return;
     if (!conn.user) {
       const r = await hub.hello(conn, text);
       if (!r.ok) {

@@ -21,6 +21,7 @@ import {
   type TestRedis,
   type TestServer,
   user,
+  WAIT_MS,
 } from "./helpers.ts";
 
 let redis: TestRedis;
@@ -79,6 +80,10 @@ const messages = (frames: Frame[]) => frames.filter((f) => f.type === "message")
 const names = (members: { name: string }[]) => members.map((m) => m.name);
 /** The consecutive numbers from..to. */
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+/** A `leave` of a room the client is not in: it costs a token and is answered without storage. */
+const leave = (c: Client, ref: string) => c.send({ type: "leave", room: "nowhere", ref });
+const notJoined = (ref: string) => ({ type: "error" as const, code: "not_joined", message: expect.any(String), ref });
+const limited = (ref: string) => ({ type: "error" as const, code: "rate_limited", message: expect.any(String), ref });
 
 describe("REDIS_URL", () => {
   test("is validated: redis:// or rediss:// with a host; unset keeps SQLite", () => {
@@ -491,9 +496,30 @@ describe("rate limits across instances (§10)", () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  test("one user connected to A and to B at once spends one bucket: k frames on A, N-k+1 on B, and B's last is the one refused", async () => {
+    const t = Date.now();
+    // A still clock: nothing refills, so the count is exact.
+    const N = 6;
+    const k = 2;
+    const [a, b] = (await instances(2, { now: () => t, rateLimitBurst: N, rateLimitPerSecond: 1 })) as [TestServer, TestServer];
+    const onA = await Client.connect(a.wsUrl);
+    const welcome = await onA.hello("twin");
+    const onB = await Client.connect(b.wsUrl);
+    expect((await onB.hello("twin", welcome.session)).user).toEqual(welcome.user);
+    for (let i = 0; i < k; i++) leave(onA, `a${i}`);
+    expect(await onA.sync()).toEqual(range(0, k - 1).map((i) => notJoined(`a${i}`)));
+    for (let i = 0; i <= N - k; i++) leave(onB, `b${i}`);
+    expect(await onB.sync()).toEqual([...range(0, N - k - 1).map((i) => notJoined(`b${i}`)), limited(`b${N - k}`)]);
+    // A's side of it is empty too.
+    leave(onA, "a-last");
+    expect(await onA.sync()).toEqual([limited("a-last")]);
+    for (const c of [onA, onB]) c.close();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   test("a user's bucket follows it: reconnecting to the other instance refills nothing", async () => {
     const t = Date.now();
-    // A slow refill: Redis forgets a left bucket once it would be full again, in real time (10 s here).
+    // A slow refill: Redis forgets a bucket once it would be full again, in real time (10 s here).
     const [a, b] = (await instances(2, { now: () => t, rateLimitBurst: 10, rateLimitPerSecond: 1, presenceGraceMs: 0 })) as [TestServer, TestServer];
     const watcher = await Client.connect(a.wsUrl);
     await watcher.hello("watcher");
@@ -508,9 +534,6 @@ describe("rate limits across instances (§10)", () => {
       for (let i = 0; i < 9; i++) c.send({ type: "send", room: "r", id: `${round}-${i}`, text: "spam" });
       await c.sync();
       c.close();
-      // Its bucket is left in Redis before it comes back on the other instance.
-      const saves = Math.floor(round / 2) + 1; // this instance's saves of it so far, this one included
-      await server.logLine((l) => l.event === "bucket_saved" && server.logs.filter((x) => x.event === "bucket_saved" && x.user === welcome.user.id).length >= saves);
     }
     watcher.send({ type: "send", room: "r", id: "marker", text: "marker" });
     await watcher.until((f) => f.id === "marker");
@@ -695,6 +718,51 @@ describe("failures", () => {
     const page = (await (await b.http("/api/rooms/outage/messages")).json()) as { messages: Frame[] };
     expect(page.messages).toEqual([...before, retried]);
     await done();
+  });
+
+  test("Redis stops: a user's frames spend this instance's copy of its bucket (logged once); back, the shared bucket as Redis kept it", async () => {
+    const t = Date.now();
+    // A still clock, and a bucket Redis keeps for 20 s (until it would be full again).
+    const N = 20;
+    const [a] = (await instances(1, { now: () => t, rateLimitBurst: N, rateLimitPerSecond: 1 })) as [TestServer];
+    const c = await Client.connect(a.wsUrl);
+    await c.hello("steady");
+    leave(c, "shared");
+    leave(c, "shared too");
+    expect(await c.sync()).toEqual([notJoined("shared"), notJoined("shared too")]);
+
+    await redis.stop("SIGTERM");
+    // This instance's copy was never spent: N frames, then one refused; every one answered.
+    for (let i = 0; i <= N; i++) leave(c, `down ${i}`);
+    expect(await c.sync()).toEqual([...range(0, N - 1).map((i) => notJoined(`down ${i}`)), limited(`down ${N}`)]);
+    expect(a.logs.filter((l) => l.event === "rate_buckets_local")).toHaveLength(1);
+
+    await redis.start();
+    await a.logLine((l) => l.event === "redis_connected" && l.link === "commands");
+    // The shared bucket again: the N - 2 tokens it had.
+    for (let i = 0; i <= N - 2; i++) leave(c, `back ${i}`);
+    expect(await c.sync()).toEqual([...range(0, N - 3).map((i) => notJoined(`back ${i}`)), limited(`back ${N - 2}`)]);
+    expect(a.logs.filter((l) => l.event === "rate_buckets_local")).toHaveLength(1);
+    expect(a.logs.filter((l) => l.event === "rate_buckets_shared")).toHaveLength(1);
+    c.close();
+    await a.stop();
+  });
+
+  test("Redis hangs (CLIENT PAUSE): a frame waits for the shared bucket only a moment, then spends this instance's copy", async () => {
+    const [a] = (await instances(1)) as [TestServer];
+    const c = await Client.connect(a.wsUrl);
+    await c.hello("patient");
+    // Scripts wait until the pause ends, far beyond the test's bound; reads (UNPAUSE) still run.
+    await redis.command("CLIENT", "PAUSE", String(3 * WAIT_MS), "WRITE");
+    try {
+      leave(c, "paused");
+      expect(await c.sync()).toEqual([notJoined("paused")]);
+      expect(a.logs.find((l) => l.event === "rate_buckets_local")?.error).toMatch(/no answer within \d+ ms/);
+    } finally {
+      await redis.command("CLIENT", "UNPAUSE");
+    }
+    c.close();
+    await a.stop();
   });
 
   test("Redis comes back empty: the instances go on from its seq, and a client's since beyond it tells the client to start over", async () => {
