@@ -1173,6 +1173,12 @@ const CHECKPOINT_INTERVAL_MS = 1000;
  */
 const WAL_BACKSTOP_PAGES = 10_000;
 const WAL_DEFAULT_CHECKPOINT_PAGES = 1000;
+/**
+ * Bounds the writer's page cache, in KiB (SQLite's default is 2 MiB). Each room written keeps its
+ * newest pages (messages and dedup index) in memory between commits; at the default, 500 rooms
+ * written at once re-read about one page per message from the file (bench: write-heavy, +9%).
+ */
+const SQLITE_CACHE_KIB = 16_384;
 
 /**
  * The checkpointer's code: a thread with its own connection that runs a PASSIVE checkpoint every
@@ -1272,6 +1278,7 @@ export class SqliteStore implements Store {
     this.bounds = { ...historyBounds(DEFAULTS), ...bounds, retain };
     this.db = new Database(path, { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    this.db.exec(`PRAGMA cache_size = -${SQLITE_CACHE_KIB}`);
     this.walPath = path === ":memory:" ? null : `${path}-wal`;
     if (this.walPath) {
       // The checkpointer folds the WAL into the database; this connection does so only as a backstop.
