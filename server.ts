@@ -708,10 +708,22 @@ export class Buckets {
   }
 }
 
+/**
+ * Removes `item` from a short list (a user's connections, a connection's rooms); true if it was
+ * there. Such lists are arrays, not Sets: JSC spends about 260 bytes on a Set of one and 60 on
+ * an array, and every idle connection holds several (issue #8: memory per connection).
+ */
+function removeItem<T>(list: T[], item: T): boolean {
+  const at = list.indexOf(item);
+  if (at === -1) return false;
+  list.splice(at, 1);
+  return true;
+}
+
 interface Member<C> {
   user: UserRef;
   /** The user's live connections in the room; none while in grace. */
-  conns: Set<C>;
+  conns: C[];
   /** When the grace ends (epoch ms); 0 while live. */
   graceUntil: number;
 }
@@ -724,7 +736,7 @@ interface Member<C> {
  */
 export class Presence<C> {
   private readonly rooms = new Map<string, Map<string, Member<C>>>();
-  private readonly roomsOf = new Map<string, Set<string>>();
+  private readonly roomsOf = new Map<string, string[]>();
   /** Grace deadlines in the order they end: graceMs is fixed, so appending keeps it sorted. */
   private readonly graces: { room: string; userId: string; until: number }[] = [];
   private graceHead = 0;
@@ -738,13 +750,13 @@ export class Presence<C> {
   join(room: string, user: UserRef, conn: C): "new" | "returned" | "again" {
     const member = this.rooms.get(room)?.get(user.id);
     if (member) {
-      const returned = member.conns.size === 0;
-      member.conns.add(conn);
+      const returned = member.conns.length === 0;
+      if (!member.conns.includes(conn)) member.conns.push(conn);
       member.graceUntil = 0;
       member.user = user;
       return returned ? "returned" : "again";
     }
-    this.add(room, { user, conns: new Set([conn]), graceUntil: 0 });
+    this.add(room, { user, conns: [conn], graceUntil: 0 });
     return "new";
   }
 
@@ -754,8 +766,8 @@ export class Presence<C> {
    */
   leave(room: string, userId: string, conn: C): boolean {
     const member = this.rooms.get(room)?.get(userId);
-    if (!member?.conns.delete(conn)) return false;
-    if (member.conns.size > 0) return false;
+    if (!member || !removeItem(member.conns, conn)) return false;
+    if (member.conns.length > 0) return false;
     this.remove(room, userId);
     return true;
   }
@@ -768,7 +780,7 @@ export class Presence<C> {
     const left: string[] = [];
     for (const room of rooms) {
       const member = this.rooms.get(room)?.get(userId);
-      if (!member?.conns.delete(conn) || member.conns.size > 0) continue;
+      if (!member || !removeItem(member.conns, conn) || member.conns.length > 0) continue;
       if (immediate || this.graceMs === 0) {
         this.remove(room, userId);
         left.push(room);
@@ -787,7 +799,7 @@ export class Presence<C> {
   adopt(room: string, user: UserRef, now: number): "grace" | "gone" | "member" {
     if (this.has(room, user.id)) return "member";
     if (this.graceMs === 0) return "gone";
-    this.add(room, { user, conns: new Set(), graceUntil: now + this.graceMs });
+    this.add(room, { user, conns: [], graceUntil: now + this.graceMs });
     this.graces.push({ room, userId: user.id, until: now + this.graceMs });
     return "grace";
   }
@@ -855,16 +867,17 @@ export class Presence<C> {
 
   private graceOf(grace: { room: string; userId: string; until: number }): Member<C> | null {
     const member = this.rooms.get(grace.room)?.get(grace.userId);
-    return member && member.conns.size === 0 && member.graceUntil === grace.until ? member : null;
+    return member && member.conns.length === 0 && member.graceUntil === grace.until ? member : null;
   }
 
   private add(room: string, member: Member<C>): void {
     let members = this.rooms.get(room);
     if (!members) this.rooms.set(room, (members = new Map()));
     members.set(member.user.id, member);
-    let rooms = this.roomsOf.get(member.user.id);
-    if (!rooms) this.roomsOf.set(member.user.id, (rooms = new Set()));
-    rooms.add(room);
+    // Not a member of `room` until now, so the room is not in its list yet.
+    const rooms = this.roomsOf.get(member.user.id);
+    if (rooms) rooms.push(room);
+    else this.roomsOf.set(member.user.id, [room]);
   }
 
   private remove(room: string, userId: string): void {
@@ -872,8 +885,7 @@ export class Presence<C> {
     if (!members?.delete(userId)) return;
     if (members.size === 0) this.rooms.delete(room);
     const rooms = this.roomsOf.get(userId);
-    rooms?.delete(room);
-    if (rooms?.size === 0) this.roomsOf.delete(userId);
+    if (rooms && removeItem(rooms, room) && rooms.length === 0) this.roomsOf.delete(userId);
   }
 }
 
@@ -2077,8 +2089,8 @@ abstract class Connection {
   readonly id = `c${++connectionCounter}`;
   readonly openedAt: number;
   user: User | null = null;
-  /** Rooms this connection joined, in join order. */
-  readonly rooms = new Set<string>();
+  /** Rooms this connection joined, in join order (at most MAX_ROOMS_PER_CONNECTION). */
+  readonly rooms: string[] = [];
   /** Counts rate_limited answers in a row, whichever bucket ran dry. */
   readonly limiter: RateLimiter;
   /** Spent by frames before hello and by pings (§10); the user's own bucket pays for the rest. */
@@ -2123,7 +2135,10 @@ abstract class Connection {
 
   private track(running: Promise<void>): void {
     this.waiting++;
-    this.chain = running.catch((error) => this.crashed(error)).finally(() => void this.waiting--);
+    // Let go of the last task once all are done: an idle connection holds no settled promises.
+    this.chain = running.catch((error) => this.crashed(error)).finally(() => {
+      if (--this.waiting === 0) this.chain = null;
+    });
   }
 
   private crashed(error: unknown): void {
@@ -3088,7 +3103,7 @@ interface User {
   /** The object every frame shows; a session that comes back with a new name renames it. */
   ref: UserRef;
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
-  conns: Set<Connection>;
+  conns: Connection[];
   /** When the user's typing was last relayed, per room. */
   typingAt: Map<string, number>;
   /**
@@ -3353,13 +3368,13 @@ class Hub implements RelayTarget, RosterTarget {
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     const user = conn.user;
     if (!user) return;
-    user.conns.delete(conn);
+    removeItem(user.conns, conn);
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
     const now = this.ctx.now();
     // TCP users have no session to come back with, so their leave goes out at once (§4).
     const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, now, conn.transport === "tcp");
     for (const room of leftNow) this.announceLeave(room, user.ref);
-    conn.rooms.clear();
+    conn.rooms.length = 0;
     this.forgetIfOffline(user);
     this.scheduleGrace();
   }
@@ -3419,7 +3434,7 @@ class Hub implements RelayTarget, RosterTarget {
   private holdName(user: UserRef): void {
     if (this.users.has(user.id) || !user.name) return;
     const now = this.ctx.now();
-    this.users.set(user.id, { ref: user, conns: new Set(), typingAt: new Map(), bucket: this.userBuckets.get(user.id, now) });
+    this.users.set(user.id, { ref: user, conns: [], typingAt: new Map(), bucket: this.userBuckets.get(user.id, now) });
     const key = nameKey(user.name);
     this.names.set(key, user.id);
     this.roster.claimName(key, user.id).catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
@@ -3477,7 +3492,7 @@ class Hub implements RelayTarget, RosterTarget {
   }
 
   private forgetIfOffline(user: User): void {
-    if (user.conns.size > 0 || this.presence.isMember(user.ref.id)) return;
+    if (user.conns.length > 0 || this.presence.isMember(user.ref.id)) return;
     this.users.delete(user.ref.id);
     const key = nameKey(user.ref.name);
     if (this.names.get(key) === user.ref.id) {
@@ -3553,23 +3568,24 @@ class Hub implements RelayTarget, RosterTarget {
     }
 
     const live = this.users.get(userId)?.conns;
-    if (live && live.size >= this.config.maxConnectionsPerSession) {
+    if (live && live.length >= this.config.maxConnectionsPerSession) {
       // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
-      const oldest = live.values().next().value!;
+      const oldest = live[0]!;
       this.release(oldest);
       oldest.close(CLOSE.replaced, CLOSE_REASON.replaced);
     }
     let user = this.users.get(userId);
     if (!user) {
-      user = { ref: { id: userId, name }, conns: new Set(), typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
+      user = { ref: { id: userId, name }, conns: [], typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
       this.users.set(userId, user);
       this.names.set(nameKey(name), userId);
     } else if (user.ref.name !== name) {
       this.rename(user, name);
     }
-    user.conns.add(conn);
+    user.conns.push(conn);
     conn.user = user;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    conn.helloTimer = null;
     return ok({ user: { ...user.ref }, session: token });
   }
 
@@ -3732,7 +3748,7 @@ class Hub implements RelayTarget, RosterTarget {
    */
   private resetRoom(room: string): void {
     for (const conn of this.conns) {
-      if (conn.transport === "ws" && conn.rooms.has(room)) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+      if (conn.transport === "ws" && conn.rooms.includes(room)) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
     }
   }
 
@@ -3750,7 +3766,7 @@ class Hub implements RelayTarget, RosterTarget {
    */
   async join(conn: Connection, room: string, since: number | undefined, limit: number, ref?: string): Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
-    if (!conn.rooms.has(room) && conn.rooms.size >= this.config.maxRoomsPerConnection) {
+    if (!conn.rooms.includes(room) && conn.rooms.length >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
     const state = this.roomState(room);
@@ -3797,7 +3813,7 @@ class Hub implements RelayTarget, RosterTarget {
       messages = messages.concat(fresh);
       if (messages.length > limit) [messages, complete] = [messages.slice(0, limit), false];
     }
-    const first = !conn.rooms.has(room);
+    const first = !conn.rooms.includes(room);
     const isNew = first && this.presence.join(room, user.ref, conn) === "new";
     const joined: JoinedFrame = {
       type: "joined",
@@ -3811,7 +3827,7 @@ class Hub implements RelayTarget, RosterTarget {
     conn.joined(withRef(joined, ref));
     if (first) {
       this.fanout.subscribe(conn, room);
-      conn.rooms.add(room);
+      conn.rooms.push(room);
       this.ctx.metrics.joins++;
       if (isNew) this.announceJoin(room, user.ref, conn);
     }
@@ -3827,7 +3843,7 @@ class Hub implements RelayTarget, RosterTarget {
   async leave(conn: Connection, room: string): Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const user = conn.user!;
-    if (!conn.rooms.delete(room)) return fail("not_joined", `not in ${room}`);
+    if (!removeItem(conn.rooms, room)) return fail("not_joined", `not in ${room}`);
     const wasLast = this.presence.leave(room, user.ref.id, conn);
     if (wasLast) user.typingAt.delete(room);
     const ref = { ...user.ref };
@@ -3842,7 +3858,7 @@ class Hub implements RelayTarget, RosterTarget {
         })
       : null;
     await this.batcher.settled();
-    if (!conn.rooms.has(room)) this.fanout.unsubscribe(conn, room);
+    if (!conn.rooms.includes(room)) this.fanout.unsubscribe(conn, room);
     if (gone) {
       if (await gone) this.fanout.presence(room, "leave", ref);
       this.forgetIfEmpty(room);
@@ -3852,7 +3868,7 @@ class Hub implements RelayTarget, RosterTarget {
 
   send(conn: Connection, room: string, id: string, rawText: string): Result<null> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
-    if (!conn.rooms.has(room)) return fail("not_joined", `not in ${room}`);
+    if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     const text = normalizeText(rawText, this.config.maxMessageChars);
     if (text === null) {
       return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
@@ -3867,7 +3883,7 @@ class Hub implements RelayTarget, RosterTarget {
 
   typing(conn: WsConnection, room: string): Result<null> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
-    if (!conn.rooms.has(room)) return fail("not_joined", `not in ${room}`);
+    if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     const user = conn.user!;
     const now = this.ctx.now();
     const last = user.typingAt.get(room);
