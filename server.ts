@@ -2023,17 +2023,18 @@ class Batcher {
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.queue.length) {
       const batch: { message: NewMessage; from: Connection }[] = [];
-      while (this.queue.length && batch.length < BATCH_MAX_MESSAGES) {
-        const head = this.queue[0]!;
+      // Taken off the queue in one splice: a shift per message moves the whole queue each time.
+      let taken = 0;
+      for (; taken < this.queue.length && batch.length < BATCH_MAX_MESSAGES; taken++) {
+        const head = this.queue[taken]!;
         if ("settled" in head) {
           if (batch.length) break;
-          this.queue.shift();
           head.settled();
-          continue;
+        } else {
+          batch.push(head);
         }
-        batch.push(head);
-        this.queue.shift();
       }
+      this.queue.splice(0, taken);
       if (batch.length) await this.commit(batch);
     }
     this.running = null;
