@@ -3302,15 +3302,35 @@ class Hub implements RelayTarget, RosterTarget {
    * waits for Redis (its connection's next frames wait behind it), and spends this instance's
    * copy if Redis fails or is slow; with one process nothing waits (no promise, no tick).
    */
-  spend(conn: Connection, type: ClientFrameType | undefined, ref: string | undefined, answer: () => void | Promise<void>): void | Promise<void> {
+  spend(
+    conn: Connection,
+    type: ClientFrameType | undefined,
+    ref: string | undefined,
+    answer: () => void | Promise<void>,
+    asked: Promise<boolean> | null = null,
+  ): void | Promise<void> {
     if (conn.state !== "open") return;
     const now = this.ctx.now();
     const user = type === "ping" ? null : conn.user;
-    const shared = user ? this.roster.takeFrame(user.ref.id, now) : null;
+    const shared = user ? (asked ?? this.roster.takeFrame(user.ref.id, now)) : null;
     if (!shared) return this.paid(conn, (user?.bucket ?? conn.bucket).take(now), ref) ? answer() : undefined;
     return this.sharedToken(shared, user!).then(async (taken) => {
       if (conn.state === "open" && this.paid(conn, taken, ref)) await answer();
     });
+  }
+
+  /**
+   * With Redis, a welcomed connection's frame asks for its token as it arrives, while frames
+   * ahead of it are still being answered: a burst waits one round trip, not one per frame. The
+   * answers come in the order asked, so each frame is paid for in arrival order (spend takes it).
+   * Null when there is nothing to ask ahead: one process, a ping, or no user yet.
+   */
+  ask(conn: Connection, type: ClientFrameType | undefined): Promise<boolean> | null {
+    const user = type === "ping" ? null : conn.user;
+    const asked = user ? this.roster.takeFrame(user.ref.id, this.ctx.now()) : null;
+    // Marked handled now: it may fail before its frame's turn comes (spend falls back then).
+    asked?.catch(() => {});
+    return asked;
   }
 
   /**
@@ -4023,7 +4043,8 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
         return;
       }
       const parsed = parseFrame(raw);
-      conn.enqueue(() => handleFrame(conn, parsed));
+      const asked = hub.ask(conn, parsed.ok ? parsed.frame.type : parsed.type);
+      conn.enqueue(() => handleFrame(conn, parsed, asked));
     },
 
     close(ws, code, reason) {
@@ -4042,8 +4063,8 @@ function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsConnectio
   };
 
   /** Answers one frame once it is paid for; a frame that waits (for storage, or Redis) returns the promise its connection waits on. */
-  function handleFrame(conn: WsConnection, parsed: Parsed): void | Promise<void> {
-    return hub.spend(conn, parsed.ok ? parsed.frame.type : parsed.type, parsed.ref, () => answer(conn, parsed));
+  function handleFrame(conn: WsConnection, parsed: Parsed, asked: Promise<boolean> | null): void | Promise<void> {
+    return hub.spend(conn, parsed.ok ? parsed.frame.type : parsed.type, parsed.ref, () => answer(conn, parsed), asked);
   }
 
   function answer(conn: WsConnection, parsed: Parsed): void | Promise<void> {
@@ -4128,16 +4149,23 @@ function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpCo
         const conn = socket.data;
         if (conn.state !== "open") return;
         for (const line of conn.splitter.push(chunk)) {
+          const asked = hub.ask(conn, undefined);
           if (line === TOO_LONG) {
             conn.enqueue(() =>
-              hub.spend(conn, undefined, undefined, () => {
-                conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
-                if (!conn.user) conn.prompt();
-              }),
+              hub.spend(
+                conn,
+                undefined,
+                undefined,
+                () => {
+                  conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
+                  if (!conn.user) conn.prompt();
+                },
+                asked,
+              ),
             );
           } else {
             const text = decoder.decode(line);
-            conn.enqueue(() => hub.spend(conn, undefined, undefined, () => onLine(conn, text)));
+            conn.enqueue(() => hub.spend(conn, undefined, undefined, () => onLine(conn, text), asked));
           }
         }
       },
