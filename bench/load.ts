@@ -19,6 +19,8 @@ export interface LoadArgs {
   pid: number;
   /** Floor only: pad frames to this many bytes, the size the chat server delivers. */
   frameBytes?: number;
+  /** Floor only: connect as to the chat server (hello + join, until `joined`), the floor answering with the chat's frames. */
+  chatFrames?: boolean;
   clients?: number;
   rooms?: number;
   senders?: number;
@@ -259,7 +261,8 @@ function isType(buf: Uint8Array, start: number, type: string): boolean {
 
 /**
  * Opens `count` clients, client i in room `roomOf(i)`: for the chat server hello + join, waiting
- * for `joined`; for the floor a bare upgrade subscribed to the room.
+ * for `joined`; for the floor a bare upgrade subscribed to the room, or with `chatFrames` the
+ * chat's hello + join to a floor that answers them with the chat's frames.
  */
 async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => string): Promise<RawWs[]> {
   const clients: RawWs[] = new Array(count);
@@ -267,11 +270,11 @@ async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => 
   const timeout = args.timeoutMs ?? 120_000;
   async function one(i: number): Promise<void> {
     const room = roomOf(i);
-    if (args.target === "floor") {
+    if (args.target === "floor" && !args.chatFrames) {
       clients[i] = await RawWs.open(args.port, `/ws?room=${room}`);
       return;
     }
-    const ws = await RawWs.open(args.port, "/ws");
+    const ws = await RawWs.open(args.port, args.target === "floor" ? `/ws?room=${room}&frames=chat` : "/ws");
     clients[i] = ws;
     const joined = new Promise<void>((resolve, reject) => {
       ws.onText = (buf, start) => {

@@ -37,7 +37,9 @@ const COLD_STARTS = quick ? 1 : 5;
 const pin = existsSync("/usr/bin/taskset") && availableParallelism() >= 2;
 const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(core), ...cmd] : cmd);
 
-type Target = "chat" | "chat-memory" | "floor";
+/** `floor-frames`: the floor answering connects with the chat's frames (floor.ts, `frames=chat`). */
+type Target = "chat" | "chat-memory" | "floor" | "floor-frames";
+const isFloor = (target: Target) => target === "floor" || target === "floor-frames";
 
 interface Running {
   proc: Bun.Subprocess;
@@ -90,9 +92,9 @@ async function accepts(port: number): Promise<boolean> {
 async function start(target: Target): Promise<Running & { coldMs: number }> {
   const port = freePort();
   const dir = mkdtempSync(join(tmpdir(), "bun-chat-bench-"));
-  const script = target === "floor" ? join(import.meta.dir, "floor.ts") : join(ROOT, "server.ts");
+  const script = isFloor(target) ? join(import.meta.dir, "floor.ts") : join(ROOT, "server.ts");
   const began = performance.now();
-  const prof = profDir && target !== "floor" ? ["--cpu-prof-md", `--cpu-prof-dir=${profDir}`] : [];
+  const prof = profDir && !isFloor(target) ? ["--cpu-prof-md", `--cpu-prof-dir=${profDir}`] : [];
   const proc = Bun.spawn(pinned(0, [process.execPath, ...prof, script]), {
     env: {
       ...process.env,
@@ -132,7 +134,14 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
 async function load(target: Target, args: Omit<LoadArgs, "target" | "port" | "pid">): Promise<Record<string, number>> {
   const server = await start(target);
   try {
-    const full: LoadArgs = { ...args, target: target === "floor" ? "floor" : "chat", port: server.port, pid: server.proc.pid, timeoutMs: RUN_TIMEOUT_MS };
+    const full: LoadArgs = {
+      ...args,
+      target: isFloor(target) ? "floor" : "chat",
+      chatFrames: target === "floor-frames",
+      port: server.port,
+      pid: server.proc.pid,
+      timeoutMs: RUN_TIMEOUT_MS,
+    };
     const gen = Bun.spawn(pinned(1, [process.execPath, join(import.meta.dir, "load.ts"), JSON.stringify(full)]), {
       stdout: "pipe",
       stderr: "inherit",
@@ -171,7 +180,7 @@ async function repeated(
   args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
   targets: Target[],
 ): Promise<Record<Target, Record<string, number>[]>> {
-  const results = { chat: [], "chat-memory": [], floor: [] } as Record<Target, Record<string, number>[]>;
+  const results = { chat: [], "chat-memory": [], floor: [], "floor-frames": [] } as Record<Target, Record<string, number>[]>;
   for (let i = 0; i < REPEAT; i++) {
     for (const target of targets) {
       // The floor sends frames as big as the chat server delivered in this round.
@@ -218,12 +227,13 @@ if (want("openloop")) {
 }
 if (want("connects")) {
   const n = quick ? 2000 : 10_000;
-  const r = await repeated("connects", { clients: n }, ["chat", "floor"]);
+  const r = await repeated("connects", { clients: n }, ["chat", "floor", "floor-frames"]);
   const rate = pick(r.chat, "connectsPerSec");
   const rss = pick(r.chat, "rssPerConnBytes");
   rows.push(
     { scenario: `connects: ${n} clients (chat: hello + join, rooms of 10; floor: upgrade + subscribe)`, metric: "connects/s", chat: median(rate), floor: median(pick(r.floor, "connectsPerSec")), better: "higher", goal: "≥ 10,000/s", noise: spread(rate) },
     { scenario: "", metric: "RSS KB per idle connection", chat: median(rss) / 1024, floor: median(pick(r.floor, "rssPerConnBytes")) / 1024, better: "lower", goal: "≤ 5 KB", noise: spread(rss), digits: 1 },
+    { scenario: "  connects: floor sending the chat's frames (hello + join, welcome, joined, presence)", metric: "connects/s", chat: median(rate), floor: median(pick(r["floor-frames"], "connectsPerSec")), better: "higher", goal: "(floor)", noise: spread(rate) },
   );
 }
 if (want("cold")) {
