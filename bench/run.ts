@@ -174,6 +174,8 @@ interface Row {
 }
 
 const rows: Row[] = [];
+/** Lines printed under the table: what a figure depends on besides the server. */
+const notes: string[] = [];
 
 /** Runs a scenario `REPEAT` times on each target, alternating, and keeps the medians. */
 async function repeated(
@@ -226,6 +228,12 @@ if (want("openloop")) {
   const [p50, p99] = [pick(r.chat, "p50Ms"), pick(r.chat, "p99Ms")];
   const [memory50, memory99] = [pick(r["chat-memory"], "p50Ms"), pick(r["chat-memory"], "p99Ms")];
   const [floor50, floor99] = [median(pick(r.floor, "p50Ms")), median(pick(r.floor, "p99Ms"))];
+  const worst = (key: string) => Math.max(...[...r.chat, ...r["chat-memory"], ...r.floor].map((x) => x[key]!));
+  notes.push(
+    `open loop: the load generator's loop lag p99 ${median(pick(r.floor, "loopLagP99Ms")).toFixed(2)} ms (floor runs, median); ` +
+      `at worst ${(worst("stealShare") * 100).toFixed(1)}% of a core stolen by the hypervisor and ` +
+      `${(worst("otherCpuShare") * 100).toFixed(0)}% of a core used by other work: a p99 is the server's only when both are near 0`,
+  );
   rows.push(
     { scenario: `open loop: ${n} clients, ${n / 10} rooms × 10, 1 msg/s each`, metric: "latency p50 ms", chat: median(p50), floor: floor50, better: "lower", goal: "", noise: spread(p50), digits: 2 },
     { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: floor99, better: "lower", goal: "≤ 1 ms", noise: spread(p99), digits: 2 },
@@ -269,3 +277,4 @@ const table = [
 ];
 console.log(`${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server pinned to core 0, load generator to core 1" : "not pinned"}, ${REPEAT} run(s) each, medians\n`);
 console.log(table.join("\n"));
+if (notes.length) console.log(`\n${notes.join("\n")}`);
