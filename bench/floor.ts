@@ -4,14 +4,60 @@
  * (sender included, as the chat server echoes a message to its sender). What the chat server
  * adds on top of this is what the bench measures.
  *
+ * `/ws?room=NAME&frames=chat` answers a connect as the chat server does, frame for frame, without
+ * its logic (no parsing, no users, no storage), so that connects can be compared at equal sends:
+ * a frame starting `{"type":"hello"` gets a welcome-sized `welcome`; one starting `{"type":"join"`
+ * gets a `joined` listing as many members as the room has, and the room's others get a `presence`.
+ * The frames are the chat server's shapes with made-up ids, names and session.
+ *
  *   PORT=4000 bun run bench/floor.ts
  */
-const server = Bun.serve<{ room: string }>({
+
+/** What the client asked for at upgrade. */
+interface Client {
+  room: string;
+  /** Answers hello and join with the chat's frames (`frames=chat`). */
+  chatFrames: boolean;
+  /** Counted in `members` (joined once). */
+  joined: boolean;
+}
+
+const HELLO = '{"type":"hello"';
+const JOIN = '{"type":"join"';
+/** The chat server's default limits, as its `welcome` carries them. */
+const LIMITS = '{"maxTextChars":2000,"maxPayloadBytes":32768,"maxRooms":20,"rate":{"burst":10,"perSecond":5},"historyOnJoin":50,"typingThrottleMs":1000}';
+/** A session token as long as the chat's (32 random bytes, base64url). */
+const SESSION = "EU9LUge-DcKcTFklN8ZoRYmZw-_yBNFeOn1isiC18eE";
+/** A member as the chat's `joined` lists it: a 12-character id and a short name. */
+const MEMBER = '{"id":"4lwH0SvpsBV1","name":"u1234"}';
+
+/** Members per room in `frames=chat` mode; a room leaves the map with its last member. */
+const members = new Map<string, number>();
+let users = 0;
+
+/** `{"type":"welcome",…}` for a made-up user, e.g. id `000000000042`, name `u42`. */
+function welcome(): string {
+  const n = users++;
+  return `{"type":"welcome","user":{"id":"${String(n).padStart(12, "0")}","name":"u${n}"},"session":"${SESSION}","limits":${LIMITS}}`;
+}
+
+/** `{"type":"joined",…}` into a room of `count` members (the joiner included), no history. */
+function joined(room: string, count: number): string {
+  return `{"type":"joined","room":"${room}","seq":0,"oldestSeq":0,"members":[${Array(count).fill(MEMBER).join(",")}],"messages":[],"complete":true}`;
+}
+
+/** `{"type":"presence",…}`: someone joined `room`. */
+function presence(room: string): string {
+  return `{"type":"presence","room":"${room}","event":"join","user":${MEMBER}}`;
+}
+
+const server = Bun.serve<Client>({
   port: Number(process.env.PORT ?? 0),
   hostname: "127.0.0.1",
   fetch(req, srv) {
-    const room = new URL(req.url).searchParams.get("room") ?? "floor";
-    if (srv.upgrade(req, { data: { room } })) return undefined;
+    const query = new URL(req.url).searchParams;
+    const data: Client = { room: query.get("room") ?? "floor", chatFrames: query.get("frames") === "chat", joined: false };
+    if (srv.upgrade(req, { data })) return undefined;
     return new Response("upgrade required", { status: 426 });
   },
   websocket: {
@@ -21,10 +67,34 @@ const server = Bun.serve<{ room: string }>({
     closeOnBackpressureLimit: true,
     idleTimeout: 120,
     open(ws) {
-      ws.subscribe(ws.data.room);
+      if (!ws.data.chatFrames) ws.subscribe(ws.data.room);
     },
     message(ws, message) {
-      server.publish(ws.data.room, message, false);
+      const { room, chatFrames } = ws.data;
+      if (chatFrames && typeof message === "string") {
+        if (message.startsWith(HELLO)) {
+          ws.send(welcome());
+          return;
+        }
+        if (message.startsWith(JOIN)) {
+          // As the chat server: `joined` to the joiner, then subscribed, then the others told.
+          if (ws.data.joined) return;
+          ws.data.joined = true;
+          const count = (members.get(room) ?? 0) + 1;
+          members.set(room, count);
+          ws.send(joined(room, count));
+          ws.subscribe(room);
+          ws.publish(room, presence(room));
+          return;
+        }
+      }
+      server.publish(room, message, false);
+    },
+    close(ws) {
+      if (!ws.data.joined) return;
+      const left = members.get(ws.data.room)! - 1;
+      if (left) members.set(ws.data.room, left);
+      else members.delete(ws.data.room);
     },
   },
 });

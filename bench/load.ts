@@ -19,6 +19,8 @@ export interface LoadArgs {
   pid: number;
   /** Floor only: pad frames to this many bytes, the size the chat server delivers. */
   frameBytes?: number;
+  /** Floor only: connect as to the chat server (hello + join, until `joined`), the floor answering with the chat's frames. */
+  chatFrames?: boolean;
   clients?: number;
   rooms?: number;
   senders?: number;
@@ -31,6 +33,8 @@ export interface LoadArgs {
 
 /** Time before measuring starts, so that JIT and buffers settle. */
 const WARMUP_MS = 500;
+/** The open loop's send tick: how often the generator looks for clients whose second is up. */
+const TICK_MS = 1;
 /** How long connections sit idle before the server's RSS is read. */
 const IDLE_SETTLE_MS = 2000;
 /** Bounds the connections being opened at once. */
@@ -59,12 +63,17 @@ function digits(buf: Uint8Array, from: number, to: number): number {
   return n;
 }
 
-/** A delivered message's sender and send time, or null if the frame is not one of ours. */
-function readTail(buf: Uint8Array, end: number): { sender: number; sentUs: number } | null {
+/**
+ * Where a delivered message's tail starts in `buf`, or -1 if the frame ending at `end` is not one
+ * of ours. Read its fields with `tailSender` and `tailSentUs`: no object per delivery, so the
+ * generator makes no garbage of its own while it measures.
+ */
+function tailAt(buf: Uint8Array, end: number): number {
   const at = end - TRAILER_BYTES - TAIL_BYTES;
-  if (at < 0 || buf[at] !== HASH || buf[at + 6] !== COLON) return null;
-  return { sender: digits(buf, at + 1, at + 6), sentUs: digits(buf, at + 7, at + TAIL_BYTES) };
+  return at < 0 || buf[at] !== HASH || buf[at + 6] !== COLON ? -1 : at;
 }
+const tailSender = (buf: Uint8Array, at: number) => digits(buf, at + 1, at + 6);
+const tailSentUs = (buf: Uint8Array, at: number) => digits(buf, at + 7, at + TAIL_BYTES);
 
 /** A masked client text frame (mask 0: the payload goes as is; servers accept any mask). */
 function frame(payload: Uint8Array, opcode = 1): Uint8Array {
@@ -212,6 +221,20 @@ function usage(pid: number): { cpuUs: number; rss: number } {
   return { cpuUs, rss };
 }
 
+/**
+ * This machine's CPU time (µs, summed over its cores) spent busy and stolen, from /proc/stat's
+ * first line ("cpu user nice system idle iowait irq softirq steal ...", in ticks of 10 ms).
+ */
+function machine(): { busyUs: number; stealUs: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.split(/\s+/).map(Number);
+  return { busyUs: (f[1]! + f[2]! + f[3]! + f[6]! + f[7]!) * 10_000, stealUs: f[8]! * 10_000 };
+}
+
+/** The `p`th percentile of sorted values, e.g. percentile([1, 2, 3, 4], 50) = 3; 100 gives the max. */
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function bounded<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
@@ -238,7 +261,8 @@ function isType(buf: Uint8Array, start: number, type: string): boolean {
 
 /**
  * Opens `count` clients, client i in room `roomOf(i)`: for the chat server hello + join, waiting
- * for `joined`; for the floor a bare upgrade subscribed to the room.
+ * for `joined`; for the floor a bare upgrade subscribed to the room, or with `chatFrames` the
+ * chat's hello + join to a floor that answers them with the chat's frames.
  */
 async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => string): Promise<RawWs[]> {
   const clients: RawWs[] = new Array(count);
@@ -246,11 +270,11 @@ async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => 
   const timeout = args.timeoutMs ?? 120_000;
   async function one(i: number): Promise<void> {
     const room = roomOf(i);
-    if (args.target === "floor") {
+    if (args.target === "floor" && !args.chatFrames) {
       clients[i] = await RawWs.open(args.port, `/ws?room=${room}`);
       return;
     }
-    const ws = await RawWs.open(args.port, "/ws");
+    const ws = await RawWs.open(args.port, args.target === "floor" ? `/ws?room=${room}&frames=chat` : "/ws");
     clients[i] = ws;
     const joined = new Promise<void>((resolve, reject) => {
       ws.onText = (buf, start) => {
@@ -302,8 +326,8 @@ async function throughput(args: LoadArgs, clients: RawWs[], senders: number[], r
       }
     };
     ws.onText = (buf, start, end) => {
-      const t = readTail(buf, end);
-      if (t?.sender !== s) return;
+      const at = tailAt(buf, end);
+      if (at === -1 || tailSender(buf, at) !== s) return;
       frameBytes = end - start;
       messages++;
       outstanding--;
@@ -361,34 +385,55 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       const latencies = new Float64Array(Math.ceil((n / rooms) * n * (seconds + 2)));
       let count = 0;
       let measuring = false;
-      for (const c of clients) {
-        c.onText = (buf, _start, end) => {
-          const t = readTail(buf, end);
-          if (t && measuring && count < latencies.length) latencies[count++] = (micros() - t.sentUs) / 1000;
-        };
-      }
-      const due = clients.map(() => performance.now() + Math.random() * 1000);
+      const onText: OnText = (buf, _start, end) => {
+        const at = tailAt(buf, end);
+        if (at !== -1 && measuring && count < latencies.length) latencies[count++] = (micros() - tailSentUs(buf, at)) / 1000;
+      };
+      for (const c of clients) c.onText = onText;
+      // Clients in the order of their phase: a tick sends the ones now due, without scanning the rest.
+      const phase = clients.map(() => Math.random() * 1000);
+      const order = clients.map((_, i) => i).sort((a, b) => phase[a]! - phase[b]!);
       const ids = clients.map(() => 0);
+      const lags = new Float64Array(Math.ceil(((seconds * 1000) / TICK_MS) * 2));
+      let ticks = 0;
+      let next = 0;
+      let round = 0;
       const start = performance.now();
       const stopAt = start + WARMUP_MS + seconds * 1000;
-      const u0 = usage(args.pid);
-      while (performance.now() < stopAt) {
-        const now = performance.now();
+      const [u0, m0, g0] = [usage(args.pid), machine(), process.cpuUsage()];
+      let asked = start;
+      for (let now = start; now < stopAt; now = performance.now()) {
+        if (measuring && ticks < lags.length) lags[ticks++] = now - asked;
         measuring = now >= start + WARMUP_MS;
-        for (let i = 0; i < n; i++) {
-          if (due[i]! <= now) {
-            due[i]! += 1000;
-            clients[i]!.send(messageFrame(args, i, roomOf(i), ids[i]!++));
-          }
+        for (let i = order[next]!; start + round * 1000 + phase[i]! <= now; i = order[next]!) {
+          clients[i]!.send(messageFrame(args, i, roomOf(i), ids[i]!++));
+          if (++next === n) [next, round] = [0, round + 1];
         }
-        await sleep(1);
+        asked = performance.now() + TICK_MS;
+        await sleep(TICK_MS);
       }
       await sleep(200);
-      const u1 = usage(args.pid);
+      const [u1, m1, g1] = [usage(args.pid), machine(), process.cpuUsage(g0)];
+      const elapsed = (performance.now() - start) / 1000;
       for (const c of clients) c.close();
       const sorted = latencies.subarray(0, count).sort();
-      const pct = (p: number) => sorted[Math.min(count - 1, Math.floor((p / 100) * count))]!;
-      return { deliveries: count, p50Ms: pct(50), p99Ms: pct(99), maxMs: sorted[count - 1]!, serverCpuShare: (u1.cpuUs - u0.cpuUs) / 1e6 / ((performance.now() - start) / 1000) };
+      const lag = lags.subarray(0, ticks).sort();
+      return {
+        deliveries: count,
+        p50Ms: percentile(sorted, 50),
+        p99Ms: percentile(sorted, 99),
+        maxMs: percentile(sorted, 100),
+        serverCpuShare: (u1.cpuUs - u0.cpuUs) / 1e6 / elapsed,
+        // How late the generator's own loop woke for a tick: a delivery arriving then waited as long.
+        loopLagP50Ms: percentile(lag, 50),
+        loopLagP99Ms: percentile(lag, 99),
+        loopLagMaxMs: percentile(lag, 100),
+        // CPU used on this machine by neither the server nor the generator (other processes, and
+        // kernel work charged to no process), and time the hypervisor took this VM's cores away:
+        // latency neither process caused. Read a p99 only from a run where both are near 0.
+        otherCpuShare: (m1.busyUs - m0.busyUs - (u1.cpuUs - u0.cpuUs) - (g1.user + g1.system)) / 1e6 / elapsed,
+        stealShare: (m1.stealUs - m0.stealUs) / 1e6 / elapsed,
+      };
     }
     case "connects": {
       // Rooms of ten, as in the open-loop scenario: each join tells the room's others.

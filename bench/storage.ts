@@ -1,37 +1,78 @@
 /**
  * Why sends are group-committed: rows per second stored by SqliteStore.append on a real file,
  * each batch one transaction and one fsync of the WAL before it resolves, for batch sizes 1 to 1000.
+ * Also what one fsync costs on this disk (`syncLatency`, used by bench/run.ts for the open loop's
+ * durable floor).
  *
  *   bun run bench/storage.ts [messages=4000]
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SqliteStore, type NewMessage } from "../server.ts";
+import type { NewMessage } from "../server.ts";
 
-const total = Number(process.argv[2] ?? 4000);
-const text = "a chat message of a typical length, about sixty characters...";
-const results: { batch: number; perSecond: number }[] = [];
+/** What a commit appends to the WAL at the least: one 4 KB page. */
+const SYNC_BLOCK_BYTES = 4096;
+/** Bounds the samples (and the probe file: 4,000 × 4 KB = 16 MB) whatever the disk's speed. */
+const SYNC_MAX_SAMPLES = 4000;
 
-for (const batch of [1, 10, 100, 1000]) {
-  const dir = mkdtempSync(join(tmpdir(), "bun-chat-bench-"));
-  const store = new SqliteStore(join(dir, "chat.sqlite"), 1000);
-  const messages: NewMessage[] = Array.from({ length: total }, (_, i) => ({
-    room: `room${i % 10}`,
-    user: { id: `u${i % 50}`, name: `user${i % 50}` },
-    id: `m${i}`,
-    text,
-    ts: Date.now(),
-  }));
-  const started = performance.now();
-  for (let i = 0; i < total; i += batch) await store.append(messages.slice(i, i + batch));
-  const seconds = (performance.now() - started) / 1000;
-  results.push({ batch, perSecond: total / seconds });
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+/**
+ * Times `fdatasync` after a 4 KB append to a fresh file in `dir`, for about `ms` milliseconds
+ * (at most SYNC_MAX_SAMPLES samples), as a durable commit waits for one: p50, p99 and max in ms.
+ * The file is removed afterwards.
+ */
+export function syncLatency(dir: string, { ms = 1500 } = {}): { samples: number; p50Ms: number; p99Ms: number; maxMs: number } {
+  const probe = mkdtempSync(join(dir, "bun-chat-fsync-"));
+  const fd = openSync(join(probe, "probe"), "w");
+  const block = new Uint8Array(SYNC_BLOCK_BYTES).fill(120);
+  const times = new Float64Array(SYNC_MAX_SAMPLES);
+  let n = 0;
+  try {
+    for (const until = performance.now() + ms; n < SYNC_MAX_SAMPLES && performance.now() < until; n++) {
+      const began = performance.now();
+      writeSync(fd, block);
+      fdatasyncSync(fd);
+      times[n] = performance.now() - began;
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(probe, { recursive: true, force: true });
+  }
+  const sorted = times.subarray(0, n).sort();
+  const at = (p: number) => sorted[Math.min(n - 1, Math.floor((p / 100) * n))]!;
+  return { samples: n, p50Ms: at(50), p99Ms: at(99), maxMs: at(100) };
 }
 
-const base = results[0]!.perSecond;
-console.log(`SqliteStore.append, ${total} messages, WAL, one commit and one fsync per batch`);
-console.log("batch  messages/s  vs batch 1");
-for (const r of results) console.log(`${String(r.batch).padStart(5)}  ${Math.round(r.perSecond).toString().padStart(10)}  ${(r.perSecond / base).toFixed(1).padStart(9)}×`);
+async function main(): Promise<void> {
+  const { SqliteStore } = await import("../server.ts");
+  const total = Number(process.argv[2] ?? 4000);
+  const text = "a chat message of a typical length, about sixty characters...";
+  const results: { batch: number; perSecond: number }[] = [];
+
+  for (const batch of [1, 10, 100, 1000]) {
+    const dir = mkdtempSync(join(tmpdir(), "bun-chat-bench-"));
+    const store = new SqliteStore(join(dir, "chat.sqlite"), 1000);
+    const messages: NewMessage[] = Array.from({ length: total }, (_, i) => ({
+      room: `room${i % 10}`,
+      user: { id: `u${i % 50}`, name: `user${i % 50}` },
+      id: `m${i}`,
+      text,
+      ts: Date.now(),
+    }));
+    const started = performance.now();
+    for (let i = 0; i < total; i += batch) await store.append(messages.slice(i, i + batch));
+    const seconds = (performance.now() - started) / 1000;
+    results.push({ batch, perSecond: total / seconds });
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const base = results[0]!.perSecond;
+  console.log(`SqliteStore.append, ${total} messages, WAL, one commit and one fsync per batch`);
+  console.log("batch  messages/s  vs batch 1");
+  for (const r of results) console.log(`${String(r.batch).padStart(5)}  ${Math.round(r.perSecond).toString().padStart(10)}  ${(r.perSecond / base).toFixed(1).padStart(9)}×`);
+  const sync = syncLatency(tmpdir());
+  console.log(`fdatasync after a 4 KB append: p50 ${sync.p50Ms.toFixed(2)} ms, p99 ${sync.p99Ms.toFixed(2)} ms, max ${sync.maxMs.toFixed(2)} ms (${sync.samples} samples)`);
+}
+
+if (import.meta.main) await main();
