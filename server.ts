@@ -3556,12 +3556,13 @@ class Hub implements RelayTarget, RosterTarget {
     }
     const name = checkName(rawName);
     if (!name) return fail("name_invalid", MESSAGES.nameInvalid);
+    const key = nameKey(name);
     const ttlMs = this.config.sessionTtlSeconds * 1000;
     // An unknown or expired session is not an error: the client simply becomes a new user.
     const restored = session === undefined ? null : await this.store.findSession(hashToken(session), now);
     const userId = restored?.userId ?? newUserId();
     const token = restored ? session! : conn.transport === "ws" ? newToken() : null;
-    if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
+    if (this.nameHolder(key, userId)) return fail("name_taken", MESSAGES.nameTaken);
     // A new token must be on disk before the client holds it; a restored one is pushed back at
     // most every SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing.
     if (token !== null && (!restored || restored.expiresAt - now < ttlMs - SESSION_REFRESH_MS)) {
@@ -3574,16 +3575,15 @@ class Hub implements RelayTarget, RosterTarget {
     }
     // Checked again: with a storage engine behind a network, others may have moved meanwhile.
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
-    if (this.nameHolder(name, userId)) return fail("name_taken", MESSAGES.nameTaken);
+    if (this.nameHolder(key, userId)) return fail("name_taken", MESSAGES.nameTaken);
     // Unique on every instance too: the roster holds the name (one process: the map above is all).
-    const key = nameKey(name);
     try {
       if (!(await this.roster.claimName(key, userId))) return fail("name_taken", MESSAGES.nameTaken);
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "claimName" });
       return fail("internal", MESSAGES.internal);
     }
-    if (conn.state !== "open" || conn.user || this.nameHolder(name, userId)) {
+    if (conn.state !== "open" || conn.user || this.nameHolder(key, userId)) {
       if (this.names.get(key) !== userId) this.roster.releaseName(key, userId);
       return fail("internal", "connection closed");
     }
@@ -3599,9 +3599,9 @@ class Hub implements RelayTarget, RosterTarget {
     if (!user) {
       user = { ref: { id: userId, name }, conns: [], typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
       this.users.set(userId, user);
-      this.names.set(nameKey(name), userId);
+      this.names.set(key, userId);
     } else if (user.ref.name !== name) {
-      this.rename(user, name);
+      this.rename(user, name, key);
     }
     user.conns.push(conn);
     conn.user = user;
@@ -3621,13 +3621,14 @@ class Hub implements RelayTarget, RosterTarget {
   }
 
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
-  private rename(user: User, name: string): void {
+  private rename(user: User, name: string, key: string): void {
     const old = user.ref.name;
-    if (this.names.get(nameKey(old)) === user.ref.id) {
-      this.names.delete(nameKey(old));
-      this.roster.releaseName(nameKey(old), user.ref.id);
+    const oldKey = nameKey(old);
+    if (this.names.get(oldKey) === user.ref.id) {
+      this.names.delete(oldKey);
+      this.roster.releaseName(oldKey, user.ref.id);
     }
-    this.names.set(nameKey(name), user.ref.id);
+    this.names.set(key, user.ref.id);
     user.ref.name = name;
     const renamed = { ...user.ref };
     const rooms = this.presence.roomsOfUser(user.ref.id);
@@ -3643,9 +3644,9 @@ class Hub implements RelayTarget, RosterTarget {
     }
   }
 
-  /** Whether another online user holds `name` (by its confusable skeleton). */
-  private nameHolder(name: string, userId: string): boolean {
-    const holder = this.names.get(nameKey(name));
+  /** Whether another online user holds the name whose confusable skeleton is `key` (nameKey). */
+  private nameHolder(key: string, userId: string): boolean {
+    const holder = this.names.get(key);
     return holder !== undefined && holder !== userId;
   }
 
