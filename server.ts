@@ -3299,8 +3299,9 @@ class Hub implements RelayTarget, RosterTarget {
    * Spends one token for a frame of `type` from `conn`, then runs `answer`; a connection no
    * longer open spends nothing. Pings and frames before hello spend the connection's own bucket,
    * the rest the user's (§10). With Redis, the user's bucket is one for every instance: the frame
-   * waits for Redis (its connection's next frames wait behind it), and spends this instance's
-   * copy if Redis fails or is slow; with one process nothing waits (no promise, no tick).
+   * waits for the token it `asked` for on arrival (or asks now: it came before its user did), and
+   * spends this instance's copy if Redis fails or is slow; with one process nothing waits (no
+   * promise, no tick).
    */
   spend(
     conn: Connection,
@@ -3312,7 +3313,7 @@ class Hub implements RelayTarget, RosterTarget {
     if (conn.state !== "open") return;
     const now = this.ctx.now();
     const user = type === "ping" ? null : conn.user;
-    const shared = user ? (asked ?? this.roster.takeFrame(user.ref.id, now)) : null;
+    const shared = asked ?? this.ask(conn, type);
     if (!shared) return this.paid(conn, (user?.bucket ?? conn.bucket).take(now), ref) ? answer() : undefined;
     return this.sharedToken(shared, user!).then(async (taken) => {
       if (conn.state === "open" && this.paid(conn, taken, ref)) await answer();
@@ -4357,7 +4358,7 @@ function misdirected(req: Request, config: Config): boolean {
   return host === null || !config.publicHosts.includes(host);
 }
 
-type Admission = { ip: string } | { status: 400 | 403 | 421 | 426 | 429 | 503; error: string; headers?: Record<string, string> };
+type Admission = { ip: string } | { status: 403 | 421 | 426 | 429 | 503; error: string; headers?: Record<string, string> };
 
 /** Whether a request to /ws may upgrade (§6, §10), and the client's address when it may. */
 function admitWs(req: Request, server: Server<WsConnection>, hub: Hub, ctx: Context): Admission {
@@ -4432,11 +4433,11 @@ function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: n
     return c.json({ room, ...r.value });
   });
 
-  // Upgrades take Bun's native /ws route (createServer); what reaches this one is refused.
+  // Upgrades take Bun's native /ws route (createServer): what comes here was refused there, or
+  // admitted and not a valid upgrade (Bun's upgrade() said no).
   app.get("/ws", (c) => {
     const admission = admitWs(c.req.raw, c.env, hub, ctx);
     if ("error" in admission) return c.json({ error: admission.error }, admission.status, admission.headers);
-    if (c.env.upgrade(c.req.raw, { data: new WsConnection(ctx, admission.ip) })) return new Response(null);
     return c.json({ error: "bad_upgrade" }, 400);
   });
 
