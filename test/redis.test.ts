@@ -573,14 +573,23 @@ describe("an instance taken for dead", () => {
     await redis.command("ACL", "DELUSER", "instance-a");
   });
 
-  test("a dead instance's user in grace keeps its name on the survivor, and gets it back with its session", async () => {
+  /**
+   * A (a process, to SIGKILL) and B (in this process) with INSTANCE_TIMEOUT_MS 1 s on a fresh
+   * database, alice on A and bob on B in room "ghost", an admin client, and A's instance id.
+   */
+  async function doomedPair(aEnv: Record<string, string>, bGraceMs: number) {
     const db = ++lastDb;
     const timeout = 1000;
-    const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
-    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 60_000 });
+    const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout), ...aEnv });
+    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: bGraceMs });
     const { alice, bob, welcome } = await meet(a, b, "ghost");
     const admin = new RedisClient(redis.url(db));
     const deadId = await instanceOf(admin, "ghost", welcome.user.id);
+    return { a, b, alice, bob, welcome, admin, deadId };
+  }
+
+  test("a dead instance's user in grace keeps its name on the survivor, and gets it back with its session", async () => {
+    const { a, b, alice, bob, welcome, admin, deadId } = await doomedPair({}, 60_000);
     a.proc.kill("SIGKILL");
     await alice.closed;
     await b.logLine((l) => l.event === "instance_taken_over");
@@ -598,13 +607,7 @@ describe("an instance taken for dead", () => {
   });
 
   test("a survivor that dies halfway through a takeover: once its claim lapses, another finishes it", async () => {
-    const db = ++lastDb;
-    const timeout = 1000;
-    const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout), PRESENCE_GRACE_MS: "0" });
-    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 0 });
-    const { alice, bob, welcome } = await meet(a, b, "ghost");
-    const admin = new RedisClient(redis.url(db));
-    const deadId = await instanceOf(admin, "ghost", welcome.user.id);
+    const { a, b, alice, bob, welcome, admin, deadId } = await doomedPair({ PRESENCE_GRACE_MS: "0" }, 0);
 
     a.proc.kill("SIGKILL");
     await alice.closed;
