@@ -2,11 +2,11 @@
  * Why sends are group-committed: rows per second stored by SqliteStore.append on a real file,
  * each batch one transaction and one fsync of the WAL before it resolves, for batch sizes 1 to 1000.
  * Also what one fsync costs on this disk (`syncLatency`, used by bench/run.ts for the open loop's
- * durable floor).
+ * durable floor), and with one or two syncs in flight at once (why the server runs two).
  *
  *   bun run bench/storage.ts [messages=4000]
  */
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NewMessage } from "../server.ts";
@@ -43,6 +43,38 @@ export function syncLatency(dir: string, { ms = 1500 } = {}): { samples: number;
   return { samples: n, p50Ms: at(50), p99Ms: at(99), maxMs: at(100) };
 }
 
+/**
+ * `inFlight` writers, each appending 4 KB to one file and awaiting its `fdatasync` on Bun's
+ * thread pool, for `ms`: syncs per second, and each append's wait p50 and p99 in ms.
+ */
+async function syncsInFlight(dir: string, inFlight: number, ms = 1500): Promise<{ perSecond: number; p50Ms: number; p99Ms: number }> {
+  const probe = mkdtempSync(join(dir, "bun-chat-fsync-"));
+  const fd = openSync(join(probe, "probe"), "w");
+  const block = new Uint8Array(SYNC_BLOCK_BYTES).fill(120);
+  const times: number[] = [];
+  const started = performance.now();
+  const until = started + ms;
+  try {
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (performance.now() < until && times.length < SYNC_MAX_SAMPLES) {
+          const began = performance.now();
+          writeSync(fd, block);
+          await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+          times.push(performance.now() - began);
+        }
+      }),
+    );
+  } finally {
+    closeSync(fd);
+    rmSync(probe, { recursive: true, force: true });
+  }
+  const seconds = (performance.now() - started) / 1000;
+  times.sort((a, b) => a - b);
+  const at = (p: number) => times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))]!;
+  return { perSecond: times.length / seconds, p50Ms: at(50), p99Ms: at(99) };
+}
+
 async function main(): Promise<void> {
   const { SqliteStore } = await import("../server.ts");
   const total = Number(process.argv[2] ?? 4000);
@@ -73,6 +105,10 @@ async function main(): Promise<void> {
   for (const r of results) console.log(`${String(r.batch).padStart(5)}  ${Math.round(r.perSecond).toString().padStart(10)}  ${(r.perSecond / base).toFixed(1).padStart(9)}×`);
   const sync = syncLatency(tmpdir());
   console.log(`fdatasync after a 4 KB append: p50 ${sync.p50Ms.toFixed(2)} ms, p99 ${sync.p99Ms.toFixed(2)} ms, max ${sync.maxMs.toFixed(2)} ms (${sync.samples} samples)`);
+  for (const inFlight of [1, 2]) {
+    const r = await syncsInFlight(tmpdir(), inFlight);
+    console.log(`${inFlight} in flight: ${Math.round(r.perSecond)} syncs/s, each append waits p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`);
+  }
 }
 
 if (import.meta.main) await main();

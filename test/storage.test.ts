@@ -125,29 +125,49 @@ test("a new session expires after a day unless it is used again, which gives it 
   await server.stop();
 });
 
-/** An fsync the test can hold: while `hold` is on, each call parks until `release()`. */
+/**
+ * An fsync the test can hold: while `hold` is on, each call parks until released. `returned`
+ * counts the calls that have come back from the real fsync.
+ */
 function heldSync() {
   const real = (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
   const parked: (() => void)[] = [];
-  let onPark: (() => void) | null = null;
+  const watchers: (() => void)[] = [];
+  const changed = () => {
+    for (const w of watchers.splice(0)) w();
+  };
+  /** Resolves once `ready()` holds. */
+  const until = (ready: () => boolean) =>
+    new Promise<void>((resolve) => {
+      const check = () => (ready() ? resolve() : watchers.push(check));
+      check();
+    });
   const io = {
     hold: false,
     calls: 0,
+    returned: 0,
     async sync(fd: number): Promise<void> {
       io.calls++;
       if (io.hold) {
         const released = new Promise<void>((resolve) => parked.push(resolve));
-        onPark?.();
-        onPark = null;
+        changed();
         await released;
       }
-      return real(fd);
+      await real(fd);
+      io.returned++;
+      changed();
     },
-    /** Resolves once an fsync is parked. */
-    waiting: () => (parked.length ? Promise.resolve() : new Promise<void>((resolve) => (onPark = resolve))),
+    /** Resolves once `n` fsyncs are parked. */
+    waiting: (n = 1) => until(() => parked.length >= n),
+    /** Resolves once `n` fsyncs have returned. */
+    synced: (n: number) => until(() => io.returned >= n),
     release(): void {
       io.hold = false;
       for (const resolve of parked.splice(0)) resolve();
+    },
+    /** Lets the most recently parked fsync go on; the others stay parked. */
+    releaseNewest(): void {
+      parked.pop()!();
     },
   };
   return io;
@@ -176,23 +196,47 @@ test("a message is published only once the fsync of its commit has returned", as
   dir.cleanup();
 });
 
-test("writes that come while an fsync runs commit together and share the next one", async () => {
+test("writes that come while every fsync slot is busy commit together and share the next one", async () => {
   const dir = tempDir();
   const io = heldSync();
   const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
   io.hold = true;
-  const first = store.saveSession("h0", "u0", Date.now() + 60_000);
-  await io.waiting();
+  // A commit that lands while an fsync runs starts its own at once: two in flight.
+  const first = [store.saveSession("h0", "u0", Date.now() + 60_000), store.saveSession("h1", "u1", Date.now() + 60_000)];
+  await io.waiting(2);
   const message: NewMessage = { room: "r", user: { id: "u1", name: "one" }, id: "m1", text: "hi", ts: 1 };
-  const rest = [...[1, 2, 3, 4, 5].map((i) => store.saveSession(`h${i}`, `u${i}`, Date.now() + 60_000)), store.append([message])];
-  expect(io.calls).toBe(1);
+  const rest = [...[2, 3, 4, 5, 6].map((i) => store.saveSession(`h${i}`, `u${i}`, Date.now() + 60_000)), store.append([message])];
+  expect(io.calls).toBe(2);
   io.release();
-  await first;
+  await Promise.all(first);
   const [, , , , , appended] = await Promise.all(rest);
   // Five sessions and a message: one transaction, one more fsync.
-  expect(io.calls).toBe(2);
+  expect(io.calls).toBe(3);
   expect(appended).toEqual([{ message: { type: "message", seq: 1, ...message }, duplicate: false }]);
-  expect(await store.findSession("h5", Date.now())).toMatchObject({ userId: "u5" });
+  expect(await store.findSession("h6", Date.now())).toMatchObject({ userId: "u6" });
+  await store.close();
+  dir.cleanup();
+});
+
+test("a commit whose fsync returns first still waits for the fsync of the commit before it", async () => {
+  const dir = tempDir();
+  const io = heldSync();
+  const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
+  const message = (id: string): NewMessage => ({ room: "r", user: { id: "u1", name: "one" }, id, text: id, ts: 1 });
+  const stored: string[] = [];
+  io.hold = true;
+  const first = store.append([message("m1")]).then(([r]) => stored.push(`${"message" in r! && r.message.seq}`));
+  await io.waiting(1);
+  const second = store.append([message("m2")]).then(([r]) => stored.push(`${"message" in r! && r.message.seq}`));
+  await io.waiting(2);
+  io.releaseNewest();
+  await io.synced(1);
+  // A loop turn for the store to act on that fsync: seq 2 must not be told before seq 1.
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(stored).toEqual([]);
+  io.release();
+  await Promise.all([first, second]);
+  expect(stored).toEqual(["1", "2"]);
   await store.close();
   dir.cleanup();
 });
