@@ -10,8 +10,15 @@
  * gets a `joined` listing as many members as the room has, and the room's others get a `presence`.
  * The frames are the chat server's shapes with made-up ids, names and session.
  *
+ * With `FLOOR_LOG=FILE` it is the floor for durable storage: a frame is published only after it
+ * is on disk. Frames that arrive in one loop turn are appended to FILE in one write and published
+ * once an `fdatasync` that began after that write has returned, in order, with up to
+ * SYNCS_IN_FLIGHT syncs at once (as the chat server's storage). No database, no index, no reads:
+ * the least any server that stores a message before it publishes it does.
+ *
  *   PORT=4000 bun run bench/floor.ts
  */
+import { fdatasync, openSync, writeSync } from "node:fs";
 
 /** What the client asked for at upgrade. */
 interface Client {
@@ -51,6 +58,41 @@ function presence(room: string): string {
   return `{"type":"presence","room":"${room}","event":"join","user":${MEMBER}}`;
 }
 
+/** The durable floor's fsyncs at once (the chat server's WAL_SYNCS_IN_FLIGHT). */
+const SYNCS_IN_FLIGHT = 2;
+const logFd = process.env.FLOOR_LOG ? openSync(process.env.FLOOR_LOG, "a") : null;
+/** Frames of this loop turn, not yet written. */
+let turn: [string, string | Buffer][] = [];
+/** Written groups waiting for their sync, oldest first. */
+const unsynced: { frames: [string, string | Buffer][]; synced: boolean }[] = [];
+let syncs = 0;
+
+/** Publishes `message` once it is on disk (FLOOR_LOG), or at once. */
+function publish(room: string, message: string | Buffer): void {
+  if (logFd === null) {
+    server.publish(room, message, false);
+    return;
+  }
+  turn.push([room, message]);
+  if (turn.length === 1) setImmediate(writeTurn);
+}
+
+function writeTurn(): void {
+  if (syncs >= SYNCS_IN_FLIGHT || !turn.length) return;
+  const group = { frames: turn, synced: false };
+  turn = [];
+  writeSync(logFd!, group.frames.map(([, m]) => m).join("\n"));
+  unsynced.push(group);
+  syncs++;
+  fdatasync(logFd!, (error) => {
+    if (error) throw error;
+    syncs--;
+    group.synced = true;
+    while (unsynced[0]?.synced) for (const [room, m] of unsynced.shift()!.frames) server.publish(room, m, false);
+    writeTurn();
+  });
+}
+
 const server = Bun.serve<Client>({
   port: Number(process.env.PORT ?? 0),
   hostname: "127.0.0.1",
@@ -88,7 +130,7 @@ const server = Bun.serve<Client>({
           return;
         }
       }
-      server.publish(room, message, false);
+      publish(room, message);
     },
     close(ws) {
       if (!ws.data.joined) return;

@@ -38,9 +38,12 @@ const COLD_STARTS = quick ? 1 : 5;
 const pin = existsSync("/usr/bin/taskset") && availableParallelism() >= 2;
 const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(core), ...cmd] : cmd);
 
-/** `floor-frames`: the floor answering connects with the chat's frames (floor.ts, `frames=chat`). */
-type Target = "chat" | "chat-memory" | "floor" | "floor-frames";
-const isFloor = (target: Target) => target === "floor" || target === "floor-frames";
+/**
+ * `floor-frames`: the floor answering connects with the chat's frames (floor.ts, `frames=chat`).
+ * `floor-durable`: the floor publishing a frame only once it is appended to a file and synced (`FLOOR_LOG`).
+ */
+type Target = "chat" | "chat-memory" | "floor" | "floor-frames" | "floor-durable";
+const isFloor = (target: Target) => target.startsWith("floor");
 
 interface Running {
   proc: Bun.Subprocess;
@@ -102,6 +105,7 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
       PORT: String(port),
       HOST: "127.0.0.1",
       DATABASE_PATH: target === "chat-memory" ? ":memory:" : join(dir, "chat.sqlite"),
+      ...(target === "floor-durable" ? { FLOOR_LOG: join(dir, "floor.log") } : {}),
       // The bench measures the server, not its limits: every cap out of the way, logs quiet.
       LOG_LEVEL: "warn",
       RATE_LIMIT_BURST: "10000",
@@ -174,6 +178,8 @@ interface Row {
 }
 
 const rows: Row[] = [];
+/** The rows comparing the durable chat with the floor that syncs each frame before publishing it. */
+const DURABLE_FLOOR = "  durable floor: raw pub/sub, each frame appended to a file and fdatasync'd before it is published";
 /** Lines printed under the table: what a figure depends on besides the server. */
 const notes: string[] = [];
 
@@ -183,11 +189,11 @@ async function repeated(
   args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
   targets: Target[],
 ): Promise<Record<Target, Record<string, number>[]>> {
-  const results = { chat: [], "chat-memory": [], floor: [], "floor-frames": [] } as Record<Target, Record<string, number>[]>;
+  const results = { chat: [], "chat-memory": [], floor: [], "floor-frames": [], "floor-durable": [] } as Record<Target, Record<string, number>[]>;
   for (let i = 0; i < REPEAT; i++) {
     for (const target of targets) {
       // The floor sends frames as big as the chat server delivered in this round.
-      const frameBytes = target === "floor" ? results.chat.at(-1)?.frameBytes : undefined;
+      const frameBytes = target === "floor" || target === "floor-durable" ? results.chat.at(-1)?.frameBytes : undefined;
       const r = await load(target, { scenario, ...args, frameBytes });
       results[target].push(r);
       console.error(`  ${scenario} ${target}: ${JSON.stringify(r)}`);
@@ -201,27 +207,30 @@ const pick = (rs: Record<string, number>[], key: string) => rs.map((r) => r[key]
 console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server on core 0, load on core 1" : "not pinned"}, repeat ${REPEAT}`);
 
 if (want("fanout")) {
-  const r = await repeated("fanout", { clients: quick ? 200 : 500, senders: 5, window: 10, seconds: quick ? 1 : 3 }, ["chat", "floor"]);
+  const r = await repeated("fanout", { clients: quick ? 200 : 500, senders: 5, window: 10, seconds: quick ? 1 : 3 }, ["chat", "floor", "floor-durable"]);
   const chat = pick(r.chat, "deliveriesPerSec");
   const cpu = pick(r.chat, "cpuUsPerDelivery");
   rows.push(
     { scenario: `fan-out: 1 room × ${quick ? 200 : 500}, 5 senders, ${r.chat[0]?.frameBytes} B frames`, metric: "deliveries/s", chat: median(chat), floor: median(pick(r.floor, "deliveriesPerSec")), better: "higher", goal: "≥ 0.9×", noise: spread(chat) },
     { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r.floor, "cpuUsPerDelivery")), better: "lower", goal: "≤ 1.2×", noise: spread(cpu), digits: 3 },
+    { scenario: DURABLE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-durable"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
+    { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r["floor-durable"], "cpuUsPerDelivery")), better: "lower", goal: "(floor)", noise: spread(cpu), digits: 3 },
   );
 }
 if (want("writeheavy")) {
   const n = quick ? 200 : 1000;
-  const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat", "chat-memory", "floor"]);
+  const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat", "chat-memory", "floor", "floor-durable"]);
   const chat = pick(r.chat, "deliveriesPerSec");
   const floor = median(pick(r.floor, "deliveriesPerSec"));
   rows.push(
     { scenario: `write-heavy: ${n / 2} rooms × 2, all sending, durable`, metric: "deliveries/s", chat: median(chat), floor, better: "higher", goal: "≥ 0.35×", noise: spread(chat) },
     { scenario: "  same, DATABASE_PATH=:memory:", metric: "deliveries/s", chat: median(pick(r["chat-memory"], "deliveriesPerSec")), floor, better: "higher", goal: "(reference)", noise: spread(pick(r["chat-memory"], "deliveriesPerSec")) },
+    { scenario: DURABLE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-durable"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
   );
 }
 if (want("openloop")) {
   const n = quick ? 500 : 2000;
-  const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "chat-memory", "floor"]);
+  const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "chat-memory", "floor", "floor-durable"]);
   // A durable message waits for an fdatasync: this disk's, timed in the same run, in the temp dir the servers use.
   const syncs = Array.from({ length: REPEAT }, () => syncLatency(tmpdir(), { ms: quick ? 1000 : 1500 }));
   console.error(`  openloop fdatasync of a 4 KB append: ${JSON.stringify(syncs)}`);
@@ -229,7 +238,7 @@ if (want("openloop")) {
   const [memory50, memory99] = [pick(r["chat-memory"], "p50Ms"), pick(r["chat-memory"], "p99Ms")];
   const [floor50, floor99] = [median(pick(r.floor, "p50Ms")), median(pick(r.floor, "p99Ms"))];
   // Clamped at 0: /proc/stat counts in 10 ms ticks, so "other work" on a quiet machine reads slightly below 0.
-  const worst = (key: string) => Math.max(0, ...[...r.chat, ...r["chat-memory"], ...r.floor].map((x) => x[key]!));
+  const worst = (key: string) => Math.max(0, ...[...r.chat, ...r["chat-memory"], ...r.floor, ...r["floor-durable"]].map((x) => x[key]!));
   notes.push(
     `open loop: the load generator's loop lag p99 ${median(pick(r.floor, "loopLagP99Ms")).toFixed(2)} ms (floor runs, median); ` +
       `at worst ${(worst("stealShare") * 100).toFixed(1)}% of a core stolen by the hypervisor and ` +
@@ -240,7 +249,9 @@ if (want("openloop")) {
     { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: floor99, better: "lower", goal: "≤ 1 ms", noise: spread(p99), digits: 2 },
     { scenario: "  same, DATABASE_PATH=:memory:", metric: "latency p50 ms", chat: median(memory50), floor: floor50, better: "lower", goal: "(reference)", noise: spread(memory50), digits: 2 },
     { scenario: "", metric: "latency p99 ms", chat: median(memory99), floor: floor99, better: "lower", goal: "(reference)", noise: spread(memory99), digits: 2 },
-    { scenario: "  durable floor: chat (durable) vs this disk's fdatasync of a 4 KB append", metric: "p50 ms", chat: median(p50), floor: median(syncs.map((s) => s.p50Ms)), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
+    { scenario: DURABLE_FLOOR, metric: "latency p50 ms", chat: median(p50), floor: median(pick(r["floor-durable"], "p50Ms")), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
+    { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: median(pick(r["floor-durable"], "p99Ms")), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
+    { scenario: "  chat (durable) vs this disk's fdatasync of a 4 KB append", metric: "p50 ms", chat: median(p50), floor: median(syncs.map((s) => s.p50Ms)), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
     { scenario: "", metric: "p99 ms", chat: median(p99), floor: median(syncs.map((s) => s.p99Ms)), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
   );
 }
