@@ -2130,13 +2130,14 @@ let connectionCounter = 0;
  * on `chain`, so a frame that waits for storage never overtakes an earlier one.
  */
 abstract class Connection {
-  readonly id = `c${++connectionCounter}`;
+  /** A number, not its `c…` string: one string less per idle connection (issue #8: memory). */
+  private readonly serial = ++connectionCounter;
   readonly openedAt: number;
   user: User | null = null;
   /** Rooms this connection joined, in join order (at most MAX_ROOMS_PER_CONNECTION). */
   readonly rooms: string[] = [];
-  /** Counts rate_limited answers in a row, whichever bucket ran dry. */
-  readonly limiter: RateLimiter;
+  /** Counts rate_limited answers in a row, whichever bucket ran dry; held only during such a streak. */
+  limiter: RateLimiter | null = null;
   /** Spent by frames before hello and by pings (§10); the user's own bucket pays for the rest. */
   readonly bucket: TokenBucket;
   /** "closing" once the server decided to close it: further input is ignored. */
@@ -2157,8 +2158,12 @@ abstract class Connection {
     readonly ip: string,
   ) {
     this.openedAt = ctx.now();
-    this.limiter = new RateLimiter(ctx.config.rateLimitAbuseErrors);
     this.bucket = new TokenBucket(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond, this.openedAt);
+  }
+
+  /** For logs. */
+  get id(): string {
+    return `c${this.serial}`;
   }
 
   /**
@@ -3148,8 +3153,8 @@ interface User {
   ref: UserRef;
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
   conns: Connection[];
-  /** When the user's typing was last relayed, per room. */
-  typingAt: Map<string, number>;
+  /** When the user's typing was last relayed, per room; null until it first types. */
+  typingAt: Map<string, number> | null;
   /**
    * Spent by all its connections here; the hub keeps it after the user goes, until it is full
    * again. With Redis, only while Redis cannot answer: the bucket in Redis is the user's.
@@ -3162,6 +3167,8 @@ interface User {
  * and to give a joiner every message exactly once, by history or live.
  */
 interface RoomState {
+  /** The room's name: the one copy its members' lists hold, not one per join frame (issue #8: memory). */
+  name: string;
   /** The latest seq published here; null until a join has read it from storage. */
   seq: number | null;
   /** When that message was sent (epoch ms); 0 if unknown: not among the newest at start, none since. */
@@ -3383,8 +3390,11 @@ class Hub implements RelayTarget, RosterTarget {
    * (§10). Meanwhile it is not read.
    */
   private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
-    const verdict = conn.limiter.count(taken);
-    if (verdict === "ok") return true;
+    if (taken) {
+      conn.limiter = null;
+      return true;
+    }
+    const verdict = (conn.limiter ??= new RateLimiter(this.config.rateLimitAbuseErrors)).count(false);
     conn.fail("rate_limited", MESSAGES.rateLimited, ref);
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
@@ -3499,7 +3509,7 @@ class Hub implements RelayTarget, RosterTarget {
   private holdName(user: UserRef): void {
     if (this.users.has(user.id) || !user.name) return;
     const now = this.ctx.now();
-    this.users.set(user.id, { ref: user, conns: [], typingAt: new Map(), bucket: this.userBuckets.get(user.id, now) });
+    this.users.set(user.id, { ref: user, conns: [], typingAt: null, bucket: this.userBuckets.get(user.id, now) });
     const key = nameKey(user.name);
     this.names.set(key, user.id);
     this.roster.claimName(key, user.id).catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
@@ -3641,7 +3651,7 @@ class Hub implements RelayTarget, RosterTarget {
     }
     let user = this.users.get(userId);
     if (!user) {
-      user = { ref: { id: userId, name }, conns: [], typingAt: new Map(), bucket: this.userBuckets.get(userId, now) };
+      user = { ref: { id: userId, name }, conns: [], typingAt: null, bucket: this.userBuckets.get(userId, now) };
       this.users.set(userId, user);
       this.names.set(key, userId);
     } else if (user.ref.name !== name) {
@@ -3698,14 +3708,14 @@ class Hub implements RelayTarget, RosterTarget {
   private roomState(room: string): RoomState {
     let state = this.roomStates.get(room);
     if (state) this.roomStates.delete(room);
-    else state = this.newRoomState(null, 0);
+    else state = this.newRoomState(room, null, 0);
     this.roomStates.set(room, state);
     if (this.roomStates.size > ROOM_STATES_MAX) this.evictRoomStates();
     return state;
   }
 
-  private newRoomState(seq: number | null, ts: number): RoomState {
-    return { seq, ts, inflight: new Set(), joins: new Set(), heard: this.relay.hearsAll, hearing: null, filling: false, backlog: [] };
+  private newRoomState(name: string, seq: number | null, ts: number): RoomState {
+    return { name, seq, ts, inflight: new Set(), joins: new Set(), heard: this.relay.hearsAll, hearing: null, filling: false, backlog: [] };
   }
 
   /** Forgets the least recently used rooms that nobody is in and nothing is on its way to. */
@@ -3836,6 +3846,7 @@ class Hub implements RelayTarget, RosterTarget {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
     const state = this.roomState(room);
+    room = state.name;
     const collected: MessageFrame[] = [];
     state.joins.add(collected);
     if (!state.heard) {
@@ -3911,7 +3922,7 @@ class Hub implements RelayTarget, RosterTarget {
     const user = conn.user!;
     if (!removeItem(conn.rooms, room)) return fail("not_joined", `not in ${room}`);
     const wasLast = this.presence.leave(room, user.ref.id, conn);
-    if (wasLast) user.typingAt.delete(room);
+    if (wasLast) user.typingAt?.delete(room);
     const ref = { ...user.ref };
     // Put in line now, so that a join of the same user that follows waits for it.
     const gone = wasLast
@@ -3952,9 +3963,9 @@ class Hub implements RelayTarget, RosterTarget {
     if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     const user = conn.user!;
     const now = this.ctx.now();
-    const last = user.typingAt.get(room);
+    const last = user.typingAt?.get(room);
     if (last !== undefined && now - last < this.config.typingThrottleMs) return ok(null);
-    user.typingAt.set(room, now);
+    (user.typingAt ??= new Map()).set(room, now);
     this.fanout.typing(room, user.ref, conn);
     return ok(null);
   }
@@ -4022,7 +4033,7 @@ class Hub implements RelayTarget, RosterTarget {
   /** Starts the directory with what storage holds, so a restart does not empty it. */
   async loadRecentRooms(): Promise<void> {
     for (const { room, seq, ts } of await this.store.recentRooms(RECENT_ROOMS_MAX)) {
-      this.roomStates.set(room, this.newRoomState(seq, ts));
+      this.roomStates.set(room, this.newRoomState(room, seq, ts));
     }
   }
 
