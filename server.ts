@@ -1262,8 +1262,9 @@ function resolveGroup(group: readonly Waiter[], results: readonly unknown[]): vo
  * writes to the page cache in microseconds, the event loop goes on parsing and publishing, and
  * a write's promise resolves only once an fsync that started after its commit has returned, and
  * every earlier commit's has too. Up to WAL_SYNCS_IN_FLIGHT fsyncs run at once; writes that land
- * while all are busy share the next one (group commit, for messages and sessions alike). Reads in between may see a commit not yet on disk; the hub publishes only
- * what its writes' promises returned, so nobody is told of it before it is durable.
+ * while all are busy share the next one (group commit, for messages and sessions alike). Reads in
+ * between may see a commit not yet on disk; the hub publishes only what its writes' promises
+ * returned, so nobody is told of it before it is durable.
  */
 export class SqliteStore implements Store {
   private readonly db: Database;
@@ -3390,11 +3391,12 @@ class Hub implements RelayTarget, RosterTarget {
    * (§10). Meanwhile it is not read.
    */
   private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
-    if (taken) {
+    const verdict = taken && !conn.limiter ? "ok" : (conn.limiter ??= new RateLimiter(this.config.rateLimitAbuseErrors)).count(taken);
+    if (verdict === "ok") {
+      // A limiter after "ok" is as good as a new one: an idle connection holds none.
       conn.limiter = null;
       return true;
     }
-    const verdict = (conn.limiter ??= new RateLimiter(this.config.rateLimitAbuseErrors)).count(false);
     conn.fail("rate_limited", MESSAGES.rateLimited, ref);
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
