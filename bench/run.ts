@@ -232,7 +232,8 @@ if (want("openloop")) {
   const n = quick ? 500 : 2000;
   const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "chat-memory", "floor", "floor-durable"]);
   // A durable message waits for an fdatasync: this disk's, timed in the same run, in the temp dir the servers use.
-  const syncs = Array.from({ length: REPEAT }, () => syncLatency(tmpdir(), { ms: quick ? 1000 : 1500 }));
+  const syncs = [];
+  for (let i = 0; i < REPEAT; i++) syncs.push(await syncLatency(tmpdir(), { ms: quick ? 1000 : 1500 }));
   console.error(`  openloop fdatasync of a 4 KB append: ${JSON.stringify(syncs)}`);
   const [p50, p99] = [pick(r.chat, "p50Ms"), pick(r.chat, "p99Ms")];
   const [memory50, memory99] = [pick(r["chat-memory"], "p50Ms"), pick(r["chat-memory"], "p99Ms")];

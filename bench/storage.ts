@@ -1,12 +1,12 @@
 /**
  * Why sends are group-committed: rows per second stored by SqliteStore.append on a real file,
  * each batch one transaction and one fsync of the WAL before it resolves, for batch sizes 1 to 1000.
- * Also what one fsync costs on this disk (`syncLatency`, used by bench/run.ts for the open loop's
- * durable floor), and with one or two syncs in flight at once (why the server runs two).
+ * Also what one fsync costs on this disk, with one or two in flight at once (why the server runs
+ * two): `syncLatency`, which bench/run.ts also uses for the open loop's last rows.
  *
  *   bun run bench/storage.ts [messages=4000]
  */
-import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NewMessage } from "../server.ts";
@@ -17,47 +17,26 @@ const SYNC_BLOCK_BYTES = 4096;
 const SYNC_MAX_SAMPLES = 4000;
 
 /**
- * Times `fdatasync` after a 4 KB append to a fresh file in `dir`, for about `ms` milliseconds
- * (at most SYNC_MAX_SAMPLES samples), as a durable commit waits for one: p50, p99 and max in ms.
- * The file is removed afterwards.
+ * Times `fdatasync` after a 4 KB append to a fresh file in `dir`, for about `ms` milliseconds (at
+ * most SYNC_MAX_SAMPLES samples), as a durable commit waits for one: `inFlight` writers append and
+ * sync on Bun's thread pool at once, as the server does. Returns syncs per second and each
+ * append's wait p50, p99 and max in ms. The file is removed afterwards.
  */
-export function syncLatency(dir: string, { ms = 1500 } = {}): { samples: number; p50Ms: number; p99Ms: number; maxMs: number } {
-  const probe = mkdtempSync(join(dir, "bun-chat-fsync-"));
-  const fd = openSync(join(probe, "probe"), "w");
-  const block = new Uint8Array(SYNC_BLOCK_BYTES).fill(120);
-  const times = new Float64Array(SYNC_MAX_SAMPLES);
-  let n = 0;
-  try {
-    for (const until = performance.now() + ms; n < SYNC_MAX_SAMPLES && performance.now() < until; n++) {
-      const began = performance.now();
-      writeSync(fd, block);
-      fdatasyncSync(fd);
-      times[n] = performance.now() - began;
-    }
-  } finally {
-    closeSync(fd);
-    rmSync(probe, { recursive: true, force: true });
-  }
-  const sorted = times.subarray(0, n).sort();
-  const at = (p: number) => sorted[Math.min(n - 1, Math.floor((p / 100) * n))]!;
-  return { samples: n, p50Ms: at(50), p99Ms: at(99), maxMs: at(100) };
-}
-
-/**
- * `inFlight` writers, each appending 4 KB to one file and awaiting its `fdatasync` on Bun's
- * thread pool, for `ms`: syncs per second, and each append's wait p50 and p99 in ms.
- */
-async function syncsInFlight(dir: string, inFlight: number, ms = 1500): Promise<{ perSecond: number; p50Ms: number; p99Ms: number }> {
+export async function syncLatency(
+  dir: string,
+  { ms = 1500, inFlight = 1 } = {},
+): Promise<{ samples: number; perSecond: number; p50Ms: number; p99Ms: number; maxMs: number }> {
   const probe = mkdtempSync(join(dir, "bun-chat-fsync-"));
   const fd = openSync(join(probe, "probe"), "w");
   const block = new Uint8Array(SYNC_BLOCK_BYTES).fill(120);
   const times: number[] = [];
   const started = performance.now();
-  const until = started + ms;
+  let begun = 0;
   try {
     await Promise.all(
       Array.from({ length: inFlight }, async () => {
-        while (performance.now() < until && times.length < SYNC_MAX_SAMPLES) {
+        while (begun < SYNC_MAX_SAMPLES && performance.now() < started + ms) {
+          begun++;
           const began = performance.now();
           writeSync(fd, block);
           await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())));
@@ -70,9 +49,9 @@ async function syncsInFlight(dir: string, inFlight: number, ms = 1500): Promise<
     rmSync(probe, { recursive: true, force: true });
   }
   const seconds = (performance.now() - started) / 1000;
-  times.sort((a, b) => a - b);
-  const at = (p: number) => times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))]!;
-  return { perSecond: times.length / seconds, p50Ms: at(50), p99Ms: at(99) };
+  const n = times.sort((a, b) => a - b).length;
+  const at = (p: number) => times[Math.min(n - 1, Math.floor((p / 100) * n))]!;
+  return { samples: n, perSecond: n / seconds, p50Ms: at(50), p99Ms: at(99), maxMs: at(100) };
 }
 
 async function main(): Promise<void> {
@@ -103,11 +82,12 @@ async function main(): Promise<void> {
   console.log(`SqliteStore.append, ${total} messages, WAL, one commit and one fsync per batch`);
   console.log("batch  messages/s  vs batch 1");
   for (const r of results) console.log(`${String(r.batch).padStart(5)}  ${Math.round(r.perSecond).toString().padStart(10)}  ${(r.perSecond / base).toFixed(1).padStart(9)}×`);
-  const sync = syncLatency(tmpdir());
-  console.log(`fdatasync after a 4 KB append: p50 ${sync.p50Ms.toFixed(2)} ms, p99 ${sync.p99Ms.toFixed(2)} ms, max ${sync.maxMs.toFixed(2)} ms (${sync.samples} samples)`);
   for (const inFlight of [1, 2]) {
-    const r = await syncsInFlight(tmpdir(), inFlight);
-    console.log(`${inFlight} in flight: ${Math.round(r.perSecond)} syncs/s, each append waits p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`);
+    const r = await syncLatency(tmpdir(), { inFlight });
+    console.log(
+      `fdatasync after a 4 KB append, ${inFlight} in flight: ${Math.round(r.perSecond)} syncs/s, each append waits ` +
+        `p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, max ${r.maxMs.toFixed(2)} ms (${r.samples} samples)`,
+    );
   }
 }
 
