@@ -9,6 +9,7 @@ COPY package.json bun.lock ./
 # Runtime dependencies only (hono, zod), exactly as locked: the build needs nothing else.
 RUN bun install --frozen-lockfile --production
 COPY tsconfig.json server.ts ./
+COPY src ./src
 COPY public ./public
 COPY deploy/build.ts ./deploy/
 RUN bun run build

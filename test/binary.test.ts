@@ -1,19 +1,45 @@
 /**
- * The single executable: `bun run build`'s script compiles server.ts with the page inside, and the
- * binary, alone in a folder without public/, serves the page and chats.
+ * The single executable: `bun run build`'s script compiles server.ts with src/ and the page
+ * inside, and the binary, alone in a folder without public/, serves the page and chats. The build
+ * runs in a folder holding only what the Dockerfile's build stage copies, so a module the image
+ * would lack fails here (no Docker engine runs on this machine).
  */
 import { expect, test } from "bun:test";
-import { join } from "node:path";
+import { cpSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { bundleAssets } from "../server.ts";
 import { Client, bounded, spawnServer, tempDir } from "./helpers.ts";
 
-const BUILD = join(import.meta.dir, "..", "deploy", "build.ts");
+const ROOT = join(import.meta.dir, "..");
+
+/**
+ * A copy of the Dockerfile's build stage: the paths its COPY lines name, into `dir`, and the
+ * installed packages where its `bun install --production` puts them. Returns the folder.
+ */
+function dockerBuildStage(dir: string): string {
+  const dockerfile = readFileSync(join(ROOT, "Dockerfile"), "utf8");
+  const build = dockerfile.split(/^FROM /m)[1]!;
+  const src = join(dir, "src-stage");
+  mkdirSync(src);
+  for (const [, args] of build.matchAll(/^COPY (?!--)(.+)$/gm)) {
+    const parts = args!.trim().split(/\s+/);
+    const target = parts.pop()!;
+    for (const from of parts) {
+      const to = target.endsWith("/") ? join(src, target, from.split("/").at(-1)!) : join(src, target);
+      mkdirSync(dirname(to), { recursive: true });
+      cpSync(join(ROOT, from), to, { recursive: true });
+    }
+  }
+  symlinkSync(join(ROOT, "node_modules"), join(src, "node_modules"));
+  return src;
+}
 
 test("the compiled binary serves the page it was built with and chats, with a database of its own", async () => {
   const dir = tempDir();
   const binary = join(dir.path, "bun-chat");
   try {
-    const build = Bun.spawn([process.execPath, BUILD, "--outfile", binary], { stdout: "pipe", stderr: "pipe" });
+    const stage = dockerBuildStage(dir.path);
+    const build = Bun.spawn([process.execPath, "deploy/build.ts", "--outfile", binary], { cwd: stage, stdout: "pipe", stderr: "pipe" });
     const [code, stdout, stderr] = await bounded(
       Promise.all([build.exited, new Response(build.stdout).text(), new Response(build.stderr).text()]),
       "the build",

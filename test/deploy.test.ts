@@ -54,8 +54,10 @@ test("the Dockerfile compiles the binary on oven/bun slim and runs it alone on d
   expect(build).toMatch(/^oven\/bun:[\w.]*-?slim AS build\n/);
   expect(build).toContain("bun install --frozen-lockfile --production");
   expect(build).toMatch(/^RUN bun run build$/m);
-  // The build stage has every file deploy/build.ts reads: the server, the page, the build script.
+  // The build stage has every file deploy/build.ts reads: the server and its modules, the page, the build script
+  // (test/binary.test.ts builds from exactly what it copies).
   expect(build).toMatch(/^COPY .*server\.ts/m);
+  expect(build).toMatch(/^COPY src /m);
   expect(build).toMatch(/^COPY public /m);
   expect(build).toMatch(/^COPY deploy\/build\.ts /m);
   const pkg = await Bun.file(new URL("../package.json", import.meta.url)).json();

@@ -3,7 +3,7 @@
  * `_ - .`; nothing invisible; unique by a case-folded UTS #39 confusable skeleton.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { checkName, nameKey } from "../server.ts";
+import { checkName, nameKey } from "../src/protocol/rules.ts";
 import { Client, startServer, user, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";

@@ -7,7 +7,8 @@
 import { RedisClient } from "bun";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createServer, loadConfig, nameKey, type ServerOptions } from "../server.ts";
+import { createServer, loadConfig, type ServerOptions } from "../server.ts";
+import { nameKey } from "../src/protocol/rules.ts";
 import {
   Client,
   bounded,

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
-import { hhmm } from "../server.ts";
+import { hhmm } from "../src/core/lines.ts";
 import { Client, LineClient, WS_UPGRADE, startServer, upgradeAttempt, user, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d`;

@@ -1,0 +1,352 @@
+/**
+ * Every setting an operator can make, as one table: each row gives its environment variable,
+ * default, what it accepts and what it sets. The Config type, DEFAULTS, the validation of the
+ * environment and of createServer's options, and the README's settings table all follow from it.
+ *
+ *   bun run src/config.ts     prints the README's table (a test checks the README holds it)
+ */
+import { z } from "zod";
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** One setting: its variable, default, what it accepts and its parsers. */
+interface Setting<T> {
+  env: string;
+  default: T;
+  /** The default as the README shows it, when the value alone would not say it (unset, empty). */
+  shown?: string;
+  /** What it accepts, said back on a bad value. */
+  allowed: string;
+  /** What it accepts, short, for the README's table. */
+  range: string;
+  /** What it sets, for the README's table. */
+  doc: string;
+  /** Validates a value handed to createServer. */
+  value: z.ZodType<T>;
+  /** Parses the environment's text. */
+  parse: z.ZodType<T, string>;
+}
+
+/** A row of the table, typed by its value. */
+const row = <T>(s: Setting<T>): Setting<T> => s;
+
+/** An integer setting from `min` to `max`. */
+function integer(env: string, min: number, max: number, fallback: number, doc: string, range?: string): Setting<number> {
+  const value = z.int().min(min).max(max);
+  return {
+    env,
+    default: fallback,
+    allowed: `an integer from ${min} to ${max}`,
+    range: range ?? `${min}–${max}`,
+    doc,
+    value,
+    parse: z.string().regex(/^\d{1,16}$/).transform(Number).pipe(value),
+  };
+}
+
+/** `scheme://host[:port]` exactly as a browser sends it in Origin. */
+function isOrigin(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return url.origin !== "null" && url.origin === s.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+const originList = z.array(z.string().refine(isOrigin));
+
+/** A Redis URL Bun's client takes over TCP: `redis://` or `rediss://` (TLS), with a host. */
+function isRedisUrl(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return (url.protocol === "redis:" || url.protocol === "rediss:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+const redisUrl = z.string().refine(isRedisUrl);
+
+/**
+ * A `Host` header's host[:port] in the form browsers send it: lowercase, punycode, no default
+ * port; null if it is not one. `hostKey("Chat.Example.com:80") // => "chat.example.com"`
+ */
+export function hostKey(host: string): string | null {
+  if (/[/?#@\\\s]/.test(host)) return null;
+  try {
+    const url = new URL(`http://${host}`);
+    return url.href === `http://${url.host}/` ? url.host : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Host names as hostKey() writes them, so that a request's Host is compared as is. */
+const hostList = z.array(z.string().refine((h) => hostKey(h) === h));
+/** Bounds METRICS_TOKEN, in characters. */
+const METRICS_TOKEN_MAX_CHARS = 1024;
+/** A bearer token as RFC 6750 writes it (token68). */
+const METRICS_TOKEN_PATTERN = new RegExp(`^[A-Za-z0-9\\-._~+/]{1,${METRICS_TOKEN_MAX_CHARS}}=*$`);
+
+/** A comma-separated list, trimmed, empty entries dropped. */
+const commaList = (s: string) => s.split(",").map((item) => item.trim()).filter(Boolean);
+
+/** The table. Each limit carries its unit in its name. */
+const SETTINGS = {
+  port: integer("PORT", 0, 65535, 3000, "HTTP and WebSocket port (0: any free port)"),
+  host: row<string>({
+    env: "HOST",
+    default: "0.0.0.0",
+    allowed: "an address to listen on",
+    range: "address",
+    doc: "listen address, for HTTP and TCP",
+    value: z.string().min(1),
+    parse: z.string().min(1),
+  }),
+  databasePath: row<string>({
+    env: "DATABASE_PATH",
+    default: "./data/chat.sqlite",
+    allowed: "a file path or :memory:",
+    range: "path or `:memory:`",
+    doc: "SQLite file for history and sessions; its folder is created",
+    value: z.string().min(1),
+    parse: z.string().min(1),
+  }),
+  redisUrl: row<string | null>({
+    env: "REDIS_URL",
+    default: null,
+    shown: "(unset: SQLite)",
+    allowed: "a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379",
+    range: "`redis://` or `rediss://` URL",
+    doc: "history, seq, sessions and room events live in Redis, shared by several instances ([Several instances](#several-instances-redis)); unreachable at start: exit 1",
+    value: redisUrl.nullable(),
+    parse: redisUrl,
+  }),
+  instanceTimeoutMs: integer(
+    "INSTANCE_TIMEOUT_MS",
+    1000,
+    600000,
+    10000,
+    "with Redis: an instance that stops renewing its key this long is taken for dead; within 1.5 × this a survivor takes its members over, in grace",
+  ),
+  allowedOrigins: row<string[]>({
+    env: "ALLOWED_ORIGINS",
+    default: [],
+    shown: "(none)",
+    allowed: "comma-separated scheme://host[:port] origins",
+    range: "`scheme://host[:port]`, comma-separated",
+    doc: "page origins allowed to open `/ws` besides the server's own host",
+    value: originList,
+    parse: z.string().transform(commaList).pipe(originList),
+  }),
+  trustProxy: row<boolean>({
+    env: "TRUST_PROXY",
+    default: false,
+    allowed: "true, false, 1 or 0",
+    range: "true, false, 1, 0",
+    doc: "take the client address from `Fly-Client-IP`, else the rightmost `X-Forwarded-For` entry (values that are not IP addresses are ignored)",
+    value: z.boolean(),
+    parse: z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
+  }),
+  publicHosts: row<string[]>({
+    env: "PUBLIC_HOSTS",
+    default: [],
+    shown: "(any)",
+    allowed: "comma-separated host[:port] names",
+    range: "`host[:port]`, comma-separated",
+    doc: "the `Host` names this server answers; any other gets 421 (stops DNS rebinding)",
+    value: hostList,
+    parse: z
+      .string()
+      .transform((s) => commaList(s).map((h) => hostKey(h) ?? h))
+      .pipe(hostList),
+  }),
+  metricsToken: row<string | null>({
+    env: "METRICS_TOKEN",
+    default: null,
+    shown: "(none)",
+    allowed: `a bearer token: 1 to ${METRICS_TOKEN_MAX_CHARS} of A-Z a-z 0-9 - . _ ~ + /, then optional =`,
+    range: `a bearer token (A-Z a-z 0-9 - . _ ~ + /, up to ${METRICS_TOKEN_MAX_CHARS})`,
+    doc: "`/metrics` then needs `Authorization: Bearer <token>`, else 401",
+    value: z.string().regex(METRICS_TOKEN_PATTERN).nullable(),
+    parse: z.string().regex(METRICS_TOKEN_PATTERN),
+  }),
+  maxMessageChars: integer("MAX_MESSAGE_CHARS", 1, 100000, 2000, "message length, in code points"),
+  maxPayloadBytes: integer(
+    "MAX_PAYLOAD_BYTES",
+    1024,
+    16777216,
+    32768,
+    "largest WebSocket frame; larger closes with 1009",
+    "1024–16777216, ≥ 12 × MAX_MESSAGE_CHARS + 512",
+  ),
+  // Bun's WebSocket timer works in steps of 8 s, up to 960 s.
+  idleTimeoutSeconds: integer(
+    "IDLE_TIMEOUT_SECONDS",
+    8,
+    960,
+    120,
+    "a WebSocket that answers nothing, not even pings, is closed; TCP keepalive delay",
+  ),
+  backpressureLimitBytes: integer(
+    "BACKPRESSURE_LIMIT_BYTES",
+    1024,
+    1073741824,
+    1048576,
+    "unsent bytes before a WebSocket that does not read is closed",
+  ),
+  rateLimitBurst: integer(
+    "RATE_LIMIT_BURST",
+    1,
+    10000,
+    10,
+    "frames a user may send at once, all its connections together (also each connection's own bucket for pings and frames before hello)",
+  ),
+  rateLimitPerSecond: integer("RATE_LIMIT_PER_SECOND", 1, 10000, 5, "sustained frames per second per user; reconnecting refills nothing"),
+  rateLimitAbuseErrors: integer("RATE_LIMIT_ABUSE_ERRORS", 1, 100000, 50, "consecutive `rate_limited` answers before close 1008"),
+  maxRoomsPerConnection: integer("MAX_ROOMS_PER_CONNECTION", 1, 1000, 20, "rooms one connection may be in"),
+  maxConnections: integer("MAX_CONNECTIONS", 1, 1000000, 10000, "WebSocket + TCP connections in all (503 past it)"),
+  maxConnectionsPerIp: integer("MAX_CONNECTIONS_PER_IP", 1, 1000000, 50, "WebSocket + TCP connections per address (429 past it)"),
+  maxConnectionsPerSession: integer(
+    "MAX_CONNECTIONS_PER_SESSION",
+    1,
+    1000,
+    5,
+    "live connections (tabs, devices) of one session; one more replaces the oldest (4001)",
+  ),
+  helloRatePerMinute: integer(
+    "HELLO_RATE_PER_MINUTE",
+    1,
+    1000000,
+    30,
+    "hellos per minute from one address, WebSocket and TCP together (past it: `rate_limited`, close 1008)",
+  ),
+  historyOnJoin: integer("HISTORY_ON_JOIN", 0, 200, 50, "messages sent with `joined`"),
+  historyRetain: integer("HISTORY_RETAIN", 1, 10000000, 1000, "messages kept per room"),
+  maxRooms: integer(
+    "MAX_ROOMS",
+    1,
+    10000000,
+    10000,
+    "rooms holding history (a retained message); a send that would start one more gets `room_limit`",
+  ),
+  historyMaxAgeDays: integer(
+    "HISTORY_MAX_AGE_DAYS",
+    0,
+    36500,
+    0,
+    "messages older than this many days are trimmed (0: kept until `HISTORY_RETAIN` pushes them out)",
+  ),
+  presenceGraceMs: integer(
+    "PRESENCE_GRACE_MS",
+    0,
+    600000,
+    5000,
+    "how long a dropped user stays in its rooms before others see it leave",
+  ),
+  typingThrottleMs: integer("TYPING_THROTTLE_MS", 0, 600000, 1000, "at most one typing notice per user and room this often"),
+  helloTimeoutMs: integer("HELLO_TIMEOUT_MS", 1, 600000, 10000, "time from connect to a successful hello (else close 1008)"),
+  sessionTtlSeconds: integer(
+    "SESSION_TTL_SECONDS",
+    60,
+    315360000,
+    2592000,
+    "a session token restores its user this long after its last use (recorded hourly at most)",
+  ),
+  drainTimeoutMs: integer("DRAIN_TIMEOUT_MS", 0, 600000, 3000, "longest wait for clients to go at shutdown"),
+  logLevel: row<LogLevel>({
+    env: "LOG_LEVEL",
+    default: "info",
+    allowed: LOG_LEVELS.join(", "),
+    range: LOG_LEVELS.join(", "),
+    doc: "least severe log line written",
+    value: z.enum(LOG_LEVELS),
+    parse: z.enum(LOG_LEVELS),
+  }),
+  tcpPort: row<number | null>({
+    ...integer("TCP_PORT", 0, 65535, 0, "opens the plain-TCP door on this port"),
+    default: null,
+    shown: "(off)",
+    value: z.int().min(0).max(65535).nullable(),
+  }),
+  tcpMaxLineBytes: integer("TCP_MAX_LINE_BYTES", 64, 1048576, 4096, "longest TCP input line, not counting its newline"),
+  tcpMaxPendingBytes: integer(
+    "TCP_MAX_PENDING_BYTES",
+    1024,
+    1073741824,
+    1048576,
+    "unwritten output before a TCP client that does not read is closed",
+  ),
+};
+
+type Settings = typeof SETTINGS;
+/** Everything an operator can set, as createServer takes it. */
+export type Config = { -readonly [K in keyof Settings]: Settings[K]["default"] };
+
+const KEYS = Object.keys(SETTINGS) as (keyof Config)[];
+const setting = (key: keyof Config) => SETTINGS[key] as Setting<unknown>;
+
+export const DEFAULTS: Config = Object.fromEntries(KEYS.map((key) => [key, setting(key).default])) as Config;
+
+/** Every environment variable the server reads; the README's table must list each. */
+export const SETTING_NAMES: readonly string[] = KEYS.map((key) => setting(key).env);
+
+/** A frame carries at most this many JSON bytes per text code point: an astral character may be
+ * written as two `\uXXXX` escapes (Python's json.dumps does), 12 bytes for one code point. */
+const PAYLOAD_BYTES_PER_CHAR = 12;
+/** Room in a frame for everything but its text. */
+const PAYLOAD_OVERHEAD_BYTES = 512;
+
+function crossCheck(config: Config, name: (key: keyof Config) => string): string[] {
+  const need = PAYLOAD_BYTES_PER_CHAR * config.maxMessageChars + PAYLOAD_OVERHEAD_BYTES;
+  if (config.maxPayloadBytes >= need) return [];
+  return [
+    `${name("maxPayloadBytes")}=${config.maxPayloadBytes}: must be at least ${PAYLOAD_BYTES_PER_CHAR} × ` +
+      `${name("maxMessageChars")} + ${PAYLOAD_OVERHEAD_BYTES} = ${need} (${name("maxMessageChars")}=${config.maxMessageChars})`,
+  ];
+}
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+
+/** Reads the configuration from environment variables; an empty variable counts as unset. */
+export function loadConfig(env: Record<string, string | undefined>): ConfigResult {
+  const config: Record<string, unknown> = { ...DEFAULTS };
+  const errors: string[] = [];
+  for (const key of KEYS) {
+    const { env: name, parse, allowed } = setting(key);
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === "") continue;
+    const parsed = parse.safeParse(raw.trim());
+    if (parsed.success) config[key] = parsed.data;
+    else errors.push(`${name}=${raw}: ${allowed}`);
+  }
+  if (errors.length) return { ok: false, errors };
+  const checked = crossCheck(config as Config, (key) => setting(key).env);
+  return checked.length ? { ok: false, errors: checked } : { ok: true, config: config as Config };
+}
+
+/** Fills in defaults and validates options given in code; throws naming every bad field. */
+export function resolveConfig(options: Partial<Config>): Config {
+  const config = { ...DEFAULTS, ...options };
+  const errors: string[] = [];
+  for (const key of KEYS) {
+    const value = config[key];
+    if (!setting(key).value.safeParse(value).success) errors.push(`${key}=${JSON.stringify(value)}: ${setting(key).allowed}`);
+  }
+  errors.push(...crossCheck(config, (key) => key));
+  if (errors.length) throw new Error(`invalid configuration: ${errors.join("; ")}`);
+  return config;
+}
+
+/** The README's settings table, in markdown. */
+export function settingsTable(): string {
+  const rows = KEYS.map((key) => {
+    const s = setting(key);
+    return `| \`${s.env}\` | ${s.shown ?? String(s.default)} | ${s.range} | ${s.doc} |`;
+  });
+  return ["| variable | default | allowed | what it sets |", "|---|---|---|---|", ...rows].join("\n") + "\n";
+}
+
+if (import.meta.main) process.stdout.write(settingsTable());

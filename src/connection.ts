@@ -1,0 +1,309 @@
+/**
+ * One client, WebSocket or TCP: its state, its queue of frames, and how it is written to and
+ * closed. The transport's close handler is each connection's one owner (ws.ts, tcp.ts).
+ */
+import type { ServerWebSocket, Socket } from "bun";
+import type { Context } from "./context.ts";
+import { TokenBucket, type RateLimiter } from "./core/bucket.ts";
+import { LineSplitter, formatMessageLines } from "./core/lines.ts";
+import { MESSAGES, withRef, type Failure } from "./protocol/rules.ts";
+import { CLOSE, CLOSE_REASON, type ErrorCode, type JoinedFrame, LINE_TOO_LONG, type MessageFrame, type ServerFrame, type UserRef } from "./protocol/wire.ts";
+
+/** An online user: it has live connections, or is still in some room in grace. */
+export interface User {
+  /** The object every frame shows; a session that comes back with a new name renames it. */
+  ref: UserRef;
+  /** Its live connections, oldest first (§10: tabs and devices of one session). */
+  conns: Connection[];
+  /** When the user's typing was last relayed, per room; null until it first types. */
+  typingAt: Map<string, number> | null;
+  /**
+   * Spent by all its connections here; kept after the user goes, until it is full again. With
+   * Redis, only while Redis cannot answer: the bucket in Redis is the user's.
+   */
+  bucket: TokenBucket;
+}
+
+/**
+ * A 1006 close of a socket whose unsent bytes were last seen at or above this fraction of
+ * BACKPRESSURE_LIMIT_BYTES is counted as a slow-consumer close (as 1/N: 2 means half).
+ */
+const SLOW_CONSUMER_FRACTION = 2;
+
+let connectionCounter = 0;
+
+/**
+ * One client, WebSocket or TCP. Its transport's close handler is its one owner: it calls
+ * `hub.close` exactly once, which frees everything. Frames are handled one at a time, in order,
+ * on `chain`, so a frame that waits for storage never overtakes an earlier one.
+ */
+export abstract class Connection {
+  /** A number, not its `c…` string: one string less per idle connection (issue #8: memory). */
+  private readonly serial = ++connectionCounter;
+  readonly openedAt: number;
+  user: User | null = null;
+  /** Rooms this connection joined, in join order (at most MAX_ROOMS_PER_CONNECTION). */
+  readonly rooms: string[] = [];
+  /** Counts rate_limited answers in a row, whichever bucket ran dry; held only during such a streak. */
+  limiter: RateLimiter | null = null;
+  /** Spent by frames before hello and by pings (§10); the user's own bucket pays for the rest. */
+  readonly bucket: TokenBucket;
+  /** "closing" once the server decided to close it: further input is ignored. */
+  state: "open" | "closing" | "closed" = "open";
+  /** Set when it left every room and its user (replaced, or closed). */
+  released = false;
+  helloTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Why the server closed it, for the close log line. */
+  closeWhy: { code: number; reason: string } | null = null;
+  /** The last task that waited, while any is unfinished; none for a connection that never waited. */
+  private chain: Promise<void> | null = null;
+  /** Tasks on `chain` not yet finished. */
+  private waiting = 0;
+  abstract readonly transport: "ws" | "tcp";
+
+  constructor(
+    protected readonly ctx: Context,
+    readonly ip: string,
+  ) {
+    this.openedAt = ctx.now();
+    this.bucket = new TokenBucket(ctx.config.rateLimitBurst, ctx.config.rateLimitPerSecond, this.openedAt);
+  }
+
+  /** For logs. */
+  get id(): string {
+    return `c${this.serial}`;
+  }
+
+  /**
+   * Runs `task` after the ones before it. With none under way it runs at once, inside the
+   * transport's handler (where Bun corks the socket's writes); most frames finish there, and
+   * only one that waits (for storage) makes the next ones queue behind it.
+   */
+  enqueue(task: () => void | Promise<void>): void {
+    if (this.waiting > 0) return this.track(this.chain!.then(task));
+    let result;
+    try {
+      result = task();
+    } catch (error) {
+      return this.crashed(error);
+    }
+    if (result) this.track(result);
+  }
+
+  private track(running: Promise<void>): void {
+    this.waiting++;
+    // Let go of the last task once all are done: an idle connection holds no settled promises.
+    this.chain = running.catch((error) => this.crashed(error)).finally(() => {
+      if (--this.waiting === 0) this.chain = null;
+    });
+  }
+
+  private crashed(error: unknown): void {
+    this.ctx.log("error", "unexpected", { conn: this.id, error: String(error), stack: (error as Error)?.stack });
+    this.fail("internal", MESSAGES.internal);
+  }
+
+  /** Answers a refused request; a refusal that is abuse also closes the connection. */
+  refuse(failure: Failure, ref?: string): void {
+    this.fail(failure.code, failure.message, ref);
+    if (failure.close) this.close(failure.close.code, failure.close.reason);
+  }
+
+  /** One message, to this connection only (the answer to a retried send). */
+  abstract deliver(message: MessageFrame): void;
+  /** An error answer; counted. */
+  abstract fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, ref?: string): void;
+  /** Closes from the server side, once; the transport's close handler follows. */
+  abstract close(code: number, reason: string): void;
+  /** The room's `joined` (TCP: its recent lines), sent just before the first room event can come. */
+  abstract joined(frame: JoinedFrame): void;
+  /** The hello deadline passed. */
+  abstract helloExpired(): void;
+  /** Tells the client the server is going away and closes. */
+  abstract shutdown(): void;
+}
+
+export class WsConnection extends Connection {
+  readonly transport = "ws";
+  ws!: ServerWebSocket<WsConnection>;
+  /**
+   * Unsent bytes, as last seen when Bun held data back for it. Bun closes a slow consumer on a
+   * later turn and reports only 1006 with its buffer already freed, so this is how its close is
+   * told apart from a client that simply vanished.
+   */
+  backlogBytes = 0;
+
+  send(frame: ServerFrame): void {
+    if (this.ws.readyState !== 1) return;
+    const sent = this.ws.send(JSON.stringify(frame), false);
+    if (sent <= 0) {
+      this.backlogBytes = this.ws.getBufferedAmount();
+      if (sent === 0) this.ctx.metrics.publishDrops++;
+    }
+  }
+
+  /** Whether Bun's 1006 close was the backpressure limit: it had filled most of its buffer. */
+  slowConsumer(): boolean {
+    return this.backlogBytes * SLOW_CONSUMER_FRACTION >= this.ctx.config.backpressureLimitBytes;
+  }
+
+  joined(frame: JoinedFrame): void {
+    this.send(frame);
+  }
+
+  deliver(message: MessageFrame): void {
+    if (this.state === "open") this.send(message);
+  }
+
+  fail(code: ErrorCode, message: string, ref?: string): void {
+    this.ctx.metrics.error(code);
+    this.send(withRef({ type: "error", code, message }, ref));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closeWhy || this.state === "closed") return;
+    this.state = "closing";
+    this.closeWhy = { code, reason };
+    this.ws.close(code, reason);
+  }
+
+  helloExpired(): void {
+    this.close(CLOSE.policy, CLOSE_REASON.helloTimeout);
+  }
+
+  shutdown(): void {
+    this.close(CLOSE.shutdown, CLOSE_REASON.shutdown);
+  }
+}
+
+export const encoder = new TextEncoder();
+
+/** Bounds how long a TCP client we closed may take to take its last lines. */
+const TCP_CLOSE_LINGER_MS = 5000;
+
+export class TcpConnection extends Connection {
+  readonly transport = "tcp";
+  readonly splitter: LineSplitter;
+  /** Output the socket did not take yet, oldest first. */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private ending = false;
+  private lingerTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The room plain lines go to, and the others, most recently joined last. */
+  current: string | null = null;
+  readonly recent: string[] = [];
+  private sent = 0;
+
+  constructor(
+    ctx: Context,
+    ip: string,
+    readonly socket: Socket<TcpConnection>,
+  ) {
+    super(ctx, ip);
+    this.splitter = new LineSplitter(ctx.config.tcpMaxLineBytes);
+  }
+
+  /** A fresh client-side id for a chat line (TCP users have no ids of their own). */
+  nextId(): string {
+    return `${this.id}-${++this.sent}`;
+  }
+
+  /**
+   * Writes now what the socket takes and keeps the rest for `drain`: Bun's write() takes what
+   * fits and drops the remainder. Past tcpMaxPendingBytes the client is not reading: close it.
+   */
+  write(bytes: Uint8Array): void {
+    if (this.state === "closed" || this.ending) return;
+    if (this.pending.length === 0) {
+      const n = this.socket.write(bytes);
+      if (n < 0) return;
+      if (n === bytes.length) return;
+      bytes = bytes.subarray(n);
+    }
+    this.pending.push(bytes);
+    this.pendingBytes += bytes.length;
+    if (this.pendingBytes > this.ctx.config.tcpMaxPendingBytes) {
+      this.ctx.metrics.backpressureCloses++;
+      this.closeWhy = { code: 0, reason: "backpressure" };
+      this.state = "closing";
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.socket.terminate();
+    }
+  }
+
+  line(text: string): void {
+    this.write(encoder.encode(text + "\n"));
+  }
+
+  prompt(): void {
+    this.write(encoder.encode("name: "));
+  }
+
+  /** Called on `drain`: writes what was kept, in order. */
+  flush(): void {
+    while (this.pending.length) {
+      const head = this.pending[0]!;
+      const n = this.socket.write(head);
+      if (n < 0) return;
+      this.pendingBytes -= Math.max(0, n);
+      if (n < head.length) {
+        this.pending[0] = head.subarray(n);
+        return;
+      }
+      this.pending.shift();
+    }
+    if (this.ending) this.socket.end();
+  }
+
+  deliver(message: MessageFrame): void {
+    if (this.state === "open") this.write(encoder.encode(formatMessageLines(message)));
+  }
+
+  fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string): void {
+    this.ctx.metrics.error(code);
+    this.line(`! ${code}: ${message}`);
+  }
+
+  /** Ends after the pending output is written; a client that does not take it is cut off. */
+  end(): void {
+    if (this.state === "closed" || this.ending) return;
+    this.state = "closing";
+    this.ending = true;
+    if (this.pending.length === 0) this.socket.end();
+    this.lingerTimer = setTimeout(() => this.socket.terminate(), TCP_CLOSE_LINGER_MS);
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closeWhy || this.state === "closed") return;
+    this.closeWhy = { code, reason };
+    this.end();
+  }
+
+  /** Recent history as lines, then `* now in ROOM (N here)`; the room becomes current. */
+  joined(frame: JoinedFrame): void {
+    for (const m of frame.messages) this.deliver(m);
+    const at = this.recent.indexOf(frame.room);
+    if (at !== -1) this.recent.splice(at, 1);
+    this.recent.push(frame.room);
+    this.current = frame.room;
+    this.line(`* now in ${frame.room} (${frame.members.length} here)`);
+  }
+
+  helloExpired(): void {
+    this.line("! hello timeout");
+    this.close(CLOSE.policy, CLOSE_REASON.helloTimeout);
+  }
+
+  shutdown(): void {
+    this.line(`* ${CLOSE_REASON.shutdown}`);
+    this.close(CLOSE.shutdown, CLOSE_REASON.shutdown);
+  }
+
+  closed(): void {
+    this.state = "closed";
+    if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+}

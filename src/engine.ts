@@ -1,0 +1,265 @@
+/**
+ * The engine seams, and the one-process engine's relay and roster. An engine stores (Store),
+ * brings stored messages and cross-instance events back (Relay), and shares presence, names and
+ * rate buckets between instances (Roster). The hub talks to these interfaces only; createServer
+ * alone picks SQLite (with LocalRelay and LocalRoster) or Redis.
+ */
+import type { Config } from "./config.ts";
+import type { TokenBucket } from "./core/bucket.ts";
+import type { MessageFrame, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+
+/** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
+export const DAY_MS = 86_400_000;
+
+/** A message accepted from a client, not yet stored. */
+export interface NewMessage {
+  room: string;
+  user: UserRef;
+  id: string;
+  text: string;
+  ts: number;
+}
+
+/** Which part of a room's history to read: after/before are exclusive seq bounds. */
+export interface PageQuery {
+  after?: number;
+  before?: number;
+  limit: number;
+}
+
+export interface Page {
+  messages: MessageFrame[];
+  /** No message exists beyond the page in the direction read (newer with `after`, else older). */
+  complete: boolean;
+}
+
+/**
+ * What `append` did with one message: stored it (or found it stored: `duplicate`, the original),
+ * or refused it because a storage bound would break (§10 MAX_ROOMS: `room_limit`).
+ */
+export type Appended = { message: MessageFrame; duplicate: boolean } | { refused: "room_limit" };
+
+/** The bounds an engine keeps its history in (config: HISTORY_RETAIN, MAX_ROOMS, HISTORY_MAX_AGE_DAYS). */
+export interface HistoryBounds {
+  /** Messages kept per room. */
+  retain: number;
+  /** Rooms that may hold history, i.e. have a retained message. */
+  maxRooms: number;
+  /** Messages older than this are trimmed; 0 keeps them. */
+  maxAgeMs: number;
+}
+
+export function historyBounds(config: Config): HistoryBounds {
+  return { retain: config.historyRetain, maxRooms: config.maxRooms, maxAgeMs: config.historyMaxAgeDays * DAY_MS };
+}
+
+/**
+ * The time before which a batch's rooms lose their messages (HISTORY_MAX_AGE_DAYS), measured from
+ * the newest message of the batch; null when messages are kept whatever their age.
+ *   ageCutoff([{ts: 5_000}], { maxAgeMs: 1_000 }) // => 4000
+ */
+export function ageCutoff(batch: readonly NewMessage[], bounds: Pick<HistoryBounds, "maxAgeMs">): number | null {
+  if (!bounds.maxAgeMs || batch.length === 0) return null;
+  let newest = -Infinity;
+  for (const m of batch) if (m.ts > newest) newest = m.ts;
+  return newest - bounds.maxAgeMs;
+}
+
+/** How many rows a page reads: one past its limit tells whether it is complete. */
+export const pageRows = (query: PageQuery) => query.limit + 1;
+
+/**
+ * A page from what an engine read for `query` (pageRows of them at most): newest first when
+ * `after` is unset (reading back from `before`), else oldest first. Always returned oldest first.
+ *   toPage([m3, m2, m1], { limit: 2 }) // => { messages: [m2, m3], complete: false }
+ */
+export function toPage(rows: MessageFrame[], query: PageQuery): Page {
+  const complete = rows.length <= query.limit;
+  const messages = rows.length > query.limit ? rows.slice(0, query.limit) : rows;
+  if (query.after === undefined) messages.reverse();
+  return { messages, complete };
+}
+
+/** A room's entry in the directory: its latest message's seq and time. */
+export interface RecentRoom {
+  room: string;
+  seq: number;
+  ts: number;
+}
+
+/** A room with members, and how many distinct users. */
+export interface RoomCount {
+  room: string;
+  members: number;
+}
+
+/**
+ * What the hub needs from a storage engine. Async so that an engine behind a network (Redis, to
+ * run several instances) fits the same seam; the SQLite engine answers at once.
+ */
+export interface Store {
+  /**
+   * Stores a batch in one commit, in order. A message whose (room, user, id) is already stored,
+   * or earlier in the batch, is not stored again: its result is the original, `duplicate: true`.
+   * A message for a room that holds no history, while MAX_ROOMS rooms do, is refused: nothing
+   * stored, no seq spent. Trims what HISTORY_RETAIN and HISTORY_MAX_AGE_DAYS push out of the rooms
+   * it writes to (the age measured from the newest `ts` in the batch: ageCutoff).
+   */
+  append(batch: readonly NewMessage[]): Promise<Appended[]>;
+  /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
+  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
+  page(room: string, query: PageQuery): Promise<Page>;
+  /**
+   * Trims, in every room, the messages older than HISTORY_MAX_AGE_DAYS at `now`; returns how many
+   * went. A room keeps its latest seq when its last message goes, so no seq is ever reused.
+   */
+  sweepHistory(now: number): Promise<number>;
+  /** The rooms whose latest message is newest, newest first (the room directory). */
+  recentRooms(limit: number): Promise<RecentRoom[]>;
+  /** The user a live session token hash belongs to, and when the session expires; or null. */
+  findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
+  saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
+  sweepSessions(now: number): Promise<number>;
+  /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
+  failure(): string | null;
+  close(): Promise<void>;
+}
+
+/** A room event other than a message, as it crosses instances (messages carry their seq instead). */
+export interface RoomEvent {
+  frame: PresenceFrame | TypingNotice;
+  /** A rename's old name, for the TCP line that says who it was. */
+  oldName?: string;
+}
+
+/** What a relay hands what it brings to. */
+export interface RelayTarget {
+  /** A stored message, from the engine: possibly repeated, late, or after a gap. */
+  receive(message: MessageFrame): void;
+  /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
+  catchUp(room: string): void;
+  /** A presence change or typing from another instance, for this one's members. */
+  event(event: RoomEvent): void;
+}
+
+/**
+ * How stored messages come back to be delivered (the relay seam). With one process what this
+ * instance commits is all there is, handed back at once. With Redis every instance hears, from
+ * Redis's publish, the rooms it watches; that is at most once, so the room log puts what comes
+ * in order, drops repeats and fills gaps from history: once, for every engine.
+ */
+export interface Relay {
+  attach(target: RelayTarget): void;
+  /**
+   * A message this instance stored (not a duplicate). Resolves once it has been handed to the
+   * target here: at once with one process; with Redis, when its own publish comes back (or a
+   * bounded wait passed, after which the room's catch-up delivers it).
+   */
+  committed(message: MessageFrame): Promise<void>;
+  /** `message` was delivered here (live, or read from history to fill a gap). */
+  delivered(message: MessageFrame): void;
+  /** Tells the other instances of a room event this one delivered here (typing). */
+  event(event: RoomEvent): void;
+  /** Starts bringing `room`; resolves once every message stored from then on will be brought. */
+  watch(room: string): Promise<void>;
+  unwatch(room: string): void;
+  /** The engine's state for /healthz; null when there is nothing to report. */
+  health(): { redis: "up" | "down" } | null;
+  close(): Promise<void>;
+}
+
+/** One process: what it commits is all there is, handed to the target at once. */
+export class LocalRelay implements Relay {
+  private target!: RelayTarget;
+
+  attach(target: RelayTarget): void {
+    this.target = target;
+  }
+
+  async committed(message: MessageFrame): Promise<void> {
+    this.target.receive(message);
+  }
+
+  delivered(): void {}
+  event(): void {}
+  async watch(): Promise<void> {}
+  unwatch(): void {}
+  health(): null {
+    return null;
+  }
+  async close(): Promise<void> {}
+}
+
+/**
+ * Who is in which room on the other instances, and the presence changes that cross them
+ * (Centrifugo's PresenceManager). The hub keeps the members it serves in Presence, with their
+ * grace, and tells the roster when a user becomes or stops being a member here; the roster says
+ * whether that made the user new to the room, or gone from it, on every instance. The hub alone
+ * decides what to announce. With one process there is nobody else: every change counts.
+ */
+export interface Roster {
+  attach(target: RosterTarget): void;
+  /** Starts taking part (heartbeats, taking over dead instances). */
+  start(): Promise<void>;
+  /** `user` is now a member of `room` here; true when it is a member nowhere else (a join to announce). */
+  add(room: string, user: UserRef): Promise<boolean>;
+  /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
+  remove(room: string, user: UserRef): Promise<boolean>;
+  /** The other instances hear that `user`, a member of `room`, was called `oldName`. */
+  rename(room: string, user: UserRef, oldName: string): Promise<void>;
+  /** Members of `room` served by other instances. */
+  others(room: string): Promise<UserRef[]>;
+  /** Rooms with members on any instance and their distinct users, given this instance's (`here`). */
+  active(here: RoomCount[]): Promise<RoomCount[]>;
+  /** Holds the name (by its nameKey) for `userId` on every instance; false when another user holds it. */
+  claimName(key: string, userId: string): Promise<boolean>;
+  releaseName(key: string, userId: string): void;
+  /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
+  takeHello(ip: string, now: number): Promise<boolean>;
+  /**
+   * Takes one token of the user's rate bucket, false when it is empty. `own` is this instance's
+   * bucket of the user: with one process it is the user's, answered at once (nothing waits);
+   * with several the bucket lives in the engine and the answer is a promise.
+   */
+  takeFrame(userId: string, now: number, own: TokenBucket): boolean | Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** What a roster tells the hub. */
+export interface RosterTarget {
+  /** A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless it is back. */
+  adopt(room: string, user: UserRef): void;
+  /** Others took this instance for dead (Redis or the network was away too long): register its members again. */
+  lost(): void;
+}
+
+/** One process: its members are everyone, its names all names, its buckets the users'. */
+export class LocalRoster implements Roster {
+  attach(): void {}
+  async start(): Promise<void> {}
+  async add(): Promise<boolean> {
+    return true;
+  }
+  async remove(): Promise<boolean> {
+    return true;
+  }
+  async rename(): Promise<void> {}
+  async others(): Promise<UserRef[]> {
+    return [];
+  }
+  async active(here: RoomCount[]): Promise<RoomCount[]> {
+    return here;
+  }
+  async claimName(): Promise<boolean> {
+    return true;
+  }
+  releaseName(): void {}
+  /** The hub's own bucket per address is all there is. */
+  async takeHello(): Promise<boolean> {
+    return true;
+  }
+  takeFrame(_userId: string, now: number, own: TokenBucket): boolean {
+    return own.take(now);
+  }
+  async close(): Promise<void> {}
+}

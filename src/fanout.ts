@@ -1,0 +1,112 @@
+/**
+ * Delivers room events to this instance's members. WebSocket members get each event through
+ * Bun's native pub/sub (one `server.publish`, serialized once); TCP members get one pre-encoded
+ * line, written to each. With several instances, what crosses them comes in through the relay
+ * and the roster; only typing is sent out from here.
+ */
+import type { Server } from "bun";
+import { encoder, TcpConnection, WsConnection, type Connection } from "./connection.ts";
+import type { Context } from "./context.ts";
+import { formatMessageLines, formatPresenceLine } from "./core/lines.ts";
+import { addTo, removeFrom } from "./core/list.ts";
+import type { Relay } from "./engine.ts";
+import type { MessageFrame, PresenceEvent, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+
+/** A room's Bun pub/sub topic. */
+const roomTopic = (room: string) => `room:${room}`;
+
+export class Fanout {
+  private readonly wsMembers = new Map<string, Set<WsConnection>>();
+  private readonly tcpMembers = new Map<string, Set<TcpConnection>>();
+  server!: Server<WsConnection>;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly relay: Relay,
+  ) {}
+
+  subscribe(conn: Connection, room: string): void {
+    if (conn instanceof WsConnection) {
+      conn.ws.subscribe(roomTopic(room));
+      addTo(this.wsMembers, room, conn);
+    } else if (conn instanceof TcpConnection) {
+      addTo(this.tcpMembers, room, conn);
+    }
+  }
+
+  unsubscribe(conn: Connection, room: string): void {
+    if (conn instanceof WsConnection) {
+      if (conn.ws.readyState === 1) conn.ws.unsubscribe(roomTopic(room));
+      removeFrom(this.wsMembers, room, conn);
+    } else if (conn instanceof TcpConnection) {
+      removeFrom(this.tcpMembers, room, conn);
+    }
+  }
+
+  message(m: MessageFrame): void {
+    const recipients = (this.wsMembers.get(m.room)?.size ?? 0) + (this.tcpMembers.get(m.room)?.size ?? 0);
+    this.ctx.metrics.messagesOut += recipients;
+    this.publish(m.room, JSON.stringify(m), () => formatMessageLines(m));
+  }
+
+  /**
+   * To this instance's members (the roster tells the others). `oldName` is for a rename's TCP
+   * line, which says who the user was; `except`, a joiner, does not hear its own join.
+   */
+  presence(room: string, event: PresenceEvent, user: UserRef, oldName?: string, except?: Connection): void {
+    const frame: PresenceFrame = { type: "presence", room, event, user };
+    this.publish(room, JSON.stringify(frame), () => formatPresenceLine(frame, oldName), except);
+  }
+
+  /** To the other WebSocket members only, here and on the other instances: TCP users get no typing. */
+  typing(room: string, user: UserRef, from: WsConnection): void {
+    const frame: TypingNotice = { type: "typing", room, user };
+    this.relay.event({ frame });
+    this.publishWs(room, () => JSON.stringify(frame), from);
+  }
+
+  /** Typing on another instance, for every WebSocket member here. */
+  typed(frame: TypingNotice): void {
+    this.publishWs(frame.room, () => JSON.stringify(frame));
+  }
+
+  /** Closes the room's WebSocket members here (its history was reset: they come back with `since`). */
+  closeWs(room: string, code: number, reason: string): void {
+    for (const conn of [...(this.wsMembers.get(room) ?? [])]) conn.close(code, reason);
+  }
+
+  /** `line` is rendered only when a TCP user is in the room. */
+  private publish(room: string, json: string, line: () => string, except?: Connection): void {
+    this.publishWs(room, () => json, except);
+    const tcp = this.tcpMembers.get(room);
+    if (tcp?.size) {
+      const bytes = encoder.encode(line());
+      for (const conn of tcp) if (conn !== except) conn.write(bytes);
+    }
+  }
+
+  /**
+   * To the room's WebSocket members here but `except`, serialized only when someone will get it.
+   * Bun's ws.publish, which skips its own socket, returns 0 when nobody else is subscribed, as it
+   * does for a drop: so a room whose only member is `except` is not published to at all.
+   */
+  private publishWs(room: string, json: () => string, except?: Connection): void {
+    const ws = this.wsMembers.get(room);
+    const skip = except instanceof WsConnection && ws?.has(except) ? except : null;
+    if (!ws || ws.size === (skip ? 1 : 0)) return;
+    const sent = skip ? skip.ws.publish(roomTopic(room), json(), false) : this.server.publish(roomTopic(room), json(), false);
+    if (sent <= 0) this.backlog(ws, sent === 0);
+  }
+
+  /**
+   * Bun held a publish back for someone (-1) or dropped it (0). It closes a slow consumer on a
+   * later turn, reporting only 1006 with its buffer already freed, and a publish that crosses
+   * the limit may still say -1 when others took it. So note every member's backlog now, while
+   * the buffers show it; the close handler reads it. Runs only while someone lags, never on the
+   * normal path.
+   */
+  private backlog(members: Set<WsConnection>, dropped: boolean): void {
+    if (dropped) this.ctx.metrics.publishDrops++;
+    for (const conn of members) conn.backlogBytes = conn.ws.getBufferedAmount();
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The HTTP door (§6, §10): the page, /healthz, /metrics, the room API, and the checks a /ws
+ * upgrade must pass, as a Hono app. Security headers on every response.
+ */
+import type { Server } from "bun";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { isIP } from "node:net";
+import { Hono } from "hono";
+import { secureHeaders } from "hono/secure-headers";
+import type { Assets } from "./assets.ts";
+import { hostKey, type Config } from "./config.ts";
+import type { WsConnection } from "./connection.ts";
+import type { Context } from "./context.ts";
+import type { PageQuery } from "./engine.ts";
+import type { Hub } from "./hub.ts";
+import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, isRoom } from "./protocol/wire.ts";
+
+/** The page's Content-Security-Policy (protocol §6): nothing but this server, no inline code. */
+const CSP = {
+  defaultSrc: ["'self'"],
+  connectSrc: ["'self'"],
+  imgSrc: ["'self'", "data:"],
+  frameAncestors: ["'none'"],
+  baseUri: ["'none'"],
+  formAction: ["'self'"],
+};
+
+/**
+ * Origin check against cross-site WebSocket hijacking (§6): no Origin (not a browser), a listed
+ * origin, or an origin whose host:port is the Host asked for. Scheme is not compared, since TLS
+ * usually ends at a proxy in front of us.
+ */
+export function originAllowed(origin: string | null, host: string | null, allowed: readonly string[]): boolean {
+  if (origin === null) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (url.origin === "null") return false;
+  if (allowed.includes(url.origin)) return true;
+  return host !== null && url.host === host.toLowerCase();
+}
+
+/**
+ * The client's address as a trusted proxy passed it (§10): Fly-Client-IP, else the rightmost
+ * X-Forwarded-For entry, the one the proxy next to us appended; entries to its left are whatever
+ * the client sent. A value that is not an IP address counts as absent.
+ */
+export function forwardedIp(headers: Headers): string | null {
+  const fly = headers.get("fly-client-ip")?.trim();
+  if (fly && isIP(fly)) return fly;
+  const rightmost = headers.get("x-forwarded-for")?.split(",").at(-1)?.trim();
+  return rightmost && isIP(rightmost) ? rightmost : null;
+}
+
+function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
+  return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
+}
+
+/** Compares two secrets in time that does not depend on where they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
+export function pageQuery(params: URLSearchParams): PageQuery | null {
+  const num = (name: string, min: number, max: number): number | undefined | null => {
+    const raw = params.get(name);
+    if (raw === null) return undefined;
+    if (!/^\d{1,16}$/.test(raw)) return null;
+    const n = Number(raw);
+    return n >= min && n <= max ? n : null;
+  };
+  const after = num("after", 0, Number.MAX_SAFE_INTEGER);
+  const before = num("before", 0, Number.MAX_SAFE_INTEGER);
+  const limit = num("limit", 1, HISTORY_PAGE_MAX);
+  if (after === null || before === null || limit === null) return null;
+  return { after, before, limit: limit ?? HISTORY_PAGE_DEFAULT };
+}
+
+/** PUBLIC_HOSTS is set and the request's Host is not one of them (§10: DNS rebinding). */
+function misdirected(req: Request, config: Config): boolean {
+  if (!config.publicHosts.length) return false;
+  const host = hostKey(req.headers.get("host") ?? "");
+  return host === null || !config.publicHosts.includes(host);
+}
+
+type Admission = { ip: string } | { status: 403 | 421 | 426 | 429 | 503; error: string; headers?: Record<string, string> };
+
+/** Whether a request to /ws may upgrade (§6, §10), and the client's address when it may. */
+export function admitWs(req: Request, server: Server<WsConnection>, hub: Hub, ctx: Context): Admission {
+  if (misdirected(req, ctx.config)) return { status: 421, error: "misdirected" };
+  if (!originAllowed(req.headers.get("origin"), req.headers.get("host"), ctx.config.allowedOrigins)) {
+    return { status: 403, error: "origin_not_allowed" };
+  }
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return { status: 426, error: "upgrade_required", headers: { upgrade: "websocket" } };
+  }
+  const ip = clientIp(req, server, ctx.config.trustProxy);
+  return hub.conns.admit(ip) ?? { ip };
+}
+
+export type HonoEnv = { Bindings: Server<WsConnection> };
+
+export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, startedAt: number): Hono<HonoEnv> {
+  const app = new Hono<HonoEnv>();
+  app.use(secureHeaders({ contentSecurityPolicy: CSP }));
+  // DNS rebinding: a page on evil.example whose name now resolves to us sends its own Host and
+  // Origin, which agree, so the Origin check passes; only our own names are answered (§10).
+  const { publicHosts, metricsToken } = ctx.config;
+  if (publicHosts.length) {
+    app.use(async (c, next) => {
+      if (misdirected(c.req.raw, ctx.config)) return c.json({ error: "misdirected" }, 421);
+      return next();
+    });
+  }
+
+  const asset = (body: (page: Assets) => string, type: string) => async () =>
+    new Response(body(await assets), { headers: { "content-type": type, "cache-control": "no-cache" } });
+  app.get("/", asset((page) => page.html, "text/html; charset=utf-8"));
+  app.get("/app.js", asset((page) => page.js, "text/javascript; charset=utf-8"));
+  app.get("/style.css", asset((page) => page.css, "text/css; charset=utf-8"));
+  app.get("/favicon.svg", asset((page) => page.icon, "image/svg+xml"));
+
+  app.get("/healthz", (c) => {
+    if (hub.conns.draining) return c.json({ status: "draining" }, 503);
+    const engine = hub.relay.health();
+    // A load balancer stops sending new users to an instance that cannot reach Redis, or whose
+    // disk failed: it takes no more messages.
+    if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
+    if (hub.store.failure()) return c.json({ status: "unavailable", storage: "failed" }, 503);
+    return c.json({
+      status: "ok",
+      connections: hub.conns.size,
+      rooms: hub.presence.active().length,
+      uptime: Math.floor((ctx.now() - startedAt) / 1000),
+    });
+  });
+
+  app.get("/metrics", (c) => {
+    if (metricsToken !== null) {
+      const token = /^Bearer (\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
+      if (token === undefined || !sameSecret(token, metricsToken)) {
+        return c.json({ error: "unauthorized" }, 401, { "www-authenticate": 'Bearer realm="metrics"' });
+      }
+    }
+    return c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+  });
+
+  // From memory, however many rooms there are: this endpoint is public and polled.
+  app.get("/api/rooms", async (c) => c.json({ rooms: await (c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms()) }));
+
+  app.get("/api/rooms/:room/messages", async (c) => {
+    const room = c.req.param("room");
+    if (!isRoom(room)) return c.json({ error: "room_invalid" }, 400);
+    const query = pageQuery(new URL(c.req.url).searchParams);
+    if (!query) return c.json({ error: "bad_request" }, 400);
+    const r = await hub.history(room, query);
+    if (!r.ok) return c.json({ error: r.code }, 400);
+    return c.json({ room, ...r.value });
+  });
+
+  // Upgrades take Bun's native /ws route (createServer): what comes here was refused there, or
+  // admitted and not a valid upgrade (Bun's upgrade() said no).
+  app.get("/ws", (c) => {
+    const admission = admitWs(c.req.raw, c.env, hub, ctx);
+    if ("error" in admission) return c.json({ error: admission.error }, admission.status, admission.headers);
+    return c.json({ error: "bad_upgrade" }, 400);
+  });
+
+  app.notFound((c) => c.json({ error: "not_found" }, 404));
+  app.onError((error, c) => {
+    ctx.log("error", "unexpected", { path: c.req.path, error: String(error), stack: error.stack });
+    return c.json({ error: "internal" }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,287 @@
+/**
+ * The hub: the protocol's rules for what a client asks (hello, join, leave, send, typing,
+ * history), whichever door it came through and whichever engine stores it. The doors turn
+ * frames and lines into these calls and render the answers their own way; the parts below do
+ * the mechanics: Users (names, sessions), Membership (presence and its announcements), RoomLog
+ * (delivery in seq order), Batcher (group commit), RateGate, Conns (caps) and Directory.
+ */
+import { Batcher } from "./batcher.ts";
+import type { Connection, WsConnection } from "./connection.ts";
+import { Conns } from "./conns.ts";
+import type { Context } from "./context.ts";
+import { Presence } from "./core/presence.ts";
+import { Directory, type RoomEntry } from "./directory.ts";
+import type { NewMessage, Page, PageQuery, Relay, Roster, Store } from "./engine.ts";
+import type { Fanout } from "./fanout.ts";
+import { Membership } from "./membership.ts";
+import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
+import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type UserRef } from "./protocol/wire.ts";
+import { RateGate, type Token } from "./rate.ts";
+import { RoomLog } from "./roomlog.ts";
+import { Users } from "./users.ts";
+
+export type { RoomEntry } from "./directory.ts";
+
+/** A frame to pay for and answer (Hub.spend). */
+export interface Paid {
+  conn: Connection;
+  /** The frame's type; undefined for a TCP line or a frame that did not parse. */
+  type: ClientFrameType | undefined;
+  /** What an error answer echoes. */
+  ref: string | undefined;
+  /** The token asked for as the frame arrived (Hub.ask), if any. */
+  asked: Token | null;
+  /** Answers the frame, once it is paid for. */
+  answer: () => void | Promise<void>;
+}
+
+export class Hub {
+  readonly conns: Conns;
+  readonly presence: Presence<Connection>;
+  readonly users: Users;
+  readonly rate: RateGate;
+  readonly batcher: Batcher;
+  readonly log: RoomLog;
+  readonly membership: Membership;
+  readonly directory: Directory;
+
+  constructor(
+    private readonly ctx: Context,
+    readonly store: Store,
+    private readonly fanout: Fanout,
+    readonly relay: Relay,
+    private readonly roster: Roster,
+  ) {
+    this.conns = new Conns(ctx.config);
+    this.presence = new Presence(ctx.config.presenceGraceMs);
+    this.rate = new RateGate(ctx, roster);
+    this.users = new Users(ctx, store, roster, this.rate, this.presence);
+    this.batcher = new Batcher(store, relay, ctx.metrics);
+    this.log = new RoomLog(ctx, store, relay, fanout, this.presence);
+    this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
+    this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
+    relay.attach({
+      receive: (message) => this.log.receive(message),
+      catchUp: (room) => this.log.catchUp(room),
+      event: (event) => this.membership.event(event),
+    });
+    roster.attach(this.membership);
+  }
+
+  private get config() {
+    return this.ctx.config;
+  }
+
+  open(conn: Connection): void {
+    this.conns.add(conn);
+    conn.helloTimer = setTimeout(() => conn.user === null && conn.helloExpired(), this.config.helloTimeoutMs);
+    this.ctx.log("info", "open", { conn: conn.id, transport: conn.transport, ip: conn.ip });
+  }
+
+  /** The one cleanup of a closed connection; safe to call twice. */
+  close(conn: Connection, code: number, reason: string): void {
+    if (!this.conns.remove(conn)) return;
+    this.membership.drop(conn);
+    this.ctx.log("info", "close", {
+      conn: conn.id,
+      transport: conn.transport,
+      ip: conn.ip,
+      user: conn.user?.ref.id,
+      durationMs: this.ctx.now() - conn.openedAt,
+      code: conn.closeWhy?.code ?? code,
+      reason: conn.closeWhy?.reason ?? reason,
+    });
+  }
+
+  /** Asks for a frame's token as it arrives (RateGate.ask). */
+  ask(conn: Connection, type: ClientFrameType | undefined): Token | null {
+    return this.rate.ask(conn, type);
+  }
+
+  /**
+   * Spends one token for a frame, then answers it; a connection no longer open spends nothing.
+   * With one process nothing waits (no promise, no tick); with a shared bucket the frame waits
+   * for the token it asked for on arrival.
+   */
+  spend(frame: Paid): void | Promise<void> {
+    const { conn, ref, answer } = frame;
+    if (conn.state !== "open") return;
+    const taken = this.rate.take(conn, frame.type, frame.asked);
+    if (typeof taken === "boolean") return this.paid(conn, taken, ref) ? answer() : undefined;
+    return taken.then(async (t) => {
+      if (conn.state === "open" && this.paid(conn, t, ref)) await answer();
+    });
+  }
+
+  /**
+   * An empty bucket answers rate_limited; the abuse that follows closes the connection, but only
+   * after the messages it had sent are out, so it sees its own accepted words as the others do
+   * (§10). Meanwhile it is not read.
+   */
+  private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
+    const verdict = this.rate.count(conn, taken);
+    if (verdict === "ok") return true;
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref);
+    if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
+    return false;
+  }
+
+  /** Stops reading `conn` now and closes it once what it sent is delivered. */
+  closeAfterPending(conn: Connection, code: number, reason: string): void {
+    if (conn.state !== "open") return;
+    conn.state = "closing";
+    void this.batcher.settled().then(() => conn.close(code, reason));
+  }
+
+  /** Forgets the rate buckets that are full again and belong to no one online. */
+  sweep(now: number): void {
+    this.rate.sweep(now, (userId) => this.users.online.has(userId));
+  }
+
+  /**
+   * Welcomes `conn` as `rawName`, restoring the session's user when `session` is live (§4, §10).
+   * Hellos are counted per address before anything else, so churning hellos cost no storage.
+   */
+  async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string | null }>> {
+    if (conn.user) return fail("bad_request", "already welcomed");
+    if (!(await this.rate.takeHello(conn.ip))) {
+      return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), close: { code: CLOSE.policy, reason: CLOSE_REASON.abuse } };
+    }
+    const who = await this.users.identify(conn, rawName, session);
+    if (!who.ok) return who;
+    const live = this.users.connections(who.value.userId);
+    if (live.length >= this.config.maxConnectionsPerSession) {
+      // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
+      const oldest = live[0]!;
+      this.membership.drop(oldest);
+      oldest.close(CLOSE.replaced, CLOSE_REASON.replaced);
+    }
+    const { user, oldName } = this.users.attach(conn, who.value);
+    if (oldName !== null) this.membership.renamed(user, oldName);
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    conn.helloTimer = null;
+    return ok({ user: { ...user.ref }, session: who.value.token });
+  }
+
+  /**
+   * Joins `conn` to `room`. `joined` is handed to `conn` in the same step that subscribes it, so
+   * it comes before any live event of the room (§10 ordering), and every message is in it or
+   * live exactly once (RoomLog.read).
+   */
+  async join(conn: Connection, room: string, since: number | undefined, limit: number, ref?: string): Promise<Result<null>> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (!conn.rooms.includes(room) && conn.rooms.length >= this.config.maxRoomsPerConnection) {
+      return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
+    }
+    let reading;
+    try {
+      reading = await this.log.read(room, since, limit, () => this.roster.others(room));
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "join", room });
+      return fail("internal", MESSAGES.internal);
+    }
+    const user = conn.user;
+    if (conn.state !== "open" || conn.released || !user) {
+      reading.cancel();
+      return fail("internal", "connection closed");
+    }
+    room = reading.room;
+    const page = reading.finish();
+    const first = !conn.rooms.includes(room);
+    const isNew = first && this.membership.enter(room, user.ref, conn);
+    const joined: JoinedFrame = { type: "joined", room, ...page, members: this.membership.list(room, reading.alongside) };
+    conn.joined(withRef(joined, ref));
+    if (first) {
+      this.fanout.subscribe(conn, room);
+      conn.rooms.push(room);
+      this.ctx.metrics.joins++;
+      if (isNew) this.membership.announceJoin(room, user.ref, conn);
+    }
+    return ok(null);
+  }
+
+  /**
+   * An explicit leave has no grace, and leaves only this connection: the others see the user
+   * leave when its last connection has left (§10). It completes after the leaver's pending
+   * messages are delivered, so the leaver still hears its own last words and the others hear
+   * them before the leave; the leaver, unsubscribed by then, does not hear its own leave.
+   */
+  async leave(conn: Connection, room: string): Promise<Result<null>> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const at = conn.rooms.indexOf(room);
+    if (at === -1) return fail("not_joined", `not in ${room}`);
+    conn.rooms.splice(at, 1);
+    const gone = this.membership.exit(room, conn.user!, conn);
+    await this.batcher.settled();
+    if (!conn.rooms.includes(room)) this.fanout.unsubscribe(conn, room);
+    if (gone) await gone;
+    return ok(null);
+  }
+
+  /** Accepts a message: stored by the Batcher, then delivered to the room, the sender included. */
+  send(conn: Connection, room: string, id: string, rawText: string): Result<null> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
+    const text = normalizeText(rawText, this.config.maxMessageChars);
+    if (text === null) {
+      return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
+    }
+    this.ctx.metrics.messagesIn++;
+    const user = conn.user!.ref;
+    const message: NewMessage = { room, user: { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
+    this.log.sending(message);
+    this.batcher.add(message).then(
+      (result) => {
+        this.log.sent(message);
+        if (conn.state !== "open") return;
+        // A repeated id: the sender alone gets the original again.
+        if ("refused" in result) conn.fail(result.refused, `the server holds history for at most ${this.config.maxRooms} rooms`, id);
+        else if (result.duplicate) conn.deliver(result.message);
+      },
+      (error) => {
+        this.log.sent(message);
+        this.ctx.log("error", "storage", { error: String(error), room });
+        if (conn.state === "open") conn.fail("internal", "message not stored; send it again", id);
+      },
+    );
+    return ok(null);
+  }
+
+  typing(conn: WsConnection, room: string): Result<null> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
+    const user = conn.user!;
+    const now = this.ctx.now();
+    const last = user.typingAt?.get(room);
+    if (last !== undefined && now - last < this.config.typingThrottleMs) return ok(null);
+    (user.typingAt ??= new Map()).set(room, now);
+    this.fanout.typing(room, user.ref, conn);
+    return ok(null);
+  }
+
+  async history(room: string, query: PageQuery): Promise<Result<Page>> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    return ok(await this.store.page(room, query));
+  }
+
+  /** Rooms with members, busiest first (Directory). */
+  rooms(): Promise<RoomEntry[]> {
+    return this.directory.rooms();
+  }
+
+  /** Rooms with the newest messages (Directory). */
+  recentRooms(): Promise<RoomEntry[]> {
+    return this.directory.recentRooms();
+  }
+
+  /** Every member of `room` once, on every instance. */
+  members(room: string): Promise<UserRef[]> {
+    return this.membership.members(room);
+  }
+
+  /** Stops the timers (presence grace, hello deadlines) at shutdown. */
+  dispose(): void {
+    this.membership.dispose();
+    for (const conn of this.conns.all()) if (conn.helloTimer) clearTimeout(conn.helloTimer);
+  }
+}

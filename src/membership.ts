@@ -1,0 +1,192 @@
+/**
+ * Who is in which room, here and on every instance, and when the others are told (§4, §10): a
+ * join goes out when the user is new to the room everywhere; a leave after the user's last
+ * words, when it is in the room nowhere else, at once for an explicit leave and after presence
+ * grace for a drop; a rename after the messages sent under the old name.
+ */
+import type { Connection, User } from "./connection.ts";
+import type { Context } from "./context.ts";
+import { removeItem } from "./core/list.ts";
+import type { Presence } from "./core/presence.ts";
+import type { Roster, RoomEvent } from "./engine.ts";
+import type { Fanout } from "./fanout.ts";
+import type { Batcher } from "./batcher.ts";
+import type { RoomLog } from "./roomlog.ts";
+import type { Users } from "./users.ts";
+import type { UserRef } from "./protocol/wire.ts";
+
+export class Membership {
+  /** Roster changes of one user in one room, in the order they were made (room\nuserId → last). */
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private graceTimer: ReturnType<typeof setTimeout> | null = null;
+  private graceAt = Infinity;
+
+  constructor(
+    private readonly ctx: Context,
+    readonly presence: Presence<Connection>,
+    private readonly roster: Roster,
+    private readonly fanout: Fanout,
+    private readonly batcher: Batcher,
+    private readonly log: RoomLog,
+    private readonly users: Users,
+  ) {}
+
+  /**
+   * `conn` enters `room` (its `joined` is on its way). True when that makes its user new to the
+   * room here: not a member, nor returning from grace, nor already in through another connection.
+   */
+  enter(room: string, user: UserRef, conn: Connection): boolean {
+    return this.presence.join(room, user, conn) === "new";
+  }
+
+  /** Announces a join once the user is new to the room on every instance; the joiner does not hear it. */
+  announceJoin(room: string, user: UserRef, joiner: Connection): void {
+    const ref = { ...user };
+    this.inOrder(room, ref.id, () => this.roster.add(room, ref))
+      .then((fresh) => fresh && this.fanout.presence(room, "join", ref, undefined, joiner))
+      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }));
+  }
+
+  /**
+   * `conn` leaves `room` explicitly: no grace, and only this connection (§10). Resolves with a
+   * leave under way when that was the user's last connection in the room (see `leaveRoom`).
+   */
+  exit(room: string, user: User, conn: Connection): Promise<void> | null {
+    if (!this.presence.leave(room, user.ref.id, conn)) return null;
+    user.typingAt?.delete(room);
+    return this.leaveRoom(room, user.ref);
+  }
+
+  /**
+   * The leave sequence, the one for every way of leaving: put in line now (so a join of the same
+   * user that follows waits for it), it goes out after the messages the user sent before it, and
+   * only when the user is in the room on no other instance. Then the room may be forgotten.
+   */
+  private leaveRoom(room: string, user: UserRef): Promise<void> {
+    const ref = { ...user };
+    return this.inOrder(room, ref.id, async () => {
+      await this.batcher.settled();
+      return this.roster.remove(room, ref);
+    })
+      .then(
+        (last) => void (last && this.fanout.presence(room, "leave", ref)),
+        (error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room }),
+      )
+      .finally(() => this.log.forgetIfEmpty(room));
+  }
+
+  /**
+   * Takes a closed or replaced connection out of its rooms and away from its user. Where it was
+   * the user's last connection in a room, the user stays in grace; a TCP user has no session to
+   * come back with, so its leave goes out at once (§4). Idempotent.
+   */
+  drop(conn: Connection): void {
+    if (conn.released) return;
+    conn.released = true;
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    const user = conn.user;
+    if (!user) return;
+    removeItem(user.conns, conn);
+    for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
+    const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, this.ctx.now(), conn.transport === "tcp");
+    for (const room of leftNow) void this.leaveRoom(room, user.ref);
+    conn.rooms.length = 0;
+    this.users.forgetIfOffline(user);
+    this.scheduleGrace();
+  }
+
+  /** Every room the user is in hears its new name, after the messages it sent under the old one. */
+  renamed(user: User, oldName: string): void {
+    const renamed = { ...user.ref };
+    const rooms = this.presence.roomsOfUser(renamed.id);
+    if (rooms.length === 0) return;
+    void this.batcher.settled().then(() => {
+      for (const room of rooms) this.fanout.presence(room, "rename", renamed, oldName);
+    });
+    for (const room of rooms) {
+      this.inOrder(room, renamed.id, async () => {
+        await this.batcher.settled();
+        await this.roster.rename(room, renamed, oldName);
+      }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.rename", room }));
+    }
+  }
+
+  /** A presence change or typing from another instance, for the members here. */
+  event(event: RoomEvent): void {
+    const frame = event.frame;
+    if (frame.type === "typing") return this.fanout.typed(frame);
+    if (frame.event === "rename") this.users.renamedElsewhere(frame.user);
+    this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
+  }
+
+  /** A dead instance's member of `room`, taken over by this one: in grace, then gone unless it is back. */
+  adopt(room: string, user: UserRef): void {
+    const verdict = this.presence.adopt(room, user, this.ctx.now());
+    if (verdict === "gone") void this.leaveRoom(room, user);
+    else if (verdict === "grace") {
+      this.users.holdInGrace(user);
+      this.scheduleGrace();
+    }
+  }
+
+  /** The roster lost this instance's members (it was taken for dead): tell it again who is here. */
+  lost(): void {
+    for (const { room } of this.presence.active()) {
+      for (const user of this.presence.members(room)) {
+        this.inOrder(room, user.id, () => this.roster.add(room, user)).catch((error) =>
+          this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }),
+        );
+      }
+    }
+  }
+
+  /** Every member of `room` once: those here, then those only on other instances. */
+  list(room: string, others: UserRef[]): UserRef[] {
+    const here = this.presence.members(room);
+    return others.length ? here.concat(others.filter((u) => !this.presence.has(room, u.id))) : here;
+  }
+
+  /** Every member of `room` once, on every instance. */
+  async members(room: string): Promise<UserRef[]> {
+    return this.list(room, await this.roster.others(room));
+  }
+
+  /** Resolves once the roster changes under way are done (before the engine closes). */
+  async settled(): Promise<void> {
+    await Promise.all(this.chains.values());
+  }
+
+  /** Runs roster changes for one user and room one after another, so the roster sees them in order. */
+  private inOrder<T>(room: string, userId: string, op: () => Promise<T>): Promise<T> {
+    const key = `${room}\n${userId}`;
+    const result = (this.chains.get(key) ?? Promise.resolve()).then(op);
+    const tail = result.catch(() => {});
+    this.chains.set(key, tail);
+    void tail.then(() => this.chains.get(key) === tail && this.chains.delete(key));
+    return result;
+  }
+
+  private scheduleGrace(): void {
+    const next = this.presence.nextExpiry();
+    if (next === null || next >= this.graceAt) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceAt = next;
+    this.graceTimer = setTimeout(() => this.endGraces(), Math.max(1, next - this.ctx.now()));
+  }
+
+  private endGraces(): void {
+    this.graceTimer = null;
+    this.graceAt = Infinity;
+    for (const { room, user } of this.presence.expire(this.ctx.now())) {
+      void this.leaveRoom(room, user);
+      const online = this.users.online.get(user.id);
+      if (online) this.users.forgetIfOffline(online);
+    }
+    this.scheduleGrace();
+  }
+
+  dispose(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = null;
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * The protocol's rules on one frame and its values: the zod schemas every client frame is read
+ * with (parseFrame), and the name and text rules (§4, §10). Pure; the hub applies the rules that
+ * need state (a name in use, a room joined).
+ */
+import { z } from "zod";
+import confusablesTxt from "unhomoglyph/data.json";
+import { NAME_MAX_CHARS, REF_MAX_CHARS, HISTORY_PAGE_MAX, codePoints } from "./wire.ts";
+import type { ClientFrame, ClientFrameType, ErrorCode } from "./wire.ts";
+
+const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd} _.-]+$/u;
+/** Marks, spaces and punctuation alone show no name. */
+const NAME_VISIBLE = /[\p{L}\p{Nd}]/u;
+/** Code points that render as nothing; the Hangul fillers are letters (Lo), so they are named too. */
+const NAME_INVISIBLE = /[\p{Default_Ignorable_Code_Point}\u115f\u1160\u3164\uffa0]/u;
+/**
+ * Unicode's confusables.txt (UTS #39) as single code point → prototype, shipped by the `unhomoglyph`
+ * package (data version 13.0.0); bundled at build time, so the compiled binary reads no file.
+ */
+const CONFUSABLES = new Map<string, string>(Object.entries(confusablesTxt));
+/** Control characters a text may not hold: all of C0 and C1 but tab and newline. */
+const TEXT_FORBIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+/** What error answers say, for people (clients must not parse it). */
+export const MESSAGES = {
+  notReady: "send hello first",
+  nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters (accents included), digits, spaces, _ - or ., with no invisible characters`,
+  nameTaken: "that name is in use",
+  roomInvalid: "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit",
+  rateLimited: "too many frames; slow down",
+  unsupported: "binary frames are not supported",
+  internal: "internal error",
+} as const;
+
+/** An id or ref: at most REF_MAX_CHARS code points, and no lone surrogate (§10: storage would mangle it). */
+const shortString = z
+  .string()
+  .refine((s) => codePoints(s) <= REF_MAX_CHARS, "at most 64 characters")
+  .refine((s) => s.isWellFormed(), "no lone surrogates");
+const ref = shortString.optional();
+const seq = z.int().min(0);
+const room = z.string();
+
+const HelloFrame = z.object({ type: z.literal("hello"), name: z.string(), session: z.string().optional(), ref });
+const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), ref });
+const LeaveFrame = z.object({ type: z.literal("leave"), room, ref });
+const SendFrame = z.object({
+  type: z.literal("send"),
+  room,
+  id: z.string().min(1).pipe(shortString),
+  text: z.string(),
+  ref,
+});
+const TypingFrame = z.object({ type: z.literal("typing"), room, ref });
+const HistoryFrame = z.object({
+  type: z.literal("history"),
+  room,
+  before: seq.optional(),
+  after: seq.optional(),
+  limit: z.int().min(1).max(HISTORY_PAGE_MAX).optional(),
+  ref,
+});
+const PingFrame = z.object({ type: z.literal("ping"), ref });
+
+/** Every frame a client may send, discriminated by `type`. */
+export const ClientFrameSchema = z.discriminatedUnion("type", [
+  HelloFrame,
+  JoinFrame,
+  LeaveFrame,
+  SendFrame,
+  TypingFrame,
+  HistoryFrame,
+  PingFrame,
+]);
+const CLIENT_TYPES = new Set<string>(ClientFrameSchema.options.map((o) => o.shape.type.value));
+
+/** Fails to compile when the schemas and wire.ts's frame types say different things. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schemasMatchWire: Same<z.infer<typeof ClientFrameSchema>, ClientFrame> = true;
+void schemasMatchWire;
+
+/** The outcome of reading one text frame: a typed frame, or what to answer instead. */
+export type Parsed =
+  | { ok: true; frame: ClientFrame; ref?: string }
+  | { ok: false; type?: ClientFrameType; ref?: string; message: string };
+
+/**
+ * Reads one text frame. Shape errors (not JSON, not an object, unknown type, a missing field or
+ * one of the wrong JSON type, an over-long id or ref) fail here; rules on values (names, rooms,
+ * text) are checked by the hub. `ref` is what an answer echoes: for `send` its `id`.
+ *
+ *   parseFrame('{"type":"ping","ref":"7"}')  // => { ok: true, frame: { type: "ping", ref: "7" }, ref: "7" }
+ *   parseFrame('{"type":"join"}')            // => { ok: false, type: "join", message: "room: …" }
+ */
+export function parseFrame(raw: string): Parsed {
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    return { ok: false, message: "not JSON" };
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return { ok: false, message: "not a JSON object" };
+  }
+  const fields = data as Record<string, unknown>;
+  const type = typeof fields.type === "string" && CLIENT_TYPES.has(fields.type) ? (fields.type as ClientFrameType) : undefined;
+  const echo = echoRef(fields, type);
+  const parsed = ClientFrameSchema.safeParse(fields);
+  if (parsed.success) return { ok: true, frame: parsed.data, ref: echo };
+  if (!type) return { ok: false, ref: echo, message: fields.type === undefined ? "missing type" : "unknown type" };
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.join(".") || "frame";
+  return { ok: false, type, ref: echo, message: `${where}: ${issue?.message ?? "invalid"}` };
+}
+
+function isShortString(value: unknown, min: number): value is string {
+  return typeof value === "string" && value.length >= min && codePoints(value) <= REF_MAX_CHARS;
+}
+
+function echoRef(fields: Record<string, unknown>, type: ClientFrameType | undefined): string | undefined {
+  if (type === "send" && isShortString(fields.id, 1)) return fields.id;
+  return isShortString(fields.ref, 0) ? fields.ref : undefined;
+}
+
+/**
+ * A valid name, NFC and trimmed; null if it breaks the name rule: letters with their marks, digits,
+ * space, `_ - .`, at least one letter or digit, nothing invisible.
+ *   checkName(" Zoe\u0308 ") // => "Zoë"
+ */
+export function checkName(raw: string): string | null {
+  const name = raw.normalize("NFC").trim();
+  if (name.length === 0 || name.length > 2 * NAME_MAX_CHARS || codePoints(name) > NAME_MAX_CHARS) return null;
+  return NAME_PATTERN.test(name) && NAME_VISIBLE.test(name) && !NAME_INVISIBLE.test(name) ? name : null;
+}
+
+/** UTS #39 skeleton: NFD, each code point replaced by its confusables.txt prototype, NFD again. */
+function skeleton(s: string): string {
+  let mapped = "";
+  for (const c of s.normalize("NFD")) mapped += CONFUSABLES.get(c) ?? c;
+  return mapped.normalize("NFD");
+}
+
+/**
+ * The uniqueness key: a confusable skeleton that ignores case. Skeletons are taken of the name as
+ * written, of its upper case and of that lower case, because a look-alike hides in either case:
+ * `aIice` (capital I looks like l) and `ALICE` must both meet `alice`, so i and l share a key.
+ *   nameKey("aIice") === nameKey("ALICE") // and === nameKey("аlice") with a Cyrillic а
+ */
+export function nameKey(name: string): string {
+  return skeleton(skeleton(skeleton(name).toUpperCase()).toLowerCase());
+}
+
+/**
+ * The text to store, or null if it breaks the text rule: CRLF becomes LF, then trimmed, then
+ * 1..maxChars code points with no control character but tab and newline, and no lone surrogate.
+ *   normalizeText(" hi\r\nthere ", 2000) // => "hi\nthere"
+ */
+export function normalizeText(raw: string, maxChars: number): string | null {
+  const text = raw.replace(/\r\n/g, "\n").trim();
+  if (text.length === 0 || text.length > 2 * maxChars) return null;
+  if (text.length > maxChars && codePoints(text) > maxChars) return null;
+  return TEXT_FORBIDDEN.test(text) || !text.isWellFormed() ? null : text;
+}
+
+/** `frame` with `ref` when there is one to echo. */
+export function withRef<F extends object>(frame: F, ref: string | undefined): F & { ref?: string } {
+  return ref === undefined ? frame : { ...frame, ref };
+}
+
+/** Why a request was refused: its error code and message, and a close when it is abuse. */
+export type Failure = { ok: false; code: ErrorCode; message: string; close?: { code: number; reason: string } };
+/** What applying the rules to a request gave: a value, or a refusal. */
+export type Result<T> = { ok: true; value: T } | Failure;
+export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+export const fail = (code: ErrorCode, message: string): Failure => ({ ok: false, code, message });

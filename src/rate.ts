@@ -1,0 +1,115 @@
+/**
+ * The rate gate (§4, §10): which bucket pays for a frame, and whether it could. Pings and frames
+ * before hello spend the connection's own bucket, the rest the user's, shared by all its
+ * connections; hellos spend their address's. With several instances the user's and the
+ * address's buckets live in the engine (Roster), and this instance's copy stands in while the
+ * engine cannot answer in time.
+ */
+import type { Connection, User } from "./connection.ts";
+import type { Context } from "./context.ts";
+import { Buckets, RateLimiter } from "./core/bucket.ts";
+import type { Roster } from "./engine.ts";
+import type { ClientFrameType } from "./protocol/wire.ts";
+
+/** Bounds how long a frame waits for the user's shared rate bucket before spending this instance's copy. */
+const SHARED_BUCKET_WAIT_MS = 500;
+
+/** A frame's token: taken or not, now or once the engine answers; null when nothing was asked ahead. */
+export type Token = boolean | Promise<boolean>;
+
+export class RateGate {
+  /** Users' buckets, shared by their connections and kept across reconnects (§10); with Redis, the fallback. */
+  readonly userBuckets: Buckets;
+  /** Hellos per client address (§10 HELLO_RATE_PER_MINUTE). */
+  readonly helloBuckets: Buckets;
+  /** The last take from the shared buckets failed; set and cleared with one log line each (once per outage). */
+  private sharedDown = false;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly roster: Roster,
+  ) {
+    const { rateLimitBurst, rateLimitPerSecond, helloRatePerMinute } = ctx.config;
+    this.userBuckets = new Buckets(rateLimitBurst, rateLimitPerSecond);
+    this.helloBuckets = new Buckets(helloRatePerMinute, helloRatePerMinute / 60);
+  }
+
+  /**
+   * Asks for a welcomed connection's token as its frame arrives, while frames ahead of it are
+   * still being answered: with a shared bucket a burst waits one round trip, not one per frame,
+   * and the answers come in the order asked. Null when the connection's own bucket pays (a ping,
+   * or no user yet).
+   */
+  ask(conn: Connection, type: ClientFrameType | undefined): Token | null {
+    const user = type === "ping" ? null : conn.user;
+    if (!user) return null;
+    const token = this.roster.takeFrame(user.ref.id, this.ctx.now(), user.bucket);
+    // Marked handled now: it may fail before its frame's turn comes (take falls back then).
+    if (typeof token !== "boolean") token.catch(() => {});
+    return token;
+  }
+
+  /** The frame's token: the one `asked` on arrival, or asked now (the frame came before its user did). */
+  take(conn: Connection, type: ClientFrameType | undefined, asked: Token | null): Token {
+    const token = asked ?? this.ask(conn, type);
+    if (token === null) return conn.bucket.take(this.ctx.now());
+    if (typeof token === "boolean") return token;
+    return this.shared(token, conn.user!);
+  }
+
+  /**
+   * Counts the frame's outcome on its connection: "ok", "limited", or "abuse" when that makes
+   * RATE_LIMIT_ABUSE_ERRORS limited answers in a row.
+   */
+  count(conn: Connection, taken: boolean): "ok" | "limited" | "abuse" {
+    if (taken && !conn.limiter) return "ok";
+    const verdict = (conn.limiter ??= new RateLimiter(this.ctx.config.rateLimitAbuseErrors)).count(taken);
+    // A limiter after "ok" is as good as a new one: an idle connection holds none.
+    if (verdict === "ok") conn.limiter = null;
+    return verdict;
+  }
+
+  /**
+   * One hello from `ip`: here first (a flood stays off the network), then on every instance. An
+   * engine that cannot answer does not lock people out.
+   */
+  async takeHello(ip: string): Promise<boolean> {
+    const now = this.ctx.now();
+    if (!this.helloBuckets.get(ip, now).take(now)) return false;
+    try {
+      return await this.roster.takeHello(ip, now);
+    } catch (error) {
+      this.ctx.log("warn", "storage", { error: String(error), op: "takeHello" });
+      return true;
+    }
+  }
+
+  /** Forgets the buckets that are full again and belong to no one online. */
+  sweep(now: number, online: (userId: string) => boolean): void {
+    this.userBuckets.sweep(now, online);
+    this.helloBuckets.sweep(now);
+  }
+
+  /**
+   * The shared bucket's answer, or, if it fails or takes longer than SHARED_BUCKET_WAIT_MS, a
+   * token of this instance's copy: a frame never hangs on the engine. Logged once per outage.
+   */
+  private async shared(token: Promise<boolean>, user: User): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${SHARED_BUCKET_WAIT_MS} ms`)), SHARED_BUCKET_WAIT_MS);
+    });
+    try {
+      const taken = await Promise.race([token, late]);
+      if (this.sharedDown) this.ctx.log("info", "rate_buckets_shared");
+      this.sharedDown = false;
+      return taken;
+    } catch (error) {
+      if (!this.sharedDown) this.ctx.log("warn", "rate_buckets_local", { error: String(error) });
+      this.sharedDown = true;
+      return user.bucket.take(this.ctx.now());
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

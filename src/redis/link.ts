@@ -1,0 +1,182 @@
+/**
+ * One supervised connection to Redis (RedisLink): commands that survive a dropped connection,
+ * scripts called by SHA, and a reconnect that Bun's client does not make by itself.
+ */
+import { RedisClient } from "bun";
+import type { Log } from "../metrics.ts";
+
+/** Bounds each attempt of a Redis command that lost its connection (then it is sent again). */
+const REDIS_ATTEMPTS = 3;
+/** Bounds the wait for Bun's client to reconnect before a command is sent again or fails. */
+const REDIS_RECONNECT_WAIT_MS = 2000;
+/** Bun's own reconnect attempts (50 ms doubling, at most 2 s apart) before it gives up and we take over. */
+const REDIS_CLIENT_RETRIES = 5;
+/** How often a connection Bun gave up on is connected again (Bun never does it by itself). */
+const REDIS_REVIVE_INTERVAL_MS = 1000;
+/** Bounds opening a Redis connection, at start and when reviving it. */
+const REDIS_CONNECT_TIMEOUT_MS = 5000;
+
+const isConnectionClosed = (error: unknown) => (error as { code?: string })?.code === "ERR_REDIS_CONNECTION_CLOSED";
+
+/**
+ * One connection to Redis, supervised. Bun's client reconnects by itself a few times and then
+ * stays closed for good until connect() is called; this calls it again until Redis is back.
+ * No offline queue: while Redis is away a command fails at once instead of piling up.
+ */
+export class RedisLink {
+  readonly client: RedisClient;
+  /** Bun gave up reconnecting; the supervisor connects again. */
+  private gaveUp = false;
+  private reviving: Promise<void> | null = null;
+  private readonly waiters = new Set<() => void>();
+  private readonly supervisor: ReturnType<typeof setInterval>;
+  /** Runs on every (re)connection, after the first. */
+  onreconnect: (() => void) | null = null;
+  private opened = false;
+  private closing = false;
+  /** Scripts loaded into Redis, by source. */
+  private readonly shas = new Map<string, string>();
+
+  constructor(
+    url: string,
+    private readonly name: string,
+    private readonly log: Log,
+  ) {
+    this.client = new RedisClient(url, {
+      enableOfflineQueue: false,
+      maxRetries: REDIS_CLIENT_RETRIES,
+      connectionTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    });
+    this.client.onconnect = () => {
+      this.gaveUp = false;
+      for (const wake of [...this.waiters]) wake();
+      if (this.opened) {
+        this.log("info", "redis_connected", { link: this.name });
+        this.onreconnect?.();
+      }
+      this.opened = true;
+    };
+    this.client.onclose = (error) => {
+      // Before the first connection, open() rejects and says why.
+      if (this.closing || !this.opened) return;
+      this.gaveUp = true;
+      this.log("warn", "redis_closed", { link: this.name, error: String(error) });
+    };
+    this.supervisor = setInterval(() => this.revive(), REDIS_REVIVE_INTERVAL_MS);
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  /** The first connection; rejects when Redis cannot be reached. */
+  async open(): Promise<void> {
+    await this.client.connect();
+  }
+
+  private revive(): void {
+    if (!this.gaveUp || this.reviving || this.closing) return;
+    this.reviving = this.client
+      .connect()
+      .catch(() => {})
+      .finally(() => (this.reviving = null));
+  }
+
+  /** Resolves when connected, or after `ms` anyway. */
+  private whenConnected(ms: number): Promise<void> {
+    if (this.client.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /**
+   * Sends a command; one that lost its connection is sent again once the client is back (every
+   * command we send may run twice: appends carry a dedup key, the rest are idempotent).
+   */
+  async send(command: string, args: string[], resent?: () => void): Promise<any> {
+    return this.retrying(() => this.client.send(command, args), resent);
+  }
+
+  /**
+   * Subscribes `listener` to `channel` exactly once, once the connection is back if it was away.
+   * Bun calls a listener once per subscribe, and after a reconnect it believes it is subscribed
+   * while Redis has forgotten: so the channel is dropped first, whatever Bun believes.
+   */
+  subscribeOnce(channel: string, listener: RedisClient.StringPubSubListener): Promise<number> {
+    return this.retrying(async () => {
+      try {
+        await this.client.unsubscribe(channel);
+      } catch (error) {
+        // Bun refuses at once when nothing is subscribed: then there is nothing to drop.
+        if ((error as { code?: string })?.code !== "ERR_REDIS_INVALID_STATE") throw error;
+      }
+      return this.client.subscribe(channel, listener);
+    });
+  }
+
+  private async retrying<T>(command: () => Promise<T>, resent?: () => void): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await command();
+      } catch (error) {
+        if (!isConnectionClosed(error) || attempt >= REDIS_ATTEMPTS) throw error;
+        await this.whenConnected(REDIS_RECONNECT_WAIT_MS);
+        resent?.();
+      }
+    }
+  }
+
+  /**
+   * Runs a script by its SHA, loading it once (and again after a Redis restart forgot it).
+   * `resent` hears when it is sent again after a lost connection: the first may have run.
+   */
+  async run(script: string, keys: string[], args: string[], resent?: () => void): Promise<any> {
+    for (let attempt = 1; ; attempt++) {
+      let sha = this.shas.get(script);
+      if (!sha) this.shas.set(script, (sha = String(await this.send("SCRIPT", ["LOAD", script]))));
+      try {
+        return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args], resent);
+      } catch (error) {
+        if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
+        this.shas.delete(script);
+      }
+    }
+  }
+
+  close(): void {
+    this.closing = true;
+    clearInterval(this.supervisor);
+    for (const wake of [...this.waiters]) wake();
+    this.client.close();
+  }
+}
+
+/**
+ * The Redis engine's storage: history, seq, dedup keys, sessions and the room directory, shared
+ * by every instance. Each append runs APPEND_SCRIPT, which also publishes the message to the
+ * room's channel: that publish is the only way it reaches sockets, on every instance alike
+ * (see RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a
+ * message is on disk before anyone sees it; `everysec` may lose the last second on a crash.
+
+/** A Redis hash reply as a Map: RESP3 sends an object, RESP2 a flat [field, value, …] list. */
+export function redisHash(reply: Record<string, string> | string[] | null): Map<string, string> {
+  if (!reply) return new Map();
+  if (!Array.isArray(reply)) return new Map(Object.entries(reply));
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) map.set(reply[i]!, reply[i + 1]!);
+  return map;
+}
+
+/** A URL fit for a log line or an error: its password hidden. */
+export function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = "***";
+  return parsed.href;
+}

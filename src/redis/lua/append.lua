@@ -1,0 +1,51 @@
+-- Appends one message, atomically (Redis runs a script alone and does not roll one back, so
+-- every check comes before the first write of the message). trim-lib.lua comes first.
+--   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
+--   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
+--   KEYS[3] the room's dedup hash: "userId\nclientId" -> seq, dropped with the message it points at
+--   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
+--   KEYS[5] chat:held
+--   ARGV[1] the dedup field   ARGV[2] the message as JSON, without its seq   ARGV[3] HISTORY_RETAIN
+--   ARGV[4] the room's channel   ARGV[5] the message's time   ARGV[6] the room   ARGV[7] rooms kept
+--   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
+-- Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it (nothing
+-- of it stored, no seq spent); else {0, member} after publishing it.
+local room = ARGV[6]
+local cutoff = tonumber(ARGV[9])
+if cutoff then trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) end
+local known = redis.call('HGET', KEYS[3], ARGV[1])
+if known then
+  local original = redis.call('ZRANGEBYSCORE', KEYS[2], known, known)
+  if original[1] then return {1, original[1]} end
+end
+local held = redis.call('ZSCORE', KEYS[5], room)
+if not held and redis.call('EXISTS', KEYS[2]) == 1 then
+  -- History written before the index existed: the room counts from now on.
+  syncHeld(KEYS[2], KEYS[5], room)
+  held = true
+end
+if not held and redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {2} end
+local retain = tonumber(ARGV[3])
+local seq = redis.call('INCR', KEYS[1])
+local member = seq .. ':' .. ARGV[2]
+redis.call('ZADD', KEYS[2], seq, member)
+redis.call('HSET', KEYS[3], ARGV[1], seq)
+local excess = redis.call('ZCARD', KEYS[2]) - retain
+if excess > 0 then
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    local m = decoded(old)
+    redis.call('HDEL', KEYS[3], m.user.id .. '\n' .. m.id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+end
+if not held then
+  redis.call('ZADD', KEYS[5], ARGV[5], room)
+elseif excess > 0 and cutoff then
+  -- Without an age bound the score may lag (older than the room's oldest): the first sweep
+  -- after one is set visits the room, finds nothing to trim and sets it right.
+  syncHeld(KEYS[2], KEYS[5], room)
+end
+redis.call('ZADD', KEYS[4], ARGV[5], room)
+redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
+redis.call('PUBLISH', ARGV[4], member)
+return {0, member}

@@ -1,0 +1,37 @@
+-- What append.lua and trim.lua share: keeping a room's entry in chat:held right, and trimming
+-- its messages older than a cutoff (with their dedup keys). A room's messages are in seq order
+-- and, the clock going forward, in ts order too: trimming walks from its oldest to the first one
+-- young enough. Prepended to those scripts (redis/store.ts).
+
+-- Bounds the messages decoded at once while looking for the first one young enough.
+local TRIM_CHUNK = 100
+
+local function decoded(member)
+  return cjson.decode(string.sub(member, string.find(member, ':', 1, true) + 1))
+end
+local function syncHeld(log, held, room)
+  local oldest = redis.call('ZRANGE', log, 0, 0)
+  if oldest[1] then
+    redis.call('ZADD', held, decoded(oldest[1]).ts, room)
+  else
+    redis.call('ZREM', held, room)
+  end
+end
+local function trimAged(log, ids, held, room, cutoff)
+  local oldestTs = redis.call('ZSCORE', held, room)
+  if not oldestTs or tonumber(oldestTs) >= cutoff then return 0 end
+  local n = 0
+  local young = false
+  repeat
+    local chunk = redis.call('ZRANGE', log, n, n + TRIM_CHUNK - 1)
+    for _, member in ipairs(chunk) do
+      local m = decoded(member)
+      if m.ts >= cutoff then young = true break end
+      redis.call('HDEL', ids, m.user.id .. '\n' .. m.id)
+      n = n + 1
+    end
+  until young or #chunk < TRIM_CHUNK
+  if n > 0 then redis.call('ZREMRANGEBYRANK', log, 0, n - 1) end
+  syncHeld(log, held, room)
+  return n
+end

@@ -1,0 +1,211 @@
+/**
+ * The Redis engine's roster: presence, names and rate buckets shared by every instance, and the
+ * takeover of a dead instance's members.
+ */
+import type { Config } from "../config.ts";
+import type { TokenBucket } from "../core/bucket.ts";
+import type { Roster, RosterTarget, RoomCount } from "../engine.ts";
+import type { Log } from "../metrics.ts";
+import type { UserRef } from "../protocol/wire.ts";
+import { ACTIVE_KEY, INSTANCES_KEY, encodeEvent, helloKey, instanceKeys, nameKey, rateKey, roomKeys, rosterKeys } from "./keys.ts";
+import { redisHash, type RedisLink } from "./link.ts";
+import { SCRIPTS } from "./scripts.ts";
+
+/** Bounds the membership entries read per step when a dead instance is taken over. */
+const REAP_SCAN_COUNT = 1000;
+/** The rooms with members are read from Redis at most this often, however often /api/rooms is polled. */
+const ACTIVE_CACHE_MS = 1000;
+
+/**
+ * Each instance registers, keeps a key alive with a TTL (INSTANCE_TIMEOUT_MS) and checks the
+ * others every half of it: a dead instance is noticed within 1.5 × INSTANCE_TIMEOUT_MS. One
+ * survivor claims it (a key set with NX, for INSTANCE_TIMEOUT_MS) and takes over its memberships,
+ * in grace: their leaves go out PRESENCE_GRACE_MS later, unless they came back. The dead instance
+ * leaves the instance set only once all its members are moved, so a survivor that dies halfway
+ * lets its claim lapse and another finishes the job.
+ */
+export class RedisRoster implements Roster {
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+  /** Names this instance holds: claimed again with every heartbeat. */
+  private readonly names = new Map<string, string>();
+  private registered = false;
+  private target!: RosterTarget;
+  /** The last read of the rooms with members, and until when it stands. */
+  private activeRead: { until: number; rooms: Promise<RoomCount[]> } | null = null;
+
+  /** INSTANCE_TIMEOUT_MS. */
+  private readonly timeoutMs: number;
+
+  constructor(
+    private readonly link: RedisLink,
+    readonly instance: string,
+    private readonly log: Log,
+    private readonly config: Config,
+    private readonly now: () => number,
+  ) {
+    this.timeoutMs = config.instanceTimeoutMs;
+  }
+
+  attach(target: RosterTarget): void {
+    this.target = target;
+  }
+
+  async start(): Promise<void> {
+    await this.heartbeat();
+    this.timers.push(
+      setInterval(() => void this.heartbeat().catch((e) => this.log("warn", "redis_heartbeat", { error: String(e) })), this.timeoutMs / 3),
+      setInterval(() => void this.reap().catch((e) => this.log("warn", "redis_reap", { error: String(e) })), this.timeoutMs / 2),
+    );
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
+    const added = await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
+    if (added === 1 && this.registered) {
+      this.log("warn", "instance_taken_over", { instance: this.instance });
+      this.target.lost();
+    }
+    this.registered = true;
+    await Promise.all([...this.names].map(([key, userId]) => this.claimName(key, userId)));
+  }
+
+  /**
+   * Takes over the members of every instance that stopped heartbeating. One survivor claims a dead
+   * instance at a time, for INSTANCE_TIMEOUT_MS; the dead one leaves the instance set only once
+   * all its members are moved. A survivor that dies halfway lets its claim lapse, and the next one
+   * moves what is left (moving a member is one script, done once, whoever runs it again).
+   */
+  private async reap(): Promise<void> {
+    const instances: string[] = await this.link.send("SMEMBERS", [INSTANCES_KEY]);
+    for (const dead of instances) {
+      if (dead === this.instance || (await this.link.send("EXISTS", [instanceKeys(dead).alive])) === 1) continue;
+      const claim = instanceKeys(dead).takeover;
+      if ((await this.link.send("SET", [claim, this.instance, "NX", "PX", String(this.timeoutMs)])) !== "OK") {
+        this.log("debug", "takeover_claimed_elsewhere", { instance: dead });
+        continue;
+      }
+      // Another survivor may have finished it since the list was read (it lets its claim go last).
+      if ((await this.link.send("SISMEMBER", [INSTANCES_KEY, dead])) !== 1) {
+        await this.link.send("DEL", [claim]);
+        continue;
+      }
+      let members = 0;
+      const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(dead).rooms]);
+      for (const room of rooms) {
+        const keys = rosterKeys(room);
+        let cursor = "0";
+        do {
+          const [next, fields]: [string, string[]] = await this.link.send("HSCAN", [keys.here, cursor, "MATCH", `${dead}|*`, "COUNT", String(REAP_SCAN_COUNT)]);
+          cursor = String(next);
+          for (let i = 0; i < fields.length; i += 2) {
+            const userId = fields[i]!.slice(dead.length + 1);
+            const name: string | null = await this.link.send("HGET", [keys.names, userId]);
+            const taken = await this.link.run(
+              SCRIPTS.rosterAdopt,
+              [keys.here, keys.users, instanceKeys(dead).rooms, instanceKeys(this.instance).rooms],
+              [fields[i]!, `${this.instance}|${userId}`, userId, room],
+            );
+            members++;
+            if (taken === 1) this.target.adopt(room, { id: userId, name: name ?? "" });
+          }
+        } while (cursor !== "0");
+      }
+      await this.link.send("DEL", [instanceKeys(dead).rooms]);
+      await this.link.send("SREM", [INSTANCES_KEY, dead]);
+      await this.link.send("DEL", [claim]);
+      this.log("info", "instance_taken_over", { instance: dead, by: this.instance, rooms: rooms.length, members });
+    }
+  }
+
+  async add(room: string, user: UserRef): Promise<boolean> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "join", user } });
+    const added = await this.link.run(
+      SCRIPTS.rosterAdd,
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, ACTIVE_KEY],
+      [`${this.instance}|${user.id}`, user.id, user.name, room, roomKeys(room).channel, event],
+    );
+    return added === 1;
+  }
+
+  async remove(room: string, user: UserRef): Promise<boolean> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "leave", user } });
+    const removed = await this.link.run(
+      SCRIPTS.rosterRemove,
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, ACTIVE_KEY],
+      [`${this.instance}|${user.id}`, user.id, room, roomKeys(room).channel, event],
+    );
+    return removed === 1;
+  }
+
+  async rename(room: string, user: UserRef, oldName: string): Promise<void> {
+    const keys = rosterKeys(room);
+    const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "rename", user }, oldName });
+    await this.link.run(SCRIPTS.rosterRename, [keys.users, keys.names], [user.id, user.name, roomKeys(room).channel, event]);
+  }
+
+  async others(room: string): Promise<UserRef[]> {
+    const keys = rosterKeys(room);
+    const [fields, names]: [string[], Record<string, string> | string[]] = await Promise.all([
+      this.link.send("HKEYS", [keys.here]),
+      this.link.send("HGETALL", [keys.names]),
+    ]);
+    const nameOf = redisHash(names);
+    const mine = `${this.instance}|`;
+    const ids = new Set(fields.filter((f) => !f.startsWith(mine)).map((f) => f.slice(f.indexOf("|") + 1)));
+    return [...ids].filter((id) => nameOf.has(id)).map((id) => ({ id, name: nameOf.get(id)! }));
+  }
+
+  /** Every instance's rooms from Redis (this instance's are among them), read at most once per ACTIVE_CACHE_MS. */
+  active(_here: RoomCount[]): Promise<RoomCount[]> {
+    const now = this.now();
+    if (this.activeRead && this.activeRead.until > now) return this.activeRead.rooms;
+    const rooms = this.link.send("HGETALL", [ACTIVE_KEY]).then((reply: Record<string, string> | string[] | null) =>
+      [...redisHash(reply)].map(([room, n]) => ({ room, members: Number(n) })).filter((r) => r.members > 0),
+    );
+    const read = { until: now + ACTIVE_CACHE_MS, rooms };
+    this.activeRead = read;
+    // A failed read is not kept: the next request asks again.
+    rooms.catch(() => this.activeRead === read && (this.activeRead = null));
+    return rooms;
+  }
+
+  async claimName(key: string, userId: string): Promise<boolean> {
+    const held = await this.link.run(SCRIPTS.nameClaim, [nameKey(key)], [this.instance, userId, String(this.timeoutMs)]);
+    if (held === 1) this.names.set(key, userId);
+    return held === 1;
+  }
+
+  releaseName(key: string, userId: string): void {
+    if (this.names.get(key) !== userId) return;
+    this.names.delete(key);
+    this.link
+      .run(SCRIPTS.nameRelease, [nameKey(key)], [this.instance, userId])
+      .then(() => this.log("debug", "name_released", { user: userId }))
+      .catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
+  }
+
+  takeHello(ip: string, now: number): Promise<boolean> {
+    const perMinute = this.config.helloRatePerMinute;
+    return this.take(helloKey(ip), perMinute, perMinute / 60, now);
+  }
+
+  /** The user's bucket lives in Redis; `own` is the hub's fallback while Redis cannot answer. */
+  takeFrame(userId: string, now: number, _own: TokenBucket): Promise<boolean> {
+    // Redis away: say so at once (the hub spends its own copy) rather than wait for a reconnect.
+    if (!this.link.connected) return Promise.reject(new Error("not connected to Redis"));
+    return this.take(rateKey(userId), this.config.rateLimitBurst, this.config.rateLimitPerSecond, now);
+  }
+
+  /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. */
+  private async take(key: string, burst: number, perSecond: number, now: number): Promise<boolean> {
+    return (await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)])) === 1;
+  }
+
+  /** Stops heartbeating and lets its key go at once: a survivor takes its members over, in grace. */
+  async close(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    await this.link.send("DEL", [instanceKeys(this.instance).alive]).catch(() => {});
+  }
+}

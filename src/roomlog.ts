@@ -1,0 +1,260 @@
+/**
+ * Delivery sequencing: every stored message reaches the members here once and in seq order, and
+ * a joiner gets each message exactly once, in its `joined` or live. The relay brings what the
+ * engine stored (with one process, at once; with Redis, at most once, possibly late or after a
+ * gap); this puts it in order, drops repeats and fills gaps from storage, for every engine alike.
+ */
+import type { Connection } from "./connection.ts";
+import type { Context } from "./context.ts";
+import type { Presence } from "./core/presence.ts";
+import type { NewMessage, Relay, Store } from "./engine.ts";
+import type { Fanout } from "./fanout.ts";
+import { CLOSE, CLOSE_REASON, HISTORY_PAGE_MAX, type MessageFrame } from "./protocol/wire.ts";
+
+/** Bounds the history pages read to fill one gap in what the relay brought. */
+const FILL_PAGES_MAX = 100;
+
+/** What the log knows of a room with members, messages on their way, or joiners here. */
+interface RoomState {
+  /** The room's name: the one copy its members' lists hold, not one per join frame (issue #8: memory). */
+  name: string;
+  /** The latest seq delivered here; null until read from storage. */
+  seq: number | null;
+  /** Messages accepted for the room and not yet delivered or failed. */
+  inflight: Set<NewMessage>;
+  /** Joins reading history right now: each collects what is delivered meanwhile. */
+  joins: Set<MessageFrame[]>;
+  /** The relay brings every message of the room here, so `seq` is the room's latest. */
+  watched: boolean;
+  /** Starting to watch it: subscribing, then reading where the relay starts. */
+  watching: Promise<void> | null;
+  /** Reading history to fill a gap in what the relay brought. */
+  filling: boolean;
+  /** Brought while watching or filling: delivered after, in seq order. */
+  backlog: MessageFrame[];
+}
+
+/** What a joiner gets of a room: its latest seq, oldest retained seq, and a page of messages. */
+export interface JoinPage {
+  seq: number;
+  oldestSeq: number;
+  messages: MessageFrame[];
+  complete: boolean;
+}
+
+/**
+ * A join's read, still collecting what is delivered: `finish` ends it and gives the page, in the
+ * same step in which the caller subscribes the joiner, so nothing falls between the two; `cancel`
+ * ends it when the joiner went meanwhile.
+ */
+export interface Reading<T> {
+  /** The room's name, the log's own copy (members' lists share it). */
+  room: string;
+  alongside: T;
+  finish(): JoinPage;
+  cancel(): void;
+}
+
+export class RoomLog {
+  private readonly rooms = new Map<string, RoomState>();
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly store: Store,
+    private readonly relay: Relay,
+    private readonly fanout: Fanout,
+    private readonly presence: Presence<Connection>,
+  ) {}
+
+  /** Rooms the log holds (for tests and debugging: it must not grow with rooms merely visited). */
+  get size(): number {
+    return this.rooms.size;
+  }
+
+  /** The latest seq delivered in `room` when the relay brings it here, else null (ask storage). */
+  watchedSeq(room: string): number | null {
+    const state = this.rooms.get(room);
+    return state?.watched ? (state.seq ?? 0) : null;
+  }
+
+  /** A message on its way to storage: the room is kept until it is delivered or failed. */
+  sending(message: NewMessage): void {
+    this.state(message.room).inflight.add(message);
+  }
+
+  /** The message was delivered (or refused, or failed). */
+  sent(message: NewMessage): void {
+    this.rooms.get(message.room)?.inflight.delete(message);
+    this.forgetIfEmpty(message.room);
+  }
+
+  private state(room: string): RoomState {
+    let state = this.rooms.get(room);
+    if (!state) {
+      state = { name: room, seq: null, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [] };
+      this.rooms.set(room, state);
+    }
+    return state;
+  }
+
+  /**
+   * A room nobody here is in, nothing is on its way to and nobody is joining is not worth
+   * remembering: it is no longer watched (its `seq` would go stale), and forgotten.
+   */
+  forgetIfEmpty(room: string): void {
+    const state = this.rooms.get(room);
+    if (!state || state.joins.size || state.inflight.size || state.watching || this.presence.count(room)) return;
+    if (state.watched) this.relay.unwatch(room);
+    this.rooms.delete(room);
+  }
+
+  /**
+   * The one way a stored message reaches its room. A seq already delivered here is dropped (an
+   * engine that relays from elsewhere may repeat one); joins reading history right now collect it.
+   */
+  private deliver(message: MessageFrame): void {
+    const state = this.rooms.get(message.room);
+    if (!state) return;
+    if (state.seq !== null && message.seq <= state.seq) return;
+    state.seq = message.seq;
+    for (const collected of state.joins) collected.push(message);
+    this.fanout.message(message);
+    this.relay.delivered(message);
+  }
+
+  /**
+   * A stored message, from the relay: delivered in seq order, once. A repeat is dropped (by
+   * deliver); after a gap, history fills it in first. What comes while the room is being
+   * watched or filled waits in its backlog. A room not watched here has nobody to deliver to.
+   */
+  receive(message: MessageFrame): void {
+    const state = this.rooms.get(message.room);
+    if (!state || (!state.watched && !state.watching)) return;
+    const gap = state.seq !== null && message.seq > state.seq + 1;
+    if (state.watching || state.filling || state.backlog.length || gap) {
+      state.backlog.push(message);
+      if (!state.watching && !state.filling) void this.fill(message.room, state);
+      return;
+    }
+    this.deliver(message);
+  }
+
+  /** The relay may have missed the room's latest messages (it reconnected; a periodic check): read on. */
+  catchUp(room: string): void {
+    const state = this.rooms.get(room);
+    if (state?.watched && !state.watching && !state.filling) void this.fill(room, state);
+  }
+
+  /**
+   * Starts watching a room: subscribe first, then read the stored seq, where the relay starts.
+   * Everything up to it is in storage (a join reads it there), everything after it is brought;
+   * what is brought meanwhile waits in the backlog.
+   */
+  private watch(room: string, state: RoomState): Promise<void> {
+    state.watching ??= (async () => {
+      try {
+        await this.relay.watch(room);
+        state.seq = (await this.store.roomInfo(room)).seq;
+        state.watched = true;
+      } catch (error) {
+        this.relay.unwatch(room);
+        state.backlog = [];
+        throw error;
+      } finally {
+        state.watching = null;
+      }
+      this.deliverBacklog(state);
+    })();
+    return state.watching;
+  }
+
+  /**
+   * Delivers what storage holds after the room's last delivered seq, up to its stored seq, then
+   * the backlog. A failed read leaves the backlog for the next catch-up or message.
+   */
+  private async fill(room: string, state: RoomState): Promise<void> {
+    state.filling = true;
+    try {
+      const stored = (await this.store.roomInfo(room)).seq;
+      if (state.seq !== null && stored < state.seq) {
+        // Storage came back with less than was delivered (Redis restarted without its data):
+        // go on from what it holds. The room's WebSocket clients here hold seqs that now name
+        // other messages and would drop the new ones as repeats: closed with 1001, they come
+        // back with `since`, see the room's seq below it and start over. TCP users keep no seq.
+        this.ctx.log("warn", "seq_went_back", { room, published: state.seq, stored });
+        state.seq = stored;
+        this.fanout.closeWs(room, CLOSE.shutdown, CLOSE_REASON.reset);
+      }
+      for (let pages = 0; (state.seq ?? 0) < stored && pages < FILL_PAGES_MAX; pages++) {
+        const page = await this.store.page(room, { after: state.seq ?? 0, before: stored + 1, limit: HISTORY_PAGE_MAX });
+        if (page.messages.length === 0) break;
+        for (const m of page.messages) this.deliver(m);
+      }
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "fill", room });
+      return;
+    } finally {
+      state.filling = false;
+    }
+    this.deliverBacklog(state);
+  }
+
+  private deliverBacklog(state: RoomState): void {
+    const backlog = state.backlog.sort((a, b) => a.seq - b.seq);
+    state.backlog = [];
+    for (const m of backlog) this.receive(m);
+  }
+
+  /**
+   * Reads what a joiner of `room` gets: without `since` the newest `limit` messages, with it the
+   * first `limit` after it. History is read up to the seq delivered so far, and what is delivered
+   * while it is read is collected and added in `finish`, so every message is in the page or live
+   * exactly once. `alongside` is read at the same time (the members on other instances). Rejects,
+   * leaving nothing behind, when the room cannot be watched or read.
+   */
+  async read<T>(room: string, since: number | undefined, limit: number, alongside: () => Promise<T>): Promise<Reading<T>> {
+    const state = this.state(room);
+    const collected: MessageFrame[] = [];
+    state.joins.add(collected);
+    const cancel = () => {
+      state.joins.delete(collected);
+      this.forgetIfEmpty(room);
+    };
+    let info, page, extra: T, readUpTo: number | null;
+    try {
+      // Subscribe first, then read: what is delivered while history is read is collected, not lost.
+      if (!state.watched) await this.watch(room, state);
+      readUpTo = state.seq;
+      const before = readUpTo === null ? undefined : readUpTo + 1;
+      [info, page, extra] = await Promise.all([
+        this.store.roomInfo(room),
+        this.store.page(room, since === undefined ? { before, limit } : { after: since, before, limit }),
+        alongside(),
+      ]);
+    } catch (error) {
+      cancel();
+      throw error;
+    }
+    // Watching read the stored seq; what came after it is collected.
+    const read = readUpTo ?? info.seq;
+    state.seq ??= info.seq;
+    return {
+      room: state.name,
+      alongside: extra,
+      cancel,
+      finish: () => {
+        state.joins.delete(collected);
+        const fresh = collected.filter((m) => m.seq > read && (since === undefined || m.seq > since));
+        let { messages, complete } = page;
+        if (since === undefined) {
+          messages = messages.concat(fresh);
+          if (messages.length > limit) [messages, complete] = [messages.slice(messages.length - limit), false];
+        } else if (complete && fresh.length) {
+          messages = messages.concat(fresh);
+          if (messages.length > limit) [messages, complete] = [messages.slice(0, limit), false];
+        }
+        return { seq: state.seq!, oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0), messages, complete };
+      },
+    };
+  }
+}

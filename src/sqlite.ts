@@ -1,0 +1,501 @@
+/**
+ * The embedded engine's storage: history, seq, dedup keys and sessions in one SQLite file (or
+ * `:memory:`), durable before anyone is told, without blocking the event loop (see SqliteStore).
+ */
+import { Database } from "bun:sqlite";
+import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import { DEFAULTS } from "./config.ts";
+import { ageCutoff, historyBounds, pageRows, toPage } from "./engine.ts";
+import type { Appended, HistoryBounds, NewMessage, Page, PageQuery, RecentRoom, Store } from "./engine.ts";
+import type { MessageFrame } from "./protocol/wire.ts";
+
+interface MessageRow {
+  room: string;
+  seq: number;
+  user_id: string;
+  user_name: string;
+  client_id: string;
+  text: string;
+  ts: number;
+}
+
+function rowToMessage(r: MessageRow): MessageFrame {
+  return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user: { id: r.user_id, name: r.user_name }, text: r.text, ts: r.ts };
+}
+
+/** One write of a transaction (SqliteStore.write): the Store's writes, as data. */
+type WriteOp =
+  | { op: "append"; batch: readonly NewMessage[] }
+  | { op: "session"; tokenHash: string; userId: string; expiresAt: number }
+  | { op: "sweepSessions"; now: number }
+  | { op: "sweepHistory"; now: number };
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS rooms (
+  room TEXT PRIMARY KEY,
+  last_seq INTEGER NOT NULL           -- never decreases, so a seq is never reused
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+  room TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  user_id TEXT NOT NULL,
+  user_name TEXT NOT NULL,
+  client_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+-- The dedup key lives exactly as long as the message it points at.
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (room, user_id, client_id);
+CREATE TABLE IF NOT EXISTS sessions (
+  token_hash TEXT PRIMARY KEY,        -- sha256 of the token; the token itself is never stored
+  user_id TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+`;
+
+/**
+ * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
+ * calls to sync the WAL on Linux: the data and the file's size, without its times.
+ */
+function fsyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
+}
+
+/** How often the checkpointer copies the WAL into the database file. */
+const CHECKPOINT_INTERVAL_MS = 1000;
+/**
+ * The writer checkpoints by itself, stalling the event loop, only past this many WAL pages (40 MB):
+ * when the checkpointer falls far behind. SQLite's default, restored if the checkpointer dies.
+ */
+const WAL_BACKSTOP_PAGES = 10_000;
+const WAL_DEFAULT_CHECKPOINT_PAGES = 1000;
+/**
+ * Bounds the writer's page cache, in KiB (SQLite's default is 2 MiB). Each room written keeps its
+ * newest pages (messages and dedup index) in memory between commits; at the default, 500 rooms
+ * written at once re-read about one page per message from the file (bench: write-heavy, +9%).
+ */
+const SQLITE_CACHE_KIB = 16_384;
+/**
+ * Bounds the fsyncs of the WAL running at once. A commit that lands while one runs starts its own
+ * at once instead of waiting for it to end (on the bench's disk two in flight nearly double the
+ * syncs per second at the same latency); writes that land while all are busy commit together.
+ */
+const WAL_SYNCS_IN_FLIGHT = 2;
+
+/**
+ * The checkpointer's code: a thread with its own connection that runs a PASSIVE checkpoint every
+ * interval. A checkpoint copies pages and fsyncs twice; in the writer's thread it stalled the
+ * event loop after about every 4 MB written (under write-heavy load, after nearly every commit).
+ * PASSIVE never blocks the writer. Plain JS in a Blob, so `bun build --compile` needs no entrypoint.
+ */
+const CHECKPOINTER_SOURCE = `
+import { Database } from "bun:sqlite";
+let db = null, timer = null;
+self.onmessage = ({ data }) => {
+  if (data.path) {
+    db = new Database(data.path, { readwrite: true, create: false });
+    // The first read opens the WAL; a checkpoint before it would find nothing to copy.
+    db.exec("PRAGMA busy_timeout = 5000; PRAGMA journal_mode;");
+    timer = setInterval(() => db.exec("PRAGMA wal_checkpoint(PASSIVE)"), data.intervalMs);
+    return;
+  }
+  clearInterval(timer);
+  db?.close();
+  postMessage("closed");
+};
+`;
+
+/** Bounds the rooms the directory's index keeps (`/api/rooms?recent=1` lists the newest of them). */
+const RECENT_ROOMS_KEPT = 1000;
+
+type Refable = { ref(): void; unref(): void };
+
+function startCheckpointer(path: string, died: () => void): Worker {
+  const worker = new Worker(URL.createObjectURL(new Blob([CHECKPOINTER_SOURCE], { type: "text/javascript" })));
+  worker.onerror = died;
+  // It must not keep a process alive whose store nobody closed. (Bun's Worker; the DOM type lacks ref.)
+  (worker as Worker & Refable).unref();
+  worker.postMessage({ path, intervalMs: CHECKPOINT_INTERVAL_MS });
+  return worker;
+}
+
+async function stopCheckpointer(worker: Worker | null): Promise<void> {
+  if (!worker) return;
+  // Held by the process until it answers: at shutdown nothing else may be keeping it alive.
+  (worker as Worker & Refable).ref();
+  await new Promise<void>((resolve) => {
+    worker.onmessage = () => resolve();
+    worker.onerror = () => resolve();
+    worker.postMessage({});
+  });
+  worker.terminate();
+}
+
+type Waiter = { ops: readonly WriteOp[]; resolve: (results: unknown[]) => void; reject: (error: unknown) => void };
+
+/** Hands each write of a committed group its own slice of the transaction's results. */
+function resolveGroup(group: readonly Waiter[], results: readonly unknown[]): void {
+  let at = 0;
+  for (const w of group) w.resolve(results.slice(at, (at += w.ops.length)));
+}
+
+/**
+ * The embedded engine, durable without blocking the event loop. A commit is on disk before
+ * anyone is told of it, so neither a killed process nor a lost machine loses what a client saw.
+ *
+ * SQLite's synchronous=FULL in WAL mode is synchronous=NORMAL plus one fsync of the WAL after each
+ * commit, made while the event loop waits. We run NORMAL (SQLite still syncs around checkpoints
+ * and when the WAL is reused) and make that fsync ourselves, on Bun's thread pool: the commit
+ * writes to the page cache in microseconds, the event loop goes on parsing and publishing, and
+ * a write's promise resolves only once an fsync that started after its commit has returned, and
+ * every earlier commit's has too. Up to WAL_SYNCS_IN_FLIGHT fsyncs run at once; writes that land
+ * while all are busy share the next one (group commit, for messages and sessions alike). Reads in
+ * between may see a commit not yet on disk; the hub publishes only what its writes' promises
+ * returned, so nobody is told of it before it is durable.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database;
+  private readonly bounds: HistoryBounds;
+  private readonly q;
+  private readonly writeTx;
+  /**
+   * Rooms that hold history, for MAX_ROOMS: counted at the first write, then moved by each commit
+   * and sweep (null: count again). It is the engine's only per-database state in memory: seqs are
+   * read inside each transaction, so nothing here grows with the rooms ever named.
+   */
+  private heldRooms: number | null = null;
+  /** heldRooms as the running transaction moves it; kept only if it commits. */
+  private held = 0;
+  /** The WAL file (null for :memory:, which has nothing to sync). */
+  private readonly walPath: string | null;
+  /**
+   * Descriptors of the WAL not in use, opened as needed: one per fsync in flight. Linux reports a
+   * writeback error once to each open file, so with a shared descriptor one sync could take the
+   * error of the other's pages and leave that one reporting success.
+   */
+  private readonly idleFds: number[] = [];
+  /** The fsyncs in flight (at most WAL_SYNCS_IN_FLIGHT). */
+  private readonly syncing = new Set<Promise<void>>();
+  private checkpointer: Worker | null = null;
+  /** Writes waiting for an fsync to end; they commit together, then share the next. */
+  private waiting: Waiter[] = [];
+  /** Committed groups whose fsync has not returned, oldest first; each resolves after those before it. */
+  private unsynced: { group: Waiter[]; results: unknown[]; synced: boolean }[] = [];
+  /**
+   * Set when an fsync of the WAL failed. From then on what is on disk is unknown (Linux may drop
+   * the failed pages and report success next time), and a later commit that did sync would be
+   * published past one that never was. So the engine stops: no write is taken until a restart,
+   * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
+   */
+  private broken: Error | null = null;
+  /** The directory's index: rooms by their latest message, oldest first (RECENT_ROOMS_KEPT at most). */
+  private readonly recent = new Map<string, RecentRoom>();
+
+  constructor(
+    path: string,
+    retain: number,
+    bounds: Partial<Omit<HistoryBounds, "retain">> = {},
+    /** Flushes a file to disk; tests pass one they can hold. */
+    private readonly sync: (fd: number) => Promise<void> = fsyncAsync,
+  ) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.bounds = { ...historyBounds(DEFAULTS), ...bounds, retain };
+    this.db = new Database(path, { create: true, strict: true });
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    this.db.exec(`PRAGMA cache_size = -${SQLITE_CACHE_KIB}`);
+    this.walPath = path === ":memory:" ? null : `${path}-wal`;
+    if (this.walPath) {
+      // The checkpointer folds the WAL into the database; this connection does so only as a backstop.
+      this.db.exec(`PRAGMA wal_autocheckpoint = ${WAL_BACKSTOP_PAGES}`);
+      this.checkpointer = startCheckpointer(path, () => {
+        this.checkpointer = null;
+        this.db.exec(`PRAGMA wal_autocheckpoint = ${WAL_DEFAULT_CHECKPOINT_PAGES}`);
+      });
+    }
+    this.db.exec(SCHEMA);
+    const columns = "room, seq, user_id, user_name, client_id, text, ts";
+    this.q = {
+      roomInfo: this.db.query<{ seq: number | null; oldest: number | null }, [string]>(
+        "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
+      ),
+      oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
+      /** What a commit needs of the rooms it writes to (a JSON array): latest seq, oldest message if any. */
+      roomRows: this.db.query<{ room: string; last: number | null; oldest: number | null; oldestTs: number | null }, [string]>(
+        "SELECT j.value AS room, r.last_seq AS last, m.seq AS oldest, m.ts AS oldestTs FROM json_each(?) j " +
+          "LEFT JOIN rooms r ON r.room = j.value " +
+          "LEFT JOIN messages m ON m.room = j.value AND m.seq = (SELECT seq FROM messages WHERE room = j.value ORDER BY seq LIMIT 1)",
+      ),
+      dedup: this.db.query<MessageRow, [string, string, string]>(
+        `SELECT ${columns} FROM messages WHERE room = ? AND user_id = ? AND client_id = ?`,
+      ),
+      // A repeated (room, user, id) stores nothing: the caller then reads the original.
+      insert: this.db.query(
+        `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
+      ),
+      /** Moves every written room's last_seq at once: a JSON array of [room, seq]. */
+      setSeqs: this.db.query(
+        "INSERT INTO rooms (room, last_seq) SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true " +
+          "ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq",
+      ),
+      trim: this.db.query("DELETE FROM messages WHERE room = ? AND seq <= ?"),
+      // A room's messages are in seq order and, the clock going forward, in ts order too: trimming
+      // by age walks from its oldest to the first one young enough.
+      trimAge: this.db.query(
+        "DELETE FROM messages WHERE room = ?1 AND seq < coalesce(" +
+          "(SELECT seq FROM messages WHERE room = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1), 9007199254740991)",
+      ),
+      agedRooms: this.db.query<{ room: string }, [number]>(
+        "SELECT room FROM rooms r WHERE (SELECT ts FROM messages m WHERE m.room = r.room ORDER BY seq LIMIT 1) < ?",
+      ),
+      heldRooms: this.db.query<{ n: number }, []>(
+        "SELECT count(*) AS n FROM rooms r WHERE EXISTS (SELECT 1 FROM messages m WHERE m.room = r.room)",
+      ),
+      newest: this.db.query<MessageRow, [string, number, number]>(
+        `SELECT ${columns} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      ),
+      after: this.db.query<MessageRow, [string, number, number, number]>(
+        `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
+      ),
+      findSession: this.db.query<{ user_id: string; expires_at: number }, [string, number]>(
+        "SELECT user_id, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?",
+      ),
+      saveSession: this.db.query(
+        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) " +
+          "ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, expires_at = excluded.expires_at",
+      ),
+      sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
+      recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
+        "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
+      ),
+    };
+    this.loadRecent();
+    this.writeTx = this.db.transaction((ops: readonly WriteOp[]) => {
+      this.held = this.heldRooms ?? this.q.heldRooms.get()!.n;
+      return ops.map((op) => {
+        switch (op.op) {
+          case "append":
+            return this.appendRows(op.batch);
+          case "session":
+            return void this.q.saveSession.run(op.tokenHash, op.userId, op.expiresAt);
+          case "sweepSessions":
+            return this.q.sweepSessions.run(op.now).changes;
+          case "sweepHistory":
+            return this.trimAged(op.now);
+        }
+      });
+    });
+  }
+
+  /**
+   * Runs writes and resolves with their results, in order, once they are on disk; or rejects:
+   * nothing of them was stored, or (the disk failed to sync) it is not known, and the engine
+   * takes no more writes. With fewer than WAL_SYNCS_IN_FLIGHT fsyncs under way they commit at
+   * once and start their own; otherwise they wait for one to end and commit in one transaction
+   * with every write that came meanwhile (messages and sessions alike), then share one fsync:
+   * group commit.
+   */
+  write(ops: readonly WriteOp[]): Promise<unknown[]> {
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ ops, resolve, reject });
+      this.commitWaiting();
+    });
+  }
+
+  private commitWaiting(): void {
+    while (this.waiting.length && this.syncing.size < WAL_SYNCS_IN_FLIGHT && !this.broken) {
+      const group = this.waiting;
+      this.waiting = [];
+      let results: unknown[];
+      try {
+        results = this.writeTx(group.flatMap((w) => w.ops));
+        this.heldRooms = this.held;
+      } catch (error) {
+        for (const w of group) w.reject(error);
+        continue;
+      }
+      if (!this.walPath) {
+        resolveGroup(group, results);
+        continue;
+      }
+      const fd = this.idleFds.pop() ?? openSync(this.walPath, "r");
+      const entry = { group, results, synced: false };
+      this.unsynced.push(entry);
+      // A sync flushes the file, whoever wrote it: SQLite's own handle needs no sharing. It
+      // covers every commit before it started, but a group resolves only once its own sync and
+      // every earlier one have returned: published in commit order, and never past a failure.
+      const syncing = this.sync(fd).finally(() => {
+        this.idleFds.push(fd);
+        this.syncing.delete(syncing);
+      });
+      this.syncing.add(syncing);
+      syncing.then(
+        () => {
+          entry.synced = true;
+          while (this.unsynced[0]?.synced) {
+            const done = this.unsynced.shift()!;
+            resolveGroup(done.group, done.results);
+          }
+          this.commitWaiting();
+        },
+        (error) => this.stop(new Error(`the disk failed to sync the database: ${String(error)}`)),
+      );
+    }
+  }
+
+  private stop(broken: Error): void {
+    if (this.broken) return;
+    this.broken = broken;
+    for (const w of [...this.unsynced.flatMap((u) => u.group), ...this.waiting]) w.reject(broken);
+    this.unsynced = [];
+    this.waiting = [];
+  }
+
+  private appendRows(batch: readonly NewMessage[]): Appended[] {
+    const results: Appended[] = [];
+    /** Per room written: its seq so far, whether it holds history, its oldest retained seq. */
+    const rooms = new Map<string, { seq: number; held: boolean; oldest: number }>();
+    const inBatch = new Map<string, MessageFrame>();
+    let held = this.held;
+    const cutoff = ageCutoff(batch, this.bounds) ?? -Infinity;
+    // One statement reads every room of the batch, one moves their seqs: not one each per room.
+    for (const row of this.q.roomRows.all(JSON.stringify([...new Set(batch.map((m) => m.room))]))) {
+      let oldest = row.oldest ?? 0;
+      if (row.oldestTs !== null && row.oldestTs < cutoff) {
+        this.q.trimAge.run(row.room, cutoff);
+        oldest = this.q.oldest.get(row.room)?.seq ?? 0;
+        if (!oldest) held--;
+      }
+      rooms.set(row.room, { seq: row.last ?? 0, held: oldest > 0, oldest });
+    }
+    for (const m of batch) {
+      const room = rooms.get(m.room)!;
+      // Rooms and user ids hold no newline, so the id, last, cannot blur the key.
+      const key = `${m.room}\n${m.user.id}\n${m.id}`;
+      const earlier = inBatch.get(key);
+      if (earlier) {
+        results.push({ message: earlier, duplicate: true });
+        continue;
+      }
+      if (!room.held && held >= this.bounds.maxRooms) {
+        results.push({ refused: "room_limit" });
+        continue;
+      }
+      const seq = room.seq + 1;
+      if (this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts).changes === 0) {
+        const original = rowToMessage(this.q.dedup.get(m.room, m.user.id, m.id)!);
+        inBatch.set(key, original);
+        results.push({ message: original, duplicate: true });
+        continue;
+      }
+      if (!room.held) {
+        room.held = true;
+        room.oldest = seq;
+        held++;
+      }
+      room.seq = seq;
+      const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
+      inBatch.set(key, message);
+      results.push({ message, duplicate: false });
+    }
+    const seqs: [string, number][] = [];
+    for (const [name, room] of rooms) {
+      if (!room.held) continue;
+      seqs.push([name, room.seq]);
+      // Only a room that is full has something to trim: usually one row, at its oldest end.
+      if (room.oldest <= room.seq - this.bounds.retain) this.q.trim.run(name, room.seq - this.bounds.retain);
+    }
+    if (seqs.length) this.q.setSeqs.run(JSON.stringify(seqs));
+    this.held = held;
+    return results;
+  }
+
+  private trimAged(now: number): number {
+    if (!this.bounds.maxAgeMs) return 0;
+    let trimmed = 0;
+    for (const { room } of this.q.agedRooms.all(now - this.bounds.maxAgeMs)) {
+      trimmed += this.q.trimAge.run(room, now - this.bounds.maxAgeMs).changes;
+    }
+    if (trimmed) this.held = this.q.heldRooms.get()!.n;
+    return trimmed;
+  }
+
+  async append(batch: readonly NewMessage[]) {
+    const results = (await this.write([{ op: "append", batch }]))[0] as Appended[];
+    // Listed once durable, like everything else that is told.
+    for (const r of results) if ("message" in r && !r.duplicate) this.noteRecent(r.message);
+    return results;
+  }
+
+  /** Moves the room to the newest end of the directory's index, which keeps RECENT_ROOMS_KEPT rooms. */
+  private noteRecent(m: MessageFrame): void {
+    this.recent.delete(m.room);
+    this.recent.set(m.room, { room: m.room, seq: m.seq, ts: m.ts });
+    if (this.recent.size > RECENT_ROOMS_KEPT) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  async roomInfo(room: string) {
+    const row = this.q.roomInfo.get(room)!;
+    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0 };
+  }
+
+  async page(room: string, query: PageQuery): Promise<Page> {
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    const rows =
+      query.after === undefined
+        ? this.q.newest.all(room, before, pageRows(query))
+        : this.q.after.all(room, query.after, before, pageRows(query));
+    return toPage(rows.map(rowToMessage), query);
+  }
+
+  async sweepHistory(now: number) {
+    const trimmed = (await this.write([{ op: "sweepHistory", now }]))[0] as number;
+    // A room may have lost its last message: the index is read again, so it lists no emptied room.
+    if (trimmed) this.loadRecent();
+    return trimmed;
+  }
+
+  /** Reads the directory's index from the file: rooms by their latest retained message, newest last. */
+  private loadRecent(): void {
+    this.recent.clear();
+    for (const r of this.q.recent.all(RECENT_ROOMS_KEPT).reverse()) this.recent.set(r.room, r);
+  }
+
+  /** From memory: this process is the file's one writer, so the index it keeps is the file's. */
+  async recentRooms(limit: number): Promise<RecentRoom[]> {
+    const newest: RecentRoom[] = [];
+    for (const entry of this.recent.values()) newest.push(entry);
+    return newest.reverse().slice(0, limit);
+  }
+
+  async findSession(tokenHash: string, now: number) {
+    const row = this.q.findSession.get(tokenHash, now);
+    return row ? { userId: row.user_id, expiresAt: row.expires_at } : null;
+  }
+
+  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
+    await this.write([{ op: "session", tokenHash, userId, expiresAt }]);
+  }
+
+  async sweepSessions(now: number) {
+    return (await this.write([{ op: "sweepSessions", now }]))[0] as number;
+  }
+
+  failure(): string | null {
+    return this.broken?.message ?? null;
+  }
+
+  async close() {
+    // What was committed reaches the disk, and its writers hear so, before the file closes.
+    while (this.unsynced.length && !this.broken) await this.write([]);
+    await stopCheckpointer(this.checkpointer);
+    this.checkpointer = null;
+    this.db.close();
+    // After a failure the other sync may still run on its descriptor.
+    await Promise.allSettled(this.syncing);
+    for (const fd of this.idleFds.splice(0)) closeSync(fd);
+  }
+}

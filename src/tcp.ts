@@ -1,0 +1,140 @@
+/**
+ * The plain-TCP door (§9): people chat from `nc host TCP_PORT`, in the same rooms as the page, as
+ * the same kind of user. Lines in, lines out; commands start with `/`.
+ */
+import type { TCPSocketListener } from "bun";
+import { TcpConnection } from "./connection.ts";
+import type { Context } from "./context.ts";
+import { TOO_LONG } from "./core/lines.ts";
+import type { Hub } from "./hub.ts";
+import { CLOSE, LINE_TOO_LONG } from "./protocol/wire.ts";
+
+const decoder = new TextDecoder();
+
+/** Messages shown on a TCP /join (protocol §9). */
+const TCP_JOIN_HISTORY = 10;
+/** The room a TCP user starts in. */
+const TCP_FIRST_ROOM = "general";
+
+const TCP_GREETING =
+  "* Welcome to bun-chat. Pick a name (letters, digits, space, _ - .); you start in general. /help lists commands.";
+const TCP_HELP = [
+  "* /join ROOM   join a room and make it current (shows its last 10 messages)",
+  "* /leave       leave the current room",
+  "* /rooms       list active rooms",
+  "* /who         list who is in the current room",
+  "* /quit        disconnect",
+  "* anything else is said in the current room",
+];
+
+export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpConnection> {
+  const config = ctx.config;
+  return Bun.listen<TcpConnection>({
+    hostname: config.host,
+    port,
+    socket: {
+      open(socket) {
+        const conn = new TcpConnection(ctx, socket.remoteAddress, socket);
+        socket.data = conn;
+        const refusal = hub.conns.admit(conn.ip);
+        if (refusal) {
+          conn.line(`! ${refusal.error}: try again later`);
+          conn.end();
+          return;
+        }
+        hub.open(conn);
+        // Keepalive probes are TCP's pings: a silent peer that still answers them stays.
+        socket.setKeepAlive(true, config.idleTimeoutSeconds * 1000);
+        conn.line(TCP_GREETING);
+        conn.prompt();
+      },
+      data(socket, chunk) {
+        const conn = socket.data;
+        if (conn.state !== "open") return;
+        for (const line of conn.splitter.push(chunk)) {
+          const asked = hub.ask(conn, undefined);
+          // Decoded now: a complete line is a view of Bun's buffer, which the next read reuses.
+          const text = line === TOO_LONG ? null : decoder.decode(line);
+          const answer =
+            text === null
+              ? () => {
+                  conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
+                  if (!conn.user) conn.prompt();
+                }
+              : () => onLine(conn, text);
+          conn.enqueue(() => hub.spend({ conn, type: undefined, ref: undefined, asked, answer }));
+        }
+      },
+      drain(socket) {
+        socket.data.flush();
+      },
+      close(socket) {
+        const conn = socket.data;
+        conn.closed();
+        hub.close(conn, 0, "closed");
+      },
+      error(socket, error) {
+        ctx.log("warn", "tcp_error", { conn: socket.data?.id, error: String(error) });
+      },
+    },
+  });
+
+  /** One line, paid for. */
+  async function onLine(conn: TcpConnection, text: string): Promise<void> {
+    if (!conn.user) {
+      const r = await hub.hello(conn, text);
+      if (!r.ok) {
+        conn.refuse(r);
+        return r.close ? undefined : conn.prompt();
+      }
+      return join(conn, TCP_FIRST_ROOM);
+    }
+    if (!text.startsWith("/")) {
+      if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
+      const r = hub.send(conn, conn.current, conn.nextId(), text);
+      if (!r.ok) return conn.fail(r.code, r.message);
+      // The next line waits for this one to be published, so a pasted script reads back in
+      // order and a `/quit` right after a line still shows that line.
+      return hub.batcher.settled();
+    }
+    const [command = "", arg] = text.trim().split(/\s+/);
+    switch (command.toLowerCase()) {
+      case "/join":
+        if (!arg) return conn.fail("bad_request", "usage: /join ROOM");
+        return join(conn, arg);
+      case "/leave": {
+        const room = conn.current;
+        if (!room) return conn.fail("not_joined", "you are in no room");
+        const r = await hub.leave(conn, room);
+        if (!r.ok) return conn.fail(r.code, r.message);
+        conn.recent.splice(conn.recent.indexOf(room), 1);
+        conn.current = conn.recent.at(-1) ?? null;
+        conn.line(`* left ${room}`);
+        if (conn.current) conn.line(`* now in ${conn.current} (${(await hub.members(conn.current)).length} here)`);
+        else conn.line("* you are in no room; /join ROOM");
+        return;
+      }
+      case "/rooms": {
+        const rooms = await hub.rooms();
+        return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
+      }
+      case "/who": {
+        if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
+        const names = (await hub.members(conn.current)).map((u) => u.name);
+        return conn.line(`* in ${conn.current}: ${names.join(", ")}`);
+      }
+      case "/help":
+        return TCP_HELP.forEach((line) => conn.line(line));
+      case "/quit":
+        conn.line("* bye");
+        return conn.close(CLOSE.normal, "quit");
+      default:
+        return conn.fail("bad_request", "unknown command");
+    }
+  }
+
+  async function join(conn: TcpConnection, room: string): Promise<void> {
+    const r = await hub.join(conn, room, undefined, TCP_JOIN_HISTORY);
+    if (!r.ok) return conn.fail(r.code, r.message);
+  }
+}
