@@ -9,7 +9,7 @@
 import { closeSync, fdatasync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { NewMessage } from "../server.ts";
+import type { NewMessage } from "../src/engine.ts";
 
 /** What a commit appends to the WAL at the least: one 4 KB page. */
 const SYNC_BLOCK_BYTES = 4096;
@@ -55,7 +55,7 @@ export async function syncLatency(
 }
 
 async function main(): Promise<void> {
-  const { SqliteStore } = await import("../server.ts");
+  const { SqliteStore } = await import("../src/sqlite.ts");
   const total = Number(process.argv[2] ?? 4000);
   const text = "a chat message of a typical length, about sixty characters...";
   const results: { batch: number; perSecond: number }[] = [];

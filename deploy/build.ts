@@ -4,7 +4,7 @@
  *   bun run build                          → dist/bun-chat
  *   bun deploy/build.ts --outfile PATH     → PATH
  *
- * The executable carries the Bun runtime, server.ts with hono and zod, and the page as
+ * The executable carries the Bun runtime, server.ts and src/ with hono and zod, and the page as
  * `bundleAssets()` makes it (public/app.ts bundled for the browser), defined as BUN_CHAT_PAGE at
  * build time, so it needs no public/ folder and does not bundle at start. Configure it with the
  * environment exactly like `bun run server.ts`; it reads no .env or bunfig.toml of its own.
@@ -36,7 +36,7 @@ const result = await Bun.build({
   bytecode: true,
   // Bytecode for ES modules (server.ts awaits at top level) needs the ESM output format.
   format: "esm",
-  // Embedded, zstd-compressed: stack traces in the error log point into server.ts.
+  // Embedded, zstd-compressed: stack traces in the error log point into server.ts and src/.
   sourcemap: "linked",
   define: { BUN_CHAT_PAGE: JSON.stringify(page) },
 });

@@ -22,6 +22,17 @@ import { Users } from "./users.ts";
 
 export type { RoomEntry } from "./directory.ts";
 
+/** A join as the hub takes it: the room, where to resume, how many messages `joined` carries. */
+export interface Join {
+  room: string;
+  /** Resume after this seq (§4); undefined for the newest messages. */
+  since?: number;
+  /** Messages in `joined` at most (HISTORY_ON_JOIN; the TCP door shows fewer). */
+  limit: number;
+  /** What `joined` echoes. */
+  ref?: string;
+}
+
 /** A frame to pay for and answer (Hub.spend). */
 export interface Paid {
   conn: Connection;
@@ -168,7 +179,9 @@ export class Hub {
    * it comes before any live event of the room (§10 ordering), and every message is in it or
    * live exactly once (RoomLog.read).
    */
-  async join(conn: Connection, room: string, since: number | undefined, limit: number, ref?: string): Promise<Result<null>> {
+  async join(conn: Connection, asked: Join): Promise<Result<null>> {
+    let { room } = asked;
+    const { since, limit, ref } = asked;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     if (!conn.rooms.includes(room) && conn.rooms.length >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);

@@ -134,7 +134,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
   }
 
   async function join(conn: TcpConnection, room: string): Promise<void> {
-    const r = await hub.join(conn, room, undefined, TCP_JOIN_HISTORY);
+    const r = await hub.join(conn, { room, limit: TCP_JOIN_HISTORY });
     if (!r.ok) return conn.fail(r.code, r.message);
   }
 }

@@ -89,7 +89,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
           conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session!, limits }, ref));
         });
       case "join":
-        return hub.join(conn, frame.room, frame.since, config.historyOnJoin, ref).then((r) => {
+        return hub.join(conn, { room: frame.room, since: frame.since, limit: config.historyOnJoin, ref }).then((r) => {
           if (!r.ok) conn.fail(r.code, r.message, ref);
         });
       case "leave":

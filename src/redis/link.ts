@@ -158,13 +158,6 @@ export class RedisLink {
   }
 }
 
-/**
- * The Redis engine's storage: history, seq, dedup keys, sessions and the room directory, shared
- * by every instance. Each append runs APPEND_SCRIPT, which also publishes the message to the
- * room's channel: that publish is the only way it reaches sockets, on every instance alike
- * (see RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a
- * message is on disk before anyone sees it; `everysec` may lose the last second on a crash.
-
 /** A Redis hash reply as a Map: RESP3 sends an object, RESP2 a flat [field, value, …] list. */
 export function redisHash(reply: Record<string, string> | string[] | null): Map<string, string> {
   if (!reply) return new Map();
