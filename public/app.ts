@@ -1,5 +1,5 @@
 /**
- * The chat page: a protocol v1 client (see server.ts for the frame types) with rooms in the
+ * The chat page: a protocol v1 client (src/protocol/wire.ts has the frame types) with rooms in the
  * URL hash, optimistic sends and gap-free resume after any disconnect.
  *
  * How a room stays exact. Each room keeps its messages by seq and `lastSeq`, the seq up to which
@@ -19,32 +19,31 @@
  * only returns the original to us.
  */
 
-import type {
-  ClientFrame,
-  ErrorCode,
-  ErrorFrame,
-  HistoryPage,
-  JoinedFrame,
-  Limits,
-  MessageFrame,
-  PresenceFrame,
-  ServerFrame,
-  TypingNotice,
-  UserRef,
-  WelcomeFrame,
-} from "../server.ts";
+import {
+  HISTORY_PAGE_MAX,
+  codePoints,
+  isRoom,
+  type ClientFrame,
+  type ErrorCode,
+  type ErrorFrame,
+  type HistoryPage,
+  type JoinedFrame,
+  type Limits,
+  type MessageFrame,
+  type PresenceFrame,
+  type ServerFrame,
+  type TypingNotice,
+  type UserRef,
+  type WelcomeFrame,
+} from "../src/protocol/wire.ts";
 import { Connection, type Status } from "./connection.ts";
-import { byId, codePoints, h, mentions, now, randomId, shown } from "./dom.ts";
+import { byId, h, mentions, now, randomId, shown } from "./dom.ts";
 import { addPresence, avatar, eventRow, insertBySeq, layout, messageRow, pendingRow, regroupPending } from "./timeline.ts";
 
 // ─── Constants ───────────────────────────────────────────────────────────────────────────────
 
 /** The room shown when the URL names none. */
 const DEFAULT_ROOM = "general";
-/** Mirrors ROOM_PATTERN in server.ts, a value that `import type` cannot bring in. */
-const ROOM_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
-/** The protocol's largest history page: catching up after a reconnect takes as few round trips as possible. */
-const HISTORY_PAGE_MAX = 200;
 /** Messages fetched per "Load older" click. */
 const OLDER_PAGE = 50;
 /** "alice is typing…" lasts this many of her typing periods (typingThrottleMs) after her last frame. */
@@ -820,10 +819,6 @@ function notice(text: string): void {
 }
 
 // ─── Room list, navigation ───────────────────────────────────────────────────────────────────
-
-function isRoom(name: string): boolean {
-  return ROOM_PATTERN.test(name);
-}
 
 /** What a person may type for a room: `#Dev ` means `dev`. */
 function roomName(raw: string): string {
