@@ -8,7 +8,7 @@
  *   rooms.ts       each room's state and log; sync.ts keeps it exactly once
  *   outbox.ts      unsent messages, sent exactly once; pending.ts draws them
  *   identity.ts    who you are, remembered for every tab
- *   directory.ts, mentions.ts, banner.ts, roomview.ts, timeline.ts, dom.ts: what is drawn
+ *   room.ts, timeline.ts, directory.ts, mentions.ts, banner.ts, dom.ts: what is drawn
  *   input.ts       what the person does, bound to what answers it
  */
 
@@ -29,8 +29,9 @@ function main(): void {
   const identity = createIdentity(browserStore("local"), browserStore("session"));
   const self: Self = { name: identity.name ?? "", me: null, limits: null };
   const banner = createBanner(ui, () => self.me !== null);
-  const notice = (text: string) => banner.notice(text);
-  // The parts call each other back; each callback below runs only after main() has built them all.
+  const notice = banner.notice;
+  // The parts call each other back: an arrow below that names a part built after it runs only
+  // once main() has built them all.
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
   const link = new Connection(url, {
     hello: () => chat.hello(),
@@ -56,9 +57,9 @@ function main(): void {
     queueDelayMs: () => link.queueDelayMs(),
     setTimer: (fn, ms) => window.setTimeout(fn, ms),
     clearTimer: (handle) => window.clearTimeout(handle),
-    changed: (item) => pending.changed(item),
-    removed: (item) => pending.removed(item),
-    save: (saved) => identity.saveOutbox(saved),
+    changed: pending.changed,
+    removed: pending.removed,
+    save: identity.saveOutbox,
   });
   const mentions = createMentions(ui.notify, identity, notice, (room) => rooms.open(room));
   const rooms = createRooms({
@@ -69,7 +70,7 @@ function main(): void {
     outbox,
     directory,
     notice,
-    mentioned: (room, m) => mentions.notify(room, m),
+    mentioned: mentions.notify,
     renamed: (user) => chat.adoptName(user),
   });
   const chat = createChat({ ui, link, self, identity, rooms, outbox, pending, directory, banner });

@@ -69,7 +69,7 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
     ui.text.focus();
   });
 
-  ui.pill.addEventListener("click", () => rooms.toBottom());
+  ui.pill.addEventListener("click", rooms.toBottom);
   ui.bannerRetry.addEventListener("click", () => link.retryNow());
   ui.renameButton.addEventListener("click", () => chat.showRename(ui.renameForm.hidden === true));
   ui.renameCancel.addEventListener("click", () => {
@@ -80,7 +80,7 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
     event.preventDefault();
     chat.rename();
   });
-  ui.signOut.addEventListener("click", () => chat.signOut());
+  ui.signOut.addEventListener("click", chat.signOut);
   ui.notify.addEventListener("click", () => void mentions.toggle());
   ui.skip.addEventListener("click", () => ui.text.focus());
   ui.menuToggle.addEventListener("click", () => rooms.drawer(!ui.app.classList.contains("nav-open")));
@@ -102,8 +102,8 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
     }
   });
   window.addEventListener("hashchange", () => rooms.open(rooms.fromHash() ?? DEFAULT_ROOM));
-  window.addEventListener("resize", () => rooms.keepBottom());
-  document.addEventListener("visibilitychange", () => rooms.seen());
+  window.addEventListener("resize", rooms.keepBottom);
+  document.addEventListener("visibilitychange", rooms.seen);
   window.setInterval(() => {
     if (link.ready && document.visibilityState === "visible") void directory.refresh();
   }, ROOMS_REFRESH_MS);

@@ -19,8 +19,8 @@ import { mentions, now } from "./dom.ts";
 import type { Ui } from "./elements.ts";
 import type { Identity, Self } from "./identity.ts";
 import type { Outbox } from "./outbox.ts";
-import { atBottom, createNav, createView, dividerRow, drawNav, drawOlder, drawSync, memberItems, typingText, type RoomNav, type RoomView } from "./roomview.ts";
-import { createRoomSync, refFor, type RoomSync, type Step } from "./sync.ts";
+import { atBottom, createNav, createView, drawEmpty, drawNav, drawOlder, drawSync, memberItems, placeDivider, scrollToBottom, typingText, type Room } from "./room.ts";
+import { createRoomSync, refFor, type Step } from "./sync.ts";
 import { addPresence, eventRow, insertBySeq, layout, messageRow, regroupPending } from "./timeline.ts";
 
 /** The room shown when the URL names none. */
@@ -42,33 +42,6 @@ const DIVIDER_MARGIN_PX = 40;
  * company coming back (a server restart drops everyone), not news: no presence line.
  */
 const RETURN_QUIET_MS = 60_000;
-
-export interface Room {
-  name: string;
-  /** Where the room stands in its sequence; its phase says whether unsent messages may go. */
-  sync: RoomSync;
-  hasOlder: boolean;
-  loadingOlder: boolean;
-  members: Map<string, UserRef>;
-  /** Members before our last disconnect, and until when their return is not news. */
-  returning: Map<string, number>;
-  typing: Map<string, { name: string; until: number }>;
-  unread: number;
-  /** Unread messages that mention the reader, counted apart. */
-  mentions: number;
-  /** The newest seq the reader has seen in this browser (any tab); null if never here. */
-  readSeq: number | null;
-  /** The "new messages" line and the seq of the first message below it. */
-  divider: { el: HTMLLIElement; seq: number } | null;
-  /** Opened at the newest message (or the divider) once laid out: hidden rooms have no layout yet. */
-  land: boolean;
-  /** The view follows new messages: the user has not scrolled up. */
-  stuck: boolean;
-  scrollTop: number;
-  view: RoomView;
-  /** Its entry in the sidebar's "Your rooms". */
-  nav: RoomNav;
-}
 
 export interface RoomsDeps {
   ui: Ui;
@@ -245,7 +218,7 @@ export function createRooms(deps: RoomsDeps) {
   /** (Re)joins a room: from where it was, if it was here before. */
   function join(room: Room): void {
     link.send(room.sync.join());
-    renderSync(room);
+    drawSync(room);
   }
 
   /** Welcomed: every room rejoins. */
@@ -261,8 +234,8 @@ export function createRooms(deps: RoomsDeps) {
       room.sync.lost();
       room.loadingOlder = false;
       room.typing.clear();
-      renderOlder(room);
-      renderSync(room);
+      drawOlder(room);
+      drawSync(room);
     }
     renderTyping();
   }
@@ -272,7 +245,7 @@ export function createRooms(deps: RoomsDeps) {
     const frame = room.sync.retry(kind);
     if (!frame) return;
     link.send(frame);
-    renderSync(room);
+    drawSync(room);
   }
 
   function onJoined(f: JoinedFrame): void {
@@ -285,16 +258,16 @@ export function createRooms(deps: RoomsDeps) {
       room.divider = null;
       room.readSeq = null;
       room.hasOlder = false;
-      renderOlder(room);
+      drawOlder(room);
       link.send(step.send);
-      return renderSync(room);
+      return drawSync(room);
     }
     room.members = new Map(f.members.map((u) => [u.id, u]));
     for (const id of room.members.keys()) room.returning.delete(id);
     addMessages(room, f.messages, step.fresh, step.resumed ? "news" : "join");
     if (!step.resumed) {
       room.hasOlder = !f.complete;
-      renderOlder(room);
+      drawOlder(room);
       room.land = true;
       if (room.name === current) land(room);
     }
@@ -324,7 +297,7 @@ export function createRooms(deps: RoomsDeps) {
   /** Sends what the room asks next; once live, its unsent messages go and what is seen is read. */
   function advance(room: Room, step: Step): void {
     if (step.send) link.send(step.send);
-    renderSync(room);
+    drawSync(room);
     if (!step.live) return;
     outbox.flush(room.name);
     markRead(room);
@@ -334,13 +307,13 @@ export function createRooms(deps: RoomsDeps) {
     const first = room.view.list.querySelector<HTMLElement>(".msg");
     if (room.loadingOlder || !link.ready || !first) return;
     room.loadingOlder = true;
-    renderOlder(room);
+    drawOlder(room);
     link.send({ type: "history", room: room.name, before: Number(first.dataset.seq), limit: OLDER_PAGE, ref: refFor("older", room.name) });
   }
 
   function olderFailed(room: Room): void {
     room.loadingOlder = false;
-    renderOlder(room);
+    drawOlder(room);
   }
 
   function olderArrived(room: Room, f: HistoryPage): void {
@@ -351,7 +324,7 @@ export function createRooms(deps: RoomsDeps) {
     room.hasOlder = !f.complete;
     addMessages(room, f.messages, room.sync.older(f.messages), "older");
     log.scrollTop = log.scrollHeight - fromBottom;
-    renderOlder(room);
+    drawOlder(room);
   }
 
   // ─── Messages, unread, reading ─────────────────────────────────────────────────────────────
@@ -389,7 +362,7 @@ export function createRooms(deps: RoomsDeps) {
     if (fresh.length === 0) return;
     layout(room.view.list);
     regroupPending(room.view.list, room.view.outbox, me?.id);
-    renderEmpty(room);
+    drawEmpty(room);
     if (kind === "news") follow(room);
     renderTyping();
     renderRooms();
@@ -556,19 +529,6 @@ export function createRooms(deps: RoomsDeps) {
     ui.typing.textContent = typingText(names);
   }
 
-  function renderOlder(room: Room): void {
-    drawOlder(room.view, room.hasOlder, room.loadingOlder);
-  }
-
-  function renderSync(room: Room): void {
-    drawSync(room.view, room.sync.phase, room.sync.phase === "joining" || room.sync.phase === "paging");
-    renderEmpty(room);
-  }
-
-  function renderEmpty(room: Room): void {
-    room.view.empty.hidden = !(room.sync.phase === "live" && room.sync.size === 0 && !room.hasOlder);
-  }
-
   /** "(3) #dev · Chat": 3 unread; "(@1 · 3) #dev · Chat": 3 unread, 1 of them names you. */
   function renderTitle(): void {
     let unread = 0;
@@ -582,56 +542,11 @@ export function createRooms(deps: RoomsDeps) {
   }
 
   return {
-    get,
-    names,
-    currentRoom,
-    /** The room shown. */
-    get current(): string {
-      return current;
-    },
-    ensure,
-    open,
-    select,
-    leave,
-    clear,
-    save,
-    fromHash,
-    drawer,
-    join,
-    joinAll,
-    lost,
-    retry,
-    onJoined,
-    onHistory,
-    onMessage,
-    olderFailed,
-    markRead,
-    readElsewhere,
-    seen,
-    wrote,
-    reveal,
-    toBottom,
-    keepBottom,
-    onPresence,
-    onTyping,
-    renderRooms,
-    renderMembers,
+    // Which rooms, which one is shown, the sidebar.
+    get, names, currentRoom, ensure, open, leave, clear, save, fromHash, drawer, readElsewhere, renderRooms, renderMembers,
+    // The connection and the frames of the rooms.
+    join, joinAll, lost, retry, onJoined, onHistory, onMessage, olderFailed, onPresence, onTyping,
+    // What the reader does: looks, writes, scrolls.
+    seen, wrote, reveal, toBottom, keepBottom,
   };
-}
-
-function scrollToBottom(room: Room): void {
-  room.view.log.scrollTop = room.view.log.scrollHeight;
-}
-
-/**
- * The "new messages" line goes above `li`, unless it already marks news the reader has not
- * caught up with (then it stays where that news begins).
- */
-function placeDivider(room: Room, li: HTMLLIElement, seq: number): void {
-  const old = room.divider;
-  if (old && old.el.isConnected && (room.readSeq === null || room.readSeq < old.seq) && old.seq <= seq) return;
-  old?.el.remove();
-  const el = dividerRow();
-  li.before(el);
-  room.divider = { el, seq };
 }

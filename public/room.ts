@@ -1,15 +1,43 @@
 /**
- * A room's elements: its log (a "Load older" button, the hint of an empty room, the messages and
- * our pending ones), its entry in the sidebar's "Your rooms", and how both are drawn from the
- * room's state. What the state is and when it changes is rooms.ts's job.
+ * One room as the page holds it: its state, its elements (the log with a "Load older" button,
+ * the hint of an empty room, the messages and our pending ones; its entry in the sidebar's "Your
+ * rooms"), and how the elements are drawn from the state. When the state changes is rooms.ts's job.
  */
 
 import type { UserRef } from "../src/protocol/wire.ts";
 import { h } from "./dom.ts";
+import type { RoomSync } from "./sync.ts";
 import { avatar } from "./timeline.ts";
 
 /** Within this many px of the bottom the view counts as "at the bottom" and follows new messages. */
 const STICK_PX = 48;
+
+export interface Room {
+  name: string;
+  /** Where the room stands in its sequence; its phase says whether unsent messages may go. */
+  sync: RoomSync;
+  hasOlder: boolean;
+  loadingOlder: boolean;
+  members: Map<string, UserRef>;
+  /** Members before our last disconnect, and until when their return is not news. */
+  returning: Map<string, number>;
+  typing: Map<string, { name: string; until: number }>;
+  unread: number;
+  /** Unread messages that mention the reader, counted apart. */
+  mentions: number;
+  /** The newest seq the reader has seen in this browser (any tab); null if never here. */
+  readSeq: number | null;
+  /** The "new messages" line and the seq of the first message below it. */
+  divider: { el: HTMLLIElement; seq: number } | null;
+  /** Opened at the newest message (or the divider) once laid out: hidden rooms have no layout yet. */
+  land: boolean;
+  /** The view follows new messages: the user has not scrolled up. */
+  stuck: boolean;
+  scrollTop: number;
+  view: RoomView;
+  /** Its entry in the sidebar's "Your rooms". */
+  nav: RoomNav;
+}
 
 export interface RoomView {
   section: HTMLElement;
@@ -107,16 +135,24 @@ export function drawNav(nav: RoomNav, current: boolean, unread: number, mentions
   nav.leave.hidden = only;
 }
 
-export function drawOlder(view: RoomView, hasOlder: boolean, loading: boolean): void {
-  view.older.hidden = !hasOlder;
-  view.older.disabled = loading;
-  view.older.textContent = loading ? "Loading…" : "Load older messages";
+export function drawOlder(room: Room): void {
+  const older = room.view.older;
+  older.hidden = !room.hasOlder;
+  older.disabled = room.loadingOlder;
+  older.textContent = room.loadingOlder ? "Loading…" : "Load older messages";
 }
 
 /** Exposes the catch-up state for people (aria-busy) and tests (data-sync). */
-export function drawSync(view: RoomView, phase: string, busy: boolean): void {
-  view.section.dataset.sync = phase;
-  view.log.setAttribute("aria-busy", String(busy));
+export function drawSync(room: Room): void {
+  const phase = room.sync.phase;
+  room.view.section.dataset.sync = phase;
+  room.view.log.setAttribute("aria-busy", String(phase === "joining" || phase === "paging"));
+  drawEmpty(room);
+}
+
+/** A live room with no message, nor older ones to load, shows its link to share. */
+export function drawEmpty(room: Room): void {
+  room.view.empty.hidden = !(room.sync.phase === "live" && room.sync.size === 0 && !room.hasOlder);
 }
 
 /** The member list, by name; the reader is marked. */
@@ -145,13 +181,24 @@ export function typingText(names: readonly string[]): string {
         : "Several people are typing…";
 }
 
-/** The "new messages" line. */
-export function dividerRow(): HTMLLIElement {
+/**
+ * The "new messages" line goes above `li`, unless it already marks news the reader has not
+ * caught up with (then it stays where that news begins).
+ */
+export function placeDivider(room: Room, li: HTMLLIElement, seq: number): void {
+  const old = room.divider;
+  if (old && old.el.isConnected && (room.readSeq === null || room.readSeq < old.seq) && old.seq <= seq) return;
+  old?.el.remove();
   const el = h("li", { class: "divider" }, h("span", { text: "New messages" }));
   el.setAttribute("role", "separator");
-  return el;
+  li.before(el);
+  room.divider = { el, seq };
 }
 
 export function atBottom(log: HTMLElement): boolean {
   return log.scrollHeight - log.scrollTop - log.clientHeight < STICK_PX;
+}
+
+export function scrollToBottom(room: Room): void {
+  room.view.log.scrollTop = room.view.log.scrollHeight;
 }
