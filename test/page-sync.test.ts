@@ -139,6 +139,17 @@ describe("room sync", () => {
     expect(sync.lastSeq).toBe(8);
   });
 
+  test("catch-up that ends on an empty page counts the live frames seen meanwhile: no needless page after", () => {
+    const sync = liveAt(5);
+    sync.message(msg(7));
+    expect(sync.history(page(range(6, 7), false))?.send).toEqual(forward(7));
+    // 8 comes live while the last page is out, and that page comes back empty.
+    sync.message(msg(8));
+    expect(sync.history(page([], true))).toEqual({ fresh: [], send: null, live: true });
+    expect(sync.lastSeq).toBe(8);
+    expect(sync.message(msg(9)).send).toBeNull();
+  });
+
   test("a seq at or below lastSeq while live is no gap (only a duplicate or an older message)", () => {
     const sync = liveAt(5, range(3, 5));
     expect(sync.message(msg(2))).toEqual({ fresh: [msg(2)], send: null, live: false });
