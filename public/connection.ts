@@ -7,7 +7,7 @@
  * `lost` (redo what was in flight on the next welcome) and status changes for the banner.
  */
 
-import type { ClientFrame, Limits, ServerFrame, WelcomeFrame } from "../server.ts";
+import { CLOSE, type ClientFrame, type Limits, type ServerFrame, type WelcomeFrame } from "../src/protocol/wire.ts";
 
 /** First reconnect delay; each failed attempt in a row doubles it. */
 const BACKOFF_BASE_MS = 500;
@@ -29,11 +29,7 @@ const RESTART_WINDOW_MS = 60_000;
 /** Share of the server's refill rate we use, so frames bunched up on the wire still find tokens. */
 const RATE_SAFETY = 0.8;
 
-/** Close codes the page treats specially (protocol §5). */
-const CLOSE_SHUTDOWN = 1001;
-const CLOSE_POLICY = 1008;
-const CLOSE_REPLACED = 4001;
-/** The code we close with ourselves; never sent by the server. */
+/** The code we close with ourselves; never sent by the server (its codes are CLOSE, protocol §5). */
 const CLOSE_BY_US = 4000;
 
 export type Status =
@@ -267,13 +263,13 @@ export class Connection {
   private closed(code: number, reason: string): void {
     this.abandon();
     if (this.stopped) return;
-    if (code === CLOSE_REPLACED) {
+    if (code === CLOSE.replaced) {
       // Reconnecting would throw another tab out in turn, and it would do the same to us.
       return this.stop({ state: "offline", note: "This chat is open in too many tabs or windows.", canRetry: true });
     }
-    if (code === CLOSE_SHUTDOWN) this.restartUntil = performance.now() + RESTART_WINDOW_MS;
+    if (code === CLOSE.shutdown) this.restartUntil = performance.now() + RESTART_WINDOW_MS;
     const note =
-      code === CLOSE_SHUTDOWN ? "The server is restarting." : code === CLOSE_POLICY ? `Closed by the server: ${reason || "policy"}.` : undefined;
+      code === CLOSE.shutdown ? "The server is restarting." : code === CLOSE.policy ? `Closed by the server: ${reason || "policy"}.` : undefined;
     this.retryLater(note);
   }
 

@@ -7,7 +7,7 @@ import { Presence } from "../src/core/presence.ts";
 import { originAllowed, pageQuery } from "../src/http.ts";
 import { Metrics } from "../src/metrics.ts";
 import { checkName, nameKey, normalizeText, parseFrame } from "../src/protocol/rules.ts";
-import { CLOSE, HISTORY_PAGE_MAX, ROOM_PATTERN, codePoints, isRoom } from "../src/protocol/wire.ts";
+import { codePoints, isRoom } from "../src/protocol/wire.ts";
 
 describe("config", () => {
   test("an empty environment gives the contract's defaults", () => {
@@ -480,19 +480,5 @@ describe("HTTP helpers", () => {
     ]) {
       expect(text).toContain(name + "\n");
     }
-  });
-});
-
-describe("the page's copies of protocol values", () => {
-  // The page cannot import values from server.ts (that would bundle bun:sqlite), so it keeps
-  // copies; these must not drift from the server's.
-  test("match the server's", async () => {
-    const app = await Bun.file(new URL("../public/app.ts", import.meta.url)).text();
-    const connection = await Bun.file(new URL("../public/connection.ts", import.meta.url)).text();
-    expect(app).toContain(`const ROOM_PATTERN = ${ROOM_PATTERN};`);
-    expect(app).toContain(`const HISTORY_PAGE_MAX = ${HISTORY_PAGE_MAX};`);
-    expect(connection).toContain(`const CLOSE_SHUTDOWN = ${CLOSE.shutdown};`);
-    expect(connection).toContain(`const CLOSE_POLICY = ${CLOSE.policy};`);
-    expect(connection).toContain(`const CLOSE_REPLACED = ${CLOSE.replaced};`);
   });
 });
