@@ -7,7 +7,7 @@
  * `lost` (redo what was in flight on the next welcome) and status changes for the banner.
  */
 
-import { CLOSE, type ClientFrame, type Limits, type ServerFrame, type WelcomeFrame } from "../src/protocol/wire.ts";
+import { CLOSE, TokenBucket, type ClientFrame, type Limits, type ServerFrame, type WelcomeFrame } from "../src/protocol/wire.ts";
 
 /** First reconnect delay; each failed attempt in a row doubles it. */
 const BACKOFF_BASE_MS = 500;
@@ -61,44 +61,6 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
 /** Delay before a retry while a restarted server is expected back: RESTART_RETRY_MS ± 50 %. */
 export function restartDelay(random: () => number = Math.random): number {
   return RESTART_RETRY_MS * (0.5 + random());
-}
-
-/** A token bucket: `burst` tokens, refilled at `perSecond`. Times are performance.now() ms. */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  take(now: number): boolean {
-    this.refill(now);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-
-  /** Milliseconds between two refills of one token. */
-  get intervalMs(): number {
-    return 1000 / this.perSecond;
-  }
-
-  /** Milliseconds until a token is available. */
-  wait(now: number): number {
-    this.refill(now);
-    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) * 1000) / this.perSecond);
-  }
-
-  private refill(now: number): void {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
-    this.last = now;
-  }
 }
 
 /** Our side of the server's bucket: one token held back, and RATE_SAFETY of its refill. */
