@@ -12,8 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteStore, createServer, type ChatServer, type ServerFrame, type ServerOptions, type Store } from "../server.ts";
 
-/** Bounds any single wait in a test; generous for a loaded 2-core machine. */
-export const WAIT_MS = 10_000;
+/** Bounds any single wait in a test, a page's in Chromium included; generous for a loaded 2-core machine. */
+export const WAIT_MS = 15_000;
 
 /**
  * A real SQLite store with some of its methods replaced, to make a commit wait or fail:
@@ -342,9 +342,21 @@ export function frozenClock(): () => number {
   return () => t;
 }
 
+/** Sends each [id, text] to `room` at once, without waiting for any echo. */
+function sendAll(client: Client, room: string, sends: [id: string, text: string][]): void {
+  for (const [id, text] of sends) client.send({ type: "send", room, id, text });
+}
+
 /** Sends `count` messages without waiting, ids `m<from>`, `m<from+1>`, … (texts `message <n>`). */
 export function burst(client: Client, room: string, count: number, from = 0): void {
-  for (let i = from; i < from + count; i++) client.send({ type: "send", room, id: `m${i}`, text: `message ${i}` });
+  sendAll(client, room, range(from, from + count - 1).map((i) => [`m${i}`, `message ${i}`]));
+}
+
+/** Sends `texts` in order without waiting for each echo, then waits for the last one (skipping other frames). */
+export async function sayAll(client: Client, room: string, texts: readonly string[]): Promise<void> {
+  const ids = texts.map(() => crypto.randomUUID());
+  sendAll(client, room, texts.map((text, i) => [ids[i]!, text]));
+  await client.until((f) => f.type === "message" && f.id === ids.at(-1));
 }
 
 /** Joins `room` with `since` and pages on, as a reconnecting client does; returns every message after `since`. */
