@@ -1,13 +1,16 @@
 /**
- * Rate limits (§10), all of them: the token bucket's rule, abuse counting, a user's bucket shared
- * by its connections and instances and kept across reconnects, hellos per address per minute, the
+ * Rate limits (§10), all of them: the token bucket's rule (one table run against core/bucket.ts
+ * and against bucket-take.lua in a real redis-server), abuse counting, a user's bucket shared by
+ * its connections and instances and kept across reconnects, hellos per address per minute, the
  * TCP door, and what a frame spends while Redis is away. Time-dependent limits run on a stopped
  * clock, so counts are exact. Floods run on both engines; the cross-instance limits on Redis.
  */
+import { RedisClient } from "bun";
 import { Database } from "bun:sqlite";
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Buckets, RateLimiter, TokenBucket } from "../src/core/bucket.ts";
+import bucketTake from "../src/redis/lua/bucket-take.lua" with { type: "text" };
 import {
   Client,
   ENGINES,
@@ -24,6 +27,104 @@ import {
   tempDir,
   user,
 } from "./helpers.ts";
+
+/**
+ * A case of the token bucket's rule: a bucket of `burst` tokens refilled at `perSecond`, new (full)
+ * at its first take, and its takes, each at a time (ms) with the answer it must get.
+ */
+interface BucketCase {
+  burst: number;
+  perSecond: number;
+  takes: [at: number, taken: boolean][];
+}
+
+/**
+ * The rule lives twice: core/bucket.ts's TokenBucket (one instance) and redis/lua/bucket-take.lua
+ * (every instance, atomic in Redis). This one table runs against both, so neither can change the
+ * rule alone. Each bucket here takes at least 1.5 s to fill again: Redis forgets a bucket after
+ * that long in real time, while a case's clock is its own. The boundaries sit where the arithmetic
+ * is exact: the two round differently after many partial refills (JS can hold 0.9999999999999996
+ * tokens where Lua, keeping 14 digits between takes, holds 1).
+ */
+const BUCKET_CASES: Record<string, BucketCase> = {
+  "a full burst, then nothing": {
+    burst: 3,
+    perSecond: 2,
+    takes: [[1_000, true], [1_000, true], [1_000, true], [1_000, false]],
+  },
+  "one token per 1/perSecond seconds, not a moment before; a long pause refills only up to the burst": {
+    burst: 3,
+    perSecond: 2,
+    takes: [[1_000, true], [1_000, true], [1_000, true], [1_499, false], [1_500, true], [1_500, false], [60_000, true], [60_000, true], [60_000, true], [60_000, false]],
+  },
+  "part-tokens add up across refused takes": {
+    burst: 3,
+    perSecond: 2,
+    takes: [[0, true], [0, true], [0, true], [0, false], [250, false], [375, false], [500, true], [500, false]],
+  },
+  "a refused take spends nothing": {
+    burst: 2,
+    perSecond: 1,
+    takes: [[0, true], [0, true], [0, false], [0, false], [0, false], [1_000, true], [1_000, false]],
+  },
+  "a clock that goes backwards refills nothing, and the refill goes on from the latest time": {
+    burst: 2,
+    perSecond: 1,
+    takes: [[5_000, true], [5_000, true], [5_000, false], [4_000, false], [5_500, false], [6_000, true], [6_000, false]],
+  },
+  "10 at 5 a second: a token every 200 ms": {
+    burst: 10,
+    perSecond: 5,
+    takes: [...range(1, 10).map((): [number, boolean] => [0, true]), [0, false], [100, false], [200, true], [200, false]],
+  },
+  "4 a minute, as a hello bucket: a token every 15 s": {
+    burst: 4,
+    perSecond: 4 / 60,
+    takes: [[0, true], [0, true], [0, true], [0, true], [0, false], [7_500, false], [14_999, false], [15_001, true], [15_001, false]],
+  },
+};
+
+/** Makes a case's takes of one implementation; resolves with each take's answer. */
+type Taker = (c: BucketCase) => Promise<boolean[]>;
+
+describe("the token bucket rule: one table, both implementations", () => {
+  const redis = redisForSuite();
+  let client: RedisClient;
+  let sha: string;
+  beforeAll(async () => {
+    client = new RedisClient(redis.url(redis.freshDb()));
+    sha = (await client.send("SCRIPT", ["LOAD", bucketTake])) as string;
+  });
+  afterAll(() => client?.close());
+
+  const inProcess: Taker = async ({ burst, perSecond, takes }) => {
+    const bucket = new TokenBucket(burst, perSecond, takes[0]![0]);
+    return takes.map(([at]) => bucket.take(at));
+  };
+  /** As the Redis engine calls it (redis/roster.ts): KEYS[1] the bucket, ARGV burst, tokens per ms, now. */
+  const inRedis: Taker = async ({ burst, perSecond, takes }) => {
+    const key = `test:bucket:${crypto.randomUUID()}`;
+    // Sent together, so they reach Redis within moments of each other, in order.
+    const answers = await Promise.all(
+      takes.map(([at]) => client.send("EVALSHA", [sha, "1", key, String(burst), String(perSecond / 1000), String(at)])),
+    );
+    return answers.map((answer) => answer === 1);
+  };
+
+  for (const [implementation, take] of [
+    ["TokenBucket (core/bucket.ts)", inProcess],
+    ["bucket-take.lua in redis-server", inRedis],
+  ] as const) {
+    describe(implementation, () => {
+      for (const [name, c] of Object.entries(BUCKET_CASES)) {
+        test(name, async () => {
+          const answers = await take(c);
+          expect(c.takes.map(([at], i) => [at, answers[i]])).toEqual(c.takes);
+        });
+      }
+    });
+  }
+});
 
 describe("rate limiting (injected clock)", () => {
   test("a bucket: a burst, then one token per 1/perSecond seconds", () => {
