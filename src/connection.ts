@@ -5,14 +5,16 @@
 import type { ServerWebSocket, Socket } from "bun";
 import type { Context } from "./context.ts";
 import { TokenBucket, type RateLimiter } from "./core/bucket.ts";
-import { LineSplitter, formatMessageLines } from "./core/lines.ts";
+import { LineSplitter, formatStoredLines } from "./core/lines.ts";
 import { MESSAGES, withRef, type Failure } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, type ErrorCode, type JoinedFrame, LINE_TOO_LONG, type MessageFrame, type ServerFrame, type UserRef } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, type ErrorCode, type JoinedFrame, LINE_TOO_LONG, type ServerFrame, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 
 /** An online user: it has live connections, or is still in some room in grace. */
 export interface User {
   /** The object every frame shows; a session that comes back with a new name renames it. */
   ref: UserRef;
+  /** Its name's look-alike keys, by which it holds the name. */
+  keys: string[];
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
   conns: Connection[];
   /** When the user's typing was last relayed, per room; null until it first types. */
@@ -42,6 +44,12 @@ export abstract class Connection {
   private readonly serial = ++connectionCounter;
   readonly openedAt: number;
   user: User | null = null;
+  /** The hash of the session this connection signed in with (null over TCP): signout ends it. */
+  session: string | null = null;
+  /** Signed in as a server admin (§11.1), for this session. */
+  admin = false;
+  /** The private rooms its member token lets it join (§11.2). */
+  claimRooms: readonly string[] = [];
   /** Rooms this connection joined, in join order (at most MAX_ROOMS_PER_CONNECTION). */
   readonly rooms: string[] = [];
   /** Counts rate_limited answers in a row, whichever bucket ran dry; held only during such a streak. */
@@ -110,7 +118,7 @@ export abstract class Connection {
   }
 
   /** One message, to this connection only (the answer to a retried send). */
-  abstract deliver(message: MessageFrame): void;
+  abstract deliver(message: StoredFrame): void;
   /** An error answer; counted. */
   abstract fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, ref?: string): void;
   /** Closes from the server side, once; the transport's close handler follows. */
@@ -151,7 +159,7 @@ export class WsConnection extends Connection {
     this.send(frame);
   }
 
-  deliver(message: MessageFrame): void {
+  deliver(message: StoredFrame): void {
     if (this.state === "open") this.send(message);
   }
 
@@ -256,8 +264,9 @@ export class TcpConnection extends Connection {
     if (this.ending) this.socket.end();
   }
 
-  deliver(message: MessageFrame): void {
-    if (this.state === "open") this.write(encoder.encode(formatMessageLines(message)));
+  deliver(message: StoredFrame): void {
+    const text = formatStoredLines(message);
+    if (this.state === "open" && text) this.write(encoder.encode(text));
   }
 
   fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string): void {

@@ -6,19 +6,35 @@
  */
 import type { Config } from "./config.ts";
 import type { TokenBucket } from "./core/bucket.ts";
-import type { MessageFrame, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+import type { ModerationFrame, PresenceFrame, Role, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
 /** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
 export const DAY_MS = 86_400_000;
 
 /** A message accepted from a client, not yet stored. */
 export interface NewMessage {
+  type?: "message";
   room: string;
   user: UserRef;
   id: string;
   text: string;
   ts: number;
 }
+
+/** A settings change (§11.4), stored in the room's sequence and applied to the room in the same commit. */
+export interface NewSettings {
+  type: "settings";
+  room: string;
+  /** Who changed them. */
+  user: UserRef;
+  /** A fresh id: events have no client id, but share the messages' dedup key. */
+  id: string;
+  ts: number;
+  settings: RoomSettings;
+}
+
+/** What a room's sequence takes: a message, or an event stored beside them. */
+export type NewEntry = NewMessage | NewSettings;
 
 /** Which part of a room's history to read: after/before are exclusive seq bounds. */
 export interface PageQuery {
@@ -28,7 +44,7 @@ export interface PageQuery {
 }
 
 export interface Page {
-  messages: MessageFrame[];
+  messages: StoredFrame[];
   /** No message exists beyond the page in the direction read (newer with `after`, else older). */
   complete: boolean;
 }
@@ -37,7 +53,7 @@ export interface Page {
  * What `append` did with one message: stored it (or found it stored: `duplicate`, the original),
  * or refused it because a storage bound would break (§10 MAX_ROOMS: `room_limit`).
  */
-export type Appended = { message: MessageFrame; duplicate: boolean } | { refused: "room_limit" };
+export type Appended = { message: StoredFrame; duplicate: boolean } | { refused: "room_limit" };
 
 /** The bounds an engine keeps its history in (config: HISTORY_RETAIN, MAX_ROOMS, HISTORY_MAX_AGE_DAYS). */
 export interface HistoryBounds {
@@ -58,11 +74,17 @@ export function historyBounds(config: Config): HistoryBounds {
  * the newest message of the batch; null when messages are kept whatever their age.
  *   ageCutoff([{ts: 5_000}], { maxAgeMs: 1_000 }) // => 4000
  */
-export function ageCutoff(batch: readonly NewMessage[], bounds: Pick<HistoryBounds, "maxAgeMs">): number | null {
+export function ageCutoff(batch: readonly NewEntry[], bounds: Pick<HistoryBounds, "maxAgeMs">): number | null {
   if (!bounds.maxAgeMs || batch.length === 0) return null;
   let newest = -Infinity;
   for (const m of batch) if (m.ts > newest) newest = m.ts;
   return newest - bounds.maxAgeMs;
+}
+
+/** The frame a stored entry shows as, once it has its seq. */
+export function storedFrame(e: NewEntry, seq: number): StoredFrame {
+  if (e.type === "settings") return { type: "settings", room: e.room, seq, ...e.settings, by: { ...e.user }, ts: e.ts };
+  return { type: "message", room: e.room, seq, id: e.id, user: { ...e.user }, text: e.text, ts: e.ts };
 }
 
 /** How many rows a page reads: one past its limit tells whether it is complete. */
@@ -73,7 +95,7 @@ export const pageRows = (query: PageQuery) => query.limit + 1;
  * `after` is unset (reading back from `before`), else oldest first. Always returned oldest first.
  *   toPage([m3, m2, m1], { limit: 2 }) // => { messages: [m2, m3], complete: false }
  */
-export function toPage(rows: MessageFrame[], query: PageQuery): Page {
+export function toPage(rows: StoredFrame[], query: PageQuery): Page {
   const complete = rows.length <= query.limit;
   const messages = rows.length > query.limit ? rows.slice(0, query.limit) : rows;
   if (query.after === undefined) messages.reverse();
@@ -85,6 +107,33 @@ export interface RecentRoom {
   room: string;
   seq: number;
   ts: number;
+}
+
+/** A session as stored (§11.1): whose it is, until when, and what it brings back. */
+export interface SessionRecord {
+  userId: string;
+  expiresAt: number;
+  kind: "guest" | "member";
+  /** The name it restores (a guest's, reserved while the session is valid). */
+  name: string;
+  /** A guest's name's look-alike keys, by which it is reserved; none for members. */
+  keys: string[];
+  /** An admin's session (a token with admin:true, or ADMIN_TOKEN given in hello). */
+  admin: boolean;
+  /** A member's private rooms, from its token's `rooms` claim. */
+  rooms: string[];
+}
+
+/** A role held in a room, and the name its holder had when it was given (for lists and events). */
+export interface RoleHolder {
+  role: "owner" | "moderator";
+  name: string;
+}
+
+/** A room's authority as stored (§11.2): who holds a role, and its settings. */
+export interface RoomAuth {
+  roles: Map<string, RoleHolder>;
+  settings: RoomSettings;
 }
 
 /** A room with members, and how many distinct users. */
@@ -105,7 +154,7 @@ export interface Store {
    * stored, no seq spent. Trims what HISTORY_RETAIN and HISTORY_MAX_AGE_DAYS push out of the rooms
    * it writes to (the age measured from the newest `ts` in the batch: ageCutoff).
    */
-  append(batch: readonly NewMessage[]): Promise<Appended[]>;
+  append(batch: readonly NewEntry[]): Promise<Appended[]>;
   /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
   roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
   page(room: string, query: PageQuery): Promise<Page>;
@@ -116,10 +165,33 @@ export interface Store {
   sweepHistory(now: number): Promise<number>;
   /** The rooms whose latest message is newest, newest first (the room directory). */
   recentRooms(limit: number): Promise<RecentRoom[]>;
-  /** The user a live session token hash belongs to, and when the session expires; or null. */
-  findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
-  saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
+  /** The session a live token hash opens; or null. */
+  findSession(tokenHash: string, now: number): Promise<SessionRecord | null>;
+  /** Stores (or refreshes) a session; a guest's keys reserve its name until it expires or is revoked. */
+  saveSession(tokenHash: string, session: SessionRecord): Promise<void>;
+  /** Ends a session now (signout): its token opens nothing and its name is free. */
+  revokeSession(tokenHash: string): Promise<void>;
+  /** The user whose valid guest session reserves a name with one of these keys; or null. */
+  nameReservedBy(keys: readonly string[], now: number): Promise<string | null>;
   sweepSessions(now: number): Promise<number>;
+  /** The room's roles and settings (defaults for a room nobody set up). */
+  roomAuth(room: string): Promise<RoomAuth>;
+  /**
+   * Makes `user` the room's owner if it has none and holds nothing (no retained message nor
+   * event); false otherwise. One step, so two first joiners cannot both own the room.
+   */
+  claimOwner(room: string, user: UserRef): Promise<boolean>;
+  /** Gives `user` a role in the room; "owner" moves ownership (the old owner becomes a moderator), "member" takes a role away. */
+  setRole(room: string, user: UserRef, role: Role): Promise<void>;
+  /** Whether the user is on the room's list of members (private rooms, §11.2). */
+  isListed(room: string, userId: string): Promise<boolean>;
+  addListed(room: string, userIds: readonly string[]): Promise<void>;
+  /** Stores an invite code's hash for the room; null maxUses: any number of uses. */
+  createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null): Promise<void>;
+  /** Spends one use of an invite to `room` if it is that room's, unexpired and not used up; false otherwise. */
+  useInvite(codeHash: string, room: string, now: number): Promise<boolean>;
+  /** The rooms whose settings say private. */
+  privateRooms(): Promise<Set<string>>;
   /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
   failure(): string | null;
   close(): Promise<void>;
@@ -127,7 +199,7 @@ export interface Store {
 
 /** A room event other than a message, as it crosses instances (messages carry their seq instead). */
 export interface RoomEvent {
-  frame: PresenceFrame | TypingNotice;
+  frame: PresenceFrame | TypingNotice | (ModerationFrame & { room: string });
   /** A rename's old name, for the TCP line that says who it was. */
   oldName?: string;
 }
@@ -135,7 +207,7 @@ export interface RoomEvent {
 /** What a relay hands what it brings to. */
 export interface RelayTarget {
   /** A stored message, from the engine: possibly repeated, late, or after a gap. */
-  receive(message: MessageFrame): void;
+  receive(message: StoredFrame): void;
   /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
   catchUp(room: string): void;
   /** A presence change or typing from another instance, for this one's members. */
@@ -155,9 +227,9 @@ export interface Relay {
    * target here: at once with one process; with Redis, when its own publish comes back (or a
    * bounded wait passed, after which the room's catch-up delivers it).
    */
-  committed(message: MessageFrame): Promise<void>;
+  committed(message: StoredFrame): Promise<void>;
   /** `message` was delivered here (live, or read from history to fill a gap). */
-  delivered(message: MessageFrame): void;
+  delivered(message: StoredFrame): void;
   /** Tells the other instances of a room event this one delivered here (typing). */
   event(event: RoomEvent): void;
   /** Starts bringing `room`; resolves once every message stored from then on will be brought. */
@@ -176,7 +248,7 @@ export class LocalRelay implements Relay {
     this.target = target;
   }
 
-  async committed(message: MessageFrame): Promise<void> {
+  async committed(message: StoredFrame): Promise<void> {
     this.target.receive(message);
   }
 
@@ -211,9 +283,12 @@ export interface Roster {
   others(room: string): Promise<UserRef[]>;
   /** Rooms with members on any instance and their distinct users, given this instance's (`here`). */
   active(here: RoomCount[]): Promise<RoomCount[]>;
-  /** Holds the name (by its nameKey) for `userId` on every instance; false when another user holds it. */
-  claimName(key: string, userId: string): Promise<boolean>;
-  releaseName(key: string, userId: string): void;
+  /**
+   * Holds the name (by its look-alike keys) for `userId` on every instance. A guest's claim is
+   * `exclusive`: false when another user holds a key. A member's or bot's always holds.
+   */
+  claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean>;
+  releaseName(keys: readonly string[], userId: string): void;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
   /**

@@ -1,10 +1,13 @@
 /**
  * The hub: the protocol's rules for what a client asks (hello, join, leave, send, typing,
- * history), whichever door it came through and whichever engine stores it. The doors turn
- * frames and lines into these calls and render the answers their own way; the parts below do
- * the mechanics: Users (names, sessions), Membership (presence and its announcements), RoomLog
- * (delivery in seq order), Batcher (group commit), RateGate, Conns (caps) and Directory.
+ * history, signout), whichever door it came through and whichever engine stores it. The doors
+ * turn frames and lines into these calls and render the answers their own way; the parts below
+ * do the mechanics: Users (identity, names, sessions), Authority (rights, rooms' settings, roles
+ * and invites), Membership (presence and its announcements), RoomLog (delivery in seq order),
+ * Batcher (group commit), RateGate, Conns (caps) and Directory.
  */
+import type { TokenVerifier } from "./auth.ts";
+import { Authority, actorOf, roleIn, type Actor } from "./authority.ts";
 import { Batcher } from "./batcher.ts";
 import type { Connection, WsConnection } from "./connection.ts";
 import { Conns } from "./conns.ts";
@@ -18,7 +21,7 @@ import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./proto
 import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
-import { Users } from "./users.ts";
+import { Users, type HelloAsk } from "./users.ts";
 
 export type { RoomEntry } from "./directory.ts";
 
@@ -29,6 +32,8 @@ export interface Join {
   since?: number;
   /** Messages in `joined` at most (HISTORY_ON_JOIN; the TCP door shows fewer). */
   limit: number;
+  /** An invite code to a private room (§11.2). */
+  invite?: string;
   /** What `joined` echoes. */
   ref?: string;
 }
@@ -55,6 +60,9 @@ export class Hub {
   readonly log: RoomLog;
   readonly membership: Membership;
   readonly directory: Directory;
+  readonly authority: Authority;
+  /** Whether members can sign in (an AUTH_* key is set). */
+  readonly signsInMembers: boolean;
 
   constructor(
     private readonly ctx: Context,
@@ -62,15 +70,18 @@ export class Hub {
     private readonly fanout: Fanout,
     readonly relay: Relay,
     private readonly roster: Roster,
+    verifier: TokenVerifier | null,
   ) {
     this.conns = new Conns(ctx.config);
     this.presence = new Presence(ctx.config.presenceGraceMs);
     this.rate = new RateGate(ctx, roster);
-    this.users = new Users(ctx, store, roster, this.rate, this.presence);
+    this.users = new Users(ctx, store, roster, this.rate, this.presence, verifier);
+    this.signsInMembers = verifier !== null;
     this.batcher = new Batcher(store, relay, ctx.metrics);
     this.log = new RoomLog(ctx, store, relay, fanout, this.presence);
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
+    this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
     relay.attach({
       receive: (message) => this.log.receive(message),
       catchUp: (room) => this.log.catchUp(room),
@@ -150,17 +161,18 @@ export class Hub {
   }
 
   /**
-   * Welcomes `conn` as `rawName`, restoring the session's user when `session` is live (§4, §10).
-   * Hellos are counted per address before anything else, so churning hellos cost no storage.
+   * Welcomes `conn` as its hello says (§4, §10, §11.1): a guest by name, a member by token, a
+   * session's user again. Hellos are counted per address before anything else, so churning
+   * hellos cost no storage.
    */
-  async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string | null }>> {
+  async hello(conn: Connection, ask: HelloAsk): Promise<Result<{ user: UserRef; session: string | null; admin: boolean }>> {
     if (conn.user) return fail("bad_request", "already welcomed");
     if (!(await this.rate.takeHello(conn.ip))) {
       return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), close: { code: CLOSE.policy, reason: CLOSE_REASON.abuse } };
     }
-    const who = await this.users.identify(conn, rawName, session);
+    const who = await this.users.identify(conn, ask);
     if (!who.ok) return who;
-    const live = this.users.connections(who.value.userId);
+    const live = this.users.connections(who.value.user.id);
     if (live.length >= this.config.maxConnectionsPerSession) {
       // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
       const oldest = live[0]!;
@@ -171,7 +183,30 @@ export class Hub {
     if (oldName !== null) this.membership.renamed(user, oldName);
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
-    return ok({ user: { ...user.ref }, session: who.value.token });
+    return ok({ user: { ...user.ref }, session: who.value.token, admin: who.value.admin });
+  }
+
+  /** `signout` (§11.1): the connection's session ends everywhere, at once; the door then closes its connections (endSession). */
+  async signout(conn: Connection): Promise<Result<null>> {
+    if (conn.session === null) return fail("bad_request", "no session to sign out of");
+    try {
+      await this.users.revoke(conn.session);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "revokeSession" });
+      return fail("internal", MESSAGES.internal);
+    }
+    return ok(null);
+  }
+
+  /** Closes every connection of `conn`'s session with 1000 "signed out"; they leave their rooms at once, without grace. */
+  endSession(conn: Connection): void {
+    const { session, user } = conn;
+    if (session === null || !user) return;
+    for (const c of [...user.conns]) {
+      if (c.session !== session) continue;
+      this.membership.drop(c, true);
+      c.close(CLOSE.normal, CLOSE_REASON.signedOut);
+    }
   }
 
   /**
@@ -186,29 +221,55 @@ export class Hub {
     if (!conn.rooms.includes(room) && conn.rooms.length >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
+    const actor = actorOf(conn);
     let reading;
     try {
+      // Rights first, at every join, a resuming one too: a refused joiner gets nothing of the room.
+      const refused = await this.authority.mayEnter(room, await this.log.auth(room), actor, asked.invite);
+      if (refused) return refused;
       reading = await this.log.read(room, since, limit, () => this.roster.others(room));
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "join", room });
       return fail("internal", MESSAGES.internal);
     }
     const user = conn.user;
-    if (conn.state !== "open" || conn.released || !user) {
+    const gone = () => conn.state !== "open" || conn.released || !user;
+    if (gone()) {
       reading.cancel();
       return fail("internal", "connection closed");
+    }
+    if (!conn.rooms.includes(room)) {
+      let refused;
+      try {
+        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, this.presence.count(room) + reading.alongside.length, actor);
+      } catch (error) {
+        this.ctx.log("error", "storage", { error: String(error), op: "claimOwner", room });
+        refused = fail("internal", MESSAGES.internal);
+      }
+      if (refused || gone()) {
+        reading.cancel();
+        return refused ?? fail("internal", "connection closed");
+      }
     }
     room = reading.room;
     const page = reading.finish();
     const first = !conn.rooms.includes(room);
-    const isNew = first && this.membership.enter(room, user.ref, conn);
-    const joined: JoinedFrame = { type: "joined", room, ...page, members: this.membership.list(room, reading.alongside) };
+    const isNew = first && this.membership.enter(room, user!.ref, conn);
+    const members = this.authority.withRoles(this.membership.list(room, reading.alongside), reading.auth);
+    const joined: JoinedFrame = {
+      type: "joined",
+      room,
+      ...page,
+      members,
+      role: roleIn(reading.auth, user!.ref.id),
+      settings: { ...reading.auth.settings },
+    };
     conn.joined(withRef(joined, ref));
     if (first) {
       this.fanout.subscribe(conn, room);
       conn.rooms.push(room);
       this.ctx.metrics.joins++;
-      if (isNew) this.membership.announceJoin(room, user.ref, conn);
+      if (isNew) this.membership.announceJoin(room, user!.ref, conn);
     }
     return ok(null);
   }
@@ -241,7 +302,7 @@ export class Hub {
     }
     this.ctx.metrics.messagesIn++;
     const user = conn.user!.ref;
-    const message: NewMessage = { room, user: { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
+    const message: NewMessage = { room, user: user.kind ? { id: user.id, name: user.name, kind: user.kind } : { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
     this.log.sending(message);
     this.batcher.add(message).then(
       (result) => {
@@ -272,19 +333,23 @@ export class Hub {
     return ok(null);
   }
 
-  async history(room: string, query: PageQuery): Promise<Result<Page>> {
+  /** A page of a room's history: any room's, but a private room's only for those on its list (§11.2). */
+  async history(actor: Actor | null, room: string, query: PageQuery): Promise<Result<Page>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (actor ? !(await this.authority.mayRead(room, actor)) : (await this.log.auth(room)).settings.private) {
+      return fail("forbidden", `${room} is private`);
+    }
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first (Directory). */
-  rooms(): Promise<RoomEntry[]> {
-    return this.directory.rooms();
+  /** Rooms with members, busiest first (Directory); private rooms only for admins (§11.2). */
+  rooms(withPrivate: boolean): Promise<RoomEntry[]> {
+    return this.directory.rooms(withPrivate);
   }
 
-  /** Rooms with the newest messages (Directory). */
-  recentRooms(): Promise<RoomEntry[]> {
-    return this.directory.recentRooms();
+  /** Rooms with the newest messages (Directory); private rooms only for admins. */
+  recentRooms(withPrivate: boolean): Promise<RoomEntry[]> {
+    return this.directory.recentRooms(withPrivate);
   }
 
   /** Every member of `room` once, on every instance. */

@@ -78,9 +78,10 @@ export class Membership {
   /**
    * Takes a closed or replaced connection out of its rooms and away from its user. Where it was
    * the user's last connection in a room, the user stays in grace; a TCP user has no session to
-   * come back with, so its leave goes out at once (§4). Idempotent.
+   * come back with, and a signed-out one will not come back, so their leaves go out at once (§4,
+   * `immediate`). Idempotent.
    */
-  drop(conn: Connection): void {
+  drop(conn: Connection, immediate = false): void {
     if (conn.released) return;
     conn.released = true;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
@@ -88,7 +89,7 @@ export class Membership {
     if (!user) return;
     removeItem(user.conns, conn);
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
-    const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, this.ctx.now(), conn.transport === "tcp");
+    const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, this.ctx.now(), immediate || conn.transport === "tcp");
     for (const room of leftNow) void this.leaveRoom(room, user.ref);
     conn.rooms.length = 0;
     this.users.forgetIfOffline(user);
@@ -111,10 +112,14 @@ export class Membership {
     }
   }
 
-  /** A presence change or typing from another instance, for the members here. */
+  /** A presence change, typing or moderation from another instance, for the members here. */
   event(event: RoomEvent): void {
     const frame = event.frame;
     if (frame.type === "typing") return this.fanout.typed(frame);
+    if (frame.type === "moderation") {
+      if (frame.action === "role" && frame.role) this.log.setRole(frame.room, frame.user, frame.role);
+      return this.fanout.moderation(frame, false);
+    }
     if (frame.event === "rename") this.users.renamedElsewhere(frame.user);
     this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
   }

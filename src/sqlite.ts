@@ -1,35 +1,68 @@
 /**
- * The embedded engine's storage: history, seq, dedup keys and sessions in one SQLite file (or
- * `:memory:`), durable before anyone is told, without blocking the event loop (see SqliteStore).
+ * The embedded engine's storage: history, seq, dedup keys, sessions and rooms' authority (roles,
+ * settings, lists, invites) in one SQLite file (or `:memory:`), durable before anyone is told,
+ * without blocking the event loop (see SqliteStore).
  */
 import { Database } from "bun:sqlite";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULTS } from "./config.ts";
-import { ageCutoff, historyBounds, pageRows, toPage } from "./engine.ts";
-import type { Appended, HistoryBounds, NewMessage, Page, PageQuery, RecentRoom, Store } from "./engine.ts";
-import type { MessageFrame } from "./protocol/wire.ts";
+import { ageCutoff, historyBounds, pageRows, storedFrame, toPage } from "./engine.ts";
+import type { Appended, HistoryBounds, NewEntry, Page, PageQuery, RecentRoom, RoleHolder, RoomAuth, SessionRecord, Store } from "./engine.ts";
+import { DEFAULT_SETTINGS, type Role, type RoomSettings, type StoredFrame, type UserRef, type UserKind } from "./protocol/wire.ts";
 
 interface MessageRow {
   room: string;
   seq: number;
+  type: string;
   user_id: string;
   user_name: string;
   client_id: string;
   text: string;
   ts: number;
+  /** JSON of what the columns do not hold: the user's kind, an event's fields; null for a guest's message. */
+  data: string | null;
 }
 
-function rowToMessage(r: MessageRow): MessageFrame {
-  return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user: { id: r.user_id, name: r.user_name }, text: r.text, ts: r.ts };
+function rowToFrame(r: MessageRow): StoredFrame {
+  const data = r.data === null ? null : (JSON.parse(r.data) as { kind?: UserKind } & Partial<RoomSettings>);
+  const user: UserRef = data?.kind ? { id: r.user_id, name: r.user_name, kind: data.kind } : { id: r.user_id, name: r.user_name };
+  if (r.type === "settings") {
+    const { topic = "", private: isPrivate = false, readOnly = false, slowModeSeconds = 0 } = data!;
+    return { type: "settings", room: r.room, seq: r.seq, topic, private: isPrivate, readOnly, slowModeSeconds, by: user, ts: r.ts };
+  }
+  return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user, text: r.text, ts: r.ts };
+}
+
+/** The `data` column of an entry: its user's kind and an event's fields; null when there are none. */
+function dataOf(e: NewEntry): string | null {
+  if (e.type === "settings") return JSON.stringify({ ...(e.user.kind ? { kind: e.user.kind } : {}), ...e.settings });
+  return e.user.kind ? JSON.stringify({ kind: e.user.kind }) : null;
+}
+
+interface SessionRow {
+  user_id: string;
+  expires_at: number;
+  kind: "guest" | "member";
+  name: string | null;
+  key1: string | null;
+  key2: string | null;
+  admin: number;
+  rooms: string | null;
 }
 
 /** One write of a transaction (SqliteStore.write): the Store's writes, as data. */
 type WriteOp =
-  | { op: "append"; batch: readonly NewMessage[] }
-  | { op: "session"; tokenHash: string; userId: string; expiresAt: number }
+  | { op: "append"; batch: readonly NewEntry[] }
+  | { op: "session"; tokenHash: string; session: SessionRecord }
+  | { op: "revokeSession"; tokenHash: string }
   | { op: "sweepSessions"; now: number }
-  | { op: "sweepHistory"; now: number };
+  | { op: "sweepHistory"; now: number }
+  | { op: "claimOwner"; room: string; user: UserRef }
+  | { op: "setRole"; room: string; user: UserRef; role: Role }
+  | { op: "addListed"; room: string; userIds: readonly string[] }
+  | { op: "createInvite"; codeHash: string; room: string; expiresAt: number; maxUses: number | null }
+  | { op: "useInvite"; codeHash: string; room: string; now: number };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS rooms (
@@ -53,8 +86,59 @@ CREATE TABLE IF NOT EXISTS sessions (
   user_id TEXT NOT NULL,
   expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
 `;
+
+/**
+ * Changes to the schema, by the user_version they bring the file to. A new file runs them all;
+ * an older one the ones it lacks, in one transaction each.
+ */
+const MIGRATIONS: [version: number, sql: string][] = [
+  [1, ""],
+  [
+    2,
+    `
+-- v1.2: stored events share the messages' sequence (type), with their fields as JSON (data).
+ALTER TABLE messages ADD COLUMN type TEXT NOT NULL DEFAULT 'message';
+ALTER TABLE messages ADD COLUMN data TEXT;
+-- v1.2: what a session restores, and the guest name it reserves by its look-alike keys.
+ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'guest';
+ALTER TABLE sessions ADD COLUMN name TEXT;
+ALTER TABLE sessions ADD COLUMN key1 TEXT;
+ALTER TABLE sessions ADD COLUMN key2 TEXT;
+ALTER TABLE sessions ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN rooms TEXT;
+CREATE INDEX sessions_key1 ON sessions (key1) WHERE key1 IS NOT NULL;
+CREATE INDEX sessions_key2 ON sessions (key2) WHERE key2 IS NOT NULL;
+CREATE TABLE room_roles (
+  room TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  role TEXT NOT NULL,                 -- owner (at most one per room) or moderator
+  name TEXT NOT NULL,                 -- the holder's name when it was given
+  PRIMARY KEY (room, user_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX room_owner ON room_roles (room) WHERE role = 'owner';
+CREATE TABLE room_settings (
+  room TEXT PRIMARY KEY,
+  topic TEXT NOT NULL,
+  private INTEGER NOT NULL,
+  read_only INTEGER NOT NULL,
+  slow_mode_seconds INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE room_list (
+  room TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  PRIMARY KEY (room, user_id)
+) WITHOUT ROWID;
+CREATE TABLE invites (
+  code_hash TEXT PRIMARY KEY,         -- sha256 of the code; the code itself is never stored
+  room TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  max_uses INTEGER,                   -- null: any number
+  uses INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+  ],
+];
 
 /**
  * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
@@ -191,6 +275,8 @@ export class SqliteStore implements Store {
    * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
    */
   private broken: Error | null = null;
+  /** The rooms whose settings say private, as committed. */
+  private readonly privateSet = new Set<string>();
   /** The directory's index: rooms by their latest message, oldest first (RECENT_ROOMS_KEPT at most). */
   private readonly recent = new Map<string, RecentRoom>();
 
@@ -216,7 +302,12 @@ export class SqliteStore implements Store {
       });
     }
     this.db.exec(SCHEMA);
-    const columns = "room, seq, user_id, user_name, client_id, text, ts";
+    const version = this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
+    for (const [to, sql] of MIGRATIONS) {
+      if (to <= version) continue;
+      this.db.transaction(() => this.db.exec(`${sql}\nPRAGMA user_version = ${to};`))();
+    }
+    const columns = "room, seq, type, user_id, user_name, client_id, text, ts, data";
     this.q = {
       roomInfo: this.db.query<{ seq: number | null; oldest: number | null }, [string]>(
         "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
@@ -233,7 +324,7 @@ export class SqliteStore implements Store {
       ),
       // A repeated (room, user, id) stores nothing: the caller then reads the original.
       insert: this.db.query(
-        `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
+        `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
       ),
       /** Moves every written room's last_seq at once: a JSON array of [room, seq]. */
       setSeqs: this.db.query(
@@ -259,29 +350,78 @@ export class SqliteStore implements Store {
       after: this.db.query<MessageRow, [string, number, number, number]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
       ),
-      findSession: this.db.query<{ user_id: string; expires_at: number }, [string, number]>(
-        "SELECT user_id, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?",
+      findSession: this.db.query<SessionRow, [string, number]>(
+        "SELECT user_id, expires_at, kind, name, key1, key2, admin, rooms FROM sessions WHERE token_hash = ? AND expires_at > ?",
       ),
       saveSession: this.db.query(
-        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) " +
-          "ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, expires_at = excluded.expires_at",
+        "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_at, kind, name, key1, key2, admin, rooms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
+      revokeSession: this.db.query("DELETE FROM sessions WHERE token_hash = ?"),
+      /** A valid guest session holding a name by one of two keys (given twice: ?1 ?2). */
+      reservedBy: this.db.query<{ user_id: string }, [string, string, number]>(
+        "SELECT user_id FROM sessions WHERE (key1 IN (?1, ?2) OR key2 IN (?1, ?2)) AND expires_at > ?3 LIMIT 1",
+      ),
+      roles: this.db.query<{ user_id: string; role: "owner" | "moderator"; name: string }, [string]>(
+        "SELECT user_id, role, name FROM room_roles WHERE room = ?",
+      ),
+      settings: this.db.query<{ topic: string; private: number; read_only: number; slow_mode_seconds: number }, [string]>(
+        "SELECT topic, private, read_only, slow_mode_seconds FROM room_settings WHERE room = ?",
+      ),
+      saveSettings: this.db.query("INSERT OR REPLACE INTO room_settings (room, topic, private, read_only, slow_mode_seconds) VALUES (?, ?, ?, ?, ?)"),
+      privateRooms: this.db.query<{ room: string }, []>("SELECT room FROM room_settings WHERE private = 1"),
+      /** Ownership goes to a room with no owner and no retained entry. */
+      claimOwner: this.db.query(
+        "INSERT INTO room_roles (room, user_id, role, name) SELECT ?1, ?2, 'owner', ?3 WHERE NOT EXISTS " +
+          "(SELECT 1 FROM room_roles WHERE room = ?1 AND role = 'owner') AND NOT EXISTS (SELECT 1 FROM messages WHERE room = ?1) " +
+          "ON CONFLICT (room, user_id) DO UPDATE SET role = 'owner', name = excluded.name",
+      ),
+      demoteOwner: this.db.query("UPDATE room_roles SET role = 'moderator' WHERE room = ? AND role = 'owner'"),
+      setRole: this.db.query("INSERT OR REPLACE INTO room_roles (room, user_id, role, name) VALUES (?, ?, ?, ?)"),
+      dropRole: this.db.query("DELETE FROM room_roles WHERE room = ? AND user_id = ?"),
+      listed: this.db.query<{ one: number }, [string, string]>("SELECT 1 AS one FROM room_list WHERE room = ? AND user_id = ?"),
+      addListed: this.db.query("INSERT OR IGNORE INTO room_list (room, user_id) SELECT ?, value FROM json_each(?)"),
+      createInvite: this.db.query("INSERT INTO invites (code_hash, room, expires_at, max_uses, uses) VALUES (?, ?, ?, ?, 0)"),
+      useInvite: this.db.query(
+        "UPDATE invites SET uses = uses + 1 WHERE code_hash = ? AND room = ? AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)",
+      ),
+      sweepInvites: this.db.query("DELETE FROM invites WHERE expires_at <= ? OR uses >= max_uses"),
       sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
       recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
         "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
       ),
     };
     this.loadRecent();
+    for (const { room } of this.q.privateRooms.all()) this.privateSet.add(room);
     this.writeTx = this.db.transaction((ops: readonly WriteOp[]) => {
       this.held = this.heldRooms ?? this.q.heldRooms.get()!.n;
       return ops.map((op) => {
         switch (op.op) {
           case "append":
             return this.appendRows(op.batch);
-          case "session":
-            return void this.q.saveSession.run(op.tokenHash, op.userId, op.expiresAt);
+          case "session": {
+            const s = op.session;
+            return void this.q.saveSession.run(
+              op.tokenHash, s.userId, s.expiresAt, s.kind, s.name, s.keys[0] ?? null, s.keys[1] ?? null, s.admin ? 1 : 0,
+              s.rooms.length ? JSON.stringify(s.rooms) : null,
+            );
+          }
+          case "revokeSession":
+            return void this.q.revokeSession.run(op.tokenHash);
           case "sweepSessions":
+            this.q.sweepInvites.run(op.now);
             return this.q.sweepSessions.run(op.now).changes;
+          case "claimOwner":
+            return this.q.claimOwner.run(op.room, op.user.id, op.user.name).changes > 0;
+          case "setRole":
+            if (op.role === "owner") this.q.demoteOwner.run(op.room);
+            if (op.role === "member") return void this.q.dropRole.run(op.room, op.user.id);
+            return void this.q.setRole.run(op.room, op.user.id, op.role, op.user.name);
+          case "addListed":
+            return void this.q.addListed.run(op.room, JSON.stringify(op.userIds));
+          case "createInvite":
+            return void this.q.createInvite.run(op.codeHash, op.room, op.expiresAt, op.maxUses);
+          case "useInvite":
+            return this.q.useInvite.run(op.codeHash, op.room, op.now).changes > 0;
           case "sweepHistory":
             return this.trimAged(op.now);
         }
@@ -354,11 +494,11 @@ export class SqliteStore implements Store {
     this.waiting = [];
   }
 
-  private appendRows(batch: readonly NewMessage[]): Appended[] {
+  private appendRows(batch: readonly NewEntry[]): Appended[] {
     const results: Appended[] = [];
     /** Per room written: its seq so far, whether it holds history, its oldest retained seq. */
     const rooms = new Map<string, { seq: number; held: boolean; oldest: number }>();
-    const inBatch = new Map<string, MessageFrame>();
+    const inBatch = new Map<string, StoredFrame>();
     let held = this.held;
     const cutoff = ageCutoff(batch, this.bounds) ?? -Infinity;
     // One statement reads every room of the batch, one moves their seqs: not one each per room.
@@ -385,8 +525,9 @@ export class SqliteStore implements Store {
         continue;
       }
       const seq = room.seq + 1;
-      if (this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts).changes === 0) {
-        const original = rowToMessage(this.q.dedup.get(m.room, m.user.id, m.id)!);
+      const text = m.type === "settings" ? "" : m.text;
+      if (this.q.insert.run(m.room, seq, m.type ?? "message", m.user.id, m.user.name, m.id, text, m.ts, dataOf(m)).changes === 0) {
+        const original = rowToFrame(this.q.dedup.get(m.room, m.user.id, m.id)!);
         inBatch.set(key, original);
         results.push({ message: original, duplicate: true });
         continue;
@@ -397,7 +538,11 @@ export class SqliteStore implements Store {
         held++;
       }
       room.seq = seq;
-      const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
+      if (m.type === "settings") {
+        const t = m.settings;
+        this.q.saveSettings.run(m.room, t.topic, t.private ? 1 : 0, t.readOnly ? 1 : 0, t.slowModeSeconds);
+      }
+      const message = storedFrame(m, seq);
       inBatch.set(key, message);
       results.push({ message, duplicate: false });
     }
@@ -423,15 +568,19 @@ export class SqliteStore implements Store {
     return trimmed;
   }
 
-  async append(batch: readonly NewMessage[]) {
+  async append(batch: readonly NewEntry[]) {
     const results = (await this.write([{ op: "append", batch }]))[0] as Appended[];
     // Listed once durable, like everything else that is told.
-    for (const r of results) if ("message" in r && !r.duplicate) this.noteRecent(r.message);
+    for (const r of results) {
+      if (!("message" in r) || r.duplicate) continue;
+      this.noteRecent(r.message);
+      if (r.message.type === "settings") this.privateSet[r.message.private ? "add" : "delete"](r.message.room);
+    }
     return results;
   }
 
   /** Moves the room to the newest end of the directory's index, which keeps RECENT_ROOMS_KEPT rooms. */
-  private noteRecent(m: MessageFrame): void {
+  private noteRecent(m: StoredFrame): void {
     this.recent.delete(m.room);
     this.recent.set(m.room, { room: m.room, seq: m.seq, ts: m.ts });
     if (this.recent.size > RECENT_ROOMS_KEPT) this.recent.delete(this.recent.keys().next().value!);
@@ -448,7 +597,7 @@ export class SqliteStore implements Store {
       query.after === undefined
         ? this.q.newest.all(room, before, pageRows(query))
         : this.q.after.all(room, query.after, before, pageRows(query));
-    return toPage(rows.map(rowToMessage), query);
+    return toPage(rows.map(rowToFrame), query);
   }
 
   async sweepHistory(now: number) {
@@ -471,13 +620,69 @@ export class SqliteStore implements Store {
     return newest.reverse().slice(0, limit);
   }
 
-  async findSession(tokenHash: string, now: number) {
+  async findSession(tokenHash: string, now: number): Promise<SessionRecord | null> {
     const row = this.q.findSession.get(tokenHash, now);
-    return row ? { userId: row.user_id, expiresAt: row.expires_at } : null;
+    if (!row) return null;
+    return {
+      userId: row.user_id,
+      expiresAt: row.expires_at,
+      kind: row.kind,
+      name: row.name ?? "",
+      keys: [row.key1, row.key2].filter((k) => k !== null),
+      admin: row.admin === 1,
+      rooms: row.rooms ? (JSON.parse(row.rooms) as string[]) : [],
+    };
   }
 
-  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
-    await this.write([{ op: "session", tokenHash, userId, expiresAt }]);
+  async saveSession(tokenHash: string, session: SessionRecord) {
+    await this.write([{ op: "session", tokenHash, session }]);
+  }
+
+  async revokeSession(tokenHash: string) {
+    await this.write([{ op: "revokeSession", tokenHash }]);
+  }
+
+  async nameReservedBy(keys: readonly string[], now: number): Promise<string | null> {
+    if (!keys.length) return null;
+    return this.q.reservedBy.get(keys[0]!, keys[1] ?? keys[0]!, now)?.user_id ?? null;
+  }
+
+  async roomAuth(room: string): Promise<RoomAuth> {
+    const roles = new Map<string, RoleHolder>(this.q.roles.all(room).map((r) => [r.user_id, { role: r.role, name: r.name }]));
+    const row = this.q.settings.get(room);
+    const settings = row
+      ? { topic: row.topic, private: row.private === 1, readOnly: row.read_only === 1, slowModeSeconds: row.slow_mode_seconds }
+      : { ...DEFAULT_SETTINGS };
+    return { roles, settings };
+  }
+
+  async claimOwner(room: string, user: UserRef) {
+    return (await this.write([{ op: "claimOwner", room, user }]))[0] as boolean;
+  }
+
+  async setRole(room: string, user: UserRef, role: Role) {
+    await this.write([{ op: "setRole", room, user, role }]);
+  }
+
+  async isListed(room: string, userId: string) {
+    return this.q.listed.get(room, userId) !== null;
+  }
+
+  async addListed(room: string, userIds: readonly string[]) {
+    if (userIds.length) await this.write([{ op: "addListed", room, userIds }]);
+  }
+
+  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
+    await this.write([{ op: "createInvite", codeHash, room, expiresAt, maxUses }]);
+  }
+
+  async useInvite(codeHash: string, room: string, now: number) {
+    return (await this.write([{ op: "useInvite", codeHash, room, now }]))[0] as boolean;
+  }
+
+  /** From memory: private rooms are few, and this process is the file's one writer. */
+  async privateRooms() {
+    return new Set(this.privateSet);
   }
 
   async sweepSessions(now: number) {

@@ -6,6 +6,7 @@ import type { TCPSocketListener } from "bun";
 import { TcpConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { TOO_LONG } from "./core/lines.ts";
+import { actorOf } from "./authority.ts";
 import type { Hub } from "./hub.ts";
 import { CLOSE, LINE_TOO_LONG } from "./protocol/wire.ts";
 
@@ -23,8 +24,10 @@ const TCP_HELP = [
   "* /leave       leave the current room",
   "* /rooms       list active rooms",
   "* /who         list who is in the current room",
+  "* /topic       show the current room's topic; /topic TEXT sets it (moderators and up)",
   "* /quit        disconnect",
   "* anything else is said in the current room",
+  "* Here you chat as a guest: members of a site sign in on its web page, not over TCP.",
 ];
 
 export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpConnection> {
@@ -82,7 +85,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
   /** One line, paid for. */
   async function onLine(conn: TcpConnection, text: string): Promise<void> {
     if (!conn.user) {
-      const r = await hub.hello(conn, text);
+      const r = await hub.hello(conn, { name: text });
       if (!r.ok) {
         conn.refuse(r);
         return r.close ? undefined : conn.prompt();
@@ -115,13 +118,25 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         return;
       }
       case "/rooms": {
-        const rooms = await hub.rooms();
+        const rooms = await hub.rooms(false);
         return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
       }
       case "/who": {
         if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
         const names = (await hub.members(conn.current)).map((u) => u.name);
         return conn.line(`* in ${conn.current}: ${names.join(", ")}`);
+      }
+      case "/topic": {
+        const room = conn.current;
+        if (!room) return conn.fail("not_joined", "you are in no room; /join ROOM");
+        const topic = text.trim().slice(command.length).trim();
+        if (!topic) {
+          const { settings } = await hub.log.auth(room);
+          return conn.line(settings.topic ? `* ${room}: topic is "${settings.topic}"` : `* ${room} has no topic`);
+        }
+        const r = await hub.authority.settings(actorOf(conn), { room, topic });
+        if (!r.ok) return conn.fail(r.code, r.message);
+        return;
       }
       case "/help":
         return TCP_HELP.forEach((line) => conn.line(line));

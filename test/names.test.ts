@@ -3,7 +3,7 @@
  * `_ - .`; nothing invisible; unique by a case-folded UTS #39 confusable skeleton.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { checkName, nameKey } from "../src/protocol/rules.ts";
+import { checkName, nameKeys, namesClash } from "../src/protocol/rules.ts";
 import { Client, startServer, user, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
@@ -48,9 +48,7 @@ describe("checkName", () => {
   });
 });
 
-describe("nameKey", () => {
-  const alice = nameKey("alice");
-
+describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names clash when a key is shared)", () => {
   test.each([
     ["Alice", "Alice"],
     ["ALICE", "ALICE"],
@@ -62,22 +60,22 @@ describe("nameKey", () => {
     ["fullwidth capitals", "ＡＬＩＣＥ"],
     ["mathematical bold", "𝐚𝐥𝐢𝐜𝐞"],
   ])("%s clashes with alice", (_, name) => {
-    expect(checkName(name)).toBe(name); // each is a valid name: only the key refuses it
-    expect(nameKey(name)).toBe(alice);
+    expect(checkName(name)).toBe(name); // each is a valid name: only the keys refuse it
+    expect(namesClash(name, "alice")).toBe(true);
   });
 
-  test("different names keep different keys", () => {
+  test("different names do not clash", () => {
     const names = ["alice", "bob", "José", "Jose", "Zoë", "Zoe", "देवनागरी", "अनुज", "मनुज", "李小龍", "李小龙"];
-    expect(new Set(names.map(nameKey)).size).toBe(names.length);
+    for (const a of names) for (const b of names) if (a !== b) expect([a, b, namesClash(a, b)]).toEqual([a, b, false]);
   });
 
-  test("canonically equal spellings share a key", () => {
-    expect(nameKey("Jose\u0301")).toBe(nameKey("Jos\u00e9"));
+  test("canonically equal spellings share their keys", () => {
+    expect(nameKeys("Jose\u0301")).toEqual(nameKeys("Jos\u00e9"));
   });
 
-  test("case folding and the I/l look-alike together merge i with l", () => {
-    // aIice ~ alice (I looks like l) and aIice ~ aiice (case), so ali and all must clash too.
-    expect(nameKey("ali")).toBe(nameKey("all"));
+  test("ali and all no longer clash: the lower case is taken, not the upper (which made every i an l)", () => {
+    expect(namesClash("ali", "all")).toBe(false);
+    expect(namesClash("aIi", "ali")).toBe(true);
   });
 });
 

@@ -8,7 +8,7 @@ import { RedisClient } from "bun";
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, loadConfig, type ServerOptions } from "../server.ts";
-import { nameKey } from "../src/protocol/rules.ts";
+import { nameKeys } from "../src/protocol/rules.ts";
 import {
   Client,
   bounded,
@@ -595,7 +595,7 @@ describe("an instance taken for dead", () => {
     await alice.closed;
     await b.logLine((l) => l.event === "instance_taken_over");
     // A held the name, and its hold lapses with it (INSTANCE_TIMEOUT_MS): end it now rather than wait.
-    await admin.send("HDEL", [`chat:name:${nameKey("alice")}`, deadId]);
+    for (const key of nameKeys("alice")) await admin.send("HDEL", [`chat:name:${key}`, `${deadId}|${welcome.user.id}`]);
     admin.close();
     // Alice is still online, in grace: her name is hers.
     const thief = await Client.connect(b.wsUrl);

@@ -2,7 +2,7 @@
  * The TCP door's lines (§9): cutting a byte stream into bounded input lines, and rendering
  * messages and presence as output lines.
  */
-import type { MessageFrame, PresenceFrame } from "../protocol/wire.ts";
+import type { MessageFrame, ModerationFrame, PresenceFrame, RoomSettings, SettingsEvent, StoredFrame } from "../protocol/wire.ts";
 
 /** Marks an input line that was longer than allowed; its bytes were discarded. */
 export const TOO_LONG = Symbol("line too long");
@@ -83,4 +83,37 @@ export function formatMessageLines(m: MessageFrame): string {
 export function formatPresenceLine(p: PresenceFrame, oldName?: string): string {
   if (p.event === "rename") return `* ${oldName} is now ${p.user.name} in ${p.room}\n`;
   return `* ${p.user.name} ${p.event === "join" ? "joined" : "left"} ${p.room}\n`;
+}
+
+/**
+ * A settings change as a TCP line (§11.8). Live, with the settings `before` it, it says what
+ * changed; replayed from history, what they are.
+ *   `* general: topic is now "launch day"`    `* general is now private (by bob)`
+ */
+export function formatSettingsLine(e: SettingsEvent, before?: RoomSettings): string {
+  const parts: string[] = [];
+  const changed = (key: keyof RoomSettings) => !before || before[key] !== e[key];
+  if (changed("topic")) parts.push(`topic is now "${e.topic}"`);
+  if (changed("private")) parts.push(e.private ? "private" : "public");
+  if (changed("readOnly")) parts.push(e.readOnly ? "read-only" : "open to everyone's messages");
+  if (changed("slowModeSeconds")) parts.push(e.slowModeSeconds ? `slow mode ${e.slowModeSeconds} s` : "slow mode off");
+  if (parts.length === 0) return "";
+  const [first, ...rest] = parts;
+  const head = first!.startsWith("topic") ? `* ${e.room}: ${first}` : `* ${e.room} is now ${first}`;
+  return `${[head, ...rest.map((p) => (p.startsWith("topic") ? p : `now ${p}`))].join("; ")} (by ${e.by.name})\n`;
+}
+
+/** A stored frame as TCP lines: a message as its lines, an event as its `* ` line. */
+export function formatStoredLines(f: StoredFrame, before?: RoomSettings): string {
+  return f.type === "settings" ? formatSettingsLine(f, before) : formatMessageLines(f);
+}
+
+/** A moderation event as a TCP line (§11.8): `* carol is now a moderator of general (by bob)`. */
+export function formatModerationLine(m: ModerationFrame): string {
+  const where = m.room ?? "the server";
+  if (m.action === "role") {
+    const what = m.role === "owner" ? "now the owner" : m.role === "moderator" ? "now a moderator" : "no longer a moderator";
+    return `* ${m.user.name} is ${what} of ${where} (by ${m.by.name})\n`;
+  }
+  return `* ${m.user.name}: ${m.action} in ${where} by ${m.by.name}${m.reason ? `: ${m.reason}` : ""}\n`;
 }

@@ -6,21 +6,48 @@
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
 import { ageCutoff, pageRows, toPage } from "../engine.ts";
-import type { Appended, HistoryBounds, NewMessage, Page, PageQuery, RecentRoom, Store } from "../engine.ts";
-import { HELD_KEY, RECENT_KEY, decodeMember, encodeMember, roomKeys, sessionKey } from "./keys.ts";
-import type { RedisLink } from "./link.ts";
+import type { Appended, HistoryBounds, NewEntry, Page, PageQuery, RecentRoom, RoleHolder, RoomAuth, SessionRecord, Store } from "../engine.ts";
+import { DEFAULT_SETTINGS, type Role, type UserRef } from "../protocol/wire.ts";
+import {
+  HELD_KEY,
+  PRIVATE_KEY,
+  RECENT_KEY,
+  authKeys,
+  decodeMember,
+  encodeMember,
+  inviteKey,
+  reservedKey,
+  roomKeys,
+  sessionKey,
+} from "./keys.ts";
+import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
 /** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_KEPT = 1000;
 /** Bounds the aged rooms one read of the sweep takes (it reads again until none are left). */
 const SWEEP_ROOMS = 1000;
-/** The room directory is read from Redis at most this often, however often it is polled. */
+/** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
+
+/** A session as Redis holds it: short fields, and `ks`, the reserved name keys' Redis keys. */
+interface SessionJson {
+  u: string;
+  e: number;
+  k: "guest" | "member";
+  n: string;
+  /** The name's look-alike keys. */
+  nk: string[];
+  ks: string[];
+  a: boolean;
+  r: string[];
+}
 
 export class RedisStore implements Store {
   /** The last read of the directory, and until when it stands. */
   private recent: { until: number; limit: number; rooms: Promise<RecentRoom[]> } | null = null;
+  /** The last read of the private rooms, and until when it stands. */
+  private privates: { until: number; rooms: Promise<Set<string>> } | null = null;
 
   constructor(
     private readonly link: RedisLink,
@@ -33,15 +60,16 @@ export class RedisStore implements Store {
    * A repeat found by our own resend means the first send ran, and published: it is news to
    * everyone, the sender included, through the relay; so it is not reported as a duplicate.
    */
-  private async appendOne(m: NewMessage, cutoff: number | null): Promise<Appended> {
+  private async appendOne(m: NewEntry, cutoff: number | null): Promise<Appended> {
     const keys = roomKeys(m.room);
     let resent = false;
     const [outcome, member]: [number, string?] = await this.link.run(
       SCRIPTS.append,
-      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY],
+      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY],
       [
         `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
+        m.type === "settings" ? JSON.stringify(m.settings) : "",
       ],
       () => (resent = true),
     );
@@ -50,7 +78,7 @@ export class RedisStore implements Store {
   }
 
   /** Sent together (one pipelined write; Redis runs them in order), answered together. */
-  append(batch: readonly NewMessage[]): Promise<Appended[]> {
+  append(batch: readonly NewEntry[]): Promise<Appended[]> {
     const cutoff = ageCutoff(batch, this.bounds);
     return Promise.all(batch.map((m) => this.appendOne(m, cutoff)));
   }
@@ -94,21 +122,102 @@ export class RedisStore implements Store {
     return entries.filter((m) => m !== null).map((m) => ({ room: m.room, seq: m.seq, ts: m.ts }));
   }
 
-  async findSession(tokenHash: string, now: number) {
+  async findSession(tokenHash: string, now: number): Promise<SessionRecord | null> {
     const value: string | null = await this.link.send("GET", [sessionKey(tokenHash)]);
     if (!value) return null;
-    const at = value.indexOf(" ");
-    const expiresAt = Number(value.slice(0, at));
-    return expiresAt > now ? { userId: value.slice(at + 1), expiresAt } : null;
+    let session: SessionRecord;
+    if (value.startsWith("{")) {
+      const j = JSON.parse(value) as SessionJson;
+      session = { userId: j.u, expiresAt: j.e, kind: j.k, name: j.n, keys: j.nk, admin: j.a, rooms: j.r };
+    } else {
+      // Written by an instance before v1.2 (a rolling deploy): "expiresAt userId", a guest.
+      const at = value.indexOf(" ");
+      session = { userId: value.slice(at + 1), expiresAt: Number(value.slice(0, at)), kind: "guest", name: "", keys: [], admin: false, rooms: [] };
+    }
+    return session.expiresAt > now ? session : null;
   }
 
   /**
    * Redis forgets it when it expires (a new session a day after it was made, until it is used
-   * again); the expiry stored with it is what counts, on the hub's clock.
+   * again); the expiry stored with it is what counts, on the hub's clock. The name it reserves
+   * expires with it.
    */
-  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
-    const ttlMs = Math.max(1, expiresAt - this.now());
-    await this.link.send("SET", [sessionKey(tokenHash), `${expiresAt} ${userId}`, "PX", String(ttlMs)]);
+  async saveSession(tokenHash: string, session: SessionRecord) {
+    const ttlMs = Math.max(1, session.expiresAt - this.now());
+    const json: SessionJson = {
+      u: session.userId,
+      e: session.expiresAt,
+      k: session.kind,
+      n: session.name,
+      nk: session.keys,
+      ks: session.keys.map(reservedKey),
+      a: session.admin,
+      r: session.rooms,
+    };
+    await this.link.run(SCRIPTS.sessionSave, [sessionKey(tokenHash)], [JSON.stringify(json), String(ttlMs), session.userId]);
+  }
+
+  async revokeSession(tokenHash: string) {
+    await this.link.run(SCRIPTS.sessionRevoke, [sessionKey(tokenHash)], []);
+  }
+
+  async nameReservedBy(keys: readonly string[], _now: number): Promise<string | null> {
+    if (!keys.length) return null;
+    const holders: (string | null)[] = await this.link.send("MGET", keys.map(reservedKey));
+    return holders.find((h) => h !== null) ?? null;
+  }
+
+  async roomAuth(room: string): Promise<RoomAuth> {
+    const keys = authKeys(room);
+    const [roles, settings] = await Promise.all([this.link.send("HGETALL", [keys.roles]), this.link.send("HGETALL", [keys.settings])]);
+    const held = new Map<string, RoleHolder>();
+    for (const [userId, entry] of redisHash(roles)) held.set(userId, JSON.parse(entry) as RoleHolder);
+    const t = redisHash(settings);
+    return {
+      roles: held,
+      settings: t.size
+        ? { topic: t.get("topic") ?? "", private: t.get("private") === "true", readOnly: t.get("readOnly") === "true", slowModeSeconds: Number(t.get("slowModeSeconds") ?? 0) }
+        : { ...DEFAULT_SETTINGS },
+    };
+  }
+
+  async claimOwner(room: string, user: UserRef) {
+    const keys = authKeys(room);
+    const entry = JSON.stringify({ role: "owner", name: user.name });
+    return (await this.link.run(SCRIPTS.ownerClaim, [keys.owner, keys.roles, roomKeys(room).log], [user.id, entry])) === 1;
+  }
+
+  async setRole(room: string, user: UserRef, role: Role) {
+    const keys = authKeys(room);
+    await this.link.run(SCRIPTS.roleSet, [keys.owner, keys.roles], [user.id, role, user.name]);
+  }
+
+  async isListed(room: string, userId: string) {
+    return (await this.link.send("SISMEMBER", [authKeys(room).list, userId])) === 1;
+  }
+
+  async addListed(room: string, userIds: readonly string[]) {
+    if (userIds.length) await this.link.send("SADD", [authKeys(room).list, ...userIds]);
+  }
+
+  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
+    const key = inviteKey(codeHash);
+    await this.link.send("HSET", [key, "room", room, "expiresAt", String(expiresAt), "maxUses", maxUses === null ? "" : String(maxUses), "uses", "0"]);
+    await this.link.send("PEXPIREAT", [key, String(expiresAt)]);
+  }
+
+  async useInvite(codeHash: string, room: string, now: number) {
+    return (await this.link.run(SCRIPTS.inviteUse, [inviteKey(codeHash)], [room, String(now)])) === 1;
+  }
+
+  privateRooms(): Promise<Set<string>> {
+    const now = this.now();
+    if (this.privates && this.privates.until > now) return this.privates.rooms;
+    const rooms = this.link.send("SMEMBERS", [PRIVATE_KEY]).then((members: string[]) => new Set(members));
+    const entry = { until: now + DIRECTORY_CACHE_MS, rooms };
+    this.privates = entry;
+    rooms.catch(() => this.privates === entry && (this.privates = null));
+    return rooms;
   }
 
   /** Redis expires sessions by itself. */

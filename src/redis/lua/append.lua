@@ -1,13 +1,14 @@
--- Appends one message, atomically (Redis runs a script alone and does not roll one back, so
+-- Appends one message or stored event (a settings change, applied to the room), atomically (Redis runs a script alone and does not roll one back, so
 -- every check comes before the first write of the message). trim-lib.lua comes first.
 --   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
 --   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
 --   KEYS[3] the room's dedup hash: "userId\nclientId" -> seq, dropped with the message it points at
 --   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
---   KEYS[5] chat:held
---   ARGV[1] the dedup field   ARGV[2] the message as JSON, without its seq   ARGV[3] HISTORY_RETAIN
---   ARGV[4] the room's channel   ARGV[5] the message's time   ARGV[6] the room   ARGV[7] rooms kept
+--   KEYS[5] chat:held   KEYS[6] the room's settings hash   KEYS[7] chat:private
+--   ARGV[1] the dedup field   ARGV[2] the entry as JSON, without its seq   ARGV[3] HISTORY_RETAIN
+--   ARGV[4] the room's channel   ARGV[5] the entry's time   ARGV[6] the room   ARGV[7] rooms kept
 --   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
+--   ARGV[10] a settings event's settings as JSON, applied to the room with it ("" for a message)
 -- Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it (nothing
 -- of it stored, no seq spent); else {0, member} after publishing it.
 local room = ARGV[6]
@@ -44,6 +45,12 @@ elseif excess > 0 and cutoff then
   -- Without an age bound the score may lag (older than the room's oldest): the first sweep
   -- after one is set visits the room, finds nothing to trim and sets it right.
   syncHeld(KEYS[2], KEYS[5], room)
+end
+if ARGV[10] ~= '' then
+  local t = cjson.decode(ARGV[10])
+  redis.call('HSET', KEYS[6], 'topic', t.topic, 'private', tostring(t.private), 'readOnly', tostring(t.readOnly),
+    'slowModeSeconds', tostring(t.slowModeSeconds))
+  if t.private then redis.call('SADD', KEYS[7], room) else redis.call('SREM', KEYS[7], room) end
 end
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
