@@ -8,11 +8,12 @@ import type { Batcher } from "./batcher.ts";
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { may, type Action, type Rank } from "./core/rights.ts";
-import type { RoomAuth, Store } from "./engine.ts";
+import { holds, type AuditEntry, type RoomAuth, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import type { Membership } from "./membership.ts";
 import { MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
 import {
+  SLOW_MODE_MAX_SECONDS,
   isRoom,
   type InviteFrame,
   type InviteRequest,
@@ -26,6 +27,10 @@ import {
 import type { RoomLog } from "./roomlog.ts";
 import { hashSecret, type Users } from "./users.ts";
 
+/** Bytes of randomness in an id of an event (it has no client id, but shares the messages' dedup key). */
+export const EVENT_ID_BYTES = 9;
+/** A fresh id for a stored event. */
+export const eventId = () => randomBytes(EVENT_ID_BYTES).toString("base64url");
 /** Bytes of randomness in an invite code (192 bits; §11.2 asks at least 128). */
 const INVITE_CODE_BYTES = 24;
 
@@ -51,6 +56,9 @@ export function rankIn(auth: RoomAuth, actor: Actor): Rank {
 }
 
 export class Authority {
+  /** When each user last sent in each room ("room\nuserId"), for slow mode; swept of what is too old to matter. */
+  private readonly lastSent = new Map<string, number>();
+
   constructor(
     private readonly ctx: Context,
     private readonly store: Store,
@@ -68,17 +76,14 @@ export class Authority {
   }
 
   /** A user's rank as a target: its role, or admin when it is signed in as one here. */
-  private rankOf(auth: RoomAuth, userId: string): Rank {
-    const online = this.users.online.get(userId);
-    return online?.conns.some((c) => c.admin) ? "admin" : roleIn(auth, userId);
-  }
-
   /**
    * Whether `actor` may enter `room` (§11.2), checked at every join, a resuming one too: anyone
    * may enter a public room; a private one needs its list, the room in the member's token, an
    * invite (which puts the user on the list), or the rank of a moderator.
    */
   async mayEnter(room: string, auth: RoomAuth, actor: Actor, invite: string | undefined): Promise<Failure | null> {
+    const banned = this.banned(auth, actor.ref.id);
+    if (banned) return banned;
     if (!auth.settings.private || this.check(auth, actor, "room.enter") === null) return null;
     if (await this.store.isListed(room, actor.ref.id)) return null;
     if (actor.claimRooms.includes(room) || (invite !== undefined && (await this.store.useInvite(hashSecret(invite), room, this.ctx.now())))) {
@@ -92,6 +97,7 @@ export class Authority {
   /** Whether `actor` may read `room`'s history: any room but a private one, which needs its list (§11.2). */
   async mayRead(room: string, actor: Actor): Promise<boolean> {
     const auth = await this.log.auth(room);
+    if (this.banned(auth, actor.ref.id)) return false;
     if (!auth.settings.private || this.check(auth, actor, "room.enter") === null || actor.claimRooms.includes(room)) return true;
     return this.store.isListed(room, actor.ref.id);
   }
@@ -107,6 +113,49 @@ export class Authority {
     if (rule === "members" && actor.ref.kind === undefined && !actor.admin) return fail("forbidden", "guests may join only rooms that exist already");
     if (await this.store.claimOwner(room, actor.ref)) this.log.setRole(room, actor.ref, "owner");
     return null;
+  }
+
+  /** `banned`, with until when, while a ban of the user holds in the room (§11.4). */
+  banned(auth: RoomAuth, userId: string): Failure | null {
+    const ban = auth.bans.get(userId);
+    if (!holds(ban, this.ctx.now())) return null;
+    return { ...fail("banned", "you are banned from this room"), ...(ban.until !== null ? { extra: { until: ban.until } } : {}) };
+  }
+
+  /**
+   * Whether `actor` may send in the room now (§11.2, §11.4): not while muted; in a read-only
+   * room, only moderators and up; in slow mode, once per its seconds (moderators and up exempt).
+   * Null when it may; a send that may is then counted for slow mode (`sent`).
+   */
+  maySend(room: string, auth: RoomAuth, actor: Actor): Failure | null {
+    const now = this.ctx.now();
+    const muted = this.muted(auth, actor.ref.id);
+    if (muted) return muted;
+    const { readOnly, slowModeSeconds } = auth.settings;
+    if (!readOnly && !slowModeSeconds) return null;
+    if (readOnly && this.check(auth, actor, "send.readOnly")) return fail("read_only", "only moderators send in this room");
+    if (slowModeSeconds && this.check(auth, actor, "send.slowMode")) {
+      const wait = (this.lastSent.get(`${room}\n${actor.ref.id}`) ?? -Infinity) + slowModeSeconds * 1000 - now;
+      if (wait > 0) return { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } };
+    }
+    return null;
+  }
+
+  /** `muted`, with until when, while a mute of the user holds in the room (§11.4). */
+  muted(auth: RoomAuth, userId: string): Failure | null {
+    const mute = auth.mutes.get(userId);
+    if (!holds(mute, this.ctx.now())) return null;
+    return { ...fail("muted", "you are muted in this room"), ...(mute.until !== null ? { extra: { until: mute.until } } : {}) };
+  }
+
+  /** Counts a send for slow mode. */
+  sent(room: string, userId: string): void {
+    this.lastSent.set(`${room}\n${userId}`, this.ctx.now());
+  }
+
+  /** Forgets the sends too old to matter to any slow mode (run now and then). */
+  sweep(now: number): void {
+    for (const [key, at] of this.lastSent) if (now - at > SLOW_MODE_MAX_SECONDS * 1000) this.lastSent.delete(key);
   }
 
   /** Members as `joined` lists them: with their role when it is not "member". */
@@ -147,8 +196,9 @@ export class Authority {
       const members = await this.membership.members(room);
       await this.store.addListed(room, members.map((m) => m.id));
     }
-    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: randomBytes(9).toString("base64url"), ts: this.ctx.now(), settings: next });
-    if ("refused" in stored) return fail(stored.refused, `the server holds history for at most ${this.ctx.config.maxRooms} rooms`);
+    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), settings: next });
+    if ("refused" in stored) return fail("room_limit", `the server holds history for at most ${this.ctx.config.maxRooms} rooms`);
+    await this.audit({ room, ts: this.ctx.now(), action: "settings", by: { ...actor.ref }, detail: { ...next } });
     return ok(null);
   }
 
@@ -169,7 +219,17 @@ export class Authority {
     await this.store.setRole(room, target, role);
     this.log.setRole(room, target, role);
     this.fanout.moderation({ type: "moderation", room, action: "role", user: target, by: { ...actor.ref }, role }, true);
+    await this.audit({ room, ts: this.ctx.now(), action: "role", by: { ...actor.ref }, user: target, detail: { role } });
     return ok(null);
+  }
+
+  /** Adds a line to the audit log; a failed write is logged, not failed: the change itself stands. */
+  async audit(entry: AuditEntry): Promise<void> {
+    try {
+      await this.store.audit(entry);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "audit" });
+    }
   }
 
   /** `invite` (§11.2): a moderator or better gets a code that lets its holder into the room. */
@@ -189,13 +249,20 @@ export class Authority {
    * The user `userId` as the room knows it: a member here or on another instance, a holder of a
    * role there, or someone on its list who is online; null when the room does not know it.
    */
-  private async known(room: string, auth: RoomAuth, userId: string): Promise<UserRef | null> {
+  async known(room: string, auth: RoomAuth, userId: string, anyoneOnline = false): Promise<UserRef | null> {
     const here = (await this.membership.members(room)).find((m) => m.id === userId);
     if (here) return { ...here };
     const holder = auth.roles.get(userId);
     const online = this.users.online.get(userId)?.ref;
     if (holder) return online ? { ...online } : userRef(userId, holder.name);
-    if (online && (await this.store.isListed(room, userId))) return { ...online };
-    return null;
+    if (online && (anyoneOnline || (await this.store.isListed(room, userId)))) return { ...online };
+    const restricted = auth.bans.get(userId) ?? auth.mutes.get(userId);
+    return restricted && anyoneOnline ? userRef(userId, userId) : null;
+  }
+
+  /** The rank of `userId` in a room, as the target of an action. */
+  rankOf(auth: RoomAuth, userId: string): Rank {
+    const online = this.users.online.get(userId);
+    return online?.conns.some((c) => c.admin) ? "admin" : roleIn(auth, userId);
   }
 }

@@ -376,6 +376,13 @@ const SETTINGS = {
     value: z.enum(["anyone", "members", "admins"]),
     parse: z.enum(["anyone", "members", "admins"]),
   }),
+  editWindowSeconds: integer(
+    "EDIT_WINDOW_SECONDS",
+    0,
+    315360000,
+    86400,
+    "how long after sending its author may edit a message (0: any time)",
+  ),
   inviteTtlSeconds: integer("INVITE_TTL_SECONDS", 60, 31536000, 604800, "how long an invite code works when its maker names no `ttlSeconds`"),
   tcpMaxPendingBytes: integer(
     "TCP_MAX_PENDING_BYTES",

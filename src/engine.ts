@@ -6,7 +6,7 @@
  */
 import type { Config } from "./config.ts";
 import type { TokenBucket } from "./core/bucket.ts";
-import type { ModerationFrame, PresenceFrame, Role, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+import type { ModerationAction, ModerationFrame, PresenceFrame, Role, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
 /** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
 export const DAY_MS = 86_400_000;
@@ -19,6 +19,36 @@ export interface NewMessage {
   id: string;
   text: string;
   ts: number;
+  replyTo?: number;
+}
+
+/**
+ * An edit (§11.4): stored in the sequence, and in the same commit the target message takes its
+ * text and `edited`; refused (`not_found`) when the target is no longer a live message.
+ */
+export interface NewEdit {
+  type: "edit";
+  room: string;
+  /** The author. */
+  user: UserRef;
+  id: string;
+  ts: number;
+  target: number;
+  text: string;
+}
+
+/**
+ * A deletion (§11.4): stored in the sequence, and in the same commit the target's text is gone
+ * (its own, and that of the edits of it), and it takes `deleted`.
+ */
+export interface NewDelete {
+  type: "delete";
+  room: string;
+  /** Who deleted it. */
+  user: UserRef;
+  id: string;
+  ts: number;
+  target: number;
 }
 
 /** A settings change (§11.4), stored in the room's sequence and applied to the room in the same commit. */
@@ -34,7 +64,7 @@ export interface NewSettings {
 }
 
 /** What a room's sequence takes: a message, or an event stored beside them. */
-export type NewEntry = NewMessage | NewSettings;
+export type NewEntry = NewMessage | NewSettings | NewEdit | NewDelete;
 
 /** Which part of a room's history to read: after/before are exclusive seq bounds. */
 export interface PageQuery {
@@ -53,7 +83,7 @@ export interface Page {
  * What `append` did with one message: stored it (or found it stored: `duplicate`, the original),
  * or refused it because a storage bound would break (§10 MAX_ROOMS: `room_limit`).
  */
-export type Appended = { message: StoredFrame; duplicate: boolean } | { refused: "room_limit" };
+export type Appended = { message: StoredFrame; duplicate: boolean } | { refused: "room_limit" | "not_found" };
 
 /** The bounds an engine keeps its history in (config: HISTORY_RETAIN, MAX_ROOMS, HISTORY_MAX_AGE_DAYS). */
 export interface HistoryBounds {
@@ -83,8 +113,29 @@ export function ageCutoff(batch: readonly NewEntry[], bounds: Pick<HistoryBounds
 
 /** The frame a stored entry shows as, once it has its seq. */
 export function storedFrame(e: NewEntry, seq: number): StoredFrame {
-  if (e.type === "settings") return { type: "settings", room: e.room, seq, ...e.settings, by: { ...e.user }, ts: e.ts };
-  return { type: "message", room: e.room, seq, id: e.id, user: { ...e.user }, text: e.text, ts: e.ts };
+  switch (e.type) {
+    case "settings":
+      return { type: "settings", room: e.room, seq, ...e.settings, by: { ...e.user }, ts: e.ts };
+    case "edit":
+      return { type: "edit", room: e.room, seq, target: e.target, text: e.text, user: { ...e.user }, ts: e.ts, edited: e.ts };
+    case "delete":
+      return { type: "delete", room: e.room, seq, target: e.target, by: { ...e.user }, ts: e.ts };
+    default: {
+      const m: StoredFrame = { type: "message", room: e.room, seq, id: e.id, user: { ...e.user }, text: e.text, ts: e.ts };
+      if (e.replyTo !== undefined) m.replyTo = e.replyTo;
+      return m;
+    }
+  }
+}
+
+/**
+ * What a target message becomes once an edit or deletion of it at `ts` is applied (§11.4); null
+ * when it cannot be: not a message, or deleted already. One rule for every engine.
+ */
+export function changed(target: StoredFrame, change: NewEdit | NewDelete): StoredFrame | null {
+  if (target.type !== "message" || target.deleted !== undefined) return null;
+  if (change.type === "edit") return { ...target, text: change.text, edited: change.ts };
+  return { ...target, text: "", deleted: change.ts };
 }
 
 /** How many rows a page reads: one past its limit tells whether it is complete. */
@@ -130,10 +181,40 @@ export interface RoleHolder {
   name: string;
 }
 
-/** A room's authority as stored (§11.2): who holds a role, and its settings. */
+/** A ban or a mute (§11.4): until when (null: until lifted), why, and by whom. */
+export interface Restriction {
+  until: number | null;
+  reason?: string;
+  by: UserRef;
+  /** The restricted user's name then, to find it by (the TCP door's /unban NAME). */
+  name?: string;
+}
+
+/** A room's authority as stored (§11.2, §11.4): roles, settings, and who is banned or muted there. */
 export interface RoomAuth {
   roles: Map<string, RoleHolder>;
   settings: RoomSettings;
+  bans: Map<string, Restriction>;
+  mutes: Map<string, Restriction>;
+}
+
+/** Whether a restriction still holds at `now`. */
+export const holds = (r: Restriction | undefined, now: number): r is Restriction => r !== undefined && (r.until === null || r.until > now);
+
+/** One line of the audit log (§11.4): a moderation action or a settings change. */
+export interface AuditEntry {
+  /** Its place in the log, newest highest; set by the store. */
+  id?: number;
+  /** The room, or null for a server-wide action. */
+  room: string | null;
+  ts: number;
+  action: ModerationAction | "settings" | "delete";
+  by: UserRef;
+  user?: UserRef;
+  reason?: string;
+  until?: number | null;
+  /** What else says what happened: a role, the settings, a message's seq. */
+  detail?: Record<string, unknown>;
 }
 
 /** A room with members, and how many distinct users. */
@@ -186,12 +267,26 @@ export interface Store {
   /** Whether the user is on the room's list of members (private rooms, §11.2). */
   isListed(room: string, userId: string): Promise<boolean>;
   addListed(room: string, userIds: readonly string[]): Promise<void>;
+  /** Takes a user off the room's list (a kick from a private room, §11.4). */
+  removeListed(room: string, userId: string): Promise<void>;
   /** Stores an invite code's hash for the room; null maxUses: any number of uses. */
   createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null): Promise<void>;
   /** Spends one use of an invite to `room` if it is that room's, unexpired and not used up; false otherwise. */
   useInvite(codeHash: string, room: string, now: number): Promise<boolean>;
   /** The rooms whose settings say private. */
   privateRooms(): Promise<Set<string>>;
+  /** One stored entry of a room's sequence, as it is now; null when none has that seq. */
+  entry(room: string, seq: number): Promise<StoredFrame | null>;
+  /** Bans or mutes `userId` in a room (null lifts it). */
+  restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null): Promise<void>;
+  /** Bans a user from the whole server, and with `ip` its address too (null lifts every ban made for the user). */
+  banServer(userId: string, restriction: Restriction | null, ip?: string): Promise<void>;
+  /** The server-wide ban holding for this user or address at `now`, if any. */
+  serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null>;
+  /** Adds an entry to the audit log, which keeps HISTORY_RETAIN per room. */
+  audit(entry: AuditEntry): Promise<void>;
+  /** The audit log of a room (or of every room, `room` null), newest first, before id `before`. */
+  auditPage(room: string | null, before: number | undefined, limit: number): Promise<{ entries: AuditEntry[]; complete: boolean }>;
   /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
   failure(): string | null;
   close(): Promise<void>;
@@ -204,6 +299,15 @@ export interface RoomEvent {
   oldName?: string;
 }
 
+/**
+ * What one instance tells every other, not about one room (§11.1, §11.4): a server-wide ban (its
+ * user's connections close with 4003; with `address`, so do those from its addresses, which get
+ * banned too), or a session that ended (its connections close).
+ */
+export type ServerEvent =
+  | { type: "ban"; userId: string; address: boolean; restriction: Restriction; frame: ModerationFrame }
+  | { type: "signout"; userId: string; session: string };
+
 /** What a relay hands what it brings to. */
 export interface RelayTarget {
   /** A stored message, from the engine: possibly repeated, late, or after a gap. */
@@ -212,6 +316,8 @@ export interface RelayTarget {
   catchUp(room: string): void;
   /** A presence change or typing from another instance, for this one's members. */
   event(event: RoomEvent): void;
+  /** A server event from another instance, for this one's connections. */
+  server(event: ServerEvent): void;
 }
 
 /**
@@ -232,6 +338,8 @@ export interface Relay {
   delivered(message: StoredFrame): void;
   /** Tells the other instances of a room event this one delivered here (typing). */
   event(event: RoomEvent): void;
+  /** Tells the other instances of a server event this one carried out here. */
+  broadcast(event: ServerEvent): void;
   /** Starts bringing `room`; resolves once every message stored from then on will be brought. */
   watch(room: string): Promise<void>;
   unwatch(room: string): void;
@@ -254,6 +362,7 @@ export class LocalRelay implements Relay {
 
   delivered(): void {}
   event(): void {}
+  broadcast(): void {}
   async watch(): Promise<void> {}
   unwatch(): void {}
   health(): null {

@@ -53,7 +53,7 @@ export class Fanout {
   /** A moderation event to this instance's members of its room, and to the other instances unless it came from one. */
   moderation(frame: ModerationFrame & { room: string }, local: boolean): void {
     if (local) this.relay.event({ frame });
-    this.publish(frame.room, JSON.stringify(frame), () => formatModerationLine(frame));
+    this.publish(frame.room, JSON.stringify(frame), () => formatModerationLine(frame, this.ctx.now()));
   }
 
   /**

@@ -179,6 +179,18 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     return c.json({ room, ...r.value });
   });
 
+  // The audit log (§11.4): admins only, newest first, paged back with `before`.
+  app.get("/api/audit", async (c) => {
+    const token = bearer(c.req.raw);
+    if (token === null) return c.json({ error: "auth_required", message: "an admin bearer token is needed" }, 401, { "www-authenticate": 'Bearer realm="chat"' });
+    if (!isAdmin(c.req.raw)) return c.json({ error: "auth_invalid", message: "unknown token" }, 401);
+    const room = c.req.query("room");
+    if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid" }, 400);
+    const query = pageQuery(new URL(c.req.url).searchParams);
+    if (!query || query.after !== undefined) return c.json({ error: "bad_request" }, 400);
+    return c.json(await hub.store.auditPage(room ?? null, query.before, query.limit));
+  });
+
   // Upgrades take Bun's native /ws route (createServer): what comes here was refused there, or
   // admitted and not a valid upgrade (Bun's upgrade() said no).
   app.get("/ws", (c) => {

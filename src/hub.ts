@@ -16,7 +16,9 @@ import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry } from "./directory.ts";
 import type { NewMessage, Page, PageQuery, Relay, Roster, Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
+import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
+import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
@@ -61,6 +63,8 @@ export class Hub {
   readonly membership: Membership;
   readonly directory: Directory;
   readonly authority: Authority;
+  readonly changes: Changes;
+  readonly moderation: Moderation;
   /** Whether members can sign in (an AUTH_* key is set). */
   readonly signsInMembers: boolean;
 
@@ -82,10 +86,19 @@ export class Hub {
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
+    this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
+    this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns);
     relay.attach({
       receive: (message) => this.log.receive(message),
       catchUp: (room) => this.log.catchUp(room),
-      event: (event) => this.membership.event(event),
+      event: ({ frame, oldName }) => {
+        if (frame.type === "moderation") this.moderation.apply(frame, false);
+        else this.membership.event({ frame, ...(oldName !== undefined ? { oldName } : {}) });
+      },
+      server: (event) => {
+        if (event.type === "ban") void this.moderation.serverBan(event);
+        else this.closeSession(event.userId, event.session);
+      },
     });
     roster.attach(this.membership);
   }
@@ -143,7 +156,9 @@ export class Hub {
   private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
     const verdict = this.rate.count(conn, taken);
     if (verdict === "ok") return true;
-    conn.fail("rate_limited", MESSAGES.rateLimited, ref);
+    // When a token will be there: this instance's bucket says (a shared one refills as fast).
+    const bucket = conn.user && conn.user.bucket ? conn.user.bucket : conn.bucket;
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs: Math.max(1, bucket.wait(this.ctx.now())) });
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
   }
@@ -158,6 +173,7 @@ export class Hub {
   /** Forgets the rate buckets that are full again and belong to no one online. */
   sweep(now: number): void {
     this.rate.sweep(now, (userId) => this.users.online.has(userId));
+    this.authority.sweep(now);
   }
 
   /**
@@ -198,11 +214,19 @@ export class Hub {
     return ok(null);
   }
 
-  /** Closes every connection of `conn`'s session with 1000 "signed out"; they leave their rooms at once, without grace. */
+  /**
+   * Closes every connection of `conn`'s session with 1000 "signed out", on every instance; they
+   * leave their rooms at once, without grace.
+   */
   endSession(conn: Connection): void {
     const { session, user } = conn;
     if (session === null || !user) return;
-    for (const c of [...user.conns]) {
+    this.relay.broadcast({ type: "signout", userId: user.ref.id, session });
+    this.closeSession(user.ref.id, session);
+  }
+
+  private closeSession(userId: string, session: string): void {
+    for (const c of [...this.users.connections(userId)]) {
       if (c.session !== session) continue;
       this.membership.drop(c, true);
       c.close(CLOSE.normal, CLOSE_REASON.signedOut);
@@ -293,16 +317,34 @@ export class Hub {
   }
 
   /** Accepts a message: stored by the Batcher, then delivered to the room, the sender included. */
-  send(conn: Connection, room: string, id: string, rawText: string): Result<null> {
+  /**
+   * Accepts a message (§4, §11.3): not while muted, in a read-only room only from moderators and
+   * up, in slow mode once per its seconds; a reply only to a message of the room (which makes the
+   * send wait for that lookup: the connection's later frames wait behind it).
+   */
+  send(conn: Connection, room: string, id: string, rawText: string, replyTo?: number): Result<null> | Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     const text = normalizeText(rawText, this.config.maxMessageChars);
     if (text === null) {
       return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
     }
+    const auth = this.log.cachedAuth(room);
+    if (auth) {
+      const refused = this.authority.maySend(room, auth, actorOf(conn));
+      if (refused) return refused;
+    }
+    if (replyTo === undefined) return this.accept(conn, room, id, text);
+    return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.accept(conn, room, id, text, replyTo) : r));
+  }
+
+  private accept(conn: Connection, room: string, id: string, text: string, replyTo?: number): Result<null> {
+    if (conn.state !== "open" || !conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     this.ctx.metrics.messagesIn++;
     const user = conn.user!.ref;
     const message: NewMessage = { room, user: user.kind ? { id: user.id, name: user.name, kind: user.kind } : { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
+    if (replyTo !== undefined) message.replyTo = replyTo;
+    this.authority.sent(room, user.id);
     this.log.sending(message);
     this.batcher.add(message).then(
       (result) => {

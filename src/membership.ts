@@ -13,7 +13,7 @@ import type { Fanout } from "./fanout.ts";
 import type { Batcher } from "./batcher.ts";
 import type { RoomLog } from "./roomlog.ts";
 import type { Users } from "./users.ts";
-import type { UserRef } from "./protocol/wire.ts";
+import type { LeftReason, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
 export class Membership {
   /** Roster changes of one user in one room, in the order they were made (room\nuserId → last). */
@@ -96,6 +96,24 @@ export class Membership {
     this.scheduleGrace();
   }
 
+  /**
+   * A moderator sent `user` out of `room` (§11.4): its connections here leave it at once, each
+   * told why, and the room hears it leave at once (no grace) once it is in the room nowhere else.
+   */
+  evict(room: string, user: UserRef, reason: LeftReason): void {
+    const conns = this.presence.evict(room, user.id);
+    if (!conns) return;
+    for (const conn of conns) {
+      removeItem(conn.rooms, room);
+      this.fanout.unsubscribe(conn, room);
+      conn.removedFrom(room, reason);
+    }
+    const online = this.users.online.get(user.id);
+    online?.typingAt?.delete(room);
+    void this.leaveRoom(room, user);
+    if (online) this.users.forgetIfOffline(online);
+  }
+
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
   renamed(user: User, oldName: string): void {
     const renamed = { ...user.ref };
@@ -112,14 +130,10 @@ export class Membership {
     }
   }
 
-  /** A presence change, typing or moderation from another instance, for the members here. */
-  event(event: RoomEvent): void {
+  /** A presence change or typing from another instance, for the members here. */
+  event(event: RoomEvent & { frame: PresenceFrame | TypingNotice }): void {
     const frame = event.frame;
     if (frame.type === "typing") return this.fanout.typed(frame);
-    if (frame.type === "moderation") {
-      if (frame.action === "role" && frame.role) this.log.setRole(frame.room, frame.user, frame.role);
-      return this.fanout.moderation(frame, false);
-    }
     if (frame.event === "rename") this.users.renamedElsewhere(frame.user);
     this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
   }

@@ -8,7 +8,7 @@
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
-import type { NewEntry, Relay, RoomAuth, Store } from "./engine.ts";
+import type { NewEntry, Relay, Restriction, RoomAuth, Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { CLOSE, CLOSE_REASON, HISTORY_PAGE_MAX, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 
@@ -86,6 +86,21 @@ export class RoomLog {
     const state = this.rooms.get(room);
     if (state?.watched && state.auth) return state.auth;
     return this.store.roomAuth(room);
+  }
+
+  /** A watched room's roles and settings, at once; null for a room not watched here (ask `auth`). */
+  cachedAuth(room: string): RoomAuth | null {
+    const state = this.rooms.get(room);
+    return state?.watched ? state.auth : null;
+  }
+
+  /** A ban or mute changed (stored already; null: lifted): a watched room's follow. */
+  restrict(room: string, kind: "ban" | "mute", userId: string, restriction: Restriction | null): void {
+    const auth = this.rooms.get(room)?.auth;
+    if (!auth) return;
+    const map = kind === "ban" ? auth.bans : auth.mutes;
+    if (restriction) map.set(userId, restriction);
+    else map.delete(userId);
   }
 
   /** A role changed (stored already): a watched room's roles follow. "owner" moves ownership. */

@@ -7,38 +7,25 @@ import { Database } from "bun:sqlite";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULTS } from "./config.ts";
-import { ageCutoff, historyBounds, pageRows, storedFrame, toPage } from "./engine.ts";
-import type { Appended, HistoryBounds, NewEntry, Page, PageQuery, RecentRoom, RoleHolder, RoomAuth, SessionRecord, Store } from "./engine.ts";
-import { DEFAULT_SETTINGS, type Role, type RoomSettings, type StoredFrame, type UserRef, type UserKind } from "./protocol/wire.ts";
-
-interface MessageRow {
-  room: string;
-  seq: number;
-  type: string;
-  user_id: string;
-  user_name: string;
-  client_id: string;
-  text: string;
-  ts: number;
-  /** JSON of what the columns do not hold: the user's kind, an event's fields; null for a guest's message. */
-  data: string | null;
-}
-
-function rowToFrame(r: MessageRow): StoredFrame {
-  const data = r.data === null ? null : (JSON.parse(r.data) as { kind?: UserKind } & Partial<RoomSettings>);
-  const user: UserRef = data?.kind ? { id: r.user_id, name: r.user_name, kind: data.kind } : { id: r.user_id, name: r.user_name };
-  if (r.type === "settings") {
-    const { topic = "", private: isPrivate = false, readOnly = false, slowModeSeconds = 0 } = data!;
-    return { type: "settings", room: r.room, seq: r.seq, topic, private: isPrivate, readOnly, slowModeSeconds, by: user, ts: r.ts };
-  }
-  return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user, text: r.text, ts: r.ts };
-}
-
-/** The `data` column of an entry: its user's kind and an event's fields; null when there are none. */
-function dataOf(e: NewEntry): string | null {
-  if (e.type === "settings") return JSON.stringify({ ...(e.user.kind ? { kind: e.user.kind } : {}), ...e.settings });
-  return e.user.kind ? JSON.stringify({ kind: e.user.kind }) : null;
-}
+import { ageCutoff, changed, historyBounds, holds, pageRows, storedFrame, toPage } from "./engine.ts";
+import type {
+  Appended,
+  AuditEntry,
+  HistoryBounds,
+  NewEntry,
+  Page,
+  PageQuery,
+  RecentRoom,
+  Restriction,
+  RoleHolder,
+  RoomAuth,
+  SessionRecord,
+  Store,
+} from "./engine.ts";
+import { userRef } from "./protocol/rules.ts";
+import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
+import { MIGRATIONS, SCHEMA } from "./sqlite/schema.ts";
+import { COLUMNS, dataOf, rowOf, rowToFrame, type MessageRow } from "./sqlite/rows.ts";
 
 interface SessionRow {
   user_id: string;
@@ -51,6 +38,24 @@ interface SessionRow {
   rooms: string | null;
 }
 
+interface RestrictionRow {
+  user_id: string;
+  kind: "ban" | "mute";
+  until: number | null;
+  reason: string | null;
+  by_id: string;
+  by_name: string;
+}
+
+const restrictionOf = (r: Omit<RestrictionRow, "user_id" | "kind">): Restriction => ({
+  until: r.until,
+  ...(r.reason !== null ? { reason: r.reason } : {}),
+  by: userRef(r.by_id, r.by_name),
+});
+
+/** The room name the server's own rows (server bans, server audit entries) are kept under: no room has it. */
+const SERVER = "";
+
 /** One write of a transaction (SqliteStore.write): the Store's writes, as data. */
 type WriteOp =
   | { op: "append"; batch: readonly NewEntry[] }
@@ -61,84 +66,12 @@ type WriteOp =
   | { op: "claimOwner"; room: string; user: UserRef }
   | { op: "setRole"; room: string; user: UserRef; role: Role }
   | { op: "addListed"; room: string; userIds: readonly string[] }
+  | { op: "removeListed"; room: string; userId: string }
   | { op: "createInvite"; codeHash: string; room: string; expiresAt: number; maxUses: number | null }
-  | { op: "useInvite"; codeHash: string; room: string; now: number };
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS rooms (
-  room TEXT PRIMARY KEY,
-  last_seq INTEGER NOT NULL           -- never decreases, so a seq is never reused
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-  room TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  user_id TEXT NOT NULL,
-  user_name TEXT NOT NULL,
-  client_id TEXT NOT NULL,
-  text TEXT NOT NULL,
-  ts INTEGER NOT NULL,
-  PRIMARY KEY (room, seq)
-) WITHOUT ROWID;
--- The dedup key lives exactly as long as the message it points at.
-CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (room, user_id, client_id);
-CREATE TABLE IF NOT EXISTS sessions (
-  token_hash TEXT PRIMARY KEY,        -- sha256 of the token; the token itself is never stored
-  user_id TEXT NOT NULL,
-  expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-`;
-
-/**
- * Changes to the schema, by the user_version they bring the file to. A new file runs them all;
- * an older one the ones it lacks, in one transaction each.
- */
-const MIGRATIONS: [version: number, sql: string][] = [
-  [1, ""],
-  [
-    2,
-    `
--- v1.2: stored events share the messages' sequence (type), with their fields as JSON (data).
-ALTER TABLE messages ADD COLUMN type TEXT NOT NULL DEFAULT 'message';
-ALTER TABLE messages ADD COLUMN data TEXT;
--- v1.2: what a session restores, and the guest name it reserves by its look-alike keys.
-ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'guest';
-ALTER TABLE sessions ADD COLUMN name TEXT;
-ALTER TABLE sessions ADD COLUMN key1 TEXT;
-ALTER TABLE sessions ADD COLUMN key2 TEXT;
-ALTER TABLE sessions ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE sessions ADD COLUMN rooms TEXT;
-CREATE INDEX sessions_key1 ON sessions (key1) WHERE key1 IS NOT NULL;
-CREATE INDEX sessions_key2 ON sessions (key2) WHERE key2 IS NOT NULL;
-CREATE TABLE room_roles (
-  room TEXT NOT NULL,
-  user_id TEXT NOT NULL,
-  role TEXT NOT NULL,                 -- owner (at most one per room) or moderator
-  name TEXT NOT NULL,                 -- the holder's name when it was given
-  PRIMARY KEY (room, user_id)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX room_owner ON room_roles (room) WHERE role = 'owner';
-CREATE TABLE room_settings (
-  room TEXT PRIMARY KEY,
-  topic TEXT NOT NULL,
-  private INTEGER NOT NULL,
-  read_only INTEGER NOT NULL,
-  slow_mode_seconds INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE room_list (
-  room TEXT NOT NULL,
-  user_id TEXT NOT NULL,
-  PRIMARY KEY (room, user_id)
-) WITHOUT ROWID;
-CREATE TABLE invites (
-  code_hash TEXT PRIMARY KEY,         -- sha256 of the code; the code itself is never stored
-  room TEXT NOT NULL,
-  expires_at INTEGER NOT NULL,
-  max_uses INTEGER,                   -- null: any number
-  uses INTEGER NOT NULL
-) WITHOUT ROWID;
-`,
-  ],
-];
+  | { op: "useInvite"; codeHash: string; room: string; now: number }
+  | { op: "restrict"; kind: "ban" | "mute"; room: string; userId: string; restriction: Restriction | null }
+  | { op: "banAddress"; ip: string; userId: string; restriction: Restriction }
+  | { op: "audit"; entry: AuditEntry };
 
 /**
  * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
@@ -275,6 +208,9 @@ export class SqliteStore implements Store {
    * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
    */
   private broken: Error | null = null;
+  /** Server-wide bans of users, and of addresses (with the user whose ban made each), as committed. */
+  private readonly userBans = new Map<string, Restriction>();
+  private readonly addressBans = new Map<string, Restriction & { userId: string }>();
   /** The rooms whose settings say private, as committed. */
   private readonly privateSet = new Set<string>();
   /** The directory's index: rooms by their latest message, oldest first (RECENT_ROOMS_KEPT at most). */
@@ -307,7 +243,9 @@ export class SqliteStore implements Store {
       if (to <= version) continue;
       this.db.transaction(() => this.db.exec(`${sql}\nPRAGMA user_version = ${to};`))();
     }
-    const columns = "room, seq, type, user_id, user_name, client_id, text, ts, data";
+    const columns = COLUMNS;
+    // A deleted message's text is overwritten where it lay, not left in the page's free space (§11.4).
+    this.db.exec("PRAGMA secure_delete = FAST");
     this.q = {
       roomInfo: this.db.query<{ seq: number | null; oldest: number | null }, [string]>(
         "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
@@ -380,11 +318,34 @@ export class SqliteStore implements Store {
       dropRole: this.db.query("DELETE FROM room_roles WHERE room = ? AND user_id = ?"),
       listed: this.db.query<{ one: number }, [string, string]>("SELECT 1 AS one FROM room_list WHERE room = ? AND user_id = ?"),
       addListed: this.db.query("INSERT OR IGNORE INTO room_list (room, user_id) SELECT ?, value FROM json_each(?)"),
+      removeListed: this.db.query("DELETE FROM room_list WHERE room = ? AND user_id = ?"),
       createInvite: this.db.query("INSERT INTO invites (code_hash, room, expires_at, max_uses, uses) VALUES (?, ?, ?, ?, 0)"),
       useInvite: this.db.query(
         "UPDATE invites SET uses = uses + 1 WHERE code_hash = ? AND room = ? AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)",
       ),
       sweepInvites: this.db.query("DELETE FROM invites WHERE expires_at <= ? OR uses >= max_uses"),
+      entry: this.db.query<MessageRow, [string, number]>(`SELECT ${columns} FROM messages WHERE room = ? AND seq = ?`),
+      updateEntry: this.db.query("UPDATE messages SET text = ?, data = ? WHERE room = ? AND seq = ?"),
+      /** A deleted message's edits lose their text too. */
+      blankEdits: this.db.query("UPDATE messages SET text = '' WHERE room = ? AND type = 'edit' AND data ->> '$.target' = ?"),
+      restrictions: this.db.query<RestrictionRow, [string]>("SELECT user_id, kind, until, reason, by_id, by_name FROM restrictions WHERE room = ?"),
+      restrict: this.db.query(
+        "INSERT OR REPLACE INTO restrictions (room, kind, user_id, until, reason, by_id, by_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      lift: this.db.query("DELETE FROM restrictions WHERE room = ? AND kind = ? AND user_id = ?"),
+      addressBans: this.db.query<{ ip: string; user_id: string; until: number; reason: string | null; by_id: string; by_name: string }, []>(
+        "SELECT ip, user_id, until, reason, by_id, by_name FROM address_bans",
+      ),
+      banAddress: this.db.query("INSERT OR REPLACE INTO address_bans (ip, user_id, until, reason, by_id, by_name) VALUES (?, ?, ?, ?, ?, ?)"),
+      liftAddresses: this.db.query("DELETE FROM address_bans WHERE user_id = ?"),
+      sweepRestrictions: this.db.query("DELETE FROM restrictions WHERE until IS NOT NULL AND until <= ?"),
+      sweepAddressBans: this.db.query("DELETE FROM address_bans WHERE until <= ?"),
+      audit: this.db.query("INSERT INTO audit (room, ts, action, entry) VALUES (?, ?, ?, ?)"),
+      /** Keeps the newest `retain` entries of a room's log. */
+      trimAudit: this.db.query("DELETE FROM audit WHERE room = ?1 AND id <= (SELECT id FROM audit WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"),
+      auditPage: this.db.query<{ id: number; entry: string }, [string | null, number, number]>(
+        "SELECT id, entry FROM audit WHERE (?1 IS NULL OR room = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
+      ),
       sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
       recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
         "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
@@ -392,6 +353,8 @@ export class SqliteStore implements Store {
     };
     this.loadRecent();
     for (const { room } of this.q.privateRooms.all()) this.privateSet.add(room);
+    for (const r of this.q.restrictions.all(SERVER)) if (r.kind === "ban") this.userBans.set(r.user_id, restrictionOf(r));
+    for (const r of this.q.addressBans.all()) this.addressBans.set(r.ip, { ...restrictionOf(r), userId: r.user_id });
     this.writeTx = this.db.transaction((ops: readonly WriteOp[]) => {
       this.held = this.heldRooms ?? this.q.heldRooms.get()!.n;
       return ops.map((op) => {
@@ -409,6 +372,8 @@ export class SqliteStore implements Store {
             return void this.q.revokeSession.run(op.tokenHash);
           case "sweepSessions":
             this.q.sweepInvites.run(op.now);
+            this.q.sweepRestrictions.run(op.now);
+            this.q.sweepAddressBans.run(op.now);
             return this.q.sweepSessions.run(op.now).changes;
           case "claimOwner":
             return this.q.claimOwner.run(op.room, op.user.id, op.user.name).changes > 0;
@@ -418,10 +383,26 @@ export class SqliteStore implements Store {
             return void this.q.setRole.run(op.room, op.user.id, op.role, op.user.name);
           case "addListed":
             return void this.q.addListed.run(op.room, JSON.stringify(op.userIds));
+          case "removeListed":
+            return void this.q.removeListed.run(op.room, op.userId);
           case "createInvite":
             return void this.q.createInvite.run(op.codeHash, op.room, op.expiresAt, op.maxUses);
           case "useInvite":
             return this.q.useInvite.run(op.codeHash, op.room, op.now).changes > 0;
+          case "restrict": {
+            const r = op.restriction;
+            if (!r) return void this.q.lift.run(op.room, op.kind, op.userId);
+            return void this.q.restrict.run(op.room, op.kind, op.userId, r.until, r.reason ?? null, r.by.id, r.by.name);
+          }
+          case "banAddress": {
+            const r = op.restriction;
+            return void this.q.banAddress.run(op.ip, op.userId, r.until!, r.reason ?? null, r.by.id, r.by.name);
+          }
+          case "audit": {
+            const room = op.entry.room ?? SERVER;
+            this.q.audit.run(room, op.entry.ts, op.entry.action, JSON.stringify(op.entry));
+            return void this.q.trimAudit.run(room, this.bounds.retain);
+          }
           case "sweepHistory":
             return this.trimAged(op.now);
         }
@@ -524,9 +505,20 @@ export class SqliteStore implements Store {
         results.push({ refused: "room_limit" });
         continue;
       }
+      if (m.type === "edit" || m.type === "delete") {
+        // The target changes in the same commit as the event that says so, or neither happens.
+        const row = this.q.entry.get(m.room, m.target);
+        const now = row && changed(rowToFrame(row), m);
+        if (!now) {
+          results.push({ refused: "not_found" });
+          continue;
+        }
+        this.q.updateEntry.run(now.type === "message" ? now.text : "", dataOf(now), m.room, m.target);
+        if (m.type === "delete") this.q.blankEdits.run(m.room, m.target);
+      }
       const seq = room.seq + 1;
-      const text = m.type === "settings" ? "" : m.text;
-      if (this.q.insert.run(m.room, seq, m.type ?? "message", m.user.id, m.user.name, m.id, text, m.ts, dataOf(m)).changes === 0) {
+      const frame = storedFrame(m, seq);
+      if (this.q.insert.run(...rowOf(frame, m.id)).changes === 0) {
         const original = rowToFrame(this.q.dedup.get(m.room, m.user.id, m.id)!);
         inBatch.set(key, original);
         results.push({ message: original, duplicate: true });
@@ -542,9 +534,8 @@ export class SqliteStore implements Store {
         const t = m.settings;
         this.q.saveSettings.run(m.room, t.topic, t.private ? 1 : 0, t.readOnly ? 1 : 0, t.slowModeSeconds);
       }
-      const message = storedFrame(m, seq);
-      inBatch.set(key, message);
-      results.push({ message, duplicate: false });
+      inBatch.set(key, frame);
+      results.push({ message: frame, duplicate: false });
     }
     const seqs: [string, number][] = [];
     for (const [name, room] of rooms) {
@@ -653,7 +644,50 @@ export class SqliteStore implements Store {
     const settings = row
       ? { topic: row.topic, private: row.private === 1, readOnly: row.read_only === 1, slowModeSeconds: row.slow_mode_seconds }
       : { ...DEFAULT_SETTINGS };
-    return { roles, settings };
+    const bans = new Map<string, Restriction>();
+    const mutes = new Map<string, Restriction>();
+    for (const r of this.q.restrictions.all(room)) (r.kind === "ban" ? bans : mutes).set(r.user_id, restrictionOf(r));
+    return { roles, settings, bans, mutes };
+  }
+
+  async entry(room: string, seq: number): Promise<StoredFrame | null> {
+    const row = this.q.entry.get(room, seq);
+    return row ? rowToFrame(row) : null;
+  }
+
+  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null) {
+    await this.write([{ op: "restrict", kind, room, userId, restriction }]);
+  }
+
+  async banServer(userId: string, restriction: Restriction | null, ip?: string) {
+    const ops: WriteOp[] = [{ op: "restrict", kind: "ban", room: SERVER, userId, restriction }];
+    if (restriction && ip !== undefined) ops.push({ op: "banAddress", ip, userId, restriction });
+    await this.write(ops);
+    if (!restriction) {
+      this.userBans.delete(userId);
+      for (const [address, ban] of this.addressBans) if (ban.userId === userId) this.addressBans.delete(address);
+      return;
+    }
+    this.userBans.set(userId, restriction);
+    if (ip !== undefined) this.addressBans.set(ip, { ...restriction, userId });
+  }
+
+  /** From memory: server bans are few, and this process is the file's one writer. */
+  async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
+    const byUser = userId === null ? undefined : this.userBans.get(userId);
+    if (holds(byUser, now)) return byUser;
+    const byAddress = this.addressBans.get(ip);
+    return holds(byAddress, now) ? byAddress : null;
+  }
+
+  async audit(entry: AuditEntry) {
+    await this.write([{ op: "audit", entry }]);
+  }
+
+  async auditPage(room: string | null, before: number | undefined, limit: number) {
+    const rows = this.q.auditPage.all(room, before ?? Number.MAX_SAFE_INTEGER, limit + 1);
+    const entries = rows.slice(0, limit).map((r) => ({ ...(JSON.parse(r.entry) as AuditEntry), id: r.id }));
+    return { entries, complete: rows.length <= limit };
   }
 
   async claimOwner(room: string, user: UserRef) {
@@ -670,6 +704,10 @@ export class SqliteStore implements Store {
 
   async addListed(room: string, userIds: readonly string[]) {
     if (userIds.length) await this.write([{ op: "addListed", room, userIds }]);
+  }
+
+  async removeListed(room: string, userId: string) {
+    await this.write([{ op: "removeListed", room, userId }]);
   }
 
   async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {

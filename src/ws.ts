@@ -100,10 +100,23 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
           conn.send(withRef({ type: "left", room: frame.room }, ref));
         });
       case "send": {
-        const r = hub.send(conn, frame.room, frame.id, frame.text);
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        const r = hub.send(conn, frame.room, frame.id, frame.text, frame.replyTo);
+        if (r instanceof Promise) return r.then((answer) => void (answer.ok || conn.refuse(answer, ref)));
+        if (!r.ok) conn.refuse(r, ref);
         return;
       }
+      case "edit":
+        return hub.changes.edit(actorOf(conn), frame).then((r) => done(conn, r, "edit", ref));
+      case "delete":
+        return hub.changes.delete(actorOf(conn), frame).then((r) => done(conn, r, "delete", ref));
+      case "kick":
+        return hub.moderation.kick(actorOf(conn), frame).then((r) => done(conn, r, "kick", ref));
+      case "ban":
+        return hub.moderation.ban(actorOf(conn), frame).then((r) => done(conn, r, "ban", ref));
+      case "unban":
+        return hub.moderation.unban(actorOf(conn), frame).then((r) => done(conn, r, "unban", ref));
+      case "mute":
+        return hub.moderation.mute(actorOf(conn), frame).then((r) => done(conn, r, "mute", ref));
       case "typing": {
         const r = hub.typing(conn, frame.room);
         if (!r.ok) return conn.fail(r.code, r.message, ref);
@@ -135,7 +148,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
 
   /** The answer to a command that only needs saying it was done (§11.3): `ok`, or the error. */
   function done(conn: WsConnection, r: Result<unknown>, what: ClientFrameType, ref: string | undefined): void {
-    if (!r.ok) return conn.fail(r.code, r.message, ref);
+    if (!r.ok) return conn.refuse(r, ref);
     conn.send(withRef({ type: "ok", for: what }, ref));
   }
 }

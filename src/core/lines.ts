@@ -103,17 +103,42 @@ export function formatSettingsLine(e: SettingsEvent, before?: RoomSettings): str
   return `${[head, ...rest.map((p) => (p.startsWith("topic") ? p : `now ${p}`))].join("; ")} (by ${e.by.name})\n`;
 }
 
-/** A stored frame as TCP lines: a message as its lines, an event as its `* ` line. */
-export function formatStoredLines(f: StoredFrame, before?: RoomSettings): string {
-  return f.type === "settings" ? formatSettingsLine(f, before) : formatMessageLines(f);
+/**
+ * A stored frame as TCP lines (§11.8): a message as its lines (a reply too; a deleted one as
+ * nothing), an event as its `* ` line. `author` names a deleted message's author when known.
+ */
+export function formatStoredLines(f: StoredFrame, before?: RoomSettings, author?: string): string {
+  switch (f.type) {
+    case "settings":
+      return formatSettingsLine(f, before);
+    case "edit":
+      return `* ${f.user.name} edited a message in ${f.room}: ${f.text.split("\n").join(" ")}\n`;
+    case "delete":
+      return `* ${author ? `a message by ${author}` : "a message"} was deleted in ${f.room} by ${f.by.name}\n`;
+    default:
+      return f.deleted === undefined ? formatMessageLines(f) : "";
+  }
 }
 
-/** A moderation event as a TCP line (§11.8): `* carol is now a moderator of general (by bob)`. */
-export function formatModerationLine(m: ModerationFrame): string {
+/** A length of time in words: `duration(600_000) // => "10 min"`. */
+export function duration(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 120) return `${Math.max(1, minutes)} min`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `${hours} h` : `${Math.round(hours / 24)} days`;
+}
+
+/**
+ * A moderation event as a TCP line (§11.8), `now` telling how long a ban or mute lasts:
+ *   `* bob was kicked from general by carol: spam`   `* carol is now a moderator of general (by bob)`
+ */
+export function formatModerationLine(m: ModerationFrame, now: number): string {
   const where = m.room ?? "the server";
   if (m.action === "role") {
     const what = m.role === "owner" ? "now the owner" : m.role === "moderator" ? "now a moderator" : "no longer a moderator";
     return `* ${m.user.name} is ${what} of ${where} (by ${m.by.name})\n`;
   }
-  return `* ${m.user.name}: ${m.action} in ${where} by ${m.by.name}${m.reason ? `: ${m.reason}` : ""}\n`;
+  const span = m.until !== undefined ? ` for ${duration(m.until - now)}` : "";
+  const what = { kick: `was kicked from ${where}`, ban: `was banned from ${where}`, unban: `was unbanned in ${where}`, mute: `was muted in ${where}`, unmute: `was unmuted in ${where}` }[m.action];
+  return `* ${m.user.name} ${what} by ${m.by.name}${m.action === "ban" || m.action === "mute" ? span : ""}${m.reason ? `: ${m.reason}` : ""}\n`;
 }

@@ -52,7 +52,9 @@ export const LEAST_RANK: Readonly<Record<Action, Rank>> = {
 };
 
 /** Actions taken on another user, where the target's rank matters too. */
-const ON_USERS: ReadonlySet<Action> = new Set(["room.role", "user.moderate", "server.ban"]);
+const ON_USERS: ReadonlySet<Action> = new Set(["room.role", "user.moderate", "server.ban", "message.delete"]);
+/** Actions no one takes on a room's owner there (§11.3): it may not be kicked, banned or muted in its room. */
+const SPARING_OWNERS: ReadonlySet<Action> = new Set(["user.moderate", "server.ban"]);
 
 /** Who acts or is acted on, in one room: its rank there. */
 export interface Standing {
@@ -72,9 +74,8 @@ export function may(actor: Standing, action: Action, target?: Standing): string 
   const least = LEAST_RANK[action];
   if (ORDER[actor.rank] < ORDER[least]) return `only ${least === "admin" ? "admins" : `the ${least}s and up`} may do that`;
   if (!target || !ON_USERS.has(action)) return null;
-  if (target.rank === "owner" && action !== "room.role") return "not on the room's owner";
-  if (target.rank === "owner" && actor.rank !== "admin") return "only an admin may change the owner's role";
-  if (actor.rank !== "admin" && ORDER[target.rank] >= ORDER[actor.rank]) return `not over a ${target.rank}`;
+  if (target.rank === "owner" && SPARING_OWNERS.has(action)) return "not on the room's owner";
+  if (actor.rank !== "admin" && ORDER[target.rank] >= ORDER[actor.rank]) return `not over ${target.rank === "admin" ? "an admin" : `the ${target.rank}`}`;
   return null;
 }
 

@@ -5,7 +5,17 @@
  */
 import { z } from "zod";
 import confusablesTxt from "unhomoglyph/data.json";
-import { NAME_MAX_CHARS, REF_MAX_CHARS, HISTORY_PAGE_MAX, ROLES, SLOW_MODE_MAX_SECONDS, TOPIC_MAX_CHARS, codePoints } from "./wire.ts";
+import {
+  HISTORY_PAGE_MAX,
+  NAME_MAX_CHARS,
+  REASON_MAX_CHARS,
+  REF_MAX_CHARS,
+  RESTRICTION_MAX_SECONDS,
+  ROLES,
+  SLOW_MODE_MAX_SECONDS,
+  TOPIC_MAX_CHARS,
+  codePoints,
+} from "./wire.ts";
 import type { ClientFrame, ClientFrameType, ErrorCode, UserRef } from "./wire.ts";
 
 const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd} _.-]+$/u;
@@ -65,6 +75,7 @@ const SendFrame = z.object({
   room,
   id: z.string().min(1).pipe(shortString),
   text: z.string(),
+  replyTo: z.int().min(1).optional(),
   ref,
 });
 const TypingFrame = z.object({ type: z.literal("typing"), room, ref });
@@ -95,6 +106,29 @@ const InviteRequest = z.object({
   ref,
 });
 const SignoutFrame = z.object({ type: z.literal("signout"), ref });
+/** A user id, as frames name their target. */
+const userId = z.string().min(1).max(REF_MAX_CHARS + 2);
+/** A moderator's reason: up to REASON_MAX_CHARS code points, no control characters. */
+const reason = z
+  .string()
+  .refine((s) => codePoints(s) <= REASON_MAX_CHARS, `at most ${REASON_MAX_CHARS} characters`)
+  .refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s) && s.isWellFormed(), "no control characters")
+  .optional();
+const seconds = z.int().min(0).max(RESTRICTION_MAX_SECONDS);
+const EditFrame = z.object({ type: z.literal("edit"), room, seq: z.int().min(1), text: z.string(), ref });
+const DeleteFrame = z.object({ type: z.literal("delete"), room, seq: z.int().min(1), ref });
+const KickFrame = z.object({ type: z.literal("kick"), room, user: userId, reason, ref });
+const BanFrame = z.object({
+  type: z.literal("ban"),
+  room: room.optional(),
+  user: userId,
+  seconds: seconds.min(1).optional(),
+  reason,
+  address: z.boolean().optional(),
+  ref,
+});
+const UnbanFrame = z.object({ type: z.literal("unban"), room: room.optional(), user: userId, ref });
+const MuteFrame = z.object({ type: z.literal("mute"), room, user: userId, seconds, ref });
 
 /** Every frame a client may send, discriminated by `type`. */
 export const ClientFrameSchema = z.discriminatedUnion("type", [
@@ -109,6 +143,12 @@ export const ClientFrameSchema = z.discriminatedUnion("type", [
   RoleFrame,
   InviteRequest,
   SignoutFrame,
+  EditFrame,
+  DeleteFrame,
+  KickFrame,
+  BanFrame,
+  UnbanFrame,
+  MuteFrame,
 ]);
 const CLIENT_TYPES = new Set<string>(ClientFrameSchema.options.map((o) => o.shape.type.value));
 
@@ -236,8 +276,10 @@ export function withRef<F extends object>(frame: F, ref: string | undefined): F 
   return ref === undefined ? frame : { ...frame, ref };
 }
 
-/** Why a request was refused: its error code and message, and a close when it is abuse. */
-export type Failure = { ok: false; code: ErrorCode; message: string; close?: { code: number; reason: string } };
+/** What an error may add (§11.4): when to try again (rate_limited, slow_mode), until when it holds (banned, muted). */
+export type ErrorExtra = { retryAfterMs?: number; until?: number };
+/** Why a request was refused: its error code and message, what the error adds, and a close when it is abuse. */
+export type Failure = { ok: false; code: ErrorCode; message: string; extra?: ErrorExtra; close?: { code: number; reason: string } };
 /** What applying the rules to a request gave: a value, or a refusal. */
 export type Result<T> = { ok: true; value: T } | Failure;
 export const ok = <T>(value: T): Result<T> => ({ ok: true, value });

@@ -71,6 +71,12 @@ export const TOKEN_MAX_BYTES = 8192;
 export const TOPIC_MAX_CHARS = 200;
 /** Bounds a room's slow mode, in seconds (§11.2). */
 export const SLOW_MODE_MAX_SECONDS = 3600;
+/** Bounds a moderator's reason, in code points (§11.3). */
+export const REASON_MAX_CHARS = 200;
+/** Bounds a ban's or mute's length, in seconds: ten years (longer is "until unbanned"). */
+export const RESTRICTION_MAX_SECONDS = 315_360_000;
+/** An address ban without `seconds` lasts this long (§11.4). */
+export const ADDRESS_BAN_DEFAULT_SECONDS = 86_400;
 
 export const ROOM_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 
@@ -92,7 +98,7 @@ export function codePoints(s: string): number {
 export interface HelloFrame { type: "hello"; name?: string; session?: string; token?: string; adminToken?: string; ref?: string }
 export interface JoinFrame { type: "join"; room: string; since?: number; invite?: string; ref?: string }
 export interface LeaveFrame { type: "leave"; room: string; ref?: string }
-export interface SendFrame { type: "send"; room: string; id: string; text: string; ref?: string }
+export interface SendFrame { type: "send"; room: string; id: string; text: string; replyTo?: number; ref?: string }
 export interface TypingFrame { type: "typing"; room: string; ref?: string }
 export interface HistoryFrame { type: "history"; room: string; before?: number; after?: number; limit?: number; ref?: string }
 export interface PingFrame { type: "ping"; ref?: string }
@@ -112,6 +118,17 @@ export interface RoleFrame { type: "role"; room: string; user: string; role: Rol
 export interface InviteRequest { type: "invite"; room: string; ttlSeconds?: number; maxUses?: number; ref?: string }
 /** §11.1: ends this session everywhere: its name is free, its connections close. */
 export interface SignoutFrame { type: "signout"; ref?: string }
+/** §11.3: the author changes its message, within EDIT_WINDOW_SECONDS. */
+export interface EditFrame { type: "edit"; room: string; seq: number; text: string; ref?: string }
+/** §11.3: the author, or a moderator and up, deletes a message. */
+export interface DeleteFrame { type: "delete"; room: string; seq: number; ref?: string }
+/** §11.3: a moderator and up sends a user out of a room; it may come back (unless the room is private). */
+export interface KickFrame { type: "kick"; room: string; user: string; reason?: string; ref?: string }
+/** §11.3: out of a room (or, without `room`, the server; with `address`, its address too) until `seconds` pass, or until unbanned. */
+export interface BanFrame { type: "ban"; room?: string; user: string; seconds?: number; reason?: string; address?: boolean; ref?: string }
+export interface UnbanFrame { type: "unban"; room?: string; user: string; ref?: string }
+/** §11.3: no sending in the room for `seconds`; 0 unmutes. */
+export interface MuteFrame { type: "mute"; room: string; user: string; seconds: number; ref?: string }
 
 /** Every frame a client may send, discriminated by `type`. */
 export type ClientFrame =
@@ -125,7 +142,13 @@ export type ClientFrame =
   | RoomSettingsFrame
   | RoleFrame
   | InviteRequest
-  | SignoutFrame;
+  | SignoutFrame
+  | EditFrame
+  | DeleteFrame
+  | KickFrame
+  | BanFrame
+  | UnbanFrame
+  | MuteFrame;
 export type ClientFrameType = ClientFrame["type"];
 
 // ─── Server → client (§3) ────────────────────────────────────────────────────────────────────
@@ -160,6 +183,12 @@ export interface MessageFrame {
   user: UserRef;
   text: string;
   ts: number;
+  /** The seq of the message it answers, in the same room (§11.3). */
+  replyTo?: number;
+  /** When it was last edited (epoch ms); its `text` is the latest (§11.4). */
+  edited?: number;
+  /** When it was deleted (epoch ms); its `text` is then "" (§11.4). */
+  deleted?: number;
 }
 export interface Limits {
   maxTextChars: number;
@@ -179,8 +208,28 @@ export interface SettingsEvent extends RoomSettings {
   by: UserRef;
   ts: number;
 }
+/** §11.4: a message was edited; `user` is its author, `text` the new text ("" once the message is deleted). */
+export interface EditEvent {
+  type: "edit";
+  room: string;
+  seq: number;
+  target: number;
+  text: string;
+  user: UserRef;
+  ts: number;
+  edited: number;
+}
+/** §11.4: a message was deleted, `by` its author or a moderator. */
+export interface DeleteEvent {
+  type: "delete";
+  room: string;
+  seq: number;
+  target: number;
+  by: UserRef;
+  ts: number;
+}
 /** What a room's sequence holds: messages and the events stored beside them (§11.4). */
-export type StoredFrame = MessageFrame | SettingsEvent;
+export type StoredFrame = MessageFrame | SettingsEvent | EditEvent | DeleteEvent;
 export interface JoinedFrame {
   type: "joined";
   room: string;
@@ -194,7 +243,7 @@ export interface JoinedFrame {
   settings: RoomSettings;
   ref?: string;
 }
-export interface LeftFrame { type: "left"; room: string; ref?: string }
+export interface LeftFrame { type: "left"; room: string; reason?: LeftReason; ref?: string }
 export type PresenceEvent = "join" | "leave" | "rename";
 /** A member came, went, or (rename) now shows as `user`. */
 export interface PresenceFrame { type: "presence"; room: string; event: PresenceEvent; user: UserRef }
@@ -216,7 +265,9 @@ export interface OkFrame { type: "ok"; for: ClientFrameType; ref?: string }
 /** §11.2: an invite code, shown once. `maxUses` null: any number of uses until it expires. */
 export interface InviteFrame { type: "invite"; room: string; code: string; expiresAt: number; maxUses: number | null; ref?: string }
 export type ModerationAction = "kick" | "ban" | "unban" | "mute" | "unmute" | "role";
-/** §11.4: a moderation action, live (not stored), to the room. */
+/** `left` gains why, when a moderator sent the user out (§11.4). */
+export type LeftReason = "kicked" | "banned";
+/** §11.4: a moderation action, live (not stored), to the room (a server-wide ban: to the banned user's connections). */
 export interface ModerationFrame {
   type: "moderation";
   room?: string;
@@ -239,6 +290,8 @@ export type ServerFrame =
   | PongFrame
   | ErrorFrame
   | SettingsEvent
+  | EditEvent
+  | DeleteEvent
   | OkFrame
   | InviteFrame
   | ModerationFrame;

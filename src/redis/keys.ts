@@ -17,6 +17,9 @@ export const roomKeys = (room: string) => ({
   channel: `chat:room:${room}`,
 });
 
+/** Server events (bans, signouts) for every instance. */
+export const SERVER_CHANNEL = "chat:server";
+
 /** A room's authority (§11.2). */
 export const authKeys = (room: string) => ({
   /** The owner's user id. */
@@ -27,7 +30,20 @@ export const authKeys = (room: string) => ({
   settings: `chat:room:${room}:settings`,
   /** The room's list of members (private rooms): user ids. */
   list: `chat:room:${room}:list`,
+  /** userId → a ban (JSON: until, reason, by). */
+  bans: `chat:room:${room}:bans`,
+  /** userId → a mute (JSON). */
+  mutes: `chat:room:${room}:mutes`,
 });
+/** A server-wide ban of a user (JSON), expiring with it. */
+export const userBanKey = (userId: string) => `chat:ban:user:${userId}`;
+/** A ban of an address (JSON, with the user whose ban made it), expiring with it. */
+export const addressBanKey = (ip: string) => `chat:ban:ip:${ip}`;
+/** The addresses a user's bans made: unbanning the user lifts them. */
+export const bannedAddressesKey = (userId: string) => `chat:ban:ips:${userId}`;
+/** The audit log of a room ("" for server-wide actions), and of everything; scored by AUDIT_ID_KEY's count. */
+export const auditKey = (room: string | null) => (room === null ? "chat:audit:*" : `chat:audit:room:${room}`);
+export const AUDIT_ID_KEY = "chat:audit:id";
 /** The rooms whose settings say private. */
 export const PRIVATE_KEY = "chat:private";
 /** An invite, by its code's hash: room, expiresAt, maxUses, uses. */
@@ -77,20 +93,20 @@ export const helloKey = (ip: string) => `chat:hello:${ip}`;
 export const rateKey = (userId: string) => `chat:rate:${userId}`;
 
 /**
- * A stored entry as Redis holds and publishes it: `seq:json`, the JSON without the seq. A
- * message is `{room, id, user, text, ts}` (as it always was); an event carries its `type` and
- * fields too.
+ * A stored entry as Redis holds and publishes it: `seq:json`, its frame as JSON without `seq`. A
+ * message leaves out its `type` too, so it reads `{room, id, user, text, ts}` as it always did
+ * (and `replyTo`, `edited`, `deleted` when it has them); an event keeps its `type`. The scripts
+ * change a member in place (an edit, a deletion) by the same fields.
  */
 export function encodeMember(e: NewEntry): string {
-  const user = e.user.kind ? { id: e.user.id, name: e.user.name, kind: e.user.kind } : { id: e.user.id, name: e.user.name };
-  if (e.type === "settings") return JSON.stringify({ type: e.type, room: e.room, id: e.id, user, ts: e.ts, settings: e.settings });
-  return JSON.stringify({ room: e.room, id: e.id, user, text: e.text, ts: e.ts });
+  const { seq: _seq, type, ...rest } = storedFrame(e, 0);
+  return JSON.stringify(type === "message" ? rest : { type, ...rest });
 }
 
 export function decodeMember(member: string): StoredFrame {
   const at = member.indexOf(":");
-  const m = JSON.parse(member.slice(at + 1));
-  return storedFrame(m.type === "settings" ? m : { room: m.room, id: m.id, user: m.user, text: m.text, ts: m.ts }, Number(member.slice(0, at)));
+  const fields = JSON.parse(member.slice(at + 1));
+  return { type: "message", ...fields, seq: Number(member.slice(0, at)) };
 }
 
 /** The JSON a room event crosses instances as; messages are `seq:json`, so a `{` tells them apart. */

@@ -6,10 +6,29 @@
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
 import { ageCutoff, pageRows, toPage } from "../engine.ts";
-import type { Appended, HistoryBounds, NewEntry, Page, PageQuery, RecentRoom, RoleHolder, RoomAuth, SessionRecord, Store } from "../engine.ts";
-import { DEFAULT_SETTINGS, type Role, type UserRef } from "../protocol/wire.ts";
+import { holds } from "../engine.ts";
+import type {
+  Appended,
+  AuditEntry,
+  HistoryBounds,
+  NewEntry,
+  Page,
+  PageQuery,
+  RecentRoom,
+  Restriction,
+  RoleHolder,
+  RoomAuth,
+  SessionRecord,
+  Store,
+} from "../engine.ts";
+import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "../protocol/wire.ts";
 import {
+  AUDIT_ID_KEY,
   HELD_KEY,
+  addressBanKey,
+  auditKey,
+  bannedAddressesKey,
+  userBanKey,
   PRIVATE_KEY,
   RECENT_KEY,
   authKeys,
@@ -29,6 +48,16 @@ const RECENT_ROOMS_KEPT = 1000;
 const SWEEP_ROOMS = 1000;
 /** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
+
+/** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
+const AUDIT_ALL_KEPT = 10_000;
+
+/** A hash of restrictions (userId → JSON) as a Map. */
+function restrictions(reply: Record<string, string> | string[] | null): Map<string, Restriction> {
+  const map = new Map<string, Restriction>();
+  for (const [userId, json] of redisHash(reply)) map.set(userId, JSON.parse(json) as Restriction);
+  return map;
+}
 
 /** A session as Redis holds it: short fields, and `ks`, the reserved name keys' Redis keys. */
 interface SessionJson {
@@ -70,10 +99,12 @@ export class RedisStore implements Store {
         `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
         m.type === "settings" ? JSON.stringify(m.settings) : "",
+        m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
       ],
       () => (resent = true),
     );
     if (outcome === 2) return { refused: "room_limit" };
+    if (outcome === 3) return { refused: "not_found" };
     return { message: decodeMember(member!), duplicate: outcome === 1 && !resent };
   }
 
@@ -169,7 +200,9 @@ export class RedisStore implements Store {
 
   async roomAuth(room: string): Promise<RoomAuth> {
     const keys = authKeys(room);
-    const [roles, settings] = await Promise.all([this.link.send("HGETALL", [keys.roles]), this.link.send("HGETALL", [keys.settings])]);
+    const [roles, settings, bans, mutes] = await Promise.all(
+      [keys.roles, keys.settings, keys.bans, keys.mutes].map((key) => this.link.send("HGETALL", [key])),
+    );
     const held = new Map<string, RoleHolder>();
     for (const [userId, entry] of redisHash(roles)) held.set(userId, JSON.parse(entry) as RoleHolder);
     const t = redisHash(settings);
@@ -178,7 +211,63 @@ export class RedisStore implements Store {
       settings: t.size
         ? { topic: t.get("topic") ?? "", private: t.get("private") === "true", readOnly: t.get("readOnly") === "true", slowModeSeconds: Number(t.get("slowModeSeconds") ?? 0) }
         : { ...DEFAULT_SETTINGS },
+      bans: restrictions(bans),
+      mutes: restrictions(mutes),
     };
+  }
+
+  async entry(room: string, seq: number): Promise<StoredFrame | null> {
+    const found: string[] = await this.link.send("ZRANGEBYSCORE", [roomKeys(room).log, String(seq), String(seq)]);
+    return found[0] ? decodeMember(found[0]) : null;
+  }
+
+  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null) {
+    const key = kind === "ban" ? authKeys(room).bans : authKeys(room).mutes;
+    if (restriction) await this.link.send("HSET", [key, userId, JSON.stringify(restriction)]);
+    else await this.link.send("HDEL", [key, userId]);
+  }
+
+  async banServer(userId: string, restriction: Restriction | null, ip?: string) {
+    if (!restriction) {
+      const ips: string[] = await this.link.send("SMEMBERS", [bannedAddressesKey(userId)]);
+      await this.link.send("DEL", [userBanKey(userId), bannedAddressesKey(userId), ...ips.map(addressBanKey)]);
+      return;
+    }
+    const expiry = restriction.until === null ? [] : ["PXAT", String(restriction.until)];
+    await this.link.send("SET", [userBanKey(userId), JSON.stringify(restriction), ...expiry]);
+    if (ip !== undefined) {
+      await this.link.send("SET", [addressBanKey(ip), JSON.stringify({ ...restriction, userId }), ...expiry]);
+      await this.link.send("SADD", [bannedAddressesKey(userId), ip]);
+    }
+  }
+
+  async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
+    const [byUser, byAddress]: (string | null)[] = await this.link.send("MGET", [userId === null ? addressBanKey(ip) : userBanKey(userId), addressBanKey(ip)]);
+    for (const found of [byUser, byAddress]) {
+      const ban = found ? (JSON.parse(found) as Restriction) : undefined;
+      if (holds(ban, now)) return ban;
+    }
+    return null;
+  }
+
+  async audit(entry: AuditEntry) {
+    const id = Number(await this.link.send("INCR", [AUDIT_ID_KEY]));
+    const member = `${id}:${JSON.stringify(entry)}`;
+    for (const [key, keep] of [[auditKey(entry.room ?? ""), this.bounds.retain], [auditKey(null), AUDIT_ALL_KEPT]] as const) {
+      await this.link.send("ZADD", [key, String(id), member]);
+      await this.link.send("ZREMRANGEBYRANK", [key, "0", String(-1 - keep)]);
+    }
+  }
+
+  async auditPage(room: string | null, before: number | undefined, limit: number) {
+    const members: string[] = await this.link.send("ZREVRANGEBYSCORE", [
+      auditKey(room), before === undefined ? "+inf" : `(${before}`, "-inf", "LIMIT", "0", String(limit + 1),
+    ]);
+    const entries = members.slice(0, limit).map((m) => {
+      const at = m.indexOf(":");
+      return { ...(JSON.parse(m.slice(at + 1)) as AuditEntry), id: Number(m.slice(0, at)) };
+    });
+    return { entries, complete: members.length <= limit };
   }
 
   async claimOwner(room: string, user: UserRef) {
@@ -198,6 +287,10 @@ export class RedisStore implements Store {
 
   async addListed(room: string, userIds: readonly string[]) {
     if (userIds.length) await this.link.send("SADD", [authKeys(room).list, ...userIds]);
+  }
+
+  async removeListed(room: string, userId: string) {
+    await this.link.send("SREM", [authKeys(room).list, userId]);
   }
 
   async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
