@@ -7,7 +7,7 @@
  * `lost` (redo what was in flight on the next welcome) and status changes for the banner.
  */
 
-import type { ClientFrame, Limits, ServerFrame, WelcomeFrame } from "../server.ts";
+import { CLOSE, TokenBucket, type ClientFrame, type Limits, type ServerFrame, type WelcomeFrame } from "../src/protocol/wire.ts";
 
 /** First reconnect delay; each failed attempt in a row doubles it. */
 const BACKOFF_BASE_MS = 500;
@@ -29,11 +29,7 @@ const RESTART_WINDOW_MS = 60_000;
 /** Share of the server's refill rate we use, so frames bunched up on the wire still find tokens. */
 const RATE_SAFETY = 0.8;
 
-/** Close codes the page treats specially (protocol §5). */
-const CLOSE_SHUTDOWN = 1001;
-const CLOSE_POLICY = 1008;
-const CLOSE_REPLACED = 4001;
-/** The code we close with ourselves; never sent by the server. */
+/** The code we close with ourselves; never sent by the server (its codes are CLOSE, protocol §5). */
 const CLOSE_BY_US = 4000;
 
 export type Status =
@@ -65,44 +61,6 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
 /** Delay before a retry while a restarted server is expected back: RESTART_RETRY_MS ± 50 %. */
 export function restartDelay(random: () => number = Math.random): number {
   return RESTART_RETRY_MS * (0.5 + random());
-}
-
-/** A token bucket: `burst` tokens, refilled at `perSecond`. Times are performance.now() ms. */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  take(now: number): boolean {
-    this.refill(now);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-
-  /** Milliseconds between two refills of one token. */
-  get intervalMs(): number {
-    return 1000 / this.perSecond;
-  }
-
-  /** Milliseconds until a token is available. */
-  wait(now: number): number {
-    this.refill(now);
-    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) * 1000) / this.perSecond);
-  }
-
-  private refill(now: number): void {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
-    this.last = now;
-  }
 }
 
 /** Our side of the server's bucket: one token held back, and RATE_SAFETY of its refill. */
@@ -267,13 +225,13 @@ export class Connection {
   private closed(code: number, reason: string): void {
     this.abandon();
     if (this.stopped) return;
-    if (code === CLOSE_REPLACED) {
+    if (code === CLOSE.replaced) {
       // Reconnecting would throw another tab out in turn, and it would do the same to us.
       return this.stop({ state: "offline", note: "This chat is open in too many tabs or windows.", canRetry: true });
     }
-    if (code === CLOSE_SHUTDOWN) this.restartUntil = performance.now() + RESTART_WINDOW_MS;
+    if (code === CLOSE.shutdown) this.restartUntil = performance.now() + RESTART_WINDOW_MS;
     const note =
-      code === CLOSE_SHUTDOWN ? "The server is restarting." : code === CLOSE_POLICY ? `Closed by the server: ${reason || "policy"}.` : undefined;
+      code === CLOSE.shutdown ? "The server is restarting." : code === CLOSE.policy ? `Closed by the server: ${reason || "policy"}.` : undefined;
     this.retryLater(note);
   }
 

@@ -162,13 +162,6 @@ export function richText(text: string, me: string | null = null): Node[] {
   );
 }
 
-/** Counts Unicode code points, the unit of every length in the protocol. */
-export function codePoints(s: string): number {
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
-}
-
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
 

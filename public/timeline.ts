@@ -4,7 +4,7 @@
  * in a separate list below the confirmed ones).
  */
 
-import type { MessageFrame, UserRef } from "../server.ts";
+import type { MessageFrame, UserRef } from "../src/protocol/wire.ts";
 import { dayKey, dayLabel, h, hueOf, richText, timeEl } from "./dom.ts";
 
 /** Messages of one user further apart than this start a new group with name and time. */

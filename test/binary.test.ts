@@ -8,7 +8,7 @@ import { expect, test } from "bun:test";
 import { cpSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { bundleAssets } from "../server.ts";
-import { Client, bounded, spawnServer, tempDir } from "./helpers.ts";
+import { Client, bounded, run, spawnServer, tempDir } from "./helpers.ts";
 
 const ROOT = join(import.meta.dir, "..");
 
@@ -39,12 +39,7 @@ test("the compiled binary serves the page it was built with and chats, with a da
   const binary = join(dir.path, "bun-chat");
   try {
     const stage = dockerBuildStage(dir.path);
-    const build = Bun.spawn([process.execPath, "deploy/build.ts", "--outfile", binary], { cwd: stage, stdout: "pipe", stderr: "pipe" });
-    const [code, stdout, stderr] = await bounded(
-      Promise.all([build.exited, new Response(build.stdout).text(), new Response(build.stderr).text()]),
-      "the build",
-      60_000,
-    );
+    const { code, stdout, stderr } = await run([process.execPath, "deploy/build.ts", "--outfile", binary], { cwd: stage, ms: 60_000 });
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     expect(stdout.trim()).toBe(binary);
 

@@ -8,15 +8,12 @@
  * exact list.
  */
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page, type WebSocketRoute } from "playwright-core";
-import { createServer, type ChatServer, type MessageFrame, type ServerOptions } from "../server.ts";
-import { Client } from "./helpers.ts";
+import type { MessageFrame, ServerOptions } from "../server.ts";
+import { Client, WAIT_MS, sayAll, startServer, tempDir, user, type TestServer } from "./helpers.ts";
 
-/** Bounds any single wait on a page: a safety net for a loaded 2-core machine, never a pause. */
-const WAIT_MS = 15_000;
 /** Bounds one test. */
 const TEST_MS = 60_000;
 /** Chromium must not talk to anything but 127.0.0.1, and starts from an empty profile. */
@@ -52,11 +49,12 @@ function findChromium(): string {
 }
 
 let browser: Browser;
-let chat: ChatServer;
-let dataDir: string;
+let chat: TestServer;
+/** The servers' database files (a restart on one keeps its history). */
+let data: ReturnType<typeof tempDir>;
 const contexts: BrowserContext[] = [];
 /** Servers a test started for itself (own settings, own clock), stopped after it. */
-const ownServers: ChatServer[] = [];
+const ownServers: TestServer[] = [];
 /** WebSocket clients (bots) a test opened, closed after it. */
 const bots: Client[] = [];
 /** Uncaught page errors and CSP refusals, from every page: each test ends by expecting none. */
@@ -65,26 +63,20 @@ let pageProblems: string[] = [];
 /** Every page of every test says hello from 127.0.0.1: the per-address hello limit is not under test here. */
 const HELLOS_PER_MINUTE = 100_000;
 
-async function startChat(options: ServerOptions = {}): Promise<ChatServer> {
-  return createServer({
-    port: 0,
-    host: "127.0.0.1",
-    databasePath: join(dataDir, "chat.sqlite"),
-    helloRatePerMinute: HELLOS_PER_MINUTE,
-    log: () => {},
-    ...options,
-  });
+/** A server for pages, on database file `file` (in `data`), letting every hello in. */
+function pageServer(file: string, options: ServerOptions = {}): Promise<TestServer> {
+  return startServer({ databasePath: join(data.path, `${file}.sqlite`), helloRatePerMinute: HELLOS_PER_MINUTE, ...options });
 }
 
 /** A server of the test's own, on its own database file, stopped after the test. */
-async function ownServer(file: string, options: ServerOptions = {}): Promise<ChatServer> {
-  const server = await startChat({ databasePath: join(dataDir, `${file}.sqlite`), ...options });
+async function ownServer(file: string, options: ServerOptions = {}): Promise<TestServer> {
+  const server = await pageServer(file, options);
   ownServers.push(server);
   return server;
 }
 
 /** Stops an own server (pages see 1001); the function returned starts it again on the same port and file. */
-async function stopOwn(server: ChatServer, file: string): Promise<() => Promise<ChatServer>> {
+async function stopOwn(server: TestServer, file: string): Promise<() => Promise<TestServer>> {
   const port = Number(server.url.port);
   ownServers.splice(ownServers.indexOf(server), 1);
   await server.stop();
@@ -92,24 +84,15 @@ async function stopOwn(server: ChatServer, file: string): Promise<() => Promise<
 }
 
 /** A WebSocket user that is not a page, welcomed and in `rooms`; closed after the test. */
-async function bot(server: ChatServer, name: string, ...rooms: string[]): Promise<Client> {
-  const client = await Client.connect(new URL("/ws", server.url).href.replace(/^http/, "ws"));
+async function bot(server: TestServer, name: string, ...rooms: string[]): Promise<Client> {
+  const client = await user(server, name, ...rooms);
   bots.push(client);
-  await client.hello(name);
-  for (const room of rooms) await client.join(room);
   return client;
 }
 
-/** Sends texts in order without waiting for each echo, then waits for the last one. */
-async function burst(client: Client, room: string, texts: readonly string[]): Promise<void> {
-  const ids = texts.map(() => crypto.randomUUID());
-  texts.forEach((text, i) => client.send({ type: "send", room, id: ids[i], text }));
-  await client.until((f) => f.type === "message" && f.id === ids.at(-1));
-}
-
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), "bun-chat-browser-"));
-  chat = await startChat();
+  data = tempDir();
+  chat = await pageServer("chat");
   // launch() gives every run a fresh, empty temporary profile and deletes it afterwards.
   browser = await chromium.launch({ executablePath: findChromium(), headless: true, args: CHROMIUM_ARGS });
 });
@@ -125,7 +108,7 @@ afterEach(async () => {
 afterAll(async () => {
   await browser?.close();
   await chat?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
+  data?.cleanup();
 });
 
 /** A new browser context (a new person, with its own storage) on one page. */
@@ -439,7 +422,7 @@ test(
     await rita.locator(`.room[data-room="${room}"] .outbox .msg[data-id]`, { hasText: "message 10" }).waitFor();
     expect(await rita.locator("#banner").isVisible()).toBe(true);
 
-    chat = await startChat({ port });
+    chat = await pageServer("chat", { port });
     for (let n = 11; n <= 13; n++) await send(n);
 
     await seen(rita, room, "message 13");
@@ -459,7 +442,7 @@ test(
   "a dropped socket: resume pages forward past historyOnJoin, unsent messages go once, no presence flap, load older",
   async () => {
     // Its own server, with a tiny history on join so that both paging directions are needed.
-    const small = await startChat({ databasePath: join(dataDir, "paging.sqlite"), historyOnJoin: 3 });
+    const small = await pageServer("paging", { historyOnJoin: 3 });
     try {
       const room = "paging";
       const ann = await openAs("ann", room, {}, small.url);
@@ -787,7 +770,7 @@ test(
     const server = await ownServer("landing", { rateLimitBurst: 500, rateLimitPerSecond: 500 });
     const room = "long";
     const poster = await bot(server, "poster", room);
-    await burst(poster, room, Array.from({ length: 80 }, (_, i) => `m${i + 1}`));
+    await sayAll(poster, room, Array.from({ length: 80 }, (_, i) => `m${i + 1}`));
 
     const reader = await openAs("reader", room, {}, server.url);
     await seen(reader, room, "m80");
@@ -801,7 +784,7 @@ test(
 
     // The reader moves to another room; 30 messages arrive in this one; she comes back another day (a reload).
     await joinRoom(reader, "elsewhere");
-    await burst(
+    await sayAll(
       poster,
       room,
       Array.from({ length: 30 }, (_, i) => `n${i + 1}`),
@@ -899,7 +882,7 @@ test(
     await watcher.waitForFunction(() => document.querySelectorAll("#members li").length === 15);
     expect(await events(watcher, room)).toEqual(["guest01, guest02 and 12 others joined"]);
 
-    await burst(guests[0]!, room, ["hello all"]);
+    await sayAll(guests[0]!, room, ["hello all"]);
     await seen(watcher, room, "hello all");
     for (const guest of guests.slice(1, 3)) {
       guest.send({ type: "leave", room });

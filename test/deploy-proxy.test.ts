@@ -8,7 +8,19 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Client, WAIT_MS, WS_UPGRADE, bounded, openedIp, spawnServer, startServer, tempDir, upgradeAttempt, type TestServer } from "./helpers.ts";
+import {
+  Client,
+  WAIT_MS,
+  WS_UPGRADE,
+  bounded,
+  openedIp,
+  reservePort,
+  spawnServer,
+  startServer,
+  tempDir,
+  upgradeAttempt,
+  type TestServer,
+} from "./helpers.ts";
 
 const DEPLOY = join(import.meta.dir, "..", "deploy");
 const NGINX = Bun.which("nginx") ?? "/usr/sbin/nginx";
@@ -35,12 +47,6 @@ function substitute(text: string, changes: [from: string, to: string][]): string
     text = text.replace(from, () => to);
   }
   return text;
-}
-
-/** A free loopback port, held until `release()` (the proxies cannot report a port they picked). */
-function reservePort(): { port: number; release: () => void } {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  return { port: listener.port, release: () => listener.stop(true) };
 }
 
 /** Bounds the ports tried when another process takes a free one before the proxy binds it. */

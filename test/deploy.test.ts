@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
 import fly from "../fly.toml";
 import { DEFAULTS, loadConfig } from "../server.ts";
-import { bounded, startServer, tempDir } from "./helpers.ts";
+import { run, startServer, tempDir } from "./helpers.ts";
 
 const dockerfile = await Bun.file(new URL("../Dockerfile", import.meta.url)).text();
 const flyText = await Bun.file(new URL("../fly.toml", import.meta.url)).text();
@@ -24,9 +24,8 @@ test("fly.toml serves the server's default port, checks /healthz and drains on S
   expect(fly.metrics).toEqual({ port: DEFAULTS.port, path: "/metrics" });
   const [check] = service.checks;
   expect(check).toMatchObject({ method: "GET", path: "/healthz" });
-  const server = await startServer();
+  await using server = await startServer();
   expect((await server.http(check.path)).status).toBe(200);
-  await server.stop();
 });
 
 test("fly.toml's environment is valid and keeps idle sockets under a 60 s proxy timeout", () => {
@@ -121,14 +120,10 @@ describe("deploy/bun-chat.service", () => {
       // verify wants ExecStart to exist: any executable stands in for the binary.
       const unit = join(dir.path, "bun-chat.service");
       await Bun.write(unit, unitText.replace("ExecStart=/usr/local/bin/bun-chat", `ExecStart=${process.execPath}`));
-      const run = async (...args: string[]) => {
-        const proc = Bun.spawn(["systemd-analyze", ...args, unit], { stdout: "pipe", stderr: "pipe" });
-        const [code, stdout, stderr] = await bounded(Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]), "systemd-analyze");
-        return { code, stdout, stderr };
-      };
-      expect(await run("verify")).toEqual({ code: 0, stdout: "", stderr: "" });
+      const analyze = (...args: string[]) => run(["systemd-analyze", ...args, unit]);
+      expect(await analyze("verify")).toEqual({ code: 0, stdout: "", stderr: "" });
       // systemd's scale: 0 (locked down) to 10 (exposed); up to 2 is its "OK".
-      const security = await run("security", "--offline=true", "--threshold=20");
+      const security = await analyze("security", "--offline=true", "--threshold=20");
       expect(security.code).toBe(0);
       const exposure = Number(/Overall exposure level for bun-chat\.service: (\d+\.\d)/.exec(security.stdout + security.stderr)?.[1]);
       expect(exposure).toBeLessThanOrEqual(2);

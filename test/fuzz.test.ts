@@ -137,7 +137,7 @@ function wellFormed(f: Frame, codes: Set<string>): boolean {
 describe("protocol fuzzing", () => {
   test(`random and mutated frames get documented answers; observers see nothing wrong (seed ${SEED})`, async () => {
     const codes = await documentedCodes();
-    const server = await startServer({ rateLimitBurst: 10_000, rateLimitPerSecond: 10_000, rateLimitAbuseErrors: 100_000 });
+    await using server = await startServer({ rateLimitBurst: 10_000, rateLimitPerSecond: 10_000, rateLimitAbuseErrors: 100_000 });
     const observer = await user(server, "observer", "fuzz");
     const closer = await user(server, "closer", "fuzz");
     const fuzzer = await user(server, "fuzzer", "fuzz");
@@ -163,6 +163,5 @@ describe("protocol fuzzing", () => {
     for (const c of [fuzzer, early, observer, closer]) expect(c.closeEvent).toBeNull();
     expect((await server.http("/healthz")).status).toBe(200);
     for (const c of [fuzzer, early, observer, closer]) c.close();
-    await server.stop();
   });
 });

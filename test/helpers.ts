@@ -5,14 +5,15 @@
  * safety bound (WAIT_MS) that fails the test with what did arrive instead of hanging it.
  */
 import { RedisClient } from "bun";
+import { afterAll, beforeAll } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SqliteStore, createServer, type ChatServer, type ServerFrame, type ServerOptions, type Store } from "../server.ts";
 
-/** Bounds any single wait in a test; generous for a loaded 2-core machine. */
-export const WAIT_MS = 10_000;
+/** Bounds any single wait in a test, a page's in Chromium included; generous for a loaded 2-core machine. */
+export const WAIT_MS = 15_000;
 
 /**
  * A real SQLite store with some of its methods replaced, to make a commit wait or fail:
@@ -23,14 +24,21 @@ export function sqliteWith(overrides: (real: SqliteStore) => Partial<Store>, pat
   return Object.assign(Object.create(real) as SqliteStore, overrides(real));
 }
 
-/** A fresh temporary folder, removed by `cleanup`. */
-export function tempDir(): { path: string; cleanup: () => void } {
+/** A fresh temporary folder, removed by `cleanup` (or at the end of a `using` block). */
+export function tempDir(): { path: string; cleanup: () => void } & Disposable {
   const path = mkdtempSync(join(tmpdir(), "bun-chat-test-"));
-  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+  const cleanup = () => rmSync(path, { recursive: true, force: true });
+  return { path, cleanup, [Symbol.dispose]: cleanup };
 }
 
-export interface TestServer {
+/**
+ * A server of a test's. `await using server = await startServer(…)` stops it when the block ends,
+ * passed or failed; stopping twice is harmless.
+ */
+export interface TestServer extends AsyncDisposable {
   chat: ChatServer;
+  /** http://127.0.0.1:PORT/ */
+  url: URL;
   /** ws://127.0.0.1:PORT/ws */
   wsUrl: string;
   http: (path: string, init?: RequestInit) => Promise<Response>;
@@ -51,7 +59,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
     host: "127.0.0.1",
     databasePath: ":memory:",
     logLevel: "debug",
-    ...engineOptions(options),
+    ...options,
     log: (text) => {
       const line = JSON.parse(text) as Record<string, unknown>;
       logs.push(line);
@@ -71,6 +79,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
   };
   return {
     chat,
+    url: base,
     wsUrl: `ws://127.0.0.1:${base.port}/ws`,
     http: (path, init) => fetch(new URL(path, base), init),
     logs,
@@ -80,6 +89,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TestServ
       return waitLog(() => count("open") === count("close"));
     },
     stop: () => chat.stop(),
+    [Symbol.asyncDispose]: () => chat.stop(),
   };
 }
 
@@ -90,8 +100,8 @@ export async function openedIp(server: TestServer, n: number): Promise<unknown> 
   return opens()[n]!.ip;
 }
 
-/** The server as a process, configured by its environment. */
-export interface Running {
+/** The server as a process, configured by its environment; `await using` kills it (SIGKILL) if it still runs. */
+export interface Running extends AsyncDisposable {
   proc: Bun.Subprocess<"ignore", "pipe", "pipe">;
   url: URL;
   wsUrl: string;
@@ -139,7 +149,41 @@ export async function spawnServer(env: Record<string, string>, command = SERVER_
       throw error;
     },
   );
-  return { proc, url, wsUrl: `ws://127.0.0.1:${url.port}/ws`, lines, output };
+  return {
+    proc,
+    url,
+    wsUrl: `ws://127.0.0.1:${url.port}/ws`,
+    lines,
+    output,
+    [Symbol.asyncDispose]: async () => {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+  };
+}
+
+/** Runs a command to its end (bounded by `ms`) and returns its exit code and output. */
+export async function run(
+  command: string[],
+  options: { env?: Record<string, string>; cwd?: string; ms?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(command, {
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  try {
+    const [code, stdout, stderr] = await bounded(
+      Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]),
+      `${command.join(" ")} to exit`,
+      options.ms,
+    );
+    return { code, stdout, stderr };
+  } finally {
+    proc.kill("SIGKILL");
+  }
 }
 
 /** Races `promise` against WAIT_MS; the timer never outlives the promise. */
@@ -286,9 +330,33 @@ export class Client {
   }
 }
 
+/** The consecutive numbers from..to. */
+export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** The message frames among `frames`. */
+export const messages = (frames: Frame[]) => frames.filter((f) => f.type === "message");
+
+/** A clock for `now`: stopped at the moment it is made, so a bucket refills nothing and counts are exact. */
+export function frozenClock(): () => number {
+  const t = Date.now();
+  return () => t;
+}
+
+/** Sends each [id, text] to `room` at once, without waiting for any echo. */
+function sendAll(client: Client, room: string, sends: [id: string, text: string][]): void {
+  for (const [id, text] of sends) client.send({ type: "send", room, id, text });
+}
+
 /** Sends `count` messages without waiting, ids `m<from>`, `m<from+1>`, … (texts `message <n>`). */
 export function burst(client: Client, room: string, count: number, from = 0): void {
-  for (let i = from; i < from + count; i++) client.send({ type: "send", room, id: `m${i}`, text: `message ${i}` });
+  sendAll(client, room, range(from, from + count - 1).map((i) => [`m${i}`, `message ${i}`]));
+}
+
+/** Sends `texts` in order without waiting for each echo, then waits for the last one (skipping other frames). */
+export async function sayAll(client: Client, room: string, texts: readonly string[]): Promise<void> {
+  const ids = texts.map(() => crypto.randomUUID());
+  sendAll(client, room, texts.map((text, i) => [ids[i]!, text]));
+  await client.until((f) => f.type === "message" && f.id === ids.at(-1));
 }
 
 /** Joins `room` with `since` and pages on, as a reconnecting client does; returns every message after `since`. */
@@ -379,6 +447,15 @@ export class LineClient {
   }
 }
 
+/** A user of the TCP door: connects, answers the name prompt, and reads up to the "now in general" line. */
+export async function tcpUser(server: TestServer, name: string): Promise<{ client: LineClient; joinedText: string }> {
+  const client = await LineClient.connect(server.chat.tcpPort!);
+  await client.readUntil("name: ");
+  client.write(`${name}\n`);
+  const joinedText = await client.readUntil("here)\n");
+  return { client, joinedText };
+}
+
 /** A client-to-server WebSocket text frame (masked, as RFC 6455 requires of clients). */
 export function maskedTextFrame(text: string): Uint8Array {
   const payload = new TextEncoder().encode(text);
@@ -455,35 +532,69 @@ export const WS_UPGRADE = {
 const REDIS_DATABASES = 4096;
 
 /** A real redis-server on a free loopback port, with its data (AOF, fsync always) in a temp dir. */
-export interface TestRedis {
+export interface TestRedis extends AsyncDisposable {
   port: number;
   /** The URL of database `db` (each test server may take its own, for a clean slate). */
   url: (db?: number) => string;
+  /** A database no test has taken yet (1, 2, …; 0 is where `command` runs). */
+  freshDb: () => number;
   /** Stops it (SIGTERM: it writes its AOF and exits) or kills it (SIGKILL). */
   stop: (signal?: "SIGTERM" | "SIGKILL") => Promise<void>;
   /** Starts it again on the same port and data; resolves when it accepts connections. */
   start: () => Promise<void>;
   /** Throws its data away (while it is stopped): it starts again empty, as after losing its disk. */
   wipe: () => void;
-  /** Runs one command on a fresh connection. */
+  /** Runs one command on a fresh connection, in database 0. */
   command: (cmd: string, ...args: string[]) => Promise<any>;
-  /** Stops it and removes its data. */
+  /** Runs one command on a fresh connection, in database `db`. */
+  commandIn: (db: number, cmd: string, ...args: string[]) => Promise<any>;
+  /** Stops it and removes its data (also what `await using` does). */
   cleanup: () => Promise<void>;
+}
+
+/** A free loopback port, held until `release()` (for a process that cannot report a port it picked). */
+export function reservePort(): { port: number; release: () => void } {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  return { port: listener.port, release: () => listener.stop(true) };
 }
 
 /** A port nobody listens on right now (the OS picks it; it is free again once we let it go). */
 export function freePort(): number {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
+  const { port, release } = reservePort();
+  release();
   return port;
 }
 
+/** A real redis-server, on a free port and in a temp dir of its own once started. */
 export async function startRedis(): Promise<TestRedis> {
-  const dir = tempDir();
-  const port = freePort();
+  const redis = unstartedRedis();
+  await redis.start();
+  return redis;
+}
+
+/**
+ * A real redis-server for the `describe` block (or file) this is called in: started before its
+ * first test, killed and its data removed after its last.
+ */
+export function redisForSuite(): TestRedis {
+  const redis = unstartedRedis();
+  beforeAll(() => redis.start());
+  afterAll(() => redis.cleanup());
+  return redis;
+}
+
+/** A TestRedis that takes its port and folder at its first start. */
+function unstartedRedis(): TestRedis {
+  let dir: ReturnType<typeof tempDir> | null = null;
+  let port: number | null = null;
   let proc: Bun.Subprocess<"ignore", "pipe", "pipe"> | null = null;
+  const started = () => {
+    if (port === null || dir === null) throw new Error("redis-server has not been started");
+    return { port, dir };
+  };
   const start = async () => {
+    dir ??= tempDir();
+    port ??= freePort();
     const p = Bun.spawn(
       ["/usr/bin/redis-server", "--port", String(port), "--bind", "127.0.0.1", "--dir", dir.path, "--save", "",
         "--appendonly", "yes", "--appendfsync", "always", "--databases", String(REDIS_DATABASES)],
@@ -506,47 +617,98 @@ export async function startRedis(): Promise<TestRedis> {
       for await (const _ of p.stdout);
     })();
   };
-  await start();
-  const url = (db = 0) => `redis://127.0.0.1:${port}/${db}`;
+  const url = (db = 0) => `redis://127.0.0.1:${started().port}/${db}`;
+  let lastDb = 0;
+  const commandIn = async (db: number, cmd: string, ...args: string[]) => {
+    const client = new RedisClient(url(db));
+    try {
+      return await client.send(cmd, args);
+    } finally {
+      client.close();
+    }
+  };
+  const cleanup = async () => {
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
+    dir?.cleanup();
+  };
   return {
-    port,
+    get port() {
+      return started().port;
+    },
     url,
+    freshDb: () => {
+      if (++lastDb >= REDIS_DATABASES) throw new Error(`more than ${REDIS_DATABASES - 1} databases taken`);
+      return lastDb;
+    },
     start,
     wipe: () => {
-      for (const name of readdirSync(dir.path)) rmSync(join(dir.path, name), { recursive: true, force: true });
+      const { path } = started().dir;
+      for (const name of readdirSync(path)) rmSync(join(path, name), { recursive: true, force: true });
     },
     stop: async (signal = "SIGTERM") => {
       proc?.kill(signal);
       await bounded(proc!.exited, "redis-server to stop");
     },
-    command: async (cmd, ...args) => {
-      const client = new RedisClient(url());
-      try {
-        return await client.send(cmd, args);
-      } finally {
-        client.close();
-      }
-    },
-    cleanup: async () => {
-      if (proc && proc.exitCode === null && proc.signalCode === null) {
-        proc.kill("SIGKILL");
-        await proc.exited;
-      }
-      dir.cleanup();
-    },
+    command: (cmd, ...args) => commandIn(0, cmd, ...args),
+    commandIn,
+    cleanup,
+    [Symbol.asyncDispose]: cleanup,
   };
 }
 
+/** `n` servers sharing database `db`; `await using` stops them all. */
+export type Instances<N extends number> = Tuple<TestServer, N> & AsyncDisposable & { db: number };
+type Tuple<T, N extends number, R extends T[] = []> = R["length"] extends N ? R : Tuple<T, N, [...R, T]>;
+
 /**
- * Runs every startServer on the Redis engine, each in its own database of `redis` (a clean slate,
- * as `:memory:` is); null goes back to SQLite. Servers that bring their own store or SQLite file
- * stay on SQLite: those tests are about that store or file.
+ * `n` instances of the Redis engine sharing a fresh database of `redis`, with room for bursts
+ * (rate limit 1000 / s unless `options` say otherwise).
  */
-export function useRedisEngine(redis: TestRedis | null): void {
-  engineOptions = (options) => {
-    if (!redis || options.store || options.redisUrl || (options.databasePath ?? ":memory:") !== ":memory:") return options;
-    return { ...options, redisUrl: redis.url(++lastDatabase % REDIS_DATABASES) };
+export async function instances<N extends number>(redis: TestRedis, n: N, options: ServerOptions = {}): Promise<Instances<N>> {
+  const db = redis.freshDb();
+  const redisUrl = redis.url(db);
+  const started = await Promise.allSettled(
+    Array.from({ length: n }, () => startServer({ redisUrl, rateLimitBurst: 1000, rateLimitPerSecond: 1000, ...options })),
+  );
+  const servers = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+  };
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  return Object.assign(servers as unknown as Tuple<TestServer, N>, { db, [Symbol.asyncDispose]: stop });
+}
+
+/**
+ * The engines a suite of the hub's rules runs on: SQLite (the default: `:memory:`) and Redis
+ * (REDIS_URL, a real redis-server). A suite says so at its top:
+ *
+ *   for (const engine of ENGINES) describe(engine, () => { const { startServer } = engineServers(engine); … });
+ */
+export const ENGINES = ["sqlite", "redis"] as const;
+export type Engine = (typeof ENGINES)[number];
+
+/**
+ * `startServer` on `engine`, for the `describe` block this is called in. On "redis" the block gets
+ * one real redis-server (started before its first test, removed after its last), and each server
+ * a database of its own in it: a clean slate, as `:memory:` is. A server that brings its own store
+ * or SQLite file is about that store or file: on "redis" it is refused, not quietly run on SQLite.
+ */
+export function engineServers(engine: Engine): { startServer: (options?: ServerOptions) => Promise<TestServer> } {
+  if (engine === "sqlite") return { startServer };
+  const redis = redisForSuite();
+  return {
+    startServer: (options = {}) => {
+      if (options.store || options.redisUrl || (options.databasePath ?? ":memory:") !== ":memory:") {
+        throw new Error("a server on the redis engine brings no store, REDIS_URL or SQLite file of its own");
+      }
+      return startServer({ ...options, redisUrl: redis.url(redis.freshDb()) });
+    },
   };
 }
-let lastDatabase = 0;
-let engineOptions = (options: ServerOptions): ServerOptions => options;

@@ -1,14 +1,27 @@
 /**
- * The v1.1 name rule (protocol §10 "Names"): NFC then trim; letters with their marks, digits, space,
- * `_ - .`; nothing invisible; unique by a case-folded UTS #39 confusable skeleton.
+ * Names (protocol §10 "Names"): NFC then trim; letters with their marks, digits, space, `_ - .`;
+ * nothing invisible; unique by a case-folded UTS #39 confusable skeleton, across instances too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { checkName, nameKeys, namesClash } from "../src/protocol/rules.ts";
-import { Client, startServer, user, type TestServer } from "./helpers.ts";
+import { Client, instances, redisForSuite, startServer, user, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
 
 describe("checkName", () => {
+  test("names: trimmed, 1..32 code points of letters, digits, space, _ - .", () => {
+    expect(checkName("  alice  ")).toBe("alice");
+    expect(checkName("Zoë_van-der.Berg 2")).toBe("Zoë_van-der.Berg 2");
+    expect(checkName("李小龙")).toBe("李小龙");
+    expect(checkName("مريم")).toBe("مريم");
+    expect(checkName("٣")).toBe("٣"); // Arabic-Indic digit is \p{Nd}
+    expect(checkName("𝒜".repeat(32))).toBe("𝒜".repeat(32)); // astral letters count once each
+    expect(checkName("𝒜".repeat(33))).toBeNull();
+    expect(checkName("a".repeat(32))).toBe("a".repeat(32));
+    expect(checkName("a".repeat(33))).toBeNull();
+    for (const name of ["", "   ", "a!", "<b>", "a\tb", "a\nb", "😀", "a@b", "x'y", "Ⅻ"]) expect(checkName(name)).toBeNull();
+  });
+
   test.each([
     ["José in NFD", "Jose\u0301", "Jos\u00e9"],
     ["José in NFC", "Jos\u00e9", "Jos\u00e9"],
@@ -49,6 +62,11 @@ describe("checkName", () => {
 });
 
 describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names clash when a key is shared)", () => {
+  test("name keys fold case and canonical spellings", () => {
+    expect(namesClash("Alice", "aLICE")).toBe(true);
+    expect(nameKeys("Zo\u00eb")).toEqual(nameKeys("Zoe\u0308"));
+  });
+
   test.each([
     ["Alice", "Alice"],
     ["ALICE", "ALICE"],
@@ -79,6 +97,7 @@ describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names c
   });
 });
 
+// On SQLite, the default engine; across instances on Redis below.
 describe("names on a live server", () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -96,5 +115,32 @@ describe("names on a live server", () => {
     expect((await c.hello("Jose\u0301")).user.name).toBe("Jos\u00e9");
     c.close();
     alice.close();
+  });
+});
+
+describe("names across instances (redis)", () => {
+  const redis = redisForSuite();
+
+  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user is gone", async () => {
+    await using servers = await instances(redis, 2, { presenceGraceMs: 0 });
+    const [a, b] = servers;
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    const other = await Client.connect(b.wsUrl);
+    for (const name of ["alice", "ALICE", "\u0430lice"]) {
+      other.send({ type: "hello", name });
+      expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    }
+    // Her own session may use it on B.
+    const again = await Client.connect(b.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    again.close();
+    await b.logLine((l) => l.event === "name_released");
+    other.send({ type: "hello", name: "Alice" });
+    expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    alice.close();
+    await a.logLine((l) => l.event === "name_released");
+    expect((await other.hello("Alice")).user.name).toBe("Alice");
+    other.close();
   });
 });

@@ -1,62 +1,56 @@
 /**
- * The Redis engine (REDIS_URL) with a real redis-server started here on a free loopback port,
- * its AOF in a temp dir: several instances share rooms, seq, history, dedup keys, sessions,
- * presence and names, and nothing is lost or repeated when a connection, Redis itself or an
- * instance dies. The whole WebSocket suite also runs on this engine (chat-redis.test.ts).
+ * Scale-out: several instances on one Redis (REDIS_URL), with a real redis-server started here on
+ * a free loopback port, its AOF in a temp dir. Instances share rooms, seq, history, dedup keys,
+ * sessions, presence and names, and nothing is lost or repeated when a connection, Redis itself or
+ * an instance dies. The suites of the hub's rules run on this engine too (each says so at its
+ * top: `for (const engine of ENGINES)`); the rules' own cross-instance tests sit with them
+ * (rate-limits, names, sessions, storage).
  */
 import { RedisClient } from "bun";
-import { createHash } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createServer, loadConfig, type ServerOptions } from "../server.ts";
+import { describe, expect, test } from "bun:test";
+import type { ServerOptions } from "../server.ts";
 import { nameKeys } from "../src/protocol/rules.ts";
 import {
   Client,
   bounded,
   burst,
   catchUp,
-  freePort,
+  instances,
+  messages,
+  range,
+  redisForSuite,
   spawnServer,
-  startRedis,
   startServer,
   type Frame,
-  type TestRedis,
-  type TestServer,
-  user,
-  WAIT_MS,
 } from "./helpers.ts";
 
-let redis: TestRedis;
-beforeAll(async () => {
-  redis = await startRedis();
-});
-afterAll(() => redis.cleanup());
+const redis = redisForSuite();
 
 /** The tail check's period in the test that needs it (15 s in production). */
 const TAIL_CHECK_MS = 100;
 
-/** Each test's instances share a database of their own. */
-let lastDb = 0;
-async function instances(n: number, options: ServerOptions = {}): Promise<TestServer[]> {
-  const redisUrl = redis.url(++lastDb);
-  return Promise.all(Array.from({ length: n }, () => startServer({ redisUrl, rateLimitBurst: 1000, rateLimitPerSecond: 1000, ...options })));
-}
-
-/** Two instances; alice on A and bob on B in `room`, alice having heard bob come. */
+/** Two instances; alice on A and bob on B in `room`, alice having heard bob come. `await using` closes and stops them. */
 async function pair(room: string, options: ServerOptions = {}) {
-  const [a, b] = (await instances(2, options)) as [TestServer, TestServer];
-  const alice = await Client.connect(a.wsUrl);
-  const welcome = await alice.hello("alice");
-  await alice.join(room);
-  const bob = await Client.connect(b.wsUrl);
-  await bob.hello("bob");
-  const joined = await bob.join(room);
-  await alice.expect("presence");
-  const done = async () => {
-    alice.close();
-    bob.close();
-    await Promise.all([a.stop(), b.stop()]);
-  };
-  return { a, b, alice, bob, welcome, joined, done };
+  const servers = await instances(redis, 2, options);
+  try {
+    const [a, b] = servers;
+    const alice = await Client.connect(a.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join(room);
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    const joined = await bob.join(room);
+    await alice.expect("presence");
+    const stop = async () => {
+      alice.close();
+      bob.close();
+      await servers[Symbol.asyncDispose]();
+    };
+    return { a, b, alice, bob, welcome, joined, [Symbol.asyncDispose]: stop };
+  } catch (error) {
+    await servers[Symbol.asyncDispose]();
+    throw error;
+  }
 }
 
 /** Bob on instance B in `room`, then alice on A; resolved once bob has heard her come. */
@@ -77,48 +71,12 @@ async function instanceOf(admin: RedisClient, room: string, userId: string): Pro
   return here.find((field) => field.endsWith(`|${userId}`))!.split("|")[0]!;
 }
 
-const messages = (frames: Frame[]) => frames.filter((f) => f.type === "message");
 const names = (members: { name: string }[]) => members.map((m) => m.name);
-/** The consecutive numbers from..to. */
-const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
-/** A `leave` of a room the client is not in: it costs a token and is answered without storage. */
-const leave = (c: Client, ref: string) => c.send({ type: "leave", room: "nowhere", ref });
-const notJoined = (ref: string) => ({ type: "error" as const, code: "not_joined", message: expect.any(String), ref });
-const limited = (ref: string) => ({ type: "error" as const, code: "rate_limited", message: expect.any(String), ref });
-
-describe("REDIS_URL", () => {
-  test("is validated: redis:// or rediss:// with a host; unset keeps SQLite", () => {
-    expect(loadConfig({ REDIS_URL: "http://127.0.0.1:6379" })).toEqual({
-      ok: false,
-      errors: ["REDIS_URL=http://127.0.0.1:6379: a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379"],
-    });
-    expect(loadConfig({ REDIS_URL: "localhost:6379" }).ok).toBe(false);
-    const ok = loadConfig({ REDIS_URL: "rediss://user:secret@redis.example.com:6380/2" });
-    expect(ok.ok && ok.config.redisUrl).toBe("rediss://user:secret@redis.example.com:6380/2");
-    const unset = loadConfig({});
-    expect(unset.ok && unset.config.redisUrl).toBeNull();
-  });
-
-  test("an unreachable Redis at start: one clear line, exit 1, never listening", async () => {
-    const url = `redis://:secret@127.0.0.1:${freePort()}`;
-    await expect(createServer({ port: 0, host: "127.0.0.1", redisUrl: url, log: () => {} })).rejects.toThrow(
-      /^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis/,
-    );
-    const proc = Bun.spawn([process.execPath, `${import.meta.dir}/../server.ts`], {
-      env: { ...process.env, PORT: "0", REDIS_URL: url },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [code, stdout, stderr] = await bounded(Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]), "exit");
-    expect(code).toBe(1);
-    expect(stdout).toBe("");
-    expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
-  });
-});
 
 describe("two instances", () => {
   test("a user on A and a user on B chat both ways with one seq sequence; members and presence span both", async () => {
-    const [a, b] = (await instances(2)) as [TestServer, TestServer];
+    await using servers = await instances(redis, 2);
+    const [a, b] = servers;
     const alice = await Client.connect(a.wsUrl);
     await alice.hello("alice");
     expect((await alice.join("lobby")).seq).toBe(0);
@@ -144,11 +102,11 @@ describe("two instances", () => {
     }
     alice.close();
     bob.close();
-    await Promise.all([a.stop(), b.stop()]);
   });
 
   test("a session made on A works on B; a send retried on B is answered with A's original, stored once", async () => {
-    const { b, alice, bob, welcome, done } = await pair("dedup");
+    await using duo = await pair("dedup");
+    const { b, alice, bob, welcome } = duo;
     const original = await alice.say("dedup", "first try", "msg-1");
     expect(await bob.expect("message")).toEqual(original);
 
@@ -165,20 +123,20 @@ describe("two instances", () => {
     expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
     expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
     again.close();
-    await done();
   });
 
   test("typing on A reaches the others on B, and never the typist", async () => {
-    const { alice, bob, done } = await pair("typing");
+    await using duo = await pair("typing");
+    const { alice, bob } = duo;
     alice.send({ type: "typing", room: "typing" });
     expect(await bob.expect("typing")).toEqual({ type: "typing", room: "typing", user: expect.objectContaining({ name: "alice" }) });
     const marker = await bob.say("typing", "marker");
     expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
-    await done();
   });
 
   test("joins on B during a burst from A: history, then live, every message once, in order", async () => {
-    const [a, b] = (await instances(2, { historyOnJoin: 200 })) as [TestServer, TestServer];
+    await using servers = await instances(redis, 2, { historyOnJoin: 200 });
+    const [a, b] = servers;
     const alice = await Client.connect(a.wsUrl);
     await alice.hello("alice");
     await alice.join("busy");
@@ -216,13 +174,13 @@ describe("two instances", () => {
     }
     await sending;
     alice.close();
-    await Promise.all([a.stop(), b.stop()]);
   });
 });
 
 describe("presence and names across instances", () => {
   test("a user on two instances is one member; it leaves when its last connection anywhere has left", async () => {
-    const [a, b] = (await instances(2, { presenceGraceMs: 60_000 })) as [TestServer, TestServer];
+    await using servers = await instances(redis, 2, { presenceGraceMs: 60_000 });
+    const [a, b] = servers;
     const bob = await Client.connect(b.wsUrl);
     await bob.hello("bob");
     await bob.join("both");
@@ -250,11 +208,11 @@ describe("presence and names across instances", () => {
     await onB.expect("left");
     expect(await bob.expect("presence")).toEqual({ type: "presence", room: "both", event: "leave", user: welcome.user });
     for (const c of [bob, onA, onB]) c.close();
-    await Promise.all([a.stop(), b.stop()]);
   });
 
   test("moving from A to B within grace: nobody sees a leave or a join", async () => {
-    const { a, b, alice, bob, welcome, done } = await pair("move", { presenceGraceMs: 60_000 });
+    await using duo = await pair("move", { presenceGraceMs: 60_000 });
+    const { a, b, alice, bob, welcome } = duo;
     alice.close();
     await a.logLine((l) => l.event === "close" && l.user === welcome.user.id);
     const back = await Client.connect(b.wsUrl);
@@ -263,19 +221,18 @@ describe("presence and names across instances", () => {
     const marker = await back.say("move", "moved");
     expect(await bob.until((f) => f.type === "message")).toEqual([marker]);
     back.close();
-    await done();
   });
 
   for (const back of [false, true]) {
     test(back
       ? "SIGKILL of A: its user comes back on B within grace, and nobody sees it leave"
       : "SIGKILL of A: one survivor takes its members over; they leave once, after grace", async () => {
-      const db = ++lastDb;
+      const db = redis.freshDb();
       const timeout = 1000;
-      const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
-      const [b, c] = (await Promise.all(
-        [0, 1].map(() => startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: back ? 60_000 : 200 })),
-      )) as [TestServer, TestServer];
+      await using a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout) });
+      const survivor = () => startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: back ? 60_000 : 200 });
+      await using b = await survivor();
+      await using c = await survivor();
       const bob = await Client.connect(b.wsUrl);
       await bob.hello("bob");
       await bob.join("ghost");
@@ -316,37 +273,14 @@ describe("presence and names across instances", () => {
       expect([b, c].flatMap((s) => s.logs.filter((l) => l.event === "instance_taken_over"))).toHaveLength(1);
       bob.close();
       carol.close();
-      await Promise.all([b.stop(), c.stop()]);
     });
   }
-
-  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user is gone", async () => {
-    const [a, b] = (await instances(2, { presenceGraceMs: 0 })) as [TestServer, TestServer];
-    const alice = await Client.connect(a.wsUrl);
-    const welcome = await alice.hello("alice");
-    const other = await Client.connect(b.wsUrl);
-    for (const name of ["alice", "ALICE", "\u0430lice"]) {
-      other.send({ type: "hello", name });
-      expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
-    }
-    // Her own session may use it on B.
-    const again = await Client.connect(b.wsUrl);
-    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
-    again.close();
-    await b.logLine((l) => l.event === "name_released");
-    other.send({ type: "hello", name: "Alice" });
-    expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
-    alice.close();
-    await a.logLine((l) => l.event === "name_released");
-    expect((await other.hello("Alice")).user.name).toBe("Alice");
-    other.close();
-    await Promise.all([a.stop(), b.stop()]);
-  });
 });
 
 describe("renames and the room list across instances", () => {
   test("a rename on A reaches the same user's tab on B: it speaks under the new name, and the old one is free on B", async () => {
-    const { a, b, alice, bob, welcome, done } = await pair("r", { presenceGraceMs: 0 });
+    await using duo = await pair("r", { presenceGraceMs: 0 });
+    const { a, b, alice, bob, welcome } = duo;
     const onB = await Client.connect(b.wsUrl); // alice's second tab, on the other instance
     await onB.hello("alice", welcome.session);
     await onB.join("r");
@@ -362,12 +296,12 @@ describe("renames and the room list across instances", () => {
     const newcomer = await Client.connect(b.wsUrl);
     expect((await newcomer.hello("alice")).user.name).toBe("alice");
     for (const c of [onB, renamer, newcomer]) c.close();
-    await done();
   });
 
   test("/api/rooms and the directory ask Redis at most once a second, however often they are polled", async () => {
     const t = Date.now();
-    const [a] = (await instances(1, { now: () => t })) as [TestServer];
+    await using servers = await instances(redis, 1, { now: () => t });
+    const [a] = servers;
     const c = await Client.connect(a.wsUrl);
     await c.hello("poster");
     await c.join("listed");
@@ -387,161 +321,6 @@ describe("renames and the room list across instances", () => {
     expect((await calls("hgetall")) - hgetall).toBeLessThanOrEqual(2);
     expect((await calls("zrevrange")) - zrevrange).toBe(1);
     c.close();
-    await a.stop();
-  });
-});
-
-describe("storage bounds across instances (§10; storage.test.ts runs on this engine too, by chat-redis.test.ts)", () => {
-  const DAY_MS = 86_400_000;
-  /** Runs one command in database `db` of the test's redis-server. */
-  async function inDb(db: number, cmd: string, ...args: string[]): Promise<any> {
-    const client = new RedisClient(redis.url(db));
-    try {
-      return await client.send(cmd, args);
-    } finally {
-      client.close();
-    }
-  }
-
-  test("MAX_ROOMS counts every instance's rooms: a room started on A counts on B, and one too many is refused on both", async () => {
-    const db = ++lastDb;
-    const [a, b] = (await Promise.all([0, 1].map(() => startServer({ redisUrl: redis.url(db), maxRooms: 2 })))) as [TestServer, TestServer];
-    const alice = await user(a, "alice", "one", "three");
-    const bob = await user(b, "bob", "two", "three");
-    await alice.until((f) => f.type === "presence" && f.room === "three");
-    await alice.say("one", "first room, on A");
-    await bob.say("two", "second room, on B");
-    for (const [c, id] of [[alice, "a-over"], [bob, "b-over"]] as const) {
-      c.send({ type: "send", room: "three", id, text: "one room too many" });
-      expect(await c.next()).toMatchObject({ type: "error", code: "room_limit", ref: id });
-    }
-    // Nothing of the refused ones was stored or published, no seq spent; rooms holding history still take messages.
-    expect(await inDb(db, "GET", "chat:room:three:seq")).toBeNull();
-    expect(await inDb(db, "EXISTS", "chat:room:three:log")).toBe(0);
-    expect((await alice.say("one", "still fine")).seq).toBe(2);
-    expect(await bob.sync()).toEqual([]);
-    expect(await alice.sync()).toEqual([]);
-    alice.close();
-    bob.close();
-    await Promise.all([a.stop(), b.stop()]);
-  });
-
-  test("HISTORY_MAX_AGE_DAYS: an instance's sweep trims quiet rooms and their dedup keys; they keep their seq and stop counting toward MAX_ROOMS", async () => {
-    const db = ++lastDb;
-    let t = 1_700_000_000_000;
-    const options = { redisUrl: redis.url(db), now: () => t, historyMaxAgeDays: 1, maxRooms: 2 };
-    const a = await startServer(options);
-    const alice = await user(a, "alice", "a", "b", "c");
-    await alice.say("a", "in a", "a1");
-    await alice.say("b", "in b");
-    alice.send({ type: "send", room: "c", id: "c1", text: "in c" });
-    expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "c1" });
-    expect(await inDb(db, "EXISTS", "chat:room:a:ids")).toBe(1);
-    alice.close();
-
-    // Two days on, B starts and sweeps: every room is quiet and too old.
-    t += 2 * DAY_MS;
-    const b = await startServer(options);
-    expect(await inDb(db, "EXISTS", "chat:room:a:ids", "chat:room:b:ids")).toBe(0);
-    const carol = await user(b, "carol");
-    expect(await carol.join("a")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [], complete: true });
-    await carol.join("c");
-    expect((await carol.say("c", "room for c now")).seq).toBe(1);
-    // The dedup key went with its message: the same id is a new message, and the seq goes on.
-    expect(await carol.say("a", "in a again", "a1")).toMatchObject({ seq: 2, text: "in a again" });
-    expect(await carol.join("b")).toMatchObject({ seq: 1, oldestSeq: 0 });
-    carol.send({ type: "send", room: "b", id: "b2", text: "a and c hold history: b is one too many" });
-    expect(await carol.next()).toMatchObject({ type: "error", code: "room_limit", ref: "b2" });
-    carol.close();
-    await Promise.all([a.stop(), b.stop()]);
-  });
-
-  test("a new session's key lives a day in Redis; used again, it gets the full SESSION_TTL_SECONDS", async () => {
-    const t = 1_700_000_000_000;
-    const [s] = (await instances(1, { now: () => t })) as [TestServer];
-    const db = lastDb;
-    const ttl = async (token: string) => Number(await inDb(db, "PTTL", `chat:session:${createHash("sha256").update(token).digest("hex")}`));
-    const once = await Client.connect(s.wsUrl);
-    const onceWelcome = await once.hello("once");
-    const twice = await Client.connect(s.wsUrl);
-    const twiceWelcome = await twice.hello("twice");
-    // Redis's own clock runs while the test does: a minute of slack, never more than the TTL.
-    for (const welcome of [onceWelcome, twiceWelcome]) {
-      expect(await ttl(welcome.session)).toBeLessThanOrEqual(DAY_MS);
-      expect(await ttl(welcome.session)).toBeGreaterThan(DAY_MS - 60_000);
-    }
-    const back = await Client.connect(s.wsUrl);
-    expect((await back.hello("twice again", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
-    const full = s.chat.config.sessionTtlSeconds * 1000;
-    expect(await ttl(twiceWelcome.session)).toBeGreaterThan(full - 60_000);
-    expect(await ttl(twiceWelcome.session)).toBeLessThanOrEqual(full);
-    expect(await ttl(onceWelcome.session)).toBeLessThanOrEqual(DAY_MS);
-    for (const c of [once, twice, back]) c.close();
-    await s.stop();
-  });
-});
-
-describe("rate limits across instances (§10)", () => {
-  test("hellos from one address are counted on every instance", async () => {
-    const t = Date.now();
-    const [a, b] = (await instances(2, { now: () => t, helloRatePerMinute: 4 })) as [TestServer, TestServer];
-    for (let i = 0; i < 4; i++) {
-      const c = await Client.connect((i % 2 ? b : a).wsUrl);
-      await c.hello(`churn ${i}`);
-      c.close();
-    }
-    const fifth = await Client.connect(a.wsUrl);
-    fifth.send({ type: "hello", name: "churn 4" });
-    expect(await fifth.expect("error")).toMatchObject({ code: "rate_limited" });
-    expect(await fifth.closed).toEqual({ code: 1008, reason: "rate limit exceeded" });
-    await Promise.all([a.stop(), b.stop()]);
-  });
-
-  test("one user connected to A and to B at once spends one bucket: k frames on A, N-k+1 on B, and B's last is the one refused", async () => {
-    const t = Date.now();
-    // A still clock: nothing refills, so the count is exact.
-    const N = 6;
-    const k = 2;
-    const [a, b] = (await instances(2, { now: () => t, rateLimitBurst: N, rateLimitPerSecond: 1 })) as [TestServer, TestServer];
-    const onA = await Client.connect(a.wsUrl);
-    const welcome = await onA.hello("twin");
-    const onB = await Client.connect(b.wsUrl);
-    expect((await onB.hello("twin", welcome.session)).user).toEqual(welcome.user);
-    for (let i = 0; i < k; i++) leave(onA, `a${i}`);
-    expect(await onA.sync()).toEqual(range(0, k - 1).map((i) => notJoined(`a${i}`)));
-    for (let i = 0; i <= N - k; i++) leave(onB, `b${i}`);
-    expect(await onB.sync()).toEqual([...range(0, N - k - 1).map((i) => notJoined(`b${i}`)), limited(`b${N - k}`)]);
-    // A's side of it is empty too.
-    leave(onA, "a-last");
-    expect(await onA.sync()).toEqual([limited("a-last")]);
-    for (const c of [onA, onB]) c.close();
-    await Promise.all([a.stop(), b.stop()]);
-  });
-
-  test("a user's bucket follows it: reconnecting to the other instance refills nothing", async () => {
-    const t = Date.now();
-    // A slow refill: Redis forgets a bucket once it would be full again, in real time (10 s here).
-    const [a, b] = (await instances(2, { now: () => t, rateLimitBurst: 10, rateLimitPerSecond: 1, presenceGraceMs: 0 })) as [TestServer, TestServer];
-    const watcher = await Client.connect(a.wsUrl);
-    await watcher.hello("watcher");
-    await watcher.join("r");
-    let session: string | undefined;
-    for (let round = 0; round < 4; round++) {
-      const server = round % 2 ? b : a;
-      const c = await Client.connect(server.wsUrl);
-      const welcome = await c.hello("looper", session);
-      session = welcome.session;
-      c.send({ type: "join", room: "r" }); // one token
-      for (let i = 0; i < 9; i++) c.send({ type: "send", room: "r", id: `${round}-${i}`, text: "spam" });
-      await c.sync();
-      c.close();
-    }
-    watcher.send({ type: "send", room: "r", id: "marker", text: "marker" });
-    await watcher.until((f) => f.id === "marker");
-    // Only the first round had tokens; per instance, each instance's first round would have had them.
-    expect(messages(watcher.frames).map((m) => m.id)).toEqual([...range(0, 8).map((i) => `0-${i}`), "marker"]);
-    watcher.close();
-    await Promise.all([a.stop(), b.stop()]);
   });
 });
 
@@ -549,10 +328,10 @@ describe("an instance taken for dead", () => {
   test("cut off from Redis past INSTANCE_TIMEOUT_MS, its members leave; back, it registers them again", async () => {
     // A reaches Redis as a user of its own, so that A alone can be shut out.
     await redis.command("ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all");
-    const url = redis.url(++lastDb);
+    const url = redis.url(redis.freshDb());
     const options = { presenceGraceMs: 0, instanceTimeoutMs: 1000, rateLimitBurst: 1000, rateLimitPerSecond: 1000 };
-    const a = await startServer({ ...options, redisUrl: url.replace("redis://", "redis://instance-a:secret@") });
-    const b = await startServer({ ...options, redisUrl: url });
+    await using a = await startServer({ ...options, redisUrl: url.replace("redis://", "redis://instance-a:secret@") });
+    await using b = await startServer({ ...options, redisUrl: url });
     const { alice, bob, welcome } = await meet(a, b, "r");
 
     await redis.command("ACL", "SETUSER", "instance-a", "off");
@@ -576,21 +355,35 @@ describe("an instance taken for dead", () => {
 
   /**
    * A (a process, to SIGKILL) and B (in this process) with INSTANCE_TIMEOUT_MS 1 s on a fresh
-   * database, alice on A and bob on B in room "ghost", an admin client, and A's instance id.
+   * database, alice on A and bob on B in room "ghost", an admin client, and A's instance id;
+   * `await using` kills A and stops B.
    */
   async function doomedPair(aEnv: Record<string, string>, bGraceMs: number) {
-    const db = ++lastDb;
+    const db = redis.freshDb();
     const timeout = 1000;
     const a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout), ...aEnv });
-    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: bGraceMs });
-    const { alice, bob, welcome } = await meet(a, b, "ghost");
+    const b = await startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: bGraceMs }).catch(async (error) => {
+      await a[Symbol.asyncDispose]();
+      throw error;
+    });
     const admin = new RedisClient(redis.url(db));
-    const deadId = await instanceOf(admin, "ghost", welcome.user.id);
-    return { a, b, alice, bob, welcome, admin, deadId };
+    const stop = async () => {
+      admin.close();
+      await Promise.all([a[Symbol.asyncDispose](), b.stop()]);
+    };
+    try {
+      const { alice, bob, welcome } = await meet(a, b, "ghost");
+      const deadId = await instanceOf(admin, "ghost", welcome.user.id);
+      return { a, b, alice, bob, welcome, admin, deadId, [Symbol.asyncDispose]: stop };
+    } catch (error) {
+      await stop();
+      throw error;
+    }
   }
 
   test("a dead instance's user in grace keeps its name on the survivor, and gets it back with its session", async () => {
-    const { a, b, alice, bob, welcome, admin, deadId } = await doomedPair({}, 60_000);
+    await using doomed = await doomedPair({}, 60_000);
+    const { a, b, alice, bob, welcome, admin, deadId } = doomed;
     a.proc.kill("SIGKILL");
     await alice.closed;
     await b.logLine((l) => l.event === "instance_taken_over");
@@ -604,11 +397,11 @@ describe("an instance taken for dead", () => {
     const back = await Client.connect(b.wsUrl);
     expect((await back.hello("alice", welcome.session)).user).toEqual(welcome.user);
     for (const c of [bob, thief, back]) c.close();
-    await b.stop();
   });
 
   test("a survivor that dies halfway through a takeover: once its claim lapses, another finishes it", async () => {
-    const { a, b, alice, bob, welcome, admin, deadId } = await doomedPair({ PRESENCE_GRACE_MS: "0" }, 0);
+    await using doomed = await doomedPair({ PRESENCE_GRACE_MS: "0" }, 0);
+    const { a, b, alice, bob, welcome, admin, deadId } = doomed;
 
     a.proc.kill("SIGKILL");
     await alice.closed;
@@ -626,13 +419,13 @@ describe("an instance taken for dead", () => {
     expect(await admin.send("SISMEMBER", ["chat:instances", deadId])).toBe(0);
     admin.close();
     bob.close();
-    await b.stop();
   });
 });
 
 describe("failures", () => {
   test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
-    const { a, b, alice, bob, done } = await pair("kill");
+    await using duo = await pair("kill");
+    const { a, b, alice, bob } = duo;
     const admin = new RedisClient(a.chat.config.redisUrl!);
     const BURST = 30;
     burst(alice, "kill", BURST);
@@ -662,11 +455,11 @@ describe("failures", () => {
     expect(messages(bob.frames).map((m) => m.seq)).toEqual(range(1, 3 * BURST));
     expect(messages(bob.frames).map((m) => m.id)).toEqual(range(0, 3 * BURST - 1).map((i) => `m${i}`));
     admin.close();
-    await done();
   });
 
   test("a lost tail: a message stored but never published reaches every instance through the periodic check", async () => {
-    const { a, alice, bob, done } = await pair("tail", { tailCheckMs: TAIL_CHECK_MS });
+    await using duo = await pair("tail", { tailCheckMs: TAIL_CHECK_MS });
+    const { a, alice, bob } = duo;
     const first = await alice.say("tail", "published");
     expect(await bob.next()).toEqual(first);
     // Stored exactly as the append script stores it, but its PUBLISH lost (pub/sub is at most once).
@@ -679,11 +472,11 @@ describe("failures", () => {
     expect(await bob.next()).toEqual(expected);
     expect(await alice.next()).toEqual(expected);
     admin.close();
-    await done();
   });
 
   test("CLIENT KILL of the command connections mid-burst: sends in flight are sent again, each stored and delivered once", async () => {
-    const { alice, bob, done } = await pair("resend");
+    await using duo = await pair("resend");
+    const { alice, bob } = duo;
     const BURST = 300;
     burst(alice, "resend", BURST);
     await bob.expect("message");
@@ -694,11 +487,11 @@ describe("failures", () => {
       expect(got.map((m) => m.seq)).toEqual(range(1, BURST));
       expect(got.map((m) => m.id)).toEqual(range(0, BURST - 1).map((i) => `m${i}`));
     }
-    await done();
   });
 
   test("Redis stops mid-chat: sends get internal, /healthz 503; it restarts (AOF): the instances recover by themselves, no loss, no seq reused", async () => {
-    const { a, b, alice, bob, done } = await pair("outage");
+    await using duo = await pair("outage");
+    const { a, b, alice, bob } = duo;
     const before: Frame[] = [];
     for (let i = 1; i <= 3; i++) before.push(await alice.say("outage", `before ${i}`));
     expect(messages(await bob.until((f) => f.type === "message" && f.text === "before 3"))).toEqual(before);
@@ -721,56 +514,11 @@ describe("failures", () => {
     expect(messages(await bob.until((f) => f.type === "message"))).toEqual([retried]);
     const page = (await (await b.http("/api/rooms/outage/messages")).json()) as { messages: Frame[] };
     expect(page.messages).toEqual([...before, retried]);
-    await done();
-  });
-
-  test("Redis stops: a user's frames spend this instance's copy of its bucket (logged once); back, the shared bucket as Redis kept it", async () => {
-    const t = Date.now();
-    // A still clock, and a bucket Redis keeps for 20 s (until it would be full again).
-    const N = 20;
-    const [a] = (await instances(1, { now: () => t, rateLimitBurst: N, rateLimitPerSecond: 1 })) as [TestServer];
-    const c = await Client.connect(a.wsUrl);
-    await c.hello("steady");
-    leave(c, "shared");
-    leave(c, "shared too");
-    expect(await c.sync()).toEqual([notJoined("shared"), notJoined("shared too")]);
-
-    await redis.stop("SIGTERM");
-    // This instance's copy was never spent: N frames, then one refused; every one answered.
-    for (let i = 0; i <= N; i++) leave(c, `down ${i}`);
-    expect(await c.sync()).toEqual([...range(0, N - 1).map((i) => notJoined(`down ${i}`)), limited(`down ${N}`)]);
-    expect(a.logs.filter((l) => l.event === "rate_buckets_local")).toHaveLength(1);
-
-    await redis.start();
-    await a.logLine((l) => l.event === "redis_connected" && l.link === "commands");
-    // The shared bucket again: the N - 2 tokens it had.
-    for (let i = 0; i <= N - 2; i++) leave(c, `back ${i}`);
-    expect(await c.sync()).toEqual([...range(0, N - 3).map((i) => notJoined(`back ${i}`)), limited(`back ${N - 2}`)]);
-    expect(a.logs.filter((l) => l.event === "rate_buckets_local")).toHaveLength(1);
-    expect(a.logs.filter((l) => l.event === "rate_buckets_shared")).toHaveLength(1);
-    c.close();
-    await a.stop();
-  });
-
-  test("Redis hangs (CLIENT PAUSE): a frame waits for the shared bucket only a moment, then spends this instance's copy", async () => {
-    const [a] = (await instances(1)) as [TestServer];
-    const c = await Client.connect(a.wsUrl);
-    await c.hello("patient");
-    // Scripts wait until the pause ends, far beyond the test's bound; reads (UNPAUSE) still run.
-    await redis.command("CLIENT", "PAUSE", String(3 * WAIT_MS), "WRITE");
-    try {
-      leave(c, "paused");
-      expect(await c.sync()).toEqual([notJoined("paused")]);
-      expect(a.logs.find((l) => l.event === "rate_buckets_local")?.error).toMatch(/no answer within \d+ ms/);
-    } finally {
-      await redis.command("CLIENT", "UNPAUSE");
-    }
-    c.close();
-    await a.stop();
   });
 
   test("Redis comes back empty: the instances go on from its seq, and a client's since beyond it tells the client to start over", async () => {
-    const { a, b, alice, bob, done } = await pair("amnesia");
+    await using duo = await pair("amnesia");
+    const { a, b, alice, bob } = duo;
     for (let i = 1; i <= 3; i++) await alice.say("amnesia", `before ${i}`);
     await bob.until((f) => f.type === "message" && f.text === "before 3");
     await redis.stop("SIGTERM");
@@ -790,13 +538,12 @@ describe("failures", () => {
     const joined = await carol.join("amnesia", 3);
     expect([joined.seq, joined.messages, joined.complete]).toEqual([1, [], true]);
     for (const c of [carol, talker]) c.close();
-    await done();
   });
 
   test("SIGKILL of instance A mid-burst: its user resumes on B with its session and since, and gets every message once", async () => {
-    const db = ++lastDb;
-    const a = await spawnServer({ REDIS_URL: redis.url(db), RATE_LIMIT_BURST: "1000", RATE_LIMIT_PER_SECOND: "1000" });
-    const b = await startServer({ redisUrl: redis.url(db) });
+    const db = redis.freshDb();
+    await using a = await spawnServer({ REDIS_URL: redis.url(db), RATE_LIMIT_BURST: "1000", RATE_LIMIT_PER_SECOND: "1000" });
+    await using b = await startServer({ redisUrl: redis.url(db) });
     const alice = await Client.connect(a.wsUrl);
     const welcome = await alice.hello("alice");
     await alice.join("crash");
@@ -824,6 +571,5 @@ describe("failures", () => {
     expect(messages(await bob.until((f) => f.type === "message" && f.id === marker.id))).toEqual([...all, marker]);
     back.close();
     bob.close();
-    await b.stop();
   });
 });

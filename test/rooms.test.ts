@@ -1,346 +1,252 @@
 /**
- * Rooms with owners (§11.2), on both engines: the first joiner owns a new room, ROOM_CREATION,
- * roles and their hand-over, settings stored as events in the room's sequence, private rooms,
- * their lists and invites, and what survives a restart.
+ * Rooms: join, re-join and leave, the cap on rooms per connection, the room list (/api/rooms) and
+ * directory, and a room's history: on join, on resume with `since`, paged with `history` and over
+ * HTTP, and only HISTORY_RETAIN of it kept. Rooms and history run on both engines; what the room
+ * list reads and remembers, on SQLite.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { SignJWT } from "jose";
-import { SqliteStore, type ServerOptions } from "../server.ts";
-import { Client, LineClient, startRedis, startServer, tempDir, user, type Frame, type TestServer } from "./helpers.ts";
+import { pageQuery } from "../src/http.ts";
+import { Client, ENGINES, engineServers, sqliteWith, startServer, tempDir, user, type TestServer } from "./helpers.ts";
 
-const SECRET = "a-test-secret-that-is-long-enough-1234";
-const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    const { startServer } = engineServers(engine);
 
-const memberToken = (sub: string, claims: Record<string, unknown> = {}) =>
-  new SignJWT({ sub, ...claims }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(new TextEncoder().encode(SECRET));
+    describe("chat in rooms", () => {
+      let server: TestServer;
+      beforeAll(async () => {
+        server = await startServer({ presenceGraceMs: 60_000, rateLimitBurst: 100 });
+      });
+      afterAll(() => server.stop());
 
-/** Sends a frame and returns the next frame that is not a room event: its answer. */
-async function ask(c: Client, frame: object): Promise<Frame> {
-  c.send(frame);
-  const seen = await c.until((f) => ["ok", "error", "invite", "joined", "history", "welcome", "left"].includes(f.type));
-  return seen.at(-1)!;
-}
+      test("leave: the leaver gets left, the others a presence leave at once", async () => {
+        const fay = await user(server, "fay", "leaving");
+        const gus = await user(server, "gus", "leaving");
+        await fay.expect("presence");
+        gus.send({ type: "leave", room: "leaving", ref: "bye" });
+        expect(await gus.next()).toEqual({ type: "left", room: "leaving", ref: "bye" });
+        expect(await fay.next()).toEqual({ type: "presence", room: "leaving", event: "leave", user: { id: expect.any(String), name: "gus" } });
+        gus.send({ type: "leave", room: "leaving" });
+        expect(await gus.next()).toMatchObject({ type: "error", code: "not_joined" });
+        // Gus no longer hears the room.
+        const later = await fay.say("leaving", "after you left");
+        expect(await gus.sync()).toEqual([]);
+        expect(later.seq).toBe(1);
+        fay.close();
+        gus.close();
+      });
 
-const redis = await startRedis();
-let database = 0;
-afterAll(() => redis.cleanup());
+      test("re-joining a room answers joined again and changes nothing else", async () => {
+        const hal = await user(server, "hal", "again");
+        const ivy = await user(server, "ivy", "again");
+        await hal.expect("presence");
+        await hal.say("again", "one");
+        await ivy.expect("message");
+        ivy.send({ type: "join", room: "again", since: 0, ref: "re" });
+        expect(await ivy.next()).toMatchObject({ type: "joined", ref: "re", seq: 1, messages: [{ text: "one" }], complete: true });
+        await ivy.say("again", "marker");
+        // Hal saw no second presence join, only the marker.
+        expect((await hal.until((f) => f.type === "message")).map((f) => f.type)).toEqual(["message"]);
+        hal.close();
+        ivy.close();
+      });
 
-for (const engine of ["sqlite", "redis"] as const) {
-  const start = (options: ServerOptions = {}): Promise<TestServer> =>
-    startServer({ ...(engine === "redis" ? { redisUrl: redis.url(++database) } : {}), ...options });
+      test("a user is in at most MAX_ROOMS_PER_CONNECTION rooms", async () => {
+        const jo = await user(server, "jo");
+        for (let i = 0; i < 20; i++) await jo.join(`r${i}`);
+        jo.send({ type: "join", room: "r20", ref: "x" });
+        expect(await jo.next()).toMatchObject({ type: "error", code: "too_many_rooms", ref: "x" });
+        expect((await jo.join("r3")).room).toBe("r3"); // re-joining still works
+        jo.close();
+      });
 
-  describe(`${engine}: owners, roles and settings`, () => {
-    test("the first joiner of a new room owns it; joined says role and settings; members carry their roles", async () => {
-      const server = await start();
-      try {
-        const olga = await Client.connect(server.wsUrl);
-        const o = await olga.hello("olga");
-        const first = await olga.join("garden");
-        expect(first).toMatchObject({ role: "owner", settings: { topic: "", private: false, readOnly: false, slowModeSeconds: 0 } });
-        expect(first.members).toEqual([{ ...o.user, role: "owner" }]);
-        const max = await user(server, "max");
-        const second = await max.join("garden");
-        expect(second.role).toBe("member");
-        expect(second.members).toEqual([{ ...o.user, role: "owner" }, expect.objectContaining({ name: "max" })]);
-        expect(second.members[1]).not.toHaveProperty("role");
-        for (const c of [olga, max]) c.close();
-      } finally {
-        await server.stop();
-      }
+      test("/api/rooms lists rooms with members, counting users once", async () => {
+        const kim = await user(server, "kim", "apiroom");
+        await kim.say("apiroom", "x");
+        const res = await server.http("/api/rooms");
+        expect(res.status).toBe(200);
+        const { rooms } = (await res.json()) as { rooms: { room: string; members: number; seq: number }[] };
+        expect(rooms.find((r) => r.room === "apiroom")).toEqual({ room: "apiroom", members: 1, seq: 1 });
+        kim.close();
+      });
     });
 
-    test("a room that holds history but has no owner (from before owners) gets none: its first joiner is a member", async () => {
-      const dir = tempDir();
-      const databasePath = join(dir.path, "old.sqlite");
-      const old = new SqliteStore(databasePath, 1000);
-      await old.append([{ room: "legacy", user: { id: "old-user", name: "elder" }, id: "m1", text: "from v1.1", ts: Date.now() }]);
-      await old.close();
-      const server = await startServer({ databasePath });
-      try {
-        const first = await user(server, "newcomer");
-        expect((await first.join("legacy")).role).toBe("member");
-        first.close();
-      } finally {
-        await server.stop();
-        dir.cleanup();
-      }
-    });
+    describe("history and resume", () => {
+      let server: TestServer;
+      beforeAll(async () => {
+        server = await startServer({ historyOnJoin: 3, historyRetain: 8, rateLimitBurst: 100 });
+      });
+      afterAll(() => server.stop());
 
-    test("settings: the topic by a moderator, the rest by the owner; a settings event in the sequence that history and since carry", async () => {
-      const server = await start({ tcpPort: 0 });
-      try {
-        const owner = await Client.connect(server.wsUrl);
-        const ow = await owner.hello("owner");
-        await owner.join("plaza");
-        const mod = await user(server, "mod", "plaza");
-        const plain = await user(server, "plain", "plaza");
-        const tcp = await LineClient.connect(server.chat.tcpPort!);
-        await tcp.readUntil("name: ");
-        tcp.write("telnet\n/join plaza\n");
-        await tcp.readUntil("* now in plaza");
-        await owner.until((f) => f.type === "presence" && f.user.name === "telnet");
-        // A plain member may change nothing.
-        expect(await ask(plain, { type: "room_settings", room: "plaza", topic: "mine now", ref: "p" })).toMatchObject({ type: "error", code: "forbidden", ref: "p" });
-        // The owner makes mod a moderator: everyone in the room hears it.
-        expect(await ask(owner, { type: "role", room: "plaza", user: mod.frames[0]!.user.id, role: "moderator", ref: "r" })).toEqual({ type: "ok", for: "role", ref: "r" });
-        const modUser = mod.frames[0]!.user;
-        expect(await plain.until((f) => f.type === "moderation")).toContainEqual({
-          type: "moderation", room: "plaza", action: "role", user: modUser, by: ow.user, role: "moderator",
-        });
-        expect(await tcp.readUntil("of plaza (by owner)")).toContain("* mod is now a moderator of plaza (by owner)");
-        // The moderator sets the topic, but not the rest.
-        expect(await ask(mod, { type: "room_settings", room: "plaza", readOnly: true })).toMatchObject({ code: "forbidden" });
-        const topicOk = await ask(mod, { type: "room_settings", room: "plaza", topic: "  launch day  ", ref: "t" });
-        expect(topicOk).toEqual({ type: "ok", for: "room_settings", ref: "t" });
-        const event = mod.frames.findLast((f) => f.type === "settings")!;
-        expect(event).toEqual({
-          type: "settings", room: "plaza", seq: expect.any(Number), topic: "launch day", private: false, readOnly: false, slowModeSeconds: 0,
-          by: { ...modUser }, ts: expect.any(Number),
-        });
-        expect(await plain.until((f) => f.type === "settings")).toContainEqual(event);
-        expect(await tcp.readUntil("(by mod)")).toContain('* plaza: topic is now "launch day" (by mod)');
-        // The owner sets slow mode; a message after it has the next seq.
-        expect(await ask(owner, { type: "room_settings", room: "plaza", slowModeSeconds: 30 })).toMatchObject({ type: "ok" });
-        const slow = owner.frames.findLast((f) => f.type === "settings")!;
-        expect(slow).toMatchObject({ seq: event.seq + 1, topic: "launch day", slowModeSeconds: 30 });
-        // Joined, history and since carry the events in their place.
-        const late = await user(server, "late");
-        const joined = await late.join("plaza");
-        expect(joined.settings).toEqual({ topic: "launch day", private: false, readOnly: false, slowModeSeconds: 30 });
-        expect(joined.messages).toEqual([event, slow]);
-        const resumed = await late.join("plaza", event.seq - 1);
-        expect(resumed.messages).toEqual([event, slow]);
-        late.send({ type: "history", room: "plaza", ref: "h" });
-        expect((await late.expect("history")).messages).toEqual([event, slow]);
-        expect((await (await server.http("/api/rooms/plaza/messages")).json()).messages).toEqual([event, slow]);
-        // Bad values change nothing.
-        expect(await ask(owner, { type: "room_settings", room: "plaza", topic: "x".repeat(201) })).toMatchObject({ code: "text_invalid" });
-        expect(await ask(owner, { type: "room_settings", room: "plaza", topic: "a\u0007b" })).toMatchObject({ code: "text_invalid" });
-        expect(await ask(owner, { type: "room_settings", room: "plaza", slowModeSeconds: 3601 })).toMatchObject({ code: "bad_request" });
-        expect(await ask(owner, { type: "room_settings", room: "plaza" })).toMatchObject({ code: "bad_request" });
-        expect(await ask(owner, { type: "room_settings", room: "Plaza!", topic: "x" })).toMatchObject({ code: "room_invalid" });
-        expect((await late.join("plaza")).settings.topic).toBe("launch day");
-        for (const c of [owner, mod, plain, late]) c.close();
-        tcp.end();
-      } finally {
-        await server.stop();
-      }
-    });
+      test("join without since: the newest HISTORY_ON_JOIN, oldest first; complete only if nothing is older", async () => {
+        const alice = await user(server, "alice", "h1");
+        for (let i = 1; i <= 5; i++) await alice.say("h1", `m${i}`);
+        const bob = await user(server, "bob");
+        const joined = await bob.join("h1");
+        expect(joined).toMatchObject({ seq: 5, oldestSeq: 1, complete: false });
+        expect(joined.messages.map((m: { text: string }) => m.text)).toEqual(["m3", "m4", "m5"]);
+        const cy = await user(server, "cy");
+        cy.send({ type: "join", room: "h1-empty" });
+        expect(await cy.next()).toMatchObject({ seq: 0, oldestSeq: 0, messages: [], complete: true });
+        for (const c of [alice, bob, cy]) c.close();
+      });
 
-    test("role: the owner hands the room over (it becomes a moderator); unknown users are not_found; nobody acts on itself or above itself", async () => {
-      const server = await start();
-      try {
-        const owner = await Client.connect(server.wsUrl);
-        const ow = await owner.hello("founder");
-        await owner.join("club");
-        const heir = await user(server, "heir", "club");
-        const other = await user(server, "other", "club");
-        const heirId = heir.frames[0]!.user.id;
-        expect(await ask(owner, { type: "role", room: "club", user: "nobody-here", role: "moderator" })).toMatchObject({ code: "not_found" });
-        expect(await ask(owner, { type: "role", room: "club", user: ow.user.id, role: "member" })).toMatchObject({ code: "forbidden" });
-        expect(await ask(other, { type: "role", room: "club", user: heirId, role: "moderator" })).toMatchObject({ code: "forbidden" });
-        expect(await ask(owner, { type: "role", room: "club", user: heirId, role: "owner" })).toMatchObject({ type: "ok" });
-        const again = await user(server, "again");
-        const joined = await again.join("club");
-        expect(joined.members).toEqual([
-          { ...ow.user, role: "moderator" },
-          expect.objectContaining({ name: "heir", role: "owner" }),
-          expect.objectContaining({ name: "other" }),
-          expect.objectContaining({ name: "again" }),
-        ]);
-        // The old owner, now a moderator, may not act on the owner.
-        expect(await ask(owner, { type: "role", room: "club", user: heirId, role: "member" })).toMatchObject({ code: "forbidden" });
-        for (const c of [owner, heir, other, again]) c.close();
-      } finally {
-        await server.stop();
-      }
-    });
+      test("join with since resumes with no gap and no duplicate, paging on with history after", async () => {
+        const alice = await user(server, "alice2", "h2");
+        for (let i = 1; i <= 2; i++) await alice.say("h2", `m${i}`);
+        const bob = await Client.connect(server.wsUrl);
+        const welcome = await bob.hello("bob2");
+        const first = await bob.join("h2");
+        expect(first.messages.map((m: { seq: number }) => m.seq)).toEqual([1, 2]);
+        await alice.expect("presence");
+        bob.close();
+        await bob.closed;
+        for (let i = 3; i <= 7; i++) await alice.say("h2", `m${i}`);
 
-    test("ROOM_CREATION members: guests join only rooms that exist; admins: only admins start rooms", async () => {
-      const server = await start({ roomCreation: "members", authJwtSecret: SECRET, guestAccess: true });
-      try {
-        const guest = await user(server, "guest");
-        expect(await ask(guest, { type: "join", room: "newroom" })).toMatchObject({ type: "error", code: "forbidden" });
-        const member = await Client.connect(server.wsUrl);
-        member.send({ type: "hello", token: await memberToken("m1") });
-        await member.expect("welcome");
-        expect((await member.join("newroom")).role).toBe("owner");
-        expect((await guest.join("newroom")).role).toBe("member");
-        for (const c of [guest, member]) c.close();
-      } finally {
-        await server.stop();
-      }
-      const strict = await start({ roomCreation: "admins", adminToken: ADMIN_TOKEN });
-      try {
-        const guest = await user(strict, "guest");
-        expect(await ask(guest, { type: "join", room: "x" })).toMatchObject({ code: "forbidden" });
-        const ops = await Client.connect(strict.wsUrl);
-        ops.send({ type: "hello", name: "ops", adminToken: ADMIN_TOKEN });
-        await ops.expect("welcome");
-        expect((await ops.join("x")).role).toBe("owner");
-        expect((await guest.join("x")).role).toBe("member");
-        for (const c of [guest, ops]) c.close();
-      } finally {
-        await strict.stop();
-      }
-    });
-  });
-
-  describe(`${engine}: private rooms and invites`, () => {
-    test("making a room private lists who is in it; others get forbidden, over WebSocket and HTTP; admins see it", async () => {
-      const server = await start({ adminToken: ADMIN_TOKEN, presenceGraceMs: 0 });
-      try {
-        const owner = await user(server, "keeper", "vault");
-        const inside = await user(server, "inside", "vault");
-        await owner.expect("presence");
-        await owner.say("vault", "secret plans");
-        expect(await ask(owner, { type: "room_settings", room: "vault", private: true })).toMatchObject({ type: "ok" });
-        const outsider = await user(server, "outsider");
-        expect(await ask(outsider, { type: "join", room: "vault" })).toMatchObject({ code: "forbidden" });
-        expect(await ask(outsider, { type: "history", room: "vault" })).toMatchObject({ code: "forbidden" });
-        expect((await server.http("/api/rooms/vault/messages")).status).toBe(404);
-        const admin = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
-        expect((await server.http("/api/rooms/vault/messages", admin)).status).toBe(200);
-        const listed = async (init?: RequestInit) => ((await (await server.http("/api/rooms", init)).json()).rooms as { room: string }[]).map((r) => r.room);
-        expect(await listed()).not.toContain("vault");
-        expect(await listed(admin)).toContain("vault");
-        const recent = async (init?: RequestInit) => ((await (await server.http("/api/rooms?recent=1", init)).json()).rooms as { room: string }[]).map((r) => r.room);
-        expect(await recent()).not.toContain("vault");
-        expect(await recent(admin)).toContain("vault");
-        // Someone who was inside when it turned private is on its list: it comes back, resuming too.
-        inside.close();
-        await server.logLine((l) => l.event === "close" && l.user === inside.frames[0]!.user.id);
         const back = await Client.connect(server.wsUrl);
-        await back.hello("inside", inside.frames[0]!.session);
-        expect((await back.join("vault", 0)).messages.map((m: Frame) => m.type)).toEqual(["message", "settings"]);
-        for (const c of [owner, outsider, back]) c.close();
-      } finally {
-        await server.stop();
-      }
-    });
+        await back.hello("bob2", welcome.session);
+        const resumed = await back.join("h2", 2);
+        expect(resumed).toMatchObject({ seq: 7, complete: false });
+        const seen = resumed.messages.map((m: { seq: number }) => m.seq);
+        expect(seen).toEqual([3, 4, 5]);
+        back.send({ type: "history", room: "h2", after: 5, limit: 50, ref: "p" });
+        const page = await back.expect("history");
+        expect(page).toMatchObject({ room: "h2", complete: true, ref: "p" });
+        expect([...seen, ...page.messages.map((m: { seq: number }) => m.seq)]).toEqual([3, 4, 5, 6, 7]);
+        // Entries of messages are exactly message frames.
+        expect(page.messages[0]).toEqual({ type: "message", room: "h2", seq: 6, id: expect.any(String), user: { id: expect.any(String), name: "alice2" }, text: "m6", ts: expect.any(Number) });
+        alice.close();
+        back.close();
+      });
 
-    test("invites: a moderator's code lets its holder in and on the list; used up, expired or for another room is invite_invalid", async () => {
-      let clock = Date.now();
-      const server = await start({ now: () => clock });
-      try {
-        const owner = await user(server, "host", "party");
-        await user(server, "host2", "other").then((c) => c.close());
-        expect(await ask(owner, { type: "room_settings", room: "party", private: true })).toMatchObject({ type: "ok" });
-        const guest = await user(server, "guest");
-        expect(await ask(guest, { type: "invite", room: "party" })).toMatchObject({ code: "forbidden" });
-        const invite = await ask(owner, { type: "invite", room: "party", maxUses: 1, ttlSeconds: 60, ref: "i" });
-        expect(invite).toEqual({ type: "invite", room: "party", code: expect.stringMatching(/^[A-Za-z0-9_-]{32,}$/), expiresAt: clock + 60_000, maxUses: 1, ref: "i" });
-        // For another room it is nothing.
-        const wrongRoom = await ask(guest, { type: "join", room: "other", invite: invite.code });
-        expect(wrongRoom.type).toBe("joined"); // a public room needs no invite
-        const privateOther = await user(server, "owner2");
-        await privateOther.join("hideout");
-        await ask(privateOther, { type: "room_settings", room: "hideout", private: true });
-        expect(await ask(guest, { type: "join", room: "hideout", invite: invite.code })).toMatchObject({ code: "invite_invalid" });
-        // Used once: the guest is in, and on the list from now on.
-        expect((await ask(guest, { type: "join", room: "party", invite: invite.code })).type).toBe("joined");
-        guest.send({ type: "leave", room: "party" });
-        await guest.until((f) => f.type === "left");
-        expect((await ask(guest, { type: "join", room: "party" })).type).toBe("joined");
-        // Used up.
-        const third = await user(server, "third");
-        expect(await ask(third, { type: "join", room: "party", invite: invite.code })).toMatchObject({ code: "invite_invalid" });
-        // Expired.
-        const later = await ask(owner, { type: "invite", room: "party", ttlSeconds: 60 });
-        clock += 61_000;
-        expect(await ask(third, { type: "join", room: "party", invite: later.code })).toMatchObject({ code: "invite_invalid" });
-        expect(await ask(third, { type: "join", room: "party", invite: "made-up-code" })).toMatchObject({ code: "invite_invalid" });
-        for (const c of [owner, guest, privateOther, third]) c.close();
-      } finally {
-        await server.stop();
-      }
-    });
+      test("since beyond the room's seq gives nothing, complete", async () => {
+        const c = await user(server, "dee");
+        c.send({ type: "join", room: "h1", since: 99 });
+        expect(await c.next()).toMatchObject({ type: "joined", seq: 5, messages: [], complete: true });
+        c.close();
+      });
 
-    test("a member's token rooms claim lets it in (and lists it); an admin enters any private room", async () => {
-      const server = await start({ authJwtSecret: SECRET, guestAccess: true, adminToken: ADMIN_TOKEN });
-      try {
-        const owner = await user(server, "boss", "board");
-        await ask(owner, { type: "room_settings", room: "board", private: true });
-        const member = await Client.connect(server.wsUrl);
-        member.send({ type: "hello", token: await memberToken("cfo", { rooms: ["board"] }) });
-        await member.expect("welcome");
-        expect((await member.join("board")).type).toBe("joined");
-        const ops = await Client.connect(server.wsUrl);
-        ops.send({ type: "hello", name: "ops", adminToken: ADMIN_TOKEN });
-        await ops.expect("welcome");
-        expect((await ops.join("board")).type).toBe("joined");
-        for (const c of [owner, member, ops]) c.close();
-      } finally {
-        await server.stop();
-      }
+      test("history pages both ways and is open for rooms not joined", async () => {
+        const c = await user(server, "eli");
+        const page = async (q: object) => {
+          c.send({ type: "history", room: "h1", ...q });
+          const h = await c.expect("history");
+          return [h.messages.map((m: { seq: number }) => m.seq), h.complete];
+        };
+        expect(await page({})).toEqual([[1, 2, 3, 4, 5], true]);
+        expect(await page({ limit: 2 })).toEqual([[4, 5], false]);
+        expect(await page({ before: 4, limit: 2 })).toEqual([[2, 3], false]);
+        expect(await page({ before: 3, limit: 2 })).toEqual([[1, 2], true]);
+        expect(await page({ after: 1, limit: 2 })).toEqual([[2, 3], false]);
+        expect(await page({ after: 3, limit: 2 })).toEqual([[4, 5], true]);
+        expect(await page({ after: 1, before: 4 })).toEqual([[2, 3], true]);
+        expect(await page({ after: 5 })).toEqual([[], true]);
+        c.send({ type: "history", room: "H1", ref: "bad" });
+        expect(await c.next()).toMatchObject({ type: "error", code: "room_invalid", ref: "bad" });
+        c.close();
+      });
+
+      test("only HISTORY_RETAIN messages are kept per room; seq goes on", async () => {
+        const c = await user(server, "fin", "keep");
+        for (let i = 1; i <= 10; i++) await c.say("keep", `k${i}`);
+        const joined = await c.join("keep");
+        expect(joined).toMatchObject({ seq: 10, oldestSeq: 3 });
+        c.send({ type: "history", room: "keep", limit: 200 });
+        expect((await c.expect("history")).messages.map((m: { seq: number }) => m.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
+        c.close();
+      });
+
+      test("the same messages over HTTP", async () => {
+        const res = await server.http("/api/rooms/h1/messages?after=2&limit=2");
+        expect(res.status).toBe(200);
+        const body = (await res.json()) as { room: string; messages: { seq: number }[]; complete: boolean };
+        expect(body.room).toBe("h1");
+        expect(body.messages.map((m) => m.seq)).toEqual([3, 4]);
+        expect(body.complete).toBe(false);
+        expect(await (await server.http("/api/rooms/never-used/messages")).json()).toEqual({ room: "never-used", messages: [], complete: true });
+        for (const path of ["/api/rooms/Bad!/messages", "/api/rooms/h1/messages?limit=0", "/api/rooms/h1/messages?before=x"]) {
+          const r = await server.http(path);
+          expect(r.status).toBe(400);
+          expect(Object.keys((await r.json()) as object)).toEqual(["error"]);
+        }
+      });
     });
   });
 }
 
-describe("the TCP door in rooms with owners (§11.8)", () => {
-  test("/topic shows the topic and sets it for moderators; a private room's /join is forbidden; /rooms hides it; /help says members sign in elsewhere", async () => {
-    const server = await startServer({ tcpPort: 0 });
-    try {
-      const owner = await user(server, "owner");
-      await owner.join("den");
-      const tcp = await LineClient.connect(server.chat.tcpPort!);
-      await tcp.readUntil("name: ");
-      tcp.write("typist\n/join den\n");
-      await tcp.readUntil("* now in den (2 here)\n");
-      tcp.write("/topic\n");
-      expect(await tcp.line()).toBe("* den has no topic");
-      tcp.write("/topic my topic\n");
-      expect(await tcp.line()).toMatch(/^! forbidden: /);
-      await ask(owner, { type: "role", room: "den", user: (await owner.until((f) => f.type === "presence")).at(-1)!.user.id, role: "moderator" });
-      await tcp.readUntil("(by owner)\n");
-      tcp.write("/topic our topic\n");
-      expect(await tcp.readUntil("(by typist)\n")).toContain('* den: topic is now "our topic" (by typist)');
-      tcp.write("/topic\n");
-      expect(await tcp.line()).toBe('* den: topic is "our topic"');
-      await owner.until((f) => f.type === "settings");
-      await owner.join("secret");
-      await ask(owner, { type: "room_settings", room: "secret", private: true });
-      tcp.write("/join secret\n");
-      expect(await tcp.line()).toMatch(/^! forbidden: secret is private/);
-      tcp.write("/rooms\n");
-      expect(await tcp.line()).toBe("* rooms: den (2), general (1)");
-      tcp.write("/help\n");
-      expect(await tcp.readUntil("not over TCP.\n")).toContain("/topic");
-      owner.close();
-      tcp.end();
-    } finally {
-      await server.stop();
-    }
+describe("history over HTTP", () => {
+  test("history query parameters", () => {
+    const q = (s: string) => pageQuery(new URLSearchParams(s));
+    expect(q("")).toEqual({ after: undefined, before: undefined, limit: 50 });
+    expect(q("after=3&before=9&limit=200")).toEqual({ after: 3, before: 9, limit: 200 });
+    for (const bad of ["limit=0", "limit=201", "after=-1", "after=1.5", "before=x", "after=", "limit=1e2"]) expect(q(bad)).toBeNull();
   });
 });
 
-describe("what survives a restart (SQLite file)", () => {
-  test("owners, moderators, settings, lists and reserved names come back", async () => {
-    const dir = tempDir();
-    const databasePath = join(dir.path, "chat.sqlite");
-    let server = await startServer({ databasePath, presenceGraceMs: 0 });
-    try {
-      const owner = await Client.connect(server.wsUrl);
-      const ow = await owner.hello("stays");
-      await owner.join("lasting");
-      const mod = await user(server, "modest", "lasting");
-      await ask(owner, { type: "role", room: "lasting", user: mod.frames[0]!.user.id, role: "moderator" });
-      await ask(owner, { type: "room_settings", room: "lasting", private: true, topic: "kept" });
-      for (const c of [owner, mod]) c.close();
-      await server.stop();
-      server = await startServer({ databasePath });
-      expect((await ask(await Client.connect(server.wsUrl), { type: "hello", name: "Stays" })).code).toBe("name_taken");
-      const back = await Client.connect(server.wsUrl);
-      await back.hello("stays", ow.session);
-      const joined = await back.join("lasting");
-      expect(joined).toMatchObject({ role: "owner", settings: { topic: "kept", private: true } });
-      const outsider = await user(server, "outsider");
-      expect(await ask(outsider, { type: "join", room: "lasting" })).toMatchObject({ code: "forbidden" });
-      for (const c of [back, outsider]) c.close();
-    } finally {
-      await server.stop();
-      dir.cleanup();
+// On SQLite, the default engine, only: two of these bring a store or file of their own.
+describe("memory and storage reads stay bounded", () => {
+  test("/api/rooms answers from memory: no storage read, however many rooms are active", async () => {
+    let reads = 0;
+    const store = sqliteWith((real) => ({
+      roomInfo: (room) => (reads++, real.roomInfo(room)),
+      page: (room, query) => (reads++, real.page(room, query)),
+    }));
+    await using server = await startServer({ store, maxRoomsPerConnection: 750, rateLimitBurst: 10_000 });
+    const busy = await user(server, "busy");
+    const busier = await user(server, "busier");
+    for (let i = 0; i < 750; i++) busy.send({ type: "join", room: `room-${i}` });
+    for (let i = 750; i < 1500; i++) busier.send({ type: "join", room: `room-${i}` });
+    await busy.until((f) => f.type === "joined" && f.room === "room-749");
+    await busier.until((f) => f.type === "joined" && f.room === "room-1499");
+    await busy.say("room-7", "hello");
+    reads = 0;
+    for (let i = 0; i < 5; i++) {
+      const body = (await (await server.http("/api/rooms")).json()) as { rooms: { room: string; members: number; seq: number }[] };
+      expect(body.rooms).toHaveLength(1500);
+      expect(body.rooms.find((r) => r.room === "room-7")).toEqual({ room: "room-7", members: 1, seq: 1 });
     }
+    expect(reads).toBe(0);
+    busy.close();
+    busier.close();
+  });
+
+  test("rooms joined and left without a message are not remembered", async () => {
+    await using server = await startServer({ rateLimitBurst: 10_000 });
+    const c = await user(server, "wanderer");
+    const before = server.chat.inspect().roomStates;
+    for (let i = 0; i < 300; i++) {
+      c.send({ type: "join", room: `w-${i}` });
+      c.send({ type: "leave", room: `w-${i}` });
+    }
+    await c.until((f) => f.type === "left" && f.room === "w-299");
+    expect(server.chat.inspect().roomStates).toBe(before);
+    c.close();
+  });
+
+  test("the room directory lists rooms with messages and nobody online, newest first", async () => {
+    let t = 1_000_000;
+    using dir = tempDir();
+    const path = join(dir.path, "chat.sqlite");
+    await using server = await startServer({ now: () => t, presenceGraceMs: 0, databasePath: path });
+    const c = await user(server, "poster", "older", "newer", "quiet");
+    await c.say("older", "one");
+    t += 1000;
+    await c.say("newer", "two");
+    c.close();
+    await server.logLine((l) => l.event === "close");
+    const empty = await (await server.http("/api/rooms")).json();
+    expect(empty).toEqual({ rooms: [] });
+    const recent = await (await server.http("/api/rooms?recent=1")).json();
+    expect(recent).toEqual({
+      rooms: [
+        { room: "newer", members: 0, seq: 1, ts: 1_001_000 },
+        { room: "older", members: 0, seq: 1, ts: 1_000_000 },
+      ],
+    });
+    await server.stop();
+    // A restart on the same file starts the directory from storage.
+    await using again = await startServer({ databasePath: path });
+    expect(await (await again.http("/api/rooms?recent=1")).json()).toEqual(recent);
   });
 });

@@ -1,85 +1,95 @@
 /**
- * Storage bounds (§10 and issue #9): MAX_ROOMS, HISTORY_MAX_AGE_DAYS, no per-room memory in the
- * engine, and sessions that nobody comes back with expiring after a day. Clocks are injected.
+ * Storage: its bounds (§10 and issue #9: MAX_ROOMS, HISTORY_MAX_AGE_DAYS, no per-room memory in
+ * the engine), what survives a restart on the same file, and durability: a message is published
+ * only after the fsync of its commit, and a failed fsync stops the engine. The bounds run on both
+ * engines and across instances; the file and fsync tests on SQLite. Clocks are injected.
  */
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { fsync } from "node:fs";
 import { join } from "node:path";
 import { SqliteStore, type NewMessage } from "../server.ts";
-import { Client, startServer, tempDir, user } from "./helpers.ts";
+import type { SessionRecord } from "../src/engine.ts";
+import { Client, ENGINES, engineServers, redisForSuite, startServer, tempDir, user, type Frame } from "./helpers.ts";
 
 const DAY_MS = 86_400_000;
 
-test("MAX_ROOMS: a send that would start one more room with history gets room_limit, and nothing is stored or published", async () => {
-  const server = await startServer({ maxRooms: 2 });
-  const alice = await user(server, "alice", "one", "two", "three");
-  const bob = await user(server, "bob", "three");
-  await alice.until((f) => f.type === "presence" && f.room === "three");
-  await alice.say("one", "first room");
-  await alice.say("two", "second room");
-  alice.send({ type: "send", room: "three", id: "over", text: "one room too many" });
-  expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "over" });
-  // Rooms that already hold history still take messages; the refused one spent no seq.
-  expect((await alice.say("one", "still fine")).seq).toBe(2);
-  expect(await bob.sync()).toEqual([]);
-  const again = await Client.connect(server.wsUrl);
-  await again.hello("carol");
-  expect(await again.join("three")).toMatchObject({ seq: 0, oldestSeq: 0, messages: [] });
-  const metrics = await (await server.http("/metrics")).text();
-  expect(metrics).toContain('chat_errors_total{code="room_limit"} 1');
-  for (const c of [alice, bob, again]) c.close();
-  await server.stop();
-});
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    const { startServer } = engineServers(engine);
 
-test("HISTORY_MAX_AGE_DAYS: a commit trims its room's messages older than the limit", async () => {
-  let t = 1_700_000_000_000;
-  const server = await startServer({ now: () => t, historyMaxAgeDays: 1 });
-  const alice = await user(server, "alice", "aging");
-  await alice.say("aging", "old news");
-  await alice.say("aging", "still old");
-  t += DAY_MS - 1;
-  await alice.say("aging", "a day later");
-  t += 2;
-  // The first two are now more than a day old; the third is exactly a day old and stays.
-  await alice.say("aging", "fresh");
-  const reader = await user(server, "reader");
-  const joined = await reader.join("aging");
-  expect(joined).toMatchObject({ seq: 4, oldestSeq: 3, complete: true });
-  expect(joined.messages.map((m: { text: string }) => m.text)).toEqual(["a day later", "fresh"]);
-  alice.close();
-  reader.close();
-  await server.stop();
-});
+    test("MAX_ROOMS: a send that would start one more room with history gets room_limit, and nothing is stored or published", async () => {
+      await using server = await startServer({ maxRooms: 2 });
+      const alice = await user(server, "alice", "one", "two", "three");
+      const bob = await user(server, "bob", "three");
+      await alice.until((f) => f.type === "presence" && f.room === "three");
+      await alice.say("one", "first room");
+      await alice.say("two", "second room");
+      alice.send({ type: "send", room: "three", id: "over", text: "one room too many" });
+      expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "over" });
+      // Rooms that already hold history still take messages; the refused one spent no seq.
+      expect((await alice.say("one", "still fine")).seq).toBe(2);
+      expect(await bob.sync()).toEqual([]);
+      const again = await Client.connect(server.wsUrl);
+      await again.hello("carol");
+      expect(await again.join("three")).toMatchObject({ seq: 0, oldestSeq: 0, messages: [] });
+      const metrics = await (await server.http("/metrics")).text();
+      expect(metrics).toContain('chat_errors_total{code="room_limit"} 1');
+      for (const c of [alice, bob, again]) c.close();
+    });
 
+    test("HISTORY_MAX_AGE_DAYS: a commit trims its room's messages older than the limit", async () => {
+      let t = 1_700_000_000_000;
+      await using server = await startServer({ now: () => t, historyMaxAgeDays: 1 });
+      const alice = await user(server, "alice", "aging");
+      await alice.say("aging", "old news");
+      await alice.say("aging", "still old");
+      t += DAY_MS - 1;
+      await alice.say("aging", "a day later");
+      t += 2;
+      // The first two are now more than a day old; the third is exactly a day old and stays.
+      await alice.say("aging", "fresh");
+      const reader = await user(server, "reader");
+      const joined = await reader.join("aging");
+      expect(joined).toMatchObject({ seq: 4, oldestSeq: 3, complete: true });
+      expect(joined.messages.map((m: { text: string }) => m.text)).toEqual(["a day later", "fresh"]);
+      alice.close();
+      reader.close();
+    });
+  });
+}
+
+// On SQLite only: these are about its file, its store and its fsyncs.
 test("HISTORY_MAX_AGE_DAYS: quiet rooms are trimmed at start, keep their seq, and stop counting toward MAX_ROOMS", async () => {
-  const dir = tempDir();
+  using dir = tempDir();
   const databasePath = join(dir.path, "chat.sqlite");
   let t = 1_700_000_000_000;
   const options = { now: () => t, databasePath, historyMaxAgeDays: 1, maxRooms: 2 };
   let server = await startServer(options);
-  let alice = await user(server, "alice", "a", "b", "c");
-  await alice.say("a", "in a");
-  await alice.say("b", "in b");
-  alice.send({ type: "send", room: "c", id: "c1", text: "in c" });
-  expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "c1" });
-  alice.close();
-  await server.stop();
+  try {
+    let alice = await user(server, "alice", "a", "b", "c");
+    await alice.say("a", "in a");
+    await alice.say("b", "in b");
+    alice.send({ type: "send", room: "c", id: "c1", text: "in c" });
+    expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "c1" });
+    alice.close();
+    await server.stop();
 
-  t += 2 * DAY_MS;
-  server = await startServer(options);
-  alice = await user(server, "alice");
-  expect(await alice.join("a")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [], complete: true });
-  await alice.join("c");
-  expect((await alice.say("c", "room for c now")).seq).toBe(1);
-  // The emptied room's seq goes on where it was: a seq is never reused.
-  expect((await alice.say("a", "back in a")).seq).toBe(2);
-  alice.close();
-  await server.stop();
-  dir.cleanup();
+    t += 2 * DAY_MS;
+    server = await startServer(options);
+    alice = await user(server, "alice");
+    expect(await alice.join("a")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [], complete: true });
+    await alice.join("c");
+    expect((await alice.say("c", "room for c now")).seq).toBe(1);
+    // The emptied room's seq goes on where it was: a seq is never reused.
+    expect((await alice.say("a", "back in a")).seq).toBe(2);
+    alice.close();
+  } finally {
+    await server.stop();
+  }
 });
 
 test("the engine keeps no room's seq in memory: each commit reads it, so a second writer on the file is never overwritten", async () => {
-  const dir = tempDir();
+  using dir = tempDir();
   const path = join(dir.path, "chat.sqlite");
   const first = new SqliteStore(path, 1000);
   const second = new SqliteStore(path, 1000);
@@ -94,35 +104,36 @@ test("the engine keeps no room's seq in memory: each commit reads it, so a secon
   expect(seqs).toEqual([1, 2, 3, 4]);
   await first.close();
   await second.close();
-  dir.cleanup();
 });
 
-test("a new session expires after a day unless it is used again, which gives it the full TTL", async () => {
-  let t = 1_700_000_000_000;
-  const server = await startServer({ now: () => t });
-  const once = await user(server, "once");
-  const twice = await user(server, "twice");
-  const [onceWelcome, twiceWelcome] = [once.frames[0]!, twice.frames[0]!];
-  once.close();
-  twice.close();
-  await server.settled();
+test("a restart on the same database file loses nothing and reuses no seq", async () => {
+  using dir = tempDir();
+  const databasePath = join(dir.path, "chat.sqlite");
+  let server = await startServer({ databasePath });
+  try {
+    const alice = await Client.connect(server.wsUrl);
+    const welcome = await alice.hello("alice");
+    await alice.join("persist");
+    const sent: Frame[] = [];
+    for (let i = 1; i <= 3; i++) sent.push(await alice.say("persist", `before ${i}`, `p${i}`));
+    await server.stop();
+    expect((await alice.closed).code).toBe(1001);
 
-  t += 3_600_000;
-  const back = await Client.connect(server.wsUrl);
-  expect((await back.hello("twice again", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
-  back.close();
-  await server.settled();
-
-  t += DAY_MS;
-  const late = await Client.connect(server.wsUrl);
-  const lateWelcome = await late.hello("once again", onceWelcome.session);
-  expect(lateWelcome.user.id).not.toBe(onceWelcome.user.id);
-  expect(lateWelcome.session).not.toBe(onceWelcome.session);
-  const kept = await Client.connect(server.wsUrl);
-  expect((await kept.hello("twice later", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
-  late.close();
-  kept.close();
-  await server.stop();
+    server = await startServer({ databasePath });
+    const back = await Client.connect(server.wsUrl);
+    const again = await back.hello("alice", welcome.session);
+    expect(again.user).toEqual(welcome.user); // sessions survive restarts
+    const joined = await back.join("persist", 0);
+    expect(joined.messages).toEqual(sent);
+    expect(joined.seq).toBe(3);
+    // Dedup keys survive too.
+    back.send({ type: "send", room: "persist", id: "p2", text: "retry after restart" });
+    expect(await back.next()).toEqual(sent[1]!);
+    expect((await back.say("persist", "after")).seq).toBe(4);
+    back.close();
+  } finally {
+    await server.stop();
+  }
 });
 
 /**
@@ -174,10 +185,10 @@ function heldSync() {
 }
 
 test("a message is published only once the fsync of its commit has returned", async () => {
-  const dir = tempDir();
+  using dir = tempDir();
   const io = heldSync();
   const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
-  const server = await startServer({ store });
+  await using server = await startServer({ store });
   const alice = await user(server, "alice", "durable");
   const bob = await user(server, "bob", "durable");
   await alice.until((f) => f.type === "presence");
@@ -192,20 +203,21 @@ test("a message is published only once the fsync of its commit has returned", as
   expect((await bob.expect("message")).id).toBe("m1");
   alice.close();
   bob.close();
-  await server.stop();
-  dir.cleanup();
 });
 
+/** A guest's session record, as the hub stores one. */
+const guestSession = (userId: string, expiresAt: number): SessionRecord => ({ userId, expiresAt, kind: "guest", name: userId, keys: [userId], admin: false, rooms: [] });
+
 test("writes that come while every fsync slot is busy commit together and share the next one", async () => {
-  const dir = tempDir();
+  using dir = tempDir();
   const io = heldSync();
   const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
   io.hold = true;
   // A commit that lands while an fsync runs starts its own at once: two in flight.
-  const first = [store.saveSession("h0", "u0", Date.now() + 60_000), store.saveSession("h1", "u1", Date.now() + 60_000)];
+  const first = [store.saveSession("h0", guestSession("u0", Date.now() + 60_000)), store.saveSession("h1", guestSession("u1", Date.now() + 60_000))];
   await io.waiting(2);
   const message: NewMessage = { room: "r", user: { id: "u1", name: "one" }, id: "m1", text: "hi", ts: 1 };
-  const rest = [...[2, 3, 4, 5, 6].map((i) => store.saveSession(`h${i}`, `u${i}`, Date.now() + 60_000)), store.append([message])];
+  const rest = [...[2, 3, 4, 5, 6].map((i) => store.saveSession(`h${i}`, guestSession(`u${i}`, Date.now() + 60_000))), store.append([message])];
   expect(io.calls).toBe(2);
   io.release();
   await Promise.all(first);
@@ -215,11 +227,10 @@ test("writes that come while every fsync slot is busy commit together and share 
   expect(appended).toEqual([{ message: { type: "message", seq: 1, ...message }, duplicate: false }]);
   expect(await store.findSession("h6", Date.now())).toMatchObject({ userId: "u6" });
   await store.close();
-  dir.cleanup();
 });
 
 test("a commit whose fsync returns first still waits for the fsync of the commit before it", async () => {
-  const dir = tempDir();
+  using dir = tempDir();
   const io = heldSync();
   const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
   const message = (id: string): NewMessage => ({ room: "r", user: { id: "u1", name: "one" }, id, text: id, ts: 1 });
@@ -238,16 +249,15 @@ test("a commit whose fsync returns first still waits for the fsync of the commit
   await Promise.all([first, second]);
   expect(stored).toEqual(["1", "2"]);
   await store.close();
-  dir.cleanup();
 });
 
 test("an fsync that fails stops the engine: nothing more is taken or published, /healthz says so; a restart reads back the disk", async () => {
-  const dir = tempDir();
+  using dir = tempDir();
   const path = join(dir.path, "chat.sqlite");
   const io = heldSync();
   let failing = false;
   const store = new SqliteStore(path, 1000, {}, (fd) => (failing ? Promise.reject(new Error("EIO")) : io.sync(fd)));
-  const server = await startServer({ store });
+  await using server = await startServer({ store });
   const alice = await user(server, "alice", "r");
   const bob = await user(server, "bob", "r");
   await alice.until((f) => f.type === "presence");
@@ -268,7 +278,7 @@ test("an fsync that fails stops the engine: nothing more is taken or published, 
   bob.close();
   await server.stop();
   // After a restart, a client resuming with since gets what the disk holds; the retry is deduped.
-  const again = await startServer({ databasePath: path });
+  await using again = await startServer({ databasePath: path });
   const back = await Client.connect(again.wsUrl);
   await back.hello("alice", alice.frames[0]!.session);
   const joined = await back.join("r", synced.seq);
@@ -276,6 +286,61 @@ test("an fsync that fails stops the engine: nothing more is taken or published, 
   back.send({ type: "send", room: "r", id: "unsynced", text: "retry" });
   expect(await back.next()).toEqual(joined.messages[0]);
   back.close();
-  await again.stop();
-  dir.cleanup();
+});
+
+describe("storage bounds across instances (redis)", () => {
+  const redis = redisForSuite();
+
+  test("MAX_ROOMS counts every instance's rooms: a room started on A counts on B, and one too many is refused on both", async () => {
+    const db = redis.freshDb();
+    const instance = () => startServer({ redisUrl: redis.url(db), maxRooms: 2 });
+    await using a = await instance();
+    await using b = await instance();
+    const alice = await user(a, "alice", "one", "three");
+    const bob = await user(b, "bob", "two", "three");
+    await alice.until((f) => f.type === "presence" && f.room === "three");
+    await alice.say("one", "first room, on A");
+    await bob.say("two", "second room, on B");
+    for (const [c, id] of [[alice, "a-over"], [bob, "b-over"]] as const) {
+      c.send({ type: "send", room: "three", id, text: "one room too many" });
+      expect(await c.next()).toMatchObject({ type: "error", code: "room_limit", ref: id });
+    }
+    // Nothing of the refused ones was stored or published, no seq spent; rooms holding history still take messages.
+    expect(await redis.commandIn(db, "GET", "chat:room:three:seq")).toBeNull();
+    expect(await redis.commandIn(db, "EXISTS", "chat:room:three:log")).toBe(0);
+    expect((await alice.say("one", "still fine")).seq).toBe(2);
+    expect(await bob.sync()).toEqual([]);
+    expect(await alice.sync()).toEqual([]);
+    alice.close();
+    bob.close();
+  });
+
+  test("HISTORY_MAX_AGE_DAYS: an instance's sweep trims quiet rooms and their dedup keys; they keep their seq and stop counting toward MAX_ROOMS", async () => {
+    const db = redis.freshDb();
+    let t = 1_700_000_000_000;
+    const options = { redisUrl: redis.url(db), now: () => t, historyMaxAgeDays: 1, maxRooms: 2 };
+    await using a = await startServer(options);
+    const alice = await user(a, "alice", "a", "b", "c");
+    await alice.say("a", "in a", "a1");
+    await alice.say("b", "in b");
+    alice.send({ type: "send", room: "c", id: "c1", text: "in c" });
+    expect(await alice.next()).toMatchObject({ type: "error", code: "room_limit", ref: "c1" });
+    expect(await redis.commandIn(db, "EXISTS", "chat:room:a:ids")).toBe(1);
+    alice.close();
+
+    // Two days on, B starts and sweeps: every room is quiet and too old.
+    t += 2 * DAY_MS;
+    await using b = await startServer(options);
+    expect(await redis.commandIn(db, "EXISTS", "chat:room:a:ids", "chat:room:b:ids")).toBe(0);
+    const carol = await user(b, "carol");
+    expect(await carol.join("a")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [], complete: true });
+    await carol.join("c");
+    expect((await carol.say("c", "room for c now")).seq).toBe(1);
+    // The dedup key went with its message: the same id is a new message, and the seq goes on.
+    expect(await carol.say("a", "in a again", "a1")).toMatchObject({ seq: 2, text: "in a again" });
+    expect(await carol.join("b")).toMatchObject({ seq: 1, oldestSeq: 0 });
+    carol.send({ type: "send", room: "b", id: "b2", text: "a and c hold history: b is one too many" });
+    expect(await carol.next()).toMatchObject({ type: "error", code: "room_limit", ref: "b2" });
+    carol.close();
+  });
 });

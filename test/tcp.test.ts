@@ -1,13 +1,15 @@
 /**
  * The plain-TCP door (protocol §9) with real sockets: TCP and WebSocket users in the same rooms.
  * A line split across packets is forced by sending its first half together with a command and
- * waiting for that command's answer before sending the rest.
+ * waiting for that command's answer before sending the rest. The pure parts first (line framing,
+ * rendering); the live suites run on both engines. Its rate limit, hello timeout and caps are in
+ * rate-limits.test.ts and connections.test.ts, with those of WebSocket.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
-import { hhmm } from "../src/core/lines.ts";
-import { Client, LineClient, WS_UPGRADE, startServer, upgradeAttempt, user, type TestServer } from "./helpers.ts";
+import { LineSplitter, TOO_LONG, formatMessageLines, formatPresenceLine, hhmm } from "../src/core/lines.ts";
+import { Client, ENGINES, LineClient, engineServers, tcpUser, user, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d`;
 
@@ -47,286 +49,300 @@ function serverSocketFd(serverPort: number, clientPort: number): number {
   throw new Error(`no descriptor for ${target}`);
 }
 
-/** Connects, answers the name prompt, and reads up to the "now in general" line. */
-async function tcpUser(server: TestServer, name: string): Promise<{ client: LineClient; joinedText: string }> {
-  const client = await LineClient.connect(server.chat.tcpPort!);
-  await client.readUntil("name: ");
-  client.write(`${name}\n`);
-  const joinedText = await client.readUntil("here)\n");
-  return { client, joinedText };
-}
+describe("LineSplitter", () => {
+  const bytes = (s: string) => new TextEncoder().encode(s);
+  const text = (items: (Uint8Array | typeof TOO_LONG)[]) =>
+    items.map((i) => (i === TOO_LONG ? "<TOO_LONG>" : new TextDecoder().decode(i)));
 
-describe("the TCP door", () => {
-  let server: TestServer;
-  beforeAll(async () => {
-    // No grace: TCP users leave at once anyway, and the WebSocket users' names come free at once.
-    server = await startServer({ tcpPort: 0, presenceGraceMs: 0, rateLimitBurst: 100, rateLimitPerSecond: 100, tcpMaxLineBytes: 64 });
-  });
-  afterAll(() => server.stop());
-
-  test("greeting, name prompt with the hello rules, then general with its recent history", async () => {
-    const alice = await user(server, "alice1", "general");
-    const one = await alice.say("general", "one");
-    await alice.say("general", "two");
-    const nc = await LineClient.connect(server.chat.tcpPort!);
-    expect(await nc.readUntil("name: ")).toMatch(/^\* [^\n]+\nname: $/);
-    nc.write("bad name!\n");
-    expect(await nc.readUntil("name: ")).toMatch(/^! name_invalid: [^\n]+\nname: $/);
-    nc.write("ALICE1\n");
-    expect(await nc.readUntil("name: ")).toMatch(/^! name_taken: [^\n]+\nname: $/);
-    nc.write("bob1\n");
-    expect(await nc.readUntil("here)\n")).toBe(
-      `[general] ${hhmm(one.ts)} alice1: one\n[general] ${hhmm(one.ts)} alice1: two\n* now in general (2 here)\n`,
-    );
-    expect(await alice.next()).toMatchObject({ type: "presence", event: "join", room: "general", user: { name: "bob1" } });
-    alice.close();
-    nc.end();
-    await server.settled();
+  test("reassembles lines split across chunks, also inside a UTF-8 character", () => {
+    const s = new LineSplitter(100);
+    const all = bytes("héllo\n");
+    expect(text(s.push(all.subarray(0, 2)))).toEqual([]);
+    expect(text(s.push(all.subarray(2, 3)))).toEqual([]);
+    expect(text(s.push(all.subarray(3)))).toEqual(["héllo"]);
   });
 
-  test("a TCP user and a WebSocket user chat both ways; multi-line texts become several lines", async () => {
-    const alice = await user(server, "alice2", "both");
-    const { client: bob } = await tcpUser(server, "bob2");
-    bob.write("/join both\n");
-    await bob.readUntil("* now in both (2 here)\n");
-    await alice.expect("presence");
-
-    bob.write("hello from nc\n");
-    const m = await alice.expect("message");
-    expect(m).toMatchObject({ room: "both", user: { name: "bob2" }, text: "hello from nc", id: expect.any(String) });
-    expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} bob2: hello from nc$`));
-
-    await alice.say("both", "line one\nline two");
-    expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: line one$`));
-    expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: line two$`));
-
-    // Typing is for WebSocket users only: bob's next line is the marker message.
-    alice.send({ type: "typing", room: "both" });
-    await alice.say("both", "marker");
-    expect(await bob.line()).toMatch(/alice2: marker$/);
-
-    // One name space: a WebSocket hello cannot take bob's name.
-    const other = await Client.connect(server.wsUrl);
-    other.send({ type: "hello", name: "Bob2" });
-    expect(await other.next()).toMatchObject({ code: "name_taken" });
-    for (const c of [alice, other]) c.close();
-    bob.end();
-    await server.settled();
+  test("handles several lines in one chunk and drops a CR before LF", () => {
+    const s = new LineSplitter(100);
+    expect(text(s.push(bytes("one\r\ntwo\n\nthree\nfour")))).toEqual(["one", "two", "", "three"]);
+    expect(text(s.push(bytes("\n")))).toEqual(["four"]);
   });
 
-  test("lines split across packets are reassembled; several lines in one packet are all handled", async () => {
-    const alice = await user(server, "alice3", "general");
-    const { client: bob } = await tcpUser(server, "bob3");
-    await alice.expect("presence");
-    const bytes = new TextEncoder().encode("héllo wörld\n");
-    bob.write(new Uint8Array([...new TextEncoder().encode("/who\n"), ...bytes.subarray(0, 2)])); // "h" + half of "é"
-    await bob.readUntil("* in general: alice3, bob3\n");
-    bob.write(bytes.subarray(2, 8));
-    bob.write("/n"); // more of the same line, not a command
-    bob.write(bytes.subarray(8));
-    expect(await alice.expect("message")).toMatchObject({ text: "héllo w/nörld" });
-
-    bob.write("one\r\ntwo\nthree\n");
-    const texts = [];
-    for (let i = 0; i < 3; i++) texts.push((await alice.expect("message")).text);
-    expect(texts).toEqual(["one", "two", "three"]);
-    // Invalid UTF-8 arrives as U+FFFD.
-    bob.write(new Uint8Array([0x61, 0xff, 0x62, 0x0a]));
-    expect((await alice.expect("message")).text).toBe("a\ufffdb");
-    alice.close();
-    bob.end();
-    await server.settled();
+  test("a line of exactly the limit passes; one byte more is rejected once", () => {
+    const s = new LineSplitter(8);
+    expect(text(s.push(bytes("12345678\n123456789\nok\n")))).toEqual(["12345678", "<TOO_LONG>", "ok"]);
   });
 
-  test("a line over TCP_MAX_LINE_BYTES is rejected once and dropped up to its newline", async () => {
-    const alice = await user(server, "alice4", "general");
-    const { client: bob } = await tcpUser(server, "bob4");
-    await alice.expect("presence");
-    bob.write("x".repeat(200));
-    bob.write("y".repeat(5000));
-    bob.write("zzz\nafter\n");
-    expect(await bob.line()).toMatch(/^! line_too_long: /);
-    expect(await alice.expect("message")).toMatchObject({ text: "after" });
-    // Exactly the limit (64 bytes, not counting the newline) is fine.
-    bob.write("e".repeat(64) + "\n");
-    expect((await alice.expect("message")).text).toBe("e".repeat(64));
-    expect(await bob.line()).toMatch(/bob4: after$/);
-    expect(await bob.line()).toMatch(/bob4: e{64}$/);
-    alice.close();
-    bob.end();
-    await server.settled();
+  test("an over-long line is reported once and discarded up to its newline, across chunks", () => {
+    const s = new LineSplitter(8);
+    expect(text(s.push(bytes("0123456789")))).toEqual(["<TOO_LONG>"]);
+    expect(text(s.push(bytes("x".repeat(10_000))))).toEqual([]);
+    expect(text(s.push(bytes("yyy\nnext\n")))).toEqual(["next"]);
   });
 
-  test("/join shows the last 10 messages; /who, /rooms, /leave, /help, unknown commands, /quit", async () => {
-    const alice = await user(server, "alice5", "dev");
-    const sent = [];
-    for (let i = 1; i <= 12; i++) sent.push(await alice.say("dev", `m${i}`));
-    const { client: bob } = await tcpUser(server, "bob5");
-    bob.write("/join dev\n");
-    const lines = (await bob.readUntil("here)\n")).trimEnd().split("\n");
-    expect(lines).toEqual([...sent.slice(2).map((m) => `[dev] ${hhmm(m.ts)} alice5: ${m.text}`), "* now in dev (2 here)"]);
-    expect(await alice.next()).toMatchObject({ type: "presence", event: "join", user: { name: "bob5" } });
-
-    bob.write("/who\n");
-    expect(await bob.line()).toBe("* in dev: alice5, bob5");
-    bob.write("/rooms\n");
-    expect(await bob.line()).toBe("* rooms: dev (2), general (1)");
-    bob.write("/help\n");
-    const help = (await bob.readUntil("said in the current room\n")).trimEnd().split("\n");
-    expect(help.map((l) => l.split(/\s+/)[1])).toEqual(["/join", "/leave", "/rooms", "/who", "/quit", "anything"]);
-    expect(help.every((l) => l.startsWith("* "))).toBe(true);
-    bob.write("/dance\n");
-    expect(await bob.line()).toBe("! bad_request: unknown command");
-    bob.write("/join No!\n");
-    expect(await bob.line()).toMatch(/^! room_invalid: /);
-    bob.write("/join\n");
-    expect(await bob.line()).toBe("! bad_request: usage: /join ROOM");
-
-    bob.write("/leave\n");
-    expect(await bob.line()).toBe("* left dev");
-    expect(await bob.line()).toBe("* now in general (1 here)");
-    expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "dev", user: { name: "bob5" } });
-    bob.write("/leave\n");
-    expect(await bob.line()).toBe("* left general");
-    expect(await bob.line()).toBe("* you are in no room; /join ROOM");
-    bob.write("hello?\n");
-    expect(await bob.line()).toMatch(/^! not_joined: /);
-    bob.write("/quit\n");
-    expect(await bob.untilClosed()).toBe("* bye\n");
-    alice.close();
-    await server.settled();
+  test("never holds more than the limit of an unfinished line", () => {
+    const s = new LineSplitter(8);
+    for (let i = 0; i < 8; i++) expect(s.push(bytes("a"))).toEqual([]);
+    expect(text(s.push(bytes("a")))).toEqual([]); // 9 bytes: could still be 8 + CR
+    expect(text(s.push(bytes("a")))).toEqual(["<TOO_LONG>"]);
+    expect(text(s.push(bytes("\nb\n")))).toEqual(["b"]);
   });
 
-  test("lines are answered in order: a line then /quit in one packet shows the line, then bye", async () => {
-    const { client: bob } = await tcpUser(server, "scripted");
-    bob.write("first\n/who\nsecond\n/quit\n");
-    const transcript = (await bob.untilClosed()).trimEnd().split("\n");
-    expect(transcript.map((l) => l.replace(/ \d\d:\d\d /, " "))).toEqual([
-      "[general] scripted: first",
-      "* in general: scripted",
-      "[general] scripted: second",
-      "* bye",
-    ]);
-    await server.settled();
-  });
-
-  test("a disconnect is a presence leave at once, with no grace", async () => {
-    const alice = await user(server, "alice6", "general");
-    const { client: bob } = await tcpUser(server, "bob6");
-    await alice.expect("presence");
-    bob.end();
-    expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "general", user: { name: "bob6" } });
-    const members = (await alice.join("general")).members.map((m: { name: string }) => m.name);
-    expect(members).toEqual(["alice6"]);
-    alice.close();
-    await server.settled();
+  test("keeps its own copy of a partial line when the caller reuses its buffer", () => {
+    const s = new LineSplitter(100);
+    const buf = bytes("abc");
+    s.push(buf);
+    buf.set(bytes("xyz"));
+    expect(text(s.push(bytes("\n")))).toEqual(["abc"]);
   });
 });
 
-describe("TCP limits", () => {
-  test("the rate limit applies: rate_limited lines, then the connection is closed", async () => {
-    const frozen = Date.now();
-    const server = await startServer({ tcpPort: 0, now: () => frozen, rateLimitBurst: 3, rateLimitPerSecond: 1, rateLimitAbuseErrors: 2 });
-    const alice = await user(server, "alice", "general");
-    const { client: bob } = await tcpUser(server, "bob"); // the name line costs nothing
-    await alice.expect("presence");
-    bob.write("1\n2\n3\n4\n5\n");
-    const rest = await bob.untilClosed();
-    expect(rest.split("\n").filter((l) => l.startsWith("!"))).toEqual([
-      "! rate_limited: too many frames; slow down",
-      "! rate_limited: too many frames; slow down",
-    ]);
-    const texts = [];
-    for (let i = 0; i < 3; i++) texts.push((await alice.expect("message")).text);
-    expect(texts).toEqual(["1", "2", "3"]);
-    expect(await alice.next()).toMatchObject({ type: "presence", event: "leave" });
-    alice.close();
-    await server.stop();
+describe("TCP rendering", () => {
+  test("a message is one line per line of text, time in UTC", () => {
+    const m = { type: "message" as const, room: "general", seq: 1, id: "x", user: { id: "u", name: "alice" }, text: "hi\nthere", ts: Date.UTC(2026, 0, 1, 9, 5) };
+    expect(formatMessageLines(m)).toBe("[general] 09:05 alice: hi\n[general] 09:05 alice: there\n");
+    expect(hhmm(Date.UTC(2026, 0, 1, 23, 59, 59))).toBe("23:59");
   });
 
-  test("no name within HELLO_TIMEOUT_MS: '! hello timeout', then closed", async () => {
-    const server = await startServer({ tcpPort: 0, helloTimeoutMs: 100 });
-    const nc = await LineClient.connect(server.chat.tcpPort!);
-    await nc.readUntil("name: ");
-    nc.write("not valid!\n");
-    expect(await nc.untilClosed()).toMatch(/^! name_invalid: [^\n]+\nname: ! hello timeout\n$/);
-    await server.stop();
+  test("presence lines", () => {
+    const user = { id: "u", name: "bob" };
+    expect(formatPresenceLine({ type: "presence", room: "dev", event: "join", user })).toBe("* bob joined dev\n");
+    expect(formatPresenceLine({ type: "presence", room: "dev", event: "leave", user })).toBe("* bob left dev\n");
   });
+});
 
-  test("connection caps count TCP and WebSocket together", async () => {
-    const server = await startServer({ tcpPort: 0, maxConnectionsPerIp: 2 });
-    const ws = await Client.connect(server.wsUrl);
-    const nc = await LineClient.connect(server.chat.tcpPort!);
-    await nc.readUntil("name: ");
-    const refused = await LineClient.connect(server.chat.tcpPort!);
-    expect(await refused.untilClosed()).toBe("! too_many_connections_from_ip: try again later\n");
-    expect(await upgradeAttempt(Number(server.chat.url.port), WS_UPGRADE)).toMatchObject({ status: 429 });
-    expect(await (await server.http("/healthz")).json()).toMatchObject({ connections: 2 });
-    ws.close();
-    nc.end();
-    await server.stop();
-  });
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    const { startServer } = engineServers(engine);
 
-  test("a TCP client that never reads is closed at TCP_MAX_PENDING_BYTES; the others keep receiving", async () => {
-    const server = await startServer({
-      tcpPort: 0,
-      tcpMaxPendingBytes: 64 * 1024,
-      maxMessageChars: 100_000,
-      maxPayloadBytes: 12 * 100_000 + 512,
-      rateLimitBurst: 10_000,
-      rateLimitPerSecond: 10_000,
+    describe("the TCP door", () => {
+      let server: TestServer;
+      beforeAll(async () => {
+        // No grace: TCP users leave at once anyway, and the WebSocket users' names come free at once.
+        server = await startServer({ tcpPort: 0, presenceGraceMs: 0, rateLimitBurst: 100, rateLimitPerSecond: 100, tcpMaxLineBytes: 64 });
+      });
+      afterAll(() => server.stop());
+
+      test("greeting, name prompt with the hello rules, then general with its recent history", async () => {
+        const alice = await user(server, "alice1", "general");
+        const one = await alice.say("general", "one");
+        await alice.say("general", "two");
+        const nc = await LineClient.connect(server.chat.tcpPort!);
+        expect(await nc.readUntil("name: ")).toMatch(/^\* [^\n]+\nname: $/);
+        nc.write("bad name!\n");
+        expect(await nc.readUntil("name: ")).toMatch(/^! name_invalid: [^\n]+\nname: $/);
+        nc.write("ALICE1\n");
+        expect(await nc.readUntil("name: ")).toMatch(/^! name_taken: [^\n]+\nname: $/);
+        nc.write("bob1\n");
+        expect(await nc.readUntil("here)\n")).toBe(
+          `[general] ${hhmm(one.ts)} alice1: one\n[general] ${hhmm(one.ts)} alice1: two\n* now in general (2 here)\n`,
+        );
+        expect(await alice.next()).toMatchObject({ type: "presence", event: "join", room: "general", user: { name: "bob1" } });
+        alice.close();
+        nc.end();
+        await server.settled();
+      });
+
+      test("a TCP user and a WebSocket user chat both ways; multi-line texts become several lines", async () => {
+        const alice = await user(server, "alice2", "both");
+        const { client: bob } = await tcpUser(server, "bob2");
+        bob.write("/join both\n");
+        await bob.readUntil("* now in both (2 here)\n");
+        await alice.expect("presence");
+
+        bob.write("hello from nc\n");
+        const m = await alice.expect("message");
+        expect(m).toMatchObject({ room: "both", user: { name: "bob2" }, text: "hello from nc", id: expect.any(String) });
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} bob2: hello from nc$`));
+
+        await alice.say("both", "line one\nline two");
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: line one$`));
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: line two$`));
+
+        // Typing is for WebSocket users only: bob's next line is the marker message.
+        alice.send({ type: "typing", room: "both" });
+        await alice.say("both", "marker");
+        expect(await bob.line()).toMatch(/alice2: marker$/);
+
+        // One name space: a WebSocket hello cannot take bob's name.
+        const other = await Client.connect(server.wsUrl);
+        other.send({ type: "hello", name: "Bob2" });
+        expect(await other.next()).toMatchObject({ code: "name_taken" });
+        for (const c of [alice, other]) c.close();
+        bob.end();
+        await server.settled();
+      });
+
+      test("lines split across packets are reassembled; several lines in one packet are all handled", async () => {
+        const alice = await user(server, "alice3", "general");
+        const { client: bob } = await tcpUser(server, "bob3");
+        await alice.expect("presence");
+        const bytes = new TextEncoder().encode("héllo wörld\n");
+        bob.write(new Uint8Array([...new TextEncoder().encode("/who\n"), ...bytes.subarray(0, 2)])); // "h" + half of "é"
+        await bob.readUntil("* in general: alice3, bob3\n");
+        bob.write(bytes.subarray(2, 8));
+        bob.write("/n"); // more of the same line, not a command
+        bob.write(bytes.subarray(8));
+        expect(await alice.expect("message")).toMatchObject({ text: "héllo w/nörld" });
+
+        bob.write("one\r\ntwo\nthree\n");
+        const texts = [];
+        for (let i = 0; i < 3; i++) texts.push((await alice.expect("message")).text);
+        expect(texts).toEqual(["one", "two", "three"]);
+        // Invalid UTF-8 arrives as U+FFFD.
+        bob.write(new Uint8Array([0x61, 0xff, 0x62, 0x0a]));
+        expect((await alice.expect("message")).text).toBe("a\ufffdb");
+        alice.close();
+        bob.end();
+        await server.settled();
+      });
+
+      test("a line over TCP_MAX_LINE_BYTES is rejected once and dropped up to its newline", async () => {
+        const alice = await user(server, "alice4", "general");
+        const { client: bob } = await tcpUser(server, "bob4");
+        await alice.expect("presence");
+        bob.write("x".repeat(200));
+        bob.write("y".repeat(5000));
+        bob.write("zzz\nafter\n");
+        expect(await bob.line()).toMatch(/^! line_too_long: /);
+        expect(await alice.expect("message")).toMatchObject({ text: "after" });
+        // Exactly the limit (64 bytes, not counting the newline) is fine.
+        bob.write("e".repeat(64) + "\n");
+        expect((await alice.expect("message")).text).toBe("e".repeat(64));
+        expect(await bob.line()).toMatch(/bob4: after$/);
+        expect(await bob.line()).toMatch(/bob4: e{64}$/);
+        alice.close();
+        bob.end();
+        await server.settled();
+      });
+
+      test("/join shows the last 10 messages; /who, /rooms, /leave, /help, unknown commands, /quit", async () => {
+        const alice = await user(server, "alice5", "dev");
+        const sent = [];
+        for (let i = 1; i <= 12; i++) sent.push(await alice.say("dev", `m${i}`));
+        const { client: bob } = await tcpUser(server, "bob5");
+        bob.write("/join dev\n");
+        const lines = (await bob.readUntil("here)\n")).trimEnd().split("\n");
+        expect(lines).toEqual([...sent.slice(2).map((m) => `[dev] ${hhmm(m.ts)} alice5: ${m.text}`), "* now in dev (2 here)"]);
+        expect(await alice.next()).toMatchObject({ type: "presence", event: "join", user: { name: "bob5" } });
+
+        bob.write("/who\n");
+        expect(await bob.line()).toBe("* in dev: alice5, bob5");
+        bob.write("/rooms\n");
+        expect(await bob.line()).toBe("* rooms: dev (2), general (1)");
+        bob.write("/help\n");
+        const help = (await bob.readUntil("said in the current room\n")).trimEnd().split("\n");
+        expect(help.map((l) => l.split(/\s+/)[1])).toEqual(["/join", "/leave", "/rooms", "/who", "/quit", "anything"]);
+        expect(help.every((l) => l.startsWith("* "))).toBe(true);
+        bob.write("/dance\n");
+        expect(await bob.line()).toBe("! bad_request: unknown command");
+        bob.write("/join No!\n");
+        expect(await bob.line()).toMatch(/^! room_invalid: /);
+        bob.write("/join\n");
+        expect(await bob.line()).toBe("! bad_request: usage: /join ROOM");
+
+        bob.write("/leave\n");
+        expect(await bob.line()).toBe("* left dev");
+        expect(await bob.line()).toBe("* now in general (1 here)");
+        expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "dev", user: { name: "bob5" } });
+        bob.write("/leave\n");
+        expect(await bob.line()).toBe("* left general");
+        expect(await bob.line()).toBe("* you are in no room; /join ROOM");
+        bob.write("hello?\n");
+        expect(await bob.line()).toMatch(/^! not_joined: /);
+        bob.write("/quit\n");
+        expect(await bob.untilClosed()).toBe("* bye\n");
+        alice.close();
+        await server.settled();
+      });
+
+      test("lines are answered in order: a line then /quit in one packet shows the line, then bye", async () => {
+        const { client: bob } = await tcpUser(server, "scripted");
+        bob.write("first\n/who\nsecond\n/quit\n");
+        const transcript = (await bob.untilClosed()).trimEnd().split("\n");
+        expect(transcript.map((l) => l.replace(/ \d\d:\d\d /, " "))).toEqual([
+          "[general] scripted: first",
+          "* in general: scripted",
+          "[general] scripted: second",
+          "* bye",
+        ]);
+        await server.settled();
+      });
+
+      test("a disconnect is a presence leave at once, with no grace", async () => {
+        const alice = await user(server, "alice6", "general");
+        const { client: bob } = await tcpUser(server, "bob6");
+        await alice.expect("presence");
+        bob.end();
+        expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "general", user: { name: "bob6" } });
+        const members = (await alice.join("general")).members.map((m: { name: string }) => m.name);
+        expect(members).toEqual(["alice6"]);
+        alice.close();
+        await server.settled();
+      });
     });
-    const writer = await user(server, "writer", "general");
-    const { client: reader } = await tcpUser(server, "reader");
-    const { client: slow } = await tcpUser(server, "slow");
-    slow.socket.pause();
-    await writer.until((f) => f.type === "presence" && f.user.name === "slow");
 
-    const closed = server.logLine((l) => l.event === "close" && l.reason === "backpressure");
-    let slowClosed = false;
-    void closed.then(() => (slowClosed = true), () => {});
-    const big = "x".repeat(100_000);
-    let sent = 0;
-    // Bounded: kernel buffers take a few MB before our queue grows.
-    while (!slowClosed && sent < 300) {
-      const id = `big-${sent++}`;
-      writer.send({ type: "send", room: "general", id, text: big });
-      await writer.until((f) => f.type === "message" && f.id === id);
-    }
-    expect(slowClosed).toBe(true);
-    expect(await closed).toMatchObject({ transport: "tcp", user: expect.any(String) });
-    expect(await writer.until((f) => f.type === "presence")).toMatchObject([{ event: "leave", user: { name: "slow" } }]);
+    describe("TCP limits", () => {
+      test("a TCP client that never reads is closed at TCP_MAX_PENDING_BYTES; the others keep receiving", async () => {
+        await using server = await startServer({
+          tcpPort: 0,
+          tcpMaxPendingBytes: 64 * 1024,
+          maxMessageChars: 100_000,
+          maxPayloadBytes: 12 * 100_000 + 512,
+          rateLimitBurst: 10_000,
+          rateLimitPerSecond: 10_000,
+        });
+        const writer = await user(server, "writer", "general");
+        const { client: reader } = await tcpUser(server, "reader");
+        const { client: slow } = await tcpUser(server, "slow");
+        slow.socket.pause();
+        await writer.until((f) => f.type === "presence" && f.user.name === "slow");
 
-    await writer.say("general", "done");
-    const text = await reader.readUntil("writer: done\n");
-    expect(text.split("\n").filter((l) => l.includes(": x")).length).toBe(sent);
-    expect(await (await server.http("/metrics")).text()).toContain("chat_backpressure_closes_total 1\n");
-    writer.close();
-    reader.end();
-    slow.socket.terminate();
-    await server.stop();
+        const closed = server.logLine((l) => l.event === "close" && l.reason === "backpressure");
+        let slowClosed = false;
+        void closed.then(() => (slowClosed = true), () => {});
+        const big = "x".repeat(100_000);
+        let sent = 0;
+        // Bounded: kernel buffers take a few MB before our queue grows.
+        while (!slowClosed && sent < 300) {
+          const id = `big-${sent++}`;
+          writer.send({ type: "send", room: "general", id, text: big });
+          await writer.until((f) => f.type === "message" && f.id === id);
+        }
+        expect(slowClosed).toBe(true);
+        expect(await closed).toMatchObject({ transport: "tcp", user: expect.any(String) });
+        expect(await writer.until((f) => f.type === "presence")).toMatchObject([{ event: "leave", user: { name: "slow" } }]);
+
+        await writer.say("general", "done");
+        const text = await reader.readUntil("writer: done\n");
+        expect(text.split("\n").filter((l) => l.includes(": x")).length).toBe(sent);
+        expect(await (await server.http("/metrics")).text()).toContain("chat_backpressure_closes_total 1\n");
+        writer.close();
+        reader.end();
+        slow.socket.terminate();
+      });
+
+      test("idle: a silent peer is probed by TCP keepalive after IDLE_TIMEOUT_SECONDS, a dead one dropped", async () => {
+        // TCP's counterpart of WebSocket pings: nc cannot answer pings, but its kernel answers probes.
+        // Read from the server's own socket, which lives in this process.
+        await using server = await startServer({ tcpPort: 0, idleTimeoutSeconds: 100 });
+        const nc = await LineClient.connect(server.chat.tcpPort!);
+        await nc.readUntil("name: ");
+        const fd = serverSocketFd(server.chat.tcpPort!, nc.socket.localPort);
+        expect(socketOption(fd, SOL_SOCKET, SO_KEEPALIVE)).toBe(1);
+        expect(socketOption(fd, IPPROTO_TCP, TCP_KEEPIDLE)).toBe(100);
+        // Unanswered probes drop the peer within TCP_KEEPCNT × TCP_KEEPINTVL seconds more.
+        expect(socketOption(fd, IPPROTO_TCP, TCP_KEEPCNT) * socketOption(fd, IPPROTO_TCP, TCP_KEEPINTVL)).toBeLessThanOrEqual(10);
+        nc.end();
+      });
+
+      test("shutdown tells TCP clients and closes them", async () => {
+        await using server = await startServer({ tcpPort: 0 });
+        const { client } = await tcpUser(server, "bob");
+        const stopped = server.stop();
+        expect(await client.untilClosed()).toBe("* server shutting down\n");
+        await stopped;
+      });
+    });
   });
-
-  test("idle: a silent peer is probed by TCP keepalive after IDLE_TIMEOUT_SECONDS, a dead one dropped", async () => {
-    // TCP's counterpart of WebSocket pings: nc cannot answer pings, but its kernel answers probes.
-    // Read from the server's own socket, which lives in this process.
-    const server = await startServer({ tcpPort: 0, idleTimeoutSeconds: 100 });
-    const nc = await LineClient.connect(server.chat.tcpPort!);
-    await nc.readUntil("name: ");
-    const fd = serverSocketFd(server.chat.tcpPort!, nc.socket.localPort);
-    expect(socketOption(fd, SOL_SOCKET, SO_KEEPALIVE)).toBe(1);
-    expect(socketOption(fd, IPPROTO_TCP, TCP_KEEPIDLE)).toBe(100);
-    // Unanswered probes drop the peer within TCP_KEEPCNT × TCP_KEEPINTVL seconds more.
-    expect(socketOption(fd, IPPROTO_TCP, TCP_KEEPCNT) * socketOption(fd, IPPROTO_TCP, TCP_KEEPINTVL)).toBeLessThanOrEqual(10);
-    nc.end();
-    await server.stop();
-  });
-
-  test("shutdown tells TCP clients and closes them", async () => {
-    const server = await startServer({ tcpPort: 0 });
-    const { client } = await tcpUser(server, "bob");
-    const stopped = server.stop();
-    expect(await client.untilClosed()).toBe("* server shutting down\n");
-    await stopped;
-  });
-});
+}

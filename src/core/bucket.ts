@@ -1,45 +1,11 @@
 /**
  * Rate limiting, pure: a token bucket, buckets by key swept when full, and a connection's count
- * of rate_limited answers in a row. Callers pass the time.
+ * of rate_limited answers in a row. Callers pass the time. The bucket itself is the protocol's
+ * rule, shared with the page: it lives in src/protocol/wire.ts.
  */
+import { TokenBucket } from "../protocol/wire.ts";
 
-/**
- * A token bucket: `burst` tokens, refilled at `perSecond`. Pure: callers pass the time. A user's
- * bucket is shared by all its connections and outlives them (§10), so reconnecting refills nothing.
- *   const b = new TokenBucket(2, 1, 0); b.take(0); b.take(0); b.take(0) // => true, true, false
- */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-    now: number,
-  ) {
-    this.tokens = burst;
-    this.last = now;
-  }
-
-  take(now: number): boolean {
-    this.refill(now);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-
-  /** A full bucket is the same as a new one, so it can be forgotten. */
-  isFull(now: number): boolean {
-    this.refill(now);
-    return this.tokens >= this.burst;
-  }
-
-  private refill(now: number): void {
-    if (now <= this.last) return;
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
-    this.last = now;
-  }
-}
+export { TokenBucket };
 
 /**
  * One connection's side of rate limiting: the count of `rate_limited` answers in a row, whichever

@@ -92,6 +92,57 @@ export function codePoints(s: string): number {
   return n;
 }
 
+/**
+ * The rate limit's token bucket (§4, §10): `burst` tokens, refilled at `perSecond`. Pure: callers
+ * pass the time. The server keeps one per user, shared by all its connections and outliving them,
+ * so reconnecting refills nothing; the page keeps one that mirrors it, so its resends never earn
+ * `rate_limited`.
+ *   const b = new TokenBucket(2, 1, 0); b.take(0); b.take(0); b.take(0) // => true, true, false
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  take(now: number): boolean {
+    this.refill(now);
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** Milliseconds between two refills of one token. */
+  get intervalMs(): number {
+    return 1000 / this.perSecond;
+  }
+
+  /** Milliseconds until a token is there to take (0: now). */
+  wait(now: number): number {
+    this.refill(now);
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) * 1000) / this.perSecond);
+  }
+
+  /** A full bucket is the same as a new one, so it can be forgotten. */
+  isFull(now: number): boolean {
+    this.refill(now);
+    return this.tokens >= this.burst;
+  }
+
+  private refill(now: number): void {
+    if (now <= this.last) return;
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    this.last = now;
+  }
+}
+
 // ─── Client → server (§2) ────────────────────────────────────────────────────────────────────
 
 /** A guest names itself; a member or bot shows a `token`; a session brings its user back (§4, §11.1). */

@@ -1,7 +1,7 @@
 -- A token bucket shared by every instance: HELLO_RATE_PER_MINUTE per address, RATE_LIMIT_BURST
 -- per user. Forgotten once it would be full again, so a quiet key costs nothing. Each instance
 -- passes its own clock; one behind the last taker's refills nothing, so it never goes backwards.
--- The same rule as core/bucket.ts's TokenBucket: test/unit.test.ts runs one table against both.
+-- The same rule as core/bucket.ts's TokenBucket: test/rate-limits.test.ts runs one table against both.
 --   KEYS[1] the bucket   ARGV[1] burst   ARGV[2] tokens refilled per ms   ARGV[3] now (epoch ms)
 -- Returns 1 when a token was taken, else 0.
 local burst, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

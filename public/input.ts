@@ -1,0 +1,110 @@
+/**
+ * What the person does: the page's forms, keys, clicks and window events, each bound to the
+ * action that answers it. Bound once, by app.ts's main().
+ */
+
+import { isRoom } from "../src/protocol/wire.ts";
+import type { Chat } from "./chat.ts";
+import type { Connection } from "./connection.ts";
+import type { Directory } from "./directory.ts";
+import type { Ui } from "./elements.ts";
+import type { Mentions } from "./mentions.ts";
+import { DEFAULT_ROOM, roomName, type Rooms } from "./rooms.ts";
+
+/** How often the sidebar's room directory is refreshed while connected and visible. */
+const ROOMS_REFRESH_MS = 15_000;
+
+export interface InputDeps {
+  ui: Ui;
+  chat: Chat;
+  rooms: Rooms;
+  link: Connection;
+  mentions: Mentions;
+  directory: Directory;
+  /** Touch screens have no Shift+Enter: there Enter is a newline and the Send button sends. */
+  touch: boolean;
+}
+
+export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }: InputDeps): void {
+  ui.loginForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = ui.loginName.value.trim();
+    if (!name) {
+      ui.loginError.textContent = "Enter a name.";
+      ui.loginName.setAttribute("aria-invalid", "true");
+      return ui.loginName.focus();
+    }
+    chat.signIn(name);
+  });
+
+  ui.joinForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = roomName(ui.joinRoom.value);
+    if (!isRoom(name)) {
+      ui.joinError.textContent = "Use up to 32 of a-z 0-9 _ -, starting with a letter or digit.";
+      ui.joinRoom.setAttribute("aria-invalid", "true");
+      return;
+    }
+    ui.joinError.textContent = "";
+    ui.joinRoom.setAttribute("aria-invalid", "false");
+    ui.joinRoom.value = "";
+    rooms.open(name);
+    ui.text.focus();
+  });
+
+  ui.text.addEventListener("keydown", (event) => {
+    // Enter sends; Shift+Enter falls through to the textarea's newline. An IME's Enter picks a word.
+    // On a touch screen Enter is always a newline: the Send button sends.
+    if (touch || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    chat.submit();
+  });
+  ui.text.addEventListener("input", () => {
+    chat.updateCounter();
+    chat.typed();
+  });
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    chat.submit();
+    ui.text.focus();
+  });
+
+  ui.pill.addEventListener("click", rooms.toBottom);
+  ui.bannerRetry.addEventListener("click", () => link.retryNow());
+  ui.renameButton.addEventListener("click", () => chat.showRename(ui.renameForm.hidden === true));
+  ui.renameCancel.addEventListener("click", () => {
+    chat.showRename(false);
+    ui.renameButton.focus();
+  });
+  ui.renameForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    chat.rename();
+  });
+  ui.signOut.addEventListener("click", chat.signOut);
+  ui.notify.addEventListener("click", () => void mentions.toggle());
+  ui.skip.addEventListener("click", () => ui.text.focus());
+  ui.menuToggle.addEventListener("click", () => rooms.drawer(!ui.app.classList.contains("nav-open")));
+  // A tap beside the open drawer (on the dimmed chat) closes it, and does nothing else.
+  ui.main.addEventListener(
+    "click",
+    (event) => {
+      if (!ui.app.classList.contains("nav-open")) return;
+      event.preventDefault();
+      event.stopPropagation();
+      rooms.drawer(false);
+    },
+    { capture: true },
+  );
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && ui.app.classList.contains("nav-open")) {
+      rooms.drawer(false);
+      ui.menuToggle.focus();
+    }
+  });
+  window.addEventListener("hashchange", () => rooms.open(rooms.fromHash() ?? DEFAULT_ROOM));
+  window.addEventListener("resize", rooms.keepBottom);
+  document.addEventListener("visibilitychange", rooms.seen);
+  window.setInterval(() => {
+    if (link.ready && document.visibilityState === "visible") void directory.refresh();
+  }, ROOMS_REFRESH_MS);
+}

@@ -1,0 +1,556 @@
+/**
+ * The rooms of this tab and what happens in them: which room is shown, joining and catching up
+ * (the sequence itself is sync.ts's), messages shown in seq order with unread counts and the
+ * "new messages" line, older pages, presence lines, members and who is typing.
+ */
+
+import {
+  isRoom,
+  type HistoryPage,
+  type JoinedFrame,
+  type MessageFrame,
+  type StoredFrame,
+  type PresenceFrame,
+  type TypingNotice,
+  type UserRef,
+} from "../src/protocol/wire.ts";
+import type { Connection } from "./connection.ts";
+import type { Directory } from "./directory.ts";
+import { mentions, now } from "./dom.ts";
+import type { Ui } from "./elements.ts";
+import type { Identity, Self } from "./identity.ts";
+import type { Outbox } from "./outbox.ts";
+import { atBottom, createNav, createView, drawEmpty, drawNav, drawOlder, drawSync, memberItems, placeDivider, scrollToBottom, typingText, type Room } from "./room.ts";
+import { createRoomSync, refFor, type Step } from "./sync.ts";
+import { addPresence, eventRow, insertBySeq, layout, messageRow, regroupPending } from "./timeline.ts";
+
+/** The room shown when the URL names none. */
+export const DEFAULT_ROOM = "general";
+/** Messages fetched per "Load older" click. */
+const OLDER_PAGE = 50;
+/** "alice is typing…" lasts this many of her typing periods (typingThrottleMs) after her last frame. */
+const TYPING_SHOW_PERIODS = 3;
+/** …and at least this long, for servers with a very short throttle. */
+const TYPING_SHOW_MIN_MS = 3_000;
+/** The typing line is redrawn this long after a notice would end, so that the redraw finds it over. */
+const TYPING_REDRAW_LAG_MS = 50;
+/** Scrolling up to within this many px of the top fetches the next older page. */
+const OLDER_PX = 150;
+/** Space kept above the "new messages" divider when a room opens at it. */
+const DIVIDER_MARGIN_PX = 40;
+/**
+ * After our own reconnect, members we had before who join again within this long are old
+ * company coming back (a server restart drops everyone), not news: no presence line.
+ */
+const RETURN_QUIET_MS = 60_000;
+
+export interface RoomsDeps {
+  ui: Ui;
+  link: Connection;
+  self: Self;
+  identity: Identity;
+  outbox: Outbox;
+  directory: Directory;
+  notice(text: string): void;
+  /** A message names the reader. */
+  mentioned(room: string, m: MessageFrame): void;
+  /** Our own name changed (a rename seen in a room). */
+  renamed(user: UserRef): void;
+}
+
+/** What a person may type for a room: `#Dev ` means `dev`. */
+export function roomName(raw: string): string {
+  return raw.trim().replace(/^#/, "").toLowerCase();
+}
+
+export type Rooms = ReturnType<typeof createRooms>;
+
+/** This tab's rooms; nothing happens until the page calls in. */
+export function createRooms(deps: RoomsDeps) {
+  const { ui, link, self, identity, outbox, directory, notice } = deps;
+  const rooms = new Map<string, Room>();
+  /** The room shown. */
+  let current = DEFAULT_ROOM;
+
+  function get(name: string): Room | undefined {
+    return rooms.get(name);
+  }
+
+  function names(): string[] {
+    return [...rooms.keys()];
+  }
+
+  function currentRoom(): Room | undefined {
+    return rooms.get(current);
+  }
+
+  /** The room, made (and joined, when connected) if we were not in it. */
+  function ensure(name: string): Room {
+    const existing = rooms.get(name);
+    if (existing) return existing;
+    const room: Room = {
+      name,
+      sync: createRoomSync(name),
+      hasOlder: false,
+      loadingOlder: false,
+      members: new Map(),
+      returning: new Map(),
+      typing: new Map(),
+      unread: 0,
+      mentions: 0,
+      readSeq: identity.readPositions()[name] ?? null,
+      divider: null,
+      land: false,
+      stuck: true,
+      scrollTop: 0,
+      view: createView(name, ui.rooms, notice),
+      nav: createNav(name, ui.myRooms, () => {
+        leave(name, true);
+        currentRoom()?.nav.link.focus();
+      }),
+    };
+    rooms.set(name, room);
+    room.view.older.addEventListener("click", () => loadOlder(room));
+    room.view.log.addEventListener(
+      "scroll",
+      () => {
+        const log = room.view.log;
+        const up = log.scrollTop < room.scrollTop;
+        room.stuck = atBottom(log);
+        room.scrollTop = log.scrollTop;
+        if (room.stuck && room.name === current) ui.pill.hidden = true;
+        markRead(room);
+        // Only the reader's own scrolling up fetches more: a short room at rest must not page on its own.
+        if (up && log.scrollTop < OLDER_PX && room.hasOlder) loadOlder(room);
+      },
+      { passive: true },
+    );
+    save();
+    if (link.ready) {
+      join(room);
+      void directory.refresh();
+    }
+    renderRooms();
+    return room;
+  }
+
+  /** Opens a room (joining it if need be) and shows it. */
+  function open(name: string): void {
+    ensure(name);
+    select(name);
+  }
+
+  function select(name: string): void {
+    const room = rooms.get(name);
+    if (!room) return;
+    current = name;
+    if (decodeURIComponent(location.hash.slice(1)) !== name) history.replaceState(null, "", `#${name}`);
+    for (const other of rooms.values()) other.view.section.hidden = other !== room;
+    // Opening a room with news the reader has not seen starts at the "new messages" line.
+    const unseen = room.divider !== null && (room.readSeq === null || room.readSeq < room.divider.seq);
+    if (room.land || unseen) land(room);
+    else if (room.stuck) scrollToBottom(room);
+    else room.view.log.scrollTop = room.scrollTop;
+    ui.pill.hidden = true;
+    if (inView(room)) room.unread = room.mentions = 0;
+    markRead(room);
+    ui.roomTitle.textContent = `#${name}`;
+    ui.composerLabel.textContent = `Message #${name}`;
+    ui.text.placeholder = `Message #${name}`;
+    drawer(false);
+    renderRooms();
+    renderMembers();
+    renderTyping();
+  }
+
+  function leave(name: string, tellServer: boolean): void {
+    const room = rooms.get(name);
+    if (!room) return;
+    if (tellServer) link.send({ type: "leave", room: name, ref: refFor("leave", name) });
+    outbox.discardRoom(name);
+    room.view.section.remove();
+    room.nav.item.remove();
+    rooms.delete(name);
+    save();
+    if (rooms.size === 0) ensure(DEFAULT_ROOM);
+    if (current === name) select(rooms.keys().next().value ?? DEFAULT_ROOM);
+    renderRooms();
+    void directory.refresh();
+  }
+
+  /** Signed out: every room goes from the page, without a word to the server. */
+  function clear(): void {
+    for (const room of rooms.values()) {
+      room.view.section.remove();
+      room.nav.item.remove();
+    }
+    rooms.clear();
+  }
+
+  /** The rooms of this browser's user, for every tab; only once we are someone. */
+  function save(): void {
+    if (self.me) identity.saveRooms(rooms.keys());
+  }
+
+  /** The room the URL names; null for none (or an invalid one, which is reported). */
+  function fromHash(): string | null {
+    let raw = "";
+    try {
+      raw = decodeURIComponent(location.hash.slice(1));
+    } catch {
+      // A malformed escape is just an invalid name.
+    }
+    const name = roomName(raw);
+    if (!name) return null;
+    if (isRoom(name)) return name;
+    notice(`"${raw}" is not a room name: use up to 32 of a-z 0-9 _ -, starting with a letter or digit.`);
+    return null;
+  }
+
+  /** Opens or closes the sidebar drawer (narrow screens); opening it refreshes the directory. */
+  function drawer(open: boolean): void {
+    ui.app.classList.toggle("nav-open", open);
+    ui.menuToggle.setAttribute("aria-expanded", String(open));
+    if (open && link.ready) void directory.refresh();
+  }
+
+  // ─── Join, catch up, go live ───────────────────────────────────────────────────────────────
+
+  /** (Re)joins a room: from where it was, if it was here before. */
+  function join(room: Room): void {
+    link.send(room.sync.join());
+    drawSync(room);
+  }
+
+  /** Welcomed: every room rejoins. */
+  function joinAll(): void {
+    for (const room of rooms.values()) join(room);
+  }
+
+  /** The connection is gone: nothing is in flight, and the people here now are old company when we return. */
+  function lost(): void {
+    const until = now() + RETURN_QUIET_MS;
+    for (const room of rooms.values()) {
+      for (const id of room.members.keys()) if (id !== self.me?.id) room.returning.set(id, until);
+      room.sync.lost();
+      room.loadingOlder = false;
+      room.typing.clear();
+      drawOlder(room);
+      drawSync(room);
+    }
+    renderTyping();
+  }
+
+  /** Asks again what the server refused for a passing reason, unless the room has moved on. */
+  function retry(room: Room, kind: "join" | "forward"): void {
+    const frame = room.sync.retry(kind);
+    if (!frame) return;
+    link.send(frame);
+    drawSync(room);
+  }
+
+  function onJoined(f: JoinedFrame): void {
+    const room = rooms.get(f.room);
+    const step = room?.sync.joined(f);
+    if (!room || !step) return;
+    if (step.reset) {
+      // A new database: what we show of the room is no longer its history.
+      room.view.list.replaceChildren();
+      room.divider = null;
+      room.readSeq = null;
+      room.hasOlder = false;
+      drawOlder(room);
+      link.send(step.send);
+      return drawSync(room);
+    }
+    room.members = new Map(f.members.map((u) => [u.id, u]));
+    for (const id of room.members.keys()) room.returning.delete(id);
+    addMessages(room, f.messages, step.fresh, step.resumed ? "news" : "join");
+    if (!step.resumed) {
+      room.hasOlder = !f.complete;
+      drawOlder(room);
+      room.land = true;
+      if (room.name === current) land(room);
+    }
+    advance(room, step);
+    renderMembers();
+    renderRooms();
+  }
+
+  function onHistory(f: HistoryPage): void {
+    const room = rooms.get(f.room);
+    if (!room) return;
+    if (f.ref === refFor("older", room.name)) return olderArrived(room, f);
+    const step = room.sync.history(f);
+    if (!step) return;
+    addMessages(room, f.messages, step.fresh, "news");
+    advance(room, step);
+  }
+
+  function onMessage(m: StoredFrame): void {
+    const room = rooms.get(m.room);
+    if (!room) return;
+    const step = room.sync.message(m);
+    addMessages(room, [m], step.fresh, "news");
+    if (step.send) advance(room, step);
+  }
+
+  /** Sends what the room asks next; once live, its unsent messages go and what is seen is read. */
+  function advance(room: Room, step: Step): void {
+    if (step.send) link.send(step.send);
+    drawSync(room);
+    if (!step.live) return;
+    outbox.flush(room.name);
+    markRead(room);
+  }
+
+  function loadOlder(room: Room): void {
+    const first = room.view.list.querySelector<HTMLElement>(".msg");
+    if (room.loadingOlder || !link.ready || !first) return;
+    room.loadingOlder = true;
+    drawOlder(room);
+    link.send({ type: "history", room: room.name, before: Number(first.dataset.seq), limit: OLDER_PAGE, ref: refFor("older", room.name) });
+  }
+
+  function olderFailed(room: Room): void {
+    room.loadingOlder = false;
+    drawOlder(room);
+  }
+
+  function olderArrived(room: Room, f: HistoryPage): void {
+    const log = room.view.log;
+    // Keep what the user is looking at in place while rows appear above it.
+    const fromBottom = log.scrollHeight - log.scrollTop;
+    room.loadingOlder = false;
+    room.hasOlder = !f.complete;
+    addMessages(room, f.messages, room.sync.older(f.messages), "older");
+    log.scrollTop = log.scrollHeight - fromBottom;
+    drawOlder(room);
+  }
+
+  // ─── Messages, unread, reading ─────────────────────────────────────────────────────────────
+
+  /**
+   * Shows `fresh` (the messages of `messages` not shown yet) in seq order, and confirms our own
+   * pending ones among `messages`. `kind` says where they come from: the first `joined` of this
+   * page ("join": news only past what this browser has read), live frames and catch-up after a
+   * reconnect ("news"), or "older" pages. News out of sight counts as unread (mentions of the
+   * reader apart), and the "new messages" line goes above the first of it.
+   */
+  function addMessages(room: Room, entries: readonly StoredFrame[], freshEntries: readonly StoredFrame[], kind: "join" | "news" | "older"): void {
+    // Stored events (settings, edits, deletions) move the room's seq (sync.ts); only messages are drawn here.
+    const messages = entries.filter((m) => m.type === "message");
+    const fresh = freshEntries.filter((m) => m.type === "message");
+    const me = self.me;
+    for (const m of messages) outbox.echoed(m, me?.id);
+    // Our own message means we had read what came before it, wherever we wrote it.
+    let readUpTo = room.readSeq;
+    if (kind === "join" && readUpTo !== null) for (const m of messages) if (m.user.id === me?.id) readUpTo = Math.max(readUpTo, m.seq);
+    const seeing = kind === "news" && inView(room) && room.stuck;
+    for (const m of fresh) {
+      const mine = m.user.id === me?.id;
+      const li = messageRow(m, mine, me?.name ?? null);
+      const mentioned = !mine && me !== null && mentions(m.text, me.name);
+      li.classList.toggle("mentions-me", mentioned);
+      insertBySeq(room.view.list, li, m.seq);
+      room.typing.delete(m.user.id);
+      const news = kind === "news" || (kind === "join" && readUpTo !== null && m.seq > readUpTo);
+      if (!news || mine) continue;
+      if (!inView(room)) {
+        room.unread++;
+        if (mentioned) room.mentions++;
+      }
+      if (mentioned && kind === "news") deps.mentioned(room.name, m);
+      if (!seeing) placeDivider(room, li, m.seq);
+    }
+    if (fresh.length === 0) return;
+    layout(room.view.list);
+    regroupPending(room.view.list, room.view.outbox, me?.id);
+    drawEmpty(room);
+    if (kind === "news") follow(room);
+    renderTyping();
+    renderRooms();
+  }
+
+  /** The reader sees the bottom of the room: everything in it is read (in every tab of this browser). */
+  function markRead(room: Room): void {
+    if (!inView(room) || !room.stuck || room.sync.phase !== "live") return;
+    const seq = room.sync.maxSeq;
+    if (seq === 0 || (room.readSeq !== null && seq <= room.readSeq)) return;
+    room.readSeq = seq;
+    identity.markRead(room.name, seq);
+  }
+
+  /** Another tab read further: so did we. */
+  function readElsewhere(read: Record<string, number>): void {
+    for (const room of rooms.values()) {
+      const seq = read[room.name];
+      if (seq !== undefined && seq > (room.readSeq ?? 0)) room.readSeq = seq;
+    }
+  }
+
+  /** The tab came into view: the room shown is read. */
+  function seen(): void {
+    const room = currentRoom();
+    if (!room || !inView(room)) return;
+    room.unread = room.mentions = 0;
+    markRead(room);
+    renderRooms();
+  }
+
+  /** We wrote in `room`: the reader has caught up, so the "new messages" line has done its job. */
+  function wrote(room: Room): void {
+    room.divider?.el.remove();
+    room.divider = null;
+    room.stuck = true;
+    scrollToBottom(room);
+  }
+
+  /** The app appears: the room shown opens where it should. */
+  function reveal(): void {
+    const room = currentRoom();
+    if (room?.land) land(room);
+    else if (room) scrollToBottom(room);
+  }
+
+  /** The "new messages" pill: to the bottom of the room shown. */
+  function toBottom(): void {
+    const room = currentRoom();
+    if (room) scrollToBottom(room);
+    ui.pill.hidden = true;
+  }
+
+  /** The window changed size: rows rewrap, and a view at the bottom stays there. */
+  function keepBottom(): void {
+    const room = currentRoom();
+    if (room?.stuck) scrollToBottom(room);
+  }
+
+  function inView(room: Room): boolean {
+    return room.name === current && document.visibilityState === "visible";
+  }
+
+  /**
+   * Shows a room as a chat app opens it: at the newest message, or, when there is news since the
+   * reader was last here, at the "new messages" line, if all of it does not fit below.
+   */
+  function land(room: Room): void {
+    room.land = false;
+    const log = room.view.log;
+    const divider = room.divider?.el;
+    if (divider?.isConnected) {
+      log.scrollTop += divider.getBoundingClientRect().top - log.getBoundingClientRect().top - DIVIDER_MARGIN_PX;
+    } else {
+      log.scrollTop = log.scrollHeight;
+    }
+    room.stuck = atBottom(log);
+    room.scrollTop = log.scrollTop;
+    markRead(room);
+  }
+
+  /** New rows at the bottom: follow them if the user is there, else offer the pill. */
+  function follow(room: Room): void {
+    if (room.name !== current) return;
+    if (room.stuck) scrollToBottom(room);
+    else ui.pill.hidden = false;
+    markRead(room);
+  }
+
+  // ─── Presence and typing ───────────────────────────────────────────────────────────────────
+
+  function onPresence(f: PresenceFrame): void {
+    const room = rooms.get(f.room);
+    if (!room) return;
+    if (f.event === "rename") return rename(room, f.user);
+    if (f.event === "join") {
+      // Someone already listed, or back after our own reconnect, is not news.
+      const back = (room.returning.get(f.user.id) ?? 0) > now();
+      room.returning.delete(f.user.id);
+      const known = room.members.has(f.user.id);
+      room.members.set(f.user.id, f.user);
+      if (!back && !known) addPresence(room.view.list, f.user, "join", now());
+    } else {
+      room.members.delete(f.user.id);
+      room.typing.delete(f.user.id);
+      addPresence(room.view.list, f.user, "leave", now());
+    }
+    layout(room.view.list);
+    follow(room);
+    renderMembers();
+    renderRooms();
+    renderTyping();
+  }
+
+  /** A member took a new name (v1.1): the list shows it, and so does a line; if it is us, so do we. */
+  function rename(room: Room, user: UserRef): void {
+    const before = room.members.get(user.id)?.name;
+    room.members.set(user.id, user);
+    if (user.id === self.me?.id) deps.renamed(user);
+    if (before !== undefined && before !== user.name) {
+      room.view.list.append(eventRow(`${before} is now ${user.name}`, now()));
+      layout(room.view.list);
+      follow(room);
+    }
+    renderMembers();
+  }
+
+  function onTyping(f: TypingNotice): void {
+    const room = rooms.get(f.room);
+    if (!room || f.user.id === self.me?.id) return;
+    const showMs = Math.max(TYPING_SHOW_MIN_MS, TYPING_SHOW_PERIODS * (self.limits?.typingThrottleMs ?? 0));
+    room.typing.set(f.user.id, { name: f.user.name, until: Date.now() + showMs });
+    renderTyping();
+    window.setTimeout(renderTyping, showMs + TYPING_REDRAW_LAG_MS);
+  }
+
+  // ─── Drawing ───────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Updates the sidebar in place: rebuilding it on every message would take keyboard focus away
+   * from whoever is tabbing through it.
+   */
+  function renderRooms(): void {
+    for (const room of rooms.values()) drawNav(room.nav, room.name === current, room.unread, room.mentions, rooms.size === 1);
+    directory.render((name) => rooms.has(name));
+    renderTitle();
+  }
+
+  function renderMembers(): void {
+    const members = [...(currentRoom()?.members.values() ?? [])];
+    ui.membersTitle.textContent = `In #${current} · ${members.length}`;
+    ui.roomMembers.textContent = members.length === 1 ? "1 online" : `${members.length} online`;
+    ui.members.replaceChildren(...memberItems(members, self.me?.id));
+  }
+
+  function renderTyping(): void {
+    const room = currentRoom();
+    const at = Date.now();
+    const names: string[] = [];
+    for (const [id, t] of room?.typing ?? []) {
+      if (t.until <= at) room!.typing.delete(id);
+      else names.push(t.name);
+    }
+    ui.typing.textContent = typingText(names);
+  }
+
+  /** "(3) #dev · Chat": 3 unread; "(@1 · 3) #dev · Chat": 3 unread, 1 of them names you. */
+  function renderTitle(): void {
+    let unread = 0;
+    let mentioned = 0;
+    for (const room of rooms.values()) {
+      unread += room.unread;
+      mentioned += room.mentions;
+    }
+    const counts = mentioned ? `(@${mentioned} · ${unread}) ` : unread ? `(${unread}) ` : "";
+    document.title = `${counts}#${current} · Chat`;
+  }
+
+  return {
+    // Which rooms, which one is shown, the sidebar.
+    get, names, currentRoom, ensure, open, leave, clear, save, fromHash, drawer, readElsewhere, renderRooms, renderMembers,
+    // The connection and the frames of the rooms.
+    join, joinAll, lost, retry, onJoined, onHistory, onMessage, olderFailed, onPresence, onTyping,
+    // What the reader does: looks, writes, scrolls.
+    seen, wrote, reveal, toBottom, keepBottom,
+  };
+}

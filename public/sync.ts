@@ -1,0 +1,160 @@
+/**
+ * Exactly-once room sync: where one room stands in its message sequence, what to ask the server
+ * next, and which messages (and stored events, §11.4, which take seqs too) are new. Pure: it takes server frames and returns the frame to send
+ * and the messages to show; the page owns the socket, the DOM and every timer.
+ *
+ * How a room stays exact. The room knows every seq it has seen and `lastSeq`, the seq up to which
+ * it has seen everything. On every welcome it rejoins with `since = lastSeq` and pages forward
+ * with `history after` until `complete`; only then is it "live" and its unsent messages go out.
+ * A message whose seq is known is ignored, so overlaps between pages and live frames are
+ * harmless; a live seq that skips ahead means a gap, and the room pages forward again. A room
+ * whose latest seq is below ours was reset (a new database): it starts over.
+ */
+
+import { HISTORY_PAGE_MAX, type ClientFrame, type HistoryPage, type JoinedFrame, type StoredFrame } from "../src/protocol/wire.ts";
+
+/** idle (no connection) → joining → paging (catching up) → live (unsent messages may go). */
+export type Phase = "idle" | "joining" | "paging" | "live";
+
+/** What a request is about, as its ref says: the page routes answers and errors by it. */
+export type RefKind = "join" | "forward" | "older" | "leave" | "typing";
+
+/** Refs name what an answer or error is about: `join:general`, `older:dev`. Ids of sends have no colon. */
+export function refFor(kind: RefKind, room: string): string {
+  return `${kind}:${room}`;
+}
+
+/** What one frame did to the room. */
+export interface Step {
+  /** Messages not seen before, in the order they came: to show. */
+  fresh: StoredFrame[];
+  /** The request to send next (a join or a history page), or null. */
+  send: ClientFrame | null;
+  /** The room went live with this frame: its unsent messages may go now. */
+  live: boolean;
+}
+
+/** What a `joined` did: a Step, or a reset (`send` is then a join from scratch). */
+export type Joined = (Step & { reset: false; resumed: boolean }) | { reset: true; send: ClientFrame };
+
+export type RoomSync = ReturnType<typeof createRoomSync>;
+
+/** The sync of one room, idle until its first join. */
+export function createRoomSync(room: string) {
+  /** Every seq up to this one has been seen: the `since` of the next join. Null before the first `joined`. */
+  let lastSeq: number | null = null;
+  let phase: Phase = "idle";
+  /** The `since` the outstanding join was sent with. */
+  let askedSince: number | null = null;
+  /** Every seq shown, from joins, live frames and pages in both directions. */
+  const seen = new Set<number>();
+  /** The largest of `seen`; 0 when empty (seqs start at 1). */
+  let newest = 0;
+
+  /** (Re)joins: from `lastSeq` if we were here before, else from the room's latest messages. */
+  function join(): ClientFrame {
+    phase = "joining";
+    askedSince = lastSeq;
+    const ref = refFor("join", room);
+    return lastSeq === null ? { type: "join", room, ref } : { type: "join", room, since: lastSeq, ref };
+  }
+
+  function pageForward(after: number, fresh: StoredFrame[]): Step {
+    phase = "paging";
+    lastSeq = Math.max(lastSeq ?? 0, after);
+    // The largest page: catching up after a reconnect takes as few round trips as possible.
+    return { fresh, send: { type: "history", room, after: lastSeq, limit: HISTORY_PAGE_MAX, ref: refFor("forward", room) }, live: false };
+  }
+
+  /** Caught up: from here on live frames keep the room current. */
+  function goLive(seq: number, fresh: StoredFrame[]): Step {
+    lastSeq = Math.max(lastSeq ?? 0, seq, newest);
+    phase = "live";
+    return { fresh, send: null, live: true };
+  }
+
+  /** The messages of `messages` not seen before, now seen. */
+  function add(messages: readonly StoredFrame[]): StoredFrame[] {
+    const fresh: StoredFrame[] = [];
+    for (const m of messages) {
+      if (seen.has(m.seq)) continue;
+      seen.add(m.seq);
+      if (m.seq > newest) newest = m.seq;
+      fresh.push(m);
+    }
+    return fresh;
+  }
+
+  return {
+    room,
+    get phase(): Phase {
+      return phase;
+    },
+    get lastSeq(): number | null {
+      return lastSeq;
+    },
+    /** How many messages the room has shown. */
+    get size(): number {
+      return seen.size;
+    },
+    /** The newest seq shown, 0 for none: how far a reader at the bottom has read. */
+    get maxSeq(): number {
+      return newest;
+    },
+    join,
+
+    /** The answer to our join; null when none was outstanding (a late answer to an older one). */
+    joined(f: JoinedFrame): Joined | null {
+      if (phase !== "joining") return null;
+      const since = askedSince;
+      if (since !== null && f.seq < since) {
+        seen.clear();
+        newest = 0;
+        lastSeq = null;
+        return { reset: true, send: join() };
+      }
+      const resumed = since !== null;
+      const fresh = add(f.messages);
+      const last = f.messages.at(-1)?.seq;
+      // A first join shows the latest messages and has no gap to close; older ones are paged back on request.
+      const step = !resumed || f.complete || last === undefined ? goLive(f.seq, fresh) : pageForward(last, fresh);
+      return { ...step, reset: false, resumed };
+    },
+
+    /** A history page: ours while catching up (the page routes "older" pages to `older`); else ignored. */
+    history(f: HistoryPage): Step | null {
+      if (phase !== "paging") return null;
+      const fresh = add(f.messages);
+      const last = f.messages.at(-1)?.seq;
+      return f.complete || last === undefined ? goLive(last ?? 0, fresh) : pageForward(last, fresh);
+    },
+
+    /** A live message. Seqs are gap-free: one that skips ahead means we missed something, so fetch it. */
+    message(m: StoredFrame): Step {
+      const fresh = add([m]);
+      if (phase !== "live" || lastSeq === null) return { fresh, send: null, live: false };
+      if (m.seq > lastSeq + 1) return pageForward(lastSeq, fresh);
+      lastSeq = Math.max(lastSeq, m.seq);
+      return { fresh, send: null, live: false };
+    },
+
+    /** A page of older messages (asked for by the reader): only the unknown ones to show. */
+    older(messages: readonly StoredFrame[]): StoredFrame[] {
+      return add(messages);
+    },
+
+    /** The connection is gone: nothing is in flight, the next welcome rejoins. */
+    lost(): void {
+      phase = "idle";
+    },
+
+    /**
+     * The request of `kind` to send again after the server refused it for a passing reason; null
+     * when the room has moved on since (a new join, or live).
+     */
+    retry(kind: "join" | "forward"): ClientFrame | null {
+      if (kind === "join") return phase === "joining" ? join() : null;
+      return phase === "paging" ? pageForward(lastSeq ?? 0, []).send : null;
+    },
+  };
+}

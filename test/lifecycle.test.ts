@@ -1,0 +1,151 @@
+/**
+ * Starting and stopping: stop() drains (503 to newcomers, accepted messages stored and delivered,
+ * then 1001 to every client); the server as a process (`bun server.ts`) configured by its
+ * environment and stopped by signals, which loses no message a client saw even to SIGKILL; and a
+ * bad environment or an unreachable Redis stops it before it listens.
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { createServer } from "../server.ts";
+import {
+  Client,
+  SERVER_COMMAND,
+  WS_UPGRADE,
+  bounded,
+  burst,
+  catchUp,
+  freePort,
+  run,
+  spawnServer,
+  sqliteWith,
+  startServer,
+  tempDir,
+  upgradeAttempt,
+  user,
+  type Frame,
+} from "./helpers.ts";
+
+describe("stop()", () => {
+  test("stop: draining answers 503, accepted messages are stored and delivered, then every client gets 1001", async () => {
+    using dir = tempDir();
+    const databasePath = join(dir.path, "chat.sqlite");
+    // A store whose commits wait for the test holds stop() at its first step, flushing.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const store = sqliteWith(
+      (real) => ({
+        append: async (batch) => {
+          await gate;
+          return real.append(batch);
+        },
+      }),
+      databasePath,
+    );
+    await using server = await startServer({ store });
+    const port = Number(server.chat.url.port);
+    const a = await user(server, "a", "bye");
+    const b = await user(server, "b", "bye");
+    await a.expect("presence");
+    a.send({ type: "send", room: "bye", id: "last", text: "sent as the server stops" });
+    await a.sync(); // the send was read and handed to the batcher
+    const stopped = server.stop();
+    const health = await server.http("/healthz");
+    expect(health.status).toBe(503);
+    expect(await health.json()).toEqual({ status: "draining" });
+    expect(await upgradeAttempt(port, WS_UPGRADE)).toMatchObject({ status: 503, body: { error: "draining" } });
+    release();
+    for (const c of [a, b]) {
+      expect(await c.next()).toMatchObject({ type: "message", id: "last", seq: 1 });
+      expect(await c.closed).toEqual({ code: 1001, reason: "server shutting down" });
+    }
+    await stopped;
+    await using again = await startServer({ databasePath });
+    const r = await again.http("/api/rooms/bye/messages");
+    expect(((await r.json()) as { messages: { id: string }[] }).messages.map((m) => m.id)).toEqual(["last"]);
+  });
+});
+
+describe("as a process", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    test(`${signal}: clients are closed with 1001, then the process exits 0`, async () => {
+      using dir = tempDir();
+      await using server = await spawnServer({ DATABASE_PATH: join(dir.path, "chat.sqlite") });
+      const alice = await Client.connect(server.wsUrl);
+      await alice.hello("alice");
+      await alice.join("general");
+      await alice.say("general", "going down soon");
+      const early = await Client.connect(server.wsUrl); // not welcomed: closed too
+      server.proc.kill(signal);
+      expect(await alice.closed).toEqual({ code: 1001, reason: "server shutting down" });
+      expect(await early.closed).toEqual({ code: 1001, reason: "server shutting down" });
+      expect(await bounded(server.proc.exited, "exit")).toBe(0);
+      const { stdout } = await server.output;
+      const events = stdout.split("\n").map((l) => JSON.parse(l).event);
+      expect(events.slice(-3)).toEqual(["close", "close", "stopped"]);
+    });
+  }
+
+  test("SIGKILL mid-burst loses no message a client saw and reuses no seq", async () => {
+    using dir = tempDir();
+    const env = { DATABASE_PATH: join(dir.path, "chat.sqlite"), RATE_LIMIT_BURST: "1000", RATE_LIMIT_PER_SECOND: "1000" };
+    let server = await spawnServer(env);
+    try {
+      const alice = await Client.connect(server.wsUrl);
+      const welcome = await alice.hello("alice");
+      await alice.join("crash");
+      // Fire a burst without waiting, and kill the server as soon as some of it has been seen.
+      burst(alice, "crash", 200);
+      const seen: Frame[] = [];
+      for (let i = 0; i < 20; i++) seen.push(await alice.expect("message"));
+      server.proc.kill("SIGKILL");
+      await alice.closed;
+      expect(await bounded(server.proc.exited, "exit")).not.toBe(0);
+      // Whatever else arrived before the socket died was seen too.
+      seen.push(...alice.frames.filter((f) => f.type === "message").slice(seen.length));
+
+      server = await spawnServer(env);
+      const back = await Client.connect(server.wsUrl);
+      expect((await back.hello("alice", welcome.session)).user).toEqual(welcome.user);
+      const stored = await catchUp(back, "crash", 0);
+      // Everything seen is stored, unchanged; what is stored is a gap-free prefix of the burst.
+      expect(stored.slice(0, seen.length)).toEqual(seen);
+      expect(stored.map((m) => m.seq)).toEqual(stored.map((_, i) => i + 1));
+      expect(stored.map((m) => m.id)).toEqual(stored.map((_, i) => `m${i}`));
+      // A retry of a stored message is answered with the original; new messages go on after it.
+      const lastStored = stored.at(-1)!;
+      back.send({ type: "send", room: "crash", id: lastStored.id, text: "retry" });
+      expect(await back.next()).toEqual(lastStored);
+      expect((await back.say("crash", "after the crash")).seq).toBe(stored.length + 1);
+      back.close();
+      server.proc.kill("SIGTERM");
+      expect(await server.proc.exited).toBe(0);
+    } finally {
+      server.proc.kill("SIGKILL");
+    }
+  });
+
+  test("a bad environment prints NAME=value: what is allowed, and exits 1 before listening", async () => {
+    const { code, stdout, stderr } = await run(SERVER_COMMAND, {
+      env: { PORT: "http", MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "9000", DATABASE_PATH: ":memory:" },
+    });
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toBe("PORT=http: an integer from 0 to 65535\n");
+    const cross = await run(SERVER_COMMAND, { env: { MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "9000", DATABASE_PATH: ":memory:" } });
+    expect(cross.code).toBe(1);
+    expect(cross.stderr).toBe(
+      "MAX_PAYLOAD_BYTES=9000: must be at least 12 × MAX_MESSAGE_CHARS + 512 = 48512 (MAX_MESSAGE_CHARS=4000)\n",
+    );
+  });
+
+  test("an unreachable Redis at start: one clear line, exit 1, never listening", async () => {
+    const url = `redis://:secret@127.0.0.1:${freePort()}`;
+    await expect(createServer({ port: 0, host: "127.0.0.1", redisUrl: url, log: () => {} })).rejects.toThrow(
+      /^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis/,
+    );
+    const { code, stdout, stderr } = await run(SERVER_COMMAND, { env: { PORT: "0", REDIS_URL: url } });
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
+  });
+});

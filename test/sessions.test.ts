@@ -1,0 +1,227 @@
+/**
+ * Sessions and identity: the token a hello gets (its strength, when it is written, how long it
+ * lives), a session on several connections and what one too many does (4001), and a rename by a
+ * hello that brings a live session and a new name. Runs on both engines where the hub's rule is
+ * under test; on SQLite where a test brings its own store.
+ */
+import { describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { Client, ENGINES, LineClient, engineServers, instances, redisForSuite, sqliteWith, startServer, user } from "./helpers.ts";
+
+const DAY_MS = 86_400_000;
+
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    const { startServer } = engineServers(engine);
+
+    describe("presence grace", () => {
+      test("one connection more than MAX_CONNECTIONS_PER_SESSION replaces the oldest (4001), without leave or join", async () => {
+        await using server = await startServer({ presenceGraceMs: 60_000, maxConnectionsPerSession: 1 });
+        const alice = await user(server, "alice", "g");
+        const first = await Client.connect(server.wsUrl);
+        const welcome = await first.hello("bob");
+        await first.join("g");
+        await alice.expect("presence");
+        const second = await Client.connect(server.wsUrl);
+        const again = await second.hello("bobby", welcome.session); // a session may bring a new name
+        expect(again.user).toEqual({ id: welcome.user.id, name: "bobby" });
+        expect(await first.closed).toEqual({ code: 4001, reason: "replaced" });
+        const joined = await second.join("g");
+        expect(joined.members).toEqual([expect.objectContaining({ name: "alice" }), { id: welcome.user.id, name: "bobby" }]);
+        await second.say("g", "new tab");
+        // The rename is all alice sees: no leave, no second join.
+        expect(await alice.until((f) => f.type === "message")).toEqual([
+          { type: "presence", room: "g", event: "rename", user: { id: welcome.user.id, name: "bobby" } },
+          expect.objectContaining({ type: "message", text: "new tab" }),
+        ]);
+        // The old name is free; the new one is taken.
+        const other = await Client.connect(server.wsUrl);
+        other.send({ type: "hello", name: "bobby" });
+        expect(await other.next()).toMatchObject({ code: "name_taken" });
+        expect((await other.hello("bob")).user.name).toBe("bob");
+        for (const c of [alice, second, other]) c.close();
+      });
+
+      test("an unknown session is ignored: a new user and a new token", async () => {
+        await using server = await startServer();
+        const c = await Client.connect(server.wsUrl);
+        const w = await c.hello("zed", "not-a-real-session-token");
+        expect(w.session).not.toBe("not-a-real-session-token");
+        expect(w.session).toMatch(/^[A-Za-z0-9_-]{43,}$/); // ≥ 256 bits, base64url
+        c.close();
+      });
+    });
+
+    test("a new session expires after a day unless it is used again, which gives it the full TTL", async () => {
+      let t = 1_700_000_000_000;
+      await using server = await startServer({ now: () => t });
+      const once = await user(server, "once");
+      const twice = await user(server, "twice");
+      const [onceWelcome, twiceWelcome] = [once.frames[0]!, twice.frames[0]!];
+      once.close();
+      twice.close();
+      await server.settled();
+
+      t += 3_600_000;
+      const back = await Client.connect(server.wsUrl);
+      expect((await back.hello("twice again", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
+      back.close();
+      await server.settled();
+
+      t += DAY_MS;
+      const late = await Client.connect(server.wsUrl);
+      const lateWelcome = await late.hello("once again", onceWelcome.session);
+      expect(lateWelcome.user.id).not.toBe(onceWelcome.user.id);
+      expect(lateWelcome.session).not.toBe(onceWelcome.session);
+      const kept = await Client.connect(server.wsUrl);
+      expect((await kept.hello("twice later", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
+      late.close();
+      kept.close();
+    });
+  });
+}
+
+// On SQLite, the default engine, only: "sessions" spies on a store of its own.
+describe("sessions", () => {
+  /** A SQLite store that records session writes and can be told to fail them. */
+  function spyingStore() {
+    const saves: { userId: string; expiresAt: number }[] = [];
+    let failNext = false;
+    const store = sqliteWith((real) => ({
+      saveSession: async (hash, session) => {
+        if (failNext) {
+          failNext = false;
+          throw new Error("disk full");
+        }
+        saves.push({ userId: session.userId, expiresAt: session.expiresAt });
+        return real.saveSession(hash, session);
+      },
+    }));
+    return { store, saves, failOnce: () => (failNext = true) };
+  }
+
+  test("written when issued, not on each reconnect; refreshed at most hourly; TCP users get none", async () => {
+    let clock = Date.UTC(2026, 10, 1);
+    const ttlMs = 60 * 60_000 * 24;
+    const { store, saves } = spyingStore();
+    await using server = await startServer({ store, tcpPort: 0, now: () => clock, sessionTtlSeconds: ttlMs / 1000, presenceGraceMs: 0 });
+    const connect = async (session?: string) => {
+      const c = await Client.connect(server.wsUrl);
+      const w = await c.hello("alice", session);
+      c.close();
+      await server.settled();
+      return w;
+    };
+    const first = await connect();
+    expect(saves).toEqual([{ userId: first.user.id, expiresAt: clock + ttlMs }]);
+    clock += 60_000;
+    expect((await connect(first.session)).user).toEqual(first.user);
+    expect(saves.length).toBe(1); // a reconnect a minute later writes nothing
+
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    await nc.readUntil("name: ");
+    nc.write("bob\n");
+    await nc.readUntil("here)\n");
+    expect(saves.length).toBe(1); // nor does a TCP user
+    nc.end();
+
+    clock += 61 * 60_000;
+    expect((await connect(first.session)).user).toEqual(first.user);
+    expect(saves.at(-1)).toEqual({ userId: first.user.id, expiresAt: clock + ttlMs }); // slid
+
+    clock += ttlMs; // expired: the token is ignored, a new user and token come instead
+    const later = await connect(first.session);
+    expect(later.user.id).not.toBe(first.user.id);
+    expect(later.session).not.toBe(first.session);
+  });
+
+  test("a failed session write answers internal and leaves hello to be tried again", async () => {
+    const { store, failOnce } = spyingStore();
+    await using server = await startServer({ store });
+    const c = await Client.connect(server.wsUrl);
+    failOnce();
+    c.send({ type: "hello", name: "alice", ref: "1" });
+    expect(await c.next()).toMatchObject({ type: "error", code: "internal", ref: "1" });
+    expect((await c.hello("alice")).user.name).toBe("alice"); // the name was not left taken
+    c.close();
+  });
+});
+
+describe("several connections per session, rename (§10)", () => {
+  test("one connection past MAX_CONNECTIONS_PER_SESSION closes the oldest with 4001", async () => {
+    await using server = await startServer({ maxConnectionsPerSession: 3 });
+    const first = await Client.connect(server.wsUrl);
+    const w = await first.hello("many");
+    const tabs = [first];
+    for (let i = 0; i < 3; i++) {
+      const tab = await Client.connect(server.wsUrl);
+      await tab.hello("many", w.session);
+      tabs.push(tab);
+    }
+    expect(await first.closed).toEqual({ code: 4001, reason: "replaced" });
+    for (const tab of tabs.slice(1)) expect(await tab.sync()).toEqual([]);
+    for (const tab of tabs) tab.close();
+  });
+
+  test("a hello with a live session and a new name renames the user in every room, TCP included", async () => {
+    await using server = await startServer({ tcpPort: 0 });
+    const bob = await user(server, "bob", "a", "b");
+    const tcp = await LineClient.connect(server.chat.tcpPort!);
+    await tcp.readUntil("name: ");
+    tcp.write("nc\n/join a\n");
+    await tcp.readUntil("* now in a");
+    const first = await Client.connect(server.wsUrl);
+    const w = await first.hello("alice");
+    await first.join("a");
+    await first.join("b");
+    const renamed = { id: w.user.id, name: "alicia" };
+    const second = await Client.connect(server.wsUrl);
+    expect((await second.hello("alicia", w.session)).user).toEqual(renamed);
+    // Her first tab hears it too: it is in both rooms.
+    expect(await first.until((f) => f.type === "presence" && f.room === "b")).toEqual([
+      { type: "presence", room: "a", event: "rename", user: renamed },
+      { type: "presence", room: "b", event: "rename", user: renamed },
+    ]);
+    expect(await bob.until((f) => f.type === "presence" && f.event === "rename" && f.room === "b")).toEqual([
+      expect.objectContaining({ event: "join", room: "a", user: { id: expect.any(String), name: "nc" } }),
+      expect.objectContaining({ event: "join", room: "a", user: w.user }),
+      expect.objectContaining({ event: "join", room: "b", user: w.user }),
+      { type: "presence", room: "a", event: "rename", user: renamed },
+      { type: "presence", room: "b", event: "rename", user: renamed },
+    ]);
+    expect(await tcp.readUntil("alicia in a\n")).toEndWith("* alice is now alicia in a\n");
+    expect((await second.join("a")).members.map((u: { name: string }) => u.name)).toEqual(["bob", "nc", "alicia"]);
+    // The old name is free again.
+    expect((await (await Client.connect(server.wsUrl)).hello("alice")).user.name).toBe("alice");
+    for (const c of [bob, first, second]) c.close();
+    tcp.end();
+  });
+});
+
+describe("sessions across instances (redis)", () => {
+  const redis = redisForSuite();
+
+  test("a new session's key lives a day in Redis; used again, it gets the full SESSION_TTL_SECONDS", async () => {
+    const t = 1_700_000_000_000;
+    await using servers = await instances(redis, 1, { now: () => t });
+    const [s] = servers;
+    const db = servers.db;
+    const ttl = async (token: string) => Number(await redis.commandIn(db, "PTTL", `chat:session:${createHash("sha256").update(token).digest("hex")}`));
+    const once = await Client.connect(s.wsUrl);
+    const onceWelcome = await once.hello("once");
+    const twice = await Client.connect(s.wsUrl);
+    const twiceWelcome = await twice.hello("twice");
+    // Redis's own clock runs while the test does: a minute of slack, never more than the TTL.
+    for (const welcome of [onceWelcome, twiceWelcome]) {
+      expect(await ttl(welcome.session)).toBeLessThanOrEqual(DAY_MS);
+      expect(await ttl(welcome.session)).toBeGreaterThan(DAY_MS - 60_000);
+    }
+    const back = await Client.connect(s.wsUrl);
+    expect((await back.hello("twice again", twiceWelcome.session)).user.id).toBe(twiceWelcome.user.id);
+    const full = s.chat.config.sessionTtlSeconds * 1000;
+    expect(await ttl(twiceWelcome.session)).toBeGreaterThan(full - 60_000);
+    expect(await ttl(twiceWelcome.session)).toBeLessThanOrEqual(full);
+    expect(await ttl(onceWelcome.session)).toBeLessThanOrEqual(DAY_MS);
+    for (const c of [once, twice, back]) c.close();
+  });
+});
