@@ -283,7 +283,8 @@ export class TcpConnection extends Connection {
 
   fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, _ref?: string, extra?: ErrorExtra): void {
     this.ctx.metrics.error(code);
-    const wait = extra?.retryAfterMs !== undefined ? ` (try again in ${Math.ceil(extra.retryAfterMs / 1000)} s)` : "";
+    // Slow mode's wait is worth a line's words; a rate limit's is a moment.
+    const wait = code === "slow_mode" && extra?.retryAfterMs !== undefined ? ` (try again in ${Math.ceil(extra.retryAfterMs / 1000)} s)` : "";
     this.line(`! ${code}: ${message}${wait}`);
   }
 

@@ -158,7 +158,8 @@ export class Hub {
     if (verdict === "ok") return true;
     // When a token will be there: this instance's bucket says (a shared one refills as fast).
     const bucket = conn.user && conn.user.bucket ? conn.user.bucket : conn.bucket;
-    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs: Math.max(1, bucket.wait(this.ctx.now())) });
+    const retryAfterMs = bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs });
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
   }

@@ -28,8 +28,8 @@ const TCP_HELP = [
   "* /topic       show the current room's topic; /topic TEXT sets it (moderators and up)",
   "* /kick NAME [reason], /ban NAME [minutes], /unban NAME, /mute NAME minutes   moderate the current room",
   "* /quit        disconnect",
-  "* anything else is said in the current room",
   "* Here you chat as a guest: members of a site sign in on its web page, not over TCP.",
+  "* anything else is said in the current room",
 ];
 
 export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListener<TcpConnection> {

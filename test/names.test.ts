@@ -121,7 +121,7 @@ describe("names on a live server", () => {
 describe("names across instances (redis)", () => {
   const redis = redisForSuite();
 
-  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user is gone", async () => {
+  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user signs out (§11.1)", async () => {
     await using servers = await instances(redis, 2, { presenceGraceMs: 0 });
     const [a, b] = servers;
     const alice = await Client.connect(a.wsUrl);
@@ -138,8 +138,15 @@ describe("names across instances (redis)", () => {
     await b.logLine((l) => l.event === "name_released");
     other.send({ type: "hello", name: "Alice" });
     expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    // Gone is not enough: her session keeps the name hers. Signing out frees it.
     alice.close();
     await a.logLine((l) => l.event === "name_released");
+    other.send({ type: "hello", name: "Alice" });
+    expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    const back = await Client.connect(a.wsUrl);
+    await back.hello("alice", welcome.session);
+    back.send({ type: "signout" });
+    expect(await back.closed).toEqual({ code: 1000, reason: "signed out" });
     expect((await other.hello("Alice")).user.name).toBe("Alice");
     other.close();
   });

@@ -306,7 +306,7 @@ describe("the TCP door in rooms with owners (§11.8)", () => {
       tcp.write("/rooms\n");
       expect(await tcp.line()).toBe("* rooms: den (2), general (1)");
       tcp.write("/help\n");
-      expect(await tcp.readUntil("not over TCP.\n")).toContain("/topic");
+      expect(await tcp.readUntil("said in the current room\n")).toContain("members of a site sign in on its web page");
       owner.close();
       tcp.end();
     } finally {

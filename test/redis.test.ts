@@ -87,7 +87,7 @@ describe("two instances", () => {
     expect(joined.seq).toBe(1);
     expect(joined.messages).toEqual([first]);
     const bobUser = joined.members.find((m: { name: string }) => m.name === "bob");
-    expect(joined.members).toEqual([bobUser, first.user]);
+    expect(joined.members).toEqual([bobUser, { ...first.user, role: "owner" }]); // alice started the room (§11.2)
     expect(await alice.expect("presence")).toEqual({ type: "presence", room: "lobby", event: "join", user: bobUser });
 
     const hi = await alice.say("lobby", "hi bob");
