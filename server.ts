@@ -18,6 +18,7 @@
 
 import type { Server, TCPSocketListener } from "bun";
 import { loadAssets } from "./src/assets.ts";
+import { openVerifier } from "./src/auth.ts";
 import { loadConfig, resolveConfig, type Config } from "./src/config.ts";
 import { WsConnection, type TcpConnection } from "./src/connection.ts";
 import type { Context } from "./src/context.ts";
@@ -87,9 +88,13 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const assets = loadAssets();
   assets.catch((error) => ctx.log("error", "page", { error: String(error) }));
   const { store, relay, roster }: { store: Store; relay: Relay; roster: Roster } = await openEngine(config, ctx, givenStore, tailCheckMs);
-  const closeEngine = () => roster.close().then(() => relay.close()).then(() => store.close());
+  const verifier = await openVerifier(config, ctx.log, now);
+  const closeEngine = () => {
+    verifier?.close();
+    return roster.close().then(() => relay.close()).then(() => store.close());
+  };
   const fanout = new Fanout(ctx, relay);
-  const hub = new Hub(ctx, store, fanout, relay, roster);
+  const hub = new Hub(ctx, store, fanout, relay, roster, verifier);
   const app = createApp(hub, ctx, assets, now());
   try {
     // Trimmed before anything is read from storage, so no emptied room is listed.

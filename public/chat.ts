@@ -92,6 +92,9 @@ export function createChat(deps: ChatDeps) {
       case "joined":
         return rooms.onJoined(f);
       case "message":
+      case "settings":
+      case "edit":
+      case "delete":
         return rooms.onMessage(f);
       case "history":
         return rooms.onHistory(f);
@@ -104,6 +107,9 @@ export function createChat(deps: ChatDeps) {
       case "left":
       case "welcome":
       case "pong":
+      case "ok":
+      case "invite":
+      case "moderation":
         return;
     }
   }

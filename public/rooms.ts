@@ -9,6 +9,7 @@ import {
   type HistoryPage,
   type JoinedFrame,
   type MessageFrame,
+  type StoredFrame,
   type PresenceFrame,
   type TypingNotice,
   type UserRef,
@@ -286,7 +287,7 @@ export function createRooms(deps: RoomsDeps) {
     advance(room, step);
   }
 
-  function onMessage(m: MessageFrame): void {
+  function onMessage(m: StoredFrame): void {
     const room = rooms.get(m.room);
     if (!room) return;
     const step = room.sync.message(m);
@@ -336,7 +337,10 @@ export function createRooms(deps: RoomsDeps) {
    * reconnect ("news"), or "older" pages. News out of sight counts as unread (mentions of the
    * reader apart), and the "new messages" line goes above the first of it.
    */
-  function addMessages(room: Room, messages: readonly MessageFrame[], fresh: readonly MessageFrame[], kind: "join" | "news" | "older"): void {
+  function addMessages(room: Room, entries: readonly StoredFrame[], freshEntries: readonly StoredFrame[], kind: "join" | "news" | "older"): void {
+    // Stored events (settings, edits, deletions) move the room's seq (sync.ts); only messages are drawn here.
+    const messages = entries.filter((m) => m.type === "message");
+    const fresh = freshEntries.filter((m) => m.type === "message");
     const me = self.me;
     for (const m of messages) outbox.echoed(m, me?.id);
     // Our own message means we had read what came before it, wherever we wrote it.

@@ -1,6 +1,6 @@
 /**
  * Exactly-once room sync: where one room stands in its message sequence, what to ask the server
- * next, and which messages are new. Pure: it takes server frames and returns the frame to send
+ * next, and which messages (and stored events, §11.4, which take seqs too) are new. Pure: it takes server frames and returns the frame to send
  * and the messages to show; the page owns the socket, the DOM and every timer.
  *
  * How a room stays exact. The room knows every seq it has seen and `lastSeq`, the seq up to which
@@ -11,7 +11,7 @@
  * whose latest seq is below ours was reset (a new database): it starts over.
  */
 
-import { HISTORY_PAGE_MAX, type ClientFrame, type HistoryPage, type JoinedFrame, type MessageFrame } from "../src/protocol/wire.ts";
+import { HISTORY_PAGE_MAX, type ClientFrame, type HistoryPage, type JoinedFrame, type StoredFrame } from "../src/protocol/wire.ts";
 
 /** idle (no connection) → joining → paging (catching up) → live (unsent messages may go). */
 export type Phase = "idle" | "joining" | "paging" | "live";
@@ -27,7 +27,7 @@ export function refFor(kind: RefKind, room: string): string {
 /** What one frame did to the room. */
 export interface Step {
   /** Messages not seen before, in the order they came: to show. */
-  fresh: MessageFrame[];
+  fresh: StoredFrame[];
   /** The request to send next (a join or a history page), or null. */
   send: ClientFrame | null;
   /** The room went live with this frame: its unsent messages may go now. */
@@ -59,7 +59,7 @@ export function createRoomSync(room: string) {
     return lastSeq === null ? { type: "join", room, ref } : { type: "join", room, since: lastSeq, ref };
   }
 
-  function pageForward(after: number, fresh: MessageFrame[]): Step {
+  function pageForward(after: number, fresh: StoredFrame[]): Step {
     phase = "paging";
     lastSeq = Math.max(lastSeq ?? 0, after);
     // The largest page: catching up after a reconnect takes as few round trips as possible.
@@ -67,15 +67,15 @@ export function createRoomSync(room: string) {
   }
 
   /** Caught up: from here on live frames keep the room current. */
-  function goLive(seq: number, fresh: MessageFrame[]): Step {
+  function goLive(seq: number, fresh: StoredFrame[]): Step {
     lastSeq = Math.max(lastSeq ?? 0, seq, newest);
     phase = "live";
     return { fresh, send: null, live: true };
   }
 
   /** The messages of `messages` not seen before, now seen. */
-  function add(messages: readonly MessageFrame[]): MessageFrame[] {
-    const fresh: MessageFrame[] = [];
+  function add(messages: readonly StoredFrame[]): StoredFrame[] {
+    const fresh: StoredFrame[] = [];
     for (const m of messages) {
       if (seen.has(m.seq)) continue;
       seen.add(m.seq);
@@ -130,7 +130,7 @@ export function createRoomSync(room: string) {
     },
 
     /** A live message. Seqs are gap-free: one that skips ahead means we missed something, so fetch it. */
-    message(m: MessageFrame): Step {
+    message(m: StoredFrame): Step {
       const fresh = add([m]);
       if (phase !== "live" || lastSeq === null) return { fresh, send: null, live: false };
       if (m.seq > lastSeq + 1) return pageForward(lastSeq, fresh);
@@ -139,7 +139,7 @@ export function createRoomSync(room: string) {
     },
 
     /** A page of older messages (asked for by the reader): only the unknown ones to show. */
-    older(messages: readonly MessageFrame[]): MessageFrame[] {
+    older(messages: readonly StoredFrame[]): StoredFrame[] {
       return add(messages);
     },
 

@@ -6,16 +6,16 @@
  * waits one setImmediate; under heavy load batches grow and the per-message cost of a commit
  * shrinks.
  */
-import type { Appended, NewMessage, Relay, Store } from "./engine.ts";
+import type { Appended, NewEntry, Relay, Store } from "./engine.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** Bounds the messages committed in one transaction, so one commit never runs long. */
 const BATCH_MAX_MESSAGES = 1000;
 
 type Queued =
-  | { message: NewMessage; resolve: (result: Appended) => void; reject: (error: unknown) => void }
+  | { message: NewEntry; resolve: (result: Appended) => void; reject: (error: unknown) => void }
   | { settled: () => void };
-type Entry = Extract<Queued, { message: NewMessage }>;
+type Entry = Extract<Queued, { message: NewEntry }>;
 
 export class Batcher {
   private queue: Queued[] = [];
@@ -32,7 +32,7 @@ export class Batcher {
    * sender's own copy went out with everyone's); with the original for a repeated id; with
    * `refused` for a storage bound. Rejects when it was not stored.
    */
-  add(message: NewMessage): Promise<Appended> {
+  add(message: NewEntry): Promise<Appended> {
     return new Promise((resolve, reject) => {
       this.queue.push({ message, resolve, reject });
       this.running ??= this.run();

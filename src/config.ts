@@ -5,6 +5,7 @@
  *
  *   bun run src/config.ts     prints the README's table (a test checks the README holds it)
  */
+import { createPublicKey } from "node:crypto";
 import { z } from "zod";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -89,6 +90,48 @@ const hostList = z.array(z.string().refine((h) => hostKey(h) === h));
 const METRICS_TOKEN_MAX_CHARS = 1024;
 /** A bearer token as RFC 6750 writes it (token68). */
 const METRICS_TOKEN_PATTERN = new RegExp(`^[A-Za-z0-9\\-._~+/]{1,${METRICS_TOKEN_MAX_CHARS}}=*$`);
+
+/** Bounds AUTH_JWT_SECRET from below, in bytes (§11.9: HS256 wants a key as long as its hash). */
+const JWT_SECRET_MIN_BYTES = 32;
+/** Bounds ADMIN_TOKEN from below, in characters (§11.9). */
+const ADMIN_TOKEN_MIN_CHARS = 24;
+/** Bounds the free-text settings (issuer, audience, tokens), in characters. */
+const TEXT_SETTING_MAX_CHARS = 4096;
+
+/**
+ * The JWS algorithm a PEM public key verifies, by its type (§11.1): RSA → RS256, P-256 → ES256,
+ * Ed25519 → EdDSA; null for anything else, or a PEM that does not parse. `\n` in the variable
+ * stands for a newline, for platforms that take one line per secret.
+ */
+export function publicKeyAlgorithm(pem: string): "RS256" | "ES256" | "EdDSA" | null {
+  try {
+    const key = createPublicKey(pemText(pem));
+    if (key.asymmetricKeyType === "rsa") return "RS256";
+    if (key.asymmetricKeyType === "ed25519") return "EdDSA";
+    if (key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1") return "ES256";
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+/** A PEM as the variable holds it, `\\n` standing for newlines, as a PEM. */
+export const pemText = (pem: string) => pem.replace(/\\n/g, "\n");
+
+/** An http:// or https:// URL. */
+function isHttpUrl(s: string): boolean {
+  try {
+    const url = new URL(s);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+  } catch {
+    return false;
+  }
+}
+
+/** A text setting that is unset (null) by default. */
+function text(env: string, allowed: string, range: string, doc: string, check: z.ZodType<string, string>): Setting<string | null> {
+  return { env, default: null, shown: "(none)", allowed, range, doc, value: check.nullable(), parse: check };
+}
 
 /** A comma-separated list, trimmed, empty entries dropped. */
 const commaList = (s: string) => s.split(",").map((item) => item.trim()).filter(Boolean);
@@ -272,6 +315,75 @@ const SETTINGS = {
     value: z.int().min(0).max(65535).nullable(),
   }),
   tcpMaxLineBytes: integer("TCP_MAX_LINE_BYTES", 64, 1048576, 4096, "longest TCP input line, not counting its newline"),
+  guestAccess: row<boolean | null>({
+    env: "GUEST_ACCESS",
+    default: null,
+    shown: "true (false when an `AUTH_*` key is set)",
+    allowed: "true, false, 1 or 0",
+    range: "true, false, 1, 0",
+    doc: "whether people may chat as guests, with a name of their choice; else only members (JWT) and bots, others get `auth_required`",
+    value: z.boolean().nullable(),
+    parse: z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
+  }),
+  authJwtSecret: text(
+    "AUTH_JWT_SECRET",
+    `a secret of at least ${JWT_SECRET_MIN_BYTES} bytes`,
+    `≥ ${JWT_SECRET_MIN_BYTES} bytes`,
+    "members sign in with a JWT signed HS256 with this secret ([Embed in your app](docs/embed.md))",
+    z.string().refine((s) => Buffer.byteLength(s) >= JWT_SECRET_MIN_BYTES && s.length <= TEXT_SETTING_MAX_CHARS),
+  ),
+  authJwtPublicKey: text(
+    "AUTH_JWT_PUBLIC_KEY",
+    "a PEM public key: RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA)",
+    "PEM (RSA, P-256, Ed25519)",
+    "members sign in with a JWT signed by the matching private key",
+    z.string().refine((s) => publicKeyAlgorithm(s) !== null),
+  ),
+  authJwksUrl: text(
+    "AUTH_JWKS_URL",
+    "an http:// or https:// URL of a JWKS",
+    "`https://` URL",
+    "members sign in with a JWT signed by a key of this JWKS (cached; fetched again for an unknown `kid` at most every 30 s)",
+    z.string().refine(isHttpUrl),
+  ),
+  authJwtIssuer: text(
+    "AUTH_JWT_ISSUER",
+    `1 to ${TEXT_SETTING_MAX_CHARS} characters`,
+    "text",
+    "a member's token must have this `iss`",
+    z.string().min(1).max(TEXT_SETTING_MAX_CHARS),
+  ),
+  authJwtAudience: text(
+    "AUTH_JWT_AUDIENCE",
+    `1 to ${TEXT_SETTING_MAX_CHARS} characters`,
+    "text",
+    "a member's token's `aud` must contain this",
+    z.string().min(1).max(TEXT_SETTING_MAX_CHARS),
+  ),
+  adminToken: text(
+    "ADMIN_TOKEN",
+    `a secret of ${ADMIN_TOKEN_MIN_CHARS} to ${TEXT_SETTING_MAX_CHARS} printable characters`,
+    `≥ ${ADMIN_TOKEN_MIN_CHARS} characters`,
+    "makes a hello with `adminToken` an admin's, and is the HTTP API's admin bearer",
+    z.string().regex(new RegExp(`^[\\x21-\\x7e]{${ADMIN_TOKEN_MIN_CHARS},${TEXT_SETTING_MAX_CHARS}}$`)),
+  ),
+  roomCreation: row<"anyone" | "members" | "admins">({
+    env: "ROOM_CREATION",
+    default: "anyone",
+    allowed: "anyone, members or admins",
+    range: "anyone, members, admins",
+    doc: "who may start a room (its first joiner becomes its owner): anyone; members and bots (guests join only rooms with an owner or history); admins",
+    value: z.enum(["anyone", "members", "admins"]),
+    parse: z.enum(["anyone", "members", "admins"]),
+  }),
+  editWindowSeconds: integer(
+    "EDIT_WINDOW_SECONDS",
+    0,
+    315360000,
+    86400,
+    "how long after sending its author may edit a message (0: any time)",
+  ),
+  inviteTtlSeconds: integer("INVITE_TTL_SECONDS", 60, 31536000, 604800, "how long an invite code works when its maker names no `ttlSeconds`"),
   tcpMaxPendingBytes: integer(
     "TCP_MAX_PENDING_BYTES",
     1024,
@@ -300,12 +412,22 @@ const PAYLOAD_BYTES_PER_CHAR = 12;
 const PAYLOAD_OVERHEAD_BYTES = 512;
 
 function crossCheck(config: Config, name: (key: keyof Config) => string): string[] {
+  const errors: string[] = [];
   const need = PAYLOAD_BYTES_PER_CHAR * config.maxMessageChars + PAYLOAD_OVERHEAD_BYTES;
-  if (config.maxPayloadBytes >= need) return [];
-  return [
-    `${name("maxPayloadBytes")}=${config.maxPayloadBytes}: must be at least ${PAYLOAD_BYTES_PER_CHAR} × ` +
-      `${name("maxMessageChars")} + ${PAYLOAD_OVERHEAD_BYTES} = ${need} (${name("maxMessageChars")}=${config.maxMessageChars})`,
-  ];
+  if (config.maxPayloadBytes < need) {
+    errors.push(
+      `${name("maxPayloadBytes")}=${config.maxPayloadBytes}: must be at least ${PAYLOAD_BYTES_PER_CHAR} × ` +
+        `${name("maxMessageChars")} + ${PAYLOAD_OVERHEAD_BYTES} = ${need} (${name("maxMessageChars")}=${config.maxMessageChars})`,
+    );
+  }
+  const keys = (["authJwtSecret", "authJwtPublicKey", "authJwksUrl"] as const).filter((key) => config[key] !== null);
+  if (keys.length > 1) errors.push(`${keys.map(name).join(", ")}: set one way to verify members' tokens, not ${keys.length}`);
+  return errors;
+}
+
+/** Whether guests may chat (GUEST_ACCESS): as set, else only when no AUTH_* key is. */
+export function guestsAllowed(config: Config): boolean {
+  return config.guestAccess ?? (config.authJwtSecret === null && config.authJwtPublicKey === null && config.authJwksUrl === null);
 }
 
 export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };

@@ -5,14 +5,16 @@
 import type { ServerWebSocket, Socket } from "bun";
 import type { Context } from "./context.ts";
 import { TokenBucket, type RateLimiter } from "./core/bucket.ts";
-import { LineSplitter, formatMessageLines } from "./core/lines.ts";
-import { MESSAGES, withRef, type Failure } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, type ErrorCode, type JoinedFrame, LINE_TOO_LONG, type MessageFrame, type ServerFrame, type UserRef } from "./protocol/wire.ts";
+import { LineSplitter, formatModerationLine, formatStoredLines } from "./core/lines.ts";
+import { MESSAGES, withRef, type ErrorExtra, type Failure } from "./protocol/rules.ts";
+import { CLOSE, CLOSE_REASON, type ErrorCode, type JoinedFrame, type LeftReason, type ModerationFrame, LINE_TOO_LONG, type ServerFrame, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 
 /** An online user: it has live connections, or is still in some room in grace. */
 export interface User {
   /** The object every frame shows; a session that comes back with a new name renames it. */
   ref: UserRef;
+  /** Its name's look-alike keys, by which it holds the name. */
+  keys: string[];
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
   conns: Connection[];
   /** When the user's typing was last relayed, per room; null until it first types. */
@@ -42,6 +44,12 @@ export abstract class Connection {
   private readonly serial = ++connectionCounter;
   readonly openedAt: number;
   user: User | null = null;
+  /** The hash of the session this connection signed in with (null over TCP): signout ends it. */
+  session: string | null = null;
+  /** Signed in as a server admin (§11.1), for this session. */
+  admin = false;
+  /** The private rooms its member token lets it join (§11.2). */
+  claimRooms: readonly string[] = [];
   /** Rooms this connection joined, in join order (at most MAX_ROOMS_PER_CONNECTION). */
   readonly rooms: string[] = [];
   /** Counts rate_limited answers in a row, whichever bucket ran dry; held only during such a streak. */
@@ -105,14 +113,18 @@ export abstract class Connection {
 
   /** Answers a refused request; a refusal that is abuse also closes the connection. */
   refuse(failure: Failure, ref?: string): void {
-    this.fail(failure.code, failure.message, ref);
+    this.fail(failure.code, failure.message, ref, failure.extra);
     if (failure.close) this.close(failure.close.code, failure.close.reason);
   }
 
   /** One message, to this connection only (the answer to a retried send). */
-  abstract deliver(message: MessageFrame): void;
+  abstract deliver(message: StoredFrame): void;
   /** An error answer; counted. */
-  abstract fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, ref?: string): void;
+  abstract fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, ref?: string, extra?: ErrorExtra): void;
+  /** A moderation event for this connection alone (a server-wide ban of its user, §11.4). */
+  abstract moderated(frame: ModerationFrame): void;
+  /** Takes the connection out of `room` because a moderator sent its user out (§11.4). */
+  abstract removedFrom(room: string, reason: LeftReason): void;
   /** Closes from the server side, once; the transport's close handler follows. */
   abstract close(code: number, reason: string): void;
   /** The room's `joined` (TCP: its recent lines), sent just before the first room event can come. */
@@ -151,13 +163,21 @@ export class WsConnection extends Connection {
     this.send(frame);
   }
 
-  deliver(message: MessageFrame): void {
+  deliver(message: StoredFrame): void {
     if (this.state === "open") this.send(message);
   }
 
-  fail(code: ErrorCode, message: string, ref?: string): void {
+  fail(code: ErrorCode, message: string, ref?: string, extra?: ErrorExtra): void {
     this.ctx.metrics.error(code);
-    this.send(withRef({ type: "error", code, message }, ref));
+    this.send(withRef({ type: "error", code, message, ...extra }, ref));
+  }
+
+  removedFrom(room: string, reason: LeftReason): void {
+    this.send({ type: "left", room, reason });
+  }
+
+  moderated(frame: ModerationFrame): void {
+    this.send(frame);
   }
 
   close(code: number, reason: string): void {
@@ -256,13 +276,28 @@ export class TcpConnection extends Connection {
     if (this.ending) this.socket.end();
   }
 
-  deliver(message: MessageFrame): void {
-    if (this.state === "open") this.write(encoder.encode(formatMessageLines(message)));
+  deliver(message: StoredFrame): void {
+    const text = formatStoredLines(message);
+    if (this.state === "open" && text) this.write(encoder.encode(text));
   }
 
-  fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string): void {
+  fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, _ref?: string, extra?: ErrorExtra): void {
     this.ctx.metrics.error(code);
-    this.line(`! ${code}: ${message}`);
+    // Slow mode's wait is worth a line's words; a rate limit's is a moment.
+    const wait = code === "slow_mode" && extra?.retryAfterMs !== undefined ? ` (try again in ${Math.ceil(extra.retryAfterMs / 1000)} s)` : "";
+    this.line(`! ${code}: ${message}${wait}`);
+  }
+
+  moderated(frame: ModerationFrame): void {
+    this.line(formatModerationLine(frame, this.ctx.now()).trimEnd());
+  }
+
+  /** Out of the room: the moderation line said why; the most recently joined room left becomes current. */
+  removedFrom(room: string, _reason: LeftReason): void {
+    const at = this.recent.indexOf(room);
+    if (at !== -1) this.recent.splice(at, 1);
+    if (this.current === room) this.current = this.recent.at(-1) ?? null;
+    this.line(this.current ? `* now in ${this.current}` : "* you are in no room; /join ROOM");
   }
 
   /** Ends after the pending output is written; a client that does not take it is cut off. */

@@ -10,6 +10,8 @@ import type { RoomLog } from "./roomlog.ts";
 
 /** Bounds the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_MAX = 50;
+/** Rooms more read for the directory, so that private rooms left out leave it full. */
+const PRIVATE_ROOMS_SKIPPED_MAX = 50;
 /** A room not watched here has its seq read from storage at most this often, however often the list is polled. */
 const UNWATCHED_SEQ_CACHE_MS = 1000;
 
@@ -33,20 +35,31 @@ export class Directory {
     private readonly log: RoomLog,
   ) {}
 
-  /** Rooms with members on any instance, busiest first, with their latest seq. */
-  async rooms(): Promise<RoomEntry[]> {
-    const active = (await this.roster.active(this.presence.active())).sort(
-      (a, b) => b.members - a.members || a.room.localeCompare(b.room),
-    );
+  /** Rooms with members on any instance, busiest first, with their latest seq; private ones only `withPrivate`. */
+  async rooms(withPrivate: boolean): Promise<RoomEntry[]> {
+    const [all, hidden] = await Promise.all([this.roster.active(this.presence.active()), this.hidden(withPrivate)]);
+    const active = all.filter((r) => !hidden.has(r.room)).sort((a, b) => b.members - a.members || a.room.localeCompare(b.room));
     this.forgetSeqs();
     return Promise.all(active.map(async (r) => ({ ...r, seq: this.log.watchedSeq(r.room) ?? (await this.storedSeq(r.room)) })));
   }
 
-  /** Rooms with the newest messages, newest first, with their members on any instance. */
-  async recentRooms(): Promise<RoomEntry[]> {
-    const [recent, active] = await Promise.all([this.store.recentRooms(RECENT_ROOMS_MAX), this.roster.active(this.presence.active())]);
+  /** Rooms with the newest messages, newest first, with their members on any instance; private ones only `withPrivate`. */
+  async recentRooms(withPrivate: boolean): Promise<RoomEntry[]> {
+    const [recent, active, hidden] = await Promise.all([
+      this.store.recentRooms(RECENT_ROOMS_MAX + (withPrivate ? 0 : PRIVATE_ROOMS_SKIPPED_MAX)),
+      this.roster.active(this.presence.active()),
+      this.hidden(withPrivate),
+    ]);
     const members = new Map(active.map((r) => [r.room, r.members]));
-    return recent.map((r) => ({ room: r.room, members: members.get(r.room) ?? 0, seq: r.seq, ts: r.ts }));
+    return recent
+      .filter((r) => !hidden.has(r.room))
+      .slice(0, RECENT_ROOMS_MAX)
+      .map((r) => ({ room: r.room, members: members.get(r.room) ?? 0, seq: r.seq, ts: r.ts }));
+  }
+
+  /** The rooms a list leaves out: the private ones, unless it is an admin's. */
+  private hidden(withPrivate: boolean): Promise<Set<string>> {
+    return withPrivate ? Promise.resolve(new Set()) : this.store.privateRooms();
   }
 
   private storedSeq(room: string): Promise<number> {

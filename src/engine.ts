@@ -6,19 +6,65 @@
  */
 import type { Config } from "./config.ts";
 import type { TokenBucket } from "./core/bucket.ts";
-import type { MessageFrame, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+import type { ModerationAction, ModerationFrame, PresenceFrame, Role, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
 /** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
 export const DAY_MS = 86_400_000;
 
 /** A message accepted from a client, not yet stored. */
 export interface NewMessage {
+  type?: "message";
   room: string;
   user: UserRef;
   id: string;
   text: string;
   ts: number;
+  replyTo?: number;
 }
+
+/**
+ * An edit (§11.4): stored in the sequence, and in the same commit the target message takes its
+ * text and `edited`; refused (`not_found`) when the target is no longer a live message.
+ */
+export interface NewEdit {
+  type: "edit";
+  room: string;
+  /** The author. */
+  user: UserRef;
+  id: string;
+  ts: number;
+  target: number;
+  text: string;
+}
+
+/**
+ * A deletion (§11.4): stored in the sequence, and in the same commit the target's text is gone
+ * (its own, and that of the edits of it), and it takes `deleted`.
+ */
+export interface NewDelete {
+  type: "delete";
+  room: string;
+  /** Who deleted it. */
+  user: UserRef;
+  id: string;
+  ts: number;
+  target: number;
+}
+
+/** A settings change (§11.4), stored in the room's sequence and applied to the room in the same commit. */
+export interface NewSettings {
+  type: "settings";
+  room: string;
+  /** Who changed them. */
+  user: UserRef;
+  /** A fresh id: events have no client id, but share the messages' dedup key. */
+  id: string;
+  ts: number;
+  settings: RoomSettings;
+}
+
+/** What a room's sequence takes: a message, or an event stored beside them. */
+export type NewEntry = NewMessage | NewSettings | NewEdit | NewDelete;
 
 /** Which part of a room's history to read: after/before are exclusive seq bounds. */
 export interface PageQuery {
@@ -28,7 +74,7 @@ export interface PageQuery {
 }
 
 export interface Page {
-  messages: MessageFrame[];
+  messages: StoredFrame[];
   /** No message exists beyond the page in the direction read (newer with `after`, else older). */
   complete: boolean;
 }
@@ -37,7 +83,7 @@ export interface Page {
  * What `append` did with one message: stored it (or found it stored: `duplicate`, the original),
  * or refused it because a storage bound would break (§10 MAX_ROOMS: `room_limit`).
  */
-export type Appended = { message: MessageFrame; duplicate: boolean } | { refused: "room_limit" };
+export type Appended = { message: StoredFrame; duplicate: boolean } | { refused: "room_limit" | "not_found" };
 
 /** The bounds an engine keeps its history in (config: HISTORY_RETAIN, MAX_ROOMS, HISTORY_MAX_AGE_DAYS). */
 export interface HistoryBounds {
@@ -58,11 +104,38 @@ export function historyBounds(config: Config): HistoryBounds {
  * the newest message of the batch; null when messages are kept whatever their age.
  *   ageCutoff([{ts: 5_000}], { maxAgeMs: 1_000 }) // => 4000
  */
-export function ageCutoff(batch: readonly NewMessage[], bounds: Pick<HistoryBounds, "maxAgeMs">): number | null {
+export function ageCutoff(batch: readonly NewEntry[], bounds: Pick<HistoryBounds, "maxAgeMs">): number | null {
   if (!bounds.maxAgeMs || batch.length === 0) return null;
   let newest = -Infinity;
   for (const m of batch) if (m.ts > newest) newest = m.ts;
   return newest - bounds.maxAgeMs;
+}
+
+/** The frame a stored entry shows as, once it has its seq. */
+export function storedFrame(e: NewEntry, seq: number): StoredFrame {
+  switch (e.type) {
+    case "settings":
+      return { type: "settings", room: e.room, seq, ...e.settings, by: { ...e.user }, ts: e.ts };
+    case "edit":
+      return { type: "edit", room: e.room, seq, target: e.target, text: e.text, user: { ...e.user }, ts: e.ts, edited: e.ts };
+    case "delete":
+      return { type: "delete", room: e.room, seq, target: e.target, by: { ...e.user }, ts: e.ts };
+    default: {
+      const m: StoredFrame = { type: "message", room: e.room, seq, id: e.id, user: { ...e.user }, text: e.text, ts: e.ts };
+      if (e.replyTo !== undefined) m.replyTo = e.replyTo;
+      return m;
+    }
+  }
+}
+
+/**
+ * What a target message becomes once an edit or deletion of it at `ts` is applied (§11.4); null
+ * when it cannot be: not a message, or deleted already. One rule for every engine.
+ */
+export function changed(target: StoredFrame, change: NewEdit | NewDelete): StoredFrame | null {
+  if (target.type !== "message" || target.deleted !== undefined) return null;
+  if (change.type === "edit") return { ...target, text: change.text, edited: change.ts };
+  return { ...target, text: "", deleted: change.ts };
 }
 
 /** How many rows a page reads: one past its limit tells whether it is complete. */
@@ -73,7 +146,7 @@ export const pageRows = (query: PageQuery) => query.limit + 1;
  * `after` is unset (reading back from `before`), else oldest first. Always returned oldest first.
  *   toPage([m3, m2, m1], { limit: 2 }) // => { messages: [m2, m3], complete: false }
  */
-export function toPage(rows: MessageFrame[], query: PageQuery): Page {
+export function toPage(rows: StoredFrame[], query: PageQuery): Page {
   const complete = rows.length <= query.limit;
   const messages = rows.length > query.limit ? rows.slice(0, query.limit) : rows;
   if (query.after === undefined) messages.reverse();
@@ -85,6 +158,63 @@ export interface RecentRoom {
   room: string;
   seq: number;
   ts: number;
+}
+
+/** A session as stored (§11.1): whose it is, until when, and what it brings back. */
+export interface SessionRecord {
+  userId: string;
+  expiresAt: number;
+  kind: "guest" | "member";
+  /** The name it restores (a guest's, reserved while the session is valid). */
+  name: string;
+  /** A guest's name's look-alike keys, by which it is reserved; none for members. */
+  keys: string[];
+  /** An admin's session (a token with admin:true, or ADMIN_TOKEN given in hello). */
+  admin: boolean;
+  /** A member's private rooms, from its token's `rooms` claim. */
+  rooms: string[];
+}
+
+/** A role held in a room, and the name its holder had when it was given (for lists and events). */
+export interface RoleHolder {
+  role: "owner" | "moderator";
+  name: string;
+}
+
+/** A ban or a mute (§11.4): until when (null: until lifted), why, and by whom. */
+export interface Restriction {
+  until: number | null;
+  reason?: string;
+  by: UserRef;
+  /** The restricted user's name then, to find it by (the TCP door's /unban NAME). */
+  name?: string;
+}
+
+/** A room's authority as stored (§11.2, §11.4): roles, settings, and who is banned or muted there. */
+export interface RoomAuth {
+  roles: Map<string, RoleHolder>;
+  settings: RoomSettings;
+  bans: Map<string, Restriction>;
+  mutes: Map<string, Restriction>;
+}
+
+/** Whether a restriction still holds at `now`. */
+export const holds = (r: Restriction | undefined, now: number): r is Restriction => r !== undefined && (r.until === null || r.until > now);
+
+/** One line of the audit log (§11.4): a moderation action or a settings change. */
+export interface AuditEntry {
+  /** Its place in the log, newest highest; set by the store. */
+  id?: number;
+  /** The room, or null for a server-wide action. */
+  room: string | null;
+  ts: number;
+  action: ModerationAction | "settings" | "delete";
+  by: UserRef;
+  user?: UserRef;
+  reason?: string;
+  until?: number | null;
+  /** What else says what happened: a role, the settings, a message's seq. */
+  detail?: Record<string, unknown>;
 }
 
 /** A room with members, and how many distinct users. */
@@ -105,7 +235,7 @@ export interface Store {
    * stored, no seq spent. Trims what HISTORY_RETAIN and HISTORY_MAX_AGE_DAYS push out of the rooms
    * it writes to (the age measured from the newest `ts` in the batch: ageCutoff).
    */
-  append(batch: readonly NewMessage[]): Promise<Appended[]>;
+  append(batch: readonly NewEntry[]): Promise<Appended[]>;
   /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
   roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
   page(room: string, query: PageQuery): Promise<Page>;
@@ -116,10 +246,47 @@ export interface Store {
   sweepHistory(now: number): Promise<number>;
   /** The rooms whose latest message is newest, newest first (the room directory). */
   recentRooms(limit: number): Promise<RecentRoom[]>;
-  /** The user a live session token hash belongs to, and when the session expires; or null. */
-  findSession(tokenHash: string, now: number): Promise<{ userId: string; expiresAt: number } | null>;
-  saveSession(tokenHash: string, userId: string, expiresAt: number): Promise<void>;
+  /** The session a live token hash opens; or null. */
+  findSession(tokenHash: string, now: number): Promise<SessionRecord | null>;
+  /** Stores (or refreshes) a session; a guest's keys reserve its name until it expires or is revoked. */
+  saveSession(tokenHash: string, session: SessionRecord): Promise<void>;
+  /** Ends a session now (signout): its token opens nothing and its name is free. */
+  revokeSession(tokenHash: string): Promise<void>;
+  /** The user whose valid guest session reserves a name with one of these keys; or null. */
+  nameReservedBy(keys: readonly string[], now: number): Promise<string | null>;
   sweepSessions(now: number): Promise<number>;
+  /** The room's roles and settings (defaults for a room nobody set up). */
+  roomAuth(room: string): Promise<RoomAuth>;
+  /**
+   * Makes `user` the room's owner if it has none and holds nothing (no retained message nor
+   * event); false otherwise. One step, so two first joiners cannot both own the room.
+   */
+  claimOwner(room: string, user: UserRef): Promise<boolean>;
+  /** Gives `user` a role in the room; "owner" moves ownership (the old owner becomes a moderator), "member" takes a role away. */
+  setRole(room: string, user: UserRef, role: Role): Promise<void>;
+  /** Whether the user is on the room's list of members (private rooms, §11.2). */
+  isListed(room: string, userId: string): Promise<boolean>;
+  addListed(room: string, userIds: readonly string[]): Promise<void>;
+  /** Takes a user off the room's list (a kick from a private room, §11.4). */
+  removeListed(room: string, userId: string): Promise<void>;
+  /** Stores an invite code's hash for the room; null maxUses: any number of uses. */
+  createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null): Promise<void>;
+  /** Spends one use of an invite to `room` if it is that room's, unexpired and not used up; false otherwise. */
+  useInvite(codeHash: string, room: string, now: number): Promise<boolean>;
+  /** The rooms whose settings say private. */
+  privateRooms(): Promise<Set<string>>;
+  /** One stored entry of a room's sequence, as it is now; null when none has that seq. */
+  entry(room: string, seq: number): Promise<StoredFrame | null>;
+  /** Bans or mutes `userId` in a room (null lifts it). */
+  restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null): Promise<void>;
+  /** Bans a user from the whole server, and with `ip` its address too (null lifts every ban made for the user). */
+  banServer(userId: string, restriction: Restriction | null, ip?: string): Promise<void>;
+  /** The server-wide ban holding for this user or address at `now`, if any. */
+  serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null>;
+  /** Adds an entry to the audit log, which keeps HISTORY_RETAIN per room. */
+  audit(entry: AuditEntry): Promise<void>;
+  /** The audit log of a room (or of every room, `room` null), newest first, before id `before`. */
+  auditPage(room: string | null, before: number | undefined, limit: number): Promise<{ entries: AuditEntry[]; complete: boolean }>;
   /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
   failure(): string | null;
   close(): Promise<void>;
@@ -127,19 +294,30 @@ export interface Store {
 
 /** A room event other than a message, as it crosses instances (messages carry their seq instead). */
 export interface RoomEvent {
-  frame: PresenceFrame | TypingNotice;
+  frame: PresenceFrame | TypingNotice | (ModerationFrame & { room: string });
   /** A rename's old name, for the TCP line that says who it was. */
   oldName?: string;
 }
 
+/**
+ * What one instance tells every other, not about one room (§11.1, §11.4): a server-wide ban (its
+ * user's connections close with 4003; with `address`, so do those from its addresses, which get
+ * banned too), or a session that ended (its connections close).
+ */
+export type ServerEvent =
+  | { type: "ban"; userId: string; address: boolean; restriction: Restriction; frame: ModerationFrame }
+  | { type: "signout"; userId: string; session: string };
+
 /** What a relay hands what it brings to. */
 export interface RelayTarget {
   /** A stored message, from the engine: possibly repeated, late, or after a gap. */
-  receive(message: MessageFrame): void;
+  receive(message: StoredFrame): void;
   /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
   catchUp(room: string): void;
   /** A presence change or typing from another instance, for this one's members. */
   event(event: RoomEvent): void;
+  /** A server event from another instance, for this one's connections. */
+  server(event: ServerEvent): void;
 }
 
 /**
@@ -155,11 +333,13 @@ export interface Relay {
    * target here: at once with one process; with Redis, when its own publish comes back (or a
    * bounded wait passed, after which the room's catch-up delivers it).
    */
-  committed(message: MessageFrame): Promise<void>;
+  committed(message: StoredFrame): Promise<void>;
   /** `message` was delivered here (live, or read from history to fill a gap). */
-  delivered(message: MessageFrame): void;
+  delivered(message: StoredFrame): void;
   /** Tells the other instances of a room event this one delivered here (typing). */
   event(event: RoomEvent): void;
+  /** Tells the other instances of a server event this one carried out here. */
+  broadcast(event: ServerEvent): void;
   /** Starts bringing `room`; resolves once every message stored from then on will be brought. */
   watch(room: string): Promise<void>;
   unwatch(room: string): void;
@@ -176,12 +356,13 @@ export class LocalRelay implements Relay {
     this.target = target;
   }
 
-  async committed(message: MessageFrame): Promise<void> {
+  async committed(message: StoredFrame): Promise<void> {
     this.target.receive(message);
   }
 
   delivered(): void {}
   event(): void {}
+  broadcast(): void {}
   async watch(): Promise<void> {}
   unwatch(): void {}
   health(): null {
@@ -211,9 +392,12 @@ export interface Roster {
   others(room: string): Promise<UserRef[]>;
   /** Rooms with members on any instance and their distinct users, given this instance's (`here`). */
   active(here: RoomCount[]): Promise<RoomCount[]>;
-  /** Holds the name (by its nameKey) for `userId` on every instance; false when another user holds it. */
-  claimName(key: string, userId: string): Promise<boolean>;
-  releaseName(key: string, userId: string): void;
+  /**
+   * Holds the name (by its look-alike keys) for `userId` on every instance. A guest's claim is
+   * `exclusive`: false when another user holds a key. A member's or bot's always holds.
+   */
+  claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean>;
+  releaseName(keys: readonly string[], userId: string): void;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
   /**

@@ -7,10 +7,10 @@
 import type { Server } from "bun";
 import { encoder, TcpConnection, WsConnection, type Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
-import { formatMessageLines, formatPresenceLine } from "./core/lines.ts";
+import { formatModerationLine, formatPresenceLine, formatStoredLines } from "./core/lines.ts";
 import { addTo, removeFrom } from "./core/list.ts";
 import type { Relay } from "./engine.ts";
-import type { MessageFrame, PresenceEvent, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+import type { ModerationFrame, PresenceEvent, PresenceFrame, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
 /** A room's Bun pub/sub topic. */
 const roomTopic = (room: string) => `room:${room}`;
@@ -43,10 +43,17 @@ export class Fanout {
     }
   }
 
-  message(m: MessageFrame): void {
+  /** A stored message or event; `before`, a settings event's previous settings, says what changed to TCP users. */
+  message(m: StoredFrame, before?: RoomSettings): void {
     const recipients = (this.wsMembers.get(m.room)?.size ?? 0) + (this.tcpMembers.get(m.room)?.size ?? 0);
     this.ctx.metrics.messagesOut += recipients;
-    this.publish(m.room, JSON.stringify(m), () => formatMessageLines(m));
+    this.publish(m.room, JSON.stringify(m), () => formatStoredLines(m, before));
+  }
+
+  /** A moderation event to this instance's members of its room, and to the other instances unless it came from one. */
+  moderation(frame: ModerationFrame & { room: string }, local: boolean): void {
+    if (local) this.relay.event({ frame });
+    this.publish(frame.room, JSON.stringify(frame), () => formatModerationLine(frame, this.ctx.now()));
   }
 
   /**
@@ -80,7 +87,9 @@ export class Fanout {
     this.publishWs(room, () => json, except);
     const tcp = this.tcpMembers.get(room);
     if (tcp?.size) {
-      const bytes = encoder.encode(line());
+      const text = line();
+      if (!text) return;
+      const bytes = encoder.encode(text);
       for (const conn of tcp) if (conn !== except) conn.write(bytes);
     }
   }

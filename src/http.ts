@@ -3,16 +3,17 @@
  * upgrade must pass, as a Hono app. Security headers on every response.
  */
 import type { Server } from "bun";
-import { createHash, timingSafeEqual } from "node:crypto";
 import { isIP } from "node:net";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import type { Assets } from "./assets.ts";
-import { hostKey, type Config } from "./config.ts";
+import type { Actor } from "./authority.ts";
+import { guestsAllowed, hostKey, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { PageQuery } from "./engine.ts";
 import type { Hub } from "./hub.ts";
+import { sameSecret } from "./users.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, isRoom } from "./protocol/wire.ts";
 
 /** The page's Content-Security-Policy (protocol §6): nothing but this server, no inline code. */
@@ -59,11 +60,13 @@ function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolea
   return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
 }
 
-/** Compares two secrets in time that does not depend on where they differ. */
-function sameSecret(given: string, expected: string): boolean {
-  const digest = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(digest(given), digest(expected));
+/** A request's bearer token, or null. */
+function bearer(req: Request): string | null {
+  return /^Bearer (\S+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? null;
 }
+
+/** Who the admin bearer acts as over HTTP. */
+const ADMIN_ACTOR: Actor = { ref: { id: "admin", name: "admin" }, admin: true, claimRooms: [] };
 
 /** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
 export function pageQuery(params: URLSearchParams): PageQuery | null {
@@ -110,7 +113,7 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
   app.use(secureHeaders({ contentSecurityPolicy: CSP }));
   // DNS rebinding: a page on evil.example whose name now resolves to us sends its own Host and
   // Origin, which agree, so the Origin check passes; only our own names are answered (§10).
-  const { publicHosts, metricsToken } = ctx.config;
+  const { publicHosts, metricsToken, adminToken } = ctx.config;
   if (publicHosts.length) {
     app.use(async (c, next) => {
       if (misdirected(c.req.raw, ctx.config)) return c.json({ error: "misdirected" }, 421);
@@ -142,25 +145,50 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
 
   app.get("/metrics", (c) => {
     if (metricsToken !== null) {
-      const token = /^Bearer (\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
-      if (token === undefined || !sameSecret(token, metricsToken)) {
+      const token = bearer(c.req.raw);
+      if (token === null || !sameSecret(token, metricsToken)) {
         return c.json({ error: "unauthorized" }, 401, { "www-authenticate": 'Bearer realm="metrics"' });
       }
     }
     return c.text(ctx.metrics.render(hub.conns.size), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   });
 
+  /** The admin bearer (§11.6): `Authorization: Bearer <ADMIN_TOKEN>`. */
+  const isAdmin = (req: Request) => {
+    const token = bearer(req);
+    return token !== null && adminToken !== null && sameSecret(token, adminToken);
+  };
+
+  // What the page's sign-in screen shows before anyone says hello.
+  app.get("/api/info", (c) => c.json({ guests: guestsAllowed(ctx.config), members: hub.signsInMembers, roomCreation: ctx.config.roomCreation }));
+
   // From memory, however many rooms there are: this endpoint is public and polled.
-  app.get("/api/rooms", async (c) => c.json({ rooms: await (c.req.query("recent") === "1" ? hub.recentRooms() : hub.rooms()) }));
+  app.get("/api/rooms", async (c) => {
+    const withPrivate = isAdmin(c.req.raw);
+    return c.json({ rooms: await (c.req.query("recent") === "1" ? hub.recentRooms(withPrivate) : hub.rooms(withPrivate)) });
+  });
 
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");
     if (!isRoom(room)) return c.json({ error: "room_invalid" }, 400);
     const query = pageQuery(new URL(c.req.url).searchParams);
     if (!query) return c.json({ error: "bad_request" }, 400);
-    const r = await hub.history(room, query);
-    if (!r.ok) return c.json({ error: r.code }, 400);
+    // A private room is not there for anyone but an admin (§11.2): 404, not 403, says nothing of it.
+    const r = await hub.history(isAdmin(c.req.raw) ? ADMIN_ACTOR : null, room, query);
+    if (!r.ok) return r.code === "forbidden" ? c.json({ error: "not_found" }, 404) : c.json({ error: r.code }, 400);
     return c.json({ room, ...r.value });
+  });
+
+  // The audit log (§11.4): admins only, newest first, paged back with `before`.
+  app.get("/api/audit", async (c) => {
+    const token = bearer(c.req.raw);
+    if (token === null) return c.json({ error: "auth_required", message: "an admin bearer token is needed" }, 401, { "www-authenticate": 'Bearer realm="chat"' });
+    if (!isAdmin(c.req.raw)) return c.json({ error: "auth_invalid", message: "unknown token" }, 401);
+    const room = c.req.query("room");
+    if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid" }, 400);
+    const query = pageQuery(new URL(c.req.url).searchParams);
+    if (!query || query.after !== undefined) return c.json({ error: "bad_request" }, 400);
+    return c.json(await hub.store.auditPage(room ?? null, query.before, query.limit));
   });
 
   // Upgrades take Bun's native /ws route (createServer): what comes here was refused there, or

@@ -1,10 +1,13 @@
 /**
  * The hub: the protocol's rules for what a client asks (hello, join, leave, send, typing,
- * history), whichever door it came through and whichever engine stores it. The doors turn
- * frames and lines into these calls and render the answers their own way; the parts below do
- * the mechanics: Users (names, sessions), Membership (presence and its announcements), RoomLog
- * (delivery in seq order), Batcher (group commit), RateGate, Conns (caps) and Directory.
+ * history, signout), whichever door it came through and whichever engine stores it. The doors
+ * turn frames and lines into these calls and render the answers their own way; the parts below
+ * do the mechanics: Users (identity, names, sessions), Authority (rights, rooms' settings, roles
+ * and invites), Membership (presence and its announcements), RoomLog (delivery in seq order),
+ * Batcher (group commit), RateGate, Conns (caps) and Directory.
  */
+import type { TokenVerifier } from "./auth.ts";
+import { Authority, actorOf, roleIn, type Actor } from "./authority.ts";
 import { Batcher } from "./batcher.ts";
 import type { Connection, WsConnection } from "./connection.ts";
 import { Conns } from "./conns.ts";
@@ -13,12 +16,14 @@ import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry } from "./directory.ts";
 import type { NewMessage, Page, PageQuery, Relay, Roster, Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
+import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
+import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
-import { Users } from "./users.ts";
+import { Users, type HelloAsk } from "./users.ts";
 
 export type { RoomEntry } from "./directory.ts";
 
@@ -29,6 +34,8 @@ export interface Join {
   since?: number;
   /** Messages in `joined` at most (HISTORY_ON_JOIN; the TCP door shows fewer). */
   limit: number;
+  /** An invite code to a private room (§11.2). */
+  invite?: string;
   /** What `joined` echoes. */
   ref?: string;
 }
@@ -55,6 +62,11 @@ export class Hub {
   readonly log: RoomLog;
   readonly membership: Membership;
   readonly directory: Directory;
+  readonly authority: Authority;
+  readonly changes: Changes;
+  readonly moderation: Moderation;
+  /** Whether members can sign in (an AUTH_* key is set). */
+  readonly signsInMembers: boolean;
 
   constructor(
     private readonly ctx: Context,
@@ -62,19 +74,31 @@ export class Hub {
     private readonly fanout: Fanout,
     readonly relay: Relay,
     private readonly roster: Roster,
+    verifier: TokenVerifier | null,
   ) {
     this.conns = new Conns(ctx.config);
     this.presence = new Presence(ctx.config.presenceGraceMs);
     this.rate = new RateGate(ctx, roster);
-    this.users = new Users(ctx, store, roster, this.rate, this.presence);
+    this.users = new Users(ctx, store, roster, this.rate, this.presence, verifier);
+    this.signsInMembers = verifier !== null;
     this.batcher = new Batcher(store, relay, ctx.metrics);
     this.log = new RoomLog(ctx, store, relay, fanout, this.presence);
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
+    this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
+    this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
+    this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns);
     relay.attach({
       receive: (message) => this.log.receive(message),
       catchUp: (room) => this.log.catchUp(room),
-      event: (event) => this.membership.event(event),
+      event: ({ frame, oldName }) => {
+        if (frame.type === "moderation") this.moderation.apply(frame, false);
+        else this.membership.event({ frame, ...(oldName !== undefined ? { oldName } : {}) });
+      },
+      server: (event) => {
+        if (event.type === "ban") void this.moderation.serverBan(event);
+        else this.closeSession(event.userId, event.session);
+      },
     });
     roster.attach(this.membership);
   }
@@ -132,7 +156,10 @@ export class Hub {
   private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
     const verdict = this.rate.count(conn, taken);
     if (verdict === "ok") return true;
-    conn.fail("rate_limited", MESSAGES.rateLimited, ref);
+    // When a token will be there: this instance's bucket says (a shared one refills as fast).
+    const bucket = conn.user && conn.user.bucket ? conn.user.bucket : conn.bucket;
+    const retryAfterMs = bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs });
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
   }
@@ -147,20 +174,22 @@ export class Hub {
   /** Forgets the rate buckets that are full again and belong to no one online. */
   sweep(now: number): void {
     this.rate.sweep(now, (userId) => this.users.online.has(userId));
+    this.authority.sweep(now);
   }
 
   /**
-   * Welcomes `conn` as `rawName`, restoring the session's user when `session` is live (§4, §10).
-   * Hellos are counted per address before anything else, so churning hellos cost no storage.
+   * Welcomes `conn` as its hello says (§4, §10, §11.1): a guest by name, a member by token, a
+   * session's user again. Hellos are counted per address before anything else, so churning
+   * hellos cost no storage.
    */
-  async hello(conn: Connection, rawName: string, session?: string): Promise<Result<{ user: UserRef; session: string | null }>> {
+  async hello(conn: Connection, ask: HelloAsk): Promise<Result<{ user: UserRef; session: string | null; admin: boolean }>> {
     if (conn.user) return fail("bad_request", "already welcomed");
     if (!(await this.rate.takeHello(conn.ip))) {
       return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), close: { code: CLOSE.policy, reason: CLOSE_REASON.abuse } };
     }
-    const who = await this.users.identify(conn, rawName, session);
+    const who = await this.users.identify(conn, ask);
     if (!who.ok) return who;
-    const live = this.users.connections(who.value.userId);
+    const live = this.users.connections(who.value.user.id);
     if (live.length >= this.config.maxConnectionsPerSession) {
       // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
       const oldest = live[0]!;
@@ -171,7 +200,38 @@ export class Hub {
     if (oldName !== null) this.membership.renamed(user, oldName);
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
-    return ok({ user: { ...user.ref }, session: who.value.token });
+    return ok({ user: { ...user.ref }, session: who.value.token, admin: who.value.admin });
+  }
+
+  /** `signout` (§11.1): the connection's session ends everywhere, at once; the door then closes its connections (endSession). */
+  async signout(conn: Connection): Promise<Result<null>> {
+    if (conn.session === null) return fail("bad_request", "no session to sign out of");
+    try {
+      await this.users.revoke(conn.session);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "revokeSession" });
+      return fail("internal", MESSAGES.internal);
+    }
+    return ok(null);
+  }
+
+  /**
+   * Closes every connection of `conn`'s session with 1000 "signed out", on every instance; they
+   * leave their rooms at once, without grace.
+   */
+  endSession(conn: Connection): void {
+    const { session, user } = conn;
+    if (session === null || !user) return;
+    this.relay.broadcast({ type: "signout", userId: user.ref.id, session });
+    this.closeSession(user.ref.id, session);
+  }
+
+  private closeSession(userId: string, session: string): void {
+    for (const c of [...this.users.connections(userId)]) {
+      if (c.session !== session) continue;
+      this.membership.drop(c, true);
+      c.close(CLOSE.normal, CLOSE_REASON.signedOut);
+    }
   }
 
   /**
@@ -186,29 +246,55 @@ export class Hub {
     if (!conn.rooms.includes(room) && conn.rooms.length >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
+    const actor = actorOf(conn);
     let reading;
     try {
+      // Rights first, at every join, a resuming one too: a refused joiner gets nothing of the room.
+      const refused = await this.authority.mayEnter(room, await this.log.auth(room), actor, asked.invite);
+      if (refused) return refused;
       reading = await this.log.read(room, since, limit, () => this.roster.others(room));
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "join", room });
       return fail("internal", MESSAGES.internal);
     }
     const user = conn.user;
-    if (conn.state !== "open" || conn.released || !user) {
+    const gone = () => conn.state !== "open" || conn.released || !user;
+    if (gone()) {
       reading.cancel();
       return fail("internal", "connection closed");
+    }
+    if (!conn.rooms.includes(room)) {
+      let refused;
+      try {
+        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, this.presence.count(room) + reading.alongside.length, actor);
+      } catch (error) {
+        this.ctx.log("error", "storage", { error: String(error), op: "claimOwner", room });
+        refused = fail("internal", MESSAGES.internal);
+      }
+      if (refused || gone()) {
+        reading.cancel();
+        return refused ?? fail("internal", "connection closed");
+      }
     }
     room = reading.room;
     const page = reading.finish();
     const first = !conn.rooms.includes(room);
-    const isNew = first && this.membership.enter(room, user.ref, conn);
-    const joined: JoinedFrame = { type: "joined", room, ...page, members: this.membership.list(room, reading.alongside) };
+    const isNew = first && this.membership.enter(room, user!.ref, conn);
+    const members = this.authority.withRoles(this.membership.list(room, reading.alongside), reading.auth);
+    const joined: JoinedFrame = {
+      type: "joined",
+      room,
+      ...page,
+      members,
+      role: roleIn(reading.auth, user!.ref.id),
+      settings: { ...reading.auth.settings },
+    };
     conn.joined(withRef(joined, ref));
     if (first) {
       this.fanout.subscribe(conn, room);
       conn.rooms.push(room);
       this.ctx.metrics.joins++;
-      if (isNew) this.membership.announceJoin(room, user.ref, conn);
+      if (isNew) this.membership.announceJoin(room, user!.ref, conn);
     }
     return ok(null);
   }
@@ -232,16 +318,34 @@ export class Hub {
   }
 
   /** Accepts a message: stored by the Batcher, then delivered to the room, the sender included. */
-  send(conn: Connection, room: string, id: string, rawText: string): Result<null> {
+  /**
+   * Accepts a message (§4, §11.3): not while muted, in a read-only room only from moderators and
+   * up, in slow mode once per its seconds; a reply only to a message of the room (which makes the
+   * send wait for that lookup: the connection's later frames wait behind it).
+   */
+  send(conn: Connection, room: string, id: string, rawText: string, replyTo?: number): Result<null> | Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     const text = normalizeText(rawText, this.config.maxMessageChars);
     if (text === null) {
       return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
     }
+    const auth = this.log.cachedAuth(room);
+    if (auth) {
+      const refused = this.authority.maySend(room, auth, actorOf(conn));
+      if (refused) return refused;
+    }
+    if (replyTo === undefined) return this.accept(conn, room, id, text);
+    return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.accept(conn, room, id, text, replyTo) : r));
+  }
+
+  private accept(conn: Connection, room: string, id: string, text: string, replyTo?: number): Result<null> {
+    if (conn.state !== "open" || !conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
     this.ctx.metrics.messagesIn++;
     const user = conn.user!.ref;
-    const message: NewMessage = { room, user: { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
+    const message: NewMessage = { room, user: user.kind ? { id: user.id, name: user.name, kind: user.kind } : { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
+    if (replyTo !== undefined) message.replyTo = replyTo;
+    this.authority.sent(room, user.id);
     this.log.sending(message);
     this.batcher.add(message).then(
       (result) => {
@@ -272,19 +376,23 @@ export class Hub {
     return ok(null);
   }
 
-  async history(room: string, query: PageQuery): Promise<Result<Page>> {
+  /** A page of a room's history: any room's, but a private room's only for those on its list (§11.2). */
+  async history(actor: Actor | null, room: string, query: PageQuery): Promise<Result<Page>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    if (actor ? !(await this.authority.mayRead(room, actor)) : (await this.log.auth(room)).settings.private) {
+      return fail("forbidden", `${room} is private`);
+    }
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first (Directory). */
-  rooms(): Promise<RoomEntry[]> {
-    return this.directory.rooms();
+  /** Rooms with members, busiest first (Directory); private rooms only for admins (§11.2). */
+  rooms(withPrivate: boolean): Promise<RoomEntry[]> {
+    return this.directory.rooms(withPrivate);
   }
 
-  /** Rooms with the newest messages (Directory). */
-  recentRooms(): Promise<RoomEntry[]> {
-    return this.directory.recentRooms();
+  /** Rooms with the newest messages (Directory); private rooms only for admins. */
+  recentRooms(withPrivate: boolean): Promise<RoomEntry[]> {
+    return this.directory.recentRooms(withPrivate);
   }
 
   /** Every member of `room` once, on every instance. */

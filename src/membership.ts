@@ -13,7 +13,7 @@ import type { Fanout } from "./fanout.ts";
 import type { Batcher } from "./batcher.ts";
 import type { RoomLog } from "./roomlog.ts";
 import type { Users } from "./users.ts";
-import type { UserRef } from "./protocol/wire.ts";
+import type { LeftReason, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
 export class Membership {
   /** Roster changes of one user in one room, in the order they were made (room\nuserId → last). */
@@ -78,9 +78,10 @@ export class Membership {
   /**
    * Takes a closed or replaced connection out of its rooms and away from its user. Where it was
    * the user's last connection in a room, the user stays in grace; a TCP user has no session to
-   * come back with, so its leave goes out at once (§4). Idempotent.
+   * come back with, and a signed-out one will not come back, so their leaves go out at once (§4,
+   * `immediate`). Idempotent.
    */
-  drop(conn: Connection): void {
+  drop(conn: Connection, immediate = false): void {
     if (conn.released) return;
     conn.released = true;
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
@@ -88,11 +89,29 @@ export class Membership {
     if (!user) return;
     removeItem(user.conns, conn);
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
-    const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, this.ctx.now(), conn.transport === "tcp");
+    const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, this.ctx.now(), immediate || conn.transport === "tcp");
     for (const room of leftNow) void this.leaveRoom(room, user.ref);
     conn.rooms.length = 0;
     this.users.forgetIfOffline(user);
     this.scheduleGrace();
+  }
+
+  /**
+   * A moderator sent `user` out of `room` (§11.4): its connections here leave it at once, each
+   * told why, and the room hears it leave at once (no grace) once it is in the room nowhere else.
+   */
+  evict(room: string, user: UserRef, reason: LeftReason): void {
+    const conns = this.presence.evict(room, user.id);
+    if (!conns) return;
+    for (const conn of conns) {
+      removeItem(conn.rooms, room);
+      this.fanout.unsubscribe(conn, room);
+      conn.removedFrom(room, reason);
+    }
+    const online = this.users.online.get(user.id);
+    online?.typingAt?.delete(room);
+    void this.leaveRoom(room, user);
+    if (online) this.users.forgetIfOffline(online);
   }
 
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
@@ -112,7 +131,7 @@ export class Membership {
   }
 
   /** A presence change or typing from another instance, for the members here. */
-  event(event: RoomEvent): void {
+  event(event: RoomEvent & { frame: PresenceFrame | TypingNotice }): void {
     const frame = event.frame;
     if (frame.type === "typing") return this.fanout.typed(frame);
     if (frame.event === "rename") this.users.renamedElsewhere(frame.user);

@@ -1,15 +1,16 @@
 /**
- * Delivery sequencing: every stored message reaches the members here once and in seq order, and
- * a joiner gets each message exactly once, in its `joined` or live. The relay brings what the
+ * Delivery sequencing: every stored message and event reaches the members here once and in seq
+ * order, and a joiner gets each exactly once, in its `joined` or live. The relay brings what the
  * engine stored (with one process, at once; with Redis, at most once, possibly late or after a
  * gap); this puts it in order, drops repeats and fills gaps from storage, for every engine alike.
+ * A watched room's authority (roles, settings) is kept here too, moved by the events it carries.
  */
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
-import type { NewMessage, Relay, Store } from "./engine.ts";
+import type { NewEntry, Relay, Restriction, RoomAuth, Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
-import { CLOSE, CLOSE_REASON, HISTORY_PAGE_MAX, type MessageFrame } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, HISTORY_PAGE_MAX, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 
 /** Bounds the history pages read to fill one gap in what the relay brought. */
 const FILL_PAGES_MAX = 100;
@@ -21,9 +22,9 @@ interface RoomState {
   /** The latest seq delivered here; null until read from storage. */
   seq: number | null;
   /** Messages accepted for the room and not yet delivered or failed. */
-  inflight: Set<NewMessage>;
+  inflight: Set<NewEntry>;
   /** Joins reading history right now: each collects what is delivered meanwhile. */
-  joins: Set<MessageFrame[]>;
+  joins: Set<StoredFrame[]>;
   /** The relay brings every message of the room here, so `seq` is the room's latest. */
   watched: boolean;
   /** Starting to watch it: subscribing, then reading where the relay starts. */
@@ -31,14 +32,16 @@ interface RoomState {
   /** Reading history to fill a gap in what the relay brought. */
   filling: boolean;
   /** Brought while watching or filling: delivered after, in seq order. */
-  backlog: MessageFrame[];
+  backlog: StoredFrame[];
+  /** The room's roles and settings, read when it started to be watched, moved by its events since. */
+  auth: RoomAuth | null;
 }
 
 /** What a joiner gets of a room: its latest seq, oldest retained seq, and a page of messages. */
 export interface JoinPage {
   seq: number;
   oldestSeq: number;
-  messages: MessageFrame[];
+  messages: StoredFrame[];
   complete: boolean;
 }
 
@@ -50,6 +53,10 @@ export interface JoinPage {
 export interface Reading<T> {
   /** The room's name, the log's own copy (members' lists share it). */
   room: string;
+  /** The room's roles and settings as watched. */
+  auth: RoomAuth;
+  /** Whether the room held anything (a retained message or event) when it was read. */
+  retained: boolean;
   alongside: T;
   finish(): JoinPage;
   cancel(): void;
@@ -71,6 +78,40 @@ export class RoomLog {
     return this.rooms.size;
   }
 
+  /**
+   * The room's roles and settings: kept for a watched room, read from storage otherwise (a room
+   * not watched here may change on another instance at any time).
+   */
+  async auth(room: string): Promise<RoomAuth> {
+    const state = this.rooms.get(room);
+    if (state?.watched && state.auth) return state.auth;
+    return this.store.roomAuth(room);
+  }
+
+  /** A watched room's roles and settings, at once; null for a room not watched here (ask `auth`). */
+  cachedAuth(room: string): RoomAuth | null {
+    const state = this.rooms.get(room);
+    return state?.watched ? state.auth : null;
+  }
+
+  /** A ban or mute changed (stored already; null: lifted): a watched room's follow. */
+  restrict(room: string, kind: "ban" | "mute", userId: string, restriction: Restriction | null): void {
+    const auth = this.rooms.get(room)?.auth;
+    if (!auth) return;
+    const map = kind === "ban" ? auth.bans : auth.mutes;
+    if (restriction) map.set(userId, restriction);
+    else map.delete(userId);
+  }
+
+  /** A role changed (stored already): a watched room's roles follow. "owner" moves ownership. */
+  setRole(room: string, user: UserRef, role: Role): void {
+    const roles = this.rooms.get(room)?.auth?.roles;
+    if (!roles) return;
+    if (role === "owner") for (const [id, holder] of roles) if (holder.role === "owner") roles.set(id, { ...holder, role: "moderator" });
+    if (role === "member") roles.delete(user.id);
+    else roles.set(user.id, { role, name: user.name });
+  }
+
   /** The latest seq delivered in `room` when the relay brings it here, else null (ask storage). */
   watchedSeq(room: string): number | null {
     const state = this.rooms.get(room);
@@ -78,12 +119,12 @@ export class RoomLog {
   }
 
   /** A message on its way to storage: the room is kept until it is delivered or failed. */
-  sending(message: NewMessage): void {
+  sending(message: NewEntry): void {
     this.state(message.room).inflight.add(message);
   }
 
   /** The message was delivered (or refused, or failed). */
-  sent(message: NewMessage): void {
+  sent(message: NewEntry): void {
     this.rooms.get(message.room)?.inflight.delete(message);
     this.forgetIfEmpty(message.room);
   }
@@ -91,7 +132,7 @@ export class RoomLog {
   private state(room: string): RoomState {
     let state = this.rooms.get(room);
     if (!state) {
-      state = { name: room, seq: null, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [] };
+      state = { name: room, seq: null, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null };
       this.rooms.set(room, state);
     }
     return state;
@@ -112,13 +153,18 @@ export class RoomLog {
    * The one way a stored message reaches its room. A seq already delivered here is dropped (an
    * engine that relays from elsewhere may repeat one); joins reading history right now collect it.
    */
-  private deliver(message: MessageFrame): void {
+  private deliver(message: StoredFrame): void {
     const state = this.rooms.get(message.room);
     if (!state) return;
     if (state.seq !== null && message.seq <= state.seq) return;
     state.seq = message.seq;
     for (const collected of state.joins) collected.push(message);
-    this.fanout.message(message);
+    const before = state.auth?.settings;
+    if (message.type === "settings" && state.auth) {
+      const { topic, private: isPrivate, readOnly, slowModeSeconds } = message;
+      state.auth.settings = { topic, private: isPrivate, readOnly, slowModeSeconds };
+    }
+    this.fanout.message(message, before);
     this.relay.delivered(message);
   }
 
@@ -127,7 +173,7 @@ export class RoomLog {
    * deliver); after a gap, history fills it in first. What comes while the room is being
    * watched or filled waits in its backlog. A room not watched here has nobody to deliver to.
    */
-  receive(message: MessageFrame): void {
+  receive(message: StoredFrame): void {
     const state = this.rooms.get(message.room);
     if (!state || (!state.watched && !state.watching)) return;
     const gap = state.seq !== null && message.seq > state.seq + 1;
@@ -154,7 +200,9 @@ export class RoomLog {
     state.watching ??= (async () => {
       try {
         await this.relay.watch(room);
-        state.seq = (await this.store.roomInfo(room)).seq;
+        const [info, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
+        state.seq = info.seq;
+        state.auth = auth;
         state.watched = true;
       } catch (error) {
         this.relay.unwatch(room);
@@ -175,7 +223,9 @@ export class RoomLog {
   private async fill(room: string, state: RoomState): Promise<void> {
     state.filling = true;
     try {
-      const stored = (await this.store.roomInfo(room)).seq;
+      // Roles move by live events, which a relay that was away may have missed: read them again.
+      const [{ seq: stored }, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
+      state.auth = auth;
       if (state.seq !== null && stored < state.seq) {
         // Storage came back with less than was delivered (Redis restarted without its data):
         // go on from what it holds. The room's WebSocket clients here hold seqs that now name
@@ -214,7 +264,7 @@ export class RoomLog {
    */
   async read<T>(room: string, since: number | undefined, limit: number, alongside: () => Promise<T>): Promise<Reading<T>> {
     const state = this.state(room);
-    const collected: MessageFrame[] = [];
+    const collected: StoredFrame[] = [];
     state.joins.add(collected);
     const cancel = () => {
       state.joins.delete(collected);
@@ -240,6 +290,8 @@ export class RoomLog {
     state.seq ??= info.seq;
     return {
       room: state.name,
+      auth: state.auth!,
+      retained: info.oldestSeq > 0,
       alongside: extra,
       cancel,
       finish: () => {

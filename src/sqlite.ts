@@ -1,60 +1,77 @@
 /**
- * The embedded engine's storage: history, seq, dedup keys and sessions in one SQLite file (or
- * `:memory:`), durable before anyone is told, without blocking the event loop (see SqliteStore).
+ * The embedded engine's storage: history, seq, dedup keys, sessions and rooms' authority (roles,
+ * settings, lists, invites) in one SQLite file (or `:memory:`), durable before anyone is told,
+ * without blocking the event loop (see SqliteStore).
  */
 import { Database } from "bun:sqlite";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULTS } from "./config.ts";
-import { ageCutoff, historyBounds, pageRows, toPage } from "./engine.ts";
-import type { Appended, HistoryBounds, NewMessage, Page, PageQuery, RecentRoom, Store } from "./engine.ts";
-import type { MessageFrame } from "./protocol/wire.ts";
+import { ageCutoff, changed, historyBounds, holds, pageRows, storedFrame, toPage } from "./engine.ts";
+import type {
+  Appended,
+  AuditEntry,
+  HistoryBounds,
+  NewEntry,
+  Page,
+  PageQuery,
+  RecentRoom,
+  Restriction,
+  RoleHolder,
+  RoomAuth,
+  SessionRecord,
+  Store,
+} from "./engine.ts";
+import { userRef } from "./protocol/rules.ts";
+import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
+import { MIGRATIONS, SCHEMA } from "./sqlite/schema.ts";
+import { COLUMNS, dataOf, rowOf, rowToFrame, type MessageRow } from "./sqlite/rows.ts";
 
-interface MessageRow {
-  room: string;
-  seq: number;
+interface SessionRow {
   user_id: string;
-  user_name: string;
-  client_id: string;
-  text: string;
-  ts: number;
+  expires_at: number;
+  kind: "guest" | "member";
+  name: string | null;
+  key1: string | null;
+  key2: string | null;
+  admin: number;
+  rooms: string | null;
 }
 
-function rowToMessage(r: MessageRow): MessageFrame {
-  return { type: "message", room: r.room, seq: r.seq, id: r.client_id, user: { id: r.user_id, name: r.user_name }, text: r.text, ts: r.ts };
+interface RestrictionRow {
+  user_id: string;
+  kind: "ban" | "mute";
+  until: number | null;
+  reason: string | null;
+  by_id: string;
+  by_name: string;
 }
+
+const restrictionOf = (r: Omit<RestrictionRow, "user_id" | "kind">): Restriction => ({
+  until: r.until,
+  ...(r.reason !== null ? { reason: r.reason } : {}),
+  by: userRef(r.by_id, r.by_name),
+});
+
+/** The room name the server's own rows (server bans, server audit entries) are kept under: no room has it. */
+const SERVER = "";
 
 /** One write of a transaction (SqliteStore.write): the Store's writes, as data. */
 type WriteOp =
-  | { op: "append"; batch: readonly NewMessage[] }
-  | { op: "session"; tokenHash: string; userId: string; expiresAt: number }
+  | { op: "append"; batch: readonly NewEntry[] }
+  | { op: "session"; tokenHash: string; session: SessionRecord }
+  | { op: "revokeSession"; tokenHash: string }
   | { op: "sweepSessions"; now: number }
-  | { op: "sweepHistory"; now: number };
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS rooms (
-  room TEXT PRIMARY KEY,
-  last_seq INTEGER NOT NULL           -- never decreases, so a seq is never reused
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-  room TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  user_id TEXT NOT NULL,
-  user_name TEXT NOT NULL,
-  client_id TEXT NOT NULL,
-  text TEXT NOT NULL,
-  ts INTEGER NOT NULL,
-  PRIMARY KEY (room, seq)
-) WITHOUT ROWID;
--- The dedup key lives exactly as long as the message it points at.
-CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (room, user_id, client_id);
-CREATE TABLE IF NOT EXISTS sessions (
-  token_hash TEXT PRIMARY KEY,        -- sha256 of the token; the token itself is never stored
-  user_id TEXT NOT NULL,
-  expires_at INTEGER NOT NULL
-) WITHOUT ROWID;
-PRAGMA user_version = 1;
-`;
+  | { op: "sweepHistory"; now: number }
+  | { op: "claimOwner"; room: string; user: UserRef }
+  | { op: "setRole"; room: string; user: UserRef; role: Role }
+  | { op: "addListed"; room: string; userIds: readonly string[] }
+  | { op: "removeListed"; room: string; userId: string }
+  | { op: "createInvite"; codeHash: string; room: string; expiresAt: number; maxUses: number | null }
+  | { op: "useInvite"; codeHash: string; room: string; now: number }
+  | { op: "restrict"; kind: "ban" | "mute"; room: string; userId: string; restriction: Restriction | null }
+  | { op: "banAddress"; ip: string; userId: string; restriction: Restriction }
+  | { op: "audit"; entry: AuditEntry };
 
 /**
  * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
@@ -191,6 +208,11 @@ export class SqliteStore implements Store {
    * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
    */
   private broken: Error | null = null;
+  /** Server-wide bans of users, and of addresses (with the user whose ban made each), as committed. */
+  private readonly userBans = new Map<string, Restriction>();
+  private readonly addressBans = new Map<string, Restriction & { userId: string }>();
+  /** The rooms whose settings say private, as committed. */
+  private readonly privateSet = new Set<string>();
   /** The directory's index: rooms by their latest message, oldest first (RECENT_ROOMS_KEPT at most). */
   private readonly recent = new Map<string, RecentRoom>();
 
@@ -216,7 +238,14 @@ export class SqliteStore implements Store {
       });
     }
     this.db.exec(SCHEMA);
-    const columns = "room, seq, user_id, user_name, client_id, text, ts";
+    const version = this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
+    for (const [to, sql] of MIGRATIONS) {
+      if (to <= version) continue;
+      this.db.transaction(() => this.db.exec(`${sql}\nPRAGMA user_version = ${to};`))();
+    }
+    const columns = COLUMNS;
+    // A deleted message's text is overwritten where it lay, not left in the page's free space (§11.4).
+    this.db.exec("PRAGMA secure_delete = FAST");
     this.q = {
       roomInfo: this.db.query<{ seq: number | null; oldest: number | null }, [string]>(
         "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
@@ -233,7 +262,7 @@ export class SqliteStore implements Store {
       ),
       // A repeated (room, user, id) stores nothing: the caller then reads the original.
       insert: this.db.query(
-        `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
+        `INSERT INTO messages (${columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room, user_id, client_id) DO NOTHING`,
       ),
       /** Moves every written room's last_seq at once: a JSON array of [room, seq]. */
       setSeqs: this.db.query(
@@ -259,12 +288,63 @@ export class SqliteStore implements Store {
       after: this.db.query<MessageRow, [string, number, number, number]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
       ),
-      findSession: this.db.query<{ user_id: string; expires_at: number }, [string, number]>(
-        "SELECT user_id, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?",
+      findSession: this.db.query<SessionRow, [string, number]>(
+        "SELECT user_id, expires_at, kind, name, key1, key2, admin, rooms FROM sessions WHERE token_hash = ? AND expires_at > ?",
       ),
       saveSession: this.db.query(
-        "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?, ?, ?) " +
-          "ON CONFLICT (token_hash) DO UPDATE SET user_id = excluded.user_id, expires_at = excluded.expires_at",
+        "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_at, kind, name, key1, key2, admin, rooms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      revokeSession: this.db.query("DELETE FROM sessions WHERE token_hash = ?"),
+      /** A valid guest session holding a name by one of two keys (given twice: ?1 ?2). */
+      reservedBy: this.db.query<{ user_id: string }, [string, string, number]>(
+        "SELECT user_id FROM sessions WHERE (key1 IN (?1, ?2) OR key2 IN (?1, ?2)) AND expires_at > ?3 LIMIT 1",
+      ),
+      roles: this.db.query<{ user_id: string; role: "owner" | "moderator"; name: string }, [string]>(
+        "SELECT user_id, role, name FROM room_roles WHERE room = ?",
+      ),
+      settings: this.db.query<{ topic: string; private: number; read_only: number; slow_mode_seconds: number }, [string]>(
+        "SELECT topic, private, read_only, slow_mode_seconds FROM room_settings WHERE room = ?",
+      ),
+      saveSettings: this.db.query("INSERT OR REPLACE INTO room_settings (room, topic, private, read_only, slow_mode_seconds) VALUES (?, ?, ?, ?, ?)"),
+      privateRooms: this.db.query<{ room: string }, []>("SELECT room FROM room_settings WHERE private = 1"),
+      /** Ownership goes to a room with no owner and no retained entry. */
+      claimOwner: this.db.query(
+        "INSERT INTO room_roles (room, user_id, role, name) SELECT ?1, ?2, 'owner', ?3 WHERE NOT EXISTS " +
+          "(SELECT 1 FROM room_roles WHERE room = ?1 AND role = 'owner') AND NOT EXISTS (SELECT 1 FROM messages WHERE room = ?1) " +
+          "ON CONFLICT (room, user_id) DO UPDATE SET role = 'owner', name = excluded.name",
+      ),
+      demoteOwner: this.db.query("UPDATE room_roles SET role = 'moderator' WHERE room = ? AND role = 'owner'"),
+      setRole: this.db.query("INSERT OR REPLACE INTO room_roles (room, user_id, role, name) VALUES (?, ?, ?, ?)"),
+      dropRole: this.db.query("DELETE FROM room_roles WHERE room = ? AND user_id = ?"),
+      listed: this.db.query<{ one: number }, [string, string]>("SELECT 1 AS one FROM room_list WHERE room = ? AND user_id = ?"),
+      addListed: this.db.query("INSERT OR IGNORE INTO room_list (room, user_id) SELECT ?, value FROM json_each(?)"),
+      removeListed: this.db.query("DELETE FROM room_list WHERE room = ? AND user_id = ?"),
+      createInvite: this.db.query("INSERT INTO invites (code_hash, room, expires_at, max_uses, uses) VALUES (?, ?, ?, ?, 0)"),
+      useInvite: this.db.query(
+        "UPDATE invites SET uses = uses + 1 WHERE code_hash = ? AND room = ? AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)",
+      ),
+      sweepInvites: this.db.query("DELETE FROM invites WHERE expires_at <= ? OR uses >= max_uses"),
+      entry: this.db.query<MessageRow, [string, number]>(`SELECT ${columns} FROM messages WHERE room = ? AND seq = ?`),
+      updateEntry: this.db.query("UPDATE messages SET text = ?, data = ? WHERE room = ? AND seq = ?"),
+      /** A deleted message's edits lose their text too. */
+      blankEdits: this.db.query("UPDATE messages SET text = '' WHERE room = ? AND type = 'edit' AND data ->> '$.target' = ?"),
+      restrictions: this.db.query<RestrictionRow, [string]>("SELECT user_id, kind, until, reason, by_id, by_name FROM restrictions WHERE room = ?"),
+      restrict: this.db.query(
+        "INSERT OR REPLACE INTO restrictions (room, kind, user_id, until, reason, by_id, by_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ),
+      lift: this.db.query("DELETE FROM restrictions WHERE room = ? AND kind = ? AND user_id = ?"),
+      addressBans: this.db.query<{ ip: string; user_id: string; until: number; reason: string | null; by_id: string; by_name: string }, []>(
+        "SELECT ip, user_id, until, reason, by_id, by_name FROM address_bans",
+      ),
+      banAddress: this.db.query("INSERT OR REPLACE INTO address_bans (ip, user_id, until, reason, by_id, by_name) VALUES (?, ?, ?, ?, ?, ?)"),
+      liftAddresses: this.db.query("DELETE FROM address_bans WHERE user_id = ?"),
+      sweepRestrictions: this.db.query("DELETE FROM restrictions WHERE until IS NOT NULL AND until <= ?"),
+      sweepAddressBans: this.db.query("DELETE FROM address_bans WHERE until <= ?"),
+      audit: this.db.query("INSERT INTO audit (room, ts, action, entry) VALUES (?, ?, ?, ?)"),
+      /** Keeps the newest `retain` entries of a room's log. */
+      trimAudit: this.db.query("DELETE FROM audit WHERE room = ?1 AND id <= (SELECT id FROM audit WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"),
+      auditPage: this.db.query<{ id: number; entry: string }, [string | null, number, number]>(
+        "SELECT id, entry FROM audit WHERE (?1 IS NULL OR room = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
       ),
       sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
       recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
@@ -272,16 +352,57 @@ export class SqliteStore implements Store {
       ),
     };
     this.loadRecent();
+    for (const { room } of this.q.privateRooms.all()) this.privateSet.add(room);
+    for (const r of this.q.restrictions.all(SERVER)) if (r.kind === "ban") this.userBans.set(r.user_id, restrictionOf(r));
+    for (const r of this.q.addressBans.all()) this.addressBans.set(r.ip, { ...restrictionOf(r), userId: r.user_id });
     this.writeTx = this.db.transaction((ops: readonly WriteOp[]) => {
       this.held = this.heldRooms ?? this.q.heldRooms.get()!.n;
       return ops.map((op) => {
         switch (op.op) {
           case "append":
             return this.appendRows(op.batch);
-          case "session":
-            return void this.q.saveSession.run(op.tokenHash, op.userId, op.expiresAt);
+          case "session": {
+            const s = op.session;
+            return void this.q.saveSession.run(
+              op.tokenHash, s.userId, s.expiresAt, s.kind, s.name, s.keys[0] ?? null, s.keys[1] ?? null, s.admin ? 1 : 0,
+              s.rooms.length ? JSON.stringify(s.rooms) : null,
+            );
+          }
+          case "revokeSession":
+            return void this.q.revokeSession.run(op.tokenHash);
           case "sweepSessions":
+            this.q.sweepInvites.run(op.now);
+            this.q.sweepRestrictions.run(op.now);
+            this.q.sweepAddressBans.run(op.now);
             return this.q.sweepSessions.run(op.now).changes;
+          case "claimOwner":
+            return this.q.claimOwner.run(op.room, op.user.id, op.user.name).changes > 0;
+          case "setRole":
+            if (op.role === "owner") this.q.demoteOwner.run(op.room);
+            if (op.role === "member") return void this.q.dropRole.run(op.room, op.user.id);
+            return void this.q.setRole.run(op.room, op.user.id, op.role, op.user.name);
+          case "addListed":
+            return void this.q.addListed.run(op.room, JSON.stringify(op.userIds));
+          case "removeListed":
+            return void this.q.removeListed.run(op.room, op.userId);
+          case "createInvite":
+            return void this.q.createInvite.run(op.codeHash, op.room, op.expiresAt, op.maxUses);
+          case "useInvite":
+            return this.q.useInvite.run(op.codeHash, op.room, op.now).changes > 0;
+          case "restrict": {
+            const r = op.restriction;
+            if (!r) return void this.q.lift.run(op.room, op.kind, op.userId);
+            return void this.q.restrict.run(op.room, op.kind, op.userId, r.until, r.reason ?? null, r.by.id, r.by.name);
+          }
+          case "banAddress": {
+            const r = op.restriction;
+            return void this.q.banAddress.run(op.ip, op.userId, r.until!, r.reason ?? null, r.by.id, r.by.name);
+          }
+          case "audit": {
+            const room = op.entry.room ?? SERVER;
+            this.q.audit.run(room, op.entry.ts, op.entry.action, JSON.stringify(op.entry));
+            return void this.q.trimAudit.run(room, this.bounds.retain);
+          }
           case "sweepHistory":
             return this.trimAged(op.now);
         }
@@ -354,11 +475,11 @@ export class SqliteStore implements Store {
     this.waiting = [];
   }
 
-  private appendRows(batch: readonly NewMessage[]): Appended[] {
+  private appendRows(batch: readonly NewEntry[]): Appended[] {
     const results: Appended[] = [];
     /** Per room written: its seq so far, whether it holds history, its oldest retained seq. */
     const rooms = new Map<string, { seq: number; held: boolean; oldest: number }>();
-    const inBatch = new Map<string, MessageFrame>();
+    const inBatch = new Map<string, StoredFrame>();
     let held = this.held;
     const cutoff = ageCutoff(batch, this.bounds) ?? -Infinity;
     // One statement reads every room of the batch, one moves their seqs: not one each per room.
@@ -384,9 +505,21 @@ export class SqliteStore implements Store {
         results.push({ refused: "room_limit" });
         continue;
       }
+      if (m.type === "edit" || m.type === "delete") {
+        // The target changes in the same commit as the event that says so, or neither happens.
+        const row = this.q.entry.get(m.room, m.target);
+        const now = row && changed(rowToFrame(row), m);
+        if (!now) {
+          results.push({ refused: "not_found" });
+          continue;
+        }
+        this.q.updateEntry.run(now.type === "message" ? now.text : "", dataOf(now), m.room, m.target);
+        if (m.type === "delete") this.q.blankEdits.run(m.room, m.target);
+      }
       const seq = room.seq + 1;
-      if (this.q.insert.run(m.room, seq, m.user.id, m.user.name, m.id, m.text, m.ts).changes === 0) {
-        const original = rowToMessage(this.q.dedup.get(m.room, m.user.id, m.id)!);
+      const frame = storedFrame(m, seq);
+      if (this.q.insert.run(...rowOf(frame, m.id)).changes === 0) {
+        const original = rowToFrame(this.q.dedup.get(m.room, m.user.id, m.id)!);
         inBatch.set(key, original);
         results.push({ message: original, duplicate: true });
         continue;
@@ -397,9 +530,12 @@ export class SqliteStore implements Store {
         held++;
       }
       room.seq = seq;
-      const message: MessageFrame = { type: "message", room: m.room, seq, id: m.id, user: { ...m.user }, text: m.text, ts: m.ts };
-      inBatch.set(key, message);
-      results.push({ message, duplicate: false });
+      if (m.type === "settings") {
+        const t = m.settings;
+        this.q.saveSettings.run(m.room, t.topic, t.private ? 1 : 0, t.readOnly ? 1 : 0, t.slowModeSeconds);
+      }
+      inBatch.set(key, frame);
+      results.push({ message: frame, duplicate: false });
     }
     const seqs: [string, number][] = [];
     for (const [name, room] of rooms) {
@@ -423,15 +559,19 @@ export class SqliteStore implements Store {
     return trimmed;
   }
 
-  async append(batch: readonly NewMessage[]) {
+  async append(batch: readonly NewEntry[]) {
     const results = (await this.write([{ op: "append", batch }]))[0] as Appended[];
     // Listed once durable, like everything else that is told.
-    for (const r of results) if ("message" in r && !r.duplicate) this.noteRecent(r.message);
+    for (const r of results) {
+      if (!("message" in r) || r.duplicate) continue;
+      this.noteRecent(r.message);
+      if (r.message.type === "settings") this.privateSet[r.message.private ? "add" : "delete"](r.message.room);
+    }
     return results;
   }
 
   /** Moves the room to the newest end of the directory's index, which keeps RECENT_ROOMS_KEPT rooms. */
-  private noteRecent(m: MessageFrame): void {
+  private noteRecent(m: StoredFrame): void {
     this.recent.delete(m.room);
     this.recent.set(m.room, { room: m.room, seq: m.seq, ts: m.ts });
     if (this.recent.size > RECENT_ROOMS_KEPT) this.recent.delete(this.recent.keys().next().value!);
@@ -448,7 +588,7 @@ export class SqliteStore implements Store {
       query.after === undefined
         ? this.q.newest.all(room, before, pageRows(query))
         : this.q.after.all(room, query.after, before, pageRows(query));
-    return toPage(rows.map(rowToMessage), query);
+    return toPage(rows.map(rowToFrame), query);
   }
 
   async sweepHistory(now: number) {
@@ -471,13 +611,116 @@ export class SqliteStore implements Store {
     return newest.reverse().slice(0, limit);
   }
 
-  async findSession(tokenHash: string, now: number) {
+  async findSession(tokenHash: string, now: number): Promise<SessionRecord | null> {
     const row = this.q.findSession.get(tokenHash, now);
-    return row ? { userId: row.user_id, expiresAt: row.expires_at } : null;
+    if (!row) return null;
+    return {
+      userId: row.user_id,
+      expiresAt: row.expires_at,
+      kind: row.kind,
+      name: row.name ?? "",
+      keys: [row.key1, row.key2].filter((k) => k !== null),
+      admin: row.admin === 1,
+      rooms: row.rooms ? (JSON.parse(row.rooms) as string[]) : [],
+    };
   }
 
-  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
-    await this.write([{ op: "session", tokenHash, userId, expiresAt }]);
+  async saveSession(tokenHash: string, session: SessionRecord) {
+    await this.write([{ op: "session", tokenHash, session }]);
+  }
+
+  async revokeSession(tokenHash: string) {
+    await this.write([{ op: "revokeSession", tokenHash }]);
+  }
+
+  async nameReservedBy(keys: readonly string[], now: number): Promise<string | null> {
+    if (!keys.length) return null;
+    return this.q.reservedBy.get(keys[0]!, keys[1] ?? keys[0]!, now)?.user_id ?? null;
+  }
+
+  async roomAuth(room: string): Promise<RoomAuth> {
+    const roles = new Map<string, RoleHolder>(this.q.roles.all(room).map((r) => [r.user_id, { role: r.role, name: r.name }]));
+    const row = this.q.settings.get(room);
+    const settings = row
+      ? { topic: row.topic, private: row.private === 1, readOnly: row.read_only === 1, slowModeSeconds: row.slow_mode_seconds }
+      : { ...DEFAULT_SETTINGS };
+    const bans = new Map<string, Restriction>();
+    const mutes = new Map<string, Restriction>();
+    for (const r of this.q.restrictions.all(room)) (r.kind === "ban" ? bans : mutes).set(r.user_id, restrictionOf(r));
+    return { roles, settings, bans, mutes };
+  }
+
+  async entry(room: string, seq: number): Promise<StoredFrame | null> {
+    const row = this.q.entry.get(room, seq);
+    return row ? rowToFrame(row) : null;
+  }
+
+  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null) {
+    await this.write([{ op: "restrict", kind, room, userId, restriction }]);
+  }
+
+  async banServer(userId: string, restriction: Restriction | null, ip?: string) {
+    const ops: WriteOp[] = [{ op: "restrict", kind: "ban", room: SERVER, userId, restriction }];
+    if (restriction && ip !== undefined) ops.push({ op: "banAddress", ip, userId, restriction });
+    await this.write(ops);
+    if (!restriction) {
+      this.userBans.delete(userId);
+      for (const [address, ban] of this.addressBans) if (ban.userId === userId) this.addressBans.delete(address);
+      return;
+    }
+    this.userBans.set(userId, restriction);
+    if (ip !== undefined) this.addressBans.set(ip, { ...restriction, userId });
+  }
+
+  /** From memory: server bans are few, and this process is the file's one writer. */
+  async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
+    const byUser = userId === null ? undefined : this.userBans.get(userId);
+    if (holds(byUser, now)) return byUser;
+    const byAddress = this.addressBans.get(ip);
+    return holds(byAddress, now) ? byAddress : null;
+  }
+
+  async audit(entry: AuditEntry) {
+    await this.write([{ op: "audit", entry }]);
+  }
+
+  async auditPage(room: string | null, before: number | undefined, limit: number) {
+    const rows = this.q.auditPage.all(room, before ?? Number.MAX_SAFE_INTEGER, limit + 1);
+    const entries = rows.slice(0, limit).map((r) => ({ ...(JSON.parse(r.entry) as AuditEntry), id: r.id }));
+    return { entries, complete: rows.length <= limit };
+  }
+
+  async claimOwner(room: string, user: UserRef) {
+    return (await this.write([{ op: "claimOwner", room, user }]))[0] as boolean;
+  }
+
+  async setRole(room: string, user: UserRef, role: Role) {
+    await this.write([{ op: "setRole", room, user, role }]);
+  }
+
+  async isListed(room: string, userId: string) {
+    return this.q.listed.get(room, userId) !== null;
+  }
+
+  async addListed(room: string, userIds: readonly string[]) {
+    if (userIds.length) await this.write([{ op: "addListed", room, userIds }]);
+  }
+
+  async removeListed(room: string, userId: string) {
+    await this.write([{ op: "removeListed", room, userId }]);
+  }
+
+  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
+    await this.write([{ op: "createInvite", codeHash, room, expiresAt, maxUses }]);
+  }
+
+  async useInvite(codeHash: string, room: string, now: number) {
+    return (await this.write([{ op: "useInvite", codeHash, room, now }]))[0] as boolean;
+  }
+
+  /** From memory: private rooms are few, and this process is the file's one writer. */
+  async privateRooms() {
+    return new Set(this.privateSet);
   }
 
   async sweepSessions(now: number) {

@@ -6,7 +6,9 @@ import type { TCPSocketListener } from "bun";
 import { TcpConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { TOO_LONG } from "./core/lines.ts";
+import { actorOf } from "./authority.ts";
 import type { Hub } from "./hub.ts";
+import { namesClash } from "./protocol/rules.ts";
 import { CLOSE, LINE_TOO_LONG } from "./protocol/wire.ts";
 
 const decoder = new TextDecoder();
@@ -23,7 +25,10 @@ const TCP_HELP = [
   "* /leave       leave the current room",
   "* /rooms       list active rooms",
   "* /who         list who is in the current room",
+  "* /topic       show the current room's topic; /topic TEXT sets it (moderators and up)",
+  "* /kick NAME [reason], /ban NAME [minutes], /unban NAME, /mute NAME minutes   moderate the current room",
   "* /quit        disconnect",
+  "* Here you chat as a guest: members of a site sign in on its web page, not over TCP.",
   "* anything else is said in the current room",
 ];
 
@@ -82,7 +87,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
   /** One line, paid for. */
   async function onLine(conn: TcpConnection, text: string): Promise<void> {
     if (!conn.user) {
-      const r = await hub.hello(conn, text);
+      const r = await hub.hello(conn, { name: text });
       if (!r.ok) {
         conn.refuse(r);
         return r.close ? undefined : conn.prompt();
@@ -91,8 +96,8 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     }
     if (!text.startsWith("/")) {
       if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");
-      const r = hub.send(conn, conn.current, conn.nextId(), text);
-      if (!r.ok) return conn.fail(r.code, r.message);
+      const r = await hub.send(conn, conn.current, conn.nextId(), text);
+      if (!r.ok) return conn.refuse(r);
       // The next line waits for this one to be published, so a pasted script reads back in
       // order and a `/quit` right after a line still shows that line.
       return hub.batcher.settled();
@@ -115,7 +120,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         return;
       }
       case "/rooms": {
-        const rooms = await hub.rooms();
+        const rooms = await hub.rooms(false);
         return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
       }
       case "/who": {
@@ -123,6 +128,23 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         const names = (await hub.members(conn.current)).map((u) => u.name);
         return conn.line(`* in ${conn.current}: ${names.join(", ")}`);
       }
+      case "/topic": {
+        const room = conn.current;
+        if (!room) return conn.fail("not_joined", "you are in no room; /join ROOM");
+        const topic = text.trim().slice(command.length).trim();
+        if (!topic) {
+          const { settings } = await hub.log.auth(room);
+          return conn.line(settings.topic ? `* ${room}: topic is "${settings.topic}"` : `* ${room} has no topic`);
+        }
+        const r = await hub.authority.settings(actorOf(conn), { room, topic });
+        if (!r.ok) return conn.fail(r.code, r.message);
+        return;
+      }
+      case "/kick":
+      case "/ban":
+      case "/unban":
+      case "/mute":
+        return moderate(conn, command.toLowerCase(), text.trim().slice(command.length).trim());
       case "/help":
         return TCP_HELP.forEach((line) => conn.line(line));
       case "/quit":
@@ -131,6 +153,44 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
       default:
         return conn.fail("bad_request", "unknown command");
     }
+  }
+
+  /**
+   * `/kick NAME [reason]`, `/ban NAME [minutes]`, `/unban NAME`, `/mute NAME minutes` (§11.8): on
+   * the user of that name in the current room (for /unban, the banned one of that name).
+   */
+  async function moderate(conn: TcpConnection, command: string, rest: string): Promise<void> {
+    const room = conn.current;
+    if (!room) return conn.fail("not_joined", "you are in no room; /join ROOM");
+    const [name = "", ...words] = rest.split(/\s+/);
+    const usage = { "/kick": "/kick NAME [reason]", "/ban": "/ban NAME [minutes]", "/unban": "/unban NAME", "/mute": "/mute NAME minutes" }[command]!;
+    if (!name) return conn.fail("bad_request", `usage: ${usage}`);
+    const minutes = words[0] !== undefined && /^\d{1,7}$/.test(words[0]) ? Number(words[0]) : null;
+    if ((command === "/mute" && minutes === null) || (command === "/ban" && words.length > 0 && minutes === null)) {
+      return conn.fail("bad_request", `usage: ${usage}`);
+    }
+    const userId = await userNamed(room, name, command === "/unban");
+    if (!userId) return conn.fail("not_found", `nobody called ${name} in ${room}`);
+    const actor = actorOf(conn);
+    const r =
+      command === "/kick"
+        ? await hub.moderation.kick(actor, { room, user: userId, ...(words.length ? { reason: words.join(" ") } : {}) })
+        : command === "/ban"
+          ? await hub.moderation.ban(actor, { room, user: userId, ...(minutes !== null ? { seconds: minutes * 60 } : {}) })
+          : command === "/unban"
+            ? await hub.moderation.unban(actor, { room, user: userId })
+            : await hub.moderation.mute(actor, { room, user: userId, seconds: minutes! * 60 });
+    if (!r.ok) return conn.refuse(r);
+    if (command === "/unban") conn.line(`* ${name} may come back to ${room}`);
+  }
+
+  /** The id of the user called `name` (compared as look-alikes) among the room's members, or its banned. */
+  async function userNamed(room: string, name: string, banned: boolean): Promise<string | null> {
+    if (banned) {
+      for (const [id, ban] of (await hub.log.auth(room)).bans) if (ban.name !== undefined && namesClash(ban.name, name)) return id;
+      return null;
+    }
+    return (await hub.members(room)).find((m) => namesClash(m.name, name))?.id ?? null;
   }
 
   async function join(conn: TcpConnection, room: string): Promise<void> {

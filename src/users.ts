@@ -1,45 +1,66 @@
 /**
- * Who is online here: users, their names (unique by look-alike key, on every instance through
- * the roster) and the sessions that bring a user back (§4, §10). A user is online while it has
- * a live connection or is still in some room in grace.
+ * Who is online here, and who a hello makes a connection (§4, §10, §11.1): guests by the name
+ * they choose, members by their host application's token, admins by ADMIN_TOKEN; names unique
+ * by look-alike keys (on every instance through the roster, and reserved for a guest's session
+ * while it is valid, through storage); sessions that bring a user back, and end at signout.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import type { TokenVerifier } from "./auth.ts";
+import { guestsAllowed } from "./config.ts";
 import type { Connection, User } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
-import { DAY_MS, type Roster, type Store } from "./engine.ts";
-import { MESSAGES, checkName, fail, nameKey, ok, type Result } from "./protocol/rules.ts";
-import type { UserRef } from "./protocol/wire.ts";
+import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
+import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, userRef, type Result } from "./protocol/rules.ts";
+import type { HelloFrame, UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
 /** A restored session's expiry is pushed back at most this often (one write per hour at most). */
 const SESSION_REFRESH_MS = 3_600_000;
 /**
- * A new session lives this long (or SESSION_TTL_SECONDS, if shorter) until it is first used again;
- * that use refreshes it to the full TTL. A token nobody comes back with costs a day of disk, not 30.
+ * A new guest session lives this long (or SESSION_TTL_SECONDS, if shorter) until it is first used
+ * again; that use refreshes it to the full TTL. A token nobody comes back with costs a day of
+ * disk, not 30.
  */
 const NEW_SESSION_TTL_MS = DAY_MS;
 /** Bytes of randomness in a session token (256 bits) and in a user id. */
 const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
+/** Bot tokens start so (§11.6); any other token is read as a JWT. */
+const BOT_TOKEN_PREFIX = "bot_";
 
 const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
 const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
-const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+/** What storage keeps of a secret (a session token, an invite code): its SHA-256. */
+export const hashSecret = (secret: string) => createHash("sha256").update(secret).digest("hex");
 
-/** Who a hello makes the connection: the user, its name and the session to hand back (none over TCP). */
-export interface Identity {
-  userId: string;
-  name: string;
-  /** The name's look-alike key (nameKey). */
-  key: string;
-  token: string | null;
+/** Compares two secrets in time that does not depend on where they differ. */
+export function sameSecret(given: string, expected: string): boolean {
+  const digest = (s: string) => createHash("sha256").update(s).digest();
+  return timingSafeEqual(digest(given), digest(expected));
 }
+
+/** Who a hello makes the connection. */
+export interface Identity {
+  user: UserRef;
+  /** The name's look-alike keys. */
+  keys: string[];
+  /** The session token to hand back; null over TCP, where there is no way to show it again. */
+  token: string | null;
+  /** Its hash, as the connection remembers it (for signout). */
+  session: string | null;
+  admin: boolean;
+  /** A member's private rooms (its token's `rooms` claim). */
+  rooms: string[];
+}
+
+/** What a hello asks for, door-independent: a TCP user gives a name only. */
+export type HelloAsk = Pick<HelloFrame, "name" | "session" | "token" | "adminToken">;
 
 export class Users {
   readonly online = new Map<string, User>();
-  /** nameKey → user id, for every online user. */
-  private readonly names = new Map<string, string>();
+  /** Look-alike key → the online users holding a name with it. */
+  private readonly holders = new Map<string, Set<string>>();
 
   constructor(
     private readonly ctx: Context,
@@ -47,51 +68,114 @@ export class Users {
     private readonly roster: Roster,
     private readonly rate: RateGate,
     private readonly presence: Presence<Connection>,
+    private readonly verifier: TokenVerifier | null,
   ) {}
 
   /**
-   * Who `conn` is, by `rawName` and `session`: the session's user when it is live, else a new
-   * one. Storage comes first and nothing here changes until the name is held on every instance,
-   * so a failed hello leaves nothing half done. TCP users have no way to present a token: they
-   * get none.
+   * Who `conn` is, by what its hello shows (§11.1): a member's token, a live session, or a guest
+   * name. Nothing changes until the name is held on every instance and the session is stored,
+   * so a failed hello leaves nothing half done.
    */
-  async identify(conn: Connection, rawName: string, session?: string): Promise<Result<Identity>> {
+  async identify(conn: Connection, ask: HelloAsk): Promise<Result<Identity>> {
     const now = this.ctx.now();
-    const name = checkName(rawName);
-    if (!name) return fail("name_invalid", MESSAGES.nameInvalid);
-    const key = nameKey(name);
-    const ttlMs = this.ctx.config.sessionTtlSeconds * 1000;
-    // An unknown or expired session is not an error: the client simply becomes a new user.
-    const restored = session === undefined ? null : await this.store.findSession(hashToken(session), now);
-    const userId = restored?.userId ?? newUserId();
-    const token = restored ? session! : conn.transport === "ws" ? newToken() : null;
-    if (this.nameHolder(key, userId)) return fail("name_taken", MESSAGES.nameTaken);
-    // A new token must be on disk before the client holds it; a restored one is pushed back at
-    // most every SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing.
-    if (token !== null && (!restored || restored.expiresAt - now < ttlMs - SESSION_REFRESH_MS)) {
-      try {
-        await this.store.saveSession(hashToken(token), userId, now + (restored ? ttlMs : Math.min(ttlMs, NEW_SESSION_TTL_MS)));
-      } catch (error) {
-        this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
-        return fail("internal", MESSAGES.internal);
-      }
+    const config = this.ctx.config;
+    if (ask.adminToken !== undefined && (config.adminToken === null || !sameSecret(ask.adminToken, config.adminToken))) {
+      return fail("auth_invalid", "wrong admin token");
     }
-    // Checked again: with a storage engine behind a network, others may have moved meanwhile.
+    const madeAdmin = ask.adminToken !== undefined;
+    const restored = ask.session === undefined ? null : await this.store.findSession(hashSecret(ask.session), now);
+    let session: SessionRecord;
+    let reuse = false;
+    if (ask.token !== undefined) {
+      const member = await this.member(ask.token, now);
+      if (!member.ok) return member;
+      // The same member coming back with a fresh token keeps its session.
+      reuse = restored?.userId === member.value.userId;
+      session = { ...member.value, admin: member.value.admin || madeAdmin };
+    } else if (restored?.kind === "member") {
+      reuse = true;
+      session = { ...restored, admin: restored.admin || madeAdmin };
+    } else {
+      if (!guestsAllowed(config)) return fail("auth_required", "this server takes members only: sign in with your app");
+      const name = checkName(ask.name ?? restored?.name ?? "");
+      if (!name) return fail("name_invalid", MESSAGES.nameInvalid);
+      reuse = restored !== null;
+      const userId = restored?.userId ?? newUserId();
+      session = { userId, expiresAt: 0, kind: "guest", name, keys: nameKeys(name), admin: (restored?.admin ?? false) || madeAdmin, rooms: [] };
+      if (this.heldByOther(session.keys, userId)) return fail("name_taken", MESSAGES.nameTaken);
+      const reserved = await this.store.nameReservedBy(session.keys, now);
+      if (reserved !== null && reserved !== userId) return fail("name_taken", MESSAGES.nameTaken);
+    }
+    const guest = session.kind === "guest";
+    const keys = guest ? session.keys : nameKeys(session.name);
+    const token = reuse ? ask.session! : conn.transport === "ws" ? newToken() : null;
+    // Checked again: with an engine behind a network, others may have moved meanwhile.
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
-    if (this.nameHolder(key, userId)) return fail("name_taken", MESSAGES.nameTaken);
-    // Unique on every instance too: the roster holds the name (one process: the map above is all).
+    if (guest && this.heldByOther(keys, session.userId)) return fail("name_taken", MESSAGES.nameTaken);
+    // Unique on every instance: the roster holds the name (one process: the map above is all).
     try {
-      if (!(await this.roster.claimName(key, userId))) return fail("name_taken", MESSAGES.nameTaken);
+      if (!(await this.roster.claimName(keys, session.userId, guest))) return fail("name_taken", MESSAGES.nameTaken);
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "claimName" });
       return fail("internal", MESSAGES.internal);
     }
-    if (conn.state !== "open" || conn.user || this.nameHolder(key, userId)) {
+    const unclaim = () => {
       // The claim just made stands for nobody here: let it go, unless the user holds it already.
-      if (this.names.get(key) !== userId) this.roster.releaseName(key, userId);
+      if (!keys.every((key) => this.holders.get(key)?.has(session.userId))) this.roster.releaseName(keys, session.userId);
+    };
+    if (token !== null) {
+      const saved = await this.saveSession(token, session, reuse ? restored : null, now);
+      if (!saved) {
+        unclaim();
+        return fail("internal", MESSAGES.internal);
+      }
+    }
+    if (conn.state !== "open" || conn.user || (guest && this.heldByOther(keys, session.userId))) {
+      unclaim();
       return fail("internal", "connection closed");
     }
-    return ok({ userId, name, key, token });
+    const user = userRef(session.userId, session.name);
+    return ok({ user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms });
+  }
+
+  /** A member's session from its token (§11.1), or why the token is refused. */
+  private async member(token: string, now: number): Promise<Result<SessionRecord>> {
+    if (token.startsWith(BOT_TOKEN_PREFIX)) return fail("auth_invalid", "unknown bot token");
+    if (!this.verifier) return fail("auth_invalid", "this server takes no member tokens (no AUTH_* key is set)");
+    const verified = await this.verifier.verify(token, now);
+    if (!verified.ok) return fail("auth_invalid", verified.why);
+    const { sub, name, admin, rooms } = verified.claims;
+    return ok({ userId: MEMBER_ID_PREFIX + sub, expiresAt: 0, kind: "member", name, keys: [], admin, rooms });
+  }
+
+  /**
+   * Stores the session: a new token must be on disk before the client holds it; a restored one
+   * is written when what it restores changed, or to push its expiry back, at most every
+   * SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing. False when storage failed.
+   */
+  private async saveSession(token: string, session: SessionRecord, before: SessionRecord | null, now: number): Promise<boolean> {
+    const ttlMs = this.ctx.config.sessionTtlSeconds * 1000;
+    const same =
+      before !== null &&
+      before.name === session.name &&
+      before.admin === session.admin &&
+      before.keys.join() === session.keys.join() &&
+      before.rooms.join() === session.rooms.join();
+    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) return true;
+    const fresh = before === null && session.kind === "guest";
+    session.expiresAt = now + (fresh ? Math.min(ttlMs, NEW_SESSION_TTL_MS) : ttlMs);
+    try {
+      await this.store.saveSession(hashSecret(token), session);
+      return true;
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
+      return false;
+    }
+  }
+
+  /** Ends a session (signout): its token opens nothing and its name is free (§11.1). */
+  revoke(sessionHash: string): Promise<void> {
+    return this.store.revokeSession(sessionHash);
   }
 
   /** The user's live connections, oldest first (none when it is not online). */
@@ -101,27 +185,31 @@ export class Users {
 
   /**
    * Makes `conn` a connection of the identified user, online from now on. Returns the user and,
-   * when the session came back with another name, the name it had (the caller announces it).
+   * when it came back with another name, the name it had (the caller announces it).
    */
   attach(conn: Connection, who: Identity): { user: User; oldName: string | null } {
-    let user = this.online.get(who.userId);
+    let user = this.online.get(who.user.id);
     let oldName: string | null = null;
     if (!user) {
-      user = this.newUser({ id: who.userId, name: who.name });
-      this.names.set(who.key, who.userId);
-    } else if (user.ref.name !== who.name) {
+      user = this.newUser(who.user, who.keys);
+      this.hold(who.keys, who.user.id);
+    } else if (user.ref.name !== who.user.name) {
       oldName = user.ref.name;
-      this.releaseName(nameKey(oldName), user.ref.id);
-      this.names.set(who.key, user.ref.id);
-      user.ref.name = who.name;
+      this.release(user.keys, user.ref.id);
+      this.hold(who.keys, user.ref.id);
+      user.ref.name = who.user.name;
+      user.keys = who.keys;
     }
     user.conns.push(conn);
     conn.user = user;
+    conn.session = who.session;
+    conn.admin = who.admin;
+    conn.claimRooms = who.rooms;
     return { user, oldName };
   }
 
-  private newUser(ref: UserRef): User {
-    const user: User = { ref, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
+  private newUser(ref: UserRef, keys: string[]): User {
+    const user: User = { ref, keys, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
     this.online.set(ref.id, user);
     return user;
   }
@@ -132,8 +220,9 @@ export class Users {
    */
   holdInGrace(ref: UserRef): void {
     if (this.online.has(ref.id) || !ref.name) return;
-    this.newUser(ref);
-    this.holdName(nameKey(ref.name), ref.id);
+    const user = this.newUser(ref, nameKeys(ref.name));
+    this.hold(user.keys, ref.id);
+    this.claimQuietly(user);
   }
 
   /**
@@ -143,34 +232,53 @@ export class Users {
   renamedElsewhere(renamed: UserRef): void {
     const local = this.online.get(renamed.id);
     if (!local || local.ref.name === renamed.name) return;
-    this.releaseName(nameKey(local.ref.name), renamed.id);
-    this.holdName(nameKey(renamed.name), renamed.id);
+    this.release(local.keys, renamed.id);
     local.ref.name = renamed.name;
+    local.keys = nameKeys(renamed.name);
+    this.hold(local.keys, renamed.id);
+    this.claimQuietly(local);
   }
 
   /** The user is gone when it has no connection and is in no room, not even in grace. */
   forgetIfOffline(user: User): void {
     if (user.conns.length > 0 || this.presence.isMember(user.ref.id)) return;
     this.online.delete(user.ref.id);
-    this.releaseName(nameKey(user.ref.name), user.ref.id);
+    this.release(user.keys, user.ref.id);
   }
 
-  /** Holds a name for `userId` here and, without waiting, on every instance. */
-  private holdName(key: string, userId: string): void {
-    this.names.set(key, userId);
-    this.roster.claimName(key, userId).catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
+  /** Claims the user's name on every instance without waiting (it holds it here already). */
+  private claimQuietly(user: User): void {
+    this.roster
+      .claimName(user.keys, user.ref.id, user.ref.kind === undefined)
+      .catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
+  }
+
+  private hold(keys: readonly string[], userId: string): void {
+    for (const key of keys) {
+      let set = this.holders.get(key);
+      if (!set) this.holders.set(key, (set = new Set()));
+      set.add(userId);
+    }
   }
 
   /** The one way a user lets go of a name: here, and on every instance. */
-  private releaseName(key: string, userId: string): void {
-    if (this.names.get(key) !== userId) return;
-    this.names.delete(key);
-    this.roster.releaseName(key, userId);
+  private release(keys: readonly string[], userId: string): void {
+    let held = false;
+    for (const key of keys) {
+      const set = this.holders.get(key);
+      if (!set?.delete(userId)) continue;
+      held = true;
+      if (set.size === 0) this.holders.delete(key);
+    }
+    if (held) this.roster.releaseName(keys, userId);
   }
 
-  /** Whether another online user holds the name whose look-alike key is `key`. */
-  private nameHolder(key: string, userId: string): boolean {
-    const holder = this.names.get(key);
-    return holder !== undefined && holder !== userId;
+  /** Whether another online user holds a name with one of these keys. */
+  private heldByOther(keys: readonly string[], userId: string): boolean {
+    for (const key of keys) {
+      const set = this.holders.get(key);
+      if (set && (set.size > 1 || !set.has(userId))) return true;
+    }
+    return false;
   }
 }

@@ -7,8 +7,9 @@ import type { Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Hub } from "./hub.ts";
-import { MESSAGES, parseFrame, withRef, type Parsed } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, HISTORY_PAGE_DEFAULT, type Limits } from "./protocol/wire.ts";
+import { actorOf } from "./authority.ts";
+import { MESSAGES, parseFrame, withRef, type Parsed, type Result } from "./protocol/rules.ts";
+import { CLOSE, CLOSE_REASON, HISTORY_PAGE_DEFAULT, type ClientFrameType, type Limits } from "./protocol/wire.ts";
 
 /** What Bun reports for a socket that ended without a close frame, its own backpressure close included. */
 const CLOSE_ABNORMAL = 1006;
@@ -84,12 +85,13 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
       case "ping":
         return conn.send(withRef({ type: "pong" }, ref));
       case "hello":
-        return hub.hello(conn, frame.name, frame.session).then((r) => {
+        return hub.hello(conn, frame).then((r) => {
           if (!r.ok) return conn.refuse(r, ref);
-          conn.send(withRef({ type: "welcome", user: r.value.user, session: r.value.session!, limits }, ref));
+          const { user, session, admin } = r.value;
+          conn.send(withRef({ type: "welcome", user, session: session!, limits, ...(admin ? { admin: true as const } : {}) }, ref));
         });
       case "join":
-        return hub.join(conn, { room: frame.room, since: frame.since, limit: config.historyOnJoin, ref }).then((r) => {
+        return hub.join(conn, { room: frame.room, since: frame.since, invite: frame.invite, limit: config.historyOnJoin, ref }).then((r) => {
           if (!r.ok) conn.fail(r.code, r.message, ref);
         });
       case "leave":
@@ -98,21 +100,56 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
           conn.send(withRef({ type: "left", room: frame.room }, ref));
         });
       case "send": {
-        const r = hub.send(conn, frame.room, frame.id, frame.text);
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        const r = hub.send(conn, frame.room, frame.id, frame.text, frame.replyTo);
+        if (r instanceof Promise) return r.then((answer) => void (answer.ok || conn.refuse(answer, ref)));
+        if (!r.ok) conn.refuse(r, ref);
         return;
       }
+      case "edit":
+        return hub.changes.edit(actorOf(conn), frame).then((r) => done(conn, r, "edit", ref));
+      case "delete":
+        return hub.changes.delete(actorOf(conn), frame).then((r) => done(conn, r, "delete", ref));
+      case "kick":
+        return hub.moderation.kick(actorOf(conn), frame).then((r) => done(conn, r, "kick", ref));
+      case "ban":
+        return hub.moderation.ban(actorOf(conn), frame).then((r) => done(conn, r, "ban", ref));
+      case "unban":
+        return hub.moderation.unban(actorOf(conn), frame).then((r) => done(conn, r, "unban", ref));
+      case "mute":
+        return hub.moderation.mute(actorOf(conn), frame).then((r) => done(conn, r, "mute", ref));
       case "typing": {
         const r = hub.typing(conn, frame.room);
         if (!r.ok) return conn.fail(r.code, r.message, ref);
         return;
       }
-      case "history":
-        return hub.history(frame.room, { after: frame.after, before: frame.before, limit: frame.limit ?? HISTORY_PAGE_DEFAULT }).then((r) => {
+      case "history": {
+        const query = { after: frame.after, before: frame.before, limit: frame.limit ?? HISTORY_PAGE_DEFAULT };
+        return hub.history(actorOf(conn), frame.room, query).then((r) => {
           if (!r.ok) return conn.fail(r.code, r.message, ref);
           conn.send(withRef({ type: "history", room: frame.room, ...r.value }, ref));
         });
+      }
+      case "room_settings":
+        return hub.authority.settings(actorOf(conn), frame).then((r) => done(conn, r, "room_settings", ref));
+      case "role":
+        return hub.authority.role(actorOf(conn), frame).then((r) => done(conn, r, "role", ref));
+      case "invite":
+        return hub.authority.invite(actorOf(conn), frame).then((r) => {
+          if (!r.ok) return conn.fail(r.code, r.message, ref);
+          conn.send(withRef({ type: "invite", ...r.value }, ref));
+        });
+      case "signout":
+        return hub.signout(conn).then((r) => {
+          done(conn, r, "signout", ref);
+          if (r.ok) hub.endSession(conn);
+        });
     }
+  }
+
+  /** The answer to a command that only needs saying it was done (§11.3): `ok`, or the error. */
+  function done(conn: WsConnection, r: Result<unknown>, what: ClientFrameType, ref: string | undefined): void {
+    if (!r.ok) return conn.refuse(r, ref);
+    conn.send(withRef({ type: "ok", for: what }, ref));
   }
 }
 

@@ -19,8 +19,8 @@ const LAYERS: [layer: string, modules: RegExp][] = [
   ["rules", /^src\/protocol\/rules\.ts$/],
   ["core", /^src\/(config|metrics|context|assets)\.ts$|^src\/core\/[\w-]+\.ts$/],
   ["engine seams", /^src\/engine\.ts$/],
-  ["engines", /^src\/sqlite\.ts$|^src\/redis\/[\w-]+\.ts$/],
-  ["hub's parts", /^src\/(batcher|connection|conns|fanout|roomlog|users|membership|rate|directory)\.ts$/],
+  ["engines", /^src\/sqlite\.ts$|^src\/(sqlite|redis)\/[\w-]+\.ts$/],
+  ["hub's parts", /^src\/(auth|authority|batcher|changes|connection|conns|directory|fanout|membership|moderation|rate|roomlog|users)\.ts$/],
   ["hub", /^src\/hub\.ts$/],
   ["doors", /^src\/(ws|tcp|http)\.ts$/],
   ["entry", /^server\.ts$/],
@@ -68,7 +68,7 @@ describe("the module map", () => {
     expect(importsOf("src/protocol/wire.ts")).toEqual({ local: [], packages: [] });
     const crossed: string[] = [];
     for (const file of sources.filter((f) => LAYERS[layerOf(f)]![0] === "engines")) {
-      const family = file.startsWith("src/redis/") ? "src/redis/" : file;
+      const family = file.startsWith("src/redis/") ? "src/redis/" : "src/sqlite";
       for (const target of importsOf(file).local) {
         if (layerOf(target) === layerOf(file) && !target.startsWith(family) && target !== family) crossed.push(`${file} → ${target}`);
       }

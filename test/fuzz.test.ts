@@ -95,7 +95,19 @@ async function documentedCodes(): Promise<Set<string>> {
   return new Set([...doc.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!));
 }
 
-const isUser = (u: any) => u && typeof u.id === "string" && typeof u.name === "string" && Object.keys(u).length === 2;
+/** A user object (§11.1): `{id, name}`, with `kind` for a member or bot. */
+const isUser = (u: any) =>
+  u && typeof u.id === "string" && typeof u.name === "string" && Object.keys(u).length === (u.kind === undefined ? 2 : 3) && [undefined, "member", "bot"].includes(u.kind);
+/** A member as `joined` lists it: a user, with its role when it is not "member" (§11.2). */
+const isMember = (m: any) => {
+  if (m?.role === undefined) return isUser(m);
+  const { role, ...user } = m;
+  return ["owner", "moderator"].includes(role) && isUser(user);
+};
+const isSettings = (t: any) =>
+  t && typeof t.topic === "string" && typeof t.private === "boolean" && typeof t.readOnly === "boolean" && Number.isInteger(t.slowModeSeconds);
+/** What a room's sequence holds (§11.4): messages, and settings events (nothing else is sent here). */
+const isStored = (m: any) => isMessage(m) || (m.type === "settings" && isSettings(m) && isUser(m.by) && Number.isInteger(m.seq));
 const isMessage = (m: any) =>
   m.type === "message" &&
   typeof m.room === "string" &&
@@ -115,14 +127,19 @@ function wellFormed(f: Frame, codes: Set<string>): boolean {
   switch (f.type) {
     case "message":
       return isMessage(f) && Object.keys(f).length === 7;
+    case "settings":
+      return isStored(f);
     case "presence":
       return ["join", "leave", "rename"].includes(f.event) && isUser(f.user) && typeof f.room === "string";
     case "typing":
       return isUser(f.user) && typeof f.room === "string";
     case "joined":
-      return Number.isInteger(f.seq) && Array.isArray(f.members) && f.members.every(isUser) && f.messages.every(isMessage);
+      return (
+        Number.isInteger(f.seq) && Array.isArray(f.members) && f.members.every(isMember) && f.messages.every(isStored) &&
+        ["owner", "moderator", "member"].includes(f.role) && isSettings(f.settings)
+      );
     case "history":
-      return typeof f.complete === "boolean" && f.messages.every(isMessage);
+      return typeof f.complete === "boolean" && f.messages.every(isStored);
     case "left":
     case "pong":
     case "welcome":

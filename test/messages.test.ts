@@ -26,9 +26,12 @@ for (const engine of ENGINES) {
           room: "lobby",
           seq: 0,
           oldestSeq: 0,
-          members: [{ id: expect.any(String), name: "alice" }],
+          members: [{ id: expect.any(String), name: "alice", role: "owner" }],
           messages: [],
           complete: true,
+          // §11.2: the first joiner of a new room owns it.
+          role: "owner",
+          settings: { topic: "", private: false, readOnly: false, slowModeSeconds: 0 },
         });
         const bob = await user(server, "bob");
         const bobJoined = await bob.join("lobby");
@@ -43,7 +46,7 @@ for (const engine of ENGINES) {
           room: "lobby",
           seq: 1,
           id: "a-1",
-          user: aliceJoined.members[0]!,
+          user: { id: aliceJoined.members[0]!.id, name: "alice" },
           text: "hello bob",
           ts: expect.any(Number),
         });

@@ -3,7 +3,7 @@
  * nothing invisible; unique by a case-folded UTS #39 confusable skeleton, across instances too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { checkName, nameKey } from "../src/protocol/rules.ts";
+import { checkName, nameKeys, namesClash } from "../src/protocol/rules.ts";
 import { Client, instances, redisForSuite, startServer, user, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
@@ -61,13 +61,11 @@ describe("checkName", () => {
   });
 });
 
-describe("nameKey", () => {
+describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names clash when a key is shared)", () => {
   test("name keys fold case and canonical spellings", () => {
-    expect(nameKey("Alice")).toBe(nameKey("aLICE"));
-    expect(nameKey("Zo\u00eb")).toBe(nameKey("Zoe\u0308"));
+    expect(namesClash("Alice", "aLICE")).toBe(true);
+    expect(nameKeys("Zo\u00eb")).toEqual(nameKeys("Zoe\u0308"));
   });
-
-  const alice = nameKey("alice");
 
   test.each([
     ["Alice", "Alice"],
@@ -80,22 +78,22 @@ describe("nameKey", () => {
     ["fullwidth capitals", "ＡＬＩＣＥ"],
     ["mathematical bold", "𝐚𝐥𝐢𝐜𝐞"],
   ])("%s clashes with alice", (_, name) => {
-    expect(checkName(name)).toBe(name); // each is a valid name: only the key refuses it
-    expect(nameKey(name)).toBe(alice);
+    expect(checkName(name)).toBe(name); // each is a valid name: only the keys refuse it
+    expect(namesClash(name, "alice")).toBe(true);
   });
 
-  test("different names keep different keys", () => {
+  test("different names do not clash", () => {
     const names = ["alice", "bob", "José", "Jose", "Zoë", "Zoe", "देवनागरी", "अनुज", "मनुज", "李小龍", "李小龙"];
-    expect(new Set(names.map(nameKey)).size).toBe(names.length);
+    for (const a of names) for (const b of names) if (a !== b) expect([a, b, namesClash(a, b)]).toEqual([a, b, false]);
   });
 
-  test("canonically equal spellings share a key", () => {
-    expect(nameKey("Jose\u0301")).toBe(nameKey("Jos\u00e9"));
+  test("canonically equal spellings share their keys", () => {
+    expect(nameKeys("Jose\u0301")).toEqual(nameKeys("Jos\u00e9"));
   });
 
-  test("case folding and the I/l look-alike together merge i with l", () => {
-    // aIice ~ alice (I looks like l) and aIice ~ aiice (case), so ali and all must clash too.
-    expect(nameKey("ali")).toBe(nameKey("all"));
+  test("ali and all no longer clash: the lower case is taken, not the upper (which made every i an l)", () => {
+    expect(namesClash("ali", "all")).toBe(false);
+    expect(namesClash("aIi", "ali")).toBe(true);
   });
 });
 
@@ -123,7 +121,7 @@ describe("names on a live server", () => {
 describe("names across instances (redis)", () => {
   const redis = redisForSuite();
 
-  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user is gone", async () => {
+  test("a name taken on A is refused on B, whatever its case or look-alike letters, until its user signs out (§11.1)", async () => {
     await using servers = await instances(redis, 2, { presenceGraceMs: 0 });
     const [a, b] = servers;
     const alice = await Client.connect(a.wsUrl);
@@ -140,8 +138,15 @@ describe("names across instances (redis)", () => {
     await b.logLine((l) => l.event === "name_released");
     other.send({ type: "hello", name: "Alice" });
     expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    // Gone is not enough: her session keeps the name hers. Signing out frees it.
     alice.close();
     await a.logLine((l) => l.event === "name_released");
+    other.send({ type: "hello", name: "Alice" });
+    expect(await other.expect("error")).toEqual({ type: "error", code: "name_taken", message: expect.any(String) });
+    const back = await Client.connect(a.wsUrl);
+    await back.hello("alice", welcome.session);
+    back.send({ type: "signout" });
+    expect(await back.closed).toEqual({ code: 1000, reason: "signed out" });
     expect((await other.hello("Alice")).user.name).toBe("Alice");
     other.close();
   });

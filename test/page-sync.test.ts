@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { createOutbox, NO_ANSWER, parseSaved, SEND_TIMEOUT_MS, type Outgoing, type Saved } from "../public/outbox.ts";
 import { createRoomSync, refFor } from "../public/sync.ts";
-import { HISTORY_PAGE_MAX, type ClientFrame, type ErrorCode, type MessageFrame, type SendFrame } from "../src/protocol/wire.ts";
+import { DEFAULT_SETTINGS, HISTORY_PAGE_MAX, type ClientFrame, type ErrorCode, type MessageFrame, type SendFrame, type StoredFrame } from "../src/protocol/wire.ts";
 
 const ROOM = "general";
 const ME = { id: "u-me", name: "me" };
@@ -22,13 +22,16 @@ function range(from: number, to: number): MessageFrame[] {
   return Array.from({ length: to - from + 1 }, (_, i) => msg(from + i));
 }
 
-const seqs = (messages: readonly MessageFrame[]) => messages.map((m) => m.seq);
+const seqs = (messages: readonly StoredFrame[]) => messages.map((m) => m.seq);
 
-function joined(seq: number, messages: MessageFrame[], complete: boolean) {
-  return { type: "joined" as const, room: ROOM, seq, oldestSeq: 1, members: [OTHER], messages, complete, ref: refFor("join", ROOM) };
+function joined(seq: number, messages: StoredFrame[], complete: boolean) {
+  return {
+    type: "joined" as const, room: ROOM, seq, oldestSeq: 1, members: [OTHER], messages, complete, ref: refFor("join", ROOM),
+    role: "member" as const, settings: { ...DEFAULT_SETTINGS },
+  };
 }
 
-function page(messages: MessageFrame[], complete: boolean, kind: "forward" | "older" = "forward") {
+function page(messages: StoredFrame[], complete: boolean, kind: "forward" | "older" = "forward") {
   return { type: "history" as const, room: ROOM, messages, complete, ref: refFor(kind, ROOM) };
 }
 

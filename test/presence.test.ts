@@ -142,9 +142,10 @@ for (const engine of ENGINES) {
         await alice.expect("presence");
         bob.close();
         expect(await alice.next()).toEqual({ type: "presence", room: "g", event: "leave", user: { id: expect.any(String), name: "bob" } });
-        // The name is free again once bob is gone.
-        const newBob = await user(server, "Bob", "g");
-        expect(await alice.next()).toMatchObject({ type: "presence", event: "join", user: { name: "Bob" } });
+        // Bob is gone, but his name stays his while his session is valid (§11.1): another Bob waits.
+        const newBob = await Client.connect(server.wsUrl);
+        newBob.send({ type: "hello", name: "Bob" });
+        expect(await newBob.next()).toMatchObject({ type: "error", code: "name_taken" });
         alice.close();
         newBob.close();
       });

@@ -321,7 +321,7 @@ describe("across instances (redis)", () => {
   /** A `leave` of a room the client is not in: it costs a token and is answered without storage. */
   const leave = (c: Client, ref: string) => c.send({ type: "leave", room: "nowhere", ref });
   const notJoined = (ref: string) => ({ type: "error" as const, code: "not_joined", message: expect.any(String), ref });
-  const limited = (ref: string) => ({ type: "error" as const, code: "rate_limited", message: expect.any(String), ref });
+  const limited = (ref: string) => ({ type: "error" as const, code: "rate_limited", message: expect.any(String), ref, retryAfterMs: expect.any(Number) });
 
   test("hellos from one address are counted on every instance", async () => {
     const t = Date.now();

@@ -9,7 +9,7 @@
 import { RedisClient } from "bun";
 import { describe, expect, test } from "bun:test";
 import type { ServerOptions } from "../server.ts";
-import { nameKey } from "../src/protocol/rules.ts";
+import { nameKeys } from "../src/protocol/rules.ts";
 import {
   Client,
   bounded,
@@ -87,7 +87,7 @@ describe("two instances", () => {
     expect(joined.seq).toBe(1);
     expect(joined.messages).toEqual([first]);
     const bobUser = joined.members.find((m: { name: string }) => m.name === "bob");
-    expect(joined.members).toEqual([bobUser, first.user]);
+    expect(joined.members).toEqual([bobUser, { ...first.user, role: "owner" }]); // alice started the room (§11.2)
     expect(await alice.expect("presence")).toEqual({ type: "presence", room: "lobby", event: "join", user: bobUser });
 
     const hi = await alice.say("lobby", "hi bob");
@@ -388,7 +388,7 @@ describe("an instance taken for dead", () => {
     await alice.closed;
     await b.logLine((l) => l.event === "instance_taken_over");
     // A held the name, and its hold lapses with it (INSTANCE_TIMEOUT_MS): end it now rather than wait.
-    await admin.send("HDEL", [`chat:name:${nameKey("alice")}`, deadId]);
+    for (const key of nameKeys("alice")) await admin.send("HDEL", [`chat:name:${key}`, `${deadId}|${welcome.user.id}`]);
     admin.close();
     // Alice is still online, in grace: her name is hers.
     const thief = await Client.connect(b.wsUrl);

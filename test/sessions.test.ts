@@ -88,13 +88,13 @@ describe("sessions", () => {
     const saves: { userId: string; expiresAt: number }[] = [];
     let failNext = false;
     const store = sqliteWith((real) => ({
-      saveSession: async (hash, userId, expiresAt) => {
+      saveSession: async (hash, session) => {
         if (failNext) {
           failNext = false;
           throw new Error("disk full");
         }
-        saves.push({ userId, expiresAt });
-        return real.saveSession(hash, userId, expiresAt);
+        saves.push({ userId: session.userId, expiresAt: session.expiresAt });
+        return real.saveSession(hash, session);
       },
     }));
     return { store, saves, failOnce: () => (failNext = true) };

@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { fsync } from "node:fs";
 import { join } from "node:path";
 import { SqliteStore, type NewMessage } from "../server.ts";
+import type { SessionRecord } from "../src/engine.ts";
 import { Client, ENGINES, engineServers, redisForSuite, startServer, tempDir, user, type Frame } from "./helpers.ts";
 
 const DAY_MS = 86_400_000;
@@ -204,16 +205,19 @@ test("a message is published only once the fsync of its commit has returned", as
   bob.close();
 });
 
+/** A guest's session record, as the hub stores one. */
+const guestSession = (userId: string, expiresAt: number): SessionRecord => ({ userId, expiresAt, kind: "guest", name: userId, keys: [userId], admin: false, rooms: [] });
+
 test("writes that come while every fsync slot is busy commit together and share the next one", async () => {
   using dir = tempDir();
   const io = heldSync();
   const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
   io.hold = true;
   // A commit that lands while an fsync runs starts its own at once: two in flight.
-  const first = [store.saveSession("h0", "u0", Date.now() + 60_000), store.saveSession("h1", "u1", Date.now() + 60_000)];
+  const first = [store.saveSession("h0", guestSession("u0", Date.now() + 60_000)), store.saveSession("h1", guestSession("u1", Date.now() + 60_000))];
   await io.waiting(2);
   const message: NewMessage = { room: "r", user: { id: "u1", name: "one" }, id: "m1", text: "hi", ts: 1 };
-  const rest = [...[2, 3, 4, 5, 6].map((i) => store.saveSession(`h${i}`, `u${i}`, Date.now() + 60_000)), store.append([message])];
+  const rest = [...[2, 3, 4, 5, 6].map((i) => store.saveSession(`h${i}`, guestSession(`u${i}`, Date.now() + 60_000))), store.append([message])];
   expect(io.calls).toBe(2);
   io.release();
   await Promise.all(first);

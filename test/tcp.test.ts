@@ -232,7 +232,7 @@ for (const engine of ENGINES) {
         expect(await bob.line()).toBe("* rooms: dev (2), general (1)");
         bob.write("/help\n");
         const help = (await bob.readUntil("said in the current room\n")).trimEnd().split("\n");
-        expect(help.map((l) => l.split(/\s+/)[1])).toEqual(["/join", "/leave", "/rooms", "/who", "/quit", "anything"]);
+        expect(help.map((l) => l.split(/\s+/)[1])).toEqual(["/join", "/leave", "/rooms", "/who", "/topic", "/kick", "/quit", "Here", "anything"]);
         expect(help.every((l) => l.startsWith("* "))).toBe(true);
         bob.write("/dance\n");
         expect(await bob.line()).toBe("! bad_request: unknown command");

@@ -2,7 +2,7 @@
  * The TCP door's lines (§9): cutting a byte stream into bounded input lines, and rendering
  * messages and presence as output lines.
  */
-import type { MessageFrame, PresenceFrame } from "../protocol/wire.ts";
+import type { MessageFrame, ModerationFrame, PresenceFrame, RoomSettings, SettingsEvent, StoredFrame } from "../protocol/wire.ts";
 
 /** Marks an input line that was longer than allowed; its bytes were discarded. */
 export const TOO_LONG = Symbol("line too long");
@@ -83,4 +83,62 @@ export function formatMessageLines(m: MessageFrame): string {
 export function formatPresenceLine(p: PresenceFrame, oldName?: string): string {
   if (p.event === "rename") return `* ${oldName} is now ${p.user.name} in ${p.room}\n`;
   return `* ${p.user.name} ${p.event === "join" ? "joined" : "left"} ${p.room}\n`;
+}
+
+/**
+ * A settings change as a TCP line (§11.8). Live, with the settings `before` it, it says what
+ * changed; replayed from history, what they are.
+ *   `* general: topic is now "launch day"`    `* general is now private (by bob)`
+ */
+export function formatSettingsLine(e: SettingsEvent, before?: RoomSettings): string {
+  const parts: string[] = [];
+  const changed = (key: keyof RoomSettings) => !before || before[key] !== e[key];
+  if (changed("topic")) parts.push(`topic is now "${e.topic}"`);
+  if (changed("private")) parts.push(e.private ? "private" : "public");
+  if (changed("readOnly")) parts.push(e.readOnly ? "read-only" : "open to everyone's messages");
+  if (changed("slowModeSeconds")) parts.push(e.slowModeSeconds ? `slow mode ${e.slowModeSeconds} s` : "slow mode off");
+  if (parts.length === 0) return "";
+  const [first, ...rest] = parts;
+  const head = first!.startsWith("topic") ? `* ${e.room}: ${first}` : `* ${e.room} is now ${first}`;
+  return `${[head, ...rest.map((p) => (p.startsWith("topic") ? p : `now ${p}`))].join("; ")} (by ${e.by.name})\n`;
+}
+
+/**
+ * A stored frame as TCP lines (§11.8): a message as its lines (a reply too; a deleted one as
+ * nothing), an event as its `* ` line. `author` names a deleted message's author when known.
+ */
+export function formatStoredLines(f: StoredFrame, before?: RoomSettings, author?: string): string {
+  switch (f.type) {
+    case "settings":
+      return formatSettingsLine(f, before);
+    case "edit":
+      return `* ${f.user.name} edited a message in ${f.room}: ${f.text.split("\n").join(" ")}\n`;
+    case "delete":
+      return `* ${author ? `a message by ${author}` : "a message"} was deleted in ${f.room} by ${f.by.name}\n`;
+    default:
+      return f.deleted === undefined ? formatMessageLines(f) : "";
+  }
+}
+
+/** A length of time in words: `duration(600_000) // => "10 min"`. */
+export function duration(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 120) return `${Math.max(1, minutes)} min`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `${hours} h` : `${Math.round(hours / 24)} days`;
+}
+
+/**
+ * A moderation event as a TCP line (§11.8), `now` telling how long a ban or mute lasts:
+ *   `* bob was kicked from general by carol: spam`   `* carol is now a moderator of general (by bob)`
+ */
+export function formatModerationLine(m: ModerationFrame, now: number): string {
+  const where = m.room ?? "the server";
+  if (m.action === "role") {
+    const what = m.role === "owner" ? "now the owner" : m.role === "moderator" ? "now a moderator" : "no longer a moderator";
+    return `* ${m.user.name} is ${what} of ${where} (by ${m.by.name})\n`;
+  }
+  const span = m.until !== undefined ? ` for ${duration(m.until - now)}` : "";
+  const what = { kick: `was kicked from ${where}`, ban: `was banned from ${where}`, unban: `was unbanned in ${where}`, mute: `was muted in ${where}`, unmute: `was unmuted in ${where}` }[m.action];
+  return `* ${m.user.name} ${what} by ${m.by.name}${m.action === "ban" || m.action === "mute" ? span : ""}${m.reason ? `: ${m.reason}` : ""}\n`;
 }

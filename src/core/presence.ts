@@ -59,6 +59,17 @@ export class Presence<C> {
   }
 
   /**
+   * The user is sent out of the room (kicked, banned: §11.4), live or in grace, at once. Returns
+   * its connections that were in the room, or null when it was no member.
+   */
+  evict(room: string, userId: string): C[] | null {
+    const member = this.rooms.get(room)?.get(userId);
+    if (!member) return null;
+    this.remove(room, userId);
+    return member.conns;
+  }
+
+  /**
    * `conn` is gone. Where it was the user's last connection in a room, the membership enters
    * grace, or ends at once when `immediate` or graceMs is 0. Returns the rooms left at once.
    */

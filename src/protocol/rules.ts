@@ -5,8 +5,18 @@
  */
 import { z } from "zod";
 import confusablesTxt from "unhomoglyph/data.json";
-import { NAME_MAX_CHARS, REF_MAX_CHARS, HISTORY_PAGE_MAX, codePoints } from "./wire.ts";
-import type { ClientFrame, ClientFrameType, ErrorCode } from "./wire.ts";
+import {
+  HISTORY_PAGE_MAX,
+  NAME_MAX_CHARS,
+  REASON_MAX_CHARS,
+  REF_MAX_CHARS,
+  RESTRICTION_MAX_SECONDS,
+  ROLES,
+  SLOW_MODE_MAX_SECONDS,
+  TOPIC_MAX_CHARS,
+  codePoints,
+} from "./wire.ts";
+import type { ClientFrame, ClientFrameType, ErrorCode, UserRef } from "./wire.ts";
 
 const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd} _.-]+$/u;
 /** Marks, spaces and punctuation alone show no name. */
@@ -41,14 +51,31 @@ const ref = shortString.optional();
 const seq = z.int().min(0);
 const room = z.string();
 
-const HelloFrame = z.object({ type: z.literal("hello"), name: z.string(), session: z.string().optional(), ref });
-const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), ref });
+/** Bounds what an invite may ask for: its life in seconds and its uses (§11.2). */
+const INVITE_TTL_MAX_SECONDS = 31_536_000;
+const INVITE_USES_MAX = 1_000_000;
+
+const HelloFrame = z
+  .object({
+    type: z.literal("hello"),
+    name: z.string().optional(),
+    session: z.string().optional(),
+    token: z.string().optional(),
+    adminToken: z.string().optional(),
+    ref,
+  })
+  .refine((f) => f.name !== undefined || f.token !== undefined || f.session !== undefined, {
+    path: ["name"],
+    message: "a hello carries a name, a token or a session",
+  });
+const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), invite: z.string().optional(), ref });
 const LeaveFrame = z.object({ type: z.literal("leave"), room, ref });
 const SendFrame = z.object({
   type: z.literal("send"),
   room,
   id: z.string().min(1).pipe(shortString),
   text: z.string(),
+  replyTo: z.int().min(1).optional(),
   ref,
 });
 const TypingFrame = z.object({ type: z.literal("typing"), room, ref });
@@ -61,6 +88,47 @@ const HistoryFrame = z.object({
   ref,
 });
 const PingFrame = z.object({ type: z.literal("ping"), ref });
+const RoomSettingsFrame = z.object({
+  type: z.literal("room_settings"),
+  room,
+  topic: z.string().optional(),
+  private: z.boolean().optional(),
+  readOnly: z.boolean().optional(),
+  slowModeSeconds: z.int().min(0).max(SLOW_MODE_MAX_SECONDS).optional(),
+  ref,
+});
+const RoleFrame = z.object({ type: z.literal("role"), room, user: z.string(), role: z.enum(ROLES), ref });
+const InviteRequest = z.object({
+  type: z.literal("invite"),
+  room,
+  ttlSeconds: z.int().min(1).max(INVITE_TTL_MAX_SECONDS).optional(),
+  maxUses: z.int().min(1).max(INVITE_USES_MAX).optional(),
+  ref,
+});
+const SignoutFrame = z.object({ type: z.literal("signout"), ref });
+/** A user id, as frames name their target. */
+const userId = z.string().min(1).max(REF_MAX_CHARS + 2);
+/** A moderator's reason: up to REASON_MAX_CHARS code points, no control characters. */
+const reason = z
+  .string()
+  .refine((s) => codePoints(s) <= REASON_MAX_CHARS, `at most ${REASON_MAX_CHARS} characters`)
+  .refine((s) => !/[\u0000-\u001f\u007f-\u009f]/.test(s) && s.isWellFormed(), "no control characters")
+  .optional();
+const seconds = z.int().min(0).max(RESTRICTION_MAX_SECONDS);
+const EditFrame = z.object({ type: z.literal("edit"), room, seq: z.int().min(1), text: z.string(), ref });
+const DeleteFrame = z.object({ type: z.literal("delete"), room, seq: z.int().min(1), ref });
+const KickFrame = z.object({ type: z.literal("kick"), room, user: userId, reason, ref });
+const BanFrame = z.object({
+  type: z.literal("ban"),
+  room: room.optional(),
+  user: userId,
+  seconds: seconds.min(1).optional(),
+  reason,
+  address: z.boolean().optional(),
+  ref,
+});
+const UnbanFrame = z.object({ type: z.literal("unban"), room: room.optional(), user: userId, ref });
+const MuteFrame = z.object({ type: z.literal("mute"), room, user: userId, seconds, ref });
 
 /** Every frame a client may send, discriminated by `type`. */
 export const ClientFrameSchema = z.discriminatedUnion("type", [
@@ -71,6 +139,16 @@ export const ClientFrameSchema = z.discriminatedUnion("type", [
   TypingFrame,
   HistoryFrame,
   PingFrame,
+  RoomSettingsFrame,
+  RoleFrame,
+  InviteRequest,
+  SignoutFrame,
+  EditFrame,
+  DeleteFrame,
+  KickFrame,
+  BanFrame,
+  UnbanFrame,
+  MuteFrame,
 ]);
 const CLIENT_TYPES = new Set<string>(ClientFrameSchema.options.map((o) => o.shape.type.value));
 
@@ -141,13 +219,22 @@ function skeleton(s: string): string {
 }
 
 /**
- * The uniqueness key: a confusable skeleton that ignores case. Skeletons are taken of the name as
- * written, of its upper case and of that lower case, because a look-alike hides in either case:
- * `aIice` (capital I looks like l) and `ALICE` must both meet `alice`, so i and l share a key.
- *   nameKey("aIice") === nameKey("ALICE") // and === nameKey("аlice") with a Cyrillic а
+ * A name's look-alike keys (§11.1): the UTS #39 skeleton of the name as typed, and that of its
+ * lower case. Two names clash when a key of one equals a key of the other, so `alice`, `Alice`,
+ * `ALICE`, `аlice` (Cyrillic а), `aIice` (capital I), `ａｌｉｃｅ` and `𝐚𝐥𝐢𝐜𝐞` clash, while
+ * `ali` and `all` do not. One key when both are the same.
+ *   nameKeys("aIice") // => ["alice", "aiice"]
  */
-export function nameKey(name: string): string {
-  return skeleton(skeleton(skeleton(name).toUpperCase()).toLowerCase());
+export function nameKeys(name: string): string[] {
+  const typed = skeleton(name);
+  const lower = skeleton(name.toLowerCase());
+  return typed === lower ? [typed] : [typed, lower];
+}
+
+/** Whether two names clash: a key of one is a key of the other. `namesClash("alice", "ALICE") // => true` */
+export function namesClash(a: string, b: string): boolean {
+  const keys = nameKeys(a);
+  return nameKeys(b).some((k) => keys.includes(k));
 }
 
 /**
@@ -162,13 +249,37 @@ export function normalizeText(raw: string, maxChars: number): string | null {
   return TEXT_FORBIDDEN.test(text) || !text.isWellFormed() ? null : text;
 }
 
+/**
+ * A room's topic to store, or null if it breaks the rule (§11.2): the text rules of `send`, but
+ * 0..TOPIC_MAX_CHARS code points (an empty topic clears it).
+ *   normalizeTopic("  launch day ") // => "launch day"
+ */
+export function normalizeTopic(raw: string): string | null {
+  const topic = raw.replace(/\r\n/g, "\n").trim();
+  if (topic === "") return "";
+  return normalizeText(topic, TOPIC_MAX_CHARS);
+}
+
+/** Member ids start so (`u:` + the token's sub), bot ids so (`b:` + a random id); a guest's has no `:` (§11.1). */
+export const MEMBER_ID_PREFIX = "u:";
+export const BOT_ID_PREFIX = "b:";
+
+/** A user object for an id and a name, with the kind its id says. `userRef("u:42", "Ann") // => {id, name, kind: "member"}` */
+export function userRef(id: string, name: string): UserRef {
+  if (id.startsWith(MEMBER_ID_PREFIX)) return { id, name, kind: "member" };
+  if (id.startsWith(BOT_ID_PREFIX)) return { id, name, kind: "bot" };
+  return { id, name };
+}
+
 /** `frame` with `ref` when there is one to echo. */
 export function withRef<F extends object>(frame: F, ref: string | undefined): F & { ref?: string } {
   return ref === undefined ? frame : { ...frame, ref };
 }
 
-/** Why a request was refused: its error code and message, and a close when it is abuse. */
-export type Failure = { ok: false; code: ErrorCode; message: string; close?: { code: number; reason: string } };
+/** What an error may add (§11.4): when to try again (rate_limited, slow_mode), until when it holds (banned, muted). */
+export type ErrorExtra = { retryAfterMs?: number; until?: number };
+/** Why a request was refused: its error code and message, what the error adds, and a close when it is abuse. */
+export type Failure = { ok: false; code: ErrorCode; message: string; extra?: ErrorExtra; close?: { code: number; reason: string } };
 /** What applying the rules to a request gave: a value, or a refusal. */
 export type Result<T> = { ok: true; value: T } | Failure;
 export const ok = <T>(value: T): Result<T> => ({ ok: true, value });

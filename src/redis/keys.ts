@@ -2,8 +2,8 @@
  * Where the Redis engine keeps things, and how messages and events are written there. Room
  * names match ROOM_PATTERN, so these keys hold no separator of their own.
  */
-import type { NewMessage, RoomEvent } from "../engine.ts";
-import type { MessageFrame } from "../protocol/wire.ts";
+import { storedFrame, type NewEntry, type RoomEvent } from "../engine.ts";
+import type { StoredFrame } from "../protocol/wire.ts";
 
 /** A room's history and the channel it is published on. */
 export const roomKeys = (room: string) => ({
@@ -16,6 +16,40 @@ export const roomKeys = (room: string) => ({
   /** Messages (and presence and typing events) of the room, for every instance. */
   channel: `chat:room:${room}`,
 });
+
+/** Server events (bans, signouts) for every instance. */
+export const SERVER_CHANNEL = "chat:server";
+
+/** A room's authority (§11.2). */
+export const authKeys = (room: string) => ({
+  /** The owner's user id. */
+  owner: `chat:room:${room}:owner`,
+  /** userId → {role, name}: owner and moderators. */
+  roles: `chat:room:${room}:roles`,
+  /** topic, private, readOnly, slowModeSeconds. */
+  settings: `chat:room:${room}:settings`,
+  /** The room's list of members (private rooms): user ids. */
+  list: `chat:room:${room}:list`,
+  /** userId → a ban (JSON: until, reason, by). */
+  bans: `chat:room:${room}:bans`,
+  /** userId → a mute (JSON). */
+  mutes: `chat:room:${room}:mutes`,
+});
+/** A server-wide ban of a user (JSON), expiring with it. */
+export const userBanKey = (userId: string) => `chat:ban:user:${userId}`;
+/** A ban of an address (JSON, with the user whose ban made it), expiring with it. */
+export const addressBanKey = (ip: string) => `chat:ban:ip:${ip}`;
+/** The addresses a user's bans made: unbanning the user lifts them. */
+export const bannedAddressesKey = (userId: string) => `chat:ban:ips:${userId}`;
+/** The audit log of a room ("" for server-wide actions), and of everything; scored by AUDIT_ID_KEY's count. */
+export const auditKey = (room: string | null) => (room === null ? "chat:audit:*" : `chat:audit:room:${room}`);
+export const AUDIT_ID_KEY = "chat:audit:id";
+/** The rooms whose settings say private. */
+export const PRIVATE_KEY = "chat:private";
+/** An invite, by its code's hash: room, expiresAt, maxUses, uses. */
+export const inviteKey = (codeHash: string) => `chat:invite:${codeHash}`;
+/** A guest name reserved by a session (§11.1), by one of its look-alike keys: the user id. */
+export const reservedKey = (key: string) => `chat:reserved:${key}`;
 
 /** Where presence lives: per room, who is here on which instance and how many instances each user is on. */
 export const rosterKeys = (room: string) => ({
@@ -58,15 +92,21 @@ export const helloKey = (ip: string) => `chat:hello:${ip}`;
 /** A user's frame bucket; not at `chat:bucket:`, where older instances keep a string (a rolling deploy runs both). */
 export const rateKey = (userId: string) => `chat:rate:${userId}`;
 
-/** A stored message as Redis holds and publishes it: `seq:json`, the JSON without the seq. */
-export function encodeMember(m: NewMessage): string {
-  return JSON.stringify({ room: m.room, id: m.id, user: { id: m.user.id, name: m.user.name }, text: m.text, ts: m.ts });
+/**
+ * A stored entry as Redis holds and publishes it: `seq:json`, its frame as JSON without `seq`. A
+ * message leaves out its `type` too, so it reads `{room, id, user, text, ts}` as it always did
+ * (and `replyTo`, `edited`, `deleted` when it has them); an event keeps its `type`. The scripts
+ * change a member in place (an edit, a deletion) by the same fields.
+ */
+export function encodeMember(e: NewEntry): string {
+  const { seq: _seq, type, ...rest } = storedFrame(e, 0);
+  return JSON.stringify(type === "message" ? rest : { type, ...rest });
 }
 
-export function decodeMember(member: string): MessageFrame {
+export function decodeMember(member: string): StoredFrame {
   const at = member.indexOf(":");
-  const m = JSON.parse(member.slice(at + 1));
-  return { type: "message", room: m.room, seq: Number(member.slice(0, at)), id: m.id, user: { id: m.user.id, name: m.user.name }, text: m.text, ts: m.ts };
+  const fields = JSON.parse(member.slice(at + 1));
+  return { type: "message", ...fields, seq: Number(member.slice(0, at)) };
 }
 
 /** The JSON a room event crosses instances as; messages are `seq:json`, so a `{` tells them apart. */

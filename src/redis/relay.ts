@@ -6,10 +6,10 @@
  * again after it reconnects, so this does it, room by room, and has the target catch up from
  * history what was published meanwhile.
  */
-import type { Relay, RelayTarget, RoomEvent } from "../engine.ts";
+import type { Relay, RelayTarget, RoomEvent, ServerEvent } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { MessageFrame } from "../protocol/wire.ts";
-import { decodeMember, encodeEvent, roomKeys } from "./keys.ts";
+import { SERVER_CHANNEL, decodeMember, encodeEvent, roomKeys } from "./keys.ts";
 import type { RedisLink } from "./link.ts";
 
 /** How often every watched room's stored seq is compared with what was delivered, to catch a lost tail. */
@@ -54,6 +54,22 @@ export class RedisRelay implements Relay {
     }
   };
 
+  /** Server events of the other instances: this instance carried out its own already. */
+  private readonly serverListener = (payload: string) => {
+    try {
+      const { instance, ...event } = JSON.parse(payload) as ServerEvent & { instance: string };
+      if (instance !== this.instance) this.target.server(event as ServerEvent);
+    } catch (error) {
+      this.log("error", "redis_bad_message", { error: String(error) });
+    }
+  };
+
+  broadcast(event: ServerEvent): void {
+    this.commands
+      .send("PUBLISH", [SERVER_CHANNEL, JSON.stringify({ instance: this.instance, ...event })])
+      .catch((error) => this.log("warn", "redis_publish", { error: String(error) }));
+  }
+
   event(event: RoomEvent): void {
     this.commands
       .send("PUBLISH", [roomKeys(event.frame.room).channel, encodeEvent(this.instance, event)])
@@ -62,6 +78,9 @@ export class RedisRelay implements Relay {
 
   attach(target: RelayTarget): void {
     this.target = target;
+    this.inLine(() => this.sub.subscribeOnce(SERVER_CHANNEL, this.serverListener)).catch((error) =>
+      this.log("warn", "redis_subscribe", { error: String(error) }),
+    );
   }
 
   /**
@@ -127,7 +146,12 @@ export class RedisRelay implements Relay {
   private async resubscribe(): Promise<void> {
     const rooms = [...this.rooms.keys()];
     try {
-      await this.inLine(() => Promise.all(rooms.map((room) => this.sub.subscribeOnce(roomKeys(room).channel, this.listener))));
+      await this.inLine(() =>
+        Promise.all([
+          this.sub.subscribeOnce(SERVER_CHANNEL, this.serverListener),
+          ...rooms.map((room) => this.sub.subscribeOnce(roomKeys(room).channel, this.listener)),
+        ]),
+      );
     } catch (error) {
       // The connection went again; its next onconnect starts over.
       this.log("warn", "redis_resubscribe", { error: String(error) });

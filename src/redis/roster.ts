@@ -26,8 +26,8 @@ const ACTIVE_CACHE_MS = 1000;
  */
 export class RedisRoster implements Roster {
   private readonly timers: ReturnType<typeof setInterval>[] = [];
-  /** Names this instance holds: claimed again with every heartbeat. */
-  private readonly names = new Map<string, string>();
+  /** Names this instance holds, by their keys joined: claimed again with every heartbeat. */
+  private readonly names = new Map<string, { keys: readonly string[]; userId: string; exclusive: boolean }>();
   private registered = false;
   private target!: RosterTarget;
   /** The last read of the rooms with members, and until when it stands. */
@@ -66,7 +66,7 @@ export class RedisRoster implements Roster {
       this.target.lost();
     }
     this.registered = true;
-    await Promise.all([...this.names].map(([key, userId]) => this.claimName(key, userId)));
+    await Promise.all([...this.names.values()].map((n) => this.claimName(n.keys, n.userId, n.exclusive)));
   }
 
   /**
@@ -171,17 +171,18 @@ export class RedisRoster implements Roster {
     return rooms;
   }
 
-  async claimName(key: string, userId: string): Promise<boolean> {
-    const held = await this.link.run(SCRIPTS.nameClaim, [nameKey(key)], [this.instance, userId, String(this.timeoutMs)]);
-    if (held === 1) this.names.set(key, userId);
+  async claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean> {
+    const held = await this.link.run(SCRIPTS.nameClaim, keys.map(nameKey), [this.instance, userId, String(this.timeoutMs), exclusive ? "1" : "0"]);
+    if (held === 1) this.names.set(keys.join("\n"), { keys, userId, exclusive });
     return held === 1;
   }
 
-  releaseName(key: string, userId: string): void {
-    if (this.names.get(key) !== userId) return;
-    this.names.delete(key);
+  releaseName(keys: readonly string[], userId: string): void {
+    const id = keys.join("\n");
+    if (this.names.get(id)?.userId !== userId) return;
+    this.names.delete(id);
     this.link
-      .run(SCRIPTS.nameRelease, [nameKey(key)], [this.instance, userId])
+      .run(SCRIPTS.nameRelease, keys.map(nameKey), [this.instance, userId])
       .then(() => this.log("debug", "name_released", { user: userId }))
       .catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
   }

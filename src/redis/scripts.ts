@@ -12,6 +12,11 @@ import rosterAdopt from "./lua/roster-adopt.lua" with { type: "text" };
 import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
+import sessionSave from "./lua/session-save.lua" with { type: "text" };
+import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
+import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
+import roleSet from "./lua/role-set.lua" with { type: "text" };
+import inviteUse from "./lua/invite-use.lua" with { type: "text" };
 
 export const SCRIPTS = {
   /** Stores, trims and publishes one message. */
@@ -26,4 +31,9 @@ export const SCRIPTS = {
   nameRelease,
   /** One token of a shared bucket (the same rule as core/bucket.ts's TokenBucket). */
   bucketTake,
+  sessionSave,
+  sessionRevoke,
+  ownerClaim,
+  roleSet,
+  inviteUse,
 } as const;

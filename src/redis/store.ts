@@ -6,21 +6,77 @@
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
 import { ageCutoff, pageRows, toPage } from "../engine.ts";
-import type { Appended, HistoryBounds, NewMessage, Page, PageQuery, RecentRoom, Store } from "../engine.ts";
-import { HELD_KEY, RECENT_KEY, decodeMember, encodeMember, roomKeys, sessionKey } from "./keys.ts";
-import type { RedisLink } from "./link.ts";
+import { holds } from "../engine.ts";
+import type {
+  Appended,
+  AuditEntry,
+  HistoryBounds,
+  NewEntry,
+  Page,
+  PageQuery,
+  RecentRoom,
+  Restriction,
+  RoleHolder,
+  RoomAuth,
+  SessionRecord,
+  Store,
+} from "../engine.ts";
+import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "../protocol/wire.ts";
+import {
+  AUDIT_ID_KEY,
+  HELD_KEY,
+  addressBanKey,
+  auditKey,
+  bannedAddressesKey,
+  userBanKey,
+  PRIVATE_KEY,
+  RECENT_KEY,
+  authKeys,
+  decodeMember,
+  encodeMember,
+  inviteKey,
+  reservedKey,
+  roomKeys,
+  sessionKey,
+} from "./keys.ts";
+import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
 /** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_KEPT = 1000;
 /** Bounds the aged rooms one read of the sweep takes (it reads again until none are left). */
 const SWEEP_ROOMS = 1000;
-/** The room directory is read from Redis at most this often, however often it is polled. */
+/** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
+
+/** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
+const AUDIT_ALL_KEPT = 10_000;
+
+/** A hash of restrictions (userId → JSON) as a Map. */
+function restrictions(reply: Record<string, string> | string[] | null): Map<string, Restriction> {
+  const map = new Map<string, Restriction>();
+  for (const [userId, json] of redisHash(reply)) map.set(userId, JSON.parse(json) as Restriction);
+  return map;
+}
+
+/** A session as Redis holds it: short fields, and `ks`, the reserved name keys' Redis keys. */
+interface SessionJson {
+  u: string;
+  e: number;
+  k: "guest" | "member";
+  n: string;
+  /** The name's look-alike keys. */
+  nk: string[];
+  ks: string[];
+  a: boolean;
+  r: string[];
+}
 
 export class RedisStore implements Store {
   /** The last read of the directory, and until when it stands. */
   private recent: { until: number; limit: number; rooms: Promise<RecentRoom[]> } | null = null;
+  /** The last read of the private rooms, and until when it stands. */
+  private privates: { until: number; rooms: Promise<Set<string>> } | null = null;
 
   constructor(
     private readonly link: RedisLink,
@@ -33,24 +89,27 @@ export class RedisStore implements Store {
    * A repeat found by our own resend means the first send ran, and published: it is news to
    * everyone, the sender included, through the relay; so it is not reported as a duplicate.
    */
-  private async appendOne(m: NewMessage, cutoff: number | null): Promise<Appended> {
+  private async appendOne(m: NewEntry, cutoff: number | null): Promise<Appended> {
     const keys = roomKeys(m.room);
     let resent = false;
     const [outcome, member]: [number, string?] = await this.link.run(
       SCRIPTS.append,
-      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY],
+      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY],
       [
         `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
+        m.type === "settings" ? JSON.stringify(m.settings) : "",
+        m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
       ],
       () => (resent = true),
     );
     if (outcome === 2) return { refused: "room_limit" };
+    if (outcome === 3) return { refused: "not_found" };
     return { message: decodeMember(member!), duplicate: outcome === 1 && !resent };
   }
 
   /** Sent together (one pipelined write; Redis runs them in order), answered together. */
-  append(batch: readonly NewMessage[]): Promise<Appended[]> {
+  append(batch: readonly NewEntry[]): Promise<Appended[]> {
     const cutoff = ageCutoff(batch, this.bounds);
     return Promise.all(batch.map((m) => this.appendOne(m, cutoff)));
   }
@@ -94,21 +153,164 @@ export class RedisStore implements Store {
     return entries.filter((m) => m !== null).map((m) => ({ room: m.room, seq: m.seq, ts: m.ts }));
   }
 
-  async findSession(tokenHash: string, now: number) {
+  async findSession(tokenHash: string, now: number): Promise<SessionRecord | null> {
     const value: string | null = await this.link.send("GET", [sessionKey(tokenHash)]);
     if (!value) return null;
-    const at = value.indexOf(" ");
-    const expiresAt = Number(value.slice(0, at));
-    return expiresAt > now ? { userId: value.slice(at + 1), expiresAt } : null;
+    let session: SessionRecord;
+    if (value.startsWith("{")) {
+      const j = JSON.parse(value) as SessionJson;
+      session = { userId: j.u, expiresAt: j.e, kind: j.k, name: j.n, keys: j.nk, admin: j.a, rooms: j.r };
+    } else {
+      // Written by an instance before v1.2 (a rolling deploy): "expiresAt userId", a guest.
+      const at = value.indexOf(" ");
+      session = { userId: value.slice(at + 1), expiresAt: Number(value.slice(0, at)), kind: "guest", name: "", keys: [], admin: false, rooms: [] };
+    }
+    return session.expiresAt > now ? session : null;
   }
 
   /**
    * Redis forgets it when it expires (a new session a day after it was made, until it is used
-   * again); the expiry stored with it is what counts, on the hub's clock.
+   * again); the expiry stored with it is what counts, on the hub's clock. The name it reserves
+   * expires with it.
    */
-  async saveSession(tokenHash: string, userId: string, expiresAt: number) {
-    const ttlMs = Math.max(1, expiresAt - this.now());
-    await this.link.send("SET", [sessionKey(tokenHash), `${expiresAt} ${userId}`, "PX", String(ttlMs)]);
+  async saveSession(tokenHash: string, session: SessionRecord) {
+    const ttlMs = Math.max(1, session.expiresAt - this.now());
+    const json: SessionJson = {
+      u: session.userId,
+      e: session.expiresAt,
+      k: session.kind,
+      n: session.name,
+      nk: session.keys,
+      ks: session.keys.map(reservedKey),
+      a: session.admin,
+      r: session.rooms,
+    };
+    await this.link.run(SCRIPTS.sessionSave, [sessionKey(tokenHash)], [JSON.stringify(json), String(ttlMs), session.userId]);
+  }
+
+  async revokeSession(tokenHash: string) {
+    await this.link.run(SCRIPTS.sessionRevoke, [sessionKey(tokenHash)], []);
+  }
+
+  async nameReservedBy(keys: readonly string[], _now: number): Promise<string | null> {
+    if (!keys.length) return null;
+    const holders: (string | null)[] = await this.link.send("MGET", keys.map(reservedKey));
+    return holders.find((h) => h !== null) ?? null;
+  }
+
+  async roomAuth(room: string): Promise<RoomAuth> {
+    const keys = authKeys(room);
+    const [roles, settings, bans, mutes] = await Promise.all(
+      [keys.roles, keys.settings, keys.bans, keys.mutes].map((key) => this.link.send("HGETALL", [key])),
+    );
+    const held = new Map<string, RoleHolder>();
+    for (const [userId, entry] of redisHash(roles)) held.set(userId, JSON.parse(entry) as RoleHolder);
+    const t = redisHash(settings);
+    return {
+      roles: held,
+      settings: t.size
+        ? { topic: t.get("topic") ?? "", private: t.get("private") === "true", readOnly: t.get("readOnly") === "true", slowModeSeconds: Number(t.get("slowModeSeconds") ?? 0) }
+        : { ...DEFAULT_SETTINGS },
+      bans: restrictions(bans),
+      mutes: restrictions(mutes),
+    };
+  }
+
+  async entry(room: string, seq: number): Promise<StoredFrame | null> {
+    const found: string[] = await this.link.send("ZRANGEBYSCORE", [roomKeys(room).log, String(seq), String(seq)]);
+    return found[0] ? decodeMember(found[0]) : null;
+  }
+
+  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null) {
+    const key = kind === "ban" ? authKeys(room).bans : authKeys(room).mutes;
+    if (restriction) await this.link.send("HSET", [key, userId, JSON.stringify(restriction)]);
+    else await this.link.send("HDEL", [key, userId]);
+  }
+
+  async banServer(userId: string, restriction: Restriction | null, ip?: string) {
+    if (!restriction) {
+      const ips: string[] = await this.link.send("SMEMBERS", [bannedAddressesKey(userId)]);
+      await this.link.send("DEL", [userBanKey(userId), bannedAddressesKey(userId), ...ips.map(addressBanKey)]);
+      return;
+    }
+    const expiry = restriction.until === null ? [] : ["PXAT", String(restriction.until)];
+    await this.link.send("SET", [userBanKey(userId), JSON.stringify(restriction), ...expiry]);
+    if (ip !== undefined) {
+      await this.link.send("SET", [addressBanKey(ip), JSON.stringify({ ...restriction, userId }), ...expiry]);
+      await this.link.send("SADD", [bannedAddressesKey(userId), ip]);
+    }
+  }
+
+  async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
+    const [byUser, byAddress]: (string | null)[] = await this.link.send("MGET", [userId === null ? addressBanKey(ip) : userBanKey(userId), addressBanKey(ip)]);
+    for (const found of [byUser, byAddress]) {
+      const ban = found ? (JSON.parse(found) as Restriction) : undefined;
+      if (holds(ban, now)) return ban;
+    }
+    return null;
+  }
+
+  async audit(entry: AuditEntry) {
+    const id = Number(await this.link.send("INCR", [AUDIT_ID_KEY]));
+    const member = `${id}:${JSON.stringify(entry)}`;
+    for (const [key, keep] of [[auditKey(entry.room ?? ""), this.bounds.retain], [auditKey(null), AUDIT_ALL_KEPT]] as const) {
+      await this.link.send("ZADD", [key, String(id), member]);
+      await this.link.send("ZREMRANGEBYRANK", [key, "0", String(-1 - keep)]);
+    }
+  }
+
+  async auditPage(room: string | null, before: number | undefined, limit: number) {
+    const members: string[] = await this.link.send("ZREVRANGEBYSCORE", [
+      auditKey(room), before === undefined ? "+inf" : `(${before}`, "-inf", "LIMIT", "0", String(limit + 1),
+    ]);
+    const entries = members.slice(0, limit).map((m) => {
+      const at = m.indexOf(":");
+      return { ...(JSON.parse(m.slice(at + 1)) as AuditEntry), id: Number(m.slice(0, at)) };
+    });
+    return { entries, complete: members.length <= limit };
+  }
+
+  async claimOwner(room: string, user: UserRef) {
+    const keys = authKeys(room);
+    const entry = JSON.stringify({ role: "owner", name: user.name });
+    return (await this.link.run(SCRIPTS.ownerClaim, [keys.owner, keys.roles, roomKeys(room).log], [user.id, entry])) === 1;
+  }
+
+  async setRole(room: string, user: UserRef, role: Role) {
+    const keys = authKeys(room);
+    await this.link.run(SCRIPTS.roleSet, [keys.owner, keys.roles], [user.id, role, user.name]);
+  }
+
+  async isListed(room: string, userId: string) {
+    return (await this.link.send("SISMEMBER", [authKeys(room).list, userId])) === 1;
+  }
+
+  async addListed(room: string, userIds: readonly string[]) {
+    if (userIds.length) await this.link.send("SADD", [authKeys(room).list, ...userIds]);
+  }
+
+  async removeListed(room: string, userId: string) {
+    await this.link.send("SREM", [authKeys(room).list, userId]);
+  }
+
+  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
+    const key = inviteKey(codeHash);
+    await this.link.send("HSET", [key, "room", room, "expiresAt", String(expiresAt), "maxUses", maxUses === null ? "" : String(maxUses), "uses", "0"]);
+    await this.link.send("PEXPIREAT", [key, String(expiresAt)]);
+  }
+
+  async useInvite(codeHash: string, room: string, now: number) {
+    return (await this.link.run(SCRIPTS.inviteUse, [inviteKey(codeHash)], [room, String(now)])) === 1;
+  }
+
+  privateRooms(): Promise<Set<string>> {
+    const now = this.now();
+    if (this.privates && this.privates.until > now) return this.privates.rooms;
+    const rooms = this.link.send("SMEMBERS", [PRIVATE_KEY]).then((members: string[]) => new Set(members));
+    const entry = { until: now + DIRECTORY_CACHE_MS, rooms };
+    this.privates = entry;
+    rooms.catch(() => this.privates === entry && (this.privates = null));
+    return rooms;
   }
 
   /** Redis expires sessions by itself. */

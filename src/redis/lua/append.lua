@@ -1,15 +1,19 @@
--- Appends one message, atomically (Redis runs a script alone and does not roll one back, so
+-- Appends one message or stored event (a settings change, applied to the room), atomically (Redis runs a script alone and does not roll one back, so
 -- every check comes before the first write of the message). trim-lib.lua comes first.
 --   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
 --   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
 --   KEYS[3] the room's dedup hash: "userId\nclientId" -> seq, dropped with the message it points at
 --   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
---   KEYS[5] chat:held
---   ARGV[1] the dedup field   ARGV[2] the message as JSON, without its seq   ARGV[3] HISTORY_RETAIN
---   ARGV[4] the room's channel   ARGV[5] the message's time   ARGV[6] the room   ARGV[7] rooms kept
+--   KEYS[5] chat:held   KEYS[6] the room's settings hash   KEYS[7] chat:private
+--   ARGV[1] the dedup field   ARGV[2] the entry as JSON, without its seq   ARGV[3] HISTORY_RETAIN
+--   ARGV[4] the room's channel   ARGV[5] the entry's time   ARGV[6] the room   ARGV[7] rooms kept
 --   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
--- Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it (nothing
--- of it stored, no seq spent); else {0, member} after publishing it.
+--   ARGV[10] a settings event's settings as JSON, applied to the room with it ("" for a message)
+--   ARGV[11] an edit's or deletion's change as JSON ({type, target, text?, ts}), applied to its
+--            target message first ("" for anything else)
+-- Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it, {3}
+-- when a change's target is not a live message (nothing of it stored, no seq spent); else
+-- {0, member} after publishing it.
 local room = ARGV[6]
 local cutoff = tonumber(ARGV[9])
 if cutoff then trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) end
@@ -25,6 +29,33 @@ if not held and redis.call('EXISTS', KEYS[2]) == 1 then
   held = true
 end
 if not held and redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[8]) then return {2} end
+if ARGV[11] ~= '' then
+  -- The target message changes in the same step as the event that says so, or neither happens.
+  local change = cjson.decode(ARGV[11])
+  local found = redis.call('ZRANGEBYSCORE', KEYS[2], change.target, change.target)
+  if not found[1] then return {3} end
+  local target = decoded(found[1])
+  if (target.type and target.type ~= 'message') or target.deleted then return {3} end
+  if change.type == 'edit' then
+    target.text = change.text
+    target.edited = change.ts
+  else
+    target.text = ''
+    target.deleted = change.ts
+    -- Its edits lose their text too.
+    for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      local e = decoded(member)
+      if e.type == 'edit' and e.target == change.target and e.text ~= '' then
+        e.text = ''
+        local s = redis.call('ZSCORE', KEYS[2], member)
+        redis.call('ZREM', KEYS[2], member)
+        redis.call('ZADD', KEYS[2], s, s .. ':' .. cjson.encode(e))
+      end
+    end
+  end
+  redis.call('ZREM', KEYS[2], found[1])
+  redis.call('ZADD', KEYS[2], change.target, change.target .. ':' .. cjson.encode(target))
+end
 local retain = tonumber(ARGV[3])
 local seq = redis.call('INCR', KEYS[1])
 local member = seq .. ':' .. ARGV[2]
@@ -44,6 +75,12 @@ elseif excess > 0 and cutoff then
   -- Without an age bound the score may lag (older than the room's oldest): the first sweep
   -- after one is set visits the room, finds nothing to trim and sets it right.
   syncHeld(KEYS[2], KEYS[5], room)
+end
+if ARGV[10] ~= '' then
+  local t = cjson.decode(ARGV[10])
+  redis.call('HSET', KEYS[6], 'topic', t.topic, 'private', tostring(t.private), 'readOnly', tostring(t.readOnly),
+    'slowModeSeconds', tostring(t.slowModeSeconds))
+  if t.private then redis.call('SADD', KEYS[7], room) else redis.call('SREM', KEYS[7], room) end
 end
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))

@@ -1,0 +1,268 @@
+/**
+ * Rooms' authority (§11.2): who may enter a room and read it, who owns a new room, and the
+ * commands that run a room (settings, roles, invites). Every decision asks core/rights.ts's
+ * may(); every door (WebSocket, TCP, HTTP) reaches these through the hub.
+ */
+import { randomBytes } from "node:crypto";
+import type { Batcher } from "./batcher.ts";
+import type { Connection } from "./connection.ts";
+import type { Context } from "./context.ts";
+import { may, type Action, type Rank } from "./core/rights.ts";
+import { holds, type AuditEntry, type RoomAuth, type Store } from "./engine.ts";
+import type { Fanout } from "./fanout.ts";
+import type { Membership } from "./membership.ts";
+import { MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
+import {
+  SLOW_MODE_MAX_SECONDS,
+  isRoom,
+  type InviteFrame,
+  type InviteRequest,
+  type Role,
+  type RoleFrame,
+  type RoomMember,
+  type RoomSettings,
+  type RoomSettingsFrame,
+  type UserRef,
+} from "./protocol/wire.ts";
+import type { RoomLog } from "./roomlog.ts";
+import { hashSecret, type Users } from "./users.ts";
+
+/** Bytes of randomness in an id of an event (it has no client id, but shares the messages' dedup key). */
+export const EVENT_ID_BYTES = 9;
+/** A fresh id for a stored event. */
+export const eventId = () => randomBytes(EVENT_ID_BYTES).toString("base64url");
+/** Bytes of randomness in an invite code (192 bits; §11.2 asks at least 128). */
+const INVITE_CODE_BYTES = 24;
+
+/** Who asks: a user, with its server-wide standing; a connection's user, or (HTTP) a bot or the admin bearer. */
+export interface Actor {
+  ref: UserRef;
+  admin: boolean;
+  /** Private rooms a member's token lets it join. */
+  claimRooms: readonly string[];
+}
+
+/** The actor a connection's user is. */
+export const actorOf = (conn: Connection): Actor => ({ ref: conn.user!.ref, admin: conn.admin, claimRooms: conn.claimRooms });
+
+/** The role a room gives a user: owner, moderator, or member when it gives none. */
+export function roleIn(auth: RoomAuth, userId: string): Role {
+  return auth.roles.get(userId)?.role ?? "member";
+}
+
+/** An actor's rank in a room: an admin outranks every role. */
+export function rankIn(auth: RoomAuth, actor: Actor): Rank {
+  return actor.admin ? "admin" : roleIn(auth, actor.ref.id);
+}
+
+export class Authority {
+  /** When each user last sent in each room ("room\nuserId"), for slow mode; swept of what is too old to matter. */
+  private readonly lastSent = new Map<string, number>();
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly store: Store,
+    private readonly log: RoomLog,
+    private readonly membership: Membership,
+    private readonly batcher: Batcher,
+    private readonly fanout: Fanout,
+    private readonly users: Users,
+  ) {}
+
+  /** A refusal unless `actor` may take `action` in a room whose authority is `auth` (on `target`). */
+  check(auth: RoomAuth, actor: Actor, action: Action, target?: UserRef): Failure | null {
+    const why = may({ rank: rankIn(auth, actor) }, action, target && { rank: this.rankOf(auth, target.id) });
+    return why === null ? null : fail("forbidden", why);
+  }
+
+  /** A user's rank as a target: its role, or admin when it is signed in as one here. */
+  /**
+   * Whether `actor` may enter `room` (§11.2), checked at every join, a resuming one too: anyone
+   * may enter a public room; a private one needs its list, the room in the member's token, an
+   * invite (which puts the user on the list), or the rank of a moderator.
+   */
+  async mayEnter(room: string, auth: RoomAuth, actor: Actor, invite: string | undefined): Promise<Failure | null> {
+    const banned = this.banned(auth, actor.ref.id);
+    if (banned) return banned;
+    if (!auth.settings.private || this.check(auth, actor, "room.enter") === null) return null;
+    if (await this.store.isListed(room, actor.ref.id)) return null;
+    if (actor.claimRooms.includes(room) || (invite !== undefined && (await this.store.useInvite(hashSecret(invite), room, this.ctx.now())))) {
+      await this.store.addListed(room, [actor.ref.id]);
+      return null;
+    }
+    if (invite !== undefined) return fail("invite_invalid", "that invite is unknown, used up, expired or for another room");
+    return fail("forbidden", `${room} is private: you need an invite`);
+  }
+
+  /** Whether `actor` may read `room`'s history: any room but a private one, which needs its list (§11.2). */
+  async mayRead(room: string, actor: Actor): Promise<boolean> {
+    const auth = await this.log.auth(room);
+    if (this.banned(auth, actor.ref.id)) return false;
+    if (!auth.settings.private || this.check(auth, actor, "room.enter") === null || actor.claimRooms.includes(room)) return true;
+    return this.store.isListed(room, actor.ref.id);
+  }
+
+  /**
+   * A room with no owner that holds nothing and has nobody in it is new (§11.2): ROOM_CREATION
+   * says who may start it, and its first joiner owns it. Null when the join may go on.
+   */
+  async claimIfNew(room: string, auth: RoomAuth, retained: boolean, othersHere: number, actor: Actor): Promise<Failure | null> {
+    if ([...auth.roles.values()].some((h) => h.role === "owner") || retained || othersHere > 0) return null;
+    const rule = this.ctx.config.roomCreation;
+    if (rule === "admins" && !actor.admin) return fail("forbidden", "only admins may start a room here");
+    if (rule === "members" && actor.ref.kind === undefined && !actor.admin) return fail("forbidden", "guests may join only rooms that exist already");
+    if (await this.store.claimOwner(room, actor.ref)) this.log.setRole(room, actor.ref, "owner");
+    return null;
+  }
+
+  /** `banned`, with until when, while a ban of the user holds in the room (§11.4). */
+  banned(auth: RoomAuth, userId: string): Failure | null {
+    const ban = auth.bans.get(userId);
+    if (!holds(ban, this.ctx.now())) return null;
+    return { ...fail("banned", "you are banned from this room"), ...(ban.until !== null ? { extra: { until: ban.until } } : {}) };
+  }
+
+  /**
+   * Whether `actor` may send in the room now (§11.2, §11.4): not while muted; in a read-only
+   * room, only moderators and up; in slow mode, once per its seconds (moderators and up exempt).
+   * Null when it may; a send that may is then counted for slow mode (`sent`).
+   */
+  maySend(room: string, auth: RoomAuth, actor: Actor): Failure | null {
+    const now = this.ctx.now();
+    const muted = this.muted(auth, actor.ref.id);
+    if (muted) return muted;
+    const { readOnly, slowModeSeconds } = auth.settings;
+    if (!readOnly && !slowModeSeconds) return null;
+    if (readOnly && this.check(auth, actor, "send.readOnly")) return fail("read_only", "only moderators send in this room");
+    if (slowModeSeconds && this.check(auth, actor, "send.slowMode")) {
+      const wait = (this.lastSent.get(`${room}\n${actor.ref.id}`) ?? -Infinity) + slowModeSeconds * 1000 - now;
+      if (wait > 0) return { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } };
+    }
+    return null;
+  }
+
+  /** `muted`, with until when, while a mute of the user holds in the room (§11.4). */
+  muted(auth: RoomAuth, userId: string): Failure | null {
+    const mute = auth.mutes.get(userId);
+    if (!holds(mute, this.ctx.now())) return null;
+    return { ...fail("muted", "you are muted in this room"), ...(mute.until !== null ? { extra: { until: mute.until } } : {}) };
+  }
+
+  /** Counts a send for slow mode. */
+  sent(room: string, userId: string): void {
+    this.lastSent.set(`${room}\n${userId}`, this.ctx.now());
+  }
+
+  /** Forgets the sends too old to matter to any slow mode (run now and then). */
+  sweep(now: number): void {
+    for (const [key, at] of this.lastSent) if (now - at > SLOW_MODE_MAX_SECONDS * 1000) this.lastSent.delete(key);
+  }
+
+  /** Members as `joined` lists them: with their role when it is not "member". */
+  withRoles(members: UserRef[], auth: RoomAuth): RoomMember[] {
+    if (auth.roles.size === 0) return members;
+    return members.map((m) => {
+      const role = auth.roles.get(m.id)?.role;
+      return role ? { ...m, role } : m;
+    });
+  }
+
+  /**
+   * `room_settings` (§11.2): the topic by moderators and up, the rest by the owner and admins.
+   * Stored as a `settings` event in the room's sequence, so every member, and everyone resuming
+   * with `since`, sees it in its place. Making a room private first lists everyone in it.
+   */
+  async settings(actor: Actor, frame: Omit<RoomSettingsFrame, "type" | "ref">): Promise<Result<null>> {
+    const { room } = frame;
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const auth = await this.log.auth(room);
+    const next: RoomSettings = { ...auth.settings };
+    if (frame.topic !== undefined) {
+      const denied = this.check(auth, actor, "room.topic");
+      if (denied) return denied;
+      const topic = normalizeTopic(frame.topic);
+      if (topic === null) return fail("text_invalid", "a topic is up to 200 characters, no control characters but tab and newline");
+      next.topic = topic;
+    }
+    const rest = { private: frame.private, readOnly: frame.readOnly, slowModeSeconds: frame.slowModeSeconds };
+    if (Object.values(rest).some((v) => v !== undefined)) {
+      const denied = this.check(auth, actor, "room.settings");
+      if (denied) return denied;
+      for (const [key, value] of Object.entries(rest)) if (value !== undefined) Object.assign(next, { [key]: value });
+    }
+    if (frame.topic === undefined && Object.values(rest).every((v) => v === undefined)) return fail("bad_request", "nothing to change");
+    if (next.private && !auth.settings.private) {
+      // Everyone in it now, grace included, on every instance, stays welcome.
+      const members = await this.membership.members(room);
+      await this.store.addListed(room, members.map((m) => m.id));
+    }
+    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), settings: next });
+    if ("refused" in stored) return fail("room_limit", `the server holds history for at most ${this.ctx.config.maxRooms} rooms`);
+    await this.audit({ room, ts: this.ctx.now(), action: "settings", by: { ...actor.ref }, detail: { ...next } });
+    return ok(null);
+  }
+
+  /**
+   * `role` (§11.3): the owner and admins give or take the moderator role, or hand the room over
+   * (the old owner becomes a moderator). Everyone in the room hears it as a `moderation` event.
+   */
+  async role(actor: Actor, frame: Omit<RoleFrame, "type" | "ref">): Promise<Result<null>> {
+    const { room, role } = frame;
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const auth = await this.log.auth(room);
+    const target = await this.known(room, auth, frame.user);
+    if (!target) return fail("not_found", "no such user in this room");
+    if (target.id === actor.ref.id) return fail("forbidden", "not on yourself");
+    const denied = this.check(auth, actor, "room.role", target);
+    if (denied) return denied;
+    if (roleIn(auth, target.id) === role) return ok(null);
+    await this.store.setRole(room, target, role);
+    this.log.setRole(room, target, role);
+    this.fanout.moderation({ type: "moderation", room, action: "role", user: target, by: { ...actor.ref }, role }, true);
+    await this.audit({ room, ts: this.ctx.now(), action: "role", by: { ...actor.ref }, user: target, detail: { role } });
+    return ok(null);
+  }
+
+  /** Adds a line to the audit log; a failed write is logged, not failed: the change itself stands. */
+  async audit(entry: AuditEntry): Promise<void> {
+    try {
+      await this.store.audit(entry);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "audit" });
+    }
+  }
+
+  /** `invite` (§11.2): a moderator or better gets a code that lets its holder into the room. */
+  async invite(actor: Actor, frame: Omit<InviteRequest, "type" | "ref">): Promise<Result<Omit<InviteFrame, "type">>> {
+    const { room } = frame;
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const denied = this.check(await this.log.auth(room), actor, "room.invite");
+    if (denied) return denied;
+    const code = randomBytes(INVITE_CODE_BYTES).toString("base64url");
+    const expiresAt = this.ctx.now() + (frame.ttlSeconds ?? this.ctx.config.inviteTtlSeconds) * 1000;
+    const maxUses = frame.maxUses ?? null;
+    await this.store.createInvite(hashSecret(code), room, expiresAt, maxUses);
+    return ok({ room, code, expiresAt, maxUses });
+  }
+
+  /**
+   * The user `userId` as the room knows it: a member here or on another instance, a holder of a
+   * role there, or someone on its list who is online; null when the room does not know it.
+   */
+  async known(room: string, auth: RoomAuth, userId: string, anyoneOnline = false): Promise<UserRef | null> {
+    const here = (await this.membership.members(room)).find((m) => m.id === userId);
+    if (here) return { ...here };
+    const holder = auth.roles.get(userId);
+    const online = this.users.online.get(userId)?.ref;
+    if (holder) return online ? { ...online } : userRef(userId, holder.name);
+    if (online && (anyoneOnline || (await this.store.isListed(room, userId)))) return { ...online };
+    const restricted = auth.bans.get(userId) ?? auth.mutes.get(userId);
+    return restricted && anyoneOnline ? userRef(userId, userId) : null;
+  }
+
+  /** The rank of `userId` in a room, as the target of an action. */
+  rankOf(auth: RoomAuth, userId: string): Rank {
+    const online = this.users.online.get(userId);
+    return online?.conns.some((c) => c.admin) ? "admin" : roleIn(auth, userId);
+  }
+}

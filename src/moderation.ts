@@ -1,0 +1,184 @@
+/**
+ * Moderation (§11.3–§11.4): kick, ban, unban and mute, in a room or (admins) server-wide, and
+ * what each does to its target's connections on every instance: they leave the room at once, or
+ * close with 4003. Every action is checked with may() (Authority.check), stored so it survives
+ * restarts and holds on every instance, announced as a live `moderation` event, and audited.
+ */
+import type { Actor, Authority } from "./authority.ts";
+import type { Connection } from "./connection.ts";
+import type { Conns } from "./conns.ts";
+import type { Context } from "./context.ts";
+import type { Restriction, RoomAuth, ServerEvent, Store } from "./engine.ts";
+import type { Fanout } from "./fanout.ts";
+import type { Membership } from "./membership.ts";
+import { MESSAGES, fail, ok, type Result } from "./protocol/rules.ts";
+import {
+  ADDRESS_BAN_DEFAULT_SECONDS,
+  CLOSE,
+  CLOSE_REASON,
+  isRoom,
+  type BanFrame,
+  type KickFrame,
+  type ModerationFrame,
+  type MuteFrame,
+  type UnbanFrame,
+  type UserRef,
+} from "./protocol/wire.ts";
+import type { Relay } from "./engine.ts";
+import type { RoomLog } from "./roomlog.ts";
+import type { Users } from "./users.ts";
+
+type Args<F> = Omit<F, "type" | "ref">;
+/** A moderation event about a room. */
+type RoomModeration = ModerationFrame & { room: string };
+
+export class Moderation {
+  constructor(
+    private readonly ctx: Context,
+    private readonly store: Store,
+    private readonly log: RoomLog,
+    private readonly authority: Authority,
+    private readonly membership: Membership,
+    private readonly fanout: Fanout,
+    private readonly relay: Relay,
+    private readonly users: Users,
+    private readonly conns: Conns,
+  ) {}
+
+  /**
+   * The target of an action in a room: known to the room (or, `anyoneOnline`, online here), not
+   * the actor, and of a lower rank (`forbidden` otherwise; `not_found` when unknown).
+   */
+  private async target(room: string, actor: Actor, userId: string, anyoneOnline: boolean): Promise<Result<{ auth: RoomAuth; user: UserRef }>> {
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const auth = await this.log.auth(room);
+    const user = await this.authority.known(room, auth, userId, anyoneOnline);
+    if (!user) return fail("not_found", "no such user in this room");
+    if (user.id === actor.ref.id) return fail("forbidden", "not on yourself");
+    const denied = this.authority.check(auth, actor, "user.moderate", user);
+    return denied ?? ok({ auth, user });
+  }
+
+  /** `kick` (§11.3): out of the room at once; from a private room, off its list too. */
+  async kick(actor: Actor, frame: Args<KickFrame>): Promise<Result<null>> {
+    const found = await this.target(frame.room, actor, frame.user, false);
+    if (!found.ok) return found;
+    const { auth, user } = found.value;
+    if (auth.settings.private) await this.store.removeListed(frame.room, user.id);
+    this.apply({ type: "moderation", room: frame.room, action: "kick", user, by: { ...actor.ref }, ...reason(frame.reason) }, true);
+    await this.audit(frame.room, actor, "kick", user, frame.reason);
+    return ok(null);
+  }
+
+  /**
+   * `ban` (§11.3): in a room, out of it until `seconds` pass or it is unbanned; without a room, or
+   * with `address` (admins only), every connection of the user (and from its addresses) closes
+   * with 4003 and its hellos are refused.
+   */
+  async ban(actor: Actor, frame: Args<BanFrame>): Promise<Result<null>> {
+    const now = this.ctx.now();
+    const by = { ...actor.ref };
+    if (frame.room === undefined || frame.address) {
+      if (!actor.admin) return fail("forbidden", "only admins ban from the whole server");
+      if (frame.user === actor.ref.id) return fail("forbidden", "not on yourself");
+      if (this.users.online.get(frame.user)?.conns.some((c) => c.admin)) return fail("forbidden", "not over an admin");
+      const seconds = frame.seconds ?? (frame.address ? ADDRESS_BAN_DEFAULT_SECONDS : null);
+      const restriction: Restriction = { until: seconds === null ? null : now + seconds * 1000, by, ...reason(frame.reason) };
+      const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };
+      const event: ModerationFrame = { type: "moderation", action: "ban", user: { ...user }, by, ...until(restriction), ...reason(frame.reason) };
+      await this.store.banServer(frame.user, restriction);
+      await this.serverBan({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
+      this.relay.broadcast({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
+      await this.audit(frame.room ?? null, actor, "ban", user, frame.reason, restriction.until);
+      return ok(null);
+    }
+    const found = await this.target(frame.room, actor, frame.user, true);
+    if (!found.ok) return found;
+    const restriction: Restriction = { until: frame.seconds === undefined ? null : now + frame.seconds * 1000, by, name: found.value.user.name, ...reason(frame.reason) };
+    await this.store.restrict("ban", frame.room, found.value.user.id, restriction);
+    const event: RoomModeration = { type: "moderation", room: frame.room, action: "ban", user: found.value.user, by, ...until(restriction), ...reason(frame.reason) };
+    this.apply(event, true, restriction);
+    await this.audit(frame.room, actor, "ban", found.value.user, frame.reason, restriction.until);
+    return ok(null);
+  }
+
+  /** `unban` (§11.3): in a room (as `ban`), or server-wide with its addresses (admins). */
+  async unban(actor: Actor, frame: Args<UnbanFrame>): Promise<Result<null>> {
+    if (frame.room === undefined) {
+      if (!actor.admin) return fail("forbidden", "only admins lift a server-wide ban");
+      await this.store.banServer(frame.user, null);
+      await this.audit(null, actor, "unban", { id: frame.user, name: frame.user });
+      return ok(null);
+    }
+    const found = await this.target(frame.room, actor, frame.user, true);
+    if (!found.ok) return found;
+    await this.store.restrict("ban", frame.room, found.value.user.id, null);
+    this.apply({ type: "moderation", room: frame.room, action: "unban", user: found.value.user, by: { ...actor.ref } }, true, null);
+    await this.audit(frame.room, actor, "unban", found.value.user);
+    return ok(null);
+  }
+
+  /** `mute` (§11.3): no sending in the room for `seconds`; 0 unmutes. */
+  async mute(actor: Actor, frame: Args<MuteFrame>): Promise<Result<null>> {
+    const found = await this.target(frame.room, actor, frame.user, true);
+    if (!found.ok) return found;
+    const { user } = found.value;
+    const restriction = frame.seconds === 0 ? null : { until: this.ctx.now() + frame.seconds * 1000, by: { ...actor.ref }, name: user.name };
+    await this.store.restrict("mute", frame.room, user.id, restriction);
+    const action = restriction ? "mute" : "unmute";
+    this.apply({ type: "moderation", room: frame.room, action, user, by: { ...actor.ref }, ...(restriction ? until(restriction) : {}) }, true, restriction);
+    await this.audit(frame.room, actor, action, user, undefined, restriction?.until);
+    return ok(null);
+  }
+
+  /**
+   * Carries out a room's moderation event here: the room hears it (and, `local`, the other
+   * instances, which carry it out for their own connections), the cached rights follow, and a
+   * kicked or banned user leaves the room at once.
+   */
+  apply(event: RoomModeration, local: boolean, restriction?: Restriction | null): void {
+    const { room, action, user } = event;
+    if (action === "role" && event.role) this.log.setRole(room, user, event.role);
+    if (action === "ban" || action === "unban") this.log.restrict(room, "ban", user.id, action === "ban" ? (restriction ?? restrictionOf(event)) : null);
+    if (action === "mute" || action === "unmute") this.log.restrict(room, "mute", user.id, action === "mute" ? (restriction ?? restrictionOf(event)) : null);
+    this.fanout.moderation(event, local);
+    if (action === "kick" || action === "ban") this.membership.evict(room, user, action === "kick" ? "kicked" : "banned");
+  }
+
+  /**
+   * Carries out a server-wide ban here: the user's connections (and, with `address`, every
+   * connection from their addresses, which get banned too) hear it and close with 4003.
+   */
+  async serverBan(event: Extract<ServerEvent, { type: "ban" }>): Promise<void> {
+    const own = [...this.users.connections(event.userId)];
+    const doomed = new Set<Connection>(own);
+    if (event.address) {
+      const ips = new Set(own.map((c) => c.ip));
+      for (const ip of ips) await this.store.banServer(event.userId, event.restriction, ip);
+      for (const conn of this.conns.all()) if (ips.has(conn.ip)) doomed.add(conn);
+    }
+    for (const conn of doomed) {
+      conn.moderated(event.frame);
+      this.membership.drop(conn, true);
+      conn.close(CLOSE.banned, CLOSE_REASON.banned);
+    }
+  }
+
+  /** The audit log's line for a moderation action. */
+  private audit(room: string | null, actor: Actor, action: ModerationFrame["action"], user: UserRef, why?: string, until?: number | null): Promise<void> {
+    return this.authority.audit({
+      room,
+      ts: this.ctx.now(),
+      action,
+      by: { ...actor.ref },
+      user,
+      ...(why ? { reason: why } : {}),
+      ...(until !== undefined ? { until } : {}),
+    });
+  }
+}
+
+const reason = (why: string | undefined) => (why ? { reason: why } : {});
+const until = (r: Restriction) => (r.until === null ? {} : { until: r.until });
+/** A restriction as another instance's event tells it. */
+const restrictionOf = (e: ModerationFrame): Restriction => ({ until: e.until ?? null, by: e.by, ...reason(e.reason) });
