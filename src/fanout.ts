@@ -12,12 +12,17 @@ import { addTo, removeFrom } from "./core/list.ts";
 import type { Relay } from "./engine.ts";
 import type { ModerationFrame, PresenceEvent, PresenceFrame, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 
+/** Bounds the authors of recent messages remembered per room with TCP members (for deletion lines). */
+const AUTHORS_KEPT = 500;
+
 /** A room's Bun pub/sub topic. */
 const roomTopic = (room: string) => `room:${room}`;
 
 export class Fanout {
   private readonly wsMembers = new Map<string, Set<WsConnection>>();
   private readonly tcpMembers = new Map<string, Set<TcpConnection>>();
+  /** Per room with TCP members: who wrote its recent messages, by seq (authorOf). */
+  private readonly authors = new Map<string, Map<number, string>>();
   server!: Server<WsConnection>;
 
   constructor(
@@ -40,14 +45,26 @@ export class Fanout {
       removeFrom(this.wsMembers, room, conn);
     } else if (conn instanceof TcpConnection) {
       removeFrom(this.tcpMembers, room, conn);
+      if (!this.tcpMembers.has(room)) this.authors.delete(room);
     }
   }
 
   /** A stored message or event; `before`, a settings event's previous settings, says what changed to TCP users. */
   message(m: StoredFrame, before?: RoomSettings): void {
-    const recipients = (this.wsMembers.get(m.room)?.size ?? 0) + (this.tcpMembers.get(m.room)?.size ?? 0);
-    this.ctx.metrics.messagesOut += recipients;
-    this.publish(m.room, JSON.stringify(m), () => formatStoredLines(m, before));
+    const tcp = this.tcpMembers.get(m.room)?.size ?? 0;
+    this.ctx.metrics.messagesOut += (this.wsMembers.get(m.room)?.size ?? 0) + tcp;
+    // TCP users see a deletion as whose message it was: of the messages they saw go by, who wrote each.
+    if (tcp && m.type === "message") this.authorOf(m.room).set(m.seq, m.user.name);
+    const author = tcp && m.type === "delete" ? this.authors.get(m.room)?.get(m.target) : undefined;
+    this.publish(m.room, JSON.stringify(m), () => formatStoredLines(m, before, author));
+  }
+
+  /** The authors of a room's last AUTHORS_KEPT messages by seq, kept while it has TCP members. */
+  private authorOf(room: string): Map<number, string> {
+    let seen = this.authors.get(room);
+    if (!seen) this.authors.set(room, (seen = new Map()));
+    if (seen.size >= AUTHORS_KEPT) seen.delete(seen.keys().next().value!);
+    return seen;
   }
 
   /** A moderation event to this instance's members of its room, and to the other instances unless it came from one. */

@@ -12,7 +12,7 @@ import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
 import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
 import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, userRef, type Result } from "./protocol/rules.ts";
-import type { HelloFrame, UserRef } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, type HelloFrame, type UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
 /** A restored session's expiry is pushed back at most this often (one write per hour at most). */
@@ -105,6 +105,12 @@ export class Users {
       if (this.heldByOther(session.keys, userId)) return fail("name_taken", MESSAGES.nameTaken);
       const reserved = await this.store.nameReservedBy(session.keys, now);
       if (reserved !== null && reserved !== userId) return fail("name_taken", MESSAGES.nameTaken);
+    }
+    // A server-wide ban of the user, or of its address, holds at every hello (§11.4).
+    const ban = await this.store.serverBan(session.userId, conn.ip, now);
+    if (ban) {
+      const refused = fail("banned", "you are banned from this server");
+      return { ...refused, ...(ban.until !== null ? { extra: { until: ban.until } } : {}), close: { code: CLOSE.banned, reason: CLOSE_REASON.banned } };
     }
     const guest = session.kind === "guest";
     const keys = guest ? session.keys : nameKeys(session.name);

@@ -92,11 +92,11 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
         });
       case "join":
         return hub.join(conn, { room: frame.room, since: frame.since, invite: frame.invite, limit: config.historyOnJoin, ref }).then((r) => {
-          if (!r.ok) conn.fail(r.code, r.message, ref);
+          if (!r.ok) conn.refuse(r, ref);
         });
       case "leave":
         return hub.leave(conn, frame.room).then((r) => {
-          if (!r.ok) return conn.fail(r.code, r.message, ref);
+          if (!r.ok) return conn.refuse(r, ref);
           conn.send(withRef({ type: "left", room: frame.room }, ref));
         });
       case "send": {
@@ -119,13 +119,13 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
         return hub.moderation.mute(actorOf(conn), frame).then((r) => done(conn, r, "mute", ref));
       case "typing": {
         const r = hub.typing(conn, frame.room);
-        if (!r.ok) return conn.fail(r.code, r.message, ref);
+        if (!r.ok) return conn.refuse(r, ref);
         return;
       }
       case "history": {
         const query = { after: frame.after, before: frame.before, limit: frame.limit ?? HISTORY_PAGE_DEFAULT };
         return hub.history(actorOf(conn), frame.room, query).then((r) => {
-          if (!r.ok) return conn.fail(r.code, r.message, ref);
+          if (!r.ok) return conn.refuse(r, ref);
           conn.send(withRef({ type: "history", room: frame.room, ...r.value }, ref));
         });
       }
@@ -135,7 +135,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
         return hub.authority.role(actorOf(conn), frame).then((r) => done(conn, r, "role", ref));
       case "invite":
         return hub.authority.invite(actorOf(conn), frame).then((r) => {
-          if (!r.ok) return conn.fail(r.code, r.message, ref);
+          if (!r.ok) return conn.refuse(r, ref);
           conn.send(withRef({ type: "invite", ...r.value }, ref));
         });
       case "signout":

@@ -1,0 +1,329 @@
+/**
+ * Moderation (§11.3–§11.5), on both engines: kick, ban, unban and mute in a room, server-wide
+ * and address bans, slow mode and read-only rooms, the checks every action passes (ranks,
+ * targets, bad values), the audit log, what holds across instances and restarts, and the TCP door.
+ */
+import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { SignJWT } from "jose";
+import { Client, ENGINES, LineClient, engineServers, instances, redisForSuite, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
+
+const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
+const SECRET = "a-test-secret-that-is-long-enough-1234";
+const memberToken = (sub: string) =>
+  new SignJWT({ sub }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(new TextEncoder().encode(SECRET));
+
+/** Sends a frame and returns its answer (the first ok, error or other direct answer), skipping room events. */
+async function ask(c: Client, frame: object): Promise<Frame> {
+  c.send(frame);
+  return (await c.until((f) => ["ok", "error", "joined", "history", "welcome"].includes(f.type))).at(-1)!;
+}
+
+/** Sends a message and waits for its echo, past whatever room events come first. */
+async function say(c: Client, room: string, text: string, id: string = crypto.randomUUID()): Promise<Frame> {
+  c.send({ type: "send", room, id, text });
+  return (await c.until((f) => f.type === "message" && f.id === id)).at(-1)!;
+}
+
+/** A welcomed guest in `rooms`, its events read up to now. */
+async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string }> {
+  const c = await Client.connect(server.wsUrl);
+  const w = await c.hello(name);
+  for (const room of rooms) await ask(c, { type: "join", room });
+  return Object.assign(c, { id: w.user.id as string, session: w.session as string });
+}
+
+const admin = async (server: TestServer, name = "ops") => {
+  const c = await Client.connect(server.wsUrl);
+  c.send({ type: "hello", name, adminToken: ADMIN_TOKEN });
+  const w = await c.expect("welcome");
+  return Object.assign(c, { id: w.user.id as string });
+};
+
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    const { startServer: start } = engineServers(engine);
+    const startServer = (options = {}) => start({ rateLimitBurst: 1000, rateLimitPerSecond: 1000, adminToken: ADMIN_TOKEN, ...options });
+
+    test("kick: out at once (left kicked), the room sees moderation then leave; a public room may be rejoined, a private one not", async () => {
+      await using server = await startServer({ presenceGraceMs: 60_000 });
+      const owner = await guest(server, "owner", "pub", "priv");
+      const troll = await guest(server, "troll", "pub", "priv");
+      const other = await guest(server, "other", "pub");
+      await ask(owner, { type: "room_settings", room: "priv", private: true });
+      await owner.sync();
+      expect(await ask(owner, { type: "kick", room: "pub", user: troll.id, reason: "spam", ref: "k" })).toEqual({ type: "ok", for: "kick", ref: "k" });
+      const seen = await other.until((f) => f.type === "presence" && f.event === "leave");
+      expect(seen.slice(-2)).toEqual([
+        { type: "moderation", room: "pub", action: "kick", user: { id: troll.id, name: "troll" }, by: { id: owner.id, name: "owner" }, reason: "spam" },
+        { type: "presence", room: "pub", event: "leave", user: { id: troll.id, name: "troll" } },
+      ]);
+      expect(await troll.until((f) => f.type === "left")).toContainEqual({ type: "left", room: "pub", reason: "kicked" });
+      // Still in its other room; may come back to the public one.
+      troll.send({ type: "send", room: "priv", id: "still", text: "still here" });
+      expect(await troll.until((f) => f.id === "still")).toContainEqual(expect.objectContaining({ type: "message", id: "still" }));
+      expect((await ask(troll, { type: "join", room: "pub" })).type).toBe("joined");
+      // From a private room, a kick takes it off the list.
+      await ask(owner, { type: "kick", room: "priv", user: troll.id });
+      expect(await ask(troll, { type: "join", room: "priv" })).toMatchObject({ code: "forbidden" });
+      for (const c of [owner, troll, other]) c.close();
+    });
+
+    test("ranks and targets: nobody acts on itself, its equals or betters, or the owner; unknown users are not_found; bad values bad_request", async () => {
+      await using server = await startServer();
+      const owner = await guest(server, "owner", "r");
+      const mod1 = await guest(server, "mod1", "r");
+      const mod2 = await guest(server, "mod2", "r");
+      const member = await guest(server, "member", "r");
+      for (const m of [mod1, mod2]) await ask(owner, { type: "role", room: "r", user: m.id, role: "moderator" });
+      const ops = await admin(server);
+      await ask(ops, { type: "join", room: "r" });
+      const cases: [Client, object, string][] = [
+        [member, { type: "kick", room: "r", user: mod1.id }, "forbidden"],
+        [mod1, { type: "kick", room: "r", user: mod2.id }, "forbidden"],
+        [mod1, { type: "ban", room: "r", user: owner.id }, "forbidden"],
+        [ops, { type: "mute", room: "r", user: owner.id, seconds: 60 }, "forbidden"],
+        [mod1, { type: "kick", room: "r", user: mod1.id }, "forbidden"],
+        [mod1, { type: "kick", room: "r", user: ops.id }, "forbidden"],
+        [mod1, { type: "kick", room: "r", user: "nobody" }, "not_found"],
+        [mod1, { type: "ban", user: member.id }, "forbidden"],
+        [mod1, { type: "ban", room: "r", user: member.id, address: true }, "forbidden"],
+        [mod1, { type: "mute", room: "r", user: member.id, seconds: -1 }, "bad_request"],
+        [mod1, { type: "mute", room: "r", user: member.id, seconds: 10 ** 10 }, "bad_request"],
+        [mod1, { type: "kick", room: "r", user: member.id, reason: "x".repeat(201) }, "bad_request"],
+        [mod1, { type: "kick", room: "r", user: member.id, reason: "bell\u0007" }, "bad_request"],
+      ];
+      for (const [actor, frame, code] of cases) expect([frame, (await ask(actor, frame)).code]).toEqual([frame, code]);
+      // Nothing happened to anyone: the member still sends.
+      member.send({ type: "send", room: "r", id: "alive", text: "still here" });
+      expect(await member.until((f) => f.id === "alive")).toContainEqual(expect.objectContaining({ id: "alive" }));
+      for (const c of [owner, mod1, mod2, member, ops]) c.close();
+    });
+
+    test("ban in a room: out at once (left banned); every join, a resuming one too, is banned with until; unban lets it back; a ban ends by itself", async () => {
+      let clock = Date.now();
+      await using server = await startServer({ now: () => clock, presenceGraceMs: 0 });
+      const owner = await guest(server, "owner", "r");
+      const bad = await guest(server, "bad", "r");
+      await say(owner, "r", "hello");
+      expect(await ask(owner, { type: "ban", room: "r", user: bad.id, seconds: 600, reason: "rude" })).toMatchObject({ type: "ok" });
+      expect(await bad.until((f) => f.type === "left")).toContainEqual({ type: "left", room: "r", reason: "banned" });
+      const until = clock + 600_000;
+      expect(await ask(bad, { type: "join", room: "r" })).toEqual({ type: "error", code: "banned", message: expect.any(String), until });
+      expect(await ask(bad, { type: "join", room: "r", since: 0 })).toMatchObject({ code: "banned", until });
+      expect(await ask(bad, { type: "history", room: "r" })).toMatchObject({ code: "forbidden" });
+      expect(await ask(owner, { type: "unban", room: "r", user: bad.id })).toMatchObject({ type: "ok" });
+      expect((await ask(bad, { type: "join", room: "r" })).type).toBe("joined");
+      await ask(owner, { type: "ban", room: "r", user: bad.id, seconds: 60 });
+      clock += 61_000;
+      expect((await ask(bad, { type: "join", room: "r" })).type).toBe("joined");
+      for (const c of [owner, bad]) c.close();
+    });
+
+    test("mute: sends answer muted with until; 0 unmutes; the room hears both", async () => {
+      const clock = Date.now();
+      await using server = await startServer({ now: () => clock });
+      const owner = await guest(server, "owner", "r");
+      const loud = await guest(server, "loud", "r");
+      await ask(owner, { type: "mute", room: "r", user: loud.id, seconds: 3600 });
+      expect((await loud.until((f) => f.type === "moderation")).at(-1)).toMatchObject({ action: "mute", until: clock + 3_600_000 });
+      loud.send({ type: "send", room: "r", id: "m1", text: "can you hear me" });
+      expect(await loud.next()).toEqual({ type: "error", code: "muted", message: expect.any(String), ref: "m1", until: clock + 3_600_000 });
+      await ask(owner, { type: "mute", room: "r", user: loud.id, seconds: 0 });
+      expect((await loud.until((f) => f.type === "moderation")).at(-1)).toMatchObject({ action: "unmute" });
+      loud.send({ type: "send", room: "r", id: "m2", text: "now?" });
+      expect(await loud.next()).toMatchObject({ type: "message", id: "m2" });
+      for (const c of [owner, loud]) c.close();
+    });
+
+    test("slow mode: one message per its seconds, slow_mode with retryAfterMs; read-only: only moderators send; moderators exempt", async () => {
+      let clock = Date.now();
+      await using server = await startServer({ now: () => clock });
+      const owner = await guest(server, "owner", "r");
+      const user = await guest(server, "user", "r");
+      await ask(owner, { type: "room_settings", room: "r", slowModeSeconds: 30 });
+      await user.sync();
+      user.send({ type: "send", room: "r", id: "s1", text: "first" });
+      expect(await user.next()).toMatchObject({ type: "message", id: "s1" });
+      clock += 10_000;
+      user.send({ type: "send", room: "r", id: "s2", text: "too soon" });
+      expect(await user.next()).toEqual({ type: "error", code: "slow_mode", message: expect.any(String), ref: "s2", retryAfterMs: 20_000 });
+      for (let i = 0; i < 3; i++) expect((await say(owner, "r", `owner ${i}`)).type).toBe("message");
+      clock += 20_000;
+      await user.sync();
+      user.send({ type: "send", room: "r", id: "s3", text: "in time" });
+      expect((await user.until((f) => f.id === "s3")).at(-1)).toMatchObject({ type: "message" });
+      await ask(owner, { type: "room_settings", room: "r", readOnly: true, slowModeSeconds: 0 });
+      await user.sync();
+      user.send({ type: "send", room: "r", id: "s4", text: "hello?" });
+      expect(await user.next()).toMatchObject({ type: "error", code: "read_only", ref: "s4" });
+      for (const c of [owner, user]) c.close();
+    });
+
+    test("a server-wide ban (admins): the user's connections get the event and close 4003; its hellos are refused, a member's new sessions too", async () => {
+      await using server = await startServer({ authJwtSecret: SECRET, guestAccess: true });
+      const ops = await admin(server);
+      const member = await Client.connect(server.wsUrl);
+      member.send({ type: "hello", token: await memberToken("villain") });
+      await member.expect("welcome");
+      await ask(member, { type: "join", room: "r" });
+      const tab = await Client.connect(server.wsUrl);
+      tab.send({ type: "hello", token: await memberToken("villain") });
+      await tab.expect("welcome");
+      expect(await ask(ops, { type: "ban", user: "u:villain", reason: "spam" })).toMatchObject({ type: "ok" });
+      for (const c of [member, tab]) {
+        expect(await c.until((f) => f.type === "moderation")).toContainEqual(expect.objectContaining({ type: "moderation", action: "ban", user: expect.objectContaining({ id: "u:villain" }), reason: "spam" }));
+        expect(await c.closed).toEqual({ code: 4003, reason: "banned" });
+      }
+      const again = await Client.connect(server.wsUrl);
+      again.send({ type: "hello", token: await memberToken("villain") });
+      expect(await again.next()).toMatchObject({ type: "error", code: "banned" });
+      expect(await again.closed).toEqual({ code: 4003, reason: "banned" });
+      expect(await ask(ops, { type: "unban", user: "u:villain" })).toMatchObject({ type: "ok" });
+      const back = await Client.connect(server.wsUrl);
+      back.send({ type: "hello", token: await memberToken("villain") });
+      expect(await back.next()).toMatchObject({ type: "welcome" });
+      for (const c of [ops, back]) c.close();
+    });
+
+    test("an address ban closes every connection from the address and refuses its hellos until it ends", async () => {
+      let clock = Date.now();
+      await using server = await startServer({ now: () => clock, trustProxy: true });
+      const from = (ip: string) => ({ "x-forwarded-for": ip });
+      const connect = async (name: string, ip: string) => {
+        const c = await Client.connect(server.wsUrl, from(ip));
+        c.send({ type: "hello", name });
+        return Object.assign(c, { first: await c.next() });
+      };
+      const ops = await admin(server);
+      const bad = await connect("bad", "192.0.2.7");
+      const friend = await connect("friend", "192.0.2.7");
+      const bystander = await connect("bystander", "198.51.100.1");
+      expect(await ask(ops, { type: "ban", user: bad.first.user.id, address: true, seconds: 60 })).toMatchObject({ type: "ok" });
+      expect(await bad.closed).toEqual({ code: 4003, reason: "banned" });
+      expect(await friend.closed).toEqual({ code: 4003, reason: "banned" });
+      const refused = await connect("newcomer", "192.0.2.7");
+      expect(refused.first).toMatchObject({ type: "error", code: "banned", until: clock + 60_000 });
+      expect(await refused.closed).toEqual({ code: 4003, reason: "banned" });
+      expect((await bystander.sync())).toEqual([]);
+      clock += 61_000;
+      expect((await connect("later", "192.0.2.7")).first.type).toBe("welcome");
+      for (const c of [ops, bystander]) c.close();
+    });
+
+    test("the audit log: admins read each action and settings change, newest first, by room; others get 401", async () => {
+      await using server = await startServer();
+      const owner = await guest(server, "owner", "r");
+      const member = await guest(server, "member", "r");
+      await ask(owner, { type: "room_settings", room: "r", topic: "rules" });
+      await ask(owner, { type: "mute", room: "r", user: member.id, seconds: 60 });
+      await ask(owner, { type: "kick", room: "r", user: member.id, reason: "enough" });
+      expect((await server.http("/api/audit")).status).toBe(401);
+      expect((await server.http("/api/audit", { headers: { authorization: "Bearer wrong-token-wrong-token-wrong" } })).status).toBe(401);
+      const res = await server.http("/api/audit?room=r", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+      const body = await res.json();
+      expect(body.entries.map((e: Frame) => [e.action, e.user?.name, e.reason])).toEqual([
+        ["kick", "member", "enough"],
+        ["mute", "member", undefined],
+        ["settings", undefined, undefined],
+      ]);
+      // (Read before toMatchObject, which leaves its matchers in the object it checked.)
+      const [newest, next] = [structuredClone(body.entries[0]), structuredClone(body.entries[1])];
+      expect(body.entries[0]).toMatchObject({ room: "r", by: { id: owner.id, name: "owner" }, ts: expect.any(Number), id: expect.any(Number) });
+      const older = await (await server.http(`/api/audit?room=r&before=${newest.id}&limit=1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+      expect(older).toEqual({ entries: [next], complete: false });
+      for (const c of [owner, member]) c.close();
+    });
+
+    test("the TCP door: moderation and changes as * lines; /kick, /mute, /ban, /unban for moderators; a kicked TCP user leaves the room", async () => {
+      await using server = await startServer({ tcpPort: 0 });
+      const owner = await guest(server, "owner", "general");
+      const { client: tcp } = await tcpUser(server, "terry");
+      const m = await say(owner, "general", "typo hree");
+      await tcp.readUntil("typo hree\n");
+      await ask(owner, { type: "edit", room: "general", seq: m.seq, text: "typo here" });
+      expect(await tcp.readUntil("\n")).toBe("* owner edited a message in general: typo here\n");
+      await ask(owner, { type: "delete", room: "general", seq: m.seq });
+      expect(await tcp.readUntil("\n")).toBe("* a message by owner was deleted in general by owner\n");
+      // Terry cannot moderate; the owner can, by name.
+      tcp.write("/kick owner\n");
+      expect(await tcp.readUntil("\n")).toMatch(/^! forbidden: /);
+      const { client: victim } = await tcpUser(server, "victim");
+      await tcp.readUntil("victim joined general\n");
+      const terryId = owner.frames.find((f) => f.type === "presence" && f.user.name === "terry")!.user.id;
+      await ask(owner, { type: "role", room: "general", user: terryId, role: "moderator" });
+      await tcp.readUntil("(by owner)\n");
+      tcp.write("/mute victim 10\n");
+      expect(await tcp.readUntil("\n")).toBe("* victim was muted in general by terry for 10 min\n");
+      victim.write("hello?\n");
+      expect(await victim.readUntil("! muted: ")).toContain("* victim was muted in general by terry for 10 min\n");
+      tcp.write("/kick victim be nice\n");
+      expect(await tcp.readUntil("be nice\n")).toContain("* victim was kicked from general by terry: be nice");
+      expect(await victim.readUntil("no room; /join ROOM\n")).toContain("* victim was kicked from general by terry: be nice");
+      expect(await tcp.readUntil("\n")).toBe("* victim left general\n");
+      tcp.write("/ban victim\n");
+      expect(await tcp.readUntil("\n")).toMatch(/^! not_found: /); // gone from the room: no longer there by name
+      victim.write("/join general\n");
+      await tcp.readUntil("victim joined general\n");
+      tcp.write("/ban victim 5\n");
+      expect(await tcp.readUntil("\n")).toBe("* victim was banned from general by terry for 5 min\n");
+      expect(await tcp.readUntil("\n")).toBe("* victim left general\n");
+      victim.write("/join general\n");
+      expect(await victim.readUntil("! banned: ")).toContain("* victim was banned from general by terry for 5 min");
+      tcp.write("/unban victim\n");
+      expect(await tcp.readUntil("general\n")).toContain("* victim may come back to general");
+      tcp.end();
+      victim.end();
+      owner.close();
+    });
+  });
+}
+
+describe("what holds across instances and restarts", () => {
+  const redis = redisForSuite();
+
+  test("a ban and a mute made on A hold on B; a kick on A takes the user out on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "owner", "r");
+    const onB = await guest(b, "onb", "r");
+    await owner.until((f) => f.type === "presence");
+    await ask(owner, { type: "mute", room: "r", user: onB.id, seconds: 600 });
+    onB.send({ type: "send", room: "r", id: "x", text: "hi" });
+    expect((await onB.until((f) => f.type === "error")).at(-1)).toMatchObject({ code: "muted" });
+    await ask(owner, { type: "kick", room: "r", user: onB.id });
+    expect(await onB.until((f) => f.type === "left")).toContainEqual({ type: "left", room: "r", reason: "kicked" });
+    const leave = (f: Frame) => f.type === "presence" && f.event === "leave";
+    if (!owner.frames.some(leave)) await owner.until(leave);
+    expect(owner.frames.find(leave)).toMatchObject({ user: { id: onB.id } });
+    await ask(owner, { type: "ban", room: "r", user: onB.id });
+    expect(await ask(onB, { type: "join", room: "r" })).toMatchObject({ code: "banned" });
+    const ops = await admin(a);
+    await ask(ops, { type: "ban", user: onB.id });
+    expect(await onB.closed).toEqual({ code: 4003, reason: "banned" });
+    for (const c of [owner, ops]) c.close();
+  });
+
+  test("bans and mutes survive a restart on the same SQLite file", async () => {
+    using dir = tempDir();
+    const databasePath = join(dir.path, "chat.sqlite");
+    let session = "";
+    let id = "";
+    {
+      await using server = await startServer({ databasePath, adminToken: ADMIN_TOKEN });
+      const owner = await guest(server, "owner", "r");
+      const bad = await guest(server, "bad", "r");
+      session = (bad as unknown as { session: string }).session;
+      id = bad.id;
+      await ask(owner, { type: "ban", room: "r", user: bad.id });
+      const ops = await admin(server);
+      await ask(ops, { type: "ban", user: "u:offline-troll" });
+      for (const c of [owner, bad, ops]) c.close();
+    }
+    await using server = await startServer({ databasePath });
+    const back = await Client.connect(server.wsUrl);
+    expect((await back.hello("bad", session)).user.id).toBe(id);
+    expect(await ask(back, { type: "join", room: "r" })).toMatchObject({ code: "banned" });
+    back.close();
+  });
+});
