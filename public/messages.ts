@@ -81,7 +81,7 @@ export function createMessages(deps: MessagesDeps) {
     const li = room.view.list.querySelector<HTMLElement>(`.msg[data-seq="${seq}"]`);
     if (li) {
       room.seeking = null;
-      room.stuck = false;
+      // The scroll this causes tells the room whether it still follows new messages.
       li.scrollIntoView({ block: "center" });
       li.focus({ preventScroll: true });
       // Restarts the highlight if it is still running from a jump before.
