@@ -15,6 +15,7 @@ export function findElements() {
     loginStatus: byId("login-status"),
     loginLead: byId("login-lead"),
     loginMembers: byId("login-members"),
+    loginApp: byId("login-app"),
     loginGuest: byId("login-guest"),
     loginAdmin: byId<HTMLDetailsElement>("login-admin"),
     loginAdminToken: byId<HTMLInputElement>("login-admin-token"),

@@ -90,7 +90,11 @@ export function createRooms(deps: RoomsDeps) {
   function ensure(name: string, invite?: string): Room {
     const existing = rooms.get(name);
     if (existing) {
-      if (invite && existing.sync.phase !== "live") existing.invite = invite;
+      if (invite && existing.sync.phase !== "live") {
+        existing.invite = invite;
+        // An invite to a room we were sent out of is a reason to ask again.
+        if (existing.out) rejoin(existing);
+      }
       return existing;
     }
     const room: Room = {

@@ -54,6 +54,7 @@ export function createSignIn(ui: Ui, fetch: Fetch, ask: Ask) {
 
   function drawMode(): void {
     ui.loginMembers.hidden = info.guests;
+    ui.loginApp.hidden = !(info.guests && info.members);
     ui.loginLead.hidden = ui.loginGuest.hidden = ui.loginSubmit.hidden = !info.guests;
   }
 
