@@ -31,8 +31,8 @@ const FALLBACK_MAX_CHARS = 2_000;
 
 /** How long a sign-out waits for the server to close the session's connections before forgetting it anyway. */
 const SIGNOUT_WAIT_MS = 5_000;
-/** The Send button's countdown in slow mode is redrawn this often. */
-const COUNTDOWN_TICK_MS = 1_000;
+/** The longest delay a browser timer takes (longer ones fire at once). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
 
 const NAME_REFUSED: Partial<Record<ErrorCode, string>> = {
   name_invalid: "Use 1 to 32 letters, digits, spaces, _ - or .",
@@ -244,11 +244,9 @@ export function createChat(deps: ChatDeps) {
     ui.text.disabled = state.blocked;
     ui.composerNote.textContent = state.note;
     ui.composerNote.hidden = !state.note;
+    // Drawn again when it changes by itself: each second of the countdown, the end of a mute.
     window.clearTimeout(countdown);
-    // Redrawn each second while Send waits, and once more when a mute with an end is over.
-    const muted = rooms.currentRoom()?.mutedUntil ?? 0;
-    const next = wait > 0 ? state.waitMs - (wait - 1) * 1000 : state.blocked && Number.isFinite(muted) && muted > Date.now() ? muted - Date.now() : 0;
-    if (next > 0) countdown = window.setTimeout(updateCounter, Math.min(next, 2 ** 31 - 1, wait > 0 ? COUNTDOWN_TICK_MS : Infinity));
+    if (state.changesInMs > 0) countdown = window.setTimeout(updateCounter, Math.min(state.changesInMs, TIMER_MAX_MS));
   }
 
   function maxChars(): number {

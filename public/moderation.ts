@@ -26,6 +26,8 @@ export interface WriteState {
   note: string;
   blocked: boolean;
   waitMs: number;
+  /** When this state changes by itself (a mute ends, the countdown's second turns), in ms; 0: not. */
+  changesInMs: number;
 }
 
 export interface ModerationDeps {
@@ -176,18 +178,21 @@ export function createModeration(deps: ModerationDeps) {
 
   /** What the composer of `room` says and allows now. */
   function writeState(room: Room | undefined): WriteState {
-    if (!room || room.out) return { note: "", blocked: room !== undefined, waitMs: 0 };
+    const open = { note: "", blocked: false, waitMs: 0, changesInMs: 0 };
+    if (!room || room.out) return { ...open, blocked: room !== undefined };
     const at = Date.now();
     if (room.mutedUntil > at) {
-      const until = Number.isFinite(room.mutedUntil) ? ` until ${untilText(room.mutedUntil)}` : "";
+      const ends = Number.isFinite(room.mutedUntil);
+      const until = ends ? ` until ${untilText(room.mutedUntil)}` : "";
       const why = room.action?.action === "mute" && room.action.reason ? ` (${room.action.reason})` : "";
-      return { note: `You are muted in #${room.name}${until}${why}.`, blocked: true, waitMs: 0 };
+      return { ...open, note: `You are muted in #${room.name}${until}${why}.`, blocked: true, changesInMs: ends ? room.mutedUntil - at : 0 };
     }
     const free = mayWriteFreely(myRank(room));
-    if (room.settings.readOnly && !free) return { note: `#${room.name} is read-only: only moderators write here.`, blocked: true, waitMs: 0 };
+    if (room.settings.readOnly && !free) return { ...open, note: `#${room.name} is read-only: only moderators write here.`, blocked: true };
     const slow = room.settings.slowModeSeconds;
-    if (!slow || free) return { note: "", blocked: false, waitMs: 0 };
-    return { note: `Slow mode: one message per ${duration(slow)}.`, blocked: false, waitMs: Math.max(0, room.slowUntil - at) };
+    if (!slow || free) return open;
+    const waitMs = Math.max(0, room.slowUntil - at);
+    return { ...open, note: `Slow mode: one message per ${duration(slow)}.`, waitMs, changesInMs: waitMs % 1000 || Math.min(waitMs, 1000) };
   }
 
   /** What the page says when the server closed with 4003: banned from the whole chat. */
