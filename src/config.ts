@@ -6,6 +6,7 @@
  *   bun run src/config.ts     prints the README's table (a test checks the README holds it)
  */
 import { createPublicKey } from "node:crypto";
+import { isIP } from "node:net";
 import { z } from "zod";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -84,6 +85,17 @@ export function hostKey(host: string): string | null {
   }
 }
 
+/**
+ * An address to listen on: an IP address, or a DNS name whose last label is not all digits
+ * (so `999.1.1.1`, no address and no name, is refused here rather than by listen()).
+ *   isListenHost("::1") // => true;  isListenHost("999.1.1.1") // => false
+ */
+export function isListenHost(s: string): boolean {
+  if (isIP(s)) return true;
+  const label = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+  return s.length <= 253 && new RegExp(`^(?:${label}\\.)*${label}$`, "i").test(s) && !/(?:^|\.)\d+$/.test(s);
+}
+
 /** Host names as hostKey() writes them, so that a request's Host is compared as is. */
 const hostList = z.array(z.string().refine((h) => hostKey(h) === h));
 /** Bounds METRICS_TOKEN, in characters. */
@@ -142,18 +154,18 @@ const SETTINGS = {
   host: row<string>({
     env: "HOST",
     default: "0.0.0.0",
-    allowed: "an address to listen on",
-    range: "address",
+    allowed: "an IP address or a host name to listen on",
+    range: "IP address or host name",
     doc: "listen address, for HTTP and TCP",
-    value: z.string().min(1),
-    parse: z.string().min(1),
+    value: z.string().refine(isListenHost),
+    parse: z.string().refine(isListenHost),
   }),
   databasePath: row<string>({
     env: "DATABASE_PATH",
     default: "./data/chat.sqlite",
     allowed: "a file path or :memory:",
     range: "path or `:memory:`",
-    doc: "SQLite file for history and sessions; its folder is created",
+    doc: "SQLite file for history and sessions; its folder is created; one server per file (a second one exits 1, naming the first's process)",
     value: z.string().min(1),
     parse: z.string().min(1),
   }),
@@ -419,6 +431,9 @@ function crossCheck(config: Config, name: (key: keyof Config) => string): string
       `${name("maxPayloadBytes")}=${config.maxPayloadBytes}: must be at least ${PAYLOAD_BYTES_PER_CHAR} × ` +
         `${name("maxMessageChars")} + ${PAYLOAD_OVERHEAD_BYTES} = ${need} (${name("maxMessageChars")}=${config.maxMessageChars})`,
     );
+  }
+  if (config.tcpPort !== null && config.tcpPort !== 0 && config.tcpPort === config.port) {
+    errors.push(`${name("tcpPort")}=${config.tcpPort}: must differ from ${name("port")}, which the HTTP door listens on`);
   }
   const keys = (["authJwtSecret", "authJwtPublicKey", "authJwksUrl"] as const).filter((key) => config[key] !== null);
   if (keys.length > 1) errors.push(`${keys.map(name).join(", ")}: set one way to verify members' tokens, not ${keys.length}`);

@@ -5,6 +5,7 @@
  * bad environment or an unreachable Redis stops it before it listens.
  */
 import { describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createServer } from "../server.ts";
 import {
@@ -15,6 +16,7 @@ import {
   burst,
   catchUp,
   freePort,
+  reservePort,
   run,
   spawnServer,
   sqliteWith,
@@ -147,5 +149,59 @@ describe("as a process", () => {
     expect(code).toBe(1);
     expect(stdout).toBe("");
     expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
+  });
+
+  test("start-up failures say NAME=value: what is wrong, and exit 1: an address, a port in use, an unusable database", async () => {
+    using dir = tempDir();
+    const text = join(dir.path, "notes.txt");
+    writeFileSync(text, "not a database, just some text that SQLite will not take for one\n".repeat(20));
+    const folder = join(dir.path, "a-folder");
+    mkdirSync(folder);
+    const taken = reservePort();
+    try {
+      const free = String(freePort());
+      const port = String(taken.port);
+      const memory = { DATABASE_PATH: ":memory:" };
+      const cases: [Record<string, string>, RegExp][] = [
+        [{ HOST: "999.1.1.1", ...memory }, /^HOST=999\.1\.1\.1: an IP address or a host name to listen on\n$/],
+        [{ HOST: "no-such-host.invalid", ...memory }, /^HOST=no-such-host\.invalid: cannot listen on this address \(.+\)\n$/],
+        [{ PORT: free, TCP_PORT: free, ...memory }, new RegExp(`^TCP_PORT=${free}: must differ from PORT, which the HTTP door listens on\n$`)],
+        [{ PORT: port, ...memory }, new RegExp(`^PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)\n$`)],
+        [{ TCP_PORT: port, ...memory }, new RegExp(`^TCP_PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)\n$`)],
+        [{ DATABASE_PATH: text }, /^DATABASE_PATH=.+notes\.txt: not a SQLite database \(file is not a database\)\n$/],
+        [{ DATABASE_PATH: join(text, "chat.sqlite") }, /^DATABASE_PATH=.+notes\.txt\/chat\.sqlite: its folder or lock file cannot be made \((EEXIST|ENOTDIR).*\)\n$/],
+        [{ DATABASE_PATH: folder }, /^DATABASE_PATH=.+a-folder: cannot be opened or created \(.+\)\n$/],
+      ];
+      const runs = await Promise.all(cases.map(([env]) => run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } })));
+      runs.forEach(({ code, stderr }, i) => {
+        const [env, expected] = cases[i]!;
+        expect([env, code, stderr]).toEqual([env, 1, expect.stringMatching(expected)]);
+      });
+      // None of them listened, nor wrote a log line saying so.
+      expect(runs.filter((r) => r.stdout.includes('"listening"'))).toEqual([]);
+    } finally {
+      taken.release();
+    }
+  });
+
+  test("a second server on the same DATABASE_PATH refuses to start, naming the process that holds it; a killed holder leaves no lock", async () => {
+    using dir = tempDir();
+    const env = { DATABASE_PATH: join(dir.path, "chat.sqlite") };
+    await using first = await spawnServer(env);
+    const second = await run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toBe(
+      `DATABASE_PATH=${env.DATABASE_PATH}: in use by process ${first.proc.pid} (${env.DATABASE_PATH}.lock is locked): one file takes one server\n`,
+    );
+    // The first goes on serving, alone: what it stores is there for the next one.
+    const alice = await Client.connect(first.wsUrl);
+    await alice.hello("alice");
+    await alice.join("one-writer");
+    const said = await alice.say("one-writer", "only one of us writes here");
+    first.proc.kill("SIGKILL");
+    await first.proc.exited;
+    await using third = await spawnServer(env);
+    const page = (await (await fetch(new URL("/api/rooms/one-writer/messages", third.url))).json()) as { messages: Frame[] };
+    expect(page.messages).toEqual([said]);
   });
 });
