@@ -8,6 +8,7 @@
 import { createPublicKey } from "node:crypto";
 import { isIP } from "node:net";
 import { z } from "zod";
+import { RESERVED_NAMES, checkName } from "./protocol/rules.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -396,6 +397,19 @@ const SETTINGS = {
     "how long after sending its author may edit a message (0: any time)",
   ),
   inviteTtlSeconds: integer("INVITE_TTL_SECONDS", 60, 31536000, 604800, "how long an invite code works when its maker names no `ttlSeconds`"),
+  reservedNames: row<string[]>({
+    env: "RESERVED_NAMES",
+    default: [],
+    shown: "(none)",
+    allowed: "comma-separated names, each a valid name",
+    range: "names, comma-separated",
+    doc: `names guests may not take, nor their look-alikes, besides ${RESERVED_NAMES.join(", ")} (members and bots may)`,
+    value: z.array(z.string().refine((n) => checkName(n) === n)),
+    parse: z
+      .string()
+      .transform((s) => commaList(s).map((n) => checkName(n) ?? n))
+      .pipe(z.array(z.string().refine((n) => checkName(n) === n))),
+  }),
   tcpMaxPendingBytes: integer(
     "TCP_MAX_PENDING_BYTES",
     1024,

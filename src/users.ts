@@ -11,7 +11,7 @@ import type { Connection, User } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
 import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
-import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, userRef, type Result } from "./protocol/rules.ts";
+import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Result } from "./protocol/rules.ts";
 import type { HelloFrame, UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
@@ -61,6 +61,8 @@ export class Users {
   readonly online = new Map<string, User>();
   /** Look-alike key → the online users holding a name with it. */
   private readonly holders = new Map<string, Set<string>>();
+  /** The keys of the names no guest may take (RESERVED_NAMES and the built-in ones). */
+  private readonly reserved: Set<string>;
 
   constructor(
     private readonly ctx: Context,
@@ -69,7 +71,9 @@ export class Users {
     private readonly rate: RateGate,
     private readonly presence: Presence<Connection>,
     private readonly verifier: TokenVerifier | null,
-  ) {}
+  ) {
+    this.reserved = reservedKeys(ctx.config.reservedNames);
+  }
 
   /**
    * Who `conn` is, by what its hello shows (§11.1): a member's token, a live session, or a guest
@@ -102,6 +106,7 @@ export class Users {
       reuse = restored !== null;
       const userId = restored?.userId ?? newUserId();
       session = { userId, expiresAt: 0, kind: "guest", name, keys: nameKeys(name), admin: (restored?.admin ?? false) || madeAdmin, rooms: [] };
+      if (session.keys.some((key) => this.reserved.has(key))) return fail("name_taken", MESSAGES.nameReserved);
       if (this.heldByOther(session.keys, userId)) return fail("name_taken", MESSAGES.nameTaken);
       const reserved = await this.store.nameReservedBy(session.keys, now);
       if (reserved !== null && reserved !== userId) return fail("name_taken", MESSAGES.nameTaken);
