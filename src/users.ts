@@ -135,10 +135,18 @@ export class Users {
         return fail("internal", MESSAGES.internal);
       }
     }
-    if (conn.state !== "open" || conn.user || (guest && this.heldByOther(keys, session.userId))) {
+    if (conn.state !== "open" || conn.user) {
       unclaim();
       return fail("internal", "connection closed");
     }
+    // Another hello for the name won while this one waited for storage: that is all it is.
+    if (guest && this.heldByOther(keys, session.userId)) {
+      unclaim();
+      return fail("name_taken", MESSAGES.nameTaken);
+    }
+    // Held here now, in the step that checked it: a hello that resumes before this one's user
+    // is attached (Hub.hello) sees the name taken, so two never both get it.
+    this.hold(keys, session.userId);
     const user = userRef(session.userId, session.name);
     return ok({ user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms });
   }

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SignJWT } from "jose";
 import { RESERVED_NAMES, checkName, nameKeys, namesClash, reservedKeys } from "../src/protocol/rules.ts";
-import { Client, instances, redisForSuite, startServer, user, type TestServer } from "./helpers.ts";
+import { Client, instances, redisForSuite, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
 
@@ -182,6 +182,33 @@ describe("names on a live server", () => {
     c.close();
     twin.close();
     alice.close();
+  });
+});
+
+describe("the same name from many hellos at once (SQLite)", () => {
+  test("one is welcomed; every other gets name_taken, never internal, also when they all wait for storage together", async () => {
+    const HELLOS = 12;
+    // Every session write waits until all the hellos have reached it, then they resume together:
+    // each checked the name before any of them held it.
+    let arrived = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const store = sqliteWith((real) => ({
+      saveSession: async (hash, session) => {
+        if (++arrived === HELLOS) open();
+        await gate;
+        return real.saveSession(hash, session);
+      },
+    }));
+    await using server = await startServer({ store, helloRatePerMinute: 1000 });
+    const clients = await Promise.all(Array.from({ length: HELLOS }, () => Client.connect(server.wsUrl)));
+    for (const c of clients) c.send({ type: "hello", name: "samename" });
+    const answers: Frame[] = await Promise.all(clients.map((c) => c.next()));
+    expect(answers.filter((a) => a.type === "welcome")).toHaveLength(1);
+    expect(answers.filter((a) => a.type !== "welcome").map((a) => [a.type, a.code])).toEqual(
+      Array.from({ length: HELLOS - 1 }, () => ["error", "name_taken"]),
+    );
+    for (const c of clients) c.close();
   });
 });
 
