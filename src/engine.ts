@@ -217,6 +217,12 @@ export interface AuditEntry {
   detail?: Record<string, unknown>;
 }
 
+/** What /healthz says of storage that takes no writes, and why. */
+export interface StorageFailure {
+  storage: "failed" | "full";
+  error: string;
+}
+
 /** A room with members, and how many distinct users. */
 export interface RoomCount {
   room: string;
@@ -287,8 +293,12 @@ export interface Store {
   audit(entry: AuditEntry): Promise<void>;
   /** The audit log of a room (or of every room, `room` null), newest first, before id `before`. */
   auditPage(room: string | null, before: number | undefined, limit: number): Promise<{ entries: AuditEntry[]; complete: boolean }>;
-  /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
-  failure(): string | null;
+  /**
+   * Why the engine takes no writes: `failed` for good (its disk failed to sync), `full` until a
+   * write succeeds again (the disk is full: writes are refused whole, nothing half stored); null
+   * while it is well.
+   */
+  failure(): StorageFailure | null;
   close(): Promise<void>;
 }
 

@@ -134,7 +134,8 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     // A load balancer stops sending new users to an instance that cannot reach Redis, or whose
     // disk failed: it takes no more messages.
     if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
-    if (hub.store.failure()) return c.json({ status: "unavailable", storage: "failed" }, 503);
+    const failed = hub.store.failure();
+    if (failed) return c.json({ status: "unavailable", storage: failed.storage }, 503);
     return c.json({
       status: "ok",
       connections: hub.conns.size,

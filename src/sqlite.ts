@@ -21,6 +21,7 @@ import type {
   RoomAuth,
   SessionRecord,
   Store,
+  StorageFailure,
 } from "./engine.ts";
 import { userRef } from "./protocol/rules.ts";
 import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
@@ -208,6 +209,12 @@ export class SqliteStore implements Store {
    * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
    */
   private broken: Error | null = null;
+  /**
+   * The last write failed for want of space (SQLITE_FULL: the disk, or SQLite's page cap); the
+   * next one that succeeds clears it. A failed write is rolled back whole, so nothing anyone was
+   * told of is lost, and its senders may send it again.
+   */
+  private full: Error | null = null;
   /** Server-wide bans of users, and of addresses (with the user whose ban made each), as committed. */
   private readonly userBans = new Map<string, Restriction>();
   private readonly addressBans = new Map<string, Restriction & { userId: string }>();
@@ -434,7 +441,9 @@ export class SqliteStore implements Store {
       try {
         results = this.writeTx(group.flatMap((w) => w.ops));
         this.heldRooms = this.held;
+        this.full = null;
       } catch (error) {
+        if ((error as { code?: string }).code === "SQLITE_FULL") this.full = error as Error;
         for (const w of group) w.reject(error);
         continue;
       }
@@ -727,8 +736,9 @@ export class SqliteStore implements Store {
     return (await this.write([{ op: "sweepSessions", now }]))[0] as number;
   }
 
-  failure(): string | null {
-    return this.broken?.message ?? null;
+  failure(): StorageFailure | null {
+    if (this.broken) return { storage: "failed", error: this.broken.message };
+    return this.full ? { storage: "full", error: this.full.message } : null;
   }
 
   async close() {

@@ -4,6 +4,7 @@
  * only after the fsync of its commit, and a failed fsync stops the engine. The bounds run on both
  * engines and across instances; the file and fsync tests on SQLite. Clocks are injected.
  */
+import type { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { fsync } from "node:fs";
 import { join } from "node:path";
@@ -286,6 +287,44 @@ test("an fsync that fails stops the engine: nothing more is taken or published, 
   back.send({ type: "send", room: "r", id: "unsynced", text: "retry" });
   expect(await back.next()).toEqual(joined.messages[0]);
   back.close();
+});
+
+test("a full disk: sends answer internal and /healthz says storage full until a write succeeds again; nothing acknowledged is lost", async () => {
+  using dir = tempDir();
+  const path = join(dir.path, "chat.sqlite");
+  const store = new SqliteStore(path, 1000);
+  // SQLite's cap on the file's pages fails a write with SQLITE_FULL, "database or disk is full",
+  // exactly as a full disk does, and can be lifted again: the store's own connection sets it.
+  const db = (store as unknown as { db: Database }).db;
+  await using server = await startServer({ store });
+  const alice = await user(server, "alice", "disk");
+  const acknowledged = [await alice.say("disk", "before the disk filled up")];
+  const pages = db.query<{ page_count: number }, []>("PRAGMA page_count").get()!.page_count;
+  db.exec(`PRAGMA max_page_count = ${pages}`);
+  // Big messages until one needs a page the file may not have.
+  let refused: string | null = null;
+  for (let i = 0; i < 20 && refused === null; i++) {
+    alice.send({ type: "send", room: "disk", id: `big-${i}`, text: `${i} ${"x".repeat(1900)}` });
+    const answer = await alice.next();
+    if (answer.type === "message") acknowledged.push(answer);
+    else {
+      expect(answer).toMatchObject({ type: "error", code: "internal", ref: `big-${i}` });
+      refused = answer.ref;
+    }
+  }
+  expect(refused).not.toBeNull();
+  const full = await server.http("/healthz");
+  expect([full.status, await full.json()]).toEqual([503, { status: "unavailable", storage: "full" }]);
+  // Space again: the refused send, sent again, is stored, and health is back with the write.
+  db.exec("PRAGMA max_page_count = 1073741823");
+  const retried = await alice.say("disk", "sent again", refused!);
+  expect(retried.seq).toBe(acknowledged.length + 1);
+  expect((await server.http("/healthz")).status).toBe(200);
+  alice.close();
+  await server.stop();
+  await using again = await startServer({ databasePath: path });
+  const page = (await (await again.http("/api/rooms/disk/messages?limit=200")).json()) as { messages: Frame[] };
+  expect(page.messages).toEqual([...acknowledged, retried]);
 });
 
 describe("storage bounds across instances (redis)", () => {
