@@ -400,8 +400,11 @@ export interface Roster {
   rename(room: string, user: UserRef, oldName: string): Promise<void>;
   /** Members of `room` served by other instances. */
   others(room: string): Promise<UserRef[]>;
-  /** Rooms with members on any instance and their distinct users, given this instance's (`here`). */
-  active(here: RoomCount[]): Promise<RoomCount[]>;
+  /**
+   * Rooms with members on any instance and their distinct users, given this instance's (`here`,
+   * counted only when asked for). The same array again while nothing is known to have changed.
+   */
+  active(here: () => RoomCount[]): Promise<RoomCount[]>;
   /**
    * Holds the name (by its look-alike keys) for `userId` on every instance. A guest's claim is
    * `exclusive`: false when another user holds a key. A member's or bot's always holds.
@@ -441,8 +444,8 @@ export class LocalRoster implements Roster {
   async others(): Promise<UserRef[]> {
     return [];
   }
-  async active(here: RoomCount[]): Promise<RoomCount[]> {
-    return here;
+  async active(here: () => RoomCount[]): Promise<RoomCount[]> {
+    return here();
   }
   async claimName(): Promise<boolean> {
     return true;

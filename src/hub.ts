@@ -13,8 +13,8 @@ import type { Connection, WsConnection } from "./connection.ts";
 import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
-import { Directory, type RoomEntry } from "./directory.ts";
-import type { NewMessage, Page, PageQuery, Relay, Roster, Store } from "./engine.ts";
+import { Directory, type RoomEntry, type RoomsPage } from "./directory.ts";
+import type { NewMessage, Page, PageQuery, Relay, RoomCount, Roster, Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
@@ -25,7 +25,7 @@ import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
 
-export type { RoomEntry } from "./directory.ts";
+export type { RoomEntry, RoomsPage } from "./directory.ts";
 
 /** A join as the hub takes it: the room, where to resume, how many messages `joined` carries. */
 export interface Join {
@@ -385,9 +385,9 @@ export class Hub {
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first (Directory); private rooms only for admins (§11.2). */
-  rooms(withPrivate: boolean): Promise<RoomEntry[]> {
-    return this.directory.rooms(withPrivate);
+  /** A page of the rooms with members, busiest first (Directory); private rooms only for admins (§11.2). */
+  rooms(withPrivate: boolean, limit?: number, cursor?: RoomCount | null): Promise<RoomsPage> {
+    return this.directory.rooms(withPrivate, limit, cursor);
   }
 
   /** Rooms with the newest messages (Directory); private rooms only for admins. */

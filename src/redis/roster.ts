@@ -158,7 +158,7 @@ export class RedisRoster implements Roster {
   }
 
   /** Every instance's rooms from Redis (this instance's are among them), read at most once per ACTIVE_CACHE_MS. */
-  active(_here: RoomCount[]): Promise<RoomCount[]> {
+  active(_here: () => RoomCount[]): Promise<RoomCount[]> {
     const now = this.now();
     if (this.activeRead && this.activeRead.until > now) return this.activeRead.rooms;
     const rooms = this.link.send("HGETALL", [ACTIVE_KEY]).then((reply: Record<string, string> | string[] | null) =>
