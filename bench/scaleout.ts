@@ -50,6 +50,8 @@ async function startInstances(n: number, engine: "sqlite" | "redis"): Promise<In
         RATE_LIMIT_PER_SECOND: "10000",
         MAX_CONNECTIONS_PER_IP: "100000",
         HELLO_RATE_PER_MINUTE: "100000",
+        ROOM_STARTS_PER_HOUR: "1000000",
+        ROOM_STARTS_PER_HOUR_PER_IP: "1000000",
         HISTORY_ON_JOIN: "0",
       };
       if (engine === "redis") env.REDIS_URL = `redis://127.0.0.1:${redisPort}/${database}`;

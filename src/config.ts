@@ -288,6 +288,27 @@ const SETTINGS = {
     10000,
     "rooms holding history (a retained message); a send that would start one more gets `room_limit`",
   ),
+  roomStartsPerHour: integer(
+    "ROOM_STARTS_PER_HOUR",
+    1,
+    1000000,
+    20,
+    "new rooms (nobody in it, nothing kept, no owner) one user may start per hour, on every instance together (past it: `rate_limited`)",
+  ),
+  roomStartsPerHourPerIp: integer(
+    "ROOM_STARTS_PER_HOUR_PER_IP",
+    1,
+    1000000,
+    60,
+    "new rooms the users of one address may start per hour, on every instance together",
+  ),
+  roomReclaimDays: integer(
+    "ROOM_RECLAIM_DAYS",
+    0,
+    36500,
+    30,
+    "with `MAX_ROOMS` rooms holding history, a send that starts one more takes the place of the room idle longest (nobody in it, newest message this many days old), whose history goes (0: `room_limit` instead)",
+  ),
   historyMaxAgeDays: integer(
     "HISTORY_MAX_AGE_DAYS",
     0,

@@ -250,6 +250,13 @@ export interface Store {
    * went. A room keeps its latest seq when its last message goes, so no seq is ever reused.
    */
   sweepHistory(now: number): Promise<number>;
+  /**
+   * Frees a place among the MAX_ROOMS rooms that hold history (ROOM_RECLAIM_DAYS): the history of
+   * the room idle longest goes, among those whose newest entry is older than `before` and that
+   * nobody is in (on any instance; `occupied` says for this one). The room keeps its seq, roles
+   * and settings. Resolves with the room, or null when none is idle enough.
+   */
+  reclaimIdle(before: number, occupied: (room: string) => boolean): Promise<string | null>;
   /** The rooms whose latest message is newest, newest first (the room directory). */
   recentRooms(limit: number): Promise<RecentRoom[]>;
   /** The session a live token hash opens; or null. */
@@ -413,6 +420,8 @@ export interface Roster {
   releaseName(keys: readonly string[], userId: string): void;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
+  /** Counts one new room started by `userId` from `ip` on every instance (ROOM_STARTS_PER_HOUR, …_PER_IP); false past either. */
+  takeRoomStart(userId: string, ip: string, now: number): Promise<boolean>;
   /**
    * Takes one token of the user's rate bucket, false when it is empty. `own` is this instance's
    * bucket of the user: with one process it is the user's, answered at once (nothing waits);
@@ -453,6 +462,10 @@ export class LocalRoster implements Roster {
   releaseName(): void {}
   /** The hub's own bucket per address is all there is. */
   async takeHello(): Promise<boolean> {
+    return true;
+  }
+  /** The hub's own buckets per user and address are all there is. */
+  async takeRoomStart(): Promise<boolean> {
     return true;
   }
   takeFrame(_userId: string, now: number, own: TokenBucket): boolean {

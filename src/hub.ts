@@ -7,14 +7,14 @@
  * Batcher (group commit), RateGate, Conns (caps) and Directory.
  */
 import type { TokenVerifier } from "./auth.ts";
-import { Authority, actorOf, roleIn, type Actor } from "./authority.ts";
+import { Authority, actorOf, isNewRoom, roleIn, type Actor } from "./authority.ts";
 import { Batcher } from "./batcher.ts";
 import type { Connection, WsConnection } from "./connection.ts";
 import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry, type RoomsPage } from "./directory.ts";
-import type { NewMessage, Page, PageQuery, Relay, RoomCount, Roster, Store } from "./engine.ts";
+import { DAY_MS, type Appended, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
@@ -266,7 +266,15 @@ export class Hub {
     if (!conn.rooms.includes(room)) {
       let refused;
       try {
-        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, this.presence.count(room) + reading.alongside.length, actor);
+        const othersHere = this.presence.count(room) + reading.alongside.length;
+        // Starting a room is bounded per user and per address, so nobody fills MAX_ROOMS in a
+        // moment with rooms of one message each (issue 21: 7).
+        const wait = isNewRoom(reading.auth, reading.retained, othersHere) ? await this.rate.takeRoomStart(user!.ref.id, conn.ip) : 0;
+        if (wait > 0) {
+          reading.cancel();
+          return { ...fail("rate_limited", "you started too many new rooms lately: join one that exists, or wait"), extra: { retryAfterMs: wait } };
+        }
+        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, othersHere, actor);
       } catch (error) {
         this.ctx.log("error", "storage", { error: String(error), op: "claimOwner", room });
         refused = fail("internal", MESSAGES.internal);
@@ -347,7 +355,7 @@ export class Hub {
     if (replyTo !== undefined) message.replyTo = replyTo;
     this.authority.sent(room, user.id);
     this.log.sending(message);
-    this.batcher.add(message).then(
+    this.stored(message).then(
       (result) => {
         this.log.sent(message);
         if (conn.state !== "open") return;
@@ -362,6 +370,26 @@ export class Hub {
       },
     );
     return ok(null);
+  }
+
+  /**
+   * Stores a message; one refused because MAX_ROOMS rooms hold history gets one more try once the
+   * room idle longest made way for it (ROOM_RECLAIM_DAYS), so a full pool does not refuse new
+   * rooms for good (issue 21: 7).
+   */
+  private async stored(message: NewMessage): Promise<Appended> {
+    const result = await this.batcher.add(message);
+    if (!("refused" in result) || result.refused !== "room_limit" || !this.config.roomReclaimDays) return result;
+    let room: string | null;
+    try {
+      room = await this.store.reclaimIdle(this.ctx.now() - this.config.roomReclaimDays * DAY_MS, (r) => this.presence.count(r) > 0);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "reclaimIdle" });
+      return result;
+    }
+    if (room === null) return result;
+    this.ctx.log("info", "room_reclaimed", { room, for: message.room });
+    return this.batcher.add(message);
   }
 
   typing(conn: WsConnection, room: string): Result<null> {

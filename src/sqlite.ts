@@ -64,6 +64,7 @@ type WriteOp =
   | { op: "revokeSession"; tokenHash: string }
   | { op: "sweepSessions"; now: number }
   | { op: "sweepHistory"; now: number }
+  | { op: "reclaim"; before: number; occupied: (room: string) => boolean }
   | { op: "claimOwner"; room: string; user: UserRef }
   | { op: "setRole"; room: string; user: UserRef; role: Role }
   | { op: "addListed"; room: string; userIds: readonly string[] }
@@ -125,6 +126,9 @@ self.onmessage = ({ data }) => {
   postMessage("closed");
 };
 `;
+
+/** Bounds the idle rooms looked at to reclaim one: those with people in them are passed over. */
+const RECLAIM_CANDIDATES = 100;
 
 /** Bounds the rooms the directory's index keeps (`/api/rooms?recent=1` lists the newest of them). */
 const RECENT_ROOMS_KEPT = 1000;
@@ -354,6 +358,11 @@ export class SqliteStore implements Store {
         "SELECT id, entry FROM audit WHERE (?1 IS NULL OR room = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
       ),
       sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
+      /** Rooms holding history whose newest entry is older than ?1, idle longest first. */
+      idleRooms: this.db.query<{ room: string }, [number, number]>(
+        "SELECT r.room FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq WHERE m.ts < ? ORDER BY m.ts LIMIT ?",
+      ),
+      dropHistory: this.db.query("DELETE FROM messages WHERE room = ?"),
       recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
         "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
       ),
@@ -412,6 +421,8 @@ export class SqliteStore implements Store {
           }
           case "sweepHistory":
             return this.trimAged(op.now);
+          case "reclaim":
+            return this.reclaimRows(op.before, op.occupied);
         }
       });
     });
@@ -558,6 +569,17 @@ export class SqliteStore implements Store {
     return results;
   }
 
+  /** The idle room reclaimIdle frees, its messages gone (its seq stays in `rooms`); null if none. */
+  private reclaimRows(before: number, occupied: (room: string) => boolean): string | null {
+    for (const { room } of this.q.idleRooms.all(before, RECLAIM_CANDIDATES)) {
+      if (occupied(room)) continue;
+      this.q.dropHistory.run(room);
+      this.held--;
+      return room;
+    }
+    return null;
+  }
+
   private trimAged(now: number): number {
     if (!this.bounds.maxAgeMs) return 0;
     let trimmed = 0;
@@ -598,6 +620,12 @@ export class SqliteStore implements Store {
         ? this.q.newest.all(room, before, pageRows(query))
         : this.q.after.all(room, query.after, before, pageRows(query));
     return toPage(rows.map(rowToFrame), query);
+  }
+
+  async reclaimIdle(before: number, occupied: (room: string) => boolean) {
+    const room = (await this.write([{ op: "reclaim", before, occupied }]))[0] as string | null;
+    if (room !== null) this.loadRecent();
+    return room;
   }
 
   async sweepHistory(now: number) {

@@ -92,7 +92,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
         });
       case "join":
         return hub.join(conn, { room: frame.room, since: frame.since, invite: frame.invite, limit: config.historyOnJoin, ref }).then((r) => {
-          if (!r.ok) conn.fail(r.code, r.message, ref);
+          if (!r.ok) conn.refuse(r, ref);
         });
       case "leave":
         return hub.leave(conn, frame.room).then((r) => {

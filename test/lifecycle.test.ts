@@ -27,6 +27,12 @@ import {
   type Frame,
 } from "./helpers.ts";
 
+/**
+ * Bounds a test that starts several server processes on a loaded machine. Given per test: the
+ * preload's setDefaultTimeout holds only for the first file of a multi-file run (Bun 1.4.5).
+ */
+const PROCESSES_TEST_MS = 30_000;
+
 describe("stop()", () => {
   test("stop: draining answers 503, accepted messages are stored and delivered, then every client gets 1001", async () => {
     using dir = tempDir();
@@ -182,7 +188,7 @@ describe("as a process", () => {
     } finally {
       taken.release();
     }
-  });
+  }, PROCESSES_TEST_MS);
 
   test("a second server on the same DATABASE_PATH refuses to start, naming the process that holds it; a killed holder leaves no lock", async () => {
     using dir = tempDir();
@@ -203,5 +209,5 @@ describe("as a process", () => {
     await using third = await spawnServer(env);
     const page = (await (await fetch(new URL("/api/rooms/one-writer/messages", third.url))).json()) as { messages: Frame[] };
     expect(page.messages).toEqual([said]);
-  });
+  }, PROCESSES_TEST_MS);
 });

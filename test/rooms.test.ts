@@ -184,6 +184,9 @@ describe("history over HTTP", () => {
   });
 });
 
+/** For tests that start hundreds of rooms from one address in a moment. */
+const MANY_ROOM_STARTS = { roomStartsPerHour: 10_000, roomStartsPerHourPerIp: 10_000 };
+
 // On SQLite, the default engine, only: two of these bring a store or file of their own.
 describe("memory and storage reads stay bounded", () => {
   test("/api/rooms answers from memory: no storage read, however many rooms are active", async () => {
@@ -192,7 +195,7 @@ describe("memory and storage reads stay bounded", () => {
       roomInfo: (room) => (reads++, real.roomInfo(room)),
       page: (room, query) => (reads++, real.page(room, query)),
     }));
-    await using server = await startServer({ store, maxRoomsPerConnection: 750, rateLimitBurst: 10_000 });
+    await using server = await startServer({ store, maxRoomsPerConnection: 750, rateLimitBurst: 10_000, ...MANY_ROOM_STARTS });
     const busy = await user(server, "busy");
     const busier = await user(server, "busier");
     for (let i = 0; i < 750; i++) busy.send({ type: "join", room: `room-${i}` });
@@ -219,7 +222,7 @@ describe("memory and storage reads stay bounded", () => {
 
   test("/api/rooms comes in pages (limit, cursor), busiest first, each room once; the sorted list is counted at most once a second", async () => {
     let t = 1_000_000;
-    await using server = await startServer({ now: () => t, maxRoomsPerConnection: 300, rateLimitBurst: 10_000 });
+    await using server = await startServer({ now: () => t, maxRoomsPerConnection: 300, rateLimitBurst: 10_000, ...MANY_ROOM_STARTS });
     const all = await user(server, "everywhere");
     const some = await user(server, "somewhere");
     const name = (i: number) => `r${String(i).padStart(3, "0")}`;
@@ -257,7 +260,7 @@ describe("memory and storage reads stay bounded", () => {
   });
 
   test("rooms joined and left without a message are not remembered", async () => {
-    await using server = await startServer({ rateLimitBurst: 10_000 });
+    await using server = await startServer({ rateLimitBurst: 10_000, ...MANY_ROOM_STARTS });
     const c = await user(server, "wanderer");
     const before = server.chat.inspect().roomStates;
     for (let i = 0; i < 300; i++) {

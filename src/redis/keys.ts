@@ -7,6 +7,7 @@ import type { StoredFrame } from "../protocol/wire.ts";
 
 /** A room's history and the channel it is published on. */
 export const roomKeys = (room: string) => ({
+  // reclaim.lua builds log and ids from "chat:room:" and the room too.
   /** The room's seq counter: never decreases, so a seq is never reused. */
   seq: `chat:room:${room}:seq`,
   /** A sorted set scored by seq, members "seq:json" (encodeMember). */
@@ -89,6 +90,8 @@ export const sessionKey = (tokenHash: string) => `chat:session:${tokenHash}`;
 export const nameKey = (key: string) => `chat:name:${key}`;
 /** An address's hello bucket. */
 export const helloKey = (ip: string) => `chat:hello:${ip}`;
+/** The buckets of new rooms a user, and an address, may start (ROOM_STARTS_PER_HOUR, …_PER_IP). */
+export const roomStartKeys = (userId: string, ip: string) => ({ user: `chat:starts:user:${userId}`, ip: `chat:starts:ip:${ip}` });
 /** A user's frame bucket; not at `chat:bucket:`, where older instances keep a string (a rolling deploy runs both). */
 export const rateKey = (userId: string) => `chat:rate:${userId}`;
 

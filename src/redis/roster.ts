@@ -7,7 +7,7 @@ import type { TokenBucket } from "../core/bucket.ts";
 import type { Roster, RosterTarget, RoomCount } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { UserRef } from "../protocol/wire.ts";
-import { ACTIVE_KEY, INSTANCES_KEY, encodeEvent, helloKey, instanceKeys, nameKey, rateKey, roomKeys, rosterKeys } from "./keys.ts";
+import { ACTIVE_KEY, INSTANCES_KEY, encodeEvent, helloKey, instanceKeys, nameKey, rateKey, roomKeys, roomStartKeys, rosterKeys } from "./keys.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
@@ -190,6 +190,14 @@ export class RedisRoster implements Roster {
   takeHello(ip: string, now: number): Promise<boolean> {
     const perMinute = this.config.helloRatePerMinute;
     return this.take(helloKey(ip), perMinute, perMinute / 60, now);
+  }
+
+  /** The address's bucket first: a user spends nothing from an address that may start no more. */
+  async takeRoomStart(userId: string, ip: string, now: number): Promise<boolean> {
+    const keys = roomStartKeys(userId, ip);
+    const { roomStartsPerHour, roomStartsPerHourPerIp } = this.config;
+    if (!(await this.take(keys.ip, roomStartsPerHourPerIp, roomStartsPerHourPerIp / 3600, now))) return false;
+    return this.take(keys.user, roomStartsPerHour, roomStartsPerHour / 3600, now);
   }
 
   /** The user's bucket lives in Redis; `own` is the hub's fallback while Redis cannot answer. */

@@ -23,6 +23,7 @@ import type {
 } from "../engine.ts";
 import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "../protocol/wire.ts";
 import {
+  ACTIVE_KEY,
   AUDIT_ID_KEY,
   HELD_KEY,
   addressBanKey,
@@ -48,6 +49,11 @@ const RECENT_ROOMS_KEPT = 1000;
 const SWEEP_ROOMS = 1000;
 /** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
+
+/** Bounds the idle rooms looked at to reclaim one (the oldest held first). */
+const RECLAIM_CANDIDATES = 500;
+/** The prefix of a room's keys, as reclaim.lua builds them (roomKeys). */
+const ROOM_KEY_PREFIX = "chat:room:";
 
 /** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
 const AUDIT_ALL_KEPT = 10_000;
@@ -339,6 +345,14 @@ export class RedisStore implements Store {
       for (const n of counts) trimmed += Number(n);
     }
     return trimmed;
+  }
+
+  /** One script for every instance: whoever is in a room anywhere shows in chat:active (`occupied` adds nothing). */
+  async reclaimIdle(before: number, _occupied: (room: string) => boolean): Promise<string | null> {
+    const room = await this.link.run(SCRIPTS.reclaim, [HELD_KEY, ACTIVE_KEY, RECENT_KEY], [String(before), String(RECLAIM_CANDIDATES), ROOM_KEY_PREFIX]);
+    if (typeof room !== "string") return null;
+    this.recent = null;
+    return room;
   }
 
   /** Redis's own failures show as the link being down (Relay.health). */
