@@ -187,6 +187,13 @@ const SETTINGS = {
     10000,
     "with Redis: an instance that stops renewing its key this long is taken for dead; within 1.5 × this a survivor takes its members over, in grace",
   ),
+  redisTimeoutMs: integer(
+    "REDIS_TIMEOUT_MS",
+    50,
+    60000,
+    2000,
+    "with Redis: a command not answered in this long is given up (its frame gets `internal`), and `/healthz` answers 503 until Redis answers in time again",
+  ),
   allowedOrigins: row<string[]>({
     env: "ALLOWED_ORIGINS",
     default: [],

@@ -361,7 +361,7 @@ export interface Relay {
   watch(room: string): Promise<void>;
   unwatch(room: string): void;
   /** The engine's state for /healthz; null when there is nothing to report. */
-  health(): { redis: "up" | "down" } | null;
+  health(): { redis: "up" | "down" | "slow" } | null;
   close(): Promise<void>;
 }
 

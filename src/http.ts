@@ -132,9 +132,9 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
   app.get("/healthz", (c) => {
     if (hub.conns.draining) return c.json({ status: "draining" }, 503);
     const engine = hub.relay.health();
-    // A load balancer stops sending new users to an instance that cannot reach Redis, or whose
-    // disk failed: it takes no more messages.
-    if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
+    // A load balancer stops sending new users to an instance that cannot reach Redis (or gets no
+    // answer from it in time), or whose disk failed: it takes no more messages.
+    if (engine && engine.redis !== "up") return c.json({ status: "unavailable", ...engine }, 503);
     const failed = hub.store.failure();
     if (failed) return c.json({ status: "unavailable", storage: failed.storage }, 503);
     return c.json({

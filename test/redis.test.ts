@@ -516,6 +516,32 @@ describe("failures", () => {
     expect(page.messages).toEqual([...before, retried]);
   });
 
+  test("a stalled Redis (CLIENT PAUSE): a send gets internal within REDIS_TIMEOUT_MS and /healthz 503; answering again, health is back and the send is stored once", async () => {
+    await using duo = await pair("stall", { redisTimeoutMs: 300 });
+    const { a, alice, bob } = duo;
+    const before = await alice.say("stall", "before the stall");
+    expect(await bob.expect("message")).toEqual(before);
+    // Every client of this redis-server waits, ours included, for 1.5 s.
+    await redis.command("CLIENT", "PAUSE", "1500", "ALL");
+    alice.send({ type: "send", room: "stall", id: "during", text: "sent into the stall" });
+    expect(await alice.expect("error")).toEqual({ type: "error", code: "internal", message: expect.any(String), ref: "during" });
+    await a.logLine((l) => l.event === "redis_slow");
+    const slow = await a.http("/healthz");
+    expect([slow.status, await slow.json()]).toEqual([503, { status: "unavailable", redis: "slow" }]);
+    // The pause ends; the instance's own probe hears Redis again.
+    await a.logLine((l) => l.event === "redis_answering");
+    expect((await a.http("/healthz")).status).toBe(200);
+    // The stalled append ran once Redis went on (it had been sent): everyone gets it, and the
+    // sender's retry, as the protocol says, is answered with that original.
+    const during = await bob.expect("message");
+    expect(during).toMatchObject({ id: "during", seq: before.seq + 1 });
+    expect(await alice.expect("message")).toEqual(during);
+    expect(await alice.say("stall", "sent into the stall", "during")).toEqual(during);
+    const page = (await (await a.http("/api/rooms/stall/messages")).json()) as { messages: Frame[] };
+    expect(page.messages).toEqual([before, during]);
+    expect(await bob.sync()).toEqual([]);
+  });
+
   test("Redis comes back empty: the instances go on from its seq, and a client's since beyond it tells the client to start over", async () => {
     await using duo = await pair("amnesia");
     const { a, b, alice, bob } = duo;

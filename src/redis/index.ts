@@ -25,8 +25,8 @@ export async function openRedis(
   now: () => number,
   tailCheckMs = TAIL_CHECK_INTERVAL_MS,
 ): Promise<{ store: RedisStore; relay: RedisRelay; roster: RedisRoster }> {
-  const commands = new RedisLink(url, "commands", log);
-  const sub = new RedisLink(url, "subscriber", log);
+  const commands = new RedisLink(url, "commands", log, config.redisTimeoutMs, true);
+  const sub = new RedisLink(url, "subscriber", log, config.redisTimeoutMs);
   try {
     await Promise.all([commands.open(), sub.open()]);
   } catch (error) {

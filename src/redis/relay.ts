@@ -166,8 +166,10 @@ export class RedisRelay implements Relay {
     for (const room of this.rooms.keys()) this.target.catchUp(room);
   }
 
-  health(): { redis: "up" | "down" } {
-    return { redis: this.sub.connected && this.commands.connected ? "up" : "down" };
+  /** Down while a connection is away; slow while commands go unanswered past REDIS_TIMEOUT_MS. */
+  health(): { redis: "up" | "down" | "slow" } {
+    if (!this.sub.connected || !this.commands.connected) return { redis: "down" };
+    return { redis: this.commands.stalled || this.sub.stalled ? "slow" : "up" };
   }
 
   async close(): Promise<void> {
