@@ -242,8 +242,12 @@ export interface Store {
    * it writes to (the age measured from the newest `ts` in the batch: ageCutoff).
    */
   append(batch: readonly NewEntry[]): Promise<Appended[]>;
-  /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
-  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
+  /**
+   * The room's latest seq (0 if it never had a message), its oldest retained seq (0 if none), and
+   * its epoch: the identity of its sequence, made with it and made anew only if storage lost it
+   * (null while the room has none yet).
+   */
+  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number; epoch: string | null }>;
   page(room: string, query: PageQuery): Promise<Page>;
   /**
    * Trims, in every room, the messages older than HISTORY_MAX_AGE_DAYS at `now`; returns how many
@@ -327,8 +331,11 @@ export type ServerEvent =
 
 /** What a relay hands what it brings to. */
 export interface RelayTarget {
-  /** A stored message, from the engine: possibly repeated, late, or after a gap. */
-  receive(message: StoredFrame): void;
+  /**
+   * A stored message, from the engine: possibly repeated, late, or after a gap; with the epoch of
+   * the sequence it was stored in, when the engine can lose its data (Redis).
+   */
+  receive(message: StoredFrame, epoch?: string): void;
   /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
   catchUp(room: string): void;
   /** A presence change or typing from another instance, for this one's members. */

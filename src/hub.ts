@@ -9,7 +9,7 @@
 import type { TokenVerifier } from "./auth.ts";
 import { Authority, actorOf, isNewRoom, roleIn, type Actor } from "./authority.ts";
 import { Batcher } from "./batcher.ts";
-import type { Connection, WsConnection } from "./connection.ts";
+import { WsConnection, type Connection } from "./connection.ts";
 import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
@@ -32,6 +32,8 @@ export interface Join {
   room: string;
   /** Resume after this seq (§4); undefined for the newest messages. */
   since?: number;
+  /** The room's epoch as the joiner last saw it: another one than the room's voids `since` (issue 21: 1). */
+  epoch?: string;
   /** Messages in `joined` at most (HISTORY_ON_JOIN; the TCP door shows fewer). */
   limit: number;
   /** An invite code to a private room (§11.2). */
@@ -89,7 +91,7 @@ export class Hub {
     this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
     this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns);
     relay.attach({
-      receive: (message) => this.log.receive(message),
+      receive: (message, epoch) => this.log.receive(message, epoch),
       catchUp: (room) => this.log.catchUp(room),
       event: ({ frame, oldName }) => {
         if (frame.type === "moderation") this.moderation.apply(frame, false);
@@ -252,7 +254,7 @@ export class Hub {
       // Rights first, at every join, a resuming one too: a refused joiner gets nothing of the room.
       const refused = await this.authority.mayEnter(room, await this.log.auth(room), actor, asked.invite);
       if (refused) return refused;
-      reading = await this.log.read(room, since, limit, () => this.roster.others(room));
+      reading = await this.log.read(room, since, limit, () => this.roster.others(room), asked.epoch);
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "join", room });
       return fail("internal", MESSAGES.internal);
@@ -286,6 +288,12 @@ export class Hub {
     }
     room = reading.room;
     const page = reading.finish();
+    if (!page) {
+      // The room was reset while it was read: what was read counts in a sequence that is gone.
+      // The joiner is sent away as the room's members were, to come again with `since`.
+      if (conn instanceof WsConnection) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+      return fail("internal", CLOSE_REASON.reset);
+    }
     const first = !conn.rooms.includes(room);
     const isNew = first && this.membership.enter(room, user!.ref, conn);
     const members = this.authority.withRoles(this.membership.list(room, reading.alongside), reading.auth);

@@ -4,6 +4,7 @@
  * without blocking the event loop (see SqliteStore).
  */
 import { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULTS } from "./config.ts";
@@ -82,6 +83,9 @@ type WriteOp =
 function fsyncAsync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
 }
+
+/** Bytes of randomness in the file's epoch. */
+const EPOCH_BYTES = 9;
 
 /** How often the checkpointer copies the WAL into the database file. */
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -180,6 +184,8 @@ function resolveGroup(group: readonly Waiter[], results: readonly unknown[]): vo
  */
 export class SqliteStore implements Store {
   private readonly db: Database;
+  /** Every room's epoch: one per file, which holds every room's sequence. */
+  private readonly epoch: string;
   private readonly bounds: HistoryBounds;
   private readonly q;
   private readonly writeTx;
@@ -249,6 +255,9 @@ export class SqliteStore implements Store {
       });
     }
     this.db.exec(SCHEMA);
+    // The file's epoch, made with it (and, in a file from before epochs, at its first open since).
+    this.db.query("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)").run(randomBytes(EPOCH_BYTES).toString("base64url"));
+    this.epoch = this.db.query<{ value: string }, []>("SELECT value FROM meta WHERE key = 'epoch'").get()!.value;
     const version = this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
     for (const [to, sql] of MIGRATIONS) {
       if (to <= version) continue;
@@ -610,7 +619,7 @@ export class SqliteStore implements Store {
 
   async roomInfo(room: string) {
     const row = this.q.roomInfo.get(room)!;
-    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0 };
+    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0, epoch: this.epoch };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {

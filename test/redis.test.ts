@@ -550,7 +550,7 @@ describe("failures", () => {
     await redis.stop("SIGTERM");
     redis.wipe();
     await redis.start();
-    for (const s of [a, b]) await s.logLine((l) => l.event === "seq_went_back" && l.room === "amnesia");
+    for (const s of [a, b]) await s.logLine((l) => l.event === "room_reset" && l.room === "amnesia");
     // Live clients hold seqs that now name other messages: they are sent away to resume.
     for (const c of [alice, bob]) expect(await c.closed).toEqual({ code: 1001, reason: "room history was reset" });
     const talker = await Client.connect(a.wsUrl);
@@ -564,6 +564,50 @@ describe("failures", () => {
     const joined = await carol.join("amnesia", 3);
     expect([joined.seq, joined.messages, joined.complete]).toEqual([1, [], true]);
     for (const c of [carol, talker]) c.close();
+  });
+
+  test("Redis loses its data (FLUSHDB) with a room at seq 3: the new 1–6 are known at once by their epoch; clients get 1001, resume with since and epoch, and miss none", async () => {
+    await using duo = await pair("epoch", { presenceGraceMs: 0 });
+    const { a, b, alice, bob } = duo;
+    const before: Frame[] = [];
+    for (let i = 1; i <= 3; i++) before.push(await alice.say("epoch", `before ${i}`));
+    expect(messages(await bob.until((f) => f.type === "message" && f.text === "before 3"))).toEqual(before);
+    // Joining again, as a client resuming would, tells the room's epoch.
+    const { epoch } = await bob.join("epoch", 3);
+    expect(epoch).toEqual(expect.any(String));
+    const admin = new RedisClient(a.chat.config.redisUrl!);
+    await admin.send("FLUSHDB", []);
+    admin.close();
+    // Six sends, stored as seq 1–6 under a new epoch; the first to come back says so.
+    const texts = range(1, 6).map((i) => `after ${i}`);
+    texts.forEach((text, i) => alice.send({ type: "send", room: "epoch", id: `after-${i + 1}`, text }));
+    for (const c of [alice, bob]) expect(await bounded(c.closed, "close 1001")).toEqual({ code: 1001, reason: "room history was reset" });
+    await a.logLine((l) => l.event === "room_reset" && l.room === "epoch" && l.from === epoch);
+    // Alice's echoes that never came: she sends them again, with the same ids, once back.
+    const echoed = new Set(messages(alice.frames).filter((m) => m.text.startsWith("after")).map((m) => m.id));
+    const resumed: Record<string, Frame[]> = {};
+    for (const [name, server] of [["alice", a], ["bob", b]] as const) {
+      const c = await Client.connect(server.wsUrl);
+      await c.hello(`${name} again`);
+      c.send({ type: "join", room: "epoch", since: 3, epoch });
+      const again = await c.expect("joined");
+      expect(again).toMatchObject({ reset: true, epoch: expect.any(String) });
+      expect(again.epoch).not.toBe(epoch);
+      resumed[name] = again.messages;
+      if (name === "alice") {
+        for (let i = 1; i <= 6; i++) {
+          const id = `after-${i}`;
+          if (echoed.has(id) || again.messages.some((m: Frame) => m.id === id)) continue;
+          resumed[name]!.push(await c.say("epoch", texts[i - 1]!, id));
+        }
+      }
+      c.close();
+    }
+    // Every one of the six, once, seq 1–6: in the resumed page, or sent again.
+    expect(resumed.alice!.map((m) => [m.seq, m.text])).toEqual(texts.map((text, i) => [i + 1, text]));
+    const page = (await (await b.http("/api/rooms/epoch/messages")).json()) as { messages: Frame[] };
+    expect(page.messages.map((m) => m.text)).toEqual(texts);
+    expect(resumed.bob).toEqual(resumed.alice);
   });
 
   test("SIGKILL of instance A mid-burst: its user resumes on B with its session and since, and gets every message once", async () => {

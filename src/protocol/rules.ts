@@ -69,7 +69,7 @@ const HelloFrame = z
     path: ["name"],
     message: "a hello carries a name, a token or a session",
   });
-const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), invite: z.string().optional(), ref });
+const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), epoch: shortString.optional(), invite: z.string().optional(), ref });
 const LeaveFrame = z.object({ type: z.literal("leave"), room, ref });
 const SendFrame = z.object({
   type: z.literal("send"),

@@ -147,7 +147,8 @@ export class TokenBucket {
 
 /** A guest names itself; a member or bot shows a `token`; a session brings its user back (§4, §11.1). */
 export interface HelloFrame { type: "hello"; name?: string; session?: string; token?: string; adminToken?: string; ref?: string }
-export interface JoinFrame { type: "join"; room: string; since?: number; invite?: string; ref?: string }
+/** `epoch` (with `since`): the room's epoch as the client last saw it; another one means the room was reset since. */
+export interface JoinFrame { type: "join"; room: string; since?: number; epoch?: string; invite?: string; ref?: string }
 export interface LeaveFrame { type: "leave"; room: string; ref?: string }
 export interface SendFrame { type: "send"; room: string; id: string; text: string; replyTo?: number; ref?: string }
 export interface TypingFrame { type: "typing"; room: string; ref?: string }
@@ -292,6 +293,13 @@ export interface JoinedFrame {
   /** The joiner's role in the room (§11.2). */
   role: Role;
   settings: RoomSettings;
+  /**
+   * The room's history's identity: made with its sequence, made anew when the storage lost it
+   * (Redis without its data). Keep it with the room's seq; absent while the room never had one.
+   */
+  epoch?: string;
+  /** The join's `epoch` was not the room's: its `since` was ignored and the page starts at the room's start. */
+  reset?: true;
   ref?: string;
 }
 export interface LeftFrame { type: "left"; room: string; reason?: LeftReason; ref?: string }

@@ -14,6 +14,12 @@ export const roomKeys = (room: string) => ({
   log: `chat:room:${room}:log`,
   /** "userId\nclientId" → seq: the dedup keys, dropped with the message each points at. */
   ids: `chat:room:${room}:ids`,
+  /**
+   * The room's epoch: a random id the append script makes with the room's sequence (when it finds
+   * none), published with every message. Lost with the seq (Redis without its data), it is made
+   * anew, so a reset shows at once, whatever the seq.
+   */
+  epoch: `chat:room:${room}:epoch`,
   /** Messages (and presence and typing events) of the room, for every instance. */
   channel: `chat:room:${room}`,
 });
@@ -106,13 +112,22 @@ export function encodeMember(e: NewEntry): string {
   return JSON.stringify(type === "message" ? rest : { type, ...rest });
 }
 
+/** A message as append.lua publishes it: its member (`seq:json`) and its sequence's epoch. */
+export interface Published {
+  epoch: string;
+  m: string;
+}
+
 export function decodeMember(member: string): StoredFrame {
   const at = member.indexOf(":");
   const fields = JSON.parse(member.slice(at + 1));
   return { type: "message", ...fields, seq: Number(member.slice(0, at)) };
 }
 
-/** The JSON a room event crosses instances as; messages are `seq:json`, so a `{` tells them apart. */
+/**
+ * The JSON a room event crosses instances as. A message crosses as JSON too, `{"epoch","m"}`
+ * (Published), which has no `frame`; before epochs it was `seq:json`, which a `{` tells apart.
+ */
 export function encodeEvent(instance: string, event: RoomEvent): string {
   return JSON.stringify({ instance, ...event });
 }

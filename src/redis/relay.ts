@@ -9,7 +9,7 @@
 import type { Relay, RelayTarget, RoomEvent, ServerEvent } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { MessageFrame } from "../protocol/wire.ts";
-import { SERVER_CHANNEL, decodeMember, encodeEvent, roomKeys } from "./keys.ts";
+import { SERVER_CHANNEL, decodeMember, encodeEvent, roomKeys, type Published } from "./keys.ts";
 import type { RedisLink } from "./link.ts";
 
 /** How often every watched room's stored seq is compared with what was delivered, to catch a lost tail. */
@@ -41,14 +41,21 @@ export class RedisRelay implements Relay {
 
   private readonly listener = (payload: string) => {
     try {
+      let epoch: string | undefined;
+      let member = payload;
       if (payload.startsWith("{")) {
-        const { instance, ...event } = JSON.parse(payload) as RoomEvent & { instance: string };
-        // This instance delivered its own events already, in their place among its frames.
-        if (instance !== this.instance && this.rooms.has(event.frame.room)) this.target.event(event);
-        return;
+        const parsed = JSON.parse(payload) as (RoomEvent & { instance: string }) | Published;
+        if ("m" in parsed) {
+          ({ epoch, m: member } = parsed);
+        } else {
+          const { instance, ...event } = parsed;
+          // This instance delivered its own events already, in their place among its frames.
+          if (instance !== this.instance && this.rooms.has(event.frame.room)) this.target.event(event);
+          return;
+        }
       }
-      const message = decodeMember(payload);
-      if (this.rooms.has(message.room)) this.target.receive(message);
+      const message = decodeMember(member);
+      if (this.rooms.has(message.room)) this.target.receive(message, epoch);
     } catch (error) {
       this.log("error", "redis_bad_message", { error: String(error) });
     }

@@ -5,6 +5,7 @@
  * RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a message
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
+import { randomBytes } from "node:crypto";
 import { ageCutoff, pageRows, toPage } from "../engine.ts";
 import { holds } from "../engine.ts";
 import type {
@@ -43,6 +44,8 @@ import {
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
+/** Bytes of randomness in a room's epoch. */
+const EPOCH_BYTES = 9;
 /** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_KEPT = 1000;
 /** Bounds the aged rooms one read of the sweep takes (it reads again until none are left). */
@@ -100,12 +103,13 @@ export class RedisStore implements Store {
     let resent = false;
     const [outcome, member]: [number, string?] = await this.link.run(
       SCRIPTS.append,
-      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY],
+      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch],
       [
         `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
         m.type === "settings" ? JSON.stringify(m.settings) : "",
         m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
+        randomBytes(EPOCH_BYTES).toString("base64url"),
       ],
       () => (resent = true),
     );
@@ -122,8 +126,12 @@ export class RedisStore implements Store {
 
   async roomInfo(room: string) {
     const keys = roomKeys(room);
-    const [seq, oldest] = await Promise.all([this.link.send("GET", [keys.seq]), this.link.send("ZRANGE", [keys.log, "0", "0"])]);
-    return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0 };
+    const [seq, oldest, epoch] = await Promise.all([
+      this.link.send("GET", [keys.seq]),
+      this.link.send("ZRANGE", [keys.log, "0", "0"]),
+      this.link.send("GET", [keys.epoch]) as Promise<string | null>,
+    ]);
+    return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0, epoch: epoch ?? null };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
