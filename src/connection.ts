@@ -15,6 +15,9 @@ export interface User {
   ref: UserRef;
   /** Its name's look-alike keys, by which it holds the name. */
   keys: string[];
+  /** When it took its name (who took a name first keeps it), and the name's version (one more per rename, on every instance). */
+  nameSince: number;
+  nameVersion: number;
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
   conns: Connection[];
   /** When the user's typing was last relayed, per room; null until it first types. */

@@ -173,6 +173,11 @@ export interface SessionRecord {
   admin: boolean;
   /** A member's private rooms, from its token's `rooms` claim. */
   rooms: string[];
+  /**
+   * The version of the name (one more per rename, with several instances): a save with an older
+   * one than stored leaves the stored name and its reservation, which a later rename made.
+   */
+  nameVersion?: number;
 }
 
 /** A role held in a room, and the name its holder had when it was given (for lists and events). */
@@ -327,7 +332,11 @@ export interface RoomEvent {
  */
 export type ServerEvent =
   | { type: "ban"; userId: string; address: boolean; restriction: Restriction; frame: ModerationFrame }
-  | { type: "signout"; userId: string; session: string };
+  | { type: "signout"; userId: string; session: string }
+  /** A user's name changed (name-claim.lua): its connections on every instance take it, if `version` is newer than theirs. */
+  | { type: "rename"; userId: string; name: string; version: number }
+  /** A user lost its name to one who held it first (name-claim.lua, after Redis lost data). */
+  | { type: "name_lost"; userId: string; name: string };
 
 /** What a relay hands what it brings to. */
 export interface RelayTarget {
@@ -410,8 +419,11 @@ export interface Roster {
   add(room: string, user: UserRef): Promise<boolean>;
   /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
   remove(room: string, user: UserRef): Promise<boolean>;
-  /** The other instances hear that `user`, a member of `room`, was called `oldName`. */
-  rename(room: string, user: UserRef, oldName: string): Promise<void>;
+  /**
+   * The other instances hear that `user`, a member of `room`, was called `oldName`; not when
+   * `version` is no longer the name's (a later rename won: its own event says so).
+   */
+  rename(room: string, user: UserRef, oldName: string, version: number): Promise<void>;
   /** Members of `room` served by other instances. */
   others(room: string): Promise<UserRef[]>;
   /**
@@ -420,10 +432,12 @@ export interface Roster {
    */
   active(here: () => RoomCount[]): Promise<RoomCount[]>;
   /**
-   * Holds the name (by its look-alike keys) for `userId` on every instance. A guest's claim is
-   * `exclusive`: false when another user holds a key. A member's or bot's always holds.
+   * Holds a name (by its look-alike keys) for its user on every instance, and makes it the user's
+   * one name there: a rename takes the new name and lets go of the old one in one step (§11.1).
+   * A guest's claim is `exclusive`: a hello's is refused when another user holds a key; a hold's
+   * (`version` given) goes to whoever took the name first. A member's or bot's always holds.
    */
-  claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean>;
+  claimName(claim: NameClaim): Promise<NameHeld>;
   releaseName(keys: readonly string[], userId: string): void;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
@@ -438,12 +452,35 @@ export interface Roster {
   close(): Promise<void>;
 }
 
+/** A name claimed for a user (Roster.claimName). */
+export interface NameClaim {
+  name: string;
+  keys: readonly string[];
+  userId: string;
+  /** A guest's: nobody else may hold a key. */
+  exclusive: boolean;
+  /** When the user took this name (epoch ms): who took a name first keeps it (issue 21: 2). */
+  since: number;
+  /** A hold (the name's version, as this instance knows it): keeps what it has, renames nothing; absent for a hello's claim. */
+  version?: number;
+}
+
+/**
+ * What a claim got: held, with the version of the user's name (one more with each rename); or
+ * refused, and when the user was renamed elsewhere meanwhile (a stale hold), its name now.
+ */
+export type NameHeld = { held: true; version: number } | { held: false; renamed?: { name: string; version: number } };
+
 /** What a roster tells the hub. */
 export interface RosterTarget {
   /** A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless it is back. */
   adopt(room: string, user: UserRef): void;
   /** Others took this instance for dead (Redis or the network was away too long): register its members again. */
   lost(): void;
+  /** A user of this instance was renamed on another (a hold of its old name came back stale). */
+  renamedElsewhere(userId: string, name: string, version: number): void;
+  /** A user of this instance lost its name to one who held it first (issue 21: 2). */
+  nameLost(userId: string, name: string): void;
 }
 
 /** One process: its members are everyone, its names all names, its buckets the users'. */
@@ -463,8 +500,8 @@ export class LocalRoster implements Roster {
   async active(here: () => RoomCount[]): Promise<RoomCount[]> {
     return here();
   }
-  async claimName(): Promise<boolean> {
-    return true;
+  async claimName(): Promise<NameHeld> {
+    return { held: true, version: 0 };
   }
   releaseName(): void {}
   /** The hub's own bucket per address is all there is. */

@@ -99,7 +99,9 @@ export class Hub {
       },
       server: (event) => {
         if (event.type === "ban") void this.moderation.serverBan(event);
-        else this.closeSession(event.userId, event.session);
+        else if (event.type === "signout") this.closeSession(event.userId, event.session);
+        else if (event.type === "rename") this.membership.renamedElsewhere(event.userId, event.name, event.version);
+        else this.membership.nameLost(event.userId, event.name);
       },
     });
     roster.attach(this.membership);

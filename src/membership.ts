@@ -117,6 +117,7 @@ export class Membership {
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
   renamed(user: User, oldName: string): void {
     const renamed = { ...user.ref };
+    const version = user.nameVersion;
     const rooms = this.presence.roomsOfUser(renamed.id);
     if (rooms.length === 0) return;
     void this.batcher.settled().then(() => {
@@ -125,7 +126,7 @@ export class Membership {
     for (const room of rooms) {
       this.inOrder(room, renamed.id, async () => {
         await this.batcher.settled();
-        await this.roster.rename(room, renamed, oldName);
+        await this.roster.rename(room, renamed, oldName, version);
       }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.rename", room }));
     }
   }
@@ -134,7 +135,6 @@ export class Membership {
   event(event: RoomEvent & { frame: PresenceFrame | TypingNotice }): void {
     const frame = event.frame;
     if (frame.type === "typing") return this.fanout.typed(frame);
-    if (frame.event === "rename") this.users.renamedElsewhere(frame.user);
     this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
   }
 
@@ -147,6 +147,14 @@ export class Membership {
       this.scheduleGrace();
     }
   }
+
+  /** A user here was renamed on another instance: its connections here take the name (if it is the later one). */
+  renamedElsewhere(userId: string, name: string, version: number): void {
+    this.users.renamedElsewhere(userId, name, version);
+  }
+
+  /** A user here lost its name to one who held it first (issue 21: 2). */
+  nameLost(_userId: string, _name: string): void {}
 
   /** The roster lost this instance's members (it was taken for dead): tell it again who is here. */
   lost(): void {

@@ -52,6 +52,9 @@ export interface Identity {
   admin: boolean;
   /** A member's private rooms (its token's `rooms` claim). */
   rooms: string[];
+  /** When the user took its name, and the name's version, as the roster holds it. */
+  since: number;
+  version: number;
 }
 
 /** What a hello asks for, door-independent: a TCP user gives a name only. */
@@ -117,9 +120,15 @@ export class Users {
     // Checked again: with an engine behind a network, others may have moved meanwhile.
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
     if (guest && this.heldByOther(keys, session.userId)) return fail("name_taken", MESSAGES.nameTaken);
-    // Unique on every instance: the roster holds the name (one process: the map above is all).
+    // Unique on every instance: the roster holds the name (one process: the map above is all),
+    // and a rename lets go of the old one in the same step, on every instance.
+    const online = this.online.get(session.userId);
+    const since = online?.ref.name === session.name ? online.nameSince : now;
+    let version: number;
     try {
-      if (!(await this.roster.claimName(keys, session.userId, guest))) return fail("name_taken", MESSAGES.nameTaken);
+      const held = await this.roster.claimName({ name: session.name, keys, userId: session.userId, exclusive: guest, since });
+      if (!held.held) return fail("name_taken", MESSAGES.nameTaken);
+      version = held.version;
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "claimName" });
       return fail("internal", MESSAGES.internal);
@@ -128,6 +137,7 @@ export class Users {
       // The claim just made stands for nobody here: let it go, unless the user holds it already.
       if (!keys.every((key) => this.holders.get(key)?.has(session.userId))) this.roster.releaseName(keys, session.userId);
     };
+    session.nameVersion = version;
     if (token !== null) {
       const saved = await this.saveSession(token, session, reuse ? restored : null, now);
       if (!saved) {
@@ -148,7 +158,7 @@ export class Users {
     // is attached (Hub.hello) sees the name taken, so two never both get it.
     this.hold(keys, session.userId);
     const user = userRef(session.userId, session.name);
-    return ok({ user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms });
+    return ok({ user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms, since, version });
   }
 
   /** A member's session from its token (§11.1), or why the token is refused. */
@@ -204,14 +214,16 @@ export class Users {
     let user = this.online.get(who.user.id);
     let oldName: string | null = null;
     if (!user) {
-      user = this.newUser(who.user, who.keys);
+      user = this.newUser(who.user, who.keys, who.since, who.version);
       this.hold(who.keys, who.user.id);
-    } else if (user.ref.name !== who.user.name) {
+    } else if (user.ref.name !== who.user.name && who.version >= user.nameVersion) {
       oldName = user.ref.name;
-      this.release(user.keys, user.ref.id);
-      this.hold(who.keys, user.ref.id);
-      user.ref.name = who.user.name;
-      user.keys = who.keys;
+      this.rename(user, who.user.name, who.keys, who.since, who.version);
+    } else {
+      // The same name; or this hello's rename lost to a later one, whose name the user keeps:
+      // the name identify held here for it goes.
+      user.nameVersion = Math.max(user.nameVersion, who.version);
+      this.unhold(who.keys.filter((key) => !user!.keys.includes(key)), user.ref.id);
     }
     user.conns.push(conn);
     conn.user = user;
@@ -221,10 +233,20 @@ export class Users {
     return { user, oldName };
   }
 
-  private newUser(ref: UserRef, keys: string[]): User {
-    const user: User = { ref, keys, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
+  private newUser(ref: UserRef, keys: string[], since: number, version: number): User {
+    const user: User = { ref, keys, nameSince: since, nameVersion: version, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
     this.online.set(ref.id, user);
     return user;
+  }
+
+  /** The user's name here becomes `name` (the roster moved its holds already). */
+  private rename(user: User, name: string, keys: string[], since: number, version: number): void {
+    this.release(user.keys, user.ref.id);
+    this.hold(keys, user.ref.id);
+    user.ref.name = name;
+    user.keys = keys;
+    user.nameSince = since;
+    user.nameVersion = version;
   }
 
   /**
@@ -233,22 +255,27 @@ export class Users {
    */
   holdInGrace(ref: UserRef): void {
     if (this.online.has(ref.id) || !ref.name) return;
-    const user = this.newUser(ref, nameKeys(ref.name));
+    const user = this.newUser(ref, nameKeys(ref.name), this.ctx.now(), 0);
     this.hold(user.keys, ref.id);
     this.claimQuietly(user);
   }
 
   /**
-   * The same user renamed itself on another instance: its connections here take the new name
-   * too, for what they send from now on, and this instance's hold moves to the new name.
+   * The same user was renamed on another instance (name-claim.lua's server event, or a stale
+   * hold): its connections here take the new name too, for what they send from now on, unless
+   * this instance knows a later version of the name already (two renames at once: the later one
+   * wins everywhere). The roster moved this instance's hold already.
    */
-  renamedElsewhere(renamed: UserRef): void {
-    const local = this.online.get(renamed.id);
-    if (!local || local.ref.name === renamed.name) return;
-    this.release(local.keys, renamed.id);
-    local.ref.name = renamed.name;
-    local.keys = nameKeys(renamed.name);
-    this.hold(local.keys, renamed.id);
+  renamedElsewhere(userId: string, name: string, version: number): void {
+    const local = this.online.get(userId);
+    if (!local || version < local.nameVersion || (version === local.nameVersion && local.ref.name !== name)) return;
+    if (local.ref.name === name) {
+      // Known already: hold it again (the hold that brought this back was of an older name).
+      local.nameVersion = version;
+      this.claimQuietly(local);
+      return;
+    }
+    this.rename(local, name, nameKeys(name), this.ctx.now(), version);
     this.claimQuietly(local);
   }
 
@@ -259,10 +286,17 @@ export class Users {
     this.release(user.keys, user.ref.id);
   }
 
-  /** Claims the user's name on every instance without waiting (it holds it here already). */
+  /**
+   * Holds the user's name on every instance without waiting (it holds it here already): a hold,
+   * which renames nothing; one that finds the user renamed elsewhere takes that name.
+   */
   private claimQuietly(user: User): void {
+    const { ref, keys, nameSince: since, nameVersion: version } = user;
     this.roster
-      .claimName(user.keys, user.ref.id, user.ref.kind === undefined)
+      .claimName({ name: ref.name, keys, userId: ref.id, exclusive: ref.kind === undefined, since, version })
+      .then((got) => {
+        if (!got.held && got.renamed) this.renamedElsewhere(ref.id, got.renamed.name, got.renamed.version);
+      })
       .catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
   }
 
@@ -271,6 +305,14 @@ export class Users {
       let set = this.holders.get(key);
       if (!set) this.holders.set(key, (set = new Set()));
       set.add(userId);
+    }
+  }
+
+  /** Lets go of keys here only (the roster holds nothing for them). */
+  private unhold(keys: readonly string[], userId: string): void {
+    for (const key of keys) {
+      const set = this.holders.get(key);
+      if (set?.delete(userId) && set.size === 0) this.holders.delete(key);
     }
   }
 

@@ -298,6 +298,45 @@ describe("renames and the room list across instances", () => {
     for (const c of [onB, renamer, newcomer]) c.close();
   });
 
+  test("one session renamed on A and on B at once ends with one name everywhere, the later one; the other is free for anyone", async () => {
+    await using duo = await pair("r2", { presenceGraceMs: 0 });
+    const { a, b, welcome } = duo;
+    // Alice's tabs: one on each instance, both in the room.
+    const tabs = await Promise.all([a, b].map(async (s) => {
+      const tab = await Client.connect(s.wsUrl);
+      await tab.hello("alice", welcome.session);
+      await tab.join("r2");
+      return tab;
+    }));
+    for (let trial = 1; trial <= 3; trial++) {
+      const names = [`ann-${trial}`, `bea-${trial}`];
+      // Two renames of one session at once: a new connection on each instance.
+      const renamers = await Promise.all([a, b].map((s) => Client.connect(s.wsUrl)));
+      renamers.forEach((c, i) => c.send({ type: "hello", name: names[i], session: welcome.session }));
+      await Promise.all(renamers.map((c) => c.expect("welcome")));
+      // A message from each tab whose echo comes after every rename event reached its instance
+      // (the renames were published before it was stored), then one more from each: one name.
+      // (The tabs hear each other, and rename events: each waits for its own echo.)
+      const say = async (tab: Client, text: string) => {
+        const id = crypto.randomUUID();
+        tab.send({ type: "send", room: "r2", id, text });
+        return (await tab.until((f) => f.type === "message" && f.id === id)).at(-1)!;
+      };
+      for (const tab of tabs) await say(tab, `settling ${trial}`);
+      const said = [];
+      for (const tab of tabs) said.push((await say(tab, `after ${trial}`)).user.name);
+      const final = said[0]!;
+      expect(names).toContain(final);
+      expect(said).toEqual([final, final]);
+      // The name that lost is anyone's again (on A, then on B): alice holds it nowhere.
+      const lost = names.find((n) => n !== final)!;
+      const anyone = await Client.connect([a, b][trial % 2]!.wsUrl);
+      expect((await anyone.hello(lost)).user.name).toBe(lost);
+      for (const c of [...renamers, anyone]) c.close();
+    }
+    for (const tab of tabs) tab.close();
+  });
+
   test("/api/rooms and the directory ask Redis at most once a second, however often they are polled", async () => {
     const t = Date.now();
     await using servers = await instances(redis, 1, { now: () => t });

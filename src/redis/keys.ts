@@ -92,8 +92,11 @@ export const INSTANCES_KEY = "chat:instances";
 export const ACTIVE_KEY = "chat:active";
 
 export const sessionKey = (tokenHash: string) => `chat:session:${tokenHash}`;
-/** A name held, by its nameKey: instanceId → userId. */
+/** A name held, by its nameKey: "instanceId|userId" → since (when the user took it). */
 export const nameKey = (key: string) => `chat:name:${key}`;
+/** What a user is called on every instance (name-claim.lua): name, its keys' keys, and its version. */
+export const NAME_RECORD = { prefix: "chat:user:", suffix: ":name" } as const;
+export const nameRecordKey = (userId: string) => `${NAME_RECORD.prefix}${userId}${NAME_RECORD.suffix}`;
 /** An address's hello bucket. */
 export const helloKey = (ip: string) => `chat:hello:${ip}`;
 /** The buckets of new rooms a user, and an address, may start (ROOM_STARTS_PER_HOUR, …_PER_IP). */

@@ -4,10 +4,24 @@
  */
 import type { Config } from "../config.ts";
 import type { TokenBucket } from "../core/bucket.ts";
-import type { Roster, RosterTarget, RoomCount } from "../engine.ts";
+import type { NameClaim, NameHeld, Roster, RosterTarget, RoomCount } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { UserRef } from "../protocol/wire.ts";
-import { ACTIVE_KEY, INSTANCES_KEY, encodeEvent, helloKey, instanceKeys, nameKey, rateKey, roomKeys, roomStartKeys, rosterKeys } from "./keys.ts";
+import {
+  ACTIVE_KEY,
+  INSTANCES_KEY,
+  NAME_RECORD,
+  SERVER_CHANNEL,
+  encodeEvent,
+  helloKey,
+  instanceKeys,
+  nameKey,
+  nameRecordKey,
+  rateKey,
+  roomKeys,
+  roomStartKeys,
+  rosterKeys,
+} from "./keys.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
@@ -26,8 +40,8 @@ const ACTIVE_CACHE_MS = 1000;
  */
 export class RedisRoster implements Roster {
   private readonly timers: ReturnType<typeof setInterval>[] = [];
-  /** Names this instance holds, by their keys joined: claimed again with every heartbeat. */
-  private readonly names = new Map<string, { keys: readonly string[]; userId: string; exclusive: boolean }>();
+  /** The name this instance holds for each of its users: held again with every heartbeat. */
+  private readonly names = new Map<string, NameClaim & { version: number }>();
   private registered = false;
   private target!: RosterTarget;
   /** The last read of the rooms with members, and until when it stands. */
@@ -66,7 +80,24 @@ export class RedisRoster implements Roster {
       this.target.lost();
     }
     this.registered = true;
-    await Promise.all([...this.names.values()].map((n) => this.claimName(n.keys, n.userId, n.exclusive)));
+    await this.holdNames();
+  }
+
+  /**
+   * Holds every name this instance holds again (a hold: it renames nothing). One renamed elsewhere
+   * meanwhile comes back stale and its user takes the new name; one another user took first (Redis
+   * lost its data meanwhile) is lost, and its user told.
+   */
+  private async holdNames(): Promise<void> {
+    await Promise.all(
+      [...this.names.values()].map(async (held) => {
+        const got = await this.claimName(held);
+        if (got.held || this.names.get(held.userId) !== held) return;
+        this.names.delete(held.userId);
+        if (got.renamed) this.target.renamedElsewhere(held.userId, got.renamed.name, got.renamed.version);
+        else this.target.nameLost(held.userId, held.name);
+      }),
+    );
   }
 
   /**
@@ -139,10 +170,10 @@ export class RedisRoster implements Roster {
     return removed === 1;
   }
 
-  async rename(room: string, user: UserRef, oldName: string): Promise<void> {
+  async rename(room: string, user: UserRef, oldName: string, version: number): Promise<void> {
     const keys = rosterKeys(room);
     const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "rename", user }, oldName });
-    await this.link.run(SCRIPTS.rosterRename, [keys.users, keys.names], [user.id, user.name, roomKeys(room).channel, event]);
+    await this.link.run(SCRIPTS.rosterRename, [keys.users, keys.names, nameRecordKey(user.id)], [user.id, user.name, roomKeys(room).channel, event, String(version)]);
   }
 
   async others(room: string): Promise<UserRef[]> {
@@ -171,16 +202,29 @@ export class RedisRoster implements Roster {
     return rooms;
   }
 
-  async claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean> {
-    const held = await this.link.run(SCRIPTS.nameClaim, keys.map(nameKey), [this.instance, userId, String(this.timeoutMs), exclusive ? "1" : "0"]);
-    if (held === 1) this.names.set(keys.join("\n"), { keys, userId, exclusive });
-    return held === 1;
+  /** name-claim.lua: the claim and, for a rename, the release of the old name, in one step. */
+  async claimName(claim: NameClaim): Promise<NameHeld> {
+    const { name, keys, userId, exclusive, since, version } = claim;
+    const [outcome, now, v]: [number, string?, number?] = await this.link.run(
+      SCRIPTS.nameClaim,
+      [nameRecordKey(userId), ...keys.map(nameKey)],
+      [
+        this.instance, userId, String(this.timeoutMs), exclusive ? "1" : "0", version === undefined ? "hello" : "hold", String(since), name,
+        String(version ?? 0), SERVER_CHANNEL, NAME_RECORD.prefix, NAME_RECORD.suffix,
+      ],
+    );
+    if (outcome === 1) {
+      // Claims of one user may come back out of order: the later version stays.
+      const known = this.names.get(userId);
+      if (!known || known.version <= Number(v)) this.names.set(userId, { name, keys, userId, exclusive, since, version: Number(v) });
+      return { held: true, version: Number(v) };
+    }
+    return outcome === 2 ? { held: false, renamed: { name: now!, version: Number(v) } } : { held: false };
   }
 
   releaseName(keys: readonly string[], userId: string): void {
-    const id = keys.join("\n");
-    if (this.names.get(id)?.userId !== userId) return;
-    this.names.delete(id);
+    if (this.names.get(userId)?.keys.join("\n") !== keys.join("\n")) return;
+    this.names.delete(userId);
     this.link
       .run(SCRIPTS.nameRelease, keys.map(nameKey), [this.instance, userId])
       .then(() => this.log("debug", "name_released", { user: userId }))

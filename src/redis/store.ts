@@ -79,6 +79,8 @@ interface SessionJson {
   ks: string[];
   a: boolean;
   r: string[];
+  /** The name's version (SessionRecord.nameVersion). */
+  v?: number;
 }
 
 export class RedisStore implements Store {
@@ -173,7 +175,7 @@ export class RedisStore implements Store {
     let session: SessionRecord;
     if (value.startsWith("{")) {
       const j = JSON.parse(value) as SessionJson;
-      session = { userId: j.u, expiresAt: j.e, kind: j.k, name: j.n, keys: j.nk, admin: j.a, rooms: j.r };
+      session = { userId: j.u, expiresAt: j.e, kind: j.k, name: j.n, keys: j.nk, admin: j.a, rooms: j.r, ...(j.v ? { nameVersion: j.v } : {}) };
     } else {
       // Written by an instance before v1.2 (a rolling deploy): "expiresAt userId", a guest.
       const at = value.indexOf(" ");
@@ -198,6 +200,7 @@ export class RedisStore implements Store {
       ks: session.keys.map(reservedKey),
       a: session.admin,
       r: session.rooms,
+      ...(session.nameVersion ? { v: session.nameVersion } : {}),
     };
     await this.link.run(SCRIPTS.sessionSave, [sessionKey(tokenHash)], [JSON.stringify(json), String(ttlMs), session.userId]);
   }
