@@ -415,6 +415,13 @@ export interface Roster {
   attach(target: RosterTarget): void;
   /** Starts taking part (heartbeats, taking over dead instances). */
   start(): Promise<void>;
+  /**
+   * Puts back what this instance holds, when the engine may have lost it (issue 21: 2, 3, 5):
+   * after Redis lost its data, every name (who held it first keeps it), the sessions of its live
+   * users and its presence; after a reconnect (`reconnected`), its presence, replaced wholesale.
+   * Resolves once done (or nothing was lost).
+   */
+  recover(reconnected: boolean): Promise<void>;
   /** `user` is now a member of `room` here; true when it is a member nowhere else (a join to announce). */
   add(room: string, user: UserRef): Promise<boolean>;
   /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
@@ -426,6 +433,8 @@ export interface Roster {
   rename(room: string, user: UserRef, oldName: string, version: number): Promise<void>;
   /** Members of `room` served by other instances. */
   others(room: string): Promise<UserRef[]>;
+  /** The members of each room this instance is registered with in the roster (for `reconcile`). */
+  mine(): Promise<Map<string, UserRef[]>>;
   /**
    * Rooms with members on any instance and their distinct users, given this instance's (`here`,
    * counted only when asked for). The same array again while nothing is known to have changed.
@@ -481,12 +490,18 @@ export interface RosterTarget {
   renamedElsewhere(userId: string, name: string, version: number): void;
   /** A user of this instance lost its name to one who held it first (issue 21: 2). */
   nameLost(userId: string, name: string): void;
+  /**
+   * Registers this instance's presence again, replacing what the roster holds of it wholesale;
+   * with `reset` (the engine lost its data), the sessions of its live users too.
+   */
+  reconcile(reset: boolean): Promise<void>;
 }
 
 /** One process: its members are everyone, its names all names, its buckets the users'. */
 export class LocalRoster implements Roster {
   attach(): void {}
   async start(): Promise<void> {}
+  async recover(): Promise<void> {}
   async add(): Promise<boolean> {
     return true;
   }
@@ -496,6 +511,9 @@ export class LocalRoster implements Roster {
   async rename(): Promise<void> {}
   async others(): Promise<UserRef[]> {
     return [];
+  }
+  async mine(): Promise<Map<string, UserRef[]>> {
+    return new Map();
   }
   async active(here: () => RoomCount[]): Promise<RoomCount[]> {
     return here();

@@ -84,7 +84,7 @@ export class Hub {
     this.users = new Users(ctx, store, roster, this.rate, this.presence, verifier);
     this.signsInMembers = verifier !== null;
     this.batcher = new Batcher(store, relay, ctx.metrics);
-    this.log = new RoomLog(ctx, store, relay, fanout, this.presence);
+    this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);

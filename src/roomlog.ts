@@ -87,6 +87,11 @@ export class RoomLog {
     private readonly relay: Relay,
     private readonly fanout: Fanout,
     private readonly presence: Presence<Connection>,
+    /**
+     * Puts back what the engine lost (Roster.recover) before a reset room's clients are sent away:
+     * they come back at once, and their sessions must be there (issue 21: 3).
+     */
+    private readonly recover: () => Promise<void> = async () => {},
   ) {}
 
   /** Rooms the log holds (for tests and debugging: it must not grow with rooms merely visited). */
@@ -225,7 +230,12 @@ export class RoomLog {
     state.seq = 0;
     state.epoch = epoch;
     state.resets++;
-    this.fanout.closeWs(state.name, CLOSE.shutdown, CLOSE_REASON.reset);
+    const clients = this.fanout.wsIn(state.name);
+    void this.recover()
+      .catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "recover" }))
+      .then(() => {
+        for (const conn of clients) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+      });
   }
 
   /** The relay may have missed the room's latest messages (it reconnected; a periodic check): read on. */

@@ -12,7 +12,7 @@ import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
 import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
 import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Result } from "./protocol/rules.ts";
-import type { HelloFrame, UserRef } from "./protocol/wire.ts";
+import { NAME_MAX_CHARS, type HelloFrame, type UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
 /** A restored session's expiry is pushed back at most this often (one write per hour at most). */
@@ -28,6 +28,20 @@ const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
 /** Bot tokens start so (§11.6); any other token is read as a JWT. */
 const BOT_TOKEN_PREFIX = "bot_";
+
+/** Bounds the names tried for a user that lost its own (takeFallbackName). */
+const FALLBACK_NAME_ATTEMPTS = 4;
+
+/**
+ * The name a user that lost `name` tries next: `name-` and a part of its id, longer with each
+ * attempt, the name cut to fit NAME_MAX_CHARS; null when that is no valid name.
+ *   fallbackName("alice", "mG3v0kqZ5wJd", 0) // => "alice-mG3v"
+ */
+export function fallbackName(name: string, userId: string, attempt: number): string | null {
+  const suffix = userId.slice(0, 4 + 2 * attempt);
+  const base = [...name].slice(0, NAME_MAX_CHARS - 1 - suffix.length).join("").trim();
+  return checkName(`${base}-${suffix}`);
+}
 
 const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
 const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
@@ -55,6 +69,8 @@ export interface Identity {
   /** When the user took its name, and the name's version, as the roster holds it. */
   since: number;
   version: number;
+  /** The session as stored, when there is one. */
+  record: SessionRecord | null;
 }
 
 /** What a hello asks for, door-independent: a TCP user gives a name only. */
@@ -158,7 +174,10 @@ export class Users {
     // is attached (Hub.hello) sees the name taken, so two never both get it.
     this.hold(keys, session.userId);
     const user = userRef(session.userId, session.name);
-    return ok({ user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms, since, version });
+    return ok({
+      user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms, since, version,
+      record: token === null ? null : session,
+    });
   }
 
   /** A member's session from its token (§11.1), or why the token is refused. */
@@ -184,7 +203,10 @@ export class Users {
       before.admin === session.admin &&
       before.keys.join() === session.keys.join() &&
       before.rooms.join() === session.rooms.join();
-    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) return true;
+    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) {
+      session.expiresAt = before.expiresAt;
+      return true;
+    }
     const fresh = before === null && session.kind === "guest";
     session.expiresAt = now + (fresh ? Math.min(ttlMs, NEW_SESSION_TTL_MS) : ttlMs);
     try {
@@ -228,6 +250,7 @@ export class Users {
     user.conns.push(conn);
     conn.user = user;
     conn.session = who.session;
+    conn.sessionRecord = who.record;
     conn.admin = who.admin;
     conn.claimRooms = who.rooms;
     return { user, oldName };
@@ -277,6 +300,53 @@ export class Users {
     }
     this.rename(local, name, nameKeys(name), this.ctx.now(), version);
     this.claimQuietly(local);
+  }
+
+  /**
+   * Stores again the sessions of the users online here (the engine lost its data, issue 21: 3),
+   * under the names they have now: their tokens keep working, and their guests' names stay theirs.
+   */
+  async saveLiveSessions(only?: User): Promise<void> {
+    const saved = new Set<string>();
+    const writes: Promise<void>[] = [];
+    for (const user of only ? [only] : this.online.values()) {
+      for (const conn of user.conns) {
+        const record = conn.sessionRecord;
+        if (conn.session === null || record === null || saved.has(conn.session)) continue;
+        saved.add(conn.session);
+        const guest = record.kind === "guest";
+        Object.assign(record, { name: user.ref.name, keys: guest ? user.keys : [], nameVersion: user.nameVersion });
+        writes.push(this.store.saveSession(conn.session, record).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "saveSession" })));
+      }
+    }
+    await Promise.all(writes);
+  }
+
+  /**
+   * The user lost its name `lost` to one who held it first (issue 21: 2): it takes the first free
+   * of `lost-<a part of its id>` (longer parts if need be), on every instance, and its sessions
+   * keep that one. Null when it has another name already, is not here, or is in grace only
+   * (nobody to tell: its grace ends under the old name).
+   */
+  async takeFallbackName(userId: string, lost: string): Promise<{ user: User; oldName: string } | null> {
+    const user = this.online.get(userId);
+    if (!user || user.ref.name !== lost || user.conns.length === 0) return null;
+    const now = this.ctx.now();
+    for (let attempt = 0; attempt < FALLBACK_NAME_ATTEMPTS; attempt++) {
+      const name = fallbackName(lost, userId, attempt);
+      if (name === null) continue;
+      const keys = nameKeys(name);
+      if (keys.some((key) => this.reserved.has(key)) || this.heldByOther(keys, userId)) continue;
+      const reserved = await this.store.nameReservedBy(keys, now);
+      if (reserved !== null && reserved !== userId) continue;
+      const held = await this.roster.claimName({ name, keys, userId, exclusive: user.ref.kind === undefined, since: now });
+      if (!held.held) continue;
+      if (this.online.get(userId) !== user || user.ref.name !== lost) return null;
+      this.rename(user, name, keys, now, held.version);
+      await this.saveLiveSessions(user);
+      return { user, oldName: lost };
+    }
+    return null;
   }
 
   /** The user is gone when it has no connection and is in no room, not even in grace. */

@@ -461,6 +461,67 @@ describe("an instance taken for dead", () => {
   });
 });
 
+describe("Redis that loses its data, or comes back", () => {
+  test("a flush: each instance holds its names again, whoever held one first keeps it and the other is renamed and told; live users' sessions still work", async () => {
+    await using servers = await instances(redis, 2, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000 });
+    const [a, b] = servers;
+    const { alice, bob, welcome } = await meet(a, b, "lost");
+    const admin = new RedisClient(redis.url(servers.db));
+    await admin.send("FLUSHDB", []);
+    admin.close();
+    // B cannot know yet: a newcomer on B asks for alice's name.
+    const newcomer = await Client.connect(b.wsUrl);
+    newcomer.send({ type: "hello", name: "alice" });
+    const answer = await newcomer.next();
+    if (answer.type === "welcome") {
+      // Alice held it first: once A holds it again, the newcomer has another name, and is told.
+      const renamed = (await newcomer.until((f) => f.type === "renamed")).at(-1);
+      expect(renamed).toEqual({ type: "renamed", user: { id: answer.user.id, name: expect.stringMatching(/^alice-./) }, reason: "name_taken" });
+    } else {
+      expect(answer).toMatchObject({ type: "error", code: "name_taken" });
+    }
+    for (const s of [a, b]) await s.logLine((l) => l.event === "roster_recovered" && l.reset === true);
+    // Alice is herself still, her session stored again: with it, on B, she is the same user.
+    const again = await Client.connect(b.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    // And the room counts everyone once, by one name each.
+    const carol = await Client.connect(b.wsUrl);
+    await carol.hello("carol");
+    const names = (await carol.join("lost")).members.map((m: { name: string }) => m.name);
+    expect(names.sort()).toEqual(["alice", "bob", "carol"]);
+    for (const c of [alice, bob, newcomer, again, carol]) c.close();
+  });
+
+  test("leaves while Redis is away reach the other instances' lists once it is back: each instance puts its presence back wholesale", async () => {
+    await using servers = await instances(redis, 2, { presenceGraceMs: 0 });
+    const [a, b] = servers;
+    const { alice, bob, welcome } = await meet(a, b, "away");
+    const carol = await Client.connect(a.wsUrl);
+    const carolWelcome = await carol.hello("carol");
+    await carol.join("away");
+    expect(await bob.expect("presence")).toMatchObject({ event: "join", user: carolWelcome.user });
+    await redis.stop("SIGTERM");
+    // A leave answered `left`, and a dropped socket: neither reaches Redis now.
+    carol.send({ type: "leave", room: "away" });
+    await carol.expect("left");
+    alice.close();
+    await a.logLine((l) => l.event === "close" && l.user === welcome.user.id);
+    await redis.start();
+    // Back, A replaces what Redis holds of its presence with what it has.
+    await a.logLine((l) => l.event === "roster_recovered" && l.reset === false);
+    // Everyone's list is right, on either instance. (Bob's instance may hear the leaves only if
+    // it was subscribed again before A put its presence back: pub/sub keeps nothing.)
+    for (const s of [a, b]) {
+      const dave = await Client.connect(s.wsUrl);
+      await dave.hello(`dave-${s === a ? "a" : "b"}`);
+      expect((await dave.join("away")).members.map((m: { name: string }) => m.name).sort()).toEqual(["bob", `dave-${s === a ? "a" : "b"}`]);
+      dave.close();
+      await s.logLine((l) => l.event === "close" && l.user === dave.frames[0]!.user.id);
+    }
+    for (const c of [bob, carol]) c.close();
+  });
+});
+
 describe("failures", () => {
   test("CLIENT KILL of the subscribers: they subscribe again and catch up what was published meanwhile; no gap, nothing twice", async () => {
     await using duo = await pair("kill");

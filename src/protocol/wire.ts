@@ -321,6 +321,11 @@ export interface ErrorFrame {
 }
 /** §11.3: a command was carried out (and stored). */
 export interface OkFrame { type: "ok"; for: ClientFrameType; ref?: string }
+/**
+ * The server gave you another name (issue 21: 2): after Redis lost its data, someone else who held
+ * yours first kept it. `user` is you, with your name now; your session keeps it.
+ */
+export interface RenamedFrame { type: "renamed"; user: UserRef; reason: "name_taken" }
 /** §11.2: an invite code, shown once. `maxUses` null: any number of uses until it expires. */
 export interface InviteFrame { type: "invite"; room: string; code: string; expiresAt: number; maxUses: number | null; ref?: string }
 export type ModerationAction = "kick" | "ban" | "unban" | "mute" | "unmute" | "role";
@@ -339,6 +344,7 @@ export interface ModerationFrame {
 }
 /** Every frame the server sends. */
 export type ServerFrame =
+  | RenamedFrame
   | WelcomeFrame
   | JoinedFrame
   | LeftFrame

@@ -35,8 +35,8 @@ export async function openRedis(
     throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
   }
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
-  const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs);
-  const store = new RedisStore(commands, historyBounds(config), now);
   const roster = new RedisRoster(commands, instance, log, config, now);
+  const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs, () => roster.recover(true));
+  const store = new RedisStore(commands, historyBounds(config), now);
   return { store, relay, roster };
 }

@@ -86,6 +86,12 @@ export const RECENT_KEY = "chat:recent";
  * after a restart.
  */
 export const HELD_KEY = "chat:held";
+/**
+ * A random mark of Redis's data, made by the first instance that looks: an instance that finds it
+ * gone or another knows Redis lost its data (a restart without persistence, a flush) and
+ * registers again what it holds (RedisRoster.recover).
+ */
+export const GENERATION_KEY = "chat:generation";
 /** Every instance that registered and was not taken over yet. */
 export const INSTANCES_KEY = "chat:instances";
 /** room → its distinct members on every instance (for /api/rooms). */

@@ -42,8 +42,12 @@ export class RedisLink {
   onreconnect: (() => void) | null = null;
   private opened = false;
   private closing = false;
-  /** Scripts loaded into Redis, by source. */
-  private readonly shas = new Map<string, string>();
+  /**
+   * Scripts loaded into Redis, by source: one load each, which every caller awaits, so calls made
+   * together reach Redis in the order made. Forgotten at each (re)connection: Redis may have
+   * restarted without them, and a NOSCRIPT retry would reorder calls made together.
+   */
+  private readonly shas = new Map<string, Promise<string>>();
   /** A command went unanswered past the deadline, and none has been answered since. */
   stalled = false;
   /** A PING on its way, from `probe` (one at a time). */
@@ -65,6 +69,7 @@ export class RedisLink {
     });
     this.client.onconnect = () => {
       this.gaveUp = false;
+      this.shas.clear();
       for (const wake of [...this.waiters]) wake();
       if (this.opened) {
         this.log("info", "redis_connected", { link: this.name });
@@ -207,13 +212,18 @@ export class RedisLink {
    */
   async run(script: string, keys: string[], args: string[], resent?: () => void): Promise<any> {
     for (let attempt = 1; ; attempt++) {
-      let sha = this.shas.get(script);
-      if (!sha) this.shas.set(script, (sha = String(await this.send("SCRIPT", ["LOAD", script]))));
+      let loading = this.shas.get(script);
+      if (!loading) {
+        const loaded = this.send("SCRIPT", ["LOAD", script]).then(String);
+        this.shas.set(script, (loading = loaded));
+        loaded.catch(() => this.shas.get(script) === loaded && this.shas.delete(script));
+      }
+      const sha = await loading;
       try {
         return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args], resent);
       } catch (error) {
         if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
-        this.shas.delete(script);
+        if (this.shas.get(script) === loading) this.shas.delete(script);
       }
     }
   }

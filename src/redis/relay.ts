@@ -33,9 +33,11 @@ export class RedisRelay implements Relay {
     private readonly instance: string,
     private readonly log: Log,
     tailCheckMs: number,
+    /** What the roster puts back after a reconnect (RedisRoster.recover), before any room catches up: a room reset closes clients, who come back at once. */
+    private readonly recover: () => Promise<void> = async () => {},
   ) {
     sub.onreconnect = () => void this.resubscribe();
-    commands.onreconnect = () => this.catchUpAll();
+    commands.onreconnect = () => void this.recovered().then(() => this.catchUpAll());
     this.checker = setInterval(() => this.catchUpAll(), tailCheckMs);
   }
 
@@ -165,7 +167,13 @@ export class RedisRelay implements Relay {
       return;
     }
     this.log("info", "redis_resubscribed", { rooms: rooms.length });
+    await this.recovered();
     this.catchUpAll();
+  }
+
+  /** The roster's recovery, its failure logged: catching up goes on either way. */
+  private recovered(): Promise<void> {
+    return this.recover().catch((error) => this.log("warn", "redis_recover", { error: String(error) }));
   }
 
   private catchUpAll(): void {

@@ -2,6 +2,7 @@
  * The Redis engine's roster: presence, names and rate buckets shared by every instance, and the
  * takeover of a dead instance's members.
  */
+import { randomBytes } from "node:crypto";
 import type { Config } from "../config.ts";
 import type { TokenBucket } from "../core/bucket.ts";
 import type { NameClaim, NameHeld, Roster, RosterTarget, RoomCount } from "../engine.ts";
@@ -9,6 +10,7 @@ import type { Log } from "../metrics.ts";
 import type { UserRef } from "../protocol/wire.ts";
 import {
   ACTIVE_KEY,
+  GENERATION_KEY,
   INSTANCES_KEY,
   NAME_RECORD,
   SERVER_CHANNEL,
@@ -24,6 +26,9 @@ import {
 } from "./keys.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
+
+/** Bytes of randomness in the mark of Redis's data (GENERATION_KEY). */
+const GENERATION_BYTES = 9;
 
 /** Bounds the membership entries read per step when a dead instance is taken over. */
 const REAP_SCAN_COUNT = 1000;
@@ -49,6 +54,12 @@ export class RedisRoster implements Roster {
 
   /** INSTANCE_TIMEOUT_MS. */
   private readonly timeoutMs: number;
+  /** The mark of Redis's data this instance registered with: another one (or none) means Redis lost it. */
+  private generation: string | null = null;
+  /** A recovery under way: one at a time, shared by whoever asks meanwhile. */
+  private recovering: Promise<void> | null = null;
+  /** A recovery was asked for while one ran: another follows it. */
+  private again: { reconnected: boolean } | null = null;
 
   constructor(
     private readonly link: RedisLink,
@@ -65,6 +76,7 @@ export class RedisRoster implements Roster {
   }
 
   async start(): Promise<void> {
+    this.generation = await this.mark();
     await this.heartbeat();
     this.timers.push(
       setInterval(() => void this.heartbeat().catch((e) => this.log("warn", "redis_heartbeat", { error: String(e) })), this.timeoutMs / 3),
@@ -72,7 +84,14 @@ export class RedisRoster implements Roster {
     );
   }
 
+  /** Redis's mark of its data: made once (SET NX) by the first instance to look, lost with the data. */
+  private async mark(): Promise<string> {
+    await this.link.send("SET", [GENERATION_KEY, randomBytes(GENERATION_BYTES).toString("base64url"), "NX"]);
+    return String(await this.link.send("GET", [GENERATION_KEY]));
+  }
+
   private async heartbeat(): Promise<void> {
+    await this.recover(false);
     await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
     const added = await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
     if (added === 1 && this.registered) {
@@ -81,6 +100,42 @@ export class RedisRoster implements Roster {
     }
     this.registered = true;
     await this.holdNames();
+  }
+
+  /**
+   * Puts back what this instance holds (Roster.recover). Redis lost its data when its mark is
+   * gone or another: then every name is held again (name-claim.lua gives a name to whoever held
+   * it first), and the hub registers its sessions and presence again. After a reconnect its
+   * presence is replaced wholesale: joins and leaves made while Redis was away reach the others.
+   */
+  recover(reconnected: boolean): Promise<void> {
+    if (this.recovering) {
+      this.again = { reconnected: reconnected || (this.again?.reconnected ?? false) };
+      return this.recovering;
+    }
+    this.recovering = (async () => {
+      try {
+        const generation: string | null = await this.link.send("GET", [GENERATION_KEY]);
+        const reset = generation !== this.generation;
+        if (reset) {
+          this.generation = await this.mark();
+          this.log("warn", "redis_reset", { instance: this.instance, names: this.names.size });
+          await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
+          await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
+          await this.holdNames();
+        }
+        if (reset || reconnected) {
+          await this.target.reconcile(reset);
+          this.log("info", "roster_recovered", { instance: this.instance, reset });
+        }
+      } finally {
+        this.recovering = null;
+      }
+      const again = this.again;
+      this.again = null;
+      if (again) await this.recover(again.reconnected);
+    })();
+    return this.recovering;
   }
 
   /**
@@ -186,6 +241,24 @@ export class RedisRoster implements Roster {
     const mine = `${this.instance}|`;
     const ids = new Set(fields.filter((f) => !f.startsWith(mine)).map((f) => f.slice(f.indexOf("|") + 1)));
     return [...ids].filter((id) => nameOf.has(id)).map((id) => ({ id, name: nameOf.get(id)! }));
+  }
+
+  /** This instance's memberships, as Redis holds them. */
+  async mine(): Promise<Map<string, UserRef[]>> {
+    const mine = new Map<string, UserRef[]>();
+    const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(this.instance).rooms]);
+    const prefix = `${this.instance}|`;
+    for (const room of rooms) {
+      const keys = rosterKeys(room);
+      const [fields, names]: [string[], Record<string, string> | string[]] = await Promise.all([
+        this.link.send("HKEYS", [keys.here]),
+        this.link.send("HGETALL", [keys.names]),
+      ]);
+      const nameOf = redisHash(names);
+      const users = fields.filter((f) => f.startsWith(prefix)).map((f) => f.slice(prefix.length));
+      mine.set(room, users.map((id) => ({ id, name: nameOf.get(id) ?? "" })));
+    }
+    return mine;
   }
 
   /** Every instance's rooms from Redis (this instance's are among them), read at most once per ACTIVE_CACHE_MS. */
