@@ -10,6 +10,7 @@ import { RedisClient } from "bun";
 import { describe, expect, test } from "bun:test";
 import type { ServerOptions } from "../server.ts";
 import { nameKeys } from "../src/protocol/rules.ts";
+import { historyBytes } from "../src/redis/index.ts";
 import {
   Client,
   bounded,
@@ -519,6 +520,26 @@ describe("Redis that loses its data, or comes back", () => {
       await s.logLine((l) => l.event === "close" && l.user === dave.frames[0]!.user.id);
     }
     for (const c of [bob, carol]) c.close();
+  });
+});
+
+describe("memory", () => {
+  test("at start an instance warns when Redis's maxmemory cannot hold MAX_ROOMS × HISTORY_RETAIN maximal messages, or none is set", async () => {
+    expect(historyBytes({ maxRooms: 10_000, historyRetain: 1000, maxMessageChars: 2000 })).toBe(83_000_000_000);
+    // The suite's redis-server has no maxmemory.
+    {
+      await using unbounded = await instances(redis, 1);
+      expect(await unbounded[0].logLine((l) => l.event === "redis_memory")).toMatchObject({ level: "warn", maxmemory: 0, needed: 83_000_000_000 });
+    }
+    await redis.command("CONFIG", "SET", "maxmemory", String(2 ** 30));
+    try {
+      await using small = await instances(redis, 1, { maxRooms: 100, historyRetain: 100 });
+      expect(small[0].logs.filter((l) => l.event === "redis_memory" || l.event === "redis_eviction")).toEqual([]);
+      await using large = await instances(redis, 1, { maxRooms: 1000, historyRetain: 1000 });
+      expect(await large[0].logLine((l) => l.event === "redis_memory")).toMatchObject({ maxmemory: 2 ** 30, needed: 8_300_000_000 });
+    } finally {
+      await redis.command("CONFIG", "SET", "maxmemory", "0");
+    }
   });
 });
 
