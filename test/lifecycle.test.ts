@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createServer } from "../server.ts";
+import { createServer, type ServerOptions } from "../server.ts";
 import {
   Client,
   SERVER_COMMAND,
@@ -157,7 +157,7 @@ describe("as a process", () => {
     expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
   });
 
-  test("start-up failures say NAME=value: what is wrong, and exit 1: an address, a port in use, an unusable database", async () => {
+  test("start-up failures say NAME=value: what is wrong: an address, a port in use, an unusable database; as a process, that line and exit 1", async () => {
     using dir = tempDir();
     const text = join(dir.path, "notes.txt");
     writeFileSync(text, "not a database, just some text that SQLite will not take for one\n".repeat(20));
@@ -165,26 +165,27 @@ describe("as a process", () => {
     mkdirSync(folder);
     const taken = reservePort();
     try {
-      const free = String(freePort());
-      const port = String(taken.port);
-      const memory = { DATABASE_PATH: ":memory:" };
-      const cases: [Record<string, string>, RegExp][] = [
-        [{ HOST: "999.1.1.1", ...memory }, /^HOST=999\.1\.1\.1: an IP address or a host name to listen on\n$/],
-        [{ HOST: "no-such-host.invalid", ...memory }, /^HOST=no-such-host\.invalid: cannot listen on this address \(.+\)\n$/],
-        [{ PORT: free, TCP_PORT: free, ...memory }, new RegExp(`^TCP_PORT=${free}: must differ from PORT, which the HTTP door listens on\n$`)],
-        [{ PORT: port, ...memory }, new RegExp(`^PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)\n$`)],
-        [{ TCP_PORT: port, ...memory }, new RegExp(`^TCP_PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)\n$`)],
-        [{ DATABASE_PATH: text }, /^DATABASE_PATH=.+notes\.txt: not a SQLite database \(file is not a database\)\n$/],
-        [{ DATABASE_PATH: join(text, "chat.sqlite") }, /^DATABASE_PATH=.+notes\.txt\/chat\.sqlite: its folder or lock file cannot be made \((EEXIST|ENOTDIR).*\)\n$/],
-        [{ DATABASE_PATH: folder }, /^DATABASE_PATH=.+a-folder: cannot be opened or created \(.+\)\n$/],
+      const port = taken.port;
+      const memory = { databasePath: ":memory:" };
+      const cases: [ServerOptions, RegExp][] = [
+        [{ host: "no-such-host.invalid", ...memory }, /^HOST=no-such-host\.invalid: cannot listen on this address \(.+\)$/],
+        [{ port, ...memory }, new RegExp(`^PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)$`)],
+        [{ tcpPort: port, ...memory }, new RegExp(`^TCP_PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)$`)],
+        [{ databasePath: text }, /^DATABASE_PATH=.+notes\.txt: not a SQLite database \(file is not a database\)$/],
+        [{ databasePath: join(text, "chat.sqlite") }, /^DATABASE_PATH=.+notes\.txt\/chat\.sqlite: its folder or lock file cannot be made \((EEXIST|ENOTDIR).*\)$/],
+        [{ databasePath: folder }, /^DATABASE_PATH=.+a-folder: cannot be opened or created \(.+\)$/],
       ];
-      const runs = await Promise.all(cases.map(([env]) => run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } })));
-      runs.forEach(({ code, stderr }, i) => {
-        const [env, expected] = cases[i]!;
-        expect([env, code, stderr]).toEqual([env, 1, expect.stringMatching(expected)]);
-      });
-      // None of them listened, nor wrote a log line saying so.
-      expect(runs.filter((r) => r.stdout.includes('"listening"'))).toEqual([]);
+      for (const [options, expected] of cases) {
+        const started = createServer({ port: 0, host: "127.0.0.1", log: () => {}, ...options });
+        await expect(started).rejects.toThrow(expected);
+      }
+      // As a process: the line on stderr, exit 1, never listening; a setting's own check and one made at start alike.
+      const runs = await Promise.all(
+        [{ HOST: "999.1.1.1", DATABASE_PATH: ":memory:" }, { DATABASE_PATH: text }].map((env) => run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } })),
+      );
+      expect(runs.map((r) => [r.code, r.stdout])).toEqual([[1, ""], [1, ""]]);
+      expect(runs[0]!.stderr).toBe("HOST=999.1.1.1: an IP address or a host name to listen on\n");
+      expect(runs[1]!.stderr).toMatch(/^DATABASE_PATH=.+notes\.txt: not a SQLite database \(file is not a database\)\n$/);
     } finally {
       taken.release();
     }
