@@ -85,13 +85,14 @@ const DATABASE_PROBLEMS: Record<string, string> = {
 };
 
 /**
- * The SQLite file, locked for this process (one file, one writer), or an error that says
- * `DATABASE_PATH=value: what is wrong`.
+ * The SQLite file, locked for this process (one file, one server), or an error that says
+ * `DATABASE_PATH=value: what is wrong`. The `bots` command opens it `unlocked`: its one short
+ * write waits on SQLite's own lock beside a running server, which is what it is for.
  */
-function openDatabase(config: Config): { store: SqliteStore; lock: FileLock | null } {
+function openDatabase(config: Config, unlocked = false): { store: SqliteStore; lock: FileLock | null } {
   const path = config.databasePath;
   const open = () => new SqliteStore(path, config.historyRetain, historyBounds(config));
-  if (path === ":memory:") return { store: open(), lock: null };
+  if (path === ":memory:" || unlocked) return { store: open(), lock: null };
   const problem = (what: string, error: unknown) => new Error(`DATABASE_PATH=${path}: ${what} (${(error as Error).message})`);
   let lock: FileLock;
   try {
@@ -110,10 +111,10 @@ function openDatabase(config: Config): { store: SqliteStore; lock: FileLock | nu
 }
 
 /** The engine: SQLite (or a given store) with the one-process relay and roster, or Redis. */
-async function openEngine(config: Config, ctx: Context, givenStore: Store | undefined, tailCheckMs: number | undefined) {
+async function openEngine(config: Config, ctx: Context, givenStore: Store | undefined, tailCheckMs: number | undefined, unlocked = false) {
   const local = { relay: new LocalRelay() as Relay, roster: new LocalRoster() as Roster };
   if (givenStore) return { store: givenStore, ...local, lock: null };
-  if (config.redisUrl === null) return { ...openDatabase(config), ...local };
+  if (config.redisUrl === null) return { ...openDatabase(config, unlocked), ...local };
   return { ...(await openRedis(config, config.redisUrl, ctx.log, ctx.now, tailCheckMs)), lock: null };
 }
 
@@ -270,7 +271,7 @@ async function botsCommand(config: Config, args: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger("warn", (line) => console.error(line));
-  const engine = await openEngine(config, { config, now: Date.now, metrics: new Metrics(), log }, undefined, undefined);
+  const engine = await openEngine(config, { config, now: Date.now, metrics: new Metrics(), log }, undefined, undefined, true);
   try {
     if (verb === "create") {
       const made = await createBot(engine.store, rest.join(" "), Date.now());

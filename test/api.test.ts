@@ -115,7 +115,7 @@ for (const engine of ENGINES) {
     test("status codes: 401 without or with a bad token, 415, 413, 400, 403 private and banned, 404, 429 with Retry-After", async () => {
       await using server = await startServer({ rateLimitBurst: 3, rateLimitPerSecond: 1 });
       const { token } = await makeBot(server, "prober");
-      const owner = await user(server, "owner", "vault");
+      const owner = await user(server, "olga", "vault");
       owner.send({ type: "room_settings", room: "vault", private: true });
       await owner.until((f) => f.type === "ok");
       const post = (body: unknown, t: string | null = token, headers?: Record<string, string>) => api(server, "POST", "/api/rooms/hall/messages", t, body, headers);
@@ -149,7 +149,7 @@ for (const engine of ENGINES) {
     test("every command of §11.3 over HTTP, with the WebSocket's rights: room_settings, role, invite, kick, mute, edit, delete", async () => {
       await using server = await startServer({ rateLimitBurst: 100 });
       const { bot, token } = (await makeBot(server, "modbot")) as { bot: { id: string }; token: string };
-      const owner = await user(server, "owner", "club");
+      const owner = await user(server, "olga", "club");
       const ownerId = owner.frames[0]!.user.id;
       const member = await user(server, "member", "club");
       const memberId = member.frames[0]!.user.id;

@@ -69,7 +69,7 @@ for (const engine of ENGINES) {
 
     test("delete: the author, or a moderator over a member; text gone from the message and its edits; a retried send answers the message as it is now", async () => {
       await using server = await startServer();
-      const owner = await user(server, "owner", "r");
+      const owner = await user(server, "olga", "r");
       const mod = await user(server, "mod", "r");
       const ann = await user(server, "ann", "r");
       await ask(owner, { type: "role", room: "r", user: mod.frames[0]!.user.id, role: "moderator" });

@@ -47,7 +47,7 @@ for (const engine of ENGINES) {
 
     test("kick: out at once (left kicked), the room sees moderation then leave; a public room may be rejoined, a private one not", async () => {
       await using server = await startServer({ presenceGraceMs: 60_000 });
-      const owner = await guest(server, "owner", "pub", "priv");
+      const owner = await guest(server, "olga", "pub", "priv");
       const troll = await guest(server, "troll", "pub", "priv");
       const other = await guest(server, "other", "pub");
       await ask(owner, { type: "room_settings", room: "priv", private: true });
@@ -55,7 +55,7 @@ for (const engine of ENGINES) {
       expect(await ask(owner, { type: "kick", room: "pub", user: troll.id, reason: "spam", ref: "k" })).toEqual({ type: "ok", for: "kick", ref: "k" });
       const seen = await other.until((f) => f.type === "presence" && f.event === "leave");
       expect(seen.slice(-2)).toEqual([
-        { type: "moderation", room: "pub", action: "kick", user: { id: troll.id, name: "troll" }, by: { id: owner.id, name: "owner" }, reason: "spam" },
+        { type: "moderation", room: "pub", action: "kick", user: { id: troll.id, name: "troll" }, by: { id: owner.id, name: "olga" }, reason: "spam" },
         { type: "presence", room: "pub", event: "leave", user: { id: troll.id, name: "troll" } },
       ]);
       expect(await troll.until((f) => f.type === "left")).toContainEqual({ type: "left", room: "pub", reason: "kicked" });
@@ -71,7 +71,7 @@ for (const engine of ENGINES) {
 
     test("ranks and targets: nobody acts on itself, its equals or betters, or the owner; unknown users are not_found; bad values bad_request", async () => {
       await using server = await startServer();
-      const owner = await guest(server, "owner", "r");
+      const owner = await guest(server, "olga", "r");
       const mod1 = await guest(server, "mod1", "r");
       const mod2 = await guest(server, "mod2", "r");
       const member = await guest(server, "member", "r");
@@ -103,7 +103,7 @@ for (const engine of ENGINES) {
     test("ban in a room: out at once (left banned); every join, a resuming one too, is banned with until; unban lets it back; a ban ends by itself", async () => {
       let clock = Date.now();
       await using server = await startServer({ now: () => clock, presenceGraceMs: 0 });
-      const owner = await guest(server, "owner", "r");
+      const owner = await guest(server, "olga", "r");
       const bad = await guest(server, "bad", "r");
       await say(owner, "r", "hello");
       expect(await ask(owner, { type: "ban", room: "r", user: bad.id, seconds: 600, reason: "rude" })).toMatchObject({ type: "ok" });
@@ -123,7 +123,7 @@ for (const engine of ENGINES) {
     test("mute: sends answer muted with until; 0 unmutes; the room hears both", async () => {
       const clock = Date.now();
       await using server = await startServer({ now: () => clock });
-      const owner = await guest(server, "owner", "r");
+      const owner = await guest(server, "olga", "r");
       const loud = await guest(server, "loud", "r");
       await ask(owner, { type: "mute", room: "r", user: loud.id, seconds: 3600 });
       expect((await loud.until((f) => f.type === "moderation")).at(-1)).toMatchObject({ action: "mute", until: clock + 3_600_000 });
@@ -139,7 +139,7 @@ for (const engine of ENGINES) {
     test("slow mode: one message per its seconds, slow_mode with retryAfterMs; read-only: only moderators send; moderators exempt", async () => {
       let clock = Date.now();
       await using server = await startServer({ now: () => clock });
-      const owner = await guest(server, "owner", "r");
+      const owner = await guest(server, "olga", "r");
       const user = await guest(server, "user", "r");
       await ask(owner, { type: "room_settings", room: "r", slowModeSeconds: 30 });
       await user.sync();
@@ -213,7 +213,7 @@ for (const engine of ENGINES) {
 
     test("the audit log: admins read each action and settings change, newest first, by room; others get 401", async () => {
       await using server = await startServer();
-      const owner = await guest(server, "owner", "r");
+      const owner = await guest(server, "olga", "r");
       const member = await guest(server, "member", "r");
       await ask(owner, { type: "room_settings", room: "r", topic: "rules" });
       await ask(owner, { type: "mute", room: "r", user: member.id, seconds: 60 });
@@ -229,7 +229,7 @@ for (const engine of ENGINES) {
       ]);
       // (Read before toMatchObject, which leaves its matchers in the object it checked.)
       const [newest, next] = [structuredClone(body.entries[0]), structuredClone(body.entries[1])];
-      expect(body.entries[0]).toMatchObject({ room: "r", by: { id: owner.id, name: "owner" }, ts: expect.any(Number), id: expect.any(Number) });
+      expect(body.entries[0]).toMatchObject({ room: "r", by: { id: owner.id, name: "olga" }, ts: expect.any(Number), id: expect.any(Number) });
       const older = await (await server.http(`/api/audit?room=r&before=${newest.id}&limit=1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
       expect(older).toEqual({ entries: [next], complete: false });
       for (const c of [owner, member]) c.close();
@@ -237,22 +237,22 @@ for (const engine of ENGINES) {
 
     test("the TCP door: moderation and changes as * lines; /kick, /mute, /ban, /unban for moderators; a kicked TCP user leaves the room", async () => {
       await using server = await startServer({ tcpPort: 0 });
-      const owner = await guest(server, "owner", "general");
+      const owner = await guest(server, "olga", "general");
       const { client: tcp } = await tcpUser(server, "terry");
       const m = await say(owner, "general", "typo hree");
       await tcp.readUntil("typo hree\n");
       await ask(owner, { type: "edit", room: "general", seq: m.seq, text: "typo here" });
-      expect(await tcp.readUntil("\n")).toBe("* owner edited a message in general: typo here\n");
+      expect(await tcp.readUntil("\n")).toBe("* olga edited a message in general: typo here\n");
       await ask(owner, { type: "delete", room: "general", seq: m.seq });
-      expect(await tcp.readUntil("\n")).toBe("* a message by owner was deleted in general by owner\n");
+      expect(await tcp.readUntil("\n")).toBe("* a message by olga was deleted in general by olga\n");
       // Terry cannot moderate; the owner can, by name.
-      tcp.write("/kick owner\n");
+      tcp.write("/kick olga\n");
       expect(await tcp.readUntil("\n")).toMatch(/^! forbidden: /);
       const { client: victim } = await tcpUser(server, "victim");
       await tcp.readUntil("victim joined general\n");
       const terryId = owner.frames.find((f) => f.type === "presence" && f.user.name === "terry")!.user.id;
       await ask(owner, { type: "role", room: "general", user: terryId, role: "moderator" });
-      await tcp.readUntil("(by owner)\n");
+      await tcp.readUntil("(by olga)\n");
       tcp.write("/mute victim 10\n");
       expect(await tcp.readUntil("\n")).toBe("* victim was muted in general by terry for 10 min\n");
       victim.write("hello?\n");
@@ -285,7 +285,7 @@ describe("what holds across instances and restarts", () => {
   test("a ban and a mute made on A hold on B; a kick on A takes the user out on B", async () => {
     await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
     const [a, b] = servers;
-    const owner = await guest(a, "owner", "r");
+    const owner = await guest(a, "olga", "r");
     const onB = await guest(b, "onb", "r");
     await owner.until((f) => f.type === "presence");
     await ask(owner, { type: "mute", room: "r", user: onB.id, seconds: 600 });
@@ -311,7 +311,7 @@ describe("what holds across instances and restarts", () => {
     let id = "";
     {
       await using server = await startServer({ databasePath, adminToken: ADMIN_TOKEN });
-      const owner = await guest(server, "owner", "r");
+      const owner = await guest(server, "olga", "r");
       const bad = await guest(server, "bad", "r");
       session = (bad as unknown as { session: string }).session;
       id = bad.id;

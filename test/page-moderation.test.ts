@@ -321,7 +321,7 @@ test(
 
     // An admin bans bob from the whole chat: closed with 4003, and the page stays closed.
     const admin = await suite.client(server);
-    await botIn(admin, "root", room, true);
+    await botIn(admin, "ada", room, true);
     const bobId = await bob.evaluate(() => document.querySelector("#members li .you")?.closest("li")?.getAttribute("data-user"));
     admin.send({ type: "ban", user: bobId, reason: "enough", ref: "b" });
     await admin.until((f) => f.type === "ok");
