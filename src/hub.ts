@@ -14,7 +14,7 @@ import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry } from "./directory.ts";
-import type { NewMessage, Page, PageQuery, Relay, Roster, Store } from "./engine.ts";
+import { outboxBounds, type NewMessage, type Page, type PageQuery, type Relay, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
@@ -24,6 +24,7 @@ import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, ty
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
+import { Webhooks, webhookOptions } from "./webhooks.ts";
 
 export type { RoomEntry } from "./directory.ts";
 
@@ -65,6 +66,8 @@ export class Hub {
   readonly authority: Authority;
   readonly changes: Changes;
   readonly moderation: Moderation;
+  /** The webhook deliverer (§11.7); null while WEBHOOK_URL is unset. */
+  readonly webhooks: Webhooks | null;
   /** Whether members can sign in (an AUTH_* key is set). */
   readonly signsInMembers: boolean;
 
@@ -82,12 +85,15 @@ export class Hub {
     this.users = new Users(ctx, store, roster, this.rate, this.presence, verifier);
     this.signsInMembers = verifier !== null;
     this.batcher = new Batcher(store, relay, ctx.metrics);
+    const hooks = webhookOptions(ctx.config);
+    this.webhooks = hooks && new Webhooks(ctx, store.openOutbox(outboxBounds(ctx.config)), hooks);
+    fanout.webhooks = this.webhooks;
     this.log = new RoomLog(ctx, store, relay, fanout, this.presence);
-    this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
+    this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users, this.webhooks);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
     this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
-    this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns);
+    this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns, this.webhooks);
     relay.attach({
       receive: (message) => this.log.receive(message),
       catchUp: (room) => this.log.catchUp(room),

@@ -20,7 +20,7 @@ const LAYERS: [layer: string, modules: RegExp][] = [
   ["core", /^src\/(config|metrics|context|assets)\.ts$|^src\/core\/[\w-]+\.ts$/],
   ["engine seams", /^src\/engine\.ts$/],
   ["engines", /^src\/sqlite\.ts$|^src\/(sqlite|redis)\/[\w-]+\.ts$/],
-  ["hub's parts", /^src\/(auth|authority|batcher|changes|connection|conns|directory|fanout|membership|moderation|rate|roomlog|users)\.ts$/],
+  ["hub's parts", /^src\/(auth|authority|batcher|changes|connection|conns|directory|fanout|membership|moderation|rate|roomlog|users|webhooks)\.ts$/],
   ["hub", /^src\/hub\.ts$/],
   ["doors", /^src\/(ws|tcp|http)\.ts$/],
   ["entry", /^server\.ts$/],

@@ -36,7 +36,7 @@ export async function openRedis(
   }
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
   const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs);
-  const store = new RedisStore(commands, historyBounds(config), now);
+  const store = new RedisStore(commands, historyBounds(config), now, instance);
   const roster = new RedisRoster(commands, instance, log, config, now);
   return { store, relay, roster };
 }

@@ -110,4 +110,23 @@ CREATE TABLE audit (
 CREATE INDEX audit_room ON audit (room, id);
 `,
   ],
+  [
+    4,
+    `
+-- v1.2 (§11.7): the webhook outbox. Events wait here, in the order they were queued, until
+-- delivered or dropped; a stored entry's event is written in the transaction that stores it.
+CREATE TABLE hooks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, -- queue order; never reused (what is durable is told by it)
+  hook_id TEXT NOT NULL,              -- webhook-id
+  type TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  room TEXT,                          -- a stored entry's room and seq (a deletion blanks their text)
+  seq INTEGER,
+  data TEXT NOT NULL,                 -- the frame, JSON
+  attempts INTEGER NOT NULL DEFAULT 0,
+  due INTEGER NOT NULL                -- not tried before this (ms)
+);
+CREATE INDEX hooks_due ON hooks (due);
+`,
+  ],
 ];
