@@ -199,6 +199,7 @@ export class Webhooks {
         this.inFlight.delete(event.ref);
         if (ok) {
           this.ctx.metrics.webhooks.ok++;
+          this.ctx.log("debug", "webhook_delivered", { id: event.id, type: event.type, attempts: event.attempts + 1 });
           this.finish(event);
         } else if (stop.signal.aborted) {
           await this.outbox.release([event]).catch(() => {});
@@ -247,6 +248,7 @@ export class Webhooks {
     this.ctx.metrics.webhooks.retry++;
     try {
       await this.outbox.retry(event, at);
+      this.ctx.log("debug", "webhook_retry", { id: event.id, type: event.type, attempts: event.attempts + 1, at });
     } catch (error) {
       // It stays where it was: tried again when the outbox hands it out again.
       this.ctx.log("warn", "webhook_queue", { error: String(error) });
