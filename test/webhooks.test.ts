@@ -461,3 +461,52 @@ describe("the deliverer's parts (unit)", () => {
     await store.close();
   });
 });
+
+describe("docs/bot.md: the /roll bot", () => {
+  test("the page holds examples/roll-bot.ts as it is", async () => {
+    const [page, code] = await Promise.all([Bun.file(join(import.meta.dir, "../docs/bot.md")).text(), Bun.file(join(import.meta.dir, "../examples/roll-bot.ts")).text()]);
+    expect(page).toContain("```ts\n" + code + "```");
+  });
+
+  test("it verifies the server's webhooks and answers /roll over the HTTP API as a bot (the API played by a stand-in here)", async () => {
+    // The HTTP API of §11.6 as the bot uses it: POST /api/rooms/:room/messages with its bearer.
+    const posts: { path: string; auth: string | null; body: Record<string, unknown> }[] = [];
+    const waker = new Waker();
+    await using api = {
+      server: Bun.serve({
+        port: 0,
+        hostname: "127.0.0.1",
+        async fetch(req) {
+          posts.push({ path: new URL(req.url).pathname, auth: req.headers.get("authorization"), body: await req.json() });
+          waker.poke();
+          return Response.json({ message: {} }, { status: 201 });
+        },
+      }),
+      [Symbol.asyncDispose]() {
+        return this.server.stop(true);
+      },
+    };
+    const bot = Bun.spawn([process.execPath, join(import.meta.dir, "../examples/roll-bot.ts")], {
+      env: { ...process.env, WEBHOOK_SECRET: TEST_WEBHOOK_SECRET, BOT_TOKEN: "bot_test", CHAT_URL: `http://127.0.0.1:${api.server.port}`, PORT: "0" },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    await using _bot = { [Symbol.asyncDispose]: async () => void (bot.kill("SIGKILL"), await bot.exited) };
+    let port = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of bot.stdout) {
+      const m = /listening on port (\d+)/.exec(decoder.decode(chunk));
+      if (m) {
+        port = Number(m[1]);
+        break;
+      }
+    }
+    await using server = await startOne({ webhookUrl: `http://127.0.0.1:${port}/`, webhookSecret: TEST_WEBHOOK_SECRET });
+    const ann = await user(server, "ann", "r");
+    await say(ann, "r", "hello");
+    const asked = await say(ann, "r", "/roll 20");
+    await waker.until(() => posts.length > 0, () => null, () => "the bot's answer");
+    expect(posts).toEqual([{ path: "/api/rooms/r/messages", auth: "Bearer bot_test", body: { id: expect.stringMatching(/^msg_/), replyTo: asked.seq, text: expect.stringMatching(/^ann rolls ([1-9]|1\d|20) \(d20\)$/) } }]);
+    ann.close();
+  });
+});
