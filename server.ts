@@ -19,11 +19,13 @@
 import type { Server, TCPSocketListener } from "bun";
 import { loadAssets } from "./src/assets.ts";
 import { openVerifier } from "./src/auth.ts";
+import { createBot } from "./src/bots.ts";
 import { loadConfig, resolveConfig, type Config } from "./src/config.ts";
 import { WsConnection, type TcpConnection } from "./src/connection.ts";
 import type { Context } from "./src/context.ts";
 import { LocalRelay, LocalRoster, historyBounds, type Relay, type Roster, type Store } from "./src/engine.ts";
 import { Fanout } from "./src/fanout.ts";
+import { apiRoutes } from "./src/api.ts";
 import { admitWs, createApp } from "./src/http.ts";
 import { Hub } from "./src/hub.ts";
 import { Metrics, createLogger } from "./src/metrics.ts";
@@ -96,6 +98,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const fanout = new Fanout(ctx, relay);
   const hub = new Hub(ctx, store, fanout, relay, roster, verifier);
   const app = createApp(hub, ctx, assets, now());
+  app.route("/", apiRoutes(hub, ctx));
   try {
     // Trimmed before anything is read from storage, so no emptied room is listed.
     if (config.historyMaxAgeDays) await store.sweepHistory(now());
@@ -191,12 +194,56 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   };
 }
 
+/**
+ * `bun run server.ts bots create NAME | list | revoke ID`: bots for an operator with a shell
+ * (§11.6), on the storage the environment names, whether or not the server runs (it closes a
+ * revoked bot's connections within a second). Returns the exit code.
+ */
+async function botsCommand(config: Config, args: string[]): Promise<number> {
+  const [verb, ...rest] = args;
+  const usage = "usage: bun run server.ts bots create NAME | bots list | bots revoke ID";
+  if (!verb || !["create", "list", "revoke"].includes(verb) || (verb !== "list" && rest.length === 0)) {
+    console.error(usage);
+    return 2;
+  }
+  const log = createLogger("warn", (line) => console.error(line));
+  const engine = await openEngine(config, { config, now: Date.now, metrics: new Metrics(), log }, undefined, undefined);
+  try {
+    if (verb === "create") {
+      const made = await createBot(engine.store, rest.join(" "), Date.now());
+      if (!made.ok) {
+        console.error(made.message);
+        return 1;
+      }
+      console.log(`bot ${made.value.bot.id} ${made.value.bot.name}`);
+      console.log(`token ${made.value.token}`);
+      console.error("The token is shown this once: keep it. It signs the bot in (hello {token}) and is its API bearer.");
+      return 0;
+    }
+    if (verb === "list") {
+      for (const bot of await engine.store.bots()) {
+        console.log(`${bot.id}\t${bot.name}\t${new Date(bot.createdAt).toISOString()}${bot.revoked ? "\trevoked" : ""}`);
+      }
+      return 0;
+    }
+    if (!(await engine.store.revokeBot(rest[0]!))) {
+      console.error(`no bot ${rest[0]}`);
+      return 1;
+    }
+    console.log(`revoked ${rest[0]}`);
+    return 0;
+  } finally {
+    await engine.roster.close().then(() => engine.relay.close()).then(() => engine.store.close());
+  }
+}
+
 if (import.meta.main) {
   const loaded = loadConfig(process.env);
   if (!loaded.ok) {
     for (const line of loaded.errors) console.error(line);
     process.exit(1);
   }
+  if (process.argv[2] === "bots") process.exit(await botsCommand(loaded.config, process.argv.slice(3)));
   // An unreachable Redis at start is an operator's error: say it in one line, like a bad setting.
   const chat = await createServer(loaded.config).catch((error: Error) => {
     console.error(error.message);

@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 
 export interface LoadArgs {
-  scenario: "fanout" | "writeheavy" | "openloop" | "connects";
+  scenario: "fanout" | "writeheavy" | "editheavy" | "openloop" | "connects";
   target: "chat" | "floor";
   port: number;
   /** The server's process id, for its CPU time and RSS. */
@@ -354,6 +354,54 @@ async function throughput(args: LoadArgs, clients: RawWs[], senders: number[], r
   };
 }
 
+/**
+ * Closed loop of edits (chat only): each client sends one message, then edits it again and
+ * again, keeping up to `window` edits unanswered; an edit is done at its `ok`. Every edit is
+ * stored (the event, and the message changed, in one commit) and delivered to both members of
+ * its room. Measures edits per second and server CPU per edit over `seconds`, after a warm-up.
+ */
+async function edits(args: LoadArgs, clients: RawWs[], roomOf: (i: number) => string) {
+  const window = args.window ?? 4;
+  const seconds = args.seconds ?? 3;
+  let sending = true;
+  let done = 0;
+  clients.forEach((ws, s) => {
+    const room = roomOf(s);
+    let seq = 0;
+    let outstanding = 0;
+    let n = 0;
+    const pump = () => {
+      while (sending && outstanding < window) {
+        outstanding++;
+        ws.send(`{"type":"edit","room":"${room}","seq":${seq},"text":"${TEXT_PAD}edit ${n++}"}`);
+      }
+    };
+    ws.onText = (buf, start, end) => {
+      if (seq === 0) {
+        // Our own message's echo, once: its seq is what we edit.
+        if (!isType(buf, start, "message")) return;
+        const m = JSON.parse(new TextDecoder().decode(buf.subarray(start, end))) as { id: string; seq: number };
+        if (m.id !== `first-${s}`) return;
+        seq = m.seq;
+        return pump();
+      }
+      if (!isType(buf, start, "ok")) return;
+      done++;
+      outstanding--;
+      pump();
+    };
+    ws.send(`{"type":"send","room":"${room}","id":"first-${s}","text":"a message to edit"}`);
+  });
+  const count = () => clients.reduce((n, c) => n + c.frames, 0);
+  await sleep(WARMUP_MS);
+  const [e0, u0, s0, f0] = [done, usage(args.pid), performance.now(), count()];
+  await sleep(seconds * 1000);
+  const [e1, u1, s1, f1] = [done, usage(args.pid), performance.now(), count()];
+  sending = false;
+  const elapsed = (s1 - s0) / 1000;
+  return { editsPerSec: (e1 - e0) / elapsed, deliveriesPerSec: (f1 - f0) / elapsed, cpuUsPerEdit: (u1.cpuUs - u0.cpuUs) / (e1 - e0) };
+}
+
 async function main(args: LoadArgs): Promise<Record<string, number>> {
   switch (args.scenario) {
     case "fanout": {
@@ -372,6 +420,15 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       const roomOf = (i: number) => `w${i % rooms}`;
       const clients = await connectAll(args, n, roomOf);
       const r = await throughput(args, clients, clients.map((_, i) => i), roomOf);
+      for (const c of clients) c.close();
+      return r;
+    }
+    case "editheavy": {
+      const n = args.clients ?? 1000;
+      const rooms = args.rooms ?? n / 2;
+      const roomOf = (i: number) => `e${i % rooms}`;
+      const clients = await connectAll(args, n, roomOf);
+      const r = await edits(args, clients, roomOf);
       for (const c of clients) c.close();
       return r;
     }

@@ -24,7 +24,7 @@ const quick = process.argv.includes("--quick");
 const repeatAt = process.argv.indexOf("--repeat");
 const REPEAT = repeatAt === -1 ? (quick ? 1 : 3) : Number(process.argv[repeatAt + 1]);
 const onlyAt = process.argv.indexOf("--only");
-/** `--only fanout,connects` runs just those scenarios (fanout, writeheavy, openloop, connects, cold). */
+/** `--only fanout,connects` runs just those scenarios (fanout, writeheavy, editheavy, openloop, connects, cold). */
 const only = onlyAt === -1 ? null : process.argv[onlyAt + 1]!.split(",");
 const want = (scenario: string) => only === null || only.includes(scenario);
 const profAt = process.argv.indexOf("--cpu-prof");
@@ -251,6 +251,18 @@ if (want("writeheavy")) {
         `(${pick(r["chat-webhooks"], "deliveriesPerSec").map((d) => Math.round(d / 2)).join(", ")} messages/s stored)`,
     );
   }
+}
+if (want("editheavy")) {
+  // Edits (§11.4) share the message path: an event stored and delivered, and its target changed
+  // in the same commit. Set against the same write-heavy load of new messages, in this run.
+  const n = quick ? 200 : 1000;
+  const edits = await repeated("editheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat"]);
+  const sends = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat"]);
+  const e = pick(edits.chat, "editsPerSec");
+  rows.push({
+    scenario: `edit-heavy: ${n / 2} rooms × 2, each editing its own message, durable (floor: the same load sending new messages)`,
+    metric: "stored per second", chat: median(e), floor: median(pick(sends.chat, "messagesPerSec")), better: "higher", goal: "(reference)", noise: spread(e),
+  });
 }
 if (want("openloop")) {
   const n = quick ? 500 : 2000;

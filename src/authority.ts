@@ -11,7 +11,7 @@ import { may, type Action, type Rank } from "./core/rights.ts";
 import { holds, type AuditEntry, type RoomAuth, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import type { Membership } from "./membership.ts";
-import { MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
+import { BOT_ID_PREFIX, MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
 import {
   SLOW_MODE_MAX_SECONDS,
   isRoom,
@@ -41,6 +41,9 @@ export interface Actor {
   /** Private rooms a member's token lets it join. */
   claimRooms: readonly string[];
 }
+
+/** Who the admin bearer (`Authorization: Bearer <ADMIN_TOKEN>`, §11.6) acts as over HTTP: posts show it as a bot called admin. */
+export const ADMIN_BEARER: Actor = { ref: { id: "b:admin", name: "admin", kind: "bot" }, admin: true, claimRooms: [] };
 
 /** The actor a connection's user is. */
 export const actorOf = (conn: Connection): Actor => ({ ref: conn.user!.ref, admin: conn.admin, claimRooms: conn.claimRooms });
@@ -257,7 +260,13 @@ export class Authority {
     if (holder) return online ? { ...online } : userRef(userId, holder.name);
     if (online && (anyoneOnline || (await this.store.isListed(room, userId)))) return { ...online };
     const restricted = auth.bans.get(userId) ?? auth.mutes.get(userId);
-    return restricted && anyoneOnline ? userRef(userId, userId) : null;
+    if (restricted && anyoneOnline) return userRef(userId, restricted.name ?? userId);
+    // A bot acts without a connection (§11.6): any live bot is known to every room.
+    if (userId.startsWith(BOT_ID_PREFIX)) {
+      const bot = (await this.store.bots()).find((b) => b.id === userId && !b.revoked);
+      if (bot) return userRef(bot.id, bot.name);
+    }
+    return null;
   }
 
   /** The rank of `userId` in a room, as the target of an action. */

@@ -253,7 +253,7 @@ export interface RecentRoom {
 export interface SessionRecord {
   userId: string;
   expiresAt: number;
-  kind: "guest" | "member";
+  kind: "guest" | "member" | "bot";
   /** The name it restores (a guest's, reserved while the session is valid). */
   name: string;
   /** A guest's name's look-alike keys, by which it is reserved; none for members. */
@@ -262,6 +262,15 @@ export interface SessionRecord {
   admin: boolean;
   /** A member's private rooms, from its token's `rooms` claim. */
   rooms: string[];
+}
+
+/** A bot (§11.6): a user of kind "bot", signed in by a token of its own. */
+export interface BotRecord {
+  /** `b:` + a random id. */
+  id: string;
+  name: string;
+  createdAt: number;
+  revoked: boolean;
 }
 
 /** A role held in a room, and the name its holder had when it was given (for lists and events). */
@@ -364,6 +373,14 @@ export interface Store {
   useInvite(codeHash: string, room: string, now: number): Promise<boolean>;
   /** The rooms whose settings say private. */
   privateRooms(): Promise<Set<string>>;
+  /** Stores a new bot with its token's hash (the token itself is never stored). */
+  createBot(bot: BotRecord, tokenHash: string): Promise<void>;
+  /** Every bot, revoked ones too, oldest first. */
+  bots(): Promise<BotRecord[]>;
+  /** The bot a token hash signs in, unless it is revoked; or null. */
+  botByToken(tokenHash: string): Promise<BotRecord | null>;
+  /** Revokes a bot: its token signs in nobody from now on. False when there is no such bot. */
+  revokeBot(id: string): Promise<boolean>;
   /** One stored entry of a room's sequence, as it is now; null when none has that seq. */
   entry(room: string, seq: number): Promise<StoredFrame | null>;
   /** Bans or mutes `userId` in a room (null lifts it). */

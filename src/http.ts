@@ -7,7 +7,6 @@ import { isIP } from "node:net";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import type { Assets } from "./assets.ts";
-import type { Actor } from "./authority.ts";
 import { guestsAllowed, hostKey, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
@@ -65,8 +64,6 @@ function bearer(req: Request): string | null {
   return /^Bearer (\S+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? null;
 }
 
-/** Who the admin bearer acts as over HTTP. */
-const ADMIN_ACTOR: Actor = { ref: { id: "admin", name: "admin" }, admin: true, claimRooms: [] };
 
 /** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
 export function pageQuery(params: URLSearchParams): PageQuery | null {
@@ -173,8 +170,9 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     if (!isRoom(room)) return c.json({ error: "room_invalid" }, 400);
     const query = pageQuery(new URL(c.req.url).searchParams);
     if (!query) return c.json({ error: "bad_request" }, 400);
-    // A private room is not there for anyone but an admin (§11.2): 404, not 403, says nothing of it.
-    const r = await hub.history(isAdmin(c.req.raw) ? ADMIN_ACTOR : null, room, query);
+    // A private room is not there for anyone but admins and bots on its list (§11.2, §11.6): 404, not 403, says nothing of it.
+    const token = bearer(c.req.raw);
+    const r = await hub.history(token === null ? null : await hub.bots.actorFor(token), room, query);
     if (!r.ok) return r.code === "forbidden" ? c.json({ error: "not_found" }, 404) : c.json({ error: r.code }, 400);
     return c.json({ room, ...r.value });
   });

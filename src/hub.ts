@@ -16,11 +16,12 @@ import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry } from "./directory.ts";
 import { outboxBounds, type NewMessage, type Page, type PageQuery, type Relay, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
+import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
 import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type UserRef } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
@@ -65,6 +66,7 @@ export class Hub {
   readonly directory: Directory;
   readonly authority: Authority;
   readonly changes: Changes;
+  readonly bots: Bots;
   readonly moderation: Moderation;
   /** The webhook deliverer (§11.7); null while WEBHOOK_URL is unset. */
   readonly webhooks: Webhooks | null;
@@ -93,6 +95,7 @@ export class Hub {
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
     this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
+    this.bots = new Bots(ctx, store, this.conns, this.membership);
     this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns, this.webhooks);
     relay.attach({
       receive: (message) => this.log.receive(message),
@@ -323,7 +326,6 @@ export class Hub {
     return ok(null);
   }
 
-  /** Accepts a message: stored by the Batcher, then delivered to the room, the sender included. */
   /**
    * Accepts a message (§4, §11.3): not while muted, in a read-only room only from moderators and
    * up, in slow mode once per its seconds; a reply only to a message of the room (which makes the
@@ -370,6 +372,41 @@ export class Hub {
     return ok(null);
   }
 
+  /**
+   * A message from an actor without a connection (the HTTP API, §11.6): the rules of `send`, but
+   * no join is needed, and a private room needs its list. Resolves once it is stored and
+   * delivered, with the message (the original, for a repeated id).
+   */
+  async post(actor: Actor, frame: { room: string; id: string; text: string; replyTo?: number }): Promise<Result<{ message: MessageFrame; duplicate: boolean }>> {
+    const { room, id, replyTo } = frame;
+    if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
+    const text = normalizeText(frame.text, this.config.maxMessageChars);
+    if (text === null) return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
+    const auth = await this.log.auth(room);
+    const banned = this.authority.banned(auth, actor.ref.id);
+    if (banned) return banned;
+    if (!(await this.authority.mayRead(room, actor))) return fail("forbidden", `${room} is private: a bot must be on its list`);
+    const refused = this.authority.maySend(room, auth, actor);
+    if (refused) return refused;
+    if (replyTo !== undefined) {
+      const target = await this.changes.replyTarget(room, replyTo);
+      if (!target.ok) return target;
+    }
+    this.ctx.metrics.messagesIn++;
+    const message: NewMessage = { room, user: { ...actor.ref }, id, text, ts: this.ctx.now() };
+    if (replyTo !== undefined) message.replyTo = replyTo;
+    this.authority.sent(room, actor.ref.id);
+    this.log.sending(message);
+    let result;
+    try {
+      result = await this.batcher.add(message);
+    } finally {
+      this.log.sent(message);
+    }
+    if ("refused" in result) return fail("room_limit", `the server holds history for at most ${this.config.maxRooms} rooms`);
+    return ok({ message: result.message as MessageFrame, duplicate: result.duplicate });
+  }
+
   typing(conn: WsConnection, room: string): Result<null> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     if (!conn.rooms.includes(room)) return fail("not_joined", `not in ${room}`);
@@ -406,9 +443,10 @@ export class Hub {
     return this.membership.members(room);
   }
 
-  /** Stops the timers (presence grace, hello deadlines) at shutdown. */
+  /** Stops the timers (presence grace, hello deadlines, bot checks) at shutdown. */
   dispose(): void {
     this.membership.dispose();
+    this.bots.dispose();
     for (const conn of this.conns.all()) if (conn.helloTimer) clearTimeout(conn.helloTimer);
   }
 }

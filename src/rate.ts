@@ -7,7 +7,7 @@
  */
 import type { Connection, User } from "./connection.ts";
 import type { Context } from "./context.ts";
-import { Buckets, RateLimiter } from "./core/bucket.ts";
+import { Buckets, RateLimiter, type TokenBucket } from "./core/bucket.ts";
 import type { Roster } from "./engine.ts";
 import type { ClientFrameType } from "./protocol/wire.ts";
 
@@ -54,7 +54,23 @@ export class RateGate {
     const token = asked ?? this.ask(conn, type);
     if (token === null) return conn.bucket.take(this.ctx.now());
     if (typeof token === "boolean") return token;
-    return this.shared(token, conn.user!);
+    return this.shared(token, conn.user!.bucket);
+  }
+
+  /**
+   * The token for a request of a user with no connection (the HTTP API, §11.6: a bot has its own
+   * bucket): the user's bucket, shared by every instance as a connection's is.
+   */
+  takeFor(userId: string): Token {
+    const own = this.userBuckets.get(userId, this.ctx.now());
+    const token = this.roster.takeFrame(userId, this.ctx.now(), own);
+    return typeof token === "boolean" ? token : this.shared(token, own);
+  }
+
+  /** When the user's bucket has a token again, in ms (at least one refill's time when it cannot tell). */
+  retryAfterMs(userId: string): number {
+    const bucket = this.userBuckets.get(userId, this.ctx.now());
+    return bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
   }
 
   /**
@@ -94,7 +110,7 @@ export class RateGate {
    * The shared bucket's answer, or, if it fails or takes longer than SHARED_BUCKET_WAIT_MS, a
    * token of this instance's copy: a frame never hangs on the engine. Logged once per outage.
    */
-  private async shared(token: Promise<boolean>, user: User): Promise<boolean> {
+  private async shared(token: Promise<boolean>, own: TokenBucket): Promise<boolean> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${SHARED_BUCKET_WAIT_MS} ms`)), SHARED_BUCKET_WAIT_MS);
@@ -107,7 +123,7 @@ export class RateGate {
     } catch (error) {
       if (!this.sharedDown) this.ctx.log("warn", "rate_buckets_local", { error: String(error) });
       this.sharedDown = true;
-      return user.bucket.take(this.ctx.now());
+      return own.take(this.ctx.now());
     } finally {
       clearTimeout(timer);
     }

@@ -11,6 +11,7 @@ import { ageCutoff, changed, historyBounds, holds, pageRows, storedFrame, toPage
 import type {
   Appended,
   AuditEntry,
+  BotRecord,
   HistoryBounds,
   NewEntry,
   Outbox,
@@ -33,7 +34,7 @@ import { SqliteOutbox, type OutboxOp } from "./sqlite/outbox.ts";
 interface SessionRow {
   user_id: string;
   expires_at: number;
-  kind: "guest" | "member";
+  kind: SessionRecord["kind"];
   name: string | null;
   key1: string | null;
   key2: string | null;
@@ -56,6 +57,13 @@ const restrictionOf = (r: Omit<RestrictionRow, "user_id" | "kind">): Restriction
   by: userRef(r.by_id, r.by_name),
 });
 
+const botOf = (r: { id: string; name: string; created_at: number; revoked: number }): BotRecord => ({
+  id: r.id,
+  name: r.name,
+  createdAt: r.created_at,
+  revoked: r.revoked === 1,
+});
+
 /** The room name the server's own rows (server bans, server audit entries) are kept under: no room has it. */
 const SERVER = "";
 
@@ -75,6 +83,8 @@ type WriteOp =
   | { op: "restrict"; kind: "ban" | "mute"; room: string; userId: string; restriction: Restriction | null }
   | { op: "banAddress"; ip: string; userId: string; restriction: Restriction }
   | { op: "audit"; entry: AuditEntry }
+  | { op: "createBot"; bot: BotRecord; tokenHash: string }
+  | { op: "revokeBot"; id: string }
   | OutboxOp;
 
 /**
@@ -346,6 +356,12 @@ export class SqliteStore implements Store {
       liftAddresses: this.db.query("DELETE FROM address_bans WHERE user_id = ?"),
       sweepRestrictions: this.db.query("DELETE FROM restrictions WHERE until IS NOT NULL AND until <= ?"),
       sweepAddressBans: this.db.query("DELETE FROM address_bans WHERE until <= ?"),
+      createBot: this.db.query("INSERT INTO bots (id, name, token_hash, created_at) VALUES (?, ?, ?, ?)"),
+      revokeBot: this.db.query("UPDATE bots SET revoked = 1 WHERE id = ?"),
+      bots: this.db.query<{ id: string; name: string; created_at: number; revoked: number }, []>("SELECT id, name, created_at, revoked FROM bots ORDER BY created_at, id"),
+      botByToken: this.db.query<{ id: string; name: string; created_at: number; revoked: number }, [string]>(
+        "SELECT id, name, created_at, revoked FROM bots WHERE token_hash = ? AND revoked = 0",
+      ),
       audit: this.db.query("INSERT INTO audit (room, ts, action, entry) VALUES (?, ?, ?, ?)"),
       /** Keeps the newest `retain` entries of a room's log. */
       trimAudit: this.db.query("DELETE FROM audit WHERE room = ?1 AND id <= (SELECT id FROM audit WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"),
@@ -405,6 +421,10 @@ export class SqliteStore implements Store {
             const r = op.restriction;
             return void this.q.banAddress.run(op.ip, op.userId, r.until!, r.reason ?? null, r.by.id, r.by.name);
           }
+          case "createBot":
+            return void this.q.createBot.run(op.bot.id, op.bot.name, op.tokenHash, op.bot.createdAt);
+          case "revokeBot":
+            return this.q.revokeBot.run(op.id).changes > 0;
           case "audit": {
             const room = op.entry.room ?? SERVER;
             this.q.audit.run(room, op.entry.ts, op.entry.action, JSON.stringify(op.entry));
@@ -699,6 +719,23 @@ export class SqliteStore implements Store {
     if (holds(byUser, now)) return byUser;
     const byAddress = this.addressBans.get(ip);
     return holds(byAddress, now) ? byAddress : null;
+  }
+
+  async createBot(bot: BotRecord, tokenHash: string) {
+    await this.write([{ op: "createBot", bot, tokenHash }]);
+  }
+
+  async bots(): Promise<BotRecord[]> {
+    return this.q.bots.all().map(botOf);
+  }
+
+  async botByToken(tokenHash: string): Promise<BotRecord | null> {
+    const row = this.q.botByToken.get(tokenHash);
+    return row ? botOf(row) : null;
+  }
+
+  async revokeBot(id: string) {
+    return (await this.write([{ op: "revokeBot", id }]))[0] as boolean;
   }
 
   async audit(entry: AuditEntry) {

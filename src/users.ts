@@ -83,11 +83,12 @@ export class Users {
       return fail("auth_invalid", "wrong admin token");
     }
     const madeAdmin = ask.adminToken !== undefined;
-    const restored = ask.session === undefined ? null : await this.store.findSession(hashSecret(ask.session), now);
+    const found = ask.session === undefined ? null : await this.store.findSession(hashSecret(ask.session), now);
+    const restored = found?.kind === "bot" ? null : found;
     let session: SessionRecord;
     let reuse = false;
     if (ask.token !== undefined) {
-      const member = await this.member(ask.token, now);
+      const member = await this.signedIn(ask.token, now);
       if (!member.ok) return member;
       // The same member coming back with a fresh token keeps its session.
       reuse = restored?.userId === member.value.userId;
@@ -129,7 +130,8 @@ export class Users {
       // The claim just made stands for nobody here: let it go, unless the user holds it already.
       if (!keys.every((key) => this.holders.get(key)?.has(session.userId))) this.roster.releaseName(keys, session.userId);
     };
-    if (token !== null) {
+    // A bot signs in with its token every time: its session is not kept, so a revoked bot's brings nothing back.
+    if (token !== null && session.kind !== "bot") {
       const saved = await this.saveSession(token, session, reuse ? restored : null, now);
       if (!saved) {
         unclaim();
@@ -145,8 +147,13 @@ export class Users {
   }
 
   /** A member's session from its token (§11.1), or why the token is refused. */
-  private async member(token: string, now: number): Promise<Result<SessionRecord>> {
-    if (token.startsWith(BOT_TOKEN_PREFIX)) return fail("auth_invalid", "unknown bot token");
+  /** A member's or bot's session from its token (§11.1, §11.6), or why the token is refused. */
+  private async signedIn(token: string, now: number): Promise<Result<SessionRecord>> {
+    if (token.startsWith(BOT_TOKEN_PREFIX)) {
+      const bot = await this.store.botByToken(hashSecret(token));
+      if (!bot) return fail("auth_invalid", "unknown or revoked bot token");
+      return ok({ userId: bot.id, expiresAt: 0, kind: "bot", name: bot.name, keys: [], admin: false, rooms: [] });
+    }
     if (!this.verifier) return fail("auth_invalid", "this server takes no member tokens (no AUTH_* key is set)");
     const verified = await this.verifier.verify(token, now);
     if (!verified.ok) return fail("auth_invalid", verified.why);

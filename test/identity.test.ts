@@ -3,10 +3,10 @@
  * PEM key, a JWKS served by a local Bun.serve), every claim rule, guest access, names that stay a
  * guest's while its session is valid, signout, and admins.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type JWTPayload } from "jose";
 import { loadConfig, type ServerOptions } from "../server.ts";
-import { Client, LineClient, bounded, startRedis, startServer, user, type TestServer } from "./helpers.ts";
+import { Client, LineClient, bounded, ENGINES, engineServers, startServer, user, type TestServer } from "./helpers.ts";
 
 /** The HS256 secret the servers here take (≥ 32 bytes). */
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -28,14 +28,10 @@ async function helloWith(c: Client, fields: object): Promise<Record<string, any>
   return c.next();
 }
 
-const redis = await startRedis();
-let database = 0;
-afterAll(() => redis.cleanup());
-
-for (const engine of ["sqlite", "redis"] as const) {
+for (const engine of ENGINES) {
+  describe(engine, () => {
   /** A server on this engine; with Redis, in a database of its own. */
-  const start = (options: ServerOptions = {}): Promise<TestServer> =>
-    startServer({ ...(engine === "redis" ? { redisUrl: redis.url(++database) } : {}), ...options });
+  const { startServer: start } = engineServers(engine);
 
   describe(`${engine}: members sign in with a JWT`, () => {
     test("a member is u:<sub> with kind member, everywhere a user shows, and its session brings it back", async () => {
@@ -298,6 +294,7 @@ for (const engine of ["sqlite", "redis"] as const) {
         await server.stop();
       }
     });
+  });
   });
 }
 

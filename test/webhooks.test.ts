@@ -24,6 +24,7 @@ import {
   TEST_WEBHOOK_SECRET,
   bounded,
   engineServers,
+  freePort,
   redisForSuite,
   run,
   spawnServer,
@@ -468,45 +469,33 @@ describe("docs/bot.md: the /roll bot", () => {
     expect(page).toContain("```ts\n" + code + "```");
   });
 
-  test("it verifies the server's webhooks and answers /roll over the HTTP API as a bot (the API played by a stand-in here)", async () => {
-    // The HTTP API of §11.6 as the bot uses it: POST /api/rooms/:room/messages with its bearer.
-    const posts: { path: string; auth: string | null; body: Record<string, unknown> }[] = [];
-    const waker = new Waker();
-    await using api = {
-      server: Bun.serve({
-        port: 0,
-        hostname: "127.0.0.1",
-        async fetch(req) {
-          posts.push({ path: new URL(req.url).pathname, auth: req.headers.get("authorization"), body: await req.json() });
-          waker.poke();
-          return Response.json({ message: {} }, { status: 201 });
-        },
-      }),
-      [Symbol.asyncDispose]() {
-        return this.server.stop(true);
-      },
-    };
+  test("it verifies the server's webhooks and answers /roll over the HTTP API, as a bot", async () => {
+    const adminToken = "admin-token-for-the-roll-bot-test";
+    const botPort = freePort();
+    await using server = await startOne({ adminToken, webhookUrl: `http://127.0.0.1:${botPort}/`, webhookSecret: TEST_WEBHOOK_SECRET, webhookEvents: ["message.created"] });
+    const made = await server.http("/api/bots", { method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" }, body: JSON.stringify({ name: "dice" }) });
+    expect(made.status).toBe(201);
+    const { token } = (await made.json()) as { token: string };
     const bot = Bun.spawn([process.execPath, join(import.meta.dir, "../examples/roll-bot.ts")], {
-      env: { ...process.env, WEBHOOK_SECRET: TEST_WEBHOOK_SECRET, BOT_TOKEN: "bot_test", CHAT_URL: `http://127.0.0.1:${api.server.port}`, PORT: "0" },
+      env: { ...process.env, WEBHOOK_SECRET: TEST_WEBHOOK_SECRET, BOT_TOKEN: token, CHAT_URL: server.url.href, PORT: String(botPort) },
       stdout: "pipe",
       stderr: "inherit",
     });
     await using _bot = { [Symbol.asyncDispose]: async () => void (bot.kill("SIGKILL"), await bot.exited) };
-    let port = 0;
     const decoder = new TextDecoder();
-    for await (const chunk of bot.stdout) {
-      const m = /listening on port (\d+)/.exec(decoder.decode(chunk));
-      if (m) {
-        port = Number(m[1]);
-        break;
-      }
-    }
-    await using server = await startOne({ webhookUrl: `http://127.0.0.1:${port}/`, webhookSecret: TEST_WEBHOOK_SECRET });
+    for await (const chunk of bot.stdout) if (decoder.decode(chunk).includes("listening")) break;
     const ann = await user(server, "ann", "r");
     await say(ann, "r", "hello");
     const asked = await say(ann, "r", "/roll 20");
-    await waker.until(() => posts.length > 0, () => null, () => "the bot's answer");
-    expect(posts).toEqual([{ path: "/api/rooms/r/messages", auth: "Bearer bot_test", body: { id: expect.stringMatching(/^msg_/), replyTo: asked.seq, text: expect.stringMatching(/^ann rolls ([1-9]|1\d|20) \(d20\)$/) } }]);
+    const answer = (await ann.until((f) => f.type === "message" && f.user.kind === "bot")).at(-1)!;
+    expect(answer).toMatchObject({ room: "r", id: expect.stringMatching(/^msg_/), replyTo: asked.seq, user: { name: "dice", kind: "bot" } });
+    expect(answer.text).toMatch(/^ann rolls ([1-9]|1\d|20) \(d20\)$/);
+    // Only /roll is answered, once, and not the bot's own message: once the bot has answered every
+    // webhook (hello, /roll, its own, bye), the room holds no other message of its.
+    await say(ann, "r", "bye");
+    await countedDeliveries(server, 4);
+    await ann.sync();
+    expect(ann.frames.filter((f) => f.type === "message" && f.user.kind === "bot")).toEqual([answer]);
     ann.close();
   });
 });

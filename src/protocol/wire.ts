@@ -26,6 +26,8 @@ export const CLOSE_REASON = {
   reset: "room history was reset",
   signedOut: "signed out",
   banned: "banned",
+  /** A bot's token was revoked (§11.6): closed with 4003 too. */
+  revoked: "revoked",
 } as const;
 
 export const ERROR_CODES = [

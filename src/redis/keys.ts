@@ -41,6 +41,10 @@ export const userBanKey = (userId: string) => `chat:ban:user:${userId}`;
 export const addressBanKey = (ip: string) => `chat:ban:ip:${ip}`;
 /** The addresses a user's bans made: unbanning the user lifts them. */
 export const bannedAddressesKey = (userId: string) => `chat:ban:ips:${userId}`;
+/** Every bot: id → JSON {name, createdAt, revoked}. */
+export const BOTS_KEY = "chat:bots";
+/** A bot token's hash → the bot's id. */
+export const botTokenKey = (tokenHash: string) => `chat:bot:token:${tokenHash}`;
 /** The audit log of a room ("" for server-wide actions), and of everything; scored by AUDIT_ID_KEY's count. */
 export const auditKey = (room: string | null) => (room === null ? "chat:audit:*" : `chat:audit:room:${room}`);
 export const AUDIT_ID_KEY = "chat:audit:id";

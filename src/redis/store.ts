@@ -10,6 +10,7 @@ import { holds } from "../engine.ts";
 import type {
   Appended,
   AuditEntry,
+  BotRecord,
   HistoryBounds,
   NewEntry,
   Outbox,
@@ -27,6 +28,8 @@ import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "../
 import { RedisOutbox } from "./hooks.ts";
 import {
   AUDIT_ID_KEY,
+  BOTS_KEY,
+  botTokenKey,
   HOOK_KEYS,
   HELD_KEY,
   addressBanKey,
@@ -67,7 +70,7 @@ function restrictions(reply: Record<string, string> | string[] | null): Map<stri
 interface SessionJson {
   u: string;
   e: number;
-  k: "guest" | "member";
+  k: SessionRecord["kind"];
   n: string;
   /** The name's look-alike keys. */
   nk: string[];
@@ -264,6 +267,32 @@ export class RedisStore implements Store {
       if (holds(ban, now)) return ban;
     }
     return null;
+  }
+
+  async createBot(bot: BotRecord, tokenHash: string) {
+    const { id, ...fields } = bot;
+    await this.link.send("HSET", [BOTS_KEY, id, JSON.stringify(fields)]);
+    await this.link.send("SET", [botTokenKey(tokenHash), id]);
+  }
+
+  async bots(): Promise<BotRecord[]> {
+    const all = [...redisHash(await this.link.send("HGETALL", [BOTS_KEY]))].map(([id, json]) => ({ id, ...(JSON.parse(json) as Omit<BotRecord, "id">) }));
+    return all.sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  }
+
+  async botByToken(tokenHash: string): Promise<BotRecord | null> {
+    const id: string | null = await this.link.send("GET", [botTokenKey(tokenHash)]);
+    if (!id) return null;
+    const json: string | null = await this.link.send("HGET", [BOTS_KEY, id]);
+    const bot = json ? { id, ...(JSON.parse(json) as Omit<BotRecord, "id">) } : null;
+    return bot && !bot.revoked ? bot : null;
+  }
+
+  async revokeBot(id: string) {
+    const json: string | null = await this.link.send("HGET", [BOTS_KEY, id]);
+    if (!json) return false;
+    await this.link.send("HSET", [BOTS_KEY, id, JSON.stringify({ ...JSON.parse(json), revoked: true })]);
+    return true;
   }
 
   async audit(entry: AuditEntry) {

@@ -113,6 +113,19 @@ CREATE INDEX audit_room ON audit (room, id);
   [
     4,
     `
+-- v1.2 (§11.6): bots, signed in by a token whose SHA-256 alone is kept.
+CREATE TABLE bots (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  revoked INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+`,
+  ],
+  [
+    5,
+    `
 -- v1.2 (§11.7): the webhook outbox. Events wait here, in the order they were queued, until
 -- delivered or dropped; a stored entry's event is written in the transaction that stores it.
 CREATE TABLE hooks (
