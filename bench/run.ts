@@ -34,10 +34,14 @@ const profDir = profAt === -1 ? null : process.argv[profAt + 1]!;
 const webhooks = process.argv.includes("--webhooks");
 /** The receiver's secret (§11.7: `whsec_` + base64 of 32 bytes); it verifies nothing: it measures the server. */
 const BENCH_WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 7).toString("base64")}`;
-/** The local webhook receiver: counts each POST and answers 204. */
+/** The local webhook receiver: counts each POST and answers 204 at once; at /hang it never answers. */
 let received = 0;
 const receiver = webhooks
-  ? Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => (received++, new Response(null, { status: 204 })) })
+  ? Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req) => (req.url.endsWith("/hang") ? new Promise<Response>(() => {}) : (received++, new Response(null, { status: 204 }))),
+    })
   : null;
 /** Bounds one load-generator run. */
 const RUN_TIMEOUT_MS = 120_000;
@@ -53,7 +57,7 @@ const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(
  * `floor-frames`: the floor answering connects with the chat's frames (floor.ts, `frames=chat`).
  * `floor-durable`: the floor publishing a frame only once it is appended to a file and synced (`FLOOR_LOG`).
  */
-type Target = "chat" | "chat-memory" | "chat-webhooks" | "floor" | "floor-frames" | "floor-durable";
+type Target = "chat" | "chat-memory" | "chat-webhooks" | "chat-webhooks-hang" | "floor" | "floor-frames" | "floor-durable";
 const isFloor = (target: Target) => target.startsWith("floor");
 
 interface Running {
@@ -117,7 +121,9 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
       HOST: "127.0.0.1",
       DATABASE_PATH: target === "chat-memory" ? ":memory:" : join(dir, "chat.sqlite"),
       ...(target === "floor-durable" ? { FLOOR_LOG: join(dir, "floor.log") } : {}),
-      ...(target === "chat-webhooks" ? { WEBHOOK_URL: `http://127.0.0.1:${receiver!.port}/`, WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET } : {}),
+      ...(target.startsWith("chat-webhooks")
+        ? { WEBHOOK_URL: `http://127.0.0.1:${receiver!.port}/${target.endsWith("hang") ? "hang" : ""}`, WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET }
+        : {}),
       // The bench measures the server, not its limits: every cap out of the way, logs quiet.
       LOG_LEVEL: "warn",
       RATE_LIMIT_BURST: "10000",
@@ -204,7 +210,7 @@ async function repeated(
   args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
   targets: Target[],
 ): Promise<Record<Target, Record<string, number>[]>> {
-  const results = { chat: [], "chat-memory": [], "chat-webhooks": [], floor: [], "floor-frames": [], "floor-durable": [] } as Record<Target, Record<string, number>[]>;
+  const results = { chat: [], "chat-memory": [], "chat-webhooks": [], "chat-webhooks-hang": [], floor: [], "floor-frames": [], "floor-durable": [] } as Record<Target, Record<string, number>[]>;
   for (let i = 0; i < REPEAT; i++) {
     for (const target of targets) {
       // The floor sends frames as big as the chat server delivered in this round.
@@ -234,7 +240,7 @@ if (want("fanout")) {
 }
 if (want("writeheavy")) {
   const n = quick ? 200 : 1000;
-  const targets: Target[] = ["chat", "chat-memory", ...(webhooks ? (["chat-webhooks"] as const) : []), "floor", "floor-durable"];
+  const targets: Target[] = ["chat", "chat-memory", ...(webhooks ? (["chat-webhooks", "chat-webhooks-hang"] as const) : []), "floor", "floor-durable"];
   const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, targets);
   const chat = pick(r.chat, "deliveriesPerSec");
   const floor = median(pick(r.floor, "deliveriesPerSec"));
@@ -245,7 +251,11 @@ if (want("writeheavy")) {
   );
   if (webhooks) {
     const on = pick(r["chat-webhooks"], "deliveriesPerSec");
-    rows.push({ scenario: "  same, webhooks on (a local receiver answering 204) vs off: floor column = off", metric: "deliveries/s", chat: median(on), floor: median(chat), better: "higher", goal: "≥ 0.9×", noise: spread(on) });
+    const hang = pick(r["chat-webhooks-hang"], "deliveriesPerSec");
+    rows.push(
+      { scenario: "  same, webhooks on (a local receiver answering 204) vs off: floor column = off", metric: "deliveries/s", chat: median(on), floor: median(chat), better: "higher", goal: "≥ 0.9×", noise: spread(on) },
+      { scenario: "  same, webhooks on, the receiver never answering, vs off", metric: "deliveries/s", chat: median(hang), floor: median(chat), better: "higher", goal: "≥ 0.9×", noise: spread(hang) },
+    );
     notes.push(
       `write-heavy, webhooks on: the receiver got ${pick(r["chat-webhooks"], "webhooksReceived").join(", ")} POSTs while the generator ran ` +
         `(${pick(r["chat-webhooks"], "deliveriesPerSec").map((d) => Math.round(d / 2)).join(", ")} messages/s stored)`,

@@ -11,7 +11,11 @@ local ids = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', retry, '-inf', ARGV[3], 'LIMIT', 0, n)) do
   redis.call('ZREM', retry, id)
   -- Nothing comes back when it is no longer pending (acknowledged, or trimmed away).
-  if #redis.call('XCLAIM', stream, group, me, 0, id, 'JUSTID') > 0 then table.insert(ids, id) end
+  if #redis.call('XCLAIM', stream, group, me, 0, id, 'JUSTID') > 0 then
+    table.insert(ids, id)
+  else
+    redis.call('HDEL', tries, id)
+  end
 end
 if #ids < n and redis.call('EXISTS', stream) == 1 then
   local read = {'XREADGROUP', 'GROUP', group, me, 'COUNT', n - #ids, 'STREAMS', stream, '>'}
@@ -36,6 +40,7 @@ for _, id in ipairs(ids) do
   else
     -- Gone meanwhile (trimmed): forget what is left of it.
     redis.call('XACK', stream, group, id)
+    redis.call('XDEL', stream, id)
     redis.call('HDEL', tries, id)
   end
 end
