@@ -9,6 +9,7 @@
  * Settings: a bad WEBHOOK_* value, or WEBHOOK_URL without a secret, exits 1 naming it.
  */
 import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { Webhook } from "standardwebhooks";
 import { join } from "node:path";
 import { DEFAULTS, loadConfig, webhookKeys } from "../src/config.ts";
@@ -334,6 +335,49 @@ describe("crashes: an event survives a SIGKILL of the server between its commit 
     expect(first!.data).toMatchObject({ type: "message", text: "kept through a crash" });
     expect(receiver.forged).toEqual([]);
     void again;
+  });
+});
+
+describe("the outbox in storage", () => {
+  const redis = redisForSuite();
+
+  test("webhooks off, SQLite: no outbox rows", async () => {
+    using dir = tempDir();
+    const databasePath = join(dir.path, "chat.sqlite");
+    {
+      await using server = await startOne({ databasePath });
+      const ann = await user(server, "ann", "r");
+      await say(ann, "r", "unhooked");
+      ann.close();
+    }
+    const db = new Database(databasePath, { readonly: true });
+    expect(db.query("SELECT count(*) AS n FROM hooks").get()).toEqual({ n: 0 });
+    db.close();
+  });
+
+  test("webhooks off, Redis: no outbox keys", async () => {
+    const db = redis.freshDb();
+    await using server = await startOne({ redisUrl: redis.url(db) });
+    const ann = await user(server, "ann", "r");
+    await say(ann, "r", "unhooked");
+    expect(await redis.commandIn(db, "KEYS", "chat:hooks*")).toEqual([]);
+    ann.close();
+  });
+
+  test("Redis that lost its data: the consumer group is made again and events flow", async () => {
+    await using receiver = webhookReceiver();
+    const db = redis.freshDb();
+    await using server = await startOne({ redisUrl: redis.url(db), ...hooks(receiver), webhookEvents: ["message.created"] });
+    const ann = await user(server, "ann", "r");
+    await say(ann, "r", "before");
+    await receiver.until((ds) => ds.length === 1, "the first event");
+    await redis.commandIn(db, "FLUSHDB");
+    // Another room: this one's seq went back, which is another story (its clients start it over).
+    await ann.join("r2");
+    await say(ann, "r2", "after");
+    const ds = await receiver.until((ds) => ds.length === 2, "the event after the flush");
+    expect(ds.map((d) => d.data.text)).toEqual(["before", "after"]);
+    ann.close();
   });
 });
 
