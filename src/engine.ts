@@ -166,8 +166,14 @@ export function webhookEventOf(e: NewEntry): WebhookEvent {
   }
 }
 
-/** A fresh `webhook-id` (§11.7): unique per event, kept with it, the same on every attempt. */
-export const newHookId = () => `msg_${crypto.randomUUID().replaceAll("-", "")}`;
+/** What this process's webhook-ids begin with: 96 random bits, so that no two processes share one. */
+const HOOK_ID_PREFIX = `msg_${Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex")}`;
+let hookIds = 0;
+/**
+ * A fresh `webhook-id` (§11.7): unique per event (this process's random prefix and a count), kept
+ * with it, the same on every attempt. `msg_` + 24 hex digits + a base-36 count.
+ */
+export const newHookId = () => `${HOOK_ID_PREFIX}${(++hookIds).toString(36)}`;
 
 /** A webhook event as queued (§11.7). */
 export interface HookEvent {

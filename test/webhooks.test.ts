@@ -120,7 +120,7 @@ for (const engine of ENGINES) {
         expect(found.length, type).toBe(1);
         expect(seen.some((f) => Bun.deepEquals(f, found[0]!.data)), `${type}: ${JSON.stringify(found[0]!.data)}`).toBe(true);
         expect(Date.parse(found[0]!.timestamp)).toBeGreaterThan(0);
-        expect(found[0]!.id).toMatch(/^msg_[0-9a-f]{32}$/);
+        expect(found[0]!.id).toMatch(/^msg_[0-9a-f]{24}[0-9a-z]+$/);
       }
       // Nothing more comes: every attempt succeeded at once, and nothing is left to send.
       await countedDeliveries(server, expected.length);
@@ -466,9 +466,9 @@ describe("the deliverer's parts (unit)", () => {
     expect(at(1)).toEqual([6_000, 36_000, 144_000, 720_000, 2_160_000, 4_320_000, 4_320_000]);
   });
 
-  /** A deliverer on a real SQLite outbox (`:memory:`), with a fetch the test answers. */
-  function harness() {
-    const store = new SqliteStore(":memory:", 1000);
+  /** A deliverer on a real SQLite outbox (a file at `path`), with a fetch the test answers. */
+  function harness(path: string) {
+    const store = new SqliteStore(path, 1000);
     const outbox = store.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 1000 });
     const metrics = new Metrics();
     const calls: { init: RequestInit; answer: (status: number) => void; fail: (e: unknown) => void }[] = [];
@@ -483,11 +483,12 @@ describe("the deliverer's parts (unit)", () => {
     const logs: string[] = [];
     const ctx = { config: DEFAULTS, now: Date.now, metrics, log: (_l: string, e: string) => (logs.push(e), changed.poke()) } as Context;
     const hooks = new Webhooks(ctx, outbox, { url: "http://127.0.0.1:9/", keys: webhookKeys(TEST_WEBHOOK_SECRET)!, maxAgeMs: 3_600_000, types: new Set(WEBHOOK_EVENTS), fetch, attemptTimeoutMs: 200 });
-    return { store, outbox, metrics, calls, logs, hooks, changed };
+    return { path, store, outbox, metrics, calls, logs, hooks, changed };
   }
 
   test("at most 4 in flight; redirects not followed; a hung attempt times out and is retried; stop hands back what was under way", async () => {
-    const { store, outbox, metrics, calls, logs, hooks, changed } = harness();
+    using dir = tempDir();
+    const { path, store, outbox, metrics, calls, logs, hooks, changed } = harness(join(dir.path, "chat.sqlite"));
     await outbox.add(Array.from({ length: 10 }, (_, i) => ({ ...event, ts: Date.now(), id: `msg_${i}` })));
     hooks.start();
     await changed.until(() => calls.length >= 4, "4 attempts");
@@ -500,12 +501,15 @@ describe("the deliverer's parts (unit)", () => {
     await changed.until(() => calls.length === 10, "the last 2 attempts");
     expect(metrics.webhooks.ok).toBe(2);
     await hooks.stop();
-    // What was under way is due again at once, its attempts unchanged; the retries wait their turn.
-    const again = await outbox.take(10, Date.now());
-    expect(again.map((e) => [e.id, e.attempts])).toEqual([6, 7, 8, 9].map((i) => [`msg_${i}`, 0]));
+    // What was under way is handed back untried: the next start hands it out first, its attempts
+    // unchanged; the retries wait their turn.
     expect(await outbox.pending()).toBe(8);
-    expect((await outbox.take(10, Date.now() + 7_000)).map((e) => [e.id, e.attempts]).sort()).toEqual([0, 1, 2, 3].map((i) => [`msg_${i}`, 1]));
     await store.close();
+    const reopened = new SqliteStore(path, 1000);
+    const again = reopened.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 1000 });
+    expect((await again.take(10, Date.now())).map((e) => [e.id, e.attempts])).toEqual([6, 7, 8, 9].map((i) => [`msg_${i}`, 0]));
+    expect((await again.take(10, Date.now() + 7_000)).map((e) => [e.id, e.attempts]).sort()).toEqual([0, 1, 2, 3].map((i) => [`msg_${i}`, 1]));
+    await reopened.close();
   });
 });
 

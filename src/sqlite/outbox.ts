@@ -2,7 +2,9 @@
  * The embedded engine's webhook outbox (§11.7): the `hooks` table, written inside SqliteStore's
  * transactions (a stored entry's event in the very one that stores the entry) and read by the
  * deliverer. One process owns the file, so which rows are being delivered is kept in memory;
- * after a crash every row is simply due again.
+ * after a crash every row is simply due again. New events are handed out in id order from a
+ * cursor, retries by when they are due (the one index, which holds failed events only): queueing
+ * an event is one row appended, nothing else.
  */
 import type { Database } from "bun:sqlite";
 import { newHookId, webhookEventOf, type HookEvent, type NewEntry, type Outbox, type OutboxBounds, type TakenHook } from "../engine.ts";
@@ -32,8 +34,11 @@ export class SqliteOutbox implements Outbox {
   /** Rows dropped for WEBHOOK_MAX_PENDING, committed and not yet counted by the deliverer; and in the running transaction. */
   private dropped = 0;
   private txDropped = 0;
-  /** The newest row the running transaction wrote (0: none). */
+  /** The newest row's id, committed; `txNewest` as the running transaction moves it. Ids are given here, one past it. */
+  private newest: number;
   private txNewest = 0;
+  /** New events are handed out from here on, in id order (events up to it were taken, or had failed before). */
+  private cursor: number;
   /**
    * The newest row on disk. A row is handed out only once it is: the deliverer tells nobody of
    * an event its commit might still lose, as the hub tells no client (SqliteStore's rule).
@@ -48,7 +53,7 @@ export class SqliteOutbox implements Outbox {
     private readonly write: (ops: readonly OutboxOp[]) => Promise<unknown[]>,
   ) {
     this.q = {
-      insert: db.query("INSERT INTO hooks (hook_id, type, ts, room, seq, data, due) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      insert: db.query("INSERT INTO hooks (id, hook_id, type, ts, room, seq, data, due) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
       /** A deleted message's text goes from the events that carry it, too (§11.4). */
       blank: db.query(
         "UPDATE hooks SET data = json_set(data, '$.text', '') WHERE room = ?1 AND (seq = ?2 OR (type = 'message.edited' AND data ->> '$.target' = ?2))",
@@ -56,15 +61,22 @@ export class SqliteOutbox implements Outbox {
       dropOldest: db.query("DELETE FROM hooks WHERE id IN (SELECT id FROM hooks ORDER BY id LIMIT ?)"),
       done: db.query("DELETE FROM hooks WHERE id IN (SELECT value FROM json_each(?))"),
       retry: db.query("UPDATE hooks SET attempts = ?, due = ? WHERE id = ?"),
-      take: db.query<HookRow, [number, number, number]>(
-        "SELECT id, hook_id, type, ts, data, attempts FROM hooks WHERE due <= ? AND id <= ? ORDER BY due, id LIMIT ?",
+      retries: db.query<HookRow, [number, number]>(
+        "SELECT id, hook_id, type, ts, data, attempts FROM hooks WHERE attempts > 0 AND due <= ? ORDER BY due LIMIT ?",
+      ),
+      fresh: db.query<HookRow, [number, number, number]>(
+        "SELECT id, hook_id, type, ts, data, attempts FROM hooks WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
       ),
       count: db.query<{ n: number; newest: number | null }, []>("SELECT count(*) AS n, max(id) AS newest FROM hooks"),
+      untried: db.query<{ first: number | null }, []>("SELECT min(id) AS first FROM hooks WHERE attempts = 0"),
     };
     const { n, newest } = this.q.count.get()!;
     this.count = n;
-    // What a file holds when it opens is on disk.
-    this.durable = newest ?? 0;
+    this.newest = newest ?? 0;
+    // What a file holds when it opens is on disk; what was never tried (or was under way at a crash) goes first.
+    this.durable = this.newest;
+    const first = this.q.untried.get()!.first;
+    this.cursor = first === null ? this.newest : first - 1;
   }
 
   // In a transaction (SqliteStore.writeTx): begin, then any of these, then end.
@@ -72,7 +84,7 @@ export class SqliteOutbox implements Outbox {
   begin(): void {
     this.txCount = this.count;
     this.txDropped = 0;
-    this.txNewest = 0;
+    this.txNewest = this.newest;
   }
 
   /** Queues the event of an entry just stored as `frame`, if WEBHOOK_EVENTS takes its type. */
@@ -113,7 +125,9 @@ export class SqliteOutbox implements Outbox {
   commit(): number {
     this.count = this.txCount;
     this.dropped += this.txDropped;
-    return this.txNewest;
+    const wrote = this.txNewest > this.newest ? this.txNewest : 0;
+    this.newest = this.txNewest;
+    return wrote;
   }
 
   /** A commit that wrote rows up to `newest` is on disk: they may go out. */
@@ -124,8 +138,7 @@ export class SqliteOutbox implements Outbox {
   }
 
   private insert(e: HookEvent, room: string | null, seq: number | null): void {
-    const { lastInsertRowid } = this.q.insert.run(e.id, e.type, e.ts, room, seq, JSON.stringify(e.data), e.ts);
-    this.txNewest = Number(lastInsertRowid);
+    this.q.insert.run(++this.txNewest, e.id, e.type, e.ts, room, seq, JSON.stringify(e.data), e.ts);
     this.txCount++;
   }
 
@@ -136,15 +149,18 @@ export class SqliteOutbox implements Outbox {
   }
 
   async take(n: number, now: number): Promise<TakenHook[]> {
-    const taken: TakenHook[] = [];
-    // Rows being delivered are skipped here, not in SQL: they are at most a handful.
-    for (const row of this.q.take.all(now, this.durable, n + this.leased.size)) {
-      if (taken.length === n) break;
-      if (this.leased.has(row.id)) continue;
-      this.leased.add(row.id);
-      taken.push({ id: row.hook_id, type: row.type, ts: row.ts, data: JSON.parse(row.data) as WebhookFrame, attempts: row.attempts, ref: String(row.id) });
+    const rows: HookRow[] = [];
+    // Retries being delivered are skipped here, not in SQL: they are at most a handful.
+    for (const row of this.q.retries.all(now, n + this.leased.size)) {
+      if (rows.length < n && !this.leased.has(row.id)) rows.push(row);
     }
-    return taken;
+    if (rows.length < n) {
+      const fresh = this.q.fresh.all(this.cursor, this.durable, n - rows.length);
+      if (fresh.length) this.cursor = fresh.at(-1)!.id;
+      rows.push(...fresh);
+    }
+    for (const row of rows) this.leased.add(row.id);
+    return rows.map((row) => ({ id: row.hook_id, type: row.type, ts: row.ts, data: JSON.parse(row.data) as WebhookFrame, attempts: row.attempts, ref: String(row.id) }));
   }
 
   async done(events: readonly TakenHook[]): Promise<void> {
@@ -166,6 +182,10 @@ export class SqliteOutbox implements Outbox {
     }
   }
 
+  /**
+   * Handed back untried (shutdown): a retry is due already; an event never tried is handed out
+   * again from the first untried row when the file is next opened (this process is stopping).
+   */
   async release(events: readonly TakenHook[]): Promise<void> {
     for (const e of events) this.leased.delete(Number(e.ref));
   }

@@ -129,17 +129,18 @@ CREATE TABLE bots (
 -- v1.2 (§11.7): the webhook outbox. Events wait here, in the order they were queued, until
 -- delivered or dropped; a stored entry's event is written in the transaction that stores it.
 CREATE TABLE hooks (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, -- queue order; never reused (what is durable is told by it)
+  id INTEGER PRIMARY KEY,             -- queue order, given by the store (one past the newest), never reused while it runs
   hook_id TEXT NOT NULL,              -- webhook-id
   type TEXT NOT NULL,
   ts INTEGER NOT NULL,
   room TEXT,                          -- a stored entry's room and seq (a deletion blanks their text)
   seq INTEGER,
   data TEXT NOT NULL,                 -- the frame, JSON
-  attempts INTEGER NOT NULL DEFAULT 0,
-  due INTEGER NOT NULL                -- not tried before this (ms)
+  attempts INTEGER NOT NULL DEFAULT 0,-- failed so far
+  due INTEGER NOT NULL                -- not tried again before this (ms)
 );
-CREATE INDEX hooks_due ON hooks (due);
+-- Only events that failed are looked up by when they are due: a new event costs no index.
+CREATE INDEX hooks_retry ON hooks (due) WHERE attempts > 0;
 `,
   ],
 ];
