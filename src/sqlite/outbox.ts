@@ -53,10 +53,11 @@ export class SqliteOutbox implements Outbox {
     private readonly write: (ops: readonly OutboxOp[]) => Promise<unknown[]>,
   ) {
     this.q = {
-      insert: db.query("INSERT INTO hooks (id, hook_id, type, ts, room, seq, data, due) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+      insert: db.query("INSERT INTO hooks (id, hook_id, type, ts, data) VALUES (?, ?, ?, ?, ?)"),
       /** A deleted message's text goes from the events that carry it, too (§11.4). */
       blank: db.query(
-        "UPDATE hooks SET data = json_set(data, '$.text', '') WHERE room = ?1 AND (seq = ?2 OR (type = 'message.edited' AND data ->> '$.target' = ?2))",
+        "UPDATE hooks SET data = json_set(data, '$.text', '') WHERE type IN ('message.created', 'message.edited') AND data ->> '$.room' = ?1 " +
+          "AND (data ->> '$.seq' = ?2 OR (type = 'message.edited' AND data ->> '$.target' = ?2))",
       ),
       dropOldest: db.query("DELETE FROM hooks WHERE id IN (SELECT id FROM hooks ORDER BY id LIMIT ?)"),
       done: db.query("DELETE FROM hooks WHERE id IN (SELECT value FROM json_each(?))"),
@@ -91,7 +92,7 @@ export class SqliteOutbox implements Outbox {
   stored(entry: NewEntry, frame: StoredFrame): void {
     const type = webhookEventOf(entry);
     if (!this.bounds.types.has(type)) return;
-    this.insert({ id: newHookId(), type, ts: frame.ts, data: frame }, frame.room, frame.seq);
+    this.insert({ id: newHookId(), type, ts: frame.ts, data: frame });
   }
 
   /** The text of a deleted message leaves the queued events of it and of its edits. */
@@ -102,7 +103,7 @@ export class SqliteOutbox implements Outbox {
   apply(op: OutboxOp): void {
     switch (op.op) {
       case "hooks":
-        for (const e of op.events) this.insert(e, null, null);
+        for (const e of op.events) this.insert(e);
         return;
       case "hooksDone":
         this.txCount -= this.q.done.run(JSON.stringify(op.ids)).changes;
@@ -137,8 +138,8 @@ export class SqliteOutbox implements Outbox {
     this.onQueued?.();
   }
 
-  private insert(e: HookEvent, room: string | null, seq: number | null): void {
-    this.q.insert.run(++this.txNewest, e.id, e.type, e.ts, room, seq, JSON.stringify(e.data), e.ts);
+  private insert(e: HookEvent): void {
+    this.q.insert.run(++this.txNewest, e.id, e.type, e.ts, JSON.stringify(e.data));
     this.txCount++;
   }
 
