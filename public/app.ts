@@ -7,8 +7,11 @@
  *   chat.ts        the conversation: frames routed, errors answered, sign in/rename/sign out
  *   rooms.ts       each room's state and log; sync.ts keeps it exactly once
  *   outbox.ts      unsent messages, sent exactly once; pending.ts draws them
- *   identity.ts    who you are, remembered for every tab
- *   room.ts, timeline.ts, directory.ts, mentions.ts, banner.ts, dom.ts: what is drawn
+ *   identity.ts    who you are, remembered for every tab; signin.ts the sign-in screen
+ *   moderation.ts  roles, kicks, bans, mutes, slow mode; header.ts the room's topic and settings
+ *   messages.ts    reply, edit, delete; events.ts what stored events change (pure)
+ *   room.ts, presence.ts, timeline.ts, directory.ts, mentions.ts, banner.ts, menu.ts, dom.ts: what is drawn
+ *   hash.ts        the address: room, invite, login ticket; rights.ts who may do what (pure)
  *   input.ts       what the person does, bound to what answers it
  */
 
@@ -21,13 +24,21 @@ import { browserStore, createIdentity, watchOtherTabs, type Self } from "./ident
 import { bindInput } from "./input.ts";
 import { createMentions } from "./mentions.ts";
 import { createOutbox, parseSaved } from "./outbox.ts";
+import { parseHash } from "./hash.ts";
+import { createHeader } from "./header.ts";
+import { createAsk } from "./menu.ts";
+import { createMessages } from "./messages.ts";
+import { createModeration } from "./moderation.ts";
 import { createPendingRows } from "./pending.ts";
-import { DEFAULT_ROOM, createRooms } from "./rooms.ts";
+import { createRooms } from "./rooms.ts";
+import { createSignIn } from "./signin.ts";
+import type { Room } from "./room.ts";
+import { quoteOf } from "./events.ts";
 
 function main(): void {
   const ui = findElements();
   const identity = createIdentity(browserStore("local"), browserStore("session"));
-  const self: Self = { name: identity.name ?? "", me: null, limits: null };
+  const self: Self = { name: identity.name ?? "", me: null, admin: false, limits: null };
   const banner = createBanner(ui, () => self.me !== null);
   const notice = banner.notice;
   // The parts call each other back: an arrow below that names a part built after it runs only
@@ -38,12 +49,17 @@ function main(): void {
     welcome: (f) => chat.welcome(f),
     frame: (f) => chat.frame(f),
     lost: () => chat.lost(),
+    ended: (code, reason, welcomed) => chat.ended(code, reason, welcomed),
     status: (s) => chat.status(s),
   });
-  const directory = createDirectory(ui.directory, (path) => fetch(path, { cache: "no-store" }), () => rooms.renderRooms());
+  const get = (path: string) => fetch(path, { cache: "no-store" });
+  const directory = createDirectory(ui.directory, get, () => rooms.renderRooms());
+  const ask = createAsk(ui);
+  const signin = createSignIn(ui, get, ask);
   const pending = createPendingRows({
     lists: (room) => rooms.get(room)?.view,
-    author: () => ({ name: self.me?.name ?? self.name, id: self.me?.id }),
+    author: () => self.me ?? { name: self.name, id: self.name },
+    quote: (room, seq) => quoteOf(rooms.get(room)?.log.get(seq)),
     offline: () => !link.ready,
     retry: (id) => chat.retry(id),
     discard: (id) => {
@@ -72,26 +88,45 @@ function main(): void {
     notice,
     mentioned: mentions.notify,
     renamed: (user) => chat.adoptName(user),
+    made: (room) => moderation.made(room),
+    changed,
+    actsOn: (room, user) => moderation.actsOn(room, user),
+    olderArrived: (room) => messages.olderArrived(room),
   });
-  const chat = createChat({ ui, link, self, identity, rooms, outbox, pending, directory, banner });
+  const moderation = createModeration({ rooms, link, self, identity, ask, notice, changed });
+  const header = createHeader({ ui, rooms, link, self, notice });
+  const messages = createMessages({ ui, rooms, link, self, ask, notice, maxChars: () => self.limits?.maxTextChars ?? ui.text.maxLength });
+  const chat = createChat({ ui, link, self, identity, rooms, outbox, pending, directory, banner, signin, moderation, header, messages });
+  /** A room's role, settings or standing changed, or it is shown now: its header and the composer follow. */
+  function changed(room: Room): void {
+    if (room !== rooms.currentRoom()) return;
+    header.draw(room);
+    messages.shown(room);
+    chat.updateCounter();
+  }
 
   const touch = window.matchMedia("(pointer: coarse)").matches;
-  bindInput({ ui, chat, rooms, link, mentions, directory, touch });
+  bindInput({ ui, chat, rooms, link, mentions, directory, moderation, messages, header, touch });
   watchOtherTabs((change) => chat.followOtherTab(change));
   if (touch) {
     ui.text.enterKeyHint = "enter";
     ui.composerHint.textContent = "Enter adds a new line. The Send button sends.";
   }
   mentions.render();
+  void signin.load();
+  // A login ticket in the address is read once; opening the room takes it out of the address and the history.
+  const start = parseHash(location.hash);
   for (const name of identity.rooms()) rooms.ensure(name);
-  rooms.open(rooms.fromHash() ?? DEFAULT_ROOM);
+  rooms.goTo(start);
   // Unsent messages survive a reload of this tab; they go once their room is live.
   for (const entry of parseSaved(identity.savedOutbox())) {
     rooms.ensure(entry.room);
     outbox.add(entry);
   }
   rooms.renderMembers();
-  if (self.name) {
+  if (start.token) {
+    chat.signInWithTicket(start.token);
+  } else if (self.name || identity.session) {
     chat.showApp();
     link.start();
   } else {

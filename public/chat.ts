@@ -1,20 +1,26 @@
 /**
- * The conversation with the server, for this tab: hello and welcome, frames routed to the rooms,
- * sends through the outbox, errors answered (retried, reported or undone), and who we are —
- * signing in, renaming, signing out, following the other tabs of this browser.
+ * The conversation with the server, for this tab: hello and welcome, frames routed to the rooms
+ * and to what answers them (moderation, the header, message edits), sends through the outbox,
+ * errors answered (retried, reported or undone), the composer's state, and who we are — signing
+ * in (by name, login ticket or admin token), renaming, signing out, following the other tabs.
  */
 
-import { codePoints, type ClientFrame, type ErrorCode, type ErrorFrame, type ServerFrame, type UserRef, type WelcomeFrame } from "../src/protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, codePoints, type ErrorCode, type ErrorFrame, type HelloFrame, type OkFrame, type ServerFrame, type UserRef, type WelcomeFrame } from "../src/protocol/wire.ts";
 import type { Banner } from "./banner.ts";
 import type { Connection, Status } from "./connection.ts";
 import type { Directory } from "./directory.ts";
 import { randomId } from "./dom.ts";
 import type { Ui } from "./elements.ts";
+import type { Header } from "./header.ts";
 import type { Change, Identity, Self } from "./identity.ts";
+import type { Messages } from "./messages.ts";
+import type { Moderation } from "./moderation.ts";
 import { PASSING, type Outbox } from "./outbox.ts";
 import type { PendingRows } from "./pending.ts";
-import { DEFAULT_ROOM, type Rooms } from "./rooms.ts";
-import { refFor } from "./sync.ts";
+import { parseHash } from "./hash.ts";
+import type { Rooms } from "./rooms.ts";
+import type { SignIn } from "./signin.ts";
+import { parseRef, refFor } from "./sync.ts";
 
 /** Wait before redoing a request the server refused for a passing reason (rate_limited, internal). */
 const RETRY_DELAY_MS = 1_000;
@@ -23,9 +29,21 @@ const COUNTER_FROM = 0.8;
 /** The longest text accepted before the server has told us its limit. */
 const FALLBACK_MAX_CHARS = 2_000;
 
+/** How long a sign-out waits for the server to close the session's connections before forgetting it anyway. */
+const SIGNOUT_WAIT_MS = 5_000;
+/** The longest delay a browser timer takes (longer ones fire at once). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
 const NAME_REFUSED: Partial<Record<ErrorCode, string>> = {
   name_invalid: "Use 1 to 32 letters, digits, spaces, _ - or .",
-  name_taken: "Someone online is using that name. Try another.",
+  name_taken: "That name is taken (someone online, or a guest who keeps it). Try another.",
+};
+
+/** What a refused join tells the reader (the room is then left). */
+const JOIN_REFUSED: Partial<Record<ErrorCode, (room: string) => string>> = {
+  too_many_rooms: (room) => `You are in too many rooms to join #${room}.`,
+  forbidden: (room) => `#${room} is private (or new rooms are not yours to start): you need an invite link to join it.`,
+  invite_invalid: (room) => `That invite link to #${room} does not work any more: it was used up or expired. Ask for a new one.`,
 };
 
 export interface ChatDeps {
@@ -38,30 +56,52 @@ export interface ChatDeps {
   pending: PendingRows;
   directory: Directory;
   banner: Banner;
+  signin: SignIn;
+  moderation: Moderation;
+  header: Header;
+  messages: Messages;
 }
 
 export type Chat = ReturnType<typeof createChat>;
 
 export function createChat(deps: ChatDeps) {
-  const { ui, link, self, identity, rooms, outbox, pending, directory, banner } = deps;
+  const { ui, link, self, identity, rooms, outbox, pending, directory, banner, signin, moderation, header, messages } = deps;
   /** While a new name is being asked for: the name to fall back to if it is refused. */
   let renamingFrom: string | null = null;
+  /** A login ticket from the address (`#token=…`), for the next hello only; never stored. */
+  let ticket: string | null = null;
+  /** An admin token from the sign-in screen, for the next hello only; never stored. */
+  let adminToken: string | null = null;
+  /** The Send button's countdown. */
+  let countdown = 0;
+  /** A sign-out was sent: the server's close (1000 "signed out") completes it. */
+  let signingOut = false;
   /** Counts welcomes, so a retry scheduled on one connection does nothing on the next. */
   let generation = 0;
   let lastTypingSent = 0;
 
   // ─── Connection events ─────────────────────────────────────────────────────────────────────
 
-  /** The hello of a new socket: our name, and our session if this browser has one. */
-  function hello(): ClientFrame {
-    const token = identity.session;
-    const name = self.name;
-    return token ? { type: "hello", name, session: token, ref: "hello" } : { type: "hello", name, ref: "hello" };
+  /**
+   * The hello of a new socket: a login ticket if one came in the address (a member's token names
+   * them), else our name; our session if this browser has one; an admin token given at sign-in.
+   */
+  function hello(): HelloFrame {
+    const session = identity.session;
+    return {
+      type: "hello",
+      ...(ticket ? { token: ticket } : self.name ? { name: self.name } : {}),
+      ...(session ? { session } : {}),
+      ...(adminToken ? { adminToken } : {}),
+      ref: "hello",
+    };
   }
 
   function welcome(f: WelcomeFrame): void {
     generation++;
+    ticket = adminToken = null;
     self.me = f.user;
+    self.admin = f.admin === true;
     self.limits = f.limits;
     self.name = f.user.name;
     identity.remember(f.session, f.user.name);
@@ -72,9 +112,34 @@ export function createChat(deps: ChatDeps) {
     }
     showApp();
     ui.meName.textContent = f.user.name;
+    // A member's name is its app's: only guests rename here.
+    ui.renameButton.hidden = f.user.kind !== undefined;
+    signin.drawMe(f.user, self.admin);
     rooms.joinAll();
+    rooms.renderMembers();
+    const room = rooms.currentRoom();
+    if (room) header.draw(room);
     updateCounter();
     void directory.refresh();
+  }
+
+  /**
+   * The server closed the socket. Banned from the chat (4003): stay closed and say why. Signed out
+   * (by another tab or device of this session): forget it here too. A hello too big to read (1009
+   * before any welcome, from what this browser stored): forget it, and ask for a name.
+   */
+  function ended(code: number, reason: string, welcomed: boolean): Status | null {
+    if (code === CLOSE.banned) return { state: "offline", note: moderation.serverBanned(), canRetry: false };
+    if (code === CLOSE.normal && reason === CLOSE_REASON.signedOut) {
+      forgetHere();
+      return { state: "offline", note: "Signed out.", canRetry: false };
+    }
+    if (code === CLOSE.tooBig && !welcomed) {
+      ticket = adminToken = null;
+      forgetHere("What this browser kept of you could not be used. Pick a name to start again.");
+      return { state: "offline", note: "Choose a name to join.", canRetry: false };
+    }
+    return null;
   }
 
   function lost(): void {
@@ -105,13 +170,29 @@ export function createChat(deps: ChatDeps) {
       case "error":
         return error(f);
       case "left":
+        return moderation.onLeft(f);
+      case "moderation":
+        return moderation.onModeration(f);
+      case "invite":
+        return header.inviteArrived(f);
+      case "ok":
+        return done(f);
       case "welcome":
       case "pong":
-      case "ok":
-      case "invite":
-      case "moderation":
         return;
     }
+  }
+
+  /** A command was carried out: close what waited for it. */
+  function done(f: OkFrame): void {
+    // The session is over: the server has closed its connections, this one included (its close
+    // reaches the browser a moment later).
+    if (f.for === "signout" && signingOut) return forgetHere();
+    const ref = parseRef(f.ref);
+    const room = ref && rooms.get(ref.room);
+    if (!ref || !room) return;
+    if (ref.kind === "settings") header.settingsSaved(room.name);
+    else if (ref.kind === "edit") messages.edited(room, Number(ref.about));
   }
 
   // ─── Sending ───────────────────────────────────────────────────────────────────────────────
@@ -120,8 +201,11 @@ export function createChat(deps: ChatDeps) {
     const room = rooms.currentRoom();
     // What the server will store: CRLF as LF, trimmed.
     const text = ui.text.value.replace(/\r\n/g, "\n").trim();
-    if (!room || !text || codePoints(text) > maxChars()) return;
-    outbox.add({ id: randomId(), room: room.name, text });
+    const state = moderation.writeState(room);
+    if (!room || !text || codePoints(text) > maxChars() || state.blocked || state.waitMs > 0) return;
+    const replyTo = messages.replyTo(room.name);
+    outbox.add({ id: randomId(), room: room.name, text, ...(replyTo === undefined ? {} : { replyTo }) });
+    messages.cancelReply();
     ui.text.value = "";
     updateCounter();
     rooms.wrote(room);
@@ -143,13 +227,26 @@ export function createChat(deps: ChatDeps) {
     if (link.send({ type: "typing", room: room.name, ref: refFor("typing", room.name) }, true)) lastTypingSent = at;
   }
 
+  /**
+   * The composer for the room shown: the character counter; a note when writing is closed (muted,
+   * read-only, out of the room) or slowed; Send disabled, with a countdown in slow mode.
+   */
   function updateCounter(): void {
     const used = codePoints(ui.text.value.replace(/\r\n/g, "\n").trim());
     const max = maxChars();
     const show = used >= max * COUNTER_FROM;
     ui.counter.textContent = show ? `${used} / ${max}` : "";
     ui.counter.classList.toggle("over", used > max);
-    ui.send.disabled = used > max;
+    const state = moderation.writeState(rooms.currentRoom());
+    const wait = Math.ceil(state.waitMs / 1000);
+    ui.send.disabled = used > max || state.blocked || wait > 0;
+    ui.send.textContent = wait > 0 ? `Send (${wait} s)` : "Send";
+    ui.text.disabled = state.blocked;
+    ui.composerNote.textContent = state.note;
+    ui.composerNote.hidden = !state.note;
+    // Drawn again when it changes by itself: each second of the countdown, the end of a mute.
+    window.clearTimeout(countdown);
+    if (state.changesInMs > 0) countdown = window.setTimeout(updateCounter, Math.min(state.changesInMs, TIMER_MAX_MS));
   }
 
   function maxChars(): number {
@@ -161,24 +258,30 @@ export function createChat(deps: ChatDeps) {
   function error(f: ErrorFrame): void {
     const ref = f.ref ?? "";
     if (ref === "hello") return helloRefused(f);
+    if (ref === "signout") {
+      banner.notice(`The server could not end the session (${f.message}); this browser forgets it anyway.`);
+      return forgetHere();
+    }
+    const item = outbox.get(ref);
     const refusal = outbox.refused(ref, f);
-    if (refusal) {
-      const room = rooms.get(outbox.get(ref)!.room);
+    if (item && refusal) {
+      const room = rooms.get(item.room);
+      if (room) moderation.sendRefused(room, f);
       if (room && refusal === "rejoin") rooms.join(room);
-      else if (room && refusal === "later") later(() => outbox.flush(room.name));
+      else if (room && refusal === "later") later(() => outbox.flush(room.name), f.code === "slow_mode" ? f.retryAfterMs : undefined);
       return;
     }
-    const colon = ref.indexOf(":");
-    const kind = ref.slice(0, colon);
-    const room = colon > 0 ? rooms.get(ref.slice(colon + 1)) : undefined;
-    switch (kind) {
+    const parsed = parseRef(ref);
+    const room = parsed ? rooms.get(parsed.room) : undefined;
+    switch (parsed?.kind) {
       case "typing":
       case "leave":
         return; // nothing to redo: typing is best effort, and a refused leave means we are out
       case "join":
         if (!room) return;
         if (PASSING.includes(f.code)) return later(() => rooms.retry(room, "join"));
-        banner.notice(f.code === "too_many_rooms" ? `You are in too many rooms to join #${room.name}.` : `Could not join #${room.name}: ${f.message}.`);
+        if (moderation.joinRefused(room, f)) return;
+        banner.notice(JOIN_REFUSED[f.code]?.(room.name) ?? `Could not join #${room.name}: ${f.message}.`);
         return rooms.leave(room.name, false);
       case "forward":
         if (room) later(() => rooms.retry(room, "forward"));
@@ -186,6 +289,16 @@ export function createChat(deps: ChatDeps) {
       case "older":
         if (room) rooms.olderFailed(room);
         return banner.notice(`Could not load older messages: ${f.message}.`);
+      case "settings":
+        return header.settingsRefused(parsed.room, f);
+      case "invite":
+        return header.inviteRefused(parsed.room, f);
+      case "edit":
+        return room ? messages.editRefused(room, Number(parsed.about), f) : undefined;
+      case "delete":
+        return banner.notice(`Could not delete the message: ${f.message}.`);
+      case "moderate":
+        return banner.notice(`Not done: ${f.message}.`);
       default:
         banner.notice(f.message);
     }
@@ -194,7 +307,9 @@ export function createChat(deps: ChatDeps) {
   function helloRefused(f: ErrorFrame): void {
     // Passing trouble: the connect timeout gives this socket up and the connection tries again.
     if (PASSING.includes(f.code)) return;
-    const why = NAME_REFUSED[f.code] ?? f.message;
+    if (f.code === "auth_required" || f.code === "auth_invalid") return signInRefused(f);
+    // A hello with a session and no name (none stored that could be one) found the session gone: just ask.
+    const why = !self.name && f.code === "name_invalid" ? "" : (NAME_REFUSED[f.code] ?? f.message);
     if (renamingFrom !== null) {
       // The new name is refused: say so by the rename field, and be who we were on the same socket.
       self.name = renamingFrom;
@@ -209,19 +324,36 @@ export function createChat(deps: ChatDeps) {
     showLogin(self.name, why);
   }
 
-  /** Runs `fn` after RETRY_DELAY_MS, unless the connection was replaced meanwhile. */
-  function later(fn: () => unknown): void {
+  /**
+   * A hello without a valid sign-in: guests are not taken (the screen says members only), a login
+   * ticket did not check out, or an admin token was wrong. Nothing is retried with it.
+   */
+  function signInRefused(f: ErrorFrame): void {
+    const why =
+      f.code === "auth_required" ? "" : ticket ? `Your sign-in link did not work (${f.message}). Ask your app for a new one.` : adminToken ? "That admin token is not right." : f.message;
+    const wrongAdmin = f.code === "auth_invalid" && !ticket && adminToken !== null;
+    ticket = adminToken = null;
+    if (f.code === "auth_required") signin.membersOnly();
+    link.stop({ state: "offline", note: f.code === "auth_required" ? "This chat takes members only." : "Not signed in.", canRetry: false });
+    renamingFrom = null;
+    showLogin(self.me ? "" : self.name, why);
+    if (wrongAdmin) signin.adminRefused(why);
+  }
+
+  /** Runs `fn` after `ms` (RETRY_DELAY_MS by default), unless the connection was replaced meanwhile. */
+  function later(fn: () => unknown, ms = RETRY_DELAY_MS): void {
     const asked = generation;
     window.setTimeout(() => {
       if (link.ready && asked === generation) fn();
-    }, RETRY_DELAY_MS);
+    }, ms);
   }
 
   // ─── Who we are: sign in, rename, sign out, other tabs ─────────────────────────────────────
 
-  /** The login form: connect as `name`. */
-  function signIn(name: string): void {
+  /** The login form: connect as `name`, as an admin when `admin` (a token) is given. */
+  function signIn(name: string, admin = ""): void {
     self.name = name;
+    adminToken = admin || null;
     ui.loginError.textContent = "";
     ui.loginName.setAttribute("aria-invalid", "false");
     ui.loginSubmit.disabled = true;
@@ -264,25 +396,48 @@ export function createChat(deps: ChatDeps) {
     pending.rename(user.name);
   }
 
+  /** A login ticket came in the address (`#token=…`): sign in with it, once. */
+  function signInWithTicket(token: string): void {
+    ticket = token;
+    showApp();
+    link.retryNow();
+  }
+
   /**
-   * Forgets who we are in this browser and leaves every room at once (others see us go now, not
-   * after the presence grace). Every tab does this: the one clicked, and the others when they see
-   * the session gone from localStorage.
+   * "Sign out", asked first: the server ends the session (`signout`): its name is free, every
+   * connection of it closes, and it leaves every room at once (others see us go now, not after
+   * the presence grace). This browser forgets us in every tab.
    */
-  function signOut(): void {
+  async function signOut(): Promise<void> {
+    if (!(await signin.confirmSignOut(self.me, link.ready))) return;
+    // The server closes every connection of the session, this one included, and they leave their
+    // rooms at once. Closing this one ourselves first would be a drop: its rooms would keep us
+    // (and our name) for the presence grace.
+    if (link.ready && link.send({ type: "signout", ref: "signout" })) {
+      signingOut = true;
+      window.setTimeout(() => signingOut && forgetHere(), SIGNOUT_WAIT_MS);
+      return;
+    }
+    forgetHere();
+  }
+
+  /** Forgets who we are in this tab (and, through localStorage, in the others), with `error` on the sign-in screen. */
+  function forgetHere(error = ""): void {
+    signingOut = false;
     identity.forget();
-    if (link.ready) for (const name of rooms.names()) link.send({ type: "leave", room: name, ref: refFor("leave", name) });
     link.finish({ state: "offline", note: "Signed out.", canRetry: false });
     self.me = null;
+    self.admin = false;
     self.name = "";
     renamingFrom = null;
     outbox.clear();
     rooms.clear();
-    rooms.open(rooms.fromHash() ?? DEFAULT_ROOM);
+    messages.cancelReply();
+    rooms.goTo(parseHash(location.hash));
     rooms.renderMembers();
     showRename(false);
     rooms.drawer(false);
-    showLogin("");
+    showLogin("", error);
   }
 
   /** Another tab changed what we share: follow it. */
@@ -290,7 +445,7 @@ export function createChat(deps: ChatDeps) {
     if (change.kind === "session") {
       // Signed out in another tab: this one too, even if it is still connecting (its hello would
       // otherwise make a new user with the old name).
-      if (!identity.session && ui.login.hidden) return signOut();
+      if (!identity.session && ui.login.hidden) return forgetHere();
       // Someone signed in from another tab while this one waits at the prompt: be them here too.
       const name = identity.name;
       if (!self.me && name && !ui.login.hidden) {
@@ -319,14 +474,7 @@ export function createChat(deps: ChatDeps) {
   // ─── Screens ───────────────────────────────────────────────────────────────────────────────
 
   function showLogin(name: string, error = ""): void {
-    ui.app.hidden = true;
-    ui.login.hidden = false;
-    ui.loginName.value = name;
-    ui.loginError.textContent = error;
-    ui.loginName.setAttribute("aria-invalid", String(Boolean(error)));
-    ui.loginSubmit.disabled = false;
-    ui.loginName.focus();
-    ui.loginName.select();
+    signin.show(name, error);
   }
 
   function showApp(): void {
@@ -339,6 +487,9 @@ export function createChat(deps: ChatDeps) {
     }
   }
 
-  return { hello, welcome, lost, status, frame, submit, retry, typed, updateCounter, signIn, showRename, rename, adoptName, signOut, followOtherTab, showLogin, showApp };
+  return {
+    hello, welcome, ended, lost, status, frame, submit, retry, typed, updateCounter,
+    signIn, signInWithTicket, showRename, rename, adoptName, signOut, followOtherTab, showLogin, showApp,
+  };
 }
 

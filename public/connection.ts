@@ -45,6 +45,12 @@ export interface ConnectionEvents {
   frame(frame: ServerFrame): void;
   /** The socket is gone; frames sent on it may or may not have arrived. */
   lost(): void;
+  /**
+   * The server closed the socket with `code` (`welcomed`: after a welcome on it). A Status stops
+   * the connection with it (no reconnect: a ban, a sign-out, a hello the server cannot read);
+   * null reconnects as usual.
+   */
+  ended(code: number, reason: string, welcomed: boolean): Status | null;
   status(status: Status): void;
 }
 
@@ -223,8 +229,11 @@ export class Connection {
 
   /** The server closed the socket, or the network did. */
   private closed(code: number, reason: string): void {
+    const welcomed = this.welcomed;
     this.abandon();
     if (this.stopped) return;
+    const stop = this.on.ended(code, reason, welcomed);
+    if (stop) return this.stop(stop);
     if (code === CLOSE.replaced) {
       // Reconnecting would throw another tab out in turn, and it would do the same to us.
       return this.stop({ state: "offline", note: "This chat is open in too many tabs or windows.", canRetry: true });

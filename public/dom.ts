@@ -203,6 +203,14 @@ export function timeEl(ts: number, className = ""): HTMLTimeElement {
   });
 }
 
+const untilTodayFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const untilFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+
+/** When something ends (a mute, a ban, an invite), as people read it: "14:05" today, "Tue 3 Mar, 14:05" otherwise. */
+export function untilText(ms: number): string {
+  return (dayKey(ms) === dayKey(now()) ? untilTodayFormat : untilFormat).format(ms);
+}
+
 /** A stable hue (0–359) for a user id, so each person keeps one avatar colour. */
 export function hueOf(id: string): number {
   let hash = 0;

@@ -6,7 +6,7 @@
  * messages are kept apart, in sessionStorage.
  */
 
-import { isRoom, type Limits, type UserRef } from "../src/protocol/wire.ts";
+import { NAME_MAX_CHARS, codePoints, isRoom, type Limits, type UserRef } from "../src/protocol/wire.ts";
 import type { Saved } from "./outbox.ts";
 
 /** The storage keys; every tab of this browser reads the same ones. */
@@ -17,12 +17,27 @@ const KEY = {
   read: "chat.read",
   notify: "chat.notify",
   outbox: "chat.outbox",
+  banned: "chat.banned",
 } as const;
 
-/** Who this tab is right now: the name its next hello asks for; once welcomed, the user and the server's limits. */
+/**
+ * What a stored session token may look like: base64url, as the server issues them, and short. A
+ * stored value that is not (an oversized one would make every hello too big for the server, which
+ * then closes with 1009, over and over) is ignored.
+ */
+const SESSION_PATTERN = /^[A-Za-z0-9_-]{1,512}$/;
+
+/** A stored name, if it could be one: an oversized or blank one is ignored, and the prompt asks. */
+export function usableName(name: string | null): string | null {
+  const trimmed = name?.trim() ?? "";
+  return trimmed && codePoints(trimmed) <= NAME_MAX_CHARS ? trimmed : null;
+}
+
+/** Who this tab is right now: the name its next hello asks for; once welcomed, the user, whether a server admin, and the server's limits. */
 export interface Self {
   name: string;
   me: UserRef | null;
+  admin: boolean;
   limits: Limits | null;
 }
 
@@ -102,10 +117,11 @@ export function createIdentity(local: Store, tab: Store) {
 
   return {
     get session(): string | null {
-      return local.read(KEY.session);
+      const session = local.read(KEY.session);
+      return session !== null && SESSION_PATTERN.test(session) ? session : null;
     },
     get name(): string | null {
-      return local.read(KEY.name);
+      return usableName(local.read(KEY.name));
     },
     /** Welcomed: who we are now, for every tab and the next visit. */
     remember(session: string, name: string): void {
@@ -140,9 +156,30 @@ export function createIdentity(local: Store, tab: Store) {
     saveOutbox(saved: Saved[]): void {
       tab.write(KEY.outbox, JSON.stringify(saved));
     },
+    /** Rooms this user was banned from, with when the ban ends (null: until unbanned); not joined until then. */
+    bans(): Map<string, number | null> {
+      try {
+        const bans: unknown = JSON.parse(local.read(KEY.banned) ?? "{}");
+        if (typeof bans !== "object" || bans === null || Array.isArray(bans)) return new Map();
+        return new Map(
+          Object.entries(bans)
+            .filter(([room, until]) => isRoom(room) && (until === null || Number.isSafeInteger(until)))
+            .map(([room, until]) => [room, until as number | null]),
+        );
+      } catch {
+        return new Map();
+      }
+    },
+    /** Banned from `room` until `until` (null: until unbanned), or no longer (`false`). */
+    setBan(room: string, until: number | null | false): void {
+      const bans = Object.fromEntries(this.bans());
+      if (until === false) delete bans[room];
+      else bans[room] = until;
+      local.write(KEY.banned, JSON.stringify(bans));
+    },
     /** Signed out: forget who we are and where, in every tab; the choice of alerts stays. */
     forget(): void {
-      for (const key of [KEY.session, KEY.name, KEY.rooms, KEY.read]) local.remove(key);
+      for (const key of [KEY.session, KEY.name, KEY.rooms, KEY.read, KEY.banned]) local.remove(key);
       tab.remove(KEY.outbox);
     },
   };

@@ -8,8 +8,12 @@ import type { Chat } from "./chat.ts";
 import type { Connection } from "./connection.ts";
 import type { Directory } from "./directory.ts";
 import type { Ui } from "./elements.ts";
+import { parseHash, roomName } from "./hash.ts";
+import type { Header } from "./header.ts";
 import type { Mentions } from "./mentions.ts";
-import { DEFAULT_ROOM, roomName, type Rooms } from "./rooms.ts";
+import type { Messages } from "./messages.ts";
+import type { Moderation } from "./moderation.ts";
+import type { Rooms } from "./rooms.ts";
 
 /** How often the sidebar's room directory is refreshed while connected and visible. */
 const ROOMS_REFRESH_MS = 15_000;
@@ -21,11 +25,14 @@ export interface InputDeps {
   link: Connection;
   mentions: Mentions;
   directory: Directory;
+  moderation: Moderation;
+  messages: Messages;
+  header: Header;
   /** Touch screens have no Shift+Enter: there Enter is a newline and the Send button sends. */
   touch: boolean;
 }
 
-export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }: InputDeps): void {
+export function bindInput({ ui, chat, rooms, link, mentions, directory, moderation, messages, header, touch }: InputDeps): void {
   ui.loginForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const name = ui.loginName.value.trim();
@@ -34,7 +41,7 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
       ui.loginName.setAttribute("aria-invalid", "true");
       return ui.loginName.focus();
     }
-    chat.signIn(name);
+    chat.signIn(name, ui.loginAdminToken.value.trim());
   });
 
   ui.joinForm.addEventListener("submit", (event) => {
@@ -53,6 +60,10 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
   });
 
   ui.text.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !ui.replyBar.hidden) {
+      event.preventDefault();
+      return messages.cancelReply();
+    }
     // Enter sends; Shift+Enter falls through to the textarea's newline. An IME's Enter picks a word.
     // On a touch screen Enter is always a newline: the Send button sends.
     if (touch || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
@@ -80,7 +91,13 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
     event.preventDefault();
     chat.rename();
   });
-  ui.signOut.addEventListener("click", chat.signOut);
+  ui.signOut.addEventListener("click", () => void chat.signOut());
+  ui.members.addEventListener("click", (event) => {
+    const button = (event.target as Element).closest<HTMLButtonElement>(".member-actions");
+    if (button) moderation.openMenu(button);
+  });
+  messages.bind();
+  header.bind();
   ui.notify.addEventListener("click", () => void mentions.toggle());
   ui.skip.addEventListener("click", () => ui.text.focus());
   ui.menuToggle.addEventListener("click", () => rooms.drawer(!ui.app.classList.contains("nav-open")));
@@ -101,7 +118,12 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, touch }:
       ui.menuToggle.focus();
     }
   });
-  window.addEventListener("hashchange", () => rooms.open(rooms.fromHash() ?? DEFAULT_ROOM));
+  window.addEventListener("hashchange", () => {
+    const hash = parseHash(location.hash);
+    // The room first: opening it takes a ticket out of the address before anything else happens.
+    rooms.goTo(hash);
+    if (hash.token) chat.signInWithTicket(hash.token);
+  });
   window.addEventListener("resize", rooms.keepBottom);
   document.addEventListener("visibilitychange", rooms.seen);
   window.setInterval(() => {

@@ -17,6 +17,17 @@ export const NO_ANSWER = "No answer from the server yet.";
 
 /** Codes that pass: the same request, with the same id, is tried again. */
 export const PASSING: readonly ErrorCode[] = ["rate_limited", "internal"];
+/** Codes that pass for a send, and when: slow mode says how long to wait (`retryAfterMs`). */
+const SEND_PASSING: readonly ErrorCode[] = [...PASSING, "slow_mode"];
+
+/** Why a send was refused, for the people whose message it was; others say the server's message. */
+const REFUSED: Partial<Record<ErrorCode, string>> = {
+  text_invalid: "the text is empty, too long or has control characters",
+  muted: "you are muted in this room",
+  read_only: "only moderators write in this room",
+  banned: "you are banned from this room",
+  not_found: "the message it answers is gone",
+};
 
 /** waiting: to be sent when the room is live · sent: on the wire · failed: needs the user (`error` says why). */
 export type SendState = "waiting" | "sent" | "failed";
@@ -26,6 +37,8 @@ export interface Outgoing {
   readonly id: string;
   readonly room: string;
   readonly text: string;
+  /** The seq of the message it answers, in the same room. */
+  readonly replyTo?: number;
   state: SendState;
   error: string;
 }
@@ -35,6 +48,7 @@ export interface Saved {
   id: string;
   room: string;
   text: string;
+  replyTo?: number;
 }
 
 /** What the server's refusal of a send means for the page: join again, flush again later, or tell the user. */
@@ -79,7 +93,7 @@ export function createOutbox(hooks: OutboxHooks) {
 
   /** A message typed (or restored), waiting; it goes with the next `flush` of its room. */
   function add(entry: Saved): Outgoing {
-    const item: Item = { id: entry.id, room: entry.room, text: entry.text, state: "waiting", error: "", timer: 0 };
+    const item: Item = { ...savedOf(entry), state: "waiting", error: "", timer: 0 };
     items.set(item.id, item);
     hooks.changed(item);
     save();
@@ -109,14 +123,14 @@ export function createOutbox(hooks: OutboxHooks) {
     if (!item) return null;
     hooks.clearTimer(item.timer);
     // not_joined: the server does not have us in the room (it restarted under us?), so the page
-    // joins again and the room's going live resends it; a passing refusal is flushed again later.
-    if (f.code === "not_joined" || PASSING.includes(f.code)) {
+    // joins again and the room's going live resends it; a passing refusal (slow mode too) is
+    // flushed again later.
+    if (f.code === "not_joined" || SEND_PASSING.includes(f.code)) {
       item.state = "waiting";
       hooks.changed(item);
       return f.code === "not_joined" ? "rejoin" : "later";
     }
-    const why = f.code === "text_invalid" ? "the text is empty, too long or has control characters" : f.message;
-    fail(item, `Not sent: ${why}.`);
+    fail(item, `Not sent: ${REFUSED[f.code] ?? f.message}.`);
     return "failed";
   }
 
@@ -157,11 +171,12 @@ export function createOutbox(hooks: OutboxHooks) {
 
   /** What to keep for the next load of the page. */
   function saved(): Saved[] {
-    return [...items.values()].map(({ id, room, text }) => ({ id, room, text }));
+    return [...items.values()].map(savedOf);
   }
 
   function transmit(item: Item): void {
-    if (!hooks.send({ type: "send", room: item.room, id: item.id, text: item.text })) return;
+    const reply = item.replyTo === undefined ? {} : { replyTo: item.replyTo };
+    if (!hooks.send({ type: "send", room: item.room, id: item.id, text: item.text, ...reply })) return;
     item.state = "sent";
     hooks.clearTimer(item.timer);
     item.timer = hooks.setTimer(() => fail(item, NO_ANSWER), SEND_TIMEOUT_MS + hooks.queueDelayMs());
@@ -188,6 +203,11 @@ export function createOutbox(hooks: OutboxHooks) {
   return { get, values, add, flush, echoed, refused, retry, discard, discardRoom, clear, lost, saved };
 }
 
+/** What is kept of a message: its id, room, text and the seq it answers. */
+function savedOf({ id, room, text, replyTo }: Saved): Saved {
+  return replyTo === undefined ? { id, room, text } : { id, room, text, replyTo };
+}
+
 /** What a stored outbox holds, as JSON: entries that are not a message for a valid room are skipped. */
 export function parseSaved(json: string | null): Saved[] {
   let saved: unknown;
@@ -198,10 +218,10 @@ export function parseSaved(json: string | null): Saved[] {
   }
   if (!Array.isArray(saved)) return [];
   const entries: Saved[] = [];
-  for (const entry of saved as { id?: unknown; room?: unknown; text?: unknown }[]) {
-    const { id, room, text } = entry ?? {};
+  for (const entry of saved as { id?: unknown; room?: unknown; text?: unknown; replyTo?: unknown }[]) {
+    const { id, room, text, replyTo } = entry ?? {};
     if (typeof id !== "string" || typeof room !== "string" || typeof text !== "string" || !isRoom(room)) continue;
-    entries.push({ id, room, text });
+    entries.push(Number.isSafeInteger(replyTo) && (replyTo as number) > 0 ? { id, room, text, replyTo: replyTo as number } : { id, room, text });
   }
   return entries;
 }

@@ -3,6 +3,7 @@
  * saying what is happening to it and offering Retry and Discard when it needs the user.
  */
 
+import type { UserRef } from "../src/protocol/wire.ts";
 import { h } from "./dom.ts";
 import type { Outgoing } from "./outbox.ts";
 import { pendingRow, regroupPending } from "./timeline.ts";
@@ -10,8 +11,10 @@ import { pendingRow, regroupPending } from "./timeline.ts";
 export interface PendingDeps {
   /** The lists of `room`: its confirmed messages and its pending ones; undefined for a room not shown. */
   lists(room: string): { list: HTMLOListElement; outbox: HTMLOListElement } | undefined;
-  /** Who writes: the reader's name and id (the name as the id before the first welcome). */
-  author(): { name: string; id: string | undefined };
+  /** Who writes: the reader (with the name as its id before the first welcome). */
+  author(): UserRef;
+  /** What the quote of a reply says of the message it answers. */
+  quote(room: string, seq: number): string;
   /** Whether the connection is down: a waiting message then says it waits for it. */
   offline(): boolean;
   retry(id: string): void;
@@ -61,8 +64,8 @@ export function createPendingRows(deps: PendingDeps) {
     retryButton.addEventListener("click", () => deps.retry(item.id));
     discardButton.addEventListener("click", () => deps.discard(item.id));
     const status = h("p", { class: "send-state" }, h("span", { class: "state-text" }), " ", retryButton, " ", discardButton);
-    const { name, id } = deps.author();
-    return pendingRow(item.id, item.text, name, id ?? name, status);
+    const quote = item.replyTo === undefined ? null : deps.quote(item.room, item.replyTo);
+    return pendingRow(item.id, item.text, deps.author(), status, quote);
   }
 
   function draw(li: HTMLLIElement, item: Outgoing): void {

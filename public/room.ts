@@ -4,8 +4,9 @@
  * rooms"), and how the elements are drawn from the state. When the state changes is rooms.ts's job.
  */
 
-import type { UserRef } from "../src/protocol/wire.ts";
+import type { ModerationFrame, Role, RoomSettings, UserRef } from "../src/protocol/wire.ts";
 import { h } from "./dom.ts";
+import type { MessageLog } from "./events.ts";
 import type { RoomSync } from "./sync.ts";
 import { avatar } from "./timeline.ts";
 
@@ -16,9 +17,32 @@ export interface Room {
   name: string;
   /** Where the room stands in its sequence; its phase says whether unsent messages may go. */
   sync: RoomSync;
+  /** Its messages as they are now (edits and deletions applied). */
+  log: MessageLog;
   hasOlder: boolean;
   loadingOlder: boolean;
+  /** A seq the reader asked to see (a reply's original): older pages load until it is shown. */
+  seeking: number | null;
   members: Map<string, UserRef>;
+  /** Who holds a role other than "member" here, by user id; known from `joined` and role changes. */
+  roles: Map<string, Exclude<Role, "member">>;
+  /** Our own role here, and the room's settings. */
+  role: Role;
+  settings: RoomSettings;
+  /** An invite code (from an invite link) to send with the next join, once. */
+  invite: string | null;
+  /**
+   * We are out of the room (kicked, banned, refused): it stays on screen saying why, and is not
+   * joined again until the reader asks (`rejoin`) or, for a ban, it ends.
+   */
+  out: { text: string; rejoin: boolean } | null;
+  /** The latest moderation frame about us here: why we were sent out, or muted. */
+  action: ModerationFrame | undefined;
+  /** Until when we are muted here, and may next send in slow mode (epoch ms; 0: not). */
+  mutedUntil: number;
+  slowUntil: number;
+  /** Members a moderator saw muted here, until when (from live frames). */
+  muted: Map<string, number>;
   /** Members before our last disconnect, and until when their return is not news. */
   returning: Map<string, number>;
   typing: Map<string, { name: string; until: number }>;
@@ -47,6 +71,8 @@ export interface RoomView {
   empty: HTMLElement;
   list: HTMLOListElement;
   outbox: HTMLOListElement;
+  /** Shown while we are out of the room: why, and a button to join again. */
+  out: HTMLElement;
 }
 
 export interface RoomNav {
@@ -64,6 +90,8 @@ export function createView(name: string, container: HTMLElement, notice: (text: 
   const empty = emptyHint(name, notice);
   const list = h("ol", { class: "messages" });
   const outbox = h("ol", { class: "outbox", attrs: { "aria-label": "Not yet sent" } });
+  const out = h("div", { class: "out-note", attrs: { role: "status" } }, h("p", { class: "out-text" }), h("button", { class: "rejoin", text: `Join #${name} again`, attrs: { type: "button" } }));
+  out.hidden = true;
   const log = h(
     "div",
     { class: "log", attrs: { role: "log", "aria-label": `Messages in #${name}`, tabindex: "0" } },
@@ -71,13 +99,14 @@ export function createView(name: string, container: HTMLElement, notice: (text: 
     empty,
     list,
     outbox,
+    out,
   );
   const section = h("section", { class: "room", attrs: { "aria-label": `#${name}` } }, log);
   section.dataset.room = name;
   section.dataset.sync = "idle";
   section.hidden = true;
   container.append(section);
-  return { section, log, older, empty, list, outbox };
+  return { section, log, older, empty, list, outbox, out };
 }
 
 /** What an empty room says: nothing here yet, and the link that brings people to it. */
@@ -152,22 +181,56 @@ export function drawSync(room: Room): void {
 
 /** A live room with no message, nor older ones to load, shows its link to share. */
 export function drawEmpty(room: Room): void {
-  room.view.empty.hidden = !(room.sync.phase === "live" && room.sync.size === 0 && !room.hasOlder);
+  room.view.empty.hidden = !(room.sync.phase === "live" && room.sync.size === 0 && !room.hasOlder) || room.out !== null;
 }
 
-/** The member list, by name; the reader is marked. */
-export function memberItems(members: readonly UserRef[], meId: string | undefined): HTMLLIElement[] {
+/** Out of the room: why, and (when it may) a button to join again; in it: nothing. */
+export function drawOut(room: Room): void {
+  const { out } = room.view;
+  out.hidden = room.out === null;
+  out.querySelector(".out-text")!.textContent = room.out?.text ?? "";
+  out.querySelector<HTMLButtonElement>(".rejoin")!.hidden = !room.out?.rejoin;
+  room.view.section.dataset.out = String(room.out !== null);
+  drawEmpty(room);
+}
+
+/** What the member list shows of a role. */
+const ROLE_TAG = { owner: "owner", moderator: "mod" } as const;
+
+/**
+ * The member list, by name: each with its kind (member, bot) and role, the reader marked; `actions`
+ * is true for those the reader may act on (kick, mute, ban, roles), who get a ⋯ button.
+ */
+export function memberItems(members: readonly UserRef[], meId: string | undefined, roles: ReadonlyMap<string, Exclude<Role, "member">>, actions: (u: UserRef) => boolean): HTMLLIElement[] {
   return [...members]
     .sort((a, b) => a.name.localeCompare(b.name))
-    .map((u) =>
-      h(
+    .map((u) => {
+      const role = roles.get(u.id);
+      const li = h(
         "li",
         {},
         avatar(u.name, u.id),
         h("span", { class: "name", text: u.name, attrs: { dir: "auto" } }),
+        u.kind !== undefined && h("span", { class: `tag ${u.kind}`, text: u.kind }),
+        role !== undefined && h("span", { class: `tag role ${role}`, text: ROLE_TAG[role], attrs: { title: role === "owner" ? "Owner of the room" : "Moderator" } }),
         u.id === meId && h("span", { class: "you", text: "you" }),
-      ),
-    );
+        actions(u) && h("button", { class: "icon-button member-actions", text: "⋯", attrs: { type: "button", "aria-haspopup": "menu", "aria-label": `Actions for ${u.name}` } }),
+      );
+      li.dataset.user = u.id;
+      return li;
+    });
+}
+
+/** The tab's title: "(3) #dev · Chat" for 3 unread; "(@1 · 3) #dev · Chat" for 3 unread, 1 of them naming the reader. */
+export function titleOf(rooms: Iterable<Room>, current: string): string {
+  let unread = 0;
+  let mentioned = 0;
+  for (const room of rooms) {
+    unread += room.unread;
+    mentioned += room.mentions;
+  }
+  const counts = mentioned ? `(@${mentioned} · ${unread}) ` : unread ? `(${unread}) ` : "";
+  return `${counts}#${current} · Chat`;
 }
 
 /** "alice is typing…", "alice and bob are typing…", "Several people are typing…", or "". */

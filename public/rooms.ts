@@ -1,39 +1,36 @@
 /**
  * The rooms of this tab and what happens in them: which room is shown, joining and catching up
- * (the sequence itself is sync.ts's), messages shown in seq order with unread counts and the
- * "new messages" line, older pages, presence lines, members and who is typing.
+ * (the sequence itself is sync.ts's), messages and the stored events beside them (settings lines,
+ * edits, deletions) shown in seq order with unread counts and the "new messages" line, older
+ * pages, presence lines, members and who is typing.
  */
 
 import {
-  isRoom,
+  DEFAULT_SETTINGS,
+  type ClientFrame,
   type HistoryPage,
   type JoinedFrame,
   type MessageFrame,
   type StoredFrame,
-  type PresenceFrame,
-  type TypingNotice,
   type UserRef,
 } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
 import type { Directory } from "./directory.ts";
 import { mentions, now } from "./dom.ts";
 import type { Ui } from "./elements.ts";
+import { createMessageLog, quoteOf, settingsLine, settingsOf } from "./events.ts";
+import { hashFor, type Hash } from "./hash.ts";
 import type { Identity, Self } from "./identity.ts";
 import type { Outbox } from "./outbox.ts";
-import { atBottom, createNav, createView, drawEmpty, drawNav, drawOlder, drawSync, memberItems, placeDivider, scrollToBottom, typingText, type Room } from "./room.ts";
+import { createPresence } from "./presence.ts";
+import { atBottom, createNav, createView, drawEmpty, drawNav, drawOlder, drawOut, drawSync, memberItems, placeDivider, scrollToBottom, titleOf, type Room } from "./room.ts";
 import { createRoomSync, refFor, type Step } from "./sync.ts";
-import { addPresence, eventRow, insertBySeq, layout, messageRow, regroupPending } from "./timeline.ts";
+import { eventRow, insertBySeq, layout, messageRow, redrawMessage, regroupPending } from "./timeline.ts";
 
 /** The room shown when the URL names none. */
 export const DEFAULT_ROOM = "general";
 /** Messages fetched per "Load older" click. */
 const OLDER_PAGE = 50;
-/** "alice is typing…" lasts this many of her typing periods (typingThrottleMs) after her last frame. */
-const TYPING_SHOW_PERIODS = 3;
-/** …and at least this long, for servers with a very short throttle. */
-const TYPING_SHOW_MIN_MS = 3_000;
-/** The typing line is redrawn this long after a notice would end, so that the redraw finds it over. */
-const TYPING_REDRAW_LAG_MS = 50;
 /** Scrolling up to within this many px of the top fetches the next older page. */
 const OLDER_PX = 150;
 /** Space kept above the "new messages" divider when a room opens at it. */
@@ -56,11 +53,14 @@ export interface RoomsDeps {
   mentioned(room: string, m: MessageFrame): void;
   /** Our own name changed (a rename seen in a room). */
   renamed(user: UserRef): void;
-}
-
-/** What a person may type for a room: `#Dev ` means `dev`. */
-export function roomName(raw: string): string {
-  return raw.trim().replace(/^#/, "").toLowerCase();
+  /** An older page arrived: a reply's original may be shown now. */
+  olderArrived(room: Room): void;
+  /** A room was made: whatever keeps us out of it (a ban this browser remembers) is set now. */
+  made(room: Room): void;
+  /** A room's role, settings or standing changed, or it is now the one shown: the page redraws what depends on them. */
+  changed(room: Room): void;
+  /** Whether the reader may act on `user` in the room shown (the member list offers a menu). */
+  actsOn(room: Room, user: UserRef): boolean;
 }
 
 export type Rooms = ReturnType<typeof createRooms>;
@@ -71,6 +71,8 @@ export function createRooms(deps: RoomsDeps) {
   const rooms = new Map<string, Room>();
   /** The room shown. */
   let current = DEFAULT_ROOM;
+  const presence = createPresence({ ui, self, get, currentRoom, follow, renderMembers, renderRooms, renamed: deps.renamed });
+  const renderTyping = presence.renderTyping;
 
   function get(name: string): Room | undefined {
     return rooms.get(name);
@@ -84,16 +86,34 @@ export function createRooms(deps: RoomsDeps) {
     return rooms.get(current);
   }
 
-  /** The room, made (and joined, when connected) if we were not in it. */
-  function ensure(name: string): Room {
+  /** The room, made (and joined, when connected) if we were not in it; `invite` goes with its next join. */
+  function ensure(name: string, invite?: string): Room {
     const existing = rooms.get(name);
-    if (existing) return existing;
+    if (existing) {
+      if (invite && existing.sync.phase !== "live") {
+        existing.invite = invite;
+        // An invite to a room we were sent out of is a reason to ask again.
+        if (existing.out) rejoin(existing);
+      }
+      return existing;
+    }
     const room: Room = {
       name,
       sync: createRoomSync(name),
+      log: createMessageLog(),
       hasOlder: false,
       loadingOlder: false,
+      seeking: null,
       members: new Map(),
+      roles: new Map(),
+      role: "member",
+      settings: { ...DEFAULT_SETTINGS },
+      invite: invite ?? null,
+      out: null,
+      action: undefined,
+      mutedUntil: 0,
+      slowUntil: 0,
+      muted: new Map(),
       returning: new Map(),
       typing: new Map(),
       unread: 0,
@@ -111,6 +131,7 @@ export function createRooms(deps: RoomsDeps) {
     };
     rooms.set(name, room);
     room.view.older.addEventListener("click", () => loadOlder(room));
+    room.view.out.querySelector(".rejoin")!.addEventListener("click", () => rejoin(room));
     room.view.log.addEventListener(
       "scroll",
       () => {
@@ -126,6 +147,8 @@ export function createRooms(deps: RoomsDeps) {
       { passive: true },
     );
     save();
+    deps.made(room);
+    drawOut(room);
     if (link.ready) {
       join(room);
       void directory.refresh();
@@ -134,17 +157,30 @@ export function createRooms(deps: RoomsDeps) {
     return room;
   }
 
-  /** Opens a room (joining it if need be) and shows it. */
-  function open(name: string): void {
-    ensure(name);
+  /** Opens a room (joining it if need be, with `invite`) and shows it. */
+  function open(name: string, invite?: string): void {
+    ensure(name, invite);
     select(name);
+  }
+
+  /**
+   * Goes where the address says: its room, with its invite. An address that names no room keeps
+   * the room shown (and puts it back in the address), saying why.
+   */
+  function goTo(hash: Hash): void {
+    if (hash.invalid !== undefined) {
+      notice(`"${hash.invalid}" is not a room name: use up to 32 of a-z 0-9 _ -, starting with a letter or digit.`);
+      return open(current);
+    }
+    open(hash.room ?? (hash.token ? current : DEFAULT_ROOM), hash.invite);
   }
 
   function select(name: string): void {
     const room = rooms.get(name);
     if (!room) return;
     current = name;
-    if (decodeURIComponent(location.hash.slice(1)) !== name) history.replaceState(null, "", `#${name}`);
+    // Also takes an invite code or a login ticket out of the address (and out of the history).
+    if (location.hash !== hashFor(name)) history.replaceState(null, "", hashFor(name));
     for (const other of rooms.values()) other.view.section.hidden = other !== room;
     // Opening a room with news the reader has not seen starts at the "new messages" line.
     const unseen = room.divider !== null && (room.readSeq === null || room.readSeq < room.divider.seq);
@@ -161,6 +197,7 @@ export function createRooms(deps: RoomsDeps) {
     renderRooms();
     renderMembers();
     renderTyping();
+    deps.changed(room);
   }
 
   function leave(name: string, tellServer: boolean): void {
@@ -192,21 +229,6 @@ export function createRooms(deps: RoomsDeps) {
     if (self.me) identity.saveRooms(rooms.keys());
   }
 
-  /** The room the URL names; null for none (or an invalid one, which is reported). */
-  function fromHash(): string | null {
-    let raw = "";
-    try {
-      raw = decodeURIComponent(location.hash.slice(1));
-    } catch {
-      // A malformed escape is just an invalid name.
-    }
-    const name = roomName(raw);
-    if (!name) return null;
-    if (isRoom(name)) return name;
-    notice(`"${raw}" is not a room name: use up to 32 of a-z 0-9 _ -, starting with a letter or digit.`);
-    return null;
-  }
-
   /** Opens or closes the sidebar drawer (narrow screens); opening it refreshes the directory. */
   function drawer(open: boolean): void {
     ui.app.classList.toggle("nav-open", open);
@@ -216,10 +238,44 @@ export function createRooms(deps: RoomsDeps) {
 
   // ─── Join, catch up, go live ───────────────────────────────────────────────────────────────
 
-  /** (Re)joins a room: from where it was, if it was here before. */
+  /** (Re)joins a room: from where it was, if it was here before; not while we are out of it. */
   function join(room: Room): void {
-    link.send(room.sync.join());
+    if (!room.out) link.send(withInvite(room, room.sync.join()));
     drawSync(room);
+  }
+
+  /** A join carries the room's invite code until the room is joined. */
+  function withInvite(room: Room, frame: ClientFrame): ClientFrame {
+    return frame.type === "join" && room.invite ? { ...frame, invite: room.invite } : frame;
+  }
+
+  /** The reader asks to be back in a room it was sent out of (the server says whether it may). */
+  function rejoin(room: Room): void {
+    room.out = null;
+    drawOut(room);
+    deps.changed(room);
+    if (link.ready) join(room);
+  }
+
+  /** A line about the room (a moderation action, say) at the bottom of its log. */
+  function line(room: Room, text: string): void {
+    room.view.list.append(eventRow(text, now()));
+    layout(room.view.list);
+    follow(room);
+  }
+
+  /** We are out of the room (kicked, banned, refused): it stays, saying `text`, and is not joined again by itself. */
+  function shut(room: Room, text: string, canRejoin: boolean): void {
+    room.out = { text, rejoin: canRejoin };
+    room.sync.lost();
+    room.members.clear();
+    room.typing.clear();
+    outbox.discardRoom(room.name);
+    drawOut(room);
+    drawSync(room);
+    if (room.name === current) follow(room);
+    renderMembers();
+    deps.changed(room);
   }
 
   /** Welcomed: every room rejoins. */
@@ -245,7 +301,7 @@ export function createRooms(deps: RoomsDeps) {
   function retry(room: Room, kind: "join" | "forward"): void {
     const frame = room.sync.retry(kind);
     if (!frame) return;
-    link.send(frame);
+    link.send(withInvite(room, frame));
     drawSync(room);
   }
 
@@ -256,6 +312,7 @@ export function createRooms(deps: RoomsDeps) {
     if (step.reset) {
       // A new database: what we show of the room is no longer its history.
       room.view.list.replaceChildren();
+      room.log.clear();
       room.divider = null;
       room.readSeq = null;
       room.hasOlder = false;
@@ -263,9 +320,15 @@ export function createRooms(deps: RoomsDeps) {
       link.send(step.send);
       return drawSync(room);
     }
-    room.members = new Map(f.members.map((u) => [u.id, u]));
+    room.members = new Map(f.members.map(({ role, ...u }) => [u.id, u]));
+    room.roles = new Map(f.members.flatMap((u) => (u.role ? [[u.id, u.role] as const] : [])));
+    room.role = f.role ?? "member";
+    room.invite = null;
     for (const id of room.members.keys()) room.returning.delete(id);
     addMessages(room, f.messages, step.fresh, step.resumed ? "news" : "join");
+    // Whatever settings events the catch-up showed, these are the room's now.
+    room.settings = { ...DEFAULT_SETTINGS, ...f.settings };
+    deps.changed(room);
     if (!step.resumed) {
       room.hasOlder = !f.complete;
       drawOlder(room);
@@ -304,12 +367,13 @@ export function createRooms(deps: RoomsDeps) {
     markRead(room);
   }
 
-  function loadOlder(room: Room): void {
-    const first = room.view.list.querySelector<HTMLElement>(".msg");
-    if (room.loadingOlder || !link.ready || !first) return;
+  /** Fetches the page before the oldest entry shown (`limit` of them). */
+  function loadOlder(room: Room, limit = OLDER_PAGE): void {
+    const first = room.sync.minSeq;
+    if (room.loadingOlder || !link.ready || first === 0) return;
     room.loadingOlder = true;
     drawOlder(room);
-    link.send({ type: "history", room: room.name, before: Number(first.dataset.seq), limit: OLDER_PAGE, ref: refFor("older", room.name) });
+    link.send({ type: "history", room: room.name, before: first, limit, ref: refFor("older", room.name) });
   }
 
   function olderFailed(room: Room): void {
@@ -326,6 +390,7 @@ export function createRooms(deps: RoomsDeps) {
     addMessages(room, f.messages, room.sync.older(f.messages), "older");
     log.scrollTop = log.scrollHeight - fromBottom;
     drawOlder(room);
+    deps.olderArrived(room);
   }
 
   // ─── Messages, unread, reading ─────────────────────────────────────────────────────────────
@@ -338,18 +403,24 @@ export function createRooms(deps: RoomsDeps) {
    * reader apart), and the "new messages" line goes above the first of it.
    */
   function addMessages(room: Room, entries: readonly StoredFrame[], freshEntries: readonly StoredFrame[], kind: "join" | "news" | "older"): void {
-    // Stored events (settings, edits, deletions) move the room's seq (sync.ts); only messages are drawn here.
     const messages = entries.filter((m) => m.type === "message");
     const fresh = freshEntries.filter((m) => m.type === "message");
     const me = self.me;
-    for (const m of messages) outbox.echoed(m, me?.id);
+    for (const m of messages) {
+      // Our message is in: in slow mode, the next one waits.
+      if (outbox.echoed(m, me?.id) && kind === "news" && room.settings.slowModeSeconds > 0) {
+        room.slowUntil = Date.now() + room.settings.slowModeSeconds * 1000;
+        deps.changed(room);
+      }
+    }
+    addEvents(room, freshEntries, kind);
     // Our own message means we had read what came before it, wherever we wrote it.
     let readUpTo = room.readSeq;
     if (kind === "join" && readUpTo !== null) for (const m of messages) if (m.user.id === me?.id) readUpTo = Math.max(readUpTo, m.seq);
     const seeing = kind === "news" && inView(room) && room.stuck;
     for (const m of fresh) {
       const mine = m.user.id === me?.id;
-      const li = messageRow(m, mine, me?.name ?? null);
+      const li = messageRow(room.log.add(m), mine, me?.name ?? null, m.replyTo === undefined ? null : quoteOf(room.log.get(m.replyTo)));
       const mentioned = !mine && me !== null && mentions(m.text, me.name);
       li.classList.toggle("mentions-me", mentioned);
       insertBySeq(room.view.list, li, m.seq);
@@ -363,6 +434,7 @@ export function createRooms(deps: RoomsDeps) {
       if (mentioned && kind === "news") deps.mentioned(room.name, m);
       if (!seeing) placeDivider(room, li, m.seq);
     }
+    for (const m of fresh) redrawQuotes(room, m.seq);
     if (fresh.length === 0) return;
     layout(room.view.list);
     regroupPending(room.view.list, room.view.outbox, me?.id);
@@ -370,6 +442,41 @@ export function createRooms(deps: RoomsDeps) {
     if (kind === "news") follow(room);
     renderTyping();
     renderRooms();
+  }
+
+  /**
+   * The stored events among `fresh`: a settings change is a line in the log (and, unless it comes
+   * from an older page, the room's settings now); an edit or a deletion changes its message in place.
+   */
+  function addEvents(room: Room, fresh: readonly StoredFrame[], kind: "join" | "news" | "older"): void {
+    let before = kind === "news" ? room.settings : null;
+    let lines = false;
+    for (const e of fresh) {
+      if (e.type === "settings") {
+        insertBySeq(room.view.list, eventRow(settingsLine(before, e), e.ts, e.seq), e.seq);
+        before = settingsOf(e);
+        lines = true;
+        if (kind === "news") {
+          room.settings = before;
+          deps.changed(room);
+        }
+      } else if (e.type === "edit" || e.type === "delete") {
+        const changed = room.log.change(e);
+        const li = room.view.list.querySelector<HTMLLIElement>(`.msg[data-seq="${e.target}"]`);
+        if (changed && li) redrawMessage(li, changed, self.me?.name ?? null, changed.replyTo === undefined ? null : quoteOf(room.log.get(changed.replyTo)));
+        redrawQuotes(room, e.target);
+      }
+    }
+    if (!lines) return;
+    layout(room.view.list);
+    drawEmpty(room);
+    if (kind === "news") follow(room);
+  }
+
+  /** The replies to `seq` quote it as it is now (loaded, edited or deleted). */
+  function redrawQuotes(room: Room, seq: number): void {
+    const quote = quoteOf(room.log.get(seq));
+    for (const el of room.view.list.querySelectorAll(`.quote[data-target="${seq}"] .quote-text`)) el.textContent = quote;
   }
 
   /** The reader sees the bottom of the room: everything in it is read (in every tab of this browser). */
@@ -456,53 +563,6 @@ export function createRooms(deps: RoomsDeps) {
     markRead(room);
   }
 
-  // ─── Presence and typing ───────────────────────────────────────────────────────────────────
-
-  function onPresence(f: PresenceFrame): void {
-    const room = rooms.get(f.room);
-    if (!room) return;
-    if (f.event === "rename") return rename(room, f.user);
-    if (f.event === "join") {
-      // Someone already listed, or back after our own reconnect, is not news.
-      const back = (room.returning.get(f.user.id) ?? 0) > now();
-      room.returning.delete(f.user.id);
-      const known = room.members.has(f.user.id);
-      room.members.set(f.user.id, f.user);
-      if (!back && !known) addPresence(room.view.list, f.user, "join", now());
-    } else {
-      room.members.delete(f.user.id);
-      room.typing.delete(f.user.id);
-      addPresence(room.view.list, f.user, "leave", now());
-    }
-    layout(room.view.list);
-    follow(room);
-    renderMembers();
-    renderRooms();
-    renderTyping();
-  }
-
-  /** A member took a new name (v1.1): the list shows it, and so does a line; if it is us, so do we. */
-  function rename(room: Room, user: UserRef): void {
-    const before = room.members.get(user.id)?.name;
-    room.members.set(user.id, user);
-    if (user.id === self.me?.id) deps.renamed(user);
-    if (before !== undefined && before !== user.name) {
-      room.view.list.append(eventRow(`${before} is now ${user.name}`, now()));
-      layout(room.view.list);
-      follow(room);
-    }
-    renderMembers();
-  }
-
-  function onTyping(f: TypingNotice): void {
-    const room = rooms.get(f.room);
-    if (!room || f.user.id === self.me?.id) return;
-    const showMs = Math.max(TYPING_SHOW_MIN_MS, TYPING_SHOW_PERIODS * (self.limits?.typingThrottleMs ?? 0));
-    room.typing.set(f.user.id, { name: f.user.name, until: Date.now() + showMs });
-    renderTyping();
-    window.setTimeout(renderTyping, showMs + TYPING_REDRAW_LAG_MS);
-  }
-
   // ─── Drawing ───────────────────────────────────────────────────────────────────────────────
 
   /**
@@ -512,44 +572,22 @@ export function createRooms(deps: RoomsDeps) {
   function renderRooms(): void {
     for (const room of rooms.values()) drawNav(room.nav, room.name === current, room.unread, room.mentions, rooms.size === 1);
     directory.render((name) => rooms.has(name));
-    renderTitle();
+    document.title = titleOf(rooms.values(), current);
   }
 
   function renderMembers(): void {
-    const members = [...(currentRoom()?.members.values() ?? [])];
+    const room = currentRoom();
+    const members = [...(room?.members.values() ?? [])];
     ui.membersTitle.textContent = `In #${current} · ${members.length}`;
     ui.roomMembers.textContent = members.length === 1 ? "1 online" : `${members.length} online`;
-    ui.members.replaceChildren(...memberItems(members, self.me?.id));
-  }
-
-  function renderTyping(): void {
-    const room = currentRoom();
-    const at = Date.now();
-    const names: string[] = [];
-    for (const [id, t] of room?.typing ?? []) {
-      if (t.until <= at) room!.typing.delete(id);
-      else names.push(t.name);
-    }
-    ui.typing.textContent = typingText(names);
-  }
-
-  /** "(3) #dev · Chat": 3 unread; "(@1 · 3) #dev · Chat": 3 unread, 1 of them names you. */
-  function renderTitle(): void {
-    let unread = 0;
-    let mentioned = 0;
-    for (const room of rooms.values()) {
-      unread += room.unread;
-      mentioned += room.mentions;
-    }
-    const counts = mentioned ? `(@${mentioned} · ${unread}) ` : unread ? `(${unread}) ` : "";
-    document.title = `${counts}#${current} · Chat`;
+    ui.members.replaceChildren(...(room ? memberItems(members, self.me?.id, room.roles, (u) => deps.actsOn(room, u)) : []));
   }
 
   return {
     // Which rooms, which one is shown, the sidebar.
-    get, names, currentRoom, ensure, open, leave, clear, save, fromHash, drawer, readElsewhere, renderRooms, renderMembers,
+    get, names, currentRoom, ensure, open, goTo, leave, clear, save, drawer, readElsewhere, renderRooms, renderMembers,
     // The connection and the frames of the rooms.
-    join, joinAll, lost, retry, onJoined, onHistory, onMessage, olderFailed, onPresence, onTyping,
+    join, joinAll, lost, retry, onJoined, onHistory, onMessage, olderFailed, onPresence: presence.onPresence, onTyping: presence.onTyping, line, shut, rejoin, loadOlder,
     // What the reader does: looks, writes, scrolls.
     seen, wrote, reveal, toBottom, keepBottom,
   };

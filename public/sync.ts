@@ -17,11 +17,31 @@ import { HISTORY_PAGE_MAX, type ClientFrame, type HistoryPage, type JoinedFrame,
 export type Phase = "idle" | "joining" | "paging" | "live";
 
 /** What a request is about, as its ref says: the page routes answers and errors by it. */
-export type RefKind = "join" | "forward" | "older" | "leave" | "typing";
+export type RefKind =
+  | "join"
+  | "forward"
+  | "older"
+  | "leave"
+  | "typing"
+  // Commands of v1.2 (§11.3), answered by `ok` (or `invite`) or an error.
+  | "settings"
+  | "invite"
+  | "edit"
+  | "delete"
+  | "moderate";
 
-/** Refs name what an answer or error is about: `join:general`, `older:dev`. Ids of sends have no colon. */
-export function refFor(kind: RefKind, room: string): string {
-  return `${kind}:${room}`;
+/**
+ * Refs name what an answer or error is about: `join:general`, `older:dev`, `edit:dev:42` (with the
+ * seq or user it is about). Ids of sends have no colon.
+ */
+export function refFor(kind: RefKind, room: string, about?: string | number): string {
+  return about === undefined ? `${kind}:${room}` : `${kind}:${room}:${about}`;
+}
+
+/** A ref read back: `parseRef("edit:dev:42") // => {kind: "edit", room: "dev", about: "42"}`; null for a send's id. */
+export function parseRef(ref: string | undefined): { kind: string; room: string; about: string } | null {
+  const [kind, room, ...about] = (ref ?? "").split(":");
+  return room === undefined ? null : { kind: kind!, room, about: about.join(":") };
 }
 
 /** What one frame did to the room. */
@@ -48,8 +68,9 @@ export function createRoomSync(room: string) {
   let askedSince: number | null = null;
   /** Every seq shown, from joins, live frames and pages in both directions. */
   const seen = new Set<number>();
-  /** The largest of `seen`; 0 when empty (seqs start at 1). */
+  /** The largest and the smallest of `seen`; 0 when empty (seqs start at 1). */
   let newest = 0;
+  let oldest = 0;
 
   /** (Re)joins: from `lastSeq` if we were here before, else from the room's latest messages. */
   function join(): ClientFrame {
@@ -80,6 +101,7 @@ export function createRoomSync(room: string) {
       if (seen.has(m.seq)) continue;
       seen.add(m.seq);
       if (m.seq > newest) newest = m.seq;
+      if (oldest === 0 || m.seq < oldest) oldest = m.seq;
       fresh.push(m);
     }
     return fresh;
@@ -101,6 +123,10 @@ export function createRoomSync(room: string) {
     get maxSeq(): number {
       return newest;
     },
+    /** The oldest seq shown, 0 for none: where "Load older" pages back from. */
+    get minSeq(): number {
+      return oldest;
+    },
     join,
 
     /** The answer to our join; null when none was outstanding (a late answer to an older one). */
@@ -109,7 +135,7 @@ export function createRoomSync(room: string) {
       const since = askedSince;
       if (since !== null && f.seq < since) {
         seen.clear();
-        newest = 0;
+        newest = oldest = 0;
         lastSeq = null;
         return { reset: true, send: join() };
       }

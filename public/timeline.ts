@@ -20,44 +20,94 @@ export function avatar(name: string, userId: string): HTMLElement {
   return el;
 }
 
-function row(name: string, userId: string, mine: boolean, ts: number | null, ...body: Node[]): HTMLLIElement {
-  const meta = h(
-    "p",
-    { class: "meta" },
-    h("span", { class: "author", text: name, attrs: { dir: "auto" } }),
-    mine && h("span", { class: "you", text: "you" }),
-  );
-  if (ts !== null) meta.append(timeEl(ts));
-  // A grouped row hides its meta; this copy of the time shows beside it on hover, focus or tap.
-  const side = ts !== null && timeEl(ts, "side-time");
-  if (side) side.setAttribute("aria-hidden", "true");
-  const li = h("li", { class: mine ? "msg mine" : "msg" }, avatar(name, userId), side, h("div", { class: "body" }, meta, ...body));
-  li.dataset.user = userId;
+/** "member" or "bot" beside a name: who is not a guest (§11.1). */
+function kindTag(user: UserRef): HTMLElement | false {
+  return user.kind !== undefined && h("span", { class: `tag ${user.kind}`, text: user.kind });
+}
+
+function row(user: UserRef, mine: boolean, ts: number | null, ...body: Node[]): HTMLLIElement {
+  const li = h("li", { class: mine ? "msg mine" : "msg" }, avatar(user.name, user.id), sideTime(ts), h("div", { class: "body" }, meta(user, mine, ts), ...body));
+  li.dataset.user = user.id;
   return li;
 }
 
-/** A confirmed message; `me` (the reader's name) highlights mentions of the reader. */
-export function messageRow(m: MessageFrame, mine: boolean, me: string | null): HTMLLIElement {
-  const li = row(m.user.name, m.user.id, mine, m.ts, h("p", { class: "text", attrs: { dir: "auto" } }, ...richText(m.text, me)));
+function meta(user: UserRef, mine: boolean, ts: number | null): HTMLElement {
+  const meta = h(
+    "p",
+    { class: "meta" },
+    h("span", { class: "author", text: user.name, attrs: { dir: "auto" } }),
+    kindTag(user),
+    mine && h("span", { class: "you", text: "you" }),
+  );
+  if (ts !== null) meta.append(timeEl(ts));
+  return meta;
+}
+
+/** A grouped row hides its meta; this copy of the time shows beside it on hover, focus or tap. */
+function sideTime(ts: number | null): HTMLElement | false {
+  const side = ts !== null && timeEl(ts, "side-time");
+  if (side) side.setAttribute("aria-hidden", "true");
+  return side;
+}
+
+/** The quote above a reply: a button that shows the original (`quote` says what it was). */
+function quoteButton(target: number, quote: string): HTMLButtonElement {
+  const button = h("button", { class: "quote", attrs: { type: "button", dir: "auto", title: "Show the original" } }, h("span", { class: "quote-mark", text: "↩ ", attrs: { "aria-hidden": "true" } }), h("span", { class: "quote-text", text: quote }));
+  button.dataset.target = String(target);
+  return button;
+}
+
+/** What a message shows under its name: the quote it replies to, its text ("message deleted" once deleted), "edited". */
+function content(m: MessageFrame, me: string | null, quote: string | null): Node[] {
+  if (m.deleted) return [h("p", { class: "text gone", text: "message deleted" })];
+  const nodes: Node[] = [];
+  if (m.replyTo !== undefined) nodes.push(quoteButton(m.replyTo, quote ?? ""));
+  nodes.push(h("p", { class: "text", attrs: { dir: "auto" } }, ...richText(m.text, me)));
+  if (m.edited !== undefined) nodes.push(h("span", { class: "edited", text: "(edited)", attrs: { title: `Edited ${new Date(m.edited).toLocaleString()}` } }));
+  return nodes;
+}
+
+/** The ⋯ button that opens a message's menu (Reply, Edit, Delete). */
+function actionsButton(author: string): HTMLButtonElement {
+  return h("button", { class: "icon-button msg-actions", text: "⋯", attrs: { type: "button", "aria-haspopup": "menu", "aria-label": `Actions for this message by ${author}` } });
+}
+
+/**
+ * A confirmed message; `me` (the reader's name) highlights mentions of the reader; `quote` is what
+ * the quote of a reply says of its original.
+ */
+export function messageRow(m: MessageFrame, mine: boolean, me: string | null, quote: string | null = null): HTMLLIElement {
+  const li = row(m.user, mine, m.ts, ...content(m, me, quote));
   li.dataset.seq = String(m.seq);
   li.dataset.id = m.id;
   li.dataset.ts = String(m.ts);
   li.tabIndex = -1;
+  li.classList.toggle("deleted", m.deleted !== undefined);
+  if (!m.deleted) li.append(actionsButton(m.user.name));
   return li;
 }
 
+/** A message changed (edited, deleted) or its quote learned its original: the row shows it, in place. */
+export function redrawMessage(li: HTMLLIElement, m: MessageFrame, me: string | null, quote: string | null): void {
+  const body = li.querySelector(".body")!;
+  body.replaceChildren(body.querySelector(".meta")!, ...content(m, me, quote));
+  li.classList.toggle("deleted", m.deleted !== undefined);
+  if (m.deleted) li.querySelector(".msg-actions")?.remove();
+}
+
 /** Our message before the server has it: its text, then `status` (what is happening, and controls). */
-export function pendingRow(id: string, text: string, name: string, userId: string, status: HTMLElement): HTMLLIElement {
-  const li = row(name, userId, true, null, h("p", { class: "text", attrs: { dir: "auto" } }, ...richText(text)), status);
+export function pendingRow(id: string, text: string, user: UserRef, status: HTMLElement, quote: string | null = null): HTMLLIElement {
+  const li = row(user, true, null, ...(quote === null ? [] : [h("p", { class: "quote", text: `↩ ${quote}` })]), h("p", { class: "text", attrs: { dir: "auto" } }, ...richText(text)), status);
   li.classList.add("pending");
   li.dataset.id = id;
   return li;
 }
 
-/** A line about the room (a rename, say), dated `ts`. */
-export function eventRow(text: string, ts: number): HTMLLIElement {
-  const li = h("li", { class: "event" }, h("span", { text }), " ", timeEl(ts));
+/** A line about the room (a rename, a settings change with its `seq`), dated `ts`. */
+export function eventRow(text: string, ts: number, seq?: number): HTMLLIElement {
+  const li = h("li", { class: "event" }, h("span", { text, attrs: { dir: "auto" } }), " ", timeEl(ts));
   li.dataset.ts = String(ts);
+  if (seq !== undefined) li.dataset.seq = String(seq);
   return li;
 }
 
@@ -97,17 +147,19 @@ export function addPresence(list: HTMLOListElement, user: UserRef, event: "join"
 }
 
 const isMessage = (el: Element | null): el is HTMLElement => el !== null && el.classList.contains("msg");
+/** A row of the room's sequence: a message, or the line of a stored event (a settings change). */
+const hasSeq = (el: Element | null): el is HTMLElement => el instanceof HTMLElement && el.dataset.seq !== undefined;
 
 /**
- * Inserts a message row after the last row with a smaller seq, and after the presence lines
- * that follow that row. Live messages land at the end in one step; catch-up and older pages find
- * their place. `layout` then fixes groups and days.
+ * Inserts a row of the sequence after the last row with a smaller seq, and after the presence
+ * lines that follow that row. Live messages land at the end in one step; catch-up and older pages
+ * find their place. `layout` then fixes groups and days.
  */
 export function insertBySeq(list: HTMLOListElement, li: HTMLLIElement, seq: number): void {
   let anchor = list.lastElementChild;
-  while (anchor && !(isMessage(anchor) && Number(anchor.dataset.seq) < seq)) anchor = anchor.previousElementSibling;
+  while (anchor && !(hasSeq(anchor) && Number(anchor.dataset.seq) < seq)) anchor = anchor.previousElementSibling;
   let next = anchor ? anchor.nextElementSibling : list.firstElementChild;
-  while (next && !isMessage(next)) next = next.nextElementSibling;
+  while (next && !hasSeq(next)) next = next.nextElementSibling;
   list.insertBefore(li, next);
 }
 

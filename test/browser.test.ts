@@ -675,7 +675,7 @@ test(
       await page.goto(chat.url.href);
       await page.fill("#login-name", "blake");
       await page.press("#login-name", "Enter");
-      await waitForText(page, "#login-error", "Someone online is using that name. Try another.");
+      await waitForText(page, "#login-error", "That name is taken (someone online, or a guest who keeps it). Try another.");
       expect(await page.getAttribute("#login-name", "aria-invalid")).toBe("true");
       await page.screenshot({ path: join(SCREENSHOT_DIR, `prompt-${size}-${colorScheme}.png`) });
     }
@@ -732,7 +732,7 @@ test(
     await dana.click("#rename");
     await dana.fill("#rename-name", "Eve");
     await dana.press("#rename-name", "Enter");
-    await waitForText(dana, "#rename-error", "Someone online is using that name. Try another.");
+    await waitForText(dana, "#rename-error", "That name is taken (someone online, or a guest who keeps it). Try another.");
     await dana.locator(`#status[data-state="connected"]`).waitFor({ state: "attached" });
     expect(await dana.textContent("#me-name")).toBe("dana");
     mkdirSync(SCREENSHOT_DIR, { recursive: true });
@@ -750,8 +750,12 @@ test(
     await seen(eve, room, "renamed");
     expect(await eve.locator(`${rows(room)}:last-child .author`).textContent()).toBe("dana2");
 
-    // Signing out: both tabs forget her and show the prompt; eve sees her leave now, not after the grace.
+    // Signing out asks first, saying her name will be free; then both tabs forget her and show the
+    // prompt; eve sees her leave now, not after the grace.
     await dana.click("#sign-out");
+    await dana.locator("#ask-dialog").waitFor();
+    expect(await dana.textContent("#ask-text")).toContain("Your name “dana2” will be free for others to take.");
+    await dana.click("#ask-ok");
     await dana.locator("#login").waitFor();
     await tab.locator("#login").waitFor();
     await waitForText(eve, `.room[data-room="${room}"] .event:last-of-type > span`, "dana2 left");

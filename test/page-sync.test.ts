@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { createOutbox, NO_ANSWER, parseSaved, SEND_TIMEOUT_MS, type Outgoing, type Saved } from "../public/outbox.ts";
-import { createRoomSync, refFor } from "../public/sync.ts";
+import { createRoomSync, parseRef, refFor } from "../public/sync.ts";
 import { DEFAULT_SETTINGS, HISTORY_PAGE_MAX, type ClientFrame, type ErrorCode, type MessageFrame, type SendFrame, type StoredFrame } from "../src/protocol/wire.ts";
 
 const ROOM = "general";
@@ -38,7 +38,7 @@ function page(messages: StoredFrame[], complete: boolean, kind: "forward" | "old
 const forward = (after: number): ClientFrame => ({ type: "history", room: ROOM, after, limit: HISTORY_PAGE_MAX, ref: refFor("forward", ROOM) });
 
 /** A room that joined fresh and is live at `seq`, having shown `shown`. */
-function liveAt(seq: number, shown = range(1, seq)) {
+function liveAt(seq: number, shown: StoredFrame[] = range(1, seq)) {
   const sync = createRoomSync(ROOM);
   sync.join();
   sync.joined(joined(seq, shown, true));
@@ -475,5 +475,64 @@ describe("outbox", () => {
     const good: Saved = { id: "a", room: ROOM, text: "ok" };
     const saved = JSON.stringify([good, null, { id: 1, room: ROOM, text: "x" }, { id: "b", room: "Not A Room", text: "x" }, { id: "c", room: ROOM }]);
     expect(parseSaved(saved)).toEqual([good]);
+  });
+
+  test("a reply keeps the seq it answers: sent with it, and across a reload", () => {
+    const h = harness();
+    h.live.add(ROOM);
+    h.outbox.add({ id: "r", room: ROOM, text: "yes", replyTo: 7 });
+    h.outbox.flush(ROOM);
+    expect(h.wire).toEqual([{ type: "send", room: ROOM, id: "r", text: "yes", replyTo: 7 }]);
+    expect(parseSaved(h.stored)).toEqual([{ id: "r", room: ROOM, text: "yes", replyTo: 7 }]);
+    // A stored replyTo that is not a seq is dropped, the message kept.
+    expect(parseSaved(JSON.stringify([{ id: "x", room: ROOM, text: "t", replyTo: "7" }, { id: "y", room: ROOM, text: "t", replyTo: 0 }]))).toEqual([
+      { id: "x", room: ROOM, text: "t" },
+      { id: "y", room: ROOM, text: "t" },
+    ]);
+  });
+
+  test("v1.2 refusals: slow mode waits and goes again; muted, read-only and banned fail, saying why", () => {
+    const h = harness();
+    h.live.add(ROOM);
+    for (const id of ["slow", "mute", "ro", "ban"]) h.outbox.add({ id, room: ROOM, text: id });
+    h.outbox.flush(ROOM);
+    expect(h.outbox.refused("slow", { ...error("slow_mode"), retryAfterMs: 4_000 })).toBe("later");
+    expect(h.outbox.refused("mute", { ...error("muted"), until: 1 })).toBe("failed");
+    expect(h.outbox.refused("ro", error("read_only"))).toBe("failed");
+    expect(h.outbox.refused("ban", error("banned"))).toBe("failed");
+    expect(state(h.outbox.get("slow"))).toBe("waiting");
+    expect(["mute", "ro", "ban"].map((id) => h.outbox.get(id)?.error)).toEqual([
+      "Not sent: you are muted in this room.",
+      "Not sent: only moderators write in this room.",
+      "Not sent: you are banned from this room.",
+    ]);
+  });
+});
+
+describe("refs", () => {
+  test("name what an answer or error is about, and read back", () => {
+    expect(refFor("join", "dev")).toBe("join:dev");
+    expect(refFor("edit", "dev", 42)).toBe("edit:dev:42");
+    expect(parseRef("edit:dev:42")).toEqual({ kind: "edit", room: "dev", about: "42" });
+    expect(parseRef("join:dev")).toEqual({ kind: "join", room: "dev", about: "" });
+    // A send's id has no colon; no ref at all is nothing.
+    expect(parseRef("Xc8-random-id")).toBeNull();
+    expect(parseRef(undefined)).toBeNull();
+  });
+});
+
+describe("stored events in the sequence", () => {
+  const settings = (seq: number): StoredFrame => ({ type: "settings", room: ROOM, seq, ...DEFAULT_SETTINGS, topic: "t", by: OTHER, ts: 1 });
+  const edit = (seq: number, target: number): StoredFrame => ({ type: "edit", room: ROOM, seq, target, text: "new", user: OTHER, ts: 1, edited: 1 });
+
+  test("take seqs like messages: a live event is no gap, and the oldest seq shown is where older pages start", () => {
+    const sync = liveAt(3, [settings(2), msg(3)]);
+    expect(sync.minSeq).toBe(2);
+    expect(sync.message(edit(4, 3))).toEqual({ fresh: [edit(4, 3)], send: null, live: false });
+    expect(sync.message(msg(5))).toEqual({ fresh: [msg(5)], send: null, live: false });
+    expect(sync.lastSeq).toBe(5);
+    // An older page moves the oldest seq, whatever it holds.
+    expect(seqs(sync.older([msg(1)]))).toEqual([1]);
+    expect(sync.minSeq).toBe(1);
   });
 });

@@ -59,7 +59,7 @@ const TEXT_ON: Record<string, string[]> = {
   link: ["bg", "panel", "raised", "mine", "accent-soft", "mentioned"],
   "accent-text": ["accent"],
   danger: ["bg", "raised", "danger-soft"],
-  warn: ["warn-soft"],
+  warn: ["warn-soft", "bg"],
 };
 /** Input borders → what is inside and around them. */
 const BORDER_ON: Record<string, string[]> = { "input-border": ["raised", "panel", "bg"] };

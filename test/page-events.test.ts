@@ -1,0 +1,188 @@
+/**
+ * Unit tests of the page's pure v1.2 parts, without a browser: what stored events do to a room's
+ * messages and what its lines say (public/events.ts), who may do what (public/rights.ts), the
+ * address (public/hash.ts), what is read back of stored identity (public/identity.ts) and of
+ * `/api/info` (public/signin.ts). page-auth and page-moderation cover the same in Chromium.
+ */
+import { describe, expect, test } from "bun:test";
+import { applyChange, createMessageLog, duration, moderationLine, outLine, quoteOf, settingsLine } from "../public/events.ts";
+import { parseHash } from "../public/hash.ts";
+import { createIdentity, usableName, type Store } from "../public/identity.ts";
+import { mayDelete, mayModerate, maySetRole, maySettings, mayTopic, mayWriteFreely, rankOf } from "../public/rights.ts";
+import { readInfo } from "../public/signin.ts";
+import { DEFAULT_SETTINGS, type DeleteEvent, type EditEvent, type MessageFrame, type ModerationFrame, type SettingsEvent } from "../src/protocol/wire.ts";
+
+const ANN = { id: "u-ann", name: "ann" };
+const BO = { id: "u-bo", name: "bo" };
+
+function msg(seq: number, text = `text ${seq}`, extra: Partial<MessageFrame> = {}): MessageFrame {
+  return { type: "message", room: "r", seq, id: `id-${seq}`, user: ANN, text, ts: 1_000 + seq, ...extra };
+}
+const edit = (seq: number, target: number, text: string, edited = 5_000 + seq): EditEvent => ({ type: "edit", room: "r", seq, target, text, user: ANN, ts: edited, edited });
+const del = (seq: number, target: number): DeleteEvent => ({ type: "delete", room: "r", seq, target, by: BO, ts: 9_000 + seq });
+const settings = (seq: number, s: Partial<SettingsEvent> = {}): SettingsEvent => ({ type: "settings", room: "r", seq, ...DEFAULT_SETTINGS, by: ANN, ts: 1, ...s });
+
+describe("a room's messages under edits and deletions", () => {
+  test("an edit replaces the text and marks it edited; a deletion empties it, and wins", () => {
+    const edited = applyChange(msg(1, "hi"), edit(2, 1, "hello"));
+    expect(edited).toEqual(msg(1, "hello", { edited: 5_002 }));
+    const deleted = applyChange(edited, del(3, 1));
+    expect(deleted).toEqual(msg(1, "", { edited: 5_002, deleted: 9_003 }));
+    // Nothing edits a deleted message back, and an edit older than the one shown changes nothing.
+    expect(applyChange(deleted, edit(4, 1, "back"))).toBe(deleted);
+    expect(applyChange(edited, edit(1, 1, "older", 10))).toBe(edited);
+  });
+
+  test("the log: a change to a message not loaded waits for it; one to a loaded message applies at once", () => {
+    const log = createMessageLog();
+    expect(log.add(msg(5))).toEqual(msg(5));
+    expect(log.change(edit(6, 5, "five"))?.text).toBe("five");
+    // An older page still in flight when its message was edited and deleted.
+    expect(log.change(edit(7, 2, "two"))).toBeNull();
+    expect(log.change(del(8, 2))).toBeNull();
+    expect(log.add(msg(2, "as paged before the edit"))).toEqual(msg(2, "", { edited: 5_007, deleted: 9_008 }));
+    expect(log.get(2)?.deleted).toBe(9_008);
+    // A message paged after the change carries it already: applying it again changes nothing.
+    log.change(edit(9, 3, "three"));
+    expect(log.add(msg(3, "three", { edited: 5_009 }))).toEqual(msg(3, "three", { edited: 5_009 }));
+    log.clear();
+    expect(log.get(5)).toBeUndefined();
+  });
+
+  test("a reply's quote: author and first words on one line, or what became of it", () => {
+    expect(quoteOf(msg(1, "hello\n  there"))).toBe("ann: hello there");
+    expect(quoteOf(msg(1, "x".repeat(100)))).toBe(`ann: ${"x".repeat(80)}…`);
+    expect(quoteOf(msg(1, "👋".repeat(81)))).toBe(`ann: ${"👋".repeat(80)}…`);
+    expect(quoteOf(msg(1, "", { deleted: 1 }))).toBe("message deleted");
+    expect(quoteOf(undefined)).toBe("an earlier message");
+  });
+});
+
+describe("lines about the room", () => {
+  test("a settings change says what changed, by whom", () => {
+    expect(settingsLine(DEFAULT_SETTINGS, settings(1, { topic: "Launch" }))).toBe("ann set the topic: “Launch”");
+    const before = { ...DEFAULT_SETTINGS, topic: "Launch", slowModeSeconds: 30 };
+    expect(settingsLine(before, settings(2, { private: true, readOnly: true }))).toBe(
+      "ann cleared the topic, made the room private, made the room read-only, turned slow mode off",
+    );
+    expect(settingsLine(before, settings(3, { ...before, slowModeSeconds: 300 }))).toBe("ann set slow mode to one message per 5 min");
+    expect(settingsLine(before, settings(4, before))).toBe("ann changed the room settings");
+    // The first event of a page: compared with a new room's settings.
+    expect(settingsLine(null, settings(5, { private: true }))).toBe("ann made the room private");
+  });
+
+  test("durations", () => {
+    expect([5, 60, 600, 3_600, 86_400, 172_800, 90].map(duration)).toEqual(["5 s", "1 min", "10 min", "1 h", "1 day", "2 days", "90 s"]);
+  });
+
+  test("moderation lines, and what someone sent out is told", () => {
+    const time = (ms: number) => `T${ms}`;
+    const f = (action: ModerationFrame["action"], extra: Partial<ModerationFrame> = {}): ModerationFrame => ({ type: "moderation", room: "r", action, user: BO, by: ANN, ...extra });
+    expect(moderationLine(f("kick", { reason: "spam" }), time)).toBe("bo was removed by ann: spam");
+    expect(moderationLine(f("ban", { until: 7 }), time)).toBe("bo was banned by ann until T7");
+    expect(moderationLine(f("ban"), time)).toBe("bo was banned by ann");
+    expect(moderationLine(f("mute", { until: 9, reason: "calm down" }), time)).toBe("bo was muted by ann until T9: calm down");
+    expect(moderationLine(f("unmute"), time)).toBe("bo can write again (ann)");
+    expect(moderationLine(f("unban"), time)).toBe("bo was unbanned by ann");
+    expect(moderationLine(f("role", { role: "moderator" }), time)).toBe("ann made bo a moderator");
+    expect(moderationLine(f("role", { role: "member" }), time)).toBe("bo is no longer a moderator (ann)");
+    expect(moderationLine(f("role", { role: "owner" }), time)).toBe("ann handed the room to bo");
+    expect(outLine("kicked", "dev", undefined, time)).toBe("You were removed from #dev.");
+    expect(outLine("kicked", "dev", f("kick", { reason: "spam" }), time)).toBe("You were removed from #dev by ann: spam.");
+    expect(outLine("banned", "dev", f("ban", { until: 3, reason: "spam" }), time)).toBe("You were banned from #dev by ann until T3: spam.");
+  });
+});
+
+describe("rights, as the page offers them", () => {
+  test("ranks: a role in the room, or admin everywhere", () => {
+    expect(rankOf(undefined)).toBe("member");
+    expect(rankOf("moderator")).toBe("moderator");
+    expect(rankOf("member", true)).toBe("admin");
+    expect(["member", "moderator", "owner", "admin"].map((r) => [mayTopic, maySettings, mayWriteFreely].map((may) => may(r as never)))).toEqual([
+      [false, false, false],
+      [true, false, true],
+      [true, true, true],
+      [true, true, true],
+    ]);
+  });
+
+  test("acting on others: only lower ranks (admins on all), never kicking the owner; one's own messages always", () => {
+    expect(mayModerate("moderator", "member")).toBe(true);
+    expect(mayModerate("moderator", "moderator")).toBe(false);
+    expect(mayModerate("owner", "moderator")).toBe(true);
+    expect(mayModerate("admin", "owner")).toBe(false);
+    expect(mayModerate("member", "member")).toBe(false);
+    expect(mayDelete("member", "owner", true)).toBe(true);
+    expect(mayDelete("member", "member", false)).toBe(false);
+    expect(mayDelete("moderator", "member", false)).toBe(true);
+    expect(mayDelete("moderator", "owner", false)).toBe(false);
+    expect(mayDelete("admin", "owner", false)).toBe(true);
+    expect(maySetRole("owner", "moderator")).toBe(true);
+    expect(maySetRole("moderator", "member")).toBe(false);
+    expect(maySetRole("admin", "owner")).toBe(false);
+  });
+});
+
+describe("the address", () => {
+  test("a room, an invite to it, a login ticket; nothing throws", () => {
+    expect(parseHash("")).toEqual({});
+    expect(parseHash("#")).toEqual({});
+    expect(parseHash("#dev")).toEqual({ room: "dev" });
+    expect(parseHash("#%23Dev%20")).toEqual({ room: "dev" });
+    expect(parseHash("#board?invite=Zm9v_-")).toEqual({ room: "board", invite: "Zm9v_-" });
+    expect(parseHash("#token=eyJ.a.b")).toEqual({ token: "eyJ.a.b" });
+    expect(parseHash("#dev?token=eyJ.a.b")).toEqual({ room: "dev", token: "eyJ.a.b" });
+    expect(parseHash("#%")).toEqual({ invalid: "%" });
+    expect(parseHash("#%E0%A4%A")).toEqual({ invalid: "%E0%A4%A" });
+    expect(parseHash("#Not A Room!")).toEqual({ invalid: "Not A Room!" });
+    expect(parseHash("#%?invite=x")).toEqual({ invalid: "%" });
+    // Oversized codes and tickets are not taken.
+    expect(parseHash(`#board?invite=${"x".repeat(300)}`)).toEqual({ room: "board" });
+    expect(parseHash(`#token=${"x".repeat(9000)}`)).toEqual({});
+  });
+});
+
+describe("what is read back", () => {
+  function memoryStore(): Store {
+    const data = new Map<string, string>();
+    return { read: (key) => data.get(key) ?? null, write: (key, value) => void data.set(key, value), remove: (key) => void data.delete(key) };
+  }
+
+  test("a stored session or name that could not be one is ignored (a hello with it would be too big, or refused)", () => {
+    const local = memoryStore();
+    const identity = createIdentity(local, memoryStore());
+    identity.remember("q7R-43_base64url", " dana ");
+    expect([identity.session, identity.name]).toEqual(["q7R-43_base64url", "dana"]);
+    local.write("chat.session", "x".repeat(100_000));
+    local.write("chat.name", "y".repeat(100_000));
+    expect([identity.session, identity.name]).toEqual([null, null]);
+    local.write("chat.session", "not base64url!");
+    expect(identity.session).toBeNull();
+    expect(usableName("   ")).toBeNull();
+    expect(usableName("😀".repeat(32))).toBe("😀".repeat(32));
+    expect(usableName("😀".repeat(33))).toBeNull();
+  });
+
+  test("bans from rooms are remembered until they end, and forgotten with the user", () => {
+    const local = memoryStore();
+    const identity = createIdentity(local, memoryStore());
+    identity.setBan("dev", 1_000);
+    identity.setBan("ops", null);
+    expect([...identity.bans()]).toEqual([
+      ["dev", 1_000],
+      ["ops", null],
+    ]);
+    identity.setBan("dev", false);
+    expect([...identity.bans()]).toEqual([["ops", null]]);
+    local.write("chat.banned", JSON.stringify({ "Bad Room": 1, ok: "soon", fine: 5 }));
+    expect([...identity.bans()]).toEqual([["fine", 5]]);
+    identity.forget();
+    expect(identity.bans().size).toBe(0);
+  });
+
+  test("/api/info: what the sign-in screen shows; anything unreadable keeps the guest screen", () => {
+    expect(readInfo({ guests: false, members: true, roomCreation: "members" })).toEqual({ guests: false, members: true, roomCreation: "members" });
+    expect(readInfo({ guests: "no", roomCreation: "everyone" })).toEqual({ guests: true, members: false, roomCreation: "anyone" });
+    expect(readInfo(null)).toEqual({ guests: true, members: false, roomCreation: "anyone" });
+  });
+});
