@@ -207,6 +207,8 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     throw error;
   }
 
+  // Once listening (and, with Redis, once this instance is alive in the roster, so it takes over only the dead's events).
+  hub.webhooks?.start();
   const sweep = () =>
     store.sweepSessions(now()).catch((error) => ctx.log("error", "storage", { error: String(error), op: "sweepSessions" }));
   void sweep();
@@ -235,6 +237,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     hub.dispose();
     await hub.batcher.flush();
     await hub.membership.settled();
+    await hub.webhooks?.stop();
     await closeEngine();
     ctx.log("info", "stopped");
   }

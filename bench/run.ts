@@ -4,12 +4,14 @@
  * no storage), in the same run, as one table with the ratio to the floor.
  *
  *   bun run bench/run.ts [--quick] [--repeat N] [--only fanout,writeheavy,openloop,connects,cold]
- *                        [--cpu-prof DIR]
+ *                        [--cpu-prof DIR] [--webhooks]
  *
  * The server under test runs on core 0 and the load generator (bench/load.ts) on core 1 when
  * `taskset` exists and there are two cores or more. Throughput scenarios run `repeat` times
  * (default 3) and report the median, with the spread between runs as the noise. `--quick` runs
- * smaller loads once (a smoke test, about 30 s). A whole run takes about 3 minutes.
+ * smaller loads once (a smoke test, about 30 s). A whole run takes about 3 minutes. `--webhooks`
+ * adds write-heavy with webhooks on (WEBHOOK_URL: a local receiver in this process that answers
+ * 204 at once), against webhooks off in the same run.
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -28,6 +30,19 @@ const want = (scenario: string) => only === null || only.includes(scenario);
 const profAt = process.argv.indexOf("--cpu-prof");
 /** `--cpu-prof DIR` writes a markdown CPU profile of every chat server run into DIR. */
 const profDir = profAt === -1 ? null : process.argv[profAt + 1]!;
+/** `--webhooks`: write-heavy also with webhooks on, to a healthy local receiver. */
+const webhooks = process.argv.includes("--webhooks");
+/** The receiver's secret (§11.7: `whsec_` + base64 of 32 bytes); it verifies nothing: it measures the server. */
+const BENCH_WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 7).toString("base64")}`;
+/** The local webhook receiver: counts each POST and answers 204 at once; at /hang it never answers. */
+let received = 0;
+const receiver = webhooks
+  ? Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: (req) => (req.url.endsWith("/hang") ? new Promise<Response>(() => {}) : (received++, new Response(null, { status: 204 }))),
+    })
+  : null;
 /** Bounds one load-generator run. */
 const RUN_TIMEOUT_MS = 120_000;
 /** Bounds a cold start; also how long a server may take to accept its first connection. */
@@ -42,7 +57,7 @@ const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(
  * `floor-frames`: the floor answering connects with the chat's frames (floor.ts, `frames=chat`).
  * `floor-durable`: the floor publishing a frame only once it is appended to a file and synced (`FLOOR_LOG`).
  */
-type Target = "chat" | "chat-memory" | "floor" | "floor-frames" | "floor-durable";
+type Target = "chat" | "chat-memory" | "chat-webhooks" | "chat-webhooks-hang" | "floor" | "floor-frames" | "floor-durable";
 const isFloor = (target: Target) => target.startsWith("floor");
 
 interface Running {
@@ -106,6 +121,9 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
       HOST: "127.0.0.1",
       DATABASE_PATH: target === "chat-memory" ? ":memory:" : join(dir, "chat.sqlite"),
       ...(target === "floor-durable" ? { FLOOR_LOG: join(dir, "floor.log") } : {}),
+      ...(target.startsWith("chat-webhooks")
+        ? { WEBHOOK_URL: `http://127.0.0.1:${receiver!.port}/${target.endsWith("hang") ? "hang" : ""}`, WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET }
+        : {}),
       // The bench measures the server, not its limits: every cap out of the way, logs quiet.
       LOG_LEVEL: "warn",
       RATE_LIMIT_BURST: "10000",
@@ -154,10 +172,13 @@ async function load(target: Target, args: Omit<LoadArgs, "target" | "port" | "pi
       stderr: "inherit",
     });
     const timer = setTimeout(() => gen.kill("SIGKILL"), RUN_TIMEOUT_MS);
+    const before = received;
     const out = await new Response(gen.stdout).text();
     clearTimeout(timer);
     if ((await gen.exited) !== 0) throw new Error(`load generator failed: ${args.scenario} on ${target}`);
-    return JSON.parse(out.trim().split("\n").at(-1)!);
+    const result = JSON.parse(out.trim().split("\n").at(-1)!);
+    // POSTs received while the generator ran (connects, warm-up and the measured seconds).
+    return target === "chat-webhooks" ? { ...result, webhooksReceived: received - before } : result;
   } finally {
     await server.stop();
   }
@@ -191,7 +212,7 @@ async function repeated(
   args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
   targets: Target[],
 ): Promise<Record<Target, Record<string, number>[]>> {
-  const results = { chat: [], "chat-memory": [], floor: [], "floor-frames": [], "floor-durable": [] } as Record<Target, Record<string, number>[]>;
+  const results = { chat: [], "chat-memory": [], "chat-webhooks": [], "chat-webhooks-hang": [], floor: [], "floor-frames": [], "floor-durable": [] } as Record<Target, Record<string, number>[]>;
   for (let i = 0; i < REPEAT; i++) {
     for (const target of targets) {
       // The floor sends frames as big as the chat server delivered in this round.
@@ -221,7 +242,8 @@ if (want("fanout")) {
 }
 if (want("writeheavy")) {
   const n = quick ? 200 : 1000;
-  const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, ["chat", "chat-memory", "floor", "floor-durable"]);
+  const targets: Target[] = ["chat", "chat-memory", ...(webhooks ? (["chat-webhooks", "chat-webhooks-hang"] as const) : []), "floor", "floor-durable"];
+  const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, targets);
   const chat = pick(r.chat, "deliveriesPerSec");
   const floor = median(pick(r.floor, "deliveriesPerSec"));
   rows.push(
@@ -229,6 +251,18 @@ if (want("writeheavy")) {
     { scenario: "  same, DATABASE_PATH=:memory:", metric: "deliveries/s", chat: median(pick(r["chat-memory"], "deliveriesPerSec")), floor, better: "higher", goal: "(reference)", noise: spread(pick(r["chat-memory"], "deliveriesPerSec")) },
     { scenario: DURABLE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-durable"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
   );
+  if (webhooks) {
+    const on = pick(r["chat-webhooks"], "deliveriesPerSec");
+    const hang = pick(r["chat-webhooks-hang"], "deliveriesPerSec");
+    rows.push(
+      { scenario: "  same, webhooks on (a local receiver answering 204) vs off: floor column = off", metric: "deliveries/s", chat: median(on), floor: median(chat), better: "higher", goal: "≥ 0.9×", noise: spread(on) },
+      { scenario: "  same, webhooks on, the receiver never answering, vs off", metric: "deliveries/s", chat: median(hang), floor: median(chat), better: "higher", goal: "≥ 0.9×", noise: spread(hang) },
+    );
+    notes.push(
+      `write-heavy, webhooks on: the receiver got ${pick(r["chat-webhooks"], "webhooksReceived").join(", ")} POSTs while the generator ran ` +
+        `(${pick(r["chat-webhooks"], "deliveriesPerSec").map((d) => Math.round(d / 2)).join(", ")} messages/s stored)`,
+    );
+  }
 }
 if (want("editheavy")) {
   // Edits (§11.4) share the message path: an event stored and delivered, and its target changed
@@ -305,3 +339,4 @@ const table = [
 console.log(`${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server pinned to core 0, load generator to core 1" : "not pinned"}, ${REPEAT} run(s) each, medians\n`);
 console.log(table.join("\n"));
 if (notes.length) console.log(`\n${notes.join("\n")}`);
+void receiver?.stop(true);

@@ -9,6 +9,7 @@ import { createPublicKey } from "node:crypto";
 import { isIP } from "node:net";
 import { z } from "zod";
 import { RESERVED_NAMES, checkName } from "./protocol/rules.ts";
+import { WEBHOOK_EVENTS, type WebhookEvent } from "./protocol/wire.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -29,6 +30,8 @@ interface Setting<T> {
   value: z.ZodType<T>;
   /** Parses the environment's text. */
   parse: z.ZodType<T, string>;
+  /** A secret: a bad value is named, never echoed. */
+  secret?: true;
 }
 
 /** A row of the table, typed by its value. */
@@ -140,6 +143,38 @@ function isHttpUrl(s: string): boolean {
     return false;
   }
 }
+
+/** Bounds a webhook secret's key from below, in bytes (§11.7: `whsec_` + base64 of at least 24 bytes). */
+const WEBHOOK_SECRET_MIN_BYTES = 24;
+/** Bounds the secrets WEBHOOK_SECRET may list at once (rotation needs two; a few more are harmless). */
+const WEBHOOK_SECRETS_MAX = 8;
+
+/**
+ * The HMAC keys of WEBHOOK_SECRET (§11.7): one or more space-separated `whsec_` + base64 (padding
+ * optional) of at least 24 bytes each, several while a secret is rotated; null when any is not.
+ *   webhookKeys("whsec_" + "A".repeat(32)) // => [24 zero bytes]
+ *   webhookKeys("whsec_short") // => null
+ */
+export function webhookKeys(text: string): Uint8Array[] | null {
+  const parts = text.trim().split(/\s+/);
+  if (parts.length > WEBHOOK_SECRETS_MAX) return null;
+  const keys: Uint8Array[] = [];
+  for (const part of parts) {
+    const b64 = /^whsec_([A-Za-z0-9+/]+)(={0,2})$/.exec(part)?.[1];
+    if (!b64 || b64.length % 4 === 1) return null;
+    const key = Buffer.from(b64, "base64");
+    // Canonical base64 only: Buffer drops what it cannot read, and a key must be what was meant.
+    if (key.length < WEBHOOK_SECRET_MIN_BYTES || key.toString("base64").replace(/=+$/, "") !== b64) return null;
+    keys.push(new Uint8Array(key));
+  }
+  return keys;
+}
+
+/** WEBHOOK_EVENTS: comma-separated event types, each at most once. */
+const webhookEventList = z
+  .array(z.enum(WEBHOOK_EVENTS))
+  .min(1)
+  .refine((types) => new Set(types).size === types.length);
 
 /** A text setting that is unset (null) by default. */
 function text(env: string, allowed: string, range: string, doc: string, check: z.ZodType<string, string>): Setting<string | null> {
@@ -445,6 +480,47 @@ const SETTINGS = {
     1048576,
     "unwritten output before a TCP client that does not read is closed",
   ),
+  webhookUrl: text(
+    "WEBHOOK_URL",
+    "an http:// or https:// URL",
+    "`http://` or `https://` URL",
+    "every event of WEBHOOK_EVENTS is POSTed here, signed, at least once ([Webhooks](docs/protocol.md#webhooks)); needs WEBHOOK_SECRET",
+    z.string().max(TEXT_SETTING_MAX_CHARS).refine(isHttpUrl),
+  ),
+  webhookSecret: {
+    ...text(
+      "WEBHOOK_SECRET",
+      `whsec_ followed by the base64 of at least ${WEBHOOK_SECRET_MIN_BYTES} bytes; several, space-separated, while rotating (at most ${WEBHOOK_SECRETS_MAX})`,
+      `\`whsec_\` + base64 of ≥ ${WEBHOOK_SECRET_MIN_BYTES} bytes, space-separated`,
+      "signs each webhook (Standard Webhooks' `webhook-signature`), with every secret listed",
+      z.string().max(TEXT_SETTING_MAX_CHARS).refine((s) => webhookKeys(s) !== null),
+    ),
+    secret: true,
+  },
+  webhookEvents: row<WebhookEvent[]>({
+    env: "WEBHOOK_EVENTS",
+    default: [...WEBHOOK_EVENTS],
+    shown: "(all)",
+    allowed: `comma-separated, each at most once: ${WEBHOOK_EVENTS.join(", ")}`,
+    range: WEBHOOK_EVENTS.map((t) => `\`${t}\``).join(", "),
+    doc: "the events sent to WEBHOOK_URL",
+    value: webhookEventList,
+    parse: z.string().transform(commaList).pipe(webhookEventList),
+  }),
+  webhookMaxAgeHours: integer(
+    "WEBHOOK_MAX_AGE_HOURS",
+    1,
+    720,
+    24,
+    "a webhook not delivered this long after its event is dropped (and counted)",
+  ),
+  webhookMaxPending: integer(
+    "WEBHOOK_MAX_PENDING",
+    100,
+    10000000,
+    100000,
+    "webhooks queued at most; past it the oldest are dropped (and counted)",
+  ),
 };
 
 type Settings = typeof SETTINGS;
@@ -479,6 +555,9 @@ function crossCheck(config: Config, name: (key: keyof Config) => string): string
   }
   const keys = (["authJwtSecret", "authJwtPublicKey", "authJwksUrl"] as const).filter((key) => config[key] !== null);
   if (keys.length > 1) errors.push(`${keys.map(name).join(", ")}: set one way to verify members' tokens, not ${keys.length}`);
+  if (config.webhookUrl !== null && config.webhookSecret === null) {
+    errors.push(`${name("webhookUrl")}=${config.webhookUrl}: needs ${name("webhookSecret")} to sign what it sends`);
+  }
   return errors;
 }
 
@@ -494,12 +573,12 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
   const config: Record<string, unknown> = { ...DEFAULTS };
   const errors: string[] = [];
   for (const key of KEYS) {
-    const { env: name, parse, allowed } = setting(key);
+    const { env: name, parse, allowed, secret } = setting(key);
     const raw = env[name];
     if (raw === undefined || raw.trim() === "") continue;
     const parsed = parse.safeParse(raw.trim());
     if (parsed.success) config[key] = parsed.data;
-    else errors.push(`${name}=${raw}: ${allowed}`);
+    else errors.push(`${name}=${secret ? "(hidden)" : raw}: ${allowed}`);
   }
   if (errors.length) return { ok: false, errors };
   const checked = crossCheck(config as Config, (key) => setting(key).env);
@@ -512,7 +591,8 @@ export function resolveConfig(options: Partial<Config>): Config {
   const errors: string[] = [];
   for (const key of KEYS) {
     const value = config[key];
-    if (!setting(key).value.safeParse(value).success) errors.push(`${key}=${JSON.stringify(value)}: ${setting(key).allowed}`);
+    const { value: check, allowed, secret } = setting(key);
+    if (!check.safeParse(value).success) errors.push(`${key}=${secret ? "(hidden)" : JSON.stringify(value)}: ${allowed}`);
   }
   errors.push(...crossCheck(config, (key) => key));
   if (errors.length) throw new Error(`invalid configuration: ${errors.join("; ")}`);

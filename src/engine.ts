@@ -6,7 +6,18 @@
  */
 import type { Config } from "./config.ts";
 import type { TokenBucket } from "./core/bucket.ts";
-import type { ModerationAction, ModerationFrame, PresenceFrame, Role, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+import type {
+  ModerationAction,
+  ModerationFrame,
+  PresenceFrame,
+  Role,
+  RoomSettings,
+  StoredFrame,
+  TypingNotice,
+  UserRef,
+  WebhookEvent,
+  WebhookFrame,
+} from "./protocol/wire.ts";
 
 /** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
 export const DAY_MS = 86_400_000;
@@ -136,6 +147,90 @@ export function changed(target: StoredFrame, change: NewEdit | NewDelete): Store
   if (target.type !== "message" || target.deleted !== undefined) return null;
   if (change.type === "edit") return { ...target, text: change.text, edited: change.ts };
   return { ...target, text: "", deleted: change.ts };
+}
+
+/**
+ * The webhook event a stored entry makes (§11.7): one rule for every engine, which each applies
+ * in the commit that stores the entry.
+ */
+export function webhookEventOf(e: NewEntry): WebhookEvent {
+  switch (e.type) {
+    case "settings":
+      return "room.settings";
+    case "edit":
+      return "message.edited";
+    case "delete":
+      return "message.deleted";
+    default:
+      return "message.created";
+  }
+}
+
+/** What this process's webhook-ids begin with: 96 random bits, so that no two processes share one. */
+const HOOK_ID_PREFIX = `msg_${Buffer.from(crypto.getRandomValues(new Uint8Array(12))).toString("hex")}`;
+let hookIds = 0;
+/**
+ * A fresh `webhook-id` (§11.7): unique per event (this process's random prefix and a count), kept
+ * with it, the same on every attempt. `msg_` + 24 hex digits + a base-36 count.
+ */
+export const newHookId = () => `${HOOK_ID_PREFIX}${(++hookIds).toString(36)}`;
+
+/** A webhook event as queued (§11.7). */
+export interface HookEvent {
+  /** Its `webhook-id`. */
+  id: string;
+  type: WebhookEvent;
+  /** When it happened, epoch ms: the body's `timestamp`, and what WEBHOOK_MAX_AGE_HOURS counts from. */
+  ts: number;
+  /** The frame clients saw. */
+  data: WebhookFrame;
+}
+
+/** A queued event handed to a deliverer: how often it failed, and where its engine keeps it. */
+export interface TakenHook extends HookEvent {
+  attempts: number;
+  /** The engine's handle (a row, a stream entry), handed back as is. */
+  ref: string;
+}
+
+/** What the outbox takes and holds (WEBHOOK_EVENTS, WEBHOOK_MAX_PENDING). */
+export interface OutboxBounds {
+  types: ReadonlySet<WebhookEvent>;
+  /** Events held at most; past it the oldest are dropped. */
+  maxPending: number;
+}
+
+export function outboxBounds(config: Config): OutboxBounds {
+  return { types: new Set(config.webhookEvents), maxPending: config.webhookMaxPending };
+}
+
+/**
+ * The webhook outbox (§11.7): durable, at least once. A stored entry's event is queued by the
+ * commit that stores it (Store.append), so no crash can keep one without the other; live events
+ * (joins, leaves, moderation) by `add`, in a write of their own. An event is handed to one
+ * deliverer at a time, on any instance, and stays queued until it is `done`.
+ */
+export interface Outbox {
+  /** Queues live events, durably, in one write; resolves once they are on disk. */
+  add(events: readonly HookEvent[]): Promise<void>;
+  /**
+   * Hands this instance up to `n` events due at `now`: new ones in the order they were queued,
+   * and retries whose time came. None is handed to two deliverers at once; a dead instance's are
+   * handed out again.
+   */
+  take(n: number, now: number): Promise<TakenHook[]>;
+  /** Delivered, or given up on: gone from the queue. */
+  done(events: readonly TakenHook[]): Promise<void>;
+  /** Failed: one attempt more, tried again from `at` (by whichever instance takes it then). */
+  retry(event: TakenHook, at: number): Promise<void>;
+  /** Taken but not tried (shutdown): due again at once, for any instance. */
+  release(events: readonly TakenHook[]): Promise<void>;
+  /** Events queued, on every instance. */
+  pending(): Promise<number>;
+  /** Events this instance dropped because the queue was full, since the last call. */
+  takeDropped(): number;
+  /** Called when events this instance queued are durable, so the deliverer takes them at once. */
+  onQueued: (() => void) | null;
 }
 
 /** How many rows a page reads: one past its limit tells whether it is complete. */
@@ -332,6 +427,11 @@ export interface Store {
    * while it is well.
    */
   failure(): StorageFailure | null;
+  /**
+   * Starts the webhook outbox (§11.7): from now on every append queues the events `bounds` take
+   * in its own commit. Never called while webhooks are off, so then nothing is queued.
+   */
+  openOutbox(bounds: OutboxBounds): Outbox;
   close(): Promise<void>;
 }
 

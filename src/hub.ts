@@ -14,7 +14,7 @@ import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry, type RoomsPage } from "./directory.ts";
-import { DAY_MS, type Appended, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
+import { DAY_MS, outboxBounds, type Appended, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
@@ -25,6 +25,7 @@ import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, ty
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
+import { Webhooks, webhookOptions } from "./webhooks.ts";
 
 export type { RoomEntry, RoomsPage } from "./directory.ts";
 
@@ -69,6 +70,8 @@ export class Hub {
   readonly changes: Changes;
   readonly bots: Bots;
   readonly moderation: Moderation;
+  /** The webhook deliverer (§11.7); null while WEBHOOK_URL is unset. */
+  readonly webhooks: Webhooks | null;
   /** Whether members can sign in (an AUTH_* key is set). */
   readonly signsInMembers: boolean;
 
@@ -86,13 +89,16 @@ export class Hub {
     this.users = new Users(ctx, store, roster, this.rate, this.presence, verifier);
     this.signsInMembers = verifier !== null;
     this.batcher = new Batcher(store, relay, ctx.metrics);
+    const hooks = webhookOptions(ctx.config);
+    this.webhooks = hooks && new Webhooks(ctx, store.openOutbox(outboxBounds(ctx.config)), hooks);
+    fanout.webhooks = this.webhooks;
     this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
-    this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
+    this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users, this.webhooks);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
     this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
     this.bots = new Bots(ctx, store, this.conns, this.membership);
-    this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns);
+    this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns, this.webhooks);
     relay.attach({
       receive: (message, epoch) => this.log.receive(message, epoch),
       catchUp: (room) => this.log.catchUp(room),

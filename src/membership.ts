@@ -14,6 +14,7 @@ import type { Batcher } from "./batcher.ts";
 import type { RoomLog } from "./roomlog.ts";
 import type { Users } from "./users.ts";
 import type { LeftReason, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
+import type { Webhooks } from "./webhooks.ts";
 
 export class Membership {
   /** Roster changes of one user in one room, in the order they were made (room\nuserId → last). */
@@ -34,6 +35,8 @@ export class Membership {
     private readonly batcher: Batcher,
     private readonly log: RoomLog,
     private readonly users: Users,
+    /** Hears the joins and leaves this instance announces (§11.7); null while webhooks are off. */
+    private readonly webhooks: Webhooks | null = null,
   ) {}
 
   /**
@@ -48,7 +51,11 @@ export class Membership {
   announceJoin(room: string, user: UserRef, joiner: Connection): void {
     const ref = { ...user };
     this.inOrder(room, ref.id, () => this.roster.add(room, ref))
-      .then((fresh) => fresh && this.fanout.presence(room, "join", ref, undefined, joiner))
+      .then((fresh) => {
+        if (!fresh) return;
+        this.fanout.presence(room, "join", ref, undefined, joiner);
+        this.webhooks?.live({ type: "presence", room, event: "join", user: ref });
+      })
       .catch((error) => {
         this.untold.add(`${room}\n${ref.id}`);
         this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room });
@@ -77,7 +84,11 @@ export class Membership {
       return this.roster.remove(room, ref);
     })
       .then(
-        (last) => void (last && this.fanout.presence(room, "leave", ref)),
+        (last) => {
+          if (!last) return;
+          this.fanout.presence(room, "leave", ref);
+          this.webhooks?.live({ type: "presence", room, event: "leave", user: ref });
+        },
         (error) => {
           this.untold.add(`${room}\n${ref.id}`);
           this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room });

@@ -14,6 +14,10 @@ export class Metrics {
   messagesOut = 0;
   publishDrops = 0;
   backpressureCloses = 0;
+  /** Webhook attempts by outcome (§11.7): delivered, failed and to be retried, given up (too old, or the queue full). */
+  readonly webhooks = { ok: 0, retry: 0, dropped: 0 };
+  /** Webhook events queued, on every instance, as last read. */
+  webhookPending = 0;
   readonly errors = new Map<string, number>([...ERROR_CODES, LINE_TOO_LONG].map((code) => [code, 0]));
   private readonly writeBuckets = STORAGE_WRITE_BUCKETS_SECONDS.map(() => 0);
   private writeCount = 0;
@@ -56,6 +60,13 @@ export class Metrics {
     metric("chat_backpressure_closes_total", "counter", "Clients closed for not reading their output.", [
       `chat_backpressure_closes_total ${this.backpressureCloses}`,
     ]);
+    metric(
+      "chat_webhook_deliveries_total",
+      "counter",
+      "Webhook deliveries by result: ok (2xx), retry (failed, tried again later), dropped (too old, or the queue full).",
+      Object.entries(this.webhooks).map(([result, n]) => `chat_webhook_deliveries_total{result="${result}"} ${n}`),
+    );
+    metric("chat_webhook_pending", "gauge", "Webhook events queued for delivery.", [`chat_webhook_pending ${this.webhookPending}`]);
     metric("chat_storage_write_seconds", "histogram", "Time to commit one batch of messages.", [
       ...STORAGE_WRITE_BUCKETS_SECONDS.map((le, i) => `chat_storage_write_seconds_bucket{le="${le}"} ${this.writeBuckets[i]}`),
       `chat_storage_write_seconds_bucket{le="+Inf"} ${this.writeCount}`,

@@ -27,6 +27,7 @@ import {
 import type { Relay } from "./engine.ts";
 import type { RoomLog } from "./roomlog.ts";
 import type { Users } from "./users.ts";
+import type { Webhooks } from "./webhooks.ts";
 
 type Args<F> = Omit<F, "type" | "ref">;
 /** A moderation event about a room. */
@@ -43,6 +44,8 @@ export class Moderation {
     private readonly relay: Relay,
     private readonly users: Users,
     private readonly conns: Conns,
+    /** Hears a server-wide ban (room moderation reaches it through Fanout); null while webhooks are off. */
+    private readonly webhooks: Webhooks | null = null,
   ) {}
 
   /**
@@ -87,6 +90,7 @@ export class Moderation {
       const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };
       const event: ModerationFrame = { type: "moderation", action: "ban", user: { ...user }, by, ...until(restriction), ...reason(frame.reason) };
       await this.store.banServer(frame.user, restriction);
+      this.webhooks?.live(event);
       await this.serverBan({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
       this.relay.broadcast({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
       await this.audit(frame.room ?? null, actor, "ban", user, frame.reason, restriction.until);

@@ -15,6 +15,8 @@ import type {
   BotRecord,
   HistoryBounds,
   NewEntry,
+  Outbox,
+  OutboxBounds,
   Page,
   PageQuery,
   RecentRoom,
@@ -29,6 +31,7 @@ import { userRef } from "./protocol/rules.ts";
 import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 import { MIGRATIONS, SCHEMA } from "./sqlite/schema.ts";
 import { COLUMNS, dataOf, rowOf, rowToFrame, type MessageRow } from "./sqlite/rows.ts";
+import { SqliteOutbox, type OutboxOp } from "./sqlite/outbox.ts";
 
 interface SessionRow {
   user_id: string;
@@ -84,7 +87,8 @@ type WriteOp =
   | { op: "banAddress"; ip: string; userId: string; restriction: Restriction }
   | { op: "audit"; entry: AuditEntry }
   | { op: "createBot"; bot: BotRecord; tokenHash: string }
-  | { op: "revokeBot"; id: string };
+  | { op: "revokeBot"; id: string }
+  | OutboxOp;
 
 /**
  * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
@@ -221,7 +225,7 @@ export class SqliteStore implements Store {
   /** Writes waiting for an fsync to end; they commit together, then share the next. */
   private waiting: Waiter[] = [];
   /** Committed groups whose fsync has not returned, oldest first; each resolves after those before it. */
-  private unsynced: { group: Waiter[]; results: unknown[]; synced: boolean }[] = [];
+  private unsynced: { group: Waiter[]; results: unknown[]; hooks: number; synced: boolean }[] = [];
   /**
    * Set when an fsync of the WAL failed. From then on what is on disk is unknown (Linux may drop
    * the failed pages and report success next time), and a later commit that did sync would be
@@ -242,6 +246,8 @@ export class SqliteStore implements Store {
   private readonly privateSet = new Set<string>();
   /** The directory's index: rooms by their latest message, oldest first (RECENT_ROOMS_KEPT at most). */
   private readonly recent = new Map<string, RecentRoom>();
+  /** The webhook outbox, once opened (webhooks on); its rows are written in this store's transactions. */
+  private outbox: SqliteOutbox | null = null;
 
   constructor(
     path: string,
@@ -398,7 +404,8 @@ export class SqliteStore implements Store {
     for (const r of this.q.addressBans.all()) this.addressBans.set(r.ip, { ...restrictionOf(r), userId: r.user_id });
     this.writeTx = this.db.transaction((ops: readonly WriteOp[]) => {
       this.held = this.heldRooms ?? this.q.heldRooms.get()!.n;
-      return ops.map((op) => {
+      this.outbox?.begin();
+      const results = ops.map((op) => {
         switch (op.op) {
           case "append":
             return this.appendRows(op.batch);
@@ -452,8 +459,14 @@ export class SqliteStore implements Store {
             return this.trimAged(op.now);
           case "reclaim":
             return this.reclaimRows(op.before, op.occupied);
+          case "hooks":
+          case "hooksDone":
+          case "hookRetry":
+            return void this.outbox!.apply(op);
         }
       });
+      this.outbox?.end();
+      return results;
     });
   }
 
@@ -478,10 +491,12 @@ export class SqliteStore implements Store {
       const group = this.waiting;
       this.waiting = [];
       let results: unknown[];
+      let hooks = 0;
       try {
         results = this.writeTx(group.flatMap((w) => w.ops));
         this.heldRooms = this.held;
         this.full = null;
+        hooks = this.outbox?.commit() ?? 0;
       } catch (error) {
         if ((error as { code?: string }).code === "SQLITE_FULL") this.full = error as Error;
         for (const w of group) w.reject(error);
@@ -489,10 +504,11 @@ export class SqliteStore implements Store {
       }
       if (!this.walPath) {
         resolveGroup(group, results);
+        this.outbox?.synced(hooks);
         continue;
       }
       const fd = this.idleFds.pop() ?? openSync(this.walPath, "r");
-      const entry = { group, results, synced: false };
+      const entry = { group, results, hooks, synced: false };
       this.unsynced.push(entry);
       // A sync flushes the file, whoever wrote it: SQLite's own handle needs no sharing. It
       // covers every commit before it started, but a group resolves only once its own sync and
@@ -508,6 +524,7 @@ export class SqliteStore implements Store {
           while (this.unsynced[0]?.synced) {
             const done = this.unsynced.shift()!;
             resolveGroup(done.group, done.results);
+            this.outbox?.synced(done.hooks);
           }
           this.commitWaiting();
         },
@@ -563,7 +580,10 @@ export class SqliteStore implements Store {
           continue;
         }
         this.q.updateEntry.run(now.type === "message" ? now.text : "", dataOf(now), m.room, m.target);
-        if (m.type === "delete") this.q.blankEdits.run(m.room, m.target);
+        if (m.type === "delete") {
+          this.q.blankEdits.run(m.room, m.target);
+          this.outbox?.blank(m.room, m.target);
+        }
       }
       const seq = room.seq + 1;
       const frame = storedFrame(m, seq);
@@ -584,6 +604,7 @@ export class SqliteStore implements Store {
         this.q.saveSettings.run(m.room, t.topic, t.private ? 1 : 0, t.readOnly ? 1 : 0, t.slowModeSeconds);
       }
       inBatch.set(key, frame);
+      this.outbox?.stored(m, frame);
       results.push({ message: frame, duplicate: false });
     }
     const seqs: [string, number][] = [];
@@ -813,6 +834,10 @@ export class SqliteStore implements Store {
   failure(): StorageFailure | null {
     if (this.broken) return { storage: "failed", error: this.broken.message };
     return this.full ? { storage: "full", error: this.full.message } : null;
+  }
+
+  openOutbox(bounds: OutboxBounds): Outbox {
+    return (this.outbox ??= new SqliteOutbox(this.db, bounds, (ops) => this.write(ops)));
   }
 
   async close() {

@@ -20,7 +20,7 @@ const LAYERS: [layer: string, modules: RegExp][] = [
   ["core", /^src\/(config|metrics|context|assets)\.ts$|^src\/core\/[\w-]+\.ts$/],
   ["engine seams", /^src\/engine\.ts$/],
   ["engines", /^src\/sqlite\.ts$|^src\/(sqlite|redis)\/[\w-]+\.ts$/],
-  ["hub's parts", /^src\/(auth|authority|batcher|changes|connection|conns|directory|fanout|membership|moderation|rate|roomlog|users|bots)\.ts$/],
+  ["hub's parts", /^src\/(auth|authority|batcher|changes|connection|conns|directory|fanout|membership|moderation|rate|roomlog|users|bots|webhooks)\.ts$/],
   ["hub", /^src\/hub\.ts$/],
   ["doors", /^src\/(ws|tcp|http|api)\.ts$/],
   ["entry", /^server\.ts$/],

@@ -5,6 +5,7 @@
  * safety bound (WAIT_MS) that fails the test with what did arrive instead of hanging it.
  */
 import { RedisClient } from "bun";
+import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
@@ -199,7 +200,7 @@ export function bounded<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Pro
  * Lets a reader wait for its source's next event: the source calls `poke()` on every event; the
  * reader waits `until()` its condition holds, failing at once on `failure()` or after WAIT_MS.
  */
-class Waker {
+export class Waker {
   private wake: (() => void) | null = null;
 
   poke(): void {
@@ -711,4 +712,107 @@ export function engineServers(engine: Engine): { startServer: (options?: ServerO
       return startServer({ ...options, redisUrl: redis.url(redis.freshDb()) });
     },
   };
+}
+
+/** A webhook secret for tests (§11.7: `whsec_` + base64 of 32 bytes). */
+export const TEST_WEBHOOK_SECRET = `whsec_${Buffer.from("bun-chat test webhook secret 32b").toString("base64")}`;
+
+/** One webhook POST a test receiver got, its signature verified with the `standardwebhooks` package. */
+export interface Delivery {
+  path: string;
+  /** webhook-id */
+  id: string;
+  /** webhook-timestamp: the attempt's Unix seconds. */
+  seconds: number;
+  type: string;
+  /** The body's ISO 8601 timestamp. */
+  timestamp: string;
+  data: Frame;
+  /** What the receiver answered. */
+  answer: number | "hang";
+}
+
+/** A local webhook receiver (`Bun.serve` on port 0); `await using` stops it. */
+export interface Receiver extends AsyncDisposable {
+  /** Its URL at `path`; the path tells a test which server delivered (each may be given its own). */
+  url: (path?: string) => string;
+  /** Every verified POST, in arrival order, repeats included. */
+  deliveries: Delivery[];
+  /** Requests whose signature or headers did not verify (a test expects none). */
+  forged: string[];
+  /** Any other request (a redirect followed, say). */
+  strays: string[];
+  /** Decides each answer: a status (a 3xx goes with `Location: /elsewhere`), or "hang": held until `release()`. */
+  answer: (d: Delivery) => number | "hang";
+  /** Resolves with the deliveries once `done` holds of them (checked at every request); bounded by WAIT_MS. */
+  until: (done: (deliveries: Delivery[]) => boolean, what: string) => Promise<Delivery[]>;
+  /** Answers 200 to every request held so far (its sender may be gone). */
+  release: () => void;
+  stop: () => Promise<void>;
+}
+
+export function webhookReceiver(secret = TEST_WEBHOOK_SECRET): Receiver {
+  const verifier = new Webhook(secret);
+  const waker = new Waker();
+  const held: (() => void)[] = [];
+  const receiver: Receiver = {
+    url: (path = "/hooks") => `http://127.0.0.1:${server.port}${path}`,
+    deliveries: [],
+    forged: [],
+    strays: [],
+    answer: () => 200,
+    until: async (done, what) => {
+      await waker.until(() => done(receiver.deliveries), () => null, () => `${what} (had: ${JSON.stringify(receiver.deliveries.map((d) => [d.type, d.id, d.answer]))})`);
+      return receiver.deliveries;
+    },
+    release: () => {
+      for (const answer of held.splice(0)) answer();
+    },
+    stop: async () => {
+      receiver.release();
+      await server.stop(true);
+    },
+    [Symbol.asyncDispose]: () => receiver.stop(),
+  };
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const path = new URL(req.url).pathname;
+      const body = await req.text();
+      if (req.method !== "POST" || path === "/elsewhere") {
+        receiver.strays.push(`${req.method} ${path}`);
+        return new Response("stray", { status: 200 });
+      }
+      const headers = Object.fromEntries(req.headers);
+      let payload: { type: string; timestamp: string; data: Frame };
+      try {
+        payload = verifier.verify(body, headers) as typeof payload;
+        if (headers["content-type"] !== "application/json") throw new Error(`content-type ${headers["content-type"]}`);
+      } catch (error) {
+        receiver.forged.push(`${String(error)}: ${body.slice(0, 200)}`);
+        waker.poke();
+        return new Response("forged", { status: 401 });
+      }
+      const delivery: Delivery = {
+        path,
+        id: headers["webhook-id"]!,
+        seconds: Number(headers["webhook-timestamp"]),
+        type: payload.type,
+        timestamp: payload.timestamp,
+        data: payload.data,
+        answer: 200,
+      };
+      delivery.answer = receiver.answer(delivery);
+      receiver.deliveries.push(delivery);
+      waker.poke();
+      if (delivery.answer === "hang") {
+        await new Promise<void>((resolve) => held.push(resolve));
+        return new Response("late");
+      }
+      const status = delivery.answer;
+      return new Response(null, { status, headers: status >= 300 && status < 400 ? { location: "/elsewhere" } : {} });
+    },
+  });
+  return receiver;
 }

@@ -362,3 +362,21 @@ export type ServerFrame =
   | OkFrame
   | InviteFrame
   | ModerationFrame;
+
+/**
+ * §11.7: the outgoing webhooks' event types (WEBHOOK_EVENTS picks among them). Each is a POST of
+ * `{type, timestamp, data}`, `data` the frame clients see: `message`, `edit`, `delete`,
+ * `settings`, `presence` (join, leave) or `moderation`.
+ */
+export const WEBHOOK_EVENTS = [
+  "message.created",
+  "message.edited",
+  "message.deleted",
+  "room.settings",
+  "member.joined",
+  "member.left",
+  "moderation",
+] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+/** What a webhook's `data` is: a stored entry, a join or leave, or a moderation action. */
+export type WebhookFrame = StoredFrame | PresenceFrame | ModerationFrame;

@@ -76,6 +76,6 @@ export async function openRedis(
   const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
   const roster = new RedisRoster(commands, instance, log, config, now);
   const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs, () => roster.recover(true));
-  const store = new RedisStore(commands, historyBounds(config), now);
+  const store = new RedisStore(commands, historyBounds(config), now, instance);
   return { store, relay, roster };
 }

@@ -81,6 +81,20 @@ export const instanceKeys = (id: string) => ({
   takeover: `chat:instance:${id}:takeover`,
 });
 
+/** The webhook outbox (§11.7); hooks-lib.lua says how its keys work together. */
+export const HOOK_KEYS = {
+  /** Every queued event, oldest first: entries {k: its field in `data`}. */
+  stream: "chat:hooks",
+  /** field → the event: "webhook-id\ntype\nts\n" + a room log member ("seq:json") or a live frame's JSON. */
+  data: "chat:hooks:data",
+  /** stream id → when it is due again (ms): retries, and events handed back. */
+  retry: "chat:hooks:retry",
+  /** stream id → how many attempts failed. */
+  tries: "chat:hooks:tries",
+} as const;
+/** The consumer group of the outbox stream: each instance is a consumer, named by its instance id. */
+export const HOOK_GROUP = "deliverers";
+
 /** The room directory: rooms scored by their latest message's time. */
 export const RECENT_KEY = "chat:recent";
 /**

@@ -18,10 +18,16 @@ import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
 import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
 import roleSet from "./lua/role-set.lua" with { type: "text" };
 import inviteUse from "./lua/invite-use.lua" with { type: "text" };
+import hooksLib from "./lua/hooks-lib.lua" with { type: "text" };
+import hooksAdd from "./lua/hooks-add.lua" with { type: "text" };
+import hooksTake from "./lua/hooks-take.lua" with { type: "text" };
+import hooksDone from "./lua/hooks-done.lua" with { type: "text" };
+import hooksRetry from "./lua/hooks-retry.lua" with { type: "text" };
+import hooksTakeover from "./lua/hooks-takeover.lua" with { type: "text" };
 
 export const SCRIPTS = {
-  /** Stores, trims and publishes one message. */
-  append: trimLib + append,
+  /** Stores, trims and publishes one message, and queues its webhook event. */
+  append: trimLib + hooksLib + append,
   /** Trims one quiet room by age. */
   trim: trimLib + trim,
   /** Drops the history of the room idle longest, to make room in MAX_ROOMS. */
@@ -39,4 +45,10 @@ export const SCRIPTS = {
   ownerClaim,
   roleSet,
   inviteUse,
+  /** The webhook outbox (§11.7): queue live events, take, done, retry, take over a dead instance's. */
+  hooksAdd: hooksLib + hooksAdd,
+  hooksTake,
+  hooksDone: hooksLib + hooksDone,
+  hooksRetry,
+  hooksTakeover,
 } as const;

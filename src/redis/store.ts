@@ -6,7 +6,7 @@
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
 import { randomBytes } from "node:crypto";
-import { ageCutoff, pageRows, toPage } from "../engine.ts";
+import { ageCutoff, newHookId, pageRows, toPage } from "../engine.ts";
 import { holds } from "../engine.ts";
 import type {
   Appended,
@@ -14,6 +14,8 @@ import type {
   BotRecord,
   HistoryBounds,
   NewEntry,
+  Outbox,
+  OutboxBounds,
   Page,
   PageQuery,
   RecentRoom,
@@ -24,11 +26,13 @@ import type {
   Store,
 } from "../engine.ts";
 import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "../protocol/wire.ts";
+import { RedisOutbox } from "./hooks.ts";
 import {
   ACTIVE_KEY,
   AUDIT_ID_KEY,
   BOTS_KEY,
   botTokenKey,
+  HOOK_KEYS,
   HELD_KEY,
   addressBanKey,
   auditKey,
@@ -91,13 +95,21 @@ export class RedisStore implements Store {
   private recent: { until: number; limit: number; rooms: Promise<RecentRoom[]> } | null = null;
   /** The last read of the private rooms, and until when it stands. */
   private privates: { until: number; rooms: Promise<Set<string>> } | null = null;
+  /** The webhook outbox, once opened (webhooks on): each append then queues its event. */
+  private outbox: RedisOutbox | null = null;
 
   constructor(
     private readonly link: RedisLink,
     private readonly bounds: HistoryBounds,
     /** The hub's clock: a session's expiry, given in its time, becomes the key's TTL. */
     private readonly now: () => number,
+    /** This instance's id (the outbox's consumer name). */
+    private readonly instance = "",
   ) {}
+
+  openOutbox(bounds: OutboxBounds): Outbox {
+    return (this.outbox ??= new RedisOutbox(this.link, this.instance, bounds, newHookId));
+  }
 
   /**
    * A repeat found by our own resend means the first send ran, and published: it is news to
@@ -106,20 +118,24 @@ export class RedisStore implements Store {
   private async appendOne(m: NewEntry, cutoff: number | null): Promise<Appended> {
     const keys = roomKeys(m.room);
     let resent = false;
-    const [outcome, member]: [number, string?] = await this.link.run(
+    const hooks = this.outbox?.appendArgs(m) ?? ["", "", "", ""];
+    const [outcome, member, dropped]: [number, string?, number?] = await this.link.run(
       SCRIPTS.append,
-      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch],
+      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch,
+        HOOK_KEYS.stream, HOOK_KEYS.data, HOOK_KEYS.retry, HOOK_KEYS.tries],
       [
         `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
         m.type === "settings" ? JSON.stringify(m.settings) : "",
         m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
         randomBytes(EPOCH_BYTES).toString("base64url"),
+        ...hooks,
       ],
       () => (resent = true),
     );
     if (outcome === 2) return { refused: "room_limit" };
     if (outcome === 3) return { refused: "not_found" };
+    if (outcome === 0 && hooks[0]) this.outbox!.appended(Number(dropped ?? 0));
     return { message: decodeMember(member!), duplicate: outcome === 1 && !resent };
   }
 

@@ -128,4 +128,22 @@ CREATE TABLE bots (
 ) WITHOUT ROWID;
 `,
   ],
+  [
+    5,
+    `
+-- v1.2 (§11.7): the webhook outbox. Events wait here, in the order they were queued, until
+-- delivered or dropped; a stored entry's event is written in the transaction that stores it.
+CREATE TABLE hooks (
+  id INTEGER PRIMARY KEY,             -- queue order, given by the store (one past the newest), never reused while it runs
+  hook_id TEXT NOT NULL,              -- webhook-id
+  type TEXT NOT NULL,
+  ts INTEGER NOT NULL,                -- when it happened (ms)
+  data TEXT NOT NULL,                 -- the frame, JSON (a deletion blanks the text of its message's)
+  attempts INTEGER NOT NULL DEFAULT 0,-- failed so far
+  due INTEGER NOT NULL DEFAULT 0      -- not tried again before this (ms), once failed
+);
+-- Only events that failed are looked up by when they are due: a new event costs no index.
+CREATE INDEX hooks_retry ON hooks (due) WHERE attempts > 0;
+`,
+  ],
 ];

@@ -1,11 +1,13 @@
 -- Appends one message or stored event (a settings change, applied to the room), atomically (Redis runs a script alone and does not roll one back, so
--- every check comes before the first write of the message). trim-lib.lua comes first.
+-- every check comes before the first write of the message), and queues its webhook event in
+-- the same step (§11.7). trim-lib.lua and hooks-lib.lua come first.
 --   KEYS[1] the room's seq counter (never decreases: with AOF it survives restarts)
 --   KEYS[2] the room's history: a sorted set scored by seq, members "seq:json"
 --   KEYS[3] the room's dedup hash: "userId\nclientId" -> seq, dropped with the message it points at
 --   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
 --   KEYS[5] chat:held   KEYS[6] the room's settings hash   KEYS[7] chat:private
 --   KEYS[8] the room's epoch (made with its sequence: ARGV[12] when there is none)
+--   KEYS[9] the webhook outbox stream, KEYS[10] its data hash, KEYS[11] its retries, KEYS[12] its attempts
 --   ARGV[1] the dedup field   ARGV[2] the entry as JSON, without its seq   ARGV[3] HISTORY_RETAIN
 --   ARGV[4] the room's channel   ARGV[5] the entry's time   ARGV[6] the room   ARGV[7] rooms kept
 --   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
@@ -13,11 +15,26 @@
 --   ARGV[11] an edit's or deletion's change as JSON ({type, target, text?, ts}), applied to its
 --            target message first ("" for anything else)
 --   ARGV[12] a fresh epoch, taken when the room has none (a new room, or Redis lost its data)
+--   ARGV[13] the entry's webhook event, "webhook-id\ntype" ("" queues none)
+--   ARGV[14] "1" while the outbox is open (a deletion blanks the text of queued events), else ""
+--   ARGV[15] the outbox's consumer group   ARGV[16] WEBHOOK_MAX_PENDING
 -- Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it, {3}
 -- when a change's target is not a live message (nothing of it stored, no seq spent); else
--- {0, member} after publishing it, as {"epoch","m"}: an instance that knew the room under another
--- epoch knows at once that Redis lost it, whatever the seq.
+-- {0, member, webhook events dropped to make room} after publishing it, as {"epoch","m"}: an
+-- instance that knew the room under another epoch knows at once that Redis lost it, whatever the seq.
 local room = ARGV[6]
+-- A queued webhook event of this room's entry `seq` loses its text (the entry was deleted).
+local function blankHook(seq)
+  local field = room .. '\n' .. seq
+  local event = redis.call('HGET', KEYS[10], field)
+  if not event then return end
+  local at = 0
+  for _ = 1, 3 do at = string.find(event, '\n', at + 1, true) end
+  local member = string.sub(event, at + 1)
+  local e = decoded(member)
+  e.text = ''
+  redis.call('HSET', KEYS[10], field, string.sub(event, 1, at) .. string.sub(member, 1, string.find(member, ':', 1, true)) .. cjson.encode(e))
+end
 local cutoff = tonumber(ARGV[9])
 if cutoff then trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) end
 local known = redis.call('HGET', KEYS[3], ARGV[1])
@@ -53,8 +70,10 @@ if ARGV[11] ~= '' then
         local s = redis.call('ZSCORE', KEYS[2], member)
         redis.call('ZREM', KEYS[2], member)
         redis.call('ZADD', KEYS[2], s, s .. ':' .. cjson.encode(e))
+        if ARGV[14] ~= '' then blankHook(s) end
       end
     end
+    if ARGV[14] ~= '' then blankHook(change.target) end
   end
   redis.call('ZREM', KEYS[2], found[1])
   redis.call('ZADD', KEYS[2], change.target, change.target .. ':' .. cjson.encode(target))
@@ -92,5 +111,12 @@ if ARGV[10] ~= '' then
 end
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
+local dropped = 0
+if ARGV[13] ~= '' then
+  local field = room .. '\n' .. seq
+  redis.call('HSET', KEYS[10], field, ARGV[13] .. '\n' .. ARGV[5] .. '\n' .. member)
+  redis.call('XADD', KEYS[9], '*', 'k', field)
+  dropped = dropOldestHooks(KEYS[9], KEYS[10], KEYS[11], KEYS[12], ARGV[15], tonumber(ARGV[16]))
+end
 redis.call('PUBLISH', ARGV[4], cjson.encode({epoch = epoch, m = member}))
-return {0, member}
+return {0, member, dropped}
