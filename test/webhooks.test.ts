@@ -86,7 +86,7 @@ for (const engine of ENGINES) {
     test("every event type arrives once, signed, its data the frame clients saw", async () => {
       await using receiver = webhookReceiver();
       await using server = await startServer(hooks(receiver));
-      const owner = await user(server, "owner", "r");
+      const owner = await user(server, "olga", "r");
       const ann = await user(server, "ann", "r");
       const annId = ann.frames[0]!.user.id;
       await ask(owner, { type: "room_settings", room: "r", topic: "webhooks" });
@@ -98,7 +98,7 @@ for (const engine of ENGINES) {
       await ask(owner, { type: "role", room: "r", user: annId, role: "moderator" });
       await ask(owner, { type: "kick", room: "r", user: annId, reason: "done" });
       const expected: [string, (f: Frame) => boolean][] = [
-        ["member.joined", (f) => f.type === "presence" && f.event === "join" && f.user.name === "owner"],
+        ["member.joined", (f) => f.type === "presence" && f.event === "join" && f.user.name === "olga"],
         ["member.joined", (f) => f.type === "presence" && f.event === "join" && f.user.name === "ann"],
         ["room.settings", (f) => f.type === "settings"],
         ["message.created", (f) => f.type === "message"],
@@ -132,7 +132,7 @@ for (const engine of ENGINES) {
     test("WEBHOOK_EVENTS picks the events sent", async () => {
       await using receiver = webhookReceiver();
       await using server = await startServer({ ...hooks(receiver), webhookEvents: ["message.created", "moderation"] });
-      const owner = await user(server, "owner", "r");
+      const owner = await user(server, "olga", "r");
       const ann = await user(server, "ann", "r");
       await ask(owner, { type: "room_settings", room: "r", topic: "quiet" });
       const m = await say(ann, "r", "one");
