@@ -122,8 +122,9 @@ export function safeLink(raw: string): { text: string; href: string } | null {
   return { text: `${url.protocol}//${url.host}${rest}`, href: url.href };
 }
 
+/** Escapes the syntax characters only: with the u flag, `\-` is an error (a name like "jean-luc" threw). */
 function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
 
 /** Mentions in a plain run: the reader's own name (with or without `@`) and any `@word`. */

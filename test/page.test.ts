@@ -144,6 +144,8 @@ describe("links", () => {
     expect(mentions("bobby and bo_b", "bob")).toBe(false);
     expect(mentions("mail bob@example.com", "example")).toBe(false);
     expect(mentions("a.b?c (x)", "a.b?c")).toBe(true);
+    expect(mentions("thanks Jean-Luc!", "jean-luc")).toBe(true);
+    expect(mentions("jean-lucas", "jean-luc")).toBe(false);
     // A mention inside a link stays part of the link.
     expect(tokenize("https://x.io/@bo", "bo")).toEqual([{ kind: "link", text: "https://x.io/@bo", href: "https://x.io/@bo" }]);
   });
