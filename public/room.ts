@@ -252,8 +252,8 @@ export function placeDivider(room: Room, li: HTMLLIElement, seq: number): void {
   const old = room.divider;
   if (old && old.el.isConnected && (room.readSeq === null || room.readSeq < old.seq) && old.seq <= seq) return;
   old?.el.remove();
+  // A list item (an `ol` holds only those), not a separator.
   const el = h("li", { class: "divider" }, h("span", { text: "New messages" }));
-  el.setAttribute("role", "separator");
   li.before(el);
   room.divider = { el, seq };
 }

@@ -74,7 +74,7 @@ describe("the page's files", () => {
     expect(unpack(JSON.parse(JSON.stringify(pack(page))))).toEqual(page);
   });
 
-  test("the version is the content's: the same files make the same one, another byte another", async () => {
+  test("the version is a hash of the content: the same files make the same one (test/page-offline.test.ts changes a byte)", async () => {
     expect((await bundleAssets()).version).toBe(page.version);
     expect(page.version).toMatch(/^[A-Za-z0-9_-]{16}$/);
   });

@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { backoffDelay, restartDelay } from "../public/connection.ts";
 import { dayLabel, mentions, safeLink, shown, tokenize } from "../public/dom.ts";
-import { listNames } from "../public/timeline.ts";
+import { didText, listNames, presenceText } from "../public/timeline.ts";
 
 // ─── Contrast (WCAG 2.x relative luminance) ──────────────────────────────────────────────────
 
@@ -157,6 +157,17 @@ describe("presence wording", () => {
     expect(listNames(["alice", "bob"])).toBe("alice and bob");
     expect(listNames(["alice", "bob", "carol"])).toBe("alice, bob and carol");
     expect(listNames(["alice", "bob", ...Array.from({ length: 12 }, (_, i) => `u${i}`)])).toBe("alice, bob and 12 others");
+  });
+
+  test("a folded line keeps every event: who did the same is told together, in order of first appearance", () => {
+    const did = (name: string, ...events: ("join" | "leave")[]) => ({ name, events });
+    expect(presenceText([did("Carol", "join", "leave"), did("Dave", "join", "leave"), did("Eve", "join", "leave")])).toBe("Carol, Dave and Eve joined and left");
+    expect(presenceText([did("Carol", "join"), did("Dave", "leave")])).toBe("Carol joined; Dave left");
+    expect(presenceText([did("Ann", "leave", "join"), did("Bo", "join"), did("Cy", "leave", "join")])).toBe("Ann and Cy left and came back; Bo joined");
+    expect(didText(["join", "leave", "join"])).toBe("joined, left and came back");
+    expect(didText(["leave", "join", "leave"])).toBe("left, came back and left again");
+    expect(didText(["join", "leave", "join", "leave"])).toBe("came and went 2 times, and left");
+    expect(didText(["join", "join"])).toBe("joined");
   });
 });
 
