@@ -16,7 +16,8 @@ import {
 } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
 import type { Directory } from "./directory.ts";
-import { mentions, now } from "./dom.ts";
+import { now } from "./dom.ts";
+import { mentions } from "./format.ts";
 import type { Ui } from "./elements.ts";
 import { createMessageLog, quoteOf, settingsLine, settingsOf } from "./events.ts";
 import { hashFor, type Hash } from "./hash.ts";

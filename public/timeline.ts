@@ -5,12 +5,17 @@
  */
 
 import type { MessageFrame, UserRef } from "../src/protocol/wire.ts";
-import { dayKey, dayLabel, h, hueOf, richText, timeEl } from "./dom.ts";
+import { codePoints } from "../src/protocol/wire.ts";
+import { dayKey, dayLabel, h, hueOf, timeEl } from "./dom.ts";
+import { formatted } from "./format.ts";
 
 /** Messages of one user further apart than this start a new group with name and time. */
 const GROUP_GAP_MS = 5 * 60_000;
 /** A presence line names this many people before "and N others". */
 const NAMES_SHOWN = 2;
+/** A message longer than this (lines, or characters) is shown folded, with "Show more". */
+const LONG_LINES = 25;
+const LONG_CHARS = 1_500;
 
 /** A square with the user's initial in a colour of their own. */
 export function avatar(name: string, userId: string): HTMLElement {
@@ -64,9 +69,26 @@ function content(m: MessageFrame, me: string | null, quote: string | null): Node
   if (m.deleted) return [h("p", { class: "text gone", text: "message deleted" })];
   const nodes: Node[] = [];
   if (m.replyTo !== undefined) nodes.push(quoteButton(m.replyTo, quote ?? ""));
-  nodes.push(h("p", { class: "text", attrs: { dir: "auto" } }, ...richText(m.text, me)));
+  nodes.push(...textOf(m.text, me));
   if (m.edited !== undefined) nodes.push(h("span", { class: "edited", text: "(edited)", attrs: { title: `Edited ${new Date(m.edited).toLocaleString()}` } }));
   return nodes;
+}
+
+/**
+ * A message's text, formatted (format.ts); a long one folded to a few lines, with a button that
+ * shows all of it (and folds it again).
+ */
+function textOf(text: string, me: string | null): Node[] {
+  const body = h("div", { class: "text", attrs: { dir: "auto" } }, ...formatted(text, me));
+  if (text.split("\n").length <= LONG_LINES && codePoints(text) <= LONG_CHARS) return [body];
+  body.classList.add("folded");
+  const more = h("button", { class: "link-button more", text: "Show more", attrs: { type: "button", "aria-expanded": "false" } });
+  more.addEventListener("click", () => {
+    const open = body.classList.toggle("folded") === false;
+    more.textContent = open ? "Show less" : "Show more";
+    more.setAttribute("aria-expanded", String(open));
+  });
+  return [body, more];
 }
 
 /** The ⋯ button that opens a message's menu (Reply, Edit, Delete). */
@@ -99,7 +121,7 @@ export function redrawMessage(li: HTMLLIElement, m: MessageFrame, me: string | n
 
 /** Our message before the server has it: its text, then `status` (what is happening, and controls). */
 export function pendingRow(id: string, text: string, user: UserRef, status: HTMLElement, quote: string | null = null): HTMLLIElement {
-  const li = row(user, true, null, ...(quote === null ? [] : [h("p", { class: "quote", text: `↩ ${quote}` })]), h("p", { class: "text", attrs: { dir: "auto" } }, ...richText(text)), status);
+  const li = row(user, true, null, ...(quote === null ? [] : [h("p", { class: "quote", text: `↩ ${quote}` })]), ...textOf(text, null), status);
   li.classList.add("pending");
   li.dataset.id = id;
   return li;

@@ -330,9 +330,9 @@ test(
     await waitForText(alice, `.room[data-room="side"] .event:last-of-type > span`, "bob joined");
     expect(await members(alice)).toEqual(["alice", "bob"]);
 
-    // Leaving is explicit, so alice sees it at once (no grace).
+    // Leaving is explicit, so alice sees it at once (no grace), on the same line: nothing was said between.
     await bob.click(`#my-rooms button[aria-label="Leave #side"]`);
-    await waitForText(alice, `.room[data-room="side"] .event:last-of-type > span`, "bob left");
+    await waitForText(alice, `.room[data-room="side"] .event:last-of-type > span`, "bob joined and left");
     expect(await members(alice)).toEqual(["alice"]);
     expectNoPageProblems();
   },

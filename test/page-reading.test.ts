@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import type { Page } from "playwright-core";
-import { TEST_MS, browserSuite, events, line, live, rows, say, seen, signIn, texts } from "./page-browser.ts";
+import { TEST_MS, browserSuite, events, line, live, row, rows, say, seen, signIn, texts } from "./page-browser.ts";
 
 const suite = browserSuite();
 
@@ -88,6 +88,118 @@ test(
     await line(watcher, room, "Fay joined; Gus left");
     expect(await events(watcher, room)).toEqual(["Carol, Dave and Eve joined and left; Gus joined", "Fay joined; Gus left"]);
     expect(await texts(watcher, room)).toEqual(["a line between"]);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "formatting, safely: every construct drawn as elements made one by one, nothing of the text run or parsed as HTML",
+  async () => {
+    const server = await suite.server("format", { rateLimitBurst: 50, rateLimitPerSecond: 50 });
+    const room = "fmt";
+    const page = await suite.newPage("fern", { permissions: ["clipboard-read", "clipboard-write"] });
+    const dialogs: string[] = [];
+    page.on("dialog", (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    await signIn(page, server, "fern", room);
+    const poster = await suite.client(server);
+    await poster.hello("poster");
+    await poster.join(room);
+    const longLine = `const line = "${"x".repeat(300)}";`;
+    const messages = [
+      "**bold *and em* here** and ~~gone~~ and `<b>code</b>`",
+      "```html\n<img src=x onerror=\"window.__pwned=1\">\n<script>window.__pwned=2</script>\n```",
+      "```\nunclosed <iframe src=\"javascript:window.__pwned=3\"></iframe>\nstill code",
+      "`https://example.com/in-code` is not a link, www.example.com is",
+      "**<img src=x onerror=\"window.__pwned=4\">** _<svg onload=\"window.__pwned=5\"></svg>_",
+      "> quoted <script>window.__pwned=6</script>\n> second line",
+      "_*~~**nested**~~*_ and **unclosed *markers",
+      `\`\`\`js\n${longLine}\n\`\`\``,
+      "before\n```\nx\n```\nafter",
+      "last one",
+    ];
+    for (const text of messages) await poster.say(room, text);
+    await seen(page, room, "last one");
+
+    expect(await page.evaluate(() => (window as { __pwned?: unknown }).__pwned)).toBeUndefined();
+    expect(dialogs).toEqual([]);
+    // Only the elements the format makes; none of the text's tags.
+    const tags = await page.$$eval(`${rows(room)} .text *`, (els) => [...new Set(els.map((el) => el.tagName.toLowerCase()))].sort());
+    expect(tags).toEqual(["a", "blockquote", "button", "code", "del", "div", "em", "p", "pre", "strong"]);
+    // What each message shows (the copy buttons' words aside).
+    const shown = await page.$$eval(`${rows(room)} .text`, (els) =>
+      els.map((el) => {
+        const copy = el.cloneNode(true) as HTMLElement;
+        for (const b of copy.querySelectorAll("button")) b.remove();
+        return copy.innerHTML.replace(/ (dir|tabindex|target|rel|data-lang)="[^"]*"/g, "");
+      }),
+    );
+    expect(shown).toEqual([
+      "<strong>bold <em>and em</em> here</strong> and <del>gone</del> and <code>&lt;b&gt;code&lt;/b&gt;</code>",
+      '<div class="code-block"><pre><code>&lt;img src=x onerror="window.__pwned=1"&gt;\n&lt;script&gt;window.__pwned=2&lt;/script&gt;</code></pre></div>',
+      '<div class="code-block"><pre><code>unclosed &lt;iframe src="javascript:window.__pwned=3"&gt;&lt;/iframe&gt;\nstill code</code></pre></div>',
+      '<code>https://example.com/in-code</code> is not a link, <a href="https://www.example.com/">www.example.com</a> is',
+      '<strong>&lt;img src=x onerror="window.__pwned=4"&gt;</strong> <em>&lt;svg onload="window.__pwned=5"&gt;&lt;/svg&gt;</em>',
+      "<blockquote>quoted &lt;script&gt;window.__pwned=6&lt;/script&gt;\nsecond line</blockquote>",
+      "<em><em><del><strong>nested</strong></del></em></em> and **unclosed *markers",
+      `<div class="code-block"><pre><code>${longLine}</code></pre></div>`,
+      "<p>before</p><div class=\"code-block\"><pre><code>x</code></pre></div><p>after</p>",
+      "last one",
+    ]);
+
+    // A fenced block: monospace, on one line that scrolls sideways inside it (the page does not), reachable by Tab.
+    const codeRow = page.locator(rows(room)).filter({ has: page.locator("pre", { hasText: longLine }) });
+    const block = codeRow.locator("pre");
+    const style = await block.evaluate((pre) => ({
+      font: getComputedStyle(pre).fontFamily,
+      white: getComputedStyle(pre).whiteSpace,
+      scrolls: pre.scrollWidth > pre.clientWidth,
+      tab: pre.tabIndex,
+    }));
+    expect(style).toMatchObject({ white: "pre", scrolls: true, tab: 0 });
+    expect(style.font).toMatch(/mono/i);
+    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    // Its copy button copies the code, as written.
+    await block.hover();
+    await codeRow.getByRole("button", { name: "Copy" }).click();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(longLine);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "a long message is folded to its first lines, with 'Show more' (and 'Show less'), by keyboard too",
+  async () => {
+    const server = await suite.server("long");
+    const room = "long";
+    const page = await suite.newPage("lia", { viewport: { width: 390, height: 844 } });
+    await signIn(page, server, "lia", room);
+    const long = Array.from({ length: 40 }, (_, i) => `line ${i + 1} of a message that goes on and on`).join("\n");
+    const wide = "word ".repeat(400).trim();
+    await say(page, long);
+    await say(page, wide);
+    await say(page, "short");
+    await seen(page, room, "short");
+    for (const text of [long, wide]) {
+      const msg = row(page, room, text);
+      const height = () => msg.locator(".text").evaluate((el) => el.getBoundingClientRect().height);
+      const folded = await height();
+      expect(folded).toBeLessThan(300);
+      const more = msg.getByRole("button", { name: "Show more" });
+      expect(await more.getAttribute("aria-expanded")).toBe("false");
+      await more.focus();
+      await page.keyboard.press("Enter");
+      const less = msg.getByRole("button", { name: "Show less" });
+      expect(await less.getAttribute("aria-expanded")).toBe("true");
+      expect(await height()).toBeGreaterThan(folded * 2);
+      await less.click();
+      expect(await height()).toBe(folded);
+    }
+    expect(await row(page, room, "short").getByRole("button", { name: "Show more" }).count()).toBe(0);
     suite.expectNoPageProblems();
   },
   TEST_MS,

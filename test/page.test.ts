@@ -5,7 +5,8 @@
  */
 import { describe, expect, test } from "bun:test";
 import { backoffDelay, restartDelay } from "../public/connection.ts";
-import { dayLabel, mentions, safeLink, shown, tokenize } from "../public/dom.ts";
+import { dayLabel, safeLink, shown, tokenize } from "../public/dom.ts";
+import { mentions } from "../public/format.ts";
 import { didText, listNames, presenceText } from "../public/timeline.ts";
 
 // ─── Contrast (WCAG 2.x relative luminance) ──────────────────────────────────────────────────

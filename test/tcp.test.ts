@@ -191,6 +191,10 @@ for (const engine of ENGINES) {
         alice.send({ type: "typing", room: "both" });
         await alice.say("both", "marker");
         expect(await bob.line()).toMatch(/alice2: marker$/);
+        // The page's formatting shows as typed: the door shows the raw text.
+        await alice.say("both", "**bold** `code` www.example.com\n> quoted");
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: \\*\\*bold\\*\\* \`code\` www\\.example\\.com$`));
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: > quoted$`));
 
         // One name space: a WebSocket hello cannot take bob's name.
         const other = await Client.connect(server.wsUrl);
