@@ -11,6 +11,8 @@
  *   moderation.ts  roles, kicks, bans, mutes, slow mode; header.ts the room's topic and settings
  *   messages.ts    reply, edit, delete; events.ts what stored events change (pure)
  *   room.ts, presence.ts, timeline.ts, directory.ts, mentions.ts, banner.ts, menu.ts, dom.ts: what is drawn
+ *   format.ts      the message format (code, quotes, bold, …): grammar, parser, drawing
+ *   position.ts    where the reader is in the room shown: following, "Jump to latest", landing
  *   hash.ts        the address: room, invite, login ticket; rights.ts who may do what (pure)
  *   input.ts       what the person does, bound to what answers it
  *   sw.ts          the service worker: the page's own files kept for a reload without network

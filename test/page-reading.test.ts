@@ -204,3 +204,47 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "'Jump to latest' whenever the view is away from the newest message, with how many came since; Shift+Tab from the composer reaches it, Enter jumps",
+  async () => {
+    const server = await suite.server("jump", { rateLimitBurst: 500, rateLimitPerSecond: 500 });
+    const room = "jump";
+    const poster = await suite.client(server);
+    await poster.hello("poster");
+    await poster.join(room);
+    for (let i = 1; i <= 120; i++) await poster.say(room, `m${i}`);
+    const page = await suite.newPage("jo", { viewport: { width: 900, height: 600 } });
+    await signIn(page, server, "jo", room);
+    await seen(page, room, "m120");
+    await poster.until((f) => f.type === "presence");
+    const jump = page.locator("#new-pill");
+    expect(await jump.isHidden()).toBe(true);
+
+    // Up with the keyboard, no message new: the button is there all the same.
+    await page.focus(`.room[data-room="${room}"] .log`);
+    for (let i = 0; i < 3; i++) await page.keyboard.press("PageUp");
+    await jump.waitFor();
+    expect(await jump.textContent()).toBe("Jump to latest");
+    await poster.say(room, "while away 1");
+    await poster.say(room, "while away 2");
+    await page.waitForFunction(() => document.getElementById("new-pill")!.textContent === "Jump to latest · 2 new", undefined, { timeout: 15_000 });
+    // It comes right after the log's last message in Tab order, so Shift+Tab from the composer
+    // reaches it; Enter takes the view to the bottom and the focus back to the composer.
+    await page.focus("#composer-text");
+    await page.keyboard.press("Shift+Tab");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("new-pill");
+    await page.keyboard.press("Enter");
+    await jump.waitFor({ state: "hidden" });
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("composer-text");
+    expect(await page.$eval(`.room[data-room="${room}"] .log`, (log) => log.scrollHeight - log.scrollTop - log.clientHeight < 2)).toBe(true);
+    // Scrolling back down by hand hides it too, and the count starts over.
+    await page.$eval(`.room[data-room="${room}"] .log`, (log) => log.scrollTo(0, 0));
+    await jump.waitFor();
+    expect(await jump.textContent()).toBe("Jump to latest");
+    await page.$eval(`.room[data-room="${room}"] .log`, (log) => log.scrollTo(0, log.scrollHeight));
+    await jump.waitFor({ state: "hidden" });
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
