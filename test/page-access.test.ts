@@ -115,3 +115,73 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "Escape closes what is open, innermost first; Enter past the limit says why; 'My Room' and '#Design' become my-room and design, said before joining",
+  async () => {
+    const server = await suite.server("small-things");
+    const page = await suite.newPage("sam");
+    await signIn(page, server, "sam", "general");
+    const focused = () => page.evaluate(() => document.activeElement?.id ?? "");
+
+    // "Change name" closes with Escape, and gives the focus back to its button.
+    await page.click("#rename");
+    await page.locator("#rename-form").waitFor();
+    expect(await focused()).toBe("rename-name");
+    await page.keyboard.press("Escape");
+    await page.locator("#rename-form").waitFor({ state: "hidden" });
+    expect(await focused()).toBe("rename");
+    expect(await page.getAttribute("#rename", "aria-expanded")).toBe("false");
+
+    // Past the limit, Enter says why, next to the field and to screen readers; the counter says it too.
+    await page.fill("#composer-text", "x".repeat(2002));
+    await page.focus("#composer-text");
+    await page.keyboard.press("Enter");
+    expect(await page.textContent("#composer-error")).toBe("Too long to send: 2,002 characters, 2 over the limit of 2,000.");
+    expect(await page.getAttribute("#composer-error", "aria-live")).toBe("assertive");
+    expect(await page.getAttribute("#composer-text", "aria-invalid")).toBe("true");
+    expect(await page.getAttribute("#composer-text", "aria-describedby")).toContain("composer-error");
+    expect(await page.locator("#counter").getAttribute("aria-live")).toBe("polite");
+    expect(await page.locator("#counter .visually-hidden").textContent()).toBe("2002 of 2000 characters");
+    expect(await page.inputValue("#composer-text")).toHaveLength(2002);
+    expect(await page.locator(`${rows("general")}`).count()).toBe(0);
+    // Shortened: the error goes, and Enter sends.
+    await page.keyboard.press("Backspace");
+    await page.keyboard.press("Backspace");
+    expect(await page.textContent("#composer-error")).toBe("");
+    expect(await page.getAttribute("#composer-text", "aria-invalid")).toBeNull();
+    await page.keyboard.press("Enter");
+    await page.locator(`${rows("general")}`).first().waitFor();
+
+    // Room names as people type them: the name it will be is said before joining.
+    await page.fill("#join-room", "My Room");
+    expect(await page.textContent("#join-slug")).toBe("Joins #my-room");
+    await page.press("#join-room", "Enter");
+    await live(page, "my-room");
+    expect(page.url()).toEndWith("#my-room");
+    await page.fill("#join-room", "#Design");
+    expect(await page.textContent("#join-slug")).toBe("Joins #design");
+    await page.press("#join-room", "Enter");
+    await live(page, "design");
+    await page.fill("#join-room", "plain");
+    expect(await page.textContent("#join-slug")).toBe("");
+    // Escape in the field empties it first; nothing that is not a name at all is joined.
+    await page.focus("#join-room");
+    await page.keyboard.press("Escape");
+    expect(await page.inputValue("#join-room")).toBe("");
+    await page.fill("#join-room", "!!!");
+    await page.press("#join-room", "Enter");
+    expect(await page.textContent("#join-error")).toBe("Use letters or digits: a room's name is up to 32 of a-z 0-9 _ -.");
+    expect(await page.$$eval("#my-rooms .room-name", (els) => els.map((el) => el.textContent))).toEqual(["general", "my-room", "design"]);
+
+    // The admin token's section on the sign-in screen closes with Escape too.
+    const other = await suite.newPage("other");
+    await other.goto(server.url.href);
+    await other.click("#login-admin summary");
+    await other.locator("#login-admin-token").focus();
+    await other.keyboard.press("Escape");
+    expect(await other.evaluate(() => (document.getElementById("login-admin") as HTMLDetailsElement).open)).toBe(false);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);

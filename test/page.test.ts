@@ -8,6 +8,7 @@ import { backoffDelay, restartDelay } from "../public/connection.ts";
 import { dayLabel, safeLink, shown, tokenize } from "../public/dom.ts";
 import { mentions } from "../public/format.ts";
 import { didText, listNames, presenceText } from "../public/timeline.ts";
+import { slugOf } from "../public/hash.ts";
 
 // ─── Contrast (WCAG 2.x relative luminance) ──────────────────────────────────────────────────
 
@@ -169,6 +170,23 @@ describe("presence wording", () => {
     expect(didText(["leave", "join", "leave"])).toBe("left, came back and left again");
     expect(didText(["join", "leave", "join", "leave"])).toBe("came and went 2 times, and left");
     expect(didText(["join", "join"])).toBe("joined");
+  });
+});
+
+describe("room names as typed", () => {
+  test("become the name they mean; a valid one stays as it is", () => {
+    const cases: [string, string][] = [
+      ["My Room", "my-room"],
+      ["#Design", "design"],
+      ["  Café talk! ", "cafe-talk"],
+      ["a - b . c", "a-b-c"],
+      ["x--y", "x--y"],
+      ["_under", "under"],
+      ["#dev", "dev"],
+      ["!!!", ""],
+      ["a".repeat(40), "a".repeat(32)],
+    ];
+    expect(cases.map(([typed]) => [typed, slugOf(typed)])).toEqual(cases);
   });
 });
 
