@@ -17,6 +17,8 @@
  */
 
 import type { Server, TCPSocketListener } from "bun";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { loadAssets } from "./src/assets.ts";
 import { openVerifier } from "./src/auth.ts";
 import { createBot } from "./src/bots.ts";
@@ -31,6 +33,7 @@ import { Hub } from "./src/hub.ts";
 import { Metrics, createLogger } from "./src/metrics.ts";
 import { openRedis, redactedUrl } from "./src/redis/index.ts";
 import { SqliteStore } from "./src/sqlite.ts";
+import { LockedError, lockDatabase, type FileLock } from "./src/sqlite/lock.ts";
 import { startTcp } from "./src/tcp.ts";
 import { websocketHandlers } from "./src/ws.ts";
 
@@ -72,13 +75,57 @@ export interface ChatServer {
   inspect(): { users: number; roomStates: number; userBuckets: number; helloBuckets: number };
 }
 
+/** What SQLite's error codes mean to an operator, for DATABASE_PATH's start-up error. */
+const DATABASE_PROBLEMS: Record<string, string> = {
+  SQLITE_NOTADB: "not a SQLite database",
+  SQLITE_CORRUPT: "the database is corrupt",
+  SQLITE_READONLY: "read-only, and the server writes to it",
+  SQLITE_CANTOPEN: "cannot be opened or created (a folder, or a place the server may not write?)",
+  SQLITE_PERM: "the server may not open it",
+};
+
+/**
+ * The SQLite file, locked for this process (one file, one writer), or an error that says
+ * `DATABASE_PATH=value: what is wrong`.
+ */
+function openDatabase(config: Config): { store: SqliteStore; lock: FileLock | null } {
+  const path = config.databasePath;
+  const open = () => new SqliteStore(path, config.historyRetain, historyBounds(config));
+  if (path === ":memory:") return { store: open(), lock: null };
+  const problem = (what: string, error: unknown) => new Error(`DATABASE_PATH=${path}: ${what} (${(error as Error).message})`);
+  let lock: FileLock;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    lock = lockDatabase(path);
+  } catch (error) {
+    if (error instanceof LockedError) throw new Error(`DATABASE_PATH=${path}: ${error.message}`);
+    throw problem("its folder or lock file cannot be made", error);
+  }
+  try {
+    return { store: open(), lock };
+  } catch (error) {
+    lock.release();
+    throw problem(DATABASE_PROBLEMS[(error as { code?: string }).code ?? ""] ?? "cannot be used", error);
+  }
+}
+
 /** The engine: SQLite (or a given store) with the one-process relay and roster, or Redis. */
 async function openEngine(config: Config, ctx: Context, givenStore: Store | undefined, tailCheckMs: number | undefined) {
-  if (givenStore || config.redisUrl === null) {
-    const store = givenStore ?? new SqliteStore(config.databasePath, config.historyRetain, historyBounds(config));
-    return { store, relay: new LocalRelay() as Relay, roster: new LocalRoster() as Roster };
-  }
-  return openRedis(config, config.redisUrl, ctx.log, ctx.now, tailCheckMs);
+  const local = { relay: new LocalRelay() as Relay, roster: new LocalRoster() as Roster };
+  if (givenStore) return { store: givenStore, ...local, lock: null };
+  if (config.redisUrl === null) return { ...openDatabase(config), ...local };
+  return { ...(await openRedis(config, config.redisUrl, ctx.log, ctx.now, tailCheckMs)), lock: null };
+}
+
+/**
+ * A listen(2) that failed, as `NAME=value: what is wrong`: the port (`setting`) when it is taken
+ * or forbidden, else the address.
+ */
+function listenError(error: unknown, setting: "PORT" | "TCP_PORT", port: number, host: string): Error {
+  const { code, message } = error as { code?: string; message?: string };
+  if (code === "EADDRINUSE") return new Error(`${setting}=${port}: in use on ${host} by another process (${message})`);
+  if (code === "EACCES") return new Error(`${setting}=${port}: this process may not listen on it (${message})`);
+  return new Error(`HOST=${host}: cannot listen on this address (${message})`);
 }
 
 export async function createServer(options: ServerOptions = {}): Promise<ChatServer> {
@@ -89,11 +136,23 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   // and are accepted at once (issue #8: cold start); a request for the page waits for it.
   const assets = loadAssets();
   assets.catch((error) => ctx.log("error", "page", { error: String(error) }));
-  const { store, relay, roster }: { store: Store; relay: Relay; roster: Roster } = await openEngine(config, ctx, givenStore, tailCheckMs);
-  const verifier = await openVerifier(config, ctx.log, now);
+  const { store, relay, roster, lock }: { store: Store; relay: Relay; roster: Roster; lock: FileLock | null } = await openEngine(
+    config,
+    ctx,
+    givenStore,
+    tailCheckMs,
+  );
+  const verifier = await openVerifier(config, ctx.log, now).catch((error) => {
+    lock?.release();
+    throw error;
+  });
   const closeEngine = () => {
     verifier?.close();
-    return roster.close().then(() => relay.close()).then(() => store.close());
+    return roster
+      .close()
+      .then(() => relay.close())
+      .then(() => store.close())
+      .finally(() => lock?.release());
   };
   const fanout = new Fanout(ctx, relay);
   const hub = new Hub(ctx, store, fanout, relay, roster, verifier);
@@ -108,10 +167,17 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     throw error;
   }
 
+  const listening = <T>(listen: () => T, setting: "PORT" | "TCP_PORT", port: number): T => {
+    try {
+      return listen();
+    } catch (error) {
+      throw listenError(error, setting, port, config.host);
+    }
+  };
   let server: Server<WsConnection>;
   let tcp: TCPSocketListener<TcpConnection> | null = null;
   try {
-    server = Bun.serve<WsConnection>({
+    server = listening(() => Bun.serve<WsConnection>({
       port: config.port,
       hostname: config.host,
       development: false,
@@ -127,10 +193,10 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
       },
       fetch: (req, srv) => app.fetch(req, srv),
       websocket: websocketHandlers(hub, ctx),
-    });
+    }), "PORT", config.port);
     fanout.server = server;
     try {
-      if (config.tcpPort !== null) tcp = startTcp(hub, ctx, config.tcpPort);
+      if (config.tcpPort !== null) tcp = listening(() => startTcp(hub, ctx, config.tcpPort!), "TCP_PORT", config.tcpPort);
     } catch (error) {
       await server.stop(true);
       throw error;

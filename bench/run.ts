@@ -113,6 +113,8 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
       MAX_CONNECTIONS: "1000000",
       MAX_CONNECTIONS_PER_IP: "1000000",
       HELLO_RATE_PER_MINUTE: "1000000",
+      ROOM_STARTS_PER_HOUR: "1000000",
+      ROOM_STARTS_PER_HOUR_PER_IP: "1000000",
     },
     stdout: "ignore",
     stderr: "inherit",

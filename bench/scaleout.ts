@@ -25,7 +25,9 @@ const SCENARIO_TIMEOUT_MS = 120_000;
 const dir = mkdtempSync(join(tmpdir(), "bun-chat-scaleout-"));
 const redisPort = freePort();
 const redis = Bun.spawn(
-  ["redis-server", "--port", String(redisPort), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--databases", "64"],
+  ["redis-server", "--port", String(redisPort), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--databases", "64",
+    // Bounded as docs/deploy.md says: room for MAX_ROOMS × HISTORY_RETAIN maximal messages (below), nothing evicted.
+    "--maxmemory", "1gb", "--maxmemory-policy", "noeviction"],
   { stdout: "pipe", stderr: "inherit" },
 );
 await lineContaining(redis.stdout, "Ready to accept connections");
@@ -50,7 +52,12 @@ async function startInstances(n: number, engine: "sqlite" | "redis"): Promise<In
         RATE_LIMIT_PER_SECOND: "10000",
         MAX_CONNECTIONS_PER_IP: "100000",
         HELLO_RATE_PER_MINUTE: "100000",
+        ROOM_STARTS_PER_HOUR: "1000000",
+        ROOM_STARTS_PER_HOUR_PER_IP: "1000000",
         HISTORY_ON_JOIN: "0",
+        // 100 rooms × 1000 messages of 2000 characters: about 830 MB, within the redis-server's 1 GB.
+        MAX_ROOMS: "100",
+        HISTORY_RETAIN: "1000",
       };
       if (engine === "redis") env.REDIS_URL = `redis://127.0.0.1:${redisPort}/${database}`;
       else env.DATABASE_PATH = join(dir, `chat-${database}.sqlite`);

@@ -58,6 +58,11 @@ export function rankIn(auth: RoomAuth, actor: Actor): Rank {
   return actor.admin ? "admin" : roleIn(auth, actor.ref.id);
 }
 
+/** A room with no owner that holds nothing and has nobody in it is new (§11.2): its first joiner starts it. */
+export function isNewRoom(auth: RoomAuth, retained: boolean, othersHere: number): boolean {
+  return !retained && othersHere === 0 && ![...auth.roles.values()].some((h) => h.role === "owner");
+}
+
 export class Authority {
   /** When each user last sent in each room ("room\nuserId"), for slow mode; swept of what is too old to matter. */
   private readonly lastSent = new Map<string, number>();
@@ -110,7 +115,7 @@ export class Authority {
    * says who may start it, and its first joiner owns it. Null when the join may go on.
    */
   async claimIfNew(room: string, auth: RoomAuth, retained: boolean, othersHere: number, actor: Actor): Promise<Failure | null> {
-    if ([...auth.roles.values()].some((h) => h.role === "owner") || retained || othersHere > 0) return null;
+    if (!isNewRoom(auth, retained, othersHere)) return null;
     const rule = this.ctx.config.roomCreation;
     if (rule === "admins" && !actor.admin) return fail("forbidden", "only admins may start a room here");
     if (rule === "members" && actor.ref.kind === undefined && !actor.admin) return fail("forbidden", "guests may join only rooms that exist already");

@@ -6,7 +6,9 @@
  *   bun run src/config.ts     prints the README's table (a test checks the README holds it)
  */
 import { createPublicKey } from "node:crypto";
+import { isIP } from "node:net";
 import { z } from "zod";
+import { RESERVED_NAMES, checkName } from "./protocol/rules.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -84,6 +86,17 @@ export function hostKey(host: string): string | null {
   }
 }
 
+/**
+ * An address to listen on: an IP address, or a DNS name whose last label is not all digits
+ * (so `999.1.1.1`, no address and no name, is refused here rather than by listen()).
+ *   isListenHost("::1") // => true;  isListenHost("999.1.1.1") // => false
+ */
+export function isListenHost(s: string): boolean {
+  if (isIP(s)) return true;
+  const label = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+  return s.length <= 253 && new RegExp(`^(?:${label}\\.)*${label}$`, "i").test(s) && !/(?:^|\.)\d+$/.test(s);
+}
+
 /** Host names as hostKey() writes them, so that a request's Host is compared as is. */
 const hostList = z.array(z.string().refine((h) => hostKey(h) === h));
 /** Bounds METRICS_TOKEN, in characters. */
@@ -142,18 +155,18 @@ const SETTINGS = {
   host: row<string>({
     env: "HOST",
     default: "0.0.0.0",
-    allowed: "an address to listen on",
-    range: "address",
+    allowed: "an IP address or a host name to listen on",
+    range: "IP address or host name",
     doc: "listen address, for HTTP and TCP",
-    value: z.string().min(1),
-    parse: z.string().min(1),
+    value: z.string().refine(isListenHost),
+    parse: z.string().refine(isListenHost),
   }),
   databasePath: row<string>({
     env: "DATABASE_PATH",
     default: "./data/chat.sqlite",
     allowed: "a file path or :memory:",
     range: "path or `:memory:`",
-    doc: "SQLite file for history and sessions; its folder is created",
+    doc: "SQLite file for history and sessions; its folder is created; one server per file (a second one exits 1, naming the first's process)",
     value: z.string().min(1),
     parse: z.string().min(1),
   }),
@@ -173,6 +186,13 @@ const SETTINGS = {
     600000,
     10000,
     "with Redis: an instance that stops renewing its key this long is taken for dead; within 1.5 × this a survivor takes its members over, in grace",
+  ),
+  redisTimeoutMs: integer(
+    "REDIS_TIMEOUT_MS",
+    50,
+    60000,
+    2000,
+    "with Redis: a command not answered in this long is given up (its frame gets `internal`), and `/healthz` answers 503 until Redis answers in time again",
   ),
   allowedOrigins: row<string[]>({
     env: "ALLOWED_ORIGINS",
@@ -274,6 +294,27 @@ const SETTINGS = {
     10000000,
     10000,
     "rooms holding history (a retained message); a send that would start one more gets `room_limit`",
+  ),
+  roomStartsPerHour: integer(
+    "ROOM_STARTS_PER_HOUR",
+    1,
+    1000000,
+    20,
+    "new rooms (nobody in it, nothing kept, no owner) one user may start per hour, on every instance together (past it: `rate_limited`)",
+  ),
+  roomStartsPerHourPerIp: integer(
+    "ROOM_STARTS_PER_HOUR_PER_IP",
+    1,
+    1000000,
+    60,
+    "new rooms the users of one address may start per hour, on every instance together",
+  ),
+  roomReclaimDays: integer(
+    "ROOM_RECLAIM_DAYS",
+    0,
+    36500,
+    30,
+    "with `MAX_ROOMS` rooms holding history, a send that starts one more takes the place of the room idle longest (nobody in it, newest message this many days old), whose history goes (0: `room_limit` instead)",
   ),
   historyMaxAgeDays: integer(
     "HISTORY_MAX_AGE_DAYS",
@@ -384,6 +425,19 @@ const SETTINGS = {
     "how long after sending its author may edit a message (0: any time)",
   ),
   inviteTtlSeconds: integer("INVITE_TTL_SECONDS", 60, 31536000, 604800, "how long an invite code works when its maker names no `ttlSeconds`"),
+  reservedNames: row<string[]>({
+    env: "RESERVED_NAMES",
+    default: [],
+    shown: "(none)",
+    allowed: "comma-separated names, each a valid name",
+    range: "names, comma-separated",
+    doc: `names guests may not take, nor their look-alikes, besides ${RESERVED_NAMES.join(", ")} (members and bots may)`,
+    value: z.array(z.string().refine((n) => checkName(n) === n)),
+    parse: z
+      .string()
+      .transform((s) => commaList(s).map((n) => checkName(n) ?? n))
+      .pipe(z.array(z.string().refine((n) => checkName(n) === n))),
+  }),
   tcpMaxPendingBytes: integer(
     "TCP_MAX_PENDING_BYTES",
     1024,
@@ -419,6 +473,9 @@ function crossCheck(config: Config, name: (key: keyof Config) => string): string
       `${name("maxPayloadBytes")}=${config.maxPayloadBytes}: must be at least ${PAYLOAD_BYTES_PER_CHAR} × ` +
         `${name("maxMessageChars")} + ${PAYLOAD_OVERHEAD_BYTES} = ${need} (${name("maxMessageChars")}=${config.maxMessageChars})`,
     );
+  }
+  if (config.tcpPort !== null && config.tcpPort !== 0 && config.tcpPort === config.port) {
+    errors.push(`${name("tcpPort")}=${config.tcpPort}: must differ from ${name("port")}, which the HTTP door listens on`);
   }
   const keys = (["authJwtSecret", "authJwtPublicKey", "authJwksUrl"] as const).filter((key) => config[key] !== null);
   if (keys.length > 1) errors.push(`${keys.map(name).join(", ")}: set one way to verify members' tokens, not ${keys.length}`);

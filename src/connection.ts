@@ -4,6 +4,7 @@
  */
 import type { ServerWebSocket, Socket } from "bun";
 import type { Context } from "./context.ts";
+import type { SessionRecord } from "./engine.ts";
 import { TokenBucket, type RateLimiter } from "./core/bucket.ts";
 import { ERASE_PROMPT, LineSplitter, formatModerationLine, formatStoredLines, markMentions, mentionPattern, promptFor } from "./core/lines.ts";
 import { MESSAGES, withRef, type ErrorExtra, type Failure } from "./protocol/rules.ts";
@@ -15,6 +16,9 @@ export interface User {
   ref: UserRef;
   /** Its name's look-alike keys, by which it holds the name. */
   keys: string[];
+  /** When it took its name (who took a name first keeps it), and the name's version (one more per rename, on every instance). */
+  nameSince: number;
+  nameVersion: number;
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
   conns: Connection[];
   /** When the user's typing was last relayed, per room; null until it first types. */
@@ -46,6 +50,8 @@ export abstract class Connection {
   user: User | null = null;
   /** The hash of the session this connection signed in with (null over TCP): signout ends it. */
   session: string | null = null;
+  /** What that session holds, as last stored: stored again if the engine loses it (issue 21: 3). */
+  sessionRecord: SessionRecord | null = null;
   /** Signed in as a server admin (§11.1), for this session. */
   admin = false;
   /** The private rooms its member token lets it join (§11.2). */
@@ -125,6 +131,8 @@ export abstract class Connection {
   abstract moderated(frame: ModerationFrame): void;
   /** Takes the connection out of `room` because a moderator sent its user out (§11.4). */
   abstract removedFrom(room: string, reason: LeftReason): void;
+  /** The server gave the connection's user another name: someone held `oldName` first (issue 21: 2). */
+  abstract renamedByServer(user: UserRef, oldName: string): void;
   /** Closes from the server side, once; the transport's close handler follows. */
   abstract close(code: number, reason: string): void;
   /** The room's `joined` (TCP: its recent lines), sent just before the first room event can come. */
@@ -174,6 +182,10 @@ export class WsConnection extends Connection {
 
   removedFrom(room: string, reason: LeftReason): void {
     this.send({ type: "left", room, reason });
+  }
+
+  renamedByServer(user: UserRef): void {
+    this.send({ type: "renamed", user: { ...user }, reason: "name_taken" });
   }
 
   moderated(frame: ModerationFrame): void {
@@ -358,6 +370,10 @@ export class TcpConnection extends Connection {
 
   moderated(frame: ModerationFrame): void {
     this.line(formatModerationLine(frame, this.ctx.now()).trimEnd());
+  }
+
+  renamedByServer(user: UserRef, oldName: string): void {
+    this.line(`* someone held the name ${oldName} before you: you are now ${user.name}`);
   }
 
   /** Out of the room: the moderation line said why; the most recently joined room left becomes current. */

@@ -173,6 +173,11 @@ export interface SessionRecord {
   admin: boolean;
   /** A member's private rooms, from its token's `rooms` claim. */
   rooms: string[];
+  /**
+   * The version of the name (one more per rename, with several instances): a save with an older
+   * one than stored leaves the stored name and its reservation, which a later rename made.
+   */
+  nameVersion?: number;
 }
 
 /** A bot (§11.6): a user of kind "bot", signed in by a token of its own. */
@@ -226,6 +231,12 @@ export interface AuditEntry {
   detail?: Record<string, unknown>;
 }
 
+/** What /healthz says of storage that takes no writes, and why. */
+export interface StorageFailure {
+  storage: "failed" | "full";
+  error: string;
+}
+
 /** A room with members, and how many distinct users. */
 export interface RoomCount {
   room: string;
@@ -245,14 +256,25 @@ export interface Store {
    * it writes to (the age measured from the newest `ts` in the batch: ageCutoff).
    */
   append(batch: readonly NewEntry[]): Promise<Appended[]>;
-  /** The room's latest seq (0 if it never had a message) and its oldest retained seq (0 if none). */
-  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number }>;
+  /**
+   * The room's latest seq (0 if it never had a message), its oldest retained seq (0 if none), and
+   * its epoch: the identity of its sequence, made with it and made anew only if storage lost it
+   * (null while the room has none yet).
+   */
+  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number; epoch: string | null }>;
   page(room: string, query: PageQuery): Promise<Page>;
   /**
    * Trims, in every room, the messages older than HISTORY_MAX_AGE_DAYS at `now`; returns how many
    * went. A room keeps its latest seq when its last message goes, so no seq is ever reused.
    */
   sweepHistory(now: number): Promise<number>;
+  /**
+   * Frees a place among the MAX_ROOMS rooms that hold history (ROOM_RECLAIM_DAYS): the history of
+   * the room idle longest goes, among those whose newest entry is older than `before` and that
+   * nobody is in (on any instance; `occupied` says for this one). The room keeps its seq, roles
+   * and settings. Resolves with the room, or null when none is idle enough.
+   */
+  reclaimIdle(before: number, occupied: (room: string) => boolean): Promise<string | null>;
   /** The rooms whose latest message is newest, newest first (the room directory). */
   recentRooms(limit: number): Promise<RecentRoom[]>;
   /** The session a live token hash opens; or null. */
@@ -304,8 +326,12 @@ export interface Store {
   audit(entry: AuditEntry): Promise<void>;
   /** The audit log of a room (or of every room, `room` null), newest first, before id `before`. */
   auditPage(room: string | null, before: number | undefined, limit: number): Promise<{ entries: AuditEntry[]; complete: boolean }>;
-  /** Why the engine takes no more writes (its disk failed to sync); null while it is well. */
-  failure(): string | null;
+  /**
+   * Why the engine takes no writes: `failed` for good (its disk failed to sync), `full` until a
+   * write succeeds again (the disk is full: writes are refused whole, nothing half stored); null
+   * while it is well.
+   */
+  failure(): StorageFailure | null;
   close(): Promise<void>;
 }
 
@@ -323,12 +349,19 @@ export interface RoomEvent {
  */
 export type ServerEvent =
   | { type: "ban"; userId: string; address: boolean; restriction: Restriction; frame: ModerationFrame }
-  | { type: "signout"; userId: string; session: string };
+  | { type: "signout"; userId: string; session: string }
+  /** A user's name changed (name-claim.lua): its connections on every instance take it, if `version` is newer than theirs. */
+  | { type: "rename"; userId: string; name: string; version: number }
+  /** A user lost its name to one who held it first (name-claim.lua, after Redis lost data). */
+  | { type: "name_lost"; userId: string; name: string };
 
 /** What a relay hands what it brings to. */
 export interface RelayTarget {
-  /** A stored message, from the engine: possibly repeated, late, or after a gap. */
-  receive(message: StoredFrame): void;
+  /**
+   * A stored message, from the engine: possibly repeated, late, or after a gap; with the epoch of
+   * the sequence it was stored in, when the engine can lose its data (Redis).
+   */
+  receive(message: StoredFrame, epoch?: string): void;
   /** The relay may have missed messages of `room` (it reconnected; or a periodic check): read on from storage. */
   catchUp(room: string): void;
   /** A presence change or typing from another instance, for this one's members. */
@@ -361,7 +394,7 @@ export interface Relay {
   watch(room: string): Promise<void>;
   unwatch(room: string): void;
   /** The engine's state for /healthz; null when there is nothing to report. */
-  health(): { redis: "up" | "down" } | null;
+  health(): { redis: "up" | "down" | "slow" } | null;
   close(): Promise<void>;
 }
 
@@ -399,24 +432,43 @@ export interface Roster {
   attach(target: RosterTarget): void;
   /** Starts taking part (heartbeats, taking over dead instances). */
   start(): Promise<void>;
+  /**
+   * Puts back what this instance holds, when the engine may have lost it (issue 21: 2, 3, 5):
+   * after Redis lost its data, every name (who held it first keeps it), the sessions of its live
+   * users and its presence; after a reconnect (`reconnected`), its presence, replaced wholesale.
+   * Resolves once done (or nothing was lost).
+   */
+  recover(reconnected: boolean): Promise<void>;
   /** `user` is now a member of `room` here; true when it is a member nowhere else (a join to announce). */
   add(room: string, user: UserRef): Promise<boolean>;
   /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
   remove(room: string, user: UserRef): Promise<boolean>;
-  /** The other instances hear that `user`, a member of `room`, was called `oldName`. */
-  rename(room: string, user: UserRef, oldName: string): Promise<void>;
+  /**
+   * The other instances hear that `user`, a member of `room`, was called `oldName`; not when
+   * `version` is no longer the name's (a later rename won: its own event says so).
+   */
+  rename(room: string, user: UserRef, oldName: string, version: number): Promise<void>;
   /** Members of `room` served by other instances. */
   others(room: string): Promise<UserRef[]>;
-  /** Rooms with members on any instance and their distinct users, given this instance's (`here`). */
-  active(here: RoomCount[]): Promise<RoomCount[]>;
+  /** The members of each room this instance is registered with in the roster (for `reconcile`). */
+  mine(): Promise<Map<string, UserRef[]>>;
   /**
-   * Holds the name (by its look-alike keys) for `userId` on every instance. A guest's claim is
-   * `exclusive`: false when another user holds a key. A member's or bot's always holds.
+   * Rooms with members on any instance and their distinct users, given this instance's (`here`,
+   * counted only when asked for). The same array again while nothing is known to have changed.
    */
-  claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean>;
+  active(here: () => RoomCount[]): Promise<RoomCount[]>;
+  /**
+   * Holds a name (by its look-alike keys) for its user on every instance, and makes it the user's
+   * one name there: a rename takes the new name and lets go of the old one in one step (§11.1).
+   * A guest's claim is `exclusive`: a hello's is refused when another user holds a key; a hold's
+   * (`version` given) goes to whoever took the name first. A member's or bot's always holds.
+   */
+  claimName(claim: NameClaim): Promise<NameHeld>;
   releaseName(keys: readonly string[], userId: string): void;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
+  /** Counts one new room started by `userId` from `ip` on every instance (ROOM_STARTS_PER_HOUR, …_PER_IP); false past either. */
+  takeRoomStart(userId: string, ip: string, now: number): Promise<boolean>;
   /**
    * Takes one token of the user's rate bucket, false when it is empty. `own` is this instance's
    * bucket of the user: with one process it is the user's, answered at once (nothing waits);
@@ -426,18 +478,47 @@ export interface Roster {
   close(): Promise<void>;
 }
 
+/** A name claimed for a user (Roster.claimName). */
+export interface NameClaim {
+  name: string;
+  keys: readonly string[];
+  userId: string;
+  /** A guest's: nobody else may hold a key. */
+  exclusive: boolean;
+  /** When the user took this name (epoch ms): who took a name first keeps it (issue 21: 2). */
+  since: number;
+  /** A hold (the name's version, as this instance knows it): keeps what it has, renames nothing; absent for a hello's claim. */
+  version?: number;
+}
+
+/**
+ * What a claim got: held, with the version of the user's name (one more with each rename); or
+ * refused, and when the user was renamed elsewhere meanwhile (a stale hold), its name now.
+ */
+export type NameHeld = { held: true; version: number } | { held: false; renamed?: { name: string; version: number } };
+
 /** What a roster tells the hub. */
 export interface RosterTarget {
   /** A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless it is back. */
   adopt(room: string, user: UserRef): void;
   /** Others took this instance for dead (Redis or the network was away too long): register its members again. */
   lost(): void;
+  /** A user of this instance was renamed on another (a hold of its old name came back stale). */
+  renamedElsewhere(userId: string, name: string, version: number): void;
+  /** A user of this instance lost its name to one who held it first (issue 21: 2). */
+  nameLost(userId: string, name: string): void;
+  /**
+   * Registers this instance's presence again, replacing what the roster holds of it wholesale;
+   * with `reset` (the engine lost its data), the sessions of its live users too.
+   */
+  reconcile(reset: boolean): Promise<void>;
 }
 
 /** One process: its members are everyone, its names all names, its buckets the users'. */
 export class LocalRoster implements Roster {
   attach(): void {}
   async start(): Promise<void> {}
+  async recover(): Promise<void> {}
   async add(): Promise<boolean> {
     return true;
   }
@@ -448,15 +529,22 @@ export class LocalRoster implements Roster {
   async others(): Promise<UserRef[]> {
     return [];
   }
-  async active(here: RoomCount[]): Promise<RoomCount[]> {
-    return here;
+  async mine(): Promise<Map<string, UserRef[]>> {
+    return new Map();
   }
-  async claimName(): Promise<boolean> {
-    return true;
+  async active(here: () => RoomCount[]): Promise<RoomCount[]> {
+    return here();
+  }
+  async claimName(): Promise<NameHeld> {
+    return { held: true, version: 0 };
   }
   releaseName(): void {}
   /** The hub's own bucket per address is all there is. */
   async takeHello(): Promise<boolean> {
+    return true;
+  }
+  /** The hub's own buckets per user and address are all there is. */
+  async takeRoomStart(): Promise<boolean> {
     return true;
   }
   takeFrame(_userId: string, now: number, own: TokenBucket): boolean {

@@ -94,9 +94,9 @@ export class Fanout {
     this.publishWs(frame.room, () => JSON.stringify(frame));
   }
 
-  /** Closes the room's WebSocket members here (its history was reset: they come back with `since`). */
-  closeWs(room: string, code: number, reason: string): void {
-    for (const conn of [...(this.wsMembers.get(room) ?? [])]) conn.close(code, reason);
+  /** The room's WebSocket members here, now (a reset room's, to send away: they come back with `since`). */
+  wsIn(room: string): WsConnection[] {
+    return [...(this.wsMembers.get(room) ?? [])];
   }
 
   /** `line` is rendered only when a TCP user is in the room. */

@@ -11,6 +11,7 @@ import { guestsAllowed, hostKey, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { PageQuery } from "./engine.ts";
+import { ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX, parseRoomsCursor } from "./directory.ts";
 import type { Hub } from "./hub.ts";
 import { sameSecret } from "./users.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, isRoom } from "./protocol/wire.ts";
@@ -124,14 +125,15 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
   app.get("/healthz", (c) => {
     if (hub.conns.draining) return c.json({ status: "draining" }, 503);
     const engine = hub.relay.health();
-    // A load balancer stops sending new users to an instance that cannot reach Redis, or whose
-    // disk failed: it takes no more messages.
-    if (engine?.redis === "down") return c.json({ status: "unavailable", ...engine }, 503);
-    if (hub.store.failure()) return c.json({ status: "unavailable", storage: "failed" }, 503);
+    // A load balancer stops sending new users to an instance that cannot reach Redis (or gets no
+    // answer from it in time), or whose disk failed: it takes no more messages.
+    if (engine && engine.redis !== "up") return c.json({ status: "unavailable", ...engine }, 503);
+    const failed = hub.store.failure();
+    if (failed) return c.json({ status: "unavailable", storage: failed.storage }, 503);
     return c.json({
       status: "ok",
       connections: hub.conns.size,
-      rooms: hub.presence.active().length,
+      rooms: hub.presence.roomCount,
       uptime: Math.floor((ctx.now() - startedAt) / 1000),
     });
   });
@@ -155,10 +157,17 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
   // What the page's sign-in screen shows before anyone says hello.
   app.get("/api/info", (c) => c.json({ guests: guestsAllowed(ctx.config), members: hub.signsInMembers, roomCreation: ctx.config.roomCreation }));
 
-  // From memory, however many rooms there are: this endpoint is public and polled.
+  // From memory, however many rooms there are: this endpoint is public and polled. A page costs
+  // its own rooms: the sorted list of all of them is kept for a second (Directory).
   app.get("/api/rooms", async (c) => {
     const withPrivate = isAdmin(c.req.raw);
-    return c.json({ rooms: await (c.req.query("recent") === "1" ? hub.recentRooms(withPrivate) : hub.rooms(withPrivate)) });
+    if (c.req.query("recent") === "1") return c.json({ rooms: await hub.recentRooms(withPrivate) });
+    const limitText = c.req.query("limit");
+    const cursorText = c.req.query("cursor");
+    const limit = limitText === undefined ? ROOMS_PAGE_DEFAULT : /^\d{1,4}$/.test(limitText) ? Number(limitText) : 0;
+    const cursor = cursorText === undefined ? null : parseRoomsCursor(cursorText);
+    if (limit < 1 || limit > ROOMS_PAGE_MAX || (cursorText !== undefined && !cursor)) return c.json({ error: "bad_request" }, 400);
+    return c.json(await hub.rooms(withPrivate, limit, cursor));
   });
 
   app.get("/api/rooms/:room/messages", async (c) => {

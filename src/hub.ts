@@ -7,14 +7,14 @@
  * Batcher (group commit), RateGate, Conns (caps) and Directory.
  */
 import type { TokenVerifier } from "./auth.ts";
-import { Authority, actorOf, roleIn, type Actor } from "./authority.ts";
+import { Authority, actorOf, isNewRoom, roleIn, type Actor } from "./authority.ts";
 import { Batcher } from "./batcher.ts";
-import type { Connection, WsConnection } from "./connection.ts";
+import { WsConnection, type Connection } from "./connection.ts";
 import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
-import { Directory, type RoomEntry } from "./directory.ts";
-import type { NewMessage, Page, PageQuery, Relay, Roster, Store } from "./engine.ts";
+import { Directory, type RoomEntry, type RoomsPage } from "./directory.ts";
+import { DAY_MS, type Appended, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
@@ -26,13 +26,15 @@ import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
 
-export type { RoomEntry } from "./directory.ts";
+export type { RoomEntry, RoomsPage } from "./directory.ts";
 
 /** A join as the hub takes it: the room, where to resume, how many messages `joined` carries. */
 export interface Join {
   room: string;
   /** Resume after this seq (§4); undefined for the newest messages. */
   since?: number;
+  /** The room's epoch as the joiner last saw it: another one than the room's voids `since` (issue 21: 1). */
+  epoch?: string;
   /** Messages in `joined` at most (HISTORY_ON_JOIN; the TCP door shows fewer). */
   limit: number;
   /** An invite code to a private room (§11.2). */
@@ -84,7 +86,7 @@ export class Hub {
     this.users = new Users(ctx, store, roster, this.rate, this.presence, verifier);
     this.signsInMembers = verifier !== null;
     this.batcher = new Batcher(store, relay, ctx.metrics);
-    this.log = new RoomLog(ctx, store, relay, fanout, this.presence);
+    this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
@@ -92,7 +94,7 @@ export class Hub {
     this.bots = new Bots(ctx, store, this.conns, this.membership);
     this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns);
     relay.attach({
-      receive: (message) => this.log.receive(message),
+      receive: (message, epoch) => this.log.receive(message, epoch),
       catchUp: (room) => this.log.catchUp(room),
       event: ({ frame, oldName }) => {
         if (frame.type === "moderation") this.moderation.apply(frame, false);
@@ -100,7 +102,9 @@ export class Hub {
       },
       server: (event) => {
         if (event.type === "ban") void this.moderation.serverBan(event);
-        else this.closeSession(event.userId, event.session);
+        else if (event.type === "signout") this.closeSession(event.userId, event.session);
+        else if (event.type === "rename") this.membership.renamedElsewhere(event.userId, event.name, event.version);
+        else this.membership.nameLost(event.userId, event.name);
       },
     });
     roster.attach(this.membership);
@@ -255,7 +259,7 @@ export class Hub {
       // Rights first, at every join, a resuming one too: a refused joiner gets nothing of the room.
       const refused = await this.authority.mayEnter(room, await this.log.auth(room), actor, asked.invite);
       if (refused) return refused;
-      reading = await this.log.read(room, since, limit, () => this.roster.others(room));
+      reading = await this.log.read(room, since, limit, () => this.roster.others(room), asked.epoch);
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "join", room });
       return fail("internal", MESSAGES.internal);
@@ -269,7 +273,15 @@ export class Hub {
     if (!conn.rooms.includes(room)) {
       let refused;
       try {
-        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, this.presence.count(room) + reading.alongside.length, actor);
+        const othersHere = this.presence.count(room) + reading.alongside.length;
+        // Starting a room is bounded per user and per address, so nobody fills MAX_ROOMS in a
+        // moment with rooms of one message each (issue 21: 7).
+        const wait = isNewRoom(reading.auth, reading.retained, othersHere) ? await this.rate.takeRoomStart(user!.ref.id, conn.ip) : 0;
+        if (wait > 0) {
+          reading.cancel();
+          return { ...fail("rate_limited", "you started too many new rooms lately: join one that exists, or wait"), extra: { retryAfterMs: wait } };
+        }
+        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, othersHere, actor);
       } catch (error) {
         this.ctx.log("error", "storage", { error: String(error), op: "claimOwner", room });
         refused = fail("internal", MESSAGES.internal);
@@ -281,6 +293,12 @@ export class Hub {
     }
     room = reading.room;
     const page = reading.finish();
+    if (!page) {
+      // The room was reset while it was read: what was read counts in a sequence that is gone.
+      // The joiner is sent away as the room's members were, to come again with `since`.
+      if (conn instanceof WsConnection) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+      return fail("internal", CLOSE_REASON.reset);
+    }
     const first = !conn.rooms.includes(room);
     const isNew = first && this.membership.enter(room, user!.ref, conn);
     const members = this.authority.withRoles(this.membership.list(room, reading.alongside), reading.auth);
@@ -349,7 +367,7 @@ export class Hub {
     if (replyTo !== undefined) message.replyTo = replyTo;
     this.authority.sent(room, user.id);
     this.log.sending(message);
-    this.batcher.add(message).then(
+    this.stored(message).then(
       (result) => {
         this.log.sent(message);
         if (conn.state !== "open") return;
@@ -393,12 +411,32 @@ export class Hub {
     this.log.sending(message);
     let result;
     try {
-      result = await this.batcher.add(message);
+      result = await this.stored(message);
     } finally {
       this.log.sent(message);
     }
     if ("refused" in result) return fail("room_limit", `the server holds history for at most ${this.config.maxRooms} rooms`);
     return ok({ message: result.message as MessageFrame, duplicate: result.duplicate });
+  }
+
+  /**
+   * Stores a message; one refused because MAX_ROOMS rooms hold history gets one more try once the
+   * room idle longest made way for it (ROOM_RECLAIM_DAYS), so a full pool does not refuse new
+   * rooms for good (issue 21: 7).
+   */
+  private async stored(message: NewMessage): Promise<Appended> {
+    const result = await this.batcher.add(message);
+    if (!("refused" in result) || result.refused !== "room_limit" || !this.config.roomReclaimDays) return result;
+    let room: string | null;
+    try {
+      room = await this.store.reclaimIdle(this.ctx.now() - this.config.roomReclaimDays * DAY_MS, (r) => this.presence.count(r) > 0);
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "reclaimIdle" });
+      return result;
+    }
+    if (room === null) return result;
+    this.ctx.log("info", "room_reclaimed", { room, for: message.room });
+    return this.batcher.add(message);
   }
 
   typing(conn: WsConnection, room: string): Result<null> {
@@ -422,9 +460,9 @@ export class Hub {
     return ok(await this.store.page(room, query));
   }
 
-  /** Rooms with members, busiest first (Directory); private rooms only for admins (§11.2). */
-  rooms(withPrivate: boolean): Promise<RoomEntry[]> {
-    return this.directory.rooms(withPrivate);
+  /** A page of the rooms with members, busiest first (Directory); private rooms only for admins (§11.2). */
+  rooms(withPrivate: boolean, limit?: number, cursor?: RoomCount | null): Promise<RoomsPage> {
+    return this.directory.rooms(withPrivate, limit, cursor);
   }
 
   /** Rooms with the newest messages (Directory); private rooms only for admins. */

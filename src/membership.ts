@@ -18,6 +18,11 @@ import type { LeftReason, PresenceFrame, TypingNotice, UserRef } from "./protoco
 export class Membership {
   /** Roster changes of one user in one room, in the order they were made (room\nuserId → last). */
   private readonly chains = new Map<string, Promise<unknown>>();
+  /**
+   * Joins and leaves (room\nuserId) the roster did not take (the engine was away): nobody here
+   * heard of them either; `reconcile` puts them in and tells.
+   */
+  private readonly untold = new Set<string>();
   private graceTimer: ReturnType<typeof setTimeout> | null = null;
   private graceAt = Infinity;
 
@@ -44,7 +49,10 @@ export class Membership {
     const ref = { ...user };
     this.inOrder(room, ref.id, () => this.roster.add(room, ref))
       .then((fresh) => fresh && this.fanout.presence(room, "join", ref, undefined, joiner))
-      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }));
+      .catch((error) => {
+        this.untold.add(`${room}\n${ref.id}`);
+        this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room });
+      });
   }
 
   /**
@@ -70,7 +78,10 @@ export class Membership {
     })
       .then(
         (last) => void (last && this.fanout.presence(room, "leave", ref)),
-        (error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room }),
+        (error) => {
+          this.untold.add(`${room}\n${ref.id}`);
+          this.ctx.log("error", "storage", { error: String(error), op: "roster.remove", room });
+        },
       )
       .finally(() => this.log.forgetIfEmpty(room));
   }
@@ -117,6 +128,7 @@ export class Membership {
   /** Every room the user is in hears its new name, after the messages it sent under the old one. */
   renamed(user: User, oldName: string): void {
     const renamed = { ...user.ref };
+    const version = user.nameVersion;
     const rooms = this.presence.roomsOfUser(renamed.id);
     if (rooms.length === 0) return;
     void this.batcher.settled().then(() => {
@@ -125,7 +137,7 @@ export class Membership {
     for (const room of rooms) {
       this.inOrder(room, renamed.id, async () => {
         await this.batcher.settled();
-        await this.roster.rename(room, renamed, oldName);
+        await this.roster.rename(room, renamed, oldName, version);
       }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "roster.rename", room }));
     }
   }
@@ -134,7 +146,6 @@ export class Membership {
   event(event: RoomEvent & { frame: PresenceFrame | TypingNotice }): void {
     const frame = event.frame;
     if (frame.type === "typing") return this.fanout.typed(frame);
-    if (frame.event === "rename") this.users.renamedElsewhere(frame.user);
     this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
   }
 
@@ -148,6 +159,27 @@ export class Membership {
     }
   }
 
+  /** A user here was renamed on another instance: its connections here take the name (if it is the later one). */
+  renamedElsewhere(userId: string, name: string, version: number): void {
+    this.users.renamedElsewhere(userId, name, version);
+  }
+
+  /**
+   * A user here lost its name to one who held it first (issue 21: 2): it takes another, which
+   * every room it is in hears as a rename, and each of its connections is told why.
+   */
+  nameLost(userId: string, name: string): void {
+    void this.users
+      .takeFallbackName(userId, name)
+      .then((taken) => {
+        if (!taken) return;
+        this.ctx.log("info", "name_lost", { user: userId, name, now: taken.user.ref.name });
+        this.renamed(taken.user, taken.oldName);
+        for (const conn of taken.user.conns) conn.renamedByServer(taken.user.ref, taken.oldName);
+      })
+      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "nameLost" }));
+  }
+
   /** The roster lost this instance's members (it was taken for dead): tell it again who is here. */
   lost(): void {
     for (const { room } of this.presence.active()) {
@@ -157,6 +189,41 @@ export class Membership {
         );
       }
     }
+  }
+
+  /**
+   * Registers this instance's presence again, replacing what the roster holds of it (issue 21:
+   * 5): every member here is added, every member the roster holds for this instance and that is
+   * not here is removed. Each step is idempotent and queued behind the user's other changes in
+   * the room, so it acts on presence as it is when it runs. The others hear the joins and leaves
+   * they missed; the members here hear those nobody here was told of. With `reset` (the engine
+   * lost its data) the sessions of the users here are stored again too (issue 21: 3).
+   */
+  async reconcile(reset: boolean): Promise<void> {
+    const registered = await this.roster.mine();
+    const users = new Map<string, UserRef[]>();
+    for (const { room } of this.presence.active()) users.set(room, this.presence.members(room));
+    for (const [room, refs] of registered) {
+      const here = users.get(room) ?? [];
+      users.set(room, here.concat(refs.filter((u) => !this.presence.has(room, u.id))));
+    }
+    const steps: Promise<unknown>[] = [];
+    for (const [room, refs] of users) {
+      for (const user of refs) {
+        const key = `${room}\n${user.id}`;
+        steps.push(
+          this.inOrder(room, user.id, async () => {
+            const here = this.presence.has(room, user.id);
+            const ref = here ? this.presence.members(room).find((u) => u.id === user.id)! : user;
+            const changed = here ? await this.roster.add(room, ref) : await this.roster.remove(room, ref);
+            if (changed && this.untold.has(key)) this.fanout.presence(room, here ? "join" : "leave", ref);
+            this.untold.delete(key);
+          }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "reconcile", room })),
+        );
+      }
+    }
+    if (reset) steps.push(this.users.saveLiveSessions());
+    await Promise.all(steps);
   }
 
   /** Every member of `room` once: those here, then those only on other instances. */

@@ -22,6 +22,9 @@ export class RateGate {
   readonly userBuckets: Buckets;
   /** Hellos per client address (§10 HELLO_RATE_PER_MINUTE). */
   readonly helloBuckets: Buckets;
+  /** New rooms started per user and per address (ROOM_STARTS_PER_HOUR, …_PER_IP); with Redis, the fallback. */
+  readonly roomBuckets: Buckets;
+  readonly roomAddressBuckets: Buckets;
   /** The last take from the shared buckets failed; set and cleared with one log line each (once per outage). */
   private sharedDown = false;
 
@@ -32,6 +35,9 @@ export class RateGate {
     const { rateLimitBurst, rateLimitPerSecond, helloRatePerMinute } = ctx.config;
     this.userBuckets = new Buckets(rateLimitBurst, rateLimitPerSecond);
     this.helloBuckets = new Buckets(helloRatePerMinute, helloRatePerMinute / 60);
+    const { roomStartsPerHour, roomStartsPerHourPerIp } = ctx.config;
+    this.roomBuckets = new Buckets(roomStartsPerHour, roomStartsPerHour / 3600);
+    this.roomAddressBuckets = new Buckets(roomStartsPerHourPerIp, roomStartsPerHourPerIp / 3600);
   }
 
   /**
@@ -100,10 +106,35 @@ export class RateGate {
     }
   }
 
+  /**
+   * One new room started by `userId` from `ip` (issue 21: 7): here first, then on every instance.
+   * Resolves with 0 when it may, else the milliseconds until it may. An engine that cannot answer
+   * does not lock people out.
+   */
+  async takeRoomStart(userId: string, ip: string): Promise<number> {
+    const now = this.ctx.now();
+    const user = this.roomBuckets.get(userId, now);
+    const address = this.roomAddressBuckets.get(ip, now);
+    const wait = Math.max(user.wait(now), address.wait(now));
+    if (wait > 0) return wait;
+    user.take(now);
+    address.take(now);
+    try {
+      if (await this.roster.takeRoomStart(userId, ip, now)) return 0;
+    } catch (error) {
+      this.ctx.log("warn", "storage", { error: String(error), op: "takeRoomStart" });
+      return 0;
+    }
+    // Spent on another instance: one token's time, at the slower of the two rates.
+    return Math.max(user.intervalMs, address.intervalMs);
+  }
+
   /** Forgets the buckets that are full again and belong to no one online. */
   sweep(now: number, online: (userId: string) => boolean): void {
     this.userBuckets.sweep(now, online);
     this.helloBuckets.sweep(now);
+    this.roomBuckets.sweep(now);
+    this.roomAddressBuckets.sweep(now);
   }
 
   /**

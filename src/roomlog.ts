@@ -21,6 +21,10 @@ interface RoomState {
   name: string;
   /** The latest seq delivered here; null until read from storage. */
   seq: number | null;
+  /** The epoch of the sequence `seq` counts in (null: the room has none yet, or an engine that never loses one). */
+  epoch: string | null;
+  /** Resets seen here: a join that began reading before one is read again. */
+  resets: number;
   /** Messages accepted for the room and not yet delivered or failed. */
   inflight: Set<NewEntry>;
   /** Joins reading history right now: each collects what is delivered meanwhile. */
@@ -31,18 +35,29 @@ interface RoomState {
   watching: Promise<void> | null;
   /** Reading history to fill a gap in what the relay brought. */
   filling: boolean;
-  /** Brought while watching or filling: delivered after, in seq order. */
-  backlog: StoredFrame[];
+  /** Brought while watching or filling, with their epochs: delivered after, in seq order. */
+  backlog: Brought[];
   /** The room's roles and settings, read when it started to be watched, moved by its events since. */
   auth: RoomAuth | null;
 }
 
-/** What a joiner gets of a room: its latest seq, oldest retained seq, and a page of messages. */
+/** A message as the relay brought it: with the epoch it was stored in, when the engine says. */
+interface Brought {
+  message: StoredFrame;
+  epoch: string | undefined;
+}
+
+/**
+ * What a joiner gets of a room: its latest seq, oldest retained seq, a page of messages, and the
+ * room's epoch; `reset` when the joiner's epoch was another (its `since` was not followed).
+ */
 export interface JoinPage {
   seq: number;
   oldestSeq: number;
   messages: StoredFrame[];
   complete: boolean;
+  epoch?: string;
+  reset?: true;
 }
 
 /**
@@ -58,7 +73,8 @@ export interface Reading<T> {
   /** Whether the room held anything (a retained message or event) when it was read. */
   retained: boolean;
   alongside: T;
-  finish(): JoinPage;
+  /** The page, or null when the room was reset while it was read (then the joiner is sent away to come again). */
+  finish(): JoinPage | null;
   cancel(): void;
 }
 
@@ -71,6 +87,11 @@ export class RoomLog {
     private readonly relay: Relay,
     private readonly fanout: Fanout,
     private readonly presence: Presence<Connection>,
+    /**
+     * Puts back what the engine lost (Roster.recover) before a reset room's clients are sent away:
+     * they come back at once, and their sessions must be there (issue 21: 3).
+     */
+    private readonly recover: () => Promise<void> = async () => {},
   ) {}
 
   /** Rooms the log holds (for tests and debugging: it must not grow with rooms merely visited). */
@@ -132,7 +153,9 @@ export class RoomLog {
   private state(room: string): RoomState {
     let state = this.rooms.get(room);
     if (!state) {
-      state = { name: room, seq: null, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null };
+      state = {
+        name: room, seq: null, epoch: null, resets: 0, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null,
+      };
       this.rooms.set(room, state);
     }
     return state;
@@ -173,16 +196,46 @@ export class RoomLog {
    * deliver); after a gap, history fills it in first. What comes while the room is being
    * watched or filled waits in its backlog. A room not watched here has nobody to deliver to.
    */
-  receive(message: StoredFrame): void {
+  receive(message: StoredFrame, epoch?: string): void {
     const state = this.rooms.get(message.room);
     if (!state || (!state.watched && !state.watching)) return;
-    const gap = state.seq !== null && message.seq > state.seq + 1;
-    if (state.watching || state.filling || state.backlog.length || gap) {
-      state.backlog.push(message);
+    if (state.watching || state.filling || state.backlog.length) {
+      state.backlog.push({ message, epoch });
       if (!state.watching && !state.filling) void this.fill(message.room, state);
       return;
     }
+    // Stored under another epoch: storage lost the room's sequence since (issue 21: 1), whatever
+    // the seq. A room that had none takes the first it sees.
+    if (epoch !== undefined && epoch !== state.epoch) {
+      if (state.epoch === null && (state.seq ?? 0) < message.seq) state.epoch = epoch;
+      else this.reset(state, epoch);
+    }
+    if (state.seq !== null && message.seq > state.seq + 1) {
+      state.backlog.push({ message, epoch });
+      void this.fill(message.room, state);
+      return;
+    }
     this.deliver(message);
+  }
+
+  /**
+   * Storage lost the room's sequence (Redis without its data): it starts again from seq 1 under
+   * `epoch`. The room's WebSocket clients here hold seqs of the old one, that now name other
+   * messages: they are closed with 1001, and come back with `since` and their epoch, which is not
+   * the room's, so they get the room from its start. TCP users keep no seq: they go on. Joins
+   * reading right now are read again.
+   */
+  private reset(state: RoomState, epoch: string | null): void {
+    this.ctx.log("warn", "room_reset", { room: state.name, published: state.seq, from: state.epoch, to: epoch });
+    state.seq = 0;
+    state.epoch = epoch;
+    state.resets++;
+    const clients = this.fanout.wsIn(state.name);
+    void this.recover()
+      .catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "recover" }))
+      .then(() => {
+        for (const conn of clients) conn.close(CLOSE.shutdown, CLOSE_REASON.reset);
+      });
   }
 
   /** The relay may have missed the room's latest messages (it reconnected; a periodic check): read on. */
@@ -202,6 +255,7 @@ export class RoomLog {
         await this.relay.watch(room);
         const [info, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
         state.seq = info.seq;
+        state.epoch = info.epoch;
         state.auth = auth;
         state.watched = true;
       } catch (error) {
@@ -224,17 +278,12 @@ export class RoomLog {
     state.filling = true;
     try {
       // Roles move by live events, which a relay that was away may have missed: read them again.
-      const [{ seq: stored }, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
+      const [{ seq: stored, epoch }, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
       state.auth = auth;
-      if (state.seq !== null && stored < state.seq) {
-        // Storage came back with less than was delivered (Redis restarted without its data):
-        // go on from what it holds. The room's WebSocket clients here hold seqs that now name
-        // other messages and would drop the new ones as repeats: closed with 1001, they come
-        // back with `since`, see the room's seq below it and start over. TCP users keep no seq.
-        this.ctx.log("warn", "seq_went_back", { room, published: state.seq, stored });
-        state.seq = stored;
-        this.fanout.closeWs(room, CLOSE.shutdown, CLOSE_REASON.reset);
-      }
+      // Storage came back with another epoch (Redis restarted without its data, or lost it and
+      // was written to since), or with less than was delivered: go on from what it holds.
+      if ((state.epoch !== null && epoch !== state.epoch) || (state.seq !== null && stored < state.seq)) this.reset(state, epoch);
+      else state.epoch ??= epoch;
       for (let pages = 0; (state.seq ?? 0) < stored && pages < FILL_PAGES_MAX; pages++) {
         const page = await this.store.page(room, { after: state.seq ?? 0, before: stored + 1, limit: HISTORY_PAGE_MAX });
         if (page.messages.length === 0) break;
@@ -250,9 +299,9 @@ export class RoomLog {
   }
 
   private deliverBacklog(state: RoomState): void {
-    const backlog = state.backlog.sort((a, b) => a.seq - b.seq);
+    const backlog = state.backlog.sort((a, b) => a.message.seq - b.message.seq);
     state.backlog = [];
-    for (const m of backlog) this.receive(m);
+    for (const { message, epoch } of backlog) this.receive(message, epoch);
   }
 
   /**
@@ -262,7 +311,7 @@ export class RoomLog {
    * exactly once. `alongside` is read at the same time (the members on other instances). Rejects,
    * leaving nothing behind, when the room cannot be watched or read.
    */
-  async read<T>(room: string, since: number | undefined, limit: number, alongside: () => Promise<T>): Promise<Reading<T>> {
+  async read<T>(room: string, since: number | undefined, limit: number, alongside: () => Promise<T>, epoch?: string): Promise<Reading<T>> {
     const state = this.state(room);
     const collected: StoredFrame[] = [];
     state.joins.add(collected);
@@ -271,9 +320,14 @@ export class RoomLog {
       this.forgetIfEmpty(room);
     };
     let info, page, extra: T, readUpTo: number | null;
+    let reset = false;
+    const resets = state.resets;
     try {
       // Subscribe first, then read: what is delivered while history is read is collected, not lost.
       if (!state.watched) await this.watch(room, state);
+      // The joiner knew the room under another epoch: its `since` counts in a sequence that is
+      // gone, so it gets the room from its start (protocol: joined.reset).
+      if (since !== undefined && epoch !== undefined && epoch !== state.epoch) [since, reset] = [0, true];
       readUpTo = state.seq;
       const before = readUpTo === null ? undefined : readUpTo + 1;
       [info, page, extra] = await Promise.all([
@@ -296,6 +350,7 @@ export class RoomLog {
       cancel,
       finish: () => {
         state.joins.delete(collected);
+        if (state.resets !== resets) return null;
         const fresh = collected.filter((m) => m.seq > read && (since === undefined || m.seq > since));
         let { messages, complete } = page;
         if (since === undefined) {
@@ -305,7 +360,10 @@ export class RoomLog {
           messages = messages.concat(fresh);
           if (messages.length > limit) [messages, complete] = [messages.slice(0, limit), false];
         }
-        return { seq: state.seq!, oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0), messages, complete };
+        const joined: JoinPage = { seq: state.seq!, oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0), messages, complete };
+        if (state.epoch !== null) joined.epoch = state.epoch;
+        if (reset) joined.reset = true;
+        return joined;
       },
     };
   }

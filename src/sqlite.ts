@@ -4,6 +4,7 @@
  * without blocking the event loop (see SqliteStore).
  */
 import { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { DEFAULTS } from "./config.ts";
@@ -22,6 +23,7 @@ import type {
   RoomAuth,
   SessionRecord,
   Store,
+  StorageFailure,
 } from "./engine.ts";
 import { userRef } from "./protocol/rules.ts";
 import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
@@ -71,6 +73,7 @@ type WriteOp =
   | { op: "revokeSession"; tokenHash: string }
   | { op: "sweepSessions"; now: number }
   | { op: "sweepHistory"; now: number }
+  | { op: "reclaim"; before: number; occupied: (room: string) => boolean }
   | { op: "claimOwner"; room: string; user: UserRef }
   | { op: "setRole"; room: string; user: UserRef; role: Role }
   | { op: "addListed"; room: string; userIds: readonly string[] }
@@ -90,6 +93,9 @@ type WriteOp =
 function fsyncAsync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
 }
+
+/** Bytes of randomness in the file's epoch. */
+const EPOCH_BYTES = 9;
 
 /** How often the checkpointer copies the WAL into the database file. */
 const CHECKPOINT_INTERVAL_MS = 1000;
@@ -134,6 +140,9 @@ self.onmessage = ({ data }) => {
   postMessage("closed");
 };
 `;
+
+/** Bounds the idle rooms looked at to reclaim one: those with people in them are passed over. */
+const RECLAIM_CANDIDATES = 100;
 
 /** Bounds the rooms the directory's index keeps (`/api/rooms?recent=1` lists the newest of them). */
 const RECENT_ROOMS_KEPT = 1000;
@@ -185,6 +194,8 @@ function resolveGroup(group: readonly Waiter[], results: readonly unknown[]): vo
  */
 export class SqliteStore implements Store {
   private readonly db: Database;
+  /** Every room's epoch: one per file, which holds every room's sequence. */
+  private readonly epoch: string;
   private readonly bounds: HistoryBounds;
   private readonly q;
   private readonly writeTx;
@@ -218,6 +229,12 @@ export class SqliteStore implements Store {
    * which reads back what the disk really holds (PostgreSQL's answer to the same failure).
    */
   private broken: Error | null = null;
+  /**
+   * The last write failed for want of space (SQLITE_FULL: the disk, or SQLite's page cap); the
+   * next one that succeeds clears it. A failed write is rolled back whole, so nothing anyone was
+   * told of is lost, and its senders may send it again.
+   */
+  private full: Error | null = null;
   /** Server-wide bans of users, and of addresses (with the user whose ban made each), as committed. */
   private readonly userBans = new Map<string, Restriction>();
   private readonly addressBans = new Map<string, Restriction & { userId: string }>();
@@ -248,6 +265,9 @@ export class SqliteStore implements Store {
       });
     }
     this.db.exec(SCHEMA);
+    // The file's epoch, made with it (and, in a file from before epochs, at its first open since).
+    this.db.query("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)").run(randomBytes(EPOCH_BYTES).toString("base64url"));
+    this.epoch = this.db.query<{ value: string }, []>("SELECT value FROM meta WHERE key = 'epoch'").get()!.value;
     const version = this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
     for (const [to, sql] of MIGRATIONS) {
       if (to <= version) continue;
@@ -363,6 +383,11 @@ export class SqliteStore implements Store {
         "SELECT id, entry FROM audit WHERE (?1 IS NULL OR room = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
       ),
       sweepSessions: this.db.query("DELETE FROM sessions WHERE expires_at <= ?"),
+      /** Rooms holding history whose newest entry is older than ?1, idle longest first. */
+      idleRooms: this.db.query<{ room: string }, [number, number]>(
+        "SELECT r.room FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq WHERE m.ts < ? ORDER BY m.ts LIMIT ?",
+      ),
+      dropHistory: this.db.query("DELETE FROM messages WHERE room = ?"),
       recent: this.db.query<{ room: string; seq: number; ts: number }, [number]>(
         "SELECT m.room, m.seq, m.ts FROM rooms r JOIN messages m ON m.room = r.room AND m.seq = r.last_seq ORDER BY m.ts DESC LIMIT ?",
       ),
@@ -425,6 +450,8 @@ export class SqliteStore implements Store {
           }
           case "sweepHistory":
             return this.trimAged(op.now);
+          case "reclaim":
+            return this.reclaimRows(op.before, op.occupied);
         }
       });
     });
@@ -454,7 +481,9 @@ export class SqliteStore implements Store {
       try {
         results = this.writeTx(group.flatMap((w) => w.ops));
         this.heldRooms = this.held;
+        this.full = null;
       } catch (error) {
+        if ((error as { code?: string }).code === "SQLITE_FULL") this.full = error as Error;
         for (const w of group) w.reject(error);
         continue;
       }
@@ -569,6 +598,17 @@ export class SqliteStore implements Store {
     return results;
   }
 
+  /** The idle room reclaimIdle frees, its messages gone (its seq stays in `rooms`); null if none. */
+  private reclaimRows(before: number, occupied: (room: string) => boolean): string | null {
+    for (const { room } of this.q.idleRooms.all(before, RECLAIM_CANDIDATES)) {
+      if (occupied(room)) continue;
+      this.q.dropHistory.run(room);
+      this.held--;
+      return room;
+    }
+    return null;
+  }
+
   private trimAged(now: number): number {
     if (!this.bounds.maxAgeMs) return 0;
     let trimmed = 0;
@@ -599,7 +639,7 @@ export class SqliteStore implements Store {
 
   async roomInfo(room: string) {
     const row = this.q.roomInfo.get(room)!;
-    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0 };
+    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0, epoch: this.epoch };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
@@ -609,6 +649,12 @@ export class SqliteStore implements Store {
         ? this.q.newest.all(room, before, pageRows(query))
         : this.q.after.all(room, query.after, before, pageRows(query));
     return toPage(rows.map(rowToFrame), query);
+  }
+
+  async reclaimIdle(before: number, occupied: (room: string) => boolean) {
+    const room = (await this.write([{ op: "reclaim", before, occupied }]))[0] as string | null;
+    if (room !== null) this.loadRecent();
+    return room;
   }
 
   async sweepHistory(now: number) {
@@ -764,8 +810,9 @@ export class SqliteStore implements Store {
     return (await this.write([{ op: "sweepSessions", now }]))[0] as number;
   }
 
-  failure(): string | null {
-    return this.broken?.message ?? null;
+  failure(): StorageFailure | null {
+    if (this.broken) return { storage: "failed", error: this.broken.message };
+    return this.full ? { storage: "full", error: this.full.message } : null;
   }
 
   async close() {

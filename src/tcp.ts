@@ -127,8 +127,9 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         return;
       }
       case "/rooms": {
-        const rooms = await hub.rooms(false);
-        return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}`);
+        const { rooms, next } = await hub.rooms(false);
+        const more = next === null ? "" : ", …";
+        return conn.line(`* rooms: ${rooms.map((r) => `${r.room} (${r.members})`).join(", ") || "none"}${more}`);
       }
       case "/who": {
         if (!conn.current) return conn.fail("not_joined", "you are in no room; /join ROOM");

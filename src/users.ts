@@ -11,8 +11,8 @@ import type { Connection, User } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
 import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
-import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, userRef, type Result } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, type HelloFrame, type UserRef } from "./protocol/wire.ts";
+import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Result } from "./protocol/rules.ts";
+import { CLOSE, CLOSE_REASON, NAME_MAX_CHARS, type HelloFrame, type UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
 /** A restored session's expiry is pushed back at most this often (one write per hour at most). */
@@ -28,6 +28,20 @@ const SESSION_TOKEN_BYTES = 32;
 const USER_ID_BYTES = 9;
 /** Bot tokens start so (§11.6); any other token is read as a JWT. */
 const BOT_TOKEN_PREFIX = "bot_";
+
+/** Bounds the names tried for a user that lost its own (takeFallbackName). */
+const FALLBACK_NAME_ATTEMPTS = 4;
+
+/**
+ * The name a user that lost `name` tries next: `name-` and a part of its id, longer with each
+ * attempt, the name cut to fit NAME_MAX_CHARS; null when that is no valid name.
+ *   fallbackName("alice", "mG3v0kqZ5wJd", 0) // => "alice-mG3v"
+ */
+export function fallbackName(name: string, userId: string, attempt: number): string | null {
+  const suffix = userId.slice(0, 4 + 2 * attempt);
+  const base = [...name].slice(0, NAME_MAX_CHARS - 1 - suffix.length).join("").trim();
+  return checkName(`${base}-${suffix}`);
+}
 
 const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
 const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
@@ -52,6 +66,11 @@ export interface Identity {
   admin: boolean;
   /** A member's private rooms (its token's `rooms` claim). */
   rooms: string[];
+  /** When the user took its name, and the name's version, as the roster holds it. */
+  since: number;
+  version: number;
+  /** The session as stored, when there is one. */
+  record: SessionRecord | null;
 }
 
 /** What a hello asks for, door-independent: a TCP user gives a name only. */
@@ -61,6 +80,8 @@ export class Users {
   readonly online = new Map<string, User>();
   /** Look-alike key → the online users holding a name with it. */
   private readonly holders = new Map<string, Set<string>>();
+  /** The keys of the names no guest may take (RESERVED_NAMES and the built-in ones). */
+  private readonly reserved: Set<string>;
 
   constructor(
     private readonly ctx: Context,
@@ -69,7 +90,9 @@ export class Users {
     private readonly rate: RateGate,
     private readonly presence: Presence<Connection>,
     private readonly verifier: TokenVerifier | null,
-  ) {}
+  ) {
+    this.reserved = reservedKeys(ctx.config.reservedNames);
+  }
 
   /**
    * Who `conn` is, by what its hello shows (§11.1): a member's token, a live session, or a guest
@@ -103,6 +126,7 @@ export class Users {
       reuse = restored !== null;
       const userId = restored?.userId ?? newUserId();
       session = { userId, expiresAt: 0, kind: "guest", name, keys: nameKeys(name), admin: (restored?.admin ?? false) || madeAdmin, rooms: [] };
+      if (session.keys.some((key) => this.reserved.has(key))) return fail("name_taken", MESSAGES.nameReserved);
       if (this.heldByOther(session.keys, userId)) return fail("name_taken", MESSAGES.nameTaken);
       const reserved = await this.store.nameReservedBy(session.keys, now);
       if (reserved !== null && reserved !== userId) return fail("name_taken", MESSAGES.nameTaken);
@@ -119,9 +143,15 @@ export class Users {
     // Checked again: with an engine behind a network, others may have moved meanwhile.
     if (conn.state !== "open" || conn.user) return fail("internal", "connection closed");
     if (guest && this.heldByOther(keys, session.userId)) return fail("name_taken", MESSAGES.nameTaken);
-    // Unique on every instance: the roster holds the name (one process: the map above is all).
+    // Unique on every instance: the roster holds the name (one process: the map above is all),
+    // and a rename lets go of the old one in the same step, on every instance.
+    const online = this.online.get(session.userId);
+    const since = online?.ref.name === session.name ? online.nameSince : now;
+    let version: number;
     try {
-      if (!(await this.roster.claimName(keys, session.userId, guest))) return fail("name_taken", MESSAGES.nameTaken);
+      const held = await this.roster.claimName({ name: session.name, keys, userId: session.userId, exclusive: guest, since });
+      if (!held.held) return fail("name_taken", MESSAGES.nameTaken);
+      version = held.version;
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "claimName" });
       return fail("internal", MESSAGES.internal);
@@ -130,6 +160,7 @@ export class Users {
       // The claim just made stands for nobody here: let it go, unless the user holds it already.
       if (!keys.every((key) => this.holders.get(key)?.has(session.userId))) this.roster.releaseName(keys, session.userId);
     };
+    session.nameVersion = version;
     // A bot signs in with its token every time: its session is not kept, so a revoked bot's brings nothing back.
     if (token !== null && session.kind !== "bot") {
       const saved = await this.saveSession(token, session, reuse ? restored : null, now);
@@ -138,12 +169,23 @@ export class Users {
         return fail("internal", MESSAGES.internal);
       }
     }
-    if (conn.state !== "open" || conn.user || (guest && this.heldByOther(keys, session.userId))) {
+    if (conn.state !== "open" || conn.user) {
       unclaim();
       return fail("internal", "connection closed");
     }
+    // Another hello for the name won while this one waited for storage: that is all it is.
+    if (guest && this.heldByOther(keys, session.userId)) {
+      unclaim();
+      return fail("name_taken", MESSAGES.nameTaken);
+    }
+    // Held here now, in the step that checked it: a hello that resumes before this one's user
+    // is attached (Hub.hello) sees the name taken, so two never both get it.
+    this.hold(keys, session.userId);
     const user = userRef(session.userId, session.name);
-    return ok({ user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms });
+    return ok({
+      user, keys, token, session: token === null ? null : hashSecret(token), admin: session.admin, rooms: session.rooms, since, version,
+      record: token === null ? null : session,
+    });
   }
 
   /** A member's session from its token (§11.1), or why the token is refused. */
@@ -174,7 +216,10 @@ export class Users {
       before.admin === session.admin &&
       before.keys.join() === session.keys.join() &&
       before.rooms.join() === session.rooms.join();
-    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) return true;
+    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) {
+      session.expiresAt = before.expiresAt;
+      return true;
+    }
     const fresh = before === null && session.kind === "guest";
     session.expiresAt = now + (fresh ? Math.min(ttlMs, NEW_SESSION_TTL_MS) : ttlMs);
     try {
@@ -204,27 +249,40 @@ export class Users {
     let user = this.online.get(who.user.id);
     let oldName: string | null = null;
     if (!user) {
-      user = this.newUser(who.user, who.keys);
+      user = this.newUser(who.user, who.keys, who.since, who.version);
       this.hold(who.keys, who.user.id);
-    } else if (user.ref.name !== who.user.name) {
+    } else if (user.ref.name !== who.user.name && who.version >= user.nameVersion) {
       oldName = user.ref.name;
-      this.release(user.keys, user.ref.id);
-      this.hold(who.keys, user.ref.id);
-      user.ref.name = who.user.name;
-      user.keys = who.keys;
+      this.rename(user, who.user.name, who.keys, who.since, who.version);
+    } else {
+      // The same name; or this hello's rename lost to a later one, whose name the user keeps:
+      // the name identify held here for it goes.
+      user.nameVersion = Math.max(user.nameVersion, who.version);
+      this.unhold(who.keys.filter((key) => !user!.keys.includes(key)), user.ref.id);
     }
     user.conns.push(conn);
     conn.user = user;
     conn.session = who.session;
+    conn.sessionRecord = who.record;
     conn.admin = who.admin;
     conn.claimRooms = who.rooms;
     return { user, oldName };
   }
 
-  private newUser(ref: UserRef, keys: string[]): User {
-    const user: User = { ref, keys, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
+  private newUser(ref: UserRef, keys: string[], since: number, version: number): User {
+    const user: User = { ref, keys, nameSince: since, nameVersion: version, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
     this.online.set(ref.id, user);
     return user;
+  }
+
+  /** The user's name here becomes `name` (the roster moved its holds already). */
+  private rename(user: User, name: string, keys: string[], since: number, version: number): void {
+    this.release(user.keys, user.ref.id);
+    this.hold(keys, user.ref.id);
+    user.ref.name = name;
+    user.keys = keys;
+    user.nameSince = since;
+    user.nameVersion = version;
   }
 
   /**
@@ -233,23 +291,75 @@ export class Users {
    */
   holdInGrace(ref: UserRef): void {
     if (this.online.has(ref.id) || !ref.name) return;
-    const user = this.newUser(ref, nameKeys(ref.name));
+    const user = this.newUser(ref, nameKeys(ref.name), this.ctx.now(), 0);
     this.hold(user.keys, ref.id);
     this.claimQuietly(user);
   }
 
   /**
-   * The same user renamed itself on another instance: its connections here take the new name
-   * too, for what they send from now on, and this instance's hold moves to the new name.
+   * The same user was renamed on another instance (name-claim.lua's server event, or a stale
+   * hold): its connections here take the new name too, for what they send from now on, unless
+   * this instance knows a later version of the name already (two renames at once: the later one
+   * wins everywhere). The roster moved this instance's hold already.
    */
-  renamedElsewhere(renamed: UserRef): void {
-    const local = this.online.get(renamed.id);
-    if (!local || local.ref.name === renamed.name) return;
-    this.release(local.keys, renamed.id);
-    local.ref.name = renamed.name;
-    local.keys = nameKeys(renamed.name);
-    this.hold(local.keys, renamed.id);
+  renamedElsewhere(userId: string, name: string, version: number): void {
+    const local = this.online.get(userId);
+    if (!local || version < local.nameVersion || (version === local.nameVersion && local.ref.name !== name)) return;
+    if (local.ref.name === name) {
+      // Known already: hold it again (the hold that brought this back was of an older name).
+      local.nameVersion = version;
+      this.claimQuietly(local);
+      return;
+    }
+    this.rename(local, name, nameKeys(name), this.ctx.now(), version);
     this.claimQuietly(local);
+  }
+
+  /**
+   * Stores again the sessions of the users online here (the engine lost its data, issue 21: 3),
+   * under the names they have now: their tokens keep working, and their guests' names stay theirs.
+   */
+  async saveLiveSessions(only?: User): Promise<void> {
+    const saved = new Set<string>();
+    const writes: Promise<void>[] = [];
+    for (const user of only ? [only] : this.online.values()) {
+      for (const conn of user.conns) {
+        const record = conn.sessionRecord;
+        if (conn.session === null || record === null || saved.has(conn.session)) continue;
+        saved.add(conn.session);
+        const guest = record.kind === "guest";
+        Object.assign(record, { name: user.ref.name, keys: guest ? user.keys : [], nameVersion: user.nameVersion });
+        writes.push(this.store.saveSession(conn.session, record).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "saveSession" })));
+      }
+    }
+    await Promise.all(writes);
+  }
+
+  /**
+   * The user lost its name `lost` to one who held it first (issue 21: 2): it takes the first free
+   * of `lost-<a part of its id>` (longer parts if need be), on every instance, and its sessions
+   * keep that one. Null when it has another name already, is not here, or is in grace only
+   * (nobody to tell: its grace ends under the old name).
+   */
+  async takeFallbackName(userId: string, lost: string): Promise<{ user: User; oldName: string } | null> {
+    const user = this.online.get(userId);
+    if (!user || user.ref.name !== lost || user.conns.length === 0) return null;
+    const now = this.ctx.now();
+    for (let attempt = 0; attempt < FALLBACK_NAME_ATTEMPTS; attempt++) {
+      const name = fallbackName(lost, userId, attempt);
+      if (name === null) continue;
+      const keys = nameKeys(name);
+      if (keys.some((key) => this.reserved.has(key)) || this.heldByOther(keys, userId)) continue;
+      const reserved = await this.store.nameReservedBy(keys, now);
+      if (reserved !== null && reserved !== userId) continue;
+      const held = await this.roster.claimName({ name, keys, userId, exclusive: user.ref.kind === undefined, since: now });
+      if (!held.held) continue;
+      if (this.online.get(userId) !== user || user.ref.name !== lost) return null;
+      this.rename(user, name, keys, now, held.version);
+      await this.saveLiveSessions(user);
+      return { user, oldName: lost };
+    }
+    return null;
   }
 
   /** The user is gone when it has no connection and is in no room, not even in grace. */
@@ -259,10 +369,17 @@ export class Users {
     this.release(user.keys, user.ref.id);
   }
 
-  /** Claims the user's name on every instance without waiting (it holds it here already). */
+  /**
+   * Holds the user's name on every instance without waiting (it holds it here already): a hold,
+   * which renames nothing; one that finds the user renamed elsewhere takes that name.
+   */
   private claimQuietly(user: User): void {
+    const { ref, keys, nameSince: since, nameVersion: version } = user;
     this.roster
-      .claimName(user.keys, user.ref.id, user.ref.kind === undefined)
+      .claimName({ name: ref.name, keys, userId: ref.id, exclusive: ref.kind === undefined, since, version })
+      .then((got) => {
+        if (!got.held && got.renamed) this.renamedElsewhere(ref.id, got.renamed.name, got.renamed.version);
+      })
       .catch((error) => this.ctx.log("warn", "storage", { error: String(error), op: "claimName" }));
   }
 
@@ -271,6 +388,14 @@ export class Users {
       let set = this.holders.get(key);
       if (!set) this.holders.set(key, (set = new Set()));
       set.add(userId);
+    }
+  }
+
+  /** Lets go of keys here only (the roster holds nothing for them). */
+  private unhold(keys: readonly string[], userId: string): void {
+    for (const key of keys) {
+      const set = this.holders.get(key);
+      if (set?.delete(userId) && set.size === 0) this.holders.delete(key);
     }
   }
 

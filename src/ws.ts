@@ -91,7 +91,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
           conn.send(withRef({ type: "welcome", user, session: session!, limits, ...(admin ? { admin: true as const } : {}) }, ref));
         });
       case "join":
-        return hub.join(conn, { room: frame.room, since: frame.since, invite: frame.invite, limit: config.historyOnJoin, ref }).then((r) => {
+        return hub.join(conn, { room: frame.room, since: frame.since, epoch: frame.epoch, invite: frame.invite, limit: config.historyOnJoin, ref }).then((r) => {
           if (!r.ok) conn.refuse(r, ref);
         });
       case "leave":

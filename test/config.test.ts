@@ -105,6 +105,16 @@ describe("config", () => {
     expect(loadConfig({ MAX_MESSAGE_CHARS: "4000", MAX_PAYLOAD_BYTES: "48512" }).ok).toBe(true);
   });
 
+  test("HOST is an IP address or a host name; TCP_PORT is not PORT (issue 21: 14)", () => {
+    expect(loadConfig({ HOST: "999.1.1.1" })).toEqual({ ok: false, errors: ["HOST=999.1.1.1: an IP address or a host name to listen on"] });
+    for (const host of ["::", "127.0.0.1", "localhost", "chat.example.com"]) expect(loadConfig({ HOST: host }).ok).toBe(true);
+    expect(loadConfig({ PORT: "4000", TCP_PORT: "4000" })).toEqual({
+      ok: false,
+      errors: ["TCP_PORT=4000: must differ from PORT, which the HTTP door listens on"],
+    });
+    expect(loadConfig({ PORT: "0", TCP_PORT: "0" }).ok).toBe(true);
+  });
+
   test("options given in code are validated the same way", () => {
     expect(() => resolveConfig({ rateLimitBurst: 0 })).toThrow("rateLimitBurst=0: an integer from 1 to 10000");
     expect(() => resolveConfig({ maxMessageChars: 5000 })).toThrow("maxPayloadBytes=32768: must be at least");

@@ -5,8 +5,9 @@
  * bad environment or an unreachable Redis stops it before it listens.
  */
 import { describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createServer } from "../server.ts";
+import { createServer, type ServerOptions } from "../server.ts";
 import {
   Client,
   SERVER_COMMAND,
@@ -15,6 +16,7 @@ import {
   burst,
   catchUp,
   freePort,
+  reservePort,
   run,
   spawnServer,
   sqliteWith,
@@ -24,6 +26,12 @@ import {
   user,
   type Frame,
 } from "./helpers.ts";
+
+/**
+ * Bounds a test that starts several server processes on a loaded machine. Given per test: the
+ * preload's setDefaultTimeout holds only for the first file of a multi-file run (Bun 1.4.5).
+ */
+const PROCESSES_TEST_MS = 30_000;
 
 describe("stop()", () => {
   test("stop: draining answers 503, accepted messages are stored and delivered, then every client gets 1001", async () => {
@@ -148,4 +156,59 @@ describe("as a process", () => {
     expect(stdout).toBe("");
     expect(stderr).toMatch(/^REDIS_URL=redis:\/\/:\*\*\*@127\.0\.0\.1:\d+: cannot reach Redis \(.+\)\n$/);
   });
+
+  test("start-up failures say NAME=value: what is wrong: an address, a port in use, an unusable database; as a process, that line and exit 1", async () => {
+    using dir = tempDir();
+    const text = join(dir.path, "notes.txt");
+    writeFileSync(text, "not a database, just some text that SQLite will not take for one\n".repeat(20));
+    const folder = join(dir.path, "a-folder");
+    mkdirSync(folder);
+    const taken = reservePort();
+    try {
+      const port = taken.port;
+      const memory = { databasePath: ":memory:" };
+      const cases: [ServerOptions, RegExp][] = [
+        [{ host: "no-such-host.invalid", ...memory }, /^HOST=no-such-host\.invalid: cannot listen on this address \(.+\)$/],
+        [{ port, ...memory }, new RegExp(`^PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)$`)],
+        [{ tcpPort: port, ...memory }, new RegExp(`^TCP_PORT=${port}: in use on 127\\.0\\.0\\.1 by another process \\(.+\\)$`)],
+        [{ databasePath: text }, /^DATABASE_PATH=.+notes\.txt: not a SQLite database \(file is not a database\)$/],
+        [{ databasePath: join(text, "chat.sqlite") }, /^DATABASE_PATH=.+notes\.txt\/chat\.sqlite: its folder or lock file cannot be made \((EEXIST|ENOTDIR).*\)$/],
+        [{ databasePath: folder }, /^DATABASE_PATH=.+a-folder: cannot be opened or created \(.+\)$/],
+      ];
+      for (const [options, expected] of cases) {
+        const started = createServer({ port: 0, host: "127.0.0.1", log: () => {}, ...options });
+        await expect(started).rejects.toThrow(expected);
+      }
+      // As a process: the line on stderr, exit 1, never listening; a setting's own check and one made at start alike.
+      const runs = await Promise.all(
+        [{ HOST: "999.1.1.1", DATABASE_PATH: ":memory:" }, { DATABASE_PATH: text }].map((env) => run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } })),
+      );
+      expect(runs.map((r) => [r.code, r.stdout])).toEqual([[1, ""], [1, ""]]);
+      expect(runs[0]!.stderr).toBe("HOST=999.1.1.1: an IP address or a host name to listen on\n");
+      expect(runs[1]!.stderr).toMatch(/^DATABASE_PATH=.+notes\.txt: not a SQLite database \(file is not a database\)\n$/);
+    } finally {
+      taken.release();
+    }
+  }, PROCESSES_TEST_MS);
+
+  test("a second server on the same DATABASE_PATH refuses to start, naming the process that holds it; a killed holder leaves no lock", async () => {
+    using dir = tempDir();
+    const env = { DATABASE_PATH: join(dir.path, "chat.sqlite") };
+    await using first = await spawnServer(env);
+    const second = await run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toBe(
+      `DATABASE_PATH=${env.DATABASE_PATH}: in use by process ${first.proc.pid} (${env.DATABASE_PATH}.lock is locked): one file takes one server\n`,
+    );
+    // The first goes on serving, alone: what it stores is there for the next one.
+    const alice = await Client.connect(first.wsUrl);
+    await alice.hello("alice");
+    await alice.join("one-writer");
+    const said = await alice.say("one-writer", "only one of us writes here");
+    first.proc.kill("SIGKILL");
+    await first.proc.exited;
+    await using third = await spawnServer(env);
+    const page = (await (await fetch(new URL("/api/rooms/one-writer/messages", third.url))).json()) as { messages: Frame[] };
+    expect(page.messages).toEqual([said]);
+  }, PROCESSES_TEST_MS);
 });

@@ -3,8 +3,9 @@
  * nothing invisible; unique by a case-folded UTS #39 confusable skeleton, across instances too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { checkName, nameKeys, namesClash } from "../src/protocol/rules.ts";
-import { Client, instances, redisForSuite, startServer, user, type TestServer } from "./helpers.ts";
+import { SignJWT } from "jose";
+import { RESERVED_NAMES, checkName, nameKeys, namesClash, reservedKeys } from "../src/protocol/rules.ts";
+import { Client, instances, redisForSuite, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
 
@@ -35,6 +36,14 @@ describe("checkName", () => {
     ["ASCII punctuation", "bob_2.0-x", "bob_2.0-x"],
   ])("accepts %s", (_, raw, stored) => {
     expect(checkName(raw)).toBe(stored);
+  });
+
+  test("a run of spaces is one space: two names that show the same are the same name", () => {
+    expect(checkName("John  Smith")).toBe("John Smith");
+    expect(checkName(" John \u0020 \u0020Smith ")).toBe("John Smith");
+    expect(namesClash("John  Smith", "John Smith")).toBe(true);
+    // 33 code points with the run, 31 once it is one space: the rule counts what is kept.
+    expect(checkName(`${"a".repeat(15)}   ${"b".repeat(15)}`)).toBe(`${"a".repeat(15)} ${"b".repeat(15)}`);
   });
 
   test("counts 32 code points after NFC, not before", () => {
@@ -77,6 +86,11 @@ describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names c
     ["fullwidth", "ａｌｉｃｅ"],
     ["fullwidth capitals", "ＡＬＩＣＥ"],
     ["mathematical bold", "𝐚𝐥𝐢𝐜𝐞"],
+    // Not in confusables.txt 13.0: a table of its own (rules.ts: SMALL_CAPITALS, modifier letters).
+    ["small capitals", "ᴀʟɪᴄᴇ"],
+    ["small capitals and capitals", "ᴀLɪCᴇ"],
+    ["modifier letters", "ᵃˡⁱᶜᵉ"],
+    ["modifier capitals", "ᴬᴸᴵᶜᴱ"],
   ])("%s clashes with alice", (_, name) => {
     expect(checkName(name)).toBe(name); // each is a valid name: only the keys refuse it
     expect(namesClash(name, "alice")).toBe(true);
@@ -91,9 +105,51 @@ describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names c
     expect(nameKeys("Jose\u0301")).toEqual(nameKeys("Jos\u00e9"));
   });
 
+  test("every small capital and modifier letter of the Latin alphabet passes for its letter, and for nothing else", () => {
+    const smallCapitals = "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ".replace("y", "");
+    const plain = "ABCDEFGHIJKLMNOPQRSRTUVWYZ".replace("SR", "S");
+    expect([...smallCapitals]).toHaveLength(25); // no small capital X exists
+    [...smallCapitals].forEach((c, i) => expect([c, namesClash(`${c}x`, `${plain[i]}x`)]).toEqual([c, true]));
+    const modifiers = "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ"; // no modifier small q exists
+    [...modifiers].forEach((c) => expect([c, namesClash(`${c}x`, `${c.normalize("NFKC")}x`)]).toEqual([c, true]));
+    expect(namesClash("ʙᴏʙ", "alice")).toBe(false);
+    expect(namesClash("ᴀʟɪ", "all")).toBe(false);
+  });
+
   test("ali and all no longer clash: the lower case is taken, not the upper (which made every i an l)", () => {
     expect(namesClash("ali", "all")).toBe(false);
     expect(namesClash("aIi", "ali")).toBe(true);
+  });
+});
+
+describe("reserved names (§11.1: names that claim authority are not a guest's)", () => {
+  test("the built-in names and their look-alikes have reserved keys; RESERVED_NAMES adds more", () => {
+    const reserved = reservedKeys(["Helpdesk"]);
+    for (const name of [...RESERVED_NAMES, "Admin", "ADMIN", "\u0430dmin", "ᴀᴅᴍɪɴ", "R00T".replace(/0/g, "O"), "Moderator", "helpdesk", "HELPDESK"]) {
+      expect([name, nameKeys(name).some((k) => reserved.has(k))]).toEqual([name, true]);
+    }
+    for (const name of ["admins", "administrator", "bob", "rooted", "Helpdesk2"]) {
+      expect([name, nameKeys(name).some((k) => reserved.has(k))]).toEqual([name, false]);
+    }
+  });
+
+  test("a guest may not take a reserved name nor a look-alike (name_taken); a member may", async () => {
+    const secret = "a-test-secret-that-is-long-enough-1234";
+    await using server = await startServer({ authJwtSecret: secret, guestAccess: true, reservedNames: ["Helpdesk"], helloRatePerMinute: 100 });
+    const c = await Client.connect(server.wsUrl);
+    for (const name of ["admin", "Admin", "\u0430dmin", "ᴀᴅᴍɪɴ", "System", "support", "HELPDESK", "bot"]) {
+      c.send({ type: "hello", name, ref: name });
+      expect(await c.next()).toEqual({ type: "error", code: "name_taken", message: "that name is reserved", ref: name });
+    }
+    expect((await c.hello("administrator")).user.name).toBe("administrator");
+    const jwt = await new SignJWT({ sub: "7", name: "Admin" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("1h")
+      .sign(new TextEncoder().encode(secret));
+    const member = await Client.connect(server.wsUrl);
+    member.send({ type: "hello", token: jwt });
+    expect((await member.expect("welcome")).user).toEqual({ id: "u:7", name: "Admin", kind: "member" });
+    for (const client of [c, member]) client.close();
   });
 });
 
@@ -112,9 +168,47 @@ describe("names on a live server", () => {
     expect(await c.next()).toMatchObject({ type: "error", code: "name_taken", ref: "cyrillic" });
     c.send({ type: "hello", name: `bob${HANGUL_FILLER}`, ref: "filler" });
     expect(await c.next()).toMatchObject({ type: "error", code: "name_invalid", ref: "filler" });
+    for (const [name, ref] of [["ᴀʟɪᴄᴇ", "small capitals"], ["ᵃˡⁱᶜᵉ", "modifier letters"]]) {
+      c.send({ type: "hello", name, ref });
+      expect(await c.next()).toMatchObject({ type: "error", code: "name_taken", ref });
+    }
     expect((await c.hello("Jose\u0301")).user.name).toBe("Jos\u00e9");
+    const john = await user(server, "John Smith");
+    const twin = await Client.connect(server.wsUrl);
+    twin.send({ type: "hello", name: "John  Smith", ref: "two spaces" });
+    expect(await twin.next()).toMatchObject({ type: "error", code: "name_taken", ref: "two spaces" });
+    expect((await twin.hello("John   Smith II")).user.name).toBe("John Smith II");
+    john.close();
     c.close();
+    twin.close();
     alice.close();
+  });
+});
+
+describe("the same name from many hellos at once (SQLite)", () => {
+  test("one is welcomed; every other gets name_taken, never internal, also when they all wait for storage together", async () => {
+    const HELLOS = 12;
+    // Every session write waits until all the hellos have reached it, then they resume together:
+    // each checked the name before any of them held it.
+    let arrived = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const store = sqliteWith((real) => ({
+      saveSession: async (hash, session) => {
+        if (++arrived === HELLOS) open();
+        await gate;
+        return real.saveSession(hash, session);
+      },
+    }));
+    await using server = await startServer({ store, helloRatePerMinute: 1000 });
+    const clients = await Promise.all(Array.from({ length: HELLOS }, () => Client.connect(server.wsUrl)));
+    for (const c of clients) c.send({ type: "hello", name: "samename" });
+    const answers: Frame[] = await Promise.all(clients.map((c) => c.next()));
+    expect(answers.filter((a) => a.type === "welcome")).toHaveLength(1);
+    expect(answers.filter((a) => a.type !== "welcome").map((a) => [a.type, a.code])).toEqual(
+      Array.from({ length: HELLOS - 1 }, () => ["error", "name_taken"]),
+    );
+    for (const c of clients) c.close();
   });
 });
 

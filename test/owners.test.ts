@@ -69,7 +69,7 @@ for (const engine of ENGINES) {
       const server = await start({ tcpPort: 0 });
       try {
         const owner = await Client.connect(server.wsUrl);
-        const ow = await owner.hello("owner");
+        const ow = await owner.hello("olga");
         await owner.join("plaza");
         const mod = await user(server, "mod", "plaza");
         const plain = await user(server, "plain", "plaza");
@@ -86,7 +86,7 @@ for (const engine of ENGINES) {
         expect(await plain.until((f) => f.type === "moderation")).toContainEqual({
           type: "moderation", room: "plaza", action: "role", user: modUser, by: ow.user, role: "moderator",
         });
-        expect(await tcp.readUntil("of plaza (by owner)")).toContain("* mod is now a moderator of plaza (by owner)");
+        expect(await tcp.readUntil("of plaza (by olga)")).toContain("* mod is now a moderator of plaza (by olga)");
         // The moderator sets the topic, but not the rest.
         expect(await ask(mod, { type: "room_settings", room: "plaza", readOnly: true })).toMatchObject({ code: "forbidden" });
         const topicOk = await ask(mod, { type: "room_settings", room: "plaza", topic: "  launch day  ", ref: "t" });
@@ -281,7 +281,7 @@ describe("the TCP door in rooms with owners (§11.8)", () => {
   test("/topic shows the topic and sets it for moderators; a private room's /join is forbidden; /rooms hides it; /help says members sign in elsewhere", async () => {
     const server = await startServer({ tcpPort: 0 });
     try {
-      const owner = await user(server, "owner");
+      const owner = await user(server, "olga");
       await owner.join("den");
       const tcp = await LineClient.connect(server.chat.tcpPort!);
       await tcp.readUntil("name: ");
@@ -292,7 +292,7 @@ describe("the TCP door in rooms with owners (§11.8)", () => {
       tcp.write("/topic my topic\n");
       expect(await tcp.line()).toMatch(/^! forbidden: /);
       await ask(owner, { type: "role", room: "den", user: (await owner.until((f) => f.type === "presence")).at(-1)!.user.id, role: "moderator" });
-      await tcp.readUntil("(by owner)\n");
+      await tcp.readUntil("(by olga)\n");
       tcp.write("/topic our topic\n");
       expect(await tcp.readUntil("(by typist)\n")).toContain('* den: topic is now "our topic" (by typist)');
       tcp.write("/topic\n");

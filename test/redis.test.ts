@@ -10,6 +10,7 @@ import { RedisClient } from "bun";
 import { describe, expect, test } from "bun:test";
 import type { ServerOptions } from "../server.ts";
 import { nameKeys } from "../src/protocol/rules.ts";
+import { historyBytes } from "../src/redis/index.ts";
 import {
   Client,
   bounded,
@@ -25,6 +26,12 @@ import {
 } from "./helpers.ts";
 
 const redis = redisForSuite();
+
+/**
+ * Bounds a test that waits for Redis to go and come back, or for heartbeats, on a loaded machine.
+ * Given per test: the preload's setDefaultTimeout holds only for the first file of a run (Bun 1.4.5).
+ */
+const REDIS_TEST_MS = 30_000;
 
 /** The tail check's period in the test that needs it (15 s in production). */
 const TAIL_CHECK_MS = 100;
@@ -298,6 +305,45 @@ describe("renames and the room list across instances", () => {
     for (const c of [onB, renamer, newcomer]) c.close();
   });
 
+  test("one session renamed on A and on B at once ends with one name everywhere, the later one; the other is free for anyone", async () => {
+    await using duo = await pair("r2", { presenceGraceMs: 0 });
+    const { a, b, welcome } = duo;
+    // Alice's tabs: one on each instance, both in the room.
+    const tabs = await Promise.all([a, b].map(async (s) => {
+      const tab = await Client.connect(s.wsUrl);
+      await tab.hello("alice", welcome.session);
+      await tab.join("r2");
+      return tab;
+    }));
+    for (let trial = 1; trial <= 3; trial++) {
+      const names = [`ann-${trial}`, `bea-${trial}`];
+      // Two renames of one session at once: a new connection on each instance.
+      const renamers = await Promise.all([a, b].map((s) => Client.connect(s.wsUrl)));
+      renamers.forEach((c, i) => c.send({ type: "hello", name: names[i], session: welcome.session }));
+      await Promise.all(renamers.map((c) => c.expect("welcome")));
+      // A message from each tab whose echo comes after every rename event reached its instance
+      // (the renames were published before it was stored), then one more from each: one name.
+      // (The tabs hear each other, and rename events: each waits for its own echo.)
+      const say = async (tab: Client, text: string) => {
+        const id = crypto.randomUUID();
+        tab.send({ type: "send", room: "r2", id, text });
+        return (await tab.until((f) => f.type === "message" && f.id === id)).at(-1)!;
+      };
+      for (const tab of tabs) await say(tab, `settling ${trial}`);
+      const said = [];
+      for (const tab of tabs) said.push((await say(tab, `after ${trial}`)).user.name);
+      const final = said[0]!;
+      expect(names).toContain(final);
+      expect(said).toEqual([final, final]);
+      // The name that lost is anyone's again (on A, then on B): alice holds it nowhere.
+      const lost = names.find((n) => n !== final)!;
+      const anyone = await Client.connect([a, b][trial % 2]!.wsUrl);
+      expect((await anyone.hello(lost)).user.name).toBe(lost);
+      for (const c of [...renamers, anyone]) c.close();
+    }
+    for (const tab of tabs) tab.close();
+  }, REDIS_TEST_MS);
+
   test("/api/rooms and the directory ask Redis at most once a second, however often they are polled", async () => {
     const t = Date.now();
     await using servers = await instances(redis, 1, { now: () => t });
@@ -351,7 +397,7 @@ describe("an instance taken for dead", () => {
     for (const c of [alice, bob]) c.close();
     await Promise.all([a.stop(), b.stop()]);
     await redis.command("ACL", "DELUSER", "instance-a");
-  });
+  }, REDIS_TEST_MS);
 
   /**
    * A (a process, to SIGKILL) and B (in this process) with INSTANCE_TIMEOUT_MS 1 s on a fresh
@@ -420,6 +466,91 @@ describe("an instance taken for dead", () => {
     admin.close();
     bob.close();
   });
+});
+
+describe("Redis that loses its data, or comes back", () => {
+  test("a flush: each instance holds its names again, whoever held one first keeps it and the other is renamed and told; live users' sessions still work", async () => {
+    await using servers = await instances(redis, 2, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000 });
+    const [a, b] = servers;
+    const { alice, bob, welcome } = await meet(a, b, "lost");
+    const admin = new RedisClient(redis.url(servers.db));
+    await admin.send("FLUSHDB", []);
+    admin.close();
+    // B cannot know yet: a newcomer on B asks for alice's name.
+    const newcomer = await Client.connect(b.wsUrl);
+    newcomer.send({ type: "hello", name: "alice" });
+    const answer = await newcomer.next();
+    if (answer.type === "welcome") {
+      // Alice held it first: once A holds it again, the newcomer has another name, and is told.
+      const renamed = (await newcomer.until((f) => f.type === "renamed")).at(-1);
+      expect(renamed).toEqual({ type: "renamed", user: { id: answer.user.id, name: expect.stringMatching(/^alice-./) }, reason: "name_taken" });
+    } else {
+      expect(answer).toMatchObject({ type: "error", code: "name_taken" });
+    }
+    for (const s of [a, b]) await s.logLine((l) => l.event === "roster_recovered" && l.reset === true);
+    // Alice is herself still, her session stored again: with it, on B, she is the same user.
+    const again = await Client.connect(b.wsUrl);
+    expect((await again.hello("alice", welcome.session)).user).toEqual(welcome.user);
+    // And the room counts everyone once, by one name each.
+    const carol = await Client.connect(b.wsUrl);
+    await carol.hello("carol");
+    const names = (await carol.join("lost")).members.map((m: { name: string }) => m.name);
+    expect(names.sort()).toEqual(["alice", "bob", "carol"]);
+    for (const c of [alice, bob, newcomer, again, carol]) c.close();
+  }, REDIS_TEST_MS);
+
+  test("leaves while Redis is away reach the other instances' lists once it is back: each instance puts its presence back wholesale", async () => {
+    await using servers = await instances(redis, 2, { presenceGraceMs: 0 });
+    const [a, b] = servers;
+    const { alice, bob, welcome } = await meet(a, b, "away");
+    const carol = await Client.connect(a.wsUrl);
+    const carolWelcome = await carol.hello("carol");
+    await carol.join("away");
+    expect(await bob.expect("presence")).toMatchObject({ event: "join", user: carolWelcome.user });
+    await redis.stop("SIGTERM");
+    try {
+      // A leave answered `left`, and a dropped socket: neither reaches Redis now.
+      carol.send({ type: "leave", room: "away" });
+      await carol.expect("left");
+      alice.close();
+      await a.logLine((l) => l.event === "close" && l.user === welcome.user.id);
+    } finally {
+      // Even when it fails: every test after it needs the redis-server.
+      await redis.start();
+    }
+    // Back, A replaces what Redis holds of its presence with what it has.
+    await a.logLine((l) => l.event === "roster_recovered" && l.reset === false);
+    // Everyone's list is right, on either instance. (Bob's instance may hear the leaves only if
+    // it was subscribed again before A put its presence back: pub/sub keeps nothing.)
+    for (const s of [a, b]) {
+      const dave = await Client.connect(s.wsUrl);
+      await dave.hello(`dave-${s === a ? "a" : "b"}`);
+      expect((await dave.join("away")).members.map((m: { name: string }) => m.name).sort()).toEqual(["bob", `dave-${s === a ? "a" : "b"}`]);
+      dave.close();
+      await s.logLine((l) => l.event === "close" && l.user === dave.frames[0]!.user.id);
+    }
+    for (const c of [bob, carol]) c.close();
+  }, REDIS_TEST_MS);
+});
+
+describe("memory", () => {
+  test("at start an instance warns when Redis's maxmemory cannot hold MAX_ROOMS × HISTORY_RETAIN maximal messages, or none is set", async () => {
+    expect(historyBytes({ maxRooms: 10_000, historyRetain: 1000, maxMessageChars: 2000 })).toBe(83_000_000_000);
+    // The suite's redis-server has no maxmemory.
+    {
+      await using unbounded = await instances(redis, 1);
+      expect(await unbounded[0].logLine((l) => l.event === "redis_memory")).toMatchObject({ level: "warn", maxmemory: 0, needed: 83_000_000_000 });
+    }
+    await redis.command("CONFIG", "SET", "maxmemory", String(2 ** 30));
+    try {
+      await using small = await instances(redis, 1, { maxRooms: 100, historyRetain: 100 });
+      expect(small[0].logs.filter((l) => l.event === "redis_memory" || l.event === "redis_eviction")).toEqual([]);
+      await using large = await instances(redis, 1, { maxRooms: 1000, historyRetain: 1000 });
+      expect(await large[0].logLine((l) => l.event === "redis_memory")).toMatchObject({ maxmemory: 2 ** 30, needed: 8_300_000_000 });
+    } finally {
+      await redis.command("CONFIG", "SET", "maxmemory", "0");
+    }
+  }, REDIS_TEST_MS);
 });
 
 describe("failures", () => {
@@ -514,7 +645,33 @@ describe("failures", () => {
     expect(messages(await bob.until((f) => f.type === "message"))).toEqual([retried]);
     const page = (await (await b.http("/api/rooms/outage/messages")).json()) as { messages: Frame[] };
     expect(page.messages).toEqual([...before, retried]);
-  });
+  }, REDIS_TEST_MS);
+
+  test("a stalled Redis (CLIENT PAUSE): a send gets internal within REDIS_TIMEOUT_MS and /healthz 503; answering again, health is back and the send is stored once", async () => {
+    await using duo = await pair("stall", { redisTimeoutMs: 300 });
+    const { a, alice, bob } = duo;
+    const before = await alice.say("stall", "before the stall");
+    expect(await bob.expect("message")).toEqual(before);
+    // Every client of this redis-server waits, ours included, for 1.5 s.
+    await redis.command("CLIENT", "PAUSE", "1500", "ALL");
+    alice.send({ type: "send", room: "stall", id: "during", text: "sent into the stall" });
+    expect(await alice.expect("error")).toEqual({ type: "error", code: "internal", message: expect.any(String), ref: "during" });
+    await a.logLine((l) => l.event === "redis_slow");
+    const slow = await a.http("/healthz");
+    expect([slow.status, await slow.json()]).toEqual([503, { status: "unavailable", redis: "slow" }]);
+    // The pause ends; the instance's own probe hears Redis again.
+    await a.logLine((l) => l.event === "redis_answering");
+    expect((await a.http("/healthz")).status).toBe(200);
+    // The stalled append ran once Redis went on (it had been sent): everyone gets it, and the
+    // sender's retry, as the protocol says, is answered with that original.
+    const during = await bob.expect("message");
+    expect(during).toMatchObject({ id: "during", seq: before.seq + 1 });
+    expect(await alice.expect("message")).toEqual(during);
+    expect(await alice.say("stall", "sent into the stall", "during")).toEqual(during);
+    const page = (await (await a.http("/api/rooms/stall/messages")).json()) as { messages: Frame[] };
+    expect(page.messages).toEqual([before, during]);
+    expect(await bob.sync()).toEqual([]);
+  }, REDIS_TEST_MS);
 
   test("Redis comes back empty: the instances go on from its seq, and a client's since beyond it tells the client to start over", async () => {
     await using duo = await pair("amnesia");
@@ -524,7 +681,7 @@ describe("failures", () => {
     await redis.stop("SIGTERM");
     redis.wipe();
     await redis.start();
-    for (const s of [a, b]) await s.logLine((l) => l.event === "seq_went_back" && l.room === "amnesia");
+    for (const s of [a, b]) await s.logLine((l) => l.event === "room_reset" && l.room === "amnesia");
     // Live clients hold seqs that now name other messages: they are sent away to resume.
     for (const c of [alice, bob]) expect(await c.closed).toEqual({ code: 1001, reason: "room history was reset" });
     const talker = await Client.connect(a.wsUrl);
@@ -538,7 +695,51 @@ describe("failures", () => {
     const joined = await carol.join("amnesia", 3);
     expect([joined.seq, joined.messages, joined.complete]).toEqual([1, [], true]);
     for (const c of [carol, talker]) c.close();
-  });
+  }, REDIS_TEST_MS);
+
+  test("Redis loses its data (FLUSHDB) with a room at seq 3: the new 1–6 are known at once by their epoch; clients get 1001, resume with since and epoch, and miss none", async () => {
+    await using duo = await pair("epoch", { presenceGraceMs: 0 });
+    const { a, b, alice, bob } = duo;
+    const before: Frame[] = [];
+    for (let i = 1; i <= 3; i++) before.push(await alice.say("epoch", `before ${i}`));
+    expect(messages(await bob.until((f) => f.type === "message" && f.text === "before 3"))).toEqual(before);
+    // Joining again, as a client resuming would, tells the room's epoch.
+    const { epoch } = await bob.join("epoch", 3);
+    expect(epoch).toEqual(expect.any(String));
+    const admin = new RedisClient(a.chat.config.redisUrl!);
+    await admin.send("FLUSHDB", []);
+    admin.close();
+    // Six sends, stored as seq 1–6 under a new epoch; the first to come back says so.
+    const texts = range(1, 6).map((i) => `after ${i}`);
+    texts.forEach((text, i) => alice.send({ type: "send", room: "epoch", id: `after-${i + 1}`, text }));
+    for (const c of [alice, bob]) expect(await bounded(c.closed, "close 1001")).toEqual({ code: 1001, reason: "room history was reset" });
+    await a.logLine((l) => l.event === "room_reset" && l.room === "epoch" && l.from === epoch);
+    // Alice's echoes that never came: she sends them again, with the same ids, once back.
+    const echoed = new Set(messages(alice.frames).filter((m) => m.text.startsWith("after")).map((m) => m.id));
+    const resumed: Record<string, Frame[]> = {};
+    for (const [name, server] of [["alice", a], ["bob", b]] as const) {
+      const c = await Client.connect(server.wsUrl);
+      await c.hello(`${name} again`);
+      c.send({ type: "join", room: "epoch", since: 3, epoch });
+      const again = await c.expect("joined");
+      expect(again).toMatchObject({ reset: true, epoch: expect.any(String) });
+      expect(again.epoch).not.toBe(epoch);
+      resumed[name] = again.messages;
+      if (name === "alice") {
+        for (let i = 1; i <= 6; i++) {
+          const id = `after-${i}`;
+          if (echoed.has(id) || again.messages.some((m: Frame) => m.id === id)) continue;
+          resumed[name]!.push(await c.say("epoch", texts[i - 1]!, id));
+        }
+      }
+      c.close();
+    }
+    // Every one of the six, once, seq 1–6: in the resumed page, or sent again.
+    expect(resumed.alice!.map((m) => [m.seq, m.text])).toEqual(texts.map((text, i) => [i + 1, text]));
+    const page = (await (await b.http("/api/rooms/epoch/messages")).json()) as { messages: Frame[] };
+    expect(page.messages.map((m) => m.text)).toEqual(texts);
+    expect(resumed.bob).toEqual(resumed.alice);
+  }, REDIS_TEST_MS);
 
   test("SIGKILL of instance A mid-burst: its user resumes on B with its session and since, and gets every message once", async () => {
     const db = redis.freshDb();

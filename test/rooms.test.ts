@@ -184,6 +184,9 @@ describe("history over HTTP", () => {
   });
 });
 
+/** For tests that start hundreds of rooms from one address in a moment. */
+const MANY_ROOM_STARTS = { roomStartsPerHour: 10_000, roomStartsPerHourPerIp: 10_000 };
+
 // On SQLite, the default engine, only: two of these bring a store or file of their own.
 describe("memory and storage reads stay bounded", () => {
   test("/api/rooms answers from memory: no storage read, however many rooms are active", async () => {
@@ -192,7 +195,7 @@ describe("memory and storage reads stay bounded", () => {
       roomInfo: (room) => (reads++, real.roomInfo(room)),
       page: (room, query) => (reads++, real.page(room, query)),
     }));
-    await using server = await startServer({ store, maxRoomsPerConnection: 750, rateLimitBurst: 10_000 });
+    await using server = await startServer({ store, maxRoomsPerConnection: 750, rateLimitBurst: 10_000, ...MANY_ROOM_STARTS });
     const busy = await user(server, "busy");
     const busier = await user(server, "busier");
     for (let i = 0; i < 750; i++) busy.send({ type: "join", room: `room-${i}` });
@@ -202,17 +205,62 @@ describe("memory and storage reads stay bounded", () => {
     await busy.say("room-7", "hello");
     reads = 0;
     for (let i = 0; i < 5; i++) {
-      const body = (await (await server.http("/api/rooms")).json()) as { rooms: { room: string; members: number; seq: number }[] };
-      expect(body.rooms).toHaveLength(1500);
-      expect(body.rooms.find((r) => r.room === "room-7")).toEqual({ room: "room-7", members: 1, seq: 1 });
+      const rooms: { room: string; members: number; seq: number }[] = [];
+      let cursor: string | null = null;
+      do {
+        const body = (await (await server.http(`/api/rooms?limit=1000${cursor ? `&cursor=${cursor}` : ""}`)).json()) as { rooms: typeof rooms; next: string | null };
+        rooms.push(...body.rooms);
+        cursor = body.next;
+      } while (cursor);
+      expect(rooms).toHaveLength(1500);
+      expect(rooms.find((r) => r.room === "room-7")).toEqual({ room: "room-7", members: 1, seq: 1 });
     }
     expect(reads).toBe(0);
     busy.close();
     busier.close();
   });
 
+  test("/api/rooms comes in pages (limit, cursor), busiest first, each room once; the sorted list is counted at most once a second", async () => {
+    let t = 1_000_000;
+    await using server = await startServer({ now: () => t, maxRoomsPerConnection: 300, rateLimitBurst: 10_000, ...MANY_ROOM_STARTS });
+    const all = await user(server, "everywhere");
+    const some = await user(server, "somewhere");
+    const name = (i: number) => `r${String(i).padStart(3, "0")}`;
+    for (let i = 0; i < 250; i++) all.send({ type: "join", room: name(i) });
+    for (let i = 200; i < 250; i++) some.send({ type: "join", room: name(i) });
+    await all.until((f) => f.type === "joined" && f.room === name(249));
+    await some.until((f) => f.type === "joined" && f.room === name(249));
+    type Body = { rooms: { room: string; members: number; seq: number }[]; next: string | null };
+    const get = async (query: string) => (await (await server.http(`/api/rooms${query}`)).json()) as Body;
+    // Two members in r200–r249, one in the rest: the busiest first, then by name.
+    const expected = [...Array.from({ length: 50 }, (_, i) => ({ room: name(200 + i), members: 2, seq: 0 })), ...Array.from({ length: 200 }, (_, i) => ({ room: name(i), members: 1, seq: 0 }))];
+    // Without a limit: the first 100, the shape it always had, and where the next page starts.
+    const first = await get("");
+    expect(first.rooms).toEqual(expected.slice(0, 100));
+    expect(first.next).toBe("1.r049");
+    const paged: Body["rooms"] = [];
+    let cursor: string | null = null;
+    do {
+      const body = await get(`?limit=70${cursor ? `&cursor=${cursor}` : ""}`);
+      expect(body.rooms.length).toBeLessThanOrEqual(70);
+      paged.push(...body.rooms);
+      cursor = body.next;
+    } while (cursor);
+    expect(paged).toEqual(expected);
+    for (const bad of ["?limit=0", "?limit=1001", "?limit=x", "?cursor=nope", "?cursor=1.Bad"]) {
+      const res = await server.http(`/api/rooms${bad}`);
+      expect([bad, res.status, await res.json()]).toEqual([bad, 400, { error: "bad_request" }]);
+    }
+    // The list is kept for a second of the server's clock: a room that fills now shows after it.
+    const late = await user(server, "late", "zz-late");
+    expect((await get("?limit=1000")).rooms.map((r) => r.room)).not.toContain("zz-late");
+    t += 1000;
+    expect((await get("?limit=1000")).rooms.at(-1)).toEqual({ room: "zz-late", members: 1, seq: 0 });
+    for (const c of [all, some, late]) c.close();
+  });
+
   test("rooms joined and left without a message are not remembered", async () => {
-    await using server = await startServer({ rateLimitBurst: 10_000 });
+    await using server = await startServer({ rateLimitBurst: 10_000, ...MANY_ROOM_STARTS });
     const c = await user(server, "wanderer");
     const before = server.chat.inspect().roomStates;
     for (let i = 0; i < 300; i++) {
@@ -236,7 +284,7 @@ describe("memory and storage reads stay bounded", () => {
     c.close();
     await server.logLine((l) => l.event === "close");
     const empty = await (await server.http("/api/rooms")).json();
-    expect(empty).toEqual({ rooms: [] });
+    expect(empty).toEqual({ rooms: [], next: null });
     const recent = await (await server.http("/api/rooms?recent=1")).json();
     expect(recent).toEqual({
       rooms: [

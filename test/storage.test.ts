@@ -4,6 +4,7 @@
  * only after the fsync of its commit, and a failed fsync stops the engine. The bounds run on both
  * engines and across instances; the file and fsync tests on SQLite. Clocks are injected.
  */
+import type { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { fsync } from "node:fs";
 import { join } from "node:path";
@@ -35,6 +36,57 @@ for (const engine of ENGINES) {
       const metrics = await (await server.http("/metrics")).text();
       expect(metrics).toContain('chat_errors_total{code="room_limit"} 1');
       for (const c of [alice, bob, again]) c.close();
+    });
+
+    test("ROOM_STARTS_PER_HOUR and _PER_IP: one new room past a user's or an address's starts is rate_limited; rooms that exist are joined as ever", async () => {
+      let t = 1_700_000_000_000;
+      await using server = await startServer({ now: () => t, roomStartsPerHour: 2, roomStartsPerHourPerIp: 3 });
+      const alice = await user(server, "alice", "a1", "a2");
+      alice.send({ type: "join", room: "a3", ref: "a3" });
+      // Two an hour: the next one in half an hour.
+      expect(await alice.next()).toEqual({ type: "error", code: "rate_limited", message: expect.any(String), retryAfterMs: 1_800_000, ref: "a3" });
+      const bob = await user(server, "bob", "b1");
+      // Bob is in b1: it exists, and joining it starts nothing.
+      expect((await alice.join("b1")).room).toBe("b1");
+      // The address started three (a1, a2, b1): a new user from it starts none either.
+      const carol = await user(server, "carol");
+      carol.send({ type: "join", room: "c1", ref: "c1" });
+      expect(await carol.next()).toMatchObject({ type: "error", code: "rate_limited", retryAfterMs: 1_200_000, ref: "c1" });
+      expect(await carol.join("a1")).toMatchObject({ room: "a1" });
+      expect(await alice.expect("presence")).toMatchObject({ room: "a1", event: "join" });
+      // Just past the half hour: bucket-take.lua's arithmetic and TokenBucket's may round apart at it.
+      t += 1_800_001;
+      expect((await alice.join("a3")).role).toBe("owner");
+      for (const c of [alice, bob, carol]) c.close();
+    });
+
+    test("a full MAX_ROOMS takes the place of the room idle longest (nobody in it, nothing said for ROOM_RECLAIM_DAYS): its history goes, its seq stays", async () => {
+      let t = 1_700_000_000_000;
+      await using server = await startServer({ now: () => t, maxRooms: 2, roomReclaimDays: 1, presenceGraceMs: 0 });
+      const alice = await user(server, "alice", "older", "old");
+      await alice.say("older", "said first");
+      t += 1000;
+      const kept = await alice.say("old", "said later");
+      for (const room of ["older", "old"]) {
+        alice.send({ type: "leave", room });
+        await alice.expect("left");
+      }
+      // Bob sits in the room idle longest but one: a room with someone in it is never taken.
+      const bob = await user(server, "bob", "old");
+      t += DAY_MS + 1000;
+      await alice.join("newer");
+      const fresh = await alice.say("newer", "a room of its own");
+      expect(fresh.seq).toBe(1);
+      expect(await server.logLine((l) => l.event === "room_reclaimed")).toMatchObject({ room: "older", for: "newer" });
+      // Both left are in use (bob in old, alice in newer): one more room is refused, as ever.
+      const carol = await user(server, "carol", "third");
+      carol.send({ type: "send", room: "third", id: "over", text: "no place" });
+      expect(await carol.next()).toMatchObject({ type: "error", code: "room_limit", ref: "over" });
+      const history = async (room: string) => ((await (await server.http(`/api/rooms/${room}/messages`)).json()) as { messages: Frame[] }).messages;
+      expect(await history("older")).toEqual([]);
+      expect(await history("old")).toEqual([kept]);
+      expect(await carol.join("older")).toMatchObject({ seq: 1, oldestSeq: 0, messages: [] });
+      for (const c of [alice, bob, carol]) c.close();
     });
 
     test("HISTORY_MAX_AGE_DAYS: a commit trims its room's messages older than the limit", async () => {
@@ -286,6 +338,44 @@ test("an fsync that fails stops the engine: nothing more is taken or published, 
   back.send({ type: "send", room: "r", id: "unsynced", text: "retry" });
   expect(await back.next()).toEqual(joined.messages[0]);
   back.close();
+});
+
+test("a full disk: sends answer internal and /healthz says storage full until a write succeeds again; nothing acknowledged is lost", async () => {
+  using dir = tempDir();
+  const path = join(dir.path, "chat.sqlite");
+  const store = new SqliteStore(path, 1000);
+  // SQLite's cap on the file's pages fails a write with SQLITE_FULL, "database or disk is full",
+  // exactly as a full disk does, and can be lifted again: the store's own connection sets it.
+  const db = (store as unknown as { db: Database }).db;
+  await using server = await startServer({ store });
+  const alice = await user(server, "alice", "disk");
+  const acknowledged = [await alice.say("disk", "before the disk filled up")];
+  const pages = db.query<{ page_count: number }, []>("PRAGMA page_count").get()!.page_count;
+  db.exec(`PRAGMA max_page_count = ${pages}`);
+  // Big messages until one needs a page the file may not have.
+  let refused: string | null = null;
+  for (let i = 0; i < 20 && refused === null; i++) {
+    alice.send({ type: "send", room: "disk", id: `big-${i}`, text: `${i} ${"x".repeat(1900)}` });
+    const answer = await alice.next();
+    if (answer.type === "message") acknowledged.push(answer);
+    else {
+      expect(answer).toMatchObject({ type: "error", code: "internal", ref: `big-${i}` });
+      refused = answer.ref;
+    }
+  }
+  expect(refused).not.toBeNull();
+  const full = await server.http("/healthz");
+  expect([full.status, await full.json()]).toEqual([503, { status: "unavailable", storage: "full" }]);
+  // Space again: the refused send, sent again, is stored, and health is back with the write.
+  db.exec("PRAGMA max_page_count = 1073741823");
+  const retried = await alice.say("disk", "sent again", refused!);
+  expect(retried.seq).toBe(acknowledged.length + 1);
+  expect((await server.http("/healthz")).status).toBe(200);
+  alice.close();
+  await server.stop();
+  await using again = await startServer({ databasePath: path });
+  const page = (await (await again.http("/api/rooms/disk/messages?limit=200")).json()) as { messages: Frame[] };
+  expect(page.messages).toEqual([...acknowledged, retried]);
 });
 
 describe("storage bounds across instances (redis)", () => {

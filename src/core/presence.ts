@@ -157,6 +157,11 @@ export class Presence<C> {
     return [...(this.roomsOf.get(userId) ?? [])];
   }
 
+  /** How many rooms have at least one member (O(1), for /healthz). */
+  get roomCount(): number {
+    return this.rooms.size;
+  }
+
   /** Rooms with at least one member, with their member counts. */
   active(): { room: string; members: number }[] {
     return [...this.rooms].map(([room, members]) => ({ room, members: members.size }));

@@ -36,6 +36,7 @@ export const MESSAGES = {
   notReady: "send hello first",
   nameInvalid: `a name is 1 to ${NAME_MAX_CHARS} letters (accents included), digits, spaces, _ - or ., with no invisible characters`,
   nameTaken: "that name is in use",
+  nameReserved: "that name is reserved",
   roomInvalid: "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit",
   rateLimited: "too many frames; slow down",
   unsupported: "binary frames are not supported",
@@ -68,7 +69,7 @@ const HelloFrame = z
     path: ["name"],
     message: "a hello carries a name, a token or a session",
   });
-const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), invite: z.string().optional(), ref });
+const JoinFrame = z.object({ type: z.literal("join"), room, since: seq.optional(), epoch: shortString.optional(), invite: z.string().optional(), ref });
 const LeaveFrame = z.object({ type: z.literal("leave"), room, ref });
 const SendFrame = z.object({
   type: z.literal("send"),
@@ -201,14 +202,38 @@ function echoRef(fields: Record<string, unknown>, type: ClientFrameType | undefi
 }
 
 /**
- * A valid name, NFC and trimmed; null if it breaks the name rule: letters with their marks, digits,
- * space, `_ - .`, at least one letter or digit, nothing invisible.
- *   checkName(" Zoe\u0308 ") // => "Zoë"
+ * A valid name, NFC, trimmed and with each run of spaces made one (two spaces show as one, so
+ * "John  Smith" is "John Smith"); null if it breaks the name rule: letters with their marks,
+ * digits, space, `_ - .`, at least one letter or digit, nothing invisible.
+ *   checkName(" Zoe\u0308  van ") // => "Zoë van"
  */
 export function checkName(raw: string): string | null {
-  const name = raw.normalize("NFC").trim();
+  const name = raw.normalize("NFC").trim().replace(/ {2,}/g, " ");
   if (name.length === 0 || name.length > 2 * NAME_MAX_CHARS || codePoints(name) > NAME_MAX_CHARS) return null;
   return NAME_PATTERN.test(name) && NAME_VISIBLE.test(name) && !NAME_INVISIBLE.test(name) ? name : null;
+}
+
+/**
+ * Look-alikes confusables.txt 13.0 lacks: the Latin small capitals, which show as capitals (ᴀ →
+ * A), mapped before a skeleton is taken. Modifier letters (ᵃ, ᴬ, ʰ, ˡ) go by their compatibility
+ * form instead (LOOKALIKE_MODIFIER). Letters with a stroke, hook or turn are left alone: they
+ * do not pass for the plain letter.
+ */
+const SMALL_CAPITALS = new Map<string, string>([
+  ["\u1d00", "A"], ["\u0299", "B"], ["\u1d04", "C"], ["\u1d05", "D"], ["\u1d07", "E"], ["\ua730", "F"],
+  ["\u0262", "G"], ["\u029c", "H"], ["\u026a", "I"], ["\ua7ae", "I"], ["\u1d0a", "J"], ["\u1d0b", "K"],
+  ["\u029f", "L"], ["\u1d0d", "M"], ["\u0274", "N"], ["\u1d0f", "O"], ["\u1d18", "P"], ["\ua7af", "Q"],
+  ["\u0280", "R"], ["\ua731", "S"], ["\u1d1b", "T"], ["\u1d1c", "U"], ["\u1d20", "V"], ["\u1d21", "W"],
+  ["\u028f", "Y"], ["\u1d22", "Z"], ["\u1d01", "AE"], ["\u0276", "OE"],
+]);
+/** Modifier letters (superscript and subscript ones: ᵃ ᴬ ʰ ˡ ₐ): shown as the letter they are a small copy of. */
+const LOOKALIKE_MODIFIER = /\p{Lm}/u;
+
+/** `name` with the look-alikes confusables.txt lacks replaced by the letters they pass for, and a run of spaces by one. */
+function unconfused(name: string): string {
+  let out = "";
+  for (const c of name) out += SMALL_CAPITALS.get(c) ?? (LOOKALIKE_MODIFIER.test(c) ? c.normalize("NFKC") : c);
+  return out.replace(/ {2,}/g, " ");
 }
 
 /** UTS #39 skeleton: NFD, each code point replaced by its confusables.txt prototype, NFD again. */
@@ -220,15 +245,28 @@ function skeleton(s: string): string {
 
 /**
  * A name's look-alike keys (§11.1): the UTS #39 skeleton of the name as typed, and that of its
- * lower case. Two names clash when a key of one equals a key of the other, so `alice`, `Alice`,
- * `ALICE`, `аlice` (Cyrillic а), `aIice` (capital I), `ａｌｉｃｅ` and `𝐚𝐥𝐢𝐜𝐞` clash, while
- * `ali` and `all` do not. One key when both are the same.
+ * lower case, both taken after the small capitals and modifier letters confusables.txt lacks
+ * are replaced (`unconfused`). Two names clash when a key of one equals a key of the other, so
+ * `alice`, `Alice`, `ALICE`, `аlice` (Cyrillic а), `aIice` (capital I), `ａｌｉｃｅ`, `𝐚𝐥𝐢𝐜𝐞`,
+ * `ᴀʟɪᴄᴇ` and `ᵃˡⁱᶜᵉ` clash, while `ali` and `all` do not. One key when both are the same.
  *   nameKeys("aIice") // => ["alice", "aiice"]
  */
 export function nameKeys(name: string): string[] {
-  const typed = skeleton(name);
-  const lower = skeleton(name.toLowerCase());
+  const plain = unconfused(name);
+  const typed = skeleton(plain);
+  const lower = skeleton(plain.toLowerCase());
   return typed === lower ? [typed] : [typed, lower];
+}
+
+/** Names guests may not take, nor any look-alike (§11.1): they would claim authority. RESERVED_NAMES adds to them. */
+export const RESERVED_NAMES = ["admin", "moderator", "system", "server", "root", "owner", "bot", "support"] as const;
+
+/**
+ * The look-alike keys of the reserved names and of `extra`: a guest's name with one of them is
+ * refused. `reservedKeys([]).has(nameKeys("ADMIN").at(-1)!) // => true`
+ */
+export function reservedKeys(extra: readonly string[]): Set<string> {
+  return new Set([...RESERVED_NAMES, ...extra].flatMap(nameKeys));
 }
 
 /** Whether two names clash: a key of one is a key of the other. `namesClash("alice", "ALICE") // => true` */

@@ -149,7 +149,8 @@ export class TokenBucket {
 
 /** A guest names itself; a member or bot shows a `token`; a session brings its user back (§4, §11.1). */
 export interface HelloFrame { type: "hello"; name?: string; session?: string; token?: string; adminToken?: string; ref?: string }
-export interface JoinFrame { type: "join"; room: string; since?: number; invite?: string; ref?: string }
+/** `epoch` (with `since`): the room's epoch as the client last saw it; another one means the room was reset since. */
+export interface JoinFrame { type: "join"; room: string; since?: number; epoch?: string; invite?: string; ref?: string }
 export interface LeaveFrame { type: "leave"; room: string; ref?: string }
 export interface SendFrame { type: "send"; room: string; id: string; text: string; replyTo?: number; ref?: string }
 export interface TypingFrame { type: "typing"; room: string; ref?: string }
@@ -294,6 +295,13 @@ export interface JoinedFrame {
   /** The joiner's role in the room (§11.2). */
   role: Role;
   settings: RoomSettings;
+  /**
+   * The room's history's identity: made with its sequence, made anew when the storage lost it
+   * (Redis without its data). Keep it with the room's seq; absent while the room never had one.
+   */
+  epoch?: string;
+  /** The join's `epoch` was not the room's: its `since` was ignored and the page starts at the room's start. */
+  reset?: true;
   ref?: string;
 }
 export interface LeftFrame { type: "left"; room: string; reason?: LeftReason; ref?: string }
@@ -315,6 +323,11 @@ export interface ErrorFrame {
 }
 /** §11.3: a command was carried out (and stored). */
 export interface OkFrame { type: "ok"; for: ClientFrameType; ref?: string }
+/**
+ * The server gave you another name (issue 21: 2): after Redis lost its data, someone else who held
+ * yours first kept it. `user` is you, with your name now; your session keeps it.
+ */
+export interface RenamedFrame { type: "renamed"; user: UserRef; reason: "name_taken" }
 /** §11.2: an invite code, shown once. `maxUses` null: any number of uses until it expires. */
 export interface InviteFrame { type: "invite"; room: string; code: string; expiresAt: number; maxUses: number | null; ref?: string }
 export type ModerationAction = "kick" | "ban" | "unban" | "mute" | "unmute" | "role";
@@ -333,6 +346,7 @@ export interface ModerationFrame {
 }
 /** Every frame the server sends. */
 export type ServerFrame =
+  | RenamedFrame
   | WelcomeFrame
   | JoinedFrame
   | LeftFrame

@@ -7,12 +7,19 @@ import type { StoredFrame } from "../protocol/wire.ts";
 
 /** A room's history and the channel it is published on. */
 export const roomKeys = (room: string) => ({
+  // reclaim.lua builds log and ids from "chat:room:" and the room too.
   /** The room's seq counter: never decreases, so a seq is never reused. */
   seq: `chat:room:${room}:seq`,
   /** A sorted set scored by seq, members "seq:json" (encodeMember). */
   log: `chat:room:${room}:log`,
   /** "userId\nclientId" → seq: the dedup keys, dropped with the message each points at. */
   ids: `chat:room:${room}:ids`,
+  /**
+   * The room's epoch: a random id the append script makes with the room's sequence (when it finds
+   * none), published with every message. Lost with the seq (Redis without its data), it is made
+   * anew, so a reset shows at once, whatever the seq.
+   */
+  epoch: `chat:room:${room}:epoch`,
   /** Messages (and presence and typing events) of the room, for every instance. */
   channel: `chat:room:${room}`,
 });
@@ -83,16 +90,27 @@ export const RECENT_KEY = "chat:recent";
  * after a restart.
  */
 export const HELD_KEY = "chat:held";
+/**
+ * A random mark of Redis's data, made by the first instance that looks: an instance that finds it
+ * gone or another knows Redis lost its data (a restart without persistence, a flush) and
+ * registers again what it holds (RedisRoster.recover).
+ */
+export const GENERATION_KEY = "chat:generation";
 /** Every instance that registered and was not taken over yet. */
 export const INSTANCES_KEY = "chat:instances";
 /** room → its distinct members on every instance (for /api/rooms). */
 export const ACTIVE_KEY = "chat:active";
 
 export const sessionKey = (tokenHash: string) => `chat:session:${tokenHash}`;
-/** A name held, by its nameKey: instanceId → userId. */
+/** A name held, by its nameKey: "instanceId|userId" → since (when the user took it). */
 export const nameKey = (key: string) => `chat:name:${key}`;
+/** What a user is called on every instance (name-claim.lua): name, its keys' keys, and its version. */
+export const NAME_RECORD = { prefix: "chat:user:", suffix: ":name" } as const;
+export const nameRecordKey = (userId: string) => `${NAME_RECORD.prefix}${userId}${NAME_RECORD.suffix}`;
 /** An address's hello bucket. */
 export const helloKey = (ip: string) => `chat:hello:${ip}`;
+/** The buckets of new rooms a user, and an address, may start (ROOM_STARTS_PER_HOUR, …_PER_IP). */
+export const roomStartKeys = (userId: string, ip: string) => ({ user: `chat:starts:user:${userId}`, ip: `chat:starts:ip:${ip}` });
 /** A user's frame bucket; not at `chat:bucket:`, where older instances keep a string (a rolling deploy runs both). */
 export const rateKey = (userId: string) => `chat:rate:${userId}`;
 
@@ -107,13 +125,22 @@ export function encodeMember(e: NewEntry): string {
   return JSON.stringify(type === "message" ? rest : { type, ...rest });
 }
 
+/** A message as append.lua publishes it: its member (`seq:json`) and its sequence's epoch. */
+export interface Published {
+  epoch: string;
+  m: string;
+}
+
 export function decodeMember(member: string): StoredFrame {
   const at = member.indexOf(":");
   const fields = JSON.parse(member.slice(at + 1));
   return { type: "message", ...fields, seq: Number(member.slice(0, at)) };
 }
 
-/** The JSON a room event crosses instances as; messages are `seq:json`, so a `{` tells them apart. */
+/**
+ * The JSON a room event crosses instances as. A message crosses as JSON too, `{"epoch","m"}`
+ * (Published), which has no `frame`; before epochs it was `seq:json`, which a `{` tells apart.
+ */
 export function encodeEvent(instance: string, event: RoomEvent): string {
   return JSON.stringify({ instance, ...event });
 }

@@ -18,6 +18,14 @@ const REDIS_CONNECT_TIMEOUT_MS = 5000;
 
 const isConnectionClosed = (error: unknown) => (error as { code?: string })?.code === "ERR_REDIS_CONNECTION_CLOSED";
 
+/** A command Redis did not answer within REDIS_TIMEOUT_MS: given up here (it may still run there). */
+export class RedisTimeout extends Error {
+  readonly code = "ERR_REDIS_TIMEOUT";
+  constructor(command: string, ms: number) {
+    super(`Redis did not answer ${command} within ${ms} ms`);
+  }
+}
+
 /**
  * One connection to Redis, supervised. Bun's client reconnects by itself a few times and then
  * stays closed for good until connect() is called; this calls it again until Redis is back.
@@ -34,13 +42,25 @@ export class RedisLink {
   onreconnect: (() => void) | null = null;
   private opened = false;
   private closing = false;
-  /** Scripts loaded into Redis, by source. */
-  private readonly shas = new Map<string, string>();
+  /**
+   * Scripts loaded into Redis, by source: one load each, which every caller awaits, so calls made
+   * together reach Redis in the order made. Forgotten at each (re)connection: Redis may have
+   * restarted without them, and a NOSCRIPT retry would reorder calls made together.
+   */
+  private readonly shas = new Map<string, Promise<string>>();
+  /** A command went unanswered past the deadline, and none has been answered since. */
+  stalled = false;
+  /** A PING on its way, from `probe` (one at a time). */
+  private probing = false;
 
   constructor(
     url: string,
     private readonly name: string,
     private readonly log: Log,
+    /** REDIS_TIMEOUT_MS: every command is given up after this. */
+    private readonly timeoutMs: number,
+    /** Sends a PING every REDIS_REVIVE_INTERVAL_MS, so that a stall shows while nothing else is sent (the commands link). */
+    probe = false,
   ) {
     this.client = new RedisClient(url, {
       enableOfflineQueue: false,
@@ -49,6 +69,7 @@ export class RedisLink {
     });
     this.client.onconnect = () => {
       this.gaveUp = false;
+      this.shas.clear();
       for (const wake of [...this.waiters]) wake();
       if (this.opened) {
         this.log("info", "redis_connected", { link: this.name });
@@ -62,7 +83,59 @@ export class RedisLink {
       this.gaveUp = true;
       this.log("warn", "redis_closed", { link: this.name, error: String(error) });
     };
-    this.supervisor = setInterval(() => this.revive(), REDIS_REVIVE_INTERVAL_MS);
+    this.supervisor = setInterval(() => {
+      this.revive();
+      if (probe) this.probe();
+    }, REDIS_REVIVE_INTERVAL_MS);
+  }
+
+  /** A PING with the deadline: whether Redis answers in time shows even while nobody sends anything. */
+  private probe(): void {
+    if (this.probing || !this.client.connected || this.closing) return;
+    this.probing = true;
+    this.send("PING", [])
+      .catch(() => {})
+      .finally(() => (this.probing = false));
+  }
+
+  /**
+   * `command`, given up with RedisTimeout after REDIS_TIMEOUT_MS. The first miss logs
+   * `redis_slow` and marks the link stalled; the next answer logs `redis_answering` and clears it.
+   */
+  private deadline<T>(command: string, running: Promise<T>): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisTimeout(command, this.timeoutMs)), this.timeoutMs);
+    });
+    return Promise.race([running, late]).then(
+      (answer) => {
+        clearTimeout(timer);
+        this.answered();
+        return answer;
+      },
+      (error) => {
+        clearTimeout(timer);
+        if (error instanceof RedisTimeout) {
+          // What Redis answers later is nobody's now.
+          running.catch(() => {});
+          // Connected, and no answer: Redis stalls. Not connected: that shows as down already.
+          if (this.client.connected) {
+            if (!this.stalled) this.log("warn", "redis_slow", { link: this.name, command, timeoutMs: this.timeoutMs });
+            this.stalled = true;
+          }
+        } else if (!isConnectionClosed(error)) {
+          // An error reply is an answer too.
+          this.answered();
+        }
+        throw error;
+      },
+    );
+  }
+
+  private answered(): void {
+    if (!this.stalled) return;
+    this.stalled = false;
+    this.log("info", "redis_answering", { link: this.name });
   }
 
   get connected(): boolean {
@@ -101,7 +174,7 @@ export class RedisLink {
    * command we send may run twice: appends carry a dedup key, the rest are idempotent).
    */
   async send(command: string, args: string[], resent?: () => void): Promise<any> {
-    return this.retrying(() => this.client.send(command, args), resent);
+    return this.deadline(command, this.retrying(() => this.client.send(command, args), resent));
   }
 
   /**
@@ -110,7 +183,7 @@ export class RedisLink {
    * while Redis has forgotten: so the channel is dropped first, whatever Bun believes.
    */
   subscribeOnce(channel: string, listener: RedisClient.StringPubSubListener): Promise<number> {
-    return this.retrying(async () => {
+    return this.deadline("SUBSCRIBE", this.retrying(async () => {
       try {
         await this.client.unsubscribe(channel);
       } catch (error) {
@@ -118,7 +191,7 @@ export class RedisLink {
         if ((error as { code?: string })?.code !== "ERR_REDIS_INVALID_STATE") throw error;
       }
       return this.client.subscribe(channel, listener);
-    });
+    }));
   }
 
   private async retrying<T>(command: () => Promise<T>, resent?: () => void): Promise<T> {
@@ -139,13 +212,18 @@ export class RedisLink {
    */
   async run(script: string, keys: string[], args: string[], resent?: () => void): Promise<any> {
     for (let attempt = 1; ; attempt++) {
-      let sha = this.shas.get(script);
-      if (!sha) this.shas.set(script, (sha = String(await this.send("SCRIPT", ["LOAD", script]))));
+      let loading = this.shas.get(script);
+      if (!loading) {
+        const loaded = this.send("SCRIPT", ["LOAD", script]).then(String);
+        this.shas.set(script, (loading = loaded));
+        loaded.catch(() => this.shas.get(script) === loaded && this.shas.delete(script));
+      }
+      const sha = await loading;
       try {
         return await this.send("EVALSHA", [sha, String(keys.length), ...keys, ...args], resent);
       } catch (error) {
         if (!String((error as Error)?.message).includes("NOSCRIPT") || attempt >= REDIS_ATTEMPTS) throw error;
-        this.shas.delete(script);
+        if (this.shas.get(script) === loading) this.shas.delete(script);
       }
     }
   }

@@ -9,7 +9,7 @@
 import type { Relay, RelayTarget, RoomEvent, ServerEvent } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { MessageFrame } from "../protocol/wire.ts";
-import { SERVER_CHANNEL, decodeMember, encodeEvent, roomKeys } from "./keys.ts";
+import { SERVER_CHANNEL, decodeMember, encodeEvent, roomKeys, type Published } from "./keys.ts";
 import type { RedisLink } from "./link.ts";
 
 /** How often every watched room's stored seq is compared with what was delivered, to catch a lost tail. */
@@ -33,22 +33,31 @@ export class RedisRelay implements Relay {
     private readonly instance: string,
     private readonly log: Log,
     tailCheckMs: number,
+    /** What the roster puts back after a reconnect (RedisRoster.recover), before any room catches up: a room reset closes clients, who come back at once. */
+    private readonly recover: () => Promise<void> = async () => {},
   ) {
     sub.onreconnect = () => void this.resubscribe();
-    commands.onreconnect = () => this.catchUpAll();
+    commands.onreconnect = () => void this.recovered().then(() => this.catchUpAll());
     this.checker = setInterval(() => this.catchUpAll(), tailCheckMs);
   }
 
   private readonly listener = (payload: string) => {
     try {
+      let epoch: string | undefined;
+      let member = payload;
       if (payload.startsWith("{")) {
-        const { instance, ...event } = JSON.parse(payload) as RoomEvent & { instance: string };
-        // This instance delivered its own events already, in their place among its frames.
-        if (instance !== this.instance && this.rooms.has(event.frame.room)) this.target.event(event);
-        return;
+        const parsed = JSON.parse(payload) as (RoomEvent & { instance: string }) | Published;
+        if ("m" in parsed) {
+          ({ epoch, m: member } = parsed);
+        } else {
+          const { instance, ...event } = parsed;
+          // This instance delivered its own events already, in their place among its frames.
+          if (instance !== this.instance && this.rooms.has(event.frame.room)) this.target.event(event);
+          return;
+        }
       }
-      const message = decodeMember(payload);
-      if (this.rooms.has(message.room)) this.target.receive(message);
+      const message = decodeMember(member);
+      if (this.rooms.has(message.room)) this.target.receive(message, epoch);
     } catch (error) {
       this.log("error", "redis_bad_message", { error: String(error) });
     }
@@ -158,7 +167,13 @@ export class RedisRelay implements Relay {
       return;
     }
     this.log("info", "redis_resubscribed", { rooms: rooms.length });
+    await this.recovered();
     this.catchUpAll();
+  }
+
+  /** The roster's recovery, its failure logged: catching up goes on either way. */
+  private recovered(): Promise<void> {
+    return this.recover().catch((error) => this.log("warn", "redis_recover", { error: String(error) }));
   }
 
   private catchUpAll(): void {
@@ -166,8 +181,10 @@ export class RedisRelay implements Relay {
     for (const room of this.rooms.keys()) this.target.catchUp(room);
   }
 
-  health(): { redis: "up" | "down" } {
-    return { redis: this.sub.connected && this.commands.connected ? "up" : "down" };
+  /** Down while a connection is away; slow while commands go unanswered past REDIS_TIMEOUT_MS. */
+  health(): { redis: "up" | "down" | "slow" } {
+    if (!this.sub.connected || !this.commands.connected) return { redis: "down" };
+    return { redis: this.commands.stalled || this.sub.stalled ? "slow" : "up" };
   }
 
   async close(): Promise<void> {

@@ -2,14 +2,33 @@
  * The Redis engine's roster: presence, names and rate buckets shared by every instance, and the
  * takeover of a dead instance's members.
  */
+import { randomBytes } from "node:crypto";
 import type { Config } from "../config.ts";
 import type { TokenBucket } from "../core/bucket.ts";
-import type { Roster, RosterTarget, RoomCount } from "../engine.ts";
+import type { NameClaim, NameHeld, Roster, RosterTarget, RoomCount } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { UserRef } from "../protocol/wire.ts";
-import { ACTIVE_KEY, INSTANCES_KEY, encodeEvent, helloKey, instanceKeys, nameKey, rateKey, roomKeys, rosterKeys } from "./keys.ts";
+import {
+  ACTIVE_KEY,
+  GENERATION_KEY,
+  INSTANCES_KEY,
+  NAME_RECORD,
+  SERVER_CHANNEL,
+  encodeEvent,
+  helloKey,
+  instanceKeys,
+  nameKey,
+  nameRecordKey,
+  rateKey,
+  roomKeys,
+  roomStartKeys,
+  rosterKeys,
+} from "./keys.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
+
+/** Bytes of randomness in the mark of Redis's data (GENERATION_KEY). */
+const GENERATION_BYTES = 9;
 
 /** Bounds the membership entries read per step when a dead instance is taken over. */
 const REAP_SCAN_COUNT = 1000;
@@ -26,8 +45,8 @@ const ACTIVE_CACHE_MS = 1000;
  */
 export class RedisRoster implements Roster {
   private readonly timers: ReturnType<typeof setInterval>[] = [];
-  /** Names this instance holds, by their keys joined: claimed again with every heartbeat. */
-  private readonly names = new Map<string, { keys: readonly string[]; userId: string; exclusive: boolean }>();
+  /** The name this instance holds for each of its users: held again with every heartbeat. */
+  private readonly names = new Map<string, NameClaim & { version: number }>();
   private registered = false;
   private target!: RosterTarget;
   /** The last read of the rooms with members, and until when it stands. */
@@ -35,6 +54,12 @@ export class RedisRoster implements Roster {
 
   /** INSTANCE_TIMEOUT_MS. */
   private readonly timeoutMs: number;
+  /** The mark of Redis's data this instance registered with: another one (or none) means Redis lost it. */
+  private generation: string | null = null;
+  /** A recovery under way: one at a time, shared by whoever asks meanwhile. */
+  private recovering: Promise<void> | null = null;
+  /** A recovery was asked for while one ran: another follows it. */
+  private again: { reconnected: boolean } | null = null;
 
   constructor(
     private readonly link: RedisLink,
@@ -51,6 +76,7 @@ export class RedisRoster implements Roster {
   }
 
   async start(): Promise<void> {
+    this.generation = await this.mark();
     await this.heartbeat();
     this.timers.push(
       setInterval(() => void this.heartbeat().catch((e) => this.log("warn", "redis_heartbeat", { error: String(e) })), this.timeoutMs / 3),
@@ -58,7 +84,14 @@ export class RedisRoster implements Roster {
     );
   }
 
+  /** Redis's mark of its data: made once (SET NX) by the first instance to look, lost with the data. */
+  private async mark(): Promise<string> {
+    await this.link.send("SET", [GENERATION_KEY, randomBytes(GENERATION_BYTES).toString("base64url"), "NX"]);
+    return String(await this.link.send("GET", [GENERATION_KEY]));
+  }
+
   private async heartbeat(): Promise<void> {
+    await this.recover(false);
     await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
     const added = await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
     if (added === 1 && this.registered) {
@@ -66,7 +99,60 @@ export class RedisRoster implements Roster {
       this.target.lost();
     }
     this.registered = true;
-    await Promise.all([...this.names.values()].map((n) => this.claimName(n.keys, n.userId, n.exclusive)));
+    await this.holdNames();
+  }
+
+  /**
+   * Puts back what this instance holds (Roster.recover). Redis lost its data when its mark is
+   * gone or another: then every name is held again (name-claim.lua gives a name to whoever held
+   * it first), and the hub registers its sessions and presence again. After a reconnect its
+   * presence is replaced wholesale: joins and leaves made while Redis was away reach the others.
+   */
+  recover(reconnected: boolean): Promise<void> {
+    if (this.recovering) {
+      this.again = { reconnected: reconnected || (this.again?.reconnected ?? false) };
+      return this.recovering;
+    }
+    this.recovering = (async () => {
+      try {
+        const generation: string | null = await this.link.send("GET", [GENERATION_KEY]);
+        const reset = generation !== this.generation;
+        if (reset) {
+          this.generation = await this.mark();
+          this.log("warn", "redis_reset", { instance: this.instance, names: this.names.size });
+          await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
+          await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
+          await this.holdNames();
+        }
+        if (reset || reconnected) {
+          await this.target.reconcile(reset);
+          this.log("info", "roster_recovered", { instance: this.instance, reset });
+        }
+      } finally {
+        this.recovering = null;
+      }
+      const again = this.again;
+      this.again = null;
+      if (again) await this.recover(again.reconnected);
+    })();
+    return this.recovering;
+  }
+
+  /**
+   * Holds every name this instance holds again (a hold: it renames nothing). One renamed elsewhere
+   * meanwhile comes back stale and its user takes the new name; one another user took first (Redis
+   * lost its data meanwhile) is lost, and its user told.
+   */
+  private async holdNames(): Promise<void> {
+    await Promise.all(
+      [...this.names.values()].map(async (held) => {
+        const got = await this.claimName(held);
+        if (got.held || this.names.get(held.userId) !== held) return;
+        this.names.delete(held.userId);
+        if (got.renamed) this.target.renamedElsewhere(held.userId, got.renamed.name, got.renamed.version);
+        else this.target.nameLost(held.userId, held.name);
+      }),
+    );
   }
 
   /**
@@ -139,10 +225,10 @@ export class RedisRoster implements Roster {
     return removed === 1;
   }
 
-  async rename(room: string, user: UserRef, oldName: string): Promise<void> {
+  async rename(room: string, user: UserRef, oldName: string, version: number): Promise<void> {
     const keys = rosterKeys(room);
     const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "rename", user }, oldName });
-    await this.link.run(SCRIPTS.rosterRename, [keys.users, keys.names], [user.id, user.name, roomKeys(room).channel, event]);
+    await this.link.run(SCRIPTS.rosterRename, [keys.users, keys.names, nameRecordKey(user.id)], [user.id, user.name, roomKeys(room).channel, event, String(version)]);
   }
 
   async others(room: string): Promise<UserRef[]> {
@@ -157,8 +243,26 @@ export class RedisRoster implements Roster {
     return [...ids].filter((id) => nameOf.has(id)).map((id) => ({ id, name: nameOf.get(id)! }));
   }
 
+  /** This instance's memberships, as Redis holds them. */
+  async mine(): Promise<Map<string, UserRef[]>> {
+    const mine = new Map<string, UserRef[]>();
+    const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(this.instance).rooms]);
+    const prefix = `${this.instance}|`;
+    for (const room of rooms) {
+      const keys = rosterKeys(room);
+      const [fields, names]: [string[], Record<string, string> | string[]] = await Promise.all([
+        this.link.send("HKEYS", [keys.here]),
+        this.link.send("HGETALL", [keys.names]),
+      ]);
+      const nameOf = redisHash(names);
+      const users = fields.filter((f) => f.startsWith(prefix)).map((f) => f.slice(prefix.length));
+      mine.set(room, users.map((id) => ({ id, name: nameOf.get(id) ?? "" })));
+    }
+    return mine;
+  }
+
   /** Every instance's rooms from Redis (this instance's are among them), read at most once per ACTIVE_CACHE_MS. */
-  active(_here: RoomCount[]): Promise<RoomCount[]> {
+  active(_here: () => RoomCount[]): Promise<RoomCount[]> {
     const now = this.now();
     if (this.activeRead && this.activeRead.until > now) return this.activeRead.rooms;
     const rooms = this.link.send("HGETALL", [ACTIVE_KEY]).then((reply: Record<string, string> | string[] | null) =>
@@ -171,16 +275,29 @@ export class RedisRoster implements Roster {
     return rooms;
   }
 
-  async claimName(keys: readonly string[], userId: string, exclusive: boolean): Promise<boolean> {
-    const held = await this.link.run(SCRIPTS.nameClaim, keys.map(nameKey), [this.instance, userId, String(this.timeoutMs), exclusive ? "1" : "0"]);
-    if (held === 1) this.names.set(keys.join("\n"), { keys, userId, exclusive });
-    return held === 1;
+  /** name-claim.lua: the claim and, for a rename, the release of the old name, in one step. */
+  async claimName(claim: NameClaim): Promise<NameHeld> {
+    const { name, keys, userId, exclusive, since, version } = claim;
+    const [outcome, now, v]: [number, string?, number?] = await this.link.run(
+      SCRIPTS.nameClaim,
+      [nameRecordKey(userId), ...keys.map(nameKey)],
+      [
+        this.instance, userId, String(this.timeoutMs), exclusive ? "1" : "0", version === undefined ? "hello" : "hold", String(since), name,
+        String(version ?? 0), SERVER_CHANNEL, NAME_RECORD.prefix, NAME_RECORD.suffix,
+      ],
+    );
+    if (outcome === 1) {
+      // Claims of one user may come back out of order: the later version stays.
+      const known = this.names.get(userId);
+      if (!known || known.version <= Number(v)) this.names.set(userId, { name, keys, userId, exclusive, since, version: Number(v) });
+      return { held: true, version: Number(v) };
+    }
+    return outcome === 2 ? { held: false, renamed: { name: now!, version: Number(v) } } : { held: false };
   }
 
   releaseName(keys: readonly string[], userId: string): void {
-    const id = keys.join("\n");
-    if (this.names.get(id)?.userId !== userId) return;
-    this.names.delete(id);
+    if (this.names.get(userId)?.keys.join("\n") !== keys.join("\n")) return;
+    this.names.delete(userId);
     this.link
       .run(SCRIPTS.nameRelease, keys.map(nameKey), [this.instance, userId])
       .then(() => this.log("debug", "name_released", { user: userId }))
@@ -190,6 +307,14 @@ export class RedisRoster implements Roster {
   takeHello(ip: string, now: number): Promise<boolean> {
     const perMinute = this.config.helloRatePerMinute;
     return this.take(helloKey(ip), perMinute, perMinute / 60, now);
+  }
+
+  /** The address's bucket first: a user spends nothing from an address that may start no more. */
+  async takeRoomStart(userId: string, ip: string, now: number): Promise<boolean> {
+    const keys = roomStartKeys(userId, ip);
+    const { roomStartsPerHour, roomStartsPerHourPerIp } = this.config;
+    if (!(await this.take(keys.ip, roomStartsPerHourPerIp, roomStartsPerHourPerIp / 3600, now))) return false;
+    return this.take(keys.user, roomStartsPerHour, roomStartsPerHour / 3600, now);
   }
 
   /** The user's bucket lives in Redis; `own` is the hub's fallback while Redis cannot answer. */

@@ -5,6 +5,7 @@
 import trimLib from "./lua/trim-lib.lua" with { type: "text" };
 import append from "./lua/append.lua" with { type: "text" };
 import trim from "./lua/trim.lua" with { type: "text" };
+import reclaim from "./lua/reclaim.lua" with { type: "text" };
 import rosterAdd from "./lua/roster-add.lua" with { type: "text" };
 import rosterRemove from "./lua/roster-remove.lua" with { type: "text" };
 import rosterRename from "./lua/roster-rename.lua" with { type: "text" };
@@ -23,6 +24,8 @@ export const SCRIPTS = {
   append: trimLib + append,
   /** Trims one quiet room by age. */
   trim: trimLib + trim,
+  /** Drops the history of the room idle longest, to make room in MAX_ROOMS. */
+  reclaim: trimLib + reclaim,
   rosterAdd,
   rosterRemove,
   rosterRename,

@@ -5,6 +5,7 @@
  * RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a message
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
+import { randomBytes } from "node:crypto";
 import { ageCutoff, pageRows, toPage } from "../engine.ts";
 import { holds } from "../engine.ts";
 import type {
@@ -24,6 +25,7 @@ import type {
 } from "../engine.ts";
 import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "../protocol/wire.ts";
 import {
+  ACTIVE_KEY,
   AUDIT_ID_KEY,
   BOTS_KEY,
   botTokenKey,
@@ -45,12 +47,19 @@ import {
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
+/** Bytes of randomness in a room's epoch. */
+const EPOCH_BYTES = 9;
 /** Bounds the rooms Redis remembers for the room directory (`/api/rooms?recent=1`). */
 const RECENT_ROOMS_KEPT = 1000;
 /** Bounds the aged rooms one read of the sweep takes (it reads again until none are left). */
 const SWEEP_ROOMS = 1000;
 /** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
+
+/** Bounds the idle rooms looked at to reclaim one (the oldest held first). */
+const RECLAIM_CANDIDATES = 500;
+/** The prefix of a room's keys, as reclaim.lua builds them (roomKeys). */
+const ROOM_KEY_PREFIX = "chat:room:";
 
 /** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
 const AUDIT_ALL_KEPT = 10_000;
@@ -73,6 +82,8 @@ interface SessionJson {
   ks: string[];
   a: boolean;
   r: string[];
+  /** The name's version (SessionRecord.nameVersion). */
+  v?: number;
 }
 
 export class RedisStore implements Store {
@@ -97,12 +108,13 @@ export class RedisStore implements Store {
     let resent = false;
     const [outcome, member]: [number, string?] = await this.link.run(
       SCRIPTS.append,
-      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY],
+      [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch],
       [
         `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
         m.type === "settings" ? JSON.stringify(m.settings) : "",
         m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
+        randomBytes(EPOCH_BYTES).toString("base64url"),
       ],
       () => (resent = true),
     );
@@ -119,8 +131,12 @@ export class RedisStore implements Store {
 
   async roomInfo(room: string) {
     const keys = roomKeys(room);
-    const [seq, oldest] = await Promise.all([this.link.send("GET", [keys.seq]), this.link.send("ZRANGE", [keys.log, "0", "0"])]);
-    return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0 };
+    const [seq, oldest, epoch] = await Promise.all([
+      this.link.send("GET", [keys.seq]),
+      this.link.send("ZRANGE", [keys.log, "0", "0"]),
+      this.link.send("GET", [keys.epoch]) as Promise<string | null>,
+    ]);
+    return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0, epoch: epoch ?? null };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
@@ -162,7 +178,7 @@ export class RedisStore implements Store {
     let session: SessionRecord;
     if (value.startsWith("{")) {
       const j = JSON.parse(value) as SessionJson;
-      session = { userId: j.u, expiresAt: j.e, kind: j.k, name: j.n, keys: j.nk, admin: j.a, rooms: j.r };
+      session = { userId: j.u, expiresAt: j.e, kind: j.k, name: j.n, keys: j.nk, admin: j.a, rooms: j.r, ...(j.v ? { nameVersion: j.v } : {}) };
     } else {
       // Written by an instance before v1.2 (a rolling deploy): "expiresAt userId", a guest.
       const at = value.indexOf(" ");
@@ -187,6 +203,7 @@ export class RedisStore implements Store {
       ks: session.keys.map(reservedKey),
       a: session.admin,
       r: session.rooms,
+      ...(session.nameVersion ? { v: session.nameVersion } : {}),
     };
     await this.link.run(SCRIPTS.sessionSave, [sessionKey(tokenHash)], [JSON.stringify(json), String(ttlMs), session.userId]);
   }
@@ -368,6 +385,14 @@ export class RedisStore implements Store {
       for (const n of counts) trimmed += Number(n);
     }
     return trimmed;
+  }
+
+  /** One script for every instance: whoever is in a room anywhere shows in chat:active (`occupied` adds nothing). */
+  async reclaimIdle(before: number, _occupied: (room: string) => boolean): Promise<string | null> {
+    const room = await this.link.run(SCRIPTS.reclaim, [HELD_KEY, ACTIVE_KEY, RECENT_KEY], [String(before), String(RECLAIM_CANDIDATES), ROOM_KEY_PREFIX]);
+    if (typeof room !== "string") return null;
+    this.recent = null;
+    return room;
   }
 
   /** Redis's own failures show as the link being down (Relay.health). */

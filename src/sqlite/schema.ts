@@ -20,6 +20,11 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 -- The dedup key lives exactly as long as the message it points at.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup ON messages (room, user_id, client_id);
+-- What the file is: its epoch, the identity of every room's sequence in it (a new file, a new epoch).
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
   token_hash TEXT PRIMARY KEY,        -- sha256 of the token; the token itself is never stored
   user_id TEXT NOT NULL,

@@ -5,15 +5,18 @@
 --   KEYS[3] the room's dedup hash: "userId\nclientId" -> seq, dropped with the message it points at
 --   KEYS[4] the room directory: a sorted set of rooms scored by their latest message's time
 --   KEYS[5] chat:held   KEYS[6] the room's settings hash   KEYS[7] chat:private
+--   KEYS[8] the room's epoch (made with its sequence: ARGV[12] when there is none)
 --   ARGV[1] the dedup field   ARGV[2] the entry as JSON, without its seq   ARGV[3] HISTORY_RETAIN
 --   ARGV[4] the room's channel   ARGV[5] the entry's time   ARGV[6] the room   ARGV[7] rooms kept
 --   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
 --   ARGV[10] a settings event's settings as JSON, applied to the room with it ("" for a message)
 --   ARGV[11] an edit's or deletion's change as JSON ({type, target, text?, ts}), applied to its
 --            target message first ("" for anything else)
+--   ARGV[12] a fresh epoch, taken when the room has none (a new room, or Redis lost its data)
 -- Returns {1, member} with the original of a repeated key; {2} when MAX_ROOMS refuses it, {3}
 -- when a change's target is not a live message (nothing of it stored, no seq spent); else
--- {0, member} after publishing it.
+-- {0, member} after publishing it, as {"epoch","m"}: an instance that knew the room under another
+-- epoch knows at once that Redis lost it, whatever the seq.
 local room = ARGV[6]
 local cutoff = tonumber(ARGV[9])
 if cutoff then trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) end
@@ -57,6 +60,11 @@ if ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[2], change.target, change.target .. ':' .. cjson.encode(target))
 end
 local retain = tonumber(ARGV[3])
+local epoch = redis.call('GET', KEYS[8])
+if not epoch then
+  epoch = ARGV[12]
+  redis.call('SET', KEYS[8], epoch)
+end
 local seq = redis.call('INCR', KEYS[1])
 local member = seq .. ':' .. ARGV[2]
 redis.call('ZADD', KEYS[2], seq, member)
@@ -84,5 +92,5 @@ if ARGV[10] ~= '' then
 end
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
-redis.call('PUBLISH', ARGV[4], member)
+redis.call('PUBLISH', ARGV[4], cjson.encode({epoch = epoch, m = member}))
 return {0, member}
