@@ -1,7 +1,7 @@
 /**
  * Safe DOM building for the chat page. Everything a user typed reaches the page through
- * `textContent` or a text node, never through HTML parsing; links are <a> elements made here,
- * with an href only for http and https.
+ * `textContent` or a text node, never through HTML parsing; links and mentions are found here
+ * (an href only for http and https, checked by safeLink), and format.ts draws them.
  */
 
 type Child = Node | string | null | undefined | false;
