@@ -5,14 +5,16 @@
  *   bun deploy/build.ts --outfile PATH     → PATH
  *
  * The executable carries the Bun runtime, server.ts and src/ with hono and zod, and the page as
- * `bundleAssets()` makes it (public/app.ts bundled for the browser), defined as BUN_CHAT_PAGE at
- * build time, so it needs no public/ folder and does not bundle at start. Configure it with the
+ * `bundleAssets()` makes it (public/app.ts and sw.ts bundled for the browser, every file with its
+ * gzip and brotli forms and ETags), defined as BUN_CHAT_PAGE at build time, so it needs no
+ * public/ folder and neither bundles nor compresses at start. Configure it with the
  * environment exactly like `bun run server.ts`; it reads no .env or bunfig.toml of its own.
  */
 import { rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { bundleAssets } from "../server.ts";
+import { pack } from "../src/assets.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -38,7 +40,8 @@ const result = await Bun.build({
   format: "esm",
   // Embedded, zstd-compressed: stack traces in the error log point into server.ts and src/.
   sourcemap: "linked",
-  define: { BUN_CHAT_PAGE: JSON.stringify(page) },
+  // The page's files and their gzip and brotli forms, made here once: the binary compresses nothing at start.
+  define: { BUN_CHAT_PAGE: JSON.stringify(pack(page)) },
 });
 if (!result.success) {
   for (const log of result.logs) console.error(log);

@@ -11,8 +11,11 @@
  *   moderation.ts  roles, kicks, bans, mutes, slow mode; header.ts the room's topic and settings
  *   messages.ts    reply, edit, delete; events.ts what stored events change (pure)
  *   room.ts, presence.ts, timeline.ts, directory.ts, mentions.ts, banner.ts, menu.ts, dom.ts: what is drawn
+ *   format.ts      the message format (code, quotes, bold, …): grammar, parser, drawing
+ *   position.ts    where the reader is in the room shown: following, "Jump to latest", landing
  *   hash.ts        the address: room, invite, login ticket; rights.ts who may do what (pure)
  *   input.ts       what the person does, bound to what answers it
+ *   sw.ts          the service worker: the page's own files kept for a reload without network
  */
 
 import { createBanner } from "./banner.ts";
@@ -39,6 +42,8 @@ function main(): void {
   const ui = findElements();
   const identity = createIdentity(browserStore("local"), browserStore("session"));
   const self: Self = { name: identity.name ?? "", me: null, admin: false, limits: null };
+  // Who we are shows before the first welcome too (a reload without network, say).
+  ui.meName.textContent = self.name;
   const banner = createBanner(ui, () => self.me !== null);
   const notice = banner.notice;
   // The parts call each other back: an arrow below that names a part built after it runs only
@@ -124,6 +129,9 @@ function main(): void {
     outbox.add(entry);
   }
   rooms.renderMembers();
+  // The offline shell (sw.ts): a reload without network shows this page, its unsent messages and
+  // "No network". Without a worker (plain http on another host, a private window) the page works the same.
+  navigator.serviceWorker?.register("/sw.js").catch(() => {});
   if (start.token) {
     chat.signInWithTicket(start.token);
   } else if (self.name || identity.session) {

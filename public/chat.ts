@@ -9,7 +9,7 @@ import { CLOSE, CLOSE_REASON, codePoints, type ErrorCode, type ErrorFrame, type 
 import type { Banner } from "./banner.ts";
 import type { Connection, Status } from "./connection.ts";
 import type { Directory } from "./directory.ts";
-import { randomId } from "./dom.ts";
+import { h, randomId } from "./dom.ts";
 import type { Ui } from "./elements.ts";
 import type { Header } from "./header.ts";
 import type { Change, Identity, Self } from "./identity.ts";
@@ -202,7 +202,10 @@ export function createChat(deps: ChatDeps) {
     // What the server will store: CRLF as LF, trimmed.
     const text = ui.text.value.replace(/\r\n/g, "\n").trim();
     const state = moderation.writeState(room);
-    if (!room || !text || codePoints(text) > maxChars() || state.blocked || state.waitMs > 0) return;
+    const over = codePoints(text) - maxChars();
+    // Enter past the limit says why, where a screen reader hears it (the Send button is greyed out).
+    if (over > 0) return tooLong(over);
+    if (!room || !text || state.blocked || state.waitMs > 0) return;
     const replyTo = messages.replyTo(room.name);
     outbox.add({ id: randomId(), room: room.name, text, ...(replyTo === undefined ? {} : { replyTo }) });
     messages.cancelReply();
@@ -210,6 +213,13 @@ export function createChat(deps: ChatDeps) {
     updateCounter();
     rooms.wrote(room);
     outbox.flush(room.name);
+  }
+
+  /** The text is `over` characters past the limit: the composer says so, and by how much. */
+  function tooLong(over: number): void {
+    const max = maxChars();
+    ui.composerError.textContent = `Too long to send: ${(max + over).toLocaleString()} characters, ${over.toLocaleString()} over the limit of ${max.toLocaleString()}.`;
+    ui.text.setAttribute("aria-invalid", "true");
   }
 
   /** Retry on a pending message; with no connection, that means connecting now. */
@@ -235,8 +245,15 @@ export function createChat(deps: ChatDeps) {
     const used = codePoints(ui.text.value.replace(/\r\n/g, "\n").trim());
     const max = maxChars();
     const show = used >= max * COUNTER_FROM;
-    ui.counter.textContent = show ? `${used} / ${max}` : "";
+    // Shown as "1900 / 2000", read out as "1900 of 2000 characters" (it is a polite live region).
+    ui.counter.replaceChildren(
+      ...(show ? [h("span", { text: `${used} / ${max}`, attrs: { "aria-hidden": "true" } }), h("span", { class: "visually-hidden", text: `${used} of ${max} characters` })] : []),
+    );
     ui.counter.classList.toggle("over", used > max);
+    if (used <= max) {
+      ui.composerError.textContent = "";
+      ui.text.removeAttribute("aria-invalid");
+    }
     const state = moderation.writeState(rooms.currentRoom());
     const wait = Math.ceil(state.waitMs / 1000);
     ui.send.disabled = used > max || state.blocked || wait > 0;

@@ -1,7 +1,7 @@
 /**
  * Safe DOM building for the chat page. Everything a user typed reaches the page through
- * `textContent` or a text node, never through HTML parsing; links are <a> elements made here,
- * with an href only for http and https.
+ * `textContent` or a text node, never through HTML parsing; links and mentions are found here
+ * (an href only for http and https, checked by safeLink), and format.ts draws them.
  */
 
 type Child = Node | string | null | undefined | false;
@@ -37,8 +37,8 @@ export type Token =
 
 /** A run that may be a link: http(s):// and everything up to whitespace or a character that cannot be in one. */
 const URL_CANDIDATE = /\bhttps?:\/\/[^\s<>"]+/gi;
-/** Characters that usually end the sentence around a link rather than the link itself. */
-const TRAILING = ".,;:!?'\")]}";
+/** Characters that usually end the sentence around a link rather than the link itself (or close `**bold**`, `~~strike~~`). */
+const TRAILING = ".,;:!?'\")]}*~";
 /**
  * Bidirectional formatting controls (embeddings, overrides, isolates, marks, the Arabic letter
  * mark): in a message they could show a link or a name in an order other than the real one.
@@ -87,7 +87,8 @@ export function tokenize(raw: string, me: string | null = null): Token[] {
   return tokens;
 }
 
-function trimTrailing(url: string): string {
+/** `url` without the punctuation that ends the sentence around it: `trimTrailing("a.io/x).") // => "a.io/x"` (a `)` closing a `(` inside stays). */
+export function trimTrailing(url: string): string {
   let end = url.length;
   while (end > 0 && TRAILING.includes(url[end - 1]!)) {
     if (url[end - 1] === ")") {
@@ -122,8 +123,9 @@ export function safeLink(raw: string): { text: string; href: string } | null {
   return { text: `${url.protocol}//${url.host}${rest}`, href: url.href };
 }
 
+/** Escapes the syntax characters only: with the u flag, `\-` is an error (a name like "jean-luc" threw). */
 function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
 
 /** Mentions in a plain run: the reader's own name (with or without `@`) and any `@word`. */
@@ -140,26 +142,6 @@ function mentionTokens(text: string, me: string | null): Token[] {
   }
   if (at < text.length) tokens.push({ kind: "text", text: text.slice(at) });
   return tokens;
-}
-
-/** Whether a message text names the reader: `@me`, or `me` as a whole word. */
-export function mentions(text: string, me: string): boolean {
-  return tokenize(text, me).some((t) => t.kind === "mention" && t.me);
-}
-
-/**
- * A message text as nodes: text runs, safe links and highlighted mentions. Newlines are kept by
- * CSS (pre-wrap). A link is laid out left to right on its own (dir="ltr" isolates it), so
- * right-to-left text around it cannot reorder its parts.
- */
-export function richText(text: string, me: string | null = null): Node[] {
-  return tokenize(text, me).map((t) =>
-    t.kind === "text"
-      ? document.createTextNode(t.text)
-      : t.kind === "link"
-        ? h("a", { text: t.text, attrs: { href: t.href, target: "_blank", rel: "noopener noreferrer", dir: "ltr" } })
-        : h("mark", { class: t.me ? "mention own" : "mention", text: t.text }),
-  );
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });

@@ -26,6 +26,32 @@ export function roomName(raw: string): string {
   return raw.trim().replace(/^#/, "").toLowerCase();
 }
 
+/** Bounds a room name, as the server's pattern does (`^[a-z0-9][a-z0-9_-]{0,31}$`). */
+const ROOM_MAX_CHARS = 32;
+
+/**
+ * The room name a person means when they type one: lower case, `#` dropped, runs of spaces, dots
+ * and dashes as one `-`, accents dropped, anything else a room name cannot hold left out; a valid
+ * name stays as typed. "" when nothing is left.
+ *   slugOf("My Room") // => "my-room"      slugOf("#Design") // => "design"
+ *   slugOf("  Café talk! ") // => "cafe-talk"      slugOf("!!!") // => ""
+ */
+export function slugOf(raw: string): string {
+  // A name that is one already stays as typed ("x--y" too).
+  const typed = roomName(raw);
+  if (isRoom(typed)) return typed;
+  const slug = raw
+    .normalize("NFKD")
+    .replace(/\p{M}/gu, "")
+    .toLowerCase()
+    .trim()
+    .replace(/^#+/, "")
+    .replace(/[\s.-]+/g, "-")
+    .replace(/[^a-z0-9_-]/g, "")
+    .replace(/^[-_]+/, "");
+  return slug.slice(0, ROOM_MAX_CHARS).replace(/-+$/, "");
+}
+
 /** `decodeURIComponent`, or null for a malformed escape (`decode("%") // => null`). */
 export function decode(text: string): string | null {
   try {

@@ -8,7 +8,7 @@ import type { Chat } from "./chat.ts";
 import type { Connection } from "./connection.ts";
 import type { Directory } from "./directory.ts";
 import type { Ui } from "./elements.ts";
-import { parseHash, roomName } from "./hash.ts";
+import { parseHash, slugOf } from "./hash.ts";
 import type { Header } from "./header.ts";
 import type { Mentions } from "./mentions.ts";
 import type { Messages } from "./messages.ts";
@@ -44,19 +44,48 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, moderati
     chat.signIn(name, ui.loginAdminToken.value.trim());
   });
 
+  // A room typed as "My Room" or "#Design" is joined as my-room or design: said before joining.
+  const joinPreview = () => {
+    const typed = ui.joinRoom.value;
+    const name = slugOf(typed);
+    ui.joinSlug.textContent = name && name !== typed.trim() ? `Joins #${name}` : "";
+    ui.joinError.textContent = "";
+    ui.joinRoom.setAttribute("aria-invalid", "false");
+  };
+  ui.joinRoom.addEventListener("input", joinPreview);
   ui.joinForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    const name = roomName(ui.joinRoom.value);
+    const name = slugOf(ui.joinRoom.value);
     if (!isRoom(name)) {
-      ui.joinError.textContent = "Use up to 32 of a-z 0-9 _ -, starting with a letter or digit.";
+      ui.joinError.textContent = "Use letters or digits: a room's name is up to 32 of a-z 0-9 _ -.";
       ui.joinRoom.setAttribute("aria-invalid", "true");
       return;
     }
-    ui.joinError.textContent = "";
-    ui.joinRoom.setAttribute("aria-invalid", "false");
     ui.joinRoom.value = "";
+    joinPreview();
     rooms.open(name);
     ui.text.focus();
+  });
+  // Escape closes what is open, the innermost first: this form's text, the rename form, the admin
+  // token field (menus, dialogs, the reply and an edit close by themselves; the drawer is last).
+  ui.joinRoom.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !ui.joinRoom.value) return;
+    event.stopPropagation();
+    ui.joinRoom.value = "";
+    joinPreview();
+  });
+  ui.renameForm.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    event.stopPropagation();
+    chat.showRename(false);
+    ui.renameButton.focus();
+  });
+  ui.loginAdmin.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !ui.loginAdmin.open) return;
+    event.preventDefault();
+    ui.loginAdmin.open = false;
+    ui.loginAdmin.querySelector("summary")?.focus();
   });
 
   ui.text.addEventListener("keydown", (event) => {

@@ -9,7 +9,7 @@ import { now } from "./dom.ts";
 import type { Ui } from "./elements.ts";
 import type { Self } from "./identity.ts";
 import { typingText, type Room } from "./room.ts";
-import { addPresence, eventRow, layout } from "./timeline.ts";
+import { addPresence, layout, renameRow } from "./timeline.ts";
 
 /** "alice is typing…" lasts this many of her typing periods (typingThrottleMs) after her last frame. */
 const TYPING_SHOW_PERIODS = 3;
@@ -63,7 +63,7 @@ export function createPresence(deps: PresenceDeps) {
     room.members.set(user.id, user);
     if (user.id === self.me?.id) deps.renamed(user);
     if (before !== undefined && before !== user.name) {
-      room.view.list.append(eventRow(`${before} is now ${user.name}`, now()));
+      room.view.list.append(renameRow(user, before, now()));
       layout(room.view.list);
       follow(room);
     }

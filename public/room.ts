@@ -10,9 +10,6 @@ import type { MessageLog } from "./events.ts";
 import type { RoomSync } from "./sync.ts";
 import { avatar } from "./timeline.ts";
 
-/** Within this many px of the bottom the view counts as "at the bottom" and follows new messages. */
-const STICK_PX = 48;
-
 export interface Room {
   name: string;
   /** Where the room stands in its sequence; its phase says whether unsent messages may go. */
@@ -57,6 +54,8 @@ export interface Room {
   land: boolean;
   /** The view follows new messages: the user has not scrolled up. */
   stuck: boolean;
+  /** New messages that came below the view while the reader was away from the bottom. */
+  below: number;
   scrollTop: number;
   view: RoomView;
   /** Its entry in the sidebar's "Your rooms". */
@@ -105,7 +104,8 @@ export function createView(name: string, container: HTMLElement, notice: (text: 
   section.dataset.room = name;
   section.dataset.sync = "idle";
   section.hidden = true;
-  container.append(section);
+  // Before "Jump to latest" (the container's own last child), so Tab reaches it right after the log.
+  container.insertBefore(section, container.querySelector(":scope > .pill"));
   return { section, log, older, empty, list, outbox, out };
 }
 
@@ -252,16 +252,9 @@ export function placeDivider(room: Room, li: HTMLLIElement, seq: number): void {
   const old = room.divider;
   if (old && old.el.isConnected && (room.readSeq === null || room.readSeq < old.seq) && old.seq <= seq) return;
   old?.el.remove();
+  // A list item (an `ol` holds only those), not a separator.
   const el = h("li", { class: "divider" }, h("span", { text: "New messages" }));
-  el.setAttribute("role", "separator");
   li.before(el);
   room.divider = { el, seq };
 }
 
-export function atBottom(log: HTMLElement): boolean {
-  return log.scrollHeight - log.scrollTop - log.clientHeight < STICK_PX;
-}
-
-export function scrollToBottom(room: Room): void {
-  room.view.log.scrollTop = room.view.log.scrollHeight;
-}

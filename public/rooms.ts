@@ -16,14 +16,16 @@ import {
 } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
 import type { Directory } from "./directory.ts";
-import { mentions, now } from "./dom.ts";
+import { now } from "./dom.ts";
+import { mentions } from "./format.ts";
 import type { Ui } from "./elements.ts";
 import { createMessageLog, quoteOf, settingsLine, settingsOf } from "./events.ts";
 import { hashFor, type Hash } from "./hash.ts";
 import type { Identity, Self } from "./identity.ts";
 import type { Outbox } from "./outbox.ts";
 import { createPresence } from "./presence.ts";
-import { atBottom, createNav, createView, drawEmpty, drawNav, drawOlder, drawOut, drawSync, memberItems, placeDivider, scrollToBottom, titleOf, type Room } from "./room.ts";
+import { createPosition } from "./position.ts";
+import { createNav, createView, drawEmpty, drawNav, drawOlder, drawOut, drawSync, memberItems, placeDivider, titleOf, type Room } from "./room.ts";
 import { createRoomSync, refFor, type Step } from "./sync.ts";
 import { eventRow, insertBySeq, layout, messageRow, redrawMessage, regroupPending } from "./timeline.ts";
 
@@ -33,8 +35,6 @@ export const DEFAULT_ROOM = "general";
 const OLDER_PAGE = 50;
 /** Scrolling up to within this many px of the top fetches the next older page. */
 const OLDER_PX = 150;
-/** Space kept above the "new messages" divider when a room opens at it. */
-const DIVIDER_MARGIN_PX = 40;
 /**
  * After our own reconnect, members we had before who join again within this long are old
  * company coming back (a server restart drops everyone), not news: no presence line.
@@ -71,6 +71,8 @@ export function createRooms(deps: RoomsDeps) {
   const rooms = new Map<string, Room>();
   /** The room shown. */
   let current = DEFAULT_ROOM;
+  const position = createPosition(ui, (room) => room.name === current, markRead);
+  const follow = position.follow;
   const presence = createPresence({ ui, self, get, currentRoom, follow, renderMembers, renderRooms, renamed: deps.renamed });
   const renderTyping = presence.renderTyping;
 
@@ -122,6 +124,7 @@ export function createRooms(deps: RoomsDeps) {
       divider: null,
       land: false,
       stuck: true,
+      below: 0,
       scrollTop: 0,
       view: createView(name, ui.rooms, notice),
       nav: createNav(name, ui.myRooms, () => {
@@ -137,10 +140,7 @@ export function createRooms(deps: RoomsDeps) {
       () => {
         const log = room.view.log;
         const up = log.scrollTop < room.scrollTop;
-        room.stuck = atBottom(log);
-        room.scrollTop = log.scrollTop;
-        if (room.stuck && room.name === current) ui.pill.hidden = true;
-        markRead(room);
+        position.scrolled(room);
         // Only the reader's own scrolling up fetches more: a short room at rest must not page on its own.
         if (up && log.scrollTop < OLDER_PX && room.hasOlder) loadOlder(room);
       },
@@ -183,11 +183,7 @@ export function createRooms(deps: RoomsDeps) {
     if (location.hash !== hashFor(name)) history.replaceState(null, "", hashFor(name));
     for (const other of rooms.values()) other.view.section.hidden = other !== room;
     // Opening a room with news the reader has not seen starts at the "new messages" line.
-    const unseen = room.divider !== null && (room.readSeq === null || room.readSeq < room.divider.seq);
-    if (room.land || unseen) land(room);
-    else if (room.stuck) scrollToBottom(room);
-    else room.view.log.scrollTop = room.scrollTop;
-    ui.pill.hidden = true;
+    position.open(room);
     if (inView(room)) room.unread = room.mentions = 0;
     markRead(room);
     ui.roomTitle.textContent = `#${name}`;
@@ -333,7 +329,7 @@ export function createRooms(deps: RoomsDeps) {
       room.hasOlder = !f.complete;
       drawOlder(room);
       room.land = true;
-      if (room.name === current) land(room);
+      if (room.name === current) position.land(room);
     }
     advance(room, step);
     renderMembers();
@@ -418,6 +414,8 @@ export function createRooms(deps: RoomsDeps) {
     let readUpTo = room.readSeq;
     if (kind === "join" && readUpTo !== null) for (const m of messages) if (m.user.id === me?.id) readUpTo = Math.max(readUpTo, m.seq);
     const seeing = kind === "news" && inView(room) && room.stuck;
+    /** News from others, below the view if the reader is away from the bottom. */
+    let arrived = 0;
     for (const m of fresh) {
       const mine = m.user.id === me?.id;
       const li = messageRow(room.log.add(m), mine, me?.name ?? null, m.replyTo === undefined ? null : quoteOf(room.log.get(m.replyTo)));
@@ -427,6 +425,7 @@ export function createRooms(deps: RoomsDeps) {
       room.typing.delete(m.user.id);
       const news = kind === "news" || (kind === "join" && readUpTo !== null && m.seq > readUpTo);
       if (!news || mine) continue;
+      if (kind === "news") arrived++;
       if (!inView(room)) {
         room.unread++;
         if (mentioned) room.mentions++;
@@ -439,7 +438,7 @@ export function createRooms(deps: RoomsDeps) {
     layout(room.view.list);
     regroupPending(room.view.list, room.view.outbox, me?.id);
     drawEmpty(room);
-    if (kind === "news") follow(room);
+    if (kind === "news") follow(room, arrived);
     renderTyping();
     renderRooms();
   }
@@ -509,58 +508,31 @@ export function createRooms(deps: RoomsDeps) {
   function wrote(room: Room): void {
     room.divider?.el.remove();
     room.divider = null;
-    room.stuck = true;
-    scrollToBottom(room);
+    position.toBottom(room);
   }
 
   /** The app appears: the room shown opens where it should. */
   function reveal(): void {
     const room = currentRoom();
-    if (room?.land) land(room);
-    else if (room) scrollToBottom(room);
+    if (room?.land) position.land(room);
+    else if (room) position.toBottom(room);
   }
 
-  /** The "new messages" pill: to the bottom of the room shown. */
+  /** "Jump to latest": to the bottom of the room shown. */
   function toBottom(): void {
     const room = currentRoom();
-    if (room) scrollToBottom(room);
-    ui.pill.hidden = true;
+    if (room) position.toBottom(room);
+    ui.text.focus();
   }
 
   /** The window changed size: rows rewrap, and a view at the bottom stays there. */
   function keepBottom(): void {
     const room = currentRoom();
-    if (room?.stuck) scrollToBottom(room);
+    if (room?.stuck) position.toBottom(room);
   }
 
   function inView(room: Room): boolean {
     return room.name === current && document.visibilityState === "visible";
-  }
-
-  /**
-   * Shows a room as a chat app opens it: at the newest message, or, when there is news since the
-   * reader was last here, at the "new messages" line, if all of it does not fit below.
-   */
-  function land(room: Room): void {
-    room.land = false;
-    const log = room.view.log;
-    const divider = room.divider?.el;
-    if (divider?.isConnected) {
-      log.scrollTop += divider.getBoundingClientRect().top - log.getBoundingClientRect().top - DIVIDER_MARGIN_PX;
-    } else {
-      log.scrollTop = log.scrollHeight;
-    }
-    room.stuck = atBottom(log);
-    room.scrollTop = log.scrollTop;
-    markRead(room);
-  }
-
-  /** New rows at the bottom: follow them if the user is there, else offer the pill. */
-  function follow(room: Room): void {
-    if (room.name !== current) return;
-    if (room.stuck) scrollToBottom(room);
-    else ui.pill.hidden = false;
-    markRead(room);
   }
 
   // ─── Drawing ───────────────────────────────────────────────────────────────────────────────

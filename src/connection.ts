@@ -6,7 +6,7 @@ import type { ServerWebSocket, Socket } from "bun";
 import type { Context } from "./context.ts";
 import type { SessionRecord } from "./engine.ts";
 import { TokenBucket, type RateLimiter } from "./core/bucket.ts";
-import { LineSplitter, formatModerationLine, formatStoredLines } from "./core/lines.ts";
+import { ERASE_PROMPT, LineSplitter, formatModerationLine, formatStoredLines, markMentions, mentionPattern, promptFor } from "./core/lines.ts";
 import { MESSAGES, withRef, type ErrorExtra, type Failure } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, type ErrorCode, type JoinedFrame, type LeftReason, type ModerationFrame, LINE_TOO_LONG, type ServerFrame, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 
@@ -209,9 +209,13 @@ export class WsConnection extends Connection {
 }
 
 export const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Bounds how long a TCP client we closed may take to take its last lines. */
 const TCP_CLOSE_LINGER_MS = 5000;
+/** The first byte of a message line (`[room] …`): only such lines may name their reader. */
+const MESSAGE_LINE_START = "[".charCodeAt(0);
+const ERASE_BYTES = encoder.encode(ERASE_PROMPT);
 
 export class TcpConnection extends Connection {
   readonly transport = "tcp";
@@ -225,6 +229,15 @@ export class TcpConnection extends Connection {
   current: string | null = null;
   readonly recent: string[] = [];
   private sent = 0;
+  /** Input lines read and not answered yet: the prompt waits until the last is. */
+  private unanswered = 0;
+  /**
+   * The chat prompt is the last thing written: the client's cursor is after it. Output that
+   * comes now erases it first and draws it again after (the `name: ` prompt is left alone).
+   */
+  private prompting = false;
+  /** What names this user in a message, for the name it has now. */
+  private mention: { name: string; pattern: RegExp } | null = null;
 
   constructor(
     ctx: Context,
@@ -244,7 +257,7 @@ export class TcpConnection extends Connection {
    * Writes now what the socket takes and keeps the rest for `drain`: Bun's write() takes what
    * fits and drops the remainder. Past tcpMaxPendingBytes the client is not reading: close it.
    */
-  write(bytes: Uint8Array): void {
+  private out(bytes: Uint8Array): void {
     if (this.state === "closed" || this.ending) return;
     if (this.pending.length === 0) {
       const n = this.socket.write(bytes);
@@ -264,12 +277,64 @@ export class TcpConnection extends Connection {
     }
   }
 
-  line(text: string): void {
-    this.write(encoder.encode(text + "\n"));
+  /**
+   * Whole lines for the screen: a chat prompt shown gives them its place and is drawn again below
+   * them, unless they are the last (`last`: the connection closes after them).
+   */
+  private show(bytes: Uint8Array, last = false): void {
+    if (!this.prompting) return this.out(bytes);
+    const prompt = encoder.encode(last ? "" : this.promptText());
+    const all = new Uint8Array(ERASE_BYTES.length + bytes.length + prompt.length);
+    all.set(ERASE_BYTES);
+    all.set(bytes, ERASE_BYTES.length);
+    all.set(prompt, ERASE_BYTES.length + bytes.length);
+    this.out(all);
   }
 
+  /**
+   * A room's event, as the fanout encoded it once for every TCP member of the room: the message
+   * lines that name this user (live ones) are marked and ring the bell, and the rest pass as they are.
+   */
+  write(bytes: Uint8Array): void {
+    this.show(this.marked(bytes, true) ?? bytes);
+  }
+
+  /** `bytes` with the message lines that name this user marked (`ring`: and a bell), or null when none does. */
+  private marked(bytes: Uint8Array, ring: boolean): Uint8Array | null {
+    const name = this.user?.ref.name;
+    if (name === undefined || bytes[0] !== MESSAGE_LINE_START) return null;
+    if (this.mention?.name !== name) this.mention = { name, pattern: mentionPattern(name) };
+    const marked = markMentions(decoder.decode(bytes), name, this.mention.pattern, ring);
+    return marked === null ? null : encoder.encode(marked);
+  }
+
+  /** One line of the door's own (`last`: the connection closes after it). */
+  line(text: string, last = false): void {
+    this.show(encoder.encode(text + "\n"), last);
+  }
+
+  /** Lines read: each is answered before the prompt comes back. The client pressed Enter, so no prompt is shown. */
+  reading(lines: number): void {
+    if (lines === 0) return;
+    this.unanswered += lines;
+    this.prompting = false;
+  }
+
+  /** A line read was answered: after the last, the prompt. */
+  answered(): void {
+    this.unanswered = Math.max(0, this.unanswered - 1);
+    if (this.unanswered === 0) this.prompt();
+  }
+
+  /** `name: ` before the hello; then the current room's `[general]> ` (promptFor). Only while open. */
   prompt(): void {
-    this.write(encoder.encode("name: "));
+    if (this.state !== "open" || this.prompting) return;
+    this.out(encoder.encode(this.promptText()));
+    this.prompting = this.user !== null;
+  }
+
+  private promptText(): string {
+    return promptFor(this.user !== null, this.current);
   }
 
   /** Called on `drain`: writes what was kept, in order. */
@@ -288,9 +353,12 @@ export class TcpConnection extends Connection {
     if (this.ending) this.socket.end();
   }
 
+  /** A message for this connection alone: history on a join (mentions marked, no bell), or a retried send's original. */
   deliver(message: StoredFrame): void {
     const text = formatStoredLines(message);
-    if (this.state === "open" && text) this.write(encoder.encode(text));
+    if (this.state !== "open" || !text) return;
+    const bytes = encoder.encode(text);
+    this.show(this.marked(bytes, false) ?? bytes);
   }
 
   fail(code: ErrorCode | typeof LINE_TOO_LONG, message: string, _ref?: string, extra?: ErrorExtra): void {
@@ -313,7 +381,15 @@ export class TcpConnection extends Connection {
     const at = this.recent.indexOf(room);
     if (at !== -1) this.recent.splice(at, 1);
     if (this.current === room) this.current = this.recent.at(-1) ?? null;
-    this.line(this.current ? `* now in ${this.current}` : "* you are in no room; /join ROOM");
+    this.line(this.current ? `* now in ${this.current}: ${goesTo(this.current)}` : NO_ROOM);
+  }
+
+  /** The current room is left (`/leave`): the most recently joined one left becomes current; null if none. */
+  leftCurrent(): string | null {
+    const room = this.current;
+    if (room !== null) this.recent.splice(this.recent.indexOf(room), 1);
+    this.current = this.recent.at(-1) ?? null;
+    return this.current;
   }
 
   /** Ends after the pending output is written; a client that does not take it is cut off. */
@@ -331,23 +407,28 @@ export class TcpConnection extends Connection {
     this.end();
   }
 
-  /** Recent history as lines, then `* now in ROOM (N here)`; the room becomes current. */
+  /**
+   * Recent history as lines, then `* now in ROOM (N here): …` saying where plain lines go now,
+   * and where they no longer go; the room becomes current.
+   */
   joined(frame: JoinedFrame): void {
     for (const m of frame.messages) this.deliver(m);
+    const was = this.current;
     const at = this.recent.indexOf(frame.room);
     if (at !== -1) this.recent.splice(at, 1);
     this.recent.push(frame.room);
     this.current = frame.room;
-    this.line(`* now in ${frame.room} (${frame.members.length} here)`);
+    const before = was !== null && was !== frame.room ? `, no longer to ${was}` : "";
+    this.line(`* now in ${frame.room} (${frame.members.length} here): ${goesTo(frame.room)}${before}`);
   }
 
   helloExpired(): void {
-    this.line("! hello timeout");
+    this.line("! hello timeout", true);
     this.close(CLOSE.policy, CLOSE_REASON.helloTimeout);
   }
 
   shutdown(): void {
-    this.line(`* ${CLOSE_REASON.shutdown}`);
+    this.line(`* ${CLOSE_REASON.shutdown}`, true);
     this.close(CLOSE.shutdown, CLOSE_REASON.shutdown);
   }
 
@@ -358,3 +439,11 @@ export class TcpConnection extends Connection {
     this.pendingBytes = 0;
   }
 }
+
+/** What a TCP user is told of its current room: `goesTo("dev") // => "what you type goes to dev"`. */
+function goesTo(room: string): string {
+  return `what you type goes to ${room}`;
+}
+
+/** What a TCP user in no room is told. */
+const NO_ROOM = "* you are in no room; /join ROOM";

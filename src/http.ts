@@ -1,12 +1,12 @@
 /**
- * The HTTP door (§6, §10): the page, /healthz, /metrics, the room API, and the checks a /ws
+ * The HTTP door (§6, §10): the page (compressed, with ETags), /healthz, /metrics, the room API, and the checks a /ws
  * upgrade must pass, as a Hono app. Security headers on every response.
  */
 import type { Server } from "bun";
 import { isIP } from "node:net";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
-import type { Assets } from "./assets.ts";
+import { PAGE_PATHS, pageResponse, type Assets } from "./assets.ts";
 import { guestsAllowed, hostKey, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
@@ -119,12 +119,8 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     });
   }
 
-  const asset = (body: (page: Assets) => string, type: string) => async () =>
-    new Response(body(await assets), { headers: { "content-type": type, "cache-control": "no-cache" } });
-  app.get("/", asset((page) => page.html, "text/html; charset=utf-8"));
-  app.get("/app.js", asset((page) => page.js, "text/javascript; charset=utf-8"));
-  app.get("/style.css", asset((page) => page.css, "text/css; charset=utf-8"));
-  app.get("/favicon.svg", asset((page) => page.icon, "image/svg+xml"));
+  // The page's files, compressed once (src/assets.ts), with strong ETags: a second visit gets 304s.
+  for (const path of PAGE_PATHS) app.get(path, async (c) => pageResponse((await assets).files[path]!, c.req.raw));
 
   app.get("/healthz", (c) => {
     if (hub.conns.draining) return c.json({ status: "draining" }, 503);

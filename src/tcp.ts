@@ -56,18 +56,26 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
       data(socket, chunk) {
         const conn = socket.data;
         if (conn.state !== "open") return;
-        for (const line of conn.splitter.push(chunk)) {
+        const lines = conn.splitter.push(chunk);
+        // Counted before any is answered: the prompt comes back once, after the last.
+        conn.reading(lines.length);
+        for (const line of lines) {
           const asked = hub.ask(conn, undefined);
           // Decoded now: a complete line is a view of Bun's buffer, which the next read reuses.
           const text = line === TOO_LONG ? null : decoder.decode(line);
           const answer =
             text === null
-              ? () => {
-                  conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`);
-                  if (!conn.user) conn.prompt();
-                }
+              ? () => conn.fail(LINE_TOO_LONG, `lines are at most ${config.tcpMaxLineBytes} bytes; that one was dropped`)
               : () => onLine(conn, text);
-          conn.enqueue(() => hub.spend({ conn, type: undefined, ref: undefined, asked, answer }));
+          conn.enqueue(() => {
+            let spent;
+            try {
+              spent = hub.spend({ conn, type: undefined, ref: undefined, asked, answer });
+            } finally {
+              if (!spent) conn.answered();
+            }
+            return spent?.finally(() => conn.answered());
+          });
         }
       },
       drain(socket) {
@@ -89,8 +97,8 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     if (!conn.user) {
       const r = await hub.hello(conn, { name: text });
       if (!r.ok) {
-        conn.refuse(r);
-        return r.close ? undefined : conn.prompt();
+        // The prompt (`name: ` again) comes once the line is answered.
+        return conn.refuse(r);
       }
       return join(conn, TCP_FIRST_ROOM);
     }
@@ -112,10 +120,9 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         if (!room) return conn.fail("not_joined", "you are in no room");
         const r = await hub.leave(conn, room);
         if (!r.ok) return conn.fail(r.code, r.message);
-        conn.recent.splice(conn.recent.indexOf(room), 1);
-        conn.current = conn.recent.at(-1) ?? null;
+        const now = conn.leftCurrent();
         conn.line(`* left ${room}`);
-        if (conn.current) conn.line(`* now in ${conn.current} (${(await hub.members(conn.current)).length} here)`);
+        if (now) conn.line(`* now in ${now} (${(await hub.members(now)).length} here): what you type goes to ${now}`);
         else conn.line("* you are in no room; /join ROOM");
         return;
       }

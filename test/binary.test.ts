@@ -50,9 +50,19 @@ test("the compiled binary serves the page it was built with and chats, with a da
       const page = await bundleAssets();
       const html = await fetch(running.url);
       expect([html.status, html.headers.get("content-security-policy")?.startsWith("default-src 'self'")]).toEqual([200, true]);
-      expect(await html.text()).toBe(page.html);
-      expect(await (await fetch(new URL("/app.js", running.url))).text()).toBe(page.js);
-      expect(await (await fetch(new URL("/style.css", running.url))).text()).toBe(page.css);
+      // Every file as bundled here, in each encoding, with the same ETags: compressed at build time,
+      // and answered 304 when the client has it.
+      for (const [path, file] of Object.entries(page.files)) {
+        const url = new URL(path, running.url);
+        const plain = await fetch(url, { headers: { "accept-encoding": "identity" } });
+        expect({ path, body: new Uint8Array(await plain.arrayBuffer()), etag: plain.headers.get("etag") }).toEqual({ path, body: file.body, etag: file.etag });
+        for (const [encoding, bytes, etag] of [["br", file.br, file.etagBr], ["gzip", file.gzip, file.etagGzip]] as const) {
+          const res = await fetch(url, { headers: { "accept-encoding": encoding }, decompress: false });
+          expect({ path, encoding: res.headers.get("content-encoding"), etag: res.headers.get("etag"), body: new Uint8Array(await res.arrayBuffer()) }).toEqual({ path, encoding, etag, body: bytes });
+          const again = await fetch(url, { headers: { "accept-encoding": encoding, "if-none-match": etag } });
+          expect({ path, status: again.status }).toEqual({ path, status: 304 });
+        }
+      }
 
       const alice = await Client.connect(running.wsUrl);
       const bob = await Client.connect(running.wsUrl);

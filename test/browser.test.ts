@@ -330,9 +330,9 @@ test(
     await waitForText(alice, `.room[data-room="side"] .event:last-of-type > span`, "bob joined");
     expect(await members(alice)).toEqual(["alice", "bob"]);
 
-    // Leaving is explicit, so alice sees it at once (no grace).
+    // Leaving is explicit, so alice sees it at once (no grace), on the same line: nothing was said between.
     await bob.click(`#my-rooms button[aria-label="Leave #side"]`);
-    await waitForText(alice, `.room[data-room="side"] .event:last-of-type > span`, "bob left");
+    await waitForText(alice, `.room[data-room="side"] .event:last-of-type > span`, "bob joined and left");
     expect(await members(alice)).toEqual(["alice"]);
     expectNoPageProblems();
   },
@@ -584,11 +584,11 @@ test(
     // The newline is kept on screen, not only in the text.
     expect(await page.locator(`${rows("kb-room")} .text`).innerText()).toBe("line one\nline two");
 
-    // Near the limit a counter shows; past it, Enter sends nothing.
+    // Near the limit a counter shows; past it, Enter sends nothing (and says why: page-access.test.ts).
     await page.fill("#composer-text", "x".repeat(1900));
-    await waitForText(page, "#counter", "1900 / 2000");
+    await waitForText(page, "#counter > [aria-hidden]", "1900 / 2000");
     await page.fill("#composer-text", "x".repeat(2001));
-    await waitForText(page, "#counter", "2001 / 2000");
+    await waitForText(page, "#counter > [aria-hidden]", "2001 / 2000");
     expect(await page.isDisabled("#send")).toBe(true);
     await page.keyboard.press("Enter");
     await page.fill("#composer-text", "short again");

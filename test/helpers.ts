@@ -381,7 +381,10 @@ export async function user(server: TestServer, name: string, ...rooms: string[])
 
 /** A raw TCP line client for the plain-TCP door. */
 export class LineClient {
+  /** What is on the screen, as a script reads it: the chat prompt and its erasing taken out (see `raw`). */
   private buffer = "";
+  /** Everything received, prompts and all. */
+  raw = "";
   readonly waker = new Waker();
   isClosed = false;
   socket!: Awaited<ReturnType<typeof Bun.connect>>;
@@ -393,7 +396,11 @@ export class LineClient {
       port,
       socket: {
         data: (_s, data) => {
-          c.buffer += new TextDecoder().decode(data);
+          const text = new TextDecoder().decode(data);
+          c.raw += text;
+          // A prompt is on the last line only: what came before the last newline is clean already.
+          const done = c.buffer.lastIndexOf("\n") + 1;
+          c.buffer = c.buffer.slice(0, done) + withoutPrompts(c.buffer.slice(done) + text);
           c.waker.poke();
         },
         close: () => {
@@ -448,12 +455,32 @@ export class LineClient {
   }
 }
 
+/**
+ * The TCP door's chat prompt (`[general]> `, `> ` in no room) and what erases it when a line
+ * comes (CR, ANSI erase in line), taken out of `text`: what a script reading lines keeps. The
+ * `name: ` prompt stays.
+ */
+export function withoutPrompts(text: string): string {
+  // Line by line, not one regular expression over it all: a line of 100 kB scanned from each of its characters would take minutes.
+  return text
+    .split("\n")
+    .map((line) => {
+      const erased = line.lastIndexOf(ERASE_PROMPT);
+      const rest = erased === -1 ? line : line.slice(erased + ERASE_PROMPT.length);
+      return rest.replace(/^(?:\[[a-z0-9][a-z0-9_-]*\]> |> )/, "");
+    })
+    .join("\n");
+}
+
+/** What the door writes before a line that comes while its prompt is shown: CR, then ANSI erase in line. */
+const ERASE_PROMPT = "\r\x1b[K";
+
 /** A user of the TCP door: connects, answers the name prompt, and reads up to the "now in general" line. */
 export async function tcpUser(server: TestServer, name: string): Promise<{ client: LineClient; joinedText: string }> {
   const client = await LineClient.connect(server.chat.tcpPort!);
   await client.readUntil("name: ");
   client.write(`${name}\n`);
-  const joinedText = await client.readUntil("here)\n");
+  const joinedText = await client.readUntil("what you type goes to general\n");
   return { client, joinedText };
 }
 

@@ -286,7 +286,7 @@ describe("the TCP door in rooms with owners (§11.8)", () => {
       const tcp = await LineClient.connect(server.chat.tcpPort!);
       await tcp.readUntil("name: ");
       tcp.write("typist\n/join den\n");
-      await tcp.readUntil("* now in den (2 here)\n");
+      await tcp.readUntil("* now in den (2 here): what you type goes to den, no longer to general\n");
       tcp.write("/topic\n");
       expect(await tcp.line()).toBe("* den has no topic");
       tcp.write("/topic my topic\n");

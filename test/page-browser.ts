@@ -6,7 +6,7 @@
  * page, bounded by WAIT_MS.
  */
 import { afterAll, afterEach, beforeAll, expect } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
@@ -62,6 +62,9 @@ export function browserSuite() {
   const clients: Client[] = [];
   let problems: string[] = [];
 
+  /** User data folders of persistent contexts, removed after each test. */
+  const profiles: ReturnType<typeof tempDir>[] = [];
+
   beforeAll(async () => {
     data = tempDir();
     browser = await chromium.launch({ executablePath: findChromium(), headless: true, args: CHROMIUM_ARGS });
@@ -70,6 +73,7 @@ export function browserSuite() {
     for (const context of contexts.splice(0)) await context.close().catch(() => {});
     for (const client of clients.splice(0)) client.close();
     for (const server of servers.splice(0)) await server.stop().catch(() => {});
+    for (const profile of profiles.splice(0)) profile.cleanup();
     problems = [];
   });
   afterAll(async () => {
@@ -106,6 +110,21 @@ export function browserSuite() {
       contexts.push(context);
       context.setDefaultTimeout(WAIT_MS);
       return watch(await context.newPage(), label);
+    },
+    /**
+     * A page in a browser with a profile on disk, as a person's is (not incognito: Chromium says
+     * whether an app is installable only there), started with `preferences` (Chromium's Default/
+     * Preferences, e.g. `{webkit: {webprefs: {default_font_size: 32}}}`). Closed after the test.
+     */
+    async persistentPage(label: string, preferences: object = {}, options: BrowserContextOptions = {}): Promise<Page> {
+      const profile = tempDir();
+      profiles.push(profile);
+      mkdirSync(join(profile.path, "Default"));
+      writeFileSync(join(profile.path, "Default", "Preferences"), JSON.stringify(preferences));
+      const context = await chromium.launchPersistentContext(profile.path, { executablePath: findChromium(), headless: true, args: CHROMIUM_ARGS, viewport: DESKTOP, ...options });
+      contexts.push(context);
+      context.setDefaultTimeout(WAIT_MS);
+      return watch(context.pages()[0] ?? (await context.newPage()), label);
     },
     /** Another tab of the same browser as `page`. */
     async newTab(page: Page, label: string): Promise<Page> {

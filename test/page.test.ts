@@ -5,8 +5,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { backoffDelay, restartDelay } from "../public/connection.ts";
-import { dayLabel, mentions, safeLink, shown, tokenize } from "../public/dom.ts";
-import { listNames } from "../public/timeline.ts";
+import { dayLabel, safeLink, shown, tokenize } from "../public/dom.ts";
+import { mentions } from "../public/format.ts";
+import { didText, listNames, presenceText } from "../public/timeline.ts";
+import { slugOf } from "../public/hash.ts";
 
 // ─── Contrast (WCAG 2.x relative luminance) ──────────────────────────────────────────────────
 
@@ -144,6 +146,8 @@ describe("links", () => {
     expect(mentions("bobby and bo_b", "bob")).toBe(false);
     expect(mentions("mail bob@example.com", "example")).toBe(false);
     expect(mentions("a.b?c (x)", "a.b?c")).toBe(true);
+    expect(mentions("thanks Jean-Luc!", "jean-luc")).toBe(true);
+    expect(mentions("jean-lucas", "jean-luc")).toBe(false);
     // A mention inside a link stays part of the link.
     expect(tokenize("https://x.io/@bo", "bo")).toEqual([{ kind: "link", text: "https://x.io/@bo", href: "https://x.io/@bo" }]);
   });
@@ -155,6 +159,34 @@ describe("presence wording", () => {
     expect(listNames(["alice", "bob"])).toBe("alice and bob");
     expect(listNames(["alice", "bob", "carol"])).toBe("alice, bob and carol");
     expect(listNames(["alice", "bob", ...Array.from({ length: 12 }, (_, i) => `u${i}`)])).toBe("alice, bob and 12 others");
+  });
+
+  test("a folded line keeps every event: who did the same is told together, in order of first appearance", () => {
+    const did = (name: string, ...events: ("join" | "leave")[]) => ({ name, events });
+    expect(presenceText([did("Carol", "join", "leave"), did("Dave", "join", "leave"), did("Eve", "join", "leave")])).toBe("Carol, Dave and Eve joined and left");
+    expect(presenceText([did("Carol", "join"), did("Dave", "leave")])).toBe("Carol joined; Dave left");
+    expect(presenceText([did("Ann", "leave", "join"), did("Bo", "join"), did("Cy", "leave", "join")])).toBe("Ann and Cy left and came back; Bo joined");
+    expect(didText(["join", "leave", "join"])).toBe("joined, left and came back");
+    expect(didText(["leave", "join", "leave"])).toBe("left, came back and left again");
+    expect(didText(["join", "leave", "join", "leave"])).toBe("came and went 2 times, and left");
+    expect(didText(["join", "join"])).toBe("joined");
+  });
+});
+
+describe("room names as typed", () => {
+  test("become the name they mean; a valid one stays as it is", () => {
+    const cases: [string, string][] = [
+      ["My Room", "my-room"],
+      ["#Design", "design"],
+      ["  Café talk! ", "cafe-talk"],
+      ["a - b . c", "a-b-c"],
+      ["x--y", "x--y"],
+      ["_under", "under"],
+      ["#dev", "dev"],
+      ["!!!", ""],
+      ["a".repeat(40), "a".repeat(32)],
+    ];
+    expect(cases.map(([typed]) => [typed, slugOf(typed)])).toEqual(cases);
   });
 });
 

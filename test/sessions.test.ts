@@ -121,7 +121,7 @@ describe("sessions", () => {
     const nc = await LineClient.connect(server.chat.tcpPort!);
     await nc.readUntil("name: ");
     nc.write("bob\n");
-    await nc.readUntil("here)\n");
+    await nc.readUntil("what you type goes to general\n");
     expect(saves.length).toBe(1); // nor does a TCP user
     nc.end();
 

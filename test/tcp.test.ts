@@ -8,10 +8,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
-import { LineSplitter, TOO_LONG, formatMessageLines, formatPresenceLine, hhmm } from "../src/core/lines.ts";
-import { Client, ENGINES, LineClient, engineServers, tcpUser, user, type TestServer } from "./helpers.ts";
+import { LineSplitter, TOO_LONG, clock, formatMessageLines, formatPresenceLine, hhmm, markMentions, mentionPattern, promptFor } from "../src/core/lines.ts";
+import { Client, ENGINES, LineClient, engineServers, tcpUser, user, withoutPrompts, type TestServer } from "./helpers.ts";
 
-const TIME = String.raw`\d\d:\d\d`;
+const TIME = String.raw`\d\d:\d\d UTC`;
+/** What the door writes before a line that comes while its prompt is shown: CR, then ANSI erase in line. */
+const ERASE = "\r\x1b[K";
 
 // Linux socket option numbers, for reading a live socket's keepalive settings.
 const SOL_SOCKET = 1;
@@ -98,10 +100,36 @@ describe("LineSplitter", () => {
 });
 
 describe("TCP rendering", () => {
-  test("a message is one line per line of text, time in UTC", () => {
+  test("a message is one line per line of text, its time in UTC and saying so", () => {
     const m = { type: "message" as const, room: "general", seq: 1, id: "x", user: { id: "u", name: "alice" }, text: "hi\nthere", ts: Date.UTC(2026, 0, 1, 9, 5) };
-    expect(formatMessageLines(m)).toBe("[general] 09:05 alice: hi\n[general] 09:05 alice: there\n");
+    expect(formatMessageLines(m)).toBe("[general] 09:05 UTC alice: hi\n[general] 09:05 UTC alice: there\n");
     expect(hhmm(Date.UTC(2026, 0, 1, 23, 59, 59))).toBe("23:59");
+    expect(clock(0)).toBe("00:00 UTC");
+  });
+
+  test("the prompt names the current room", () => {
+    expect(promptFor(false, null)).toBe("name: ");
+    expect(promptFor(true, "general")).toBe("[general]> ");
+    expect(promptFor(true, null)).toBe("> ");
+  });
+
+  test("a line that names its reader is marked, after one bell; its reader's own lines and look-alike words are not", () => {
+    const bob = mentionPattern("bob");
+    const line = (author: string, text: string) => `[dev] 09:05 UTC ${author}: ${text}\n`;
+    expect(markMentions(line("ann", "hi bob") + line("ann", "and you?"), "bob", bob, true)).toBe(`\x07@ ${line("ann", "hi bob")}${line("ann", "and you?")}`);
+    expect(markMentions(line("ann", "@Bob look") + line("ann", "ok BOB."), "bob", bob, false)).toBe(`@ ${line("ann", "@Bob look")}@ ${line("ann", "ok BOB.")}`);
+    for (const text of ["bobby", "kebob", "bob_2", "no one"]) expect({ text, marked: markMentions(line("ann", text), "bob", bob, true) }).toEqual({ text, marked: null });
+    expect(markMentions(line("ann", "mr.bob, hi"), "bob", bob, true)).toBe(`\x07@ ${line("ann", "mr.bob, hi")}`);
+    expect(markMentions(line("bob", "bob here"), "bob", bob, true)).toBeNull();
+    expect(markMentions("* bob joined dev\n", "bob", bob, true)).toBeNull();
+    // Names with a hyphen, a dot or a space are matched as written, and not as patterns.
+    expect(markMentions(line("ann", "thanks Jean-Luc"), "jean-luc", mentionPattern("jean-luc"), true)).toStartWith("\x07@ ");
+    expect(markMentions(line("ann", "a.b"), "a b", mentionPattern("a b"), true)).toBeNull();
+  });
+
+  test("what a script reads: the chat prompt and its erasing taken out, the name prompt kept", () => {
+    expect(withoutPrompts(`name: x\n[general]> * one\n[general]> ${ERASE}[general] 09:05 UTC a: b\n[general]> `)).toBe("name: x\n* one\n[general] 09:05 UTC a: b\n");
+    expect(withoutPrompts(`> ${ERASE}* two\n> `)).toBe("* two\n");
   });
 
   test("presence lines", () => {
@@ -134,8 +162,8 @@ for (const engine of ENGINES) {
         nc.write("ALICE1\n");
         expect(await nc.readUntil("name: ")).toMatch(/^! name_taken: [^\n]+\nname: $/);
         nc.write("bob1\n");
-        expect(await nc.readUntil("here)\n")).toBe(
-          `[general] ${hhmm(one.ts)} alice1: one\n[general] ${hhmm(one.ts)} alice1: two\n* now in general (2 here)\n`,
+        expect(await nc.readUntil("goes to general\n")).toBe(
+          `[general] ${clock(one.ts)} alice1: one\n[general] ${clock(one.ts)} alice1: two\n* now in general (2 here): what you type goes to general\n`,
         );
         expect(await alice.next()).toMatchObject({ type: "presence", event: "join", room: "general", user: { name: "bob1" } });
         alice.close();
@@ -147,7 +175,7 @@ for (const engine of ENGINES) {
         const alice = await user(server, "alice2", "both");
         const { client: bob } = await tcpUser(server, "bob2");
         bob.write("/join both\n");
-        await bob.readUntil("* now in both (2 here)\n");
+        await bob.readUntil("* now in both (2 here): what you type goes to both, no longer to general\n");
         await alice.expect("presence");
 
         bob.write("hello from nc\n");
@@ -163,6 +191,10 @@ for (const engine of ENGINES) {
         alice.send({ type: "typing", room: "both" });
         await alice.say("both", "marker");
         expect(await bob.line()).toMatch(/alice2: marker$/);
+        // The page's formatting shows as typed: the door shows the raw text.
+        await alice.say("both", "**bold** `code` www.example.com\n> quoted");
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: \\*\\*bold\\*\\* \`code\` www\\.example\\.com$`));
+        expect(await bob.line()).toMatch(new RegExp(`^\\[both\\] ${TIME} alice2: > quoted$`));
 
         // One name space: a WebSocket hello cannot take bob's name.
         const other = await Client.connect(server.wsUrl);
@@ -222,8 +254,8 @@ for (const engine of ENGINES) {
         for (let i = 1; i <= 12; i++) sent.push(await alice.say("dev", `m${i}`));
         const { client: bob } = await tcpUser(server, "bob5");
         bob.write("/join dev\n");
-        const lines = (await bob.readUntil("here)\n")).trimEnd().split("\n");
-        expect(lines).toEqual([...sent.slice(2).map((m) => `[dev] ${hhmm(m.ts)} alice5: ${m.text}`), "* now in dev (2 here)"]);
+        const lines = (await bob.readUntil("no longer to general\n")).trimEnd().split("\n");
+        expect(lines).toEqual([...sent.slice(2).map((m) => `[dev] ${clock(m.ts)} alice5: ${m.text}`), "* now in dev (2 here): what you type goes to dev, no longer to general"]);
         expect(await alice.next()).toMatchObject({ type: "presence", event: "join", user: { name: "bob5" } });
 
         bob.write("/who\n");
@@ -243,7 +275,7 @@ for (const engine of ENGINES) {
 
         bob.write("/leave\n");
         expect(await bob.line()).toBe("* left dev");
-        expect(await bob.line()).toBe("* now in general (1 here)");
+        expect(await bob.line()).toBe("* now in general (1 here): what you type goes to general");
         expect(await alice.next()).toMatchObject({ type: "presence", event: "leave", room: "dev", user: { name: "bob5" } });
         bob.write("/leave\n");
         expect(await bob.line()).toBe("* left general");
@@ -260,12 +292,71 @@ for (const engine of ENGINES) {
         const { client: bob } = await tcpUser(server, "scripted");
         bob.write("first\n/who\nsecond\n/quit\n");
         const transcript = (await bob.untilClosed()).trimEnd().split("\n");
-        expect(transcript.map((l) => l.replace(/ \d\d:\d\d /, " "))).toEqual([
+        expect(transcript.map((l) => l.replace(/ \d\d:\d\d UTC /, " "))).toEqual([
           "[general] scripted: first",
           "* in general: scripted",
           "[general] scripted: second",
           "* bye",
         ]);
+        await server.settled();
+      });
+
+      test("the prompt says the current room; a line that comes meanwhile takes its place, and it is drawn again below", async () => {
+        const alice = await user(server, "alice7", "general", "side7");
+        const { client: bob } = await tcpUser(server, "bob7");
+        await alice.expect("presence");
+        await bob.waker.until(() => bob.raw.endsWith("goes to general\n[general]> "), () => null, () => "the prompt");
+        await alice.say("general", "while bob waits");
+        await bob.readUntil("while bob waits\n");
+        expect(bob.raw).toEndWith(`[general]> ${ERASE}[general] ${bob.raw.match(/\d\d:\d\d UTC/g)!.at(-1)} alice7: while bob waits\n[general]> `);
+
+        // A line typed (Enter pressed: the prompt is no longer on the last line) is answered, then the prompt comes back.
+        bob.write("/join side7\n");
+        await bob.readUntil("what you type goes to side7, no longer to general\n");
+        await bob.waker.until(() => bob.raw.endsWith("no longer to general\n[side7]> "), () => null, () => "the new prompt");
+        bob.write("/leave\n");
+        await bob.readUntil("what you type goes to general\n");
+        await bob.waker.until(() => bob.raw.endsWith("goes to general\n[general]> "), () => null, () => "the prompt of general");
+        bob.write("/leave\n");
+        await bob.readUntil("* you are in no room; /join ROOM\n");
+        await bob.waker.until(() => bob.raw.endsWith("/join ROOM\n> "), () => null, () => "the prompt of no room");
+        // Several lines in one packet: one prompt, after the last answer.
+        const before = bob.raw.length;
+        bob.write("/who\n/who\n");
+        expect(await bob.line()).toMatch(/^! not_joined: /);
+        expect(await bob.line()).toMatch(/^! not_joined: /);
+        await bob.waker.until(() => bob.raw.endsWith("/join ROOM\n> "), () => null, () => "one prompt");
+        expect(bob.raw.slice(before).match(/> /g)).toHaveLength(1);
+        alice.close();
+        bob.end();
+        await server.settled();
+      });
+
+      test("a message naming a TCP user rings its bell and is marked; its own, and others', are not", async () => {
+        const alice = await user(server, "alice8", "ring");
+        await alice.say("ring", "earlier, Bob8?");
+        const { client: bob } = await tcpUser(server, "bob8");
+        const { client: carl } = await tcpUser(server, "carl8");
+        // History names him too: marked, with no bell (nothing new happened).
+        bob.write("/join ring\n");
+        expect(await bob.readUntil("no longer to general\n")).toMatch(new RegExp(`(^|\n)@ \\[ring\\] ${TIME} alice8: earlier, Bob8\\?\n\\* now in ring`));
+        carl.write("/join ring\n");
+        await carl.readUntil("no longer to general\n");
+        await alice.until((f) => f.type === "presence" && f.user.name === "carl8");
+        await bob.readUntil("* carl8 joined ring\n");
+
+        await alice.say("ring", "hey @bob8, look");
+        expect(await bob.line()).toMatch(new RegExp(`^\x07@ \\[ring\\] ${TIME} alice8: hey @bob8, look$`));
+        expect(await carl.line()).toMatch(new RegExp(`^\\[ring\\] ${TIME} alice8: hey @bob8, look$`));
+        bob.write("bob8 talks about himself\n");
+        await alice.expect("message");
+        expect(await bob.line()).toMatch(new RegExp(`^\\[ring\\] ${TIME} bob8: bob8 talks about himself$`));
+        await alice.say("ring", "bob8s is someone else");
+        expect(await bob.line()).toMatch(new RegExp(`^\\[ring\\] ${TIME} alice8: bob8s is someone else$`));
+        expect(bob.raw.split("\x07")).toHaveLength(2);
+        alice.close();
+        bob.end();
+        carl.end();
         await server.settled();
       });
 

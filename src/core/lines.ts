@@ -1,6 +1,7 @@
 /**
- * The TCP door's lines (§9): cutting a byte stream into bounded input lines, and rendering
- * messages and presence as output lines.
+ * The TCP door's lines (§9): cutting a byte stream into bounded input lines, rendering messages
+ * and presence as output lines, the prompt that says the current room, and marking the message
+ * lines that name their reader.
  */
 import type { MessageFrame, ModerationFrame, PresenceFrame, RoomSettings, SettingsEvent, StoredFrame } from "../protocol/wire.ts";
 
@@ -70,9 +71,14 @@ export function hhmm(ts: number): string {
   return new Date(ts).toISOString().slice(11, 16);
 }
 
-/** A message as TCP lines: `[room] HH:MM name: text`, one line per line of text. */
+/** A message line's time, which says its zone: `clock(0) // => "00:00 UTC"`. */
+export function clock(ts: number): string {
+  return `${hhmm(ts)} UTC`;
+}
+
+/** A message as TCP lines: `[room] HH:MM UTC name: text`, one line per line of text. */
 export function formatMessageLines(m: MessageFrame): string {
-  const prefix = `[${m.room}] ${hhmm(m.ts)} ${m.user.name}: `;
+  const prefix = `[${m.room}] ${clock(m.ts)} ${m.user.name}: `;
   return m.text
     .split("\n")
     .map((line) => prefix + line + "\n")
@@ -141,4 +147,61 @@ export function formatModerationLine(m: ModerationFrame, now: number): string {
   const span = m.until !== undefined ? ` for ${duration(m.until - now)}` : "";
   const what = { kick: `was kicked from ${where}`, ban: `was banned from ${where}`, unban: `was unbanned in ${where}`, mute: `was muted in ${where}`, unmute: `was unmuted in ${where}` }[m.action];
   return `* ${m.user.name} ${what} by ${m.by.name}${m.action === "ban" || m.action === "mute" ? span : ""}${m.reason ? `: ${m.reason}` : ""}\n`;
+}
+
+/**
+ * What the door shows while it waits for a line: the room plain lines go to, `[general]> `, or
+ * `> ` in no room; before the hello, `name: `.
+ *   promptFor(true, "dev") // => "[dev]> "      promptFor(false, null) // => "name: "
+ */
+export function promptFor(named: boolean, room: string | null): string {
+  if (!named) return "name: ";
+  return room === null ? "> " : `[${room}]> `;
+}
+
+/**
+ * Goes before output written while a prompt is shown: back to the line's start, then erase it
+ * (ANSI "erase in line", which every terminal nc runs in knows), so the line takes the prompt's
+ * place and the prompt is drawn again under it.
+ */
+export const ERASE_PROMPT = "\r\x1b[K";
+
+/** Rings the terminal's bell: a terminal beeps (or flashes) and prints nothing. */
+export const BEL = "\x07";
+/** Starts a message line that names its reader, in place of nothing: `@ [dev] 09:05 UTC ann: hi bob`. */
+export const MENTION_MARK = "@ ";
+
+/** The author of a message line (formatMessageLines), and the text after it. Names hold no `:`. */
+const MESSAGE_LINE = /^\[[a-z0-9][a-z0-9_-]*\] \d\d:\d\d UTC ([^:]+): (.*)$/s;
+/** Letters, marks, digits and `_`: a mention is the name as a whole word, not inside one. */
+const WORD_CHARS = String.raw`\p{L}\p{M}\p{Nd}_`;
+
+/**
+ * What names `name` in a text, as the page counts mentions: `@name`, or `name` as a whole word,
+ * in any case. `mentionPattern("bo").test("hi @Bo!") // => true`; `… .test("bob") // => false`.
+ */
+export function mentionPattern(name: string): RegExp {
+  // Only syntax characters are escaped: with the u flag, `\-` is an error, and `-` outside a class is plain.
+  const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  return new RegExp(`(?<![${WORD_CHARS}@])@?${escaped}(?![${WORD_CHARS}])`, "iu");
+}
+
+/**
+ * Marks the message lines of `text` that name their reader (`pattern`, from mentionPattern),
+ * unless the reader wrote them (`reader`, its name): each starts with MENTION_MARK, and with
+ * `ring` the text starts with one BEL. Null when no line names the reader, so the caller keeps
+ * the text it had.
+ *   markMentions("[dev] 09:05 UTC ann: hi bob\n", "bob", mentionPattern("bob"), true)
+ *   // => "\x07@ [dev] 09:05 UTC ann: hi bob\n"
+ */
+export function markMentions(text: string, reader: string, pattern: RegExp, ring: boolean): string | null {
+  let marked = false;
+  const lines = text.split("\n").map((line) => {
+    const parts = MESSAGE_LINE.exec(line);
+    if (!parts || parts[1] === reader || !pattern.test(parts[2]!)) return line;
+    marked = true;
+    return MENTION_MARK + line;
+  });
+  if (!marked) return null;
+  return (ring ? BEL : "") + lines.join("\n");
 }
