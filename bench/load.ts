@@ -23,6 +23,8 @@ export interface LoadArgs {
   chatFrames?: boolean;
   clients?: number;
   rooms?: number;
+  /** Connects only: members per room (10 unless given). */
+  roomSize?: number;
   senders?: number;
   /** Messages a sender may have sent and not yet seen echoed. */
   window?: number;
@@ -493,11 +495,12 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       };
     }
     case "connects": {
-      // Rooms of ten, as in the open-loop scenario: each join tells the room's others.
+      // Rooms of ten (as in the open-loop scenario) or `roomSize`: each join tells the room's others.
       const n = args.clients ?? 10_000;
+      const size = args.roomSize ?? 10;
       const before = usage(args.pid);
       const started = performance.now();
-      const clients = await connectAll(args, n, (i) => `c${i % Math.ceil(n / 10)}`);
+      const clients = await connectAll(args, n, (i) => `c${i % Math.ceil(n / size)}`);
       const seconds = (performance.now() - started) / 1000;
       // Idle for a while first: RSS right after a burst still holds its garbage.
       await sleep(IDLE_SETTLE_MS);

@@ -3,7 +3,7 @@
  * the browser, each file with a strong ETag and its gzip and brotli forms, all made once per
  * process; or, in the compiled binary, the copy deploy/build.ts made at build time.
  */
-import { brotliCompressSync, constants as zlib } from "node:zlib";
+import { promisify } from "node:util";
 
 type Bytes = Uint8Array<ArrayBuffer>;
 
@@ -44,7 +44,6 @@ export const PAGE_PATHS: readonly string[] = [...Object.keys(SHELL), WORKER_PATH
 const HASH_CHARS = 16;
 /** Compression levels: the most, since it is done once (gzip 9; brotli 11, told it is text). */
 const GZIP_LEVEL = 9;
-const BROTLI_OPTIONS = { params: { [zlib.BROTLI_PARAM_QUALITY]: zlib.BROTLI_MAX_QUALITY, [zlib.BROTLI_PARAM_MODE]: zlib.BROTLI_MODE_TEXT } };
 
 /**
  * The page as `bun run build` packed it into a compiled binary (deploy/build.ts defines it);
@@ -70,14 +69,22 @@ function hashOf(...parts: Bytes[]): string {
   return hasher.digest("base64url").slice(0, HASH_CHARS);
 }
 
-/** A file with its compressed forms and ETags, made once. */
-export function pageFile(body: Bytes, type: string): PageFile {
+/**
+ * A file with its compressed forms and ETags, made once. Compressed by zlib's async forms, which
+ * run on the thread pool: at maximum quality the page's files take ~130 ms of CPU, which would
+ * otherwise hold the event loop just after start, while reconnecting clients come back.
+ */
+export async function pageFile(body: Bytes, type: string): Promise<PageFile> {
   const hash = hashOf(body);
+  // Loaded here, not at start: the binary, which compressed at build, never loads node:zlib (~6 ms).
+  const { brotliCompress, constants: zlib, gzip } = await import("node:zlib");
+  const brotli = { params: { [zlib.BROTLI_PARAM_QUALITY]: zlib.BROTLI_MAX_QUALITY, [zlib.BROTLI_PARAM_MODE]: zlib.BROTLI_MODE_TEXT } };
+  const [gzipped, br] = await Promise.all([promisify(gzip)(body, { level: GZIP_LEVEL }), promisify(brotliCompress)(body, brotli)]);
   return {
     type,
     body,
-    gzip: Bun.gzipSync(body, { level: GZIP_LEVEL }),
-    br: new Uint8Array(brotliCompressSync(body, BROTLI_OPTIONS)),
+    gzip: new Uint8Array(gzipped),
+    br: new Uint8Array(br),
     etag: `"${hash}"`,
     etagGzip: `"${hash}.gz"`,
     etagBr: `"${hash}.br"`,
@@ -107,9 +114,13 @@ export async function bundleAssets(): Promise<Assets> {
   const version = hashOf(...bodies);
   const paths = Object.keys(SHELL);
   const worker = await bundle("sw.ts", "iife", { PAGE_VERSION: JSON.stringify(version), PAGE_FILES: JSON.stringify(paths) });
+  const made = await Promise.all([
+    ...paths.map((path, i) => pageFile(bodies[i]!, SHELL[path]![1])),
+    pageFile(encoder.encode(worker), "text/javascript; charset=utf-8"),
+  ]);
   const files: Record<string, PageFile> = {};
-  paths.forEach((path, i) => (files[path] = pageFile(bodies[i]!, SHELL[path]![1])));
-  files[WORKER_PATH] = pageFile(encoder.encode(worker), "text/javascript; charset=utf-8");
+  paths.forEach((path, i) => (files[path] = made[i]!));
+  files[WORKER_PATH] = made.at(-1)!;
   return { version, files };
 }
 
