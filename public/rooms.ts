@@ -308,6 +308,8 @@ export function createRooms(deps: RoomsDeps) {
     const step = room?.sync.joined(f);
     if (!room || !step) return;
     if (step.reset) restart(room);
+    // A read position kept from the room's old sequence (a reset seen by another tab, or while this browser was away) goes too.
+    if (identity.readIn(room.name, f.epoch, step.reset)) room.readSeq = null;
     room.members = new Map(f.members.map(({ role, ...u }) => [u.id, u]));
     room.roles = new Map(f.members.flatMap((u) => (u.role ? [[u.id, u.role] as const] : [])));
     room.role = f.role ?? "member";
