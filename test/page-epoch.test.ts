@@ -7,19 +7,28 @@
  */
 import { RedisClient } from "bun";
 import { expect, test } from "bun:test";
-import type { Page } from "playwright-core";
-import type { ClientFrame } from "../src/protocol/wire.ts";
+import type { Page, WebSocketRoute } from "playwright-core";
+import { CLOSE, CLOSE_REASON, type ClientFrame } from "../src/protocol/wire.ts";
 import { redisForSuite } from "./helpers.ts";
 import { TEST_MS, browserSuite, events, line, live, say, seen, signIn, texts, waitForText } from "./page-browser.ts";
 
 const suite = browserSuite();
 const redis = redisForSuite();
 
-/** The frames the page sends on its sockets, and a switch that refuses new sockets (the network is down) while set. */
+/**
+ * The frames the page sends on its sockets; a switch that refuses new sockets (the network is
+ * down) while set; `drop` closes the current socket as the server would.
+ */
 async function recorded(page: Page) {
-  const control = { refuse: false, sent: [] as ClientFrame[] };
+  let current: WebSocketRoute | null = null;
+  const control = {
+    refuse: false,
+    sent: [] as ClientFrame[],
+    drop: (code: number, reason: string) => current!.close({ code, reason }),
+  };
   await page.routeWebSocket(/\/ws$/, (route) => {
     if (control.refuse) return void route.close({ code: 1011, reason: "test: network down" });
+    current = route;
     const server = route.connectToServer();
     route.onMessage((frame) => {
       if (typeof frame === "string") control.sent.push(JSON.parse(frame) as ClientFrame);
@@ -81,6 +90,13 @@ test(
     wire.refuse = false;
     await live(pia, room);
     expect(wire.sent.filter((f) => f.type === "join" && f.room === room).at(-1)).toMatchObject({ since: 6, epoch: fresh.epoch });
+    expect(await texts(pia, room)).toEqual(["new 1", "new 2", "new 3", "new 4", "new 5", "mine after the reset"]);
+
+    // The close a reset sends (several instances, Redis lost data) is said as what it is, not as a restart.
+    // (It shows until the retry, about a second on.)
+    await wire.drop(CLOSE.shutdown, CLOSE_REASON.reset);
+    await waitForText(pia, "#banner-text", "A room's history was reset on the server: reloading it.");
+    await live(pia, room);
     expect(await texts(pia, room)).toEqual(["new 1", "new 2", "new 3", "new 4", "new 5", "mine after the reset"]);
     suite.expectNoPageProblems();
   },
