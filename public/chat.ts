@@ -5,7 +5,7 @@
  * in (by name, login ticket or admin token), renaming, signing out, following the other tabs.
  */
 
-import { CLOSE, CLOSE_REASON, codePoints, type ErrorCode, type ErrorFrame, type HelloFrame, type OkFrame, type ServerFrame, type UserRef, type WelcomeFrame } from "../src/protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, codePoints, type ErrorCode, type ErrorFrame, type HelloFrame, type OkFrame, type RenamedFrame, type ServerFrame, type UserRef, type WelcomeFrame } from "../src/protocol/wire.ts";
 import type { Banner } from "./banner.ts";
 import type { Connection, Status } from "./connection.ts";
 import type { Directory } from "./directory.ts";
@@ -177,6 +177,8 @@ export function createChat(deps: ChatDeps) {
         return header.inviteArrived(f);
       case "ok":
         return done(f);
+      case "renamed":
+        return renamedByServer(f);
       case "welcome":
       case "pong":
         return;
@@ -411,6 +413,18 @@ export function createChat(deps: ChatDeps) {
     identity.setName(user.name);
     ui.meName.textContent = user.name;
     pending.rename(user.name);
+  }
+
+  /**
+   * The server gave us another name: after it lost its data (Redis), someone who held ours first
+   * kept it. The rooms hear it as a rename; we say why, in the notice and in the room shown.
+   */
+  function renamedByServer(f: RenamedFrame): void {
+    adoptName(f.user);
+    const text = `Someone else had your name after a server reset; you are now ${f.user.name}. Change it with “Change name” in the sidebar.`;
+    banner.notice(text);
+    const room = rooms.currentRoom();
+    if (room) rooms.line(room, text);
   }
 
   /** A login ticket came in the address (`#token=…`): sign in with it, once. */

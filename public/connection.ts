@@ -7,7 +7,7 @@
  * `lost` (redo what was in flight on the next welcome) and status changes for the banner.
  */
 
-import { CLOSE, TokenBucket, type ClientFrame, type Limits, type ServerFrame, type WelcomeFrame } from "../src/protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, TokenBucket, type ClientFrame, type Limits, type ServerFrame, type WelcomeFrame } from "../src/protocol/wire.ts";
 
 /** First reconnect delay; each failed attempt in a row doubles it. */
 const BACKOFF_BASE_MS = 500;
@@ -238,9 +238,17 @@ export class Connection {
       // Reconnecting would throw another tab out in turn, and it would do the same to us.
       return this.stop({ state: "offline", note: "This chat is open in too many tabs or windows.", canRetry: true });
     }
+    // 1001 is a restart, or a room's history reset (its storage lost it): the server is back, or
+    // still there, in moments; the rooms then resume with their epochs and learn which start over.
     if (code === CLOSE.shutdown) this.restartUntil = performance.now() + RESTART_WINDOW_MS;
     const note =
-      code === CLOSE.shutdown ? "The server is restarting." : code === CLOSE.policy ? `Closed by the server: ${reason || "policy"}.` : undefined;
+      code === CLOSE.shutdown
+        ? reason === CLOSE_REASON.reset
+          ? "A room's history was reset on the server: reloading it."
+          : "The server is restarting."
+        : code === CLOSE.policy
+          ? `Closed by the server: ${reason || "policy"}.`
+          : undefined;
     this.retryLater(note);
   }
 

@@ -15,6 +15,7 @@ const KEY = {
   session: "chat.session",
   rooms: "chat.rooms",
   read: "chat.read",
+  epochs: "chat.epochs",
   notify: "chat.notify",
   outbox: "chat.outbox",
   banned: "chat.banned",
@@ -142,6 +143,21 @@ export function createIdentity(local: Store, tab: Store) {
       read[room] = Math.max(read[room] ?? 0, seq);
       local.write(KEY.read, JSON.stringify(read));
     },
+    /**
+     * Read positions are seqs, and count in their room's epoch (`joined.epoch`): one kept from
+     * another epoch, or from before a `reset` (the room's history was reset on the server since),
+     * names another message now, and goes. True when the room's read position went.
+     */
+    readIn(room: string, epoch: string | undefined, reset: boolean): boolean {
+      const epochs = stringsOf(local.read(KEY.epochs));
+      const was = epochs[room];
+      if (epoch !== undefined && epoch !== was) local.write(KEY.epochs, JSON.stringify({ ...epochs, [room]: epoch }));
+      const read = readPositions();
+      if (read[room] === undefined || !(reset || (was !== undefined && epoch !== undefined && was !== epoch))) return false;
+      delete read[room];
+      local.write(KEY.read, JSON.stringify(read));
+      return true;
+    },
     /** Whether mentions should notify (the browser's permission is asked apart). */
     get notify(): boolean {
       return local.read(KEY.notify) === "1";
@@ -179,10 +195,21 @@ export function createIdentity(local: Store, tab: Store) {
     },
     /** Signed out: forget who we are and where, in every tab; the choice of alerts stays. */
     forget(): void {
-      for (const key of [KEY.session, KEY.name, KEY.rooms, KEY.read, KEY.banned]) local.remove(key);
+      for (const key of [KEY.session, KEY.name, KEY.rooms, KEY.read, KEY.epochs, KEY.banned]) local.remove(key);
       tab.remove(KEY.outbox);
     },
   };
+}
+
+/** A stored object of strings by room (`{"general": "…"}`); anything else reads as empty. */
+function stringsOf(stored: string | null): Record<string, string> {
+  try {
+    const value: unknown = JSON.parse(stored ?? "{}");
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return {};
+    return Object.fromEntries(Object.entries(value).filter((e): e is [string, string] => isRoom(e[0]) && typeof e[1] === "string"));
+  } catch {
+    return {};
+  }
 }
 
 /** What a `storage` event of the shared storage means; null for keys that are not ours to follow. */

@@ -40,6 +40,8 @@ const OLDER_PX = 150;
  * company coming back (a server restart drops everyone), not news: no presence line.
  */
 const RETURN_QUIET_MS = 60_000;
+/** The line above a room shown again from its new start. */
+const RESET_LINE = "This room's history was reset on the server: it starts again here.";
 
 export interface RoomsDeps {
   ui: Ui;
@@ -305,17 +307,9 @@ export function createRooms(deps: RoomsDeps) {
     const room = rooms.get(f.room);
     const step = room?.sync.joined(f);
     if (!room || !step) return;
-    if (step.reset) {
-      // A new database: what we show of the room is no longer its history.
-      room.view.list.replaceChildren();
-      room.log.clear();
-      room.divider = null;
-      room.readSeq = null;
-      room.hasOlder = false;
-      drawOlder(room);
-      link.send(step.send);
-      return drawSync(room);
-    }
+    if (step.reset) restart(room);
+    // A read position kept from the room's old sequence (a reset seen by another tab, or while this browser was away) goes too.
+    if (identity.readIn(room.name, f.epoch, step.reset)) room.readSeq = null;
     room.members = new Map(f.members.map(({ role, ...u }) => [u.id, u]));
     room.roles = new Map(f.members.flatMap((u) => (u.role ? [[u.id, u.role] as const] : [])));
     room.role = f.role ?? "member";
@@ -334,6 +328,23 @@ export function createRooms(deps: RoomsDeps) {
     advance(room, step);
     renderMembers();
     renderRooms();
+  }
+
+  /**
+   * The room's history was reset on the server (its storage lost it): what we show of it is no
+   * longer its history. It goes, seen seqs with it (sync.ts), and a line says why above the room's
+   * new start.
+   */
+  function restart(room: Room): void {
+    room.view.list.replaceChildren();
+    room.log.clear();
+    room.divider = null;
+    room.readSeq = null;
+    room.seeking = null;
+    room.unread = room.mentions = 0;
+    room.hasOlder = false;
+    drawOlder(room);
+    line(room, RESET_LINE);
   }
 
   function onHistory(f: HistoryPage): void {

@@ -7,8 +7,13 @@
  * it has seen everything. On every welcome it rejoins with `since = lastSeq` and pages forward
  * with `history after` until `complete`; only then is it "live" and its unsent messages go out.
  * A message whose seq is known is ignored, so overlaps between pages and live frames are
- * harmless; a live seq that skips ahead means a gap, and the room pages forward again. A room
- * whose latest seq is below ours was reset (a new database): it starts over.
+ * harmless; a live seq that skips ahead means a gap, and the room pages forward again.
+ *
+ * Resets. A room's seqs count in its epoch (`joined.epoch`), kept beside `lastSeq` and sent with
+ * `since`. Storage that lost the room starts it again at seq 1 under a new epoch: the server
+ * then answers `reset: true` with the room from its new start. A server without epochs tells only
+ * by a latest seq below ours. Either way the room forgets every seq it had, and shows the room
+ * from its new start, paging forward from 0 until complete.
  */
 
 import { HISTORY_PAGE_MAX, type ClientFrame, type HistoryPage, type JoinedFrame, type StoredFrame } from "../src/protocol/wire.ts";
@@ -54,8 +59,11 @@ export interface Step {
   live: boolean;
 }
 
-/** What a `joined` did: a Step, or a reset (`send` is then a join from scratch). */
-export type Joined = (Step & { reset: false; resumed: boolean }) | { reset: true; send: ClientFrame };
+/**
+ * What a `joined` did: a Step; `resumed` when we came back to where we were, `reset` when the
+ * room started over (the page drops what it showed of the room before showing `fresh`).
+ */
+export type Joined = Step & { reset: boolean; resumed: boolean };
 
 export type RoomSync = ReturnType<typeof createRoomSync>;
 
@@ -63,6 +71,8 @@ export type RoomSync = ReturnType<typeof createRoomSync>;
 export function createRoomSync(room: string) {
   /** Every seq up to this one has been seen: the `since` of the next join. Null before the first `joined`. */
   let lastSeq: number | null = null;
+  /** The sequence `lastSeq` counts in (`joined.epoch`); null while the room has none, or before the first `joined`. */
+  let epoch: string | null = null;
   let phase: Phase = "idle";
   /** The `since` the outstanding join was sent with. */
   let askedSince: number | null = null;
@@ -72,12 +82,20 @@ export function createRoomSync(room: string) {
   let newest = 0;
   let oldest = 0;
 
-  /** (Re)joins: from `lastSeq` if we were here before, else from the room's latest messages. */
+  /** (Re)joins: from `lastSeq` in its epoch if we were here before, else from the room's latest messages. */
   function join(): ClientFrame {
     phase = "joining";
     askedSince = lastSeq;
     const ref = refFor("join", room);
-    return lastSeq === null ? { type: "join", room, ref } : { type: "join", room, since: lastSeq, ref };
+    if (lastSeq === null) return { type: "join", room, ref };
+    return epoch === null ? { type: "join", room, since: lastSeq, ref } : { type: "join", room, since: lastSeq, epoch, ref };
+  }
+
+  /** The room started over: every seq we had names another message now, or none. */
+  function forget(): void {
+    seen.clear();
+    newest = oldest = 0;
+    lastSeq = null;
   }
 
   function pageForward(after: number, fresh: StoredFrame[]): Step {
@@ -115,6 +133,10 @@ export function createRoomSync(room: string) {
     get lastSeq(): number | null {
       return lastSeq;
     },
+    /** The epoch `lastSeq` counts in; null when the server named none. */
+    get epoch(): string | null {
+      return epoch;
+    },
     /** How many messages the room has shown. */
     get size(): number {
       return seen.size;
@@ -133,18 +155,18 @@ export function createRoomSync(room: string) {
     joined(f: JoinedFrame): Joined | null {
       if (phase !== "joining") return null;
       const since = askedSince;
-      if (since !== null && f.seq < since) {
-        seen.clear();
-        newest = oldest = 0;
-        lastSeq = null;
-        return { reset: true, send: join() };
-      }
+      // Our epoch was not the room's: the server sent the room from its new start (as since 0).
+      const reset = f.reset === true || (since !== null && f.seq < since);
+      if (reset) forget();
+      epoch = f.epoch ?? null;
+      // A server without epochs answered our since, beyond its seq, with nothing: ask from the start.
+      if (reset && f.reset !== true) return { ...pageForward(0, []), reset, resumed: true };
       const resumed = since !== null;
       const fresh = add(f.messages);
       const last = f.messages.at(-1)?.seq;
       // A first join shows the latest messages and has no gap to close; older ones are paged back on request.
       const step = !resumed || f.complete || last === undefined ? goLive(f.seq, fresh) : pageForward(last, fresh);
-      return { ...step, reset: false, resumed };
+      return { ...step, reset, resumed };
     },
 
     /** A history page: ours while catching up (the page routes "older" pages to `older`); else ignored. */

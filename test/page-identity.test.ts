@@ -61,6 +61,29 @@ describe("identity", () => {
     expect(here.readPositions()).toEqual({ general: 5 });
   });
 
+  test("read positions count in their room's epoch: one from another epoch, or from before a reset, goes", () => {
+    const local = memoryStore();
+    const identity = createIdentity(local, memoryStore());
+    identity.markRead("general", 40);
+    identity.markRead("dev", 7);
+    // A position from before epochs were kept stays: nothing tells it is stale.
+    expect(identity.readIn("general", "e1", false)).toBe(false);
+    expect(identity.readIn("general", "e1", false)).toBe(false);
+    expect(identity.readPositions()).toEqual({ general: 40, dev: 7 });
+    // The room's epoch is another one now (reset while this browser was away): its position goes, alone.
+    expect(identity.readIn("general", "e2", false)).toBe(true);
+    expect(identity.readPositions()).toEqual({ dev: 7 });
+    identity.markRead("general", 3);
+    expect(identity.readIn("general", "e2", false)).toBe(false);
+    // A reset said by the server (or, without epochs, seen by a seq below ours) voids it whatever the epoch.
+    expect(identity.readIn("dev", undefined, true)).toBe(true);
+    expect(identity.readPositions()).toEqual({ general: 3 });
+    identity.forget();
+    identity.markRead("general", 9);
+    expect(identity.readIn("general", "e3", false)).toBe(false);
+    expect(identity.readPositions()).toEqual({ general: 9 });
+  });
+
   test("signing out forgets who and where in every tab, and this tab's outbox; mention alerts stay chosen", () => {
     const local = memoryStore();
     const tab = memoryStore();

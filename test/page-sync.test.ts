@@ -160,19 +160,72 @@ describe("room sync", () => {
     expect(sync.lastSeq).toBe(5);
   });
 
-  test("reset: a room whose seq is below ours starts over, with a join from scratch", () => {
+  test("epochs: the room's epoch goes with since on every rejoin; a first join, and a room with none yet, send none", () => {
+    const sync = createRoomSync(ROOM);
+    expect(sync.join()).toEqual({ type: "join", room: ROOM, ref: "join:general" });
+    sync.joined({ ...joined(5, range(1, 5), true), epoch: "e1" });
+    expect(sync.epoch).toBe("e1");
+    sync.lost();
+    expect(sync.join()).toEqual({ type: "join", room: ROOM, since: 5, epoch: "e1", ref: "join:general" });
+    // Same epoch: the server follows since.
+    expect(sync.joined({ ...joined(7, range(6, 7), true), epoch: "e1" })).toMatchObject({ reset: false, resumed: true, live: true });
+    sync.lost();
+    expect(sync.join()).toEqual({ type: "join", room: ROOM, since: 7, epoch: "e1", ref: "join:general" });
+
+    const empty = createRoomSync(ROOM);
+    empty.join();
+    empty.joined(joined(0, [], true));
+    expect(empty.epoch).toBeNull();
+    empty.lost();
+    expect(empty.join()).toEqual({ type: "join", room: ROOM, since: 0, ref: "join:general" });
+  });
+
+  test("joined.reset: the room forgets every seq it had and shows the room from its new start, old seqs included", () => {
+    const sync = createRoomSync(ROOM);
+    sync.join();
+    sync.joined({ ...joined(5, range(1, 5), true), epoch: "e1" });
+    sync.lost();
+    expect(sync.join()).toMatchObject({ since: 5, epoch: "e1" });
+    // The epoch we had is gone (a flushed Redis): seqs 1-3 now name other messages.
+    const fresh = [msg(1, ME, "new-1"), msg(2, OTHER, "new-2"), msg(3, ME, "new-3")];
+    const step = sync.joined({ ...joined(3, fresh, true), epoch: "e2", reset: true });
+    expect(step).toEqual({ fresh, send: null, live: true, reset: true, resumed: true });
+    expect([sync.lastSeq, sync.size, sync.maxSeq, sync.minSeq, sync.epoch]).toEqual([3, 3, 3, 1, "e2"]);
+    // Nothing of the old room is known any more; a seq of the old one, live, is news again only once.
+    expect(sync.message(msg(4)).fresh).toEqual([msg(4)]);
+    expect(sync.message(msg(4)).fresh).toEqual([]);
+    sync.lost();
+    expect(sync.join()).toEqual({ type: "join", room: ROOM, since: 4, epoch: "e2", ref: "join:general" });
+  });
+
+  test("joined.reset with more than one page: it pages forward from the new start until complete, then goes live", () => {
+    const sync = createRoomSync(ROOM);
+    sync.join();
+    sync.joined({ ...joined(80, range(31, 80), false), epoch: "e1" });
+    sync.lost();
+    sync.join();
+    const step = sync.joined({ ...joined(120, range(1, 50), false), epoch: "e2", reset: true });
+    expect(step).toMatchObject({ reset: true, resumed: true, send: forward(50), live: false });
+    expect(seqs(step!.fresh)).toEqual(seqs(range(1, 50)));
+    const last = sync.history(page(range(51, 120), true));
+    expect(last).toMatchObject({ send: null, live: true });
+    expect(seqs(last!.fresh)).toEqual(seqs(range(51, 120)));
+    expect([sync.lastSeq, sync.size, sync.epoch]).toEqual([120, 120, "e2"]);
+  });
+
+  test("reset without epochs: a room whose seq is below ours forgets it all and pages from its new start", () => {
     const sync = liveAt(50, range(41, 50));
     sync.lost();
     sync.join();
-    const step = sync.joined(joined(3, range(1, 3), true));
-    expect(step).toEqual({ reset: true, send: { type: "join", room: ROOM, ref: "join:general" } });
-    expect(sync.phase).toBe("joining");
-    expect(sync.lastSeq).toBeNull();
+    // Our since (50) is past the room's seq: the server sent nothing.
+    const step = sync.joined(joined(3, [], true));
+    expect(step).toEqual({ fresh: [], send: forward(0), live: false, reset: true, resumed: true });
+    expect(sync.phase).toBe("paging");
     expect(sync.size).toBe(0);
     // The new room's messages are news, though old seqs 1..3 may have been seen in the old one.
-    const again = sync.joined(joined(3, range(1, 3), true));
-    expect(again).toMatchObject({ reset: false, resumed: false, live: true });
-    expect(seqs(again && !again.reset ? again.fresh : [])).toEqual([1, 2, 3]);
+    const again = sync.history(page(range(1, 3), true));
+    expect(again).toMatchObject({ send: null, live: true });
+    expect(seqs(again!.fresh)).toEqual([1, 2, 3]);
     expect(sync.lastSeq).toBe(3);
   });
 
