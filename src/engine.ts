@@ -248,6 +248,13 @@ export function toPage(rows: StoredFrame[], query: PageQuery): Page {
   return { messages, complete };
 }
 
+/** Where a room's sequence stands: roomInfo. */
+export interface RoomInfo {
+  seq: number;
+  oldestSeq: number;
+  epoch: string | null;
+}
+
 /** A room's entry in the directory: its latest message's seq and time. */
 export interface RecentRoom {
   room: string;
@@ -356,8 +363,10 @@ export interface Store {
    * its epoch: the identity of its sequence, made with it and made anew only if storage lost it
    * (null while the room has none yet).
    */
-  roomInfo(room: string): Promise<{ seq: number; oldestSeq: number; epoch: string | null }>;
+  roomInfo(room: string): Promise<RoomInfo>;
   page(room: string, query: PageQuery): Promise<Page>;
+  /** roomInfo and page together, as a joiner needs them: one read (a join's cost is mostly its reads). */
+  roomPage(room: string, query: PageQuery): Promise<{ info: RoomInfo; page: Page }>;
   /**
    * Trims, in every room, the messages older than HISTORY_MAX_AGE_DAYS at `now`; returns how many
    * went. A room keeps its latest seq when its last message goes, so no seq is ever reused.

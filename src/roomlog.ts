@@ -330,11 +330,12 @@ export class RoomLog {
       if (since !== undefined && epoch !== undefined && epoch !== state.epoch) [since, reset] = [0, true];
       readUpTo = state.seq;
       const before = readUpTo === null ? undefined : readUpTo + 1;
-      [info, page, extra] = await Promise.all([
-        this.store.roomInfo(room),
-        this.store.page(room, since === undefined ? { before, limit } : { after: since, before, limit }),
+      let read;
+      [read, extra] = await Promise.all([
+        this.store.roomPage(room, since === undefined ? { before, limit } : { after: since, before, limit }),
         alongside(),
       ]);
+      ({ info, page } = read);
     } catch (error) {
       cancel();
       throw error;

@@ -66,6 +66,12 @@ const botOf = (r: { id: string; name: string; created_at: number; revoked: numbe
   revoked: r.revoked === 1,
 });
 
+/** A room's latest seq and oldest retained seq (null when none), as roomInfo and roomPage read them. */
+const ROOM_INFO =
+  "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS info_seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS info_oldest";
+/** A row of roomPage: the room's info, then a message's columns (null when the room has none). */
+type InfoRow = { info_seq: number | null; info_oldest: number | null } & { [K in keyof MessageRow]: MessageRow[K] | null };
+
 /** The room name the server's own rows (server bans, server audit entries) are kept under: no room has it. */
 const SERVER = "";
 
@@ -283,9 +289,7 @@ export class SqliteStore implements Store {
     // A deleted message's text is overwritten where it lay, not left in the page's free space (§11.4).
     this.db.exec("PRAGMA secure_delete = FAST");
     this.q = {
-      roomInfo: this.db.query<{ seq: number | null; oldest: number | null }, [string]>(
-        "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS oldest",
-      ),
+      roomInfo: this.db.query<{ info_seq: number | null; info_oldest: number | null }, [string]>(ROOM_INFO),
       oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
       /** What a commit needs of the rooms it writes to (a JSON array): latest seq, oldest message if any. */
       roomRows: this.db.query<{ room: string; last: number | null; oldest: number | null; oldestTs: number | null }, [string]>(
@@ -323,6 +327,16 @@ export class SqliteStore implements Store {
       ),
       after: this.db.query<MessageRow, [string, number, number, number]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
+      ),
+      // roomInfo with newest or after, in one statement: its one row says the room's seq and
+      // oldest, and each further row a message (a room with none gives the one row, message null).
+      newestWithInfo: this.db.query<InfoRow, [string, number, number]>(
+        `SELECT i.info_seq, i.info_oldest, m.* FROM (${ROOM_INFO}) i LEFT JOIN ` +
+          `(SELECT ${columns} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3) m ORDER BY m.seq DESC`,
+      ),
+      afterWithInfo: this.db.query<InfoRow, [string, number, number, number]>(
+        `SELECT i.info_seq, i.info_oldest, m.* FROM (${ROOM_INFO}) i LEFT JOIN ` +
+          `(SELECT ${columns} FROM messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4) m ORDER BY m.seq`,
       ),
       findSession: this.db.query<SessionRow, [string, number]>(
         "SELECT user_id, expires_at, kind, name, key1, key2, admin, rooms FROM sessions WHERE token_hash = ? AND expires_at > ?",
@@ -660,7 +674,19 @@ export class SqliteStore implements Store {
 
   async roomInfo(room: string) {
     const row = this.q.roomInfo.get(room)!;
-    return { seq: row.seq ?? 0, oldestSeq: row.oldest ?? 0, epoch: this.epoch };
+    return { seq: row.info_seq ?? 0, oldestSeq: row.info_oldest ?? 0, epoch: this.epoch };
+  }
+
+  async roomPage(room: string, query: PageQuery) {
+    const before = query.before ?? Number.MAX_SAFE_INTEGER;
+    const rows =
+      query.after === undefined
+        ? this.q.newestWithInfo.all(room, before, pageRows(query))
+        : this.q.afterWithInfo.all(room, query.after, before, pageRows(query));
+    const first = rows[0]!;
+    const info = { seq: first.info_seq ?? 0, oldestSeq: first.info_oldest ?? 0, epoch: this.epoch };
+    const messages = first.seq === null ? [] : (rows as MessageRow[]).map(rowToFrame);
+    return { info, page: toPage(messages, query) };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {

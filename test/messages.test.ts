@@ -255,6 +255,7 @@ describe("ordering (§10)", () => {
     const store = sqliteWith((real) => ({
       append: async (batch) => (gated && (await hold()), real.append(batch)),
       page: async (room, query) => (gated && (await hold()), real.page(room, query)),
+      roomPage: async (room, query) => (gated && (await hold()), real.roomPage(room, query)),
     }));
     await using server = await startServer({ store });
     const talker = await user(server, "talker", "r");

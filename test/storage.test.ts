@@ -158,6 +158,29 @@ test("the engine keeps no room's seq in memory: each commit reads it, so a secon
   await second.close();
 });
 
+test("roomPage, the join's one read, answers what roomInfo and page answer, newest and after, in a room with and without messages", async () => {
+  using dir = tempDir();
+  const store = new SqliteStore(join(dir.path, "chat.sqlite"), 4);
+  try {
+    const message = (id: string): NewMessage => ({ room: "r", user: { id: "u1", name: "u" }, id, text: id, ts: 1 });
+    const queries = [{ limit: 2 }, { limit: 10 }, { before: 4, limit: 1 }, { after: 0, limit: 2 }, { after: 3, limit: 10 }, { after: 2, before: 6, limit: 1 }];
+    const same = async (room: string) => {
+      for (const query of queries) {
+        expect(await store.roomPage(room, query)).toEqual({ info: await store.roomInfo(room), page: await store.page(room, query) });
+      }
+    };
+    await same("r");
+    // Six sent, four kept: the oldest retained is 3.
+    for (let i = 1; i <= 6; i++) await store.append([message(`m${i}`)]);
+    expect((await store.roomPage("r", { limit: 10 })).info).toMatchObject({ seq: 6, oldestSeq: 3 });
+    expect((await store.roomPage("r", { limit: 2 })).page.messages.map((m) => m.seq)).toEqual([5, 6]);
+    await same("r");
+    await same("never");
+  } finally {
+    await store.close();
+  }
+});
+
 test("a restart on the same database file loses nothing and reuses no seq", async () => {
   using dir = tempDir();
   const databasePath = join(dir.path, "chat.sqlite");
