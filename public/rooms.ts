@@ -532,7 +532,7 @@ export function createRooms(deps: RoomsDeps) {
   /** "Jump to latest": to the bottom of the room shown. */
   function toBottom(): void {
     const room = currentRoom();
-    if (room) position.toBottom(room);
+    if (room) position.jump(room);
     ui.text.focus();
   }
 
