@@ -128,6 +128,14 @@ export function createMessages(deps: MessagesDeps) {
     if (replying && replying.room !== room.name) cancelReply();
   }
 
+  /**
+   * The room's history was reset (rooms.ts restart): the seqs of its old messages name others now,
+   * so a reply begun to one of them is dropped. An edit in progress went with its row.
+   */
+  function restarted(room: Room): void {
+    if (replying?.room === room.name) cancelReply();
+  }
+
   // ─── Edit ──────────────────────────────────────────────────────────────────────────────────
 
   /** Edits in place: the text becomes a field; Enter (or Save) sends the edit, Escape puts it back. */
@@ -210,5 +218,5 @@ export function createMessages(deps: MessagesDeps) {
     }
   }
 
-  return { bind, replyTo, cancelReply, shown, editRefused, edited, olderArrived };
+  return { bind, replyTo, cancelReply, shown, restarted, editRefused, edited, olderArrived };
 }

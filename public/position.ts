@@ -39,6 +39,19 @@ export function createPosition(ui: Ui, shown: (room: Room) => boolean, read: (ro
     drawJump(room);
   }
 
+  /**
+   * "Jump to latest": the reader asked for the bottom, and the view must end there. A scroll
+   * animation still in flight (PageUp, an arrow key, a smooth wheel) is not stopped by setting
+   * scrollTop: Chromium moves its target by as much and lets it run on, so the view would end
+   * that far above the bottom. A programmatic smooth scroll takes over any animation in flight,
+   * and the instant one in toBottom right after ends it, at the bottom.
+   */
+  function jump(room: Room): void {
+    const log = room.view.log;
+    log.scrollTo({ top: log.scrollHeight, behavior: "smooth" });
+    toBottom(room);
+  }
+
   /** The reader scrolled: at the bottom again, or away from it. */
   function scrolled(room: Room): void {
     const log = room.view.log;
@@ -86,5 +99,5 @@ export function createPosition(ui: Ui, shown: (room: Room) => boolean, read: (ro
     read(room);
   }
 
-  return { drawJump, toBottom, scrolled, land, open, follow };
+  return { drawJump, toBottom, jump, scrolled, land, open, follow };
 }

@@ -57,6 +57,8 @@ export interface RoomsDeps {
   renamed(user: UserRef): void;
   /** An older page arrived: a reply's original may be shown now. */
   olderArrived(room: Room): void;
+  /** The room's history was reset: a reply begun to a message of it would answer another one now. */
+  restarted(room: Room): void;
   /** A room was made: whatever keeps us out of it (a ban this browser remembers) is set now. */
   made(room: Room): void;
   /** A room's role, settings or standing changed, or it is now the one shown: the page redraws what depends on them. */
@@ -345,6 +347,8 @@ export function createRooms(deps: RoomsDeps) {
     room.hasOlder = false;
     drawOlder(room);
     line(room, RESET_LINE);
+    // An edit in progress went with its row; a reply's seq now names another message.
+    deps.restarted(room);
   }
 
   function onHistory(f: HistoryPage): void {
@@ -532,7 +536,7 @@ export function createRooms(deps: RoomsDeps) {
   /** "Jump to latest": to the bottom of the room shown. */
   function toBottom(): void {
     const room = currentRoom();
-    if (room) position.toBottom(room);
+    if (room) position.jump(room);
     ui.text.focus();
   }
 

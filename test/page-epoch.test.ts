@@ -10,7 +10,7 @@ import { expect, test } from "bun:test";
 import type { Page, WebSocketRoute } from "playwright-core";
 import { CLOSE, CLOSE_REASON, type ClientFrame } from "../src/protocol/wire.ts";
 import { redisForSuite } from "./helpers.ts";
-import { TEST_MS, browserSuite, events, line, live, say, seen, signIn, texts, waitForText } from "./page-browser.ts";
+import { TEST_MS, browserSuite, events, line, live, row, say, seen, signIn, texts, waitForText } from "./page-browser.ts";
 
 const suite = browserSuite();
 const redis = redisForSuite();
@@ -53,6 +53,11 @@ test(
     const { epoch } = await bo.join(room);
     for (const text of ["old 1", "old 2", "old 3"]) await bo.say(room, text);
     await seen(pia, room, "old 3");
+    // Pia begins a reply to "old 2" (seq 2): after the reset seq 2 is "new 2", so the reply must go.
+    await row(pia, room, "old 2").locator(".msg-actions").focus();
+    await pia.keyboard.press("Enter");
+    await pia.locator(`.menu[role="menu"] >> text=Reply`).click();
+    await waitForText(pia, "#reply-text", "Replying to bo: old 2");
 
     // The server comes back on another database, whose room already has four messages (seqs
     // 1-4) when the page returns: a since of 3 followed would show "new 4" alone under the old ones.
@@ -72,11 +77,13 @@ test(
     expect(joins.at(-1)).toMatchObject({ since: 3, epoch });
     expect(await texts(pia, room)).toEqual(["new 1", "new 2", "new 3", "new 4"]);
     await line(pia, room, "This room's history was reset on the server: it starts again here.");
+    expect(await pia.locator("#reply-bar").isHidden()).toBe(true);
     // Live from here, once each; the line stays above the new start.
     cy.send({ type: "send", room, id: "new-5", text: "new 5" });
     await seen(pia, room, "new 5");
     await say(pia, "mine after the reset");
     await seen(pia, room, "mine after the reset");
+    expect(await row(pia, room, "mine after the reset").locator(".quote").count()).toBe(0);
     expect(await texts(pia, room)).toEqual(["new 1", "new 2", "new 3", "new 4", "new 5", "mine after the reset"]);
     expect((await events(pia, room)).filter((text) => text.includes("reset"))).toEqual(["This room's history was reset on the server: it starts again here."]);
     const top = await pia.$$eval(`.room[data-room="${room}"] .messages > li:not(.day)`, (lis) => lis.slice(0, 2).map((li) => li.textContent ?? ""));
