@@ -4,12 +4,15 @@
  * protocol's rules. Verification is jose's; which algorithms a key allows, the claim rules and
  * the JWKS cache (keys known keep working while the JWKS URL is down) are ours.
  */
-import { createLocalJWKSet, errors, importSPKI, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey, type JWTVerifyOptions } from "jose";
+import type { JSONWebKeySet, JWTVerifyGetKey, JWTVerifyOptions, jwtVerify } from "jose";
 import type { Config } from "./config.ts";
 import type { Log } from "./metrics.ts";
 import { checkName } from "./protocol/rules.ts";
 import { TOKEN_MAX_BYTES, isRoom } from "./protocol/wire.ts";
 import { pemText, publicKeyAlgorithm } from "./config.ts";
+
+/** jose, loaded by the first openVerifier that needs it: a server without sign-in never loads it (~10 ms of start). */
+let jose: typeof import("jose");
 
 /** Tokens may be this far out of date (exp) or early (nbf), in seconds: clocks differ (§11.1). */
 const CLOCK_SKEW_SECONDS = 60;
@@ -70,7 +73,7 @@ class JwksCache {
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         const jwks = (await response.json()) as JSONWebKeySet;
         if (!Array.isArray(jwks?.keys)) throw new Error("no keys array");
-        this.keys = createLocalJWKSet(jwks);
+        this.keys = jose.createLocalJWKSet(jwks);
         this.log("debug", "jwks_fetched", { keys: jwks.keys.length });
       } catch (error) {
         this.log("warn", "jwks_unavailable", { error: String(error) });
@@ -88,7 +91,7 @@ class JwksCache {
     try {
       return await this.keys(header, token);
     } catch (error) {
-      if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
+      if (!(error instanceof jose.errors.JWKSNoMatchingKey)) throw error;
       await (this.fetching ?? this.refetchIfDue());
       return this.keys(header, token);
     }
@@ -119,22 +122,24 @@ export function readClaims(payload: Record<string, unknown>): Verified {
 
 /** What a jose failure says, for the auth_invalid message. */
 function whyRefused(error: unknown): string {
-  if (error instanceof errors.JWTExpired) return "the token has expired";
-  if (error instanceof errors.JWTClaimValidationFailed) {
+  if (error instanceof jose.errors.JWTExpired) return "the token has expired";
+  if (error instanceof jose.errors.JWTClaimValidationFailed) {
     if (error.claim === "nbf") return "the token is not valid yet";
     if (error.claim === "aud") return "the token is for another audience";
     if (error.claim === "iss") return "the token is from another issuer";
     return `the token's ${error.claim} claim is missing or invalid`;
   }
-  if (error instanceof errors.JOSEAlgNotAllowed) return "the token's algorithm is not the key's";
-  if (error instanceof errors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
-  if (error instanceof errors.JWKSNoMatchingKey) return "no key matches the token";
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return "the token is malformed";
+  if (error instanceof jose.errors.JOSEAlgNotAllowed) return "the token's algorithm is not the key's";
+  if (error instanceof jose.errors.JWSSignatureVerificationFailed) return "the token's signature does not verify";
+  if (error instanceof jose.errors.JWKSNoMatchingKey) return "no key matches the token";
+  if (error instanceof jose.errors.JWSInvalid || error instanceof jose.errors.JWTInvalid) return "the token is malformed";
   return `the token could not be verified (${(error as Error)?.message ?? String(error)})`;
 }
 
 /** The configured verifier, or null when no AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY or AUTH_JWKS_URL is set. */
 export async function openVerifier(config: Config, log: Log, now: () => number): Promise<TokenVerifier | null> {
+  if (config.authJwtSecret === null && config.authJwtPublicKey === null && config.authJwksUrl === null) return null;
+  jose ??= await import("jose");
   let key: Parameters<typeof jwtVerify>[1];
   let algorithms: string[];
   let jwks: JwksCache | null = null;
@@ -143,7 +148,7 @@ export async function openVerifier(config: Config, log: Log, now: () => number):
     algorithms = ["HS256"];
   } else if (config.authJwtPublicKey !== null) {
     const alg = publicKeyAlgorithm(config.authJwtPublicKey)!;
-    key = await importSPKI(pemText(config.authJwtPublicKey), alg);
+    key = await jose.importSPKI(pemText(config.authJwtPublicKey), alg);
     algorithms = [alg];
   } else if (config.authJwksUrl !== null) {
     jwks = new JwksCache(config.authJwksUrl, Math.min(JWKS_FETCH_TIMEOUT_MS, Math.floor(config.helloTimeoutMs / 2)), log, now);
@@ -163,7 +168,7 @@ export async function openVerifier(config: Config, log: Log, now: () => number):
     async verify(token, now) {
       if (Buffer.byteLength(token) > TOKEN_MAX_BYTES) return { ok: false, why: `a token is at most ${TOKEN_MAX_BYTES} bytes` };
       try {
-        const { payload } = await jwtVerify(token, key as never, { ...options, currentDate: new Date(now) });
+        const { payload } = await jose.jwtVerify(token, key as never, { ...options, currentDate: new Date(now) });
         return readClaims(payload);
       } catch (error) {
         return { ok: false, why: whyRefused(error) };

@@ -67,10 +67,11 @@ const botOf = (r: { id: string; name: string; created_at: number; revoked: numbe
 });
 
 /** A room's latest seq and oldest retained seq (null when none), as roomInfo and roomPage read them. */
-const ROOM_INFO =
-  "SELECT (SELECT last_seq FROM rooms WHERE room = ?1) AS info_seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS info_oldest";
-/** A row of roomPage: the room's info, then a message's columns (null when the room has none). */
-type InfoRow = { info_seq: number | null; info_oldest: number | null } & { [K in keyof MessageRow]: MessageRow[K] | null };
+const INFO_COLUMNS =
+  "(SELECT last_seq FROM rooms WHERE room = ?1) AS info_seq, (SELECT seq FROM messages WHERE room = ?1 ORDER BY seq LIMIT 1) AS info_oldest";
+const ROOM_INFO = `SELECT ${INFO_COLUMNS}`;
+/** A row of roomPage: a message, and its room's latest and oldest seq. */
+type InfoRow = MessageRow & { info_seq: number | null; info_oldest: number | null };
 
 /** The room name the server's own rows (server bans, server audit entries) are kept under: no room has it. */
 const SERVER = "";
@@ -328,15 +329,13 @@ export class SqliteStore implements Store {
       after: this.db.query<MessageRow, [string, number, number, number]>(
         `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
       ),
-      // roomInfo with newest or after, in one statement: its one row says the room's seq and
-      // oldest, and each further row a message (a room with none gives the one row, message null).
+      // newest and after, with the room's seq and oldest in every row: SQLite runs those
+      // subqueries once per statement. A page with no rows reads them on their own (roomPage).
       newestWithInfo: this.db.query<InfoRow, [string, number, number]>(
-        `SELECT i.info_seq, i.info_oldest, m.* FROM (${ROOM_INFO}) i LEFT JOIN ` +
-          `(SELECT ${columns} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3) m ORDER BY m.seq DESC`,
+        `SELECT ${columns}, ${INFO_COLUMNS} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3`,
       ),
       afterWithInfo: this.db.query<InfoRow, [string, number, number, number]>(
-        `SELECT i.info_seq, i.info_oldest, m.* FROM (${ROOM_INFO}) i LEFT JOIN ` +
-          `(SELECT ${columns} FROM messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4) m ORDER BY m.seq`,
+        `SELECT ${columns}, ${INFO_COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4`,
       ),
       findSession: this.db.query<SessionRow, [string, number]>(
         "SELECT user_id, expires_at, kind, name, key1, key2, admin, rooms FROM sessions WHERE token_hash = ? AND expires_at > ?",
@@ -683,10 +682,9 @@ export class SqliteStore implements Store {
       query.after === undefined
         ? this.q.newestWithInfo.all(room, before, pageRows(query))
         : this.q.afterWithInfo.all(room, query.after, before, pageRows(query));
-    const first = rows[0]!;
+    const first = rows[0] ?? this.q.roomInfo.get(room)!;
     const info = { seq: first.info_seq ?? 0, oldestSeq: first.info_oldest ?? 0, epoch: this.epoch };
-    const messages = first.seq === null ? [] : (rows as MessageRow[]).map(rowToFrame);
-    return { info, page: toPage(messages, query) };
+    return { info, page: toPage(rows.map(rowToFrame), query) };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
