@@ -156,8 +156,12 @@ export class Authority {
     return { ...fail("muted", "you are muted in this room"), ...(mute.until !== null ? { extra: { until: mute.until } } : {}) };
   }
 
-  /** Counts a send for slow mode. */
-  sent(room: string, userId: string): void {
+  /**
+   * Counts a send for slow mode, in a room that has it on: a room without it pays nothing per
+   * message (issue 22), and a slow mode turned on counts from the first send after.
+   */
+  sent(room: string, userId: string, auth: RoomAuth | null): void {
+    if (!auth?.settings.slowModeSeconds) return;
     this.lastSent.set(`${room}\n${userId}`, this.ctx.now());
   }
 

@@ -371,7 +371,7 @@ export class Hub {
     const user = conn.user!.ref;
     const message: NewMessage = { room, user: user.kind ? { id: user.id, name: user.name, kind: user.kind } : { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
     if (replyTo !== undefined) message.replyTo = replyTo;
-    this.authority.sent(room, user.id);
+    this.authority.sent(room, user.id, this.log.cachedAuth(room));
     this.log.sending(message);
     this.stored(message).then(
       (result) => {
@@ -413,7 +413,7 @@ export class Hub {
     this.ctx.metrics.messagesIn++;
     const message: NewMessage = { room, user: { ...actor.ref }, id, text, ts: this.ctx.now() };
     if (replyTo !== undefined) message.replyTo = replyTo;
-    this.authority.sent(room, actor.ref.id);
+    this.authority.sent(room, actor.ref.id, auth);
     this.log.sending(message);
     let result;
     try {

@@ -5,7 +5,7 @@
  * bad-input suite runs on both engines.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { normalizeText, parseFrame } from "../src/protocol/rules.ts";
+import { ClientFrameSchema, normalizeText, parseFrame, sendFrame } from "../src/protocol/rules.ts";
 import { codePoints, isRoom } from "../src/protocol/wire.ts";
 import { Client, ENGINES, engineServers, startServer, user, type TestServer } from "./helpers.ts";
 
@@ -234,5 +234,50 @@ describe("frames that were mishandled", () => {
     const m = await c.expect("message");
     expect(m.text).toBe("😀".repeat(2000));
     c.close();
+  });
+});
+
+describe("the hand-checked send (parseFrame's hot path)", () => {
+  test("accepts exactly what the zod schema accepts, with the same output, on every combination of edge values", () => {
+    const absent = Symbol("absent");
+    const values = {
+      room: [absent, "general", "", 7, null],
+      id: [absent, "", "a", "x".repeat(64), "x".repeat(65), "😀".repeat(64), "😀".repeat(65), "a\ud800", 12, null],
+      text: [absent, "hello", "", 3, null, ["x"]],
+      replyTo: [absent, 1, 42, 0, -1, 2.5, "1", 2 ** 53 - 1, 2 ** 53, null, Number.NaN],
+      ref: [absent, "", "r1", "y".repeat(64), "y".repeat(65), "\udc00", 5],
+    } as const;
+    const keys = Object.keys(values) as (keyof typeof values)[];
+    let accepted = 0;
+    let combos = 0;
+    const walk = (i: number, frame: Record<string, unknown>) => {
+      if (i === keys.length) {
+        combos++;
+        for (const extra of [{}, { extra: 1, user: "someone" }]) {
+          const fields = { ...frame, ...extra };
+          const zod = ClientFrameSchema.safeParse(fields);
+          const fast = sendFrame(fields);
+          expect({ fields, out: fast }).toEqual({ fields, out: zod.success ? zod.data : null });
+          if (fast) accepted++;
+        }
+        return;
+      }
+      for (const v of values[keys[i]!]) walk(i + 1, v === absent ? frame : { ...frame, [keys[i]!]: v });
+    };
+    walk(0, { type: "send" });
+    expect(combos).toBe(5 * 10 * 6 * 11 * 7);
+    // Some of each: the check is not vacuous.
+    expect(accepted).toBeGreaterThan(100);
+    expect(accepted).toBeLessThan(combos);
+  });
+
+  test("parseFrame answers a bad send with the schema's message, as before", () => {
+    expect(parseFrame(JSON.stringify({ type: "send", room: "r", id: "", text: "x" }))).toMatchObject({ ok: false, type: "send" });
+    expect(parseFrame(JSON.stringify({ type: "send", room: "r", id: "i", text: "x", replyTo: 0 }))).toMatchObject({ ok: false, type: "send", ref: "i" });
+    expect(parseFrame(JSON.stringify({ type: "send", room: "r", id: "i", text: "x", replyTo: 3, extra: true }))).toEqual({
+      ok: true,
+      frame: { type: "send", room: "r", id: "i", text: "x", replyTo: 3 },
+      ref: "i",
+    });
   });
 });

@@ -16,7 +16,7 @@ import {
   TOPIC_MAX_CHARS,
   codePoints,
 } from "./wire.ts";
-import type { ClientFrame, ClientFrameType, ErrorCode, UserRef } from "./wire.ts";
+import type { ClientFrame, ClientFrameType, ErrorCode, SendFrame as SendCommand, UserRef } from "./wire.ts";
 
 const NAME_PATTERN = /^[\p{L}\p{M}\p{Nd} _.-]+$/u;
 /** Marks, spaces and punctuation alone show no name. */
@@ -184,12 +184,32 @@ export function parseFrame(raw: string): Parsed {
   const fields = data as Record<string, unknown>;
   const type = typeof fields.type === "string" && CLIENT_TYPES.has(fields.type) ? (fields.type as ClientFrameType) : undefined;
   const echo = echoRef(fields, type);
+  if (type === "send") {
+    const frame = sendFrame(fields);
+    if (frame) return { ok: true, frame, ref: echo };
+  }
   const parsed = ClientFrameSchema.safeParse(fields);
   if (parsed.success) return { ok: true, frame: parsed.data, ref: echo };
   if (!type) return { ok: false, ref: echo, message: fields.type === undefined ? "missing type" : "unknown type" };
   const issue = parsed.error.issues[0];
   const where = issue?.path.join(".") || "frame";
   return { ok: false, type, ref: echo, message: `${where}: ${issue?.message ?? "invalid"}` };
+}
+
+/**
+ * The hot path's `send`, checked by hand: exactly what SendFrame accepts, with what it outputs
+ * (unknown fields dropped), or null to let the schema say what is wrong. A test holds the two
+ * together on generated frames. zod's object parse was ~6% of the server's CPU under write-heavy.
+ */
+export function sendFrame(f: Record<string, unknown>): ClientFrame | null {
+  const { room, id, text, replyTo, ref } = f;
+  if (typeof room !== "string" || typeof text !== "string" || !isShortString(id, 1) || !id.isWellFormed()) return null;
+  if (replyTo !== undefined && !(Number.isSafeInteger(replyTo) && (replyTo as number) >= 1)) return null;
+  if (ref !== undefined && !(isShortString(ref, 0) && ref.isWellFormed())) return null;
+  const frame: SendCommand = { type: "send", room, id, text };
+  if (replyTo !== undefined) frame.replyTo = replyTo as number;
+  if (ref !== undefined) frame.ref = ref;
+  return frame;
 }
 
 function isShortString(value: unknown, min: number): value is string {
