@@ -108,7 +108,7 @@ describe("the token bucket rule: one table, both implementations", () => {
     const answers = await Promise.all(
       takes.map(([at]) => client.send("EVALSHA", [sha, "1", key, String(burst), String(perSecond / 1000), String(at)])),
     );
-    return answers.map((answer) => answer === 1);
+    return answers.map((answer) => (answer as [number, string, number])[0] === 1);
   };
 
   for (const [implementation, take] of [

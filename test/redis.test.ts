@@ -469,6 +469,30 @@ describe("an instance taken for dead", () => {
 });
 
 describe("Redis that loses its data, or comes back", () => {
+  test("a flush gives nobody a fresh burst: each instance puts back its users' shared rate buckets as their last frames left them", async () => {
+    // Five frames a user, and the servers' clock held still: what is spent stays spent.
+    const clock = Date.now();
+    await using servers = await instances(redis, 2, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000, rateLimitBurst: 5, rateLimitPerSecond: 1, now: () => clock });
+    const [a, b] = servers;
+    const alice = await Client.connect(a.wsUrl);
+    await alice.hello("alice");
+    await alice.join("burst");
+    // History pages spend the user's tokens and store nothing (a message would start the room's new epoch).
+    const page = async (ref: string) => {
+      alice.send({ type: "history", room: "burst", ref });
+      return alice.next();
+    };
+    for (let i = 1; i <= 3; i++) expect(await page(`h${i}`)).toMatchObject({ type: "history", ref: `h${i}` });
+    const admin = new RedisClient(redis.url(servers.db));
+    await admin.send("FLUSHDB", []);
+    admin.close();
+    for (const s of [a, b]) await s.logLine((l) => l.event === "roster_recovered" && l.reset === true);
+    // The join and three pages took four of the five tokens: after the flush, one more, then none.
+    expect(await page("h4")).toMatchObject({ type: "history", ref: "h4" });
+    expect(await page("h5")).toMatchObject({ type: "error", code: "rate_limited", ref: "h5" });
+    alice.close();
+  }, REDIS_TEST_MS);
+
   test("a flush: each instance holds its names again, whoever held one first keeps it and the other is renamed and told; live users' sessions still work", async () => {
     await using servers = await instances(redis, 2, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000 });
     const [a, b] = servers;

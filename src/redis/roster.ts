@@ -47,6 +47,11 @@ export class RedisRoster implements Roster {
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   /** The name this instance holds for each of its users: held again with every heartbeat. */
   private readonly names = new Map<string, NameClaim & { version: number }>();
+  /**
+   * Each user's shared rate bucket as its last frame here left it, while the user holds a name
+   * here: put back if Redis loses its data, so a reset gives nobody a fresh burst.
+   */
+  private readonly levels = new Map<string, { tokens: number; at: number }>();
   private registered = false;
   private target!: RosterTarget;
   /** The last read of the rooms with members, and until when it stands. */
@@ -123,6 +128,7 @@ export class RedisRoster implements Roster {
           await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
           await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
           await this.holdNames();
+          await this.restoreBuckets();
         }
         if (reset || reconnected) {
           await this.target.reconcile(reset);
@@ -152,6 +158,17 @@ export class RedisRoster implements Roster {
         if (got.renamed) this.target.renamedElsewhere(held.userId, got.renamed.name, got.renamed.version);
         else this.target.nameLost(held.userId, held.name);
       }),
+    );
+  }
+
+  /** Puts back the shared rate bucket of each user held here, as its last frame here left it. */
+  private async restoreBuckets(): Promise<void> {
+    const { rateLimitBurst, rateLimitPerSecond } = this.config;
+    const now = String(this.now());
+    await Promise.all(
+      [...this.levels].map(([userId, level]) =>
+        this.link.run(SCRIPTS.bucketRestore, [rateKey(userId)], [String(rateLimitBurst), String(rateLimitPerSecond / 1000), now, String(level.tokens), String(level.at)]),
+      ),
     );
   }
 
@@ -298,6 +315,7 @@ export class RedisRoster implements Roster {
   releaseName(keys: readonly string[], userId: string): void {
     if (this.names.get(userId)?.keys.join("\n") !== keys.join("\n")) return;
     this.names.delete(userId);
+    this.levels.delete(userId);
     this.link
       .run(SCRIPTS.nameRelease, keys.map(nameKey), [this.instance, userId])
       .then(() => this.log("debug", "name_released", { user: userId }))
@@ -321,12 +339,16 @@ export class RedisRoster implements Roster {
   takeFrame(userId: string, now: number, _own: TokenBucket): Promise<boolean> {
     // Redis away: say so at once (the hub spends its own copy) rather than wait for a reconnect.
     if (!this.link.connected) return Promise.reject(new Error("not connected to Redis"));
-    return this.take(rateKey(userId), this.config.rateLimitBurst, this.config.rateLimitPerSecond, now);
+    return this.take(rateKey(userId), this.config.rateLimitBurst, this.config.rateLimitPerSecond, now, (tokens, at) => {
+      if (this.names.has(userId)) this.levels.set(userId, { tokens, at });
+    });
   }
 
-  /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. */
-  private async take(key: string, burst: number, perSecond: number, now: number): Promise<boolean> {
-    return (await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)])) === 1;
+  /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. `seen` hears the level it left. */
+  private async take(key: string, burst: number, perSecond: number, now: number, seen?: (tokens: number, at: number) => void): Promise<boolean> {
+    const [taken, tokens, at]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)]);
+    seen?.(Number(tokens), Number(at));
+    return taken === 1;
   }
 
   /** Stops heartbeating and lets its key go at once: a survivor takes its members over, in grace. */

@@ -13,6 +13,7 @@ import rosterAdopt from "./lua/roster-adopt.lua" with { type: "text" };
 import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
+import bucketRestore from "./lua/bucket-restore.lua" with { type: "text" };
 import sessionSave from "./lua/session-save.lua" with { type: "text" };
 import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
 import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
@@ -40,6 +41,8 @@ export const SCRIPTS = {
   nameRelease,
   /** One token of a shared bucket (the same rule as core/bucket.ts's TokenBucket). */
   bucketTake,
+  /** A user's shared bucket put back after Redis lost its data. */
+  bucketRestore,
   sessionSave,
   sessionRevoke,
   ownerClaim,
