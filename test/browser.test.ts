@@ -8,45 +8,17 @@
  * exact list.
  */
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page, type WebSocketRoute } from "playwright-core";
 import type { MessageFrame, ServerOptions } from "../server.ts";
 import { Client, WAIT_MS, sayAll, startServer, tempDir, user, type TestServer } from "./helpers.ts";
+import { CHROMIUM_ARGS, SCREENSHOT_DIR, findChromium } from "./page-browser.ts";
 
 /** Bounds one test. */
 const TEST_MS = 60_000;
-/** Chromium must not talk to anything but 127.0.0.1, and starts from an empty profile. */
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  "--disable-quic",
-];
-const CHROMIUM_PATHS = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
-/** Screenshots for people to look at; .artifacts/ is ignored by git. */
-const SCREENSHOT_DIR = join(import.meta.dir, "..", ".artifacts", "screenshots");
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
-
-function findChromium(): string {
-  const fromEnv = process.env.CHROMIUM_PATH;
-  if (fromEnv) {
-    if (!existsSync(fromEnv)) throw new Error(`CHROMIUM_PATH=${fromEnv}: no such file`);
-    return fromEnv;
-  }
-  const found = CHROMIUM_PATHS.find((path) => existsSync(path));
-  if (!found) {
-    throw new Error(
-      `The browser tests need Chromium and found none at ${CHROMIUM_PATHS.join(", ")}. ` +
-        "Install it with `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM_PATH to a Chromium or Chrome binary.",
-    );
-  }
-  return found;
-}
 
 let browser: Browser;
 let chat: TestServer;

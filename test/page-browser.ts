@@ -16,7 +16,7 @@ import { Client, WAIT_MS, startServer, tempDir, type TestServer } from "./helper
 /** Bounds one test. */
 export const TEST_MS = 60_000;
 /** Chromium must not talk to anything but 127.0.0.1, and starts from an empty profile (as in browser.test.ts). */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
   "--disable-background-networking",
@@ -36,11 +36,20 @@ export const ADMIN_TOKEN = "page-tests-admin-token-0123456789";
 /** Screenshots for people to look at; .artifacts/ is ignored by git. */
 export const SCREENSHOT_DIR = join(import.meta.dir, "..", ".artifacts", "screenshots");
 
-function findChromium(): string {
+/** The Chromium to drive: CHROMIUM_PATH, else the first of CHROMIUM_PATHS that exists. */
+export function findChromium(): string {
   const fromEnv = process.env.CHROMIUM_PATH;
-  if (fromEnv) return fromEnv;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) throw new Error(`CHROMIUM_PATH=${fromEnv}: no such file`);
+    return fromEnv;
+  }
   const found = CHROMIUM_PATHS.find((path) => existsSync(path));
-  if (!found) throw new Error(`The browser tests need Chromium and found none at ${CHROMIUM_PATHS.join(", ")} (or set CHROMIUM_PATH).`);
+  if (!found) {
+    throw new Error(
+      `The browser tests need Chromium and found none at ${CHROMIUM_PATHS.join(", ")}. ` +
+        "Install it with `apt-get install -y chromium` (as .ci/run does), or set CHROMIUM_PATH to a Chromium or Chrome binary.",
+    );
+  }
   return found;
 }
 
