@@ -81,7 +81,7 @@ export class Users {
   /** Look-alike key → the online users holding a name with it. */
   private readonly holders = new Map<string, Set<string>>();
   /** The keys of the names no guest may take (RESERVED_NAMES and the built-in ones). */
-  private readonly reserved: Set<string>;
+  private reservedSet: Set<string> | null = null;
 
   constructor(
     private readonly ctx: Context,
@@ -90,8 +90,11 @@ export class Users {
     private readonly rate: RateGate,
     private readonly presence: Presence<Connection>,
     private readonly verifier: TokenVerifier | null,
-  ) {
-    this.reserved = reservedKeys(ctx.config.reservedNames);
+  ) {}
+
+  /** Made at the first hello that needs it, not at start: its keys need the confusables table. */
+  private get reserved(): Set<string> {
+    return (this.reservedSet ??= reservedKeys(this.ctx.config.reservedNames));
   }
 
   /**
