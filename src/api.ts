@@ -4,7 +4,6 @@
  * schemas, rights and rate limits; and the OpenAPI 3.1 document of every /api route, generated
  * from those schemas (GET /api/openapi.json), so the two cannot drift.
  */
-import { randomUUID } from "node:crypto";
 import { Hono, type Context as HonoContext } from "hono";
 import { z } from "zod";
 import type { Actor } from "./authority.ts";
@@ -129,7 +128,7 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   app.post("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");
     if (!isRoom(room)) return send(c, problem(400, "room_invalid", "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit"));
-    return command(c, "send", (b) => ({ text: b.text, replyTo: b.replyTo, id: b.id ?? randomUUID(), room }), async (actor, frame) =>
+    return command(c, "send", (b) => ({ text: b.text, replyTo: b.replyTo, id: b.id ?? crypto.randomUUID(), room }), async (actor, frame) =>
       answer(await hub.post(actor, frame), ({ message, duplicate }) => ({ body: { message }, status: duplicate ? 200 : 201 })),
     );
   });

@@ -3,7 +3,7 @@
  * commands that run a room (settings, roles, invites). Every decision asks core/rights.ts's
  * may(); every door (WebSocket, TCP, HTTP) reaches these through the hub.
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "./core/random.ts";
 import type { Batcher } from "./batcher.ts";
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
@@ -30,7 +30,7 @@ import { hashSecret, type Users } from "./users.ts";
 /** Bytes of randomness in an id of an event (it has no client id, but shares the messages' dedup key). */
 export const EVENT_ID_BYTES = 9;
 /** A fresh id for a stored event. */
-export const eventId = () => randomBytes(EVENT_ID_BYTES).toString("base64url");
+export const eventId = () => randomId(EVENT_ID_BYTES);
 /** Bytes of randomness in an invite code (192 bits; §11.2 asks at least 128). */
 const INVITE_CODE_BYTES = 24;
 
@@ -250,7 +250,7 @@ export class Authority {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const denied = this.check(await this.log.auth(room), actor, "room.invite");
     if (denied) return denied;
-    const code = randomBytes(INVITE_CODE_BYTES).toString("base64url");
+    const code = randomId(INVITE_CODE_BYTES);
     const expiresAt = this.ctx.now() + (frame.ttlSeconds ?? this.ctx.config.inviteTtlSeconds) * 1000;
     const maxUses = frame.maxUses ?? null;
     await this.store.createInvite(hashSecret(code), room, expiresAt, maxUses);

@@ -5,7 +5,7 @@
  * its live connections close with 4003 within BOT_RECHECK_MS, on every instance, whoever revoked
  * it (this server, another instance, or the command line).
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "./core/random.ts";
 import type { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import type { BotRecord, Store } from "./engine.ts";
@@ -28,8 +28,8 @@ export const botRef = (bot: BotRecord): UserRef => ({ id: bot.id, name: bot.name
 export async function createBot(store: Store, rawName: string, now: number): Promise<Result<{ bot: BotRecord; token: string }>> {
   const name = checkName(rawName);
   if (!name) return fail("bad_request", "a bot's name follows the name rules: 1 to 32 letters, digits, spaces, _ - .");
-  const bot: BotRecord = { id: BOT_ID_PREFIX + randomBytes(BOT_ID_BYTES).toString("base64url"), name, createdAt: now, revoked: false };
-  const token = `bot_${randomBytes(BOT_TOKEN_BYTES).toString("base64url")}`;
+  const bot: BotRecord = { id: BOT_ID_PREFIX + randomId(BOT_ID_BYTES), name, createdAt: now, revoked: false };
+  const token = `bot_${randomId(BOT_TOKEN_BYTES)}`;
   await store.createBot(bot, hashSecret(token));
   return ok({ bot, token });
 }

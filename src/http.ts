@@ -3,11 +3,10 @@
  * upgrade must pass, as a Hono app. Security headers on every response.
  */
 import type { Server } from "bun";
-import { isIP } from "node:net";
 import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { PAGE_PATHS, pageResponse, type Assets } from "./assets.ts";
-import { guestsAllowed, hostKey, type Config } from "./config.ts";
+import { guestsAllowed, hostKey, isIP, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { PageQuery } from "./engine.ts";

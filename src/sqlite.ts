@@ -4,8 +4,8 @@
  * without blocking the event loop (see SqliteStore).
  */
 import { Database } from "bun:sqlite";
-import { randomBytes } from "node:crypto";
 import { closeSync, fdatasync, mkdirSync, openSync } from "node:fs";
+import { randomId } from "./core/random.ts";
 import { dirname } from "node:path";
 import { DEFAULTS } from "./config.ts";
 import { ageCutoff, changed, historyBounds, holds, pageRows, storedFrame, toPage } from "./engine.ts";
@@ -279,7 +279,7 @@ export class SqliteStore implements Store {
     }
     this.db.exec(SCHEMA);
     // The file's epoch, made with it (and, in a file from before epochs, at its first open since).
-    this.db.query("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)").run(randomBytes(EPOCH_BYTES).toString("base64url"));
+    this.db.query("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)").run(randomId(EPOCH_BYTES));
     this.epoch = this.db.query<{ value: string }, []>("SELECT value FROM meta WHERE key = 'epoch'").get()!.value;
     const version = this.db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version;
     for (const [to, sql] of MIGRATIONS) {

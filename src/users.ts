@@ -4,7 +4,7 @@
  * by look-alike keys (on every instance through the roster, and reserved for a guest's session
  * while it is valid, through storage); sessions that bring a user back, and end at signout.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomId } from "./core/random.ts";
 import type { TokenVerifier } from "./auth.ts";
 import { guestsAllowed } from "./config.ts";
 import type { Connection, User } from "./connection.ts";
@@ -43,15 +43,15 @@ export function fallbackName(name: string, userId: string, attempt: number): str
   return checkName(`${base}-${suffix}`);
 }
 
-const newToken = () => randomBytes(SESSION_TOKEN_BYTES).toString("base64url");
-const newUserId = () => randomBytes(USER_ID_BYTES).toString("base64url");
+const newToken = () => randomId(SESSION_TOKEN_BYTES);
+const newUserId = () => randomId(USER_ID_BYTES);
 /** What storage keeps of a secret (a session token, an invite code): its SHA-256. */
-export const hashSecret = (secret: string) => createHash("sha256").update(secret).digest("hex");
+export const hashSecret = (secret: string) => new Bun.CryptoHasher("sha256").update(secret).digest("hex");
 
 /** Compares two secrets in time that does not depend on where they differ. */
 export function sameSecret(given: string, expected: string): boolean {
-  const digest = (s: string) => createHash("sha256").update(s).digest();
-  return timingSafeEqual(digest(given), digest(expected));
+  const digest = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest();
+  return crypto.timingSafeEqual(digest(given), digest(expected));
 }
 
 /** Who a hello makes the connection. */

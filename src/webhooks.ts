@@ -5,7 +5,6 @@
  * schedule with jitter until WEBHOOK_MAX_AGE_HOURS. It never waits on the message path: sends are
  * queued by the commit that stores them (Store.append), and the deliverer only reads the queue.
  */
-import { createHmac } from "node:crypto";
 import { webhookKeys, type Config } from "./config.ts";
 import type { Context } from "./context.ts";
 import { newHookId, type HookEvent, type Outbox, type TakenHook } from "./engine.ts";
@@ -51,7 +50,7 @@ export function webhookBody(e: HookEvent): string {
  */
 export function webhookSignature(keys: readonly Uint8Array[], id: string, seconds: number, body: string): string {
   const signed = `${id}.${seconds}.${body}`;
-  return keys.map((key) => `v1,${createHmac("sha256", key).update(signed).digest("base64")}`).join(" ");
+  return keys.map((key) => `v1,${new Bun.CryptoHasher("sha256", key).update(signed).digest("base64")}`).join(" ");
 }
 
 /** The headers of one attempt at `seconds` (Unix time). */

@@ -4,7 +4,8 @@
  * every variable. Pure: no server starts.
  */
 import { describe, expect, test } from "bun:test";
-import { DEFAULTS, SETTING_NAMES, loadConfig, resolveConfig, settingsTable } from "../src/config.ts";
+import { isIP as nodeIsIP } from "node:net";
+import { DEFAULTS, SETTING_NAMES, isIP, loadConfig, resolveConfig, settingsTable } from "../src/config.ts";
 
 describe("config", () => {
   test("an empty environment gives the contract's defaults", () => {
@@ -166,5 +167,18 @@ describe("PUBLIC_HOSTS and METRICS_TOKEN", () => {
     }
     expect(() => resolveConfig({ publicHosts: ["Chat.Example.com"] })).toThrow("publicHosts");
     expect(() => resolveConfig({ metricsToken: "" })).toThrow("metricsToken");
+  });
+});
+
+describe("isIP, read without loading node:net for IPv4", () => {
+  test("says what node:net's isIP says, on addresses, near misses and names", () => {
+    const samples = [
+      "0.0.0.0", "127.0.0.1", "10.0.0.5", "255.255.255.255", "1.2.3.4", "9.99.199.249",
+      "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.02.3.4", "1.2.3.04", "00.0.0.0", "999.1.1.1", "1.2.3.-4", "1..3.4",
+      " 1.2.3.4", "1.2.3.4 ", "1.2.3.4\n", "+1.2.3.4", "0x1.2.3.4", "１.２.３.４", "",
+      "::", "::1", "fe80::1", "fe80::1%eth0", "2001:db8::ff00:42:8329", "::ffff:192.0.2.128", "1::2::3", ":::", "12345::", "gggg::1",
+      "localhost", "example.com", "a:b", "[::1]",
+    ];
+    for (const s of samples) expect({ s, ip: isIP(s) }).toEqual({ s, ip: nodeIsIP(s) !== 0 });
   });
 });

@@ -3,7 +3,7 @@
  * and a subscriber) and hands back its store, relay and roster. createServer picks it when
  * REDIS_URL is set.
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "../core/random.ts";
 import type { Config } from "../config.ts";
 import { historyBounds } from "../engine.ts";
 import type { Log } from "../metrics.ts";
@@ -73,7 +73,7 @@ export async function openRedis(
     throw new Error(`REDIS_URL=${redactedUrl(url)}: cannot reach Redis (${(error as Error).message})`);
   }
   await checkMemory(commands, config, log).catch((error) => log("warn", "redis_memory", { error: String(error) }));
-  const instance = randomBytes(INSTANCE_ID_BYTES).toString("base64url");
+  const instance = randomId(INSTANCE_ID_BYTES);
   const roster = new RedisRoster(commands, instance, log, config, now);
   const relay = new RedisRelay(sub, commands, instance, log, tailCheckMs, () => roster.recover(true));
   const store = new RedisStore(commands, historyBounds(config), now, instance);

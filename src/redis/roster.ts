@@ -2,7 +2,7 @@
  * The Redis engine's roster: presence, names and rate buckets shared by every instance, and the
  * takeover of a dead instance's members.
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "../core/random.ts";
 import type { Config } from "../config.ts";
 import type { TokenBucket } from "../core/bucket.ts";
 import type { NameClaim, NameHeld, Roster, RosterTarget, RoomCount } from "../engine.ts";
@@ -91,7 +91,7 @@ export class RedisRoster implements Roster {
 
   /** Redis's mark of its data: made once (SET NX) by the first instance to look, lost with the data. */
   private async mark(): Promise<string> {
-    await this.link.send("SET", [GENERATION_KEY, randomBytes(GENERATION_BYTES).toString("base64url"), "NX"]);
+    await this.link.send("SET", [GENERATION_KEY, randomId(GENERATION_BYTES), "NX"]);
     return String(await this.link.send("GET", [GENERATION_KEY]));
   }
 

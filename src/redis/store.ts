@@ -5,7 +5,7 @@
  * RedisRelay). Durability is Redis's: with `appendonly yes` and `appendfsync always` a message
  * is on disk before anyone sees it; `everysec` may lose the last second on a crash.
  */
-import { randomBytes } from "node:crypto";
+import { randomId } from "../core/random.ts";
 import { ageCutoff, newHookId, pageRows, toPage } from "../engine.ts";
 import { holds } from "../engine.ts";
 import type {
@@ -128,7 +128,7 @@ export class RedisStore implements Store {
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
         m.type === "settings" ? JSON.stringify(m.settings) : "",
         m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
-        randomBytes(EPOCH_BYTES).toString("base64url"),
+        randomId(EPOCH_BYTES),
         ...hooks,
       ],
       () => (resent = true),
