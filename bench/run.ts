@@ -111,7 +111,8 @@ async function accepts(port: number): Promise<boolean> {
 }
 
 /** Starts a target on core 0; resolves once it accepts a WebSocket, with the time that took. */
-async function start(target: Target): Promise<Running & { coldMs: number }> {
+/** Starts a target on core 0; `databasePath` (a restart) instead of a new file in a new folder. */
+async function start(target: Target, databasePath?: string): Promise<Running & { coldMs: number }> {
   const port = freePort();
   const dir = mkdtempSync(join(tmpdir(), "bun-chat-bench-"));
   const script = isFloor(target) ? join(import.meta.dir, "floor.ts") : join(ROOT, "server.ts");
@@ -123,7 +124,7 @@ async function start(target: Target): Promise<Running & { coldMs: number }> {
       ...process.env,
       PORT: String(port),
       HOST: "127.0.0.1",
-      DATABASE_PATH: target === "chat-memory" ? ":memory:" : join(dir, "chat.sqlite"),
+      DATABASE_PATH: target === "chat-memory" ? ":memory:" : (databasePath ?? join(dir, "chat.sqlite")),
       ...(target === "floor-durable" ? { FLOOR_LOG: join(dir, "floor.log") } : {}),
       ...(target.startsWith("chat-webhooks")
         ? { WEBHOOK_URL: `http://127.0.0.1:${receiver!.port}/${target.endsWith("hang") ? "hang" : ""}`, WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET }
@@ -329,16 +330,20 @@ if (want("cold")) {
   const build = Bun.spawnSync([process.execPath, join(ROOT, "deploy/build.ts"), "--outfile", binary], { stdout: "ignore", stderr: "inherit" });
   if (build.exitCode !== 0) throw new Error("the binary did not build");
   const cold: Record<"chat" | "chat-binary" | "floor", number[]> = { chat: [], "chat-binary": [], floor: [] };
+  // A cold start that matters is a restart (a deploy, a crash): on a database that exists. The
+  // first start of each makes it, uncounted; a new file costs more (SQLite's switch to WAL syncs).
+  const databases = { chat: join(binDir, "chat.sqlite"), "chat-binary": join(binDir, "binary.sqlite") };
+  for (const target of ["chat", "chat-binary"] as const) await (await start(target, databases[target])).stop();
   for (let i = 0; i < COLD_STARTS; i++) {
     for (const target of ["chat", "chat-binary", "floor"] as const) {
-      const server = await start(target);
+      const server = await start(target, target === "floor" ? undefined : databases[target]);
       cold[target].push(server.coldMs);
       await server.stop();
     }
   }
   rmSync(binDir, { recursive: true, force: true });
   rows.push(
-    { scenario: "cold start: spawn to first accepted WebSocket, `bun run server.ts`", metric: "ms", chat: median(cold.chat), floor: median(cold.floor), better: "lower", goal: "", noise: spread(cold.chat) },
+    { scenario: "cold start: spawn to first accepted WebSocket, `bun run server.ts`, restarting on its database", metric: "ms", chat: median(cold.chat), floor: median(cold.floor), better: "lower", goal: "", noise: spread(cold.chat) },
     { scenario: "  same, the compiled binary (`bun run build`)", metric: "ms", chat: median(cold["chat-binary"]), floor: median(cold.floor), better: "lower", goal: "≤ 100 ms", noise: spread(cold["chat-binary"]) },
   );
 }
