@@ -150,12 +150,10 @@ export async function openVerifier(config: Config, log: Log, now: () => number):
     const alg = publicKeyAlgorithm(config.authJwtPublicKey)!;
     key = await jose.importSPKI(pemText(config.authJwtPublicKey), alg);
     algorithms = [alg];
-  } else if (config.authJwksUrl !== null) {
-    jwks = new JwksCache(config.authJwksUrl, Math.min(JWKS_FETCH_TIMEOUT_MS, Math.floor(config.helloTimeoutMs / 2)), log, now);
+  } else {
+    jwks = new JwksCache(config.authJwksUrl!, Math.min(JWKS_FETCH_TIMEOUT_MS, Math.floor(config.helloTimeoutMs / 2)), log, now);
     key = jwks.getKey;
     algorithms = ["RS256", "ES256", "EdDSA"];
-  } else {
-    return null;
   }
   const options: JWTVerifyOptions = {
     algorithms,
