@@ -8,12 +8,11 @@ import type { Batcher } from "./batcher.ts";
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { may, type Action, type Rank } from "./core/rights.ts";
-import { holds, type AuditEntry, type RoomAuth, type Store } from "./engine.ts";
+import { holds, type AuditEntry, type RoomAuth, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import type { Membership } from "./membership.ts";
 import { BOT_ID_PREFIX, MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
 import {
-  SLOW_MODE_MAX_SECONDS,
   isRoom,
   type InviteFrame,
   type InviteRequest,
@@ -64,12 +63,16 @@ export function isNewRoom(auth: RoomAuth, retained: boolean, othersHere: number)
 }
 
 export class Authority {
-  /** When each user last sent in each room ("room\nuserId"), for slow mode; swept of what is too old to matter. */
-  private readonly lastSent = new Map<string, number>();
+  /**
+   * When each user may next send in each slow-mode room ("room\nuserId"): the record with one
+   * process, this instance's copy with Redis (Roster.takeSlowMode); swept of what is past.
+   */
+  private readonly slowDue = new Map<string, number>();
 
   constructor(
     private readonly ctx: Context,
     private readonly store: Store,
+    private readonly roster: Roster,
     private readonly log: RoomLog,
     private readonly membership: Membership,
     private readonly batcher: Batcher,
@@ -133,20 +136,20 @@ export class Authority {
   /**
    * Whether `actor` may send in the room now (§11.2, §11.4): not while muted; in a read-only
    * room, only moderators and up; in slow mode, once per its seconds (moderators and up exempt).
-   * Null when it may; a send that may is then counted for slow mode (`sent`).
+   * Null when it may. In slow mode the check takes the slot, in one step on every instance, so a
+   * send that may go has counted; only then is the answer a promise.
    */
-  maySend(room: string, auth: RoomAuth, actor: Actor): Failure | null {
-    const now = this.ctx.now();
+  maySend(room: string, auth: RoomAuth, actor: Actor): Failure | null | Promise<Failure | null> {
     const muted = this.muted(auth, actor.ref.id);
     if (muted) return muted;
     const { readOnly, slowModeSeconds } = auth.settings;
     if (!readOnly && !slowModeSeconds) return null;
     if (readOnly && this.check(auth, actor, "send.readOnly")) return fail("read_only", "only moderators send in this room");
-    if (slowModeSeconds && this.check(auth, actor, "send.slowMode")) {
-      const wait = (this.lastSent.get(`${room}\n${actor.ref.id}`) ?? -Infinity) + slowModeSeconds * 1000 - now;
-      if (wait > 0) return { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } };
-    }
-    return null;
+    if (!slowModeSeconds || !this.check(auth, actor, "send.slowMode")) return null;
+    const refusal = (wait: number): Failure | null =>
+      wait > 0 ? { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } } : null;
+    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, this.ctx.now(), this.slowDue);
+    return typeof wait === "number" ? refusal(wait) : wait.then(refusal);
   }
 
   /** `muted`, with until when, while a mute of the user holds in the room (§11.4). */
@@ -156,18 +159,9 @@ export class Authority {
     return { ...fail("muted", "you are muted in this room"), ...(mute.until !== null ? { extra: { until: mute.until } } : {}) };
   }
 
-  /**
-   * Counts a send for slow mode, in a room that has it on: a room without it pays nothing per
-   * message (issue 22), and a slow mode turned on counts from the first send after.
-   */
-  sent(room: string, userId: string, auth: RoomAuth | null): void {
-    if (!auth?.settings.slowModeSeconds) return;
-    this.lastSent.set(`${room}\n${userId}`, this.ctx.now());
-  }
-
-  /** Forgets the sends too old to matter to any slow mode (run now and then). */
+  /** Forgets the slow-mode slots that are past (run now and then). */
   sweep(now: number): void {
-    for (const [key, at] of this.lastSent) if (now - at > SLOW_MODE_MAX_SECONDS * 1000) this.lastSent.delete(key);
+    for (const [key, due] of this.slowDue) if (due <= now) this.slowDue.delete(key);
   }
 
   /** Members as `joined` lists them: with their role when it is not "member". */

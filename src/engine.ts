@@ -584,7 +584,22 @@ export interface Roster {
    * with several the bucket lives in the engine and the answer is a promise.
    */
   takeFrame(userId: string, now: number, own: TokenBucket): boolean | Promise<boolean>;
+  /**
+   * Slow mode (§11.4): 0 when the user may send in the room now (its next send is then due in
+   * `ms`), else the ms to wait. `own` is this instance's record of when each "room\nuserId" is
+   * due: with one process it is the record, answered at once; with several the slot lives in the
+   * engine and the answer is a promise.
+   */
+  takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): number | Promise<number>;
   close(): Promise<void>;
+}
+
+/** The slow-mode rule on one record (Roster.takeSlowMode): 0 and the slot taken, or the ms to wait. */
+export function takeSlot(record: Map<string, number>, key: string, ms: number, now: number): number {
+  const due = record.get(key);
+  if (due !== undefined && due > now) return due - now;
+  record.set(key, now + ms);
+  return 0;
 }
 
 /** A name claimed for a user (Roster.claimName). */
@@ -658,6 +673,9 @@ export class LocalRoster implements Roster {
   }
   takeFrame(_userId: string, now: number, own: TokenBucket): boolean {
     return own.take(now);
+  }
+  takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): number {
+    return takeSlot(own, `${room}\n${userId}`, ms, now);
   }
   async close(): Promise<void> {}
 }

@@ -95,7 +95,7 @@ export class Hub {
     this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users, this.webhooks);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
-    this.authority = new Authority(ctx, store, this.log, this.membership, this.batcher, fanout, this.users);
+    this.authority = new Authority(ctx, store, roster, this.log, this.membership, this.batcher, fanout, this.users);
     this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
     this.bots = new Bots(ctx, store, this.conns, this.membership);
     this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns, this.webhooks);
@@ -357,10 +357,14 @@ export class Hub {
       return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
     }
     const auth = this.log.cachedAuth(room);
-    if (auth) {
-      const refused = this.authority.maySend(room, auth, actorOf(conn));
-      if (refused) return refused;
-    }
+    const refused = auth && this.authority.maySend(room, auth, actorOf(conn));
+    // Only a room in slow mode waits here (for its slot, shared by every instance).
+    if (refused instanceof Promise) return refused.then((r) => r ?? this.toReply(conn, room, id, text, replyTo));
+    return refused || this.toReply(conn, room, id, text, replyTo);
+  }
+
+  /** A send past its rights: accepted, once a reply's target is known to be a message of the room. */
+  private toReply(conn: Connection, room: string, id: string, text: string, replyTo?: number): Result<null> | Promise<Result<null>> {
     if (replyTo === undefined) return this.accept(conn, room, id, text);
     return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.accept(conn, room, id, text, replyTo) : r));
   }
@@ -371,7 +375,6 @@ export class Hub {
     const user = conn.user!.ref;
     const message: NewMessage = { room, user: user.kind ? { id: user.id, name: user.name, kind: user.kind } : { id: user.id, name: user.name }, id, text, ts: this.ctx.now() };
     if (replyTo !== undefined) message.replyTo = replyTo;
-    this.authority.sent(room, user.id, this.log.cachedAuth(room));
     this.log.sending(message);
     this.stored(message).then(
       (result) => {
@@ -404,7 +407,7 @@ export class Hub {
     const banned = this.authority.banned(auth, actor.ref.id);
     if (banned) return banned;
     if (!(await this.authority.mayRead(room, actor))) return fail("forbidden", `${room} is private: a bot must be on its list`);
-    const refused = this.authority.maySend(room, auth, actor);
+    const refused = await this.authority.maySend(room, auth, actor);
     if (refused) return refused;
     if (replyTo !== undefined) {
       const target = await this.changes.replyTarget(room, replyTo);
@@ -413,7 +416,6 @@ export class Hub {
     this.ctx.metrics.messagesIn++;
     const message: NewMessage = { room, user: { ...actor.ref }, id, text, ts: this.ctx.now() };
     if (replyTo !== undefined) message.replyTo = replyTo;
-    this.authority.sent(room, actor.ref.id, auth);
     this.log.sending(message);
     let result;
     try {

@@ -468,6 +468,32 @@ describe("an instance taken for dead", () => {
   });
 });
 
+describe("slow mode across instances", () => {
+  test("a user's slot is shared: sent on A, a send on B within the room's seconds gets slow_mode", async () => {
+    await using servers = await instances(redis, 2);
+    const [a, b] = servers;
+    const olga = await Client.connect(a.wsUrl);
+    await olga.hello("olga");
+    expect((await olga.join("slow")).role).toBe("owner");
+    const samA = await Client.connect(a.wsUrl);
+    const welcome = await samA.hello("sam");
+    await samA.join("slow");
+    const samB = await Client.connect(b.wsUrl);
+    await samB.hello("sam", welcome.session);
+    await samB.join("slow");
+    olga.send({ type: "room_settings", room: "slow", slowModeSeconds: 30, ref: "s" });
+    expect((await olga.until((f) => f.type === "ok" || f.type === "error")).at(-1)).toMatchObject({ type: "ok", ref: "s" });
+    await samB.until((f) => f.type === "settings");
+    await samA.until((f) => f.type === "settings");
+    expect(await samA.say("slow", "first")).toMatchObject({ type: "message", text: "first" });
+    samB.send({ type: "send", room: "slow", id: "second", text: "too soon, elsewhere" });
+    const refused = (await samB.until((f) => f.type === "error" || (f.type === "message" && f.id === "second"))).at(-1)!;
+    expect(refused).toMatchObject({ type: "error", code: "slow_mode", ref: "second" });
+    expect(refused.retryAfterMs).toBeGreaterThan(25_000);
+    for (const c of [olga, samA, samB]) c.close();
+  }, REDIS_TEST_MS);
+});
+
 describe("Redis that loses its data, or comes back", () => {
   test("a flush gives nobody a fresh burst: each instance puts back its users' shared rate buckets as their last frames left them", async () => {
     // Five frames a user, and the servers' clock held still: what is spent stays spent.

@@ -5,7 +5,7 @@
 import { randomId } from "../core/random.ts";
 import type { Config } from "../config.ts";
 import type { TokenBucket } from "../core/bucket.ts";
-import type { NameClaim, NameHeld, Roster, RosterTarget, RoomCount } from "../engine.ts";
+import { takeSlot, type NameClaim, type NameHeld, type Roster, type RosterTarget, type RoomCount } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { UserRef } from "../protocol/wire.ts";
 import {
@@ -20,6 +20,7 @@ import {
   nameKey,
   nameRecordKey,
   rateKey,
+  slowKey,
   roomKeys,
   roomStartKeys,
   rosterKeys,
@@ -342,6 +343,21 @@ export class RedisRoster implements Roster {
     return this.take(rateKey(userId), this.config.rateLimitBurst, this.config.rateLimitPerSecond, now, (tokens, at) => {
       if (this.names.has(userId)) this.levels.set(userId, { tokens, at });
     });
+  }
+
+  /**
+   * The slot lives in Redis, shared by every instance; while Redis cannot answer, this instance's
+   * record stands in (as its copy of a rate bucket does), so a send is never held for slow mode.
+   */
+  async takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): Promise<number> {
+    try {
+      if (!this.link.connected) throw new Error("not connected to Redis");
+      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], [String(now), String(ms)]));
+      if (wait === 0) own.set(`${room}\n${userId}`, now + ms);
+      return wait;
+    } catch {
+      return takeSlot(own, `${room}\n${userId}`, ms, now);
+    }
   }
 
   /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. `seen` hears the level it left. */

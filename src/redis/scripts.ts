@@ -14,6 +14,7 @@ import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
 import bucketRestore from "./lua/bucket-restore.lua" with { type: "text" };
+import slowTake from "./lua/slow-take.lua" with { type: "text" };
 import sessionSave from "./lua/session-save.lua" with { type: "text" };
 import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
 import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
@@ -43,6 +44,8 @@ export const SCRIPTS = {
   bucketTake,
   /** A user's shared bucket put back after Redis lost its data. */
   bucketRestore,
+  /** A user's slow-mode slot in a room, shared by every instance. */
+  slowTake,
   sessionSave,
   sessionRevoke,
   ownerClaim,
