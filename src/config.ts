@@ -283,6 +283,7 @@ const SETTINGS = {
     doc: "`/metrics` then needs `Authorization: Bearer <token>`, else 401",
     value: z.string().regex(METRICS_TOKEN_PATTERN).nullable(),
     parse: z.string().regex(METRICS_TOKEN_PATTERN),
+    secret: true,
   }),
   maxMessageChars: integer("MAX_MESSAGE_CHARS", 1, 100000, 2000, "message length, in code points"),
   maxPayloadBytes: integer(
@@ -414,13 +415,16 @@ const SETTINGS = {
     value: z.boolean().nullable(),
     parse: z.enum(["true", "false", "1", "0"]).transform((s) => s === "true" || s === "1"),
   }),
-  authJwtSecret: text(
-    "AUTH_JWT_SECRET",
-    `a secret of at least ${JWT_SECRET_MIN_BYTES} bytes`,
-    `≥ ${JWT_SECRET_MIN_BYTES} bytes`,
-    "members sign in with a JWT signed HS256 with this secret ([Embed in your app](docs/embed.md))",
-    z.string().refine((s) => Buffer.byteLength(s) >= JWT_SECRET_MIN_BYTES && s.length <= TEXT_SETTING_MAX_CHARS),
-  ),
+  authJwtSecret: {
+    ...text(
+      "AUTH_JWT_SECRET",
+      `a secret of at least ${JWT_SECRET_MIN_BYTES} bytes`,
+      `≥ ${JWT_SECRET_MIN_BYTES} bytes`,
+      "members sign in with a JWT signed HS256 with this secret ([Embed in your app](docs/embed.md))",
+      z.string().refine((s) => Buffer.byteLength(s) >= JWT_SECRET_MIN_BYTES && s.length <= TEXT_SETTING_MAX_CHARS),
+    ),
+    secret: true,
+  },
   authJwtPublicKey: text(
     "AUTH_JWT_PUBLIC_KEY",
     "a PEM public key: RSA (RS256), P-256 (ES256) or Ed25519 (EdDSA)",
@@ -449,13 +453,16 @@ const SETTINGS = {
     "a member's token's `aud` must contain this",
     z.string().min(1).max(TEXT_SETTING_MAX_CHARS),
   ),
-  adminToken: text(
-    "ADMIN_TOKEN",
-    `a secret of ${ADMIN_TOKEN_MIN_CHARS} to ${TEXT_SETTING_MAX_CHARS} printable characters`,
-    `≥ ${ADMIN_TOKEN_MIN_CHARS} characters`,
-    "makes a hello with `adminToken` an admin's, and is the HTTP API's admin bearer",
-    z.string().regex(new RegExp(`^[\\x21-\\x7e]{${ADMIN_TOKEN_MIN_CHARS},${TEXT_SETTING_MAX_CHARS}}$`)),
-  ),
+  adminToken: {
+    ...text(
+      "ADMIN_TOKEN",
+      `a secret of ${ADMIN_TOKEN_MIN_CHARS} to ${TEXT_SETTING_MAX_CHARS} printable characters`,
+      `≥ ${ADMIN_TOKEN_MIN_CHARS} characters`,
+      "makes a hello with `adminToken` an admin's, and is the HTTP API's admin bearer",
+      z.string().regex(new RegExp(`^[\\x21-\\x7e]{${ADMIN_TOKEN_MIN_CHARS},${TEXT_SETTING_MAX_CHARS}}$`)),
+    ),
+    secret: true,
+  },
   roomCreation: row<"anyone" | "members" | "admins">({
     env: "ROOM_CREATION",
     default: "anyone",

@@ -159,7 +159,7 @@ describe("PUBLIC_HOSTS and METRICS_TOKEN", () => {
       ok: false,
       errors: [
         "PUBLIC_HOSTS=https://chat.example.com: comma-separated host[:port] names",
-        "METRICS_TOKEN=two words: a bearer token: 1 to 1024 of A-Z a-z 0-9 - . _ ~ + /, then optional =",
+        "METRICS_TOKEN=(hidden): a bearer token: 1 to 1024 of A-Z a-z 0-9 - . _ ~ + /, then optional =",
       ],
     });
     for (const bad of ["chat.example.com/", "user@chat.example.com", "chat.example.com:99999", "chat example.com"]) {
@@ -180,5 +180,15 @@ describe("isIP, read without loading node:net for IPv4", () => {
       "localhost", "example.com", "a:b", "[::1]",
     ];
     for (const s of samples) expect({ s, ip: isIP(s) }).toEqual({ s, ip: nodeIsIP(s) !== 0 });
+  });
+});
+
+describe("secrets in start-up errors", () => {
+  test("a bad AUTH_JWT_SECRET, ADMIN_TOKEN, METRICS_TOKEN or WEBHOOK_SECRET is named, never echoed", () => {
+    const values = { AUTH_JWT_SECRET: "short-jwt-secret", ADMIN_TOKEN: "tiny-admin", METRICS_TOKEN: "two words", WEBHOOK_SECRET: "whsec_short" };
+    const r = loadConfig({ ...values, WEBHOOK_URL: "http://127.0.0.1:9/" });
+    if (r.ok) throw new Error("accepted");
+    for (const name of Object.keys(values)) expect(r.errors.some((e) => e.startsWith(`${name}=(hidden): `))).toBe(true);
+    for (const value of Object.values(values)) expect(r.errors.join("\n")).not.toContain(value);
   });
 });
