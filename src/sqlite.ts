@@ -323,18 +323,12 @@ export class SqliteStore implements Store {
       heldRooms: this.db.query<{ n: number }, []>(
         "SELECT count(*) AS n FROM rooms r WHERE EXISTS (SELECT 1 FROM messages m WHERE m.room = r.room)",
       ),
-      newest: this.db.query<MessageRow, [string, number, number]>(
-        `SELECT ${columns} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
-      ),
-      after: this.db.query<MessageRow, [string, number, number, number]>(
-        `SELECT ${columns} FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?`,
-      ),
-      // newest and after, with the room's seq and oldest in every row: SQLite runs those
-      // subqueries once per statement. A page with no rows reads them on their own (roomPage).
-      newestWithInfo: this.db.query<InfoRow, [string, number, number]>(
+      // A page, newest or after a seq, with the room's seq and oldest in every row (for roomPage;
+      // SQLite runs those subqueries once per statement). A page with no rows reads them alone.
+      newest: this.db.query<InfoRow, [string, number, number]>(
         `SELECT ${columns}, ${INFO_COLUMNS} FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3`,
       ),
-      afterWithInfo: this.db.query<InfoRow, [string, number, number, number]>(
+      after: this.db.query<InfoRow, [string, number, number, number]>(
         `SELECT ${columns}, ${INFO_COLUMNS} FROM messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq LIMIT ?4`,
       ),
       findSession: this.db.query<SessionRow, [string, number]>(
@@ -676,24 +670,23 @@ export class SqliteStore implements Store {
     return { seq: row.info_seq ?? 0, oldestSeq: row.info_oldest ?? 0, epoch: this.epoch };
   }
 
-  async roomPage(room: string, query: PageQuery) {
+  /** A page's rows, each with its room's seq and oldest (InfoRow). */
+  private pageRowsOf(room: string, query: PageQuery): InfoRow[] {
     const before = query.before ?? Number.MAX_SAFE_INTEGER;
-    const rows =
-      query.after === undefined
-        ? this.q.newestWithInfo.all(room, before, pageRows(query))
-        : this.q.afterWithInfo.all(room, query.after, before, pageRows(query));
+    return query.after === undefined
+      ? this.q.newest.all(room, before, pageRows(query))
+      : this.q.after.all(room, query.after, before, pageRows(query));
+  }
+
+  async roomPage(room: string, query: PageQuery) {
+    const rows = this.pageRowsOf(room, query);
     const first = rows[0] ?? this.q.roomInfo.get(room)!;
     const info = { seq: first.info_seq ?? 0, oldestSeq: first.info_oldest ?? 0, epoch: this.epoch };
     return { info, page: toPage(rows.map(rowToFrame), query) };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
-    const before = query.before ?? Number.MAX_SAFE_INTEGER;
-    const rows =
-      query.after === undefined
-        ? this.q.newest.all(room, before, pageRows(query))
-        : this.q.after.all(room, query.after, before, pageRows(query));
-    return toPage(rows.map(rowToFrame), query);
+    return toPage(this.pageRowsOf(room, query).map(rowToFrame), query);
   }
 
   async reclaimIdle(before: number, occupied: (room: string) => boolean) {
