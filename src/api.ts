@@ -18,7 +18,6 @@ const BODY_MAX_BYTES = 65_536;
 
 /** The commands of §11.3 the API takes at `POST /api/<type>`, with the fields of the frame. */
 export const API_COMMANDS = ["edit", "delete", "room_settings", "role", "kick", "ban", "unban", "mute", "invite"] as const;
-type Command = (typeof API_COMMANDS)[number];
 
 /** Each error code's HTTP status (§11.6). */
 const STATUS: Partial<Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 429 | 503>> = {
@@ -136,34 +135,10 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   for (const type of API_COMMANDS) {
     app.post(`/api/${type}`, (c) =>
       command(c, type, (b) => b, async (actor, frame) => {
-        const r = await run(type, actor, frame);
+        const r = await hub.command(actor, frame);
         return answer(r, (value) => ({ body: value === null ? { type: "ok", for: type } : { type: "invite", ...value }, status: 200 }));
       }),
     );
-  }
-
-  /** One command of §11.3, as the hub takes it from the WebSocket door. */
-  function run(type: Command, actor: Actor, frame: any): Promise<Result<unknown>> {
-    switch (type) {
-      case "edit":
-        return hub.changes.edit(actor, frame);
-      case "delete":
-        return hub.changes.delete(actor, frame);
-      case "room_settings":
-        return hub.authority.settings(actor, frame);
-      case "role":
-        return hub.authority.role(actor, frame);
-      case "kick":
-        return hub.moderation.kick(actor, frame);
-      case "ban":
-        return hub.moderation.ban(actor, frame);
-      case "unban":
-        return hub.moderation.unban(actor, frame);
-      case "mute":
-        return hub.moderation.mute(actor, frame);
-      case "invite":
-        return hub.authority.invite(actor, frame);
-    }
   }
 
   /** Bots are the admins' to make, list and revoke. */

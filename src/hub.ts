@@ -21,13 +21,16 @@ import { Changes } from "./changes.ts";
 import { Membership } from "./membership.ts";
 import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, isRoom, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
 import { Webhooks, webhookOptions } from "./webhooks.ts";
 
 export type { RoomEntry, RoomsPage } from "./directory.ts";
+
+/** The commands of §11.3 (Hub.command): what the WebSocket and the HTTP API both take. */
+export type CommandFrame = Extract<ClientFrame, { type: "edit" | "delete" | "room_settings" | "role" | "kick" | "ban" | "unban" | "mute" | "invite" }>;
 
 /** A join as the hub takes it: the room, where to resume, how many messages `joined` carries. */
 export interface Join {
@@ -457,6 +460,33 @@ export class Hub {
     (user.typingAt ??= new Map()).set(room, now);
     this.fanout.typing(room, user.ref, conn);
     return ok(null);
+  }
+
+  /**
+   * One command of §11.3 for `actor`, as both doors hand it over (a WebSocket frame, an HTTP
+   * API body): the one path they share. Answers `ok`'s null, or an invite.
+   */
+  command(actor: Actor, frame: CommandFrame): Promise<Result<unknown>> {
+    switch (frame.type) {
+      case "edit":
+        return this.changes.edit(actor, frame);
+      case "delete":
+        return this.changes.delete(actor, frame);
+      case "room_settings":
+        return this.authority.settings(actor, frame);
+      case "role":
+        return this.authority.role(actor, frame);
+      case "kick":
+        return this.moderation.kick(actor, frame);
+      case "ban":
+        return this.moderation.ban(actor, frame);
+      case "unban":
+        return this.moderation.unban(actor, frame);
+      case "mute":
+        return this.moderation.mute(actor, frame);
+      case "invite":
+        return this.authority.invite(actor, frame);
+    }
   }
 
   /** A page of a room's history: any room's, but a private room's only for those on its list (§11.2). */

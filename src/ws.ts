@@ -106,17 +106,14 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
         return;
       }
       case "edit":
-        return hub.changes.edit(actorOf(conn), frame).then((r) => done(conn, r, "edit", ref));
       case "delete":
-        return hub.changes.delete(actorOf(conn), frame).then((r) => done(conn, r, "delete", ref));
       case "kick":
-        return hub.moderation.kick(actorOf(conn), frame).then((r) => done(conn, r, "kick", ref));
       case "ban":
-        return hub.moderation.ban(actorOf(conn), frame).then((r) => done(conn, r, "ban", ref));
       case "unban":
-        return hub.moderation.unban(actorOf(conn), frame).then((r) => done(conn, r, "unban", ref));
       case "mute":
-        return hub.moderation.mute(actorOf(conn), frame).then((r) => done(conn, r, "mute", ref));
+      case "room_settings":
+      case "role":
+        return hub.command(actorOf(conn), frame).then((r) => done(conn, r, frame.type, ref));
       case "typing": {
         const r = hub.typing(conn, frame.room);
         if (!r.ok) return conn.refuse(r, ref);
@@ -129,10 +126,6 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
           conn.send(withRef({ type: "history", room: frame.room, ...r.value }, ref));
         });
       }
-      case "room_settings":
-        return hub.authority.settings(actorOf(conn), frame).then((r) => done(conn, r, "room_settings", ref));
-      case "role":
-        return hub.authority.role(actorOf(conn), frame).then((r) => done(conn, r, "role", ref));
       case "invite":
         return hub.authority.invite(actorOf(conn), frame).then((r) => {
           if (!r.ok) return conn.refuse(r, ref);
