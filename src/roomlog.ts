@@ -8,12 +8,20 @@
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
-import type { NewEntry, Relay, Restriction, RoomAuth, Store } from "./engine.ts";
+import type { NewEntry, Page, Relay, Restriction, RoomAuth, RoomInfo, Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { CLOSE, CLOSE_REASON, HISTORY_PAGE_MAX, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 
 /** Bounds the history pages read to fill one gap in what the relay brought. */
 const FILL_PAGES_MAX = 100;
+/**
+ * How long a watched room's page, read for one join, serves the next joins while the room's seq
+ * stands still. Every change to its messages takes a seq, except an age sweep or a reclaim (on any
+ * instance): a page served from memory is at most this much older than the store's.
+ */
+const PAGE_REUSE_MS = 1000;
+/** Pages kept per room (by `since` and limit): a join storm asks for the newest page and for "after my last seq". */
+const PAGES_KEPT_PER_ROOM = 4;
 
 /** What the log knows of a room with members, messages on their way, or joiners here. */
 interface RoomState {
@@ -39,6 +47,16 @@ interface RoomState {
   backlog: Brought[];
   /** The room's roles and settings, read when it started to be watched, moved by its events since. */
   auth: RoomAuth | null;
+  /** Pages read for joins, while `seq` and `resets` are what they were read at (PAGE_REUSE_MS). */
+  pages: PagesRead | null;
+}
+
+/** A watched room's pages read at one seq, by `since` and limit. */
+interface PagesRead {
+  seq: number;
+  resets: number;
+  at: number;
+  byAsk: Map<string, { info: RoomInfo; page: Page }>;
 }
 
 /** A message as the relay brought it: with the epoch it was stored in, when the engine says. */
@@ -154,7 +172,7 @@ export class RoomLog {
     let state = this.rooms.get(room);
     if (!state) {
       state = {
-        name: room, seq: null, epoch: null, resets: 0, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null,
+        name: room, seq: null, epoch: null, resets: 0, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null, pages: null,
       };
       this.rooms.set(room, state);
     }
@@ -305,6 +323,30 @@ export class RoomLog {
   }
 
   /**
+   * The page a join reads, up to the room's seq as delivered here: from memory when a join read
+   * it at this seq less than PAGE_REUSE_MS ago (a join storm reads each room once), else from
+   * storage. Pages are shared, never changed: `finish` makes new arrays.
+   */
+  private async page(state: RoomState, since: number | undefined, limit: number): Promise<{ info: RoomInfo; page: Page }> {
+    const seq = state.seq;
+    const before = seq === null ? undefined : seq + 1;
+    const query = since === undefined ? { before, limit } : { after: since, before, limit };
+    if (seq === null || !state.watched) return this.store.roomPage(state.name, query);
+    const now = this.ctx.now();
+    let pages = state.pages;
+    if (!pages || pages.seq !== seq || pages.resets !== state.resets || now - pages.at >= PAGE_REUSE_MS) {
+      pages = state.pages = { seq, resets: state.resets, at: now, byAsk: new Map() };
+    }
+    const ask = `${since ?? ""}/${limit}`;
+    const kept = pages.byAsk.get(ask);
+    if (kept) return kept;
+    const read = await this.store.roomPage(state.name, query);
+    // Kept only if nothing moved while it was read.
+    if (state.pages === pages && state.seq === seq && pages.byAsk.size < PAGES_KEPT_PER_ROOM) pages.byAsk.set(ask, read);
+    return read;
+  }
+
+  /**
    * Reads what a joiner of `room` gets: without `since` the newest `limit` messages, with it the
    * first `limit` after it. History is read up to the seq delivered so far, and what is delivered
    * while it is read is collected and added in `finish`, so every message is in the page or live
@@ -329,12 +371,8 @@ export class RoomLog {
       // gone, so it gets the room from its start (protocol: joined.reset).
       if (since !== undefined && epoch !== undefined && epoch !== state.epoch) [since, reset] = [0, true];
       readUpTo = state.seq;
-      const before = readUpTo === null ? undefined : readUpTo + 1;
       let read;
-      [read, extra] = await Promise.all([
-        this.store.roomPage(room, since === undefined ? { before, limit } : { after: since, before, limit }),
-        alongside(),
-      ]);
+      [read, extra] = await Promise.all([this.page(state, since, limit), alongside()]);
       ({ info, page } = read);
     } catch (error) {
       cancel();

@@ -189,6 +189,40 @@ describe("delivery", () => {
   });
 });
 
+describe("history on join", () => {
+  test("joins at one seq share one read of the room's page; a message, an edit, or a second later reads it again", async () => {
+    let clock = Date.now();
+    let reads = 0;
+    const store = sqliteWith((real) => ({
+      roomPage: (room, query) => {
+        reads++;
+        return real.roomPage(room, query);
+      },
+    }));
+    await using server = await startServer({ store, now: () => clock, editWindowSeconds: 60 });
+    const ann = await user(server, "ann", "p");
+    const first = await ann.say("p", "one");
+    const readsBefore = reads;
+    const bob = await user(server, "bob", "p");
+    const cyd = await user(server, "cyd", "p");
+    // Cyd joined at the seq Bob read at: the same page, not read again.
+    expect(reads).toBe(readsBefore + 1);
+    expect(cyd.frames.find((f) => f.type === "joined")!.messages).toEqual([first]);
+    ann.send({ type: "edit", room: "p", seq: first.seq, text: "one, edited" });
+    let edit = await ann.next();
+    while (edit.type !== "edit") edit = await ann.next();
+    const dee = await user(server, "dee", "p");
+    expect(reads).toBe(readsBefore + 2);
+    expect(dee.frames.find((f) => f.type === "joined")!.messages).toEqual([{ ...first, text: "one, edited", edited: clock }, edit]);
+    // The same seq a second later: read again (an age sweep takes no seq).
+    clock += 1000;
+    const eve = await user(server, "eve", "p");
+    expect(reads).toBe(readsBefore + 3);
+    expect(eve.frames.find((f) => f.type === "joined")!.messages).toEqual(dee.frames.find((f) => f.type === "joined")!.messages);
+    for (const c of [ann, bob, cyd, dee, eve]) c.close();
+  });
+});
+
 describe("ordering (§10)", () => {
   test("joined comes before any live event of its room, and every message once, under concurrent TCP and WebSocket traffic", async () => {
     await using server = await startServer({ tcpPort: 0, rateLimitBurst: 10_000, rateLimitPerSecond: 10_000, historyOnJoin: 5 });
