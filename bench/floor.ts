@@ -16,9 +16,18 @@
  * SYNCS_IN_FLIGHT syncs at once (as the chat server's storage). No database, no index, no reads:
  * the least any server that stores a message before it publishes it does.
  *
+ * With `FLOOR_STORE=FILE` it is the floor for the chat's own storage: the frames of a loop turn
+ * are appended, as messages of an anonymous user, to a SQLite file by the chat's engine
+ * (SqliteStore: the same schema, group commit, fdatasync and checkpointer, default limits), and
+ * published once it resolves. What the chat adds above this is its protocol, users and rooms;
+ * what this adds above `FLOOR_LOG` is SQLite.
+ *
  *   PORT=4000 bun run bench/floor.ts
  */
 import { fdatasync, openSync, writeSync } from "node:fs";
+import { DEFAULTS } from "../src/config.ts";
+import { historyBounds, type NewMessage } from "../src/engine.ts";
+import { SqliteStore } from "../src/sqlite.ts";
 
 /** What the client asked for at upgrade. */
 interface Client {
@@ -67,8 +76,36 @@ let turn: [string, string | Buffer][] = [];
 const unsynced: { frames: [string, string | Buffer][]; synced: boolean }[] = [];
 let syncs = 0;
 
-/** Publishes `message` once it is on disk (FLOOR_LOG), or at once. */
+/** The chat's storage engine, when FLOOR_STORE names its file. */
+const store = process.env.FLOOR_STORE ? new SqliteStore(process.env.FLOOR_STORE, DEFAULTS.historyRetain, historyBounds(DEFAULTS)) : null;
+/** The one user the store floor's messages are stored as. */
+const FLOOR_USER = { id: "floor0000000", name: "floor" };
+let storedIds = 0;
+/** Frames of this loop turn, not yet appended to the store. */
+let storeTurn: [room: string, frame: string | Buffer, entry: NewMessage][] = [];
+
+function appendTurn(): void {
+  const group = storeTurn;
+  storeTurn = [];
+  // The store resolves appends in commit order, each once its sync has returned.
+  store!.append(group.map(([, , entry]) => entry)).then(
+    () => {
+      for (const [room, frame] of group) server.publish(room, frame, false);
+    },
+    (error) => {
+      throw error;
+    },
+  );
+}
+
+/** Publishes `message` once it is on disk (FLOOR_LOG, FLOOR_STORE), or at once. */
 function publish(room: string, message: string | Buffer): void {
+  if (store !== null) {
+    const text = typeof message === "string" ? message : message.toString();
+    storeTurn.push([room, message, { room, user: FLOOR_USER, id: String(storedIds++), text, ts: Date.now() }]);
+    if (storeTurn.length === 1) setImmediate(appendTurn);
+    return;
+  }
   if (logFd === null) {
     server.publish(room, message, false);
     return;

@@ -59,8 +59,9 @@ const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(
 /**
  * `floor-frames`: the floor answering connects with the chat's frames (floor.ts, `frames=chat`).
  * `floor-durable`: the floor publishing a frame only once it is appended to a file and synced (`FLOOR_LOG`).
+ * `floor-store`: the floor publishing a frame only once the chat's SQLite engine has stored it (`FLOOR_STORE`).
  */
-type Target = "chat" | "chat-binary" | "chat-memory" | "chat-webhooks" | "chat-webhooks-hang" | "floor" | "floor-frames" | "floor-durable";
+type Target = "chat" | "chat-binary" | "chat-memory" | "chat-webhooks" | "chat-webhooks-hang" | "floor" | "floor-frames" | "floor-durable" | "floor-store";
 const isFloor = (target: Target) => target.startsWith("floor");
 
 interface Running {
@@ -126,6 +127,7 @@ async function start(target: Target, databasePath?: string): Promise<Running & {
       HOST: "127.0.0.1",
       DATABASE_PATH: target === "chat-memory" ? ":memory:" : (databasePath ?? join(dir, "chat.sqlite")),
       ...(target === "floor-durable" ? { FLOOR_LOG: join(dir, "floor.log") } : {}),
+      ...(target === "floor-store" ? { FLOOR_STORE: join(dir, "floor.sqlite") } : {}),
       ...(target.startsWith("chat-webhooks")
         ? { WEBHOOK_URL: `http://127.0.0.1:${receiver!.port}/${target.endsWith("hang") ? "hang" : ""}`, WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET }
         : {}),
@@ -208,6 +210,8 @@ interface Row {
 const rows: Row[] = [];
 /** The rows comparing the durable chat with the floor that syncs each frame before publishing it. */
 const DURABLE_FLOOR = "  durable floor: raw pub/sub, each frame appended to a file and fdatasync'd before it is published";
+/** The rows comparing the durable chat with the floor that stores each frame with the chat's own SQLite engine first. */
+const STORE_FLOOR = "  store floor: raw pub/sub, each frame stored by the chat's SQLite engine (SqliteStore, no protocol) before it is published";
 /** Lines printed under the table: what a figure depends on besides the server. */
 const notes: string[] = [];
 
@@ -217,11 +221,11 @@ async function repeated(
   args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
   targets: Target[],
 ): Promise<Record<Target, Record<string, number>[]>> {
-  const results = { chat: [], "chat-binary": [], "chat-memory": [], "chat-webhooks": [], "chat-webhooks-hang": [], floor: [], "floor-frames": [], "floor-durable": [] } as Record<Target, Record<string, number>[]>;
+  const results = { chat: [], "chat-binary": [], "chat-memory": [], "chat-webhooks": [], "chat-webhooks-hang": [], floor: [], "floor-frames": [], "floor-durable": [], "floor-store": [] } as Record<Target, Record<string, number>[]>;
   for (let i = 0; i < REPEAT; i++) {
     for (const target of targets) {
       // The floor sends frames as big as the chat server delivered in this round.
-      const frameBytes = target === "floor" || target === "floor-durable" ? results.chat.at(-1)?.frameBytes : undefined;
+      const frameBytes = target === "floor" || target === "floor-durable" || target === "floor-store" ? results.chat.at(-1)?.frameBytes : undefined;
       const r = await load(target, { scenario, ...args, frameBytes });
       results[target].push(r);
       console.error(`  ${scenario} ${target}: ${JSON.stringify(r)}`);
@@ -235,7 +239,7 @@ const pick = (rs: Record<string, number>[], key: string) => rs.map((r) => r[key]
 console.error(`bench: ${cpus()[0]?.model ?? "cpu"} × ${availableParallelism()}, Bun ${Bun.version}, ${pin ? "server on core 0, load on core 1" : "not pinned"}, repeat ${REPEAT}`);
 
 if (want("fanout")) {
-  const r = await repeated("fanout", { clients: quick ? 200 : 500, senders: 5, window: 10, seconds: quick ? 1 : 3 }, ["chat", "floor", "floor-durable"]);
+  const r = await repeated("fanout", { clients: quick ? 200 : 500, senders: 5, window: 10, seconds: quick ? 1 : 3 }, ["chat", "floor", "floor-durable", "floor-store"]);
   const chat = pick(r.chat, "deliveriesPerSec");
   const cpu = pick(r.chat, "cpuUsPerDelivery");
   rows.push(
@@ -243,11 +247,13 @@ if (want("fanout")) {
     { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r.floor, "cpuUsPerDelivery")), better: "lower", goal: "≤ 1.2×", noise: spread(cpu), digits: 3 },
     { scenario: DURABLE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-durable"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
     { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r["floor-durable"], "cpuUsPerDelivery")), better: "lower", goal: "(floor)", noise: spread(cpu), digits: 3 },
+    { scenario: STORE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-store"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
+    { scenario: "", metric: "server CPU µs/delivery", chat: median(cpu), floor: median(pick(r["floor-store"], "cpuUsPerDelivery")), better: "lower", goal: "(floor)", noise: spread(cpu), digits: 3 },
   );
 }
 if (want("writeheavy")) {
   const n = quick ? 200 : 1000;
-  const targets: Target[] = ["chat", "chat-memory", ...(webhooks ? (["chat-webhooks", "chat-webhooks-hang"] as const) : []), "floor", "floor-durable"];
+  const targets: Target[] = ["chat", "chat-memory", ...(webhooks ? (["chat-webhooks", "chat-webhooks-hang"] as const) : []), "floor", "floor-durable", "floor-store"];
   const r = await repeated("writeheavy", { clients: n, window: 4, seconds: quick ? 1 : 3 }, targets);
   const chat = pick(r.chat, "deliveriesPerSec");
   const floor = median(pick(r.floor, "deliveriesPerSec"));
@@ -255,6 +261,7 @@ if (want("writeheavy")) {
     { scenario: `write-heavy: ${n / 2} rooms × 2, all sending, durable`, metric: "deliveries/s", chat: median(chat), floor, better: "higher", goal: "≥ 0.35×", noise: spread(chat) },
     { scenario: "  same, DATABASE_PATH=:memory:", metric: "deliveries/s", chat: median(pick(r["chat-memory"], "deliveriesPerSec")), floor, better: "higher", goal: "(reference)", noise: spread(pick(r["chat-memory"], "deliveriesPerSec")) },
     { scenario: DURABLE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-durable"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
+    { scenario: STORE_FLOOR, metric: "deliveries/s", chat: median(chat), floor: median(pick(r["floor-store"], "deliveriesPerSec")), better: "higher", goal: "(floor)", noise: spread(chat) },
   );
   if (webhooks) {
     const on = pick(r["chat-webhooks"], "deliveriesPerSec");
@@ -283,7 +290,7 @@ if (want("editheavy")) {
 }
 if (want("openloop")) {
   const n = quick ? 500 : 2000;
-  const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "chat-memory", "floor", "floor-durable"]);
+  const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10 }, ["chat", "chat-memory", "floor", "floor-durable", "floor-store"]);
   // A durable message waits for an fdatasync: this disk's, timed in the same run, in the temp dir the servers use.
   const syncs = [];
   for (let i = 0; i < REPEAT; i++) syncs.push(await syncLatency(tmpdir(), { ms: quick ? 1000 : 1500 }));
@@ -305,6 +312,8 @@ if (want("openloop")) {
     { scenario: "", metric: "latency p99 ms", chat: median(memory99), floor: floor99, better: "lower", goal: "(reference)", noise: spread(memory99), digits: 2 },
     { scenario: DURABLE_FLOOR, metric: "latency p50 ms", chat: median(p50), floor: median(pick(r["floor-durable"], "p50Ms")), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
     { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: median(pick(r["floor-durable"], "p99Ms")), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
+    { scenario: STORE_FLOOR, metric: "latency p50 ms", chat: median(p50), floor: median(pick(r["floor-store"], "p50Ms")), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
+    { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: median(pick(r["floor-store"], "p99Ms")), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
     { scenario: "  chat (durable) vs this disk's fdatasync of a 4 KB append", metric: "p50 ms", chat: median(p50), floor: median(syncs.map((s) => s.p50Ms)), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
     { scenario: "", metric: "p99 ms", chat: median(p99), floor: median(syncs.map((s) => s.p99Ms)), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
   );
