@@ -25,9 +25,7 @@
  *   PORT=4000 bun run bench/floor.ts
  */
 import { fdatasync, openSync, writeSync } from "node:fs";
-import { DEFAULTS } from "../src/config.ts";
-import { historyBounds, type NewMessage } from "../src/engine.ts";
-import { SqliteStore } from "../src/sqlite.ts";
+import type { NewMessage } from "../src/engine.ts";
 
 /** What the client asked for at upgrade. */
 interface Client {
@@ -76,8 +74,20 @@ let turn: [string, string | Buffer][] = [];
 const unsynced: { frames: [string, string | Buffer][]; synced: boolean }[] = [];
 let syncs = 0;
 
-/** The chat's storage engine, when FLOOR_STORE names its file. */
-const store = process.env.FLOOR_STORE ? new SqliteStore(process.env.FLOOR_STORE, DEFAULTS.historyRetain, historyBounds(DEFAULTS)) : null;
+/**
+ * The chat's storage engine, when FLOOR_STORE names its file. Imported only then: the other
+ * floors' cold start and memory must not carry the chat's modules.
+ */
+const store = process.env.FLOOR_STORE ? await openStore(process.env.FLOOR_STORE) : null;
+
+async function openStore(path: string) {
+  const [{ DEFAULTS }, { historyBounds }, { SqliteStore }] = await Promise.all([
+    import("../src/config.ts"),
+    import("../src/engine.ts"),
+    import("../src/sqlite.ts"),
+  ]);
+  return new SqliteStore(path, DEFAULTS.historyRetain, historyBounds(DEFAULTS));
+}
 /** The one user the store floor's messages are stored as. */
 const FLOOR_USER = { id: "floor0000000", name: "floor" };
 let storedIds = 0;
