@@ -155,6 +155,7 @@ export function createChat(deps: ChatDeps) {
   function frame(f: ServerFrame): void {
     switch (f.type) {
       case "joined":
+        moderation.joined(f.room);
         return rooms.onJoined(f);
       case "message":
       case "settings":

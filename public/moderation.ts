@@ -1,6 +1,7 @@
 /**
  * Moderation as the page sees it. For moderators: a menu on each member they outrank (remove,
- * mute for 10 min, 1 h or 1 day, ban with an optional reason, make or unmake a moderator). For
+ * mute for 10 min, 1 h or 1 day, ban with an optional reason, make or unmake a moderator), and
+ * "Unban" on the line of a ban they saw (a banned person is in no member list). For
  * everyone: live `moderation` frames as lines in the log and changes to roles; being sent out of a
  * room (`left` with a reason: the room stays on screen saying why, and is not joined again by
  * itself; a ban is remembered until it ends); being muted, a read-only room and slow mode, which
@@ -9,7 +10,7 @@
 
 import type { ErrorFrame, LeftFrame, ModerationFrame, UserRef } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
-import { untilText } from "./dom.ts";
+import { h, untilText } from "./dom.ts";
 import { duration, moderationLine, outLine } from "./events.ts";
 import type { Identity, Self } from "./identity.ts";
 import { showMenu, type Ask, type MenuItem } from "./menu.ts";
@@ -122,9 +123,19 @@ export function createModeration(deps: ModerationDeps) {
     else if (f.action === "mute") room.muted.set(f.user.id, f.until ?? Infinity);
     else if (f.action === "unmute") room.muted.delete(f.user.id);
     if (me && (f.action === "mute" || f.action === "unmute")) room.mutedUntil = f.action === "mute" ? (f.until ?? Infinity) : 0;
-    rooms.line(room, moderationLine(f, untilText));
+    const row = rooms.line(room, moderationLine(f, untilText));
+    if (f.action === "ban" && mayModerate(myRank(room), rankOfUser(room, f.user.id))) row.append(" ", unbanButton(room, f.user));
+    // Lifted: no line offers it any more.
+    if (f.action === "unban") for (const button of room.view.list.querySelectorAll<HTMLButtonElement>("button.unban")) if (button.dataset.user === f.user.id) button.remove();
     rooms.renderMembers();
     deps.changed(room);
+  }
+
+  function unbanButton(room: Room, user: UserRef): HTMLButtonElement {
+    const button = h("button", { class: "link-button unban", text: "Unban", attrs: { type: "button", "aria-label": `Unban ${user.name} from #${room.name}` } });
+    button.dataset.user = user.id;
+    button.addEventListener("click", () => act(room, { type: "unban", room: room.name, user: user.id }));
+    return button;
   }
 
   function setRole(room: Room, id: string, role: "owner" | "moderator" | "member"): void {
@@ -145,6 +156,11 @@ export function createModeration(deps: ModerationDeps) {
     const action = room.action?.action === (f.reason === "kicked" ? "kick" : "ban") ? room.action : undefined;
     if (f.reason === "banned") identity.setBan(room.name, action?.until ?? null);
     rooms.shut(room, outLine(f.reason, room.name, action, untilText), true);
+  }
+
+  /** Joined: the server let us in, so a ban this browser remembered for the room is over (lifted, or ended). */
+  function joined(room: string): void {
+    if (identity.bans().has(room)) identity.setBan(room, false);
   }
 
   /** A join refused with `banned`: out, and remembered until the ban ends. True if it was that. */
@@ -202,5 +218,5 @@ export function createModeration(deps: ModerationDeps) {
     return `You are banned from this chat${until}${f?.reason ? `: ${f.reason}` : ""}.`;
   }
 
-  return { actsOn, openMenu, onModeration, onLeft, joinRefused, made, sendRefused, writeState, serverBanned };
+  return { actsOn, openMenu, onModeration, onLeft, joined, joinRefused, made, sendRefused, writeState, serverBanned };
 }

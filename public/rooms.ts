@@ -257,11 +257,13 @@ export function createRooms(deps: RoomsDeps) {
     if (link.ready) join(room);
   }
 
-  /** A line about the room (a moderation action, say) at the bottom of its log. */
-  function line(room: Room, text: string): void {
-    room.view.list.append(eventRow(text, now()));
+  /** A line about the room (a moderation action, say) at the bottom of its log; the caller may add to it. */
+  function line(room: Room, text: string): HTMLLIElement {
+    const row = eventRow(text, now());
+    room.view.list.append(row);
     layout(room.view.list);
     follow(room);
+    return row;
   }
 
   /** We are out of the room (kicked, banned, refused): it stays, saying `text`, and is not joined again by itself. */

@@ -283,6 +283,20 @@ test(
     await out.getByRole("button", { name: "Join #hall again" }).click();
     await bob.waitForFunction(() => document.querySelector(".room[data-room=hall] .out-text")?.textContent?.startsWith("You are banned from #hall"));
     expect(await refusals()).toBe("1");
+
+    // Olive lifts the ban from her line of it (a banned person is in no member list): the button
+    // goes with the unban, bob may come back, and his page no longer keeps him out after a reload.
+    const unban = olive.getByRole("button", { name: "Unban bob from #hall" });
+    await unban.click();
+    await line(olive, room, "bob was unbanned by olive");
+    await unban.waitFor({ state: "detached" });
+    await out.getByRole("button", { name: "Join #hall again" }).click();
+    await live(bob, room);
+    await olive.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+    await bob.reload();
+    await live(bob, room);
+    expect(await out.isHidden()).toBe(true);
+    expect(await refusals()).toBe("1");
     suite.expectNoPageProblems();
   },
   TEST_MS,
