@@ -72,7 +72,7 @@ export interface ChatServer {
   /** Shuts down as §7 says: drain, close every client, stop listening, close storage. */
   stop(): Promise<void>;
   /** Sizes of the hub's bounded memory, for tests and debugging. */
-  inspect(): { users: number; roomStates: number; userBuckets: number; helloBuckets: number };
+  inspect(): { users: number; roomStates: number; roomPagesKept: number; userBuckets: number; helloBuckets: number };
 }
 
 /** What SQLite's error codes mean to an operator, for DATABASE_PATH's start-up error. */
@@ -255,6 +255,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     inspect: () => ({
       users: hub.users.online.size,
       roomStates: hub.log.size,
+      roomPagesKept: hub.log.pagesKept,
       userBuckets: hub.rate.userBuckets.size,
       helloBuckets: hub.rate.helloBuckets.size,
     }),

@@ -98,6 +98,8 @@ export interface Reading<T> {
 
 export class RoomLog {
   private readonly rooms = new Map<string, RoomState>();
+  /** Rooms holding pages, oldest first: let go of once PAGE_REUSE_MS old, so a quiet room holds none. */
+  private kept: { state: RoomState; pages: PagesRead }[] = [];
 
   constructor(
     private readonly ctx: Context,
@@ -115,6 +117,11 @@ export class RoomLog {
   /** Rooms the log holds (for tests and debugging: it must not grow with rooms merely visited). */
   get size(): number {
     return this.rooms.size;
+  }
+
+  /** Rooms holding pages read for joins (for tests: they are let go of). */
+  get pagesKept(): number {
+    return this.kept.length;
   }
 
   /**
@@ -335,7 +342,9 @@ export class RoomLog {
     const now = this.ctx.now();
     let pages = state.pages;
     if (!pages || pages.seq !== seq || pages.resets !== state.resets || now - pages.at >= PAGE_REUSE_MS) {
+      this.letGoOfPages(now);
       pages = state.pages = { seq, resets: state.resets, at: now, byAsk: new Map() };
+      this.kept.push({ state, pages });
     }
     const ask = `${since ?? ""}/${limit}`;
     const kept = pages.byAsk.get(ask);
@@ -344,6 +353,16 @@ export class RoomLog {
     // Kept only if nothing moved while it was read.
     if (state.pages === pages && state.seq === seq && pages.byAsk.size < PAGES_KEPT_PER_ROOM) pages.byAsk.set(ask, read);
     return read;
+  }
+
+  /** Drops the pages read PAGE_REUSE_MS ago or more (they are kept in the order read). */
+  private letGoOfPages(now: number): void {
+    let old = 0;
+    while (old < this.kept.length && now - this.kept[old]!.pages.at >= PAGE_REUSE_MS) {
+      const { state, pages } = this.kept[old++]!;
+      if (state.pages === pages) state.pages = null;
+    }
+    if (old) this.kept = this.kept.slice(old);
   }
 
   /**

@@ -219,7 +219,12 @@ describe("history on join", () => {
     const eve = await user(server, "eve", "p");
     expect(reads).toBe(readsBefore + 3);
     expect(eve.frames.find((f) => f.type === "joined")!.messages).toEqual(dee.frames.find((f) => f.type === "joined")!.messages);
-    for (const c of [ann, bob, cyd, dee, eve]) c.close();
+    // Pages are let go of once a second old: a room nobody joins lately holds none.
+    expect(server.chat.inspect().roomPagesKept).toBe(1);
+    clock += 1000;
+    const fay = await user(server, "fay", "q");
+    expect(server.chat.inspect().roomPagesKept).toBe(1);
+    for (const c of [ann, bob, cyd, dee, eve, fay]) c.close();
   });
 });
 
