@@ -196,6 +196,7 @@ export function createChat(deps: ChatDeps) {
     if (!ref || !room) return;
     if (ref.kind === "settings") header.settingsSaved(room.name);
     else if (ref.kind === "edit") messages.edited(room, Number(ref.about));
+    else if (ref.kind === "serverban") banner.notice(`${ref.about} is banned from this chat.`);
   }
 
   // ─── Sending ───────────────────────────────────────────────────────────────────────────────
@@ -318,6 +319,7 @@ export function createChat(deps: ChatDeps) {
       case "delete":
         return banner.notice(`Could not delete the message: ${f.message}.`);
       case "moderate":
+      case "serverban":
         return banner.notice(`Not done: ${f.message}.`);
       default:
         banner.notice(f.message);

@@ -1,8 +1,8 @@
 /**
  * Moderation as the page sees it. For moderators: a menu on each member they outrank (remove,
- * mute for 10 min, 1 h or 1 day, ban with an optional reason, make or unmake a moderator), and
- * "Unban" on the line of a ban they saw (a banned person is in no member list). For
- * everyone: live `moderation` frames as lines in the log and changes to roles; being sent out of a
+ * mute for 10 min, 1 h or 1 day, ban with an optional reason, make or unmake a moderator; for
+ * admins, ban from the whole chat), and "Unban" on the line of a ban they saw (a banned person
+ * is in no member list). For everyone: live `moderation` frames as lines in the log and changes to roles; being sent out of a
  * room (`left` with a reason: the room stays on screen saying why, and is not joined again by
  * itself; a ban is remembered until it ends); being muted, a read-only room and slow mode, which
  * decide what the composer says and whether Send works (with a countdown in slow mode).
@@ -73,6 +73,7 @@ export function createModeration(deps: ModerationDeps) {
       if ((room.muted.get(user.id) ?? 0) > Date.now()) items.push({ label: "Unmute", run: () => act(room, { type: "mute", room: room.name, user: user.id, seconds: 0 }) });
       items.push({ label: "Ban…", danger: true, run: () => void ban(room, user) });
     }
+    if (self.admin) items.push({ label: "Ban from this chat…", danger: true, run: () => void banEverywhere(room, user) });
     if (maySetRole(mine, theirs)) {
       const role = theirs === "moderator" ? "member" : "moderator";
       items.push({ label: role === "moderator" ? "Make moderator" : "Remove moderator role", run: () => act(room, { type: "role", room: room.name, user: user.id, role }) });
@@ -81,8 +82,8 @@ export function createModeration(deps: ModerationDeps) {
   }
 
   /** Sends a moderation command; the server's moderation frame shows what it did. */
-  function act(room: Room, frame: Parameters<Connection["send"]>[0]): void {
-    if (!link.send({ ...frame, ref: refFor("moderate", room.name) })) notice("Not connected: nothing was done.");
+  function act(room: Room, frame: Parameters<Connection["send"]>[0], ref = refFor("moderate", room.name)): void {
+    if (!link.send({ ...frame, ref })) notice("Not connected: nothing was done.");
   }
 
   async function kick(room: Room, user: UserRef): Promise<void> {
@@ -106,6 +107,20 @@ export function createModeration(deps: ModerationDeps) {
     if (!answer) return;
     const seconds = answer.seconds === null ? {} : { seconds: answer.seconds };
     act(room, { type: "ban", room: room.name, user: user.id, ...seconds, ...(answer.reason ? { reason: answer.reason } : {}) });
+  }
+
+  /** Admins: a server-wide ban, which closes the user's every connection (§11.4); only the user is told, so `ok` gets a notice. */
+  async function banEverywhere(room: Room, user: UserRef): Promise<void> {
+    const answer = await ask({
+      title: `Ban ${user.name} from this chat?`,
+      text: `All of ${user.name}'s connections close now, and ${user.name} cannot come back to any room until the ban ends.`,
+      ok: "Ban",
+      reason: true,
+      length: true,
+    });
+    if (!answer) return;
+    const seconds = answer.seconds === null ? {} : { seconds: answer.seconds };
+    act(room, { type: "ban", user: user.id, ...seconds, ...(answer.reason ? { reason: answer.reason } : {}) }, refFor("serverban", room.name, user.name));
   }
 
   // ─── Frames ────────────────────────────────────────────────────────────────────────────────

@@ -33,7 +33,9 @@ export type RefKind =
   | "invite"
   | "edit"
   | "delete"
-  | "moderate";
+  | "moderate"
+  // A server-wide ban (admins): its ref names the user, for the notice that it is done.
+  | "serverban";
 
 /**
  * Refs name what an answer or error is about: `join:general`, `older:dev`, `edit:dev:42` (with the

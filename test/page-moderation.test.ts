@@ -333,14 +333,25 @@ test(
     expect(await bob.textContent("#send")).toBe("Send");
     expect(await bob.textContent("#room-flags")).toBe("read-only");
 
-    // An admin bans bob from the whole chat: closed with 4003, and the page stays closed.
-    const admin = await suite.client(server);
-    await botIn(admin, "ada", room, true);
-    const bobId = await bob.evaluate(() => document.querySelector("#members li .you")?.closest("li")?.getAttribute("data-user"));
-    admin.send({ type: "ban", user: bobId, reason: "enough", ref: "b" });
-    await admin.until((f) => f.type === "ok");
+    // An admin, signed in on the page with the admin token, bans bob from the whole chat from
+    // his menu: he is closed with 4003, the page stays closed, and the admin is told it is done.
+    const admin = await suite.newPage("ada");
+    await admin.goto(new URL(`/#${room}`, server.url).href);
+    await admin.fill("#login-name", "ada");
+    await admin.click("#login-admin summary");
+    await admin.fill("#login-admin-token", ADMIN_TOKEN);
+    await admin.press("#login-name", "Enter");
+    await live(admin, room);
+    await admin.click(`#members button[aria-label="Actions for bob"]`);
+    await admin.locator(".menu-item", { hasText: "Ban from this chat…" }).click();
+    await admin.locator("#ask-dialog[open]").waitFor();
+    expect(await admin.textContent("#ask-title")).toBe("Ban bob from this chat?");
+    await admin.fill("#ask-reason", "enough");
+    await admin.click("#ask-ok");
+    await waitForText(admin, "#notice", "bob is banned from this chat.");
     await bob.locator(`#status[data-state="offline"]`).waitFor({ state: "attached" });
-    await waitForText(bob, "#banner-text", "You are banned from this chat: enough.");
+    // The dialog's length starts at an hour, as a room ban's does.
+    await bob.waitForFunction(() => /^You are banned from this chat until [0-9:]+( [AP]M)?: enough\.$/.test(document.getElementById("banner-text")!.textContent!));
     expect(await bob.locator("#banner-retry").isHidden()).toBe(true);
     expect(await bob.getAttribute("#status", "data-retry-ms")).toBeNull();
     suite.expectNoPageProblems();
