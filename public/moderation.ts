@@ -4,7 +4,7 @@
  * admins, ban from the whole chat), and "Unban" on the line of a ban they saw (a banned person
  * is in no member list). For everyone: live `moderation` frames as lines in the log and changes to roles; being sent out of a
  * room (`left` with a reason: the room stays on screen saying why, and is not joined again by
- * itself; a ban is remembered until it ends); being muted, a read-only room and slow mode, which
+ * itself; a ban is remembered until it ends, and the room joined again then); being muted, a read-only room and slow mode, which
  * decide what the composer says and whether Send works (with a countdown in slow mode).
  */
 
@@ -21,6 +21,12 @@ import { refFor } from "./sync.ts";
 
 /** The lengths of a mute the member menu offers, in seconds. */
 const MUTES = [600, 3_600, 86_400] as const;
+/** After a ban's end, before joining again: the server's clock may be a little ahead of this one. */
+const BAN_END_SLACK_MS = 1_000;
+/** A ban that ended by this clock but not by the server's: ask again no sooner than this. */
+const BAN_END_RETRY_MS = 30_000;
+/** The longest a browser's timer waits (2^31 − 1 ms, ~24.8 days); a later end waits for the reader. */
+const TIMER_MAX_MS = 2_147_483_647;
 
 /** What the composer shows for a room: a note, whether writing is closed, how long Send waits. */
 export interface WriteState {
@@ -169,7 +175,7 @@ export function createModeration(deps: ModerationDeps) {
     const room = rooms.get(f.room);
     if (!room || !f.reason) return;
     const action = room.action?.action === (f.reason === "kicked" ? "kick" : "ban") ? room.action : undefined;
-    if (f.reason === "banned") identity.setBan(room.name, action?.until ?? null);
+    if (f.reason === "banned") banned(room, action?.until ?? null);
     rooms.shut(room, outLine(f.reason, room.name, action, untilText), true);
   }
 
@@ -181,7 +187,7 @@ export function createModeration(deps: ModerationDeps) {
   /** A join refused with `banned`: out, and remembered until the ban ends. True if it was that. */
   function joinRefused(room: Room, f: ErrorFrame): boolean {
     if (f.code !== "banned") return false;
-    identity.setBan(room.name, f.until ?? null);
+    banned(room, f.until ?? null);
     rooms.shut(room, bannedText(room.name, f.until ?? null), true);
     return true;
   }
@@ -197,6 +203,29 @@ export function createModeration(deps: ModerationDeps) {
     const until = bans.get(room.name) ?? null;
     if (until !== null && until <= Date.now()) return identity.setBan(room.name, false);
     room.out = { text: bannedText(room.name, until), rejoin: true };
+    rejoinAtEnd(room, until);
+  }
+
+  /** Banned from `room` until `until` (null: until unbanned): remembered, and joined again when it ends. */
+  function banned(room: Room, until: number | null): void {
+    identity.setBan(room.name, until);
+    rejoinAtEnd(room, until);
+  }
+
+  /** A ban that ends while the page is open: the room is joined again then, as after a reload. */
+  function rejoinAtEnd(room: Room, until: number | null): void {
+    if (until === null) return;
+    const inMs = until - Date.now();
+    if (inMs > TIMER_MAX_MS) return;
+    window.setTimeout(
+      () => {
+        // Still this ban, still out: not lifted, lengthened or left meanwhile.
+        if (identity.bans().get(room.name) !== until || !room.out || rooms.get(room.name) !== room) return;
+        identity.setBan(room.name, false);
+        rooms.rejoin(room);
+      },
+      inMs > 0 ? inMs + BAN_END_SLACK_MS : BAN_END_RETRY_MS,
+    );
   }
 
   /** A send was refused: muted and slow mode say until when, and the composer shows it. */

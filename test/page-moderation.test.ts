@@ -303,6 +303,31 @@ test(
 );
 
 test(
+  "a ban that ends while the page is open: the room is joined again by itself, and kept after a reload",
+  async () => {
+    const server = await suite.server("brief");
+    const room = "brief";
+    const owner = await suite.client(server);
+    await botIn(owner, "keeper", room);
+    const bob = await signIn(await suite.newPage("bob"), server, "bob", room);
+    const bobId = await bob.evaluate(() => document.querySelector("#members li .you")?.closest("li")?.getAttribute("data-user"));
+    owner.send({ type: "ban", room, user: bobId, seconds: 1, ref: "b" });
+    await owner.until((f) => f.type === "ok");
+    const out = bob.locator(`.room[data-room="${room}"] .out-note`);
+    await out.waitFor();
+    expect(await out.locator(".out-text").textContent()).toMatch(/^You were banned from #brief by keeper until [0-9:]+( [AP]M)?\.$/);
+    // The ban's second, and the page's second of slack for the server's clock: then joined again.
+    await bob.locator(`.room[data-room="${room}"][data-sync="live"]`).waitFor({ state: "attached" });
+    expect(await out.isHidden()).toBe(true);
+    await bob.reload();
+    await live(bob, room);
+    expect(await out.isHidden()).toBe(true);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
   "slow mode counts down on Send; a read-only room closes the composer for members; a server-wide ban (4003) stops the page for good",
   async () => {
     const server = await suite.server("pace");
