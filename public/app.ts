@@ -102,7 +102,7 @@ function main(): void {
   const moderation = createModeration({ rooms, link, self, identity, ask, notice, changed });
   const header = createHeader({ ui, rooms, link, self, notice });
   const messages = createMessages({ ui, rooms, link, self, ask, notice, maxChars: () => self.limits?.maxTextChars ?? ui.text.maxLength });
-  const chat = createChat({ ui, link, self, identity, rooms, outbox, pending, directory, banner, signin, moderation, header, messages });
+  const chat = createChat({ ui, link, self, identity, rooms, outbox, pending, directory, banner, signin, moderation, header, messages, ask });
   /** A room's role, settings or standing changed, or it is shown now: its header and the composer follow. */
   function changed(room: Room): void {
     if (room !== rooms.currentRoom()) return;

@@ -13,6 +13,7 @@ import { h, randomId } from "./dom.ts";
 import type { Ui } from "./elements.ts";
 import type { Header } from "./header.ts";
 import type { Change, Identity, Self } from "./identity.ts";
+import type { Ask } from "./menu.ts";
 import type { Messages } from "./messages.ts";
 import type { Moderation } from "./moderation.ts";
 import { PASSING, type Outbox } from "./outbox.ts";
@@ -60,18 +61,21 @@ export interface ChatDeps {
   moderation: Moderation;
   header: Header;
   messages: Messages;
+  ask: Ask;
 }
 
 export type Chat = ReturnType<typeof createChat>;
 
 export function createChat(deps: ChatDeps) {
-  const { ui, link, self, identity, rooms, outbox, pending, directory, banner, signin, moderation, header, messages } = deps;
+  const { ui, link, self, identity, rooms, outbox, pending, directory, banner, signin, moderation, header, messages, ask } = deps;
   /** While a new name is being asked for: the name to fall back to if it is refused. */
   let renamingFrom: string | null = null;
   /** A login ticket from the address (`#token=…`), for the next hello only; never stored. */
   let ticket: string | null = null;
   /** An admin token from the sign-in screen, for the next hello only; never stored. */
   let adminToken: string | null = null;
+  /** Already signed in, reconnecting with an admin token: a wrong one keeps us as we were. */
+  let elevating = false;
   /** The Send button's countdown. */
   let countdown = 0;
   /** A sign-out was sent: the server's close (1000 "signed out") completes it. */
@@ -100,6 +104,7 @@ export function createChat(deps: ChatDeps) {
   function welcome(f: WelcomeFrame): void {
     generation++;
     ticket = adminToken = null;
+    elevating = false;
     self.me = f.user;
     self.admin = f.admin === true;
     self.limits = f.limits;
@@ -115,6 +120,7 @@ export function createChat(deps: ChatDeps) {
     // A member's name is its app's: only guests rename here.
     ui.renameButton.hidden = f.user.kind !== undefined;
     signin.drawMe(f.user, self.admin);
+    ui.adminSignIn.hidden = self.admin;
     rooms.joinAll();
     rooms.renderMembers();
     const room = rooms.currentRoom();
@@ -351,6 +357,14 @@ export function createChat(deps: ChatDeps) {
    * ticket did not check out, or an admin token was wrong. Nothing is retried with it.
    */
   function signInRefused(f: ErrorFrame): void {
+    if (elevating && f.code === "auth_invalid" && adminToken !== null) {
+      // Signed in already: say so, and say hello again as we were.
+      elevating = false;
+      adminToken = null;
+      banner.notice("That admin token is not right: nothing changed.");
+      if (!link.helloAgain()) link.retryNow();
+      return;
+    }
     const why =
       f.code === "auth_required" ? "" : ticket ? `Your sign-in link did not work (${f.message}). Ask your app for a new one.` : adminToken ? "That admin token is not right." : f.message;
     const wrongAdmin = f.code === "auth_invalid" && !ticket && adminToken !== null;
@@ -380,6 +394,20 @@ export function createChat(deps: ChatDeps) {
     ui.loginName.setAttribute("aria-invalid", "false");
     ui.loginSubmit.disabled = true;
     link.start();
+  }
+
+  /** Signed in already, as a guest or member: reconnect with an admin token, kept for that hello only (§11.1). */
+  async function becomeAdmin(): Promise<void> {
+    const answer = await ask({
+      title: "Sign in as an admin",
+      text: "The page reconnects with the token; your name and rooms stay. This browser does not keep the token.",
+      ok: "Sign in",
+      secret: "Admin token",
+    });
+    if (!answer?.secret) return;
+    adminToken = answer.secret;
+    elevating = true;
+    link.retryNow();
   }
 
   function showRename(open: boolean): void {
@@ -523,7 +551,7 @@ export function createChat(deps: ChatDeps) {
 
   return {
     hello, welcome, ended, lost, status, frame, submit, retry, typed, updateCounter,
-    signIn, signInWithTicket, showRename, rename, adoptName, signOut, followOtherTab, showLogin, showApp,
+    signIn, signInWithTicket, becomeAdmin, showRename, rename, adoptName, signOut, followOtherTab, showLogin, showApp,
   };
 }
 

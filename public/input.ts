@@ -121,6 +121,7 @@ export function bindInput({ ui, chat, rooms, link, mentions, directory, moderati
     chat.rename();
   });
   ui.signOut.addEventListener("click", () => void chat.signOut());
+  ui.adminSignIn.addEventListener("click", () => void chat.becomeAdmin());
   ui.members.addEventListener("click", (event) => {
     const button = (event.target as Element).closest<HTMLButtonElement>(".member-actions");
     if (button) moderation.openMenu(button);

@@ -93,12 +93,16 @@ export interface Question {
   reason?: boolean;
   /** Ask for how long (a ban): seconds, or none for "until unbanned". */
   length?: boolean;
+  /** Ask for a secret (an admin token), in a password field with this label. */
+  secret?: string;
 }
 
 /** The answer to a yes: the reason typed ("" for none) and the length chosen (null: until unbanned). */
 export interface Answer {
   reason: string;
   seconds: number | null;
+  /** The secret typed ("" when none was asked); the dialog keeps no copy. */
+  secret: string;
 }
 
 export type Ask = (question: Question) => Promise<Answer | null>;
@@ -111,12 +115,13 @@ export function createAsk(ui: Ui): Ask {
     const resolve = answer;
     answer = null;
     if (ui.askDialog.open) ui.askDialog.close();
+    ui.askSecret.value = "";
     resolve?.(value);
   };
   ui.askForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const seconds = ui.askLength.value === "" ? null : Number(ui.askLength.value);
-    finish({ reason: ui.askReason.value.trim(), seconds });
+    finish({ reason: ui.askReason.value.trim(), seconds, secret: ui.askSecret.value });
   });
   ui.askCancel.addEventListener("click", () => finish(null));
   // Escape closes a modal dialog by itself: that is a no.
@@ -130,12 +135,14 @@ export function createAsk(ui: Ui): Ask {
     ui.askOk.textContent = question.ok;
     ui.askReasonRow.hidden = !question.reason;
     ui.askReason.value = "";
+    ui.askSecretRow.hidden = question.secret === undefined;
+    ui.askSecretLabel.textContent = question.secret ?? "";
     ui.askLengthRow.hidden = !question.length;
     ui.askLength.selectedIndex = 0;
     const asked = new Promise<Answer | null>((resolve) => (answer = resolve));
     ui.askDialog.showModal();
     // The safe choice has focus: Enter on a question about deleting does not delete.
-    (question.reason ? ui.askReason : ui.askCancel).focus();
+    (question.secret !== undefined ? ui.askSecret : question.reason ? ui.askReason : ui.askCancel).focus();
     return asked;
   };
 }

@@ -260,6 +260,32 @@ test(
     await admin.fill("#settings-topic", "Run by an admin");
     await admin.click("#settings-save");
     await waitForText(owner, "#room-topic", "Run by an admin");
+    expect(await admin.locator("#admin-sign-in").isHidden()).toBe(true);
+
+    // Someone already signed in as a guest becomes an admin without signing out: a wrong token
+    // changes nothing (still connected, still a guest), the right one reconnects as an admin,
+    // with the same name and rooms; the token is not kept.
+    const late = await signIn(await suite.newPage("lee"), server, "lee", room);
+    const before = await late.evaluate(() => localStorage.getItem("chat.session"));
+    const elevate = async (token: string) => {
+      await late.click("#admin-sign-in");
+      await late.locator("#ask-dialog[open]").waitFor();
+      expect(await late.textContent("#ask-title")).toBe("Sign in as an admin");
+      await late.fill("#ask-secret", token);
+      await late.click("#ask-ok");
+    };
+    await elevate("not-the-admin-token-at-all-0000");
+    await waitForText(late, "#notice", "That admin token is not right: nothing changed.");
+    await live(late, room);
+    expect(await late.textContent("#me-tags")).toBe("");
+    await elevate(ADMIN_TOKEN);
+    await waitForText(late, "#me-tags", "admin");
+    await live(late, room);
+    expect(await late.textContent("#me-name")).toBe("lee");
+    expect(await late.locator("#admin-sign-in").isHidden()).toBe(true);
+    expect(await late.evaluate(() => localStorage.getItem("chat.session"))).toBe(before);
+    const keptLate = await late.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }) + (document.getElementById("ask-secret") as HTMLInputElement).value);
+    expect(keptLate).not.toContain(ADMIN_TOKEN);
     suite.expectNoPageProblems();
   },
   TEST_MS,
