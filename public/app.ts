@@ -97,7 +97,10 @@ function main(): void {
     changed,
     actsOn: (room, user) => moderation.actsOn(room, user),
     olderArrived: (room) => messages.olderArrived(room),
-    restarted: (room) => messages.restarted(room),
+    restarted: (room) => {
+      messages.restarted(room);
+      outbox.unanchor(room.name);
+    },
   });
   const moderation = createModeration({ rooms, link, self, identity, ask, notice, changed });
   const header = createHeader({ ui, rooms, link, self, notice });

@@ -134,6 +134,8 @@ export function createMessages(deps: MessagesDeps) {
    */
   function restarted(room: Room): void {
     if (replying?.room === room.name) cancelReply();
+    // An open message menu holds a message of the old numbering: its Reply, Edit or Delete would name another now.
+    if (room === rooms.currentRoom()) closeMenu();
   }
 
   // ─── Edit ──────────────────────────────────────────────────────────────────────────────────

@@ -72,7 +72,8 @@ export interface OutboxHooks {
   save(saved: Saved[]): void;
 }
 
-interface Item extends Outgoing {
+interface Item extends Omit<Outgoing, "replyTo"> {
+  replyTo?: number;
   /** The handle of the echo timeout while sent; 0 for none. */
   timer: number;
 }
@@ -155,6 +156,20 @@ export function createOutbox(hooks: OutboxHooks) {
     for (const item of [...items.values()]) if (item.room === room) remove(item);
   }
 
+  /**
+   * `room` started again from seq 1 (its storage lost it): a reply not sent yet would answer
+   * whatever message now has its seq, so it goes as a plain message. One already on the wire was
+   * read against the numbering the server had then.
+   */
+  function unanchor(room: string): void {
+    for (const item of items.values()) {
+      if (item.room !== room || item.state === "sent" || item.replyTo === undefined) continue;
+      delete item.replyTo;
+      hooks.changed(item);
+    }
+    save();
+  }
+
   /** Every message goes: signed out. */
   function clear(): void {
     for (const item of [...items.values()]) remove(item);
@@ -200,7 +215,7 @@ export function createOutbox(hooks: OutboxHooks) {
     hooks.save(saved());
   }
 
-  return { get, values, add, flush, echoed, refused, retry, discard, discardRoom, clear, lost, saved };
+  return { get, values, add, flush, echoed, refused, retry, discard, discardRoom, unanchor, clear, lost, saved };
 }
 
 /** What is kept of a message: its id, room, text and the seq it answers. */

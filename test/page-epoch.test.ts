@@ -58,6 +58,10 @@ test(
     await pia.keyboard.press("Enter");
     await pia.locator(`.menu[role="menu"] >> text=Reply`).click();
     await waitForText(pia, "#reply-text", "Replying to bo: old 2");
+    // And leaves the menu of "old 1" open: its Reply, Edit or Delete would name "new 1" after the reset.
+    await row(pia, room, "old 1").locator(".msg-actions").focus();
+    await pia.keyboard.press("Enter");
+    await pia.locator(`.menu[role="menu"]`).waitFor();
 
     // The server comes back on another database, whose room already has four messages (seqs
     // 1-4) when the page returns: a since of 3 followed would show "new 4" alone under the old ones.
@@ -78,6 +82,7 @@ test(
     expect(await texts(pia, room)).toEqual(["new 1", "new 2", "new 3", "new 4"]);
     await line(pia, room, "This room's history was reset on the server: it starts again here.");
     expect(await pia.locator("#reply-bar").isHidden()).toBe(true);
+    expect(await pia.locator(`.menu[role="menu"]`).isVisible()).toBe(false);
     // Live from here, once each; the line stays above the new start.
     cy.send({ type: "send", room, id: "new-5", text: "new 5" });
     await seen(pia, room, "new 5");

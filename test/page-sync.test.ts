@@ -333,6 +333,31 @@ const sentIds = (wire: readonly SendFrame[]) => wire.map((f) => f.id);
 const error = (code: ErrorCode, message = `refused: ${code}`) => ({ type: "error" as const, code, message, ref: "a" });
 
 describe("outbox", () => {
+  test("a room started again from seq 1: its replies not sent yet go as plain messages; one on the wire, and other rooms', keep theirs", () => {
+    const h = harness();
+    const { outbox, wire, live } = h;
+    live.add(ROOM);
+    outbox.add({ id: "on-wire", room: ROOM, text: "sent before", replyTo: 4 });
+    outbox.flush(ROOM);
+    live.delete(ROOM);
+    outbox.add({ id: "waiting", room: ROOM, text: "answer", replyTo: 7 });
+    outbox.add({ id: "elsewhere", room: "dev", text: "other room", replyTo: 3 });
+    h.drawn.length = 0;
+    outbox.unanchor(ROOM);
+    expect(outbox.get("waiting")?.replyTo).toBeUndefined();
+    expect(outbox.get("on-wire")?.replyTo).toBe(4);
+    expect(outbox.get("elsewhere")?.replyTo).toBe(3);
+    expect(h.drawn).toEqual(["waiting:waiting"]);
+    expect(parseSaved(h.stored)).toEqual([
+      { id: "on-wire", room: ROOM, text: "sent before", replyTo: 4 },
+      { id: "waiting", room: ROOM, text: "answer" },
+      { id: "elsewhere", room: "dev", text: "other room", replyTo: 3 },
+    ]);
+    live.add(ROOM);
+    outbox.flush(ROOM);
+    expect(wire.at(-1)).toEqual({ type: "send", room: ROOM, id: "waiting", text: "answer" });
+  });
+
   test("a typed message waits until its room is live, then goes once with its id, in the order typed", () => {
     const h = harness();
     const { outbox, wire, live } = h;
