@@ -341,7 +341,8 @@ export class RoomLog {
     if (seq === null || !state.watched) return this.store.roomPage(state.name, query);
     const now = this.ctx.now();
     let pages = state.pages;
-    if (!pages || pages.seq !== seq || pages.resets !== state.resets || now - pages.at >= PAGE_REUSE_MS) {
+    // A clock that stepped back counts as time gone by too: a page is never served for longer.
+    if (!pages || pages.seq !== seq || pages.resets !== state.resets || now - pages.at >= PAGE_REUSE_MS || now < pages.at) {
       this.letGoOfPages(now);
       pages = state.pages = { seq, resets: state.resets, at: now, byAsk: new Map() };
       this.kept.push({ state, pages });
