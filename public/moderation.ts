@@ -2,10 +2,11 @@
  * Moderation as the page sees it. For moderators: a menu on each member they outrank (remove,
  * mute for 10 min, 1 h or 1 day, ban with an optional reason, make or unmake a moderator; for
  * admins, ban from the whole chat), and "Unban" on the line of a ban they saw (a banned person
- * is in no member list). For everyone: live `moderation` frames as lines in the log and changes to roles; being sent out of a
- * room (`left` with a reason: the room stays on screen saying why, and is not joined again by
- * itself; a ban is remembered until it ends, and the room joined again then); being muted, a read-only room and slow mode, which
- * decide what the composer says and whether Send works (with a countdown in slow mode).
+ * is in no member list). For everyone: live `moderation` frames as lines in the log and changes
+ * to roles; being sent out of a room (`left` with a reason: the room stays on screen saying why,
+ * and is not joined again by itself; a ban is remembered until it ends, and the room joined
+ * again then); being muted, a read-only room and slow mode, which decide what the composer says
+ * and whether Send works (with a countdown in slow mode).
  */
 
 import type { ErrorFrame, LeftFrame, ModerationFrame, UserRef } from "../src/protocol/wire.ts";
