@@ -13,7 +13,7 @@ import type { StoredFrame, WebhookEvent, WebhookFrame } from "../protocol/wire.t
 /** A write of the outbox, run inside a SqliteStore transaction (SqliteStore.write). */
 export type OutboxOp =
   | { op: "hooks"; events: readonly HookEvent[] }
-  | { op: "hooksDone"; ids: readonly number[] }
+  | { op: "hooksDone"; ids: readonly number[]; failed: number }
   | { op: "hookRetry"; id: number; attempts: number; at: number };
 
 interface HookRow {
@@ -34,6 +34,9 @@ export class SqliteOutbox implements Outbox {
   /** Rows dropped for WEBHOOK_MAX_PENDING, committed and not yet counted by the deliverer; and in the running transaction. */
   private dropped = 0;
   private txDropped = 0;
+  /** Rows that failed at least once (the retry index's), committed; `txFailing` in the running transaction. */
+  private failing: number;
+  private txFailing = 0;
   /** The newest row's id, committed; `txNewest` as the running transaction moves it. Ids are given here, one past it. */
   private newest: number;
   private txNewest = 0;
@@ -70,7 +73,9 @@ export class SqliteOutbox implements Outbox {
       ),
       count: db.query<{ n: number; newest: number | null }, []>("SELECT count(*) AS n, max(id) AS newest FROM hooks"),
       untried: db.query<{ first: number | null }, []>("SELECT min(id) AS first FROM hooks WHERE attempts = 0"),
+      failing: db.query<{ n: number }, []>("SELECT count(*) AS n FROM hooks WHERE attempts > 0"),
     };
+    this.failing = this.q.failing.get()!.n;
     const { n, newest } = this.q.count.get()!;
     this.count = n;
     this.newest = newest ?? 0;
@@ -84,6 +89,7 @@ export class SqliteOutbox implements Outbox {
 
   begin(): void {
     this.txCount = this.count;
+    this.txFailing = this.failing;
     this.txDropped = 0;
     this.txNewest = this.newest;
   }
@@ -107,9 +113,10 @@ export class SqliteOutbox implements Outbox {
         return;
       case "hooksDone":
         this.txCount -= this.q.done.run(JSON.stringify(op.ids)).changes;
+        this.txFailing -= op.failed;
         return;
       case "hookRetry":
-        this.q.retry.run(op.attempts, op.at, op.id);
+        if (this.q.retry.run(op.attempts, op.at, op.id).changes && op.attempts === 1) this.txFailing++;
     }
   }
 
@@ -118,6 +125,8 @@ export class SqliteOutbox implements Outbox {
     const excess = this.txCount - this.bounds.maxPending;
     if (excess <= 0) return;
     this.q.dropOldest.run(excess);
+    // Some of them may have failed before: counted again (rare: only past WEBHOOK_MAX_PENDING).
+    if (this.txFailing > 0) this.txFailing = this.q.failing.get()!.n;
     this.txCount -= excess;
     this.txDropped += excess;
   }
@@ -125,6 +134,7 @@ export class SqliteOutbox implements Outbox {
   /** The transaction committed: its counts stand. Returns the newest row it wrote (0: none), for `synced`. */
   commit(): number {
     this.count = this.txCount;
+    this.failing = this.txFailing;
     this.dropped += this.txDropped;
     const wrote = this.txNewest > this.newest ? this.txNewest : 0;
     this.newest = this.txNewest;
@@ -151,11 +161,14 @@ export class SqliteOutbox implements Outbox {
 
   async take(n: number, now: number): Promise<TakenHook[]> {
     const rows: HookRow[] = [];
-    // Retries being delivered are skipped here, not in SQL: they are at most a handful.
-    for (const row of this.q.retries.all(now, n + this.leased.size)) {
-      if (rows.length < n && !this.leased.has(row.id)) rows.push(row);
+    // Retries being delivered are skipped here, not in SQL: they are at most a handful. With none
+    // failed and nothing new on disk there is nothing to read (a deliverer's last take, usually).
+    if (this.failing > 0) {
+      for (const row of this.q.retries.all(now, n + this.leased.size)) {
+        if (rows.length < n && !this.leased.has(row.id)) rows.push(row);
+      }
     }
-    if (rows.length < n) {
+    if (rows.length < n && this.cursor < this.durable) {
       const fresh = this.q.fresh.all(this.cursor, this.durable, n - rows.length);
       if (fresh.length) this.cursor = fresh.at(-1)!.id;
       rows.push(...fresh);
@@ -166,9 +179,10 @@ export class SqliteOutbox implements Outbox {
 
   async done(events: readonly TakenHook[]): Promise<void> {
     const ids = events.map((e) => Number(e.ref));
+    const failed = events.filter((e) => e.attempts > 0).length;
     // Held until the delete commits, or a take meanwhile would hand them out again.
     try {
-      await this.write([{ op: "hooksDone", ids }]);
+      await this.write([{ op: "hooksDone", ids, failed }]);
     } finally {
       for (const id of ids) this.leased.delete(id);
     }
