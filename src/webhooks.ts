@@ -12,6 +12,12 @@ import type { ModerationFrame, PresenceFrame, WebhookEvent } from "./protocol/wi
 
 /** Bounds the deliveries under way at once (per instance). */
 export const MAX_IN_FLIGHT = 4;
+/**
+ * Delivered events are forgotten (their rows deleted) together, this long after the first of
+ * them: one durable write for the deliveries of that time, not one per delivery. A crash
+ * meanwhile delivers them again (at least once, as any delivery that was under way).
+ */
+const DONE_BATCH_MS = 200;
 /** Bounds one attempt: a 2xx answer later than this counts as a failure. */
 export const ATTEMPT_TIMEOUT_MS = 10_000;
 /** The waits after the 1st, 2nd, … failed attempt; after the last, RETRY_LAST_MS each time. */
@@ -97,9 +103,11 @@ export function webhookOptions(config: Config): WebhookOptions | null {
  */
 export class Webhooks {
   private readonly inFlight = new Map<string, { event: TakenHook; stop: AbortController; done: Promise<void> }>();
-  /** Delivered events not yet forgotten by the outbox: one write for all that end in one turn. */
+  /** Delivered events not yet forgotten by the outbox: one write for all that end within DONE_BATCH_MS. */
   private finished: TakenHook[] = [];
   private flushing: Promise<void> | null = null;
+  /** Ends the wait of the finished events being batched (stop). */
+  private flushNow: (() => void) | null = null;
   private filling: Promise<void> | null = null;
   /** A kick came while the queue was being read: read again after. */
   private again = false;
@@ -260,11 +268,20 @@ export class Webhooks {
     this.finish(event);
   }
 
-  /** Forgets a finished event, with the others that finish in the same turn. */
+  /** Forgets a finished event, with the others that finish within DONE_BATCH_MS (at once when stopping). */
   private finish(event: TakenHook): void {
     this.finished.push(event);
     this.flushing ??= (async () => {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!this.stopped) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, DONE_BATCH_MS);
+          this.flushNow = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.flushNow = null;
+      }
       while (this.finished.length) {
         const events = this.finished;
         this.finished = [];
@@ -288,6 +305,7 @@ export class Webhooks {
     const attempts = [...this.inFlight.values()];
     for (const a of attempts) a.stop.abort();
     await Promise.all(attempts.map((a) => a.done));
+    this.flushNow?.();
     await this.flushing;
     this.count();
   }
