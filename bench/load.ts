@@ -29,6 +29,13 @@ export interface LoadArgs {
   /** Messages a sender may have sent and not yet seen echoed. */
   window?: number;
   seconds?: number;
+  /** Open loop: how often each client sends, in ms (1000 unless given). */
+  periodMs?: number;
+  /**
+   * Open loop, chat only: every room uses the authority features: its owner (the room's first
+   * joiner) turns slow mode on (1 s, below the send period) and bans BANNED_USERS users.
+   */
+  authority?: boolean;
   /** Bounds the wait for a phase (connect, join, drain) before the run fails. */
   timeoutMs?: number;
 }
@@ -45,6 +52,10 @@ const CONNECT_CONCURRENCY = 200;
 const TAIL_BYTES = 17;
 /** What follows the text in a chat `message` frame: `","ts":` + 13 digits + `}`. */
 const TRAILER_BYTES = 21;
+/** Open loop with `authority`: users banned in every room (a ban list of this many). */
+const BANNED_USERS = 10;
+/** Open loop with `authority`: the rooms' slow mode, in seconds (below the send period). */
+const AUTHORITY_SLOW_MODE_SECONDS = 1;
 /** The text before the tail: about the length of a typical chat line. */
 const TEXT_PAD = "a chat message of a typical length, sixty characters or so. ";
 
@@ -266,18 +277,20 @@ function isType(buf: Uint8Array, start: number, type: string): boolean {
  * for `joined`; for the floor a bare upgrade subscribed to the room, or with `chatFrames` the
  * chat's hello + join to a floor that answers them with the chat's frames.
  */
-async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => string): Promise<RawWs[]> {
+async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => string, from = 0): Promise<RawWs[]> {
   const clients: RawWs[] = new Array(count);
-  let next = 0;
+  let next = from;
+  count += from;
   const timeout = args.timeoutMs ?? 120_000;
   async function one(i: number): Promise<void> {
     const room = roomOf(i);
+    const at = i - from;
     if (args.target === "floor" && !args.chatFrames) {
-      clients[i] = await RawWs.open(args.port, `/ws?room=${room}`);
+      clients[at] = await RawWs.open(args.port, `/ws?room=${room}`);
       return;
     }
     const ws = await RawWs.open(args.port, args.target === "floor" ? `/ws?room=${room}&frames=chat` : "/ws");
-    clients[i] = ws;
+    clients[at] = ws;
     const joined = new Promise<void>((resolve, reject) => {
       ws.onText = (buf, start) => {
         if (isType(buf, start, "joined")) resolve();
@@ -292,8 +305,50 @@ async function connectAll(args: LoadArgs, count: number, roomOf: (i: number) => 
   async function worker(): Promise<void> {
     while (next < count) await one(next++);
   }
-  await bounded("connect", timeout, Promise.all(Array.from({ length: Math.min(CONNECT_CONCURRENCY, count) }, worker)));
+  await bounded("connect", timeout, Promise.all(Array.from({ length: Math.min(CONNECT_CONCURRENCY, count - from) }, worker)));
   return clients;
+}
+
+/**
+ * The open loop's clients, with `authority`: each room's first joiner first (its owner), then the
+ * rest; BANNED_USERS users who join no room; then every owner sets slow mode and bans them all,
+ * and the run waits for every answer.
+ */
+async function connectWithAuthority(args: LoadArgs, n: number, rooms: number, roomOf: (i: number) => string): Promise<RawWs[]> {
+  const owners = await connectAll(args, rooms, roomOf);
+  const rest = await connectAll(args, n - rooms, roomOf, rooms);
+  const banned: string[] = [];
+  for (let b = 0; b < BANNED_USERS; b++) {
+    const ws = await RawWs.open(args.port, "/ws");
+    const welcome = new Promise<string>((resolve) => {
+      ws.onText = (buf, start, end) => {
+        if (isType(buf, start, "welcome")) resolve(JSON.parse(new TextDecoder().decode(buf.subarray(start, end))).user.id);
+      };
+    });
+    ws.send(`{"type":"hello","name":"banned${b}"}`);
+    banned.push(await bounded("welcome", args.timeoutMs ?? 120_000, welcome));
+    ws.onText = null;
+  }
+  await bounded(
+    "authority setup",
+    args.timeoutMs ?? 120_000,
+    Promise.all(
+      owners.map((ws, r) => {
+        const room = roomOf(r);
+        const commands = [`{"type":"room_settings","room":"${room}","slowModeSeconds":${AUTHORITY_SLOW_MODE_SECONDS},"ref":"s"}`, ...banned.map((id) => `{"type":"ban","room":"${room}","user":"${id}","ref":"b"}`)];
+        return new Promise<void>((resolve, reject) => {
+          let answered = 0;
+          ws.onText = (buf, start) => {
+            if (isType(buf, start, "error")) reject(new Error(new TextDecoder().decode(buf.subarray(start, start + 200))));
+            else if (isType(buf, start, "ok") && ++answered === commands.length) resolve();
+          };
+          for (const command of commands) ws.send(command);
+        });
+      }),
+    ),
+  );
+  for (const ws of owners) ws.onText = null;
+  return [...owners, ...rest];
 }
 
 /** The text of sender `s`'s next message: padded so that the delivered frame is the same size on both targets. */
@@ -439,8 +494,9 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       const n = args.clients ?? 2000;
       const rooms = args.rooms ?? 200;
       const seconds = args.seconds ?? 10;
+      const period = args.periodMs ?? 1000;
       const roomOf = (i: number) => `o${i % rooms}`;
-      const clients = await connectAll(args, n, roomOf);
+      const clients = args.authority ? await connectWithAuthority(args, n, rooms, roomOf) : await connectAll(args, n, roomOf);
       const latencies = new Float64Array(Math.ceil((n / rooms) * n * (seconds + 2)));
       let count = 0;
       let measuring = false;
@@ -450,7 +506,7 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       };
       for (const c of clients) c.onText = onText;
       // Clients in the order of their phase: a tick sends the ones now due, without scanning the rest.
-      const phase = clients.map(() => Math.random() * 1000);
+      const phase = clients.map(() => Math.random() * period);
       const order = clients.map((_, i) => i).sort((a, b) => phase[a]! - phase[b]!);
       const ids = clients.map(() => 0);
       const lags = new Float64Array(Math.ceil(((seconds * 1000) / TICK_MS) * 2));
@@ -464,7 +520,7 @@ async function main(args: LoadArgs): Promise<Record<string, number>> {
       for (let now = start; now < stopAt; now = performance.now()) {
         if (measuring && ticks < lags.length) lags[ticks++] = now - asked;
         measuring = now >= start + WARMUP_MS;
-        for (let i = order[next]!; start + round * 1000 + phase[i]! <= now; i = order[next]!) {
+        for (let i = order[next]!; start + round * period + phase[i]! <= now; i = order[next]!) {
           clients[i]!.send(messageFrame(args, i, roomOf(i), ids[i]!++));
           if (++next === n) [next, round] = [0, round + 1];
         }

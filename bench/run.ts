@@ -3,7 +3,7 @@
  * SQLite in a temp folder) and against the floor (bench/floor.ts: raw Bun pub/sub, no protocol,
  * no storage), in the same run, as one table with the ratio to the floor.
  *
- *   bun run bench/run.ts [--quick] [--repeat N] [--only fanout,writeheavy,openloop,connects,cold]
+ *   bun run bench/run.ts [--quick] [--repeat N] [--only fanout,writeheavy,openloop,authority,connects,cold]
  *                        [--cpu-prof DIR] [--webhooks]
  *
  * The server under test runs on core 0 and the load generator (bench/load.ts) on core 1 when
@@ -24,7 +24,7 @@ const quick = process.argv.includes("--quick");
 const repeatAt = process.argv.indexOf("--repeat");
 const REPEAT = repeatAt === -1 ? (quick ? 1 : 3) : Number(process.argv[repeatAt + 1]);
 const onlyAt = process.argv.indexOf("--only");
-/** `--only fanout,connects` runs just those scenarios (fanout, writeheavy, editheavy, openloop, connects, cold). */
+/** `--only fanout,connects` runs just those scenarios (fanout, writeheavy, editheavy, openloop, authority, connects, cold). */
 const only = onlyAt === -1 ? null : process.argv[onlyAt + 1]!.split(",");
 const want = (scenario: string) => only === null || only.includes(scenario);
 const profAt = process.argv.indexOf("--cpu-prof");
@@ -36,13 +36,14 @@ const webhooks = process.argv.includes("--webhooks");
 const BENCH_WEBHOOK_SECRET = `whsec_${Buffer.alloc(32, 7).toString("base64")}`;
 /** The local webhook receiver: counts each POST and answers 204 at once; at /hang it never answers. */
 let received = 0;
-const receiver = webhooks
-  ? Bun.serve({
-      port: 0,
-      hostname: "127.0.0.1",
-      fetch: (req) => (req.url.endsWith("/hang") ? new Promise<Response>(() => {}) : (received++, new Response(null, { status: 204 }))),
-    })
-  : null;
+const receiver =
+  webhooks || want("authority")
+    ? Bun.serve({
+        port: 0,
+        hostname: "127.0.0.1",
+        fetch: (req) => (req.url.endsWith("/hang") ? new Promise<Response>(() => {}) : (received++, new Response(null, { status: 204 }))),
+      })
+    : null;
 /** Bounds one load-generator run. */
 const RUN_TIMEOUT_MS = 120_000;
 /** Bounds a cold start; also how long a server may take to accept its first connection. */
@@ -61,7 +62,7 @@ const pinned = (core: number, cmd: string[]) => (pin ? ["taskset", "-c", String(
  * `floor-durable`: the floor publishing a frame only once it is appended to a file and synced (`FLOOR_LOG`).
  * `floor-store`: the floor publishing a frame only once the chat's SQLite engine has stored it (`FLOOR_STORE`).
  */
-type Target = "chat" | "chat-binary" | "chat-memory" | "chat-webhooks" | "chat-webhooks-hang" | "floor" | "floor-frames" | "floor-durable" | "floor-store";
+type Target = "chat" | "chat-binary" | "chat-memory" | "chat-webhooks" | "chat-webhooks-hang" | "chat-authority" | "floor" | "floor-frames" | "floor-durable" | "floor-store";
 const isFloor = (target: Target) => target.startsWith("floor");
 
 interface Running {
@@ -128,7 +129,7 @@ async function start(target: Target, databasePath?: string): Promise<Running & {
       DATABASE_PATH: target === "chat-memory" ? ":memory:" : (databasePath ?? join(dir, "chat.sqlite")),
       ...(target === "floor-durable" ? { FLOOR_LOG: join(dir, "floor.log") } : {}),
       ...(target === "floor-store" ? { FLOOR_STORE: join(dir, "floor.sqlite") } : {}),
-      ...(target.startsWith("chat-webhooks")
+      ...(target.startsWith("chat-webhooks") || (target === "chat-authority" && !process.env.NOHOOKS)
         ? { WEBHOOK_URL: `http://127.0.0.1:${receiver!.port}/${target.endsWith("hang") ? "hang" : ""}`, WEBHOOK_SECRET: BENCH_WEBHOOK_SECRET }
         : {}),
       // The bench measures the server, not its limits: every cap out of the way, logs quiet.
@@ -170,6 +171,7 @@ async function load(target: Target, args: Omit<LoadArgs, "target" | "port" | "pi
       ...args,
       target: isFloor(target) ? "floor" : "chat",
       chatFrames: target === "floor-frames",
+      ...(target === "chat-authority" ? { authority: true } : {}),
       port: server.port,
       pid: server.proc.pid,
       timeoutMs: RUN_TIMEOUT_MS,
@@ -221,7 +223,7 @@ async function repeated(
   args: Omit<LoadArgs, "target" | "port" | "pid" | "scenario">,
   targets: Target[],
 ): Promise<Record<Target, Record<string, number>[]>> {
-  const results = { chat: [], "chat-binary": [], "chat-memory": [], "chat-webhooks": [], "chat-webhooks-hang": [], floor: [], "floor-frames": [], "floor-durable": [], "floor-store": [] } as Record<Target, Record<string, number>[]>;
+  const results = { chat: [], "chat-binary": [], "chat-memory": [], "chat-webhooks": [], "chat-webhooks-hang": [], "chat-authority": [], floor: [], "floor-frames": [], "floor-durable": [], "floor-store": [] } as Record<Target, Record<string, number>[]>;
   for (let i = 0; i < REPEAT; i++) {
     for (const target of targets) {
       // The floor sends frames as big as the chat server delivered in this round.
@@ -316,6 +318,20 @@ if (want("openloop")) {
     { scenario: "", metric: "latency p99 ms", chat: median(p99), floor: median(pick(r["floor-store"], "p99Ms")), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
     { scenario: "  chat (durable) vs this disk's fdatasync of a 4 KB append", metric: "p50 ms", chat: median(p50), floor: median(syncs.map((s) => s.p50Ms)), better: "lower", goal: "(floor)", noise: spread(p50), digits: 2 },
     { scenario: "", metric: "p99 ms", chat: median(p99), floor: median(syncs.map((s) => s.p99Ms)), better: "lower", goal: "(floor)", noise: spread(p99), digits: 2 },
+  );
+}
+if (want("authority")) {
+  // The send path of rooms that use the authority features (slow mode, a ban list, webhooks to a
+  // receiver answering 204), against rooms that use none, under the same open loop: each client
+  // sends every 2 s, so slow mode (1 s) refuses nothing.
+  const n = quick ? 500 : 2000;
+  const r = await repeated("openloop", { clients: n, rooms: n / 10, seconds: quick ? 3 : 10, periodMs: 2000 }, ["chat", "chat-authority"]);
+  const perMessage = (x: Record<string, number>) => (x.serverCpuShare! * 1e6) / (x.deliveries! / 10 / (quick ? 3 : 10));
+  const [on, off] = [r["chat-authority"].map(perMessage), r.chat.map(perMessage)];
+  const [p99on, p99off] = [pick(r["chat-authority"], "p99Ms"), pick(r.chat, "p99Ms")];
+  rows.push(
+    { scenario: `authority: open loop, ${n} clients, ${n / 10} rooms × 10, a message every 2 s each; rooms with slow mode (1 s), a ban list of 10 and webhooks on (floor column: rooms with none)`, metric: "server CPU µs/message", chat: median(on), floor: median(off), better: "lower", goal: "≤ 1.1×", noise: spread(on), digits: 1 },
+    { scenario: "", metric: "latency p99 ms", chat: median(p99on), floor: median(p99off), better: "lower", goal: "", noise: spread(p99on), digits: 2 },
   );
 }
 if (want("connects")) {
