@@ -9,7 +9,7 @@
  * The server under test runs on core 0 and the load generator (bench/load.ts) on core 1 when
  * `taskset` exists and there are two cores or more. Throughput scenarios run `repeat` times
  * (default 3) and report the median, with the spread between runs as the noise. `--quick` runs
- * smaller loads once (a smoke test, about 30 s). A whole run takes about 3 minutes. `--webhooks`
+ * smaller loads once (a smoke test, about 30 s). A whole run takes about 10 minutes. `--webhooks`
  * adds write-heavy with webhooks on (WEBHOOK_URL: a local receiver in this process that answers
  * 204 at once), against webhooks off in the same run.
  */
