@@ -9,7 +9,7 @@ import { CLOSE, CLOSE_REASON, codePoints, type ErrorCode, type ErrorFrame, type 
 import type { Banner } from "./banner.ts";
 import type { Connection, Status } from "./connection.ts";
 import type { Directory } from "./directory.ts";
-import { h, randomId } from "./dom.ts";
+import { TIMER_MAX_MS, h, randomId } from "./dom.ts";
 import type { Ui } from "./elements.ts";
 import type { Header } from "./header.ts";
 import type { Change, Identity, Self } from "./identity.ts";
@@ -32,8 +32,6 @@ const FALLBACK_MAX_CHARS = 2_000;
 
 /** How long a sign-out waits for the server to close the session's connections before forgetting it anyway. */
 const SIGNOUT_WAIT_MS = 5_000;
-/** The longest delay a browser timer takes (longer ones fire at once). */
-const TIMER_MAX_MS = 2 ** 31 - 1;
 
 const NAME_REFUSED: Partial<Record<ErrorCode, string>> = {
   name_invalid: "Use 1 to 32 letters, digits, spaces, _ - or .",

@@ -6,6 +6,9 @@
 
 type Child = Node | string | null | undefined | false;
 
+/** The longest delay a browser timer takes (2^31 − 1 ms, ~24.8 days; longer ones fire at once). */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
+
 interface Props {
   class?: string;
   text?: string;

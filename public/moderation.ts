@@ -11,7 +11,7 @@
 
 import type { ErrorFrame, LeftFrame, ModerationFrame, UserRef } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
-import { h, untilText } from "./dom.ts";
+import { TIMER_MAX_MS, h, untilText } from "./dom.ts";
 import { duration, moderationLine, outLine } from "./events.ts";
 import type { Identity, Self } from "./identity.ts";
 import { showMenu, type Ask, type MenuItem } from "./menu.ts";
@@ -26,8 +26,6 @@ const MUTES = [600, 3_600, 86_400] as const;
 const BAN_END_SLACK_MS = 1_000;
 /** A ban that ended by this clock but not by the server's: ask again no sooner than this. */
 const BAN_END_RETRY_MS = 30_000;
-/** The longest a browser's timer waits (2^31 − 1 ms, ~24.8 days); a later end waits for the reader. */
-const TIMER_MAX_MS = 2_147_483_647;
 
 /** What the composer shows for a room: a note, whether writing is closed, how long Send waits. */
 export interface WriteState {
@@ -217,6 +215,7 @@ export function createModeration(deps: ModerationDeps) {
   function rejoinAtEnd(room: Room, until: number | null): void {
     if (until === null) return;
     const inMs = until - Date.now();
+    // A later end waits for the reader's "Join again".
     if (inMs > TIMER_MAX_MS) return;
     window.setTimeout(
       () => {
