@@ -238,13 +238,7 @@ test(
     await waitForText(wrong, "#login-error", "That admin token is not right.");
     expect(await wrong.getAttribute("#login-admin-token", "aria-invalid")).toBe("true");
 
-    const admin = await suite.newPage("ada");
-    await admin.goto(new URL(`/#${room}`, server.url).href);
-    await admin.fill("#login-name", "ada");
-    await admin.click("#login-admin summary");
-    await admin.fill("#login-admin-token", ADMIN_TOKEN);
-    await admin.press("#login-name", "Enter");
-    await live(admin, room);
+    const admin = await signIn(await suite.newPage("ada"), server, "ada", room, ADMIN_TOKEN);
     expect(await admin.textContent("#me-tags")).toBe("admin");
     const kept = await admin.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
     expect(kept).not.toContain(ADMIN_TOKEN);

@@ -153,10 +153,17 @@ export function browserSuite() {
   };
 }
 
-/** Goes to `#room` on `server`, picks `name` in the prompt, and waits until the room is live. */
-export async function signIn(page: Page, server: TestServer, name: string, room: string): Promise<Page> {
+/**
+ * Goes to `#room` on `server`, picks `name` in the prompt (with `adminToken`, in the sign-in
+ * screen's admin section), and waits until the room is live.
+ */
+export async function signIn(page: Page, server: TestServer, name: string, room: string, adminToken?: string): Promise<Page> {
   await page.goto(new URL(`/#${room}`, server.url).href);
   await page.fill("#login-name", name);
+  if (adminToken !== undefined) {
+    await page.click("#login-admin summary");
+    await page.fill("#login-admin-token", adminToken);
+  }
   await page.press("#login-name", "Enter");
   await live(page, room);
   return page;

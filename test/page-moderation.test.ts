@@ -360,13 +360,7 @@ test(
 
     // An admin, signed in on the page with the admin token, bans bob from the whole chat from
     // his menu: he is closed with 4003, the page stays closed, and the admin is told it is done.
-    const admin = await suite.newPage("ada");
-    await admin.goto(new URL(`/#${room}`, server.url).href);
-    await admin.fill("#login-name", "ada");
-    await admin.click("#login-admin summary");
-    await admin.fill("#login-admin-token", ADMIN_TOKEN);
-    await admin.press("#login-name", "Enter");
-    await live(admin, room);
+    const admin = await signIn(await suite.newPage("ada"), server, "ada", room, ADMIN_TOKEN);
     await admin.click(`#members button[aria-label="Actions for bob"]`);
     await admin.locator(".menu-item", { hasText: "Ban from this chat…" }).click();
     await admin.locator("#ask-dialog[open]").waitFor();
