@@ -162,12 +162,14 @@ export function createOutbox(hooks: OutboxHooks) {
    * read against the numbering the server had then.
    */
   function unanchor(room: string): void {
+    let changed = false;
     for (const item of items.values()) {
       if (item.room !== room || item.state === "sent" || item.replyTo === undefined) continue;
       delete item.replyTo;
       hooks.changed(item);
+      changed = true;
     }
-    save();
+    if (changed) save();
   }
 
   /** Every message goes: signed out. */
