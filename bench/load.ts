@@ -52,6 +52,8 @@ const CONNECT_CONCURRENCY = 200;
 const TAIL_BYTES = 17;
 /** What follows the text in a chat `message` frame: `","ts":` + 13 digits + `}`. */
 const TRAILER_BYTES = 21;
+/** The most a Redis frame adds after the ts: `,"seq":` + up to 16 digits. */
+const SEQ_TRAILER_MAX_BYTES = 23;
 /** Open loop with `authority`: users banned in every room (a ban list of this many). */
 const BANNED_USERS = 10;
 /** Open loop with `authority`: the rooms' slow mode, in seconds (below the send period). */
@@ -61,6 +63,7 @@ const TEXT_PAD = "a chat message of a typical length, sixty characters or so. ";
 
 const HASH = 35;
 const COLON = 58;
+const QUOTE = 34;
 const encoder = new TextEncoder();
 const t0 = performance.now();
 const micros = () => Math.round((performance.now() - t0) * 1000);
@@ -83,7 +86,12 @@ function digits(buf: Uint8Array, from: number, to: number): number {
  */
 function tailAt(buf: Uint8Array, end: number): number {
   const at = end - TRAILER_BYTES - TAIL_BYTES;
-  return at < 0 || buf[at] !== HASH || buf[at + 6] !== COLON ? -1 : at;
+  if (at >= 0 && buf[at] === HASH && buf[at + 6] === COLON) return at;
+  // The Redis engine's frames end in `,"seq":N` after the ts: look a little further back.
+  for (let k = at - 1; k >= Math.max(0, at - SEQ_TRAILER_MAX_BYTES); k--) {
+    if (buf[k] === HASH && buf[k + 6] === COLON && buf[k + TAIL_BYTES] === QUOTE) return k;
+  }
+  return -1;
 }
 const tailSender = (buf: Uint8Array, at: number) => digits(buf, at + 1, at + 6);
 const tailSentUs = (buf: Uint8Array, at: number) => digits(buf, at + 7, at + TAIL_BYTES);
