@@ -111,9 +111,31 @@ describe("the token bucket rule: one table, both implementations", () => {
     return answers.map((answer) => (answer as [number, string, number])[0] === 1);
   };
 
+  /**
+   * As redis/roster.ts takes frames' tokens: the takes asked for together in one call, the key
+   * once per take, at one time. A case's takes at the same time go together.
+   */
+  const inRedisTogether: Taker = async ({ burst, perSecond, takes }) => {
+    const key = `test:bucket:${crypto.randomUUID()}`;
+    const groups: number[][] = [];
+    for (const [at] of takes) {
+      const last = groups.at(-1);
+      if (last?.[0] === at) last.push(at);
+      else groups.push([at]);
+    }
+    const answers: boolean[] = [];
+    for (const group of groups) {
+      const flat = (await client.send("EVALSHA", [sha, String(group.length), ...group.map(() => key), String(burst), String(perSecond / 1000), String(group[0])])) as (number | string)[];
+      expect(flat).toHaveLength(3 * group.length);
+      for (let i = 0; i < group.length; i++) answers.push(flat[3 * i] === 1);
+    }
+    return answers;
+  };
+
   for (const [implementation, take] of [
     ["TokenBucket (core/bucket.ts)", inProcess],
     ["bucket-take.lua in redis-server", inRedis],
+    ["bucket-take.lua, a moment's takes in one call", inRedisTogether],
   ] as const) {
     describe(implementation, () => {
       for (const [name, c] of Object.entries(BUCKET_CASES)) {

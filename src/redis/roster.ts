@@ -35,6 +35,16 @@ const GENERATION_BYTES = 9;
 const REAP_SCAN_COUNT = 1000;
 /** The rooms with members are read from Redis at most this often, however often /api/rooms is polled. */
 const ACTIVE_CACHE_MS = 1000;
+/** Bounds the frame tokens taken in one script call (the keys of one EVALSHA). */
+const FRAME_TAKES_PER_CALL_MAX = 512;
+
+/** A frame's token, asked for and not yet sent to Redis. */
+interface FrameTake {
+  userId: string;
+  now: number;
+  resolve: (taken: boolean) => void;
+  reject: (error: unknown) => void;
+}
 
 /**
  * Each instance registers, keeps a key alive with a TTL (INSTANCE_TIMEOUT_MS) and checks the
@@ -53,6 +63,8 @@ export class RedisRoster implements Roster {
    * here: put back if Redis loses its data, so a reset gives nobody a fresh burst.
    */
   private readonly levels = new Map<string, { tokens: number; at: number }>();
+  /** The frame tokens asked for in this turn of the event loop, sent together at its end. */
+  private frameTakes: FrameTake[] = [];
   private registered = false;
   private target!: RosterTarget;
   /** The last read of the rooms with members, and until when it stands. */
@@ -336,12 +348,41 @@ export class RedisRoster implements Roster {
     return this.take(keys.user, roomStartsPerHour, roomStartsPerHour / 3600, now);
   }
 
-  /** The user's bucket lives in Redis; `own` is the hub's fallback while Redis cannot answer. */
+  /**
+   * The user's bucket lives in Redis; `own` is the hub's fallback while Redis cannot answer. The
+   * frames asked for in one turn of the event loop take their tokens in one call, in the order
+   * asked: each still takes exactly one token of the shared count, for one script run instead of
+   * one per frame (issue #22: Redis fan-out).
+   */
   takeFrame(userId: string, now: number, _own: TokenBucket): Promise<boolean> {
     // Redis away: say so at once (the hub spends its own copy) rather than wait for a reconnect.
     if (!this.link.connected) return Promise.reject(new Error("not connected to Redis"));
-    return this.take(rateKey(userId), this.config.rateLimitBurst, this.config.rateLimitPerSecond, now, (tokens, at) => {
-      if (this.names.has(userId)) this.levels.set(userId, { tokens, at });
+    return new Promise((resolve, reject) => {
+      if (this.frameTakes.push({ userId, now, resolve, reject }) === 1) setImmediate(() => this.takeFrames());
+    });
+  }
+
+  /** Sends the frame takes asked for since the last turn, FRAME_TAKES_PER_CALL_MAX to a call. */
+  private takeFrames(): void {
+    const takes = this.frameTakes;
+    this.frameTakes = [];
+    for (let from = 0; from < takes.length; from += FRAME_TAKES_PER_CALL_MAX) void this.takeFrameBatch(takes.slice(from, from + FRAME_TAKES_PER_CALL_MAX));
+  }
+
+  /** One call for `takes`, at the latest clock among them (they were asked within one turn). */
+  private async takeFrameBatch(takes: FrameTake[]): Promise<void> {
+    const now = Math.max(...takes.map((t) => t.now));
+    const { rateLimitBurst, rateLimitPerSecond } = this.config;
+    let answers: (number | string)[];
+    try {
+      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now)]);
+    } catch (error) {
+      for (const t of takes) t.reject(error);
+      return;
+    }
+    takes.forEach((t, i) => {
+      if (this.names.has(t.userId)) this.levels.set(t.userId, { tokens: Number(answers[3 * i + 1]), at: Number(answers[3 * i + 2]) });
+      t.resolve(answers[3 * i] === 1);
     });
   }
 
@@ -360,10 +401,9 @@ export class RedisRoster implements Roster {
     }
   }
 
-  /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. `seen` hears the level it left. */
-  private async take(key: string, burst: number, perSecond: number, now: number, seen?: (tokens: number, at: number) => void): Promise<boolean> {
-    const [taken, tokens, at]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)]);
-    seen?.(Number(tokens), Number(at));
+  /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. */
+  private async take(key: string, burst: number, perSecond: number, now: number): Promise<boolean> {
+    const [taken]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)]);
     return taken === 1;
   }
 

@@ -40,7 +40,7 @@ export const SCRIPTS = {
   rosterAdopt,
   nameClaim,
   nameRelease,
-  /** One token of a shared bucket (the same rule as core/bucket.ts's TokenBucket). */
+  /** One token from each of its keys, in order (the same rule as core/bucket.ts's TokenBucket). */
   bucketTake,
   /** A user's shared bucket put back after Redis lost its data. */
   bucketRestore,
