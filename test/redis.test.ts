@@ -11,6 +11,7 @@ import { describe, expect, test } from "bun:test";
 import type { ServerOptions } from "../server.ts";
 import { nameKeys } from "../src/protocol/rules.ts";
 import { historyBytes } from "../src/redis/index.ts";
+import { SCRIPTS } from "../src/redis/scripts.ts";
 import {
   Client,
   bounded,
@@ -79,6 +80,87 @@ async function instanceOf(admin: RedisClient, room: string, userId: string): Pro
 }
 
 const names = (members: { name: string }[]) => members.map((m) => m.name);
+
+/**
+ * A TCP proxy in front of redis-server that can lose a connection at the worst moment: `cutAfter`
+ * arms it to forward the next command whose bytes hold `marker`, then close the client's side at
+ * once, while Redis runs it; Redis's answer goes nowhere. Later connections pass untouched.
+ */
+async function cuttingProxy(redisPort: number) {
+  let marker: string | null = null;
+  let cut!: () => void;
+  /** Writes all of `bytes`: Bun's socket.write takes what it can at once, the rest waits for drain. */
+  const queues = new Map<Bun.Socket<unknown>, Uint8Array[]>();
+  const write = (socket: Bun.Socket<unknown>, bytes: Uint8Array) => {
+    const queue = queues.get(socket);
+    if (queue?.length) return void queue.push(bytes);
+    const n = socket.write(bytes);
+    if (n < bytes.length) queues.set(socket, [bytes.subarray(Math.max(0, n))]);
+  };
+  const drain = (socket: Bun.Socket<unknown>) => {
+    const queue = queues.get(socket) ?? [];
+    while (queue.length) {
+      const head = queue[0]!;
+      const n = socket.write(head);
+      if (n < head.length) return void (queue[0] = head.subarray(Math.max(0, n)));
+      queue.shift();
+    }
+  };
+  type Side = { peer: Bun.Socket<unknown> | null; early: Uint8Array[]; lost: boolean };
+  const listener = Bun.listen<Side>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      async open(down) {
+        const side: Side = { peer: null, early: [], lost: false };
+        down.data = side;
+        const up = await Bun.connect<Side>({
+          hostname: "127.0.0.1",
+          port: redisPort,
+          socket: {
+            data: (_up, chunk) => {
+              if (!side.lost) write(down as Bun.Socket<unknown>, chunk);
+            },
+            drain: (up) => drain(up as Bun.Socket<unknown>),
+            close: () => {
+              if (!side.lost) down.end();
+            },
+            error: () => void down.end(),
+          },
+        });
+        side.peer = up as Bun.Socket<unknown>;
+        for (const bytes of side.early.splice(0)) write(side.peer, bytes);
+      },
+      data(down, chunk) {
+        const side = down.data;
+        if (!side.peer) return void side.early.push(new Uint8Array(chunk));
+        write(side.peer, chunk);
+        if (marker !== null && Buffer.from(chunk).toString("latin1").includes(marker)) {
+          marker = null;
+          side.lost = true;
+          down.end();
+          cut();
+        }
+      },
+      drain: (down) => drain(down as Bun.Socket<unknown>),
+      close: (down) => void down.data.peer?.end(),
+      error: (down) => void down.data.peer?.end(),
+    },
+  });
+  return {
+    url: (db: number) => `redis://127.0.0.1:${listener.port}/${db}`,
+    /** Resolves once a command holding `text` was forwarded and its connection cut. */
+    cutAfter(text: string): Promise<void> {
+      marker = text;
+      const done = new Promise<void>((resolve) => (cut = resolve));
+      return bounded(done, `a command holding ${text} to pass the proxy`);
+    },
+    stop: () => listener.stop(true),
+  };
+}
+
+/** A script's SHA, as EVALSHA names it. */
+const shaOf = (script: string) => new Bun.CryptoHasher("sha1").update(script).digest("hex");
 
 describe("two instances", () => {
   test("a user on A and a user on B chat both ways with one seq sequence; members and presence span both", async () => {
@@ -654,6 +736,46 @@ describe("failures", () => {
     expect(await alice.next()).toEqual(expected);
     admin.close();
   });
+
+  test("a spending script whose connection is lost after it was sent is not sent again: a frame's token and a slow-mode slot are spent once", async () => {
+    const proxy = await cuttingProxy(redis.port);
+    const db = redis.freshDb();
+    // A still clock: nothing refills, so the bucket's level is exact.
+    const t = Date.now();
+    const server = await startServer({ redisUrl: proxy.url(db), now: () => t, rateLimitBurst: 6, rateLimitPerSecond: 1 });
+    try {
+      const olga = await Client.connect(server.wsUrl);
+      await olga.hello("olga");
+      expect((await olga.join("once")).role).toBe("owner");
+      const sam = await Client.connect(server.wsUrl);
+      const welcome = await sam.hello("sam");
+      await sam.join("once"); // a token: 5 left
+      const level = () => redis.commandIn(db, "HGET", `chat:rate:${welcome.user.id}`, "t");
+      expect(await level()).toBe("5");
+      // The token of this send is taken in Redis, whose answer is lost: it is not asked for again
+      // (that would take a second), and this instance's copy of the bucket pays.
+      const cut = proxy.cutAfter(shaOf(SCRIPTS.bucketTake));
+      sam.send({ type: "send", room: "once", id: "m1", text: "spent once" });
+      await cut;
+      await sam.until((f) => f.type === "message" && f.id === "m1");
+      expect(await level()).toBe("4");
+      // The same for slow mode's slot (the owner is not held to it, sam is): taken in Redis, answer
+      // lost, not taken again (which would refuse the send as too soon); this instance's record of
+      // the slot lets it through.
+      olga.send({ type: "room_settings", room: "once", slowModeSeconds: 30, ref: "s" });
+      expect((await olga.until((f) => f.type === "ok" || f.type === "error")).at(-1)).toMatchObject({ type: "ok", ref: "s" });
+      await sam.until((f) => f.type === "settings");
+      const slot = proxy.cutAfter(shaOf(SCRIPTS.slowTake));
+      sam.send({ type: "send", room: "once", id: "m2", text: "slow, once" });
+      await slot;
+      const answer = (await sam.until((f) => (f.type === "message" && f.id === "m2") || f.type === "error")).at(-1);
+      expect(answer).toMatchObject({ type: "message", id: "m2" });
+      for (const c of [olga, sam]) c.close();
+    } finally {
+      await server.stop();
+      proxy.stop();
+    }
+  }, REDIS_TEST_MS);
 
   test("CLIENT KILL of the command connections mid-burst: sends in flight are sent again, each stored and delivered once", async () => {
     await using duo = await pair("resend");

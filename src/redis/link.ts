@@ -27,6 +27,15 @@ export class RedisTimeout extends Error {
 }
 
 /**
+ * `resent` for a script that spends something (a rate token, a slow-mode slot): the first may have
+ * run and spent it, and a second run would spend it again. So it is not sent again; its caller
+ * answers from this instance's copy, as when Redis cannot be reached.
+ */
+export function spendOnce(): never {
+  throw new Error("connection lost after a spending script was sent: it may have run, so it is not sent again");
+}
+
+/**
  * One connection to Redis, supervised. Bun's client reconnects by itself a few times and then
  * stays closed for good until connect() is called; this calls it again until Redis is back.
  * No offline queue: while Redis is away a command fails at once instead of piling up.
@@ -171,7 +180,8 @@ export class RedisLink {
 
   /**
    * Sends a command; one that lost its connection is sent again once the client is back (every
-   * command we send may run twice: appends carry a dedup key, the rest are idempotent).
+   * command we send may run twice: appends carry a dedup key, the scripts that spend pass
+   * `spendOnce`, the rest are idempotent).
    */
   async send(command: string, args: string[], resent?: () => void): Promise<any> {
     return this.deadline(command, this.retrying(() => this.client.send(command, args), resent));

@@ -25,7 +25,7 @@ import {
   roomStartKeys,
   rosterKeys,
 } from "./keys.ts";
-import { redisHash, type RedisLink } from "./link.ts";
+import { redisHash, spendOnce, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
 /** Bytes of randomness in the mark of Redis's data (GENERATION_KEY). */
@@ -168,6 +168,8 @@ export class RedisRoster implements Roster {
         const got = await this.claimName(held);
         if (got.held || this.names.get(held.userId) !== held) return;
         this.names.delete(held.userId);
+        // Its bucket is no longer this instance's to put back.
+        this.levels.delete(held.userId);
         if (got.renamed) this.target.renamedElsewhere(held.userId, got.renamed.name, got.renamed.version);
         else this.target.nameLost(held.userId, held.name);
       }),
@@ -375,7 +377,7 @@ export class RedisRoster implements Roster {
     const { rateLimitBurst, rateLimitPerSecond } = this.config;
     let answers: (number | string)[];
     try {
-      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now)]);
+      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now)], spendOnce);
     } catch (error) {
       for (const t of takes) t.reject(error);
       return;
@@ -393,7 +395,7 @@ export class RedisRoster implements Roster {
   async takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): Promise<number> {
     try {
       if (!this.link.connected) throw new Error("not connected to Redis");
-      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], [String(now), String(ms)]));
+      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], [String(now), String(ms)], spendOnce));
       if (wait === 0) own.set(`${room}\n${userId}`, now + ms);
       return wait;
     } catch {
@@ -403,7 +405,7 @@ export class RedisRoster implements Roster {
 
   /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. */
   private async take(key: string, burst: number, perSecond: number, now: number): Promise<boolean> {
-    const [taken]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)]);
+    const [taken]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)], spendOnce);
     return taken === 1;
   }
 
