@@ -172,13 +172,20 @@ export class Users {
         return fail("internal", MESSAGES.internal);
       }
     }
-    if (conn.state !== "open" || conn.user) {
+    // A new session written for a hello that then fails was handed to nobody: it goes, or it
+    // would reserve the name (nameReservedBy) for its lifetime against everyone, its winner too.
+    const undo = async () => {
       unclaim();
+      if (token === null || reuse || session.kind === "bot") return;
+      await this.store.revokeSession(hashSecret(token)).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "revokeSession" }));
+    };
+    if (conn.state !== "open" || conn.user) {
+      await undo();
       return fail("internal", "connection closed");
     }
     // Another hello for the name won while this one waited for storage: that is all it is.
     if (guest && this.heldByOther(keys, session.userId)) {
-      unclaim();
+      await undo();
       return fail("name_taken", MESSAGES.nameTaken);
     }
     // Held here now, in the step that checked it: a hello that resumes before this one's user

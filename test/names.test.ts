@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SignJWT } from "jose";
 import { RESERVED_NAMES, checkName, nameKeys, namesClash, reservedKeys } from "../src/protocol/rules.ts";
-import { Client, instances, redisForSuite, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
+import { Client, bounded, instances, redisForSuite, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
 
@@ -209,6 +209,50 @@ describe("the same name from many hellos at once (SQLite)", () => {
       Array.from({ length: HELLOS - 1 }, () => ["error", "name_taken"]),
     );
     for (const c of clients) c.close();
+    // The losers' sessions were written and handed to nobody: they reserve nothing. The winner's
+    // session brings its name back, however often (a left-over one would answer name_taken).
+    const welcome = answers.find((a) => a.type === "welcome")!;
+    for (let i = 0; i < 3; i++) {
+      const back = await Client.connect(server.wsUrl);
+      expect((await back.hello("samename", welcome.session)).user).toEqual(welcome.user);
+      back.close();
+    }
+  });
+
+  test("a hello whose connection closes while its session is written leaves no session behind: the name is free", async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let reached!: () => void;
+    const writing = new Promise<void>((resolve) => (reached = resolve));
+    let gated = true;
+    let revoked!: () => void;
+    const undone = new Promise<void>((resolve) => (revoked = resolve));
+    const store = sqliteWith((real) => ({
+      saveSession: async (hash, session) => {
+        if (gated) {
+          gated = false;
+          reached();
+          await gate;
+        }
+        return real.saveSession(hash, session);
+      },
+      revokeSession: async (hash) => {
+        await real.revokeSession(hash);
+        revoked();
+      },
+    }));
+    await using server = await startServer({ store, helloRatePerMinute: 1000, presenceGraceMs: 0 });
+    const gone = await Client.connect(server.wsUrl);
+    gone.send({ type: "hello", name: "vanishing" });
+    await writing;
+    gone.close();
+    await server.logLine((l) => l.event === "close");
+    open();
+    await bounded(undone, "the unsent session to be revoked");
+    // The same person, back before it ever got a token: the name is there for it.
+    const again = await Client.connect(server.wsUrl);
+    expect((await again.hello("vanishing")).user.name).toBe("vanishing");
+    again.close();
   });
 });
 
