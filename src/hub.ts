@@ -18,7 +18,7 @@ import { DAY_MS, outboxBounds, type Appended, type NewMessage, type Page, type P
 import type { Fanout } from "./fanout.ts";
 import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
-import { Membership } from "./membership.ts";
+import { Membership, type Entering } from "./membership.ts";
 import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
@@ -256,13 +256,24 @@ export class Hub {
    * live exactly once (RoomLog.read).
    */
   async join(conn: Connection, asked: Join): Promise<Result<null>> {
-    let { room } = asked;
-    const { since, limit, ref } = asked;
+    const { room } = asked;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     if (!conn.rooms.includes(room) && conn.rooms.length >= this.config.maxRoomsPerConnection) {
       return fail("too_many_rooms", `at most ${this.config.maxRoomsPerConnection} rooms per connection`);
     }
     const actor = actorOf(conn);
+    const entering = this.membership.willEnter(room, actor.ref.id);
+    try {
+      return await this.enter(conn, asked, actor, entering);
+    } finally {
+      this.membership.entered(room, entering);
+    }
+  }
+
+  /** The join's steps once it may be asked: rights, the read, the owner's claim, then in. */
+  private async enter(conn: Connection, asked: Join, actor: Actor, entering: Entering): Promise<Result<null>> {
+    let { room } = asked;
+    const { since, limit, ref } = asked;
     let reading;
     try {
       // Rights first, at every join, a resuming one too: a refused joiner gets nothing of the room.
@@ -293,6 +304,21 @@ export class Hub {
         refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, othersHere, actor);
       } catch (error) {
         this.ctx.log("error", "storage", { error: String(error), op: "claimOwner", room });
+        refused = fail("internal", MESSAGES.internal);
+      }
+      if (refused || gone()) {
+        reading.cancel();
+        return refused ?? fail("internal", "connection closed");
+      }
+    }
+    if (entering.removed) {
+      // Kicked or banned while the join waited for storage: its rights are asked again (the
+      // invite, if any, was spent already); a kick from a public room still lets it in.
+      let refused;
+      try {
+        refused = await this.authority.mayEnter(room, await this.log.auth(room), actor, undefined);
+      } catch (error) {
+        this.ctx.log("error", "storage", { error: String(error), op: "join", room });
         refused = fail("internal", MESSAGES.internal);
       }
       if (refused || gone()) {

@@ -16,6 +16,13 @@ import type { Users } from "./users.ts";
 import type { LeftReason, PresenceFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
 import type { Webhooks } from "./webhooks.ts";
 
+/** A join under way (Membership.willEnter). */
+export interface Entering {
+  readonly userId: string;
+  /** The user was kicked or banned from the room since the join checked its rights. */
+  removed: boolean;
+}
+
 export class Membership {
   /** Roster changes of one user in one room, in the order they were made (room\nuserId → last). */
   private readonly chains = new Map<string, Promise<unknown>>();
@@ -26,6 +33,8 @@ export class Membership {
   private readonly untold = new Set<string>();
   private graceTimer: ReturnType<typeof setTimeout> | null = null;
   private graceAt = Infinity;
+  /** Joins under way (rights checked, not entered yet), by room: a kick or ban meanwhile marks them. */
+  private readonly entering = new Map<string, Set<Entering>>();
 
   constructor(
     private readonly ctx: Context,
@@ -38,6 +47,25 @@ export class Membership {
     /** Hears the joins and leaves this instance announces (§11.7); null while webhooks are off. */
     private readonly webhooks: Webhooks | null = null,
   ) {}
+
+  /**
+   * A join of `userId` to `room` begins: until `entered`, a kick or ban of the user there marks it
+   * `removed`, so the join checks the user's rights again rather than enter on the old answer.
+   */
+  willEnter(room: string, userId: string): Entering {
+    const entry: Entering = { userId, removed: false };
+    let joins = this.entering.get(room);
+    if (!joins) this.entering.set(room, (joins = new Set()));
+    joins.add(entry);
+    return entry;
+  }
+
+  /** The join `entry` is over (entered or not). */
+  entered(room: string, entry: Entering): void {
+    const joins = this.entering.get(room);
+    joins?.delete(entry);
+    if (joins?.size === 0) this.entering.delete(room);
+  }
 
   /**
    * `conn` enters `room` (its `joined` is on its way). True when that makes its user new to the
@@ -123,6 +151,7 @@ export class Membership {
    * told why, and the room hears it leave at once (no grace) once it is in the room nowhere else.
    */
   evict(room: string, user: UserRef, reason: LeftReason): void {
+    for (const join of this.entering.get(room) ?? []) if (join.userId === user.id) join.removed = true;
     const conns = this.presence.evict(room, user.id);
     if (!conns) return;
     for (const conn of conns) {

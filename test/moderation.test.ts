@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { Client, ENGINES, LineClient, engineServers, instances, redisForSuite, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
+import { Client, ENGINES, LineClient, engineServers, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -327,5 +327,70 @@ describe("what holds across instances and restarts", () => {
     expect((await back.hello("bad", session)).user.id).toBe(id);
     expect(await ask(back, { type: "join", room: "r" })).toMatchObject({ code: "banned" });
     back.close();
+  });
+});
+
+describe("a kick or ban while a join waits for storage (SQLite)", () => {
+  /** A server whose next history read, once `hold()` is called, waits until `release()`; `reached` says it is waiting. */
+  async function heldReads() {
+    let armed = false;
+    let reached!: () => void;
+    let release!: () => void;
+    const waiting = new Promise<void>((resolve) => (reached = resolve));
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const store = sqliteWith((real) => ({
+      roomPage: async (room, query) => {
+        if (armed) {
+          armed = false;
+          reached();
+          await gate;
+        }
+        return real.roomPage(room, query);
+      },
+    }));
+    const server = await startServer({ store });
+    return { server, hold: () => (armed = true), waiting, release };
+  }
+
+  test("banned meanwhile: the join is refused banned, and the room never hears the user come", async () => {
+    const { server, hold, waiting, release } = await heldReads();
+    try {
+      const owner = await guest(server, "olga", "r");
+      const bob = await guest(server, "bob");
+      hold();
+      // `since` makes the read one of its own (a join storm's page is shared).
+      bob.send({ type: "join", room: "r", since: 0, ref: "j" });
+      await waiting;
+      expect(await ask(owner, { type: "ban", room: "r", user: bob.id, ref: "b" })).toMatchObject({ type: "ok", ref: "b" });
+      release();
+      expect(await bob.until((f) => f.ref === "j")).toContainEqual(expect.objectContaining({ type: "error", code: "banned", ref: "j" }));
+      // A marker: had bob come in, his join would have reached the owner before it.
+      await say(owner, "r", "marker");
+      expect(owner.frames.filter((f) => f.type === "presence" && f.user.id === bob.id)).toEqual([]);
+      for (const c of [owner, bob]) c.close();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test("kicked from a private room meanwhile (off its list): the join is refused forbidden", async () => {
+    const { server, hold, waiting, release } = await heldReads();
+    try {
+      const owner = await guest(server, "olga", "p");
+      const bob = await guest(server, "bob", "p");
+      // Private now: everyone in it is on its list, bob too; he steps out and comes back.
+      expect(await ask(owner, { type: "room_settings", room: "p", private: true, ref: "s" })).toMatchObject({ type: "ok" });
+      bob.send({ type: "leave", room: "p" });
+      await bob.until((f) => f.type === "left" && f.room === "p");
+      hold();
+      bob.send({ type: "join", room: "p", since: 0, ref: "j" });
+      await waiting;
+      expect(await ask(owner, { type: "kick", room: "p", user: bob.id, ref: "k" })).toMatchObject({ type: "ok", ref: "k" });
+      release();
+      expect(await bob.until((f) => f.ref === "j")).toContainEqual(expect.objectContaining({ type: "error", code: "forbidden", ref: "j" }));
+      for (const c of [owner, bob]) c.close();
+    } finally {
+      await server.stop();
+    }
   });
 });
