@@ -103,8 +103,21 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   const isAnswer = (x: unknown): x is Answer => typeof x === "object" && x !== null && "status" in x && "body" in x;
   const send = (c: HonoContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
 
-  /** Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`. */
+  /**
+   * Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`.
+   * Storage that throws on the way (a commit that failed) is 503 with its body (§11.6), as a
+   * failed commit is `internal` over WebSocket: never the HTTP door's bare 500.
+   */
   async function command(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+    try {
+      return await commandSteps(c, type, fields, run);
+    } catch (error) {
+      ctx.log("error", "storage", { error: String(error), op: `api ${type}` });
+      return send(c, problem(503, "internal", "storage unavailable; send it again"));
+    }
+  }
+
+  async function commandSteps(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
     const actor = await bearer(c);
     if (isAnswer(actor)) return send(c, actor);
     const data = await body(c);

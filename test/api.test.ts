@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { Client, ENGINES, engineServers, run, SERVER_COMMAND, spawnServer, tempDir, user, type Frame, type TestServer } from "./helpers.ts";
+import { Client, ENGINES, engineServers, run, SERVER_COMMAND, spawnServer, sqliteWith, startServer, tempDir, user, type Frame, type TestServer } from "./helpers.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const asAdmin = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -230,5 +230,25 @@ describe("bots from the command line", () => {
       running.proc.kill("SIGTERM");
       await running.output;
     }
+  });
+});
+
+describe("storage that fails under the API (SQLite)", () => {
+  test("a post whose commit fails is 503 with the error body of §11.6; once storage is back, 201", async () => {
+    let failing = true;
+    const store = sqliteWith((real) => ({
+      append: async (batch) => {
+        if (failing) throw new Error("disk I/O error (injected)");
+        return real.append(batch);
+      },
+    }));
+    await using server = await startServer({ store, adminToken: ADMIN_TOKEN });
+    const res = await api(server, "POST", "/api/rooms/r/messages", ADMIN_TOKEN, { text: "lost?" });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ error: "internal", message: expect.any(String) });
+    failing = false;
+    const again = await api(server, "POST", "/api/rooms/r/messages", ADMIN_TOKEN, { text: "stored" });
+    expect(again.status).toBe(201);
+    expect(((await again.json()) as { message: { text: string } }).message.text).toBe("stored");
   });
 });
