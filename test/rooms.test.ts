@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { pageQuery } from "../src/http.ts";
-import { Client, ENGINES, engineServers, sqliteWith, startServer, tempDir, user, type TestServer } from "./helpers.ts";
+import { Client, ENGINES, engineServers, range, sqliteWith, startServer, tempDir, user, type TestServer } from "./helpers.ts";
 
 for (const engine of ENGINES) {
   describe(engine, () => {
@@ -154,6 +154,22 @@ for (const engine of ENGINES) {
         expect(joined).toMatchObject({ seq: 10, oldestSeq: 3 });
         c.send({ type: "history", room: "keep", limit: 200 });
         expect((await c.expect("history")).messages.map((m: { seq: number }) => m.seq)).toEqual([3, 4, 5, 6, 7, 8, 9, 10]);
+        c.close();
+      });
+
+      test("stored events (settings, an edit, a deletion) count toward HISTORY_RETAIN and leave with the oldest; sends go on", async () => {
+        const c = await user(server, "eve", "evkeep");
+        c.send({ type: "room_settings", room: "evkeep", topic: "first topic", ref: "t" });
+        await c.until((f) => f.type === "ok" && f.ref === "t");
+        const m = await c.say("evkeep", "to be edited");
+        c.send({ type: "edit", room: "evkeep", seq: m.seq, text: "edited", ref: "e" });
+        await c.until((f) => f.type === "ok" && f.ref === "e");
+        c.send({ type: "delete", room: "evkeep", seq: m.seq, ref: "d" });
+        await c.until((f) => f.type === "ok" && f.ref === "d");
+        // Seqs 1-4 are those; eight more push all four out, each send stored and echoed.
+        for (let i = 1; i <= 8; i++) expect(await c.say("evkeep", `after ${i}`)).toMatchObject({ type: "message", seq: 4 + i });
+        c.send({ type: "history", room: "evkeep", limit: 200 });
+        expect((await c.expect("history")).messages.map((f: { seq: number }) => f.seq)).toEqual(range(5, 12));
         c.close();
       });
 

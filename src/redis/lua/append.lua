@@ -91,8 +91,7 @@ redis.call('HSET', KEYS[3], ARGV[1], seq)
 local excess = redis.call('ZCARD', KEYS[2]) - retain
 if excess > 0 then
   for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
-    local m = decoded(old)
-    redis.call('HDEL', KEYS[3], m.user.id .. '\n' .. m.id)
+    forgetKey(KEYS[3], decoded(old))
   end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
 end

@@ -9,6 +9,11 @@ local TRIM_CHUNK = 100
 local function decoded(member)
   return cjson.decode(string.sub(member, string.find(member, ':', 1, true) + 1))
 end
+-- Drops the dedup key of a trimmed entry. A message holds its client id and author; a stored
+-- event (settings, edit, delete) holds neither as such (`by`, and no id): it has nothing to drop.
+local function forgetKey(ids, m)
+  if m.id and m.user then redis.call('HDEL', ids, m.user.id .. '\n' .. m.id) end
+end
 local function syncHeld(log, held, room)
   local oldest = redis.call('ZRANGE', log, 0, 0)
   if oldest[1] then
@@ -27,7 +32,7 @@ local function trimAged(log, ids, held, room, cutoff)
     for _, member in ipairs(chunk) do
       local m = decoded(member)
       if m.ts >= cutoff then young = true break end
-      redis.call('HDEL', ids, m.user.id .. '\n' .. m.id)
+      forgetKey(ids, m)
       n = n + 1
     end
   until young or #chunk < TRIM_CHUNK
