@@ -511,6 +511,46 @@ describe("the deliverer's parts (unit)", () => {
     expect((await again.take(10, Date.now() + 7_000)).map((e) => [e.id, e.attempts]).sort()).toEqual([0, 1, 2, 3].map((i) => [`msg_${i}`, 1]));
     await reopened.close();
   });
+  test("after a restart, an event that had failed waits until it is due and goes once; the ones never tried go first", async () => {
+    using dir = tempDir();
+    const path = join(dir.path, "chat.sqlite");
+    const now = Date.now();
+    const store = new SqliteStore(path, 1000);
+    const outbox = store.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 1000 });
+    await outbox.add([1, 2, 3].map((i) => ({ ...event, ts: now, id: `msg_${i}` })));
+    const [first, second, third] = await outbox.take(3, now);
+    // The second fails (due in a minute), the third is delivered, the first is still under way
+    // when the process stops: after it, the first is the oldest untried row, the second past it.
+    await outbox.retry(second!, now + 60_000);
+    await outbox.done([third!]);
+    expect(first!.id).toBe("msg_1");
+    await store.close();
+    const reopened = new SqliteStore(path, 1000);
+    const again = reopened.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 1000 });
+    expect((await again.take(10, now)).map((e) => e.id)).toEqual(["msg_1"]);
+    expect((await again.take(10, now + 60_001)).map((e) => [e.id, e.attempts])).toEqual([["msg_2", 1]]);
+    // Each handed out once: both under way, nothing more to take.
+    expect(await again.take(10, now + 60_001)).toEqual([]);
+    await reopened.close();
+  });
+  test("an event dropped for WEBHOOK_MAX_PENDING while its retry was under way is not counted off twice: later retries still go", async () => {
+    using dir = tempDir();
+    const now = Date.now();
+    const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000);
+    const outbox = store.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 2 });
+    const e = (i: number) => ({ ...event, ts: now, id: `msg_${i}` });
+    await outbox.add([e(1)]);
+    await outbox.retry((await outbox.take(1, now))[0]!, now + 1);
+    const retried = (await outbox.take(1, now + 2))[0]!;
+    expect([retried.id, retried.attempts]).toEqual(["msg_1", 1]);
+    // Two more: past WEBHOOK_MAX_PENDING, the oldest (the one being retried) goes; then it is done.
+    await outbox.add([e(2), e(3)]);
+    await outbox.done([retried]);
+    const [second] = await outbox.take(2, now + 2);
+    await outbox.retry(second!, now + 10);
+    expect((await outbox.take(10, now + 11)).map((t) => [t.id, t.attempts])).toEqual([["msg_2", 1]]);
+    await store.close();
+  });
 });
 
 describe("docs/bot.md: the /roll bot", () => {

@@ -13,7 +13,7 @@ import type { StoredFrame, WebhookEvent, WebhookFrame } from "../protocol/wire.t
 /** A write of the outbox, run inside a SqliteStore transaction (SqliteStore.write). */
 export type OutboxOp =
   | { op: "hooks"; events: readonly HookEvent[] }
-  | { op: "hooksDone"; ids: readonly number[]; failed: number }
+  | { op: "hooksDone"; ids: readonly number[] }
   | { op: "hookRetry"; id: number; attempts: number; at: number };
 
 interface HookRow {
@@ -63,13 +63,15 @@ export class SqliteOutbox implements Outbox {
           "AND (data ->> '$.seq' = ?2 OR (type = 'message.edited' AND data ->> '$.target' = ?2))",
       ),
       dropOldest: db.query("DELETE FROM hooks WHERE id IN (SELECT id FROM hooks ORDER BY id LIMIT ?)"),
-      done: db.query("DELETE FROM hooks WHERE id IN (SELECT value FROM json_each(?))"),
+      /** Says what it deleted: a row dropped meanwhile for WEBHOOK_MAX_PENDING is not counted twice. */
+      done: db.query<{ attempts: number }, [string]>("DELETE FROM hooks WHERE id IN (SELECT value FROM json_each(?)) RETURNING attempts"),
       retry: db.query("UPDATE hooks SET attempts = ?, due = ? WHERE id = ?"),
       retries: db.query<HookRow, [number, number]>(
         "SELECT id, hook_id, type, ts, data, attempts FROM hooks WHERE attempts > 0 AND due <= ? ORDER BY due LIMIT ?",
       ),
+      /** Never tried: a row that failed is a retry, due when it is due (after a restart, some lie past the cursor). */
       fresh: db.query<HookRow, [number, number, number]>(
-        "SELECT id, hook_id, type, ts, data, attempts FROM hooks WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        "SELECT id, hook_id, type, ts, data, attempts FROM hooks WHERE id > ? AND id <= ? AND attempts = 0 ORDER BY id LIMIT ?",
       ),
       count: db.query<{ n: number; newest: number | null }, []>("SELECT count(*) AS n, max(id) AS newest FROM hooks"),
       untried: db.query<{ first: number | null }, []>("SELECT min(id) AS first FROM hooks WHERE attempts = 0"),
@@ -111,10 +113,12 @@ export class SqliteOutbox implements Outbox {
       case "hooks":
         for (const e of op.events) this.insert(e);
         return;
-      case "hooksDone":
-        this.txCount -= this.q.done.run(JSON.stringify(op.ids)).changes;
-        this.txFailing -= op.failed;
+      case "hooksDone": {
+        const gone = this.q.done.all(JSON.stringify(op.ids));
+        this.txCount -= gone.length;
+        this.txFailing -= gone.filter((row) => row.attempts > 0).length;
         return;
+      }
       case "hookRetry":
         if (this.q.retry.run(op.attempts, op.at, op.id).changes && op.attempts === 1) this.txFailing++;
     }
@@ -179,10 +183,9 @@ export class SqliteOutbox implements Outbox {
 
   async done(events: readonly TakenHook[]): Promise<void> {
     const ids = events.map((e) => Number(e.ref));
-    const failed = events.filter((e) => e.attempts > 0).length;
     // Held until the delete commits, or a take meanwhile would hand them out again.
     try {
-      await this.write([{ op: "hooksDone", ids, failed }]);
+      await this.write([{ op: "hooksDone", ids }]);
     } finally {
       for (const id of ids) this.leased.delete(id);
     }
