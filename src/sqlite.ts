@@ -665,8 +665,20 @@ export class SqliteStore implements Store {
     if (this.recent.size > RECENT_ROOMS_KEPT) this.recent.delete(this.recent.keys().next().value!);
   }
 
+  /**
+   * Resolves once every commit made so far is on disk. A read sees a commit as soon as it is made,
+   * before its fsync: one that may tell of it waits for this, as a message is published only
+   * after its own (a crash must not take back what anyone saw, nor give its seq to another).
+   */
+  private onDisk(): Promise<void> {
+    const last = this.unsynced.at(-1);
+    if (!last) return Promise.resolve();
+    return new Promise((resolve, reject) => last.group.push({ ops: [], resolve: () => resolve(), reject }));
+  }
+
   async roomInfo(room: string) {
     const row = this.q.roomInfo.get(room)!;
+    await this.onDisk();
     return { seq: row.info_seq ?? 0, oldestSeq: row.info_oldest ?? 0, epoch: this.epoch };
   }
 
@@ -682,11 +694,15 @@ export class SqliteStore implements Store {
     const rows = this.pageRowsOf(room, query);
     const first = rows[0] ?? this.q.roomInfo.get(room)!;
     const info = { seq: first.info_seq ?? 0, oldestSeq: first.info_oldest ?? 0, epoch: this.epoch };
+    // A watched room's join reads below the seq delivered, which is on disk: only one unbounded waits.
+    if (query.before === undefined) await this.onDisk();
     return { info, page: toPage(rows.map(rowToFrame), query) };
   }
 
   async page(room: string, query: PageQuery): Promise<Page> {
-    return toPage(this.pageRowsOf(room, query).map(rowToFrame), query);
+    const rows = this.pageRowsOf(room, query);
+    await this.onDisk();
+    return toPage(rows.map(rowToFrame), query);
   }
 
   async reclaimIdle(before: number, occupied: (room: string) => boolean) {

@@ -283,6 +283,30 @@ test("a message is published only once the fsync of its commit has returned", as
   bob.close();
 });
 
+test("a read that sees a commit not yet on disk answers once it is: history tells of nothing a crash could take back", async () => {
+  using dir = tempDir();
+  const io = heldSync();
+  const store = new SqliteStore(join(dir.path, "chat.sqlite"), 1000, {}, io.sync);
+  io.hold = true;
+  const message: NewMessage = { room: "r", user: { id: "u1", name: "one" }, id: "m1", text: "not yet on disk", ts: 1 };
+  const appended = store.append([message]);
+  await io.waiting();
+  // Committed, not synced. A read that had answered would win the race against one settled after it.
+  const WAITING = "waiting";
+  const history = store.page("r", { limit: 50 });
+  const info = store.roomInfo("r");
+  const newest = store.roomPage("r", { limit: 50 });
+  for (const read of [history, info, newest]) expect(await Promise.race([read, Promise.resolve(WAITING)])).toBe(WAITING);
+  // A join's read below the seq delivered (here, before anything) does not wait.
+  expect(await Promise.race([store.roomPage("r", { before: 1, limit: 50 }), Promise.resolve(WAITING)])).not.toBe(WAITING);
+  io.release();
+  await appended;
+  expect((await history).messages.map((m) => m.seq)).toEqual([1]);
+  expect((await info).seq).toBe(1);
+  expect((await newest).page.messages.map((m) => m.seq)).toEqual([1]);
+  await store.close();
+});
+
 /** A guest's session record, as the hub stores one. */
 const guestSession = (userId: string, expiresAt: number): SessionRecord => ({ userId, expiresAt, kind: "guest", name: userId, keys: [userId], admin: false, rooms: [] });
 
