@@ -382,8 +382,9 @@ export function createRooms(deps: RoomsDeps) {
 
   /** Fetches the page before the oldest entry shown (`limit` of them). */
   function loadOlder(room: Room, limit = OLDER_PAGE): void {
-    const first = room.sync.minSeq;
-    if (room.loadingOlder || !link.ready || first === 0) return;
+    // With nothing shown (HISTORY_ON_JOIN=0), from the seq the room stood at.
+    const first = room.sync.minSeq || (room.sync.lastSeq ?? 0) + 1;
+    if (room.loadingOlder || !link.ready || first <= 1) return;
     room.loadingOlder = true;
     drawOlder(room);
     link.send({ type: "history", room: room.name, before: first, limit, ref: refFor("older", room.name) });
@@ -439,7 +440,8 @@ export function createRooms(deps: RoomsDeps) {
       const mentioned = !mine && me !== null && mentions(m.text, me.name);
       li.classList.toggle("mentions-me", mentioned);
       insertBySeq(room.view.list, li, m.seq);
-      room.typing.delete(m.user.id);
+      // A message just written ends its author's typing; an old one shown now says nothing of it.
+      if (kind === "news") room.typing.delete(m.user.id);
       const news = kind === "news" || (kind === "join" && readUpTo !== null && m.seq > readUpTo);
       if (!news || mine) continue;
       if (kind === "news") arrived++;

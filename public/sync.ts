@@ -166,8 +166,10 @@ export function createRoomSync(room: string) {
       const resumed = since !== null;
       const fresh = add(f.messages);
       const last = f.messages.at(-1)?.seq;
-      // A first join shows the latest messages and has no gap to close; older ones are paged back on request.
-      const step = !resumed || f.complete || last === undefined ? goLive(f.seq, fresh) : pageForward(last, fresh);
+      // A first join shows the latest messages and has no gap to close; older ones are paged back
+      // on request. A resumed one pages on from its last message, or from where it stood when the
+      // server sent none (HISTORY_ON_JOIN=0): what it missed is fetched, never skipped.
+      const step = !resumed || f.complete ? goLive(f.seq, fresh) : pageForward(last ?? (reset ? 0 : since), fresh);
       return { ...step, reset, resumed };
     },
 
@@ -181,7 +183,12 @@ export function createRoomSync(room: string) {
 
     /** A live message. Seqs are gap-free: one that skips ahead means we missed something, so fetch it. */
     message(m: StoredFrame): Step {
+      // Older than anything shown: the original a resent message of ours was answered with (its id
+      // was stored long ago). Shown in its place, it does not move where older pages go on from,
+      // or those between it and the ones shown could never be loaded.
+      const before = oldest;
       const fresh = add([m]);
+      if (before !== 0 && m.seq < before) oldest = before;
       if (phase !== "live" || lastSeq === null) return { fresh, send: null, live: false };
       if (m.seq > lastSeq + 1) return pageForward(lastSeq, fresh);
       lastSeq = Math.max(lastSeq, m.seq);

@@ -256,3 +256,25 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "HISTORY_ON_JOIN=0: a room opens with no messages and 'Load older' brings them",
+  async () => {
+    const server = await suite.server("no-history", { historyOnJoin: 0 });
+    const room = "quiet";
+    const bob = await suite.client(server);
+    await bob.hello("bob");
+    await bob.join(room);
+    for (const text of ["first", "second", "third"]) await bob.say(room, text);
+    const reader = await suite.newPage("reader");
+    await signIn(reader, server, "reader", room);
+    expect(await texts(reader, room)).toEqual([]);
+    const older = reader.locator(`.room[data-room="${room}"] .older`);
+    await older.click();
+    await seen(reader, room, "first");
+    expect(await texts(reader, room)).toEqual(["first", "second", "third"]);
+    await older.waitFor({ state: "hidden" });
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);

@@ -61,6 +61,33 @@ describe("room sync", () => {
     expect(sync.size).toBe(50);
   });
 
+  test("resume with HISTORY_ON_JOIN=0: the join carries no messages, so it pages forward from where it stood", () => {
+    const sync = liveAt(5);
+    sync.lost();
+    sync.join();
+    // 6-20 came while we were away; the server sends none of them with the join.
+    expect(sync.joined(joined(20, [], false))).toMatchObject({ resumed: true, send: forward(5), live: false });
+    expect(sync.history(page(range(6, 20), true))).toMatchObject({ send: null, live: true });
+    expect(sync.lastSeq).toBe(20);
+    // Nothing came meanwhile: live at once.
+    sync.lost();
+    sync.join();
+    expect(sync.joined(joined(20, [], true))).toMatchObject({ send: null, live: true });
+  });
+
+  test("a resent message answered with its original from long ago leaves no gap: older pages go on from the oldest loaded", () => {
+    // Joined showing 151-200 of a longer history.
+    const sync = createRoomSync(ROOM);
+    sync.join();
+    sync.joined(joined(200, range(151, 200), false));
+    // The outbox resends one of ours stored as seq 100: the server answers with that original.
+    expect(sync.message(msg(100, ME))).toEqual({ fresh: [msg(100, ME)], send: null, live: false });
+    expect(sync.minSeq).toBe(151);
+    // Older pages go on from 151; the one shown already is not shown twice.
+    expect(seqs(sync.older(range(101, 150)))).toEqual(seqs(range(101, 150)));
+    expect(seqs(sync.older(range(51, 100)))).toEqual(seqs(range(51, 99)));
+  });
+
   test("resume: rejoins with since = lastSeq and pages forward with `history after` until complete", () => {
     const sync = liveAt(5);
     sync.lost();
