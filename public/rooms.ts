@@ -318,6 +318,8 @@ export function createRooms(deps: RoomsDeps) {
     room.roles = new Map(f.members.flatMap((u) => (u.role ? [[u.id, u.role] as const] : [])));
     room.role = f.role ?? "member";
     room.invite = null;
+    // A mute of ours lifted while we were away was said live only: the server's `muted` says again if it holds.
+    room.mutedUntil = 0;
     for (const id of room.members.keys()) room.returning.delete(id);
     addMessages(room, f.messages, step.fresh, step.resumed ? "news" : "join");
     // Whatever settings events the catch-up showed, these are the room's now.

@@ -377,3 +377,30 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "a mute lifted while the page was offline (said live only) does not keep the composer blocked after it reconnects",
+  async () => {
+    const server = await suite.server("unmuted-away");
+    const room = "hall";
+    const olive = await suite.client(server);
+    await olive.hello("olive");
+    await olive.join(room);
+    const bob = await signIn(await suite.newPage("bob"), server, "bob", room);
+    const bobId = (await olive.until((f) => f.type === "presence" && f.user.name === "bob")).at(-1)!.user.id;
+    olive.send({ type: "mute", room, user: bobId, seconds: 600, ref: "m" });
+    await bob.waitForFunction(() => /^You are muted in #hall until /.test(document.getElementById("composer-note")!.textContent!));
+    expect(await bob.isDisabled("#composer-text")).toBe(true);
+    await bob.context().setOffline(true);
+    await bob.locator(`#status[data-state="offline"]`).waitFor({ state: "attached" });
+    olive.send({ type: "mute", room, user: bobId, seconds: 0, ref: "u" });
+    await olive.until((f) => f.type === "ok" && f.ref === "u");
+    await bob.context().setOffline(false);
+    await live(bob, room);
+    expect(await bob.isDisabled("#composer-text")).toBe(false);
+    await say(bob, "free again");
+    await olive.until((f) => f.type === "message" && f.text === "free again");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
