@@ -26,6 +26,23 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = 
 }
 
 /** Looks up an element the page's HTML must contain; a missing one is a bug in index.html. */
+/**
+ * Makes `list`'s children `items`, keeping in place each row whose `data-key` is unchanged:
+ * a focused button in it, or the one an open menu belongs to, stays (a rebuilt list would drop
+ * the focus to the page). Rows that changed, came or went are replaced, added or removed.
+ */
+export function reconcile(list: HTMLElement, items: readonly HTMLElement[]): void {
+  const old = new Map<string | undefined, HTMLElement>();
+  for (const el of list.children) old.set((el as HTMLElement).dataset.key, el as HTMLElement);
+  const want = items.map((item) => old.get(item.dataset.key) ?? item);
+  const kept = new Set(want);
+  for (const el of [...list.children]) if (!kept.has(el as HTMLElement)) el.remove();
+  want.forEach((el, i) => {
+    const at = list.children[i] ?? null;
+    if (at !== el) list.insertBefore(el, at);
+  });
+}
+
 export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
   if (!el) throw new Error(`index.html has no #${id}`);

@@ -206,6 +206,7 @@ export function memberItems(members: readonly UserRef[], meId: string | undefine
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((u) => {
       const role = roles.get(u.id);
+      const acts = actions(u);
       const li = h(
         "li",
         {},
@@ -214,9 +215,11 @@ export function memberItems(members: readonly UserRef[], meId: string | undefine
         u.kind !== undefined && h("span", { class: `tag ${u.kind}`, text: u.kind }),
         role !== undefined && h("span", { class: `tag role ${role}`, text: ROLE_TAG[role], attrs: { title: role === "owner" ? "Owner of the room" : "Moderator" } }),
         u.id === meId && h("span", { class: "you", text: "you" }),
-        actions(u) && h("button", { class: "icon-button member-actions", text: "⋯", attrs: { type: "button", "aria-haspopup": "menu", "aria-label": `Actions for ${u.name}` } }),
+        acts && h("button", { class: "icon-button member-actions", text: "⋯", attrs: { type: "button", "aria-haspopup": "menu", "aria-label": `Actions for ${u.name}` } }),
       );
       li.dataset.user = u.id;
+      // What the row shows: the same key, the same row (reconcile keeps it, and its focus).
+      li.dataset.key = JSON.stringify([u.id, u.name, u.kind ?? "", role ?? "", u.id === meId, acts]);
       return li;
     });
 }

@@ -16,7 +16,7 @@ import {
 } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
 import type { Directory } from "./directory.ts";
-import { now } from "./dom.ts";
+import { now, reconcile } from "./dom.ts";
 import { mentions } from "./format.ts";
 import type { Ui } from "./elements.ts";
 import { createMessageLog, quoteOf, settingsLine, settingsOf } from "./events.ts";
@@ -573,7 +573,7 @@ export function createRooms(deps: RoomsDeps) {
     const members = [...(room?.members.values() ?? [])];
     ui.membersTitle.textContent = `In #${current} · ${members.length}`;
     ui.roomMembers.textContent = members.length === 1 ? "1 online" : `${members.length} online`;
-    ui.members.replaceChildren(...(room ? memberItems(members, self.me?.id, room.roles, (u) => deps.actsOn(room, u)) : []));
+    reconcile(ui.members, room ? memberItems(members, self.me?.id, room.roles, (u) => deps.actsOn(room, u)) : []);
   }
 
   return {

@@ -404,3 +404,33 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "the member list keeps the keyboard's place: people coming and going leave focus on a member's ⋯ and its open menu working",
+  async () => {
+    const server = await suite.server("members-focus");
+    const room = "hall";
+    const olive = await signIn(await suite.newPage("olive"), server, "olive", room);
+    const carol = await suite.client(server);
+    await carol.hello("carol");
+    await carol.join(room);
+    await olive.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+    const actions = `#members button[aria-label="Actions for carol"]`;
+    await olive.focus(actions);
+    const focused = () => olive.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? null);
+    const dave = await suite.client(server);
+    await dave.hello("dave");
+    await dave.join(room);
+    await olive.waitForFunction(() => document.querySelectorAll("#members li").length === 3);
+    expect(await focused()).toBe("Actions for carol");
+    // Her menu open, someone leaves: the menu still acts on her, and focus comes back to her ⋯.
+    await olive.keyboard.press("Enter");
+    await olive.locator(`.menu[role="menu"]`).waitFor();
+    dave.send({ type: "leave", room });
+    await olive.waitForFunction(() => document.querySelectorAll("#members li").length === 2);
+    await olive.keyboard.press("Escape");
+    expect(await focused()).toBe("Actions for carol");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
