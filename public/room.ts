@@ -26,6 +26,10 @@ export interface Room {
   /** Our own role here, and the room's settings. */
   role: Role;
   settings: RoomSettings;
+  /** The seq `settings` hold at: a settings event at or below it, seen while catching up, is history. */
+  settingsSeq: number;
+  /** The settings as of the last entry caught up with (what a settings event in a catch-up page changed). */
+  pagedSettings: RoomSettings | null;
   /** An invite code (from an invite link) to send with the next join, once. */
   invite: string | null;
   /**

@@ -11,6 +11,7 @@ import {
   type HistoryPage,
   type JoinedFrame,
   type MessageFrame,
+  type RoomSettings,
   type StoredFrame,
   type UserRef,
 } from "../src/protocol/wire.ts";
@@ -114,6 +115,8 @@ export function createRooms(deps: RoomsDeps) {
       roles: new Map(),
       role: "member",
       settings: { ...DEFAULT_SETTINGS },
+      settingsSeq: 0,
+      pagedSettings: null,
       invite: invite ?? null,
       out: null,
       action: undefined,
@@ -322,8 +325,10 @@ export function createRooms(deps: RoomsDeps) {
     room.mutedUntil = 0;
     for (const id of room.members.keys()) room.returning.delete(id);
     addMessages(room, f.messages, step.fresh, step.resumed ? "news" : "join");
-    // Whatever settings events the catch-up showed, these are the room's now.
+    // These are the room's settings now; pages still to come tell changes from where the join's messages left off.
+    room.pagedSettings = room.settings;
     room.settings = { ...DEFAULT_SETTINGS, ...f.settings };
+    room.settingsSeq = f.seq;
     deps.changed(room);
     if (!step.resumed) {
       room.hasOlder = !f.complete;
@@ -342,6 +347,7 @@ export function createRooms(deps: RoomsDeps) {
    * new start.
    */
   function restart(room: Room): void {
+    room.settingsSeq = 0;
     room.view.list.replaceChildren();
     room.log.clear();
     room.divider = null;
@@ -469,16 +475,22 @@ export function createRooms(deps: RoomsDeps) {
    * from an older page, the room's settings now); an edit or a deletion changes its message in place.
    */
   function addEvents(room: Room, fresh: readonly StoredFrame[], kind: "join" | "news" | "older"): void {
-    let before = kind === "news" ? room.settings : null;
+    let before: RoomSettings | null = null;
     let lines = false;
     for (const e of fresh) {
       if (e.type === "settings") {
-        insertBySeq(room.view.list, eventRow(settingsLine(before, e), e.ts, e.seq), e.seq);
+        // Newer than the settings held, it changes them; older (a catch-up page), it is told against the catch-up's.
+        const current = kind === "news" && e.seq > room.settingsSeq;
+        const was = current ? room.settings : kind === "news" ? room.pagedSettings : before;
+        insertBySeq(room.view.list, eventRow(settingsLine(was, e), e.ts, e.seq), e.seq);
         before = settingsOf(e);
         lines = true;
-        if (kind === "news") {
+        if (current) {
           room.settings = before;
+          room.settingsSeq = e.seq;
           deps.changed(room);
+        } else if (kind === "news") {
+          room.pagedSettings = before;
         }
       } else if (e.type === "edit" || e.type === "delete") {
         const changed = room.log.change(e);

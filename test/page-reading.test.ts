@@ -278,3 +278,36 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "a topic set while the page was away, met in a catch-up page, is told as it was set, not against today's settings",
+  async () => {
+    const server = await suite.server("settings-away", { historyOnJoin: 2 });
+    const room = "away";
+    const bob = await suite.client(server);
+    await bob.hello("bob");
+    await bob.join(room);
+    // bob hears the reader come and go: his own echo is what each send waits for.
+    const speak = async (text: string) => {
+      bob.send({ type: "send", room, id: text, text });
+      await bob.until((f) => f.type === "message" && f.id === text);
+    };
+    await speak("m0");
+    const reader = await suite.newPage("reader");
+    await signIn(reader, server, "reader", room);
+    await seen(reader, room, "m0");
+    await reader.context().setOffline(true);
+    await reader.locator(`#status[data-state="offline"]`).waitFor({ state: "attached" });
+    for (const text of ["m1", "m2", "m3"]) await speak(text);
+    bob.send({ type: "room_settings", room, topic: "B", ref: "t" });
+    await bob.until((f) => f.type === "ok" && f.ref === "t");
+    for (const text of ["m4", "m5"]) await speak(text);
+    // Back: the join brings m1 and m2, a page after it the topic and the rest.
+    await reader.context().setOffline(false);
+    await live(reader, room);
+    await seen(reader, room, "m5");
+    expect(await events(reader, room)).toContain("bob set the topic: “B”");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
