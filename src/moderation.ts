@@ -111,7 +111,10 @@ export class Moderation {
     if (frame.room === undefined) {
       if (!actor.admin) return fail("forbidden", "only admins lift a server-wide ban");
       await this.store.banServer(frame.user, null);
-      await this.audit(null, actor, "unban", { id: frame.user, name: frame.user });
+      // Nobody of it is connected to hear it (its connections were closed): the webhook still tells, as it told the ban.
+      const user = { ...(this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user }) };
+      this.webhooks?.live({ type: "moderation", action: "unban", user, by: { ...actor.ref } });
+      await this.audit(null, actor, "unban", user);
       return ok(null);
     }
     const found = await this.target(frame.room, actor, frame.user, true);

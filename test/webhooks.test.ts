@@ -39,6 +39,8 @@ import {
   type TestServer,
 } from "./helpers.ts";
 
+const ADMIN_TOKEN = "admin-token-for-the-webhook-tests-0123";
+
 const hooks = (receiver: { url: (path?: string) => string }, path?: string) => ({
   webhookUrl: receiver.url(path),
   webhookSecret: TEST_WEBHOOK_SECRET,
@@ -127,6 +129,22 @@ for (const engine of ENGINES) {
       expect(await hookMetrics(server)).toMatchObject({ ok: expected.length, retry: 0, dropped: 0 });
       owner.close();
       ann.close();
+    });
+
+    test("a server-wide ban and its lifting each send a moderation event", async () => {
+      await using receiver = webhookReceiver();
+      await using server = await startServer({ ...hooks(receiver), adminToken: ADMIN_TOKEN, webhookEvents: ["moderation"] });
+      const ops = await Client.connect(server.wsUrl);
+      ops.send({ type: "hello", name: "ops", adminToken: ADMIN_TOKEN });
+      await ops.expect("welcome");
+      const bad = await user(server, "bad");
+      const badId = bad.frames[0]!.user.id;
+      await ask(ops, { type: "ban", user: badId });
+      expect(await bad.closed).toMatchObject({ code: 4003 });
+      await ask(ops, { type: "unban", user: badId });
+      const ds = await receiver.until((ds) => ds.length >= 2, "the ban and the unban");
+      expect(ds.map((d) => [d.data.action, d.data.user.id]).sort()).toEqual([["ban", badId], ["unban", badId]]);
+      ops.close();
     });
 
     test("WEBHOOK_EVENTS picks the events sent", async () => {
