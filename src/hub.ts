@@ -20,7 +20,7 @@ import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
 import { Membership, type Entering } from "./membership.ts";
 import { Moderation } from "./moderation.ts";
-import { MESSAGES, fail, normalizeText, ok, withRef, type Result } from "./protocol/rules.ts";
+import { MESSAGES, fail, normalizeText, ok, withRef, type Failure, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
@@ -290,41 +290,36 @@ export class Hub {
       reading.cancel();
       return fail("internal", "connection closed");
     }
-    if (!conn.rooms.includes(room)) {
+    const read = reading;
+    /** A step of the join that waits for storage and may refuse it: a refusal, a failure or a gone connection ends the reading. */
+    const step = async (op: string, run: () => Promise<Failure | null>): Promise<Failure | null> => {
       let refused;
       try {
-        const othersHere = this.presence.count(room) + reading.alongside.length;
+        refused = await run();
+      } catch (error) {
+        this.ctx.log("error", "storage", { error: String(error), op, room });
+        refused = fail("internal", MESSAGES.internal);
+      }
+      if (!refused && !gone()) return null;
+      read.cancel();
+      return refused ?? fail("internal", "connection closed");
+    };
+    if (!conn.rooms.includes(room)) {
+      const refused = await step("claimOwner", async () => {
+        const othersHere = this.presence.count(room) + read.alongside.length;
         // Starting a room is bounded per user and per address, so nobody fills MAX_ROOMS in a
         // moment with rooms of one message each (issue 21: 7).
-        const wait = isNewRoom(reading.auth, reading.retained, othersHere) ? await this.rate.takeRoomStart(user!.ref.id, conn.ip) : 0;
-        if (wait > 0) {
-          reading.cancel();
-          return { ...fail("rate_limited", "you started too many new rooms lately: join one that exists, or wait"), extra: { retryAfterMs: wait } };
-        }
-        refused = await this.authority.claimIfNew(room, reading.auth, reading.retained, othersHere, actor);
-      } catch (error) {
-        this.ctx.log("error", "storage", { error: String(error), op: "claimOwner", room });
-        refused = fail("internal", MESSAGES.internal);
-      }
-      if (refused || gone()) {
-        reading.cancel();
-        return refused ?? fail("internal", "connection closed");
-      }
+        const wait = isNewRoom(read.auth, read.retained, othersHere) ? await this.rate.takeRoomStart(user!.ref.id, conn.ip) : 0;
+        if (wait > 0) return { ...fail("rate_limited", "you started too many new rooms lately: join one that exists, or wait"), extra: { retryAfterMs: wait } };
+        return this.authority.claimIfNew(room, read.auth, read.retained, othersHere, actor);
+      });
+      if (refused) return refused;
     }
+    // Kicked or banned while the join waited for storage: its rights are asked again (the invite,
+    // if any, was spent already); a kick from a public room still lets it in.
     if (entering.removed) {
-      // Kicked or banned while the join waited for storage: its rights are asked again (the
-      // invite, if any, was spent already); a kick from a public room still lets it in.
-      let refused;
-      try {
-        refused = await this.authority.mayEnter(room, await this.log.auth(room), actor, undefined);
-      } catch (error) {
-        this.ctx.log("error", "storage", { error: String(error), op: "join", room });
-        refused = fail("internal", MESSAGES.internal);
-      }
-      if (refused || gone()) {
-        reading.cancel();
-        return refused ?? fail("internal", "connection closed");
-      }
+      const refused = await step("join", async () => this.authority.mayEnter(room, await this.log.auth(room), actor, undefined));
+      if (refused) return refused;
     }
     room = reading.room;
     const page = reading.finish();
