@@ -149,6 +149,8 @@ export function createChat(deps: ChatDeps) {
   function lost(): void {
     rooms.lost();
     outbox.lost();
+    messages.lost();
+    header.lost();
   }
 
   function status(status: Status): void {

@@ -110,6 +110,15 @@ export function createHeader(deps: HeaderDeps) {
     ui.settingsError.textContent = `Not saved: ${f.message}.`;
   }
 
+  /** The connection is gone with the answer to a save or an invite still to come: the dialog says so, and can be used again. */
+  function lost(): void {
+    if (ui.settingsDialog.open && ui.settingsSave.disabled) {
+      ui.settingsSave.disabled = false;
+      ui.settingsError.textContent = "Not saved: the connection was lost. Save again once the chat is back.";
+    }
+    if (ui.inviteDialog.open && ui.inviteLink.hidden) ui.inviteStatus.textContent = "No invite link: the connection was lost. Try again once the chat is back.";
+  }
+
   // ─── Invite links ──────────────────────────────────────────────────────────────────────────
 
   function openInvite(): void {
@@ -166,5 +175,5 @@ export function createHeader(deps: HeaderDeps) {
     });
   }
 
-  return { draw, bind, settingsSaved, settingsRefused, inviteArrived, inviteRefused };
+  return { draw, bind, settingsSaved, settingsRefused, inviteArrived, inviteRefused, lost };
 }

@@ -191,12 +191,27 @@ export function createMessages(deps: MessagesDeps) {
   function editRefused(room: Room, seq: number, f: ErrorFrame): void {
     const form = room.view.list.querySelector(`.msg[data-seq="${seq}"] .edit-form`);
     if (!form) return notice(`Could not edit the message: ${f.message}.`);
+    unsaved(form, `Not saved: ${f.message}.`);
+  }
+
+  /** An edit form saving (`why` says what became of it) can be saved again. */
+  function unsaved(form: Element, why: string): void {
     const field = form.querySelector("textarea")!;
     const save = form.querySelector<HTMLButtonElement>("button[type=submit]")!;
     field.disabled = save.disabled = false;
     save.textContent = "Save";
-    form.querySelector(".field-error")!.textContent = `Not saved: ${f.message}.`;
+    form.querySelector(".field-error")!.textContent = why;
     field.focus();
+  }
+
+  /**
+   * The connection is gone, and the answers to edits still saving with it: each form can be saved
+   * again (an edit that was stored comes back with the catch-up, and redraws its row).
+   */
+  function lost(): void {
+    for (const form of document.querySelectorAll(".edit-form")) {
+      if (form.querySelector("textarea")?.disabled) unsaved(form, "Not saved: the connection was lost. Save again once the chat is back.");
+    }
   }
 
   /** The edit is stored: focus goes back to its row (the form it was in is gone). */
@@ -220,5 +235,5 @@ export function createMessages(deps: MessagesDeps) {
     }
   }
 
-  return { bind, replyTo, cancelReply, shown, restarted, editRefused, edited, olderArrived };
+  return { bind, replyTo, cancelReply, shown, restarted, editRefused, edited, olderArrived, lost };
 }

@@ -434,3 +434,55 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "an edit or a settings change whose answer is lost with the connection: its form can be saved again, and once back it is",
+  async () => {
+    const server = await suite.server("edit-lost");
+    const room = "talk";
+    const bob = await suite.newPage("bob");
+    // The page's sockets pass through here; armed, the next edit is swallowed and its socket dropped.
+    let armed = false;
+    await bob.routeWebSocket(/\/ws$/, (route) => {
+      const upstream = route.connectToServer();
+      route.onMessage((frame) => {
+        if (armed && typeof frame === "string" && /"type":"(edit|room_settings)"/.test(frame)) {
+          armed = false;
+          return void route.close({ code: 1011, reason: "test: connection lost" });
+        }
+        upstream.send(frame);
+      });
+      upstream.onMessage((frame) => route.send(frame));
+    });
+    await signIn(bob, server, "bob", room);
+    await say(bob, "typo");
+    await seen(bob, room, "typo");
+    armed = true;
+    await messageMenu(bob, room, "typo");
+    await pick(bob, "Edit");
+    await bob.keyboard.press("ControlOrMeta+A");
+    await bob.keyboard.type("fixed");
+    await bob.keyboard.press("Enter");
+    const field = row(bob, room, "typo").locator("textarea");
+    await bob.waitForFunction(() => document.querySelector(".edit-form .field-error")?.textContent?.startsWith("Not saved: the connection was lost"));
+    expect(await field.isDisabled()).toBe(false);
+    await live(bob, room);
+    await field.focus();
+    await bob.keyboard.press("Enter");
+    await seen(bob, room, "fixed");
+    expect(await shown(bob, room)).toEqual(["fixed (edited)"]);
+    // The room's settings (bob owns it): Save waits for the answer, lost the same way.
+    armed = true;
+    await bob.click("#room-settings");
+    await bob.fill("#settings-topic", "lost and found");
+    await bob.click("#settings-save");
+    await waitForText(bob, "#settings-error", "Not saved: the connection was lost. Save again once the chat is back.");
+    expect(await bob.isDisabled("#settings-save")).toBe(false);
+    await live(bob, room);
+    await bob.click("#settings-save");
+    await bob.locator("#settings-dialog").waitFor({ state: "hidden" });
+    await line(bob, room, "bob set the topic: “lost and found”");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
