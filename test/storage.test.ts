@@ -431,6 +431,23 @@ test("a full disk: sends answer internal and /healthz says storage full until a 
 describe("storage bounds across instances (redis)", () => {
   const redis = redisForSuite();
 
+  test("a trimmed event's dedup key goes with it, as a message's does: the room's dedup hash holds only what it keeps", async () => {
+    const db = redis.freshDb();
+    await using server = await startServer({ redisUrl: redis.url(db), historyRetain: 3 });
+    const olga = await user(server, "olga", "r");
+    olga.send({ type: "room_settings", room: "r", topic: "soon trimmed", ref: "t" });
+    const live = (await olga.until((f) => f.type === "ok" && f.ref === "t")).find((f) => f.type === "settings")!;
+    // An event's stored id is not part of its frame, live or read back.
+    expect(live).not.toHaveProperty("id");
+    olga.send({ type: "history", room: "r", limit: 10 });
+    expect((await olga.expect("history")).messages).toEqual([live]);
+    // Seq 1 is the settings event; three messages push it out.
+    for (const text of ["one", "two", "three"]) await olga.say("r", text, text);
+    expect(await redis.commandIn(db, "HKEYS", "chat:room:r:ids")).toEqual(expect.arrayContaining(["one", "two", "three"].map((id) => expect.stringContaining(`\n${id}`))));
+    expect(await redis.commandIn(db, "HLEN", "chat:room:r:ids")).toBe(3);
+    olga.close();
+  });
+
   test("MAX_ROOMS counts every instance's rooms: a room started on A counts on B, and one too many is refused on both", async () => {
     const db = redis.freshDb();
     const instance = () => startServer({ redisUrl: redis.url(db), maxRooms: 2 });

@@ -133,12 +133,13 @@ export const slowKey = (room: string, userId: string) => `chat:slow:${room}:${us
 /**
  * A stored entry as Redis holds and publishes it: `seq:json`, its frame as JSON without `seq`. A
  * message leaves out its `type` too, so it reads `{room, id, user, text, ts}` as it always did
- * (and `replyTo`, `edited`, `deleted` when it has them); an event keeps its `type`. The scripts
- * change a member in place (an edit, a deletion) by the same fields.
+ * (and `replyTo`, `edited`, `deleted` when it has them); an event keeps its `type`, and its
+ * dedup id, which no frame shows (decodeMember drops it): trimming an entry drops its dedup key
+ * by it. The scripts change a member in place (an edit, a deletion) by the same fields.
  */
 export function encodeMember(e: NewEntry): string {
   const { seq: _seq, type, ...rest } = storedFrame(e, 0);
-  return JSON.stringify(type === "message" ? rest : { type, ...rest });
+  return JSON.stringify(type === "message" ? rest : { type, ...rest, id: e.id });
 }
 
 /** A message as append.lua publishes it: its member (`seq:json`) and its sequence's epoch. */
@@ -150,6 +151,7 @@ export interface Published {
 export function decodeMember(member: string): StoredFrame {
   const at = member.indexOf(":");
   const fields = JSON.parse(member.slice(at + 1));
+  if (fields.type !== undefined) delete fields.id;
   return { type: "message", ...fields, seq: Number(member.slice(0, at)) };
 }
 

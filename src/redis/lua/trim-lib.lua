@@ -9,10 +9,11 @@ local TRIM_CHUNK = 100
 local function decoded(member)
   return cjson.decode(string.sub(member, string.find(member, ':', 1, true) + 1))
 end
--- Drops the dedup key of a trimmed entry. A message holds its client id and author; a stored
--- event (settings, edit, delete) holds neither as such (`by`, and no id): it has nothing to drop.
+-- Drops the dedup key of a trimmed entry: its author's (or, for settings and deletions, its
+-- actor's, `by`) id and its id. An event stored before events kept their id has none to drop.
 local function forgetKey(ids, m)
-  if m.id and m.user then redis.call('HDEL', ids, m.user.id .. '\n' .. m.id) end
+  local u = m.user or m.by
+  if m.id and u then redis.call('HDEL', ids, u.id .. '\n' .. m.id) end
 end
 local function syncHeld(log, held, room)
   local oldest = redis.call('ZRANGE', log, 0, 0)
