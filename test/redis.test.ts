@@ -601,6 +601,32 @@ describe("Redis that loses its data, or comes back", () => {
     alice.close();
   }, REDIS_TEST_MS);
 
+  test("a flush: frames sent before the instance has noticed it do not make the bucket it puts back a fresh one", async () => {
+    const clock = Date.now();
+    await using servers = await instances(redis, 1, { instanceTimeoutMs: 3000, rateLimitBurst: 5, rateLimitPerSecond: 1, now: () => clock });
+    const [a] = servers;
+    const alice = await Client.connect(a.wsUrl);
+    await alice.hello("alice");
+    await alice.join("burst");
+    const page = async (ref: string) => {
+      alice.send({ type: "history", room: "burst", ref });
+      return alice.next();
+    };
+    for (let i = 1; i <= 3; i++) expect(await page(`h${i}`)).toMatchObject({ type: "history", ref: `h${i}` });
+    // One token left. Redis loses its data; a frame spends from the fresh bucket before the
+    // instance's next heartbeat notices, which puts back what alice had left.
+    const admin = new RedisClient(redis.url(servers.db));
+    await admin.send("FLUSHDB", []);
+    admin.close();
+    let answered = 0;
+    if ((await page("h4")).type === "history") answered++;
+    await a.logLine((l) => l.event === "roster_recovered" && l.reset === true);
+    for (let i = 5; i <= 9; i++) if ((await page(`h${i}`)).type === "history") answered++;
+    // Her one token, and at most the one the fresh bucket gave before it was put back: not a new burst.
+    expect(answered).toBeLessThanOrEqual(2);
+    alice.close();
+  }, REDIS_TEST_MS);
+
   test("a flush: each instance holds its names again, whoever held one first keeps it and the other is renamed and told; live users' sessions still work", async () => {
     await using servers = await instances(redis, 2, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000 });
     const [a, b] = servers;

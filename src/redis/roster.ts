@@ -136,12 +136,14 @@ export class RedisRoster implements Roster {
         const generation: string | null = await this.link.send("GET", [GENERATION_KEY]);
         const reset = generation !== this.generation;
         if (reset) {
-          this.generation = await this.mark();
+          const mark = await this.mark();
           this.log("warn", "redis_reset", { instance: this.instance, names: this.names.size });
           await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
           await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
           await this.holdNames();
           await this.restoreBuckets();
+          // Only now: until the buckets are back, levels seen under the new mark are not kept (takeFrameBatch).
+          this.generation = mark;
         }
         if (reset || reconnected) {
           await this.target.reconcile(reset);
@@ -377,13 +379,15 @@ export class RedisRoster implements Roster {
     const { rateLimitBurst, rateLimitPerSecond } = this.config;
     let answers: (number | string)[];
     try {
-      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now)], spendOnce);
+      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now), GENERATION_KEY], spendOnce);
     } catch (error) {
       for (const t of takes) t.reject(error);
       return;
     }
+    // A level taken from data Redis has lost since (not yet recovered) would overwrite the one to put back.
+    const keep = answers[3 * takes.length] === this.generation;
     takes.forEach((t, i) => {
-      if (this.names.has(t.userId)) this.levels.set(t.userId, { tokens: Number(answers[3 * i + 1]), at: Number(answers[3 * i + 2]) });
+      if (keep && this.names.has(t.userId)) this.levels.set(t.userId, { tokens: Number(answers[3 * i + 1]), at: Number(answers[3 * i + 2]) });
       t.resolve(answers[3 * i] === 1);
     });
   }

@@ -4,6 +4,8 @@
 -- The same rule as core/bucket.ts's TokenBucket: test/rate-limits.test.ts runs one table against both.
 --   KEYS the buckets, one token from each in order (a key may repeat)
 --   ARGV[1] burst   ARGV[2] tokens refilled per ms   ARGV[3] now (epoch ms)
+--   ARGV[4] (optional) the key of Redis's data mark, whose value is returned last: levels seen
+--           under another mark than the instance's (Redis lost its data) are not kept for a restore
 -- Returns, per key, {1 when a token was taken else 0, the tokens left (a string: Redis would truncate it), the time}, flat.
 local burst, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
@@ -19,4 +21,5 @@ for i = 1, #KEYS do
   out[#out + 1] = tostring(tokens)
   out[#out + 1] = at
 end
+if ARGV[4] then out[#out + 1] = redis.call('GET', ARGV[4]) or '' end
 return out
