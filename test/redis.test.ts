@@ -577,15 +577,18 @@ describe("slow mode across instances", () => {
 });
 
 describe("Redis that loses its data, or comes back", () => {
-  test("a flush gives nobody a fresh burst: each instance puts back its users' shared rate buckets as their last frames left them", async () => {
-    // Five frames a user, and the servers' clock held still: what is spent stays spent.
+  /**
+   * `n` instances whose clock is held still (what is spent stays spent), alice on the first in
+   * "burst" with one of her five tokens left (the join and three history pages took four), and
+   * Redis's data then flushed. `page` sends a history frame (it spends a token and stores nothing:
+   * a message would start the room's new epoch) and answers its answer.
+   */
+  async function oneTokenThenFlush(n: 1 | 2) {
     const clock = Date.now();
-    await using servers = await instances(redis, 2, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000, rateLimitBurst: 5, rateLimitPerSecond: 1, now: () => clock });
-    const [a, b] = servers;
-    const alice = await Client.connect(a.wsUrl);
+    const servers = await instances(redis, n, { instanceTimeoutMs: 3000, presenceGraceMs: 60_000, rateLimitBurst: 5, rateLimitPerSecond: 1, now: () => clock });
+    const alice = await Client.connect(servers[0]!.wsUrl);
     await alice.hello("alice");
     await alice.join("burst");
-    // History pages spend the user's tokens and store nothing (a message would start the room's new epoch).
     const page = async (ref: string) => {
       alice.send({ type: "history", room: "burst", ref });
       return alice.next();
@@ -594,7 +597,13 @@ describe("Redis that loses its data, or comes back", () => {
     const admin = new RedisClient(redis.url(servers.db));
     await admin.send("FLUSHDB", []);
     admin.close();
-    for (const s of [a, b]) await s.logLine((l) => l.event === "roster_recovered" && l.reset === true);
+    return { servers, alice, page };
+  }
+
+  test("a flush gives nobody a fresh burst: each instance puts back its users' shared rate buckets as their last frames left them", async () => {
+    const { servers, alice, page } = await oneTokenThenFlush(2);
+    await using _ = servers;
+    for (const s of servers) await s.logLine((l) => l.event === "roster_recovered" && l.reset === true);
     // The join and three pages took four of the five tokens: after the flush, one more, then none.
     expect(await page("h4")).toMatchObject({ type: "history", ref: "h4" });
     expect(await page("h5")).toMatchObject({ type: "error", code: "rate_limited", ref: "h5" });
@@ -602,22 +611,11 @@ describe("Redis that loses its data, or comes back", () => {
   }, REDIS_TEST_MS);
 
   test("a flush: frames sent before the instance has noticed it do not make the bucket it puts back a fresh one", async () => {
-    const clock = Date.now();
-    await using servers = await instances(redis, 1, { instanceTimeoutMs: 3000, rateLimitBurst: 5, rateLimitPerSecond: 1, now: () => clock });
+    const { servers, alice, page } = await oneTokenThenFlush(1);
+    await using _ = servers;
     const [a] = servers;
-    const alice = await Client.connect(a.wsUrl);
-    await alice.hello("alice");
-    await alice.join("burst");
-    const page = async (ref: string) => {
-      alice.send({ type: "history", room: "burst", ref });
-      return alice.next();
-    };
-    for (let i = 1; i <= 3; i++) expect(await page(`h${i}`)).toMatchObject({ type: "history", ref: `h${i}` });
-    // One token left. Redis loses its data; a frame spends from the fresh bucket before the
-    // instance's next heartbeat notices, which puts back what alice had left.
-    const admin = new RedisClient(redis.url(servers.db));
-    await admin.send("FLUSHDB", []);
-    admin.close();
+    // A frame spends from the fresh bucket before the instance's next heartbeat notices the
+    // flush, and puts back what alice had left.
     let answered = 0;
     if ((await page("h4")).type === "history") answered++;
     await a.logLine((l) => l.event === "roster_recovered" && l.reset === true);
