@@ -107,6 +107,8 @@ export function createChat(deps: ChatDeps) {
     self.admin = f.admin === true;
     self.limits = f.limits;
     self.name = f.user.name;
+    // A rename is a new hello: rows of ours not yet sent show the name they will be sent with.
+    pending.rename(f.user.name);
     identity.remember(f.session, f.user.name);
     rooms.save();
     if (renamingFrom !== null) {

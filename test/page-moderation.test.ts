@@ -486,3 +486,34 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "renamed with a message of ours not yet answered: its row shows the new name it will be sent with",
+  async () => {
+    const server = await suite.server("rename-pending");
+    const room = "talk";
+    const dana = await suite.newPage("dana");
+    // Armed, the page's sends go nowhere: the message stays pending on the page.
+    let swallow = false;
+    await dana.routeWebSocket(/\/ws$/, (route) => {
+      const upstream = route.connectToServer();
+      route.onMessage((frame) => {
+        if (swallow && typeof frame === "string" && frame.includes(`"type":"send"`)) return;
+        upstream.send(frame);
+      });
+      upstream.onMessage((frame) => route.send(frame));
+    });
+    await signIn(dana, server, "dana", room);
+    swallow = true;
+    await say(dana, "still on its way");
+    const pending = dana.locator(`.room[data-room="${room}"] .msg.pending .author`);
+    expect(await pending.textContent()).toBe("dana");
+    await dana.click("#rename");
+    await dana.fill("#rename-name", "dana2");
+    await dana.press("#rename-name", "Enter");
+    await waitForText(dana, "#me-name", "dana2");
+    expect(await pending.textContent()).toBe("dana2");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
