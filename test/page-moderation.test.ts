@@ -19,6 +19,22 @@ function menuItems(page: Page): Promise<string[]> {
   return page.locator(`.menu[role="menu"] .menu-item`).allTextContents();
 }
 
+/**
+ * Puts the page's sockets through `filter`, which says of each text frame the page sends whether
+ * it passes, goes nowhere ("drop"), or is lost with its socket, closed as a dropped connection is ("cut").
+ */
+async function wired(page: Page, filter: (frame: string) => "pass" | "drop" | "cut"): Promise<void> {
+  await page.routeWebSocket(/\/ws$/, (route) => {
+    const upstream = route.connectToServer();
+    route.onMessage((frame) => {
+      const fate = typeof frame === "string" ? filter(frame) : "pass";
+      if (fate === "cut") return void route.close({ code: 1011, reason: "test: connection lost" });
+      if (fate === "pass") upstream.send(frame);
+    });
+    upstream.onMessage((frame) => route.send(frame));
+  });
+}
+
 /** Opens the ⋯ menu of the message with this text, with the keyboard. */
 async function messageMenu(page: Page, room: string, text: string): Promise<string[]> {
   await row(page, room, text).locator(".msg-actions").focus();
@@ -441,18 +457,12 @@ test(
     const server = await suite.server("edit-lost");
     const room = "talk";
     const bob = await suite.newPage("bob");
-    // The page's sockets pass through here; armed, the next edit is swallowed and its socket dropped.
+    // Armed, the next edit or settings change is swallowed and its socket dropped.
     let armed = false;
-    await bob.routeWebSocket(/\/ws$/, (route) => {
-      const upstream = route.connectToServer();
-      route.onMessage((frame) => {
-        if (armed && typeof frame === "string" && /"type":"(edit|room_settings)"/.test(frame)) {
-          armed = false;
-          return void route.close({ code: 1011, reason: "test: connection lost" });
-        }
-        upstream.send(frame);
-      });
-      upstream.onMessage((frame) => route.send(frame));
+    await wired(bob, (frame) => {
+      if (!armed || !/"type":"(edit|room_settings)"/.test(frame)) return "pass";
+      armed = false;
+      return "cut";
     });
     await signIn(bob, server, "bob", room);
     await say(bob, "typo");
@@ -495,14 +505,7 @@ test(
     const dana = await suite.newPage("dana");
     // Armed, the page's sends go nowhere: the message stays pending on the page.
     let swallow = false;
-    await dana.routeWebSocket(/\/ws$/, (route) => {
-      const upstream = route.connectToServer();
-      route.onMessage((frame) => {
-        if (swallow && typeof frame === "string" && frame.includes(`"type":"send"`)) return;
-        upstream.send(frame);
-      });
-      upstream.onMessage((frame) => route.send(frame));
-    });
+    await wired(dana, (frame) => (swallow && frame.includes(`"type":"send"`) ? "drop" : "pass"));
     await signIn(dana, server, "dana", room);
     swallow = true;
     await say(dana, "still on its way");
