@@ -25,6 +25,30 @@ export function sqliteWith(overrides: (real: SqliteStore) => Partial<Store>, pat
   return Object.assign(Object.create(real) as SqliteStore, overrides(real));
 }
 
+/**
+ * One held call, for a store method a test replaces: once `arm()`ed, the next `pass()` says it is
+ * `waiting` and waits until `release()`; every other `pass()` goes straight on.
+ *   const held = heldOnce(); sqliteWith((real) => ({ roomPage: async (r, q) => (await held.pass(), real.roomPage(r, q)) }))
+ */
+export function heldOnce() {
+  let armed = false;
+  let reached!: () => void;
+  let release!: () => void;
+  const waiting = new Promise<void>((resolve) => (reached = resolve));
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  return {
+    waiting,
+    arm: () => void (armed = true),
+    release: () => release(),
+    async pass(): Promise<void> {
+      if (!armed) return;
+      armed = false;
+      reached();
+      await gate;
+    },
+  };
+}
+
 /** A fresh temporary folder, removed by `cleanup` (or at the end of a `using` block). */
 export function tempDir(): { path: string; cleanup: () => void } & Disposable {
   const path = mkdtempSync(join(tmpdir(), "bun-chat-test-"));

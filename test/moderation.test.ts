@@ -6,7 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { Client, ENGINES, LineClient, engineServers, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
+import { Client, ENGINES, LineClient, engineServers, heldOnce, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -331,25 +331,12 @@ describe("what holds across instances and restarts", () => {
 });
 
 describe("a kick or ban while a join waits for storage (SQLite)", () => {
-  /** A server whose next history read, once `hold()` is called, waits until `release()`; `reached` says it is waiting. */
+  /** A server whose next history read, once `hold()` is called, waits until `release()`; `waiting` says it is waiting. */
   async function heldReads() {
-    let armed = false;
-    let reached!: () => void;
-    let release!: () => void;
-    const waiting = new Promise<void>((resolve) => (reached = resolve));
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    const store = sqliteWith((real) => ({
-      roomPage: async (room, query) => {
-        if (armed) {
-          armed = false;
-          reached();
-          await gate;
-        }
-        return real.roomPage(room, query);
-      },
-    }));
+    const held = heldOnce();
+    const store = sqliteWith((real) => ({ roomPage: async (room, query) => (await held.pass(), real.roomPage(room, query)) }));
     const server = await startServer({ store });
-    return { server, hold: () => (armed = true), waiting, release };
+    return { server, hold: held.arm, waiting: held.waiting, release: held.release };
   }
 
   test("banned meanwhile: the join is refused banned, and the room never hears the user come", async () => {

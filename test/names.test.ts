@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SignJWT } from "jose";
 import { RESERVED_NAMES, checkName, nameKeys, namesClash, reservedKeys } from "../src/protocol/rules.ts";
-import { Client, bounded, instances, redisForSuite, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
+import { Client, bounded, heldOnce, instances, redisForSuite, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
 
 const HANGUL_FILLER = "\u3164";
 
@@ -220,22 +220,12 @@ describe("the same name from many hellos at once (SQLite)", () => {
   });
 
   test("a hello whose connection closes while its session is written leaves no session behind: the name is free", async () => {
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
-    let reached!: () => void;
-    const writing = new Promise<void>((resolve) => (reached = resolve));
-    let gated = true;
+    const held = heldOnce();
+    held.arm();
     let revoked!: () => void;
     const undone = new Promise<void>((resolve) => (revoked = resolve));
     const store = sqliteWith((real) => ({
-      saveSession: async (hash, session) => {
-        if (gated) {
-          gated = false;
-          reached();
-          await gate;
-        }
-        return real.saveSession(hash, session);
-      },
+      saveSession: async (hash, session) => (await held.pass(), real.saveSession(hash, session)),
       revokeSession: async (hash) => {
         await real.revokeSession(hash);
         revoked();
@@ -244,10 +234,10 @@ describe("the same name from many hellos at once (SQLite)", () => {
     await using server = await startServer({ store, helloRatePerMinute: 1000, presenceGraceMs: 0 });
     const gone = await Client.connect(server.wsUrl);
     gone.send({ type: "hello", name: "vanishing" });
-    await writing;
+    await held.waiting;
     gone.close();
     await server.logLine((l) => l.event === "close");
-    open();
+    held.release();
     await bounded(undone, "the unsent session to be revoked");
     // The same person, back before it ever got a token: the name is there for it.
     const again = await Client.connect(server.wsUrl);
