@@ -62,7 +62,7 @@ export class SqliteOutbox implements Outbox {
         "UPDATE hooks SET data = json_set(data, '$.text', '') WHERE type IN ('message.created', 'message.edited') AND data ->> '$.room' = ?1 " +
           "AND (data ->> '$.seq' = ?2 OR (type = 'message.edited' AND data ->> '$.target' = ?2))",
       ),
-      dropOldest: db.query("DELETE FROM hooks WHERE id IN (SELECT id FROM hooks ORDER BY id LIMIT ?)"),
+      dropOldest: db.query<{ attempts: number }, [number]>("DELETE FROM hooks WHERE id IN (SELECT id FROM hooks ORDER BY id LIMIT ?) RETURNING attempts"),
       /** Says what it deleted: a row dropped meanwhile for WEBHOOK_MAX_PENDING is not counted twice. */
       done: db.query<{ attempts: number }, [string]>("DELETE FROM hooks WHERE id IN (SELECT value FROM json_each(?)) RETURNING attempts"),
       retry: db.query("UPDATE hooks SET attempts = ?, due = ? WHERE id = ?"),
@@ -128,9 +128,8 @@ export class SqliteOutbox implements Outbox {
   end(): void {
     const excess = this.txCount - this.bounds.maxPending;
     if (excess <= 0) return;
-    this.q.dropOldest.run(excess);
-    // Some of them may have failed before: counted again (rare: only past WEBHOOK_MAX_PENDING).
-    if (this.txFailing > 0) this.txFailing = this.q.failing.get()!.n;
+    // Counted by what the delete removed, as `done` is: some of them may have failed before.
+    this.txFailing -= this.q.dropOldest.all(excess).filter((row) => row.attempts > 0).length;
     this.txCount -= excess;
     this.txDropped += excess;
   }
