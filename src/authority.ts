@@ -16,6 +16,7 @@ import {
   isRoom,
   type InviteFrame,
   type InviteRequest,
+  type ModerationFrame,
   type Role,
   type RoleFrame,
   type RoomMember,
@@ -25,6 +26,7 @@ import {
 } from "./protocol/wire.ts";
 import type { RoomLog } from "./roomlog.ts";
 import { hashSecret, type Users } from "./users.ts";
+import type { Webhooks } from "./webhooks.ts";
 
 /** Bytes of randomness in an id of an event (it has no client id, but shares the messages' dedup key). */
 export const EVENT_ID_BYTES = 9;
@@ -78,6 +80,8 @@ export class Authority {
     private readonly batcher: Batcher,
     private readonly fanout: Fanout,
     private readonly users: Users,
+    /** Tells of role changes (§11.7); null while webhooks are off. */
+    private readonly webhooks: Webhooks | null = null,
   ) {}
 
   /** A refusal unless `actor` may take `action` in a room whose authority is `auth` (on `target`). */
@@ -222,9 +226,10 @@ export class Authority {
     const denied = this.check(auth, actor, "room.role", target);
     if (denied) return denied;
     if (roleIn(auth, target.id) === role) return ok(null);
-    await this.store.setRole(room, target, role);
+    const event: ModerationFrame & { room: string } = { type: "moderation", room, action: "role", user: target, by: { ...actor.ref }, role };
+    await this.store.setRole(room, target, role, this.webhooks?.eventsOf(event));
     this.log.setRole(room, target, role);
-    this.fanout.moderation({ type: "moderation", room, action: "role", user: target, by: { ...actor.ref }, role }, true);
+    this.fanout.moderation(event, true);
     await this.audit({ room, ts: this.ctx.now(), action: "role", by: { ...actor.ref }, user: target, detail: { role } });
     return ok(null);
   }

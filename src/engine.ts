@@ -206,8 +206,10 @@ export function outboxBounds(config: Config): OutboxBounds {
 
 /**
  * The webhook outbox (§11.7): durable, at least once. A stored entry's event is queued by the
- * commit that stores it (Store.append), so no crash can keep one without the other; live events
- * (joins, leaves, moderation) by `add`, in a write of their own. An event is handed to one
+ * commit that stores it (Store.append), and a moderation event by the commit of the change it
+ * tells of (Store.restrict, banServer, setRole, removeListed), so no crash can keep one without the
+ * other; the events of what is not stored (joins, leaves, a kick from a public room) by `add`, in
+ * a write of their own. An event is handed to one
  * deliverer at a time, on any instance, and stays queued until it is `done`.
  */
 export interface Outbox {
@@ -397,13 +399,17 @@ export interface Store {
    * event); false otherwise. One step, so two first joiners cannot both own the room.
    */
   claimOwner(room: string, user: UserRef): Promise<boolean>;
-  /** Gives `user` a role in the room; "owner" moves ownership (the old owner becomes a moderator), "member" takes a role away. */
-  setRole(room: string, user: UserRef, role: Role): Promise<void>;
+  /**
+   * Gives `user` a role in the room; "owner" moves ownership (the old owner becomes a moderator),
+   * "member" takes a role away. `hooks`, the webhook events telling of it, are queued in the same
+   * commit (§11.7), as are those of removeListed, restrict and banServer.
+   */
+  setRole(room: string, user: UserRef, role: Role, hooks?: readonly HookEvent[]): Promise<void>;
   /** Whether the user is on the room's list of members (private rooms, §11.2). */
   isListed(room: string, userId: string): Promise<boolean>;
   addListed(room: string, userIds: readonly string[]): Promise<void>;
   /** Takes a user off the room's list (a kick from a private room, §11.4). */
-  removeListed(room: string, userId: string): Promise<void>;
+  removeListed(room: string, userId: string, hooks?: readonly HookEvent[]): Promise<void>;
   /** Stores an invite code's hash for the room; null maxUses: any number of uses. */
   createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null): Promise<void>;
   /** Spends one use of an invite to `room` if it is that room's, unexpired and not used up; false otherwise. */
@@ -421,9 +427,9 @@ export interface Store {
   /** One stored entry of a room's sequence, as it is now; null when none has that seq. */
   entry(room: string, seq: number): Promise<StoredFrame | null>;
   /** Bans or mutes `userId` in a room (null lifts it). */
-  restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null): Promise<void>;
+  restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null, hooks?: readonly HookEvent[]): Promise<void>;
   /** Bans a user from the whole server, and with `ip` its address too (null lifts every ban made for the user). */
-  banServer(userId: string, restriction: Restriction | null, ip?: string): Promise<void>;
+  banServer(userId: string, restriction: Restriction | null, ip?: string, hooks?: readonly HookEvent[]): Promise<void>;
   /** The server-wide ban holding for this user or address at `now`, if any. */
   serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null>;
   /** Adds an entry to the audit log, which keeps HISTORY_RETAIN per room. */

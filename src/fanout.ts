@@ -11,7 +11,6 @@ import { formatModerationLine, formatPresenceLine, formatStoredLines } from "./c
 import { addTo, removeFrom } from "./core/list.ts";
 import type { Relay } from "./engine.ts";
 import type { ModerationFrame, PresenceEvent, PresenceFrame, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
-import type { Webhooks } from "./webhooks.ts";
 
 /** Bounds the authors of recent messages remembered per room with TCP members (for deletion lines). */
 const AUTHORS_KEPT = 500;
@@ -25,8 +24,6 @@ export class Fanout {
   /** Per room with TCP members: who wrote its recent messages, by seq (authorOf). */
   private readonly authors = new Map<string, Map<number, string>>();
   server!: Server<WsConnection>;
-  /** Hears the moderation events this instance makes (§11.7); null while webhooks are off. */
-  webhooks: Webhooks | null = null;
 
   constructor(
     private readonly ctx: Context,
@@ -72,10 +69,7 @@ export class Fanout {
 
   /** A moderation event to this instance's members of its room, and to the other instances unless it came from one. */
   moderation(frame: ModerationFrame & { room: string }, local: boolean): void {
-    if (local) {
-      this.relay.event({ frame });
-      this.webhooks?.live(frame);
-    }
+    if (local) this.relay.event({ frame });
     this.publish(frame.room, JSON.stringify(frame), () => formatModerationLine(frame, this.ctx.now()));
   }
 

@@ -94,11 +94,10 @@ export class Hub {
     this.batcher = new Batcher(store, relay, ctx.metrics);
     const hooks = webhookOptions(ctx.config);
     this.webhooks = hooks && new Webhooks(ctx, store.openOutbox(outboxBounds(ctx.config)), hooks);
-    fanout.webhooks = this.webhooks;
     this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users, this.webhooks);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
-    this.authority = new Authority(ctx, store, roster, this.log, this.membership, this.batcher, fanout, this.users);
+    this.authority = new Authority(ctx, store, roster, this.log, this.membership, this.batcher, fanout, this.users, this.webhooks);
     this.changes = new Changes(ctx, store, this.log, this.batcher, this.authority);
     this.bots = new Bots(ctx, store, this.conns, this.membership);
     this.moderation = new Moderation(ctx, store, this.log, this.authority, this.membership, fanout, relay, this.users, this.conns, this.webhooks);

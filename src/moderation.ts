@@ -44,7 +44,7 @@ export class Moderation {
     private readonly relay: Relay,
     private readonly users: Users,
     private readonly conns: Conns,
-    /** Hears a server-wide ban (room moderation reaches it through Fanout); null while webhooks are off. */
+    /** Tells of moderation (§11.7); null while webhooks are off. */
     private readonly webhooks: Webhooks | null = null,
   ) {}
 
@@ -67,8 +67,11 @@ export class Moderation {
     const found = await this.target(frame.room, actor, frame.user, false);
     if (!found.ok) return found;
     const { auth, user } = found.value;
-    if (auth.settings.private) await this.store.removeListed(frame.room, user.id);
-    this.apply({ type: "moderation", room: frame.room, action: "kick", user, by: { ...actor.ref }, ...reason(frame.reason) }, true);
+    const event: RoomModeration = { type: "moderation", room: frame.room, action: "kick", user, by: { ...actor.ref }, ...reason(frame.reason) };
+    // Off a private room's list, the event is queued with that change; otherwise nothing is stored.
+    if (auth.settings.private) await this.store.removeListed(frame.room, user.id, this.told(event));
+    else this.webhooks?.live(event);
+    this.apply(event, true);
     await this.audit(frame.room, actor, "kick", user, frame.reason);
     return ok(null);
   }
@@ -89,8 +92,7 @@ export class Moderation {
       const restriction: Restriction = { until: seconds === null ? null : now + seconds * 1000, by, ...reason(frame.reason) };
       const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };
       const event: ModerationFrame = { type: "moderation", action: "ban", user: { ...user }, by, ...until(restriction), ...reason(frame.reason) };
-      await this.store.banServer(frame.user, restriction);
-      this.webhooks?.live(event);
+      await this.store.banServer(frame.user, restriction, undefined, this.told(event));
       await this.serverBan({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
       this.relay.broadcast({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
       await this.audit(frame.room ?? null, actor, "ban", user, frame.reason, restriction.until);
@@ -99,8 +101,8 @@ export class Moderation {
     const found = await this.target(frame.room, actor, frame.user, true);
     if (!found.ok) return found;
     const restriction: Restriction = { until: frame.seconds === undefined ? null : now + frame.seconds * 1000, by, name: found.value.user.name, ...reason(frame.reason) };
-    await this.store.restrict("ban", frame.room, found.value.user.id, restriction);
     const event: RoomModeration = { type: "moderation", room: frame.room, action: "ban", user: found.value.user, by, ...until(restriction), ...reason(frame.reason) };
+    await this.store.restrict("ban", frame.room, found.value.user.id, restriction, this.told(event));
     this.apply(event, true, restriction);
     await this.audit(frame.room, actor, "ban", found.value.user, frame.reason, restriction.until);
     return ok(null);
@@ -110,17 +112,17 @@ export class Moderation {
   async unban(actor: Actor, frame: Args<UnbanFrame>): Promise<Result<null>> {
     if (frame.room === undefined) {
       if (!actor.admin) return fail("forbidden", "only admins lift a server-wide ban");
-      await this.store.banServer(frame.user, null);
       // Nobody of it is connected to hear it (its connections were closed): the webhook still tells, as it told the ban.
       const user = { ...(this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user }) };
-      this.webhooks?.live({ type: "moderation", action: "unban", user, by: { ...actor.ref } });
+      await this.store.banServer(frame.user, null, undefined, this.told({ type: "moderation", action: "unban", user, by: { ...actor.ref } }));
       await this.audit(null, actor, "unban", user);
       return ok(null);
     }
     const found = await this.target(frame.room, actor, frame.user, true);
     if (!found.ok) return found;
-    await this.store.restrict("ban", frame.room, found.value.user.id, null);
-    this.apply({ type: "moderation", room: frame.room, action: "unban", user: found.value.user, by: { ...actor.ref } }, true, null);
+    const event: RoomModeration = { type: "moderation", room: frame.room, action: "unban", user: found.value.user, by: { ...actor.ref } };
+    await this.store.restrict("ban", frame.room, found.value.user.id, null, this.told(event));
+    this.apply(event, true, null);
     await this.audit(frame.room, actor, "unban", found.value.user);
     return ok(null);
   }
@@ -131,9 +133,10 @@ export class Moderation {
     if (!found.ok) return found;
     const { user } = found.value;
     const restriction = frame.seconds === 0 ? null : { until: this.ctx.now() + frame.seconds * 1000, by: { ...actor.ref }, name: user.name };
-    await this.store.restrict("mute", frame.room, user.id, restriction);
     const action = restriction ? "mute" : "unmute";
-    this.apply({ type: "moderation", room: frame.room, action, user, by: { ...actor.ref }, ...(restriction ? until(restriction) : {}) }, true, restriction);
+    const event: RoomModeration = { type: "moderation", room: frame.room, action, user, by: { ...actor.ref }, ...(restriction ? until(restriction) : {}) };
+    await this.store.restrict("mute", frame.room, user.id, restriction, this.told(event));
+    this.apply(event, true, restriction);
     await this.audit(frame.room, actor, action, user, undefined, restriction?.until);
     return ok(null);
   }
@@ -169,6 +172,11 @@ export class Moderation {
       this.membership.drop(conn, true);
       conn.close(CLOSE.banned, CLOSE_REASON.banned);
     }
+  }
+
+  /** The webhook events of a moderation action, for the store to queue in the commit of its change (§11.7). */
+  private told(event: ModerationFrame) {
+    return this.webhooks?.eventsOf(event);
   }
 
   /** The audit log's line for a moderation action. */

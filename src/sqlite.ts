@@ -14,6 +14,7 @@ import type {
   AuditEntry,
   BotRecord,
   HistoryBounds,
+  HookEvent,
   NewEntry,
   Outbox,
   OutboxBounds,
@@ -96,6 +97,9 @@ type WriteOp =
   | { op: "createBot"; bot: BotRecord; tokenHash: string }
   | { op: "revokeBot"; id: string }
   | OutboxOp;
+
+/** A change's ops and the webhook events that tell of it, in one commit (§11.7). */
+const told = (ops: WriteOp[], hooks: readonly HookEvent[] | undefined): WriteOp[] => (hooks?.length ? [...ops, { op: "hooks", events: hooks }] : ops);
 
 /**
  * fdatasync(2) on Bun's thread pool, the event loop going on meanwhile. It is what SQLite itself
@@ -775,14 +779,14 @@ export class SqliteStore implements Store {
     return row ? rowToFrame(row) : null;
   }
 
-  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null) {
-    await this.write([{ op: "restrict", kind, room, userId, restriction }]);
+  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null, hooks?: readonly HookEvent[]) {
+    await this.write(told([{ op: "restrict", kind, room, userId, restriction }], hooks));
   }
 
-  async banServer(userId: string, restriction: Restriction | null, ip?: string) {
+  async banServer(userId: string, restriction: Restriction | null, ip?: string, hooks?: readonly HookEvent[]) {
     const ops: WriteOp[] = [{ op: "restrict", kind: "ban", room: SERVER, userId, restriction }];
     if (restriction && ip !== undefined) ops.push({ op: "banAddress", ip, userId, restriction });
-    await this.write(ops);
+    await this.write(told(ops, hooks));
     if (!restriction) {
       this.userBans.delete(userId);
       for (const [address, ban] of this.addressBans) if (ban.userId === userId) this.addressBans.delete(address);
@@ -831,8 +835,8 @@ export class SqliteStore implements Store {
     return (await this.write([{ op: "claimOwner", room, user }]))[0] as boolean;
   }
 
-  async setRole(room: string, user: UserRef, role: Role) {
-    await this.write([{ op: "setRole", room, user, role }]);
+  async setRole(room: string, user: UserRef, role: Role, hooks?: readonly HookEvent[]) {
+    await this.write(told([{ op: "setRole", room, user, role }], hooks));
   }
 
   async isListed(room: string, userId: string) {
@@ -843,8 +847,8 @@ export class SqliteStore implements Store {
     if (userIds.length) await this.write([{ op: "addListed", room, userIds }]);
   }
 
-  async removeListed(room: string, userId: string) {
-    await this.write([{ op: "removeListed", room, userId }]);
+  async removeListed(room: string, userId: string, hooks?: readonly HookEvent[]) {
+    await this.write(told([{ op: "removeListed", room, userId }], hooks));
   }
 
   async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {

@@ -135,13 +135,20 @@ export class Webhooks {
     this.tick();
   }
 
-  /** Queues the event of a live frame (a join, a leave, a moderation action), in a durable write of its own. */
-  live(frame: PresenceFrame | ModerationFrame): void {
+  /**
+   * The events a live frame makes (none, or one: WEBHOOK_EVENTS may leave it out), for the store to
+   * queue in the commit of the change they tell of (a ban, a mute, a role).
+   */
+  eventsOf(frame: PresenceFrame | ModerationFrame): HookEvent[] {
     const type = liveEventOf(frame);
-    if (type === null || !this.options.types.has(type)) return;
-    this.outbox
-      .add([{ id: newHookId(), type, ts: this.ctx.now(), data: frame }])
-      .catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "webhook" }));
+    return type === null || !this.options.types.has(type) ? [] : [{ id: newHookId(), type, ts: this.ctx.now(), data: frame }];
+  }
+
+  /** Queues the event of a live frame that changes nothing stored (a join, a leave, a kick from a public room), in a durable write of its own. */
+  live(frame: PresenceFrame | ModerationFrame): void {
+    const events = this.eventsOf(frame);
+    if (!events.length) return;
+    this.outbox.add(events).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "webhook" }));
   }
 
   /** Takes more events if a slot is free; coalesces with a read under way. */

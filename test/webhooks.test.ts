@@ -16,6 +16,7 @@ import { DEFAULTS, loadConfig, webhookKeys } from "../src/config.ts";
 import type { Context } from "../src/context.ts";
 import { Metrics } from "../src/metrics.ts";
 import { WEBHOOK_EVENTS } from "../src/protocol/wire.ts";
+import { openRedis } from "../src/redis/index.ts";
 import { SqliteStore } from "../src/sqlite.ts";
 import { Webhooks, retryDelayMs, webhookBody, webhookHeaders } from "../src/webhooks.ts";
 import {
@@ -29,6 +30,7 @@ import {
   redisForSuite,
   run,
   spawnServer,
+  sqliteWith,
   startServer as startOne,
   tempDir,
   user,
@@ -380,6 +382,61 @@ describe("the outbox in storage", () => {
     await say(ann, "r", "unhooked");
     expect(await redis.commandIn(db, "KEYS", "chat:hooks*")).toEqual([]);
     ann.close();
+  });
+
+  // §11.7: "queued in the same commit as what it reports". Each engine writes a change and the
+  // events it is given in one step (one transaction, one script); the moderation test below shows
+  // the server hands its events over that way rather than in a write of their own.
+  for (const engine of ENGINES) {
+    test(`${engine}: a ban, a mute, a role and a private list's kick queue their events with the change`, async () => {
+      const now = Date.now();
+      const opened = engine === "sqlite" ? null : await openRedis(DEFAULTS, redis.url(redis.freshDb()), () => {}, () => now);
+      const store = opened?.store ?? new SqliteStore(":memory:", 100);
+      try {
+        const outbox = store.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 100 });
+        const by = { id: "g_mod", name: "mod" };
+        const told = (action: "ban" | "mute" | "role" | "kick" | "unban", user = "g_ann") => [
+          { id: `msg_${action}_${user}`, type: "moderation" as const, ts: now, data: { type: "moderation" as const, room: "r", action, user: { id: user, name: user }, by } },
+        ];
+        const restriction = { until: null, by };
+        await store.restrict("ban", "r", "g_ann", restriction, told("ban"));
+        await store.restrict("mute", "r", "g_bob", restriction, told("mute", "g_bob"));
+        await store.setRole("r", { id: "g_cat", name: "cat" }, "moderator", told("role", "g_cat"));
+        await store.addListed("r", ["g_dan"]);
+        await store.removeListed("r", "g_dan", told("kick", "g_dan"));
+        await store.banServer("g_eve", restriction, undefined, told("ban", "g_eve"));
+        await store.banServer("g_eve", null, undefined, told("unban", "g_eve"));
+        const auth = await store.roomAuth("r");
+        expect([auth.bans.has("g_ann"), auth.mutes.has("g_bob"), auth.roles.get("g_cat")?.role, await store.isListed("r", "g_dan")]).toEqual([true, true, "moderator", false]);
+        expect(await store.serverBan("g_eve", "::1", now)).toBeNull();
+        const taken = await outbox.take(10, now);
+        expect(taken.map((e) => e.id)).toEqual(["msg_ban_g_ann", "msg_mute_g_bob", "msg_role_g_cat", "msg_kick_g_dan", "msg_ban_g_eve", "msg_unban_g_eve"]);
+        expect(taken[0]!.data).toEqual(told("ban")[0]!.data);
+      } finally {
+        await opened?.roster.close().then(() => opened.relay.close());
+        await store.close();
+      }
+    });
+  }
+
+  test("moderation events ride on their change's commit: with the outbox's own writes failing, a role, mute, ban and private kick still tell", async () => {
+    await using receiver = webhookReceiver();
+    // Stands in for a crash between two writes: an event queued in a write of its own is lost.
+    const store = sqliteWith((real) => ({
+      openOutbox: (bounds) => Object.assign(real.openOutbox(bounds), { add: () => Promise.reject(new Error("disk I/O error (injected)")) }),
+    }));
+    await using server = await startOne({ store, ...hooks(receiver), webhookEvents: ["moderation"] });
+    const owner = await user(server, "olga", "r");
+    const [ann, bob, cat] = [await user(server, "ann", "r"), await user(server, "bob", "r"), await user(server, "cat", "r")];
+    const id = (c: Client) => c.frames[0]!.user.id as string;
+    await ask(owner, { type: "room_settings", room: "r", private: true });
+    await ask(owner, { type: "role", room: "r", user: id(ann), role: "moderator" });
+    await ask(owner, { type: "mute", room: "r", user: id(bob), seconds: 60 });
+    await ask(owner, { type: "ban", room: "r", user: id(bob) });
+    await ask(owner, { type: "kick", room: "r", user: id(cat) });
+    const ds = await receiver.until((ds) => ds.length >= 4, "the four moderation events");
+    expect(ds.map((d) => d.data.action).sort()).toEqual(["ban", "kick", "mute", "role"]);
+    for (const c of [owner, ann, bob, cat]) c.close();
   });
 
   test("Redis that lost its data: the consumer group is made again and events flow", async () => {

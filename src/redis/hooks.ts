@@ -37,6 +37,8 @@ export function decodeHook(text: string): HookEvent {
 
 export class RedisOutbox implements Outbox {
   onQueued: (() => void) | null = null;
+  /** Its keys, as a script that queues events takes them (role-set.lua's KEYS[3] on). */
+  readonly keys = HOOK_ARGS;
   private dropped = 0;
   private lastTakeover = -Infinity;
 
@@ -62,10 +64,23 @@ export class RedisOutbox implements Outbox {
   }
 
   async add(events: readonly HookEvent[]): Promise<void> {
-    if (!events.length) return;
-    const pairs = events.flatMap((e) => [e.id, encodeHook(e)]);
-    const dropped = await this.link.run(SCRIPTS.hooksAdd, HOOK_ARGS, [HOOK_GROUP, String(this.bounds.maxPending), ...pairs]);
+    if (events.length) await this.addWith([], events);
+  }
+
+  /** Runs `writes` (each a command and its words) and queues the events that tell of them, in one step. */
+  async addWith(writes: readonly (readonly string[])[], events: readonly HookEvent[]): Promise<void> {
+    const words = writes.flatMap((w) => [String(w.length), ...w]);
+    const dropped = await this.link.run(SCRIPTS.hooksAdd, HOOK_ARGS, [HOOK_GROUP, String(this.bounds.maxPending), String(writes.length), ...words, ...this.pairs(events)]);
     this.appended(Number(dropped));
+  }
+
+  /** The group, WEBHOOK_MAX_PENDING and the events' pairs: what a script that queues events takes. */
+  queueArgs(events: readonly HookEvent[]): string[] {
+    return [HOOK_GROUP, String(this.bounds.maxPending), ...this.pairs(events)];
+  }
+
+  private pairs(events: readonly HookEvent[]): string[] {
+    return events.flatMap((e) => [e.id, encodeHook(e)]);
   }
 
   async take(n: number, now: number): Promise<TakenHook[]> {

@@ -49,7 +49,7 @@ export const SCRIPTS = {
   sessionSave,
   sessionRevoke,
   ownerClaim,
-  roleSet,
+  roleSet: hooksLib + roleSet,
   inviteUse,
   /** The webhook outbox (§11.7): queue live events, take, done, retry, take over a dead instance's. */
   hooksAdd: hooksLib + hooksAdd,

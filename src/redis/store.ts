@@ -13,6 +13,7 @@ import type {
   AuditEntry,
   BotRecord,
   HistoryBounds,
+  HookEvent,
   NewEntry,
   Outbox,
   OutboxBounds,
@@ -263,24 +264,28 @@ export class RedisStore implements Store {
     return found[0] ? decodeMember(found[0]) : null;
   }
 
-  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null) {
-    const key = kind === "ban" ? authKeys(room).bans : authKeys(room).mutes;
-    if (restriction) await this.link.send("HSET", [key, userId, JSON.stringify(restriction)]);
-    else await this.link.send("HDEL", [key, userId]);
+  /** Writes, and the webhook events that tell of them in the same step (§11.7) if there are any. */
+  private async told(writes: string[][], hooks: readonly HookEvent[] | undefined): Promise<void> {
+    if (hooks?.length && this.outbox) return this.outbox.addWith(writes, hooks);
+    for (const [command, ...args] of writes) await this.link.send(command!, args);
   }
 
-  async banServer(userId: string, restriction: Restriction | null, ip?: string) {
+  async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null, hooks?: readonly HookEvent[]) {
+    const key = kind === "ban" ? authKeys(room).bans : authKeys(room).mutes;
+    await this.told([restriction ? ["HSET", key, userId, JSON.stringify(restriction)] : ["HDEL", key, userId]], hooks);
+  }
+
+  async banServer(userId: string, restriction: Restriction | null, ip?: string, hooks?: readonly HookEvent[]) {
     if (!restriction) {
       const ips: string[] = await this.link.send("SMEMBERS", [bannedAddressesKey(userId)]);
-      await this.link.send("DEL", [userBanKey(userId), bannedAddressesKey(userId), ...ips.map(addressBanKey)]);
-      return;
+      return this.told([["DEL", userBanKey(userId), bannedAddressesKey(userId), ...ips.map(addressBanKey)]], hooks);
     }
     const expiry = restriction.until === null ? [] : ["PXAT", String(restriction.until)];
-    await this.link.send("SET", [userBanKey(userId), JSON.stringify(restriction), ...expiry]);
+    const writes = [["SET", userBanKey(userId), JSON.stringify(restriction), ...expiry]];
     if (ip !== undefined) {
-      await this.link.send("SET", [addressBanKey(ip), JSON.stringify({ ...restriction, userId }), ...expiry]);
-      await this.link.send("SADD", [bannedAddressesKey(userId), ip]);
+      writes.push(["SET", addressBanKey(ip), JSON.stringify({ ...restriction, userId }), ...expiry], ["SADD", bannedAddressesKey(userId), ip]);
     }
+    await this.told(writes, hooks);
   }
 
   async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
@@ -344,9 +349,15 @@ export class RedisStore implements Store {
     return (await this.link.run(SCRIPTS.ownerClaim, [keys.owner, keys.roles, roomKeys(room).log], [user.id, entry])) === 1;
   }
 
-  async setRole(room: string, user: UserRef, role: Role) {
+  async setRole(room: string, user: UserRef, role: Role, hooks?: readonly HookEvent[]) {
     const keys = authKeys(room);
-    await this.link.run(SCRIPTS.roleSet, [keys.owner, keys.roles], [user.id, role, user.name]);
+    const outbox = hooks?.length ? this.outbox : null;
+    const dropped = await this.link.run(
+      SCRIPTS.roleSet,
+      [keys.owner, keys.roles, ...(outbox?.keys ?? [])],
+      [user.id, role, user.name, ...(outbox?.queueArgs(hooks!) ?? [])],
+    );
+    outbox?.appended(Number(dropped));
   }
 
   async isListed(room: string, userId: string) {
@@ -357,8 +368,8 @@ export class RedisStore implements Store {
     if (userIds.length) await this.link.send("SADD", [authKeys(room).list, ...userIds]);
   }
 
-  async removeListed(room: string, userId: string) {
-    await this.link.send("SREM", [authKeys(room).list, userId]);
+  async removeListed(room: string, userId: string, hooks?: readonly HookEvent[]) {
+    await this.told([["SREM", authKeys(room).list, userId]], hooks);
   }
 
   async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {

@@ -3,7 +3,7 @@
 -- {k = its field in the data hash}), a consumer group whose pending lists hold the events being
 -- delivered or waiting for a retry, a hash of the events (field -> "id\ntype\nts\n" + a room log
 -- member or a live frame's JSON), a sorted set of the retries by when they are due, and a hash of
--- attempts that failed. Prepended to append.lua and hooks-add.lua (redis/hooks.ts).
+-- attempts that failed. Prepended to append.lua, hooks-add.lua and role-set.lua (redis/scripts.ts).
 
 -- Forgets one event everywhere it is kept; `k` is its field in the data hash.
 local function forgetHook(stream, data, retry, tries, group, id, k)
@@ -22,4 +22,14 @@ local function dropOldestHooks(stream, data, retry, tries, group, max)
     forgetHook(stream, data, retry, tries, group, entry[1], entry[2][2])
   end
   return excess
+end
+
+-- Queues the events given as pairs of ARGV from `first` on (an event's field, its webhook-id,
+-- then the event), then keeps the outbox within `max`; returns how many old events went.
+local function queueHooks(stream, data, retry, tries, group, max, first)
+  for i = first, #ARGV, 2 do
+    redis.call('HSET', data, ARGV[i], ARGV[i + 1])
+    redis.call('XADD', stream, '*', 'k', ARGV[i])
+  end
+  return dropOldestHooks(stream, data, retry, tries, group, max)
 end
