@@ -450,7 +450,11 @@ export class SqliteStore implements Store {
             return this.q.useInvite.run(op.codeHash, op.room, op.now).changes > 0;
           case "restrict": {
             const r = op.restriction;
-            if (!r) return void this.q.lift.run(op.room, op.kind, op.userId);
+            if (!r) {
+              // A server-wide unban lifts the bans on the user's addresses too (§11.3).
+              if (op.room === SERVER) this.q.liftAddresses.run(op.userId);
+              return void this.q.lift.run(op.room, op.kind, op.userId);
+            }
             return void this.q.restrict.run(op.room, op.kind, op.userId, r.until, r.reason ?? null, r.by.id, r.by.name);
           }
           case "banAddress": {

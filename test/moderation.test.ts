@@ -328,6 +328,32 @@ describe("what holds across instances and restarts", () => {
     expect(await ask(back, { type: "join", room: "r" })).toMatchObject({ code: "banned" });
     back.close();
   });
+
+  test("a server-wide unban lifts the user's address bans for good: after a restart its address is welcome", async () => {
+    using dir = tempDir();
+    const databasePath = join(dir.path, "chat.sqlite");
+    const from = { "x-forwarded-for": "192.0.2.7" };
+    const hello = async (server: TestServer, name: string) => {
+      const c = await Client.connect(server.wsUrl, from);
+      c.send({ type: "hello", name });
+      return Object.assign(c, { first: await c.next() });
+    };
+    {
+      await using server = await startServer({ databasePath, adminToken: ADMIN_TOKEN, trustProxy: true });
+      const ops = await admin(server);
+      const bad = await hello(server, "bad");
+      expect(await ask(ops, { type: "ban", user: bad.first.user.id, address: true, seconds: 3600 })).toMatchObject({ type: "ok" });
+      await bad.closed;
+      expect(await ask(ops, { type: "unban", user: bad.first.user.id })).toMatchObject({ type: "ok" });
+      const again = await hello(server, "again");
+      expect(again.first.type).toBe("welcome");
+      for (const c of [ops, again]) c.close();
+    }
+    await using server = await startServer({ databasePath, trustProxy: true });
+    const later = await hello(server, "later");
+    expect(later.first.type).toBe("welcome");
+    later.close();
+  });
 });
 
 describe("a kick or ban while a join waits for storage (SQLite)", () => {
