@@ -109,11 +109,16 @@ export class Authority {
     return fail("forbidden", `${room} is private: you need an invite`);
   }
 
-  /** Whether `actor` may read `room`'s history: any room but a private one, which needs its list (§11.2). */
+  /**
+   * Whether `actor` may read `room`'s history: any room but a private one, which needs its list
+   * (§11.2) and no ban. A public room's history is public (§4, as over HTTP to anyone): a ban keeps
+   * its user out of the room, not from what everyone may read.
+   */
   async mayRead(room: string, actor: Actor): Promise<boolean> {
     const auth = await this.log.auth(room);
+    if (!auth.settings.private) return true;
     if (this.banned(auth, actor.ref.id)) return false;
-    if (!auth.settings.private || this.check(auth, actor, "room.enter") === null || actor.claimRooms.includes(room)) return true;
+    if (this.check(auth, actor, "room.enter") === null || actor.claimRooms.includes(room)) return true;
     return this.store.isListed(room, actor.ref.id);
   }
 
