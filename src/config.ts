@@ -435,7 +435,7 @@ const SETTINGS = {
   authJwksUrl: text(
     "AUTH_JWKS_URL",
     "an http:// or https:// URL of a JWKS",
-    "`https://` URL",
+    "`http://` or `https://` URL",
     "members sign in with a JWT signed by a key of this JWKS (cached; fetched again for an unknown `kid` at most every 30 s)",
     z.string().refine(isHttpUrl),
   ),
