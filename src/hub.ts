@@ -199,8 +199,10 @@ export class Hub {
    */
   async hello(conn: Connection, ask: HelloAsk): Promise<Result<{ user: UserRef; session: string | null; admin: boolean }>> {
     if (conn.user) return fail("bad_request", "already welcomed");
-    if (!(await this.rate.takeHello(conn.ip))) {
-      return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), close: { code: CLOSE.policy, reason: CLOSE_REASON.abuse } };
+    const wait = await this.rate.takeHello(conn.ip);
+    if (wait > 0) {
+      const close = { code: CLOSE.policy, reason: CLOSE_REASON.abuse };
+      return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), extra: { retryAfterMs: wait }, close };
     }
     const who = await this.users.identify(conn, ask);
     if (!who.ok) return who;

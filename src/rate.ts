@@ -92,17 +92,20 @@ export class RateGate {
   }
 
   /**
-   * One hello from `ip`: here first (a flood stays off the network), then on every instance. An
+   * One hello from `ip`: here first (a flood stays off the network), then on every instance.
+   * Resolves with 0 when it may, else the milliseconds until it may (§11.4: `retryAfterMs`). An
    * engine that cannot answer does not lock people out.
    */
-  async takeHello(ip: string): Promise<boolean> {
+  async takeHello(ip: string): Promise<number> {
     const now = this.ctx.now();
-    if (!this.helloBuckets.get(ip, now).take(now)) return false;
+    const bucket = this.helloBuckets.get(ip, now);
+    if (!bucket.take(now)) return bucket.wait(now) || Math.ceil(bucket.intervalMs);
     try {
-      return await this.roster.takeHello(ip, now);
+      // Spent on another instance: one token's time.
+      return (await this.roster.takeHello(ip, now)) ? 0 : Math.ceil(bucket.intervalMs);
     } catch (error) {
       this.ctx.log("warn", "storage", { error: String(error), op: "takeHello" });
-      return true;
+      return 0;
     }
   }
 

@@ -325,7 +325,8 @@ describe("rate limits belong to users and addresses (§10)", () => {
     }
     const fifth = await Client.connect(server.wsUrl);
     fifth.send({ type: "hello", name: "churn 4", ref: "h" });
-    expect(await fifth.next()).toEqual({ type: "error", code: "rate_limited", message: expect.any(String), ref: "h" });
+    // The clock stands still: the next of 4 a minute comes in 15 s (§11.4: rate_limited says when).
+    expect(await fifth.next()).toEqual({ type: "error", code: "rate_limited", message: expect.any(String), ref: "h", retryAfterMs: 15_000 });
     expect(await fifth.closed).toEqual({ code: 1008, reason: "rate limit exceeded" });
     const tcp = await LineClient.connect(server.chat.tcpPort!);
     await tcp.readUntil("name: ");
@@ -356,7 +357,7 @@ describe("across instances (redis)", () => {
     }
     const fifth = await Client.connect(a.wsUrl);
     fifth.send({ type: "hello", name: "churn 4" });
-    expect(await fifth.expect("error")).toMatchObject({ code: "rate_limited" });
+    expect(await fifth.expect("error")).toMatchObject({ code: "rate_limited", retryAfterMs: expect.any(Number) });
     expect(await fifth.closed).toEqual({ code: 1008, reason: "rate limit exceeded" });
   });
 
