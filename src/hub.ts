@@ -157,9 +157,9 @@ export class Hub {
     const { conn, ref, answer } = frame;
     if (conn.state !== "open") return;
     const taken = this.rate.take(conn, frame.type, frame.asked);
-    if (typeof taken === "boolean") return this.paid(conn, taken, ref) ? answer() : undefined;
+    if (typeof taken === "boolean") return this.paid(conn, frame.type, taken, ref) ? answer() : undefined;
     return taken.then(async (t) => {
-      if (conn.state === "open" && this.paid(conn, t, ref)) await answer();
+      if (conn.state === "open" && this.paid(conn, frame.type, t, ref)) await answer();
     });
   }
 
@@ -168,13 +168,10 @@ export class Hub {
    * after the messages it had sent are out, so it sees its own accepted words as the others do
    * (§10). Meanwhile it is not read.
    */
-  private paid(conn: Connection, taken: boolean, ref: string | undefined): boolean {
+  private paid(conn: Connection, type: Paid["type"], taken: boolean, ref: string | undefined): boolean {
     const verdict = this.rate.count(conn, taken);
     if (verdict === "ok") return true;
-    // When a token will be there: this instance's bucket says (a shared one refills as fast).
-    const bucket = conn.user && conn.user.bucket ? conn.user.bucket : conn.bucket;
-    const retryAfterMs = bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
-    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs });
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs: this.rate.frameRetryAfterMs(conn, type) });
     if (verdict === "abuse") this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
     return false;
   }

@@ -14,6 +14,9 @@ import type { ClientFrameType } from "./protocol/wire.ts";
 /** Bounds how long a frame waits for the user's shared rate bucket before spending this instance's copy. */
 const SHARED_BUCKET_WAIT_MS = 500;
 
+/** Whether a frame is paid from its connection's own bucket: a ping, or any frame before hello (§10). */
+const paidByConnection = (conn: Connection, type: ClientFrameType | undefined) => type === "ping" || !conn.user;
+
 /** A frame's token: taken or not, now or once the engine answers; null when nothing was asked ahead. */
 export type Token = boolean | Promise<boolean>;
 
@@ -47,7 +50,7 @@ export class RateGate {
    * or no user yet).
    */
   ask(conn: Connection, type: ClientFrameType | undefined): Token | null {
-    const user = type === "ping" ? null : conn.user;
+    const user = paidByConnection(conn, type) ? null : conn.user;
     if (!user) return null;
     const token = this.roster.takeFrame(user.ref.id, this.ctx.now(), user.bucket);
     // Marked handled now: it may fail before its frame's turn comes (take falls back then).
@@ -71,6 +74,12 @@ export class RateGate {
     const own = this.userBuckets.get(userId, this.ctx.now());
     const token = this.roster.takeFrame(userId, this.ctx.now(), own);
     return typeof token === "boolean" ? token : this.shared(token, own);
+  }
+
+  /** When the bucket that pays for `conn`'s frame of `type` has a token again, in ms (this instance's copy of a shared one refills as fast). */
+  frameRetryAfterMs(conn: Connection, type: ClientFrameType | undefined): number {
+    const bucket = paidByConnection(conn, type) ? conn.bucket : conn.user!.bucket;
+    return bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
   }
 
   /** When the user's bucket has a token again, in ms (at least one refill's time when it cannot tell). */

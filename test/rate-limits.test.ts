@@ -299,6 +299,20 @@ describe("rate limits belong to users and addresses (§10)", () => {
     tab2.close();
   });
 
+  test("a refused ping's retryAfterMs is its connection's bucket's wait, not its user's", async () => {
+    let t = Date.now();
+    await using server = await startServer({ now: () => t, rateLimitBurst: 2, rateLimitPerSecond: 2, rateLimitAbuseErrors: 100 });
+    const c = await Client.connect(server.wsUrl);
+    await c.hello("pinger"); // one of the connection's two tokens
+    for (const ref of ["p1", "p2"]) c.send({ type: "ping", ref });
+    expect((await c.until((f) => f.ref === "p2")).map((f) => f.retryAfterMs ?? f.type)).toEqual(["pong", 500]);
+    // A quarter second later the connection's bucket holds half a token; the user's is full.
+    t += 250;
+    c.send({ type: "ping", ref: "p3" });
+    expect(await c.next()).toMatchObject({ code: "rate_limited", ref: "p3", retryAfterMs: 250 });
+    c.close();
+  });
+
   test("a flood before hello is limited and closed; so is a ping flood", async () => {
     await using server = await startServer({ now: frozenClock(), rateLimitBurst: 3, rateLimitAbuseErrors: 2 });
     const early = await Client.connect(server.wsUrl);
