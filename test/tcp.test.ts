@@ -413,6 +413,38 @@ for (const engine of ENGINES) {
         slow.socket.terminate();
       });
 
+      test("a TCP client cut off at TCP_MAX_PENDING_BYTES by its /join's history leaves no ghost in the room, and frees its name", async () => {
+        // The history is written in the middle of the join: the cut-off must wait for the join to end.
+        await using server = await startServer({
+          tcpPort: 0,
+          presenceGraceMs: 0,
+          tcpMaxPendingBytes: 64 * 1024,
+          maxMessageChars: 100_000,
+          maxPayloadBytes: 12 * 100_000 + 512,
+          rateLimitBurst: 10_000,
+          rateLimitPerSecond: 10_000,
+        });
+        const writer = await user(server, "writer", "big");
+        // 10 messages of 50 000 lines each: ~15 MB of TCP lines for a /join, far past the kernel's buffers.
+        const text = "😀\n".repeat(50_000).trim();
+        for (let i = 0; i < 10; i++) await writer.say("big", text);
+        const { client: slow } = await tcpUser(server, "slow");
+        slow.socket.pause();
+        const closed = server.logLine((l) => l.event === "close" && l.reason === "backpressure");
+        slow.write("/join big\n");
+        expect(await closed).toMatchObject({ transport: "tcp" });
+        // Whoever comes now sees who is in big: slow is gone, and its name is free again.
+        const other = await Client.connect(server.wsUrl);
+        await other.hello("other");
+        const names = (await other.join("big")).members.map((m: { name: string }) => m.name).sort();
+        const again = await Client.connect(server.wsUrl);
+        again.send({ type: "hello", name: "slow" });
+        const answer = await again.next();
+        expect({ names, answer: answer.type }).toEqual({ names: ["other", "writer"], answer: "welcome" });
+        for (const c of [writer, other, again]) c.close();
+        slow.socket.terminate();
+      }, 60_000);
+
       test("idle: a silent peer is probed by TCP keepalive after IDLE_TIMEOUT_SECONDS, a dead one dropped", async () => {
         // TCP's counterpart of WebSocket pings: nc cannot answer pings, but its kernel answers probes.
         // Read from the server's own socket, which lives in this process.
