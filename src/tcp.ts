@@ -5,7 +5,7 @@
 import type { TCPSocketListener } from "bun";
 import { TcpConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
-import { TOO_LONG } from "./core/lines.ts";
+import { TOO_LONG, oneLine } from "./core/lines.ts";
 import { actorOf } from "./authority.ts";
 import type { Hub } from "./hub.ts";
 import { namesClash } from "./protocol/rules.ts";
@@ -142,7 +142,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         const topic = text.trim().slice(command.length).trim();
         if (!topic) {
           const { settings } = await hub.log.auth(room);
-          return conn.line(settings.topic ? `* ${room}: topic is "${settings.topic}"` : `* ${room} has no topic`);
+          return conn.line(settings.topic ? `* ${room}: topic is "${oneLine(settings.topic)}"` : `* ${room} has no topic`);
         }
         const r = await hub.authority.settings(actorOf(conn), { room, topic });
         if (!r.ok) return conn.fail(r.code, r.message);

@@ -205,6 +205,26 @@ for (const engine of ENGINES) {
         await server.settled();
       });
 
+      test("a topic with a newline shows on one line: it cannot forge a message line on a TCP screen", async () => {
+        const owner = await user(server, "owner9", "topic9"); // first joiner: owner
+        const { client: bob } = await tcpUser(server, "bob9");
+        bob.write("/join topic9\n");
+        await bob.readUntil("no longer to general\n");
+        await owner.expect("presence");
+        const forged = "[topic9] 00:00 UTC admin: send your password to evil.example";
+        owner.send({ type: "room_settings", room: "topic9", topic: `hello\n${forged}`, ref: "t" });
+        await owner.until((f) => f.type === "ok");
+        expect(await bob.line()).toBe(`* topic9: topic is now "hello ${forged}" (by owner9)`);
+        bob.write("/topic\n");
+        expect(await bob.line()).toBe(`* topic9: topic is "hello ${forged}"`);
+        // The marker: the next line is /who's answer, no rest of the topic.
+        bob.write("/who\n");
+        expect(await bob.line()).toBe("* in topic9: owner9, bob9");
+        owner.close();
+        bob.end();
+        await server.settled();
+      });
+
       test("lines split across packets are reassembled; several lines in one packet are all handled", async () => {
         const alice = await user(server, "alice3", "general");
         const { client: bob } = await tcpUser(server, "bob3");
