@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { LineSplitter, TOO_LONG, clock, formatMessageLines, formatPresenceLine, hhmm, markMentions, mentionPattern, promptFor } from "../src/core/lines.ts";
+import { RESTRICTION_MAX_SECONDS } from "../src/protocol/wire.ts";
 import { Client, ENGINES, LineClient, engineServers, tcpUser, user, withoutPrompts, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d UTC`;
@@ -390,6 +391,36 @@ for (const engine of ENGINES) {
         expect(members).toEqual(["alice6"]);
         alice.close();
         await server.settled();
+      });
+    });
+
+    describe("TCP moderation commands", () => {
+      test("/kick, /ban and /mute make the frames WebSocket sends and are held to their rules: one that breaks them is a bad_request and acts on nobody", async () => {
+        await using server = await startServer({ tcpPort: 0, presenceGraceMs: 0, rateLimitBurst: 100, rateLimitPerSecond: 100 });
+        const { client: boss } = await tcpUser(server, "boss");
+        boss.write("/join modroom\n"); // first joiner: owner
+        await boss.readUntil("no longer to general\n");
+        const victim = await user(server, "victim", "modroom");
+        await boss.readUntil("* victim joined modroom\n");
+        const tooLong = RESTRICTION_MAX_SECONDS / 60 + 1;
+        const refused = [
+          ["/kick victim \x1b]0;pwned\x07 hi", "reason: no control characters"],
+          [`/kick victim ${"y".repeat(201)}`, "reason: at most 200 characters"],
+          ["/ban victim 0", "seconds: "],
+          [`/ban victim ${tooLong}`, "seconds: "],
+          [`/mute victim ${tooLong}`, "seconds: "],
+        ];
+        const answers = [];
+        for (const [line, why] of refused) {
+          boss.write(`${line}\n`);
+          answers.push((await boss.line()).slice(0, `! bad_request: ${why}`.length));
+        }
+        expect(answers).toEqual(refused.map(([, why]) => `! bad_request: ${why}`));
+        // The marker: a kick within the rules is the first thing the victim hears after its joined.
+        boss.write(`/kick victim ${"z".repeat(200)}\n`);
+        expect(await victim.expect("moderation")).toMatchObject({ action: "kick", reason: "z".repeat(200) });
+        victim.close();
+        boss.end();
       });
     });
 
