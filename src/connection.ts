@@ -42,6 +42,13 @@ let connectionCounter = 0;
  * One client, WebSocket or TCP. Its transport's close handler is its one owner: it calls
  * `hub.close` exactly once, which frees everything. Frames are handled one at a time, in order,
  * on `chain`, so a frame that waits for storage never overtakes an earlier one.
+ *
+ * Writing to a connection never closes it there and then: a client too slow to take its output
+ * is cut off on a later turn (Bun does so for WebSocket; TcpConnection.out queues it). Bun runs
+ * the close handler inside the call that closes a socket, and writes come in the middle of the
+ * hub's steps: a `/join` writes its history after the room counts the joiner and before the
+ * connection lists the room, so a close handler run there freed it half-way and left a ghost
+ * member holding its name.
  */
 export abstract class Connection {
   /** A number, not its `c…` string: one string less per idle connection (issue #8: memory). */
@@ -224,6 +231,8 @@ export class TcpConnection extends Connection {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private ending = false;
+  /** Past tcpMaxPendingBytes: nothing more is written, and the socket is cut off on a later turn. */
+  private cutOff = false;
   private lingerTimer: ReturnType<typeof setTimeout> | null = null;
   /** The room plain lines go to, and the others, most recently joined last. */
   current: string | null = null;
@@ -255,10 +264,11 @@ export class TcpConnection extends Connection {
 
   /**
    * Writes now what the socket takes and keeps the rest for `drain`: Bun's write() takes what
-   * fits and drops the remainder. Past tcpMaxPendingBytes the client is not reading: close it.
+   * fits and drops the remainder. Past tcpMaxPendingBytes the client is not reading: cut it off,
+   * after the step that wrote (see Connection: a write never closes).
    */
   private out(bytes: Uint8Array): void {
-    if (this.state === "closed" || this.ending) return;
+    if (this.state === "closed" || this.ending || this.cutOff) return;
     if (this.pending.length === 0) {
       const n = this.socket.write(bytes);
       if (n < 0) return;
@@ -271,9 +281,12 @@ export class TcpConnection extends Connection {
       this.ctx.metrics.backpressureCloses++;
       this.closeWhy = { code: 0, reason: "backpressure" };
       this.state = "closing";
+      this.cutOff = true;
       this.pending = [];
       this.pendingBytes = 0;
-      this.socket.terminate();
+      queueMicrotask(() => {
+        if (this.state !== "closed") this.socket.terminate();
+      });
     }
   }
 

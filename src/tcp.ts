@@ -5,16 +5,18 @@
 import type { TCPSocketListener } from "bun";
 import { TcpConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
-import { TOO_LONG } from "./core/lines.ts";
+import { TOO_LONG, oneLine } from "./core/lines.ts";
 import { actorOf } from "./authority.ts";
 import type { Hub } from "./hub.ts";
-import { namesClash } from "./protocol/rules.ts";
-import { CLOSE, LINE_TOO_LONG } from "./protocol/wire.ts";
+import { namesClash, readFrame } from "./protocol/rules.ts";
+import { CLOSE, LINE_TOO_LONG, type ClientFrame } from "./protocol/wire.ts";
 
 const decoder = new TextDecoder();
 
 /** Messages shown on a TCP /join (protocol §9). */
 const TCP_JOIN_HISTORY = 10;
+/** `/ban` and `/mute` take minutes; their frames, seconds. */
+const SECONDS_PER_MINUTE = 60;
 /** The room a TCP user starts in. */
 const TCP_FIRST_ROOM = "general";
 
@@ -142,7 +144,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         const topic = text.trim().slice(command.length).trim();
         if (!topic) {
           const { settings } = await hub.log.auth(room);
-          return conn.line(settings.topic ? `* ${room}: topic is "${settings.topic}"` : `* ${room} has no topic`);
+          return conn.line(settings.topic ? `* ${room}: topic is "${oneLine(settings.topic)}"` : `* ${room} has no topic`);
         }
         const r = await hub.authority.settings(actorOf(conn), { room, topic });
         if (!r.ok) return conn.fail(r.code, r.message);
@@ -165,7 +167,10 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
 
   /**
    * `/kick NAME [reason]`, `/ban NAME [minutes]`, `/unban NAME`, `/mute NAME minutes` (§11.8): on
-   * the user of that name in the current room (for /unban, the banned one of that name).
+   * the user of that name in the current room (for /unban, the banned one of that name). The
+   * command becomes the frame a WebSocket client would send, read by the same schema (readFrame)
+   * and carried out by the same call (Hub.command): its bounds (a reason's length and characters,
+   * a ban of a minute at least, ten years at most) are not written again here.
    */
   async function moderate(conn: TcpConnection, command: string, rest: string): Promise<void> {
     const room = conn.current;
@@ -179,15 +184,14 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     }
     const userId = await userNamed(room, name, command === "/unban");
     if (!userId) return conn.fail("not_found", `nobody called ${name} in ${room}`);
-    const actor = actorOf(conn);
-    const r =
-      command === "/kick"
-        ? await hub.moderation.kick(actor, { room, user: userId, ...(words.length ? { reason: words.join(" ") } : {}) })
-        : command === "/ban"
-          ? await hub.moderation.ban(actor, { room, user: userId, ...(minutes !== null ? { seconds: minutes * 60 } : {}) })
-          : command === "/unban"
-            ? await hub.moderation.unban(actor, { room, user: userId })
-            : await hub.moderation.mute(actor, { room, user: userId, seconds: minutes! * 60 });
+    const fields: Record<string, unknown> = { type: command.slice(1), room, user: userId };
+    if (command === "/kick" && words.length) fields.reason = words.join(" ");
+    if ((command === "/ban" || command === "/mute") && minutes !== null) fields.seconds = minutes * SECONDS_PER_MINUTE;
+    const parsed = readFrame(fields);
+    if (!parsed.ok) return conn.fail("bad_request", `${parsed.message}; usage: ${usage}`);
+    // Its type is the command's, so it is one of these: the check tells TypeScript.
+    if (!isModeration(parsed.frame)) return conn.fail("bad_request", `usage: ${usage}`);
+    const r = await hub.command(actorOf(conn), parsed.frame);
     if (!r.ok) return conn.refuse(r);
     if (command === "/unban") conn.line(`* ${name} may come back to ${room}`);
   }
@@ -205,4 +209,9 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     const r = await hub.join(conn, { room, limit: TCP_JOIN_HISTORY });
     if (!r.ok) return conn.fail(r.code, r.message);
   }
+}
+
+/** The frames of the TCP door's moderation commands. */
+function isModeration(frame: ClientFrame): frame is Extract<ClientFrame, { type: "kick" | "ban" | "unban" | "mute" }> {
+  return frame.type === "kick" || frame.type === "ban" || frame.type === "unban" || frame.type === "mute";
 }

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { LineSplitter, TOO_LONG, clock, formatMessageLines, formatPresenceLine, hhmm, markMentions, mentionPattern, promptFor } from "../src/core/lines.ts";
+import { RESTRICTION_MAX_SECONDS } from "../src/protocol/wire.ts";
 import { Client, ENGINES, LineClient, engineServers, tcpUser, user, withoutPrompts, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d UTC`;
@@ -205,6 +206,26 @@ for (const engine of ENGINES) {
         await server.settled();
       });
 
+      test("a topic with a newline shows on one line: it cannot forge a message line on a TCP screen", async () => {
+        const owner = await user(server, "owner9", "topic9"); // first joiner: owner
+        const { client: bob } = await tcpUser(server, "bob9");
+        bob.write("/join topic9\n");
+        await bob.readUntil("no longer to general\n");
+        await owner.expect("presence");
+        const forged = "[topic9] 00:00 UTC admin: send your password to evil.example";
+        owner.send({ type: "room_settings", room: "topic9", topic: `hello\n${forged}`, ref: "t" });
+        await owner.until((f) => f.type === "ok");
+        expect(await bob.line()).toBe(`* topic9: topic is now "hello ${forged}" (by owner9)`);
+        bob.write("/topic\n");
+        expect(await bob.line()).toBe(`* topic9: topic is "hello ${forged}"`);
+        // The marker: the next line is /who's answer, no rest of the topic.
+        bob.write("/who\n");
+        expect(await bob.line()).toBe("* in topic9: owner9, bob9");
+        owner.close();
+        bob.end();
+        await server.settled();
+      });
+
       test("lines split across packets are reassembled; several lines in one packet are all handled", async () => {
         const alice = await user(server, "alice3", "general");
         const { client: bob } = await tcpUser(server, "bob3");
@@ -373,6 +394,36 @@ for (const engine of ENGINES) {
       });
     });
 
+    describe("TCP moderation commands", () => {
+      test("/kick, /ban and /mute make the frames WebSocket sends and are held to their rules: one that breaks them is a bad_request and acts on nobody", async () => {
+        await using server = await startServer({ tcpPort: 0, presenceGraceMs: 0, rateLimitBurst: 100, rateLimitPerSecond: 100 });
+        const { client: boss } = await tcpUser(server, "boss");
+        boss.write("/join modroom\n"); // first joiner: owner
+        await boss.readUntil("no longer to general\n");
+        const victim = await user(server, "victim", "modroom");
+        await boss.readUntil("* victim joined modroom\n");
+        const tooLong = RESTRICTION_MAX_SECONDS / 60 + 1;
+        const refused = [
+          ["/kick victim \x1b]0;pwned\x07 hi", "reason: no control characters"],
+          [`/kick victim ${"y".repeat(201)}`, "reason: at most 200 characters"],
+          ["/ban victim 0", "seconds: "],
+          [`/ban victim ${tooLong}`, "seconds: "],
+          [`/mute victim ${tooLong}`, "seconds: "],
+        ];
+        const answers = [];
+        for (const [line, why] of refused) {
+          boss.write(`${line}\n`);
+          answers.push((await boss.line()).slice(0, `! bad_request: ${why}`.length));
+        }
+        expect(answers).toEqual(refused.map(([, why]) => `! bad_request: ${why}`));
+        // The marker: a kick within the rules is the first thing the victim hears after its joined.
+        boss.write(`/kick victim ${"z".repeat(200)}\n`);
+        expect(await victim.expect("moderation")).toMatchObject({ action: "kick", reason: "z".repeat(200) });
+        victim.close();
+        boss.end();
+      });
+    });
+
     describe("TCP limits", () => {
       test("a TCP client that never reads is closed at TCP_MAX_PENDING_BYTES; the others keep receiving", async () => {
         await using server = await startServer({
@@ -412,6 +463,38 @@ for (const engine of ENGINES) {
         reader.end();
         slow.socket.terminate();
       });
+
+      test("a TCP client cut off at TCP_MAX_PENDING_BYTES by its /join's history leaves no ghost in the room, and frees its name", async () => {
+        // The history is written in the middle of the join: the cut-off must wait for the join to end.
+        await using server = await startServer({
+          tcpPort: 0,
+          presenceGraceMs: 0,
+          tcpMaxPendingBytes: 64 * 1024,
+          maxMessageChars: 100_000,
+          maxPayloadBytes: 12 * 100_000 + 512,
+          rateLimitBurst: 10_000,
+          rateLimitPerSecond: 10_000,
+        });
+        const writer = await user(server, "writer", "big");
+        // 10 messages of 50 000 lines each: ~15 MB of TCP lines for a /join, far past the kernel's buffers.
+        const text = "😀\n".repeat(50_000).trim();
+        for (let i = 0; i < 10; i++) await writer.say("big", text);
+        const { client: slow } = await tcpUser(server, "slow");
+        slow.socket.pause();
+        const closed = server.logLine((l) => l.event === "close" && l.reason === "backpressure");
+        slow.write("/join big\n");
+        expect(await closed).toMatchObject({ transport: "tcp" });
+        // Whoever comes now sees who is in big: slow is gone, and its name is free again.
+        const other = await Client.connect(server.wsUrl);
+        await other.hello("other");
+        const names = (await other.join("big")).members.map((m: { name: string }) => m.name).sort();
+        const again = await Client.connect(server.wsUrl);
+        again.send({ type: "hello", name: "slow" });
+        const answer = await again.next();
+        expect({ names, answer: answer.type }).toEqual({ names: ["other", "writer"], answer: "welcome" });
+        for (const c of [writer, other, again]) c.close();
+        slow.socket.terminate();
+      }, 60_000);
 
       test("idle: a silent peer is probed by TCP keepalive after IDLE_TIMEOUT_SECONDS, a dead one dropped", async () => {
         // TCP's counterpart of WebSocket pings: nc cannot answer pings, but its kernel answers probes.

@@ -76,6 +76,15 @@ export function clock(ts: number): string {
   return `${hhmm(ts)} UTC`;
 }
 
+/**
+ * A user's text inside a line of the door's own (a topic, an edit): its newlines as spaces, so
+ * no part of it starts a line that could pass for a message or a `* ` line.
+ *   oneLine("hi\n[general] 09:05 UTC admin: psst") // => "hi [general] 09:05 UTC admin: psst"
+ */
+export function oneLine(text: string): string {
+  return text.split("\n").join(" ");
+}
+
 /** A message as TCP lines: `[room] HH:MM UTC name: text`, one line per line of text. */
 export function formatMessageLines(m: MessageFrame): string {
   const prefix = `[${m.room}] ${clock(m.ts)} ${m.user.name}: `;
@@ -99,7 +108,7 @@ export function formatPresenceLine(p: PresenceFrame, oldName?: string): string {
 export function formatSettingsLine(e: SettingsEvent, before?: RoomSettings): string {
   const parts: string[] = [];
   const changed = (key: keyof RoomSettings) => !before || before[key] !== e[key];
-  if (changed("topic")) parts.push(`topic is now "${e.topic}"`);
+  if (changed("topic")) parts.push(`topic is now "${oneLine(e.topic)}"`);
   if (changed("private")) parts.push(e.private ? "private" : "public");
   if (changed("readOnly")) parts.push(e.readOnly ? "read-only" : "open to everyone's messages");
   if (changed("slowModeSeconds")) parts.push(e.slowModeSeconds ? `slow mode ${e.slowModeSeconds} s` : "slow mode off");
@@ -118,7 +127,7 @@ export function formatStoredLines(f: StoredFrame, before?: RoomSettings, author?
     case "settings":
       return formatSettingsLine(f, before);
     case "edit":
-      return `* ${f.user.name} edited a message in ${f.room}: ${f.text.split("\n").join(" ")}\n`;
+      return `* ${f.user.name} edited a message in ${f.room}: ${oneLine(f.text)}\n`;
     case "delete":
       return `* ${author ? `a message by ${author}` : "a message"} was deleted in ${f.room} by ${f.by.name}\n`;
     default:

@@ -188,7 +188,17 @@ export function parseFrame(raw: string): Parsed {
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     return { ok: false, message: "not a JSON object" };
   }
-  const fields = data as Record<string, unknown>;
+  return readFrame(data as Record<string, unknown>);
+}
+
+/**
+ * Reads one frame's fields, as parseFrame does once they are JSON: also what another door builds
+ * from what it was given (the TCP door's `/kick`, `/ban`, `/unban`, `/mute`), so a frame's
+ * bounds are written once, here, whichever door it came through.
+ *   readFrame({ type: "ban", room: "dev", user: "u1", seconds: 0 })
+ *   // => { ok: false, type: "ban", message: "seconds: Too small: expected number to be >=1" }
+ */
+export function readFrame(fields: Record<string, unknown>): Parsed {
   const type = typeof fields.type === "string" && CLIENT_TYPES.has(fields.type) ? (fields.type as ClientFrameType) : undefined;
   const echo = echoRef(fields, type);
   if (type === "send") {
