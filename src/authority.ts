@@ -22,6 +22,7 @@ import {
   type RoomMember,
   type RoomSettings,
   type RoomSettingsFrame,
+  type SettingsEvent,
   type UserRef,
 } from "./protocol/wire.ts";
 import type { RoomLog } from "./roomlog.ts";
@@ -186,29 +187,34 @@ export class Authority {
     const { room } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const auth = await this.log.auth(room);
-    const next: RoomSettings = { ...auth.settings };
+    // Only the fields asked for: storage writes them over what the room holds when it commits, so
+    // a change made meanwhile (here or on another instance) is not undone from a stale copy.
+    const change: Partial<RoomSettings> = {};
     if (frame.topic !== undefined) {
       const denied = this.check(auth, actor, "room.topic");
       if (denied) return denied;
       const topic = normalizeTopic(frame.topic);
       if (topic === null) return fail("text_invalid", "a topic is up to 200 characters, no control characters but tab and newline");
-      next.topic = topic;
+      change.topic = topic;
     }
     const rest = { private: frame.private, readOnly: frame.readOnly, slowModeSeconds: frame.slowModeSeconds };
     if (Object.values(rest).some((v) => v !== undefined)) {
       const denied = this.check(auth, actor, "room.settings");
       if (denied) return denied;
-      for (const [key, value] of Object.entries(rest)) if (value !== undefined) Object.assign(next, { [key]: value });
+      for (const [key, value] of Object.entries(rest)) if (value !== undefined) Object.assign(change, { [key]: value });
     }
-    if (frame.topic === undefined && Object.values(rest).every((v) => v === undefined)) return fail("bad_request", "nothing to change");
-    if (next.private && !auth.settings.private) {
-      // Everyone in it now, grace included, on every instance, stays welcome.
+    if (Object.keys(change).length === 0) return fail("bad_request", "nothing to change");
+    if (change.private) {
+      // Everyone in it now, grace included, on every instance, stays welcome. Also when our copy
+      // says it is private already: a change to public may be on its way to storage meanwhile.
       const members = await this.membership.members(room);
       await this.store.addListed(room, members.map((m) => m.id));
     }
-    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), settings: next });
+    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), settings: change });
     if ("refused" in stored) return fail("room_limit", `the server holds history for at most ${this.ctx.config.maxRooms} rooms`);
-    await this.audit({ room, ts: this.ctx.now(), action: "settings", by: { ...actor.ref }, detail: { ...next } });
+    // The settings as committed: this change over whatever the room held then.
+    const { topic, private: isPrivate, readOnly, slowModeSeconds } = stored.message as SettingsEvent;
+    await this.audit({ room, ts: this.ctx.now(), action: "settings", by: { ...actor.ref }, detail: { topic, private: isPrivate, readOnly, slowModeSeconds } });
     return ok(null);
   }
 

@@ -18,6 +18,7 @@ import type {
   WebhookEvent,
   WebhookFrame,
 } from "./protocol/wire.ts";
+import { DEFAULT_SETTINGS } from "./protocol/wire.ts";
 
 /** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
 export const DAY_MS = 86_400_000;
@@ -62,7 +63,11 @@ export interface NewDelete {
   target: number;
 }
 
-/** A settings change (§11.4), stored in the room's sequence and applied to the room in the same commit. */
+/**
+ * A settings change (§11.4), stored in the room's sequence and applied to the room in the same
+ * commit. It holds only the fields it sets: the engine writes them over what the room holds at
+ * that commit, so two changes at once both stand, on every instance.
+ */
 export interface NewSettings {
   type: "settings";
   room: string;
@@ -71,7 +76,7 @@ export interface NewSettings {
   /** A fresh id: events have no client id, but share the messages' dedup key. */
   id: string;
   ts: number;
-  settings: RoomSettings;
+  settings: Partial<RoomSettings>;
 }
 
 /** What a room's sequence takes: a message, or an event stored beside them. */
@@ -122,11 +127,14 @@ export function ageCutoff(batch: readonly NewEntry[], bounds: Pick<HistoryBounds
   return newest - bounds.maxAgeMs;
 }
 
-/** The frame a stored entry shows as, once it has its seq. */
-export function storedFrame(e: NewEntry, seq: number): StoredFrame {
+/**
+ * The frame a stored entry shows as, once it has its seq. A settings change shows its fields over
+ * `current`, what the room holds when it is committed (the engine's to read, in that commit).
+ */
+export function storedFrame(e: NewEntry, seq: number, current: RoomSettings = DEFAULT_SETTINGS): StoredFrame {
   switch (e.type) {
     case "settings":
-      return { type: "settings", room: e.room, seq, ...e.settings, by: { ...e.user }, ts: e.ts };
+      return { type: "settings", room: e.room, seq, ...current, ...e.settings, by: { ...e.user }, ts: e.ts };
     case "edit":
       return { type: "edit", room: e.room, seq, target: e.target, text: e.text, user: { ...e.user }, ts: e.ts, edited: e.ts };
     case "delete":
