@@ -8,7 +8,7 @@ import type { Batcher } from "./batcher.ts";
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { may, type Action, type Rank } from "./core/rights.ts";
-import { holds, type AuditEntry, type RoomAuth, type Roster, type Store } from "./engine.ts";
+import { SLOW_MODE_KEEP_MS, holds, type AuditEntry, type RoomAuth, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import type { Membership } from "./membership.ts";
 import { BOT_ID_PREFIX, MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
@@ -67,10 +67,10 @@ export function isNewRoom(auth: RoomAuth, retained: boolean, othersHere: number)
 
 export class Authority {
   /**
-   * When each user may next send in each slow-mode room ("room\nuserId"): the record with one
-   * process, this instance's copy with Redis (Roster.takeSlowMode); swept of what is past.
+   * When each user last sent in each slow-mode room ("room\nuserId"): the record with one
+   * process, this instance's copy with Redis (Roster.takeSlowMode); swept of what counts no more.
    */
-  private readonly slowDue = new Map<string, number>();
+  private readonly slowSent = new Map<string, number>();
 
   constructor(
     private readonly ctx: Context,
@@ -153,7 +153,7 @@ export class Authority {
     if (!slowModeSeconds || !this.check(auth, actor, "send.slowMode")) return null;
     const refusal = (wait: number): Failure | null =>
       wait > 0 ? { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } } : null;
-    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, this.ctx.now(), this.slowDue);
+    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, auth.slowModeSince, this.ctx.now(), this.slowSent);
     return typeof wait === "number" ? refusal(wait) : wait.then(refusal);
   }
 
@@ -164,9 +164,9 @@ export class Authority {
     return { ...fail("muted", "you are muted in this room"), ...(mute.until !== null ? { extra: { until: mute.until } } : {}) };
   }
 
-  /** Forgets the slow-mode slots that are past (run now and then). */
+  /** Forgets the sends that slow mode counts no more, whatever its setting (run now and then). */
   sweep(now: number): void {
-    for (const [key, due] of this.slowDue) if (due <= now) this.slowDue.delete(key);
+    for (const [key, sent] of this.slowSent) if (sent + SLOW_MODE_KEEP_MS <= now) this.slowSent.delete(key);
   }
 
   /** Members as `joined` lists them: with their role when it is not "member". */
