@@ -8,7 +8,7 @@ import type { Batcher } from "./batcher.ts";
 import type { Connection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { may, type Action, type Rank } from "./core/rights.ts";
-import { holds, type AuditEntry, type RoomAuth, type Roster, type Store } from "./engine.ts";
+import { SLOW_MODE_KEEP_MS, holds, type AuditEntry, type RoomAuth, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import type { Membership } from "./membership.ts";
 import { BOT_ID_PREFIX, MESSAGES, fail, normalizeTopic, ok, userRef, type Failure, type Result } from "./protocol/rules.ts";
@@ -22,6 +22,7 @@ import {
   type RoomMember,
   type RoomSettings,
   type RoomSettingsFrame,
+  type SettingsEvent,
   type UserRef,
 } from "./protocol/wire.ts";
 import type { RoomLog } from "./roomlog.ts";
@@ -66,10 +67,10 @@ export function isNewRoom(auth: RoomAuth, retained: boolean, othersHere: number)
 
 export class Authority {
   /**
-   * When each user may next send in each slow-mode room ("room\nuserId"): the record with one
-   * process, this instance's copy with Redis (Roster.takeSlowMode); swept of what is past.
+   * When each user last sent in each slow-mode room ("room\nuserId"): the record with one
+   * process, this instance's copy with Redis (Roster.takeSlowMode); swept of what counts no more.
    */
-  private readonly slowDue = new Map<string, number>();
+  private readonly slowSent = new Map<string, number>();
 
   constructor(
     private readonly ctx: Context,
@@ -157,7 +158,7 @@ export class Authority {
     if (!slowModeSeconds || !this.check(auth, actor, "send.slowMode")) return null;
     const refusal = (wait: number): Failure | null =>
       wait > 0 ? { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } } : null;
-    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, this.ctx.now(), this.slowDue);
+    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, auth.slowModeSince, this.ctx.now(), this.slowSent);
     return typeof wait === "number" ? refusal(wait) : wait.then(refusal);
   }
 
@@ -168,9 +169,9 @@ export class Authority {
     return { ...fail("muted", "you are muted in this room"), ...(mute.until !== null ? { extra: { until: mute.until } } : {}) };
   }
 
-  /** Forgets the slow-mode slots that are past (run now and then). */
+  /** Forgets the sends that slow mode counts no more, whatever its setting (run now and then). */
   sweep(now: number): void {
-    for (const [key, due] of this.slowDue) if (due <= now) this.slowDue.delete(key);
+    for (const [key, sent] of this.slowSent) if (sent + SLOW_MODE_KEEP_MS <= now) this.slowSent.delete(key);
   }
 
   /** Members as `joined` lists them: with their role when it is not "member". */
@@ -191,29 +192,34 @@ export class Authority {
     const { room } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const auth = await this.log.auth(room);
-    const next: RoomSettings = { ...auth.settings };
+    // Only the fields asked for: storage writes them over what the room holds when it commits, so
+    // a change made meanwhile (here or on another instance) is not undone from a stale copy.
+    const change: Partial<RoomSettings> = {};
     if (frame.topic !== undefined) {
       const denied = this.check(auth, actor, "room.topic");
       if (denied) return denied;
       const topic = normalizeTopic(frame.topic);
       if (topic === null) return fail("text_invalid", "a topic is up to 200 characters, no control characters but tab and newline");
-      next.topic = topic;
+      change.topic = topic;
     }
     const rest = { private: frame.private, readOnly: frame.readOnly, slowModeSeconds: frame.slowModeSeconds };
     if (Object.values(rest).some((v) => v !== undefined)) {
       const denied = this.check(auth, actor, "room.settings");
       if (denied) return denied;
-      for (const [key, value] of Object.entries(rest)) if (value !== undefined) Object.assign(next, { [key]: value });
+      for (const [key, value] of Object.entries(rest)) if (value !== undefined) Object.assign(change, { [key]: value });
     }
-    if (frame.topic === undefined && Object.values(rest).every((v) => v === undefined)) return fail("bad_request", "nothing to change");
-    if (next.private && !auth.settings.private) {
-      // Everyone in it now, grace included, on every instance, stays welcome.
+    if (Object.keys(change).length === 0) return fail("bad_request", "nothing to change");
+    if (change.private) {
+      // Everyone in it now, grace included, on every instance, stays welcome. Also when our copy
+      // says it is private already: a change to public may be on its way to storage meanwhile.
       const members = await this.membership.members(room);
       await this.store.addListed(room, members.map((m) => m.id));
     }
-    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), settings: next });
+    const stored = await this.batcher.add({ type: "settings", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), settings: change });
     if ("refused" in stored) return fail("room_limit", `the server holds history for at most ${this.ctx.config.maxRooms} rooms`);
-    await this.audit({ room, ts: this.ctx.now(), action: "settings", by: { ...actor.ref }, detail: { ...next } });
+    // The settings as committed: this change over whatever the room held then.
+    const { topic, private: isPrivate, readOnly, slowModeSeconds } = stored.message as SettingsEvent;
+    await this.audit({ room, ts: this.ctx.now(), action: "settings", by: { ...actor.ref }, detail: { topic, private: isPrivate, readOnly, slowModeSeconds } });
     return ok(null);
   }
 

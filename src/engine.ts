@@ -18,6 +18,7 @@ import type {
   WebhookEvent,
   WebhookFrame,
 } from "./protocol/wire.ts";
+import { DEFAULT_SETTINGS, SLOW_MODE_MAX_SECONDS } from "./protocol/wire.ts";
 
 /** Milliseconds in a day, for HISTORY_MAX_AGE_DAYS. */
 export const DAY_MS = 86_400_000;
@@ -62,7 +63,11 @@ export interface NewDelete {
   target: number;
 }
 
-/** A settings change (§11.4), stored in the room's sequence and applied to the room in the same commit. */
+/**
+ * A settings change (§11.4), stored in the room's sequence and applied to the room in the same
+ * commit. It holds only the fields it sets: the engine writes them over what the room holds at
+ * that commit, so two changes at once both stand, on every instance.
+ */
 export interface NewSettings {
   type: "settings";
   room: string;
@@ -71,7 +76,7 @@ export interface NewSettings {
   /** A fresh id: events have no client id, but share the messages' dedup key. */
   id: string;
   ts: number;
-  settings: RoomSettings;
+  settings: Partial<RoomSettings>;
 }
 
 /** What a room's sequence takes: a message, or an event stored beside them. */
@@ -122,11 +127,14 @@ export function ageCutoff(batch: readonly NewEntry[], bounds: Pick<HistoryBounds
   return newest - bounds.maxAgeMs;
 }
 
-/** The frame a stored entry shows as, once it has its seq. */
-export function storedFrame(e: NewEntry, seq: number): StoredFrame {
+/**
+ * The frame a stored entry shows as, once it has its seq. A settings change shows its fields over
+ * `current`, what the room holds when it is committed (the engine's to read, in that commit).
+ */
+export function storedFrame(e: NewEntry, seq: number, current: RoomSettings = DEFAULT_SETTINGS): StoredFrame {
   switch (e.type) {
     case "settings":
-      return { type: "settings", room: e.room, seq, ...e.settings, by: { ...e.user }, ts: e.ts };
+      return { type: "settings", room: e.room, seq, ...current, ...e.settings, by: { ...e.user }, ts: e.ts };
     case "edit":
       return { type: "edit", room: e.room, seq, target: e.target, text: e.text, user: { ...e.user }, ts: e.ts, edited: e.ts };
     case "delete":
@@ -314,6 +322,11 @@ export interface RoomAuth {
   settings: RoomSettings;
   bans: Map<string, Restriction>;
   mutes: Map<string, Restriction>;
+  /**
+   * When slow mode was last turned on, as this instance saw its event come (epoch ms): sends made
+   * before it do not count (§11.2). Absent when it was on already as the room was read: all do.
+   */
+  slowModeSince?: number;
 }
 
 /** Whether a restriction still holds at `now`. */
@@ -591,21 +604,43 @@ export interface Roster {
    */
   takeFrame(userId: string, now: number, own: TokenBucket): boolean | Promise<boolean>;
   /**
-   * Slow mode (§11.4): 0 when the user may send in the room now (its next send is then due in
-   * `ms`), else the ms to wait. `own` is this instance's record of when each "room\nuserId" is
-   * due: with one process it is the record, answered at once; with several the slot lives in the
-   * engine and the answer is a promise.
+   * Slow mode (§11.2): 0 when the user may send in the room now (the send then counts), else the
+   * ms to wait (slowModeWait: `ms` is the room's slow mode now, `since` when it was turned on).
+   * `own` is this instance's record of when each "room\nuserId" last sent: with one process it is
+   * the record, answered at once; with several the record lives in the engine and the answer is a
+   * promise.
    */
-  takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): number | Promise<number>;
+  takeSlowMode(room: string, userId: string, ms: number, since: number | undefined, now: number, own: Map<string, number>): number | Promise<number>;
   close(): Promise<void>;
 }
 
-/** The slow-mode rule on one record (Roster.takeSlowMode): 0 and the slot taken, or the ms to wait. */
-export function takeSlot(record: Map<string, number>, key: string, ms: number, now: number): number {
-  const due = record.get(key);
-  if (due !== undefined && due > now) return due - now;
-  record.set(key, now + ms);
-  return 0;
+/**
+ * How long a send counts for slow mode at most (ms): the longest slow mode, since a setting raised
+ * later measures from it too. Records of sends are kept no longer (swept, or lapsing in Redis).
+ */
+export const SLOW_MODE_KEEP_MS = SLOW_MODE_MAX_SECONDS * 1000;
+
+/**
+ * Slow mode's rule (§11.2): the ms a user waits before it may send again in a room whose slow
+ * mode is `ms` now, given when it last sent there (`last`) and when slow mode was turned on
+ * (`since`: a send before it does not count; undefined when not known, and then every send
+ * does). Measured with the setting now, so lowering it, or turning it off and on, keeps no
+ * longer wait. slow-take.lua is the same rule in Redis.
+ *   slowModeWait(1_000, 10_000, 0, 4_000)         // => 7000
+ *   slowModeWait(1_000, 2_000, 0, 4_000)          // => 0 (lowered since: 2 s have passed)
+ *   slowModeWait(1_000, 10_000, 2_000, 4_000)     // => 0 (sent before slow mode was turned on)
+ *   slowModeWait(undefined, 10_000, undefined, 0) // => 0 (never sent)
+ */
+export function slowModeWait(last: number | undefined, ms: number, since: number | undefined, now: number): number {
+  if (last === undefined || (since !== undefined && last < since)) return 0;
+  return Math.max(0, last + ms - now);
+}
+
+/** The slow-mode rule on one record of when each key last sent (Roster.takeSlowMode): 0 and the send counted, or the ms to wait. */
+export function takeSlot(record: Map<string, number>, key: string, ms: number, since: number | undefined, now: number): number {
+  const wait = slowModeWait(record.get(key), ms, since, now);
+  if (wait === 0) record.set(key, now);
+  return wait;
 }
 
 /** A name claimed for a user (Roster.claimName). */
@@ -680,8 +715,8 @@ export class LocalRoster implements Roster {
   takeFrame(_userId: string, now: number, own: TokenBucket): boolean {
     return own.take(now);
   }
-  takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): number {
-    return takeSlot(own, `${room}\n${userId}`, ms, now);
+  takeSlowMode(room: string, userId: string, ms: number, since: number | undefined, now: number, own: Map<string, number>): number {
+    return takeSlot(own, `${room}\n${userId}`, ms, since, now);
   }
   async close(): Promise<void> {}
 }

@@ -29,9 +29,9 @@ import type {
   StorageFailure,
 } from "./engine.ts";
 import { userRef } from "./protocol/rules.ts";
-import { DEFAULT_SETTINGS, type Role, type StoredFrame, type UserRef } from "./protocol/wire.ts";
+import type { Role, StoredFrame, UserRef } from "./protocol/wire.ts";
 import { MIGRATIONS, SCHEMA } from "./sqlite/schema.ts";
-import { COLUMNS, dataOf, rowOf, rowToFrame, type MessageRow } from "./sqlite/rows.ts";
+import { COLUMNS, dataOf, rowOf, rowToFrame, settingsOf, type MessageRow, type SettingsRow } from "./sqlite/rows.ts";
 import { SqliteOutbox, type OutboxOp } from "./sqlite/outbox.ts";
 
 interface SessionRow {
@@ -349,7 +349,7 @@ export class SqliteStore implements Store {
       roles: this.db.query<{ user_id: string; role: "owner" | "moderator"; name: string }, [string]>(
         "SELECT user_id, role, name FROM room_roles WHERE room = ?",
       ),
-      settings: this.db.query<{ topic: string; private: number; read_only: number; slow_mode_seconds: number }, [string]>(
+      settings: this.db.query<SettingsRow, [string]>(
         "SELECT topic, private, read_only, slow_mode_seconds FROM room_settings WHERE room = ?",
       ),
       saveSettings: this.db.query("INSERT OR REPLACE INTO room_settings (room, topic, private, read_only, slow_mode_seconds) VALUES (?, ?, ?, ?, ?)"),
@@ -601,7 +601,8 @@ export class SqliteStore implements Store {
         }
       }
       const seq = room.seq + 1;
-      const frame = storedFrame(m, seq);
+      // A settings change writes its fields over what the room holds now: one made at once keeps its own.
+      const frame = storedFrame(m, seq, m.type === "settings" ? settingsOf(this.q.settings.get(m.room)) : undefined);
       if (this.q.insert.run(...rowOf(frame, m.id)).changes === 0) {
         const original = rowToFrame(this.q.dedup.get(m.room, m.user.id, m.id)!);
         inBatch.set(key, original);
@@ -614,10 +615,7 @@ export class SqliteStore implements Store {
         held++;
       }
       room.seq = seq;
-      if (m.type === "settings") {
-        const t = m.settings;
-        this.q.saveSettings.run(m.room, t.topic, t.private ? 1 : 0, t.readOnly ? 1 : 0, t.slowModeSeconds);
-      }
+      if (frame.type === "settings") this.q.saveSettings.run(m.room, frame.topic, frame.private ? 1 : 0, frame.readOnly ? 1 : 0, frame.slowModeSeconds);
       inBatch.set(key, frame);
       this.outbox?.stored(m, frame);
       results.push({ message: frame, duplicate: false });
@@ -768,10 +766,7 @@ export class SqliteStore implements Store {
 
   async roomAuth(room: string): Promise<RoomAuth> {
     const roles = new Map<string, RoleHolder>(this.q.roles.all(room).map((r) => [r.user_id, { role: r.role, name: r.name }]));
-    const row = this.q.settings.get(room);
-    const settings = row
-      ? { topic: row.topic, private: row.private === 1, readOnly: row.read_only === 1, slowModeSeconds: row.slow_mode_seconds }
-      : { ...DEFAULT_SETTINGS };
+    const settings = settingsOf(this.q.settings.get(room));
     const bans = new Map<string, Restriction>();
     const mutes = new Map<string, Restriction>();
     for (const r of this.q.restrictions.all(room)) (r.kind === "ban" ? bans : mutes).set(r.user_id, restrictionOf(r));

@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { Client, ENGINES, LineClient, engineServers, heldOnce, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
+import { slowModeWait, takeSlot } from "../src/engine.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -163,6 +164,39 @@ for (const engine of ENGINES) {
       for (const c of [owner, user]) c.close();
     });
 
+    test("slow mode is measured from the last send with its setting now: lowered, raised, or turned off and on again", async () => {
+      let clock = Date.now();
+      await using server = await startServer({ now: () => clock });
+      const owner = await guest(server, "olga", "r");
+      const user = await guest(server, "user", "r");
+      const set = async (slowModeSeconds: number) => {
+        await ask(owner, { type: "room_settings", room: "r", slowModeSeconds });
+        await user.until((f) => f.type === "settings" && f.slowModeSeconds === slowModeSeconds);
+      };
+      const send = async (id: string) => {
+        user.send({ type: "send", room: "r", id, text: id });
+        return (await user.until((f) => (f.type === "message" && f.id === id) || (f.type === "error" && f.ref === id))).at(-1)!;
+      };
+      const refused = (id: string, retryAfterMs: number) => ({ type: "error" as const, code: "slow_mode", message: expect.any(String), ref: id, retryAfterMs });
+      await set(3600);
+      expect(await send("one")).toMatchObject({ type: "message" });
+      clock += 5_000;
+      await set(10);
+      expect(await send("two")).toEqual(refused("two", 5_000));
+      clock += 5_000;
+      expect(await send("three")).toMatchObject({ type: "message" });
+      clock += 20_000;
+      await set(60);
+      expect(await send("four")).toEqual(refused("four", 40_000));
+      // Off, a send that does not count, on again: the first send is not refused, the next is.
+      await set(0);
+      expect(await send("five")).toMatchObject({ type: "message" });
+      await set(30);
+      expect(await send("six")).toMatchObject({ type: "message" });
+      expect(await send("seven")).toEqual(refused("seven", 30_000));
+      for (const c of [owner, user]) c.close();
+    });
+
     test("a server-wide ban (admins): the user's connections get the event and close 4003; its hellos are refused, a member's new sessions too", async () => {
       await using server = await startServer({ authJwtSecret: SECRET, guestAccess: true });
       const ops = await admin(server);
@@ -281,6 +315,21 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+test("slowModeWait: from the last send, with the setting now; a send from before slow mode was turned on does not count", () => {
+  expect(slowModeWait(undefined, 10_000, undefined, 0)).toBe(0);
+  expect(slowModeWait(1_000, 10_000, 0, 4_000)).toBe(7_000);
+  expect(slowModeWait(1_000, 2_000, 0, 4_000)).toBe(0);
+  expect(slowModeWait(1_000, 10_000, 2_000, 4_000)).toBe(0);
+  // Sent as it was turned on: that send counts; not known when: every send does.
+  expect(slowModeWait(2_000, 10_000, 2_000, 4_000)).toBe(8_000);
+  expect(slowModeWait(1_000, 10_000, undefined, 4_000)).toBe(7_000);
+  const record = new Map<string, number>();
+  expect(takeSlot(record, "r\nu", 10_000, 0, 1_000)).toBe(0);
+  expect(takeSlot(record, "r\nu", 10_000, 0, 4_000)).toBe(7_000);
+  // A refused send does not count; the record is when the user last sent.
+  expect(record).toEqual(new Map([["r\nu", 1_000]]));
+});
 
 describe("what holds across instances and restarts", () => {
   const redis = redisForSuite();

@@ -126,6 +126,33 @@ for (const engine of ENGINES) {
       }
     });
 
+    test("two room_settings at once (the owner makes the room private, a moderator sets the topic): neither undoes the other", async () => {
+      const server = await start();
+      try {
+        const owner = await user(server, "olga", "den");
+        const mod = await user(server, "mod", "den");
+        expect(await ask(owner, { type: "role", room: "den", user: mod.frames[0]!.user.id, role: "moderator" })).toMatchObject({ type: "ok" });
+        await mod.sync();
+        // Both leave before either is stored: each was read from the same settings.
+        owner.send({ type: "room_settings", room: "den", private: true, ref: "p" });
+        mod.send({ type: "room_settings", room: "den", topic: "hello", ref: "t" });
+        await owner.until((f) => f.type === "ok" && f.ref === "p");
+        await mod.until((f) => f.type === "ok" && f.ref === "t");
+        await owner.sync();
+        const both = { topic: "hello", private: true, readOnly: false, slowModeSeconds: 0 };
+        // The later event (they come in seq order) says what the room holds after both; so does the room.
+        const events = owner.frames.filter((f) => f.type === "settings");
+        expect(events).toHaveLength(2);
+        expect(events[1]).toMatchObject(both);
+        expect((await ask(owner, { type: "join", room: "den" })).settings).toEqual(both);
+        const late = await user(server, "late");
+        expect(await ask(late, { type: "join", room: "den" })).toMatchObject({ type: "error", code: "forbidden" });
+        for (const c of [owner, mod, late]) c.close();
+      } finally {
+        await server.stop();
+      }
+    });
+
     test("role: the owner hands the room over (it becomes a moderator); unknown users are not_found; nobody acts on itself or above itself", async () => {
       const server = await start();
       try {

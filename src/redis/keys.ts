@@ -127,8 +127,11 @@ export const helloKey = (ip: string) => `chat:hello:${ip}`;
 export const roomStartKeys = (userId: string, ip: string) => ({ user: `chat:starts:user:${userId}`, ip: `chat:starts:ip:${ip}` });
 /** A user's frame bucket; not at `chat:bucket:`, where older instances keep a string (a rolling deploy runs both). */
 export const rateKey = (userId: string) => `chat:rate:${userId}`;
-/** When a user may next send in a slow-mode room (slow-take.lua). */
-export const slowKey = (room: string, userId: string) => `chat:slow:${room}:${userId}`;
+/**
+ * When a user last sent in a slow-mode room (slow-take.lua); not at `chat:slow:`, where older
+ * instances keep when its next send is due (a rolling deploy runs both).
+ */
+export const slowKey = (room: string, userId: string) => `chat:slowsent:${room}:${userId}`;
 
 /**
  * A stored entry as Redis holds and publishes it: `seq:json`, its frame as JSON without `seq`. A

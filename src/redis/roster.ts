@@ -5,7 +5,7 @@
 import { randomId } from "../core/random.ts";
 import type { Config } from "../config.ts";
 import type { TokenBucket } from "../core/bucket.ts";
-import { takeSlot, type NameClaim, type NameHeld, type Roster, type RosterTarget, type RoomCount } from "../engine.ts";
+import { SLOW_MODE_KEEP_MS, takeSlot, type NameClaim, type NameHeld, type Roster, type RosterTarget, type RoomCount } from "../engine.ts";
 import type { Log } from "../metrics.ts";
 import type { UserRef } from "../protocol/wire.ts";
 import {
@@ -393,17 +393,18 @@ export class RedisRoster implements Roster {
   }
 
   /**
-   * The slot lives in Redis, shared by every instance; while Redis cannot answer, this instance's
+   * The record lives in Redis, shared by every instance; while Redis cannot answer, this instance's
    * record stands in (as its copy of a rate bucket does), so a send is never held for slow mode.
    */
-  async takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): Promise<number> {
+  async takeSlowMode(room: string, userId: string, ms: number, since: number | undefined, now: number, own: Map<string, number>): Promise<number> {
     try {
       if (!this.link.connected) throw new Error("not connected to Redis");
-      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], [String(now), String(ms)], spendOnce));
-      if (wait === 0) own.set(`${room}\n${userId}`, now + ms);
+      const args = [String(now), String(ms), since === undefined ? "" : String(since), String(SLOW_MODE_KEEP_MS)];
+      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], args, spendOnce));
+      if (wait === 0) own.set(`${room}\n${userId}`, now);
       return wait;
     } catch {
-      return takeSlot(own, `${room}\n${userId}`, ms, now);
+      return takeSlot(own, `${room}\n${userId}`, ms, since, now);
     }
   }
 

@@ -3,7 +3,7 @@
  * columns every entry has, and `data`, JSON of the rest (the user's kind, a reply, an edit's
  * target, the settings), null for a guest's plain message.
  */
-import type { RoomSettings, StoredFrame, UserKind, UserRef } from "../protocol/wire.ts";
+import { DEFAULT_SETTINGS, type RoomSettings, type StoredFrame, type UserKind, type UserRef } from "../protocol/wire.ts";
 
 export interface MessageRow {
   room: string;
@@ -15,6 +15,20 @@ export interface MessageRow {
   text: string;
   ts: number;
   data: string | null;
+}
+
+/** A row of `room_settings`. */
+export interface SettingsRow {
+  topic: string;
+  private: number;
+  read_only: number;
+  slow_mode_seconds: number;
+}
+
+/** A room's settings as its row holds them; the defaults for a room nobody set up (no row). */
+export function settingsOf(row: SettingsRow | null | undefined): RoomSettings {
+  if (!row) return { ...DEFAULT_SETTINGS };
+  return { topic: row.topic, private: row.private === 1, readOnly: row.read_only === 1, slowModeSeconds: row.slow_mode_seconds };
 }
 
 /** What `data` may hold. */

@@ -11,7 +11,8 @@
 --   ARGV[1] the dedup field   ARGV[2] the entry as JSON, without its seq   ARGV[3] HISTORY_RETAIN
 --   ARGV[4] the room's channel   ARGV[5] the entry's time   ARGV[6] the room   ARGV[7] rooms kept
 --   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
---   ARGV[10] a settings event's settings as JSON, applied to the room with it ("" for a message)
+--   ARGV[10] the fields a settings event sets, as JSON, written over the room's settings with it;
+--            the event then carries all of them as the room holds them ("" for anything else)
 --   ARGV[11] an edit's or deletion's change as JSON ({type, target, text?, ts}), applied to its
 --            target message first ("" for anything else)
 --   ARGV[12] a fresh epoch, taken when the room has none (a new room, or Redis lost its data)
@@ -84,8 +85,22 @@ if not epoch then
   epoch = ARGV[12]
   redis.call('SET', KEYS[8], epoch)
 end
+local entry = ARGV[2]
+if ARGV[10] ~= '' then
+  -- Only the fields this change sets are written: one made at the same time (on any instance)
+  -- keeps its own, and the event says what the room holds after both.
+  local change = cjson.decode(ARGV[10])
+  for _, field in ipairs({'topic', 'private', 'readOnly', 'slowModeSeconds'}) do
+    if change[field] ~= nil then redis.call('HSET', KEYS[6], field, tostring(change[field])) end
+  end
+  local t = redis.call('HMGET', KEYS[6], 'topic', 'private', 'readOnly', 'slowModeSeconds')
+  local e = cjson.decode(entry)
+  e.topic, e.private, e.readOnly, e.slowModeSeconds = t[1] or '', t[2] == 'true', t[3] == 'true', tonumber(t[4]) or 0
+  entry = cjson.encode(e)
+  if e.private then redis.call('SADD', KEYS[7], room) else redis.call('SREM', KEYS[7], room) end
+end
 local seq = redis.call('INCR', KEYS[1])
-local member = seq .. ':' .. ARGV[2]
+local member = seq .. ':' .. entry
 redis.call('ZADD', KEYS[2], seq, member)
 redis.call('HSET', KEYS[3], ARGV[1], seq)
 local excess = redis.call('ZCARD', KEYS[2]) - retain
@@ -101,12 +116,6 @@ elseif excess > 0 and cutoff then
   -- Without an age bound the score may lag (older than the room's oldest): the first sweep
   -- after one is set visits the room, finds nothing to trim and sets it right.
   syncHeld(KEYS[2], KEYS[5], room)
-end
-if ARGV[10] ~= '' then
-  local t = cjson.decode(ARGV[10])
-  redis.call('HSET', KEYS[6], 'topic', t.topic, 'private', tostring(t.private), 'readOnly', tostring(t.readOnly),
-    'slowModeSeconds', tostring(t.slowModeSeconds))
-  if t.private then redis.call('SADD', KEYS[7], room) else redis.call('SREM', KEYS[7], room) end
 end
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))

@@ -1,9 +1,12 @@
--- Slow mode (§11.4) on every instance: a user's next send in a room is due at the time this key
--- holds. Each instance passes its own clock (as bucket-take.lua does); the key lapses with the slot.
---   KEYS[1] the user's slot in the room   ARGV[1] now (epoch ms)   ARGV[2] the room's slow mode (ms)
--- Returns 0 when the send may go (the slot is taken until now + ms), else the ms to wait.
-local now, ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local due = tonumber(redis.call('GET', KEYS[1]))
-if due and due > now then return math.ceil(due - now) end
-redis.call('SET', KEYS[1], tostring(now + ms), 'PX', tostring(ms))
+-- Slow mode (§11.2) on every instance: the key holds when the user last sent in the room (a send
+-- it let through). Each instance passes its own clock (as bucket-take.lua does). The rule is
+-- slowModeWait's (engine.ts): the wait is measured with the room's slow mode now.
+--   KEYS[1] the user's record in the room   ARGV[1] now (epoch ms)   ARGV[2] the room's slow mode (ms)
+--   ARGV[3] when slow mode was turned on (epoch ms): a send before it does not count ("": not
+--           known, every send does)   ARGV[4] how long a send counts at most (ms), the key's life
+-- Returns 0 when the send may go (it then counts), else the ms to wait.
+local now, ms, since = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[1]))
+if last and (not since or last >= since) and last + ms > now then return math.ceil(last + ms - now) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 return 0
