@@ -15,7 +15,10 @@ import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys
 import { CLOSE, CLOSE_REASON, NAME_MAX_CHARS, type HelloFrame, type UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
-/** A restored session's expiry is pushed back at most this often (one write per hour at most). */
+/**
+ * A restored session's expiry is pushed back at most this often (one write per hour at most), or
+ * every half of SESSION_TTL_SECONDS when that is shorter (sessionRefreshMs).
+ */
 const SESSION_REFRESH_MS = 3_600_000;
 /**
  * A new guest session lives this long (or SESSION_TTL_SECONDS, if shorter) until it is first used
@@ -41,6 +44,17 @@ export function fallbackName(name: string, userId: string, attempt: number): str
   const suffix = userId.slice(0, 4 + 2 * attempt);
   const base = [...name].slice(0, NAME_MAX_CHARS - 1 - suffix.length).join("").trim();
   return checkName(`${base}-${suffix}`);
+}
+
+/**
+ * How often a session in use has its expiry pushed back: hourly, or every half TTL when the TTL is
+ * shorter, so a session used within its TTL never lapses (at a TTL of an hour or less, an hourly
+ * refresh would never come).
+ *   sessionRefreshMs(30 * DAY_MS) // => 3_600_000
+ *   sessionRefreshMs(120_000)     // => 60_000
+ */
+function sessionRefreshMs(ttlMs: number): number {
+  return Math.min(SESSION_REFRESH_MS, ttlMs / 2);
 }
 
 const newToken = () => randomId(SESSION_TOKEN_BYTES);
@@ -216,7 +230,7 @@ export class Users {
   /**
    * Stores the session: a new token must be on disk before the client holds it; a restored one
    * is written when what it restores changed, or to push its expiry back, at most every
-   * SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing. False when storage failed.
+   * sessionRefreshMs, so a reconnect storm after a deploy writes nothing. False when storage failed.
    */
   private async saveSession(token: string, session: SessionRecord, before: SessionRecord | null, now: number): Promise<boolean> {
     const ttlMs = this.ctx.config.sessionTtlSeconds * 1000;
@@ -226,7 +240,7 @@ export class Users {
       before.admin === session.admin &&
       before.keys.join() === session.keys.join() &&
       before.rooms.join() === session.rooms.join();
-    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) {
+    if (same && before.expiresAt - now >= ttlMs - sessionRefreshMs(ttlMs)) {
       session.expiresAt = before.expiresAt;
       return true;
     }
