@@ -9,6 +9,7 @@ import { PAGE_PATHS, pageResponse, type Assets } from "./assets.ts";
 import { guestsAllowed, hostKey, isIP, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
+import { may, rankOf } from "./core/rights.ts";
 import type { PageQuery } from "./engine.ts";
 import { ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX, parseRoomsCursor } from "./directory.ts";
 import type { Hub } from "./hub.ts";
@@ -181,11 +182,15 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     return c.json({ room, ...r.value });
   });
 
-  // The audit log (§11.4): admins only, newest first, paged back with `before`.
+  // The audit log (§11.4): admins only, newest first, paged back with `before`. A token we know
+  // that is not the admin's (a bot's) is 403, as the API answers it (§11.6); only an unknown one is 401.
   app.get("/api/audit", async (c) => {
     const token = bearer(c.req.raw);
     if (token === null) return c.json({ error: "auth_required", message: "an admin bearer token is needed" }, 401, { "www-authenticate": 'Bearer realm="chat"' });
-    if (!isAdmin(c.req.raw)) return c.json({ error: "auth_invalid", message: "unknown token" }, 401);
+    const actor = await hub.bots.actorFor(token);
+    if (!actor) return c.json({ error: "auth_invalid", message: "unknown or revoked token" }, 401);
+    const denied = may({ rank: rankOf("member", actor.admin) }, "server.admin");
+    if (denied) return c.json({ error: "forbidden", message: denied }, 403);
     const room = c.req.query("room");
     if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid" }, 400);
     const query = pageQuery(new URL(c.req.url).searchParams);

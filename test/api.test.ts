@@ -146,6 +146,15 @@ for (const engine of ENGINES) {
       owner.close();
     });
 
+    test("GET /api/audit: a bot's token (known, not an admin's) is 403 forbidden; an unknown one 401; the admin's 200", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "auditor");
+      const code = async (res: Response) => [res.status, (await res.json()).error];
+      expect(await code(await api(server, "GET", "/api/audit", token))).toEqual([403, "forbidden"]);
+      expect(await code(await api(server, "GET", "/api/audit", "bot_unknown"))).toEqual([401, "auth_invalid"]);
+      expect((await api(server, "GET", "/api/audit", ADMIN_TOKEN)).status).toBe(200);
+    });
+
     test("every command of §11.3 over HTTP, with the WebSocket's rights: room_settings, role, invite, kick, mute, edit, delete", async () => {
       await using server = await startServer({ rateLimitBurst: 100 });
       const { bot, token } = (await makeBot(server, "modbot")) as { bot: { id: string }; token: string };
