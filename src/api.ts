@@ -104,17 +104,22 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   const send = (c: HonoContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
 
   /**
-   * Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`.
-   * Storage that throws on the way (a commit that failed) is 503 with its body (§11.6), as a
-   * failed commit is `internal` over WebSocket: never the HTTP door's bare 500.
+   * Every route of the API runs in here: storage that throws on the way (a commit or a read that
+   * failed) is 503 with its body (§11.6), as a failed commit is `internal` over WebSocket: never
+   * the HTTP door's bare 500.
    */
-  async function command(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+  async function guarded(c: HonoContext, op: string, route: () => Promise<Response>): Promise<Response> {
     try {
-      return await commandSteps(c, type, fields, run);
+      return await route();
     } catch (error) {
-      ctx.log("error", "storage", { error: String(error), op: `api ${type}` });
+      ctx.log("error", "storage", { error: String(error), op: `api ${op}` });
       return send(c, problem(503, "internal", "storage unavailable; send it again"));
     }
+  }
+
+  /** Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`. */
+  function command(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+    return guarded(c, type, () => commandSteps(c, type, fields, run));
   }
 
   async function commandSteps(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
@@ -161,30 +166,36 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
     return actor.admin ? null : problem(403, "forbidden", "only admins manage bots");
   }
 
-  app.post("/api/bots", async (c) => {
-    const denied = await admin(c);
-    if (denied) return send(c, denied);
-    const data = await body(c);
-    if (isAnswer(data)) return send(c, data);
-    const parsed = CreateBot.safeParse(data);
-    if (!parsed.success) return send(c, problem(400, "bad_request", "name: a string"));
-    const made = await hub.bots.create(parsed.data.name);
-    return send(c, answer(made, ({ bot, token }) => ({ body: { bot: botRef(bot), token }, status: 201 })));
-  });
+  app.post("/api/bots", (c) =>
+    guarded(c, "bots create", async () => {
+      const denied = await admin(c);
+      if (denied) return send(c, denied);
+      const data = await body(c);
+      if (isAnswer(data)) return send(c, data);
+      const parsed = CreateBot.safeParse(data);
+      if (!parsed.success) return send(c, problem(400, "bad_request", "name: a string"));
+      const made = await hub.bots.create(parsed.data.name);
+      return send(c, answer(made, ({ bot, token }) => ({ body: { bot: botRef(bot), token }, status: 201 })));
+    }),
+  );
 
-  app.get("/api/bots", async (c) => {
-    const denied = await admin(c);
-    if (denied) return send(c, denied);
-    const bots = await hub.bots.list();
-    return c.json({ bots: bots.map((b) => ({ ...botRef(b), createdAt: b.createdAt, revoked: b.revoked })) });
-  });
+  app.get("/api/bots", (c) =>
+    guarded(c, "bots list", async () => {
+      const denied = await admin(c);
+      if (denied) return send(c, denied);
+      const bots = await hub.bots.list();
+      return c.json({ bots: bots.map((b) => ({ ...botRef(b), createdAt: b.createdAt, revoked: b.revoked })) });
+    }),
+  );
 
-  app.delete("/api/bots/:id", async (c) => {
-    const denied = await admin(c);
-    if (denied) return send(c, denied);
-    const r = await hub.bots.revoke(c.req.param("id"));
-    return send(c, answer(r, (bot) => ({ body: { bot: { ...botRef(bot), createdAt: bot.createdAt, revoked: true } }, status: 200 })));
-  });
+  app.delete("/api/bots/:id", (c) =>
+    guarded(c, "bots revoke", async () => {
+      const denied = await admin(c);
+      if (denied) return send(c, denied);
+      const r = await hub.bots.revoke(c.req.param("id"));
+      return send(c, answer(r, (bot) => ({ body: { bot: { ...botRef(bot), createdAt: bot.createdAt, revoked: true } }, status: 200 })));
+    }),
+  );
 
   // Made at the first request, not at start: converting every schema costs ~12 ms of cold start.
   let openapi: string | null = null;
@@ -249,13 +260,13 @@ export function openApiDocument(ctx: Context): Record<string, unknown> {
           summary: "Make a bot (admins): its token is shown once",
           security: bearer,
           requestBody: { required: true, ...json(CreateBot) },
-          responses: { "201": { description: "made", ...json(z.object({ bot: Bot, token: z.string() })) }, ...errors(400, 401, 403) },
+          responses: { "201": { description: "made", ...json(z.object({ bot: Bot, token: z.string() })) }, ...errors(400, 401, 403, 503) },
         },
-        get: { summary: "The bots (admins)", security: bearer, responses: { "200": { description: "every bot", ...json(z.object({ bots: z.array(Bot) })) }, ...errors(401, 403) } },
+        get: { summary: "The bots (admins)", security: bearer, responses: { "200": { description: "every bot", ...json(z.object({ bots: z.array(Bot) })) }, ...errors(401, 403, 503) } },
       },
       "/api/bots/{id}": {
         parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
-        delete: { summary: "Revoke a bot (admins): its connections close with 4003", security: bearer, responses: { "200": { description: "revoked", ...json(z.object({ bot: Bot })) }, ...errors(401, 403, 404) } },
+        delete: { summary: "Revoke a bot (admins): its connections close with 4003", security: bearer, responses: { "200": { description: "revoked", ...json(z.object({ bot: Bot })) }, ...errors(401, 403, 404, 503) } },
       },
     },
     "x-limits": { bodyMaxBytes: BODY_MAX_BYTES, maxTextChars: ctx.config.maxMessageChars },

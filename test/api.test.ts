@@ -260,4 +260,17 @@ describe("storage that fails under the API (SQLite)", () => {
     expect(again.status).toBe(201);
     expect(((await again.json()) as { message: { text: string } }).message.text).toBe("stored");
   });
+
+  test("the bot routes whose storage fails are 503 with the same body, not the bare 500: make, list, revoke", async () => {
+    const disk = () => Promise.reject(new Error("disk I/O error (injected)"));
+    const store = sqliteWith(() => ({ createBot: disk, bots: disk }));
+    await using server = await startServer({ store, adminToken: ADMIN_TOKEN });
+    const answers = [
+      await api(server, "POST", "/api/bots", ADMIN_TOKEN, { name: "x" }),
+      await api(server, "GET", "/api/bots", ADMIN_TOKEN),
+      await api(server, "DELETE", "/api/bots/b:any", ADMIN_TOKEN),
+    ];
+    const internal = { error: "internal", message: expect.any(String) };
+    expect(await Promise.all(answers.map(async (res) => [res.status, await res.json()]))).toEqual([[503, internal], [503, internal], [503, internal]]);
+  });
 });
