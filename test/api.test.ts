@@ -155,6 +155,22 @@ for (const engine of ENGINES) {
       expect((await api(server, "GET", "/api/audit", ADMIN_TOKEN)).status).toBe(200);
     });
 
+    test("a private room's history over HTTP: 404 for anyone and a bot off its list, 200 for a bot on it and the admin", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "reader");
+      const { token: stranger } = await makeBot(server, "stranger");
+      const owner = await user(server, "olga", "vault");
+      const ws = await Client.connect(server.wsUrl);
+      ws.send({ type: "hello", token });
+      await ws.expect("welcome");
+      await ws.join("vault");
+      owner.send({ type: "room_settings", room: "vault", private: true, ref: "p" }); // lists everyone in it: the bot too
+      await owner.until((f) => f.type === "ok");
+      const status = async (t: string | null) => (await api(server, "GET", "/api/rooms/vault/messages", t)).status;
+      expect([await status(null), await status(stranger), await status(token), await status(ADMIN_TOKEN)]).toEqual([404, 404, 200, 200]);
+      for (const c of [owner, ws]) c.close();
+    });
+
     test("every command of §11.3 over HTTP, with the WebSocket's rights: room_settings, role, invite, kick, mute, edit, delete", async () => {
       await using server = await startServer({ rateLimitBurst: 100 });
       const { bot, token } = (await makeBot(server, "modbot")) as { bot: { id: string }; token: string };
