@@ -289,12 +289,13 @@ export class Users {
     conn.session = who.session;
     conn.sessionRecord = who.record;
     conn.admin = who.admin;
+    user.admin = who.admin;
     conn.claimRooms = who.rooms;
     return { user, oldName };
   }
 
   private newUser(ref: UserRef, keys: string[], since: number, version: number): User {
-    const user: User = { ref, keys, nameSince: since, nameVersion: version, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
+    const user: User = { ref, keys, nameSince: since, nameVersion: version, conns: [], admin: false, typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
     this.online.set(ref.id, user);
     return user;
   }

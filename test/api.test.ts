@@ -146,6 +146,19 @@ for (const engine of ENGINES) {
       owner.close();
     });
 
+    test("the admin bearer's posts rank as an admin's: a room's owner may not delete them", async () => {
+      await using server = await startServer();
+      const owner = await user(server, "olga", "hall"); // the first joiner: the owner
+      const res = await api(server, "POST", "/api/rooms/hall/messages", ADMIN_TOKEN, { text: "server maintenance at 5" });
+      expect(res.status).toBe(201);
+      const { message } = await res.json();
+      expect(message.user).toEqual({ id: "b:admin", name: "admin", kind: "bot" });
+      await owner.until((f) => f.type === "message");
+      owner.send({ type: "delete", room: "hall", seq: message.seq, ref: "d" });
+      expect((await owner.until((f) => f.type === "error" || f.type === "ok")).at(-1)).toMatchObject({ type: "error", code: "forbidden", ref: "d" });
+      owner.close();
+    });
+
     test("GET /api/audit: a bot's token (known, not an admin's) is 403 forbidden; an unknown one 401; the admin's 200", async () => {
       await using server = await startServer();
       const { token } = await makeBot(server, "auditor");
