@@ -4,10 +4,12 @@
  * schemas, rights and rate limits; and the OpenAPI 3.1 document of every /api route, generated
  * from those schemas (GET /api/openapi.json), so the two cannot drift.
  */
+import type { Server } from "bun";
 import { Hono, type Context as HonoContext } from "hono";
 import { z } from "zod";
 import type { Actor } from "./authority.ts";
 import { botRef } from "./bots.ts";
+import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Hub } from "./hub.ts";
 import { ClientFrameSchema, type Failure, type Result } from "./protocol/rules.ts";
@@ -77,18 +79,28 @@ function refused(failure: Failure): Answer {
 
 const problem = (status: Answer["status"], error: string, message: string): Answer => ({ body: { error, message }, status });
 
-/** The API's routes, as a Hono app of their own: server.ts mounts them on the HTTP door's. */
-export function apiRoutes(hub: Hub, ctx: Context): Hono {
-  const app = new Hono();
-  /** The bearer's actor, or the 401 to answer. */
-  async function bearer(c: HonoContext): Promise<Actor | Answer> {
+/** The HTTP door's environment: the Bun server a request came to. */
+type ApiEnv = { Bindings: Server<WsConnection> };
+type ApiContext = HonoContext<ApiEnv>;
+/** Where a request came from, as the HTTP door reads it (behind a trusted proxy, what the proxy says). */
+export type AddressOf = (req: Request, server: Server<WsConnection>) => string;
+
+/**
+ * The API's routes, as a Hono app of their own: server.ts mounts them on the HTTP door's and
+ * hands over how that door reads a request's address (address bans and room starts count by it).
+ */
+export function apiRoutes(hub: Hub, ctx: Context, addressOf: AddressOf): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  /** The bearer's actor, or the answer to a missing or unknown token (401) or a banned bot (403). */
+  async function bearer(c: ApiContext): Promise<Actor | Answer> {
     const token = /^Bearer (\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
     if (!token) return problem(401, "auth_required", "send Authorization: Bearer <ADMIN_TOKEN or a bot token>");
-    return (await hub.bots.actorFor(token)) ?? problem(401, "auth_invalid", "unknown or revoked token");
+    const actor = await hub.bots.actorFor(token, addressOf(c.req.raw, c.env));
+    return actor.ok ? actor.value : refused(actor);
   }
 
   /** The request's JSON body as an object, or the 413/415/400 to answer. */
-  async function body(c: HonoContext): Promise<Record<string, unknown> | Answer> {
+  async function body(c: ApiContext): Promise<Record<string, unknown> | Answer> {
     if (!/^application\/json(;|$)/i.test(c.req.header("content-type") ?? "")) return problem(415, "unsupported", "the body must be application/json");
     if (Number(c.req.header("content-length") ?? 0) > BODY_MAX_BYTES) return problem(413, "too_large", `a body is at most ${BODY_MAX_BYTES} bytes`);
     const text = await c.req.text();
@@ -101,14 +113,14 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   }
 
   const isAnswer = (x: unknown): x is Answer => typeof x === "object" && x !== null && "status" in x && "body" in x;
-  const send = (c: HonoContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
+  const send = (c: ApiContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
 
   /**
    * Every route of the API runs in here: storage that throws on the way (a commit or a read that
    * failed) is 503 with its body (§11.6), as a failed commit is `internal` over WebSocket: never
    * the HTTP door's bare 500.
    */
-  async function guarded(c: HonoContext, op: string, route: () => Promise<Response>): Promise<Response> {
+  async function guarded(c: ApiContext, op: string, route: () => Promise<Response>): Promise<Response> {
     try {
       return await route();
     } catch (error) {
@@ -118,11 +130,11 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   }
 
   /** Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`. */
-  function command(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+  function command(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
     return guarded(c, type, () => commandSteps(c, type, fields, run));
   }
 
-  async function commandSteps(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+  async function commandSteps(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
     const actor = await bearer(c);
     if (isAnswer(actor)) return send(c, actor);
     const data = await body(c);
@@ -160,7 +172,7 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   }
 
   /** Bots are the admins' to make, list and revoke. */
-  async function admin(c: HonoContext): Promise<Answer | null> {
+  async function admin(c: ApiContext): Promise<Answer | null> {
     const actor = await bearer(c);
     if (isAnswer(actor)) return actor;
     return actor.admin ? null : problem(403, "forbidden", "only admins manage bots");

@@ -56,7 +56,8 @@ export function forwardedIp(headers: Headers): string | null {
   return rightmost && isIP(rightmost) ? rightmost : null;
 }
 
-function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
+/** The address a request came from: the proxy's word when TRUST_PROXY is on, else the socket's. */
+export function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
   return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
 }
 
@@ -176,8 +177,11 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     const query = pageQuery(new URL(c.req.url).searchParams);
     if (!query) return c.json({ error: "bad_request" }, 400);
     // A private room is not there for anyone but admins and bots on its list (§11.2, §11.6): 404, not 403, says nothing of it.
+    // An unknown token reads as no token; a bot banned from the server is refused, as on every route of the API.
     const token = bearer(c.req.raw);
-    const r = await hub.history(token === null ? null : await hub.bots.actorFor(token), room, query);
+    const who = token === null ? null : await hub.bots.actorFor(token, clientIp(c.req.raw, c.env, ctx.config.trustProxy));
+    if (who && !who.ok && who.code === "banned") return c.json({ error: who.code, message: who.message }, 403);
+    const r = await hub.history(who?.ok ? who.value : null, room, query);
     if (!r.ok) return r.code === "forbidden" ? c.json({ error: "not_found" }, 404) : c.json({ error: r.code }, 400);
     return c.json({ room, ...r.value });
   });
@@ -187,9 +191,9 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
   app.get("/api/audit", async (c) => {
     const token = bearer(c.req.raw);
     if (token === null) return c.json({ error: "auth_required", message: "an admin bearer token is needed" }, 401, { "www-authenticate": 'Bearer realm="chat"' });
-    const actor = await hub.bots.actorFor(token);
-    if (!actor) return c.json({ error: "auth_invalid", message: "unknown or revoked token" }, 401);
-    const denied = may({ rank: rankOf("member", actor.admin) }, "server.admin");
+    const actor = await hub.bots.actorFor(token, clientIp(c.req.raw, c.env, ctx.config.trustProxy));
+    if (!actor.ok) return c.json({ error: actor.code, message: actor.message }, actor.code === "banned" ? 403 : 401);
+    const denied = may({ rank: rankOf("member", actor.value.admin) }, "server.admin");
     if (denied) return c.json({ error: "forbidden", message: denied }, 403);
     const room = c.req.query("room");
     if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid" }, 400);

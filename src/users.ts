@@ -10,8 +10,8 @@ import { guestsAllowed } from "./config.ts";
 import type { Connection, User } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
-import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
-import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Result } from "./protocol/rules.ts";
+import { DAY_MS, type Restriction, type Roster, type SessionRecord, type Store } from "./engine.ts";
+import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Failure, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, NAME_MAX_CHARS, type HelloFrame, type UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
@@ -66,6 +66,11 @@ export const hashSecret = (secret: string) => new Bun.CryptoHasher("sha256").upd
 export function sameSecret(given: string, expected: string): boolean {
   const digest = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest();
   return crypto.timingSafeEqual(digest(given), digest(expected));
+}
+
+/** The refusal of a user banned from the server (§11.4): `banned`, with until when. One for a hello and the HTTP API. */
+export function bannedFromServer(ban: Restriction): Failure {
+  return { ...fail("banned", "you are banned from this server"), ...(ban.until !== null ? { extra: { until: ban.until } } : {}) };
 }
 
 /** Who a hello makes the connection. */
@@ -150,10 +155,7 @@ export class Users {
     }
     // A server-wide ban of the user, or of its address, holds at every hello (§11.4).
     const ban = await this.store.serverBan(session.userId, conn.ip, now);
-    if (ban) {
-      const refused = fail("banned", "you are banned from this server");
-      return { ...refused, ...(ban.until !== null ? { extra: { until: ban.until } } : {}), close: { code: CLOSE.banned, reason: CLOSE_REASON.banned } };
-    }
+    if (ban) return { ...bannedFromServer(ban), close: { code: CLOSE.banned, reason: CLOSE_REASON.banned } };
     const guest = session.kind === "guest";
     const keys = guest ? session.keys : nameKeys(session.name);
     const token = reuse ? ask.session! : conn.transport === "ws" ? newToken() : null;

@@ -146,6 +146,28 @@ for (const engine of ENGINES) {
       owner.close();
     });
 
+    test("a bot banned from the whole server is refused on every route, 403 banned, as its hello is; unbanned, it posts again", async () => {
+      await using server = await startServer();
+      const { bot, token } = await makeBot(server, "spammer");
+      const human = await user(server, "human", "hall");
+      const ws = await Client.connect(server.wsUrl);
+      ws.send({ type: "hello", token });
+      await ws.expect("welcome");
+      expect((await api(server, "POST", "/api/ban", ADMIN_TOKEN, { user: bot.id })).status).toBe(200);
+      expect((await ws.closed).code).toBe(4003);
+      const again = await Client.connect(server.wsUrl);
+      again.send({ type: "hello", token });
+      expect(await again.next()).toMatchObject({ type: "error", code: "banned" });
+      const answer = async (res: Response) => [res.status, await res.json()];
+      const banned = [403, { error: "banned", message: expect.any(String) }];
+      expect(await answer(await api(server, "POST", "/api/rooms/hall/messages", token, { text: "still here" }))).toEqual(banned);
+      expect(await answer(await api(server, "POST", "/api/invite", token, { room: "hall" }))).toEqual(banned);
+      expect(await answer(await api(server, "GET", "/api/rooms/hall/messages", token))).toEqual(banned);
+      expect((await api(server, "POST", "/api/unban", ADMIN_TOKEN, { user: bot.id })).status).toBe(200);
+      expect((await api(server, "POST", "/api/rooms/hall/messages", token, { text: "back" })).status).toBe(201);
+      for (const c of [human, again]) c.close();
+    });
+
     test("the admin bearer's posts rank as an admin's: a room's owner may not delete them", async () => {
       await using server = await startServer();
       const owner = await user(server, "olga", "hall"); // the first joiner: the owner
