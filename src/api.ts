@@ -158,7 +158,7 @@ export function apiRoutes(hub: Hub, ctx: Context, addressOf: AddressOf): Hono<Ap
     const room = c.req.param("room");
     if (!isRoom(room)) return send(c, problem(400, "room_invalid", "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit"));
     return command(c, "send", (b) => ({ text: b.text, replyTo: b.replyTo, id: b.id ?? crypto.randomUUID(), room }), async (actor, frame) =>
-      answer(await hub.post(actor, frame), ({ message, duplicate }) => ({ body: { message }, status: duplicate ? 200 : 201 })),
+      answer(await hub.post(actor, frame, addressOf(c.req.raw, c.env)), ({ message, duplicate }) => ({ body: { message }, status: duplicate ? 200 : 201 })),
     );
   });
 

@@ -14,7 +14,7 @@ import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry, type RoomsPage } from "./directory.ts";
-import { DAY_MS, outboxBounds, type Appended, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
+import { DAY_MS, outboxBounds, type Appended, type RoomAuth, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
@@ -305,14 +305,8 @@ export class Hub {
       return refused ?? fail("internal", "connection closed");
     };
     if (!conn.rooms.includes(room)) {
-      const refused = await step("claimOwner", async () => {
-        const othersHere = this.presence.count(room) + read.alongside.length;
-        // Starting a room is bounded per user and per address, so nobody fills MAX_ROOMS in a
-        // moment with rooms of one message each (issue 21: 7).
-        const wait = isNewRoom(read.auth, read.retained, othersHere) ? await this.rate.takeRoomStart(user!.ref.id, conn.ip) : 0;
-        if (wait > 0) return { ...fail("rate_limited", "you started too many new rooms lately: join one that exists, or wait"), extra: { retryAfterMs: wait } };
-        return this.authority.claimIfNew(room, read.auth, read.retained, othersHere, actor);
-      });
+      const othersHere = this.presence.count(room) + read.alongside.length;
+      const refused = await step("claimOwner", () => this.startIfNew(room, read.auth, read.retained, othersHere, actor, conn.ip));
       if (refused) return refused;
     }
     // Kicked or banned while the join waited for storage: its rights are asked again (the invite,
@@ -348,6 +342,18 @@ export class Hub {
       if (isNew) this.membership.announceJoin(room, user!.ref, conn);
     }
     return ok(null);
+  }
+
+  /**
+   * A new room (no owner, nothing retained, nobody in it) is started by whoever comes to it first,
+   * by a join or an HTTP post (§11.2): the one rule both ask. Starting is bounded per user and per
+   * address, so nobody fills MAX_ROOMS in a moment with rooms of one message each (issue 21: 7);
+   * then ROOM_CREATION says who may, and the starter owns the room. Null when it may go on.
+   */
+  private async startIfNew(room: string, auth: RoomAuth, retained: boolean, othersHere: number, actor: Actor, ip: string): Promise<Failure | null> {
+    const wait = isNewRoom(auth, retained, othersHere) ? await this.rate.takeRoomStart(actor.ref.id, ip) : 0;
+    if (wait > 0) return { ...fail("rate_limited", "you started too many new rooms lately: use one that exists, or wait"), extra: { retryAfterMs: wait } };
+    return this.authority.claimIfNew(room, auth, retained, othersHere, actor);
   }
 
   /**
@@ -418,11 +424,12 @@ export class Hub {
   }
 
   /**
-   * A message from an actor without a connection (the HTTP API, §11.6): the rules of `send`, but
-   * no join is needed, and a private room needs its list. Resolves once it is stored and
-   * delivered, with the message (the original, for a repeated id).
+   * A message from an actor without a connection (the HTTP API, §11.6, from address `ip`): the
+   * rules of `send`, but no join is needed, a private room needs its list, and a post to a new
+   * room starts it as a join would. Resolves once it is stored and delivered, with the message
+   * (the original, for a repeated id).
    */
-  async post(actor: Actor, frame: { room: string; id: string; text: string; replyTo?: number }): Promise<Result<{ message: MessageFrame; duplicate: boolean }>> {
+  async post(actor: Actor, frame: { room: string; id: string; text: string; replyTo?: number }, ip: string): Promise<Result<{ message: MessageFrame; duplicate: boolean }>> {
     const { room, id, replyTo } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const text = normalizeText(frame.text, this.config.maxMessageChars);
@@ -431,6 +438,14 @@ export class Hub {
     const banned = this.authority.banned(auth, actor.ref.id);
     if (banned) return banned;
     if (!(await this.authority.mayRead(room, actor))) return fail("forbidden", `${room} is private: a bot must be on its list`);
+    // Only a room with no owner and nobody here can be new: the reads that tell the rest (does it
+    // hold history, is anyone in it elsewhere) are made for such a room alone, not for every post.
+    const here = this.presence.count(room);
+    if (isNewRoom(auth, false, here)) {
+      const [info, others] = await Promise.all([this.store.roomInfo(room), this.roster.others(room)]);
+      const refused = await this.startIfNew(room, auth, info.oldestSeq > 0, here + others.length, actor, ip);
+      if (refused) return refused;
+    }
     const refused = await this.authority.maySend(room, auth, actor);
     if (refused) return refused;
     if (replyTo !== undefined) {

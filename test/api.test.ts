@@ -168,6 +168,31 @@ for (const engine of ENGINES) {
       for (const c of [human, again]) c.close();
     });
 
+    test("a post to a new room starts it as a join does: the poster owns it; ROOM_STARTS_PER_HOUR bounds it (429 with Retry-After)", async () => {
+      await using server = await startServer({ roomStartsPerHour: 1 });
+      const { token } = await makeBot(server, "starter");
+      expect((await api(server, "POST", "/api/rooms/fresh/messages", token, { text: "first" })).status).toBe(201);
+      // The bot owns the room it started: it may set what only an owner sets.
+      expect((await api(server, "POST", "/api/room_settings", token, { room: "fresh", slowModeSeconds: 5 })).status).toBe(200);
+      const guest = await user(server, "human", "fresh");
+      expect(guest.frames.at(-1)).toMatchObject({ type: "joined", room: "fresh", role: "member" });
+      const second = await api(server, "POST", "/api/rooms/another/messages", token, { text: "one too many" });
+      expect([second.status, (await second.json()).error, second.headers.get("retry-after")]).toEqual([429, "rate_limited", expect.stringMatching(/^[1-9]\d*$/)]);
+      // A room that exists takes posts as ever.
+      expect((await api(server, "POST", "/api/rooms/fresh/messages", token, { text: "again", id: "2" })).status).toBe(201);
+      guest.close();
+    });
+
+    test("ROOM_CREATION=admins: a bot's post does not start a room (403 forbidden); the admin bearer's does, and then the bot posts", async () => {
+      await using server = await startServer({ roomCreation: "admins" });
+      const { token } = await makeBot(server, "starter");
+      const code = async (res: Response) => [res.status, (await res.json()).error];
+      expect(await code(await api(server, "POST", "/api/rooms/brandnew/messages", token, { text: "first" }))).toEqual([403, "forbidden"]);
+      expect((await (await api(server, "GET", "/api/rooms/brandnew/messages", null)).json()).messages).toEqual([]); // nothing stored
+      expect((await api(server, "POST", "/api/rooms/brandnew/messages", ADMIN_TOKEN, { text: "opened" })).status).toBe(201);
+      expect((await api(server, "POST", "/api/rooms/brandnew/messages", token, { text: "first" })).status).toBe(201);
+    });
+
     test("the admin bearer's posts rank as an admin's: a room's owner may not delete them", async () => {
       await using server = await startServer();
       const owner = await user(server, "olga", "hall"); // the first joiner: the owner
