@@ -21,7 +21,7 @@ import { Changes } from "./changes.ts";
 import { Membership, type Entering } from "./membership.ts";
 import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Failure, type Result } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
@@ -388,9 +388,33 @@ export class Hub {
     }
     const auth = this.log.cachedAuth(room);
     const refused = auth && this.authority.maySend(room, auth, actorOf(conn));
-    // Only a room in slow mode waits here (for its slot, shared by every instance).
-    if (refused instanceof Promise) return refused.then((r) => r ?? this.toReply(conn, room, id, text, replyTo));
-    return refused || this.toReply(conn, room, id, text, replyTo);
+    // Only a room in slow mode waits here (for its slot, shared by every instance); a refused send, for its original.
+    if (refused instanceof Promise) return refused.then((r) => (r ? this.refusedSend(conn, room, id, r) : this.toReply(conn, room, id, text, replyTo)));
+    return refused ? this.refusedSend(conn, room, id, refused) : this.toReply(conn, room, id, text, replyTo);
+  }
+
+  /** A send its room refused: the sender alone gets the original if it repeats a stored key (unlessRepeated), else the refusal. */
+  private async refusedSend(conn: Connection, room: string, id: string, refused: Failure): Promise<Result<null>> {
+    const original = await this.unlessRepeated(refused, room, conn.user!.ref.id, id);
+    if (!original.ok) return original;
+    if (conn.state === "open") conn.deliver(original.value);
+    return ok(null);
+  }
+
+  /**
+   * A send the room refuses now (a mute, read-only, slow mode) may be the retry of one stored
+   * before it was: a repeated key gets the original whatever the room says now (§4), through
+   * either door. Asked on the refusal path alone, so a send that goes costs no extra read
+   * (append finds repeats itself). The refusal stands when there is none, or storage fails.
+   */
+  private async unlessRepeated(refused: Failure, room: string, userId: string, id: string): Promise<Result<StoredFrame>> {
+    try {
+      const original = await this.store.original(room, userId, id);
+      return original ? ok(original) : refused;
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "original", room });
+      return refused;
+    }
   }
 
   /** A send past its rights: accepted, once a reply's target is known to be a message of the room. */
@@ -447,7 +471,10 @@ export class Hub {
       if (refused) return refused;
     }
     const refused = await this.authority.maySend(room, auth, actor);
-    if (refused) return refused;
+    if (refused) {
+      const original = await this.unlessRepeated(refused, room, actor.ref.id, id);
+      return original.ok ? ok({ message: original.value as MessageFrame, duplicate: true }) : original;
+    }
     if (replyTo !== undefined) {
       const target = await this.changes.replyTarget(room, replyTo);
       if (!target.ok) return target;

@@ -95,6 +95,28 @@ for (const engine of ENGINES) {
       for (const c of [human, again]) c.close();
     });
 
+    test("a retried id the room refuses now (slow mode, read-only) is 200 with the original; a new id, the refusal", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "poster");
+      const owner = await user(server, "olga", "slow");
+      const settings = async (fields: object) => {
+        owner.send({ type: "room_settings", room: "slow", ...fields, ref: "s" });
+        await owner.until((f) => f.ref === "s");
+      };
+      await settings({ slowModeSeconds: 60 });
+      const post = (id: string) => api(server, "POST", "/api/rooms/slow/messages", token, { text: "once", id });
+      const first = await post("k1");
+      expect(first.status).toBe(201);
+      const { message } = await first.json();
+      const answer = async (res: Response) => [res.status, await res.json()];
+      expect(await answer(await post("k1"))).toEqual([200, { message }]);
+      expect(await answer(await post("k2"))).toEqual([429, { error: "slow_mode", message: expect.any(String) }]);
+      await settings({ slowModeSeconds: 0, readOnly: true });
+      expect(await answer(await post("k1"))).toEqual([200, { message }]);
+      expect(await answer(await post("k3"))).toEqual([403, { error: "read_only", message: expect.any(String) }]);
+      owner.close();
+    });
+
     test("a bot posts without a connection: 201 with the message, everyone sees it, a retried id is 200 with the original", async () => {
       await using server = await startServer();
       const { bot, token } = await makeBot(server, "announcer");
