@@ -28,7 +28,7 @@ import type { Context } from "./src/context.ts";
 import { LocalRelay, LocalRoster, historyBounds, type Relay, type Roster, type Store } from "./src/engine.ts";
 import { Fanout } from "./src/fanout.ts";
 import { apiRoutes } from "./src/api.ts";
-import { admitWs, createApp } from "./src/http.ts";
+import { admitWs, clientIp, createApp } from "./src/http.ts";
 import { Hub } from "./src/hub.ts";
 import { Metrics, createLogger } from "./src/metrics.ts";
 import { openRedis, redactedUrl } from "./src/redis/index.ts";
@@ -158,7 +158,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
   const fanout = new Fanout(ctx, relay);
   const hub = new Hub(ctx, store, fanout, relay, roster, verifier);
   const app = createApp(hub, ctx, assets, now());
-  app.route("/", apiRoutes(hub, ctx));
+  app.route("/", apiRoutes(hub, ctx, (req, srv) => clientIp(req, srv, config.trustProxy)));
   try {
     // Trimmed before anything is read from storage, so no emptied room is listed.
     if (config.historyMaxAgeDays) await store.sweepHistory(now());

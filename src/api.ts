@@ -4,10 +4,12 @@
  * schemas, rights and rate limits; and the OpenAPI 3.1 document of every /api route, generated
  * from those schemas (GET /api/openapi.json), so the two cannot drift.
  */
+import type { Server } from "bun";
 import { Hono, type Context as HonoContext } from "hono";
 import { z } from "zod";
 import type { Actor } from "./authority.ts";
 import { botRef } from "./bots.ts";
+import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Hub } from "./hub.ts";
 import { ClientFrameSchema, type Failure, type Result } from "./protocol/rules.ts";
@@ -77,18 +79,28 @@ function refused(failure: Failure): Answer {
 
 const problem = (status: Answer["status"], error: string, message: string): Answer => ({ body: { error, message }, status });
 
-/** The API's routes, as a Hono app of their own: server.ts mounts them on the HTTP door's. */
-export function apiRoutes(hub: Hub, ctx: Context): Hono {
-  const app = new Hono();
-  /** The bearer's actor, or the 401 to answer. */
-  async function bearer(c: HonoContext): Promise<Actor | Answer> {
+/** The HTTP door's environment: the Bun server a request came to. */
+type ApiEnv = { Bindings: Server<WsConnection> };
+type ApiContext = HonoContext<ApiEnv>;
+/** Where a request came from, as the HTTP door reads it (behind a trusted proxy, what the proxy says). */
+export type AddressOf = (req: Request, server: Server<WsConnection>) => string;
+
+/**
+ * The API's routes, as a Hono app of their own: server.ts mounts them on the HTTP door's and
+ * hands over how that door reads a request's address (address bans and room starts count by it).
+ */
+export function apiRoutes(hub: Hub, ctx: Context, addressOf: AddressOf): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  /** The bearer's actor, or the answer to a missing or unknown token (401) or a banned bot (403). */
+  async function bearer(c: ApiContext): Promise<Actor | Answer> {
     const token = /^Bearer (\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
     if (!token) return problem(401, "auth_required", "send Authorization: Bearer <ADMIN_TOKEN or a bot token>");
-    return (await hub.bots.actorFor(token)) ?? problem(401, "auth_invalid", "unknown or revoked token");
+    const actor = await hub.bots.actorFor(token, addressOf(c.req.raw, c.env));
+    return actor.ok ? actor.value : refused(actor);
   }
 
   /** The request's JSON body as an object, or the 413/415/400 to answer. */
-  async function body(c: HonoContext): Promise<Record<string, unknown> | Answer> {
+  async function body(c: ApiContext): Promise<Record<string, unknown> | Answer> {
     if (!/^application\/json(;|$)/i.test(c.req.header("content-type") ?? "")) return problem(415, "unsupported", "the body must be application/json");
     if (Number(c.req.header("content-length") ?? 0) > BODY_MAX_BYTES) return problem(413, "too_large", `a body is at most ${BODY_MAX_BYTES} bytes`);
     const text = await c.req.text();
@@ -101,23 +113,28 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   }
 
   const isAnswer = (x: unknown): x is Answer => typeof x === "object" && x !== null && "status" in x && "body" in x;
-  const send = (c: HonoContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
+  const send = (c: ApiContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
 
   /**
-   * Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`.
-   * Storage that throws on the way (a commit that failed) is 503 with its body (§11.6), as a
-   * failed commit is `internal` over WebSocket: never the HTTP door's bare 500.
+   * Every route of the API runs in here: storage that throws on the way (a commit or a read that
+   * failed) is 503 with its body (§11.6), as a failed commit is `internal` over WebSocket: never
+   * the HTTP door's bare 500.
    */
-  async function command(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+  async function guarded(c: ApiContext, op: string, route: () => Promise<Response>): Promise<Response> {
     try {
-      return await commandSteps(c, type, fields, run);
+      return await route();
     } catch (error) {
-      ctx.log("error", "storage", { error: String(error), op: `api ${type}` });
+      ctx.log("error", "storage", { error: String(error), op: `api ${op}` });
       return send(c, problem(503, "internal", "storage unavailable; send it again"));
     }
   }
 
-  async function commandSteps(c: HonoContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+  /** Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`. */
+  function command(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+    return guarded(c, type, () => commandSteps(c, type, fields, run));
+  }
+
+  async function commandSteps(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
     const actor = await bearer(c);
     if (isAnswer(actor)) return send(c, actor);
     const data = await body(c);
@@ -141,7 +158,7 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
     const room = c.req.param("room");
     if (!isRoom(room)) return send(c, problem(400, "room_invalid", "a room name is 1 to 32 of a-z 0-9 _ -, starting with a letter or digit"));
     return command(c, "send", (b) => ({ text: b.text, replyTo: b.replyTo, id: b.id ?? crypto.randomUUID(), room }), async (actor, frame) =>
-      answer(await hub.post(actor, frame), ({ message, duplicate }) => ({ body: { message }, status: duplicate ? 200 : 201 })),
+      answer(await hub.post(actor, frame, addressOf(c.req.raw, c.env)), ({ message, duplicate }) => ({ body: { message }, status: duplicate ? 200 : 201 })),
     );
   });
 
@@ -155,36 +172,42 @@ export function apiRoutes(hub: Hub, ctx: Context): Hono {
   }
 
   /** Bots are the admins' to make, list and revoke. */
-  async function admin(c: HonoContext): Promise<Answer | null> {
+  async function admin(c: ApiContext): Promise<Answer | null> {
     const actor = await bearer(c);
     if (isAnswer(actor)) return actor;
     return actor.admin ? null : problem(403, "forbidden", "only admins manage bots");
   }
 
-  app.post("/api/bots", async (c) => {
-    const denied = await admin(c);
-    if (denied) return send(c, denied);
-    const data = await body(c);
-    if (isAnswer(data)) return send(c, data);
-    const parsed = CreateBot.safeParse(data);
-    if (!parsed.success) return send(c, problem(400, "bad_request", "name: a string"));
-    const made = await hub.bots.create(parsed.data.name);
-    return send(c, answer(made, ({ bot, token }) => ({ body: { bot: botRef(bot), token }, status: 201 })));
-  });
+  app.post("/api/bots", (c) =>
+    guarded(c, "bots create", async () => {
+      const denied = await admin(c);
+      if (denied) return send(c, denied);
+      const data = await body(c);
+      if (isAnswer(data)) return send(c, data);
+      const parsed = CreateBot.safeParse(data);
+      if (!parsed.success) return send(c, problem(400, "bad_request", "name: a string"));
+      const made = await hub.bots.create(parsed.data.name);
+      return send(c, answer(made, ({ bot, token }) => ({ body: { bot: botRef(bot), token }, status: 201 })));
+    }),
+  );
 
-  app.get("/api/bots", async (c) => {
-    const denied = await admin(c);
-    if (denied) return send(c, denied);
-    const bots = await hub.bots.list();
-    return c.json({ bots: bots.map((b) => ({ ...botRef(b), createdAt: b.createdAt, revoked: b.revoked })) });
-  });
+  app.get("/api/bots", (c) =>
+    guarded(c, "bots list", async () => {
+      const denied = await admin(c);
+      if (denied) return send(c, denied);
+      const bots = await hub.bots.list();
+      return c.json({ bots: bots.map((b) => ({ ...botRef(b), createdAt: b.createdAt, revoked: b.revoked })) });
+    }),
+  );
 
-  app.delete("/api/bots/:id", async (c) => {
-    const denied = await admin(c);
-    if (denied) return send(c, denied);
-    const r = await hub.bots.revoke(c.req.param("id"));
-    return send(c, answer(r, (bot) => ({ body: { bot: { ...botRef(bot), createdAt: bot.createdAt, revoked: true } }, status: 200 })));
-  });
+  app.delete("/api/bots/:id", (c) =>
+    guarded(c, "bots revoke", async () => {
+      const denied = await admin(c);
+      if (denied) return send(c, denied);
+      const r = await hub.bots.revoke(c.req.param("id"));
+      return send(c, answer(r, (bot) => ({ body: { bot: { ...botRef(bot), createdAt: bot.createdAt, revoked: true } }, status: 200 })));
+    }),
+  );
 
   // Made at the first request, not at start: converting every schema costs ~12 ms of cold start.
   let openapi: string | null = null;
@@ -249,13 +272,13 @@ export function openApiDocument(ctx: Context): Record<string, unknown> {
           summary: "Make a bot (admins): its token is shown once",
           security: bearer,
           requestBody: { required: true, ...json(CreateBot) },
-          responses: { "201": { description: "made", ...json(z.object({ bot: Bot, token: z.string() })) }, ...errors(400, 401, 403) },
+          responses: { "201": { description: "made", ...json(z.object({ bot: Bot, token: z.string() })) }, ...errors(400, 401, 403, 503) },
         },
-        get: { summary: "The bots (admins)", security: bearer, responses: { "200": { description: "every bot", ...json(z.object({ bots: z.array(Bot) })) }, ...errors(401, 403) } },
+        get: { summary: "The bots (admins)", security: bearer, responses: { "200": { description: "every bot", ...json(z.object({ bots: z.array(Bot) })) }, ...errors(401, 403, 503) } },
       },
       "/api/bots/{id}": {
         parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
-        delete: { summary: "Revoke a bot (admins): its connections close with 4003", security: bearer, responses: { "200": { description: "revoked", ...json(z.object({ bot: Bot })) }, ...errors(401, 403, 404) } },
+        delete: { summary: "Revoke a bot (admins): its connections close with 4003", security: bearer, responses: { "200": { description: "revoked", ...json(z.object({ bot: Bot })) }, ...errors(401, 403, 404, 503) } },
       },
     },
     "x-limits": { bodyMaxBytes: BODY_MAX_BYTES, maxTextChars: ctx.config.maxMessageChars },

@@ -91,7 +91,6 @@ export class Authority {
     return why === null ? null : fail("forbidden", why);
   }
 
-  /** A user's rank as a target: its role, or admin when it is signed in as one here. */
   /**
    * Whether `actor` may enter `room` (§11.2), checked at every join, a resuming one too: anyone
    * may enter a public room; a private one needs its list, the room in the member's token, an
@@ -288,9 +287,15 @@ export class Authority {
     return null;
   }
 
-  /** The rank of `userId` in a room, as the target of an action. */
+  /**
+   * The rank of `userId` in a room, as the target of an action: admin for the admin bearer's posts
+   * (§11.6) and for a user signed in as one here, through a live connection or, in presence grace
+   * with none, by its latest hello (a reload does not make it outranked); else its role.
+   */
   rankOf(auth: RoomAuth, userId: string): Rank {
+    if (userId === ADMIN_BEARER.ref.id) return "admin";
     const online = this.users.online.get(userId);
-    return online?.conns.some((c) => c.admin) ? "admin" : roleIn(auth, userId);
+    const admin = online !== undefined && (online.conns.length > 0 ? online.conns.some((c) => c.admin) : online.admin);
+    return admin ? "admin" : roleIn(auth, userId);
   }
 }

@@ -13,7 +13,7 @@ import type { Membership } from "./membership.ts";
 import { BOT_ID_PREFIX, checkName, fail, ok, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, type UserRef } from "./protocol/wire.ts";
 import { ADMIN_BEARER, type Actor } from "./authority.ts";
-import { hashSecret, sameSecret } from "./users.ts";
+import { bannedFromServer, hashSecret, sameSecret } from "./users.ts";
 
 /** Bytes of randomness in a bot token (256 bits; §11.6 asks at least 128) and in a bot's id. */
 const BOT_TOKEN_BYTES = 32;
@@ -48,15 +48,18 @@ export class Bots {
   }
 
   /**
-   * Who a bearer token acts as (§11.6): the admin for ADMIN_TOKEN (compared in constant time), a
-   * bot for its live token, else null. Unknown and wrong tokens take the same way: a hash lookup.
+   * Who a bearer token, sent from `ip`, acts as (§11.6): the admin for ADMIN_TOKEN (compared in
+   * constant time), a bot for its live token, else `auth_invalid`. Unknown and wrong bot tokens
+   * take the same way: a hash lookup. A bot banned from the server, or calling from a banned
+   * address, is refused `banned` as its hello is (§11.4): a ban holds at every door.
    */
-  async actorFor(token: string): Promise<Actor | null> {
+  async actorFor(token: string, ip: string): Promise<Result<Actor>> {
     const admin = this.ctx.config.adminToken;
-    if (admin !== null && sameSecret(token, admin)) return ADMIN_BEARER;
-    if (!token.startsWith("bot_")) return null;
-    const bot = await this.store.botByToken(hashSecret(token));
-    return bot ? { ref: botRef(bot), admin: false, claimRooms: [] } : null;
+    if (admin !== null && sameSecret(token, admin)) return ok(ADMIN_BEARER);
+    const bot = token.startsWith("bot_") ? await this.store.botByToken(hashSecret(token)) : null;
+    if (!bot) return fail("auth_invalid", "unknown or revoked token");
+    const ban = await this.store.serverBan(bot.id, ip, this.ctx.now());
+    return ban ? bannedFromServer(ban) : ok({ ref: botRef(bot), admin: false, claimRooms: [] });
   }
 
   create(name: string): Promise<Result<{ bot: BotRecord; token: string }>> {

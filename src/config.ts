@@ -386,7 +386,7 @@ const SETTINGS = {
     60,
     315360000,
     2592000,
-    "a session token restores its user this long after its last use (recorded hourly at most)",
+    "a session token restores its user this long after its last use (recorded hourly at most, or every half of it if shorter)",
   ),
   drainTimeoutMs: integer("DRAIN_TIMEOUT_MS", 0, 600000, 3000, "longest wait for clients to go at shutdown"),
   logLevel: row<LogLevel>({

@@ -21,6 +21,11 @@ export interface User {
   nameVersion: number;
   /** Its live connections, oldest first (§10: tabs and devices of one session). */
   conns: Connection[];
+  /**
+   * Whether its latest hello here made it a server admin: its rank while it has no connection
+   * here but is still in rooms (presence grace), so an admin's page reload keeps it an admin.
+   */
+  admin: boolean;
   /** When the user's typing was last relayed, per room; null until it first types. */
   typingAt: Map<string, number> | null;
   /**

@@ -379,6 +379,12 @@ export interface Store {
    * (null while the room has none yet).
    */
   roomInfo(room: string): Promise<RoomInfo>;
+  /**
+   * The entry a dedup key (room, user id, id) stands for, as it is now; null when there is none
+   * (never stored, or trimmed with its key). `append` finds repeats itself: this is for a send
+   * that is refused before it gets there (§4: a repeated key still gets the original).
+   */
+  original(room: string, userId: string, id: string): Promise<StoredFrame | null>;
   page(room: string, query: PageQuery): Promise<Page>;
   /** roomInfo and page together, as a joiner needs them: one read (a join's cost is mostly its reads). */
   roomPage(room: string, query: PageQuery): Promise<{ info: RoomInfo; page: Page }>;

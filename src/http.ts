@@ -9,6 +9,7 @@ import { PAGE_PATHS, pageResponse, type Assets } from "./assets.ts";
 import { guestsAllowed, hostKey, isIP, type Config } from "./config.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
+import { may, rankOf } from "./core/rights.ts";
 import type { PageQuery } from "./engine.ts";
 import { ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX, parseRoomsCursor } from "./directory.ts";
 import type { Hub } from "./hub.ts";
@@ -55,7 +56,8 @@ export function forwardedIp(headers: Headers): string | null {
   return rightmost && isIP(rightmost) ? rightmost : null;
 }
 
-function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
+/** The address a request came from: the proxy's word when TRUST_PROXY is on, else the socket's. */
+export function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
   return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
 }
 
@@ -175,17 +177,24 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     const query = pageQuery(new URL(c.req.url).searchParams);
     if (!query) return c.json({ error: "bad_request" }, 400);
     // A private room is not there for anyone but admins and bots on its list (§11.2, §11.6): 404, not 403, says nothing of it.
+    // An unknown token reads as no token; a bot banned from the server is refused, as on every route of the API.
     const token = bearer(c.req.raw);
-    const r = await hub.history(token === null ? null : await hub.bots.actorFor(token), room, query);
+    const who = token === null ? null : await hub.bots.actorFor(token, clientIp(c.req.raw, c.env, ctx.config.trustProxy));
+    if (who && !who.ok && who.code === "banned") return c.json({ error: who.code, message: who.message }, 403);
+    const r = await hub.history(who?.ok ? who.value : null, room, query);
     if (!r.ok) return r.code === "forbidden" ? c.json({ error: "not_found" }, 404) : c.json({ error: r.code }, 400);
     return c.json({ room, ...r.value });
   });
 
-  // The audit log (§11.4): admins only, newest first, paged back with `before`.
+  // The audit log (§11.4): admins only, newest first, paged back with `before`. A token we know
+  // that is not the admin's (a bot's) is 403, as the API answers it (§11.6); only an unknown one is 401.
   app.get("/api/audit", async (c) => {
     const token = bearer(c.req.raw);
     if (token === null) return c.json({ error: "auth_required", message: "an admin bearer token is needed" }, 401, { "www-authenticate": 'Bearer realm="chat"' });
-    if (!isAdmin(c.req.raw)) return c.json({ error: "auth_invalid", message: "unknown token" }, 401);
+    const actor = await hub.bots.actorFor(token, clientIp(c.req.raw, c.env, ctx.config.trustProxy));
+    if (!actor.ok) return c.json({ error: actor.code, message: actor.message }, actor.code === "banned" ? 403 : 401);
+    const denied = may({ rank: rankOf("member", actor.value.admin) }, "server.admin");
+    if (denied) return c.json({ error: "forbidden", message: denied }, 403);
     const room = c.req.query("room");
     if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid" }, 400);
     const query = pageQuery(new URL(c.req.url).searchParams);

@@ -14,14 +14,14 @@ import { Conns } from "./conns.ts";
 import type { Context } from "./context.ts";
 import { Presence } from "./core/presence.ts";
 import { Directory, type RoomEntry, type RoomsPage } from "./directory.ts";
-import { DAY_MS, outboxBounds, type Appended, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
+import { DAY_MS, outboxBounds, type Appended, type RoomAuth, type NewMessage, type Page, type PageQuery, type Relay, type RoomCount, type Roster, type Store } from "./engine.ts";
 import type { Fanout } from "./fanout.ts";
 import { Bots } from "./bots.ts";
 import { Changes } from "./changes.ts";
 import { Membership, type Entering } from "./membership.ts";
 import { Moderation } from "./moderation.ts";
 import { MESSAGES, fail, normalizeText, ok, withRef, type Failure, type Result } from "./protocol/rules.ts";
-import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type UserRef } from "./protocol/wire.ts";
+import { CLOSE, CLOSE_REASON, isRoom, type ClientFrame, type ClientFrameType, type JoinedFrame, type MessageFrame, type StoredFrame, type UserRef } from "./protocol/wire.ts";
 import { RateGate, type Token } from "./rate.ts";
 import { RoomLog } from "./roomlog.ts";
 import { Users, type HelloAsk } from "./users.ts";
@@ -303,14 +303,8 @@ export class Hub {
       return refused ?? fail("internal", "connection closed");
     };
     if (!conn.rooms.includes(room)) {
-      const refused = await step("claimOwner", async () => {
-        const othersHere = this.presence.count(room) + read.alongside.length;
-        // Starting a room is bounded per user and per address, so nobody fills MAX_ROOMS in a
-        // moment with rooms of one message each (issue 21: 7).
-        const wait = isNewRoom(read.auth, read.retained, othersHere) ? await this.rate.takeRoomStart(user!.ref.id, conn.ip) : 0;
-        if (wait > 0) return { ...fail("rate_limited", "you started too many new rooms lately: join one that exists, or wait"), extra: { retryAfterMs: wait } };
-        return this.authority.claimIfNew(room, read.auth, read.retained, othersHere, actor);
-      });
+      const othersHere = this.presence.count(room) + read.alongside.length;
+      const refused = await step("claimOwner", () => this.startIfNew(room, read.auth, read.retained, othersHere, actor, conn.ip));
       if (refused) return refused;
     }
     // Kicked or banned while the join waited for storage: its rights are asked again (the invite,
@@ -349,6 +343,18 @@ export class Hub {
   }
 
   /**
+   * A new room (no owner, nothing retained, nobody in it) is started by whoever comes to it first,
+   * by a join or an HTTP post (§11.2): the one rule both ask. Starting is bounded per user and per
+   * address, so nobody fills MAX_ROOMS in a moment with rooms of one message each (issue 21: 7);
+   * then ROOM_CREATION says who may, and the starter owns the room. Null when it may go on.
+   */
+  private async startIfNew(room: string, auth: RoomAuth, retained: boolean, othersHere: number, actor: Actor, ip: string): Promise<Failure | null> {
+    const wait = isNewRoom(auth, retained, othersHere) ? await this.rate.takeRoomStart(actor.ref.id, ip) : 0;
+    if (wait > 0) return { ...fail("rate_limited", "you started too many new rooms lately: use one that exists, or wait"), extra: { retryAfterMs: wait } };
+    return this.authority.claimIfNew(room, auth, retained, othersHere, actor);
+  }
+
+  /**
    * An explicit leave has no grace, and leaves only this connection: the others see the user
    * leave when its last connection has left (§10). It completes after the leaver's pending
    * messages are delivered, so the leaver still hears its own last words and the others hear
@@ -380,9 +386,33 @@ export class Hub {
     }
     const auth = this.log.cachedAuth(room);
     const refused = auth && this.authority.maySend(room, auth, actorOf(conn));
-    // Only a room in slow mode waits here (for its slot, shared by every instance).
-    if (refused instanceof Promise) return refused.then((r) => r ?? this.toReply(conn, room, id, text, replyTo));
-    return refused || this.toReply(conn, room, id, text, replyTo);
+    // Only a room in slow mode waits here (for its slot, shared by every instance); a refused send, for its original.
+    if (refused instanceof Promise) return refused.then((r) => (r ? this.refusedSend(conn, room, id, r) : this.toReply(conn, room, id, text, replyTo)));
+    return refused ? this.refusedSend(conn, room, id, refused) : this.toReply(conn, room, id, text, replyTo);
+  }
+
+  /** A send its room refused: the sender alone gets the original if it repeats a stored key (unlessRepeated), else the refusal. */
+  private async refusedSend(conn: Connection, room: string, id: string, refused: Failure): Promise<Result<null>> {
+    const original = await this.unlessRepeated(refused, room, conn.user!.ref.id, id);
+    if (!original.ok) return original;
+    if (conn.state === "open") conn.deliver(original.value);
+    return ok(null);
+  }
+
+  /**
+   * A send the room refuses now (a mute, read-only, slow mode) may be the retry of one stored
+   * before it was: a repeated key gets the original whatever the room says now (§4), through
+   * either door. Asked on the refusal path alone, so a send that goes costs no extra read
+   * (append finds repeats itself). The refusal stands when there is none, or storage fails.
+   */
+  private async unlessRepeated(refused: Failure, room: string, userId: string, id: string): Promise<Result<StoredFrame>> {
+    try {
+      const original = await this.store.original(room, userId, id);
+      return original ? ok(original) : refused;
+    } catch (error) {
+      this.ctx.log("error", "storage", { error: String(error), op: "original", room });
+      return refused;
+    }
   }
 
   /** A send past its rights: accepted, once a reply's target is known to be a message of the room. */
@@ -416,11 +446,12 @@ export class Hub {
   }
 
   /**
-   * A message from an actor without a connection (the HTTP API, §11.6): the rules of `send`, but
-   * no join is needed, and a private room needs its list. Resolves once it is stored and
-   * delivered, with the message (the original, for a repeated id).
+   * A message from an actor without a connection (the HTTP API, §11.6, from address `ip`): the
+   * rules of `send`, but no join is needed, a private room needs its list, and a post to a new
+   * room starts it as a join would. Resolves once it is stored and delivered, with the message
+   * (the original, for a repeated id).
    */
-  async post(actor: Actor, frame: { room: string; id: string; text: string; replyTo?: number }): Promise<Result<{ message: MessageFrame; duplicate: boolean }>> {
+  async post(actor: Actor, frame: { room: string; id: string; text: string; replyTo?: number }, ip: string): Promise<Result<{ message: MessageFrame; duplicate: boolean }>> {
     const { room, id, replyTo } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const text = normalizeText(frame.text, this.config.maxMessageChars);
@@ -429,8 +460,19 @@ export class Hub {
     const banned = this.authority.banned(auth, actor.ref.id);
     if (banned) return banned;
     if (!(await this.authority.mayRead(room, actor))) return fail("forbidden", `${room} is private: a bot must be on its list`);
+    // Only a room with no owner and nobody here can be new: the reads that tell the rest (does it
+    // hold history, is anyone in it elsewhere) are made for such a room alone, not for every post.
+    const here = this.presence.count(room);
+    if (isNewRoom(auth, false, here)) {
+      const [info, others] = await Promise.all([this.store.roomInfo(room), this.roster.others(room)]);
+      const refused = await this.startIfNew(room, auth, info.oldestSeq > 0, here + others.length, actor, ip);
+      if (refused) return refused;
+    }
     const refused = await this.authority.maySend(room, auth, actor);
-    if (refused) return refused;
+    if (refused) {
+      const original = await this.unlessRepeated(refused, room, actor.ref.id, id);
+      return original.ok ? ok({ message: original.value as MessageFrame, duplicate: true }) : original;
+    }
     if (replyTo !== undefined) {
       const target = await this.changes.replyTarget(room, replyTo);
       if (!target.ok) return target;

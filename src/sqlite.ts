@@ -688,6 +688,12 @@ export class SqliteStore implements Store {
     return { seq: row.info_seq ?? 0, oldestSeq: row.info_oldest ?? 0, epoch: this.epoch };
   }
 
+  async original(room: string, userId: string, id: string): Promise<StoredFrame | null> {
+    const row = this.q.dedup.get(room, userId, id);
+    await this.onDisk();
+    return row ? rowToFrame(row) : null;
+  }
+
   /** A page's rows, each with its room's seq and oldest (InfoRow). */
   private pageRowsOf(room: string, query: PageQuery): InfoRow[] {
     const before = query.before ?? Number.MAX_SAFE_INTEGER;

@@ -10,12 +10,15 @@ import { guestsAllowed } from "./config.ts";
 import type { Connection, User } from "./connection.ts";
 import type { Context } from "./context.ts";
 import type { Presence } from "./core/presence.ts";
-import { DAY_MS, type Roster, type SessionRecord, type Store } from "./engine.ts";
-import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Result } from "./protocol/rules.ts";
+import { DAY_MS, type Restriction, type Roster, type SessionRecord, type Store } from "./engine.ts";
+import { MEMBER_ID_PREFIX, MESSAGES, checkName, fail, nameKeys, ok, reservedKeys, userRef, type Failure, type Result } from "./protocol/rules.ts";
 import { CLOSE, CLOSE_REASON, NAME_MAX_CHARS, type HelloFrame, type UserRef } from "./protocol/wire.ts";
 import type { RateGate } from "./rate.ts";
 
-/** A restored session's expiry is pushed back at most this often (one write per hour at most). */
+/**
+ * A restored session's expiry is pushed back at most this often (one write per hour at most), or
+ * every half of SESSION_TTL_SECONDS when that is shorter (sessionRefreshMs).
+ */
 const SESSION_REFRESH_MS = 3_600_000;
 /**
  * A new guest session lives this long (or SESSION_TTL_SECONDS, if shorter) until it is first used
@@ -43,6 +46,17 @@ export function fallbackName(name: string, userId: string, attempt: number): str
   return checkName(`${base}-${suffix}`);
 }
 
+/**
+ * How often a session in use has its expiry pushed back: hourly, or every half TTL when the TTL is
+ * shorter, so a session used within its TTL never lapses (at a TTL of an hour or less, an hourly
+ * refresh would never come).
+ *   sessionRefreshMs(30 * DAY_MS) // => 3_600_000
+ *   sessionRefreshMs(120_000)     // => 60_000
+ */
+function sessionRefreshMs(ttlMs: number): number {
+  return Math.min(SESSION_REFRESH_MS, ttlMs / 2);
+}
+
 const newToken = () => randomId(SESSION_TOKEN_BYTES);
 const newUserId = () => randomId(USER_ID_BYTES);
 /** What storage keeps of a secret (a session token, an invite code): its SHA-256. */
@@ -52,6 +66,11 @@ export const hashSecret = (secret: string) => new Bun.CryptoHasher("sha256").upd
 export function sameSecret(given: string, expected: string): boolean {
   const digest = (s: string) => new Bun.CryptoHasher("sha256").update(s).digest();
   return crypto.timingSafeEqual(digest(given), digest(expected));
+}
+
+/** The refusal of a user banned from the server (§11.4): `banned`, with until when. One for a hello and the HTTP API. */
+export function bannedFromServer(ban: Restriction): Failure {
+  return { ...fail("banned", "you are banned from this server"), ...(ban.until !== null ? { extra: { until: ban.until } } : {}) };
 }
 
 /** Who a hello makes the connection. */
@@ -136,10 +155,7 @@ export class Users {
     }
     // A server-wide ban of the user, or of its address, holds at every hello (§11.4).
     const ban = await this.store.serverBan(session.userId, conn.ip, now);
-    if (ban) {
-      const refused = fail("banned", "you are banned from this server");
-      return { ...refused, ...(ban.until !== null ? { extra: { until: ban.until } } : {}), close: { code: CLOSE.banned, reason: CLOSE_REASON.banned } };
-    }
+    if (ban) return { ...bannedFromServer(ban), close: { code: CLOSE.banned, reason: CLOSE_REASON.banned } };
     const guest = session.kind === "guest";
     const keys = guest ? session.keys : nameKeys(session.name);
     const token = reuse ? ask.session! : conn.transport === "ws" ? newToken() : null;
@@ -216,7 +232,7 @@ export class Users {
   /**
    * Stores the session: a new token must be on disk before the client holds it; a restored one
    * is written when what it restores changed, or to push its expiry back, at most every
-   * SESSION_REFRESH_MS, so a reconnect storm after a deploy writes nothing. False when storage failed.
+   * sessionRefreshMs, so a reconnect storm after a deploy writes nothing. False when storage failed.
    */
   private async saveSession(token: string, session: SessionRecord, before: SessionRecord | null, now: number): Promise<boolean> {
     const ttlMs = this.ctx.config.sessionTtlSeconds * 1000;
@@ -226,7 +242,7 @@ export class Users {
       before.admin === session.admin &&
       before.keys.join() === session.keys.join() &&
       before.rooms.join() === session.rooms.join();
-    if (same && before.expiresAt - now >= ttlMs - SESSION_REFRESH_MS) {
+    if (same && before.expiresAt - now >= ttlMs - sessionRefreshMs(ttlMs)) {
       session.expiresAt = before.expiresAt;
       return true;
     }
@@ -275,12 +291,13 @@ export class Users {
     conn.session = who.session;
     conn.sessionRecord = who.record;
     conn.admin = who.admin;
+    user.admin = who.admin;
     conn.claimRooms = who.rooms;
     return { user, oldName };
   }
 
   private newUser(ref: UserRef, keys: string[], since: number, version: number): User {
-    const user: User = { ref, keys, nameSince: since, nameVersion: version, conns: [], typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
+    const user: User = { ref, keys, nameSince: since, nameVersion: version, conns: [], admin: false, typingAt: null, bucket: this.rate.userBuckets.get(ref.id, this.ctx.now()) };
     this.online.set(ref.id, user);
     return user;
   }

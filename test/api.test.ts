@@ -95,6 +95,28 @@ for (const engine of ENGINES) {
       for (const c of [human, again]) c.close();
     });
 
+    test("a retried id the room refuses now (slow mode, read-only) is 200 with the original; a new id, the refusal", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "poster");
+      const owner = await user(server, "olga", "slow");
+      const settings = async (fields: object) => {
+        owner.send({ type: "room_settings", room: "slow", ...fields, ref: "s" });
+        await owner.until((f) => f.ref === "s");
+      };
+      await settings({ slowModeSeconds: 60 });
+      const post = (id: string) => api(server, "POST", "/api/rooms/slow/messages", token, { text: "once", id });
+      const first = await post("k1");
+      expect(first.status).toBe(201);
+      const { message } = await first.json();
+      const answer = async (res: Response) => [res.status, await res.json()];
+      expect(await answer(await post("k1"))).toEqual([200, { message }]);
+      expect(await answer(await post("k2"))).toEqual([429, { error: "slow_mode", message: expect.any(String) }]);
+      await settings({ slowModeSeconds: 0, readOnly: true });
+      expect(await answer(await post("k1"))).toEqual([200, { message }]);
+      expect(await answer(await post("k3"))).toEqual([403, { error: "read_only", message: expect.any(String) }]);
+      owner.close();
+    });
+
     test("a bot posts without a connection: 201 with the message, everyone sees it, a retried id is 200 with the original", async () => {
       await using server = await startServer();
       const { bot, token } = await makeBot(server, "announcer");
@@ -144,6 +166,91 @@ for (const engine of ENGINES) {
       expect(await code(await api(server, "POST", "/api/rooms/hall/messages", t2, { text: "after the ban" }))).toEqual([403, "banned"]);
       expect(await code(await api(server, "POST", "/api/ban", ADMIN_TOKEN, { room: "hall", user: "b:nobody" }))).toEqual([404, "not_found"]);
       owner.close();
+    });
+
+    test("a bot banned from the whole server is refused on every route, 403 banned, as its hello is; unbanned, it posts again", async () => {
+      await using server = await startServer();
+      const { bot, token } = await makeBot(server, "spammer");
+      const human = await user(server, "human", "hall");
+      const ws = await Client.connect(server.wsUrl);
+      ws.send({ type: "hello", token });
+      await ws.expect("welcome");
+      expect((await api(server, "POST", "/api/ban", ADMIN_TOKEN, { user: bot.id })).status).toBe(200);
+      expect((await ws.closed).code).toBe(4003);
+      const again = await Client.connect(server.wsUrl);
+      again.send({ type: "hello", token });
+      expect(await again.next()).toMatchObject({ type: "error", code: "banned" });
+      const answer = async (res: Response) => [res.status, await res.json()];
+      const banned = [403, { error: "banned", message: expect.any(String) }];
+      expect(await answer(await api(server, "POST", "/api/rooms/hall/messages", token, { text: "still here" }))).toEqual(banned);
+      expect(await answer(await api(server, "POST", "/api/invite", token, { room: "hall" }))).toEqual(banned);
+      expect(await answer(await api(server, "GET", "/api/rooms/hall/messages", token))).toEqual(banned);
+      expect((await api(server, "POST", "/api/unban", ADMIN_TOKEN, { user: bot.id })).status).toBe(200);
+      expect((await api(server, "POST", "/api/rooms/hall/messages", token, { text: "back" })).status).toBe(201);
+      for (const c of [human, again]) c.close();
+    });
+
+    test("a post to a new room starts it as a join does: the poster owns it; ROOM_STARTS_PER_HOUR bounds it (429 with Retry-After)", async () => {
+      await using server = await startServer({ roomStartsPerHour: 1 });
+      const { token } = await makeBot(server, "starter");
+      expect((await api(server, "POST", "/api/rooms/fresh/messages", token, { text: "first" })).status).toBe(201);
+      // The bot owns the room it started: it may set what only an owner sets.
+      expect((await api(server, "POST", "/api/room_settings", token, { room: "fresh", slowModeSeconds: 5 })).status).toBe(200);
+      const guest = await user(server, "human", "fresh");
+      expect(guest.frames.at(-1)).toMatchObject({ type: "joined", room: "fresh", role: "member" });
+      const second = await api(server, "POST", "/api/rooms/another/messages", token, { text: "one too many" });
+      expect([second.status, (await second.json()).error, second.headers.get("retry-after")]).toEqual([429, "rate_limited", expect.stringMatching(/^[1-9]\d*$/)]);
+      // A room that exists takes posts as ever.
+      expect((await api(server, "POST", "/api/rooms/fresh/messages", token, { text: "again", id: "2" })).status).toBe(201);
+      guest.close();
+    });
+
+    test("ROOM_CREATION=admins: a bot's post does not start a room (403 forbidden); the admin bearer's does, and then the bot posts", async () => {
+      await using server = await startServer({ roomCreation: "admins" });
+      const { token } = await makeBot(server, "starter");
+      const code = async (res: Response) => [res.status, (await res.json()).error];
+      expect(await code(await api(server, "POST", "/api/rooms/brandnew/messages", token, { text: "first" }))).toEqual([403, "forbidden"]);
+      expect((await (await api(server, "GET", "/api/rooms/brandnew/messages", null)).json()).messages).toEqual([]); // nothing stored
+      expect((await api(server, "POST", "/api/rooms/brandnew/messages", ADMIN_TOKEN, { text: "opened" })).status).toBe(201);
+      expect((await api(server, "POST", "/api/rooms/brandnew/messages", token, { text: "first" })).status).toBe(201);
+    });
+
+    test("the admin bearer's posts rank as an admin's: a room's owner may not delete them", async () => {
+      await using server = await startServer();
+      const owner = await user(server, "olga", "hall"); // the first joiner: the owner
+      const res = await api(server, "POST", "/api/rooms/hall/messages", ADMIN_TOKEN, { text: "server maintenance at 5" });
+      expect(res.status).toBe(201);
+      const { message } = await res.json();
+      expect(message.user).toEqual({ id: "b:admin", name: "admin", kind: "bot" });
+      await owner.until((f) => f.type === "message");
+      owner.send({ type: "delete", room: "hall", seq: message.seq, ref: "d" });
+      expect((await owner.until((f) => f.type === "error" || f.type === "ok")).at(-1)).toMatchObject({ type: "error", code: "forbidden", ref: "d" });
+      owner.close();
+    });
+
+    test("GET /api/audit: a bot's token (known, not an admin's) is 403 forbidden; an unknown one 401; the admin's 200", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "auditor");
+      const code = async (res: Response) => [res.status, (await res.json()).error];
+      expect(await code(await api(server, "GET", "/api/audit", token))).toEqual([403, "forbidden"]);
+      expect(await code(await api(server, "GET", "/api/audit", "bot_unknown"))).toEqual([401, "auth_invalid"]);
+      expect((await api(server, "GET", "/api/audit", ADMIN_TOKEN)).status).toBe(200);
+    });
+
+    test("a private room's history over HTTP: 404 for anyone and a bot off its list, 200 for a bot on it and the admin", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "reader");
+      const { token: stranger } = await makeBot(server, "stranger");
+      const owner = await user(server, "olga", "vault");
+      const ws = await Client.connect(server.wsUrl);
+      ws.send({ type: "hello", token });
+      await ws.expect("welcome");
+      await ws.join("vault");
+      owner.send({ type: "room_settings", room: "vault", private: true, ref: "p" }); // lists everyone in it: the bot too
+      await owner.until((f) => f.type === "ok");
+      const status = async (t: string | null) => (await api(server, "GET", "/api/rooms/vault/messages", t)).status;
+      expect([await status(null), await status(stranger), await status(token), await status(ADMIN_TOKEN)]).toEqual([404, 404, 200, 200]);
+      for (const c of [owner, ws]) c.close();
     });
 
     test("every command of §11.3 over HTTP, with the WebSocket's rights: room_settings, role, invite, kick, mute, edit, delete", async () => {
@@ -250,5 +357,18 @@ describe("storage that fails under the API (SQLite)", () => {
     const again = await api(server, "POST", "/api/rooms/r/messages", ADMIN_TOKEN, { text: "stored" });
     expect(again.status).toBe(201);
     expect(((await again.json()) as { message: { text: string } }).message.text).toBe("stored");
+  });
+
+  test("the bot routes whose storage fails are 503 with the same body, not the bare 500: make, list, revoke", async () => {
+    const disk = () => Promise.reject(new Error("disk I/O error (injected)"));
+    const store = sqliteWith(() => ({ createBot: disk, bots: disk }));
+    await using server = await startServer({ store, adminToken: ADMIN_TOKEN });
+    const answers = [
+      await api(server, "POST", "/api/bots", ADMIN_TOKEN, { name: "x" }),
+      await api(server, "GET", "/api/bots", ADMIN_TOKEN),
+      await api(server, "DELETE", "/api/bots/b:any", ADMIN_TOKEN),
+    ];
+    const internal = { error: "internal", message: expect.any(String) };
+    expect(await Promise.all(answers.map(async (res) => [res.status, await res.json()]))).toEqual([[503, internal], [503, internal], [503, internal]]);
   });
 });

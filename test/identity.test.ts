@@ -294,6 +294,29 @@ for (const engine of ENGINES) {
         await server.stop();
       }
     });
+
+    test("an admin in presence grace (a page reload) still outranks a room's owner: its ban is forbidden before and during the grace", async () => {
+      const server = await start({ adminToken: ADMIN_TOKEN, presenceGraceMs: 60_000 });
+      try {
+        const owner = await user(server, "olga", "hall");
+        const admin = await Client.connect(server.wsUrl);
+        const welcome = await helloWith(admin, { name: "root-user", adminToken: ADMIN_TOKEN });
+        expect(welcome.admin).toBe(true);
+        await admin.join("hall");
+        const ban = async (ref: string) => {
+          owner.send({ type: "ban", room: "hall", user: welcome.user.id, ref });
+          return (await owner.until((f) => f.type === "error" || f.type === "ok")).at(-1);
+        };
+        expect(await ban("live")).toMatchObject({ type: "error", code: "forbidden", ref: "live" });
+        admin.close();
+        await admin.closed;
+        // Still a member of hall (grace), its reload not back yet: still an admin.
+        expect(await ban("grace")).toMatchObject({ type: "error", code: "forbidden", ref: "grace" });
+        owner.close();
+      } finally {
+        await server.stop();
+      }
+    });
   });
   });
 }

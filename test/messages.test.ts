@@ -107,6 +107,39 @@ for (const engine of ENGINES) {
         alice.close();
         bob.close();
       });
+
+      test("a retry of a stored send that the room refuses now (slow mode, read-only, a mute) gets the original; a new id, the refusal", async () => {
+        await using server = await startServer();
+        const owner = await user(server, "olga", "q"); // the first joiner: the owner
+        const bob = await user(server, "bob", "q");
+        const bobId = bob.frames[0]!.user.id;
+        await owner.expect("presence");
+        const ask = async (frame: Record<string, unknown>) => {
+          owner.send({ ...frame, ref: "r" });
+          await owner.until((f) => f.ref === "r");
+          await bob.until((f) => f.type === "settings" || f.type === "moderation");
+        };
+        const send = (id: string) => {
+          bob.send({ type: "send", room: "q", id, text: "the retry's text is ignored" });
+          return bob.next();
+        };
+        await ask({ type: "room_settings", room: "q", slowModeSeconds: 60 });
+        const original = await bob.say("q", "once", "k1");
+        expect(await send("k1")).toEqual(original);
+        expect(await send("k2")).toMatchObject({ type: "error", code: "slow_mode", ref: "k2" });
+        await ask({ type: "room_settings", room: "q", slowModeSeconds: 0, readOnly: true });
+        expect(await send("k1")).toEqual(original);
+        expect(await send("k3")).toMatchObject({ type: "error", code: "read_only", ref: "k3" });
+        await ask({ type: "room_settings", room: "q", readOnly: false });
+        await ask({ type: "mute", room: "q", user: bobId, seconds: 60 });
+        expect(await send("k1")).toEqual(original);
+        expect(await send("k4")).toMatchObject({ type: "error", code: "muted", ref: "k4" });
+        // The retries stored and sent nothing: the owner saw the original once, then its own marker.
+        const marker = await owner.say("q", "marker");
+        expect(owner.frames.filter((f) => f.type === "message")).toEqual([original, marker]);
+        owner.close();
+        bob.close();
+      });
     });
 
     describe("slow consumers", () => {

@@ -78,6 +78,26 @@ for (const engine of ENGINES) {
       late.close();
       kept.close();
     });
+
+    test("SESSION_TTL_SECONDS under an hour: a session in use is pushed back every half TTL, so it lives a TTL after its last use", async () => {
+      let t = 1_700_000_000_000;
+      await using server = await startServer({ sessionTtlSeconds: 120, presenceGraceMs: 0, now: () => t });
+      const first = await user(server, "sam");
+      const welcome = first.frames[0]!;
+      first.close();
+      await server.settled();
+      const use = async () => {
+        const c = await Client.connect(server.wsUrl);
+        const id = (await c.hello("sam", welcome.session)).user.id;
+        c.close();
+        await server.settled();
+        return id;
+      };
+      t += 100_000; // used again 100 s later: valid for 120 s from now
+      expect(await use()).toBe(welcome.user.id);
+      t += 100_000; // 100 s after its last use, 200 s after it was made
+      expect(await use()).toBe(welcome.user.id);
+    });
   });
 }
 

@@ -69,6 +69,9 @@ const ROOM_KEY_PREFIX = "chat:room:";
 /** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
 const AUDIT_ALL_KEPT = 10_000;
 
+/** A message's field in its room's dedup hash (append.lua's ARGV[1]): user ids hold no newline, so the id cannot blur it. */
+const dedupField = (userId: string, id: string) => `${userId}\n${id}`;
+
 /** A hash of restrictions (userId → JSON) as a Map. */
 function restrictions(reply: Record<string, string> | string[] | null): Map<string, Restriction> {
   const map = new Map<string, Restriction>();
@@ -125,7 +128,7 @@ export class RedisStore implements Store {
       [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch,
         HOOK_KEYS.stream, HOOK_KEYS.data, HOOK_KEYS.retry, HOOK_KEYS.tries],
       [
-        `${m.user.id}\n${m.id}`, encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
+        dedupField(m.user.id, m.id), encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
         m.type === "settings" ? JSON.stringify(m.settings) : "",
         m.type === "edit" || m.type === "delete" ? JSON.stringify({ type: m.type, target: m.target, text: m.type === "edit" ? m.text : "", ts: m.ts }) : "",
@@ -154,6 +157,12 @@ export class RedisStore implements Store {
       this.link.send("GET", [keys.epoch]) as Promise<string | null>,
     ]);
     return { seq: Number(seq ?? 0), oldestSeq: oldest?.[0] ? decodeMember(oldest[0]).seq : 0, epoch: epoch ?? null };
+  }
+
+  /** The dedup hash names the seq; the entry is read only when there is one. */
+  async original(room: string, userId: string, id: string): Promise<StoredFrame | null> {
+    const seq: string | null = await this.link.send("HGET", [roomKeys(room).ids, dedupField(userId, id)]);
+    return seq === null ? null : this.entry(room, Number(seq));
   }
 
   /** Both reads leave in one pipelined write: one round trip. */
