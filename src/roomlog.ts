@@ -412,7 +412,9 @@ export class RoomLog {
       finish: () => {
         state.joins.delete(collected);
         if (state.resets !== resets) return null;
-        const fresh = collected.filter((m) => m.seq > read && (since === undefined || m.seq > since));
+        const arrived = collected.filter((m) => m.seq > read);
+        // `since` picks the messages sent; the room's oldest retained seq is told whatever it is.
+        const fresh = since === undefined ? arrived : arrived.filter((m) => m.seq > since);
         let { messages, complete } = page;
         if (since === undefined) {
           messages = messages.concat(fresh);
@@ -421,7 +423,7 @@ export class RoomLog {
           messages = messages.concat(fresh);
           if (messages.length > limit) [messages, complete] = [messages.slice(0, limit), false];
         }
-        const joined: JoinPage = { seq: state.seq!, oldestSeq: info.oldestSeq || (fresh[0]?.seq ?? 0), messages, complete };
+        const joined: JoinPage = { seq: state.seq!, oldestSeq: info.oldestSeq || (arrived[0]?.seq ?? 0), messages, complete };
         if (state.epoch !== null) joined.epoch = state.epoch;
         if (reset) joined.reset = true;
         return joined;

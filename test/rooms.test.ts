@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { pageQuery } from "../src/http.ts";
-import { Client, ENGINES, engineServers, range, sqliteWith, startServer, tempDir, user, type TestServer } from "./helpers.ts";
+import { Client, ENGINES, engineServers, heldOnce, range, sqliteWith, startServer, tempDir, user, type TestServer } from "./helpers.ts";
 
 for (const engine of ENGINES) {
   describe(engine, () => {
@@ -204,6 +204,26 @@ describe("history over HTTP", () => {
 const MANY_ROOM_STARTS = { roomStartsPerHour: 10_000, roomStartsPerHourPerIp: 10_000 };
 
 // On SQLite, the default engine, only: two of these bring a store or file of their own.
+describe("messages that arrive while a join reads the room (SQLite)", () => {
+  test("joined.oldestSeq is the room's oldest retained seq, whatever `since` leaves out (§3)", async () => {
+    const held = heldOnce();
+    // The empty room is read, then its answer waits while three messages come.
+    const store = sqliteWith((real) => ({ roomPage: async (room, query) => real.roomPage(room, query).then(async (page) => (await held.pass(), page)) }));
+    await using server = await startServer({ store });
+    const xavier = await user(server, "xavier", "r");
+    const jane = await Client.connect(server.wsUrl);
+    await jane.hello("jane");
+    held.arm();
+    jane.send({ type: "join", room: "r", since: 2 });
+    await held.waiting;
+    for (const text of ["one", "two", "three"]) await xavier.say("r", text);
+    held.release();
+    const joined = await jane.expect("joined");
+    expect({ seq: joined.seq, oldestSeq: joined.oldestSeq, messages: joined.messages.map((m: { seq: number }) => m.seq) }).toEqual({ seq: 3, oldestSeq: 1, messages: [3] });
+    for (const c of [xavier, jane]) c.close();
+  });
+});
+
 describe("memory and storage reads stay bounded", () => {
   test("/api/rooms answers from memory: no storage read, however many rooms are active", async () => {
     let reads = 0;
