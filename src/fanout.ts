@@ -82,16 +82,28 @@ export class Fanout {
     this.publish(room, JSON.stringify(frame), () => formatPresenceLine(frame, oldName), except);
   }
 
-  /** To the other WebSocket members only, here and on the other instances: TCP users get no typing. */
-  typing(room: string, user: UserRef, from: WsConnection): void {
+  /**
+   * To the room's other WebSocket members, here and on the other instances (TCP users get no
+   * typing); `own`, the typist's connections here, hear none: a user is one member (§10).
+   */
+  typing(room: string, user: UserRef, own: readonly Connection[]): void {
     const frame: TypingNotice = { type: "typing", room, user };
     this.relay.event({ frame });
-    this.publishWs(room, () => JSON.stringify(frame), from);
+    this.typingHere(frame, own);
   }
 
-  /** Typing on another instance, for every WebSocket member here. */
-  typed(frame: TypingNotice): void {
-    this.publishWs(frame.room, () => JSON.stringify(frame));
+  /** Typing on another instance, for the WebSocket members here but the typist's own (`own`). */
+  typed(frame: TypingNotice, own: readonly Connection[]): void {
+    this.typingHere(frame, own);
+  }
+
+  private typingHere(frame: TypingNotice, own: readonly Connection[]): void {
+    const ws = this.wsMembers.get(frame.room);
+    if (!ws) return;
+    const mine = own.filter((c) => ws.has(c as WsConnection));
+    // Most typists have one tab in the room here, or none: one publish that skips it.
+    if (mine.length <= 1) return this.publishWs(frame.room, () => JSON.stringify(frame), mine[0]);
+    for (const conn of ws) if (!mine.includes(conn)) conn.send(frame);
   }
 
   /** The room's WebSocket members here, now (a reset room's, to send away: they come back with `since`). */

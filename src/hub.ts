@@ -519,7 +519,7 @@ export class Hub {
     const last = user.typingAt?.get(room);
     if (last !== undefined && now - last < this.config.typingThrottleMs) return ok(null);
     (user.typingAt ??= new Map()).set(room, now);
-    this.fanout.typing(room, user.ref, conn);
+    this.fanout.typing(room, user.ref, user.conns);
     return ok(null);
   }
 

@@ -185,7 +185,7 @@ export class Membership {
   /** A presence change or typing from another instance, for the members here. */
   event(event: RoomEvent & { frame: PresenceFrame | TypingNotice }): void {
     const frame = event.frame;
-    if (frame.type === "typing") return this.fanout.typed(frame);
+    if (frame.type === "typing") return this.fanout.typed(frame, this.users.online.get(frame.user.id)?.conns ?? []);
     this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
   }
 

@@ -5,7 +5,7 @@
  * on both engines; the ones that hold or fail the store's commits, on SQLite.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ENGINES, LineClient, engineServers, frozenClock, rawWebSocket, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
+import { Client, ENGINES, LineClient, engineServers, frozenClock, rawWebSocket, sqliteWith, startServer, user, type Frame, type TestServer } from "./helpers.ts";
 
 for (const engine of ENGINES) {
   describe(engine, () => {
@@ -63,10 +63,13 @@ for (const engine of ENGINES) {
         for (const c of [alice, bob, carol]) c.close();
       });
 
-      test("typing reaches the others only, once per throttle window", async () => {
+      test("typing reaches the others only, once per throttle window: not the typist's own other tab", async () => {
         const dana = await user(server, "dana", "typing");
         const eve = await user(server, "eve", "typing");
         await dana.expect("presence");
+        const danaTab = await Client.connect(server.wsUrl);
+        await danaTab.hello("dana", dana.frames[0]!.session);
+        await danaTab.join("typing");
         dana.send({ type: "typing", room: "typing" });
         dana.send({ type: "typing", room: "typing" }); // within TYPING_THROTTLE_MS: dropped
         await dana.say("typing", "marker");
@@ -74,8 +77,10 @@ for (const engine of ENGINES) {
           { type: "typing", room: "typing", user: { id: expect.any(String), name: "dana" } },
           expect.objectContaining({ type: "message", text: "marker" }),
         ]);
-        // The typist hears nothing of its own typing.
+        // The typist hears nothing of its own typing, in none of its tabs (one member, §10).
         expect(await dana.sync()).toEqual([]);
+        expect((await danaTab.until((f) => f.type === "message")).map((f) => f.type)).toEqual(["message"]);
+        danaTab.close();
         dana.send({ type: "typing", room: "not-joined", ref: "t" });
         expect(await dana.next()).toMatchObject({ type: "error", code: "not_joined", ref: "t" });
         dana.close();

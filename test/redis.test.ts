@@ -214,13 +214,18 @@ describe("two instances", () => {
     again.close();
   });
 
-  test("typing on A reaches the others on B, and never the typist", async () => {
+  test("typing on A reaches the others on B, and never the typist, nor its own tab on B", async () => {
     await using duo = await pair("typing");
-    const { alice, bob } = duo;
+    const { alice, bob, b, welcome } = duo;
+    const aliceOnB = await Client.connect(b.wsUrl);
+    await aliceOnB.hello("alice", welcome.session);
+    await aliceOnB.join("typing");
     alice.send({ type: "typing", room: "typing" });
     expect(await bob.expect("typing")).toEqual({ type: "typing", room: "typing", user: expect.objectContaining({ name: "alice" }) });
     const marker = await bob.say("typing", "marker");
     expect(await alice.until((f) => f.type === "message")).toEqual([marker]);
+    expect(await aliceOnB.until((f) => f.type === "message")).toEqual([marker]);
+    aliceOnB.close();
   });
 
   test("joins on B during a burst from A: history, then live, every message once, in order", async () => {
