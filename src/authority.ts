@@ -293,9 +293,13 @@ export class Authority {
    * with none, by its latest hello (a reload does not make it outranked); else its role.
    */
   rankOf(auth: RoomAuth, userId: string): Rank {
-    if (userId === ADMIN_BEARER.ref.id) return "admin";
+    return this.isAdmin(userId) ? "admin" : roleIn(auth, userId);
+  }
+
+  /** Whether a user is a server admin as far as this instance knows: its connections say so, or in grace its last hello did. */
+  isAdmin(userId: string): boolean {
+    if (userId === ADMIN_BEARER.ref.id) return true;
     const online = this.users.online.get(userId);
-    const admin = online !== undefined && (online.conns.length > 0 ? online.conns.some((c) => c.admin) : online.admin);
-    return admin ? "admin" : roleIn(auth, userId);
+    return online !== undefined && (online.conns.length > 0 ? online.conns.some((c) => c.admin) : online.admin);
   }
 }

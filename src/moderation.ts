@@ -87,7 +87,7 @@ export class Moderation {
     if (frame.room === undefined || frame.address) {
       if (!actor.admin) return fail("forbidden", "only admins ban from the whole server");
       if (frame.user === actor.ref.id) return fail("forbidden", "not on yourself");
-      if (this.users.online.get(frame.user)?.conns.some((c) => c.admin)) return fail("forbidden", "not over an admin");
+      if (this.authority.isAdmin(frame.user)) return fail("forbidden", "not over an admin");
       const seconds = frame.seconds ?? (frame.address ? ADDRESS_BAN_DEFAULT_SECONDS : null);
       const restriction: Restriction = { until: seconds === null ? null : now + seconds * 1000, by, ...reason(frame.reason) };
       const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };

@@ -295,7 +295,7 @@ for (const engine of ENGINES) {
       }
     });
 
-    test("an admin in presence grace (a page reload) still outranks a room's owner: its ban is forbidden before and during the grace", async () => {
+    test("an admin in presence grace (a page reload) still outranks a room's owner, and another admin: its bans are forbidden before and during the grace", async () => {
       const server = await start({ adminToken: ADMIN_TOKEN, presenceGraceMs: 60_000 });
       try {
         const owner = await user(server, "olga", "hall");
@@ -312,6 +312,12 @@ for (const engine of ENGINES) {
         await admin.closed;
         // Still a member of hall (grace), its reload not back yet: still an admin.
         expect(await ban("grace")).toMatchObject({ type: "error", code: "forbidden", ref: "grace" });
+        // Nor may another admin ban it from the whole server meanwhile.
+        const ops = await Client.connect(server.wsUrl);
+        await helloWith(ops, { name: "ops", adminToken: ADMIN_TOKEN });
+        ops.send({ type: "ban", user: welcome.user.id, ref: "server" });
+        expect((await ops.until((f) => f.type === "error" || f.type === "ok")).at(-1)).toMatchObject({ type: "error", code: "forbidden", ref: "server" });
+        ops.close();
         owner.close();
       } finally {
         await server.stop();
