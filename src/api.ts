@@ -272,7 +272,7 @@ export function openApiDocument(ctx: Context): Record<string, unknown> {
           summary: "Make a bot (admins): its token is shown once",
           security: bearer,
           requestBody: { required: true, ...json(CreateBot) },
-          responses: { "201": { description: "made", ...json(z.object({ bot: Bot, token: z.string() })) }, ...errors(400, 401, 403, 503) },
+          responses: { "201": { description: "made", ...json(z.object({ bot: Bot, token: z.string() })) }, ...errors(400, 401, 403, 413, 415, 503) },
         },
         get: { summary: "The bots (admins)", security: bearer, responses: { "200": { description: "every bot", ...json(z.object({ bots: z.array(Bot) })) }, ...errors(401, 403, 503) } },
       },

@@ -341,6 +341,18 @@ describe("bots from the command line", () => {
 });
 
 describe("storage that fails under the API (SQLite)", () => {
+  test("a history or audit read that fails is 503 with the error body of §11.6, not a bare 500", async () => {
+    const store = sqliteWith((real) => ({
+      page: async () => Promise.reject(new Error("disk I/O error (injected)")),
+      auditPage: async () => Promise.reject(new Error("disk I/O error (injected)")),
+    }));
+    await using server = await startServer({ store, adminToken: ADMIN_TOKEN });
+    for (const path of ["/api/rooms/r/messages", "/api/audit"]) {
+      const res = await api(server, "GET", path, ADMIN_TOKEN);
+      expect([path, res.status, await res.json()]).toEqual([path, 503, { error: "internal", message: expect.any(String) }]);
+    }
+  });
+
   test("a post whose commit fails is 503 with the error body of §11.6; once storage is back, 201", async () => {
     let failing = true;
     const store = sqliteWith((real) => ({
