@@ -122,17 +122,17 @@ export class Authority {
     return this.store.isListed(room, actor.ref.id);
   }
 
-  /**
-   * A room with no owner that holds nothing and has nobody in it is new (§11.2): ROOM_CREATION
-   * says who may start it, and its first joiner owns it. Null when the join may go on.
-   */
-  async claimIfNew(room: string, auth: RoomAuth, retained: boolean, othersHere: number, actor: Actor): Promise<Failure | null> {
-    if (!isNewRoom(auth, retained, othersHere)) return null;
+  /** Whether ROOM_CREATION lets `actor` start a new room (§11.2); null when it may. */
+  mayStart(actor: Actor): Failure | null {
     const rule = this.ctx.config.roomCreation;
     if (rule === "admins" && !actor.admin) return fail("forbidden", "only admins may start a room here");
     if (rule === "members" && actor.ref.kind === undefined && !actor.admin) return fail("forbidden", "guests may join only rooms that exist already");
-    if (await this.store.claimOwner(room, actor.ref)) this.log.setRole(room, actor.ref, "owner");
     return null;
+  }
+
+  /** Makes `actor`, who starts a new room (§11.2), its owner, unless another came first. */
+  async claim(room: string, actor: Actor): Promise<void> {
+    if (await this.store.claimOwner(room, actor.ref)) this.log.setRole(room, actor.ref, "owner");
   }
 
   /** `banned`, with until when, while a ban of the user holds in the room (§11.4). */

@@ -345,14 +345,20 @@ export class Hub {
   /**
    * A new room (no owner, nothing retained, nobody in it) is started by whoever comes to it first,
    * by a join or an HTTP post (§11.2): the one rule both ask. Starting is bounded per user and per
-   * address, so nobody fills MAX_ROOMS in a moment with rooms of one message each (issue 21: 7);
-   * then ROOM_CREATION says who may, and the starter owns the room. Null when it may go on.
+   * address, so nobody fills MAX_ROOMS in a moment with rooms of one message each (issue 21: 7),
+   * once ROOM_CREATION says it may; the starter owns the room. Null when it may go on.
    */
   private async startIfNew(room: string, auth: RoomAuth, retained: boolean, othersHere: number, actor: Actor, ip: string): Promise<Failure | null> {
-    const wait = isNewRoom(auth, retained, othersHere) ? await this.rate.takeRoomStart(actor.ref.id, ip) : 0;
+    if (!isNewRoom(auth, retained, othersHere)) return null;
+    // Refused by ROOM_CREATION, it spends none of the starts.
+    const refused = this.authority.mayStart(actor);
+    if (refused) return refused;
+    const wait = await this.rate.takeRoomStart(actor.ref.id, ip);
     if (wait > 0) return { ...fail("rate_limited", "you started too many new rooms lately: use one that exists, or wait"), extra: { retryAfterMs: wait } };
-    return this.authority.claimIfNew(room, auth, retained, othersHere, actor);
+    await this.authority.claim(room, actor);
+    return null;
   }
+
 
   /**
    * An explicit leave has no grace, and leaves only this connection: the others see the user

@@ -182,11 +182,12 @@ for (const engine of ENGINES) {
       }
     });
 
-    test("ROOM_CREATION members: guests join only rooms that exist; admins: only admins start rooms", async () => {
-      const server = await start({ roomCreation: "members", authJwtSecret: SECRET, guestAccess: true });
+    test("ROOM_CREATION members: guests join only rooms that exist; admins: only admins start rooms; a refused start spends none of the address's", async () => {
+      const server = await start({ roomCreation: "members", authJwtSecret: SECRET, guestAccess: true, roomStartsPerHourPerIp: 1 });
       try {
         const guest = await user(server, "guest");
         expect(await ask(guest, { type: "join", room: "newroom" })).toMatchObject({ type: "error", code: "forbidden" });
+        expect(await ask(guest, { type: "join", room: "other" })).toMatchObject({ type: "error", code: "forbidden" });
         const member = await Client.connect(server.wsUrl);
         member.send({ type: "hello", token: await memberToken("m1") });
         await member.expect("welcome");
