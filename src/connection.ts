@@ -225,6 +225,13 @@ const decoder = new TextDecoder();
 
 /** Bounds how long a TCP client we closed may take to take its last lines. */
 const TCP_CLOSE_LINGER_MS = 5000;
+/** Messages a TCP /join shows (protocol §9: "the last 10 messages"). */
+const TCP_JOIN_MESSAGES = 10;
+/**
+ * Stored frames a TCP /join reads to find them: events (edits, deletions, settings) share the
+ * room's sequence and are not messages, and a deleted message shows nothing.
+ */
+export const TCP_JOIN_FRAMES = 50;
 /** The first byte of a message line (`[room] …`): only such lines may name their reader. */
 const MESSAGE_LINE_START = "[".charCodeAt(0);
 const ERASE_BYTES = encoder.encode(ERASE_PROMPT);
@@ -426,11 +433,12 @@ export class TcpConnection extends Connection {
   }
 
   /**
-   * Recent history as lines, then `* now in ROOM (N here): …` saying where plain lines go now,
+   * The room's last messages as lines (as they are now: edited, or gone once deleted), then `* now in ROOM (N here): …` saying where plain lines go now,
    * and where they no longer go; the room becomes current.
    */
   joined(frame: JoinedFrame): void {
-    for (const m of frame.messages) this.deliver(m);
+    const shown = frame.messages.filter((m) => m.type === "message" && m.deleted === undefined);
+    for (const m of shown.slice(-TCP_JOIN_MESSAGES)) this.deliver(m);
     const was = this.current;
     const at = this.recent.indexOf(frame.room);
     if (at !== -1) this.recent.splice(at, 1);

@@ -3,7 +3,7 @@
  * the same kind of user. Lines in, lines out; commands start with `/`.
  */
 import type { TCPSocketListener } from "bun";
-import { TcpConnection } from "./connection.ts";
+import { TCP_JOIN_FRAMES, TcpConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { TOO_LONG, oneLine } from "./core/lines.ts";
 import { actorOf } from "./authority.ts";
@@ -13,8 +13,6 @@ import { CLOSE, LINE_TOO_LONG, type ClientFrame } from "./protocol/wire.ts";
 
 const decoder = new TextDecoder();
 
-/** Messages shown on a TCP /join (protocol §9). */
-const TCP_JOIN_HISTORY = 10;
 /** `/ban` and `/mute` take minutes; their frames, seconds. */
 const SECONDS_PER_MINUTE = 60;
 /** The room a TCP user starts in. */
@@ -206,7 +204,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
   }
 
   async function join(conn: TcpConnection, room: string): Promise<void> {
-    const r = await hub.join(conn, { room, limit: TCP_JOIN_HISTORY });
+    const r = await hub.join(conn, { room, limit: TCP_JOIN_FRAMES });
     if (!r.ok) return conn.fail(r.code, r.message);
   }
 }

@@ -273,10 +273,19 @@ for (const engine of ENGINES) {
         const alice = await user(server, "alice5", "dev");
         const sent = [];
         for (let i = 1; i <= 12; i++) sent.push(await alice.say("dev", `m${i}`));
+        // An edit and a deletion are events in the room's sequence, not messages: the last 10
+        // messages are m2…m10 and m12, as they are now.
+        for (const frame of [{ type: "edit", seq: sent[11]!.seq, text: "m12, edited" }, { type: "delete", seq: sent[10]!.seq }]) {
+          alice.send({ ...frame, room: "dev", ref: frame.type });
+          // Its ok and the room's event, in either order.
+          const seen = new Set<string>();
+          await alice.until((f) => seen.add(f.type).has("ok") && seen.has(frame.type));
+        }
         const { client: bob } = await tcpUser(server, "bob5");
         bob.write("/join dev\n");
         const lines = (await bob.readUntil("no longer to general\n")).trimEnd().split("\n");
-        expect(lines).toEqual([...sent.slice(2).map((m) => `[dev] ${clock(m.ts)} alice5: ${m.text}`), "* now in dev (2 here): what you type goes to dev, no longer to general"]);
+        const shown = [...sent.slice(1, 10), { ...sent[11]!, text: "m12, edited" }];
+        expect(lines).toEqual([...shown.map((m) => `[dev] ${clock(m.ts)} alice5: ${m.text}`), "* now in dev (2 here): what you type goes to dev, no longer to general"]);
         expect(await alice.next()).toMatchObject({ type: "presence", event: "join", user: { name: "bob5" } });
 
         bob.write("/who\n");
