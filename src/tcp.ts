@@ -26,7 +26,7 @@ const TCP_HELP = [
   "* /rooms       list active rooms",
   "* /who         list who is in the current room",
   "* /topic       show the current room's topic; /topic TEXT sets it (moderators and up)",
-  "* /kick NAME [reason], /ban NAME [minutes], /unban NAME, /mute NAME minutes   moderate the current room",
+  "* /kick NAME [reason], /ban NAME [minutes], /unban NAME, /mute NAME minutes   moderate the current room (\"a name\" with spaces in quotes)",
   "* /quit        disconnect",
   "* Here you chat as a guest: members of a site sign in on its web page, not over TCP.",
   "* anything else is said in the current room",
@@ -173,7 +173,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
   async function moderate(conn: TcpConnection, command: string, rest: string): Promise<void> {
     const room = conn.current;
     if (!room) return conn.fail("not_joined", "you are in no room; /join ROOM");
-    const [name = "", ...words] = rest.split(/\s+/);
+    const [name, words] = nameAndWords(rest);
     const usage = { "/kick": "/kick NAME [reason]", "/ban": "/ban NAME [minutes]", "/unban": "/unban NAME", "/mute": "/mute NAME minutes" }[command]!;
     if (!name) return conn.fail("bad_request", `usage: ${usage}`);
     const minutes = words[0] !== undefined && /^\d{1,7}$/.test(words[0]) ? Number(words[0]) : null;
@@ -207,6 +207,17 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     const r = await hub.join(conn, { room, limit: TCP_JOIN_FRAMES });
     if (!r.ok) return conn.fail(r.code, r.message);
   }
+}
+
+/**
+ * A moderation command's NAME and the words after it. Names may hold spaces (§10): such a name
+ * is given in double quotes.
+ *   nameAndWords('"big bob" spam again') // => ["big bob", ["spam", "again"]]
+ */
+export function nameAndWords(rest: string): [name: string, words: string[]] {
+  const quoted = /^"([^"]+)"(?:\s+|$)/.exec(rest);
+  const [name = "", ...words] = quoted ? [quoted[1]!, ...rest.slice(quoted[0].length).split(/\s+/)] : rest.split(/\s+/);
+  return [name, words.filter((w) => w !== "")];
 }
 
 /** The frames of the TCP door's moderation commands. */

@@ -309,9 +309,15 @@ for (const engine of ENGINES) {
       expect(await victim.readUntil("! banned: ")).toContain("* victim was banned from general by terry for 5 min");
       tcp.write("/unban victim\n");
       expect(await tcp.readUntil("general\n")).toContain("* victim may come back to general");
+      // A name with a space is given in quotes.
+      const spaced = await guest(server, "big bob", "general");
+      await tcp.readUntil("big bob joined general\n");
+      tcp.write('/kick "big bob" spam\n');
+      expect(await tcp.readUntil("\n")).toBe("* big bob was kicked from general by terry: spam\n");
       tcp.end();
       victim.end();
       owner.close();
+      spaced.close();
     });
   });
 }

@@ -10,6 +10,7 @@ import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { LineSplitter, TOO_LONG, clock, formatMessageLines, formatPresenceLine, hhmm, markMentions, mentionPattern, promptFor } from "../src/core/lines.ts";
 import { RESTRICTION_MAX_SECONDS } from "../src/protocol/wire.ts";
+import { nameAndWords } from "../src/tcp.ts";
 import { Client, ENGINES, LineClient, engineServers, tcpUser, user, withoutPrompts, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d UTC`;
@@ -97,6 +98,16 @@ describe("LineSplitter", () => {
     s.push(buf);
     buf.set(bytes("xyz"));
     expect(text(s.push(bytes("\n")))).toEqual(["abc"]);
+  });
+});
+
+describe("moderation commands' names", () => {
+  test("a NAME is the first word, or a name with spaces in double quotes", () => {
+    expect(nameAndWords("bob be nice")).toEqual(["bob", ["be", "nice"]]);
+    expect(nameAndWords('"big bob" spam  again')).toEqual(["big bob", ["spam", "again"]]);
+    expect(nameAndWords('"big bob"')).toEqual(["big bob", []]);
+    // An unclosed quote is part of the name, which then matches nobody.
+    expect(nameAndWords('"big bob')).toEqual(['"big', ["bob"]]);
   });
 });
 
