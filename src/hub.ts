@@ -246,6 +246,8 @@ export class Hub {
       this.membership.drop(c, true);
       c.close(CLOSE.normal, CLOSE_REASON.signedOut);
     }
+    // Rooms held in grace for a connection that dropped before are left now too: nobody comes back to them.
+    this.membership.endGracesOf(userId);
   }
 
   /**

@@ -147,6 +147,20 @@ export class Membership {
   }
 
   /**
+   * `userId` will not come back to its graces here: it signed out (§11.1), or is banned from the
+   * server (§11.4). Once it has no live connection here, the rooms it is in only through grace
+   * (a connection that dropped earlier) hear it leave at once, as for an explicit leave, and it is
+   * forgotten, its name freed. A user still connected here keeps them: nothing says which of its
+   * sessions the grace was for.
+   */
+  endGracesOf(userId: string): void {
+    const user = this.users.online.get(userId);
+    if (user && user.conns.length > 0) return;
+    for (const { room, user: ref } of this.presence.endGraces(userId)) void this.leaveRoom(room, ref);
+    if (user) this.users.forgetIfOffline(user);
+  }
+
+  /**
    * A moderator sent `user` out of `room` (§11.4): its connections here leave it at once, each
    * told why, and the room hears it leave at once (no grace) once it is in the room nowhere else.
    */

@@ -90,6 +90,22 @@ export class Presence<C> {
   }
 
   /**
+   * The user will not come back to its graces (it signed out, or is banned from the server): the
+   * rooms it is in only through grace, none of its connections there, end at once. Returns the
+   * leaves to announce; rooms where a connection of the user is still in are kept.
+   */
+  endGraces(userId: string): { room: string; user: UserRef }[] {
+    const ended: { room: string; user: UserRef }[] = [];
+    for (const room of this.roomsOfUser(userId)) {
+      const member = this.rooms.get(room)?.get(userId);
+      if (!member || member.conns.length > 0) continue;
+      this.remove(room, userId);
+      ended.push({ room, user: member.user });
+    }
+    return ended;
+  }
+
+  /**
    * `user` comes over from an instance that died: a member in grace here, as if its connection
    * had just dropped, unless it is a member already. "gone" when there is no grace (leave now).
    */
