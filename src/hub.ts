@@ -204,13 +204,15 @@ export class Hub {
     const who = await this.users.identify(conn, ask);
     if (!who.ok) return who;
     const live = this.users.connections(who.value.user.id);
-    if (live.length >= this.config.maxConnectionsPerSession) {
-      // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
-      const oldest = live[0]!;
+    // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
+    const oldest = live.length >= this.config.maxConnectionsPerSession ? live[0]! : null;
+    const { user, oldName } = this.users.attach(conn, who.value);
+    if (oldest) {
+      // Only once the new one is attached: dropped before, it left the user with no connection,
+      // which forgot the user and let go of the name identify had just claimed for it.
       this.membership.drop(oldest);
       oldest.close(CLOSE.replaced, CLOSE_REASON.replaced);
     }
-    const { user, oldName } = this.users.attach(conn, who.value);
     if (oldName !== null) this.membership.renamed(user, oldName);
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
