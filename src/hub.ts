@@ -326,7 +326,7 @@ export class Hub {
       return fail("internal", CLOSE_REASON.reset);
     }
     const first = !conn.rooms.includes(room);
-    const isNew = first && this.membership.enter(room, user!.ref, conn);
+    const entry = first ? this.membership.enter(room, user!.ref, conn) : "again";
     const members = this.authority.withRoles(this.membership.list(room, reading.alongside), reading.auth);
     const joined: JoinedFrame = {
       type: "joined",
@@ -341,7 +341,7 @@ export class Hub {
       this.fanout.subscribe(conn, room);
       conn.rooms.push(room);
       this.ctx.metrics.joins++;
-      if (isNew) this.membership.announceJoin(room, user!.ref, conn);
+      if (entry !== "again") this.membership.announceJoin(room, user!.ref, conn, entry);
     }
     return ok(null);
   }

@@ -94,6 +94,17 @@ describe("Presence (injected clock)", () => {
     expect(p.endGraces("b")).toEqual([]);
   });
 
+  test("a member is in grace while none of its connections is in the room; its grace in one room may end alone", () => {
+    const p = new Presence<string>(1000);
+    p.join("general", alice, "c1");
+    p.join("dev", alice, "c1");
+    expect(p.inGrace("general", "a")).toBe(false);
+    p.drop("c1", "a", ["general", "dev"], 0, false);
+    expect([p.inGrace("general", "a"), p.inGrace("dev", "a"), p.inGrace("general", "b")]).toEqual([true, true, false]);
+    expect(p.endGraces("a", "dev")).toEqual([{ room: "dev", user: alice }]);
+    expect(p.roomsOfUser("a")).toEqual(["general"]);
+  });
+
   test("several connections of one user are one member; it leaves with the last (§10)", () => {
     const p = new Presence<string>(1000);
     expect(p.join("general", alice, "tab1")).toBe("new");
