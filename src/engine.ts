@@ -573,10 +573,24 @@ export interface Roster {
    * Resolves once done (or nothing was lost).
    */
   recover(reconnected: boolean): Promise<void>;
-  /** `user` is now a member of `room` here; true when it is a member nowhere else (a join to announce). */
+  /** `user` is now a live member of `room` here; true when it is a member nowhere else (a join to announce). */
   add(room: string, user: UserRef): Promise<boolean>;
-  /** `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to announce). */
-  remove(room: string, user: UserRef): Promise<boolean>;
+  /**
+   * `user`, a member of `room` here, is in grace: none of its connections here is in the room.
+   * An explicit leave elsewhere ends it (`remove`).
+   */
+  graced(room: string, user: UserRef): Promise<void>;
+  /**
+   * `user` is back from grace in `room` here, live again. True when an explicit leave elsewhere
+   * ended its grace meanwhile and it is a member nowhere else: a join to announce.
+   */
+  back(room: string, user: UserRef): Promise<boolean>;
+  /**
+   * `user` is no longer a member of `room` here; true when it was nowhere else either (a leave to
+   * announce). An `explicit` leave is the user's, at once (§10): its memberships in grace on the
+   * other instances end with it, and those instances end their graces when they hear the leave.
+   */
+  remove(room: string, user: UserRef, explicit?: boolean): Promise<boolean>;
   /**
    * The other instances hear that `user`, a member of `room`, was called `oldName`; not when
    * `version` is no longer the name's (a later rename won: its own event says so).
@@ -692,6 +706,11 @@ export class LocalRoster implements Roster {
   async recover(): Promise<void> {}
   async add(): Promise<boolean> {
     return true;
+  }
+  async graced(): Promise<void> {}
+  /** Nobody else ends a grace here: a user back from it was never seen to leave. */
+  async back(): Promise<boolean> {
+    return false;
   }
   async remove(): Promise<boolean> {
     return true;

@@ -204,13 +204,15 @@ export class Hub {
     const who = await this.users.identify(conn, ask);
     if (!who.ok) return who;
     const live = this.users.connections(who.value.user.id);
-    if (live.length >= this.config.maxConnectionsPerSession) {
-      // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
-      const oldest = live[0]!;
+    // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
+    const oldest = live.length >= this.config.maxConnectionsPerSession ? live[0]! : null;
+    const { user, oldName } = this.users.attach(conn, who.value);
+    if (oldest) {
+      // Only once the new one is attached: dropped before, it left the user with no connection,
+      // which forgot the user and let go of the name identify had just claimed for it.
       this.membership.drop(oldest);
       oldest.close(CLOSE.replaced, CLOSE_REASON.replaced);
     }
-    const { user, oldName } = this.users.attach(conn, who.value);
     if (oldName !== null) this.membership.renamed(user, oldName);
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
@@ -246,6 +248,8 @@ export class Hub {
       this.membership.drop(c, true);
       c.close(CLOSE.normal, CLOSE_REASON.signedOut);
     }
+    // Rooms held in grace for a connection that dropped before are left now too: nobody comes back to them.
+    this.membership.endGracesOf(userId);
   }
 
   /**
@@ -322,7 +326,7 @@ export class Hub {
       return fail("internal", CLOSE_REASON.reset);
     }
     const first = !conn.rooms.includes(room);
-    const isNew = first && this.membership.enter(room, user!.ref, conn);
+    const entry = first ? this.membership.enter(room, user!.ref, conn) : "again";
     const members = this.authority.withRoles(this.membership.list(room, reading.alongside), reading.auth);
     const joined: JoinedFrame = {
       type: "joined",
@@ -337,7 +341,7 @@ export class Hub {
       this.fanout.subscribe(conn, room);
       conn.rooms.push(room);
       this.ctx.metrics.joins++;
-      if (isNew) this.membership.announceJoin(room, user!.ref, conn);
+      if (entry !== "again") this.membership.announceJoin(room, user!.ref, conn, entry);
     }
     return ok(null);
   }

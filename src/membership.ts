@@ -68,17 +68,21 @@ export class Membership {
   }
 
   /**
-   * `conn` enters `room` (its `joined` is on its way). True when that makes its user new to the
-   * room here: not a member, nor returning from grace, nor already in through another connection.
+   * `conn` enters `room` (its `joined` is on its way): its user is "new" to the room here,
+   * "returned" from grace, or in "again" through another connection (Presence.join).
    */
-  enter(room: string, user: UserRef, conn: Connection): boolean {
-    return this.presence.join(room, user, conn) === "new";
+  enter(room: string, user: UserRef, conn: Connection): "new" | "returned" | "again" {
+    return this.presence.join(room, user, conn);
   }
 
-  /** Announces a join once the user is new to the room on every instance; the joiner does not hear it. */
-  announceJoin(room: string, user: UserRef, joiner: Connection): void {
+  /**
+   * Tells the roster the user is in the room here, new or returned from grace, and announces a
+   * join once that makes it new to the room on every instance; the joiner does not hear it. One
+   * returned is announced only when an explicit leave elsewhere ended its grace meanwhile.
+   */
+  announceJoin(room: string, user: UserRef, joiner: Connection, entry: "new" | "returned"): void {
     const ref = { ...user };
-    this.inOrder(room, ref.id, () => this.roster.add(room, ref))
+    this.inOrder(room, ref.id, () => (entry === "new" ? this.roster.add(room, ref) : this.roster.back(room, ref)))
       .then((fresh) => {
         if (!fresh) return;
         this.fanout.presence(room, "join", ref, undefined, joiner);
@@ -97,19 +101,20 @@ export class Membership {
   exit(room: string, user: User, conn: Connection): Promise<void> | null {
     if (!this.presence.leave(room, user.ref.id, conn)) return null;
     user.typingAt?.delete(room);
-    return this.leaveRoom(room, user.ref);
+    return this.leaveRoom(room, user.ref, true);
   }
 
   /**
    * The leave sequence, the one for every way of leaving: put in line now (so a join of the same
    * user that follows waits for it), it goes out after the messages the user sent before it, and
-   * only when the user is in the room on no other instance. Then the room may be forgotten.
+   * only when the user is in the room on no other instance. Then the room may be forgotten. An
+   * `explicit` leave (§10: at once) ends the user's graces in the room on the other instances too.
    */
-  private leaveRoom(room: string, user: UserRef): Promise<void> {
+  private leaveRoom(room: string, user: UserRef, explicit = false): Promise<void> {
     const ref = { ...user };
     return this.inOrder(room, ref.id, async () => {
       await this.batcher.settled();
-      return this.roster.remove(room, ref);
+      return this.roster.remove(room, ref, explicit);
     })
       .then(
         (last) => {
@@ -141,9 +146,37 @@ export class Membership {
     for (const room of conn.rooms) this.fanout.unsubscribe(conn, room);
     const leftNow = this.presence.drop(conn, user.ref.id, conn.rooms, this.ctx.now(), immediate || conn.transport === "tcp");
     for (const room of leftNow) void this.leaveRoom(room, user.ref);
+    for (const room of conn.rooms) if (this.presence.inGrace(room, user.ref.id)) this.graced(room, user.ref);
     conn.rooms.length = 0;
     this.users.forgetIfOffline(user);
     this.scheduleGrace();
+  }
+
+  /**
+   * `userId` will not come back to its graces here: it signed out (§11.1), or is banned from the
+   * server (§11.4). Once it has no live connection here, the rooms it is in only through grace
+   * (a connection that dropped earlier) hear it leave at once, as for an explicit leave, and it is
+   * forgotten, its name freed. A user still connected here keeps them: nothing says which of its
+   * sessions the grace was for.
+   */
+  endGracesOf(userId: string): void {
+    if (this.users.connections(userId).length > 0) return;
+    this.graceOver(userId);
+  }
+
+  /** The user's graces here end now (in `room`, or in every room): each a leave, then the user may be forgotten. */
+  private graceOver(userId: string, room?: string): void {
+    for (const ended of this.presence.endGraces(userId, room)) void this.leaveRoom(ended.room, ended.user);
+    const user = this.users.online.get(userId);
+    if (user) this.users.forgetIfOffline(user);
+  }
+
+  /** Marks the user's membership of `room` here as in grace, for the roster (an explicit leave elsewhere ends it). */
+  private graced(room: string, user: UserRef): void {
+    const ref = { ...user };
+    this.inOrder(room, ref.id, () => this.roster.graced(room, ref)).catch((error) =>
+      this.ctx.log("error", "storage", { error: String(error), op: "roster.graced", room }),
+    );
   }
 
   /**
@@ -187,6 +220,9 @@ export class Membership {
     const frame = event.frame;
     if (frame.type === "typing") return this.fanout.typed(frame, this.users.online.get(frame.user.id)?.conns ?? []);
     this.fanout.presence(frame.room, frame.event, frame.user, event.oldName);
+    // Gone from the room everywhere, by an explicit leave that ended its graces (roster.remove):
+    // its grace here is over too, or the members here would still see it until it ended.
+    if (frame.event === "leave") this.graceOver(frame.user.id, frame.room);
   }
 
   /** A dead instance's member of `room`, taken over by this one: in grace, then gone unless it is back. */
@@ -224,7 +260,7 @@ export class Membership {
   lost(): void {
     for (const { room } of this.presence.active()) {
       for (const user of this.presence.members(room)) {
-        this.inOrder(room, user.id, () => this.roster.add(room, user)).catch((error) =>
+        this.inOrder(room, user.id, () => this.register(room, user)).catch((error) =>
           this.ctx.log("error", "storage", { error: String(error), op: "roster.add", room }),
         );
       }
@@ -255,7 +291,7 @@ export class Membership {
           this.inOrder(room, user.id, async () => {
             const here = this.presence.has(room, user.id);
             const ref = here ? this.presence.members(room).find((u) => u.id === user.id)! : user;
-            const changed = here ? await this.roster.add(room, ref) : await this.roster.remove(room, ref);
+            const changed = here ? await this.register(room, ref) : await this.roster.remove(room, ref);
             if (changed && this.untold.has(key)) this.fanout.presence(room, here ? "join" : "leave", ref);
             this.untold.delete(key);
           }).catch((error) => this.ctx.log("error", "storage", { error: String(error), op: "reconcile", room })),
@@ -264,6 +300,13 @@ export class Membership {
     }
     if (reset) steps.push(this.users.saveLiveSessions());
     await Promise.all(steps);
+  }
+
+  /** Registers a member here with the roster again, as live or, if it is, in grace; true when that is a join to announce. */
+  private async register(room: string, user: UserRef): Promise<boolean> {
+    const fresh = await this.roster.add(room, user);
+    if (this.presence.inGrace(room, user.id)) await this.roster.graced(room, user);
+    return fresh;
   }
 
   /** Every member of `room` once: those here, then those only on other instances. */

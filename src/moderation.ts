@@ -172,6 +172,8 @@ export class Moderation {
       this.membership.drop(conn, true);
       conn.close(CLOSE.banned, CLOSE_REASON.banned);
     }
+    // A user only in grace here (its connection dropped before) leaves its rooms now too.
+    this.membership.endGracesOf(event.userId);
   }
 
   /** The webhook events of a moderation action, for the store to queue in the commit of its change (§11.7). */

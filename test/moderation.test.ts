@@ -223,6 +223,18 @@ for (const engine of ENGINES) {
       for (const c of [ops, back]) c.close();
     });
 
+    test("a server-wide ban of a user only in grace ends its grace: the room hears it leave at once", async () => {
+      await using server = await startServer({ presenceGraceMs: 60_000 });
+      const ops = await admin(server);
+      const bad = await guest(server, "bad", "r");
+      const other = await guest(server, "other", "r");
+      bad.close();
+      await server.logLine((l) => l.event === "close" && l.user === bad.id);
+      expect(await ask(ops, { type: "ban", user: bad.id })).toMatchObject({ type: "ok" });
+      expect(await other.until((f) => f.type === "presence")).toEqual([{ type: "presence", room: "r", event: "leave", user: { id: bad.id, name: "bad" } }]);
+      for (const c of [ops, other]) c.close();
+    });
+
     test("an address ban closes every connection from the address and refuses its hellos until it ends", async () => {
       let clock = Date.now();
       await using server = await startServer({ now: () => clock, trustProxy: true });

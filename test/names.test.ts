@@ -278,4 +278,26 @@ describe("names across instances (redis)", () => {
     expect((await other.hello("Alice")).user.name).toBe("Alice");
     other.close();
   });
+
+  test("a member's connection replaced by its own (MAX_CONNECTIONS_PER_SESSION) keeps the name held on every instance", async () => {
+    const secret = "a-test-secret-that-is-long-enough-1234";
+    await using servers = await instances(redis, 2, { authJwtSecret: secret, guestAccess: true, maxConnectionsPerSession: 1 });
+    const [a, b] = servers;
+    const token = await new SignJWT({ sub: "ann" }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(new TextEncoder().encode(secret));
+    const ann = await Client.connect(a.wsUrl);
+    ann.send({ type: "hello", token });
+    const welcome = await ann.expect("welcome");
+    // A member's name has no guest session reserving it: only its hold keeps a guest off it.
+    const guest = await Client.connect(b.wsUrl);
+    guest.send({ type: "hello", name: "ann" });
+    expect(await guest.expect("error")).toMatchObject({ code: "name_taken" });
+    const again = await Client.connect(a.wsUrl);
+    again.send({ type: "hello", session: welcome.session });
+    expect((await again.expect("welcome")).user).toEqual(welcome.user);
+    expect(await ann.closed).toEqual({ code: 4001, reason: "replaced" });
+    await a.logLine((l) => l.event === "close" && l.user === "u:ann");
+    guest.send({ type: "hello", name: "ann" });
+    expect(await guest.expect("error")).toMatchObject({ code: "name_taken" });
+    for (const c of [guest, again]) c.close();
+  });
 });

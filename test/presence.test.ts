@@ -80,6 +80,31 @@ describe("Presence (injected clock)", () => {
     expect(p.members("general")).toEqual([]);
   });
 
+  test("ending a user's graces leaves the rooms it is in only through grace, at once; rooms with a connection stay", () => {
+    const p = new Presence<string>(1000);
+    p.join("general", alice, "c1");
+    p.join("dev", alice, "c2");
+    p.join("general", bob, "c3");
+    p.drop("c1", "a", ["general"], 0, false);
+    expect(p.endGraces("a")).toEqual([{ room: "general", user: alice }]);
+    expect(p.members("general")).toEqual([bob]);
+    expect(p.roomsOfUser("a")).toEqual(["dev"]);
+    // The ended grace's deadline ends nothing later.
+    expect(p.nextExpiry()).toBeNull();
+    expect(p.endGraces("b")).toEqual([]);
+  });
+
+  test("a member is in grace while none of its connections is in the room; its grace in one room may end alone", () => {
+    const p = new Presence<string>(1000);
+    p.join("general", alice, "c1");
+    p.join("dev", alice, "c1");
+    expect(p.inGrace("general", "a")).toBe(false);
+    p.drop("c1", "a", ["general", "dev"], 0, false);
+    expect([p.inGrace("general", "a"), p.inGrace("dev", "a"), p.inGrace("general", "b")]).toEqual([true, true, false]);
+    expect(p.endGraces("a", "dev")).toEqual([{ room: "dev", user: alice }]);
+    expect(p.roomsOfUser("a")).toEqual(["general"]);
+  });
+
   test("several connections of one user are one member; it leaves with the last (§10)", () => {
     const p = new Presence<string>(1000);
     expect(p.join("general", alice, "tab1")).toBe("new");
@@ -148,6 +173,26 @@ for (const engine of ENGINES) {
         expect(await newBob.next()).toMatchObject({ type: "error", code: "name_taken" });
         alice.close();
         newBob.close();
+      });
+
+      test("signout ends the user's graces at once: the room hears the leave, and the name is free (§11.1)", async () => {
+        await using server = await startServer({ presenceGraceMs: 60_000 });
+        const tab1 = await Client.connect(server.wsUrl);
+        const w = await tab1.hello("alice");
+        await tab1.join("r");
+        const bob = await user(server, "bob", "r");
+        const tab2 = await Client.connect(server.wsUrl);
+        await tab2.hello("alice", w.session);
+        // tab1 drops: alice is in r only through grace.
+        tab1.close();
+        await server.logLine((l) => l.event === "close" && l.user === w.user.id);
+        tab2.send({ type: "signout", ref: "s" });
+        expect(await tab2.next()).toEqual({ type: "ok", for: "signout", ref: "s" });
+        expect((await tab2.closed).code).toBe(1000);
+        expect(await bob.until((f) => f.type === "presence")).toEqual([{ type: "presence", room: "r", event: "leave", user: w.user }]);
+        const other = await Client.connect(server.wsUrl);
+        expect((await other.hello("alice")).user.name).toBe("alice");
+        expect(await bob.sync()).toEqual([]);
       });
 
       test("with no grace the leave is immediate", async () => {

@@ -304,6 +304,37 @@ describe("presence and names across instances", () => {
     for (const c of [bob, onA, onB]) c.close();
   });
 
+  test("an explicit leave by the user's last live connection is a leave at once, though an earlier one dropped on another instance (§10)", async () => {
+    await using servers = await instances(redis, 2, { presenceGraceMs: 60_000 });
+    const [a, b] = servers;
+    const onA = await Client.connect(a.wsUrl);
+    const welcome = await onA.hello("alice");
+    await onA.join("r");
+    const onB = await Client.connect(b.wsUrl);
+    await onB.hello("alice", welcome.session);
+    await onB.join("r");
+    const bob = await Client.connect(b.wsUrl);
+    await bob.hello("bob");
+    await bob.join("r");
+    const carol = await Client.connect(a.wsUrl);
+    await carol.hello("carol");
+    await carol.join("r");
+    await bob.expect("presence");
+    // Alice's tab on A drops: she is in r through A only in grace, and live through B.
+    onA.close();
+    await a.logLine((l) => l.event === "close" && l.user === welcome.user.id);
+    onB.send({ type: "leave", room: "r" });
+    await onB.until((f) => f.type === "left");
+    const leave: Frame = { type: "presence", room: "r", event: "leave", user: welcome.user };
+    expect(await bob.expect("presence")).toEqual(leave);
+    expect(await carol.expect("presence")).toEqual(leave);
+    // A ended its grace when it heard the leave (carol heard it from A): she is no member there either.
+    const dave = await Client.connect(a.wsUrl);
+    await dave.hello("dave");
+    expect(names((await dave.join("r")).members).sort()).toEqual(["bob", "carol", "dave"]);
+    for (const c of [bob, carol, dave, onB]) c.close();
+  });
+
   test("moving from A to B within grace: nobody sees a leave or a join", async () => {
     await using duo = await pair("move", { presenceGraceMs: 60_000 });
     const { a, b, alice, bob, welcome } = duo;

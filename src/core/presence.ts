@@ -90,6 +90,22 @@ export class Presence<C> {
   }
 
   /**
+   * The user's graces end now (in room `only`, or in every room): it will not come back to them (it
+   * signed out, or is banned from the server), or it left for good elsewhere. Returns the leaves
+   * to announce; rooms where a connection of the user is still in are kept.
+   */
+  endGraces(userId: string, only?: string): { room: string; user: UserRef }[] {
+    const ended: { room: string; user: UserRef }[] = [];
+    for (const room of only === undefined ? this.roomsOfUser(userId) : [only]) {
+      const member = this.rooms.get(room)?.get(userId);
+      if (!member || member.conns.length > 0) continue;
+      this.remove(room, userId);
+      ended.push({ room, user: member.user });
+    }
+    return ended;
+  }
+
+  /**
    * `user` comes over from an instance that died: a member in grace here, as if its connection
    * had just dropped, unless it is a member already. "gone" when there is no grace (leave now).
    */
@@ -137,6 +153,11 @@ export class Presence<C> {
   /** Every member once, those in grace included. */
   members(room: string): UserRef[] {
     return [...(this.rooms.get(room)?.values() ?? [])].map((m) => m.user);
+  }
+
+  /** True while the user is a member of `room` only through grace (none of its connections is in it). */
+  inGrace(room: string, userId: string): boolean {
+    return this.rooms.get(room)?.get(userId)?.conns.length === 0;
   }
 
   has(room: string, userId: string): boolean {

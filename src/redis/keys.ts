@@ -64,7 +64,10 @@ export const reservedKey = (key: string) => `chat:reserved:${key}`;
 
 /** Where presence lives: per room, who is here on which instance and how many instances each user is on. */
 export const rosterKeys = (room: string) => ({
-  /** "instanceId|userId" → 1: a user's membership through one instance. */
+  /**
+   * "instanceId|userId" → a user's membership through one instance: "1" live, "g" in grace (none
+   * of its connections there is in the room; an explicit leave elsewhere ends it: roster-remove.lua).
+   */
   here: `chat:room:${room}:here`,
   /** userId → the number of instances it is a member through. */
   users: `chat:room:${room}:users`,
@@ -72,11 +75,14 @@ export const rosterKeys = (room: string) => ({
   names: `chat:room:${room}:names`,
 });
 
+/** Where an instance's rooms are (instanceKeys(id).rooms), for a script that finds the instance by a roster field. */
+export const INSTANCE_ROOMS = { prefix: "chat:instance:", suffix: ":rooms" } as const;
+
 export const instanceKeys = (id: string) => ({
   /** Exists while the instance is alive (it sets it again every third of INSTANCE_TIMEOUT_MS). */
   alive: `chat:instance:${id}`,
   /** room → how many of the room's members are here through it: what a survivor takes over. */
-  rooms: `chat:instance:${id}:rooms`,
+  rooms: `${INSTANCE_ROOMS.prefix}${id}${INSTANCE_ROOMS.suffix}`,
   /** The survivor taking it over, for INSTANCE_TIMEOUT_MS; another may finish once that lapses. */
   takeover: `chat:instance:${id}:takeover`,
 });

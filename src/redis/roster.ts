@@ -12,6 +12,7 @@ import {
   ACTIVE_KEY,
   GENERATION_KEY,
   INSTANCES_KEY,
+  INSTANCE_ROOMS,
   NAME_RECORD,
   SERVER_CHANNEL,
   encodeEvent,
@@ -248,13 +249,22 @@ export class RedisRoster implements Roster {
     return added === 1;
   }
 
-  async remove(room: string, user: UserRef): Promise<boolean> {
+  /** Marked live again (roster-add.lua), unless the entry went meanwhile: then added as new. */
+  back(room: string, user: UserRef): Promise<boolean> {
+    return this.add(room, user);
+  }
+
+  async graced(room: string, user: UserRef): Promise<void> {
+    await this.link.run(SCRIPTS.rosterGrace, [rosterKeys(room).here], [`${this.instance}|${user.id}`]);
+  }
+
+  async remove(room: string, user: UserRef, explicit = false): Promise<boolean> {
     const keys = rosterKeys(room);
     const event = encodeEvent(this.instance, { frame: { type: "presence", room, event: "leave", user } });
     const removed = await this.link.run(
       SCRIPTS.rosterRemove,
-      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, ACTIVE_KEY],
-      [`${this.instance}|${user.id}`, user.id, room, roomKeys(room).channel, event],
+      [keys.here, keys.users, keys.names, instanceKeys(this.instance).rooms, ACTIVE_KEY, INSTANCES_KEY],
+      [`${this.instance}|${user.id}`, user.id, room, roomKeys(room).channel, event, explicit ? "1" : "0", INSTANCE_ROOMS.prefix, INSTANCE_ROOMS.suffix],
     );
     return removed === 1;
   }

@@ -10,6 +10,7 @@ import rosterAdd from "./lua/roster-add.lua" with { type: "text" };
 import rosterRemove from "./lua/roster-remove.lua" with { type: "text" };
 import rosterRename from "./lua/roster-rename.lua" with { type: "text" };
 import rosterAdopt from "./lua/roster-adopt.lua" with { type: "text" };
+import rosterGrace from "./lua/roster-grace.lua" with { type: "text" };
 import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
@@ -38,6 +39,7 @@ export const SCRIPTS = {
   rosterRemove,
   rosterRename,
   rosterAdopt,
+  rosterGrace,
   nameClaim,
   nameRelease,
   /** One token from each of its keys, in order (the same rule as core/bucket.ts's TokenBucket). */
