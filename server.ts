@@ -182,6 +182,9 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
       port: config.port,
       hostname: config.host,
       development: false,
+      // Bun shares a port (SO_REUSEPORT) when not in development: a second server would quietly
+      // take half of this one's connections instead of failing with "in use".
+      reusePort: false,
       routes: {
         // The hot path of every connect, natively routed: Hono's context and headers would be
         // built for a 101 that never carries them (issue #8: connects). Bun calls `open` inside

@@ -179,6 +179,10 @@ describe("as a process", () => {
         const started = createServer({ port: 0, host: "127.0.0.1", log: () => {}, ...options });
         await expect(started).rejects.toThrow(expected);
       }
+      // Another chat server on the port is refused too: Bun would share it (SO_REUSEPORT) unless told not to.
+      await using ours = await startServer();
+      const second = createServer({ port: Number(ours.url.port), host: "127.0.0.1", log: () => {}, ...memory });
+      await expect(second).rejects.toThrow(new RegExp(`^PORT=${ours.url.port}: in use on 127\\.0\\.0\\.1 by another process`));
       // As a process: the line on stderr, exit 1, never listening; a setting's own check and one made at start alike.
       const runs = await Promise.all(
         [{ HOST: "999.1.1.1", DATABASE_PATH: ":memory:" }, { DATABASE_PATH: text }].map((env) => run(SERVER_COMMAND, { env: { PORT: "0", HOST: "127.0.0.1", ...env } })),
