@@ -6,7 +6,7 @@
 FROM oven/bun:1.4-slim AS build
 WORKDIR /src
 COPY package.json bun.lock ./
-# Runtime dependencies only (hono, zod), exactly as locked: the build needs nothing else.
+# Runtime dependencies only (hono, zod, jose, unhomoglyph), exactly as locked: the build needs nothing else.
 RUN bun install --frozen-lockfile --production
 COPY tsconfig.json server.ts ./
 COPY src ./src

@@ -4,7 +4,7 @@
  *   bun run build                          → dist/bun-chat
  *   bun deploy/build.ts --outfile PATH     → PATH
  *
- * The executable carries the Bun runtime, server.ts and src/ with hono and zod, and the page as
+ * The executable carries the Bun runtime, server.ts and src/ with their dependencies, and the page as
  * `bundleAssets()` makes it (public/app.ts and sw.ts bundled for the browser, every file with its
  * gzip and brotli forms and ETags), defined as BUN_CHAT_PAGE at build time, so it needs no
  * public/ folder and neither bundles nor compresses at start. Configure it with the
