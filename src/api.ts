@@ -263,7 +263,18 @@ export function openApiDocument(ctx: Context): Record<string, unknown> {
         get: {
           summary: "A page of the room's history (a private room: 404 but for admins and bots on its list)",
           parameters: ["after", "before", "limit"].map((name) => ({ name, in: "query", required: false, schema: { type: "integer", minimum: 0 } })),
-          responses: { "200": { description: "the page", ...json(z.object({ room: z.string(), messages: z.array(z.record(z.string(), z.unknown())), complete: z.boolean() })) }, ...errors(400, 404) },
+          responses: { "200": { description: "the page", ...json(z.object({ room: z.string(), messages: z.array(z.record(z.string(), z.unknown())), complete: z.boolean() })) }, ...errors(400, 403, 404, 503) },
+        },
+      },
+      "/api/audit": {
+        get: {
+          summary: "The audit log (admins), newest first, of one room or of all; paged back with `before` (an entry's id)",
+          security: bearer,
+          parameters: [
+            { name: "room", in: "query", required: false, schema: { type: "string" } },
+            ...["before", "limit"].map((name) => ({ name, in: "query", required: false, schema: { type: "integer", minimum: 0 } })),
+          ],
+          responses: { "200": { description: "the page", ...json(z.object({ entries: z.array(z.record(z.string(), z.unknown())), complete: z.boolean() })) }, ...errors(400, 401, 403, 503) },
         },
       },
       ...commands,

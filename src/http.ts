@@ -15,6 +15,7 @@ import { ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX, parseRoomsCursor } from "./director
 import type { Hub } from "./hub.ts";
 import { sameSecret } from "./users.ts";
 import { HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX, isRoom } from "./protocol/wire.ts";
+import { MESSAGES } from "./protocol/rules.ts";
 
 /** The page's Content-Security-Policy (protocol §6): nothing but this server, no inline code. */
 const CSP = {
@@ -66,6 +67,8 @@ function bearer(req: Request): string | null {
   return /^Bearer (\S+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? null;
 }
 
+/** What a history query string may hold (pageQuery), for its refusal. */
+const PAGE_QUERY_RULE = `after and before are whole numbers; limit is 1 to ${HISTORY_PAGE_MAX}`;
 
 /** Parses `after`, `before` and `limit` of a history query string; null if one is malformed. */
 export function pageQuery(params: URLSearchParams): PageQuery | null {
@@ -167,22 +170,25 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     const cursorText = c.req.query("cursor");
     const limit = limitText === undefined ? ROOMS_PAGE_DEFAULT : /^\d{1,4}$/.test(limitText) ? Number(limitText) : 0;
     const cursor = cursorText === undefined ? null : parseRoomsCursor(cursorText);
-    if (limit < 1 || limit > ROOMS_PAGE_MAX || (cursorText !== undefined && !cursor)) return c.json({ error: "bad_request" }, 400);
+    if (limit < 1 || limit > ROOMS_PAGE_MAX || (cursorText !== undefined && !cursor)) {
+      return c.json({ error: "bad_request", message: `limit is 1 to ${ROOMS_PAGE_MAX}; cursor is one a page gave` }, 400);
+    }
     return c.json(await hub.rooms(withPrivate, limit, cursor));
   });
 
   app.get("/api/rooms/:room/messages", async (c) => {
     const room = c.req.param("room");
-    if (!isRoom(room)) return c.json({ error: "room_invalid" }, 400);
+    // Refusals carry the server API's body (§11.6): {error, message}.
+    if (!isRoom(room)) return c.json({ error: "room_invalid", message: MESSAGES.roomInvalid }, 400);
     const query = pageQuery(new URL(c.req.url).searchParams);
-    if (!query) return c.json({ error: "bad_request" }, 400);
+    if (!query) return c.json({ error: "bad_request", message: PAGE_QUERY_RULE }, 400);
     // A private room is not there for anyone but admins and bots on its list (§11.2, §11.6): 404, not 403, says nothing of it.
     // An unknown token reads as no token; a bot banned from the server is refused, as on every route of the API.
     const token = bearer(c.req.raw);
     const who = token === null ? null : await hub.bots.actorFor(token, clientIp(c.req.raw, c.env, ctx.config.trustProxy));
     if (who && !who.ok && who.code === "banned") return c.json({ error: who.code, message: who.message }, 403);
     const r = await hub.history(who?.ok ? who.value : null, room, query);
-    if (!r.ok) return r.code === "forbidden" ? c.json({ error: "not_found" }, 404) : c.json({ error: r.code }, 400);
+    if (!r.ok) return r.code === "forbidden" ? c.json({ error: "not_found", message: `no room ${room} to read` }, 404) : c.json({ error: r.code, message: r.message }, 400);
     return c.json({ room, ...r.value });
   });
 
@@ -196,9 +202,9 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
     const denied = may({ rank: rankOf("member", actor.value.admin) }, "server.admin");
     if (denied) return c.json({ error: "forbidden", message: denied }, 403);
     const room = c.req.query("room");
-    if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid" }, 400);
+    if (room !== undefined && !isRoom(room)) return c.json({ error: "room_invalid", message: MESSAGES.roomInvalid }, 400);
     const query = pageQuery(new URL(c.req.url).searchParams);
-    if (!query || query.after !== undefined) return c.json({ error: "bad_request" }, 400);
+    if (!query || query.after !== undefined) return c.json({ error: "bad_request", message: `before is a whole number; limit is 1 to ${HISTORY_PAGE_MAX}` }, 400);
     return c.json(await hub.store.auditPage(room ?? null, query.before, query.limit));
   });
 

@@ -284,7 +284,7 @@ for (const engine of ENGINES) {
       await using server = await startServer();
       const doc = await (await server.http("/api/openapi.json")).json();
       expect(doc.openapi).toBe("3.1.0");
-      for (const path of ["/api/rooms/{room}/messages", "/api/bots", "/api/bots/{id}", ...["edit", "delete", "room_settings", "role", "kick", "ban", "unban", "mute", "invite"].map((t) => `/api/${t}`)]) {
+      for (const path of ["/api/rooms/{room}/messages", "/api/audit", "/api/bots", "/api/bots/{id}", ...["edit", "delete", "room_settings", "role", "kick", "ban", "unban", "mute", "invite"].map((t) => `/api/${t}`)]) {
         expect(Object.keys(doc.paths)).toContain(path);
       }
       const made = await api(server, "POST", "/api/bots", ADMIN_TOKEN, { name: "schema" });
@@ -300,6 +300,9 @@ for (const engine of ENGINES) {
         ["/api/invite", "post", await api(server, "POST", "/api/invite", token, { room: "docs" })],
         ["/api/kick", "post", await api(server, "POST", "/api/kick", token, { room: "docs", user: "nobody" })],
         ["/api/rooms/{room}/messages", "get", await api(server, "GET", "/api/rooms/docs/messages", null)],
+        ["/api/rooms/{room}/messages", "get", await api(server, "GET", "/api/rooms/Bad!/messages", null)],
+        ["/api/audit", "get", await api(server, "GET", "/api/audit?room=docs", ADMIN_TOKEN)],
+        ["/api/audit", "get", await api(server, "GET", "/api/audit", token)],
         ["/api/bots/{id}", "delete", await api(server, "DELETE", `/api/bots/${bot.id}`, ADMIN_TOKEN)],
       ];
       for (const [path, method, res] of checks) {
