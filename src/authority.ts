@@ -157,7 +157,7 @@ export class Authority {
     if (!slowModeSeconds || !this.check(auth, actor, "send.slowMode")) return null;
     const refusal = (wait: number): Failure | null =>
       wait > 0 ? { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } } : null;
-    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, auth.slowModeSince, this.ctx.now(), this.slowSent);
+    const wait = this.roster.takeSlowMode(room, actor.ref.id, slowModeSeconds * 1000, this.ctx.now(), this.slowSent);
     return typeof wait === "number" ? refusal(wait) : wait.then(refusal);
   }
 

@@ -322,11 +322,6 @@ export interface RoomAuth {
   settings: RoomSettings;
   bans: Map<string, Restriction>;
   mutes: Map<string, Restriction>;
-  /**
-   * When slow mode was last turned on, as this instance saw its event come (epoch ms): sends made
-   * before it do not count (§11.2). Absent when it was on already as the room was read: all do.
-   */
-  slowModeSince?: number;
 }
 
 /** Whether a restriction still holds at `now`. */
@@ -625,12 +620,12 @@ export interface Roster {
   takeFrame(userId: string, now: number, own: TokenBucket): boolean | Promise<boolean>;
   /**
    * Slow mode (§11.2): 0 when the user may send in the room now (the send then counts), else the
-   * ms to wait (slowModeWait: `ms` is the room's slow mode now, `since` when it was turned on).
+   * ms to wait (slowModeWait: `ms` is the room's slow mode now).
    * `own` is this instance's record of when each "room\nuserId" last sent: with one process it is
    * the record, answered at once; with several the record lives in the engine and the answer is a
    * promise.
    */
-  takeSlowMode(room: string, userId: string, ms: number, since: number | undefined, now: number, own: Map<string, number>): number | Promise<number>;
+  takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): number | Promise<number>;
   close(): Promise<void>;
 }
 
@@ -641,24 +636,22 @@ export interface Roster {
 export const SLOW_MODE_KEEP_MS = SLOW_MODE_MAX_SECONDS * 1000;
 
 /**
- * Slow mode's rule (§11.2): the ms a user waits before it may send again in a room whose slow
- * mode is `ms` now, given when it last sent there (`last`) and when slow mode was turned on
- * (`since`: a send before it does not count; undefined when not known, and then every send
- * does). Measured with the setting now, so lowering it, or turning it off and on, keeps no
- * longer wait. slow-take.lua is the same rule in Redis.
- *   slowModeWait(1_000, 10_000, 0, 4_000)         // => 7000
- *   slowModeWait(1_000, 2_000, 0, 4_000)          // => 0 (lowered since: 2 s have passed)
- *   slowModeWait(1_000, 10_000, 2_000, 4_000)     // => 0 (sent before slow mode was turned on)
- *   slowModeWait(undefined, 10_000, undefined, 0) // => 0 (never sent)
+ * Slow mode's rule (§11.2: at most one send per that many seconds): the ms a user waits before it
+ * may send again in a room whose slow mode is `ms` now, given when it last sent there while slow
+ * mode was on (`last`). Measured with the setting now, so lowering it keeps no longer wait; it
+ * needs nothing but the record, so every instance and every re-read of the room agree.
+ * slow-take.lua is the same rule in Redis.
+ *   slowModeWait(1_000, 10_000, 4_000)     // => 7000
+ *   slowModeWait(1_000, 2_000, 4_000)      // => 0 (lowered since: 2 s have passed)
+ *   slowModeWait(undefined, 10_000, 0)     // => 0 (never sent)
  */
-export function slowModeWait(last: number | undefined, ms: number, since: number | undefined, now: number): number {
-  if (last === undefined || (since !== undefined && last < since)) return 0;
-  return Math.max(0, last + ms - now);
+export function slowModeWait(last: number | undefined, ms: number, now: number): number {
+  return last === undefined ? 0 : Math.max(0, last + ms - now);
 }
 
 /** The slow-mode rule on one record of when each key last sent (Roster.takeSlowMode): 0 and the send counted, or the ms to wait. */
-export function takeSlot(record: Map<string, number>, key: string, ms: number, since: number | undefined, now: number): number {
-  const wait = slowModeWait(record.get(key), ms, since, now);
+export function takeSlot(record: Map<string, number>, key: string, ms: number, now: number): number {
+  const wait = slowModeWait(record.get(key), ms, now);
   if (wait === 0) record.set(key, now);
   return wait;
 }
@@ -740,8 +733,8 @@ export class LocalRoster implements Roster {
   takeFrame(_userId: string, now: number, own: TokenBucket): boolean {
     return own.take(now);
   }
-  takeSlowMode(room: string, userId: string, ms: number, since: number | undefined, now: number, own: Map<string, number>): number {
-    return takeSlot(own, `${room}\n${userId}`, ms, since, now);
+  takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): number {
+    return takeSlot(own, `${room}\n${userId}`, ms, now);
   }
   async close(): Promise<void> {}
 }

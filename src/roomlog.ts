@@ -210,8 +210,6 @@ export class RoomLog {
     const before = state.auth?.settings;
     if (message.type === "settings" && state.auth) {
       const { topic, private: isPrivate, readOnly, slowModeSeconds } = message;
-      // Slow mode counts the sends made while it is on (§11.2): none from before it was turned on.
-      if (slowModeSeconds && !state.auth.settings.slowModeSeconds) state.auth.slowModeSince = message.ts;
       state.auth.settings = { topic, private: isPrivate, readOnly, slowModeSeconds };
     }
     this.fanout.message(message, before);

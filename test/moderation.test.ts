@@ -164,7 +164,7 @@ for (const engine of ENGINES) {
       for (const c of [owner, user]) c.close();
     });
 
-    test("slow mode is measured from the last send with its setting now: lowered, raised, or turned off and on again", async () => {
+    test("slow mode is measured from the last send made while it was on, with its setting now: lowered, raised, or turned off and on again", async () => {
       let clock = Date.now();
       await using server = await startServer({ now: () => clock });
       const owner = await guest(server, "olga", "r");
@@ -188,12 +188,14 @@ for (const engine of ENGINES) {
       clock += 20_000;
       await set(60);
       expect(await send("four")).toEqual(refused("four", 40_000));
-      // Off, a send that does not count, on again: the first send is not refused, the next is.
+      // Off, a send that does not count, on again: "three" (20 s ago) still counts, "five" does not.
       await set(0);
       expect(await send("five")).toMatchObject({ type: "message" });
       await set(30);
-      expect(await send("six")).toMatchObject({ type: "message" });
-      expect(await send("seven")).toEqual(refused("seven", 30_000));
+      expect(await send("six")).toEqual(refused("six", 10_000));
+      clock += 10_000;
+      expect(await send("seven")).toMatchObject({ type: "message" });
+      expect(await send("eight")).toEqual(refused("eight", 30_000));
       for (const c of [owner, user]) c.close();
     });
 
@@ -334,23 +336,49 @@ for (const engine of ENGINES) {
   });
 }
 
-test("slowModeWait: from the last send, with the setting now; a send from before slow mode was turned on does not count", () => {
-  expect(slowModeWait(undefined, 10_000, undefined, 0)).toBe(0);
-  expect(slowModeWait(1_000, 10_000, 0, 4_000)).toBe(7_000);
-  expect(slowModeWait(1_000, 2_000, 0, 4_000)).toBe(0);
-  expect(slowModeWait(1_000, 10_000, 2_000, 4_000)).toBe(0);
-  // Sent as it was turned on: that send counts; not known when: every send does.
-  expect(slowModeWait(2_000, 10_000, 2_000, 4_000)).toBe(8_000);
-  expect(slowModeWait(1_000, 10_000, undefined, 4_000)).toBe(7_000);
+test("slowModeWait: from the last send, with the setting now", () => {
+  expect(slowModeWait(undefined, 10_000, 0)).toBe(0);
+  expect(slowModeWait(1_000, 10_000, 4_000)).toBe(7_000);
+  expect(slowModeWait(1_000, 2_000, 4_000)).toBe(0);
+  expect(slowModeWait(1_000, 10_000, 11_000)).toBe(0);
   const record = new Map<string, number>();
-  expect(takeSlot(record, "r\nu", 10_000, 0, 1_000)).toBe(0);
-  expect(takeSlot(record, "r\nu", 10_000, 0, 4_000)).toBe(7_000);
+  expect(takeSlot(record, "r\nu", 10_000, 1_000)).toBe(0);
+  expect(takeSlot(record, "r\nu", 10_000, 4_000)).toBe(7_000);
   // A refused send does not count; the record is when the user last sent.
   expect(record).toEqual(new Map([["r\nu", 1_000]]));
 });
 
 describe("what holds across instances and restarts", () => {
   const redis = redisForSuite();
+
+  test("slow mode answers alike on every instance, also one that read the room after it was turned off and on", async () => {
+    let clock = Date.now();
+    await using servers = await instances(redis, 2, { now: () => clock });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const user = await guest(a, "user", "r");
+    const session = (user as unknown as { session: string }).session;
+    const set = async (slowModeSeconds: number) => {
+      await ask(owner, { type: "room_settings", room: "r", slowModeSeconds });
+      await user.until((f) => f.type === "settings" && f.slowModeSeconds === slowModeSeconds);
+    };
+    const send = async (c: Client, id: string) => {
+      c.send({ type: "send", room: "r", id, text: id });
+      return (await c.until((f) => (f.type === "message" && f.id === id) || (f.type === "error" && f.ref === id))).at(-1)!;
+    };
+    await set(30);
+    expect(await send(user, "one")).toMatchObject({ type: "message" });
+    clock += 1_000;
+    await set(0);
+    await set(30);
+    // The same user's tab on B, which reads the room only now.
+    const tab = await Client.connect(b.wsUrl);
+    await tab.hello("user", session);
+    expect(await ask(tab, { type: "join", room: "r" })).toMatchObject({ type: "joined" });
+    expect(await send(tab, "two")).toMatchObject({ code: "slow_mode", retryAfterMs: 29_000 });
+    expect(await send(user, "three")).toMatchObject({ code: "slow_mode", retryAfterMs: 29_000 });
+    for (const c of [owner, user, tab]) c.close();
+  });
 
   test("a ban and a mute made on A hold on B; a kick on A takes the user out on B", async () => {
     await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });

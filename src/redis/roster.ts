@@ -406,15 +406,15 @@ export class RedisRoster implements Roster {
    * The record lives in Redis, shared by every instance; while Redis cannot answer, this instance's
    * record stands in (as its copy of a rate bucket does), so a send is never held for slow mode.
    */
-  async takeSlowMode(room: string, userId: string, ms: number, since: number | undefined, now: number, own: Map<string, number>): Promise<number> {
+  async takeSlowMode(room: string, userId: string, ms: number, now: number, own: Map<string, number>): Promise<number> {
     try {
       if (!this.link.connected) throw new Error("not connected to Redis");
-      const args = [String(now), String(ms), since === undefined ? "" : String(since), String(SLOW_MODE_KEEP_MS)];
+      const args = [String(now), String(ms), String(SLOW_MODE_KEEP_MS)];
       const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], args, spendOnce));
       if (wait === 0) own.set(`${room}\n${userId}`, now);
       return wait;
     } catch {
-      return takeSlot(own, `${room}\n${userId}`, ms, since, now);
+      return takeSlot(own, `${room}\n${userId}`, ms, now);
     }
   }
 
