@@ -166,8 +166,13 @@ export class WsConnection extends Connection {
   backlogBytes = 0;
 
   send(frame: ServerFrame): void {
+    this.sendJson(JSON.stringify(frame));
+  }
+
+  /** A frame already serialized (one JSON for many connections). */
+  sendJson(json: string): void {
     if (this.ws.readyState !== 1) return;
-    const sent = this.ws.send(JSON.stringify(frame), false);
+    const sent = this.ws.send(json, false);
     if (sent <= 0) {
       this.backlogBytes = this.ws.getBufferedAmount();
       if (sent === 0) this.ctx.metrics.publishDrops++;

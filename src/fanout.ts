@@ -103,7 +103,8 @@ export class Fanout {
     const mine = own.filter((c) => ws.has(c as WsConnection));
     // Most typists have one tab in the room here, or none: one publish that skips it.
     if (mine.length <= 1) return this.publishWs(frame.room, () => JSON.stringify(frame), mine[0]);
-    for (const conn of ws) if (!mine.includes(conn)) conn.send(frame);
+    const json = JSON.stringify(frame);
+    for (const conn of ws) if (!mine.includes(conn)) conn.sendJson(json);
   }
 
   /** The room's WebSocket members here, now (a reset room's, to send away: they come back with `since`). */
