@@ -85,9 +85,9 @@ export class Authority {
     private readonly webhooks: Webhooks | null = null,
   ) {}
 
-  /** A refusal unless `actor` may take `action` in a room whose authority is `auth` (on `target`). */
-  check(auth: RoomAuth, actor: Actor, action: Action, target?: UserRef): Failure | null {
-    const why = may({ rank: rankIn(auth, actor) }, action, target && { rank: this.rankOf(auth, target.id) });
+  /** A refusal unless `actor` may take `action` in a room whose authority is `auth` (on a target of rank `target`: rankOf). */
+  check(auth: RoomAuth, actor: Actor, action: Action, target?: Rank): Failure | null {
+    const why = may({ rank: rankIn(auth, actor) }, action, target && { rank: target });
     return why === null ? null : fail("forbidden", why);
   }
 
@@ -233,7 +233,7 @@ export class Authority {
     const target = await this.known(room, auth, frame.user);
     if (!target) return fail("not_found", "no such user in this room");
     if (target.id === actor.ref.id) return fail("forbidden", "not on yourself");
-    const denied = this.check(auth, actor, "room.role", target);
+    const denied = this.check(auth, actor, "room.role", await this.rankOf(auth, target.id));
     if (denied) return denied;
     if (roleIn(auth, target.id) === role) return ok(null);
     const event: ModerationFrame & { room: string } = { type: "moderation", room, action: "role", user: target, by: { ...actor.ref }, role };
@@ -287,19 +287,19 @@ export class Authority {
     return null;
   }
 
-  /**
-   * The rank of `userId` in a room, as the target of an action: admin for the admin bearer's posts
-   * (§11.6) and for a user signed in as one here, through a live connection or, in presence grace
-   * with none, by its latest hello (a reload does not make it outranked); else its role.
-   */
-  rankOf(auth: RoomAuth, userId: string): Rank {
-    return this.isAdmin(userId) ? "admin" : roleIn(auth, userId);
+  /** The rank of `userId` in a room, as the target of an action: admin for an admin (isAdmin), else its role. */
+  async rankOf(auth: RoomAuth, userId: string): Promise<Rank> {
+    return (await this.isAdmin(userId)) ? "admin" : roleIn(auth, userId);
   }
 
-  /** Whether a user is a server admin as far as this instance knows: its connections say so, or in grace its last hello did. */
-  isAdmin(userId: string): boolean {
-    if (userId === ADMIN_BEARER.ref.id) return true;
-    const online = this.users.online.get(userId);
-    return online !== undefined && (online.conns.length > 0 ? online.conns.some((c) => c.admin) : online.admin);
+  /**
+   * Whether a user is a server admin, as a target: the admin bearer's posts (§11.6), and a user
+   * signed in as one on any instance, through a live connection or, in presence grace with none,
+   * by its latest hello (a reload does not make it outranked). Another instance's answer comes
+   * from the roster, asked only when this one's does not say admin already.
+   */
+  async isAdmin(userId: string): Promise<boolean> {
+    if (userId === ADMIN_BEARER.ref.id || this.users.isAdmin(userId)) return true;
+    return this.roster.adminElsewhere(userId);
   }
 }

@@ -66,7 +66,7 @@ export class Changes {
     const author = target.value.user;
     const auth = await this.log.auth(room);
     if (author.id !== actor.ref.id) {
-      const denied = this.authority.check(auth, actor, "message.delete", author);
+      const denied = this.authority.check(auth, actor, "message.delete", await this.authority.rankOf(auth, author.id));
       if (denied) return denied;
     }
     const stored = await this.batcher.add({ type: "delete", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), target: seq });

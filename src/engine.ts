@@ -608,6 +608,14 @@ export interface Roster {
    */
   claimName(claim: NameClaim): Promise<NameHeld>;
   releaseName(keys: readonly string[], userId: string): void;
+  /**
+   * Whether this instance holds `userId` as a server admin (§11.1): online or in grace here as
+   * one (the hub says so whenever that may have changed). A dead instance's holds end with its
+   * takeover: a survivor that adopts the user in grace holds it anew (RosterTarget.adopt).
+   */
+  holdAdmin(userId: string, admin: boolean): void;
+  /** Whether another instance holds `userId` as a server admin; with one process nobody does, answered at once. */
+  adminElsewhere(userId: string): boolean | Promise<boolean>;
   /** Counts one hello from `ip` against HELLO_RATE_PER_MINUTE on every instance; false past it. */
   takeHello(ip: string, now: number): Promise<boolean>;
   /** Counts one new room started by `userId` from `ip` on every instance (ROOM_STARTS_PER_HOUR, …_PER_IP); false past either. */
@@ -677,8 +685,11 @@ export type NameHeld = { held: true; version: number } | { held: false; renamed?
 
 /** What a roster tells the hub. */
 export interface RosterTarget {
-  /** A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless it is back. */
-  adopt(room: string, user: UserRef): void;
+  /**
+   * A dead instance's member of `room`, now this instance's: it stays in grace, then leaves unless
+   * it is back; `admin` when the dead instance held it as a server admin (its last hello there).
+   */
+  adopt(room: string, user: UserRef, admin: boolean): void;
   /** Others took this instance for dead (Redis or the network was away too long): register its members again. */
   lost(): void;
   /** A user of this instance was renamed on another (a hold of its old name came back stale). */
@@ -722,6 +733,10 @@ export class LocalRoster implements Roster {
     return { held: true, version: 0 };
   }
   releaseName(): void {}
+  holdAdmin(): void {}
+  adminElsewhere(): boolean {
+    return false;
+  }
   /** The hub's own bucket per address is all there is. */
   async takeHello(): Promise<boolean> {
     return true;

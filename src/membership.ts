@@ -225,12 +225,12 @@ export class Membership {
     if (frame.event === "leave") this.graceOver(frame.user.id, frame.room);
   }
 
-  /** A dead instance's member of `room`, taken over by this one: in grace, then gone unless it is back. */
-  adopt(room: string, user: UserRef): void {
+  /** A dead instance's member of `room`, taken over by this one: in grace (with its rank), then gone unless it is back. */
+  adopt(room: string, user: UserRef, admin: boolean): void {
     const verdict = this.presence.adopt(room, user, this.ctx.now());
     if (verdict === "gone") void this.leaveRoom(room, user);
     else if (verdict === "grace") {
-      this.users.holdInGrace(user);
+      this.users.holdInGrace(user, admin);
       this.scheduleGrace();
     }
   }

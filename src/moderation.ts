@@ -58,7 +58,7 @@ export class Moderation {
     const user = await this.authority.known(room, auth, userId, anyoneOnline);
     if (!user) return fail("not_found", "no such user in this room");
     if (user.id === actor.ref.id) return fail("forbidden", "not on yourself");
-    const denied = this.authority.check(auth, actor, "user.moderate", user);
+    const denied = this.authority.check(auth, actor, "user.moderate", await this.authority.rankOf(auth, user.id));
     return denied ?? ok({ auth, user });
   }
 
@@ -87,7 +87,7 @@ export class Moderation {
     if (frame.room === undefined || frame.address) {
       if (!actor.admin) return fail("forbidden", "only admins ban from the whole server");
       if (frame.user === actor.ref.id) return fail("forbidden", "not on yourself");
-      if (this.authority.isAdmin(frame.user)) return fail("forbidden", "not over an admin");
+      if (await this.authority.isAdmin(frame.user)) return fail("forbidden", "not over an admin");
       const seconds = frame.seconds ?? (frame.address ? ADDRESS_BAN_DEFAULT_SECONDS : null);
       const restriction: Restriction = { until: seconds === null ? null : now + seconds * 1000, by, ...reason(frame.reason) };
       const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };

@@ -57,6 +57,12 @@ function sessionRefreshMs(ttlMs: number): number {
   return Math.min(SESSION_REFRESH_MS, ttlMs / 2);
 }
 
+/**
+ * Whether a user here is a server admin: one of its connections says so or, in presence grace with
+ * none, its latest hello did (a page reload does not make it outranked).
+ */
+const adminOf = (user: User): boolean => (user.conns.length > 0 ? user.conns.some((c) => c.admin) : user.admin);
+
 const newToken = () => randomId(SESSION_TOKEN_BYTES);
 const newUserId = () => randomId(USER_ID_BYTES);
 /** What storage keeps of a secret (a session token, an invite code): its SHA-256. */
@@ -293,7 +299,14 @@ export class Users {
     conn.admin = who.admin;
     user.admin = who.admin;
     conn.claimRooms = who.rooms;
+    this.roster.holdAdmin(user.ref.id, adminOf(user));
     return { user, oldName };
+  }
+
+  /** Whether a user is a server admin as far as this instance knows: its connections here say so, or in grace its last hello did. */
+  isAdmin(userId: string): boolean {
+    const user = this.online.get(userId);
+    return user !== undefined && adminOf(user);
   }
 
   private newUser(ref: UserRef, keys: string[], since: number, version: number): User {
@@ -314,13 +327,16 @@ export class Users {
 
   /**
    * A member in grace is online (§4), so its name stays its own; its instance, which held it, is
-   * gone. Held here until the grace ends (forgetIfOffline lets it go) or the user comes back.
+   * gone. Held here until the grace ends (forgetIfOffline lets it go) or the user comes back,
+   * and so is its rank: `admin` when its last hello there made it one.
    */
-  holdInGrace(ref: UserRef): void {
+  holdInGrace(ref: UserRef, admin: boolean): void {
     if (this.online.has(ref.id) || !ref.name) return;
     const user = this.newUser(ref, nameKeys(ref.name), this.ctx.now(), 0);
+    user.admin = admin;
     this.hold(user.keys, ref.id);
     this.claimQuietly(user);
+    this.roster.holdAdmin(ref.id, admin);
   }
 
   /**
@@ -389,11 +405,18 @@ export class Users {
     return null;
   }
 
-  /** The user is gone when it has no connection and is in no room, not even in grace. */
+  /**
+   * The user is gone when it has no connection and is in no room, not even in grace. Called
+   * whenever it lost a connection or a room, so the roster hears too whether it is still an admin here.
+   */
   forgetIfOffline(user: User): void {
-    if (user.conns.length > 0 || this.presence.isMember(user.ref.id)) return;
+    if (user.conns.length > 0 || this.presence.isMember(user.ref.id)) {
+      this.roster.holdAdmin(user.ref.id, adminOf(user));
+      return;
+    }
     this.online.delete(user.ref.id);
     this.release(user.keys, user.ref.id);
+    this.roster.holdAdmin(user.ref.id, false);
   }
 
   /**

@@ -402,6 +402,23 @@ describe("what holds across instances and restarts", () => {
     for (const c of [owner, ops]) c.close();
   });
 
+  test("an admin outranks everyone on every instance: an owner on B neither kicks it, changes its role nor deletes its message; an admin on B does not ban it", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(b, "olga", "r");
+    const ops = await admin(a);
+    expect(await ask(ops, { type: "join", room: "r" })).toMatchObject({ type: "joined" });
+    const posted = await say(ops, "r", "from the admin");
+    await owner.until((f) => f.type === "message" && f.id === posted.id);
+    const forbidden = { type: "error", code: "forbidden" };
+    expect(await ask(owner, { type: "kick", room: "r", user: ops.id })).toMatchObject(forbidden);
+    expect(await ask(owner, { type: "role", room: "r", user: ops.id, role: "moderator" })).toMatchObject(forbidden);
+    expect(await ask(owner, { type: "delete", room: "r", seq: posted.seq })).toMatchObject(forbidden);
+    const boss = await admin(b, "boss");
+    expect(await ask(boss, { type: "ban", user: ops.id })).toMatchObject({ ...forbidden, message: "not over an admin" });
+    for (const c of [owner, ops, boss]) c.close();
+  });
+
   test("bans and mutes survive a restart on the same SQLite file", async () => {
     using dir = tempDir();
     const databasePath = join(dir.path, "chat.sqlite");

@@ -400,6 +400,38 @@ describe("presence and names across instances", () => {
       carol.close();
     });
   }
+
+  test("SIGKILL of A: its admin, in grace on the survivor, still outranks an owner on every instance; A's hold of it goes", async () => {
+    const db = redis.freshDb();
+    const timeout = 1000;
+    const adminToken = "admin-token-for-the-tests-0123456789";
+    await using a = await spawnServer({ REDIS_URL: redis.url(db), INSTANCE_TIMEOUT_MS: String(timeout), ADMIN_TOKEN: adminToken });
+    const survivor = () => startServer({ redisUrl: redis.url(db), instanceTimeoutMs: timeout, presenceGraceMs: 60_000 });
+    await using b = await survivor();
+    await using c = await survivor();
+    const owner = await Client.connect(b.wsUrl);
+    await owner.hello("olga");
+    await owner.join("r");
+    const ops = await Client.connect(a.wsUrl);
+    ops.send({ type: "hello", name: "ops", adminToken });
+    const welcome = await ops.expect("welcome");
+    await ops.join("r");
+    await owner.expect("presence");
+    const held = new RedisClient(redis.url(db));
+    const holders = () => held.send("SMEMBERS", [`chat:admin:${welcome.user.id}`]) as Promise<string[]>;
+    const [dead] = await holders();
+
+    a.proc.kill("SIGKILL");
+    await ops.closed;
+    const takeover = await Promise.race([b, c].map((s) => s.logLine((l) => l.event === "instance_taken_over")));
+    expect(takeover).toMatchObject({ instance: dead, members: 1 });
+    // The survivor holds it in grace, as an admin: A's hold is gone, its own stands in.
+    expect(await holders()).toEqual([String(takeover.by)]);
+    owner.send({ type: "kick", room: "r", user: welcome.user.id });
+    expect((await owner.until((f) => f.type === "ok" || f.type === "error")).at(-1)).toMatchObject({ type: "error", code: "forbidden" });
+    held.close();
+    owner.close();
+  });
 });
 
 describe("renames and the room list across instances", () => {

@@ -85,7 +85,12 @@ export const instanceKeys = (id: string) => ({
   rooms: `${INSTANCE_ROOMS.prefix}${id}${INSTANCE_ROOMS.suffix}`,
   /** The survivor taking it over, for INSTANCE_TIMEOUT_MS; another may finish once that lapses. */
   takeover: `chat:instance:${id}:takeover`,
+  /** The users it holds as server admins (adminKey): what a survivor's takeover lets go of. */
+  admins: `chat:instance:${id}:admins`,
 });
+
+/** The instances that hold a user as a server admin (admin-hold.lua): online or in grace there as one. */
+export const adminKey = (userId: string) => `chat:admin:${userId}`;
 
 /** The webhook outbox (§11.7); hooks-lib.lua says how its keys work together. */
 export const HOOK_KEYS = {

@@ -15,6 +15,7 @@ import {
   INSTANCE_ROOMS,
   NAME_RECORD,
   SERVER_CHANNEL,
+  adminKey,
   encodeEvent,
   helloKey,
   instanceKeys,
@@ -59,6 +60,8 @@ export class RedisRoster implements Roster {
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   /** The name this instance holds for each of its users: held again with every heartbeat. */
   private readonly names = new Map<string, NameClaim & { version: number }>();
+  /** The users this instance holds as server admins (Roster.holdAdmin): held again with every heartbeat. */
+  private readonly admins = new Set<string>();
   /**
    * Each user's shared rate bucket as its last frame here left it, while the user holds a name
    * here: put back if Redis loses its data, so a reset gives nobody a fresh burst.
@@ -119,6 +122,7 @@ export class RedisRoster implements Roster {
     }
     this.registered = true;
     await this.holdNames();
+    await this.holdAdmins();
   }
 
   /**
@@ -142,6 +146,7 @@ export class RedisRoster implements Roster {
           await this.link.send("SET", [instanceKeys(this.instance).alive, "1", "PX", String(this.timeoutMs)]);
           await this.link.send("SADD", [INSTANCES_KEY, this.instance]);
           await this.holdNames();
+          await this.holdAdmins();
           await this.restoreBuckets();
           // Only now: until the buckets are back, levels seen under the new mark are not kept (takeFrameBatch).
           this.generation = mark;
@@ -179,6 +184,24 @@ export class RedisRoster implements Roster {
     );
   }
 
+  /**
+   * Makes this instance's holds of admins in Redis what it holds: again those a takeover (it was
+   * taken for dead) or Redis losing its data let go of, and no longer one whose release was lost.
+   */
+  private async holdAdmins(): Promise<void> {
+    const held: string[] = await this.link.send("SMEMBERS", [instanceKeys(this.instance).admins]);
+    const stale = held.filter((userId) => !this.admins.has(userId));
+    await Promise.all([
+      ...[...this.admins].map((userId) => this.runAdminHold(this.instance, userId, true)),
+      ...stale.map((userId) => this.runAdminHold(this.instance, userId, false)),
+    ]);
+  }
+
+  /** admin-hold.lua: `instance` holds `userId` as an admin, or lets go of it. */
+  private runAdminHold(instance: string, userId: string, hold: boolean): Promise<unknown> {
+    return this.link.run(SCRIPTS.adminHold, [adminKey(userId), instanceKeys(instance).admins], [instance, userId, hold ? "1" : "0"]);
+  }
+
   /** Puts back the shared rate bucket of each user held here, as its last frame here left it. */
   private async restoreBuckets(): Promise<void> {
     const { rateLimitBurst, rateLimitPerSecond } = this.config;
@@ -194,7 +217,8 @@ export class RedisRoster implements Roster {
    * Takes over the members of every instance that stopped heartbeating. One survivor claims a dead
    * instance at a time, for INSTANCE_TIMEOUT_MS; the dead one leaves the instance set only once
    * all its members are moved. A survivor that dies halfway lets its claim lapse, and the next one
-   * moves what is left (moving a member is one script, done once, whoever runs it again).
+   * moves what is left (moving a member is one script, done once, whoever runs it again). Its
+   * holds of admins go last: a member adopted in grace is held as one here (RosterTarget.adopt).
    */
   private async reap(): Promise<void> {
     const instances: string[] = await this.link.send("SMEMBERS", [INSTANCES_KEY]);
@@ -211,6 +235,7 @@ export class RedisRoster implements Roster {
         continue;
       }
       let members = 0;
+      const admins = new Set<string>(await this.link.send("SMEMBERS", [instanceKeys(dead).admins]));
       const rooms: string[] = await this.link.send("HKEYS", [instanceKeys(dead).rooms]);
       for (const room of rooms) {
         const keys = rosterKeys(room);
@@ -227,10 +252,11 @@ export class RedisRoster implements Roster {
               [fields[i]!, `${this.instance}|${userId}`, userId, room],
             );
             members++;
-            if (taken === 1) this.target.adopt(room, { id: userId, name: name ?? "" });
+            if (taken === 1) this.target.adopt(room, { id: userId, name: name ?? "" }, admins.has(userId));
           }
         } while (cursor !== "0");
       }
+      for (const userId of admins) await this.runAdminHold(dead, userId, false);
       await this.link.send("DEL", [instanceKeys(dead).rooms]);
       await this.link.send("SREM", [INSTANCES_KEY, dead]);
       await this.link.send("DEL", [claim]);
@@ -347,6 +373,18 @@ export class RedisRoster implements Roster {
       .run(SCRIPTS.nameRelease, keys.map(nameKey), [this.instance, userId])
       .then(() => this.log("debug", "name_released", { user: userId }))
       .catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
+  }
+
+  holdAdmin(userId: string, admin: boolean): void {
+    if (this.admins.has(userId) === admin) return;
+    if (admin) this.admins.add(userId);
+    else this.admins.delete(userId);
+    this.runAdminHold(this.instance, userId, admin).catch((error) => this.log("warn", "redis_hold_admin", { error: String(error) }));
+  }
+
+  async adminElsewhere(userId: string): Promise<boolean> {
+    const holders: string[] = await this.link.send("SMEMBERS", [adminKey(userId)]);
+    return holders.some((instance) => instance !== this.instance);
   }
 
   takeHello(ip: string, now: number): Promise<boolean> {

@@ -13,6 +13,7 @@ import rosterAdopt from "./lua/roster-adopt.lua" with { type: "text" };
 import rosterGrace from "./lua/roster-grace.lua" with { type: "text" };
 import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
+import adminHold from "./lua/admin-hold.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
 import bucketRestore from "./lua/bucket-restore.lua" with { type: "text" };
 import slowTake from "./lua/slow-take.lua" with { type: "text" };
@@ -42,6 +43,8 @@ export const SCRIPTS = {
   rosterGrace,
   nameClaim,
   nameRelease,
+  /** An instance's hold of a user as a server admin, or its release. */
+  adminHold,
   /** One token from each of its keys, in order (the same rule as core/bucket.ts's TokenBucket). */
   bucketTake,
   /** A user's shared bucket put back after Redis lost its data. */
