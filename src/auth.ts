@@ -22,6 +22,8 @@ const JWKS_REFETCH_MIN_MS = 30_000;
 const JWKS_REFRESH_MS = 600_000;
 /** Bounds one JWKS fetch, in ms (and half of HELLO_TIMEOUT_MS, so a hello waiting on it is answered in time). */
 const JWKS_FETCH_TIMEOUT_MS = 5_000;
+/** Bounds a JWKS's body, in bytes: a key set is a few KB; a larger one is refused as a failed fetch. */
+const JWKS_MAX_BYTES = 256 * 1024;
 /** A member's `sub`: 1–64 of these (§11.1). */
 const SUB_PATTERN = /^[A-Za-z0-9_.@+-]{1,64}$/;
 
@@ -71,9 +73,12 @@ class JwksCache {
       try {
         const response = await fetch(this.url, { signal: AbortSignal.timeout(this.timeoutMs) });
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
-        const jwks = (await response.json()) as JSONWebKeySet;
+        const jwks = JSON.parse(await cappedText(response, JWKS_MAX_BYTES)) as JSONWebKeySet;
         if (!Array.isArray(jwks?.keys)) throw new Error("no keys array");
-        this.keys = jose.createLocalJWKSet(jwks);
+        // A set with no key to sign with is no better than none: the keys known keep working.
+        const usable = jwks.keys.filter((k) => typeof k?.kty === "string" && (k.use === undefined || k.use === "sig"));
+        if (usable.length === 0) throw new Error("no usable signing key in the set");
+        this.keys = jose.createLocalJWKSet({ keys: usable });
         this.log("debug", "jwks_fetched", { keys: jwks.keys.length });
       } catch (error) {
         this.log("warn", "jwks_unavailable", { error: String(error) });
@@ -104,6 +109,19 @@ class JwksCache {
   close(): void {
     clearInterval(this.timer);
   }
+}
+
+/** A response's body as text, refused past `maxBytes` (as it says, or as it comes). */
+async function cappedText(response: Response, maxBytes: number): Promise<string> {
+  if (Number(response.headers.get("content-length") ?? 0) > maxBytes) throw new Error(`the body is over ${maxBytes} bytes`);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw new Error(`the body is over ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /** Reads the claims of a verified token by §11.1's rules; why not, when one breaks them. */
@@ -165,10 +183,22 @@ export async function openVerifier(config: Config, log: Log, now: () => number):
   return {
     async verify(token, now) {
       if (Buffer.byteLength(token) > TOKEN_MAX_BYTES) return { ok: false, why: `a token is at most ${TOKEN_MAX_BYTES} bytes` };
+      const verifyWith = async (k: typeof key) => (await jose.jwtVerify(token, k as never, { ...options, currentDate: new Date(now) })).payload;
       try {
-        const { payload } = await jose.jwtVerify(token, key as never, { ...options, currentDate: new Date(now) });
-        return readClaims(payload);
+        return readClaims(await verifyWith(key));
       } catch (error) {
+        // A token with no `kid` while the JWKS holds several keys of its kind (a rotation): each is tried.
+        if (error instanceof jose.errors.JWKSMultipleMatchingKeys) {
+          for await (const candidate of error) {
+            try {
+              return readClaims(await verifyWith(candidate));
+            } catch (failure) {
+              // Another key's signature: try the next; the right key's other failure (expired, say) is the answer.
+              if (!(failure instanceof jose.errors.JWSSignatureVerificationFailed)) return { ok: false, why: whyRefused(failure) };
+            }
+          }
+          return { ok: false, why: "the token's signature does not verify" };
+        }
         return { ok: false, why: whyRefused(error) };
       }
     },

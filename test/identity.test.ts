@@ -343,3 +343,70 @@ describe("configuration of sign-in", () => {
     expect(both.ok ? null : both.errors).toEqual([expect.stringMatching(/^AUTH_JWT_SECRET, AUTH_JWKS_URL: /)]);
   });
 });
+
+describe("a JWKS that rotates keys, is too big, or serves garbage (§11.1)", () => {
+  test("key rotation with tokens that carry no kid: a JWKS holding the old and the new key still verifies a token of the new key", async () => {
+    const oldKey = await generateKeyPair("ES256", { extractable: true });
+    const newKey = await generateKeyPair("ES256", { extractable: true });
+    // The host app publishes both keys during rotation (no kid: RFC 7515 makes it optional).
+    const keys = [await exportJWK(oldKey.publicKey), await exportJWK(newKey.publicKey)];
+    const jwks = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.json({ keys }) });
+    const server = await startServer({ authJwksUrl: `http://127.0.0.1:${jwks.port}/jwks.json`, helloTimeoutMs: 3000 });
+    try {
+      const jwt = await new SignJWT({ sub: "rotated" }).setProtectedHeader({ alg: "ES256" }).setExpirationTime("1h").sign(newKey.privateKey);
+      const answer = await helloWith(await Client.connect(server.wsUrl), { token: jwt });
+      expect(answer).toMatchObject({ type: "welcome", user: { id: "u:rotated" } });
+    } finally {
+      await server.stop();
+      jwks.stop(true);
+    }
+  });
+
+  test("a JWKS body is bounded in size: a 2 MB JWKS is not read and taken", async () => {
+    const pair = await generateKeyPair("ES256", { extractable: true });
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: "big" };
+    const body = `${" ".repeat(2 * 1024 * 1024)}${JSON.stringify({ keys: [jwk] })}`;
+    let served = 0;
+    const jwks = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: () => {
+        served++;
+        return new Response(body, { headers: { "content-type": "application/json" } });
+      },
+    });
+    const server = await startServer({ authJwksUrl: `http://127.0.0.1:${jwks.port}/jwks.json`, helloTimeoutMs: 9000 });
+    try {
+      const jwt = await new SignJWT({ sub: "big" }).setProtectedHeader({ alg: "ES256", kid: "big" }).setExpirationTime("1h").sign(pair.privateKey);
+      const answer = await helloWith(await Client.connect(server.wsUrl), { token: jwt });
+      expect(served).toBeGreaterThan(0);
+      // A bounded fetch refuses a 2 MB key set (JWKS_MAX_BYTES), as a failed fetch: the token is not verified.
+      expect(answer).toMatchObject({ type: "error", code: "auth_invalid" });
+    } finally {
+      await server.stop();
+      jwks.stop(true);
+    }
+  });
+
+  test("a JWKS refetch that returns garbage keys keeps the keys known (as a JWKS that is down does)", async () => {
+    const pair = await generateKeyPair("ES256", { extractable: true });
+    let body: unknown = { keys: [{ ...(await exportJWK(pair.publicKey)), kid: "k1", alg: "ES256" }] };
+    const jwks = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.json(body) });
+    let clock = Date.now();
+    const server = await startServer({ authJwksUrl: `http://127.0.0.1:${jwks.port}/jwks.json`, helloTimeoutMs: 3000, now: () => clock });
+    try {
+      const sign = (kid: string, sub: string) =>
+        new SignJWT({ sub }).setProtectedHeader({ alg: "ES256", kid }).setExpirationTime(Math.floor(clock / 1000) + 3600).sign(pair.privateKey);
+      expect(await helloWith(await Client.connect(server.wsUrl), { token: await sign("k1", "one") })).toMatchObject({ type: "welcome" });
+      // The JWKS URL now serves garbage (objects that are no keys); an unknown kid makes the server fetch it again.
+      body = { keys: [{ garbage: true }] };
+      clock += 30_000;
+      expect(await helloWith(await Client.connect(server.wsUrl), { token: await sign("k9", "two") })).toMatchObject({ code: "auth_invalid" });
+      // The known key should still work.
+      expect(await helloWith(await Client.connect(server.wsUrl), { token: await sign("k1", "three") })).toMatchObject({ type: "welcome" });
+    } finally {
+      await server.stop();
+      jwks.stop(true);
+    }
+  });
+});
