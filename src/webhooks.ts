@@ -113,6 +113,12 @@ export class Webhooks {
   private again = false;
   private poller: ReturnType<typeof setInterval> | null = null;
   private stopped = false;
+  /**
+   * Failed events whose retry could not be written (storage failed a moment): written again at
+   * each poll, or they would wait in the outbox, untried, until a restart or a takeover.
+   */
+  private stranded: { event: TakenHook; at: number }[] = [];
+  private restranding: Promise<void> | null = null;
   /** Whether the last attempt failed: failures are logged when they start and when they end, not each. */
   private failing = false;
   private readonly fetch: NonNullable<WebhookOptions["fetch"]>;
@@ -169,6 +175,7 @@ export class Webhooks {
 
   private tick(): void {
     this.kick();
+    this.unstrand();
     this.count();
     this.outbox.pending().then(
       (n) => (this.ctx.metrics.webhookPending = n),
@@ -264,9 +271,19 @@ export class Webhooks {
       await this.outbox.retry(event, at);
       this.ctx.log("debug", "webhook_retry", { id: event.id, type: event.type, attempts: event.attempts + 1, at });
     } catch (error) {
-      // It stays where it was: tried again when the outbox hands it out again.
+      this.stranded.push({ event, at });
       this.ctx.log("warn", "webhook_queue", { error: String(error) });
     }
+  }
+
+  /** Writes the stranded events' retries again; those that fail again wait for the next poll. */
+  private unstrand(): void {
+    if (this.restranding || this.stranded.length === 0) return;
+    const events = this.stranded;
+    this.stranded = [];
+    this.restranding = (async () => {
+      for (const { event, at } of events) await this.outbox.retry(event, at).catch(() => this.stranded.push({ event, at }));
+    })().finally(() => (this.restranding = null));
   }
 
   private drop(event: TakenHook, why: string): void {
@@ -312,6 +329,9 @@ export class Webhooks {
     const attempts = [...this.inFlight.values()];
     for (const a of attempts) a.stop.abort();
     await Promise.all(attempts.map((a) => a.done));
+    // A last try for the stranded; those it cannot write are handed out again after a restart (SQLite) or a takeover (Redis).
+    this.unstrand();
+    await this.restranding;
     this.flushNow?.();
     await this.flushing;
     this.count();

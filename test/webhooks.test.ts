@@ -14,6 +14,7 @@ import { Webhook } from "standardwebhooks";
 import { join } from "node:path";
 import { DEFAULTS, loadConfig, webhookKeys } from "../src/config.ts";
 import type { Context } from "../src/context.ts";
+import type { Outbox, TakenHook } from "../src/engine.ts";
 import { Metrics } from "../src/metrics.ts";
 import { WEBHOOK_EVENTS } from "../src/protocol/wire.ts";
 import { openRedis } from "../src/redis/index.ts";
@@ -438,6 +439,52 @@ describe("the outbox in storage", () => {
     expect(ds.map((d) => d.data.action).sort()).toEqual(["ban", "kick", "mute", "role"]);
     for (const c of [owner, ann, bob, cat]) c.close();
   });
+
+  for (const engine of ENGINES) {
+    test(`${engine}: a failed attempt whose retry could not be written (a storage blip) is still tried again`, async () => {
+      using dir = tempDir();
+      let offset = 0;
+      const now = () => Date.now() + offset;
+      const opened = engine === "sqlite" ? null : await openRedis(DEFAULTS, redis.url(redis.freshDb()), () => {}, now);
+      const store = opened?.store ?? new SqliteStore(join(dir.path, "chat.sqlite"), 1000);
+      try {
+        const outbox: Outbox = store.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 1000 });
+        // One failure, of the write that puts the failed event among the retries.
+        let failOnce = true;
+        const retry = outbox.retry.bind(outbox);
+        outbox.retry = (e: TakenHook, at: number) => {
+          if (!failOnce) return retry(e, at);
+          failOnce = false;
+          return Promise.reject(new Error("disk I/O error (injected)"));
+        };
+        const waker = new Waker();
+        let takes = 0;
+        const take = outbox.take.bind(outbox);
+        outbox.take = (n, at) => (takes++, waker.poke(), take(n, at));
+        const calls: string[] = [];
+        const fetch = async (_url: string, init: RequestInit) => {
+          calls.push(String((init.headers as Record<string, string>)["webhook-id"]));
+          waker.poke();
+          return new Response(null, { status: calls.length === 1 ? 500 : 200 });
+        };
+        const logs: string[] = [];
+        const ctx = { config: DEFAULTS, now, metrics: new Metrics(), log: (_l: string, e: string) => (logs.push(e), waker.poke()) } as unknown as Context;
+        const hooks = new Webhooks(ctx, outbox, { url: "http://127.0.0.1:9/", keys: webhookKeys(TEST_WEBHOOK_SECRET)!, maxAgeMs: 24 * 3_600_000, types: new Set(WEBHOOK_EVENTS), fetch, pollMs: 20 });
+        await outbox.add([{ id: "msg_stranded", type: "message.created", ts: now(), data: { type: "presence", room: "r", event: "join", user: { id: "u", name: "ann" } } }]);
+        hooks.start();
+        await waker.until(() => logs.includes("webhook_queue"), () => null, () => "the failed retry write");
+        // Ten minutes on, the first retry (about 5 s) is long due: it comes within 20 polls.
+        offset += 600_000;
+        const from = takes;
+        await waker.until(() => takes >= from + 20 || calls.length > 1, () => null, () => "20 polls");
+        await hooks.stop();
+        expect(calls).toEqual(["msg_stranded", "msg_stranded"]);
+      } finally {
+        await opened?.roster.close().then(() => opened.relay.close());
+        await store.close();
+      }
+    });
+  }
 
   test("Redis that lost its data: the consumer group is made again and events flow", async () => {
     await using receiver = webhookReceiver();
