@@ -119,6 +119,8 @@ export class Webhooks {
    */
   private stranded: { event: TakenHook; at: number }[] = [];
   private restranding: Promise<void> | null = null;
+  /** Finished events whose removal could not be written: removed again at the next poll. */
+  private undone: TakenHook[] = [];
   /** Whether the last attempt failed: failures are logged when they start and when they end, not each. */
   private failing = false;
   private readonly fetch: NonNullable<WebhookOptions["fetch"]>;
@@ -276,8 +278,11 @@ export class Webhooks {
     }
   }
 
-  /** Writes the stranded events' retries again; those that fail again wait for the next poll. */
+  /** Writes again what storage failed to take: retries (stranded), and removals (undone); what fails again waits for the next poll. */
   private unstrand(): void {
+    const undone = this.undone;
+    this.undone = [];
+    for (const event of undone) this.finish(event);
     if (this.restranding || this.stranded.length === 0) return;
     const events = this.stranded;
     this.stranded = [];
@@ -312,7 +317,8 @@ export class Webhooks {
         try {
           await this.outbox.done(events);
         } catch (error) {
-          // Still queued: delivered again later (at least once).
+          // Still queued (delivered again if this process ends first: at least once); removed again at the next poll.
+          this.undone.push(...events);
           this.ctx.log("warn", "webhook_queue", { error: String(error) });
         }
       }

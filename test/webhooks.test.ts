@@ -14,7 +14,7 @@ import { Webhook } from "standardwebhooks";
 import { join } from "node:path";
 import { DEFAULTS, loadConfig, webhookKeys } from "../src/config.ts";
 import type { Context } from "../src/context.ts";
-import type { Outbox, TakenHook } from "../src/engine.ts";
+import type { Outbox } from "../src/engine.ts";
 import { Metrics } from "../src/metrics.ts";
 import { WEBHOOK_EVENTS } from "../src/protocol/wire.ts";
 import { openRedis } from "../src/redis/index.ts";
@@ -441,7 +441,7 @@ describe("the outbox in storage", () => {
   });
 
   for (const engine of ENGINES) {
-    test(`${engine}: a failed attempt whose retry could not be written (a storage blip) is still tried again`, async () => {
+    test(`${engine}: what storage failed to write a moment (a retry, a removal) is written again: the event is tried again, then leaves the queue`, async () => {
       using dir = tempDir();
       let offset = 0;
       const now = () => Date.now() + offset;
@@ -449,14 +449,12 @@ describe("the outbox in storage", () => {
       const store = opened?.store ?? new SqliteStore(join(dir.path, "chat.sqlite"), 1000);
       try {
         const outbox: Outbox = store.openOutbox({ types: new Set(WEBHOOK_EVENTS), maxPending: 1000 });
-        // One failure, of the write that puts the failed event among the retries.
-        let failOnce = true;
-        const retry = outbox.retry.bind(outbox);
-        outbox.retry = (e: TakenHook, at: number) => {
-          if (!failOnce) return retry(e, at);
-          failOnce = false;
-          return Promise.reject(new Error("disk I/O error (injected)"));
-        };
+        // One failure each, of the write that puts the failed event among the retries and of the one that removes it once delivered.
+        const failing = new Set(["retry", "done"]);
+        const once = <A extends unknown[]>(name: string, real: (...args: A) => Promise<void>) => (...args: A) =>
+          failing.delete(name) ? Promise.reject(new Error("disk I/O error (injected)")) : real(...args);
+        outbox.retry = once("retry", outbox.retry.bind(outbox));
+        outbox.done = once("done", outbox.done.bind(outbox));
         const waker = new Waker();
         let takes = 0;
         const take = outbox.take.bind(outbox);
@@ -477,8 +475,10 @@ describe("the outbox in storage", () => {
         offset += 600_000;
         const from = takes;
         await waker.until(() => takes >= from + 20 || calls.length > 1, () => null, () => "20 polls");
-        await hooks.stop();
         expect(calls).toEqual(["msg_stranded", "msg_stranded"]);
+        await waker.until(() => logs.filter((e) => e === "webhook_queue").length === 2, () => null, () => "the failed removal");
+        await hooks.stop();
+        expect(await outbox.pending()).toBe(0);
       } finally {
         await opened?.roster.close().then(() => opened.relay.close());
         await store.close();
