@@ -431,8 +431,9 @@ export function createRooms(deps: RoomsDeps) {
     const fresh = freshEntries.filter((m) => m.type === "message");
     const me = self.me;
     for (const m of messages) {
-      // Our message is in: in slow mode, the next one waits.
-      if (outbox.echoed(m, me?.id) && kind === "news" && slowSent(room, m, mayWriteFreely(rankOf(room.role, self.admin)), Date.now())) deps.changed(room);
+      outbox.echoed(m, me?.id);
+      // Ours, sent from this tab or another: in slow mode, the next one waits.
+      if (kind === "news" && m.user.id === me?.id && slowSent(room, m, mayWriteFreely(rankOf(room.role, self.admin)), Date.now())) deps.changed(room);
     }
     addEvents(room, freshEntries, kind);
     // Our own message means we had read what came before it, wherever we wrote it.

@@ -437,6 +437,29 @@ test(
 );
 
 test(
+  "slow mode counts bob's sends from every tab: another tab of the same browser counts down too",
+  async () => {
+    const server = await suite.server("slow-tabs");
+    const room = "slow";
+    const owner = await suite.client(server);
+    await botIn(owner, "keeper", room);
+    owner.send({ type: "room_settings", room, slowModeSeconds: 60, ref: "s" });
+    await owner.until((f) => f.type === "ok");
+    const tab1 = await signIn(await suite.newPage("bob"), server, "bob", room);
+    const tab2 = await suite.newTab(tab1, "bob-2");
+    await tab2.goto(new URL(`/#${room}`, server.url).href);
+    await live(tab2, room);
+    await say(tab1, "one");
+    await seen(tab2, room, "one");
+    await tab1.waitForFunction(() => /^Send \((59|60) s\)$/.test(document.getElementById("send")!.textContent!));
+    expect(await tab2.textContent("#send")).toMatch(/^Send \((59|60) s\)$/);
+    expect(await tab2.isDisabled("#send")).toBe(true);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
   "a mute lifted while the page was offline (said live only) does not keep the composer blocked after it reconnects",
   async () => {
     const server = await suite.server("unmuted-away");
