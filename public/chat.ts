@@ -335,8 +335,12 @@ export function createChat(deps: ChatDeps) {
   }
 
   function helloRefused(f: ErrorFrame): void {
-    // Passing trouble: the connect timeout gives this socket up and the connection tries again.
-    if (PASSING.includes(f.code)) return;
+    // Passing trouble: the connection tries again when the socket is given up (by the server's
+    // close, or the connect timeout), not before the server's retryAfterMs (the hello rate).
+    if (PASSING.includes(f.code)) {
+      if (f.retryAfterMs !== undefined) link.holdOff(f.retryAfterMs);
+      return;
+    }
     if (f.code === "auth_required" || f.code === "auth_invalid") return signInRefused(f);
     // A hello with a session and no name (none stored that could be one) found the session gone: just ask.
     const why = !self.name && f.code === "name_invalid" ? "" : (NAME_REFUSED[f.code] ?? f.message);
