@@ -107,3 +107,42 @@ test(
   },
   TEST_MS,
 );
+
+test(
+  "a join refused for ROOM_STARTS_PER_HOUR (retryAfterMs up to an hour): the room says how long, and is not asked for again every second",
+  async () => {
+    const server = await suite.server("room-starts", { roomStartsPerHour: 1 });
+    const bob = await suite.newPage("bob");
+    const joins: string[] = [];
+    let retryAfterMs = 0;
+    bob.on("websocket", (ws) => {
+      ws.on("framesent", ({ payload }) => {
+        const f = JSON.parse(String(payload));
+        if (f.type === "join") joins.push(f.room);
+      });
+      ws.on("framereceived", ({ payload }) => {
+        const f = JSON.parse(String(payload));
+        if (f.type === "error" && f.code === "rate_limited" && f.ref === "join:second") retryAfterMs = f.retryAfterMs;
+      });
+    });
+    await signIn(bob, server, "bob", "first");
+    await bob.fill("#join-room", "second");
+    await bob.press("#join-room", "Enter");
+    // The room is out of the way, saying when to try again: not "joining" for an hour.
+    const out = bob.locator(`.room[data-room="second"] .out-note`);
+    await out.waitFor();
+    expect(retryAfterMs).toBeGreaterThan(59 * 60_000);
+    expect(await out.locator(".out-text").textContent()).toBe("Too many new rooms started: try #second again in 1 h.");
+    expect(await bob.isDisabled("#composer-text")).toBe(true);
+    // Asked for again by hand, it is refused again, and says so again; the room bob is in is not touched.
+    await out.getByRole("button", { name: "Join #second again" }).click();
+    await bob.waitForFunction(() => document.querySelector(`.room[data-room="second"] .out-note`)?.checkVisibility());
+    await live(bob, "first");
+    await bob.evaluate(() => (location.hash = "first"));
+    await say(bob, "still here");
+    await seen(bob, "first", "still here");
+    expect(joins).toEqual(["first", "second", "second"]);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
