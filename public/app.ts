@@ -8,7 +8,7 @@
  *   rooms.ts       each room's state and log; sync.ts keeps it exactly once
  *   outbox.ts      unsent messages, sent exactly once; pending.ts draws them
  *   identity.ts    who you are, remembered for every tab; signin.ts the sign-in screen
- *   moderation.ts  roles, kicks, bans, mutes, slow mode; header.ts the room's topic and settings
+ *   moderation.ts  roles, kicks, bans, mutes, slow mode (slow.ts its wait, pure); header.ts the room's topic and settings
  *   messages.ts    reply, edit, delete; events.ts what stored events change (pure)
  *   room.ts, presence.ts, timeline.ts, directory.ts, mentions.ts, banner.ts, menu.ts, dom.ts: what is drawn
  *   format.ts      the message format (code, quotes, bold, …): grammar, parser, drawing

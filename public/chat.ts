@@ -11,6 +11,7 @@ import type { Connection, Status } from "./connection.ts";
 import type { Directory } from "./directory.ts";
 import { TIMER_MAX_MS, h, randomId } from "./dom.ts";
 import type { Ui } from "./elements.ts";
+import { duration } from "./events.ts";
 import type { Header } from "./header.ts";
 import type { Change, Identity, Self } from "./identity.ts";
 import type { Ask } from "./menu.ts";
@@ -19,12 +20,18 @@ import type { Moderation } from "./moderation.ts";
 import { PASSING, type Outbox } from "./outbox.ts";
 import type { PendingRows } from "./pending.ts";
 import { parseHash } from "./hash.ts";
+import type { Room } from "./room.ts";
 import type { Rooms } from "./rooms.ts";
 import type { SignIn } from "./signin.ts";
 import { parseRef, refFor } from "./sync.ts";
 
-/** Wait before redoing a request the server refused for a passing reason (rate_limited, internal). */
+/** Wait before redoing a request the server refused for a passing reason (rate_limited, internal) without saying how long. */
 const RETRY_DELAY_MS = 1_000;
+/**
+ * A join refused for longer than this (too many new rooms started this hour) is told to the
+ * reader, and the room waits out of the way, not busy joining, until then.
+ */
+const LONG_WAIT_MS = 10_000;
 /** The character counter appears once a text uses this share of maxTextChars. */
 const COUNTER_FROM = 0.8;
 /** The longest text accepted before the server has told us its limit. */
@@ -297,7 +304,7 @@ export function createChat(deps: ChatDeps) {
       const room = rooms.get(item.room);
       if (room) moderation.sendRefused(room, f);
       if (room && refusal === "rejoin") rooms.join(room);
-      else if (room && refusal === "later") later(() => outbox.flush(room.name), f.code === "slow_mode" ? f.retryAfterMs : undefined);
+      else if (room && refusal === "later") later(() => outbox.flush(room.name), f.retryAfterMs);
       return;
     }
     const parsed = parseRef(ref);
@@ -308,12 +315,12 @@ export function createChat(deps: ChatDeps) {
         return; // nothing to redo: typing is best effort, and a refused leave means we are out
       case "join":
         if (!room) return;
-        if (PASSING.includes(f.code)) return later(() => rooms.retry(room, "join"));
+        if (PASSING.includes(f.code)) return joinLater(room, f.retryAfterMs);
         if (moderation.joinRefused(room, f)) return;
         banner.notice(JOIN_REFUSED[f.code]?.(room.name) ?? `Could not join #${room.name}: ${f.message}.`);
         return rooms.leave(room.name, false);
       case "forward":
-        if (room) later(() => rooms.retry(room, "forward"));
+        if (room) later(() => rooms.retry(room, "forward"), f.retryAfterMs);
         return;
       case "older":
         if (room) rooms.olderFailed(room);
@@ -335,8 +342,12 @@ export function createChat(deps: ChatDeps) {
   }
 
   function helloRefused(f: ErrorFrame): void {
-    // Passing trouble: the connect timeout gives this socket up and the connection tries again.
-    if (PASSING.includes(f.code)) return;
+    // Passing trouble: the connection tries again when the socket is given up (by the server's
+    // close, or the connect timeout), not before the server's retryAfterMs (the hello rate).
+    if (PASSING.includes(f.code)) {
+      if (f.retryAfterMs !== undefined) link.holdOff(f.retryAfterMs);
+      return;
+    }
     if (f.code === "auth_required" || f.code === "auth_invalid") return signInRefused(f);
     // A hello with a session and no name (none stored that could be one) found the session gone: just ask.
     const why = !self.name && f.code === "name_invalid" ? "" : (NAME_REFUSED[f.code] ?? f.message);
@@ -376,6 +387,23 @@ export function createChat(deps: ChatDeps) {
     renamingFrom = null;
     showLogin(self.me ? "" : self.name, why);
     if (wrongAdmin) signin.adminRefused(why);
+  }
+
+  /**
+   * A join refused for a while is asked again when the server says (`retryAfterMs`). A long wait
+   * is said, in the room (out of it, with "Join again") and, for a room not shown, in a notice;
+   * the room is joined again by itself when the wait is over.
+   */
+  function joinLater(room: Room, ms = RETRY_DELAY_MS): void {
+    if (ms <= LONG_WAIT_MS) return later(() => rooms.retry(room, "join"), ms);
+    const text = `Too many new rooms started: try #${room.name} again in ${duration(Math.ceil(ms / 60_000) * 60)}.`;
+    if (rooms.currentRoom() !== room) banner.notice(text);
+    rooms.shut(room, text, true);
+    if (ms > TIMER_MAX_MS) return;
+    window.setTimeout(() => {
+      // Still out for this reason, and still on the list: not joined by hand, left or refused otherwise meanwhile.
+      if (room.out?.text === text && rooms.get(room.name) === room) rooms.rejoin(room);
+    }, ms);
   }
 
   /** Runs `fn` after `ms` (RETRY_DELAY_MS by default), unless the connection was replaced meanwhile. */

@@ -83,6 +83,8 @@ export class Connection {
   private attempt = 0;
   /** Until this performance.now() time, retries follow restartDelay (the server said it restarts). */
   private restartUntil = 0;
+  /** The next reconnect waits at least until this performance.now() time (the server said when: holdOff). */
+  private notBefore = 0;
   private bucket: TokenBucket | null = null;
   /** Frames waiting for a rate token, oldest first; dropped with the socket. */
   private queue: ClientFrame[] = [];
@@ -128,6 +130,14 @@ export class Connection {
     if (!this.ws || this.welcomed || this.ws.readyState !== WebSocket.OPEN) return false;
     this.write(this.on.hello());
     return true;
+  }
+
+  /**
+   * The server refused this socket's hello for a while (too many hellos from this address, with
+   * `retryAfterMs`): the next reconnect waits at least `ms`, not the backoff's first 250 ms.
+   */
+  holdOff(ms: number): void {
+    this.notBefore = performance.now() + ms;
   }
 
   /** Closes and stays closed until start(); `status` says why. */
@@ -276,7 +286,10 @@ export class Connection {
   }
 
   private retryLater(note?: string): void {
-    const delay = performance.now() < this.restartUntil ? restartDelay() : backoffDelay(this.attempt++);
+    const now = performance.now();
+    const backoff = now < this.restartUntil ? restartDelay() : backoffDelay(this.attempt++);
+    const delay = Math.max(backoff, this.notBefore - now);
+    this.notBefore = 0;
     this.on.status({ state: "reconnecting", at: Date.now() + delay, delayMs: delay, ...(note ? { note } : {}) });
     this.timers.retry = window.setTimeout(() => this.connect(), delay);
   }

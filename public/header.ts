@@ -5,7 +5,7 @@
  * read-only and slow mode for the owner and admins). Both are native modal dialogs.
  */
 
-import type { ErrorFrame, InviteFrame, RoomSettings } from "../src/protocol/wire.ts";
+import { DEFAULT_SETTINGS, type ErrorFrame, type InviteFrame, type RoomSettings } from "../src/protocol/wire.ts";
 import type { Connection } from "./connection.ts";
 import { h, untilText } from "./dom.ts";
 import type { Ui } from "./elements.ts";
@@ -30,6 +30,11 @@ export function createHeader(deps: HeaderDeps) {
   const { ui, rooms, link, self } = deps;
   /** The room the open settings dialog is about. */
   let editing: Room | null = null;
+  /**
+   * Its settings as the dialog opened: a save sends only what the form changed from these, so a
+   * change someone else made meanwhile stands (the server changes only the fields sent).
+   */
+  let opened: RoomSettings = { ...DEFAULT_SETTINGS };
   /** The room whose invite link was asked for, and the ref of that request. */
   let inviting: { room: string; ref: string } | null = null;
 
@@ -54,7 +59,7 @@ export function createHeader(deps: HeaderDeps) {
     const room = rooms.currentRoom();
     if (!room) return;
     editing = room;
-    const s = room.settings;
+    const s = (opened = { ...room.settings });
     const owner = maySettings(rankOf(room.role, self.admin));
     ui.settingsTitle.textContent = `Settings of #${room.name}`;
     ui.settingsTopic.value = s.topic;
@@ -76,11 +81,11 @@ export function createHeader(deps: HeaderDeps) {
     ui.settingsSlow.append(h("option", { text: `One message per ${duration(seconds)}`, attrs: { value: String(seconds) } }));
   }
 
-  /** Sends what changed; the dialog closes when the server says it is done. */
+  /** Sends what the form changed; the dialog closes when the server says it is done. */
   function saveSettings(): void {
     const room = editing;
     if (!room) return;
-    const s = room.settings;
+    const s = opened;
     const changes: Partial<RoomSettings> = {};
     const topic = ui.settingsTopic.value.replace(/\s+/g, " ").trim();
     if (topic !== s.topic) changes.topic = topic;

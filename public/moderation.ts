@@ -18,6 +18,7 @@ import { showMenu, type Ask, type MenuItem } from "./menu.ts";
 import { mayModerate, maySetRole, mayWriteFreely, rankOf, type Rank } from "./rights.ts";
 import type { Room } from "./room.ts";
 import type { Rooms } from "./rooms.ts";
+import { refused as slowRefused, waitMs as slowWait } from "./slow.ts";
 import { refFor } from "./sync.ts";
 
 /** The lengths of a mute the member menu offers, in seconds. */
@@ -228,10 +229,10 @@ export function createModeration(deps: ModerationDeps) {
     );
   }
 
-  /** A send was refused: muted and slow mode say until when, and the composer shows it. */
+  /** A send was refused: a mute says until when, slow mode how long to wait; the composer shows it. */
   function sendRefused(room: Room, f: ErrorFrame): void {
     if (f.code === "muted") room.mutedUntil = f.until ?? Infinity;
-    else if (f.code === "slow_mode") room.slowUntil = Date.now() + (f.retryAfterMs ?? room.settings.slowModeSeconds * 1000);
+    else if (f.code === "slow_mode") slowRefused(room, f.retryAfterMs, Date.now());
     else return;
     deps.changed(room);
   }
@@ -251,7 +252,7 @@ export function createModeration(deps: ModerationDeps) {
     if (room.settings.readOnly && !free) return { ...open, note: `#${room.name} is read-only: only moderators write here.`, blocked: true };
     const slow = room.settings.slowModeSeconds;
     if (!slow || free) return open;
-    const waitMs = Math.max(0, room.slowUntil - at);
+    const waitMs = slowWait(room, free, at);
     return { ...open, note: `Slow mode: one message per ${duration(slow)}.`, waitMs, changesInMs: waitMs % 1000 || Math.min(waitMs, 1000) };
   }
 

@@ -39,9 +39,10 @@ export interface Room {
   out: { text: string; rejoin: boolean } | null;
   /** The latest moderation frame about us here: why we were sent out, or muted. */
   action: ModerationFrame | undefined;
-  /** Until when we are muted here, and may next send in slow mode (epoch ms; 0: not). */
+  /** Until when we are muted here (epoch ms; 0: not). */
   mutedUntil: number;
-  slowUntil: number;
+  /** When we last sent here while slow mode was on, as slow.ts keeps it (epoch ms; 0: never). */
+  lastSent: number;
   /** Members a moderator saw muted here, until when (from live frames). */
   muted: Map<string, number>;
   /** Members before our last disconnect, and until when their return is not news. */

@@ -26,7 +26,9 @@ import type { Identity, Self } from "./identity.ts";
 import type { Outbox } from "./outbox.ts";
 import { createPresence } from "./presence.ts";
 import { createPosition } from "./position.ts";
+import { mayWriteFreely, rankOf } from "./rights.ts";
 import { createNav, createView, drawEmpty, drawNav, drawOlder, drawOut, drawSync, memberItems, placeDivider, titleOf, type Room } from "./room.ts";
+import { sent as slowSent } from "./slow.ts";
 import { createRoomSync, refFor, type Step } from "./sync.ts";
 import { eventRow, insertBySeq, layout, messageRow, redrawMessage, regroupPending } from "./timeline.ts";
 
@@ -121,7 +123,7 @@ export function createRooms(deps: RoomsDeps) {
       out: null,
       action: undefined,
       mutedUntil: 0,
-      slowUntil: 0,
+      lastSent: 0,
       muted: new Map(),
       returning: new Map(),
       typing: new Map(),
@@ -429,11 +431,9 @@ export function createRooms(deps: RoomsDeps) {
     const fresh = freshEntries.filter((m) => m.type === "message");
     const me = self.me;
     for (const m of messages) {
-      // Our message is in: in slow mode, the next one waits.
-      if (outbox.echoed(m, me?.id) && kind === "news" && room.settings.slowModeSeconds > 0) {
-        room.slowUntil = Date.now() + room.settings.slowModeSeconds * 1000;
-        deps.changed(room);
-      }
+      outbox.echoed(m, me?.id);
+      // Ours, sent from this tab or another: in slow mode, the next one waits.
+      if (kind === "news" && m.user.id === me?.id && slowSent(room, m, mayWriteFreely(rankOf(room.role, self.admin)), Date.now())) deps.changed(room);
     }
     addEvents(room, freshEntries, kind);
     // Our own message means we had read what came before it, wherever we wrote it.

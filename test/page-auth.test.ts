@@ -170,6 +170,36 @@ test(
 );
 
 test(
+  "the settings dialog sends only what the owner changed in it: a change someone else made while it was open stands",
+  async () => {
+    const server = await suite.server("settings-merge");
+    const room = "board";
+    const olive = await signIn(await suite.newPage("olive"), server, "olive", room);
+    const admin = await suite.client(server);
+    admin.send({ type: "hello", name: "ada", adminToken: ADMIN_TOKEN });
+    await admin.expect("welcome");
+    await admin.join(room);
+
+    await olive.click("#room-settings");
+    await olive.locator("#settings-dialog[open]").waitFor();
+    // Meanwhile an admin turns slow mode on; the open dialog still shows it off.
+    admin.send({ type: "room_settings", room, slowModeSeconds: 30, ref: "a" });
+    await admin.until((f) => f.type === "ok" && f.ref === "a");
+    await waitForText(olive, "#room-flags", "slow mode 30 s");
+    // Olive changes the topic only: slow mode stays as the admin set it.
+    await olive.fill("#settings-topic", "Plans");
+    await olive.click("#settings-save");
+    await olive.locator("#settings-dialog").waitFor({ state: "hidden" });
+    const settings = (await admin.until((f) => f.type === "settings" && f.topic === "Plans")).at(-1)!;
+    expect(settings.slowModeSeconds).toBe(30);
+    await line(olive, room, "olive set the topic: “Plans”");
+    expect(await olive.textContent("#room-flags")).toBe("slow mode 30 s");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
   "an invite link: made by the owner, copied, opened by someone else it joins the private room once; the room stays on their list",
   async () => {
     const server = await suite.server("invites");

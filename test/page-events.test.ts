@@ -1,8 +1,9 @@
 /**
  * Unit tests of the page's pure v1.2 parts, without a browser: what stored events do to a room's
  * messages and what its lines say (public/events.ts), who may do what (public/rights.ts), the
- * address (public/hash.ts), what is read back of stored identity (public/identity.ts) and of
- * `/api/info` (public/signin.ts). page-auth and page-moderation cover the same in Chromium.
+ * address (public/hash.ts), slow mode's wait (public/slow.ts), what is read back of stored
+ * identity (public/identity.ts) and of `/api/info` (public/signin.ts). page-auth and
+ * page-moderation cover the same in Chromium.
  */
 import { describe, expect, test } from "bun:test";
 import { applyChange, createMessageLog, duration, moderationLine, outLine, quoteOf, settingsLine } from "../public/events.ts";
@@ -10,6 +11,7 @@ import { parseHash } from "../public/hash.ts";
 import { createIdentity, usableName, type Store } from "../public/identity.ts";
 import { mayDelete, mayModerate, maySetRole, maySettings, mayTopic, mayWriteFreely, rankOf } from "../public/rights.ts";
 import { readInfo } from "../public/signin.ts";
+import { refused as slowRefused, sent as slowSent, waitMs as slowWaitMs } from "../public/slow.ts";
 import { DEFAULT_SETTINGS, type DeleteEvent, type EditEvent, type MessageFrame, type ModerationFrame, type SettingsEvent } from "../src/protocol/wire.ts";
 
 const ANN = { id: "u-ann", name: "ann" };
@@ -120,6 +122,51 @@ describe("rights, as the page offers them", () => {
     expect(maySetRole("owner", "moderator")).toBe(true);
     expect(maySetRole("moderator", "member")).toBe(false);
     expect(maySetRole("admin", "owner")).toBe(false);
+  });
+});
+
+describe("slow mode's wait", () => {
+  const slowRoom = (slowModeSeconds: number) => ({ settings: { ...DEFAULT_SETTINGS, slowModeSeconds }, settingsSeq: 4, lastSent: 0 });
+
+  test("from our last send with the setting now: lowered, shorter at once; raised, longer; off, none", () => {
+    const room = slowRoom(60);
+    expect(slowSent(room, { seq: 5, ts: 10_000 }, false, 10_200)).toBe(true);
+    expect(slowWaitMs(room, false, 10_200)).toBe(59_800);
+    room.settings.slowModeSeconds = 5;
+    expect(slowWaitMs(room, false, 12_000)).toBe(3_000);
+    expect(slowWaitMs(room, false, 16_000)).toBe(0);
+    room.settings.slowModeSeconds = 30;
+    expect(slowWaitMs(room, false, 16_000)).toBe(24_000);
+    room.settings.slowModeSeconds = 0;
+    expect(slowWaitMs(room, false, 16_000)).toBe(0);
+    // Moderators and up never wait.
+    room.settings.slowModeSeconds = 30;
+    expect(slowWaitMs(room, true, 16_000)).toBe(0);
+  });
+
+  test("what counts: a send while it is on, not an older one (a retry's original), nor a moderator's", () => {
+    const room = slowRoom(60);
+    expect(slowSent(room, { seq: 6, ts: 20_000 }, false, 20_100)).toBe(true);
+    // The original of a retried send comes back later: it does not start the wait again.
+    expect(slowSent(room, { seq: 5, ts: 10_000 }, false, 30_000)).toBe(false);
+    expect(room.lastSent).toBe(20_000);
+    // Sent before the settings held now: perhaps with slow mode off, so only a refusal says.
+    expect(slowSent({ ...slowRoom(60), settingsSeq: 9 }, { seq: 8, ts: 25_000 }, false, 25_100)).toBe(false);
+    expect(slowSent(slowRoom(0), { seq: 5, ts: 10_000 }, false, 10_100)).toBe(false);
+    expect(slowSent(slowRoom(60), { seq: 5, ts: 10_000 }, true, 10_100)).toBe(false);
+    // The server's clock ahead of ours: the send was not after we saw it.
+    const ahead = slowRoom(60);
+    slowSent(ahead, { seq: 5, ts: 15_000 }, false, 10_000);
+    expect(slowWaitMs(ahead, false, 10_000)).toBe(60_000);
+  });
+
+  test("a refusal says when the server counts from: retryAfterMs before the setting's time is up", () => {
+    const room = slowRoom(30);
+    slowRefused(room, 10_000, 100_000);
+    expect(room.lastSent).toBe(80_000);
+    expect(slowWaitMs(room, false, 100_000)).toBe(10_000);
+    room.settings.slowModeSeconds = 15;
+    expect(slowWaitMs(room, false, 100_000)).toBe(0);
   });
 });
 

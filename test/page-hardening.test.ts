@@ -2,7 +2,8 @@
  * The page against what a hostile or broken browser state does to it (issue "abuse hardening",
  * finding 12), in Chromium: an address that does not decode, and stored values too big for a
  * hello. Both broke the page before: the first threw and sent the next message to another room
- * than the one shown, the second made it reconnect forever without ever asking for a name.
+ * than the one shown, the second made it reconnect forever without ever asking for a name. And
+ * the server's limits on an address or a user, whose waits the page keeps as long as they say.
  */
 import { expect, test } from "bun:test";
 import { TEST_MS, browserSuite, live, rows, say, seen, signIn, texts, waitForText } from "./page-browser.ts";
@@ -75,6 +76,72 @@ test(
     await waitForText(page, "#me-name", "olga2");
     // Nothing was ever closed with 1009.
     expect(server.logs.filter((l) => l.event === "close" && l.code === 1009)).toEqual([]);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "a hello refused for HELLO_RATE_PER_MINUTE (retryAfterMs, then 1008): the page waits that long before it says hello again",
+  async () => {
+    const server = await suite.server("hello-rate", { helloRatePerMinute: 1 });
+    const room = "hall";
+    const first = await signIn(await suite.newPage("ann"), server, "ann", room);
+    // A second tab from the same address: its hello finds the address's bucket empty.
+    const second = await suite.newTab(first, "ann-2");
+    const refusal = new Promise<number>((resolve) => {
+      second.on("websocket", (ws) =>
+        ws.on("framereceived", ({ payload }) => {
+          const f = JSON.parse(String(payload));
+          if (f.type === "error" && f.code === "rate_limited") resolve(f.retryAfterMs);
+        }),
+      );
+    });
+    await second.goto(new URL(`/#${room}`, server.url).href);
+    const retryAfterMs = await refusal;
+    expect(retryAfterMs).toBeGreaterThan(10_000);
+    await second.locator(`#status[data-state="reconnecting"]`).waitFor({ state: "attached" });
+    expect(Number(await second.getAttribute("#status", "data-retry-ms"))).toBeGreaterThanOrEqual(retryAfterMs - 1_000);
+    await waitForText(second, "#banner-text", "Closed by the server: rate limit exceeded.");
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "a join refused for ROOM_STARTS_PER_HOUR (retryAfterMs up to an hour): the room says how long, and is not asked for again every second",
+  async () => {
+    const server = await suite.server("room-starts", { roomStartsPerHour: 1 });
+    const bob = await suite.newPage("bob");
+    const joins: string[] = [];
+    let retryAfterMs = 0;
+    bob.on("websocket", (ws) => {
+      ws.on("framesent", ({ payload }) => {
+        const f = JSON.parse(String(payload));
+        if (f.type === "join") joins.push(f.room);
+      });
+      ws.on("framereceived", ({ payload }) => {
+        const f = JSON.parse(String(payload));
+        if (f.type === "error" && f.code === "rate_limited" && f.ref === "join:second") retryAfterMs = f.retryAfterMs;
+      });
+    });
+    await signIn(bob, server, "bob", "first");
+    await bob.fill("#join-room", "second");
+    await bob.press("#join-room", "Enter");
+    // The room is out of the way, saying when to try again: not "joining" for an hour.
+    const out = bob.locator(`.room[data-room="second"] .out-note`);
+    await out.waitFor();
+    expect(retryAfterMs).toBeGreaterThan(59 * 60_000);
+    expect(await out.locator(".out-text").textContent()).toBe("Too many new rooms started: try #second again in 1 h.");
+    expect(await bob.isDisabled("#composer-text")).toBe(true);
+    // Asked for again by hand, it is refused again, and says so again; the room bob is in is not touched.
+    await out.getByRole("button", { name: "Join #second again" }).click();
+    await bob.waitForFunction(() => document.querySelector(`.room[data-room="second"] .out-note`)?.checkVisibility());
+    await live(bob, "first");
+    await bob.evaluate(() => (location.hash = "first"));
+    await say(bob, "still here");
+    await seen(bob, "first", "still here");
+    expect(joins).toEqual(["first", "second", "second"]);
     suite.expectNoPageProblems();
   },
   TEST_MS,

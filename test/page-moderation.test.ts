@@ -395,6 +395,71 @@ test(
 );
 
 test(
+  "slow mode waits from bob's last send with the setting now: lowered, Send's countdown shortens at once; a refusal after a reload says when that send was",
+  async () => {
+    const server = await suite.server("slow-lowered");
+    const room = "slow";
+    const owner = await suite.client(server);
+    await botIn(owner, "keeper", room);
+    owner.send({ type: "room_settings", room, slowModeSeconds: 60, ref: "s60" });
+    await owner.until((f) => f.type === "ok");
+    const bob = await signIn(await suite.newPage("bob"), server, "bob", room);
+    /** The owner sets slow mode; the page shows it (and Send's countdown is drawn in the same task). */
+    const slowMode = async (seconds: number, ref: string) => {
+      owner.send({ type: "room_settings", room, slowModeSeconds: seconds, ref });
+      await owner.until((f) => f.type === "ok" && f.ref === ref);
+      await waitForText(bob, "#room-flags", `slow mode ${seconds} s`);
+    };
+    const countdown = async () => Number(/^Send \((\d+) s\)$/.exec((await bob.textContent("#send")) ?? "")?.[1] ?? 0);
+    await waitForText(bob, "#composer-note", "Slow mode: one message per 1 min.");
+    await say(bob, "one");
+    await seen(bob, room, "one");
+    await bob.waitForFunction(() => /^Send \((59|60) s\)$/.test(document.getElementById("send")!.textContent!));
+
+    // Lowered to 5 s, then raised to 50 s: the server lets bob send that long after "one".
+    await slowMode(5, "s5");
+    expect(await countdown()).toBeLessThanOrEqual(5);
+    await slowMode(50, "s50");
+    expect(await countdown()).toBeGreaterThan(40);
+
+    // After a reload the page knows of no send: the server's refusal of "two" tells it when "one"
+    // was, so lowering the setting shortens that wait too.
+    await bob.reload();
+    await live(bob, room);
+    expect(await bob.textContent("#send")).toBe("Send");
+    await say(bob, "two");
+    await bob.waitForFunction(() => /^Send \((4\d|50) s\)$/.test(document.getElementById("send")!.textContent!));
+    await slowMode(5, "s5again");
+    expect(await countdown()).toBeLessThanOrEqual(5);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
+  "slow mode counts bob's sends from every tab: another tab of the same browser counts down too",
+  async () => {
+    const server = await suite.server("slow-tabs");
+    const room = "slow";
+    const owner = await suite.client(server);
+    await botIn(owner, "keeper", room);
+    owner.send({ type: "room_settings", room, slowModeSeconds: 60, ref: "s" });
+    await owner.until((f) => f.type === "ok");
+    const tab1 = await signIn(await suite.newPage("bob"), server, "bob", room);
+    const tab2 = await suite.newTab(tab1, "bob-2");
+    await tab2.goto(new URL(`/#${room}`, server.url).href);
+    await live(tab2, room);
+    await say(tab1, "one");
+    await seen(tab2, room, "one");
+    await tab1.waitForFunction(() => /^Send \((59|60) s\)$/.test(document.getElementById("send")!.textContent!));
+    expect(await tab2.textContent("#send")).toMatch(/^Send \((59|60) s\)$/);
+    expect(await tab2.isDisabled("#send")).toBe(true);
+    suite.expectNoPageProblems();
+  },
+  TEST_MS,
+);
+
+test(
   "a mute lifted while the page was offline (said live only) does not keep the composer blocked after it reconnects",
   async () => {
     const server = await suite.server("unmuted-away");
