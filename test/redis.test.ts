@@ -10,7 +10,10 @@ import { RedisClient } from "bun";
 import { describe, expect, test } from "bun:test";
 import type { ServerOptions } from "../server.ts";
 import { nameKeys } from "../src/protocol/rules.ts";
+import { DEFAULTS } from "../src/config.ts";
 import { historyBytes } from "../src/redis/index.ts";
+import type { RedisLink } from "../src/redis/link.ts";
+import { RedisRoster } from "../src/redis/roster.ts";
 import { SCRIPTS } from "../src/redis/scripts.ts";
 import {
   Client,
@@ -642,6 +645,32 @@ describe("slow mode across instances", () => {
     expect(refused.retryAfterMs).toBeGreaterThan(25_000);
     for (const c of [olga, samA, samB]) c.close();
   }, REDIS_TEST_MS);
+});
+
+describe("the roster's recovery (unit, a link the test answers)", () => {
+  test("a reconnect's recovery asked while another fails runs at once after it, not at the next heartbeat", async () => {
+    let failGet: (error: Error) => void = () => {};
+    let gets = 0;
+    const link = {
+      connected: true,
+      send: (command: string) => {
+        if (command !== "GET") return Promise.resolve(null);
+        // The first read of Redis's mark fails (the connection dropped under it); the next finds it unchanged.
+        return ++gets === 1 ? new Promise((_, reject) => (failGet = reject)) : Promise.resolve("mark");
+      },
+      run: () => Promise.resolve(0),
+    };
+    const roster = new RedisRoster(link as unknown as RedisLink, "i1", () => {}, DEFAULTS, () => 0);
+    Object.assign(roster, { generation: "mark" });
+    let reconciled!: (reset: boolean) => void;
+    const reconciledOnce = new Promise<boolean>((resolve) => (reconciled = resolve));
+    roster.attach({ adopt() {}, lost() {}, renamedElsewhere() {}, nameLost() {}, reconcile: async (reset) => reconciled(reset) });
+    const heartbeat = roster.recover(false);
+    const reconnect = roster.recover(true);
+    failGet(new Error("connection closed"));
+    await Promise.allSettled([heartbeat, reconnect]);
+    expect(await bounded(reconciledOnce, "the presence put back")).toBe(false);
+  });
 });
 
 describe("Redis that loses its data, or comes back", () => {

@@ -137,6 +137,7 @@ export class RedisRoster implements Roster {
       return this.recovering;
     }
     this.recovering = (async () => {
+      let failed = false;
       try {
         const generation: string | null = await this.link.send("GET", [GENERATION_KEY]);
         const reset = generation !== this.generation;
@@ -155,12 +156,21 @@ export class RedisRoster implements Roster {
           await this.target.reconcile(reset);
           this.log("info", "roster_recovered", { instance: this.instance, reset });
         }
+      } catch (error) {
+        failed = true;
+        throw error;
       } finally {
         this.recovering = null;
+        const again = this.again;
+        this.again = null;
+        // One asked for meanwhile runs now, also when this one failed: a reconnect's recovery
+        // (Redis is back) must not wait for the next heartbeat. After a failure it is not awaited.
+        if (again) {
+          const next = this.recover(again.reconnected);
+          if (failed) next.catch((error) => this.log("warn", "redis_recover", { error: String(error) }));
+          else await next;
+        }
       }
-      const again = this.again;
-      this.again = null;
-      if (again) await this.recover(again.reconnected);
     })();
     return this.recovering;
   }
