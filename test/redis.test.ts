@@ -671,6 +671,24 @@ describe("the roster's recovery (unit, a link the test answers)", () => {
     await Promise.allSettled([heartbeat, reconnect]);
     expect(await bounded(reconciledOnce, "the presence put back")).toBe(false);
   });
+
+  test("a reconnect's recovery that fails (Redis answers LOADING as it comes back) is made by the next heartbeat's", async () => {
+    let gets = 0;
+    const link = {
+      connected: true,
+      send: (command: string) =>
+        command !== "GET" ? Promise.resolve(null) : ++gets === 1 ? Promise.reject(new Error("LOADING Redis is loading the dataset in memory")) : Promise.resolve("mark"),
+      run: () => Promise.resolve(0),
+    };
+    const roster = new RedisRoster(link as unknown as RedisLink, "i1", () => {}, DEFAULTS, () => 0);
+    Object.assign(roster, { generation: "mark" });
+    const reconciled: boolean[] = [];
+    roster.attach({ adopt() {}, lost() {}, renamedElsewhere() {}, nameLost() {}, reconcile: async (reset) => void reconciled.push(reset) });
+    await expect(roster.recover(true)).rejects.toThrow("LOADING");
+    await roster.recover(false);
+    await roster.recover(false);
+    expect(reconciled).toEqual([false]);
+  });
 });
 
 describe("Redis that loses its data, or comes back", () => {

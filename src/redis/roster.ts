@@ -82,6 +82,12 @@ export class RedisRoster implements Roster {
   private recovering: Promise<void> | null = null;
   /** A recovery was asked for while one ran: another follows it. */
   private again: { reconnected: boolean } | null = null;
+  /**
+   * A reconnect's recovery (the presence put back) not yet made: one that failed (Redis answered
+   * an error as it came back, still loading its data, say) is made by the next recovery, a
+   * heartbeat's if nothing else asks.
+   */
+  private owed = false;
 
   constructor(
     private readonly link: RedisLink,
@@ -136,6 +142,7 @@ export class RedisRoster implements Roster {
       this.again = { reconnected: reconnected || (this.again?.reconnected ?? false) };
       return this.recovering;
     }
+    if (reconnected) this.owed = true;
     this.recovering = (async () => {
       let failed = false;
       try {
@@ -152,8 +159,14 @@ export class RedisRoster implements Roster {
           // Only now: until the buckets are back, levels seen under the new mark are not kept (takeFrameBatch).
           this.generation = mark;
         }
-        if (reset || reconnected) {
-          await this.target.reconcile(reset);
+        if (reset || this.owed) {
+          this.owed = false;
+          try {
+            await this.target.reconcile(reset);
+          } catch (error) {
+            this.owed = true;
+            throw error;
+          }
           this.log("info", "roster_recovered", { instance: this.instance, reset });
         }
       } catch (error) {
