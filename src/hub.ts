@@ -363,7 +363,6 @@ export class Hub {
     return null;
   }
 
-
   /**
    * An explicit leave has no grace, and leaves only this connection: the others see the user
    * leave when its last connection has left (§10). It completes after the leaver's pending

@@ -648,23 +648,27 @@ describe("slow mode across instances", () => {
 });
 
 describe("the roster's recovery (unit, a link the test answers)", () => {
-  test("a reconnect's recovery asked while another fails runs at once after it, not at the next heartbeat", async () => {
-    let failGet: (error: Error) => void = () => {};
+  /** A roster on Redis's mark "mark" whose link answers GET with `get` (every other command: nothing), and the resets it reconciled. */
+  function rosterWith(get: (n: number) => Promise<unknown>, reconcile?: (reset: boolean) => void) {
     let gets = 0;
     const link = {
       connected: true,
-      send: (command: string) => {
-        if (command !== "GET") return Promise.resolve(null);
-        // The first read of Redis's mark fails (the connection dropped under it); the next finds it unchanged.
-        return ++gets === 1 ? new Promise((_, reject) => (failGet = reject)) : Promise.resolve("mark");
-      },
+      send: (command: string) => (command === "GET" ? get(++gets) : Promise.resolve(null)),
       run: () => Promise.resolve(0),
     };
     const roster = new RedisRoster(link as unknown as RedisLink, "i1", () => {}, DEFAULTS, () => 0);
     Object.assign(roster, { generation: "mark" });
+    const reconciled: boolean[] = [];
+    roster.attach({ adopt() {}, lost() {}, renamedElsewhere() {}, nameLost() {}, reconcile: async (reset) => void (reconciled.push(reset), reconcile?.(reset)) });
+    return { roster, reconciled };
+  }
+
+  test("a reconnect's recovery asked while another fails runs at once after it, not at the next heartbeat", async () => {
+    let failGet: (error: Error) => void = () => {};
     let reconciled!: (reset: boolean) => void;
     const reconciledOnce = new Promise<boolean>((resolve) => (reconciled = resolve));
-    roster.attach({ adopt() {}, lost() {}, renamedElsewhere() {}, nameLost() {}, reconcile: async (reset) => reconciled(reset) });
+    // The first read of Redis's mark fails (the connection dropped under it); the next finds it unchanged.
+    const { roster } = rosterWith((n) => (n === 1 ? new Promise((_, reject) => (failGet = reject)) : Promise.resolve("mark")), (reset) => reconciled(reset));
     const heartbeat = roster.recover(false);
     const reconnect = roster.recover(true);
     failGet(new Error("connection closed"));
@@ -673,17 +677,7 @@ describe("the roster's recovery (unit, a link the test answers)", () => {
   });
 
   test("a reconnect's recovery that fails (Redis answers LOADING as it comes back) is made by the next heartbeat's", async () => {
-    let gets = 0;
-    const link = {
-      connected: true,
-      send: (command: string) =>
-        command !== "GET" ? Promise.resolve(null) : ++gets === 1 ? Promise.reject(new Error("LOADING Redis is loading the dataset in memory")) : Promise.resolve("mark"),
-      run: () => Promise.resolve(0),
-    };
-    const roster = new RedisRoster(link as unknown as RedisLink, "i1", () => {}, DEFAULTS, () => 0);
-    Object.assign(roster, { generation: "mark" });
-    const reconciled: boolean[] = [];
-    roster.attach({ adopt() {}, lost() {}, renamedElsewhere() {}, nameLost() {}, reconcile: async (reset) => void reconciled.push(reset) });
+    const { roster, reconciled } = rosterWith((n) => (n === 1 ? Promise.reject(new Error("LOADING Redis is loading the dataset in memory")) : Promise.resolve("mark")));
     await expect(roster.recover(true)).rejects.toThrow("LOADING");
     await roster.recover(false);
     await roster.recover(false);

@@ -445,15 +445,18 @@ for (const engine of ENGINES) {
     });
 
     describe("TCP limits", () => {
+      /** A TCP door whose queue a few large messages fill. */
+      const SMALL_TCP_QUEUE = {
+        tcpPort: 0,
+        tcpMaxPendingBytes: 64 * 1024,
+        maxMessageChars: 100_000,
+        maxPayloadBytes: 12 * 100_000 + 512,
+        rateLimitBurst: 10_000,
+        rateLimitPerSecond: 10_000,
+      };
+
       test("a TCP client that never reads is closed at TCP_MAX_PENDING_BYTES; the others keep receiving", async () => {
-        await using server = await startServer({
-          tcpPort: 0,
-          tcpMaxPendingBytes: 64 * 1024,
-          maxMessageChars: 100_000,
-          maxPayloadBytes: 12 * 100_000 + 512,
-          rateLimitBurst: 10_000,
-          rateLimitPerSecond: 10_000,
-        });
+        await using server = await startServer(SMALL_TCP_QUEUE);
         const writer = await user(server, "writer", "general");
         const { client: reader } = await tcpUser(server, "reader");
         const { client: slow } = await tcpUser(server, "slow");
@@ -486,15 +489,7 @@ for (const engine of ENGINES) {
 
       test("a TCP client cut off at TCP_MAX_PENDING_BYTES by its /join's history leaves no ghost in the room, and frees its name", async () => {
         // The history is written in the middle of the join: the cut-off must wait for the join to end.
-        await using server = await startServer({
-          tcpPort: 0,
-          presenceGraceMs: 0,
-          tcpMaxPendingBytes: 64 * 1024,
-          maxMessageChars: 100_000,
-          maxPayloadBytes: 12 * 100_000 + 512,
-          rateLimitBurst: 10_000,
-          rateLimitPerSecond: 10_000,
-        });
+        await using server = await startServer({ ...SMALL_TCP_QUEUE, presenceGraceMs: 0 });
         const writer = await user(server, "writer", "big");
         // 10 messages of 50 000 lines each: ~15 MB of TCP lines for a /join, far past the kernel's buffers.
         const text = "😀\n".repeat(50_000).trim();
