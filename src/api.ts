@@ -116,25 +116,11 @@ export function apiRoutes(hub: Hub, ctx: Context, addressOf: AddressOf): Hono<Ap
   const send = (c: ApiContext, a: Answer) => c.json(a.body as object, a.status, a.headers);
 
   /**
-   * Every route of the API runs in here: storage that throws on the way (a commit or a read that
-   * failed) is 503 with its body (§11.6), as a failed commit is `internal` over WebSocket: never
-   * the HTTP door's bare 500.
+   * Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`.
+   * Storage that throws on the way is the HTTP door's to answer, for every /api route alike: 503
+   * with §11.6's body (createApp's onError), as a failed commit is `internal` over WebSocket.
    */
-  async function guarded(c: ApiContext, op: string, route: () => Promise<Response>): Promise<Response> {
-    try {
-      return await route();
-    } catch (error) {
-      ctx.log("error", "storage", { error: String(error), op: `api ${op}` });
-      return send(c, problem(503, "internal", "storage unavailable; send it again"));
-    }
-  }
-
-  /** Authorised, paid for (the actor's own bucket), validated by the frame's schema: then `run`. */
-  function command(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
-    return guarded(c, type, () => commandSteps(c, type, fields, run));
-  }
-
-  async function commandSteps(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
+  async function command(c: ApiContext, type: ClientFrameType, fields: (b: Record<string, unknown>) => Record<string, unknown>, run: (actor: Actor, frame: any) => Promise<Answer>): Promise<Response> {
     const actor = await bearer(c);
     if (isAnswer(actor)) return send(c, actor);
     const data = await body(c);
@@ -178,36 +164,30 @@ export function apiRoutes(hub: Hub, ctx: Context, addressOf: AddressOf): Hono<Ap
     return actor.admin ? null : problem(403, "forbidden", "only admins manage bots");
   }
 
-  app.post("/api/bots", (c) =>
-    guarded(c, "bots create", async () => {
-      const denied = await admin(c);
-      if (denied) return send(c, denied);
-      const data = await body(c);
-      if (isAnswer(data)) return send(c, data);
-      const parsed = CreateBot.safeParse(data);
-      if (!parsed.success) return send(c, problem(400, "bad_request", "name: a string"));
-      const made = await hub.bots.create(parsed.data.name);
-      return send(c, answer(made, ({ bot, token }) => ({ body: { bot: botRef(bot), token }, status: 201 })));
-    }),
-  );
+  app.post("/api/bots", async (c) => {
+    const denied = await admin(c);
+    if (denied) return send(c, denied);
+    const data = await body(c);
+    if (isAnswer(data)) return send(c, data);
+    const parsed = CreateBot.safeParse(data);
+    if (!parsed.success) return send(c, problem(400, "bad_request", "name: a string"));
+    const made = await hub.bots.create(parsed.data.name);
+    return send(c, answer(made, ({ bot, token }) => ({ body: { bot: botRef(bot), token }, status: 201 })));
+  });
 
-  app.get("/api/bots", (c) =>
-    guarded(c, "bots list", async () => {
-      const denied = await admin(c);
-      if (denied) return send(c, denied);
-      const bots = await hub.bots.list();
-      return c.json({ bots: bots.map((b) => ({ ...botRef(b), createdAt: b.createdAt, revoked: b.revoked })) });
-    }),
-  );
+  app.get("/api/bots", async (c) => {
+    const denied = await admin(c);
+    if (denied) return send(c, denied);
+    const bots = await hub.bots.list();
+    return c.json({ bots: bots.map((b) => ({ ...botRef(b), createdAt: b.createdAt, revoked: b.revoked })) });
+  });
 
-  app.delete("/api/bots/:id", (c) =>
-    guarded(c, "bots revoke", async () => {
-      const denied = await admin(c);
-      if (denied) return send(c, denied);
-      const r = await hub.bots.revoke(c.req.param("id"));
-      return send(c, answer(r, (bot) => ({ body: { bot: { ...botRef(bot), createdAt: bot.createdAt, revoked: true } }, status: 200 })));
-    }),
-  );
+  app.delete("/api/bots/:id", async (c) => {
+    const denied = await admin(c);
+    if (denied) return send(c, denied);
+    const r = await hub.bots.revoke(c.req.param("id"));
+    return send(c, answer(r, (bot) => ({ body: { bot: { ...botRef(bot), createdAt: bot.createdAt, revoked: true } }, status: 200 })));
+  });
 
   // Made at the first request, not at start: converting every schema costs ~12 ms of cold start.
   let openapi: string | null = null;

@@ -219,7 +219,7 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
   app.notFound((c) => c.json({ error: "not_found" }, 404));
   app.onError((error, c) => {
     ctx.log("error", "unexpected", { path: c.req.path, error: String(error), stack: error.stack });
-    // The server API's reads (history, the audit log, rooms) fail only on storage: §11.6's 503 and body.
+    // What fails under an /api route (here, or api.ts's mounted on this app) is storage: §11.6's 503 and body.
     if (c.req.path.startsWith("/api/")) return c.json({ error: "internal", message: "storage unavailable; try again" }, 503);
     return c.json({ error: "internal" }, 500);
   });
