@@ -14,6 +14,9 @@ import type { ClientFrameType } from "./protocol/wire.ts";
 /** Bounds how long a frame waits for the user's shared rate bucket before spending this instance's copy. */
 const SHARED_BUCKET_WAIT_MS = 500;
 
+/** When `bucket` has a token again, in ms: at least one refill's time when it cannot tell (another instance spent it). */
+const tokenWaitMs = (bucket: TokenBucket, now: number) => bucket.wait(now) || Math.ceil(bucket.intervalMs);
+
 /** Whether a frame is paid from its connection's own bucket: a ping, or any frame before hello (§10). */
 const paidByConnection = (conn: Connection, type: ClientFrameType | undefined) => type === "ping" || !conn.user;
 
@@ -79,13 +82,13 @@ export class RateGate {
   /** When the bucket that pays for `conn`'s frame of `type` has a token again, in ms (this instance's copy of a shared one refills as fast). */
   frameRetryAfterMs(conn: Connection, type: ClientFrameType | undefined): number {
     const bucket = paidByConnection(conn, type) ? conn.bucket : conn.user!.bucket;
-    return bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
+    return tokenWaitMs(bucket, this.ctx.now());
   }
 
   /** When the user's bucket has a token again, in ms (at least one refill's time when it cannot tell). */
   retryAfterMs(userId: string): number {
     const bucket = this.userBuckets.get(userId, this.ctx.now());
-    return bucket.wait(this.ctx.now()) || Math.ceil(bucket.intervalMs);
+    return tokenWaitMs(bucket, this.ctx.now());
   }
 
   /**
@@ -108,7 +111,7 @@ export class RateGate {
   async takeHello(ip: string): Promise<number> {
     const now = this.ctx.now();
     const bucket = this.helloBuckets.get(ip, now);
-    if (!bucket.take(now)) return bucket.wait(now) || Math.ceil(bucket.intervalMs);
+    if (!bucket.take(now)) return tokenWaitMs(bucket, now);
     try {
       // Spent on another instance: one token's time.
       return (await this.roster.takeHello(ip, now)) ? 0 : Math.ceil(bucket.intervalMs);
