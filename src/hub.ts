@@ -412,10 +412,12 @@ export class Hub {
    * A send the room refuses now (a mute, read-only, slow mode) may be the retry of one stored
    * before it was: a repeated key gets the original whatever the room says now (§4), through
    * either door. Asked on the refusal path alone, so a send that goes costs no extra read
-   * (append finds repeats itself). The refusal stands when there is none, or storage fails.
+   * (append finds repeats itself). The refusal stands when there is none, or storage fails. An
+   * original still on its way to storage here is waited for: it is the original once stored.
    */
   private async unlessRepeated(refused: Failure, room: string, userId: string, id: string): Promise<Result<StoredFrame>> {
     try {
+      if (this.log.storing(room, userId, id)) await this.batcher.settled();
       const original = await this.store.original(room, userId, id);
       return original ? ok(original) : refused;
     } catch (error) {

@@ -169,6 +169,14 @@ export class RoomLog {
     this.state(message.room).inflight.add(message);
   }
 
+  /** Whether a message of `userId` with this `id` is on its way to storage here (sending, not yet sent). */
+  storing(room: string, userId: string, id: string): boolean {
+    const inflight = this.rooms.get(room)?.inflight;
+    if (!inflight) return false;
+    for (const m of inflight) if ((m.type === undefined || m.type === "message") && m.user.id === userId && m.id === id) return true;
+    return false;
+  }
+
   /** The message was delivered (or refused, or failed). */
   sent(message: NewEntry): void {
     this.rooms.get(message.room)?.inflight.delete(message);

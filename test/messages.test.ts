@@ -145,6 +145,27 @@ for (const engine of ENGINES) {
         owner.close();
         bob.close();
       });
+
+      test("a retry that the room refuses while its original is still being stored gets the original, not the refusal", async () => {
+        await using server = await startServer();
+        const owner = await user(server, "olga", "q");
+        const bob = await user(server, "bob", "q");
+        await owner.expect("presence");
+        owner.send({ type: "room_settings", room: "q", slowModeSeconds: 60, ref: "r" });
+        await owner.until((f) => f.ref === "r");
+        await bob.until((f) => f.type === "settings");
+        // Both in one write: the second is read while the first waits in the batcher, unstored.
+        bob.send({ type: "send", room: "q", id: "k", text: "once" });
+        bob.send({ type: "send", room: "q", id: "k", text: "the retry's text is ignored" });
+        const original = await bob.next();
+        expect(original).toMatchObject({ type: "message", id: "k", text: "once" });
+        expect(await bob.next()).toEqual(original);
+        expect(await owner.next()).toEqual(original);
+        const marker = await owner.say("q", "marker");
+        expect(owner.frames.filter((f) => f.type === "message")).toEqual([original, marker]);
+        owner.close();
+        bob.close();
+      });
     });
 
     describe("slow consumers", () => {
