@@ -35,6 +35,12 @@ export interface User {
   bucket: TokenBucket;
 }
 
+/** What a queued task answers (Connection.enqueue): its frame's type (a TCP door's "line") and the ref an error echoes. */
+export interface Task {
+  op: string;
+  ref: string | undefined;
+}
+
 /**
  * A 1006 close of a socket whose unsent bytes were last seen at or above this fraction of
  * BACKPRESSURE_LIMIT_BYTES is counted as a slow-consumer close (as 1/N: 2 means half).
@@ -103,30 +109,37 @@ export abstract class Connection {
   /**
    * Runs `task` after the ones before it. With none under way it runs at once, inside the
    * transport's handler (where Bun corks the socket's writes); most frames finish there, and
-   * only one that waits (for storage) makes the next ones queue behind it.
+   * only one that waits (for storage) makes the next ones queue behind it. `frame` says what the
+   * task answers: a task that throws is answered `internal` here, with the frame's ref (§4).
    */
-  enqueue(task: () => void | Promise<void>): void {
-    if (this.waiting > 0) return this.track(this.chain!.then(task));
+  enqueue(task: () => void | Promise<void>, frame: Task): void {
+    if (this.waiting > 0) return this.track(this.chain!.then(task), frame);
     let result;
     try {
       result = task();
     } catch (error) {
-      return this.crashed(error);
+      return this.crashed(error, frame);
     }
-    if (result) this.track(result);
+    if (result) this.track(result, frame);
   }
 
-  private track(running: Promise<void>): void {
+  private track(running: Promise<void>, frame: Task): void {
     this.waiting++;
     // Let go of the last task once all are done: an idle connection holds no settled promises.
-    this.chain = running.catch((error) => this.crashed(error)).finally(() => {
+    this.chain = running.catch((error) => this.crashed(error, frame)).finally(() => {
       if (--this.waiting === 0) this.chain = null;
     });
   }
 
-  private crashed(error: unknown): void {
-    this.ctx.log("error", "unexpected", { conn: this.id, error: String(error), stack: (error as Error)?.stack });
-    this.fail("internal", MESSAGES.internal);
+  /**
+   * The one answer to a frame whose task threw: past the door's checks what throws is storage
+   * (an engine that failed, or missed its deadline), so it is logged as storage errors are, with
+   * the stack kept for the rare bug. Every frame is answered: the page matches answers by `ref`,
+   * and a form waiting on one that never comes stays "Saving…".
+   */
+  private crashed(error: unknown, frame: Task): void {
+    this.ctx.log("error", "storage", { conn: this.id, op: frame.op, error: String(error), stack: (error as Error)?.stack });
+    this.fail("internal", MESSAGES.internal, frame.ref);
   }
 
   /** Answers a refused request; a refusal that is abuse also closes the connection. */

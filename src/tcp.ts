@@ -13,6 +13,9 @@ import { CLOSE, LINE_TOO_LONG, type ClientFrame } from "./protocol/wire.ts";
 
 const decoder = new TextDecoder();
 
+/** What a line's task answers, for Connection.enqueue: a line has no ref; one that fails is `! internal: …`. */
+const TCP_LINE = { op: "line", ref: undefined };
+
 /** `/ban` and `/mute` take minutes; their frames, seconds. */
 const SECONDS_PER_MINUTE = 60;
 /** The room a TCP user starts in. */
@@ -75,7 +78,7 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
               if (!spent) conn.answered();
             }
             return spent?.finally(() => conn.answered());
-          });
+          }, TCP_LINE);
         }
       },
       drain(socket) {

@@ -54,7 +54,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
       const parsed = parseFrame(raw);
       const type = parsed.ok ? parsed.frame.type : parsed.type;
       const asked = hub.ask(conn, type);
-      conn.enqueue(() => hub.spend({ conn, type, ref: parsed.ref, asked, answer: () => answer(conn, parsed) }));
+      conn.enqueue(() => hub.spend({ conn, type, ref: parsed.ref, asked, answer: () => answer(conn, parsed) }), { op: type ?? "frame", ref: parsed.ref });
     },
 
     close(ws, code, reason) {

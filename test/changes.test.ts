@@ -2,12 +2,13 @@
  * Messages that change (§11.3–§11.4), on both engines: replies, edits within the window,
  * deletions by the author or a moderator, each an event in the room's sequence that joins,
  * history and `since` carry, while the message itself changes in storage. Plus, on SQLite, that a
- * deleted message's text is gone from the database file.
+ * deleted message's text is gone from the database file, and that a change or a history page
+ * that storage fails is answered `internal` with its frame's ref.
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
-import { Client, ENGINES, engineServers, startServer, tempDir, user, type Frame } from "./helpers.ts";
+import { Client, ENGINES, engineServers, sqliteWith, startServer, tempDir, user, type Frame } from "./helpers.ts";
 
 /** Sends a message and waits for its echo, past whatever room events come first. */
 async function say(c: Client, room: string, text: string, id: string = crypto.randomUUID()): Promise<Frame> {
@@ -147,5 +148,33 @@ describe("a deleted message's text is nowhere in the database file (SQLite)", ()
     db.close();
     const bytes = await Bun.file(databasePath).bytes();
     expect(Buffer.from(bytes).includes(Buffer.from(secret))).toBe(false);
+  });
+});
+
+describe("storage that fails (SQLite)", () => {
+  test("an edit, delete or history that storage fails answers internal with the frame's ref (§4 error.ref)", async () => {
+    let failing = false;
+    const store = sqliteWith((real) => ({
+      append: async (batch) => {
+        if (failing && batch.some((e) => e.type === "edit" || e.type === "delete")) throw new Error("disk gone");
+        return real.append(batch);
+      },
+      page: async (room, query) => {
+        if (failing) throw new Error("disk gone");
+        return real.page(room, query);
+      },
+    }));
+    await using server = await startServer({ store, rateLimitBurst: 1000, rateLimitPerSecond: 1000 });
+    const ann = await user(server, "ann", "r");
+    const m = await say(ann, "r", "hello");
+    failing = true;
+    ann.send({ type: "edit", room: "r", seq: m.seq, text: "hello!", ref: "edit-1" });
+    ann.send({ type: "delete", room: "r", seq: m.seq, ref: "del-1" });
+    ann.send({ type: "history", room: "r", before: m.seq + 1, ref: "older-1" });
+    const errors = [await ann.expect("error"), await ann.expect("error"), await ann.expect("error")];
+    // The page matches answers by ref: without it an edit form stays "Saving…" and older history never loads.
+    expect(errors.map((e) => [e.code, e.ref])).toEqual([["internal", "edit-1"], ["internal", "del-1"], ["internal", "older-1"]]);
+    expect(server.logs.filter((l) => l.event === "storage").map((l) => l.op)).toEqual(["edit", "delete", "history"]);
+    ann.close();
   });
 });
