@@ -144,16 +144,22 @@ export class Authority {
 
   /**
    * Whether `actor` may send in the room now (§11.2, §11.4): not while muted; in a read-only
-   * room, only moderators and up; in slow mode, once per its seconds (moderators and up exempt).
-   * Null when it may. In slow mode the check takes the slot, in one step on every instance, so a
-   * send that may go has counted; only then is the answer a promise.
+   * room, only moderators and up. Null when it may. Slow mode is asked apart (takeSlowSlot).
    */
-  maySend(room: string, auth: RoomAuth, actor: Actor): Failure | null | Promise<Failure | null> {
+  maySend(auth: RoomAuth, actor: Actor): Failure | null {
     const muted = this.muted(auth, actor.ref.id);
     if (muted) return muted;
-    const { readOnly, slowModeSeconds } = auth.settings;
-    if (!readOnly && !slowModeSeconds) return null;
-    if (readOnly && this.check(auth, actor, "send.readOnly")) return fail("read_only", "only moderators send in this room");
+    if (auth.settings.readOnly && this.check(auth, actor, "send.readOnly")) return fail("read_only", "only moderators send in this room");
+    return null;
+  }
+
+  /**
+   * Slow mode (§11.2): once per its seconds (moderators and up exempt); null when the send may
+   * go, and then it has counted, in one step on every instance. So it is asked last, once nothing
+   * else refuses the send (a refused send is not a send); only then is the answer a promise.
+   */
+  takeSlowSlot(room: string, auth: RoomAuth, actor: Actor): Failure | null | Promise<Failure | null> {
+    const { slowModeSeconds } = auth.settings;
     if (!slowModeSeconds || !this.check(auth, actor, "send.slowMode")) return null;
     const refusal = (wait: number): Failure | null =>
       wait > 0 ? { ...fail("slow_mode", `slow mode: one message every ${slowModeSeconds} s`), extra: { retryAfterMs: Math.ceil(wait) } } : null;

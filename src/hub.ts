@@ -383,8 +383,8 @@ export class Hub {
 
   /**
    * Accepts a message (§4, §11.3): not while muted, in a read-only room only from moderators and
-   * up, in slow mode once per its seconds; a reply only to a message of the room (which makes the
-   * send wait for that lookup: the connection's later frames wait behind it).
+   * up; a reply only to a message of the room (which makes the send wait for that lookup: the
+   * connection's later frames wait behind it); last, in slow mode, once per its seconds.
    */
   send(conn: Connection, room: string, id: string, rawText: string, replyTo?: number): Result<null> | Promise<Result<null>> {
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
@@ -394,10 +394,21 @@ export class Hub {
       return fail("text_invalid", `text is 1 to ${this.config.maxMessageChars} characters, no control characters but tab and newline`);
     }
     const auth = this.log.cachedAuth(room);
-    const refused = auth && this.authority.maySend(room, auth, actorOf(conn));
+    const refused = auth && this.authority.maySend(auth, actorOf(conn));
+    if (refused) return this.refusedSend(conn, room, id, refused);
+    if (replyTo === undefined) return this.slotted(conn, auth, room, id, text);
+    return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.slotted(conn, auth, room, id, text, replyTo) : r));
+  }
+
+  /**
+   * A send nothing else refuses: slow mode's slot is taken now, last, since taking it counts the
+   * send (a send refused for its reply used none, §11.2); then it is accepted.
+   */
+  private slotted(conn: Connection, auth: RoomAuth | null, room: string, id: string, text: string, replyTo?: number): Result<null> | Promise<Result<null>> {
+    const refused = auth && this.authority.takeSlowSlot(room, auth, actorOf(conn));
     // Only a room in slow mode waits here (for its slot, shared by every instance); a refused send, for its original.
-    if (refused instanceof Promise) return refused.then((r) => (r ? this.refusedSend(conn, room, id, r) : this.toReply(conn, room, id, text, replyTo)));
-    return refused ? this.refusedSend(conn, room, id, refused) : this.toReply(conn, room, id, text, replyTo);
+    if (refused instanceof Promise) return refused.then((r) => (r ? this.refusedSend(conn, room, id, r) : this.accept(conn, room, id, text, replyTo)));
+    return refused ? this.refusedSend(conn, room, id, refused) : this.accept(conn, room, id, text, replyTo);
   }
 
   /** A send its room refused: the sender alone gets the original if it repeats a stored key (unlessRepeated), else the refusal. */
@@ -424,12 +435,6 @@ export class Hub {
       this.ctx.log("error", "storage", { error: String(error), op: "original", room });
       return refused;
     }
-  }
-
-  /** A send past its rights: accepted, once a reply's target is known to be a message of the room. */
-  private toReply(conn: Connection, room: string, id: string, text: string, replyTo?: number): Result<null> | Promise<Result<null>> {
-    if (replyTo === undefined) return this.accept(conn, room, id, text);
-    return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.accept(conn, room, id, text, replyTo) : r));
   }
 
   private accept(conn: Connection, room: string, id: string, text: string, replyTo?: number): Result<null> {
@@ -479,14 +484,16 @@ export class Hub {
       const refused = await this.startIfNew(room, auth, info.oldestSeq > 0, here + others.length, actor, ip);
       if (refused) return refused;
     }
-    const refused = await this.authority.maySend(room, auth, actor);
+    // Slow mode last, as for `send`: a post refused for its reply uses no slot.
+    let refused = this.authority.maySend(auth, actor);
+    if (!refused && replyTo !== undefined) {
+      const target = await this.changes.replyTarget(room, replyTo);
+      if (!target.ok) return target;
+    }
+    refused ??= await this.authority.takeSlowSlot(room, auth, actor);
     if (refused) {
       const original = await this.unlessRepeated(refused, room, actor.ref.id, id);
       return original.ok ? ok({ message: original.value as MessageFrame, duplicate: true }) : original;
-    }
-    if (replyTo !== undefined) {
-      const target = await this.changes.replyTarget(room, replyTo);
-      if (!target.ok) return target;
     }
     this.ctx.metrics.messagesIn++;
     const message: NewMessage = { room, user: { ...actor.ref }, id, text, ts: this.ctx.now() };

@@ -117,6 +117,22 @@ for (const engine of ENGINES) {
       owner.close();
     });
 
+    test("a post refused for its replyTo (404) does not use up the slow-mode slot (§11.2)", async () => {
+      await using server = await startServer();
+      const { token } = await makeBot(server, "poster");
+      const owner = await user(server, "olga", "slow");
+      owner.send({ type: "room_settings", room: "slow", slowModeSeconds: 60, ref: "s" });
+      await owner.until((f) => f.ref === "s");
+      const post = async (body: object) => {
+        const res = await api(server, "POST", "/api/rooms/slow/messages", token, body);
+        return [res.status, (await res.json()).error];
+      };
+      expect(await post({ text: "re", id: "bad-reply", replyTo: 999 })).toEqual([404, "not_found"]);
+      expect(await post({ text: "first", id: "first" })).toEqual([201, undefined]);
+      expect(await post({ text: "again", id: "second" })).toEqual([429, "slow_mode"]);
+      owner.close();
+    });
+
     test("a bot posts without a connection: 201 with the message, everyone sees it, a retried id is 200 with the original", async () => {
       await using server = await startServer();
       const { bot, token } = await makeBot(server, "announcer");

@@ -40,6 +40,23 @@ for (const engine of ENGINES) {
       ann.close();
     });
 
+    test("a send refused for its replyTo (not_found) does not use up the slow-mode slot (§11.2)", async () => {
+      await using server = await startServer();
+      const owner = await user(server, "olga", "r");
+      const ann = await user(server, "ann", "r");
+      await owner.expect("presence");
+      expect(await ask(owner, { type: "room_settings", room: "r", slowModeSeconds: 60 })).toMatchObject({ type: "ok" });
+      await ann.until((f) => f.type === "settings");
+      // A reply to a message the room does not hold: refused, nothing sent.
+      expect(await ask(ann, { type: "send", room: "r", id: "bad-reply", text: "re", replyTo: 999 })).toMatchObject({ code: "not_found", ref: "bad-reply" });
+      // Ann has sent nothing in this room: her first message goes, and takes the slot.
+      ann.send({ type: "send", room: "r", id: "first", text: "my first message" });
+      expect((await ann.until((f) => (f.type === "message" && f.id === "first") || f.type === "error")).at(-1)).toMatchObject({ type: "message", id: "first" });
+      expect(await ask(ann, { type: "send", room: "r", id: "second", text: "again" })).toMatchObject({ code: "slow_mode", ref: "second" });
+      owner.close();
+      ann.close();
+    });
+
     test("edit: the author, in the window; an edit event in the sequence, the message changed in storage; the rest not_found or forbidden", async () => {
       let clock = Date.now();
       await using server = await startServer({ now: () => clock, editWindowSeconds: 60 });
