@@ -397,7 +397,8 @@ export class Hub {
     const refused = auth && this.authority.maySend(auth, actorOf(conn));
     if (refused) return this.refusedSend(conn, room, id, refused);
     if (replyTo === undefined) return this.slotted(conn, auth, room, id, text);
-    return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.slotted(conn, auth, room, id, text, replyTo) : r));
+    // A target gone (trimmed, say) refuses a new reply, not the retry of one stored: refusedSend finds its original.
+    return this.changes.replyTarget(room, replyTo).then((r) => (r.ok ? this.slotted(conn, auth, room, id, text, replyTo) : this.refusedSend(conn, room, id, r)));
   }
 
   /**
@@ -420,11 +421,12 @@ export class Hub {
   }
 
   /**
-   * A send the room refuses now (a mute, read-only, slow mode) may be the retry of one stored
-   * before it was: a repeated key gets the original whatever the room says now (§4), through
-   * either door. Asked on the refusal path alone, so a send that goes costs no extra read
-   * (append finds repeats itself). The refusal stands when there is none, or storage fails. An
-   * original still on its way to storage here is waited for: it is the original once stored.
+   * A send the room refuses now (a mute, read-only, slow mode, a reply whose target is gone) may
+   * be the retry of one stored before it was: a repeated key gets the original whatever the room
+   * says now (§4), through either door. Asked on the refusal path alone, so a send that goes
+   * costs no extra read (append finds repeats itself). The refusal stands when there is none, or
+   * storage fails. An original still on its way to storage here is waited for: it is the
+   * original once stored.
    */
   private async unlessRepeated(refused: Failure, room: string, userId: string, id: string): Promise<Result<StoredFrame>> {
     try {
@@ -484,11 +486,12 @@ export class Hub {
       const refused = await this.startIfNew(room, auth, info.oldestSeq > 0, here + others.length, actor, ip);
       if (refused) return refused;
     }
-    // Slow mode last, as for `send`: a post refused for its reply uses no slot.
+    // Slow mode last, as for `send`: a post refused for its reply uses no slot. Any refusal may
+    // be a retry's, whose original stands (a reply's target trimmed away since, say).
     let refused = this.authority.maySend(auth, actor);
     if (!refused && replyTo !== undefined) {
       const target = await this.changes.replyTarget(room, replyTo);
-      if (!target.ok) return target;
+      if (!target.ok) refused = target;
     }
     refused ??= await this.authority.takeSlowSlot(room, auth, actor);
     if (refused) {

@@ -133,6 +133,23 @@ for (const engine of ENGINES) {
       owner.close();
     });
 
+    test("a retried reply whose target was trimmed since is 200 with the original; a new reply to it, 404", async () => {
+      await using server = await startServer({ historyRetain: 2 });
+      const { token } = await makeBot(server, "poster");
+      const post = (body: object) => api(server, "POST", "/api/rooms/news/messages", token, body);
+      const target = (await (await post({ text: "question" })).json()).message;
+      const first = await post({ text: "answer", id: "reply-1", replyTo: target.seq });
+      expect(first.status).toBe(201);
+      const { message } = await first.json();
+      expect((await post({ text: "later" })).status).toBe(201);
+      // Retained: the reply and the one after it; the target is gone.
+      const page = await (await server.http("/api/rooms/news/messages")).json();
+      expect(page.messages.map((m: Frame) => m.seq)).toEqual([message.seq, message.seq + 1]);
+      const retry = await post({ text: "answer", id: "reply-1", replyTo: target.seq });
+      expect([retry.status, await retry.json()]).toEqual([200, { message }]);
+      expect((await post({ text: "answer", id: "reply-2", replyTo: target.seq })).status).toBe(404);
+    });
+
     test("a bot posts without a connection: 201 with the message, everyone sees it, a retried id is 200 with the original", async () => {
       await using server = await startServer();
       const { bot, token } = await makeBot(server, "announcer");

@@ -57,6 +57,24 @@ for (const engine of ENGINES) {
       ann.close();
     });
 
+    test("a retried reply (same id) whose original is retained but whose target was trimmed gets the original, not not_found (§4 dedup)", async () => {
+      await using server = await startServer({ historyRetain: 3 });
+      const ann = await user(server, "ann", "r");
+      const target = await say(ann, "r", "question");
+      ann.send({ type: "send", room: "r", id: "reply-1", text: "answer", replyTo: target.seq });
+      const reply = await ann.expect("message");
+      await say(ann, "r", "two");
+      await say(ann, "r", "three");
+      // The target is trimmed; the reply is still retained (retain 3).
+      const page = await (await server.http("/api/rooms/r/messages")).json();
+      expect(page.messages.map((m: Frame) => m.seq)).toEqual([reply.seq, reply.seq + 1, reply.seq + 2]);
+      // The client did not see its echo (a reconnect, say) and sends it again; a new reply to it is refused.
+      ann.send({ type: "send", room: "r", id: "reply-1", text: "answer", replyTo: target.seq });
+      expect((await ann.until((f) => f.type === "message" || f.type === "error")).at(-1)).toEqual(reply);
+      expect(await ask(ann, { type: "send", room: "r", id: "reply-2", text: "answer", replyTo: target.seq })).toMatchObject({ code: "not_found", ref: "reply-2" });
+      ann.close();
+    });
+
     test("edit: the author, in the window; an edit event in the sequence, the message changed in storage; the rest not_found or forbidden", async () => {
       let clock = Date.now();
       await using server = await startServer({ now: () => clock, editWindowSeconds: 60 });
