@@ -415,12 +415,21 @@ export class RedisRoster implements Roster {
     return this.take(helloKey(ip), perMinute, perMinute / 60, now);
   }
 
-  /** The address's bucket first: a user spends nothing from an address that may start no more. */
+  /**
+   * Both buckets in one step (bucket-take-all.lua): a start that either refuses spends nothing of
+   * the other, as RateGate's check here; the address's is everyone's behind it.
+   */
   async takeRoomStart(userId: string, ip: string, now: number): Promise<boolean> {
     const keys = roomStartKeys(userId, ip);
     const { roomStartsPerHour, roomStartsPerHourPerIp } = this.config;
-    if (!(await this.take(keys.ip, roomStartsPerHourPerIp, roomStartsPerHourPerIp / 3600, now))) return false;
-    return this.take(keys.user, roomStartsPerHour, roomStartsPerHour / 3600, now);
+    const bucket = (perHour: number) => [String(perHour), String(perHour / 3600 / 1000)];
+    const taken = await this.link.run(
+      SCRIPTS.bucketTakeAll,
+      [keys.user, keys.ip],
+      [String(now), ...bucket(roomStartsPerHour), ...bucket(roomStartsPerHourPerIp)],
+      spendOnce,
+    );
+    return taken === 1;
   }
 
   /**

@@ -15,6 +15,7 @@ import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
 import adminHold from "./lua/admin-hold.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
+import bucketTakeAll from "./lua/bucket-take-all.lua" with { type: "text" };
 import bucketRestore from "./lua/bucket-restore.lua" with { type: "text" };
 import slowTake from "./lua/slow-take.lua" with { type: "text" };
 import sessionSave from "./lua/session-save.lua" with { type: "text" };
@@ -47,6 +48,8 @@ export const SCRIPTS = {
   adminHold,
   /** One token from each of its keys, in order (the same rule as core/bucket.ts's TokenBucket). */
   bucketTake,
+  /** One token from each of its keys, or from none (a room start: the user's and the address's). */
+  bucketTakeAll,
   /** A user's shared bucket put back after Redis lost its data. */
   bucketRestore,
   /** A user's slow-mode slot in a room, shared by every instance. */
