@@ -10,6 +10,9 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Buckets, RateLimiter, TokenBucket } from "../src/core/bucket.ts";
+import { DEFAULTS } from "../src/config.ts";
+import { openRedis } from "../src/redis/index.ts";
+import bucketTakeAll from "../src/redis/lua/bucket-take-all.lua" with { type: "text" };
 import bucketTake from "../src/redis/lua/bucket-take.lua" with { type: "text" };
 import {
   Client,
@@ -91,9 +94,11 @@ describe("the token bucket rule: one table, both implementations", () => {
   const redis = redisForSuite();
   let client: RedisClient;
   let sha: string;
+  let shaAll: string;
   beforeAll(async () => {
     client = new RedisClient(redis.url(redis.freshDb()));
     sha = (await client.send("SCRIPT", ["LOAD", bucketTake])) as string;
+    shaAll = (await client.send("SCRIPT", ["LOAD", bucketTakeAll])) as string;
   });
   afterAll(() => client?.close());
 
@@ -132,8 +137,18 @@ describe("the token bucket rule: one table, both implementations", () => {
     return answers;
   };
 
+  /** As redis/roster.ts takes a room start's tokens (bucket-take-all.lua), here of one bucket: KEYS the buckets, ARGV now, then each one's burst and tokens per ms. */
+  const inRedisAll: Taker = async ({ burst, perSecond, takes }) => {
+    const key = `test:bucket:${crypto.randomUUID()}`;
+    const answers = await Promise.all(
+      takes.map(([at]) => client.send("EVALSHA", [shaAll, "1", key, String(at), String(burst), String(perSecond / 1000)])),
+    );
+    return answers.map((answer) => answer === 1);
+  };
+
   for (const [implementation, take] of [
     ["TokenBucket (core/bucket.ts)", inProcess],
+    ["bucket-take-all.lua in redis-server", inRedisAll],
     ["bucket-take.lua in redis-server", inRedis],
     ["bucket-take.lua, a moment's takes in one call", inRedisTogether],
   ] as const) {
@@ -420,6 +435,24 @@ describe("across instances (redis)", () => {
     // Only the first round had tokens; per instance, each instance's first round would have had them.
     expect(messages(watcher.frames).map((m) => m.id)).toEqual([...range(0, 8).map((i) => `0-${i}`), "marker"]);
     watcher.close();
+  });
+
+  // Issue 21: 7, as rate.ts does it here: a room start the user's own bucket refuses spends nothing
+  // of its address's, shared by everyone behind it.
+  test("a room start the user's bucket refuses spends nothing of the address's shared bucket", async () => {
+    const now = Date.now();
+    const opened = await openRedis({ ...DEFAULTS, roomStartsPerHour: 1, roomStartsPerHourPerIp: 2 }, redis.url(redis.freshDb()), () => {}, () => now);
+    try {
+      const ip = "198.51.100.9";
+      const first = await opened.roster.takeRoomStart("g_ann", ip, now);
+      const refused = await opened.roster.takeRoomStart("g_ann", ip, now);
+      const other = await opened.roster.takeRoomStart("g_bob", ip, now);
+      expect([first, refused, other]).toEqual([true, false, true]);
+    } finally {
+      await opened.roster.close();
+      await opened.relay.close();
+      await opened.store.close();
+    }
   });
 
   test("Redis stops: a user's frames spend this instance's copy of its bucket (logged once); back, the shared bucket as Redis kept it", async () => {

@@ -11,7 +11,8 @@ import { describe, expect, test } from "bun:test";
 import type { ServerOptions } from "../server.ts";
 import { nameKeys } from "../src/protocol/rules.ts";
 import { DEFAULTS } from "../src/config.ts";
-import { historyBytes } from "../src/redis/index.ts";
+import { DAY_MS } from "../src/engine.ts";
+import { historyBytes, openRedis } from "../src/redis/index.ts";
 import type { RedisLink } from "../src/redis/link.ts";
 import { RedisRoster } from "../src/redis/roster.ts";
 import { SCRIPTS } from "../src/redis/scripts.ts";
@@ -870,7 +871,7 @@ describe("failures", () => {
     admin.close();
   });
 
-  test("a spending script whose connection is lost after it was sent is not sent again: a frame's token and a slow-mode slot are spent once", async () => {
+  test("a spending script whose connection is lost after it was sent is spent once: a frame's token and a slow-mode slot, the resend answered as the first run", async () => {
     const proxy = await cuttingProxy(redis.port);
     const db = redis.freshDb();
     // A still clock: nothing refills, so the bucket's level is exact.
@@ -885,16 +886,16 @@ describe("failures", () => {
       await sam.join("once"); // a token: 5 left
       const level = () => redis.commandIn(db, "HGET", `chat:rate:${welcome.user.id}`, "t");
       expect(await level()).toBe("5");
-      // The token of this send is taken in Redis, whose answer is lost: it is not asked for again
-      // (that would take a second), and this instance's copy of the bucket pays.
+      // The token of this send is taken in Redis, whose answer is lost: the call sent again gets
+      // the first run's answer (a second run would take a second token).
       const cut = proxy.cutAfter(shaOf(SCRIPTS.bucketTake));
       sam.send({ type: "send", room: "once", id: "m1", text: "spent once" });
       await cut;
       await sam.until((f) => f.type === "message" && f.id === "m1");
       expect(await level()).toBe("4");
       // The same for slow mode's slot (the owner is not held to it, sam is): taken in Redis, answer
-      // lost, not taken again (which would refuse the send as too soon); this instance's record of
-      // the slot lets it through.
+      // lost, and the resend answered as the first run, not taken again (which would refuse the
+      // send as too soon).
       olga.send({ type: "room_settings", room: "once", slowModeSeconds: 30, ref: "s" });
       expect((await olga.until((f) => f.type === "ok" || f.type === "error")).at(-1)).toMatchObject({ type: "ok", ref: "s" });
       await sam.until((f) => f.type === "settings");
@@ -906,6 +907,74 @@ describe("failures", () => {
       for (const c of [olga, sam]) c.close();
     } finally {
       await server.stop();
+      proxy.stop();
+    }
+  }, REDIS_TEST_MS);
+
+  /** The Redis engine alone (store, roster, relay) on `url`, at the clock `now`; `close` ends it all. */
+  async function engineOn(url: string, now: () => number) {
+    const opened = await openRedis(DEFAULTS, url, () => {}, now);
+    const close = async () => {
+      await opened.roster.close();
+      await opened.relay.close();
+      await opened.store.close();
+    };
+    return { ...opened, close };
+  }
+
+  // §11.2 max_uses counts uses: the resend of a use whose answer was lost must not spend a second
+  // one (it would refuse the joiner, the invite gone).
+  test("an invite used once, its answer lost with the connection, is spent once and accepted", async () => {
+    const proxy = await cuttingProxy(redis.port);
+    const now = Date.now();
+    const engine = await engineOn(proxy.url(redis.freshDb()), () => now);
+    try {
+      await engine.store.createInvite("code1", "r", now + 60_000, 1);
+      const cut = proxy.cutAfter(shaOf(SCRIPTS.inviteUse));
+      const used = engine.store.useInvite("code1", "r", now);
+      await cut;
+      expect(await used).toBe(true);
+      // Spent: the next use is refused.
+      expect(await engine.store.useInvite("code1", "r", now)).toBe(false);
+    } finally {
+      await engine.close();
+      proxy.stop();
+    }
+  }, REDIS_TEST_MS);
+
+  // §11.2: the first joiner of a new room owns it; told otherwise by a resend, it would not know it does.
+  test("an owner claim whose answer is lost with the connection still makes its claimant the owner, and says so", async () => {
+    const proxy = await cuttingProxy(redis.port);
+    const now = Date.now();
+    const engine = await engineOn(proxy.url(redis.freshDb()), () => now);
+    try {
+      const cut = proxy.cutAfter(shaOf(SCRIPTS.ownerClaim));
+      const claimed = engine.store.claimOwner("fresh", { id: "g_ann", name: "ann" });
+      await cut;
+      expect(await claimed).toBe(true);
+      expect(await engine.store.claimOwner("fresh", { id: "g_bob", name: "bob" })).toBe(false);
+    } finally {
+      await engine.close();
+      proxy.stop();
+    }
+  }, REDIS_TEST_MS);
+
+  // ROOM_RECLAIM_DAYS frees one room: a resent reclaim must not drop a second room's history.
+  test("a reclaim whose answer is lost with the connection frees one room, not two", async () => {
+    const proxy = await cuttingProxy(redis.port);
+    const t0 = 1_700_000_000_000;
+    const engine = await engineOn(proxy.url(redis.freshDb()), () => t0);
+    try {
+      const entry = (room: string, ts: number) => ({ room, user: { id: "g_a", name: "a" }, id: "1", text: "1", ts });
+      await engine.store.append([entry("old1", t0)]);
+      await engine.store.append([entry("old2", t0 + 1)]);
+      const cut = proxy.cutAfter(shaOf(SCRIPTS.reclaim));
+      const freed = engine.store.reclaimIdle(t0 + DAY_MS, () => false);
+      await cut;
+      expect(await freed).toBe("old1");
+      expect((await engine.store.page("old2", { limit: 10 })).messages).toHaveLength(1);
+    } finally {
+      await engine.close();
       proxy.stop();
     }
   }, REDIS_TEST_MS);

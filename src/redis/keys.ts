@@ -136,6 +136,8 @@ export const nameRecordKey = (userId: string) => `${NAME_RECORD.prefix}${userId}
 export const helloKey = (ip: string) => `chat:hello:${ip}`;
 /** The buckets of new rooms a user, and an address, may start (ROOM_STARTS_PER_HOUR, …_PER_IP). */
 export const roomStartKeys = (userId: string, ip: string) => ({ user: `chat:starts:user:${userId}`, ip: `chat:starts:ip:${ip}` });
+/** A once-script call's answer, kept a while for a resend of the call (link.ts: `once`). */
+export const onceKey = (token: string) => `chat:once:${token}`;
 /** A user's frame bucket; not at `chat:bucket:`, where older instances keep a string (a rolling deploy runs both). */
 export const rateKey = (userId: string) => `chat:rate:${userId}`;
 /**

@@ -3,7 +3,9 @@
  * scripts called by SHA, and a reconnect that Bun's client does not make by itself.
  */
 import { RedisClient } from "bun";
+import { randomId } from "../core/random.ts";
 import type { Log } from "../metrics.ts";
+import { onceKey } from "./keys.ts";
 
 /** Bounds each attempt of a Redis command that lost its connection (then it is sent again). */
 const REDIS_ATTEMPTS = 3;
@@ -15,6 +17,15 @@ const REDIS_CLIENT_RETRIES = 5;
 const REDIS_REVIVE_INTERVAL_MS = 1000;
 /** Bounds opening a Redis connection, at start and when reviving it. */
 const REDIS_CONNECT_TIMEOUT_MS = 5000;
+/**
+ * How long Redis keeps a once-script's answer for a resend of its call (`once`): far past the last
+ * resend, which comes within REDIS_ATTEMPTS reconnect waits of REDIS_RECONNECT_WAIT_MS.
+ */
+const REDIS_ONCE_KEEP_MS = 30_000;
+/** Bytes of randomness in a once-script call's token. */
+const ONCE_TOKEN_BYTES = 12;
+/** The first line of a script made by `once`: how RedisLink.run knows to give its call a token. */
+const ONCE_HEADER = "-- once: the call's key is the last of KEYS, its answer's life (ms) the last of ARGV\n";
 
 const isConnectionClosed = (error: unknown) => (error as { code?: string })?.code === "ERR_REDIS_CONNECTION_CLOSED";
 
@@ -27,12 +38,24 @@ export class RedisTimeout extends Error {
 }
 
 /**
- * `resent` for a script that spends something (a rate token, a slow-mode slot): the first may have
- * run and spent it, and a second run would spend it again. So it is not sent again; its caller
- * answers from this instance's copy, as when Redis cannot be reached.
+ * `script`, run at most once per call however often RedisLink sends the call again (a lost
+ * connection: the first may have run, its answer lost). For a script whose second run would do
+ * or answer something else than its first: spend a use or a token again, free another room, queue
+ * an event twice, or answer "not this time" for what the first did. RedisLink.run gives each call
+ * a random key; the first run keeps its answer there for REDIS_ONCE_KEEP_MS, and a resend of the
+ * call gets that answer back instead of running again. An answer is a Lua value cjson keeps as is:
+ * a number, a string, false, or a list of those.
  */
-export function spendOnce(): never {
-  throw new Error("connection lost after a spending script was sent: it may have run, so it is not sent again");
+export function once(script: string): string {
+  return `${ONCE_HEADER}local onceKey, onceKeepMs = table.remove(KEYS), table.remove(ARGV)
+local kept = redis.call('GET', onceKey)
+if kept then return cjson.decode(kept)[1] end
+local answer = (function()
+${script}
+end)()
+redis.call('SET', onceKey, cjson.encode({answer}), 'PX', onceKeepMs)
+return answer
+`;
 }
 
 /**
@@ -180,8 +203,8 @@ export class RedisLink {
 
   /**
    * Sends a command; one that lost its connection is sent again once the client is back (every
-   * command we send may run twice: appends carry a dedup key, the scripts that spend pass
-   * `spendOnce`, the rest are idempotent).
+   * command we send may run twice: appends carry a dedup key, a script whose second run would
+   * differ is made with `once`, the rest are idempotent).
    */
   async send(command: string, args: string[], resent?: () => void): Promise<any> {
     return this.deadline(command, this.retrying(() => this.client.send(command, args), resent));
@@ -218,9 +241,14 @@ export class RedisLink {
 
   /**
    * Runs a script by its SHA, loading it once (and again after a Redis restart forgot it).
-   * `resent` hears when it is sent again after a lost connection: the first may have run.
+   * `resent` hears when it is sent again after a lost connection: the first may have run. A script
+   * made with `once` gets its call's key and REDIS_ONCE_KEEP_MS, the same for every resend.
    */
   async run(script: string, keys: string[], args: string[], resent?: () => void): Promise<any> {
+    if (script.startsWith(ONCE_HEADER)) {
+      keys = [...keys, onceKey(randomId(ONCE_TOKEN_BYTES))];
+      args = [...args, String(REDIS_ONCE_KEEP_MS)];
+    }
     for (let attempt = 1; ; attempt++) {
       let loading = this.shas.get(script);
       if (!loading) {

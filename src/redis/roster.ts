@@ -27,7 +27,7 @@ import {
   roomStartKeys,
   rosterKeys,
 } from "./keys.ts";
-import { redisHash, spendOnce, type RedisLink } from "./link.ts";
+import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
 /** Bytes of randomness in the mark of Redis's data (GENERATION_KEY). */
@@ -415,12 +415,20 @@ export class RedisRoster implements Roster {
     return this.take(helloKey(ip), perMinute, perMinute / 60, now);
   }
 
-  /** The address's bucket first: a user spends nothing from an address that may start no more. */
+  /**
+   * Both buckets in one step (bucket-take-all.lua): a start that either refuses spends nothing of
+   * the other, as RateGate's check here; the address's is everyone's behind it.
+   */
   async takeRoomStart(userId: string, ip: string, now: number): Promise<boolean> {
     const keys = roomStartKeys(userId, ip);
     const { roomStartsPerHour, roomStartsPerHourPerIp } = this.config;
-    if (!(await this.take(keys.ip, roomStartsPerHourPerIp, roomStartsPerHourPerIp / 3600, now))) return false;
-    return this.take(keys.user, roomStartsPerHour, roomStartsPerHour / 3600, now);
+    const bucket = (perHour: number) => [String(perHour), String(perHour / 3600 / 1000)];
+    const taken = await this.link.run(
+      SCRIPTS.bucketTakeAll,
+      [keys.user, keys.ip],
+      [String(now), ...bucket(roomStartsPerHour), ...bucket(roomStartsPerHourPerIp)],
+    );
+    return taken === 1;
   }
 
   /**
@@ -450,7 +458,7 @@ export class RedisRoster implements Roster {
     const { rateLimitBurst, rateLimitPerSecond } = this.config;
     let answers: (number | string)[];
     try {
-      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now), GENERATION_KEY], spendOnce);
+      answers = await this.link.run(SCRIPTS.bucketTake, takes.map((t) => rateKey(t.userId)), [String(rateLimitBurst), String(rateLimitPerSecond / 1000), String(now), GENERATION_KEY]);
     } catch (error) {
       for (const t of takes) t.reject(error);
       return;
@@ -471,7 +479,7 @@ export class RedisRoster implements Roster {
     try {
       if (!this.link.connected) throw new Error("not connected to Redis");
       const args = [String(now), String(ms), String(SLOW_MODE_KEEP_MS)];
-      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], args, spendOnce));
+      const wait = Number(await this.link.run(SCRIPTS.slowTake, [slowKey(room, userId)], args));
       if (wait === 0) own.set(`${room}\n${userId}`, now);
       return wait;
     } catch {
@@ -481,7 +489,7 @@ export class RedisRoster implements Roster {
 
   /** One token of the shared bucket `key` (bucket-take.lua); false when it is empty. */
   private async take(key: string, burst: number, perSecond: number, now: number): Promise<boolean> {
-    const [taken]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)], spendOnce);
+    const [taken]: [number, string, number] = await this.link.run(SCRIPTS.bucketTake, [key], [String(burst), String(perSecond / 1000), String(now)]);
     return taken === 1;
   }
 

@@ -1,6 +1,8 @@
 /**
  * The Redis engine's Lua scripts (lua/), as the sources RedisLink.run loads and calls by SHA.
- * Each script's opening comment names its KEYS and ARGV; this file only puts them together.
+ * Each script's opening comment names its KEYS and ARGV; this file only puts them together. A
+ * script whose second run of one call would do or answer otherwise than its first is made with
+ * `once` (link.ts): a call sent again after a lost connection gets the first run's answer.
  */
 import trimLib from "./lua/trim-lib.lua" with { type: "text" };
 import append from "./lua/append.lua" with { type: "text" };
@@ -15,6 +17,7 @@ import nameClaim from "./lua/name-claim.lua" with { type: "text" };
 import nameRelease from "./lua/name-release.lua" with { type: "text" };
 import adminHold from "./lua/admin-hold.lua" with { type: "text" };
 import bucketTake from "./lua/bucket-take.lua" with { type: "text" };
+import bucketTakeAll from "./lua/bucket-take-all.lua" with { type: "text" };
 import bucketRestore from "./lua/bucket-restore.lua" with { type: "text" };
 import slowTake from "./lua/slow-take.lua" with { type: "text" };
 import sessionSave from "./lua/session-save.lua" with { type: "text" };
@@ -28,6 +31,7 @@ import hooksTake from "./lua/hooks-take.lua" with { type: "text" };
 import hooksDone from "./lua/hooks-done.lua" with { type: "text" };
 import hooksRetry from "./lua/hooks-retry.lua" with { type: "text" };
 import hooksTakeover from "./lua/hooks-takeover.lua" with { type: "text" };
+import { once } from "./link.ts";
 
 export const SCRIPTS = {
   /** Stores, trims and publishes one message, and queues its webhook event. */
@@ -35,30 +39,35 @@ export const SCRIPTS = {
   /** Trims one quiet room by age. */
   trim: trimLib + trim,
   /** Drops the history of the room idle longest, to make room in MAX_ROOMS. */
-  reclaim: trimLib + reclaim,
-  rosterAdd,
-  rosterRemove,
-  rosterRename,
-  rosterAdopt,
+  reclaim: once(trimLib + reclaim),
+  rosterAdd: once(rosterAdd),
+  rosterRemove: once(rosterRemove),
+  /** Once: a second run would publish the rename again. */
+  rosterRename: once(rosterRename),
+  rosterAdopt: once(rosterAdopt),
   rosterGrace,
   nameClaim,
   nameRelease,
   /** An instance's hold of a user as a server admin, or its release. */
   adminHold,
   /** One token from each of its keys, in order (the same rule as core/bucket.ts's TokenBucket). */
-  bucketTake,
+  bucketTake: once(bucketTake),
+  /** One token from each of its keys, or from none (a room start: the user's and the address's). */
+  bucketTakeAll: once(bucketTakeAll),
   /** A user's shared bucket put back after Redis lost its data. */
   bucketRestore,
   /** A user's slow-mode slot in a room, shared by every instance. */
-  slowTake,
+  slowTake: once(slowTake),
   sessionSave,
   sessionRevoke,
-  ownerClaim,
-  roleSet: hooksLib + roleSet,
-  inviteUse,
+  ownerClaim: once(ownerClaim),
+  /** Once: a second run would queue its webhook events again. */
+  roleSet: once(hooksLib + roleSet),
+  inviteUse: once(inviteUse),
   /** The webhook outbox (§11.7): queue live events, take, done, retry, take over a dead instance's. */
-  hooksAdd: hooksLib + hooksAdd,
-  hooksTake,
+  hooksAdd: once(hooksLib + hooksAdd),
+  /** Once: a second run would take other events, and those the first took would wait on this consumer for good. */
+  hooksTake: once(hooksTake),
   hooksDone: hooksLib + hooksDone,
   hooksRetry,
   hooksTakeover,
