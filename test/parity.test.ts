@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SqliteStore } from "../server.ts";
 import { DEFAULTS, type Config } from "../src/config.ts";
-import type { NewMessage, Store } from "../src/engine.ts";
+import type { NewMessage, Restriction, Store } from "../src/engine.ts";
 import { DAY_MS } from "../src/engine.ts";
 import { openRedis } from "../src/redis/index.ts";
 import { redisForSuite, tempDir } from "./helpers.ts";
@@ -16,14 +16,15 @@ const redis = redisForSuite();
 type Opened = { store: Store; close: () => Promise<void> };
 
 /** The same Store on each engine, with `config`'s history bounds and the given clock. */
-async function engines(config: Partial<Config>, now: () => number): Promise<{ sqlite: Opened; redis: Opened; dispose: () => Promise<void> }> {
+async function engines(config: Partial<Config>, now: () => number): Promise<{ sqlite: Opened; redis: Opened; db: number; dispose: () => Promise<void> }> {
   const full = { ...DEFAULTS, ...config } as Config;
   const dir = tempDir();
   const sqlite = new SqliteStore(join(dir.path, "chat.sqlite"), full.historyRetain, {
     maxRooms: full.maxRooms,
     maxAgeMs: full.historyMaxAgeDays * DAY_MS,
   });
-  const opened = await openRedis(full, redis.url(redis.freshDb()), () => {}, now);
+  const db = redis.freshDb();
+  const opened = await openRedis(full, redis.url(db), () => {}, now);
   const r = {
     store: opened.store as Store,
     close: async () => {
@@ -36,6 +37,7 @@ async function engines(config: Partial<Config>, now: () => number): Promise<{ sq
   return {
     sqlite: s,
     redis: r,
+    db,
     dispose: async () => {
       await r.close();
       await s.close();
@@ -54,6 +56,56 @@ const msg = (room: string, user: string, id: string, ts: number, text = id): New
 const mod = { id: "g_mod", name: "mod" };
 
 describe("the two engines agree", () => {
+  // §11.4: a mute is always timed, a ban may be; the periodic sweep (sweepSessions) drops the
+  // lapsed ones, so a room's restrictions do not grow by one per user ever muted.
+  test("lapsed room mutes and bans are swept on both engines; a permanent ban and a later one stay", async () => {
+    const t0 = 1_700_000_000_000;
+    const e = await engines({}, () => t0);
+    try {
+      const lapsing = (until: number, name: string): Restriction => ({ until, by: mod, name });
+      await onBoth(e, async (s) => {
+        await s.restrict("mute", "r", "g_ann", lapsing(t0 + 1000, "ann"));
+        await s.restrict("ban", "r", "g_bob", lapsing(t0 + 2000, "bob"));
+        await s.restrict("ban", "r", "g_cy", lapsing(t0 + 1000, "cy"));
+        await s.restrict("ban", "r", "g_cy", { until: null, by: mod, name: "cy" });
+        await s.restrict("mute", "r", "g_dee", lapsing(t0 + 1000, "dee"));
+        await s.restrict("mute", "r", "g_dee", lapsing(t0 + 60_000, "dee"));
+        await s.sweepSessions(t0 + 10_000);
+      });
+      const [sq, rd] = await onBoth(e, async (s) => {
+        const auth = await s.roomAuth("r");
+        return { mutes: [...auth.mutes.keys()], bans: [...auth.bans.keys()] };
+      });
+      expect(sq).toEqual({ mutes: ["g_dee"], bans: ["g_cy"] });
+      expect(rd).toEqual(sq);
+    } finally {
+      await e.dispose();
+    }
+  });
+
+  test("a lapsed mute an older instance wrote (before the index of lapsing ones) is swept too; a permanent ban stays", async () => {
+    const t0 = 1_700_000_000_000;
+    const e = await engines({}, () => t0);
+    try {
+      const mute: Restriction = { until: t0 + 1000, by: mod, name: "ann" };
+      const ban: Restriction = { until: null, by: mod, name: "bob" };
+      await e.sqlite.store.restrict("mute", "r", "g_ann", mute);
+      await e.sqlite.store.restrict("ban", "r", "g_bob", ban);
+      // As the Redis engine wrote them before: a plain hash entry each.
+      await redis.commandIn(e.db, "HSET", "chat:room:r:mutes", "g_ann", JSON.stringify(mute));
+      await redis.commandIn(e.db, "HSET", "chat:room:r:bans", "g_bob", JSON.stringify(ban));
+      const [sq, rd] = await onBoth(e, async (s) => {
+        await s.sweepSessions(t0 + 10_000);
+        const auth = await s.roomAuth("r");
+        return { mutes: [...auth.mutes.keys()], bans: [...auth.bans.keys()] };
+      });
+      expect(sq).toEqual({ mutes: [], bans: ["g_bob"] });
+      expect(rd).toEqual(sq);
+    } finally {
+      await e.dispose();
+    }
+  });
+
   test("history, trimming, dedup, edits, deletes, replies, settings read back the same", async () => {
     const t0 = 1_700_000_000_000;
     const e = await engines({ historyRetain: 7, maxRooms: 3, historyMaxAgeDays: 1 }, () => t0);

@@ -42,6 +42,15 @@ export const authKeys = (room: string) => ({
   /** userId → a mute (JSON). */
   mutes: `chat:room:${room}:mutes`,
 });
+/**
+ * The timed room bans and mutes by when they lapse, for the sweep (restrictions-sweep.lua):
+ * members restrictionMember(…), the room's hash key and the user id. The hashes say what holds;
+ * this only says where to look.
+ */
+export const LAPSING_KEY = "chat:restrictions:lapsing";
+export const restrictionMember = (hashKey: string, userId: string) => `${hashKey}\n${userId}`;
+/** Set once the restrictions written before LAPSING_KEY existed are in it (indexes.ts). */
+export const LAPSING_INDEXED_KEY = "chat:restrictions:indexed";
 /** A server-wide ban of a user (JSON), expiring with it. */
 export const userBanKey = (userId: string) => `chat:ban:user:${userId}`;
 /** A ban of an address (JSON, with the user whose ban made it), expiring with it. */

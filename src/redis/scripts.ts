@@ -22,6 +22,7 @@ import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
 import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
 import roleSet from "./lua/role-set.lua" with { type: "text" };
 import inviteUse from "./lua/invite-use.lua" with { type: "text" };
+import restrictionsSweep from "./lua/restrictions-sweep.lua" with { type: "text" };
 import hooksLib from "./lua/hooks-lib.lua" with { type: "text" };
 import hooksAdd from "./lua/hooks-add.lua" with { type: "text" };
 import hooksTake from "./lua/hooks-take.lua" with { type: "text" };
@@ -56,6 +57,8 @@ export const SCRIPTS = {
   ownerClaim,
   roleSet: hooksLib + roleSet,
   inviteUse,
+  /** Drops the room bans and mutes that lapsed. */
+  restrictionsSweep,
   /** The webhook outbox (§11.7): queue live events, take, done, retry, take over a dead instance's. */
   hooksAdd: hooksLib + hooksAdd,
   hooksTake,

@@ -35,6 +35,7 @@ import {
   botTokenKey,
   HOOK_KEYS,
   HELD_KEY,
+  LAPSING_KEY,
   addressBanKey,
   auditKey,
   bannedAddressesKey,
@@ -46,9 +47,11 @@ import {
   encodeMember,
   inviteKey,
   reservedKey,
+  restrictionMember,
   roomKeys,
   sessionKey,
 } from "./keys.ts";
+import { indexRestrictions } from "./indexes.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
@@ -65,6 +68,9 @@ const DIRECTORY_CACHE_MS = 1000;
 const RECLAIM_CANDIDATES = 500;
 /** The prefix of a room's keys, as reclaim.lua builds them (roomKeys). */
 const ROOM_KEY_PREFIX = "chat:room:";
+
+/** Bounds the lapsed room bans and mutes one run of the sweep's script drops (it runs again until fewer are left). */
+const LAPSED_PER_RUN = 1000;
 
 /** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
 const AUDIT_ALL_KEPT = 10_000;
@@ -101,6 +107,8 @@ export class RedisStore implements Store {
   private privates: { until: number; rooms: Promise<Set<string>> } | null = null;
   /** The webhook outbox, once opened (webhooks on): each append then queues its event. */
   private outbox: RedisOutbox | null = null;
+  /** The restrictions written before their index existed, put in it (once: a failure tries again). */
+  private lapsingIndexed: Promise<void> | null = null;
 
   constructor(
     private readonly link: RedisLink,
@@ -279,9 +287,20 @@ export class RedisStore implements Store {
     for (const [command, ...args] of writes) await this.link.send(command!, args);
   }
 
+  /**
+   * A timed one is indexed by when it lapses (LAPSING_KEY), for the sweep. The index is written
+   * first and forgotten last: the sweep checks the hash, so a step lost between the two leaves
+   * the index only wrong where that is harmless.
+   */
   async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null, hooks?: readonly HookEvent[]) {
     const key = kind === "ban" ? authKeys(room).bans : authKeys(room).mutes;
-    await this.told([restriction ? ["HSET", key, userId, JSON.stringify(restriction)] : ["HDEL", key, userId]], hooks);
+    const member = restrictionMember(key, userId);
+    const writes = !restriction
+      ? [["HDEL", key, userId], ["ZREM", LAPSING_KEY, member]]
+      : restriction.until === null
+        ? [["HSET", key, userId, JSON.stringify(restriction)], ["ZREM", LAPSING_KEY, member]]
+        : [["ZADD", LAPSING_KEY, String(restriction.until), member], ["HSET", key, userId, JSON.stringify(restriction)]];
+    await this.told(writes, hooks);
   }
 
   async banServer(userId: string, restriction: Restriction | null, ip?: string, hooks?: readonly HookEvent[]) {
@@ -401,8 +420,18 @@ export class RedisStore implements Store {
     return rooms;
   }
 
-  /** Redis expires sessions by itself. */
-  async sweepSessions(_now: number) {
+  /**
+   * Redis expires sessions, invites and server bans by itself; lapsed room bans and mutes are
+   * dropped here, LAPSED_PER_RUN at a time.
+   */
+  async sweepSessions(now: number) {
+    await (this.lapsingIndexed ??= indexRestrictions(this.link).catch((error) => {
+      this.lapsingIndexed = null;
+      throw error;
+    }));
+    let taken: number;
+    do taken = Number(await this.link.run(SCRIPTS.restrictionsSweep, [LAPSING_KEY], [String(now), String(LAPSED_PER_RUN)]));
+    while (taken === LAPSED_PER_RUN);
     return 0;
   }
 
