@@ -106,6 +106,34 @@ describe("the two engines agree", () => {
     }
   });
 
+  // §11.3/§11.4: lifting a user's server-wide ban lifts the address bans *its* bans made; an
+  // address that a later ban of another user took over stays banned.
+  test("unbanning one user does not lift another user's address ban on the same address", async () => {
+    // Redis expires the keys by its own clock (PXAT): the test's clock is the real one.
+    const t0 = Date.now();
+    const e = await engines({}, () => t0);
+    try {
+      const [shared, own] = ["203.0.113.7", "203.0.113.8"];
+      const [sq, rd] = await onBoth(e, async (s) => {
+        await s.banServer("g_ann", { until: t0 + 3_600_000, by: mod }, own);
+        await s.banServer("g_ann", { until: t0 + 60_000, by: mod }, shared);
+        await s.banServer("g_bob", { until: t0 + 3_600_000, by: mod }, shared);
+        await s.banServer("g_ann", null);
+        return [(await s.serverBan(null, shared, t0 + 1000))?.until, await s.serverBan(null, own, t0 + 1000)];
+      });
+      expect(sq).toEqual([t0 + 3_600_000, null]);
+      expect(rd).toEqual(sq);
+      // Redis forgets a user's addresses with its last address ban (there is nothing left to lift).
+      await e.redis.store.banServer("g_cy", { until: t0 + 3_600_000, by: mod }, own);
+      await e.redis.store.banServer("g_cy", { until: t0 + 60_000, by: mod }, shared);
+      const ttl = Number(await redis.commandIn(e.db, "PTTL", "chat:ban:ips:g_cy"));
+      expect(ttl).toBeGreaterThan(60_000);
+      expect(ttl).toBeLessThanOrEqual(3_600_000);
+    } finally {
+      await e.dispose();
+    }
+  });
+
   test("history, trimming, dedup, edits, deletes, replies, settings read back the same", async () => {
     const t0 = 1_700_000_000_000;
     const e = await engines({ historyRetain: 7, maxRooms: 3, historyMaxAgeDays: 1 }, () => t0);

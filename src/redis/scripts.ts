@@ -23,6 +23,7 @@ import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
 import roleSet from "./lua/role-set.lua" with { type: "text" };
 import inviteUse from "./lua/invite-use.lua" with { type: "text" };
 import restrictionsSweep from "./lua/restrictions-sweep.lua" with { type: "text" };
+import serverBan from "./lua/server-ban.lua" with { type: "text" };
 import hooksLib from "./lua/hooks-lib.lua" with { type: "text" };
 import hooksAdd from "./lua/hooks-add.lua" with { type: "text" };
 import hooksTake from "./lua/hooks-take.lua" with { type: "text" };
@@ -57,6 +58,8 @@ export const SCRIPTS = {
   ownerClaim,
   roleSet: hooksLib + roleSet,
   inviteUse,
+  /** A user's server-wide ban (and its address's), or the lifting of it and of the address bans its bans made. */
+  serverBan: hooksLib + serverBan,
   /** Drops the room bans and mutes that lapsed. */
   restrictionsSweep,
   /** The webhook outbox (§11.7): queue live events, take, done, retry, take over a dead instance's. */

@@ -303,17 +303,17 @@ export class RedisStore implements Store {
     await this.told(writes, hooks);
   }
 
+  /** One script (server-ban.lua): a lift leaves an address another user's later ban took over. */
   async banServer(userId: string, restriction: Restriction | null, ip?: string, hooks?: readonly HookEvent[]) {
-    if (!restriction) {
-      const ips: string[] = await this.link.send("SMEMBERS", [bannedAddressesKey(userId)]);
-      return this.told([["DEL", userBanKey(userId), bannedAddressesKey(userId), ...ips.map(addressBanKey)]], hooks);
-    }
-    const expiry = restriction.until === null ? [] : ["PXAT", String(restriction.until)];
-    const writes = [["SET", userBanKey(userId), JSON.stringify(restriction), ...expiry]];
-    if (ip !== undefined) {
-      writes.push(["SET", addressBanKey(ip), JSON.stringify({ ...restriction, userId }), ...expiry], ["SADD", bannedAddressesKey(userId), ip]);
-    }
-    await this.told(writes, hooks);
+    const outbox = hooks?.length ? this.outbox : null;
+    const ban = restriction ? [JSON.stringify(restriction), restriction.until === null ? "" : String(restriction.until)] : ["", ""];
+    const address = restriction && ip !== undefined ? [ip, JSON.stringify({ ...restriction, userId })] : ["", ""];
+    const dropped = await this.link.run(
+      SCRIPTS.serverBan,
+      [userBanKey(userId), bannedAddressesKey(userId), ...(outbox?.keys ?? [])],
+      [userId, addressBanKey(""), ...ban, ...address, ...(outbox?.queueArgs(hooks!) ?? [])],
+    );
+    outbox?.appended(Number(dropped));
   }
 
   async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
