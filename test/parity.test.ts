@@ -134,6 +134,46 @@ describe("the two engines agree", () => {
     }
   });
 
+  // ROOM_RECLAIM_DAYS: with MAX_ROOMS rooms holding history, the room idle longest (its newest
+  // entry oldest) gives its place, however many rooms started before it and are still busy.
+  test("reclaimIdle finds the idle room behind 500 older but busy rooms", async () => {
+    const t0 = 1_700_000_000_000;
+    const e = await engines({ maxRooms: 1_000_000 }, () => t0);
+    try {
+      const busy = Array.from({ length: 501 }, (_, i) => `busy${i}`);
+      const [sq, rd] = await onBoth(e, async (s) => {
+        await s.append(busy.map((room, i) => msg(room, "g_ann", "a", t0 + i)));
+        await s.append([msg("idle", "g_bob", "b", t0 + 600)]);
+        await s.append(busy.map((room) => msg(room, "g_ann", "c", t0 + 40 * DAY_MS)));
+        return [await s.reclaimIdle(t0 + 30 * DAY_MS, () => false), await s.reclaimIdle(t0 + 30 * DAY_MS, () => false)];
+      });
+      expect(sq).toEqual(["idle", null]);
+      expect(rd).toEqual(sq);
+    } finally {
+      await e.dispose();
+    }
+  });
+
+  test("reclaimIdle on Redis data written before rooms were indexed by their newest entry finds the idle room", async () => {
+    const t0 = 1_700_000_000_000;
+    const e = await engines({ maxRooms: 1_000_000 }, () => t0);
+    try {
+      const busy = Array.from({ length: 501 }, (_, i) => `busy${i}`);
+      const [sq, rd] = await onBoth(e, async (s) => {
+        await s.append(busy.map((room, i) => msg(room, "g_ann", "a", t0 + i)));
+        await s.append([msg("idle", "g_bob", "b", t0 + 600)]);
+        await s.append(busy.map((room) => msg(room, "g_ann", "c", t0 + 40 * DAY_MS)));
+        // As an older instance left it: chat:held only.
+        if (s === e.redis.store) await redis.commandIn(e.db, "DEL", "chat:held:newest");
+        return s.reclaimIdle(t0 + 30 * DAY_MS, () => false);
+      });
+      expect(sq).toBe("idle");
+      expect(rd).toBe(sq);
+    } finally {
+      await e.dispose();
+    }
+  });
+
   test("history, trimming, dedup, edits, deletes, replies, settings read back the same", async () => {
     const t0 = 1_700_000_000_000;
     const e = await engines({ historyRetain: 7, maxRooms: 3, historyMaxAgeDays: 1 }, () => t0);

@@ -6,6 +6,7 @@ import trimLib from "./lua/trim-lib.lua" with { type: "text" };
 import append from "./lua/append.lua" with { type: "text" };
 import trim from "./lua/trim.lua" with { type: "text" };
 import reclaim from "./lua/reclaim.lua" with { type: "text" };
+import heldIndex from "./lua/held-index.lua" with { type: "text" };
 import rosterAdd from "./lua/roster-add.lua" with { type: "text" };
 import rosterRemove from "./lua/roster-remove.lua" with { type: "text" };
 import rosterRename from "./lua/roster-rename.lua" with { type: "text" };
@@ -38,6 +39,8 @@ export const SCRIPTS = {
   trim: trimLib + trim,
   /** Drops the history of the room idle longest, to make room in MAX_ROOMS. */
   reclaim: trimLib + reclaim,
+  /** Indexes the rooms an older instance's data holds by their newest entry, for reclaim. */
+  heldIndex: trimLib + heldIndex,
   rosterAdd,
   rosterRemove,
   rosterRename,

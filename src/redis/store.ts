@@ -35,6 +35,7 @@ import {
   botTokenKey,
   HOOK_KEYS,
   HELD_KEY,
+  HELD_NEWEST_KEY,
   LAPSING_KEY,
   addressBanKey,
   auditKey,
@@ -42,6 +43,7 @@ import {
   userBanKey,
   PRIVATE_KEY,
   RECENT_KEY,
+  ROOM_KEY_PREFIX,
   authKeys,
   decodeMember,
   encodeMember,
@@ -51,7 +53,7 @@ import {
   roomKeys,
   sessionKey,
 } from "./keys.ts";
-import { indexRestrictions } from "./indexes.ts";
+import { indexHeld, indexRestrictions } from "./indexes.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
@@ -64,10 +66,8 @@ const SWEEP_ROOMS = 1000;
 /** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
 
-/** Bounds the idle rooms looked at to reclaim one (the oldest held first). */
+/** Bounds the idle rooms looked at to reclaim one (idle longest first). */
 const RECLAIM_CANDIDATES = 500;
-/** The prefix of a room's keys, as reclaim.lua builds them (roomKeys). */
-const ROOM_KEY_PREFIX = "chat:room:";
 
 /** Bounds the lapsed room bans and mutes one run of the sweep's script drops (it runs again until fewer are left). */
 const LAPSED_PER_RUN = 1000;
@@ -134,7 +134,7 @@ export class RedisStore implements Store {
     const [outcome, member, dropped]: [number, string?, number?] = await this.link.run(
       SCRIPTS.append,
       [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch,
-        HOOK_KEYS.stream, HOOK_KEYS.data, HOOK_KEYS.retry, HOOK_KEYS.tries],
+        HOOK_KEYS.stream, HOOK_KEYS.data, HOOK_KEYS.retry, HOOK_KEYS.tries, HELD_NEWEST_KEY],
       [
         dedupField(m.user.id, m.id), encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
@@ -450,7 +450,7 @@ export class RedisStore implements Store {
       const counts = await Promise.all(
         rooms.map((room) => {
           const keys = roomKeys(room);
-          return this.link.run(SCRIPTS.trim, [keys.log, keys.ids, HELD_KEY], [room, String(cutoff)]);
+          return this.link.run(SCRIPTS.trim, [keys.log, keys.ids, HELD_KEY, HELD_NEWEST_KEY], [room, String(cutoff)]);
         }),
       );
       for (const n of counts) trimmed += Number(n);
@@ -458,9 +458,15 @@ export class RedisStore implements Store {
     return trimmed;
   }
 
-  /** One script for every instance: whoever is in a room anywhere shows in chat:active (`occupied` adds nothing). */
+  /**
+   * One script for every instance: whoever is in a room anywhere shows in chat:active (`occupied`
+   * adds nothing). Rooms that hold history but are missing from HELD_NEWEST_KEY (an older
+   * instance's) are put in it first, or reclaim.lua would never see them.
+   */
   async reclaimIdle(before: number, _occupied: (room: string) => boolean): Promise<string | null> {
-    const room = await this.link.run(SCRIPTS.reclaim, [HELD_KEY, ACTIVE_KEY, RECENT_KEY], [String(before), String(RECLAIM_CANDIDATES), ROOM_KEY_PREFIX]);
+    const [held, indexed] = await Promise.all([this.link.send("ZCARD", [HELD_KEY]), this.link.send("ZCARD", [HELD_NEWEST_KEY])]);
+    if (Number(held) > Number(indexed)) await indexHeld(this.link);
+    const room = await this.link.run(SCRIPTS.reclaim, [HELD_KEY, ACTIVE_KEY, RECENT_KEY, HELD_NEWEST_KEY], [String(before), String(RECLAIM_CANDIDATES), ROOM_KEY_PREFIX]);
     if (typeof room !== "string") return null;
     this.recent = null;
     return room;
