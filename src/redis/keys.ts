@@ -5,9 +5,12 @@
 import { storedFrame, type NewEntry, type RoomEvent } from "../engine.ts";
 import type { StoredFrame } from "../protocol/wire.ts";
 
+/** The prefix of a room's keys, for a script that builds them from the room (reclaim.lua, held-index.lua). */
+export const ROOM_KEY_PREFIX = "chat:room:";
+
 /** A room's history and the channel it is published on. */
 export const roomKeys = (room: string) => ({
-  // reclaim.lua builds log and ids from "chat:room:" and the room too.
+  // reclaim.lua builds log and ids from "chat:room:" and the room too, held-index.lua log.
   /** The room's seq counter: never decreases, so a seq is never reused. */
   seq: `chat:room:${room}:seq`,
   /** A sorted set scored by seq, members "seq:json" (encodeMember). */
@@ -42,6 +45,15 @@ export const authKeys = (room: string) => ({
   /** userId → a mute (JSON). */
   mutes: `chat:room:${room}:mutes`,
 });
+/**
+ * The timed room bans and mutes by when they lapse, for the sweep (restrictions-sweep.lua):
+ * members restrictionMember(…), the room's hash key and the user id. The hashes say what holds;
+ * this only says where to look.
+ */
+export const LAPSING_KEY = "chat:restrictions:lapsing";
+export const restrictionMember = (hashKey: string, userId: string) => `${hashKey}\n${userId}`;
+/** Set once the restrictions written before LAPSING_KEY existed are in it (indexes.ts). */
+export const LAPSING_INDEXED_KEY = "chat:restrictions:indexed";
 /** A server-wide ban of a user (JSON), expiring with it. */
 export const userBanKey = (userId: string) => `chat:ban:user:${userId}`;
 /** A ban of an address (JSON, with the user whose ban made it), expiring with it. */
@@ -115,6 +127,12 @@ export const RECENT_KEY = "chat:recent";
  * after a restart.
  */
 export const HELD_KEY = "chat:held";
+/**
+ * The same rooms scored by their newest entry's time: reclaim.lua takes the room idle longest
+ * from its start. Moved by the scripts with chat:held; an older instance's data lacks it, and
+ * RedisStore.reclaimIdle puts the rooms it lacks in (indexes.ts).
+ */
+export const HELD_NEWEST_KEY = "chat:held:newest";
 /**
  * A random mark of Redis's data, made by the first instance that looks: an instance that finds it
  * gone or another knows Redis lost its data (a restart without persistence, a flush) and

@@ -8,6 +8,7 @@ import trimLib from "./lua/trim-lib.lua" with { type: "text" };
 import append from "./lua/append.lua" with { type: "text" };
 import trim from "./lua/trim.lua" with { type: "text" };
 import reclaim from "./lua/reclaim.lua" with { type: "text" };
+import heldIndex from "./lua/held-index.lua" with { type: "text" };
 import rosterAdd from "./lua/roster-add.lua" with { type: "text" };
 import rosterRemove from "./lua/roster-remove.lua" with { type: "text" };
 import rosterRename from "./lua/roster-rename.lua" with { type: "text" };
@@ -25,6 +26,8 @@ import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
 import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
 import roleSet from "./lua/role-set.lua" with { type: "text" };
 import inviteUse from "./lua/invite-use.lua" with { type: "text" };
+import restrictionsSweep from "./lua/restrictions-sweep.lua" with { type: "text" };
+import serverBan from "./lua/server-ban.lua" with { type: "text" };
 import hooksLib from "./lua/hooks-lib.lua" with { type: "text" };
 import hooksAdd from "./lua/hooks-add.lua" with { type: "text" };
 import hooksTake from "./lua/hooks-take.lua" with { type: "text" };
@@ -40,6 +43,8 @@ export const SCRIPTS = {
   trim: trimLib + trim,
   /** Drops the history of the room idle longest, to make room in MAX_ROOMS. */
   reclaim: once(trimLib + reclaim),
+  /** Indexes the rooms an older instance's data holds by their newest entry, for reclaim. */
+  heldIndex: trimLib + heldIndex,
   rosterAdd: once(rosterAdd),
   rosterRemove: once(rosterRemove),
   /** Once: a second run would publish the rename again. */
@@ -64,6 +69,10 @@ export const SCRIPTS = {
   /** Once: a second run would queue its webhook events again. */
   roleSet: once(hooksLib + roleSet),
   inviteUse: once(inviteUse),
+  /** A user's server-wide ban (and its address's), or the lifting of it and of the address bans its bans made. Once: its webhook events. */
+  serverBan: once(hooksLib + serverBan),
+  /** Drops the room bans and mutes that lapsed. */
+  restrictionsSweep,
   /** The webhook outbox (§11.7): queue live events, take, done, retry, take over a dead instance's. */
   hooksAdd: once(hooksLib + hooksAdd),
   /** Once: a second run would take other events, and those the first took would wait on this consumer for good. */

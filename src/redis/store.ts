@@ -35,20 +35,25 @@ import {
   botTokenKey,
   HOOK_KEYS,
   HELD_KEY,
+  HELD_NEWEST_KEY,
+  LAPSING_KEY,
   addressBanKey,
   auditKey,
   bannedAddressesKey,
   userBanKey,
   PRIVATE_KEY,
   RECENT_KEY,
+  ROOM_KEY_PREFIX,
   authKeys,
   decodeMember,
   encodeMember,
   inviteKey,
   reservedKey,
+  restrictionMember,
   roomKeys,
   sessionKey,
 } from "./keys.ts";
+import { indexHeld, indexRestrictions } from "./indexes.ts";
 import { redisHash, type RedisLink } from "./link.ts";
 import { SCRIPTS } from "./scripts.ts";
 
@@ -61,10 +66,11 @@ const SWEEP_ROOMS = 1000;
 /** The room directory and the private rooms are read from Redis at most this often, however often they are asked for. */
 const DIRECTORY_CACHE_MS = 1000;
 
-/** Bounds the idle rooms looked at to reclaim one (the oldest held first). */
+/** Bounds the idle rooms looked at to reclaim one (idle longest first). */
 const RECLAIM_CANDIDATES = 500;
-/** The prefix of a room's keys, as reclaim.lua builds them (roomKeys). */
-const ROOM_KEY_PREFIX = "chat:room:";
+
+/** Bounds the lapsed room bans and mutes one run of the sweep's script drops (it runs again until fewer are left). */
+const LAPSED_PER_RUN = 1000;
 
 /** Bounds the audit log of every room together (each room's keeps HISTORY_RETAIN). */
 const AUDIT_ALL_KEPT = 10_000;
@@ -101,6 +107,8 @@ export class RedisStore implements Store {
   private privates: { until: number; rooms: Promise<Set<string>> } | null = null;
   /** The webhook outbox, once opened (webhooks on): each append then queues its event. */
   private outbox: RedisOutbox | null = null;
+  /** The restrictions written before their index existed, put in it (once: a failure tries again). */
+  private lapsingIndexed: Promise<void> | null = null;
 
   constructor(
     private readonly link: RedisLink,
@@ -126,7 +134,7 @@ export class RedisStore implements Store {
     const [outcome, member, dropped]: [number, string?, number?] = await this.link.run(
       SCRIPTS.append,
       [keys.seq, keys.log, keys.ids, RECENT_KEY, HELD_KEY, authKeys(m.room).settings, PRIVATE_KEY, keys.epoch,
-        HOOK_KEYS.stream, HOOK_KEYS.data, HOOK_KEYS.retry, HOOK_KEYS.tries],
+        HOOK_KEYS.stream, HOOK_KEYS.data, HOOK_KEYS.retry, HOOK_KEYS.tries, HELD_NEWEST_KEY],
       [
         dedupField(m.user.id, m.id), encodeMember(m), String(this.bounds.retain), keys.channel, String(m.ts), m.room,
         String(RECENT_ROOMS_KEPT), String(this.bounds.maxRooms), cutoff === null ? "" : String(cutoff),
@@ -279,22 +287,33 @@ export class RedisStore implements Store {
     for (const [command, ...args] of writes) await this.link.send(command!, args);
   }
 
+  /**
+   * A timed one is indexed by when it lapses (LAPSING_KEY), for the sweep. The index is written
+   * first and forgotten last: the sweep checks the hash, so a step lost between the two leaves
+   * the index only wrong where that is harmless.
+   */
   async restrict(kind: "ban" | "mute", room: string, userId: string, restriction: Restriction | null, hooks?: readonly HookEvent[]) {
     const key = kind === "ban" ? authKeys(room).bans : authKeys(room).mutes;
-    await this.told([restriction ? ["HSET", key, userId, JSON.stringify(restriction)] : ["HDEL", key, userId]], hooks);
+    const member = restrictionMember(key, userId);
+    const writes = !restriction
+      ? [["HDEL", key, userId], ["ZREM", LAPSING_KEY, member]]
+      : restriction.until === null
+        ? [["HSET", key, userId, JSON.stringify(restriction)], ["ZREM", LAPSING_KEY, member]]
+        : [["ZADD", LAPSING_KEY, String(restriction.until), member], ["HSET", key, userId, JSON.stringify(restriction)]];
+    await this.told(writes, hooks);
   }
 
+  /** One script (server-ban.lua): a lift leaves an address another user's later ban took over. */
   async banServer(userId: string, restriction: Restriction | null, ip?: string, hooks?: readonly HookEvent[]) {
-    if (!restriction) {
-      const ips: string[] = await this.link.send("SMEMBERS", [bannedAddressesKey(userId)]);
-      return this.told([["DEL", userBanKey(userId), bannedAddressesKey(userId), ...ips.map(addressBanKey)]], hooks);
-    }
-    const expiry = restriction.until === null ? [] : ["PXAT", String(restriction.until)];
-    const writes = [["SET", userBanKey(userId), JSON.stringify(restriction), ...expiry]];
-    if (ip !== undefined) {
-      writes.push(["SET", addressBanKey(ip), JSON.stringify({ ...restriction, userId }), ...expiry], ["SADD", bannedAddressesKey(userId), ip]);
-    }
-    await this.told(writes, hooks);
+    const outbox = hooks?.length ? this.outbox : null;
+    const ban = restriction ? [JSON.stringify(restriction), restriction.until === null ? "" : String(restriction.until)] : ["", ""];
+    const address = restriction && ip !== undefined ? [ip, JSON.stringify({ ...restriction, userId })] : ["", ""];
+    const dropped = await this.link.run(
+      SCRIPTS.serverBan,
+      [userBanKey(userId), bannedAddressesKey(userId), ...(outbox?.keys ?? [])],
+      [userId, addressBanKey(""), ...ban, ...address, ...(outbox?.queueArgs(hooks!) ?? [])],
+    );
+    outbox?.appended(Number(dropped));
   }
 
   async serverBan(userId: string | null, ip: string, now: number): Promise<Restriction | null> {
@@ -401,8 +420,18 @@ export class RedisStore implements Store {
     return rooms;
   }
 
-  /** Redis expires sessions by itself. */
-  async sweepSessions(_now: number) {
+  /**
+   * Redis expires sessions, invites and server bans by itself; lapsed room bans and mutes are
+   * dropped here, LAPSED_PER_RUN at a time.
+   */
+  async sweepSessions(now: number) {
+    await (this.lapsingIndexed ??= indexRestrictions(this.link).catch((error) => {
+      this.lapsingIndexed = null;
+      throw error;
+    }));
+    let taken: number;
+    do taken = Number(await this.link.run(SCRIPTS.restrictionsSweep, [LAPSING_KEY], [String(now), String(LAPSED_PER_RUN)]));
+    while (taken === LAPSED_PER_RUN);
     return 0;
   }
 
@@ -421,7 +450,7 @@ export class RedisStore implements Store {
       const counts = await Promise.all(
         rooms.map((room) => {
           const keys = roomKeys(room);
-          return this.link.run(SCRIPTS.trim, [keys.log, keys.ids, HELD_KEY], [room, String(cutoff)]);
+          return this.link.run(SCRIPTS.trim, [keys.log, keys.ids, HELD_KEY, HELD_NEWEST_KEY], [room, String(cutoff)]);
         }),
       );
       for (const n of counts) trimmed += Number(n);
@@ -429,9 +458,15 @@ export class RedisStore implements Store {
     return trimmed;
   }
 
-  /** One script for every instance: whoever is in a room anywhere shows in chat:active (`occupied` adds nothing). */
+  /**
+   * One script for every instance: whoever is in a room anywhere shows in chat:active (`occupied`
+   * adds nothing). Rooms that hold history but are missing from HELD_NEWEST_KEY (an older
+   * instance's) are put in it first, or reclaim.lua would never see them.
+   */
   async reclaimIdle(before: number, _occupied: (room: string) => boolean): Promise<string | null> {
-    const room = await this.link.run(SCRIPTS.reclaim, [HELD_KEY, ACTIVE_KEY, RECENT_KEY], [String(before), String(RECLAIM_CANDIDATES), ROOM_KEY_PREFIX]);
+    const [held, indexed] = await Promise.all([this.link.send("ZCARD", [HELD_KEY]), this.link.send("ZCARD", [HELD_NEWEST_KEY])]);
+    if (Number(held) > Number(indexed)) await indexHeld(this.link);
+    const room = await this.link.run(SCRIPTS.reclaim, [HELD_KEY, ACTIVE_KEY, RECENT_KEY, HELD_NEWEST_KEY], [String(before), String(RECLAIM_CANDIDATES), ROOM_KEY_PREFIX]);
     if (typeof room !== "string") return null;
     this.recent = null;
     return room;

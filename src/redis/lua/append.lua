@@ -8,6 +8,7 @@
 --   KEYS[5] chat:held   KEYS[6] the room's settings hash   KEYS[7] chat:private
 --   KEYS[8] the room's epoch (made with its sequence: ARGV[12] when there is none)
 --   KEYS[9] the webhook outbox stream, KEYS[10] its data hash, KEYS[11] its retries, KEYS[12] its attempts
+--   KEYS[13] chat:held:newest (the rooms of chat:held scored by their newest entry's time)
 --   ARGV[1] the dedup field   ARGV[2] the entry as JSON, without its seq   ARGV[3] HISTORY_RETAIN
 --   ARGV[4] the room's channel   ARGV[5] the entry's time   ARGV[6] the room   ARGV[7] rooms kept
 --   ARGV[8] MAX_ROOMS   ARGV[9] messages older than this are trimmed first ("" keeps them)
@@ -37,7 +38,9 @@ local function blankHook(seq)
   redis.call('HSET', KEYS[10], field, string.sub(event, 1, at) .. string.sub(member, 1, string.find(member, ':', 1, true)) .. cjson.encode(e))
 end
 local cutoff = tonumber(ARGV[9])
-if cutoff then trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) end
+if cutoff and trimAged(KEYS[2], KEYS[3], KEYS[5], room, cutoff) > 0 and not redis.call('ZSCORE', KEYS[5], room) then
+  redis.call('ZREM', KEYS[13], room)
+end
 local known = redis.call('HGET', KEYS[3], ARGV[1])
 if known then
   local original = redis.call('ZRANGEBYSCORE', KEYS[2], known, known)
@@ -117,6 +120,7 @@ elseif excess > 0 and cutoff then
   -- after one is set visits the room, finds nothing to trim and sets it right.
   syncHeld(KEYS[2], KEYS[5], room)
 end
+redis.call('ZADD', KEYS[13], ARGV[5], room)
 redis.call('ZADD', KEYS[4], ARGV[5], room)
 redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -1 - tonumber(ARGV[7]))
 local dropped = 0
