@@ -124,6 +124,11 @@ export abstract class Connection {
     });
   }
 
+  /** Frames received and not yet answered while one of them waits (RateGate.maxWaitingFrames bounds them). */
+  get queued(): number {
+    return this.waiting;
+  }
+
   private crashed(error: unknown): void {
     this.ctx.log("error", "unexpected", { conn: this.id, error: String(error), stack: (error as Error)?.stack });
     this.fail("internal", MESSAGES.internal);

@@ -176,6 +176,18 @@ export class Hub {
     return false;
   }
 
+  /**
+   * Whether `conn` has as many frames waiting as it may (RateGate.maxWaitingFrames): then the one
+   * that came is answered rate_limited and the connection closed as rate abuse is, before it is
+   * queued, so a client cannot pile up frames behind one that waits for storage.
+   */
+  overflows(conn: Connection, type: ClientFrameType | undefined, ref: string | undefined): boolean {
+    if (conn.queued < this.rate.maxWaitingFrames) return false;
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs: this.rate.frameRetryAfterMs(conn, type) });
+    this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
+    return true;
+  }
+
   /** Stops reading `conn` now and closes it once what it sent is delivered. */
   closeAfterPending(conn: Connection, code: number, reason: string): void {
     if (conn.state !== "open") return;
