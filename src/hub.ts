@@ -213,7 +213,9 @@ export class Hub {
       const close = { code: CLOSE.policy, reason: CLOSE_REASON.abuse };
       return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), extra: { retryAfterMs: wait }, close };
     }
-    const who = await this.users.identify(conn, ask);
+    let who = await this.users.identify(conn, ask);
+    // Its session was signed out while the hello was under way: unknown now, so ignored (§4, §11.1).
+    if (who.ok && this.users.revokedMeanwhile(who.value)) who = await this.users.identify(conn, { ...ask, session: undefined });
     if (!who.ok) return who;
     const live = this.users.connections(who.value.user.id);
     // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
@@ -255,6 +257,8 @@ export class Hub {
   }
 
   private closeSession(userId: string, session: string): void {
+    // Its hellos under way are not attached yet: marked, they restore nothing (Hub.hello).
+    this.users.revoked(session);
     for (const c of [...this.users.connections(userId)]) {
       if (c.session !== session) continue;
       this.membership.drop(c, true);
