@@ -131,6 +131,11 @@ export abstract class Connection {
     });
   }
 
+  /** Frames received and not yet answered while one of them waits (RateGate.maxWaitingFrames bounds them). */
+  get queued(): number {
+    return this.waiting;
+  }
+
   /**
    * The one answer to a frame whose task threw: past the door's checks what throws is storage
    * (an engine that failed, or missed its deadline), so it is logged as storage errors are, with

@@ -399,8 +399,12 @@ export interface Store {
   recentRooms(limit: number): Promise<RecentRoom[]>;
   /** The session a live token hash opens; or null. */
   findSession(tokenHash: string, now: number): Promise<SessionRecord | null>;
-  /** Stores (or refreshes) a session; a guest's keys reserve its name until it expires or is revoked. */
-  saveSession(tokenHash: string, session: SessionRecord): Promise<void>;
+  /**
+   * Stores a session; a guest's keys reserve its name until it expires or is revoked. With
+   * `refresh` (a hello that restored it), only while it is still stored: a signout that revoked it
+   * meanwhile wins, and this resolves false, having written nothing.
+   */
+  saveSession(tokenHash: string, session: SessionRecord, refresh?: boolean): Promise<boolean>;
   /** Ends a session now (signout): its token opens nothing and its name is free. */
   revokeSession(tokenHash: string): Promise<void>;
   /** The user whose valid guest session reserves a name with one of these keys; or null. */

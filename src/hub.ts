@@ -176,6 +176,18 @@ export class Hub {
     return false;
   }
 
+  /**
+   * Whether `conn` has as many frames waiting as it may (RateGate.maxWaitingFrames): then the one
+   * that came is answered rate_limited and the connection closed as rate abuse is, before it is
+   * queued, so a client cannot pile up frames behind one that waits for storage.
+   */
+  overflows(conn: Connection, type: ClientFrameType | undefined, ref: string | undefined): boolean {
+    if (conn.queued < this.rate.maxWaitingFrames) return false;
+    conn.fail("rate_limited", MESSAGES.rateLimited, ref, { retryAfterMs: this.rate.frameRetryAfterMs(conn, type) });
+    this.closeAfterPending(conn, CLOSE.policy, CLOSE_REASON.abuse);
+    return true;
+  }
+
   /** Stops reading `conn` now and closes it once what it sent is delivered. */
   closeAfterPending(conn: Connection, code: number, reason: string): void {
     if (conn.state !== "open") return;
@@ -201,7 +213,9 @@ export class Hub {
       const close = { code: CLOSE.policy, reason: CLOSE_REASON.abuse };
       return { ...fail("rate_limited", "too many hellos from your address; wait a minute"), extra: { retryAfterMs: wait }, close };
     }
-    const who = await this.users.identify(conn, ask);
+    let who = await this.users.identify(conn, ask);
+    // Its session was signed out while the hello was under way: unknown now, so ignored (§4, §11.1).
+    if (who.ok && this.users.revokedMeanwhile(who.value)) who = await this.users.identify(conn, { ...ask, session: undefined });
     if (!who.ok) return who;
     const live = this.users.connections(who.value.user.id);
     // One more than a session may have: its oldest connection goes, as if it had dropped (§10).
@@ -243,6 +257,8 @@ export class Hub {
   }
 
   private closeSession(userId: string, session: string): void {
+    // Its hellos under way are not attached yet: marked, they restore nothing (Hub.hello).
+    this.users.revoked(session);
     for (const c of [...this.users.connections(userId)]) {
       if (c.session !== session) continue;
       this.membership.drop(c, true);

@@ -31,6 +31,14 @@ export class RateGate {
   /** New rooms started per user and per address (ROOM_STARTS_PER_HOUR, …_PER_IP); with Redis, the fallback. */
   readonly roomBuckets: Buckets;
   readonly roomAddressBuckets: Buckets;
+  /**
+   * Frames one connection may have waiting for their turn, the one waiting for storage included
+   * (§4): its user's burst, its connection's own (pings, frames before hello), and the
+   * rate_limited answers it may get before they are abuse. A client within its rate never has
+   * more; answered back to back, a longer queue ends in an abuse close anyway, so it ends in one
+   * when it grows past this instead of being held in memory until its turn.
+   */
+  readonly maxWaitingFrames: number;
   /** The last take from the shared buckets failed; set and cleared with one log line each (once per outage). */
   private sharedDown = false;
 
@@ -38,7 +46,8 @@ export class RateGate {
     private readonly ctx: Context,
     private readonly roster: Roster,
   ) {
-    const { rateLimitBurst, rateLimitPerSecond, helloRatePerMinute } = ctx.config;
+    const { rateLimitBurst, rateLimitPerSecond, helloRatePerMinute, rateLimitAbuseErrors } = ctx.config;
+    this.maxWaitingFrames = 2 * rateLimitBurst + rateLimitAbuseErrors;
     this.userBuckets = new Buckets(rateLimitBurst, rateLimitPerSecond);
     this.helloBuckets = new Buckets(helloRatePerMinute, helloRatePerMinute / 60);
     const { roomStartsPerHour, roomStartsPerHourPerIp } = ctx.config;

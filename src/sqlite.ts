@@ -80,7 +80,7 @@ const SERVER = "";
 /** One write of a transaction (SqliteStore.write): the Store's writes, as data. */
 type WriteOp =
   | { op: "append"; batch: readonly NewEntry[] }
-  | { op: "session"; tokenHash: string; session: SessionRecord }
+  | { op: "session"; tokenHash: string; session: SessionRecord; refresh: boolean }
   | { op: "revokeSession"; tokenHash: string }
   | { op: "sweepSessions"; now: number }
   | { op: "sweepHistory"; now: number }
@@ -338,8 +338,8 @@ export class SqliteStore implements Store {
       findSession: this.db.query<SessionRow, [string, number]>(
         "SELECT user_id, expires_at, kind, name, key1, key2, admin, rooms FROM sessions WHERE token_hash = ? AND expires_at > ?",
       ),
-      saveSession: this.db.query(
-        "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_at, kind, name, key1, key2, admin, rooms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      saveSession: this.db.query( // ?10: a refresh, which writes only while the session is still there (a signout wins)
+        "INSERT OR REPLACE INTO sessions (token_hash, user_id, expires_at, kind, name, key1, key2, admin, rooms) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE ?10 = 0 OR EXISTS (SELECT 1 FROM sessions WHERE token_hash = ?1)",
       ),
       revokeSession: this.db.query("DELETE FROM sessions WHERE token_hash = ?"),
       /** A valid guest session holding a name by one of two keys (given twice: ?1 ?2). */
@@ -422,10 +422,10 @@ export class SqliteStore implements Store {
             return this.appendRows(op.batch);
           case "session": {
             const s = op.session;
-            return void this.q.saveSession.run(
+            return this.q.saveSession.run(
               op.tokenHash, s.userId, s.expiresAt, s.kind, s.name, s.keys[0] ?? null, s.keys[1] ?? null, s.admin ? 1 : 0,
-              s.rooms.length ? JSON.stringify(s.rooms) : null,
-            );
+              s.rooms.length ? JSON.stringify(s.rooms) : null, op.refresh ? 1 : 0,
+            ).changes > 0;
           }
           case "revokeSession":
             return void this.q.revokeSession.run(op.tokenHash);
@@ -757,8 +757,8 @@ export class SqliteStore implements Store {
     };
   }
 
-  async saveSession(tokenHash: string, session: SessionRecord) {
-    await this.write([{ op: "session", tokenHash, session }]);
+  async saveSession(tokenHash: string, session: SessionRecord, refresh = false) {
+    return (await this.write([{ op: "session", tokenHash, session, refresh }]))[0] as boolean;
   }
 
   async revokeSession(tokenHash: string) {

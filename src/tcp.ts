@@ -63,6 +63,8 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
         // Counted before any is answered: the prompt comes back once, after the last.
         conn.reading(lines.length);
         for (const line of lines) {
+          // Past the bound the connection closes (Hub.overflows): the lines after are not read.
+          if (conn.state !== "open" || hub.overflows(conn, undefined, undefined)) return;
           const asked = hub.ask(conn, undefined);
           // Decoded now: a complete line is a view of Bun's buffer, which the next read reuses.
           const text = line === TOO_LONG ? null : decoder.decode(line);

@@ -96,6 +96,14 @@ export interface Identity {
   version: number;
   /** The session as stored, when there is one. */
   record: SessionRecord | null;
+  /** The hello's watch on the session it restores, from its lookup until it is attached (Users.attach). */
+  resuming?: Resuming | null;
+}
+
+/** A hello under way that restores a session: a signout of that session meanwhile marks it (Users.revoked). */
+interface Resuming {
+  hash: string;
+  revoked: boolean;
 }
 
 /** What a hello asks for, door-independent: a TCP user gives a name only. */
@@ -107,6 +115,8 @@ export class Users {
   private readonly holders = new Map<string, Set<string>>();
   /** The keys of the names no guest may take (RESERVED_NAMES and the built-in ones). */
   private reservedSet: Set<string> | null = null;
+  /** Session hash → the hellos under way that restore it, until each is attached or fails. */
+  private readonly resuming = new Map<string, Set<Resuming>>();
 
   constructor(
     private readonly ctx: Context,
@@ -125,9 +135,23 @@ export class Users {
   /**
    * Who `conn` is, by what its hello shows (§11.1): a member's token, a live session, or a guest
    * name. Nothing changes until the name is held on every instance and the session is stored,
-   * so a failed hello leaves nothing half done.
+   * so a failed hello leaves nothing half done. A hello that restores a session is watched from
+   * before its lookup until it is attached: a signout of the session meanwhile marks it (revoked),
+   * and the hub asks before it attaches (revokedMeanwhile).
    */
   async identify(conn: Connection, ask: HelloAsk): Promise<Result<Identity>> {
+    const resuming = ask.session === undefined ? null : this.watch(hashSecret(ask.session));
+    let who: Result<Identity> | undefined;
+    try {
+      who = await this.identifyAs(conn, ask);
+    } finally {
+      if (who?.ok && resuming && who.value.session === resuming.hash) who.value.resuming = resuming;
+      else this.unwatch(resuming);
+    }
+    return who;
+  }
+
+  private async identifyAs(conn: Connection, ask: HelloAsk): Promise<Result<Identity>> {
     const now = this.ctx.now();
     const config = this.ctx.config;
     if (ask.adminToken !== undefined && (config.adminToken === null || !sameSecret(ask.adminToken, config.adminToken))) {
@@ -189,8 +213,10 @@ export class Users {
     // A bot signs in with its token every time: its session is not kept, so a revoked bot's brings nothing back.
     if (token !== null && session.kind !== "bot") {
       const saved = await this.saveSession(token, session, reuse ? restored : null, now);
-      if (!saved) {
+      if (saved !== "saved") {
         unclaim();
+        // Revoked since it was looked up (a signout): an unknown session now, which is ignored (§4).
+        if (saved === "gone") return this.identifyAs(conn, { ...ask, session: undefined });
         return fail("internal", MESSAGES.internal);
       }
     }
@@ -238,9 +264,11 @@ export class Users {
   /**
    * Stores the session: a new token must be on disk before the client holds it; a restored one
    * is written when what it restores changed, or to push its expiry back, at most every
-   * sessionRefreshMs, so a reconnect storm after a deploy writes nothing. False when storage failed.
+   * sessionRefreshMs, so a reconnect storm after a deploy writes nothing. A restored one is
+   * written only while it is still stored: "gone" when a signout revoked it meanwhile, "failed"
+   * when storage failed.
    */
-  private async saveSession(token: string, session: SessionRecord, before: SessionRecord | null, now: number): Promise<boolean> {
+  private async saveSession(token: string, session: SessionRecord, before: SessionRecord | null, now: number): Promise<"saved" | "gone" | "failed"> {
     const ttlMs = this.ctx.config.sessionTtlSeconds * 1000;
     const same =
       before !== null &&
@@ -250,22 +278,60 @@ export class Users {
       before.rooms.join() === session.rooms.join();
     if (same && before.expiresAt - now >= ttlMs - sessionRefreshMs(ttlMs)) {
       session.expiresAt = before.expiresAt;
-      return true;
+      return "saved";
     }
     const fresh = before === null && session.kind === "guest";
     session.expiresAt = now + (fresh ? Math.min(ttlMs, NEW_SESSION_TTL_MS) : ttlMs);
     try {
-      await this.store.saveSession(hashSecret(token), session);
-      return true;
+      return (await this.store.saveSession(hashSecret(token), session, before !== null)) ? "saved" : "gone";
     } catch (error) {
       this.ctx.log("error", "storage", { error: String(error), op: "saveSession" });
-      return false;
+      return "failed";
     }
   }
 
   /** Ends a session (signout): its token opens nothing and its name is free (§11.1). */
   revoke(sessionHash: string): Promise<void> {
     return this.store.revokeSession(sessionHash);
+  }
+
+  /**
+   * The session was revoked (a signout, here or on another instance, as its connections here are
+   * closed): the hellos under way that restore it are marked, and restore nothing.
+   */
+  revoked(sessionHash: string): void {
+    for (const hello of this.resuming.get(sessionHash) ?? []) hello.revoked = true;
+  }
+
+  /**
+   * Whether the session `who` restores was revoked while its hello was under way (§11.1). Asked
+   * in the step that attaches: one revoked later finds the connection attached, and closes it.
+   * If so, the hello lets go of the name identify held for it (here and on every instance, unless
+   * the user holds it already); its write, if any, found the session gone or came before the
+   * revocation, so nothing of the session is left.
+   */
+  revokedMeanwhile(who: Identity): boolean {
+    if (!who.resuming?.revoked) return false;
+    this.unwatch(who.resuming);
+    const kept = this.online.get(who.user.id)?.keys ?? [];
+    const taken = who.keys.filter((key) => !kept.includes(key));
+    this.unhold(taken, who.user.id);
+    if (taken.length) this.roster.releaseName(taken, who.user.id);
+    return true;
+  }
+
+  private watch(hash: string): Resuming {
+    const hello = { hash, revoked: false };
+    let hellos = this.resuming.get(hash);
+    if (!hellos) this.resuming.set(hash, (hellos = new Set()));
+    hellos.add(hello);
+    return hello;
+  }
+
+  private unwatch(hello: Resuming | null | undefined): void {
+    if (!hello) return;
+    const hellos = this.resuming.get(hello.hash);
+    if (hellos?.delete(hello) && hellos.size === 0) this.resuming.delete(hello.hash);
   }
 
   /** The user's live connections, oldest first (none when it is not online). */
@@ -278,6 +344,7 @@ export class Users {
    * when it came back with another name, the name it had (the caller announces it).
    */
   attach(conn: Connection, who: Identity): { user: User; oldName: string | null } {
+    this.unwatch(who.resuming);
     let user = this.online.get(who.user.id);
     let oldName: string | null = null;
     if (!user) {
@@ -364,7 +431,7 @@ export class Users {
    */
   async saveLiveSessions(only?: User): Promise<void> {
     const saved = new Set<string>();
-    const writes: Promise<void>[] = [];
+    const writes: Promise<unknown>[] = [];
     for (const user of only ? [only] : this.online.values()) {
       for (const conn of user.conns) {
         const record = conn.sessionRecord;

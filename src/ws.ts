@@ -53,6 +53,7 @@ export function websocketHandlers(hub: Hub, ctx: Context): WebSocketHandler<WsCo
       }
       const parsed = parseFrame(raw);
       const type = parsed.ok ? parsed.frame.type : parsed.type;
+      if (hub.overflows(conn, type, parsed.ref)) return;
       const asked = hub.ask(conn, type);
       conn.enqueue(() => hub.spend({ conn, type, ref: parsed.ref, asked, answer: () => answer(conn, parsed) }), { op: type ?? "frame", ref: parsed.ref });
     },

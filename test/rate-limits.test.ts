@@ -16,15 +16,18 @@ import bucketTakeAll from "../src/redis/lua/bucket-take-all.lua" with { type: "t
 import bucketTake from "../src/redis/lua/bucket-take.lua" with { type: "text" };
 import {
   Client,
+  bounded,
   ENGINES,
   LineClient,
   WAIT_MS,
   engineServers,
   frozenClock,
+  heldOnce,
   instances,
   messages,
   range,
   redisForSuite,
+  sqliteWith,
   startServer,
   tcpUser,
   tempDir,
@@ -364,6 +367,49 @@ describe("rate limits belong to users and addresses (§10)", () => {
     const db = new Database(path, { readonly: true });
     expect(db.query<{ n: number }, []>("SELECT count(*) AS n FROM sessions").get()!.n).toBe(4);
     db.close();
+  });
+});
+
+// On SQLite only: the frame that waits is held in a store of the test's own.
+describe("frames waiting behind one that waits for storage are bounded per connection", () => {
+  /** 2 × RATE_LIMIT_BURST + RATE_LIMIT_ABUSE_ERRORS frames may wait, the one waiting for storage included. */
+  const LIMITS = { rateLimitBurst: 2, rateLimitAbuseErrors: 3 };
+  const MAX_WAITING = 2 * LIMITS.rateLimitBurst + LIMITS.rateLimitAbuseErrors;
+
+  test("WebSocket: one frame past the bound is answered rate_limited and the connection closed 1008 at once, while the join still waits", async () => {
+    const held = heldOnce();
+    await using server = await startServer({ ...LIMITS, store: sqliteWith((real) => ({ roomPage: async (r, q) => (await held.pass(), real.roomPage(r, q)) })) });
+    const a = await user(server, "alice");
+    held.arm();
+    a.send({ type: "join", room: "x", ref: "join" });
+    await held.waiting;
+    // The join and MAX_WAITING - 1 frames behind it fill the queue; the next is one too many.
+    const pad = "x".repeat(30_000);
+    for (let i = 0; i < MAX_WAITING + 20; i++) a.send({ type: "typing", room: "x", ref: `t${i}`, pad });
+    // Closed while the join is still held: the flood was not buffered until its turn.
+    const closed = await bounded(a.closed, "a close while the join waits");
+    held.release();
+    expect({ closed, answers: a.frames.slice(1).map((f) => `${f.code}:${f.ref}`) }).toEqual({
+      closed: { code: 1008, reason: "rate limit exceeded" },
+      answers: [`rate_limited:t${MAX_WAITING - 1}`],
+    });
+    expect(await (await server.http("/metrics")).text()).toContain('chat_errors_total{code="rate_limited"} 1\n');
+    expect(await server.logLine((l) => l.event === "close")).toMatchObject({ code: 1008, reason: "rate limit exceeded" });
+  });
+
+  test("TCP: lines past the bound behind a name line that waits for storage: rate_limited, then closed, while the hello still waits", async () => {
+    const held = heldOnce();
+    await using server = await startServer({ ...LIMITS, tcpPort: 0, store: sqliteWith((real) => ({ serverBan: async (u, ip, now) => (await held.pass(), real.serverBan(u, ip, now)) })) });
+    const nc = await LineClient.connect(server.chat.tcpPort!);
+    await nc.readUntil("name: ");
+    held.arm();
+    nc.write("bob\n");
+    await held.waiting;
+    nc.write("spam\n".repeat(MAX_WAITING + 20));
+    const rest = await nc.untilClosed();
+    held.release();
+    expect(rest.split("\n").filter((l) => l.startsWith("!"))).toEqual(["! rate_limited: too many frames; slow down"]);
+    expect(await server.logLine((l) => l.event === "close")).toMatchObject({ transport: "tcp", code: 1008, reason: "rate limit exceeded" });
   });
 });
 

@@ -1,14 +1,32 @@
 /**
  * Sessions and identity: the token a hello gets (its strength, when it is written, how long it
  * lives), a session on several connections and what one too many does (4001), and a rename by a
- * hello that brings a live session and a new name. Runs on both engines where the hub's rule is
- * under test; on SQLite where a test brings its own store.
+ * hello that brings a live session and a new name, and a signout that wins over a hello of its
+ * session under way. Runs on both engines where the hub's rule is under test; on SQLite where a
+ * test brings its own store.
  */
 import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { Client, ENGINES, LineClient, engineServers, instances, redisForSuite, sqliteWith, startServer, user } from "./helpers.ts";
+import { RedisStore } from "../src/redis/store.ts";
+import { SqliteStore } from "../src/sqlite.ts";
+import { Client, ENGINES, LineClient, engineServers, heldOnce, instances, redisForSuite, sqliteWith, startServer, user, type Engine } from "./helpers.ts";
 
 const DAY_MS = 86_400_000;
+
+/**
+ * Holds the next hello, once armed, between its session's lookup and its write (at the server-ban
+ * check), on `engine`'s store, every instance of it in this process. `using` puts the store back.
+ */
+function heldHello(engine: Engine) {
+  const held = heldOnce();
+  const store = (engine === "sqlite" ? SqliteStore : RedisStore).prototype as { serverBan: RedisStore["serverBan"] };
+  const real = store.serverBan;
+  store.serverBan = async function (this: unknown, ...args) {
+    await held.pass();
+    return real.apply(this, args);
+  };
+  return Object.assign(held, { [Symbol.dispose]: () => void (store.serverBan = real) });
+}
 
 for (const engine of ENGINES) {
   describe(engine, () => {
@@ -50,6 +68,48 @@ for (const engine of ENGINES) {
         expect(w.session).toMatch(/^[A-Za-z0-9_-]{43,}$/); // ≥ 256 bits, base64url
         c.close();
       });
+    });
+
+    describe("signout racing a hello of the same session (§11.1)", () => {
+      /**
+       * Tab a signs out while tab b's hello with the same session waits for storage: b gets what an
+       * unknown session gets (a new user and a new token, §4), and the revoked token restores nobody.
+       * `tabs` more tabs of the session come first (one: the session is refreshed to its full TTL,
+       * and b's hello writes nothing).
+       */
+      async function race(engine: Engine, tabs: number) {
+        await using server = await startServer();
+        const a = await Client.connect(server.wsUrl);
+        const welcome = await a.hello("alice");
+        const more = [];
+        for (let i = 0; i < tabs; i++) {
+          const tab = await Client.connect(server.wsUrl);
+          await tab.hello("alice", welcome.session);
+          more.push(tab);
+        }
+        const b = await Client.connect(server.wsUrl);
+        using held = heldHello(engine);
+        held.arm();
+        b.send({ type: "hello", name: "alice", session: welcome.session, ref: "b" });
+        await held.waiting;
+        a.send({ type: "signout" });
+        expect((await a.next()).type).toBe("ok");
+        expect(await a.closed).toEqual({ code: 1000, reason: "signed out" });
+        for (const tab of more) expect(await tab.closed).toEqual({ code: 1000, reason: "signed out" });
+        held.release();
+        const answer = await b.next();
+        const c = await Client.connect(server.wsUrl);
+        const again = await c.hello("carol", welcome.session);
+        expect({ b: { ref: answer.ref, type: answer.type, sameUser: answer.user?.id === welcome.user.id, sameToken: answer.session === welcome.session }, c: again.user.id === welcome.user.id }).toEqual({
+          b: { ref: "b", type: "welcome", sameUser: false, sameToken: false },
+          c: false,
+        });
+        expect(await b.sync()).toEqual([]);
+        for (const x of [b, c]) x.close();
+      }
+
+      test("the hello would refresh the session: it writes nothing back, and gets a new user and token", () => race(engine, 0));
+      test("the hello finds the session fresh and would write nothing: still a new user and token", () => race(engine, 1));
     });
 
     test("a new session expires after a day unless it is used again, which gives it the full TTL", async () => {
@@ -108,13 +168,13 @@ describe("sessions", () => {
     const saves: { userId: string; expiresAt: number }[] = [];
     let failNext = false;
     const store = sqliteWith((real) => ({
-      saveSession: async (hash, session) => {
+      saveSession: async (hash, session, refresh) => {
         if (failNext) {
           failNext = false;
           throw new Error("disk full");
         }
         saves.push({ userId: session.userId, expiresAt: session.expiresAt });
-        return real.saveSession(hash, session);
+        return real.saveSession(hash, session, refresh);
       },
     }));
     return { store, saves, failOnce: () => (failNext = true) };
@@ -243,5 +303,30 @@ describe("sessions across instances (redis)", () => {
     expect(await ttl(twiceWelcome.session)).toBeLessThanOrEqual(full);
     expect(await ttl(onceWelcome.session)).toBeLessThanOrEqual(DAY_MS);
     for (const c of [once, twice, back]) c.close();
+  });
+
+  test("a signout on one instance wins over a hello of the same session under way on another (§11.1): a new user and token", async () => {
+    await using servers = await instances(redis, 2);
+    const [one, two] = servers;
+    const a = await Client.connect(one.wsUrl);
+    const welcome = await a.hello("alice");
+    // A tab on the other instance: the session is refreshed to its full TTL, so b's hello writes nothing.
+    const tab = await Client.connect(two.wsUrl);
+    await tab.hello("alice", welcome.session);
+    const b = await Client.connect(two.wsUrl);
+    using held = heldHello("redis");
+    held.arm();
+    b.send({ type: "hello", name: "alice", session: welcome.session, ref: "b" });
+    await held.waiting;
+    a.send({ type: "signout" });
+    // The tab's close says the other instance heard of the signout before b's hello goes on.
+    expect(await tab.closed).toEqual({ code: 1000, reason: "signed out" });
+    held.release();
+    const answer = await b.next();
+    expect({ ref: answer.ref, type: answer.type, sameUser: answer.user?.id === welcome.user.id }).toEqual({ ref: "b", type: "welcome", sameUser: false });
+    const c = await Client.connect(one.wsUrl);
+    expect((await c.hello("carol", welcome.session)).user.id).not.toBe(welcome.user.id);
+    expect(await b.sync()).toEqual([]);
+    for (const x of [b, c]) x.close();
   });
 });

@@ -78,6 +78,9 @@ const AUDIT_ALL_KEPT = 10_000;
 /** A message's field in its room's dedup hash (append.lua's ARGV[1]): user ids hold no newline, so the id cannot blur it. */
 const dedupField = (userId: string, id: string) => `${userId}\n${id}`;
 
+/** What session-save.lua answers for a refresh of a session that is gone (revoked meanwhile). */
+const SESSION_GONE = -1;
+
 /** A hash of restrictions (userId → JSON) as a Map. */
 function restrictions(reply: Record<string, string> | string[] | null): Map<string, Restriction> {
   const map = new Map<string, Restriction>();
@@ -232,7 +235,7 @@ export class RedisStore implements Store {
    * again); the expiry stored with it is what counts, on the hub's clock. The name it reserves
    * expires with it.
    */
-  async saveSession(tokenHash: string, session: SessionRecord) {
+  async saveSession(tokenHash: string, session: SessionRecord, refresh = false) {
     const ttlMs = Math.max(1, session.expiresAt - this.now());
     const json: SessionJson = {
       u: session.userId,
@@ -245,7 +248,8 @@ export class RedisStore implements Store {
       r: session.rooms,
       ...(session.nameVersion ? { v: session.nameVersion } : {}),
     };
-    await this.link.run(SCRIPTS.sessionSave, [sessionKey(tokenHash)], [JSON.stringify(json), String(ttlMs), session.userId]);
+    const args = [JSON.stringify(json), String(ttlMs), session.userId, refresh ? "1" : "0"];
+    return (await this.link.run(SCRIPTS.sessionSave, [sessionKey(tokenHash)], args)) !== SESSION_GONE;
   }
 
   async revokeSession(tokenHash: string) {

@@ -5,8 +5,11 @@
 --   KEYS[1] the session
 --   ARGV[1] the session as JSON (field "ks": the reserved keys' names; "v": the name's version)
 --   ARGV[2] its time to live (ms)   ARGV[3] the user id
--- Returns 1 when stored, 0 when a later name stands.
+--   ARGV[4] "1" for a refresh (a hello that restored the session): only while it is still here,
+--           so a signout that revoked it meanwhile wins
+-- Returns 1 when stored, 0 when a later name stands, -1 when a refreshed session is gone.
 local old = redis.call('GET', KEYS[1])
+if not old and ARGV[4] == '1' then return -1 end
 local new = cjson.decode(ARGV[1])
 if old and string.sub(old, 1, 1) == '{' then
   local was = cjson.decode(old)
