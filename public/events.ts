@@ -46,10 +46,13 @@ export function createMessageLog() {
   /** The seq of the edit event each message shows, once one applied: an edit with a lower seq is older and changes nothing. */
   const shownEdit = new Map<number, number>();
 
-  /** `m` after `e`, unless `e` is an edit older than the one `m` shows. */
+  /**
+   * `m` after `e`, unless `e` is an edit older than the one `m` shows, or one whose text storage
+   * dropped (its message was deleted or trimmed since): it has nothing to show.
+   */
   function apply(m: MessageFrame, e: Change): MessageFrame {
     if (e.type === "edit") {
-      if (m.deleted || (shownEdit.get(e.target) ?? 0) > e.seq) return m;
+      if (m.deleted || e.text === "" || (shownEdit.get(e.target) ?? 0) > e.seq) return m;
       shownEdit.set(e.target, e.seq);
     }
     return applyChange(m, e);

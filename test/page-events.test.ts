@@ -47,6 +47,8 @@ describe("a room's messages under edits and deletions", () => {
     log.change(edit(12, 10, "twelve", 1));
     log.change(edit(11, 10, "eleven", 2));
     expect(log.add(msg(10))?.text).toBe("twelve");
+    // An edit whose message left storage (trimmed) comes without its text: the message shown keeps its own.
+    expect(log.change(edit(4, 1, ""))?.text).toBe("third");
   });
 
   test("the page's message log shows the latest stored edit even when the server clock stepped back between edits", async () => {
