@@ -155,7 +155,7 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
       .then(() => store.close())
       .finally(() => lock?.release());
   };
-  const fanout = new Fanout(ctx, relay);
+  const fanout = new Fanout(ctx, relay, store);
   const hub = new Hub(ctx, store, fanout, relay, roster, verifier);
   const app = createApp(hub, ctx, assets, now());
   app.route("/", apiRoutes(hub, ctx, (req, srv) => clientIp(req, srv, config.trustProxy)));

@@ -21,13 +21,13 @@ const QUOTE_CHARS = 80;
 export type Change = EditEvent | DeleteEvent;
 
 /**
- * `m` after `e`. A deletion wins over everything; an edit applies unless the message is deleted
- * or already carries a later edit (a message paged after the edit comes with it).
+ * `m` after `e`. A deletion wins over everything; an edit applies unless the message is deleted.
+ * Which of two edits is the later is the log's to say (by seq, not by `edited`).
  *   applyChange({…text: "hi"}, {type: "edit", text: "hello", edited: 5}) // => {…text: "hello", edited: 5}
  */
 export function applyChange(m: MessageFrame, e: Change): MessageFrame {
   if (e.type === "delete") return m.deleted ? m : { ...m, text: "", deleted: e.ts };
-  if (m.deleted || (m.edited ?? 0) > e.edited) return m;
+  if (m.deleted) return m;
   return { ...m, text: e.text, edited: e.edited };
 }
 
@@ -35,12 +35,28 @@ export type MessageLog = ReturnType<typeof createMessageLog>;
 
 /**
  * A room's messages by seq, as they are now. A change to a message not here yet (older than what
- * was loaded, or on a page still in flight) is kept and applied when the message arrives.
+ * was loaded, or on a page still in flight) is kept and applied when the message arrives. Edits
+ * are ordered by their seq, the order storage applies them in: their `edited` times come from
+ * server clocks, which can step back between two edits.
  */
 export function createMessageLog() {
   const messages = new Map<number, MessageFrame>();
   /** Changes to messages not (yet) here, by target: applied on arrival, in seq order. */
   const early = new Map<number, Change[]>();
+  /** The seq of the edit event each message shows, once one applied: an edit with a lower seq is older and changes nothing. */
+  const shownEdit = new Map<number, number>();
+
+  /**
+   * `m` after `e`, unless `e` is an edit older than the one `m` shows, or one whose text storage
+   * dropped (its message was deleted or trimmed since): it has nothing to show.
+   */
+  function apply(m: MessageFrame, e: Change): MessageFrame {
+    if (e.type === "edit") {
+      if (m.deleted || e.text === "" || (shownEdit.get(e.target) ?? 0) > e.seq) return m;
+      shownEdit.set(e.target, e.seq);
+    }
+    return applyChange(m, e);
+  }
 
   return {
     get(seq: number): MessageFrame | undefined {
@@ -49,7 +65,7 @@ export function createMessageLog() {
     /** A message arrived: what to show of it, with the changes that came before it. */
     add(m: MessageFrame): MessageFrame {
       let now = m;
-      for (const e of early.get(m.seq) ?? []) now = applyChange(now, e);
+      for (const e of (early.get(m.seq) ?? []).sort((a, b) => a.seq - b.seq)) now = apply(now, e);
       early.delete(m.seq);
       messages.set(m.seq, now);
       return now;
@@ -61,7 +77,7 @@ export function createMessageLog() {
         early.set(e.target, [...(early.get(e.target) ?? []), e]);
         return null;
       }
-      const now = applyChange(m, e);
+      const now = apply(m, e);
       messages.set(e.target, now);
       return now;
     },
@@ -69,6 +85,7 @@ export function createMessageLog() {
     clear(): void {
       messages.clear();
       early.clear();
+      shownEdit.clear();
     },
   };
 }

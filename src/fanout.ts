@@ -9,11 +9,8 @@ import { encoder, TcpConnection, WsConnection, type Connection } from "./connect
 import type { Context } from "./context.ts";
 import { formatModerationLine, formatPresenceLine, formatStoredLines } from "./core/lines.ts";
 import { addTo, removeFrom } from "./core/list.ts";
-import type { Relay } from "./engine.ts";
+import type { Relay, Store } from "./engine.ts";
 import type { ModerationFrame, PresenceEvent, PresenceFrame, RoomSettings, StoredFrame, TypingNotice, UserRef } from "./protocol/wire.ts";
-
-/** Bounds the authors of recent messages remembered per room with TCP members (for deletion lines). */
-const AUTHORS_KEPT = 500;
 
 /** A room's Bun pub/sub topic. */
 const roomTopic = (room: string) => `room:${room}`;
@@ -21,13 +18,17 @@ const roomTopic = (room: string) => `room:${room}`;
 export class Fanout {
   private readonly wsMembers = new Map<string, Set<WsConnection>>();
   private readonly tcpMembers = new Map<string, Set<TcpConnection>>();
-  /** Per room with TCP members: who wrote its recent messages, by seq (authorOf). */
-  private readonly authors = new Map<string, Map<number, string>>();
+  /**
+   * Per room: TCP lines waiting, in order, behind a deletion line whose author is being read
+   * from storage; each goes to the TCP members the room had when it came.
+   */
+  private readonly tcpWaiting = new Map<string, { text: Promise<string>; to: TcpConnection[] }[]>();
   server!: Server<WsConnection>;
 
   constructor(
     private readonly ctx: Context,
     private readonly relay: Relay,
+    private readonly store: Pick<Store, "entry">,
   ) {}
 
   subscribe(conn: Connection, room: string): void {
@@ -45,7 +46,6 @@ export class Fanout {
       removeFrom(this.wsMembers, room, conn);
     } else if (conn instanceof TcpConnection) {
       removeFrom(this.tcpMembers, room, conn);
-      if (!this.tcpMembers.has(room)) this.authors.delete(room);
     }
   }
 
@@ -53,18 +53,31 @@ export class Fanout {
   message(m: StoredFrame, before?: RoomSettings): void {
     const tcp = this.tcpMembers.get(m.room)?.size ?? 0;
     this.ctx.metrics.messagesOut += (this.wsMembers.get(m.room)?.size ?? 0) + tcp;
-    // TCP users see a deletion as whose message it was: of the messages they saw go by, who wrote each.
-    if (tcp && m.type === "message") this.authorOf(m.room).set(m.seq, m.user.name);
-    const author = tcp && m.type === "delete" ? this.authors.get(m.room)?.get(m.target) : undefined;
-    this.publish(m.room, JSON.stringify(m), () => formatStoredLines(m, before, author));
+    if (!tcp || m.type !== "delete") return this.publish(m.room, JSON.stringify(m), () => formatStoredLines(m, before));
+    // TCP users see a deletion as whose message it was (§11.8), which the frame does not say but
+    // the deleted message, still stored, does: its line waits for that read, and the room's later lines with it.
+    this.publishWs(m.room, () => JSON.stringify(m));
+    const text = this.store.entry(m.room, m.target).then(
+      (target) => formatStoredLines(m, before, target?.type === "message" ? target.user.name : undefined),
+      () => formatStoredLines(m, before),
+    );
+    this.tcpLater(m.room, text, [...this.tcpMembers.get(m.room)!]);
   }
 
-  /** The authors of a room's last AUTHORS_KEPT messages by seq, kept while it has TCP members. */
-  private authorOf(room: string): Map<number, string> {
-    let seen = this.authors.get(room);
-    if (!seen) this.authors.set(room, (seen = new Map()));
-    if (seen.size >= AUTHORS_KEPT) seen.delete(seen.keys().next().value!);
-    return seen;
+  /** `text` for `to` once it is known, after every line of the room already waiting. */
+  private tcpLater(room: string, text: Promise<string>, to: TcpConnection[]): void {
+    const waiting = this.tcpWaiting.get(room);
+    if (waiting) return void waiting.push({ text, to });
+    const queue = [{ text, to }];
+    this.tcpWaiting.set(room, queue);
+    void (async () => {
+      for (let next = queue[0]; next; queue.shift(), next = queue[0]) {
+        // To those in the room when it happened, though they may have left it since (a kick's own line).
+        const line = await next.text;
+        if (line) this.writeTcp(line, next.to);
+      }
+      this.tcpWaiting.delete(room);
+    })();
   }
 
   /** A moderation event to this instance's members of its room, and to the other instances unless it came from one. */
@@ -116,12 +129,16 @@ export class Fanout {
   private publish(room: string, json: string, line: () => string, except?: Connection): void {
     this.publishWs(room, () => json, except);
     const tcp = this.tcpMembers.get(room);
-    if (tcp?.size) {
-      const text = line();
-      if (!text) return;
-      const bytes = encoder.encode(text);
-      for (const conn of tcp) if (conn !== except) conn.write(bytes);
-    }
+    if (!tcp?.size) return;
+    if (this.tcpWaiting.has(room)) return this.tcpLater(room, Promise.resolve(line()), [...tcp].filter((c) => c !== except));
+    const text = line();
+    if (text) this.writeTcp(text, tcp, except);
+  }
+
+  /** One line, encoded once for every TCP connection it goes to but `except`. */
+  private writeTcp(text: string, to: Iterable<TcpConnection>, except?: Connection): void {
+    const bytes = encoder.encode(text);
+    for (const conn of to) if (conn !== except) conn.write(bytes);
   }
 
   /**

@@ -10,6 +10,8 @@ import { Database } from "bun:sqlite";
 import { join } from "node:path";
 import { Client, ENGINES, engineServers, sqliteWith, startServer, tempDir, user, type Frame } from "./helpers.ts";
 
+const DAY_MS = 86_400_000;
+
 /** Sends a message and waits for its echo, past whatever room events come first. */
 async function say(c: Client, room: string, text: string, id: string = crypto.randomUUID()): Promise<Frame> {
   c.send({ type: "send", room, id, text });
@@ -154,6 +156,50 @@ for (const engine of ENGINES) {
       ]);
       ann.close();
       back.close();
+    });
+
+    test("an edit kept after its message was trimmed (HISTORY_RETAIN) loses its text, which nobody could delete any more", async () => {
+      await using server = await startServer({ historyRetain: 3 });
+      const owner = await user(server, "olga", "r");
+      const ann = await user(server, "ann", "r");
+      await owner.expect("presence");
+      const m = await say(ann, "r", "fine words");
+      await say(ann, "r", "more");
+      // Ann turns her first message into abuse; one more message trims the message itself away.
+      expect(await ask(ann, { type: "edit", room: "r", seq: m.seq, text: "ABUSIVE TEXT" })).toMatchObject({ type: "ok" });
+      const hello = await say(owner, "r", "hello");
+      // Only messages can be deleted: the owner and the author cannot take the edit down.
+      expect(await ask(owner, { type: "delete", room: "r", seq: m.seq })).toMatchObject({ code: "not_found" });
+      expect(await ask(ann, { type: "delete", room: "r", seq: m.seq })).toMatchObject({ code: "not_found" });
+      // The edit keeps its place in the sequence (HISTORY_RETAIN counts it), without its text.
+      const page = await (await server.http("/api/rooms/r/messages")).json();
+      expect(page.messages.map((f: Frame) => [f.seq, f.type, f.text])).toEqual([
+        [m.seq + 1, "message", "more"],
+        [m.seq + 2, "edit", ""],
+        [hello.seq, "message", "hello"],
+      ]);
+      const joined = await owner.join("r");
+      expect(JSON.stringify(joined.messages)).not.toContain("ABUSIVE TEXT");
+      owner.close();
+      ann.close();
+    });
+
+    test("an edit kept after its message was trimmed for its age (HISTORY_MAX_AGE_DAYS) loses its text too", async () => {
+      let clock = 1_700_000_000_000;
+      await using server = await startServer({ now: () => clock, historyMaxAgeDays: 1 });
+      const ann = await user(server, "ann", "r");
+      const m = await say(ann, "r", "fine words");
+      clock += DAY_MS - 1000;
+      expect(await ask(ann, { type: "edit", room: "r", seq: m.seq, text: "ABUSIVE TEXT" })).toMatchObject({ type: "ok" });
+      clock += 2000;
+      // The message is now more than a day old, its edit is not.
+      const fresh = await say(ann, "r", "fresh");
+      const page = await (await server.http("/api/rooms/r/messages")).json();
+      expect(page.messages.map((f: Frame) => [f.seq, f.type, f.text])).toEqual([
+        [m.seq + 1, "edit", ""],
+        [fresh.seq, "message", "fresh"],
+      ]);
+      ann.close();
     });
   });
 }

@@ -12,6 +12,7 @@ import { createIdentity, usableName, type Store } from "../public/identity.ts";
 import { mayDelete, mayModerate, maySetRole, maySettings, mayTopic, mayWriteFreely, rankOf } from "../public/rights.ts";
 import { readInfo } from "../public/signin.ts";
 import { refused as slowRefused, sent as slowSent, waitMs as slowWaitMs } from "../public/slow.ts";
+import { startServer, user, type Frame } from "./helpers.ts";
 import { DEFAULT_SETTINGS, type DeleteEvent, type EditEvent, type MessageFrame, type ModerationFrame, type SettingsEvent } from "../src/protocol/wire.ts";
 
 const ANN = { id: "u-ann", name: "ann" };
@@ -30,9 +31,48 @@ describe("a room's messages under edits and deletions", () => {
     expect(edited).toEqual(msg(1, "hello", { edited: 5_002 }));
     const deleted = applyChange(edited, del(3, 1));
     expect(deleted).toEqual(msg(1, "", { edited: 5_002, deleted: 9_003 }));
-    // Nothing edits a deleted message back, and an edit older than the one shown changes nothing.
+    // Nothing edits a deleted message back.
     expect(applyChange(deleted, edit(4, 1, "back"))).toBe(deleted);
-    expect(applyChange(edited, edit(1, 1, "older", 10))).toBe(edited);
+  });
+
+  test("edits apply in seq order, the order storage applies them in, whatever their `edited` times say", () => {
+    const log = createMessageLog();
+    log.add(msg(1, "first"));
+    // The server clock stepped back between the two edits: the later one has the smaller time.
+    expect(log.change(edit(2, 1, "second", 9_000))?.text).toBe("second");
+    expect(log.change(edit(3, 1, "third", 7_000))).toEqual(msg(1, "third", { edited: 7_000 }));
+    // An older edit coming late (an older page) changes nothing.
+    expect(log.change(edit(2, 1, "second", 9_000))?.text).toBe("third");
+    // Edits kept for a message still on its way apply in seq order, however they came.
+    log.change(edit(12, 10, "twelve", 1));
+    log.change(edit(11, 10, "eleven", 2));
+    expect(log.add(msg(10))?.text).toBe("twelve");
+    // An edit whose message left storage (trimmed) comes without its text: the message shown keeps its own.
+    expect(log.change(edit(4, 1, ""))?.text).toBe("third");
+  });
+
+  test("the page's message log shows the latest stored edit even when the server clock stepped back between edits", async () => {
+    let clock = Date.now();
+    await using server = await startServer({ rateLimitBurst: 1000, rateLimitPerSecond: 1000, now: () => clock });
+    const ann = await user(server, "ann", "r");
+    ann.send({ type: "send", room: "r", id: "m", text: "first" });
+    const m = (await ann.until((f) => f.type === "message" && f.id === "m")).at(-1)!;
+    ann.send({ type: "edit", room: "r", seq: m.seq, text: "second" });
+    expect((await ann.until((f) => f.type === "ok" || f.type === "error")).at(-1)).toMatchObject({ type: "ok" });
+    // The clock steps back (NTP, or the next edit comes through another instance whose clock is behind).
+    clock -= 2000;
+    ann.send({ type: "edit", room: "r", seq: m.seq, text: "third" });
+    expect((await ann.until((f) => f.type === "ok" || f.type === "error")).at(-1)).toMatchObject({ type: "ok" });
+    const edits = ann.frames.filter((f) => f.type === "edit");
+    // The server holds "third": history says so.
+    const stored = (await (await server.http("/api/rooms/r/messages")).json()).messages.find((f: Frame) => f.seq === m.seq);
+    expect(stored.text).toBe("third");
+    // A page that saw the message and both edits live, in seq order, applies them as rooms.ts does.
+    const log = createMessageLog();
+    log.add(m as never);
+    for (const e of edits) log.change(e as never);
+    expect(log.get(m.seq)!.text).toBe(stored.text);
+    ann.close();
   });
 
   test("the log: a change to a message not loaded waits for it; one to a loaded message applies at once", () => {

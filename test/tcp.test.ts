@@ -401,6 +401,24 @@ for (const engine of ENGINES) {
         await server.settled();
       });
 
+      test("the deletion of a message shown on /join names its author (§11.8), and the room's next lines come after it", async () => {
+        const ann = await user(server, "ann14", "gone14");
+        const m = await ann.say("gone14", "oops");
+        // bob joins after the message and sees it in the room's last messages.
+        const { client: bob } = await tcpUser(server, "bob14");
+        bob.write("/join gone14\n");
+        expect(await bob.readUntil("no longer to general\n")).toContain("ann14: oops\n");
+        await ann.expect("presence");
+        ann.send({ type: "delete", room: "gone14", seq: m.seq, ref: "del" });
+        await ann.until((f) => f.type === "ok");
+        await ann.say("gone14", "after");
+        expect(await bob.line()).toBe("* a message by ann14 was deleted in gone14 by ann14");
+        expect(await bob.line()).toMatch(new RegExp(`^\\[gone14\\] ${TIME} ann14: after$`));
+        ann.close();
+        bob.end();
+        await server.settled();
+      });
+
       test("a disconnect is a presence leave at once, with no grace", async () => {
         const alice = await user(server, "alice6", "general");
         const { client: bob } = await tcpUser(server, "bob6");

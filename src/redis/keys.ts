@@ -167,9 +167,10 @@ export const slowKey = (room: string, userId: string) => `chat:slowsent:${room}:
 /**
  * A stored entry as Redis holds and publishes it: `seq:json`, its frame as JSON without `seq`. A
  * message leaves out its `type` too, so it reads `{room, id, user, text, ts}` as it always did
- * (and `replyTo`, `edited`, `deleted` when it has them); an event keeps its `type`, and its
- * dedup id, which no frame shows (decodeMember drops it): trimming an entry drops its dedup key
- * by it. The scripts change a member in place (an edit, a deletion) by the same fields.
+ * (and `replyTo`, `edited`, `deleted` when it has them, and `edits`, the seqs of its edit events,
+ * whose text goes when it is trimmed); an event keeps its `type`, and its dedup id: trimming an
+ * entry drops its dedup key by it. No frame shows `edits` or an event's id (decodeMember drops
+ * them). The scripts change a member in place (an edit, a deletion) by the same fields.
  */
 export function encodeMember(e: NewEntry): string {
   const { seq: _seq, type, ...rest } = storedFrame(e, 0);
@@ -186,6 +187,7 @@ export function decodeMember(member: string): StoredFrame {
   const at = member.indexOf(":");
   const fields = JSON.parse(member.slice(at + 1));
   if (fields.type !== undefined) delete fields.id;
+  else delete fields.edits;
   return { type: "message", ...fields, seq: Number(member.slice(0, at)) };
 }
 

@@ -146,4 +146,23 @@ CREATE TABLE hooks (
 CREATE INDEX hooks_retry ON hooks (due) WHERE attempts > 0;
 `,
   ],
+  [
+    6,
+    `
+-- §11.4: a message that leaves history (trimmed by HISTORY_RETAIN or age, or its room's history
+-- reclaimed) takes the text of its edit events with it, as a deletion does: an edit kept after
+-- its message must not keep text that nobody can delete any more. The edits still holding text,
+-- by target, so that finding them costs a lookup; only an edited message runs the trigger.
+CREATE INDEX messages_edits ON messages (room, data ->> '$.target') WHERE type = 'edit' AND text != '';
+CREATE TRIGGER messages_gone AFTER DELETE ON messages WHEN old.type = 'message' AND old.data ->> '$.edited' IS NOT NULL
+BEGIN
+  -- Without statistics the planner would walk the room's rows instead (and a trigger's UPDATE takes no INDEXED BY).
+  UPDATE messages SET text = '' WHERE room = old.room AND seq IN
+    (SELECT seq FROM messages INDEXED BY messages_edits WHERE room = old.room AND type = 'edit' AND text != '' AND data ->> '$.target' = old.seq);
+END;
+-- Edits whose message was trimmed before this version lose their text now.
+UPDATE messages SET text = '' WHERE type = 'edit' AND text != ''
+  AND NOT EXISTS (SELECT 1 FROM messages t WHERE t.room = messages.room AND t.seq = messages.data ->> '$.target');
+`,
+  ],
 ];

@@ -63,6 +63,10 @@ if ARGV[11] ~= '' then
   if change.type == 'edit' then
     target.text = change.text
     target.edited = change.ts
+    -- The seqs of its edits (this one takes the next): their text goes when it is trimmed
+    -- (trim-lib.lua). No frame shows them: decodeMember drops them.
+    target.edits = target.edits or {}
+    target.edits[#target.edits + 1] = (tonumber(redis.call('GET', KEYS[1])) or 0) + 1
   else
     target.text = ''
     target.deleted = change.ts
@@ -108,10 +112,14 @@ redis.call('ZADD', KEYS[2], seq, member)
 redis.call('HSET', KEYS[3], ARGV[1], seq)
 local excess = redis.call('ZCARD', KEYS[2]) - retain
 if excess > 0 then
+  local edits = {}
   for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
-    forgetKey(KEYS[3], decoded(old))
+    local m = decoded(old)
+    forgetKey(KEYS[3], m)
+    editsOf(m, edits)
   end
   redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
+  blankEdits(KEYS[2], edits)
 end
 if not held then
   redis.call('ZADD', KEYS[5], ARGV[5], room)
