@@ -374,7 +374,7 @@ export class SqliteStore implements Store {
       entry: this.db.query<MessageRow, [string, number]>(`SELECT ${columns} FROM messages WHERE room = ? AND seq = ?`),
       updateEntry: this.db.query("UPDATE messages SET text = ?, data = ? WHERE room = ? AND seq = ?"),
       /** A deleted message's edits lose their text too. */
-      blankEdits: this.db.query("UPDATE messages SET text = '' WHERE room = ? AND type = 'edit' AND data ->> '$.target' = ?"),
+      blankEdits: this.db.query("UPDATE messages INDEXED BY messages_edits SET text = '' WHERE room = ? AND type = 'edit' AND text != '' AND data ->> '$.target' = ?"),
       restrictions: this.db.query<RestrictionRow, [string]>("SELECT user_id, kind, until, reason, by_id, by_name FROM restrictions WHERE room = ?"),
       restrict: this.db.query(
         "INSERT OR REPLACE INTO restrictions (room, kind, user_id, until, reason, by_id, by_name) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -262,6 +262,33 @@ function heldSync() {
   return io;
 }
 
+test("a file from before the outbox's message index: its queued events are indexed at open, and a deletion still blanks them", async () => {
+  using dir = tempDir();
+  const path = join(dir.path, "chat.sqlite");
+  const types = { types: new Set(["message.created", "message.edited"] as const), maxPending: 100 };
+  const ann = { id: "g_ann", name: "ann" };
+  const before = new SqliteStore(path, 100);
+  before.openOutbox(types);
+  await before.append([{ room: "r", user: ann, id: "m", text: "REGRETTED", ts: 1 }]);
+  await before.append([{ type: "edit", room: "r", user: ann, id: "e", ts: 2, target: 1, text: "REGRETTED-EDIT" }]);
+  // As version 6 left it: no index, no column.
+  const db = (before as unknown as { db: Database }).db;
+  db.exec("DROP INDEX hooks_text_of; ALTER TABLE hooks DROP COLUMN text_of; PRAGMA user_version = 6;");
+  await before.close();
+  const after = new SqliteStore(path, 100);
+  try {
+    const outbox = after.openOutbox(types);
+    await after.append([{ type: "delete", room: "r", user: ann, id: "d", ts: 3, target: 1 }]);
+    const queued = await outbox.take(10, 3);
+    expect(queued.map((h) => [h.type, (h.data as { text: string }).text])).toEqual([
+      ["message.created", ""],
+      ["message.edited", ""],
+    ]);
+  } finally {
+    await after.close();
+  }
+});
+
 test("a message is published only once the fsync of its commit has returned", async () => {
   using dir = tempDir();
   const io = heldSync();

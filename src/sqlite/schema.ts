@@ -165,4 +165,17 @@ UPDATE messages SET text = '' WHERE type = 'edit' AND text != ''
   AND NOT EXISTS (SELECT 1 FROM messages t WHERE t.room = messages.room AND t.seq = messages.data ->> '$.target');
 `,
   ],
+  [
+    7,
+    `
+-- §11.4: a deletion blanks the queued events that carry its message's text (message.created of
+-- it, message.edited of its edits). They are found by the message they carry text of (its room and seq),
+-- not by reading every queued event's JSON: with the endpoint down, the queue holds up to
+-- WEBHOOK_MAX_PENDING events, and each deletion would parse them all inside its commit.
+ALTER TABLE hooks ADD COLUMN text_of TEXT;
+UPDATE hooks SET text_of = (data ->> '$.room') || char(10) || (CASE type WHEN 'message.created' THEN data ->> '$.seq' ELSE data ->> '$.target' END)
+  WHERE type IN ('message.created', 'message.edited');
+CREATE INDEX hooks_text_of ON hooks (text_of) WHERE text_of IS NOT NULL;
+`,
+  ],
 ];
