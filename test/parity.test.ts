@@ -174,6 +174,39 @@ describe("the two engines agree", () => {
     }
   });
 
+  test("a deletion blanks the edits of a message edited before messages listed their edits (Redis data an older instance wrote)", async () => {
+    const t0 = 1_700_000_000_000;
+    const e = await engines({}, () => t0);
+    try {
+      const edit = (id: string, target: number, text: string, ts: number) => ({ type: "edit" as const, room: "r", user: { id: "g_a", name: "g_a" }, id, ts, target, text });
+      const [sq, rd] = await onBoth(e, async (s) => {
+        await s.append([msg("r", "g_a", "1", t0, "REGRETTED"), msg("r", "g_a", "2", t0 + 1, "other")]);
+        await s.append([edit("e1", 1, "REGRETTED-EDIT", t0 + 2), edit("e2", 2, "kept", t0 + 3)]);
+        if (s === e.redis.store) {
+          // As an older instance left it: the message does not list its edits.
+          const [member] = (await redis.commandIn(e.db, "ZRANGEBYSCORE", "chat:room:r:log", "1", "1")) as string[];
+          const at = member!.indexOf(":");
+          const { edits, ...rest } = JSON.parse(member!.slice(at + 1));
+          expect(edits).toEqual([3]);
+          await redis.commandIn(e.db, "ZREM", "chat:room:r:log", member!);
+          await redis.commandIn(e.db, "ZADD", "chat:room:r:log", "1", `1:${JSON.stringify(rest)}`);
+        }
+        await s.append([{ type: "delete", room: "r", user: { id: "g_a", name: "g_a" }, id: "d1", ts: t0 + 4, target: 1 }]);
+        return JSON.parse(JSON.stringify(await s.page("r", { limit: 10 })));
+      });
+      expect(sq.messages.map((m: { seq: number; text: string }) => [m.seq, m.text])).toEqual([
+        [1, ""],
+        [2, "kept"],
+        [3, ""],
+        [4, "kept"],
+        [5, undefined],
+      ]);
+      expect(rd).toEqual(sq);
+    } finally {
+      await e.dispose();
+    }
+  });
+
   test("history, trimming, dedup, edits, deletes, replies, settings read back the same", async () => {
     const t0 = 1_700_000_000_000;
     const e = await engines({ historyRetain: 7, maxRooms: 3, historyMaxAgeDays: 1 }, () => t0);

@@ -70,16 +70,23 @@ if ARGV[11] ~= '' then
   else
     target.text = ''
     target.deleted = change.ts
-    -- Its edits lose their text too.
-    for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-      local e = decoded(member)
-      if e.type == 'edit' and e.target == change.target and e.text ~= '' then
-        e.text = ''
-        local s = redis.call('ZSCORE', KEYS[2], member)
-        redis.call('ZREM', KEYS[2], member)
-        redis.call('ZADD', KEYS[2], s, s .. ':' .. cjson.encode(e))
-        if ARGV[14] ~= '' then blankHook(s) end
+    -- Its edits lose their text too: those it lists, or, edited before messages listed their
+    -- edits, those after it in the log (an edit comes after its message). Not the whole log,
+    -- decoded, at every deletion.
+    local seqs = target.edits
+    if not seqs and target.edited then
+      seqs = {}
+      for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. change.target, '+inf')) do
+        if string.find(member, '"edit"', 1, true) then
+          local e = decoded(member)
+          if e.type == 'edit' and e.target == change.target then seqs[#seqs + 1] = redis.call('ZSCORE', KEYS[2], member) end
+        end
       end
+    end
+    target.edits = nil
+    if seqs then
+      blankEdits(KEYS[2], seqs)
+      if ARGV[14] ~= '' then for _, s in ipairs(seqs) do blankHook(s) end end
     end
     if ARGV[14] ~= '' then blankHook(change.target) end
   end
