@@ -230,12 +230,16 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     const empty = hub.conns.whenEmpty();
     for (const conn of hub.conns.all()) conn.shutdown();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([empty, new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)))]);
-    clearTimeout(timer);
+    const deadline = new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)));
+    await Promise.race([empty, deadline]);
     clearInterval(sweeper);
     clearInterval(historySweeper);
     clearInterval(rateSweeper);
     tcp?.stop(true);
+    // HTTP requests under way (a bot's post being committed) are answered within the same
+    // DRAIN_TIMEOUT_MS: one cut would be posted again, stored twice. New ones were refused (503).
+    await Promise.race([server.stop(false), deadline]);
+    clearTimeout(timer);
     await server.stop(true);
     hub.dispose();
     await hub.batcher.flush();
