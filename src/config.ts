@@ -49,17 +49,23 @@ function integer(env: string, min: number, max: number, fallback: number, doc: s
   };
 }
 
-/** `scheme://host[:port]` exactly as a browser sends it in Origin. */
-function isOrigin(s: string): boolean {
+/**
+ * A `scheme://host[:port]` in the form browsers send it in Origin: lowercase, punycode, no
+ * default port; null if it is not one (a path, user, query or fragment; a scheme with no origin).
+ * `originKey("https://Chat.Example.com:443") // => "https://chat.example.com"`
+ */
+export function originKey(s: string): string | null {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#@\\\s]+$/i.test(s)) return null;
   try {
     const url = new URL(s);
-    return url.origin !== "null" && url.origin === s.toLowerCase();
+    return url.origin !== "null" && url.href === `${url.origin}/` ? url.origin : null;
   } catch {
-    return false;
+    return null;
   }
 }
 
-const originList = z.array(z.string().refine(isOrigin));
+/** Origins as originKey() writes them, so that a browser's Origin is compared as is. */
+const originList = z.array(z.string().refine((o) => originKey(o) === o));
 
 /** A Redis URL Bun's client takes over TCP: `redis://` or `rediss://` (TLS), with a host. */
 function isRedisUrl(s: string): boolean {
@@ -250,7 +256,10 @@ const SETTINGS = {
     range: "`scheme://host[:port]`, comma-separated",
     doc: "page origins allowed to open `/ws` besides the server's own host",
     value: originList,
-    parse: z.string().transform(commaList).pipe(originList),
+    parse: z
+      .string()
+      .transform((s) => commaList(s).map((o) => originKey(o) ?? o))
+      .pipe(originList),
   }),
   trustProxy: row<boolean>({
     env: "TRUST_PROXY",

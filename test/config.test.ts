@@ -170,6 +170,18 @@ describe("PUBLIC_HOSTS and METRICS_TOKEN", () => {
   });
 });
 
+describe("ALLOWED_ORIGINS", () => {
+  test("ALLOWED_ORIGINS is normalized as browsers send Origin (lowercase, punycode, no default port) and checked", () => {
+    const r = loadConfig({ ALLOWED_ORIGINS: "https://Chat.Example.com, HTTP://localhost:5173, https://app.example:443, https://Bücher.example" });
+    if (!r.ok) throw new Error(r.errors.join("\n"));
+    expect(r.config.allowedOrigins).toEqual(["https://chat.example.com", "http://localhost:5173", "https://app.example", "https://xn--bcher-kva.example"]);
+    for (const bad of ["https://chat.example.com/", "https://user@chat.example.com", "https://chat.example.com?x", "chat.example.com", "foo://bar", "null"]) {
+      expect(loadConfig({ ALLOWED_ORIGINS: bad }).ok).toBe(false);
+    }
+    expect(() => resolveConfig({ allowedOrigins: ["https://Chat.Example.com"] })).toThrow("allowedOrigins");
+  });
+});
+
 describe("isIP, read without loading node:net for IPv4", () => {
   test("says what node:net's isIP says, on addresses, near misses and names", () => {
     const samples = [
