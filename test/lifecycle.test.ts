@@ -200,6 +200,13 @@ describe("as a process", () => {
     );
   });
 
+  test("a REDIS_URL that does not parse is refused without printing its password", async () => {
+    // A password with '#' (common in generated ones) that was not percent-encoded.
+    const { code, stderr } = await run(SERVER_COMMAND, { env: { PORT: "0", REDIS_URL: "redis://default:Xk9#pQ2secret@db.internal:6379" } });
+    expect(code).toBe(1);
+    expect(stderr).toBe("REDIS_URL=(hidden): a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379\n");
+  });
+
   test("an unreachable Redis at start: one clear line, exit 1, never listening", async () => {
     const url = `redis://:secret@127.0.0.1:${freePort()}`;
     await expect(createServer({ port: 0, host: "127.0.0.1", redisUrl: url, log: () => {} })).rejects.toThrow(
