@@ -22,7 +22,7 @@ import { dirname } from "node:path";
 import { loadAssets } from "./src/assets.ts";
 import { openVerifier } from "./src/auth.ts";
 import { createBot } from "./src/bots.ts";
-import { loadConfig, resolveConfig, type Config } from "./src/config.ts";
+import { loadConfig, redactedUrl, resolveConfig, type Config } from "./src/config.ts";
 import { WsConnection, type TcpConnection } from "./src/connection.ts";
 import type { Context } from "./src/context.ts";
 import { LocalRelay, LocalRoster, historyBounds, type Relay, type Roster, type Store } from "./src/engine.ts";
@@ -31,7 +31,7 @@ import { apiRoutes } from "./src/api.ts";
 import { admitWs, clientIp, createApp } from "./src/http.ts";
 import { Hub } from "./src/hub.ts";
 import { Metrics, createLogger } from "./src/metrics.ts";
-import { openRedis, redactedUrl } from "./src/redis/index.ts";
+import { openRedis } from "./src/redis/index.ts";
 import { SqliteStore } from "./src/sqlite.ts";
 import { LockedError, lockDatabase, type FileLock } from "./src/sqlite/lock.ts";
 import { startTcp } from "./src/tcp.ts";
@@ -230,12 +230,16 @@ export async function createServer(options: ServerOptions = {}): Promise<ChatSer
     const empty = hub.conns.whenEmpty();
     for (const conn of hub.conns.all()) conn.shutdown();
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([empty, new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)))]);
-    clearTimeout(timer);
+    const deadline = new Promise((resolve) => (timer = setTimeout(resolve, config.drainTimeoutMs)));
+    await Promise.race([empty, deadline]);
     clearInterval(sweeper);
     clearInterval(historySweeper);
     clearInterval(rateSweeper);
     tcp?.stop(true);
+    // HTTP requests under way (a bot's post being committed) are answered within the same
+    // DRAIN_TIMEOUT_MS: one cut would be posted again, stored twice. New ones were refused (503).
+    await Promise.race([server.stop(false), deadline]);
+    clearTimeout(timer);
     await server.stop(true);
     hub.dispose();
     await hub.batcher.flush();

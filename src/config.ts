@@ -28,8 +28,36 @@ interface Setting<T> {
   value: z.ZodType<T>;
   /** Parses the environment's text. */
   parse: z.ZodType<T, string>;
-  /** A secret: a bad value is named, never echoed. */
-  secret?: true;
+  /** How an error says a value back, when not as written: a secret is named, never echoed (hidden). */
+  echo?: (text: string) => string;
+}
+
+/** What an error says in place of a value it must not echo. */
+const HIDDEN = "(hidden)";
+/** A secret's echo. */
+const hidden = () => HIDDEN;
+
+/**
+ * A URL fit for a log line or an error: as written without a password, else with it as `***`;
+ * hidden when it does not parse, or when an `@` is left outside its user part (a password with a
+ * character that was not percent-encoded, read as host, path or fragment, would show).
+ *   redactedUrl("redis://:pw@db:6379") // => "redis://:***@db:6379"
+ *   redactedUrl("redis://u:12#pw@db") // => "(hidden)"
+ */
+export function redactedUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return HIDDEN;
+  }
+  const password = parsed.password;
+  parsed.username = parsed.password = "";
+  if (parsed.href.includes("@")) return HIDDEN;
+  if (!password) return url;
+  const shown = new URL(url);
+  shown.password = "***";
+  return shown.href;
 }
 
 /** A row of the table, typed by its value. */
@@ -49,17 +77,23 @@ function integer(env: string, min: number, max: number, fallback: number, doc: s
   };
 }
 
-/** `scheme://host[:port]` exactly as a browser sends it in Origin. */
-function isOrigin(s: string): boolean {
+/**
+ * A `scheme://host[:port]` in the form browsers send it in Origin: lowercase, punycode, no
+ * default port; null if it is not one (a path, user, query or fragment; a scheme with no origin).
+ * `originKey("https://Chat.Example.com:443") // => "https://chat.example.com"`
+ */
+export function originKey(s: string): string | null {
+  if (!/^[a-z][a-z0-9+.-]*:\/\/[^/?#@\\\s]+$/i.test(s)) return null;
   try {
     const url = new URL(s);
-    return url.origin !== "null" && url.origin === s.toLowerCase();
+    return url.origin !== "null" && url.href === `${url.origin}/` ? url.origin : null;
   } catch {
-    return false;
+    return null;
   }
 }
 
-const originList = z.array(z.string().refine(isOrigin));
+/** Origins as originKey() writes them, so that a browser's Origin is compared as is. */
+const originList = z.array(z.string().refine((o) => originKey(o) === o));
 
 /** A Redis URL Bun's client takes over TCP: `redis://` or `rediss://` (TLS), with a host. */
 function isRedisUrl(s: string): boolean {
@@ -227,6 +261,7 @@ const SETTINGS = {
     doc: "history, seq, sessions and room events live in Redis, shared by several instances ([Several instances](#several-instances-redis)); unreachable at start: exit 1",
     value: redisUrl.nullable(),
     parse: redisUrl,
+    echo: redactedUrl,
   }),
   instanceTimeoutMs: integer(
     "INSTANCE_TIMEOUT_MS",
@@ -250,7 +285,10 @@ const SETTINGS = {
     range: "`scheme://host[:port]`, comma-separated",
     doc: "page origins allowed to open `/ws` besides the server's own host",
     value: originList,
-    parse: z.string().transform(commaList).pipe(originList),
+    parse: z
+      .string()
+      .transform((s) => commaList(s).map((o) => originKey(o) ?? o))
+      .pipe(originList),
   }),
   trustProxy: row<boolean>({
     env: "TRUST_PROXY",
@@ -283,7 +321,7 @@ const SETTINGS = {
     doc: "`/metrics` then needs `Authorization: Bearer <token>`, else 401",
     value: z.string().regex(METRICS_TOKEN_PATTERN).nullable(),
     parse: z.string().regex(METRICS_TOKEN_PATTERN),
-    secret: true,
+    echo: hidden,
   }),
   maxMessageChars: integer("MAX_MESSAGE_CHARS", 1, 100000, 2000, "message length, in code points"),
   maxPayloadBytes: integer(
@@ -423,7 +461,7 @@ const SETTINGS = {
       "members sign in with a JWT signed HS256 with this secret ([Embed in your app](docs/embed.md))",
       z.string().refine((s) => Buffer.byteLength(s) >= JWT_SECRET_MIN_BYTES && s.length <= TEXT_SETTING_MAX_CHARS),
     ),
-    secret: true,
+    echo: hidden,
   },
   authJwtPublicKey: text(
     "AUTH_JWT_PUBLIC_KEY",
@@ -432,13 +470,16 @@ const SETTINGS = {
     "members sign in with a JWT signed by the matching private key",
     z.string().refine((s) => publicKeyAlgorithm(s) !== null),
   ),
-  authJwksUrl: text(
-    "AUTH_JWKS_URL",
-    "an http:// or https:// URL of a JWKS",
-    "`http://` or `https://` URL",
-    "members sign in with a JWT signed by a key of this JWKS (cached; fetched again for an unknown `kid` at most every 30 s)",
-    z.string().refine(isHttpUrl),
-  ),
+  authJwksUrl: {
+    ...text(
+      "AUTH_JWKS_URL",
+      "an http:// or https:// URL of a JWKS",
+      "`http://` or `https://` URL",
+      "members sign in with a JWT signed by a key of this JWKS (cached; fetched again for an unknown `kid` at most every 30 s)",
+      z.string().refine(isHttpUrl),
+    ),
+    echo: redactedUrl,
+  },
   authJwtIssuer: text(
     "AUTH_JWT_ISSUER",
     `1 to ${TEXT_SETTING_MAX_CHARS} characters`,
@@ -461,7 +502,7 @@ const SETTINGS = {
       "makes a hello with `adminToken` an admin's, and is the HTTP API's admin bearer",
       z.string().regex(new RegExp(`^[\\x21-\\x7e]{${ADMIN_TOKEN_MIN_CHARS},${TEXT_SETTING_MAX_CHARS}}$`)),
     ),
-    secret: true,
+    echo: hidden,
   },
   roomCreation: row<"anyone" | "members" | "admins">({
     env: "ROOM_CREATION",
@@ -500,13 +541,16 @@ const SETTINGS = {
     1048576,
     "unwritten output before a TCP client that does not read is closed",
   ),
-  webhookUrl: text(
-    "WEBHOOK_URL",
-    "an http:// or https:// URL",
-    "`http://` or `https://` URL",
-    "every event of WEBHOOK_EVENTS is POSTed here, signed, at least once ([Webhooks](docs/protocol.md#webhooks)); needs WEBHOOK_SECRET",
-    z.string().max(TEXT_SETTING_MAX_CHARS).refine(isHttpUrl),
-  ),
+  webhookUrl: {
+    ...text(
+      "WEBHOOK_URL",
+      "an http:// or https:// URL",
+      "`http://` or `https://` URL",
+      "every event of WEBHOOK_EVENTS is POSTed here, signed, at least once ([Webhooks](docs/protocol.md#webhooks)); needs WEBHOOK_SECRET",
+      z.string().max(TEXT_SETTING_MAX_CHARS).refine(isHttpUrl),
+    ),
+    echo: redactedUrl,
+  },
   webhookSecret: {
     ...text(
       "WEBHOOK_SECRET",
@@ -515,7 +559,7 @@ const SETTINGS = {
       "signs each webhook (Standard Webhooks' `webhook-signature`), with every secret listed",
       z.string().max(TEXT_SETTING_MAX_CHARS).refine((s) => webhookKeys(s) !== null),
     ),
-    secret: true,
+    echo: hidden,
   },
   webhookEvents: row<WebhookEvent[]>({
     env: "WEBHOOK_EVENTS",
@@ -555,6 +599,9 @@ export const DEFAULTS: Config = Object.fromEntries(KEYS.map((key) => [key, setti
 /** Every environment variable the server reads; the README's table must list each. */
 export const SETTING_NAMES: readonly string[] = KEYS.map((key) => setting(key).env);
 
+/** A setting's value as an error says it back (its `echo`): `text` is the value as written. */
+const said = (key: keyof Config, text: string) => setting(key).echo?.(text) ?? text;
+
 /** A frame carries at most this many JSON bytes per text code point: an astral character may be
  * written as two `\uXXXX` escapes (Python's json.dumps does), 12 bytes for one code point. */
 const PAYLOAD_BYTES_PER_CHAR = 12;
@@ -576,7 +623,7 @@ function crossCheck(config: Config, name: (key: keyof Config) => string): string
   const keys = (["authJwtSecret", "authJwtPublicKey", "authJwksUrl"] as const).filter((key) => config[key] !== null);
   if (keys.length > 1) errors.push(`${keys.map(name).join(", ")}: set one way to verify members' tokens, not ${keys.length}`);
   if (config.webhookUrl !== null && config.webhookSecret === null) {
-    errors.push(`${name("webhookUrl")}=${config.webhookUrl}: needs ${name("webhookSecret")} to sign what it sends`);
+    errors.push(`${name("webhookUrl")}=${said("webhookUrl", config.webhookUrl)}: needs ${name("webhookSecret")} to sign what it sends`);
   }
   return errors;
 }
@@ -593,12 +640,12 @@ export function loadConfig(env: Record<string, string | undefined>): ConfigResul
   const config: Record<string, unknown> = { ...DEFAULTS };
   const errors: string[] = [];
   for (const key of KEYS) {
-    const { env: name, parse, allowed, secret } = setting(key);
+    const { env: name, parse, allowed } = setting(key);
     const raw = env[name];
     if (raw === undefined || raw.trim() === "") continue;
     const parsed = parse.safeParse(raw.trim());
     if (parsed.success) config[key] = parsed.data;
-    else errors.push(`${name}=${secret ? "(hidden)" : raw}: ${allowed}`);
+    else errors.push(`${name}=${said(key, raw)}: ${allowed}`);
   }
   if (errors.length) return { ok: false, errors };
   const checked = crossCheck(config as Config, (key) => setting(key).env);
@@ -611,8 +658,8 @@ export function resolveConfig(options: Partial<Config>): Config {
   const errors: string[] = [];
   for (const key of KEYS) {
     const value = config[key];
-    const { value: check, allowed, secret } = setting(key);
-    if (!check.safeParse(value).success) errors.push(`${key}=${secret ? "(hidden)" : JSON.stringify(value)}: ${allowed}`);
+    const { value: check, allowed, echo } = setting(key);
+    if (!check.safeParse(value).success) errors.push(`${key}=${echo ? echo(String(value)) : JSON.stringify(value)}: ${allowed}`);
   }
   errors.push(...crossCheck(config, (key) => key));
   if (errors.length) throw new Error(`invalid configuration: ${errors.join("; ")}`);

@@ -27,6 +27,9 @@ const CSP = {
   formAction: ["'self'"],
 };
 
+/** What a request to the API refused while the server shuts down is told to wait, in seconds: a restart, or another instance. */
+const DRAINING_RETRY_AFTER_S = 1;
+
 /**
  * Origin check against cross-site WebSocket hijacking (§6): no Origin (not a browser), a listed
  * origin, or an origin whose host:port is the Host asked for. Scheme is not compared, since TLS
@@ -122,6 +125,13 @@ export function createApp(hub: Hub, ctx: Context, assets: Promise<Assets>, start
       return next();
     });
   }
+
+  // Shutting down (§7): a request to the API would start work the server may not finish (a post
+  // cut before its answer is posted twice), so it is refused whole; those under way are answered.
+  app.use("/api/*", async (c, next) => {
+    if (!hub.conns.draining) return next();
+    return c.json({ error: "draining", message: "the server is shutting down; try again" }, 503, { "retry-after": String(DRAINING_RETRY_AFTER_S) });
+  });
 
   // The page's files, compressed once (src/assets.ts), with strong ETags: a second visit gets 304s.
   for (const path of PAGE_PATHS) app.get(path, async (c) => pageResponse((await assets).files[path]!, c.req.raw));

@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { isIP as nodeIsIP } from "node:net";
-import { DEFAULTS, SETTING_NAMES, isIP, loadConfig, resolveConfig, settingsTable } from "../src/config.ts";
+import { DEFAULTS, SETTING_NAMES, isIP, loadConfig, redactedUrl, resolveConfig, settingsTable } from "../src/config.ts";
 
 describe("config", () => {
   test("an empty environment gives the contract's defaults", () => {
@@ -170,6 +170,18 @@ describe("PUBLIC_HOSTS and METRICS_TOKEN", () => {
   });
 });
 
+describe("ALLOWED_ORIGINS", () => {
+  test("ALLOWED_ORIGINS is normalized as browsers send Origin (lowercase, punycode, no default port) and checked", () => {
+    const r = loadConfig({ ALLOWED_ORIGINS: "https://Chat.Example.com, HTTP://localhost:5173, https://app.example:443, https://Bücher.example" });
+    if (!r.ok) throw new Error(r.errors.join("\n"));
+    expect(r.config.allowedOrigins).toEqual(["https://chat.example.com", "http://localhost:5173", "https://app.example", "https://xn--bcher-kva.example"]);
+    for (const bad of ["https://chat.example.com/", "https://user@chat.example.com", "https://chat.example.com?x", "chat.example.com", "foo://bar", "null"]) {
+      expect(loadConfig({ ALLOWED_ORIGINS: bad }).ok).toBe(false);
+    }
+    expect(() => resolveConfig({ allowedOrigins: ["https://Chat.Example.com"] })).toThrow("allowedOrigins");
+  });
+});
+
 describe("isIP, read without loading node:net for IPv4", () => {
   test("says what node:net's isIP says, on addresses, near misses and names", () => {
     const samples = [
@@ -190,5 +202,29 @@ describe("secrets in start-up errors", () => {
     if (r.ok) throw new Error("accepted");
     for (const name of Object.keys(values)) expect(r.errors.some((e) => e.startsWith(`${name}=(hidden): `))).toBe(true);
     for (const value of Object.values(values)) expect(r.errors.join("\n")).not.toContain(value);
+  });
+
+  test("a URL setting is said back without its password, (hidden) when it does not parse: REDIS_URL, AUTH_JWKS_URL, WEBHOOK_URL", () => {
+    expect(loadConfig({ REDIS_URL: "http://user:redis-secret@db.internal:6379", AUTH_JWKS_URL: "ftp://jwks:jwks-secret@keys.example.com/jwks.json" })).toEqual({
+      ok: false,
+      errors: [
+        "REDIS_URL=http://user:***@db.internal:6379/: a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379",
+        "AUTH_JWKS_URL=ftp://jwks:***@keys.example.com/jwks.json: an http:// or https:// URL of a JWKS",
+      ],
+    });
+    // A generated password with '#', not percent-encoded: the URL does not parse, or it parses
+    // with the password outside its user part (as host and fragment), where it would show.
+    expect(loadConfig({ REDIS_URL: "redis://default:Xk9#pQ2secret@db.internal:6379" })).toEqual({
+      ok: false,
+      errors: ["REDIS_URL=(hidden): a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379"],
+    });
+    expect(redactedUrl("redis://default:12#pQ2secret@db.internal")).toBe("(hidden)");
+    expect(redactedUrl("redis://127.0.0.1:6379")).toBe("redis://127.0.0.1:6379");
+    const webhook = loadConfig({ WEBHOOK_URL: "https://hook:hunter2-secret@hooks.example.com/in" });
+    expect(webhook).toEqual({ ok: false, errors: ["WEBHOOK_URL=https://hook:***@hooks.example.com/in: needs WEBHOOK_SECRET to sign what it sends"] });
+    expect(() => resolveConfig({ webhookUrl: "https://hook:hunter2-secret@hooks.example.com/in" })).toThrow(
+      "webhookUrl=https://hook:***@hooks.example.com/in: needs webhookSecret",
+    );
+    expect(() => resolveConfig({ redisUrl: "http://user:redis-secret@db.internal:6379" })).toThrow("redisUrl=http://user:***@db.internal:6379/: ");
   });
 });

@@ -6,6 +6,7 @@
  * SQLite.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { loadConfig } from "../src/config.ts";
 import { originAllowed } from "../src/http.ts";
 import { Client, ENGINES, LineClient, WS_UPGRADE, engineServers, openedIp, startServer, upgradeAttempt, type TestServer } from "./helpers.ts";
 
@@ -23,6 +24,15 @@ describe("origins", () => {
     expect(originAllowed("null", "localhost:3000", allowed)).toBe(false);
     expect(originAllowed("not a url", "localhost:3000", allowed)).toBe(false);
     expect(originAllowed("http://localhost:3000", null, [])).toBe(false);
+  });
+
+  test("ALLOWED_ORIGINS written with capitals, which start accepts, lets that page's WebSocket in", async () => {
+    const loaded = loadConfig({ ALLOWED_ORIGINS: "https://Chat.Example.com" });
+    if (!loaded.ok) throw new Error(loaded.errors.join("\n"));
+    await using server = await startServer({ allowedOrigins: loaded.config.allowedOrigins });
+    // Browsers always send the origin's host in lowercase.
+    const r = await upgradeAttempt(Number(server.url.port), { ...WS_UPGRADE, Origin: "https://chat.example.com" });
+    expect(r.status).toBe(101);
   });
 });
 

@@ -1,8 +1,9 @@
 /**
- * Starting and stopping: stop() drains (503 to newcomers, accepted messages stored and delivered,
- * then 1001 to every client); the server as a process (`bun server.ts`) configured by its
- * environment and stopped by signals, which loses no message a client saw even to SIGKILL; and a
- * bad environment or an unreachable Redis stops it before it listens.
+ * Starting and stopping: stop() drains (503 to newcomers and to the API, accepted messages stored
+ * and delivered, HTTP requests under way answered, then 1001 to every client); the server as a
+ * process (`bun server.ts`) configured by its environment and stopped by signals, which loses no
+ * message a client saw even to SIGKILL; and a bad environment or an unreachable Redis stops it
+ * before it listens.
  */
 import { describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -32,6 +33,8 @@ import {
  * preload's setDefaultTimeout holds only for the first file of a multi-file run (Bun 1.4.5).
  */
 const PROCESSES_TEST_MS = 30_000;
+
+const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 
 describe("stop()", () => {
   test("stop: draining answers 503, accepted messages are stored and delivered, then every client gets 1001", async () => {
@@ -70,6 +73,57 @@ describe("stop()", () => {
     await using again = await startServer({ databasePath });
     const r = await again.http("/api/rooms/bye/messages");
     expect(((await r.json()) as { messages: { id: string }[] }).messages.map((m) => m.id)).toEqual(["last"]);
+  });
+
+  test("stop: a bot's post being committed is answered (it is stored); a post that comes while draining is refused 503 draining", async () => {
+    using dir = tempDir();
+    const databasePath = join(dir.path, "chat.sqlite");
+    let release!: () => void;
+    let appending!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const entered = new Promise<void>((resolve) => (appending = resolve));
+    const store = sqliteWith(
+      (real) => ({
+        append: async (batch) => {
+          appending();
+          await gate;
+          return real.append(batch);
+        },
+      }),
+      databasePath,
+    );
+    const server = await startServer({ store, adminToken: ADMIN_TOKEN });
+    const made = await server.http("/api/bots", {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "poster" }),
+    });
+    expect(made.status).toBe(201);
+    const { token } = (await made.json()) as { token: string };
+    const post = (text: string) =>
+      server.http("/api/rooms/news/messages", {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ text }),
+      });
+    // No WebSocket client: the drain has nothing to wait for but this request.
+    const posted = post("posted as the server stops").then(
+      (r) => r.status,
+      (error) => `no answer: ${error}`,
+    );
+    await entered;
+    const stopped = server.stop();
+    const late = await post("posted while draining");
+    expect(late.status).toBe(503);
+    expect(late.headers.get("retry-after")).toBe("1");
+    expect(await late.json()).toEqual({ error: "draining", message: "the server is shutting down; try again" });
+    release();
+    await stopped;
+    // Stored, so the bot is told so (201), not cut off to post it again.
+    expect(await posted).toBe(201);
+    await using again = await startServer({ databasePath });
+    const stored = (await (await again.http("/api/rooms/news/messages")).json()) as { messages: { text: string }[] };
+    expect(stored.messages.map((m) => m.text)).toEqual(["posted as the server stops"]);
   });
 });
 
@@ -144,6 +198,13 @@ describe("as a process", () => {
     expect(cross.stderr).toBe(
       "MAX_PAYLOAD_BYTES=9000: must be at least 12 × MAX_MESSAGE_CHARS + 512 = 48512 (MAX_MESSAGE_CHARS=4000)\n",
     );
+  });
+
+  test("a REDIS_URL that does not parse is refused without printing its password", async () => {
+    // A password with '#' (common in generated ones) that was not percent-encoded.
+    const { code, stderr } = await run(SERVER_COMMAND, { env: { PORT: "0", REDIS_URL: "redis://default:Xk9#pQ2secret@db.internal:6379" } });
+    expect(code).toBe(1);
+    expect(stderr).toBe("REDIS_URL=(hidden): a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379\n");
   });
 
   test("an unreachable Redis at start: one clear line, exit 1, never listening", async () => {

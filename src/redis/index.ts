@@ -4,15 +4,14 @@
  * REDIS_URL is set.
  */
 import { randomId } from "../core/random.ts";
-import type { Config } from "../config.ts";
+import { redactedUrl, type Config } from "../config.ts";
 import { historyBounds } from "../engine.ts";
 import type { Log } from "../metrics.ts";
-import { RedisLink, redactedUrl } from "./link.ts";
+import { RedisLink } from "./link.ts";
 import { RedisRelay, TAIL_CHECK_INTERVAL_MS } from "./relay.ts";
 import { RedisRoster } from "./roster.ts";
 import { RedisStore } from "./store.ts";
 
-export { redactedUrl };
 
 /** Bytes of randomness in an instance's id. */
 const INSTANCE_ID_BYTES = 9;

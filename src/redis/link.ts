@@ -282,10 +282,3 @@ export function redisHash(reply: Record<string, string> | string[] | null): Map<
   for (let i = 0; i + 1 < reply.length; i += 2) map.set(reply[i]!, reply[i + 1]!);
   return map;
 }
-
-/** A URL fit for a log line or an error: its password hidden. */
-export function redactedUrl(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password) parsed.password = "***";
-  return parsed.href;
-}
