@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { RESERVED_NAMES, checkName } from "./protocol/rules.ts";
 import { WEBHOOK_EVENTS, type WebhookEvent } from "./protocol/wire.ts";
+import { IPV4 } from "./core/address.ts";
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -120,9 +121,6 @@ export function hostKey(host: string): string | null {
     return null;
   }
 }
-
-/** An IPv4 address as node:net's isIP takes one: four decimal numbers 0–255, no leading zeros. */
-const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /**
  * Whether `s` is an IP address, as node:net's isIP says: IPv4 here, IPv6 by node:net, required

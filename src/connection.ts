@@ -95,6 +95,7 @@ export abstract class Connection {
 
   constructor(
     protected readonly ctx: Context,
+    /** The client's address as addressKey keys it (an IPv6 client's /64): caps, buckets and bans count by it, and logs show it. */
     readonly ip: string,
   ) {
     this.openedAt = ctx.now();

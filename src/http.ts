@@ -7,6 +7,7 @@ import { Hono } from "hono";
 import { secureHeaders } from "hono/secure-headers";
 import { PAGE_PATHS, pageResponse, type Assets } from "./assets.ts";
 import { guestsAllowed, hostKey, isIP, type Config } from "./config.ts";
+import { addressKey } from "./core/address.ts";
 import type { WsConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
 import { may, rankOf } from "./core/rights.ts";
@@ -60,9 +61,12 @@ export function forwardedIp(headers: Headers): string | null {
   return rightmost && isIP(rightmost) ? rightmost : null;
 }
 
-/** The address a request came from: the proxy's word when TRUST_PROXY is on, else the socket's. */
+/**
+ * The address a request came from, as every per-address rule counts it (addressKey: an IPv6
+ * client's /64): the proxy's word when TRUST_PROXY is on, else the socket's.
+ */
 export function clientIp(req: Request, server: Server<WsConnection>, trustProxy: boolean): string {
-  return (trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown");
+  return addressKey((trustProxy && forwardedIp(req.headers)) || (server.requestIP(req)?.address ?? "unknown"));
 }
 
 /** A request's bearer token, or null. */

@@ -5,6 +5,7 @@
 import type { TCPSocketListener } from "bun";
 import { TCP_JOIN_FRAMES, TcpConnection } from "./connection.ts";
 import type { Context } from "./context.ts";
+import { addressKey } from "./core/address.ts";
 import { TOO_LONG, oneLine } from "./core/lines.ts";
 import { actorOf } from "./authority.ts";
 import type { Hub } from "./hub.ts";
@@ -42,7 +43,8 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     port,
     socket: {
       open(socket) {
-        const conn = new TcpConnection(ctx, socket.remoteAddress, socket);
+        // Counted as every per-address rule counts it: an IPv6 client by its /64.
+        const conn = new TcpConnection(ctx, addressKey(socket.remoteAddress), socket);
         socket.data = conn;
         const refusal = hub.conns.admit(conn.ip);
         if (refusal) {

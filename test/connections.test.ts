@@ -1,12 +1,13 @@
 /**
  * Who gets in, and for how long without a hello: connection caps (per address, in all, TCP and
  * WebSocket together), the client address a proxy passes (TRUST_PROXY), the Host (PUBLIC_HOSTS),
- * the Origin of an upgrade, and HELLO_TIMEOUT_MS. Addresses are read back from the server's `open`
- * log line. Origins, caps and hello timeouts run on both engines; TRUST_PROXY and PUBLIC_HOSTS on
- * SQLite.
+ * the Origin of an upgrade, HELLO_TIMEOUT_MS, and the key an address counts under (an IPv6 /64).
+ * Addresses are read back from the server's `open` log line. Origins, caps and hello timeouts run
+ * on both engines; TRUST_PROXY and PUBLIC_HOSTS on SQLite.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { loadConfig } from "../src/config.ts";
+import { addressKey } from "../src/core/address.ts";
 import { originAllowed } from "../src/http.ts";
 import { Client, ENGINES, LineClient, WS_UPGRADE, engineServers, openedIp, startServer, upgradeAttempt, type TestServer } from "./helpers.ts";
 
@@ -96,6 +97,31 @@ for (const engine of ENGINES) {
         expect(await (await server.http("/healthz")).json()).toMatchObject({ connections: 0 });
       });
 
+      test("an IPv6 client is counted by its /64, an IPv4-mapped one by its IPv4: moving within them buys no place", async () => {
+        await using server = await startServer({ trustProxy: true, maxConnectionsPerIp: 2 });
+        const port = Number(server.chat.url.port);
+        const from = (ip: string) => Client.connect(server.wsUrl, { "X-Forwarded-For": ip });
+        const refused = { status: 429, body: { error: "too_many_connections_from_ip" } };
+        const open = [await from("2001:db8:1:2::1"), await from("2001:db8:1:2::2")];
+        for (let i = 3; i < 8; i++) {
+          expect(await upgradeAttempt(port, { ...WS_UPGRADE, "X-Forwarded-For": `2001:db8:1:2::${i}` })).toMatchObject(refused);
+        }
+        // The next /64 is another client.
+        open.push(await from("2001:db8:1:3::1"));
+        open.push(await from("192.0.2.7"));
+        open.push(await from("::ffff:192.0.2.7"));
+        expect(await upgradeAttempt(port, { ...WS_UPGRADE, "X-Forwarded-For": "::ffff:c000:207" })).toMatchObject(refused);
+        expect(server.logs.filter((l) => l.event === "open").map((l) => l.ip)).toEqual([
+          "2001:db8:1:2::/64",
+          "2001:db8:1:2::/64",
+          "2001:db8:1:3::/64",
+          "192.0.2.7",
+          "192.0.2.7",
+        ]);
+        for (const c of open) c.close();
+        await server.settled();
+      });
+
       test("without TRUST_PROXY, forwarded addresses are ignored", async () => {
         await using server = await startServer({ maxConnectionsPerIp: 1 });
         const a = await Client.connect(server.wsUrl, { "X-Forwarded-For": "10.0.0.1" });
@@ -170,14 +196,14 @@ describe("TRUST_PROXY", () => {
     await using server = await startServer({ trustProxy: true });
     const cases: [Record<string, string>, string][] = [
       [{ "Fly-Client-IP": "10.1.1.1", "X-Forwarded-For": "10.2.2.2" }, "10.1.1.1"],
-      [{ "Fly-Client-IP": "2001:db8::7", "X-Forwarded-For": "10.2.2.2" }, "2001:db8::7"],
+      [{ "Fly-Client-IP": "2001:db8::7", "X-Forwarded-For": "10.2.2.2" }, "2001:db8::/64"],
       // Not addresses: the next source is used, and at the end the socket's own address.
       [{ "Fly-Client-IP": "unknown", "X-Forwarded-For": "10.2.2.2" }, "10.2.2.2"],
       [{ "X-Forwarded-For": "10.2.2.2, not-an-ip" }, "127.0.0.1"],
       [{ "X-Forwarded-For": "10.2.2.2, 10.0.0.999" }, "127.0.0.1"],
       [{ "X-Forwarded-For": "10.2.2.2, " }, "127.0.0.1"],
       [{ "X-Forwarded-For": "10.2.2.2, 10.3.3.3:4711" }, "127.0.0.1"],
-      [{ "Fly-Client-IP": "", "X-Forwarded-For": "2001:db8::1, ::ffff:10.4.4.4" }, "::ffff:10.4.4.4"],
+      [{ "Fly-Client-IP": "", "X-Forwarded-For": "2001:db8::1, ::ffff:10.4.4.4" }, "10.4.4.4"],
     ];
     for (const [i, [headers, ip]] of cases.entries()) {
       const client = await Client.connect(server.wsUrl, headers);
@@ -185,6 +211,39 @@ describe("TRUST_PROXY", () => {
       client.close();
     }
     await server.settled();
+  });
+});
+
+describe("addressKey: the address every per-address rule counts (§10)", () => {
+  test("IPv4 as it is; IPv4-mapped IPv6 as its IPv4; other IPv6 as its /64; anything else as it is", () => {
+    const cases: [string, string][] = [
+      ["192.0.2.7", "192.0.2.7"],
+      ["127.0.0.1", "127.0.0.1"],
+      ["::ffff:192.0.2.7", "192.0.2.7"],
+      ["::FFFF:c000:0207", "192.0.2.7"],
+      ["0:0:0:0:0:ffff:10.4.4.4", "10.4.4.4"],
+      ["2001:db8:1:2::1", "2001:db8:1:2::/64"],
+      ["2001:DB8:0001:0002:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"],
+      ["2001:db8::1", "2001:db8::/64"],
+      ["2001:db8:0:0:1::", "2001:db8::/64"],
+      ["2001:0:0:5::9", "2001:0:0:5::/64"],
+      ["0:0:1:0:ffff::1", "0:0:1::/64"],
+      ["1:2:3:4:5:6:1.2.3.4", "1:2:3:4::/64"],
+      ["fe80::1%eth0", "fe80::/64"],
+      ["::1", "::/64"],
+      ["::", "::/64"],
+      ["64:ff9b::192.0.2.7", "64:ff9b::/64"],
+      // Not addresses: the key is the text, as before.
+      ["unknown", "unknown"],
+      ["2001:db8::1::2", "2001:db8::1::2"],
+      ["1:2:3:4:5:6:7", "1:2:3:4:5:6:7"],
+      ["1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7:8:9"],
+      ["1:2:3:4:5:6:7::8", "1:2:3:4:5:6:7::8"],
+      ["12345::1", "12345::1"],
+      ["::ffff:999.1.1.1", "::ffff:999.1.1.1"],
+      ["1.2.3.4::", "1.2.3.4::"],
+    ];
+    expect(cases.map(([ip]) => [ip, addressKey(ip)])).toEqual(cases);
   });
 });
 

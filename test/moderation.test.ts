@@ -262,6 +262,30 @@ for (const engine of ENGINES) {
       for (const c of [ops, bystander]) c.close();
     });
 
+    test("an address ban of an IPv6 client holds for its whole /64: the next address it takes is refused, the next /64 is not", async () => {
+      await using server = await startServer({ trustProxy: true });
+      const connect = async (name: string, ip: string) => {
+        const c = await Client.connect(server.wsUrl, { "x-forwarded-for": ip });
+        c.send({ type: "hello", name });
+        return Object.assign(c, { first: await c.next() });
+      };
+      const ops = await admin(server);
+      const bad = await connect("bad", "2001:db8:1:2::1");
+      // The same host under another of its addresses, connected when the ban comes.
+      const twin = await connect("twin", "2001:db8:1:2:a:b:c:d");
+      const neighbour = await connect("neighbour", "2001:db8:1:3::1");
+      expect(await ask(ops, { type: "ban", user: bad.first.user.id, address: true, seconds: 3600 })).toMatchObject({ type: "ok" });
+      expect(await bad.closed).toEqual({ code: 4003, reason: "banned" });
+      expect(await twin.closed).toEqual({ code: 4003, reason: "banned" });
+      // Privacy addresses change by themselves: the next one is the same client.
+      const moved = await connect("bad again", "2001:DB8:1:2:0:0:0:2");
+      expect(moved.first).toMatchObject({ type: "error", code: "banned" });
+      expect(await moved.closed).toEqual({ code: 4003, reason: "banned" });
+      expect(await neighbour.sync()).toEqual([]);
+      expect((await connect("next door", "2001:db8:1:3::2")).first.type).toBe("welcome");
+      for (const c of [ops, neighbour]) c.close();
+    });
+
     test("the audit log: admins read each action and settings change, newest first, by room; others get 401", async () => {
       await using server = await startServer();
       const owner = await guest(server, "olga", "r");

@@ -370,6 +370,56 @@ describe("rate limits belong to users and addresses (§10)", () => {
   });
 });
 
+// An IPv6 host owns a /64 and takes a new address within it at will: each rule counts the /64.
+describe("an IPv6 client's address is its /64 (§10)", () => {
+  const from = (ip: string) => ({ "x-forwarded-for": ip });
+
+  test("HELLO_RATE_PER_MINUTE: hellos from new addresses of one /64 spend its one bucket; the next /64 has its own", async () => {
+    await using server = await startServer({ now: frozenClock(), trustProxy: true, helloRatePerMinute: 2 });
+    for (const [i, ip] of ["2001:db8:1:2::1", "2001:db8:1:2::2"].entries()) {
+      const c = await Client.connect(server.wsUrl, from(ip));
+      await c.hello(`churn ${i}`);
+      c.close();
+    }
+    const third = await Client.connect(server.wsUrl, from("2001:db8:1:2::3"));
+    third.send({ type: "hello", name: "third" });
+    expect(await third.next()).toMatchObject({ type: "error", code: "rate_limited" });
+    expect(await third.closed).toEqual({ code: 1008, reason: "rate limit exceeded" });
+    const next = await Client.connect(server.wsUrl, from("2001:db8:1:3::1"));
+    expect((await next.hello("next door")).type).toBe("welcome");
+    next.close();
+  });
+
+  test("ROOM_STARTS_PER_HOUR_PER_IP: rooms started from one /64, over WebSocket and the HTTP API, spend its one bucket", async () => {
+    const adminToken = "admin-token-for-the-tests-0123456789";
+    await using server = await startServer({ now: frozenClock(), trustProxy: true, adminToken, roomStartsPerHour: 10, roomStartsPerHourPerIp: 2 });
+    const ann = await Client.connect(server.wsUrl, from("2001:db8:1:2::1"));
+    await ann.hello("ann");
+    await ann.join("one");
+    const bob = await Client.connect(server.wsUrl, from("2001:db8:1:2::2"));
+    await bob.hello("bob");
+    await bob.join("two");
+    bob.send({ type: "join", room: "three", ref: "three" });
+    expect(await bob.next()).toMatchObject({ type: "error", code: "rate_limited", ref: "three" });
+    // A bot posting from a third address of the /64 starts nothing either.
+    const made = await server.http("/api/bots", {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "poster" }),
+    });
+    const { token } = (await made.json()) as { token: string };
+    const post = (ip: string, room: string) =>
+      server.http(`/api/rooms/${room}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...from(ip) },
+        body: JSON.stringify({ text: "first" }),
+      });
+    expect((await post("2001:db8:1:2::3", "four")).status).toBe(429);
+    expect((await post("2001:db8:1:3::1", "four")).status).toBe(201);
+    for (const c of [ann, bob]) c.close();
+  });
+});
+
 // On SQLite only: the frame that waits is held in a store of the test's own.
 describe("frames waiting behind one that waits for storage are bounded per connection", () => {
   /** 2 × RATE_LIMIT_BURST + RATE_LIMIT_ABUSE_ERRORS frames may wait, the one waiting for storage included. */
