@@ -115,7 +115,21 @@ export class Authority {
    * its user out of the room, not from what everyone may read.
    */
   async mayRead(room: string, actor: Actor): Promise<boolean> {
-    const auth = await this.log.auth(room);
+    return this.reads(room, await this.log.auth(room), actor);
+  }
+
+  /**
+   * Whether `actor` may change its own messages in `room` (§11.3 `edit`, `delete`): what reading
+   * the room needs (mayRead), so that one taken off a private room's list (kicked, §11.4) puts
+   * no more text into it through the messages it left there. Null when it may; else `forbidden`,
+   * as `history` answers. A moderator's deletion of another's message is moderation: its own rule.
+   */
+  async mayChangeOwn(room: string, auth: RoomAuth, actor: Actor): Promise<Failure | null> {
+    return (await this.reads(room, auth, actor)) ? null : fail("forbidden", `${room} is private: you are not on its list`);
+  }
+
+  /** mayRead's rule, for a room whose authority is `auth`. */
+  private async reads(room: string, auth: RoomAuth, actor: Actor): Promise<boolean> {
     if (!auth.settings.private) return true;
     if (this.banned(auth, actor.ref.id)) return false;
     if (this.check(auth, actor, "room.enter") === null || actor.claimRooms.includes(room)) return true;
