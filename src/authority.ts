@@ -35,6 +35,8 @@ export const EVENT_ID_BYTES = 9;
 export const eventId = () => randomId(EVENT_ID_BYTES);
 /** Bytes of randomness in an invite code (192 bits; §11.2 asks at least 128). */
 const INVITE_CODE_BYTES = 24;
+/** Live invites (unexpired, not used up) a room holds at most: far past a real community's, short of one owner filling the disk. */
+export const MAX_LIVE_INVITES_PER_ROOM = 100;
 
 /** Who asks: a user, with its server-wide standing; a connection's user, or (HTTP) a bot or the admin bearer. */
 export interface Actor {
@@ -115,7 +117,21 @@ export class Authority {
    * its user out of the room, not from what everyone may read.
    */
   async mayRead(room: string, actor: Actor): Promise<boolean> {
-    const auth = await this.log.auth(room);
+    return this.reads(room, await this.log.auth(room), actor);
+  }
+
+  /**
+   * Whether `actor` may change its own messages in `room` (§11.3 `edit`, `delete`): what reading
+   * the room needs (mayRead), so that one taken off a private room's list (kicked, §11.4) puts
+   * no more text into it through the messages it left there. Null when it may; else `forbidden`,
+   * as `history` answers. A moderator's deletion of another's message is moderation: its own rule.
+   */
+  async mayChangeOwn(room: string, auth: RoomAuth, actor: Actor): Promise<Failure | null> {
+    return (await this.reads(room, auth, actor)) ? null : fail("forbidden", `${room} is private: you are not on its list`);
+  }
+
+  /** mayRead's rule, for a room whose authority is `auth`. */
+  private async reads(room: string, auth: RoomAuth, actor: Actor): Promise<boolean> {
     if (!auth.settings.private) return true;
     if (this.banned(auth, actor.ref.id)) return false;
     if (this.check(auth, actor, "room.enter") === null || actor.claimRooms.includes(room)) return true;
@@ -259,16 +275,22 @@ export class Authority {
     }
   }
 
-  /** `invite` (§11.2): a moderator or better gets a code that lets its holder into the room. */
+  /**
+   * `invite` (§11.2): a moderator or better gets a code that lets its holder into the room, while
+   * the room holds fewer than MAX_LIVE_INVITES_PER_ROOM live ones (else `forbidden`).
+   */
   async invite(actor: Actor, frame: Omit<InviteRequest, "type" | "ref">): Promise<Result<Omit<InviteFrame, "type">>> {
     const { room } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
     const denied = this.check(await this.log.auth(room), actor, "room.invite");
     if (denied) return denied;
     const code = randomId(INVITE_CODE_BYTES);
-    const expiresAt = this.ctx.now() + (frame.ttlSeconds ?? this.ctx.config.inviteTtlSeconds) * 1000;
+    const now = this.ctx.now();
+    const expiresAt = now + (frame.ttlSeconds ?? this.ctx.config.inviteTtlSeconds) * 1000;
     const maxUses = frame.maxUses ?? null;
-    await this.store.createInvite(hashSecret(code), room, expiresAt, maxUses);
+    if (!(await this.store.createInvite(hashSecret(code), room, expiresAt, maxUses, now, MAX_LIVE_INVITES_PER_ROOM))) {
+      return fail("forbidden", `${room} holds ${MAX_LIVE_INVITES_PER_ROOM} live invites, the most a room may: wait for one to expire or be used up`);
+    }
     return ok({ room, code, expiresAt, maxUses });
   }
 

@@ -37,7 +37,10 @@ export class Changes {
     return entry?.type === "message" ? ok(null) : fail("not_found", "no such message to reply to");
   }
 
-  /** `edit` (§11.3): the author, not banned or muted there, within EDIT_WINDOW_SECONDS of sending. */
+  /**
+   * `edit` (§11.3): the author, not banned or muted there, within EDIT_WINDOW_SECONDS of sending;
+   * in a private room, while it may read it (Authority.mayChangeOwn).
+   */
   async edit(actor: Actor, frame: Args<EditFrame>): Promise<Result<null>> {
     const { room, seq } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
@@ -51,13 +54,17 @@ export class Changes {
     const now = this.ctx.now();
     if (window && now - target.value.ts > window * 1000) return fail("forbidden", `a message may be edited for ${window} s after it was sent`);
     const auth = await this.log.auth(room);
-    const refused = this.authority.banned(auth, actor.ref.id) ?? this.authority.muted(auth, actor.ref.id);
+    const refused =
+      this.authority.banned(auth, actor.ref.id) ?? (await this.authority.mayChangeOwn(room, auth, actor)) ?? this.authority.muted(auth, actor.ref.id);
     if (refused) return refused;
     const stored = await this.batcher.add({ type: "edit", room, user: { ...target.value.user }, id: eventId(), ts: now, target: seq, text });
     return "refused" in stored ? fail("not_found", "no such message in this room") : ok(null);
   }
 
-  /** `delete` (§11.3): the author, or a moderator and up over a lower rank's message. */
+  /**
+   * `delete` (§11.3): the author (in a private room, while it may read it: Authority.mayChangeOwn),
+   * or a moderator and up over a lower rank's message.
+   */
   async delete(actor: Actor, frame: Args<DeleteFrame>): Promise<Result<null>> {
     const { room, seq } = frame;
     if (!isRoom(room)) return fail("room_invalid", MESSAGES.roomInvalid);
@@ -65,10 +72,11 @@ export class Changes {
     if (!target.ok) return target;
     const author = target.value.user;
     const auth = await this.log.auth(room);
-    if (author.id !== actor.ref.id) {
-      const denied = this.authority.check(auth, actor, "message.delete", await this.authority.rankOf(auth, author.id));
-      if (denied) return denied;
-    }
+    const denied =
+      author.id === actor.ref.id
+        ? await this.authority.mayChangeOwn(room, auth, actor)
+        : this.authority.check(auth, actor, "message.delete", await this.authority.rankOf(auth, author.id));
+    if (denied) return denied;
     const stored = await this.batcher.add({ type: "delete", room, user: { ...actor.ref }, id: eventId(), ts: this.ctx.now(), target: seq });
     if ("refused" in stored) return fail("not_found", "no such message in this room");
     if (author.id !== actor.ref.id) await this.authority.audit({ room, ts: this.ctx.now(), action: "delete", by: { ...actor.ref }, user: author, detail: { seq } });

@@ -428,8 +428,12 @@ export interface Store {
   addListed(room: string, userIds: readonly string[]): Promise<void>;
   /** Takes a user off the room's list (a kick from a private room, §11.4). */
   removeListed(room: string, userId: string, hooks?: readonly HookEvent[]): Promise<void>;
-  /** Stores an invite code's hash for the room; null maxUses: any number of uses. */
-  createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null): Promise<void>;
+  /**
+   * Stores an invite code's hash for the room (null maxUses: any number of uses), unless the room
+   * holds `max` live invites (unexpired at `now`, not used up): counted in the step that stores
+   * it, so two creations at the bound cannot both pass. Whether it was stored.
+   */
+  createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null, now: number, max: number): Promise<boolean>;
   /** Spends one use of an invite to `room` if it is that room's, unexpired and not used up; false otherwise. */
   useInvite(codeHash: string, room: string, now: number): Promise<boolean>;
   /** The rooms whose settings say private. */

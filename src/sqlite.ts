@@ -33,6 +33,7 @@ import type { Role, StoredFrame, UserRef } from "./protocol/wire.ts";
 import { MIGRATIONS, SCHEMA } from "./sqlite/schema.ts";
 import { COLUMNS, dataOf, rowOf, rowToFrame, settingsOf, type MessageRow, type SettingsRow } from "./sqlite/rows.ts";
 import { SqliteOutbox, type OutboxOp } from "./sqlite/outbox.ts";
+import { SqliteInvites } from "./sqlite/invites.ts";
 
 interface SessionRow {
   user_id: string;
@@ -89,7 +90,7 @@ type WriteOp =
   | { op: "setRole"; room: string; user: UserRef; role: Role }
   | { op: "addListed"; room: string; userIds: readonly string[] }
   | { op: "removeListed"; room: string; userId: string }
-  | { op: "createInvite"; codeHash: string; room: string; expiresAt: number; maxUses: number | null }
+  | { op: "createInvite"; codeHash: string; room: string; expiresAt: number; maxUses: number | null; now: number; max: number }
   | { op: "useInvite"; codeHash: string; room: string; now: number }
   | { op: "restrict"; kind: "ban" | "mute"; room: string; userId: string; restriction: Restriction | null }
   | { op: "banAddress"; ip: string; userId: string; restriction: Restriction }
@@ -213,6 +214,7 @@ export class SqliteStore implements Store {
   private readonly epoch: string;
   private readonly bounds: HistoryBounds;
   private readonly q;
+  private readonly invites: SqliteInvites;
   private readonly writeTx;
   /**
    * Rooms that hold history, for MAX_ROOMS: counted at the first write, then moved by each commit
@@ -293,6 +295,7 @@ export class SqliteStore implements Store {
     const columns = COLUMNS;
     // A deleted message's text is overwritten where it lay, not left in the page's free space (§11.4).
     this.db.exec("PRAGMA secure_delete = FAST");
+    this.invites = new SqliteInvites(this.db);
     this.q = {
       roomInfo: this.db.query<{ info_seq: number | null; info_oldest: number | null }, [string]>(ROOM_INFO),
       oldest: this.db.query<{ seq: number }, [string]>("SELECT seq FROM messages WHERE room = ? ORDER BY seq LIMIT 1"),
@@ -366,11 +369,6 @@ export class SqliteStore implements Store {
       listed: this.db.query<{ one: number }, [string, string]>("SELECT 1 AS one FROM room_list WHERE room = ? AND user_id = ?"),
       addListed: this.db.query("INSERT OR IGNORE INTO room_list (room, user_id) SELECT ?, value FROM json_each(?)"),
       removeListed: this.db.query("DELETE FROM room_list WHERE room = ? AND user_id = ?"),
-      createInvite: this.db.query("INSERT INTO invites (code_hash, room, expires_at, max_uses, uses) VALUES (?, ?, ?, ?, 0)"),
-      useInvite: this.db.query(
-        "UPDATE invites SET uses = uses + 1 WHERE code_hash = ? AND room = ? AND expires_at > ? AND (max_uses IS NULL OR uses < max_uses)",
-      ),
-      sweepInvites: this.db.query("DELETE FROM invites WHERE expires_at <= ? OR uses >= max_uses"),
       entry: this.db.query<MessageRow, [string, number]>(`SELECT ${columns} FROM messages WHERE room = ? AND seq = ?`),
       updateEntry: this.db.query("UPDATE messages SET text = ?, data = ? WHERE room = ? AND seq = ?"),
       /** A deleted message's edits lose their text too. */
@@ -430,7 +428,7 @@ export class SqliteStore implements Store {
           case "revokeSession":
             return void this.q.revokeSession.run(op.tokenHash);
           case "sweepSessions":
-            this.q.sweepInvites.run(op.now);
+            this.invites.sweep(op.now);
             this.q.sweepRestrictions.run(op.now);
             this.q.sweepAddressBans.run(op.now);
             return this.q.sweepSessions.run(op.now).changes;
@@ -445,9 +443,9 @@ export class SqliteStore implements Store {
           case "removeListed":
             return void this.q.removeListed.run(op.room, op.userId);
           case "createInvite":
-            return void this.q.createInvite.run(op.codeHash, op.room, op.expiresAt, op.maxUses);
+            return this.invites.create(op.codeHash, op.room, op.expiresAt, op.maxUses, op.now, op.max);
           case "useInvite":
-            return this.q.useInvite.run(op.codeHash, op.room, op.now).changes > 0;
+            return this.invites.use(op.codeHash, op.room, op.now);
           case "restrict": {
             const r = op.restriction;
             if (!r) {
@@ -856,8 +854,8 @@ export class SqliteStore implements Store {
     await this.write(told([{ op: "removeListed", room, userId }], hooks));
   }
 
-  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
-    await this.write([{ op: "createInvite", codeHash, room, expiresAt, maxUses }]);
+  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null, now: number, max: number) {
+    return (await this.write([{ op: "createInvite", codeHash, room, expiresAt, maxUses, now, max }]))[0] as boolean;
   }
 
   async useInvite(codeHash: string, room: string, now: number) {

@@ -134,6 +134,38 @@ for (const engine of ENGINES) {
       for (const c of [owner, mod, ann]) c.close();
     });
 
+    test("one kicked from a private room (off its list) may no longer edit or delete its messages there; one on the list may", async () => {
+      await using server = await startServer();
+      const owner = await user(server, "olga", "club");
+      expect(await ask(owner, { type: "room_settings", room: "club", private: true })).toMatchObject({ type: "ok" });
+      owner.send({ type: "invite", room: "club" });
+      const { code } = await owner.expect("invite");
+      const [troll, ann] = [await Client.connect(server.wsUrl), await Client.connect(server.wsUrl)];
+      const t = await troll.hello("troll");
+      await ann.hello("ann");
+      for (const c of [troll, ann]) {
+        c.send({ type: "join", room: "club", invite: code });
+        await c.expect("joined");
+      }
+      const said = await say(troll, "club", "hi all");
+      const annSaid = await say(ann, "club", "hello");
+      await owner.until((f) => f.seq === annSaid.seq);
+      expect(await ask(owner, { type: "kick", room: "club", user: t.user.id })).toMatchObject({ type: "ok" });
+      await troll.until((f) => f.type === "left");
+      expect(await ask(troll, { type: "join", room: "club" })).toMatchObject({ code: "forbidden" });
+      // Out and off the list: it may not read the room, so it may not put text into it either.
+      expect(await ask(troll, { type: "edit", room: "club", seq: said.seq, text: "still here", ref: "e" })).toMatchObject({ code: "forbidden", ref: "e" });
+      expect(await ask(troll, { type: "delete", room: "club", seq: said.seq, ref: "d" })).toMatchObject({ code: "forbidden", ref: "d" });
+      // A member on the list edits and deletes its own; the owner, who saw neither of the troll's, sees those first.
+      expect(await ask(ann, { type: "edit", room: "club", seq: annSaid.seq, text: "hello, all" })).toMatchObject({ type: "ok" });
+      expect(await ask(ann, { type: "delete", room: "club", seq: annSaid.seq })).toMatchObject({ type: "ok" });
+      const seen = await owner.until((f) => f.type === "delete");
+      expect(seen.filter((f) => f.type === "edit" || f.type === "delete").map((f) => f.target)).toEqual([annSaid.seq, annSaid.seq]);
+      const kept = (await ask(owner, { type: "history", room: "club" })).messages as Frame[];
+      expect(kept.find((f) => f.seq === said.seq)).toMatchObject({ text: "hi all" });
+      for (const c of [owner, troll, ann]) c.close();
+    });
+
     test("a client offline during an edit and a delete resumes with since and gets both, in order", async () => {
       await using server = await startServer({ presenceGraceMs: 0 });
       const ann = await user(server, "ann", "r");

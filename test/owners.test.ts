@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { SqliteStore, type ServerOptions } from "../server.ts";
+import { MAX_LIVE_INVITES_PER_ROOM } from "../src/authority.ts";
 import { Client, LineClient, ENGINES, engineServers, startServer, tempDir, user, type Frame, type TestServer } from "./helpers.ts";
 
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -281,6 +282,32 @@ for (const engine of ENGINES) {
       } finally {
         await server.stop();
       }
+    });
+
+    test("a room holds at most MAX_LIVE_INVITES_PER_ROOM live invites: one more is forbidden until one is used up or expires", async () => {
+      let clock = Date.now();
+      await using server = await start({ now: () => clock, rateLimitBurst: 1000, rateLimitPerSecond: 1000 });
+      const owner = await user(server, "host", "party");
+      expect(await ask(owner, { type: "room_settings", room: "party", private: true })).toMatchObject({ type: "ok" });
+      // One for a single use that lasts; the rest, for a year or a minute.
+      const once = await ask(owner, { type: "invite", room: "party", maxUses: 1, ttlSeconds: 3600 });
+      for (let i = 1; i < MAX_LIVE_INVITES_PER_ROOM; i++) owner.send({ type: "invite", room: "party", ttlSeconds: i === 1 ? 31_536_000 : 60, ref: `i${i}` });
+      const made = await owner.until((f) => f.ref === `i${MAX_LIVE_INVITES_PER_ROOM - 1}`);
+      expect(made.filter((f) => f.type === "invite").length).toBe(MAX_LIVE_INVITES_PER_ROOM - 1);
+      const refused = await ask(owner, { type: "invite", room: "party", ttlSeconds: 1, ref: "over" });
+      expect(refused).toMatchObject({ type: "error", code: "forbidden", ref: "over" });
+      expect(refused.message).toContain(String(MAX_LIVE_INVITES_PER_ROOM));
+      // Its single use spent, the first counts no more: one more may be made, and no other.
+      const guest = await user(server, "guest");
+      expect(await ask(guest, { type: "join", room: "party", invite: once.code })).toMatchObject({ type: "joined" });
+      expect(await ask(owner, { type: "invite", room: "party" })).toMatchObject({ type: "invite" });
+      expect(await ask(owner, { type: "invite", room: "party" })).toMatchObject({ code: "forbidden" });
+      // The minute's codes expired: room for them again; another room's invites are its own.
+      clock += 61_000;
+      expect(await ask(owner, { type: "invite", room: "party" })).toMatchObject({ type: "invite" });
+      await owner.join("other");
+      expect(await ask(owner, { type: "invite", room: "other" })).toMatchObject({ type: "invite" });
+      for (const c of [owner, guest]) c.close();
     });
 
     test("a member's token rooms claim lets it in (and lists it); an admin enters any private room", async () => {

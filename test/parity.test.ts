@@ -286,10 +286,17 @@ describe("the two engines agree", () => {
         await s.addListed("r", ["a", "b"]);
         await s.removeListed("r", "a");
         out.push([await s.isListed("r", "a"), await s.isListed("r", "b")]);
-        await s.createInvite("c1", "r", t0 + 1000, 2);
+        await s.createInvite("c1", "r", t0 + 1000, 2, t0, 10);
         out.push([await s.useInvite("c1", "r", t0), await s.useInvite("c1", "x", t0), await s.useInvite("c1", "r", t0), await s.useInvite("c1", "r", t0)]);
-        await s.createInvite("c2", "r", t0 + 1000, null);
+        await s.createInvite("c2", "r", t0 + 1000, null, t0, 10);
         out.push([await s.useInvite("c2", "r", t0), await s.useInvite("c2", "r", t0 + 1000)]);
+        // At most `max` live invites a room: c1 is used up and counts no more, expired ones neither.
+        const bounded = [];
+        for (const c of ["c3", "c4", "c5"]) bounded.push(await s.createInvite(c, "r", t0 + 1000, null, t0, 3));
+        bounded.push(await s.createInvite("c6", "r", t0 + 2000, null, t0 + 1000, 3), await s.createInvite("c7", "r2", t0 + 1000, 1, t0, 1));
+        bounded.push(await s.createInvite("c8", "r2", t0 + 1000, 1, t0, 1), await s.useInvite("c7", "r2", t0), await s.createInvite("c8", "r2", t0 + 1000, 1, t0, 1));
+        expect(bounded).toEqual([true, true, false, true, true, false, true, true]);
+        out.push(bounded);
         // bots
         await s.createBot({ id: "b:1", name: "bot1", createdAt: t0, revoked: false }, "bt1");
         await s.createBot({ id: "b:2", name: "bot2", createdAt: t0 - 1, revoked: false }, "bt2");

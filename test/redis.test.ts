@@ -929,7 +929,7 @@ describe("failures", () => {
     const now = Date.now();
     const engine = await engineOn(proxy.url(redis.freshDb()), () => now);
     try {
-      await engine.store.createInvite("code1", "r", now + 60_000, 1);
+      await engine.store.createInvite("code1", "r", now + 60_000, 1, now, 10);
       const cut = proxy.cutAfter(shaOf(SCRIPTS.inviteUse));
       const used = engine.store.useInvite("code1", "r", now);
       await cut;

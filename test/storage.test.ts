@@ -271,9 +271,9 @@ test("a file from before the outbox's message index: its queued events are index
   before.openOutbox(types);
   await before.append([{ room: "r", user: ann, id: "m", text: "REGRETTED", ts: 1 }]);
   await before.append([{ type: "edit", room: "r", user: ann, id: "e", ts: 2, target: 1, text: "REGRETTED-EDIT" }]);
-  // As version 6 left it: no index, no column.
+  // As version 6 left it: no index, no column (nor the invites' index of version 8).
   const db = (before as unknown as { db: Database }).db;
-  db.exec("DROP INDEX hooks_text_of; ALTER TABLE hooks DROP COLUMN text_of; PRAGMA user_version = 6;");
+  db.exec("DROP INDEX hooks_text_of; ALTER TABLE hooks DROP COLUMN text_of; DROP INDEX invites_room; PRAGMA user_version = 6;");
   await before.close();
   const after = new SqliteStore(path, 100);
   try {

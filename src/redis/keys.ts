@@ -40,6 +40,8 @@ export const authKeys = (room: string) => ({
   settings: `chat:room:${room}:settings`,
   /** The room's list of members (private rooms): user ids. */
   list: `chat:room:${room}:list`,
+  /** The room's live invites: code hashes by expiresAt (invite-create.lua counts them). */
+  invites: `chat:room:${room}:invites`,
   /** userId → a ban (JSON: until, reason, by). */
   bans: `chat:room:${room}:bans`,
   /** userId → a mute (JSON). */

@@ -25,6 +25,7 @@ import sessionSave from "./lua/session-save.lua" with { type: "text" };
 import sessionRevoke from "./lua/session-revoke.lua" with { type: "text" };
 import ownerClaim from "./lua/owner-claim.lua" with { type: "text" };
 import roleSet from "./lua/role-set.lua" with { type: "text" };
+import inviteCreate from "./lua/invite-create.lua" with { type: "text" };
 import inviteUse from "./lua/invite-use.lua" with { type: "text" };
 import restrictionsSweep from "./lua/restrictions-sweep.lua" with { type: "text" };
 import serverBan from "./lua/server-ban.lua" with { type: "text" };
@@ -68,6 +69,8 @@ export const SCRIPTS = {
   ownerClaim: once(ownerClaim),
   /** Once: a second run would queue its webhook events again. */
   roleSet: once(hooksLib + roleSet),
+  /** Once: a resend of a call that stored its code would count that code and refuse it. */
+  inviteCreate: once(inviteCreate),
   inviteUse: once(inviteUse),
   /** A user's server-wide ban (and its address's), or the lifting of it and of the address bans its bans made. Once: its webhook events. */
   serverBan: once(hooksLib + serverBan),

@@ -404,14 +404,13 @@ export class RedisStore implements Store {
     await this.told([["SREM", authKeys(room).list, userId]], hooks);
   }
 
-  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null) {
-    const key = inviteKey(codeHash);
-    await this.link.send("HSET", [key, "room", room, "expiresAt", String(expiresAt), "maxUses", maxUses === null ? "" : String(maxUses), "uses", "0"]);
-    await this.link.send("PEXPIREAT", [key, String(expiresAt)]);
+  async createInvite(codeHash: string, room: string, expiresAt: number, maxUses: number | null, now: number, max: number) {
+    const args = [codeHash, room, String(expiresAt), maxUses === null ? "" : String(maxUses), String(now), String(max)];
+    return (await this.link.run(SCRIPTS.inviteCreate, [inviteKey(codeHash), authKeys(room).invites], args)) === 1;
   }
 
   async useInvite(codeHash: string, room: string, now: number) {
-    return (await this.link.run(SCRIPTS.inviteUse, [inviteKey(codeHash)], [room, String(now)])) === 1;
+    return (await this.link.run(SCRIPTS.inviteUse, [inviteKey(codeHash), authKeys(room).invites], [room, String(now), codeHash])) === 1;
   }
 
   privateRooms(): Promise<Set<string>> {

@@ -178,4 +178,12 @@ UPDATE hooks SET text_of = (data ->> '$.room') || char(10) || (CASE type WHEN 'm
 CREATE INDEX hooks_text_of ON hooks (text_of) WHERE text_of IS NOT NULL;
 `,
   ],
+  [
+    8,
+    `
+-- §11.2: a new invite is stored only while its room holds fewer than MAX_LIVE_INVITES_PER_ROOM
+-- live ones, counted in its commit: by the room's unexpired codes, not by reading every invite.
+CREATE INDEX invites_room ON invites (room, expires_at);
+`,
+  ],
 ];
