@@ -327,12 +327,15 @@ export class Hub {
       const refused = await step("claimOwner", () => this.startIfNew(room, read.auth, read.retained, othersHere, actor, conn.ip));
       if (refused) return refused;
     }
-    // Kicked or banned while the join waited for storage: its rights are asked again (the invite,
-    // if any, was spent already); a kick from a public room still lets it in.
-    if (entering.removed) {
+    // Rights again, now that the room is watched: a ban or kick made on another instance before this
+    // one watched the room was heard only there, and the rights read after subscribing hold it (a
+    // public room's check is a Map read). Asked again while a kick or ban was heard meanwhile; the
+    // invite, if any, was spent already; a kick from a public room still lets it in.
+    do {
+      entering.removed = false;
       const refused = await step("join", async () => this.authority.mayEnter(room, await this.log.auth(room), actor, undefined));
       if (refused) return refused;
-    }
+    } while (entering.removed);
     room = reading.room;
     const page = reading.finish();
     if (!page) {

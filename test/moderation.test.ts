@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { SignJWT } from "jose";
 import { Client, ENGINES, LineClient, engineServers, heldOnce, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
 import { slowModeWait, takeSlot } from "../src/engine.ts";
+import { RedisRelay } from "../src/redis/relay.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -27,11 +28,18 @@ async function say(c: Client, room: string, text: string, id: string = crypto.ra
 }
 
 /** A welcomed guest in `rooms`, its events read up to now. */
-async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string }> {
+async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string; session: string }> {
   const c = await Client.connect(server.wsUrl);
   const w = await c.hello(name);
   for (const room of rooms) await ask(c, { type: "join", room });
   return Object.assign(c, { id: w.user.id as string, session: w.session as string });
+}
+
+/** Another tab of the session `session`, welcomed. */
+async function tab(server: TestServer, name: string, session: string): Promise<Client> {
+  const c = await Client.connect(server.wsUrl);
+  await c.hello(name, session);
+  return c;
 }
 
 const admin = async (server: TestServer, name = "ops") => {
@@ -466,6 +474,43 @@ describe("what holds across instances and restarts", () => {
     const later = await hello(server, "later");
     expect(later.first.type).toBe("welcome");
     later.close();
+  });
+});
+
+describe("moderation on A that B hears late or not at all (Redis)", () => {
+  const redis = redisForSuite();
+
+  test("a room ban made on A while the target's join is under way on B (B not yet watching the room) keeps it out", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const troll = await guest(b, "troll");
+    // The troll's other tab, on A (not in the room): A knows the user.
+    const other = await tab(a, "troll", troll.session);
+    // Hold B's subscription to the room until the ban is committed: the window between the join's
+    // rights check (read from storage: B does not watch the room) and its subscription.
+    const original = RedisRelay.prototype.watch;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let paused!: () => void;
+    const pausedAt = new Promise<void>((r) => (paused = r));
+    RedisRelay.prototype.watch = async function (this: RedisRelay, room: string) {
+      if (room === "r") {
+        paused();
+        await released;
+      }
+      return original.call(this, room);
+    };
+    try {
+      troll.send({ type: "join", room: "r", ref: "j" });
+      await pausedAt;
+      expect(await ask(owner, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+      release();
+      expect((await troll.until((f) => f.ref === "j")).at(-1)).toMatchObject({ type: "error", code: "banned", ref: "j" });
+    } finally {
+      RedisRelay.prototype.watch = original;
+      for (const c of [owner, troll, other]) c.close();
+    }
   });
 });
 
