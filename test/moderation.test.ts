@@ -9,6 +9,7 @@ import { SignJWT } from "jose";
 import { Client, ENGINES, LineClient, engineServers, heldOnce, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
 import { slowModeWait, takeSlot } from "../src/engine.ts";
 import { RedisRelay } from "../src/redis/relay.ts";
+import { RedisStore } from "../src/redis/store.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -510,6 +511,48 @@ describe("moderation on A that B hears late or not at all (Redis)", () => {
     } finally {
       RedisRelay.prototype.watch = original;
       for (const c of [owner, troll, other]) c.close();
+    }
+  });
+
+  test("a mute made on A while B reads the room's rights (its first join there) holds on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const troll = await guest(b, "troll");
+    const other = await tab(a, "troll", troll.session);
+    // A marker: a session with a tab on each instance; its signout on A closes its tab on B after
+    // B has run every event A published before it.
+    const marker = await guest(a, "marker");
+    const markerB = await tab(b, "marker", marker.session);
+    const original = RedisStore.prototype.roomAuth;
+    let calls = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let paused!: () => void;
+    const pausedAt = new Promise<void>((r) => (paused = r));
+    RedisStore.prototype.roomAuth = async function (this: RedisStore, room: string) {
+      const auth = await original.call(this, room);
+      // B's second read of r in the join: the watch's, after it subscribed.
+      if (room === "r" && ++calls === 2) {
+        paused();
+        await released;
+      }
+      return auth;
+    };
+    try {
+      troll.send({ type: "join", room: "r", ref: "j" });
+      await pausedAt;
+      expect(await ask(owner, { type: "mute", room: "r", user: troll.id, seconds: 600 })).toMatchObject({ type: "ok" });
+      expect(await ask(marker, { type: "signout" })).toMatchObject({ type: "ok" });
+      await markerB.closed;
+      release();
+      expect((await troll.until((f) => f.ref === "j")).at(-1)).toMatchObject({ type: "joined" });
+      troll.send({ type: "send", room: "r", id: "loud", text: "muted but heard" });
+      const answer = (await troll.until((f) => f.id === "loud" || f.ref === "loud")).at(-1);
+      expect(answer).toMatchObject({ type: "error", code: "muted" });
+    } finally {
+      RedisStore.prototype.roomAuth = original;
+      for (const c of [owner, troll, other, marker]) c.close();
     }
   });
 });
