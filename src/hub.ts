@@ -94,7 +94,7 @@ export class Hub {
     this.batcher = new Batcher(store, relay, ctx.metrics);
     const hooks = webhookOptions(ctx.config);
     this.webhooks = hooks && new Webhooks(ctx, store.openOutbox(outboxBounds(ctx.config)), hooks);
-    this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
+    this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false), (room, auth) => this.moderation.recheck(room, auth));
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users, this.webhooks);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, roster, this.log, this.membership, this.batcher, fanout, this.users, this.webhooks);

@@ -117,6 +117,11 @@ export class RoomLog {
      * they come back at once, and their sessions must be there (issue 21: 3).
      */
     private readonly recover: () => Promise<void> = async () => {},
+    /**
+     * Hears the room's rights as read again (Moderation.recheck): a ban or kick whose live event
+     * the relay missed takes its user out here once they are read.
+     */
+    private readonly reread: (room: string, auth: RoomAuth) => void = () => {},
   ) {}
 
   /** Rooms the log holds (for tests and debugging: it must not grow with rooms merely visited). */
@@ -183,6 +188,7 @@ export class RoomLog {
       const auth = await this.store.roomAuth(state.name);
       for (const change of heard) change(auth);
       state.auth = auth;
+      this.reread(state.name, auth);
       return auth;
     } finally {
       state.heard.delete(heard);
