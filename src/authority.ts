@@ -159,10 +159,13 @@ export class Authority {
   }
 
   /**
-   * Whether `actor` may send in the room now (§11.2, §11.4): not while muted; in a read-only
+   * Whether `actor` may send in the room now (§11.2, §11.4): not while banned (its connections
+   * leave the room, but one whose ban was heard late may still be in it) nor muted; in a read-only
    * room, only moderators and up. Null when it may. Slow mode is asked apart (takeSlowSlot).
    */
   maySend(auth: RoomAuth, actor: Actor): Failure | null {
+    const banned = this.banned(auth, actor.ref.id);
+    if (banned) return banned;
     const muted = this.muted(auth, actor.ref.id);
     if (muted) return muted;
     if (auth.settings.readOnly && this.check(auth, actor, "send.readOnly")) return fail("read_only", "only moderators send in this room");

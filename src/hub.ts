@@ -94,7 +94,7 @@ export class Hub {
     this.batcher = new Batcher(store, relay, ctx.metrics);
     const hooks = webhookOptions(ctx.config);
     this.webhooks = hooks && new Webhooks(ctx, store.openOutbox(outboxBounds(ctx.config)), hooks);
-    this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false));
+    this.log = new RoomLog(ctx, store, relay, fanout, this.presence, () => roster.recover(false), (room, auth) => this.moderation.recheck(room, auth));
     this.membership = new Membership(ctx, this.presence, roster, fanout, this.batcher, this.log, this.users, this.webhooks);
     this.directory = new Directory(ctx.now, store, roster, this.presence, this.log);
     this.authority = new Authority(ctx, store, roster, this.log, this.membership, this.batcher, fanout, this.users, this.webhooks);
@@ -327,12 +327,15 @@ export class Hub {
       const refused = await step("claimOwner", () => this.startIfNew(room, read.auth, read.retained, othersHere, actor, conn.ip));
       if (refused) return refused;
     }
-    // Kicked or banned while the join waited for storage: its rights are asked again (the invite,
-    // if any, was spent already); a kick from a public room still lets it in.
-    if (entering.removed) {
+    // Rights again, now that the room is watched: a ban or kick made on another instance before this
+    // one watched the room was heard only there, and the rights read after subscribing hold it (a
+    // public room's check is a Map read). Asked again while a kick or ban was heard meanwhile; the
+    // invite, if any, was spent already; a kick from a public room still lets it in.
+    do {
+      entering.removed = false;
       const refused = await step("join", async () => this.authority.mayEnter(room, await this.log.auth(room), actor, undefined));
       if (refused) return refused;
-    }
+    } while (entering.removed);
     room = reading.room;
     const page = reading.finish();
     if (!page) {

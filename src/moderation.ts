@@ -156,6 +156,34 @@ export class Moderation {
   }
 
   /**
+   * The room's rights were read again (RoomLog: on a catch-up, after the relay may have missed
+   * events): the members here who are banned now, or who are off a private room's list, leave it as
+   * a live ban or kick makes them (§11.4), on every instance whatever event it missed. The bans are
+   * a Map read each; a private room's list is asked (one read each, at every catch-up: a reconnect,
+   * the relay's tail check) only of its members here below moderator who hold no token for it (a
+   * token lets them back in, as mayEnter does).
+   */
+  recheck(room: string, auth: RoomAuth): void {
+    const here = this.membership.list(room, []);
+    const stay: UserRef[] = [];
+    for (const user of here) {
+      if (this.authority.banned(auth, user.id)) this.membership.evict(room, user, "banned");
+      else if (auth.settings.private) stay.push(user);
+    }
+    const asked = stay.filter((user) => {
+      const conns = this.users.online.get(user.id)?.conns ?? [];
+      const actor: Actor = { ref: user, admin: this.users.isAdmin(user.id), claimRooms: conns.flatMap((c) => c.claimRooms) };
+      return this.authority.check(auth, actor, "room.enter") !== null && !actor.claimRooms.includes(room);
+    });
+    for (const user of asked) {
+      void this.store.isListed(room, user.id).then(
+        (listed) => listed || this.membership.evict(room, user, "kicked"),
+        (error) => this.ctx.log("error", "storage", { error: String(error), op: "recheck", room }),
+      );
+    }
+  }
+
+  /**
    * Carries out a server-wide ban here: the user's connections (and, with `address`, every
    * connection from their addresses, which get banned too) hear it and close with 4003.
    */

@@ -47,6 +47,8 @@ interface RoomState {
   backlog: Brought[];
   /** The room's roles and settings, read when it started to be watched, moved by its events since. */
   auth: RoomAuth | null;
+  /** Reads of the room's rights under way: each collects the changes heard meanwhile (readAuth). */
+  heard: Set<AuthChange[]>;
   /** Pages read for joins, while `seq` and `resets` are what they were read at (PAGE_REUSE_MS). */
   pages: PagesRead | null;
 }
@@ -58,6 +60,9 @@ interface PagesRead {
   at: number;
   byAsk: Map<string, { info: RoomInfo; page: Page }>;
 }
+
+/** A change to a room's rights (a ban, a mute, a role), as heard: made on whatever copy of them the log holds. */
+type AuthChange = (auth: RoomAuth) => void;
 
 /** A message as the relay brought it: with the epoch it was stored in, when the engine says. */
 interface Brought {
@@ -112,6 +117,11 @@ export class RoomLog {
      * they come back at once, and their sessions must be there (issue 21: 3).
      */
     private readonly recover: () => Promise<void> = async () => {},
+    /**
+     * Hears the room's rights as read again (Moderation.recheck): a ban or kick whose live event
+     * the relay missed takes its user out here once they are read.
+     */
+    private readonly reread: (room: string, auth: RoomAuth) => void = () => {},
   ) {}
 
   /** Rooms the log holds (for tests and debugging: it must not grow with rooms merely visited). */
@@ -142,20 +152,47 @@ export class RoomLog {
 
   /** A ban or mute changed (stored already; null: lifted): a watched room's follow. */
   restrict(room: string, kind: "ban" | "mute", userId: string, restriction: Restriction | null): void {
-    const auth = this.rooms.get(room)?.auth;
-    if (!auth) return;
-    const map = kind === "ban" ? auth.bans : auth.mutes;
-    if (restriction) map.set(userId, restriction);
-    else map.delete(userId);
+    this.changeAuth(room, (auth) => {
+      const map = kind === "ban" ? auth.bans : auth.mutes;
+      if (restriction) map.set(userId, restriction);
+      else map.delete(userId);
+    });
   }
 
   /** A role changed (stored already): a watched room's roles follow. "owner" moves ownership. */
   setRole(room: string, user: UserRef, role: Role): void {
-    const roles = this.rooms.get(room)?.auth?.roles;
-    if (!roles) return;
-    if (role === "owner") for (const [id, holder] of roles) if (holder.role === "owner") roles.set(id, { ...holder, role: "moderator" });
-    if (role === "member") roles.delete(user.id);
-    else roles.set(user.id, { role, name: user.name });
+    this.changeAuth(room, ({ roles }) => {
+      if (role === "owner") for (const [id, holder] of roles) if (holder.role === "owner") roles.set(id, { ...holder, role: "moderator" });
+      if (role === "member") roles.delete(user.id);
+      else roles.set(user.id, { role, name: user.name });
+    });
+  }
+
+  /** Makes a change heard on the rights held, and on those being read right now (readAuth). */
+  private changeAuth(room: string, change: AuthChange): void {
+    const state = this.rooms.get(room);
+    if (!state) return;
+    if (state.auth) change(state.auth);
+    for (const heard of state.heard) heard.push(change);
+  }
+
+  /**
+   * Reads the room's rights into `state.auth`. A change heard while they are read may be missing
+   * from what the read gives (stored after it, or before, with the answer on its way): each is made
+   * on it again, in the order heard (each sets or deletes, so twice is once), and none is lost.
+   */
+  private async readAuth(state: RoomState): Promise<RoomAuth> {
+    const heard: AuthChange[] = [];
+    state.heard.add(heard);
+    try {
+      const auth = await this.store.roomAuth(state.name);
+      for (const change of heard) change(auth);
+      state.auth = auth;
+      this.reread(state.name, auth);
+      return auth;
+    } finally {
+      state.heard.delete(heard);
+    }
   }
 
   /** The latest seq delivered in `room` when the relay brings it here, else null (ask storage). */
@@ -187,7 +224,7 @@ export class RoomLog {
     let state = this.rooms.get(room);
     if (!state) {
       state = {
-        name: room, seq: null, epoch: null, resets: 0, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null, pages: null,
+        name: room, seq: null, epoch: null, resets: 0, inflight: new Set(), joins: new Set(), watched: false, watching: null, filling: false, backlog: [], auth: null, heard: new Set(), pages: null,
       };
       this.rooms.set(room, state);
     }
@@ -286,10 +323,9 @@ export class RoomLog {
     state.watching ??= (async () => {
       try {
         await this.relay.watch(room);
-        const [info, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
+        const [info] = await Promise.all([this.store.roomInfo(room), this.readAuth(state)]);
         state.seq = info.seq;
         state.epoch = info.epoch;
-        state.auth = auth;
         state.watched = true;
       } catch (error) {
         this.relay.unwatch(room);
@@ -311,8 +347,7 @@ export class RoomLog {
     state.filling = true;
     try {
       // Roles move by live events, which a relay that was away may have missed: read them again.
-      const [{ seq: stored, epoch }, auth] = await Promise.all([this.store.roomInfo(room), this.store.roomAuth(room)]);
-      state.auth = auth;
+      const [{ seq: stored, epoch }] = await Promise.all([this.store.roomInfo(room), this.readAuth(state)]);
       // Storage came back with another epoch (Redis restarted without its data, or lost it and
       // was written to since), or with less than was delivered: go on from what it holds.
       if ((state.epoch !== null && epoch !== state.epoch) || (state.seq !== null && stored < state.seq)) this.reset(state, epoch);
@@ -411,7 +446,10 @@ export class RoomLog {
     state.seq ??= info.seq;
     return {
       room: state.name,
-      auth: state.auth!,
+      // As held now: a change heard while the joiner is let in counts for its `joined`.
+      get auth() {
+        return state.auth!;
+      },
       retained: info.oldestSeq > 0,
       alongside: extra,
       cancel,

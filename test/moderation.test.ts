@@ -3,11 +3,14 @@
  * and address bans, slow mode and read-only rooms, the checks every action passes (ranks,
  * targets, bad values), the audit log, what holds across instances and restarts, and the TCP door.
  */
+import { RedisClient } from "bun";
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { Client, ENGINES, LineClient, engineServers, heldOnce, instances, redisForSuite, sqliteWith, startServer, tcpUser, tempDir, type Frame, type TestServer } from "./helpers.ts";
 import { slowModeWait, takeSlot } from "../src/engine.ts";
+import { RedisRelay } from "../src/redis/relay.ts";
+import { RedisStore } from "../src/redis/store.ts";
 
 const ADMIN_TOKEN = "admin-token-for-the-tests-0123456789";
 const SECRET = "a-test-secret-that-is-long-enough-1234";
@@ -27,11 +30,18 @@ async function say(c: Client, room: string, text: string, id: string = crypto.ra
 }
 
 /** A welcomed guest in `rooms`, its events read up to now. */
-async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string }> {
+async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string; session: string }> {
   const c = await Client.connect(server.wsUrl);
   const w = await c.hello(name);
   for (const room of rooms) await ask(c, { type: "join", room });
   return Object.assign(c, { id: w.user.id as string, session: w.session as string });
+}
+
+/** Another tab of the session `session`, welcomed. */
+async function tab(server: TestServer, name: string, session: string): Promise<Client> {
+  const c = await Client.connect(server.wsUrl);
+  await c.hello(name, session);
+  return c;
 }
 
 const admin = async (server: TestServer, name = "ops") => {
@@ -490,6 +500,159 @@ describe("what holds across instances and restarts", () => {
     const later = await hello(server, "later");
     expect(later.first.type).toBe("welcome");
     later.close();
+  });
+});
+
+describe("moderation on A that B hears late or not at all (Redis)", () => {
+  const redis = redisForSuite();
+
+  test("a room ban made on A while the target's join is under way on B (B not yet watching the room) keeps it out", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const troll = await guest(b, "troll");
+    // The troll's other tab, on A (not in the room): A knows the user.
+    const other = await tab(a, "troll", troll.session);
+    // Hold B's subscription to the room until the ban is committed: the window between the join's
+    // rights check (read from storage: B does not watch the room) and its subscription.
+    const original = RedisRelay.prototype.watch;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let paused!: () => void;
+    const pausedAt = new Promise<void>((r) => (paused = r));
+    RedisRelay.prototype.watch = async function (this: RedisRelay, room: string) {
+      if (room === "r") {
+        paused();
+        await released;
+      }
+      return original.call(this, room);
+    };
+    try {
+      troll.send({ type: "join", room: "r", ref: "j" });
+      await pausedAt;
+      expect(await ask(owner, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+      release();
+      expect((await troll.until((f) => f.ref === "j")).at(-1)).toMatchObject({ type: "error", code: "banned", ref: "j" });
+    } finally {
+      RedisRelay.prototype.watch = original;
+      for (const c of [owner, troll, other]) c.close();
+    }
+  });
+
+  test("a mute made on A while B reads the room's rights (its first join there) holds on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const troll = await guest(b, "troll");
+    const other = await tab(a, "troll", troll.session);
+    // A marker: a session with a tab on each instance; its signout on A closes its tab on B after
+    // B has run every event A published before it.
+    const marker = await guest(a, "marker");
+    const markerB = await tab(b, "marker", marker.session);
+    const original = RedisStore.prototype.roomAuth;
+    let calls = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let paused!: () => void;
+    const pausedAt = new Promise<void>((r) => (paused = r));
+    RedisStore.prototype.roomAuth = async function (this: RedisStore, room: string) {
+      const auth = await original.call(this, room);
+      // B's second read of r in the join: the watch's, after it subscribed.
+      if (room === "r" && ++calls === 2) {
+        paused();
+        await released;
+      }
+      return auth;
+    };
+    try {
+      troll.send({ type: "join", room: "r", ref: "j" });
+      await pausedAt;
+      expect(await ask(owner, { type: "mute", room: "r", user: troll.id, seconds: 600 })).toMatchObject({ type: "ok" });
+      expect(await ask(marker, { type: "signout" })).toMatchObject({ type: "ok" });
+      await markerB.closed;
+      release();
+      expect((await troll.until((f) => f.ref === "j")).at(-1)).toMatchObject({ type: "joined" });
+      troll.send({ type: "send", room: "r", id: "loud", text: "muted but heard" });
+      const answer = (await troll.until((f) => f.id === "loud" || f.ref === "loud")).at(-1);
+      expect(answer).toMatchObject({ type: "error", code: "muted" });
+    } finally {
+      RedisStore.prototype.roomAuth = original;
+      for (const c of [owner, troll, other, marker]) c.close();
+    }
+  });
+
+  /** Runs `during` while every subscriber connection is cut off from Redis (as in a failover or a network blip), then lets them back. */
+  async function withoutSubscribers(server: TestServer, during: () => Promise<void>): Promise<void> {
+    const admin = new RedisClient(server.chat.config.redisUrl!);
+    await admin.send("CONFIG", ["SET", "maxclients", "1"]);
+    try {
+      expect(await admin.send("CLIENT", ["KILL", "TYPE", "pubsub"])).toBe(2);
+      await during();
+    } finally {
+      await admin.send("CONFIG", ["SET", "maxclients", "10000"]);
+      admin.close();
+    }
+  }
+
+  test("a room ban made on A while B's subscriber is reconnecting: once B has caught up, the banned user is out of the room there, and the room heard it leave", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const poster = await guest(a, "poster", "r");
+    const troll = await guest(b, "troll", "r");
+    const witness = await guest(b, "wit", "r");
+    await owner.until((f) => f.type === "presence" && f.user.name === "wit");
+    await withoutSubscribers(a, async () => {
+      expect(await ask(owner, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+      // Stored after the ban while nobody hears it: B gets it only by catching up, after the ban's rights.
+      poster.send({ type: "send", room: "r", id: "during", text: "after the ban" });
+      // A leave answers once the leaver's messages are stored.
+      poster.send({ type: "leave", room: "r" });
+      await poster.until((f) => f.type === "left");
+    });
+    await witness.until((f) => f.type === "message" && f.id === "during");
+    troll.send({ type: "send", room: "r", id: "still", text: "banned, still talking" });
+    const answer = (await troll.until((f) => f.id === "still" || f.ref === "still")).at(-1);
+    expect(answer).toMatchObject({ type: "error", code: "not_joined" });
+    expect(troll.frames).toContainEqual({ type: "left", room: "r", reason: "banned" });
+    expect(troll.frames.some((f) => f.type === "message" && f.id === "during")).toBe(false);
+    await witness.until((f) => f.type === "presence" && f.event === "leave" && f.user.id === troll.id);
+    for (const c of [owner, poster, troll, witness]) c.close();
+  });
+
+  test("a kick from a private room made on A while B's subscriber is reconnecting: once B has caught up, the kicked user is out of the room there", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "p");
+    const troll = await guest(b, "troll", "p");
+    const witness = await guest(b, "wit", "p");
+    await owner.until((f) => f.type === "presence" && f.user.name === "wit");
+    // Private now: everyone in it is on its list.
+    expect(await ask(owner, { type: "room_settings", room: "p", private: true })).toMatchObject({ type: "ok" });
+    await troll.until((f) => f.type === "settings" && f.private === true);
+    await withoutSubscribers(a, async () => {
+      expect(await ask(owner, { type: "kick", room: "p", user: troll.id })).toMatchObject({ type: "ok" });
+    });
+    expect(await troll.until((f) => f.type === "left")).toContainEqual({ type: "left", room: "p", reason: "kicked" });
+    troll.send({ type: "send", room: "p", id: "still", text: "kicked, still talking" });
+    expect((await troll.until((f) => f.id === "still" || f.ref === "still")).at(-1)).toMatchObject({ type: "error", code: "not_joined" });
+    await witness.until((f) => f.type === "presence" && f.event === "leave" && f.user.id === troll.id);
+    for (const c of [owner, troll, witness]) c.close();
+  });
+
+  test("(control) a user with a tab on A and a tab on B in the room: a kick on A takes both out, the room hears one leave", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const owner = await guest(a, "olga", "r");
+    const witness = await guest(b, "wit", "r");
+    const t1 = await guest(a, "troll", "r");
+    const t2 = await tab(b, "troll", t1.session);
+    await ask(t2, { type: "join", room: "r" });
+    expect(await ask(owner, { type: "kick", room: "r", user: t1.id })).toMatchObject({ type: "ok" });
+    for (const t of [t1, t2]) expect(await t.until((f) => f.type === "left")).toContainEqual({ type: "left", room: "r", reason: "kicked" });
+    const seen = await witness.until((f) => f.type === "presence" && f.event === "leave");
+    expect(seen.filter((f) => f.type === "moderation" || f.type === "presence").map((f) => f.type + ":" + (f.action ?? f.event))).toEqual(["presence:join", "moderation:kick", "presence:leave"]);
+    for (const c of [owner, witness, t1, t2]) c.close();
   });
 });
 
