@@ -501,6 +501,11 @@ export interface RelayTarget {
   event(event: RoomEvent): void;
   /** A server event from another instance, for this one's connections. */
   server(event: ServerEvent): void;
+  /**
+   * The relay is hearing server events again after a while it could not (its subscription was
+   * away): what it missed is not told again, so a ban made meanwhile is read from storage.
+   */
+  resubscribed(): void;
 }
 
 /**

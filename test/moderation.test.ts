@@ -3,6 +3,7 @@
  * and address bans, slow mode and read-only rooms, the checks every action passes (ranks,
  * targets, bad values), the audit log, what holds across instances and restarts, and the TCP door.
  */
+import { RedisClient } from "bun";
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { SignJWT } from "jose";
@@ -27,7 +28,7 @@ async function say(c: Client, room: string, text: string, id: string = crypto.ra
 }
 
 /** A welcomed guest in `rooms`, its events read up to now. */
-async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string }> {
+async function guest(server: TestServer, name: string, ...rooms: string[]): Promise<Client & { id: string; session: string }> {
   const c = await Client.connect(server.wsUrl);
   const w = await c.hello(name);
   for (const room of rooms) await ask(c, { type: "join", room });
@@ -466,6 +467,39 @@ describe("what holds across instances and restarts", () => {
     const later = await hello(server, "later");
     expect(later.first.type).toBe("welcome");
     later.close();
+  });
+
+  /** Runs `during` while every subscriber connection is cut off from Redis (as in a failover or a network blip), then lets them back in. */
+  async function withoutSubscribers(server: TestServer, during: () => Promise<void>): Promise<void> {
+    const redisAdmin = new RedisClient(server.chat.config.redisUrl!);
+    // No new connection is let in (a subscriber stays out) until `during` is over.
+    await redisAdmin.send("CONFIG", ["SET", "maxclients", "1"]);
+    try {
+      expect(await redisAdmin.send("CLIENT", ["KILL", "TYPE", "pubsub"])).toBe(2);
+      await during();
+    } finally {
+      // Even when it fails: a redis-server that lets nobody in would fail every test after it.
+      await redisAdmin.send("CONFIG", ["SET", "maxclients", "10000"]);
+      redisAdmin.close();
+    }
+  }
+
+  test("a server-wide ban made on A while B's subscriber is reconnecting still closes the user's connection on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const ops = await admin(a);
+    const troll = await guest(b, "troll", "r");
+    await withoutSubscribers(a, async () => {
+      expect(await ask(ops, { type: "ban", user: troll.id, reason: "spam" })).toMatchObject({ type: "ok" });
+    });
+    // B reads its users' bans as its subscription comes back, before it logs so: the send below
+    // reaches Redis after that read, on the same connection: the close comes before any echo.
+    await b.logLine((l) => l.event === "redis_resubscribed");
+    const echo = await say(troll, "r", "banned from the server, still here").catch(() => null);
+    expect(echo).toBeNull();
+    expect(await troll.closed).toEqual({ code: 4003, reason: "banned" });
+    expect(troll.frames.find((f) => f.type === "moderation")).toMatchObject({ action: "ban", user: { id: troll.id, name: "troll" }, by: { id: ops.id }, reason: "spam" });
+    ops.close();
   });
 });
 
