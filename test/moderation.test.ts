@@ -501,6 +501,32 @@ describe("what holds across instances and restarts", () => {
     expect(troll.frames.find((f) => f.type === "moderation")).toMatchObject({ action: "ban", user: { id: troll.id, name: "troll" }, by: { id: ops.id }, reason: "spam" });
     ops.close();
   });
+
+  test("a room ban (and a role on a private room) of a user online only on B, in no room, is taken on A as it is on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const ownerA = await guest(a, "olga", "r");
+    const ownerB = await Client.connect(b.wsUrl);
+    await ownerB.hello("olga", ownerA.session);
+    const troll = await guest(b, "troll", "elsewhere");
+    // On A the troll is in no room and not connected; on B it is connected. The same rule on both.
+    expect(await ask(ownerA, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+    expect(await ask(ownerB, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+    const audit = await (await a.http("/api/audit?room=r", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+    expect(audit.entries.map((e: Frame) => [e.action, e.user])).toEqual([
+      ["ban", { id: troll.id, name: "troll" }],
+      ["ban", { id: troll.id, name: "troll" }],
+    ]);
+    expect(await ask(troll, { type: "join", room: "r" })).toMatchObject({ code: "banned" });
+    // So with `role`: on a private room's list, out of the room, online only on B.
+    expect(await ask(ownerA, { type: "join", room: "p" })).toMatchObject({ type: "joined" });
+    expect(await ask(troll, { type: "join", room: "p" })).toMatchObject({ type: "joined" });
+    expect(await ask(ownerA, { type: "room_settings", room: "p", private: true })).toMatchObject({ type: "ok" });
+    troll.send({ type: "leave", room: "p" });
+    await troll.until((f) => f.type === "left");
+    expect(await ask(ownerA, { type: "role", room: "p", user: troll.id, role: "moderator" })).toMatchObject({ type: "ok" });
+    for (const c of [ownerA, ownerB, troll]) c.close();
+  });
 });
 
 describe("a kick or ban while a join waits for storage (SQLite)", () => {
