@@ -90,7 +90,8 @@ export class Moderation {
       if (await this.authority.isAdmin(frame.user)) return fail("forbidden", "not over an admin");
       const seconds = frame.seconds ?? (frame.address ? ADDRESS_BAN_DEFAULT_SECONDS : null);
       const restriction: Restriction = { until: seconds === null ? null : now + seconds * 1000, by, ...reason(frame.reason) };
-      const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };
+      // Online on another instance, it is named as it is there; offline, by its id.
+      const user = (await this.authority.online(frame.user)) ?? { id: frame.user, name: frame.user };
       const event: ModerationFrame = { type: "moderation", action: "ban", user: { ...user }, by, ...until(restriction), ...reason(frame.reason) };
       await this.store.banServer(frame.user, restriction, undefined, this.told(event));
       await this.serverBan({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
@@ -113,7 +114,7 @@ export class Moderation {
     if (frame.room === undefined) {
       if (!actor.admin) return fail("forbidden", "only admins lift a server-wide ban");
       // Nobody of it is connected to hear it (its connections were closed): the webhook still tells, as it told the ban.
-      const user = { ...(this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user }) };
+      const user = (await this.authority.online(frame.user)) ?? { id: frame.user, name: frame.user };
       await this.store.banServer(frame.user, null, undefined, this.told({ type: "moderation", action: "unban", user, by: { ...actor.ref } }));
       await this.audit(null, actor, "unban", user);
       return ok(null);

@@ -527,6 +527,20 @@ describe("what holds across instances and restarts", () => {
     expect(await ask(ownerA, { type: "role", room: "p", user: troll.id, role: "moderator" })).toMatchObject({ type: "ok" });
     for (const c of [ownerA, ownerB, troll]) c.close();
   });
+
+  test("a server-wide ban made on A names its target on B by its name", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const ops = await admin(a);
+    const troll = await guest(b, "troll", "r");
+    expect(await ask(ops, { type: "ban", user: troll.id, reason: "spam" })).toMatchObject({ type: "ok" });
+    const seen = await troll.until((f) => f.type === "moderation");
+    expect(seen.at(-1)).toMatchObject({ type: "moderation", action: "ban", user: { id: troll.id, name: "troll" } });
+    await troll.closed;
+    const audit = await (await a.http("/api/audit", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+    expect(audit.entries.find((e: Frame) => e.action === "ban")).toMatchObject({ room: null, user: { id: troll.id, name: "troll" }, reason: "spam" });
+    ops.close();
+  });
 });
 
 describe("a kick or ban while a join waits for storage (SQLite)", () => {
