@@ -299,15 +299,19 @@ export class Authority {
 
   /**
    * The user `userId` as the room knows it: a member here or on another instance, a holder of a
-   * role there, or someone on its list who is online; null when the room does not know it.
+   * role there, or someone on its list who is online (on any instance: the same answer on every
+   * one); null when the room does not know it.
    */
   async known(room: string, auth: RoomAuth, userId: string, anyoneOnline = false): Promise<UserRef | null> {
     const here = (await this.membership.members(room)).find((m) => m.id === userId);
     if (here) return { ...here };
     const holder = auth.roles.get(userId);
-    const online = this.users.online.get(userId)?.ref;
-    if (holder) return online ? { ...online } : userRef(userId, holder.name);
-    if (online && (anyoneOnline || (await this.store.isListed(room, userId)))) return { ...online };
+    if (holder) {
+      const local = this.users.online.get(userId)?.ref;
+      return local ? { ...local } : userRef(userId, holder.name);
+    }
+    const online = await this.online(userId);
+    if (online && (anyoneOnline || (await this.store.isListed(room, userId)))) return online;
     const restricted = auth.bans.get(userId) ?? auth.mutes.get(userId);
     if (restricted && anyoneOnline) return userRef(userId, restricted.name ?? userId);
     // A bot acts without a connection (§11.6): any live bot is known to every room.
@@ -316,6 +320,17 @@ export class Authority {
       if (bot) return userRef(bot.id, bot.name);
     }
     return null;
+  }
+
+  /**
+   * The user as the instance that has it online calls it: this one, else another (the name it
+   * holds there, Roster.nameElsewhere); null when it is online nowhere.
+   */
+  async online(userId: string): Promise<UserRef | null> {
+    const here = this.users.online.get(userId)?.ref;
+    if (here) return { ...here };
+    const name = await this.roster.nameElsewhere(userId);
+    return name === null ? null : userRef(userId, name);
   }
 
   /** The rank of `userId` in a room, as the target of an action: admin for an admin (isAdmin), else its role. */

@@ -505,6 +505,11 @@ export interface RelayTarget {
   event(event: RoomEvent): void;
   /** A server event from another instance, for this one's connections. */
   server(event: ServerEvent): void;
+  /**
+   * The relay is hearing server events again after a while it could not (its subscription was
+   * away): what it missed is not told again, so a ban made meanwhile is read from storage.
+   */
+  resubscribed(): void;
 }
 
 /**
@@ -616,6 +621,12 @@ export interface Roster {
    */
   claimName(claim: NameClaim): Promise<NameHeld>;
   releaseName(keys: readonly string[], userId: string): void;
+  /**
+   * The name `userId` holds on another instance, for a user not online here; null when it holds
+   * none (it is online nowhere). With Redis, the name record every instance shares, which lasts
+   * while an instance holds the name and up to INSTANCE_TIMEOUT_MS after the last lets it go.
+   */
+  nameElsewhere(userId: string): string | null | Promise<string | null>;
   /**
    * Whether this instance holds `userId` as a server admin (§11.1): online or in grace here as
    * one (the hub says so whenever that may have changed). A dead instance's holds end with its
@@ -741,6 +752,10 @@ export class LocalRoster implements Roster {
     return { held: true, version: 0 };
   }
   releaseName(): void {}
+  /** One process: a user not online here is online nowhere. */
+  nameElsewhere(): null {
+    return null;
+  }
   holdAdmin(): void {}
   adminElsewhere(): boolean {
     return false;

@@ -114,6 +114,7 @@ export class Hub {
         else if (event.type === "rename") this.membership.renamedElsewhere(event.userId, event.name, event.version);
         else this.membership.nameLost(event.userId, event.name);
       },
+      resubscribed: () => void this.moderation.recheckServerBans(),
     });
     roster.attach(this.membership);
   }

@@ -90,7 +90,8 @@ export class Moderation {
       if (await this.authority.isAdmin(frame.user)) return fail("forbidden", "not over an admin");
       const seconds = frame.seconds ?? (frame.address ? ADDRESS_BAN_DEFAULT_SECONDS : null);
       const restriction: Restriction = { until: seconds === null ? null : now + seconds * 1000, by, ...reason(frame.reason) };
-      const user = this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user };
+      // Online on another instance, it is named as it is there; offline, by its id.
+      const user = (await this.authority.online(frame.user)) ?? { id: frame.user, name: frame.user };
       const event: ModerationFrame = { type: "moderation", action: "ban", user: { ...user }, by, ...until(restriction), ...reason(frame.reason) };
       await this.store.banServer(frame.user, restriction, undefined, this.told(event));
       await this.serverBan({ type: "ban", userId: frame.user, address: frame.address === true, restriction, frame: event });
@@ -113,7 +114,7 @@ export class Moderation {
     if (frame.room === undefined) {
       if (!actor.admin) return fail("forbidden", "only admins lift a server-wide ban");
       // Nobody of it is connected to hear it (its connections were closed): the webhook still tells, as it told the ban.
-      const user = { ...(this.users.online.get(frame.user)?.ref ?? { id: frame.user, name: frame.user }) };
+      const user = (await this.authority.online(frame.user)) ?? { id: frame.user, name: frame.user };
       await this.store.banServer(frame.user, null, undefined, this.told({ type: "moderation", action: "unban", user, by: { ...actor.ref } }));
       await this.audit(null, actor, "unban", user);
       return ok(null);
@@ -195,13 +196,50 @@ export class Moderation {
       for (const ip of ips) await this.store.banServer(event.userId, event.restriction, ip);
       for (const conn of this.conns.all()) if (ips.has(conn.ip)) doomed.add(conn);
     }
-    for (const conn of doomed) {
-      conn.moderated(event.frame);
-      this.membership.drop(conn, true);
-      conn.close(CLOSE.banned, CLOSE_REASON.banned);
-    }
+    for (const conn of doomed) this.closeBanned(conn, event.frame);
     // A user only in grace here (its connection dropped before) leaves its rooms now too.
     this.membership.endGracesOf(event.userId);
+  }
+
+  /**
+   * After this instance may have missed server events (Relay: resubscribed): every connection
+   * here whose user, or address, a stored server-wide ban holds for closes as that ban's event
+   * would have closed it. Once per reconnect; one read per user and address, sent together (the
+   * Redis connection pipelines them: one round trip).
+   */
+  async recheckServerBans(): Promise<void> {
+    const now = this.ctx.now();
+    const asked = new Map<string, { userId: string; ip: string; conns: Connection[] }>();
+    for (const conn of this.conns.all()) {
+      if (!conn.user) continue;
+      const key = `${conn.user.ref.id}\n${conn.ip}`;
+      const entry = asked.get(key) ?? { userId: conn.user.ref.id, ip: conn.ip, conns: [] };
+      entry.conns.push(conn);
+      asked.set(key, entry);
+    }
+    try {
+      const found = [...asked.values()];
+      const bans = await Promise.all(found.map((a) => this.store.serverBan(a.userId, a.ip, now)));
+      found.forEach(({ userId, conns }, i) => {
+        const ban = bans[i];
+        if (!ban) return;
+        for (const conn of conns) {
+          // One that closed meanwhile hears nothing more.
+          if (conn.state !== "open" || conn.released || !conn.user) continue;
+          this.closeBanned(conn, { type: "moderation", action: "ban", user: { ...conn.user.ref }, by: ban.by, ...until(ban), ...reason(ban.reason) });
+        }
+        this.membership.endGracesOf(userId);
+      });
+    } catch (error) {
+      this.ctx.log("warn", "storage", { error: String(error), op: "recheck_server_bans" });
+    }
+  }
+
+  /** A connection of a server-wide ban: hears it, leaves its rooms, and closes with 4003. */
+  private closeBanned(conn: Connection, frame: ModerationFrame): void {
+    conn.moderated(frame);
+    this.membership.drop(conn, true);
+    conn.close(CLOSE.banned, CLOSE_REASON.banned);
   }
 
   /** The webhook events of a moderation action, for the store to queue in the commit of its change (§11.7). */

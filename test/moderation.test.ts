@@ -501,6 +501,79 @@ describe("what holds across instances and restarts", () => {
     expect(later.first.type).toBe("welcome");
     later.close();
   });
+
+  /** Runs `during` while every subscriber connection is cut off from Redis (as in a failover or a network blip), then lets them back in. */
+  async function withoutSubscribers(server: TestServer, during: () => Promise<void>): Promise<void> {
+    const redisAdmin = new RedisClient(server.chat.config.redisUrl!);
+    // No new connection is let in (a subscriber stays out) until `during` is over.
+    await redisAdmin.send("CONFIG", ["SET", "maxclients", "1"]);
+    try {
+      expect(await redisAdmin.send("CLIENT", ["KILL", "TYPE", "pubsub"])).toBe(2);
+      await during();
+    } finally {
+      // Even when it fails: a redis-server that lets nobody in would fail every test after it.
+      await redisAdmin.send("CONFIG", ["SET", "maxclients", "10000"]);
+      redisAdmin.close();
+    }
+  }
+
+  test("a server-wide ban made on A while B's subscriber is reconnecting still closes the user's connection on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const ops = await admin(a);
+    const troll = await guest(b, "troll", "r");
+    await withoutSubscribers(a, async () => {
+      expect(await ask(ops, { type: "ban", user: troll.id, reason: "spam" })).toMatchObject({ type: "ok" });
+    });
+    // B reads its users' bans as its subscription comes back, before it logs so: the send below
+    // reaches Redis after that read, on the same connection: the close comes before any echo.
+    await b.logLine((l) => l.event === "redis_resubscribed");
+    const echo = await say(troll, "r", "banned from the server, still here").catch(() => null);
+    expect(echo).toBeNull();
+    expect(await troll.closed).toEqual({ code: 4003, reason: "banned" });
+    expect(troll.frames.find((f) => f.type === "moderation")).toMatchObject({ action: "ban", user: { id: troll.id, name: "troll" }, by: { id: ops.id }, reason: "spam" });
+    ops.close();
+  });
+
+  test("a room ban (and a role on a private room) of a user online only on B, in no room, is taken on A as it is on B", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const ownerA = await guest(a, "olga", "r");
+    const ownerB = await Client.connect(b.wsUrl);
+    await ownerB.hello("olga", ownerA.session);
+    const troll = await guest(b, "troll", "elsewhere");
+    // On A the troll is in no room and not connected; on B it is connected. The same rule on both.
+    expect(await ask(ownerA, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+    expect(await ask(ownerB, { type: "ban", room: "r", user: troll.id })).toMatchObject({ type: "ok" });
+    const audit = await (await a.http("/api/audit?room=r", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+    expect(audit.entries.map((e: Frame) => [e.action, e.user])).toEqual([
+      ["ban", { id: troll.id, name: "troll" }],
+      ["ban", { id: troll.id, name: "troll" }],
+    ]);
+    expect(await ask(troll, { type: "join", room: "r" })).toMatchObject({ code: "banned" });
+    // So with `role`: on a private room's list, out of the room, online only on B.
+    expect(await ask(ownerA, { type: "join", room: "p" })).toMatchObject({ type: "joined" });
+    expect(await ask(troll, { type: "join", room: "p" })).toMatchObject({ type: "joined" });
+    expect(await ask(ownerA, { type: "room_settings", room: "p", private: true })).toMatchObject({ type: "ok" });
+    troll.send({ type: "leave", room: "p" });
+    await troll.until((f) => f.type === "left");
+    expect(await ask(ownerA, { type: "role", room: "p", user: troll.id, role: "moderator" })).toMatchObject({ type: "ok" });
+    for (const c of [ownerA, ownerB, troll]) c.close();
+  });
+
+  test("a server-wide ban made on A names its target on B by its name", async () => {
+    await using servers = await instances(redis, 2, { adminToken: ADMIN_TOKEN });
+    const [a, b] = servers;
+    const ops = await admin(a);
+    const troll = await guest(b, "troll", "r");
+    expect(await ask(ops, { type: "ban", user: troll.id, reason: "spam" })).toMatchObject({ type: "ok" });
+    const seen = await troll.until((f) => f.type === "moderation");
+    expect(seen.at(-1)).toMatchObject({ type: "moderation", action: "ban", user: { id: troll.id, name: "troll" } });
+    await troll.closed;
+    const audit = await (await a.http("/api/audit", { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json();
+    expect(audit.entries.find((e: Frame) => e.action === "ban")).toMatchObject({ room: null, user: { id: troll.id, name: "troll" }, reason: "spam" });
+    ops.close();
+  });
 });
 
 describe("moderation on A that B hears late or not at all (Redis)", () => {

@@ -166,6 +166,8 @@ export class RedisRelay implements Relay {
       this.log("warn", "redis_resubscribe", { error: String(error) });
       return;
     }
+    // Server events have no history to catch up from: what they would have done is read now.
+    this.target.resubscribed();
     this.log("info", "redis_resubscribed", { rooms: rooms.length });
     await this.recovered();
     this.catchUpAll();

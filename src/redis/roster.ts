@@ -398,6 +398,10 @@ export class RedisRoster implements Roster {
       .catch((error) => this.log("warn", "redis_release_name", { error: String(error) }));
   }
 
+  async nameElsewhere(userId: string): Promise<string | null> {
+    return (await this.link.send("HGET", [nameRecordKey(userId), "name"])) ?? null;
+  }
+
   holdAdmin(userId: string, admin: boolean): void {
     if (this.admins.has(userId) === admin) return;
     if (admin) this.admins.add(userId);
