@@ -116,6 +116,38 @@ describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names c
     expect(namesClash("ᴀʟɪ", "all")).toBe(false);
   });
 
+  test("every fullwidth and halfwidth form (U+FF01–FF5E, U+FF61–FFEE) passes for the character it is a wide or narrow copy of", () => {
+    for (let cp = 0xff01; cp <= 0xff5e; cp++) {
+      const wide = String.fromCodePoint(cp);
+      const ascii = String.fromCodePoint(cp - 0xfee0);
+      expect([wide, namesClash(`x${wide}x`, `x${ascii}x`)]).toEqual([wide, true]);
+    }
+    for (let cp = 0xff61; cp <= 0xffee; cp++) {
+      const narrow = String.fromCodePoint(cp);
+      if (narrow.normalize("NFKC") === narrow) continue; // unassigned
+      expect([narrow, namesClash(`x${narrow}x`, `x${narrow.normalize("NFKC")}x`)]).toEqual([narrow, true]);
+    }
+    expect(namesClash("ｂｏｂ", "bob")).toBe(true);
+    expect(namesClash("ＤＲＥＷ", "drew")).toBe(true);
+    expect(namesClash("ａｇｅｎｔ４２", "agent42")).toBe(true);
+    expect(namesClash("ｶﾞﾊﾟ", "ガパ")).toBe(true); // halfwidth katakana, voiced marks apart
+    expect(namesClash("\uffa1\uffc2", "ㄱㅏ")).toBe(true); // halfwidth Hangul letters
+    expect(namesClash("ｂｏｂ", "bop")).toBe(false);
+  });
+
+  test("ª º pass for a o and ſ for s (its case folding) as for f (its look); compatibility forms drawn otherwise keep their look", () => {
+    expect(namesClash("ªna", "ana")).toBe(true);
+    expect(namesClash("ºtto", "otto")).toBe(true);
+    expect(namesClash("ſam", "sam")).toBe(true);
+    expect(namesClash("ſam", "fam")).toBe(true);
+    expect(namesClash("ǆemal", "džemal")).toBe(true);
+    expect(namesClash("ᶫuna", "Luna")).toBe(true); // a modifier small capital: its small capital, then its capital
+    // ϲ (lunate sigma) is drawn as c, not as the σ its compatibility form names.
+    expect(namesClash("ϲat", "cat")).toBe(true);
+    expect(namesClash("ϲat", "σat")).toBe(false);
+    expect(namesClash("ali", "all")).toBe(false);
+  });
+
   test("ali and all no longer clash: the lower case is taken, not the upper (which made every i an l)", () => {
     expect(namesClash("ali", "all")).toBe(false);
     expect(namesClash("aIi", "ali")).toBe(true);
@@ -125,7 +157,8 @@ describe("nameKeys (§11.1: the skeleton as typed and of the lower case; names c
 describe("reserved names (§11.1: names that claim authority are not a guest's)", () => {
   test("the built-in names and their look-alikes have reserved keys; RESERVED_NAMES adds more", () => {
     const reserved = reservedKeys(["Helpdesk"]);
-    for (const name of [...RESERVED_NAMES, "Admin", "ADMIN", "\u0430dmin", "ᴀᴅᴍɪɴ", "R00T".replace(/0/g, "O"), "Moderator", "helpdesk", "HELPDESK"]) {
+    const fullwidth = ["ａｄｍｉｎ", "ＡＤＭＩＮ", "ｂｏｔ", "ｓｙｓｔｅｍ", "ｓｕｐｐｏｒｔ", "ｒｏｏｔ", "ｏｗｎｅｒ", "ｈｅｌｐｄｅｓｋ"];
+    for (const name of [...RESERVED_NAMES, "Admin", "ADMIN", "\u0430dmin", "ᴀᴅᴍɪɴ", "R00T".replace(/0/g, "O"), "Moderator", "helpdesk", "HELPDESK", ...fullwidth]) {
       expect([name, nameKeys(name).some((k) => reserved.has(k))]).toEqual([name, true]);
     }
     for (const name of ["admins", "administrator", "bob", "rooted", "Helpdesk2"]) {
@@ -182,6 +215,23 @@ describe("names on a live server", () => {
     c.close();
     twin.close();
     alice.close();
+  });
+});
+
+describe("names that differ only by width (§11.1: ａｌｉｃｅ clashes with alice)", () => {
+  test("a guest may not take the fullwidth spelling of an online name, nor of a reserved one", async () => {
+    await using server = await startServer();
+    const bob = await user(server, "bob");
+    const answers: Record<string, unknown> = {};
+    for (const name of ["ｂｏｂ", "ＢＯＢ", "ａｄｍｉｎ", "ｓｙｓｔｅｍ", "ｂｏｔ"]) {
+      const c = await Client.connect(server.wsUrl);
+      c.send({ type: "hello", name });
+      const answer = await c.next();
+      answers[name] = answer.type === "error" ? answer.code : answer.type;
+      c.close();
+    }
+    expect(answers).toEqual({ "ｂｏｂ": "name_taken", "ＢＯＢ": "name_taken", "ａｄｍｉｎ": "name_taken", "ｓｙｓｔｅｍ": "name_taken", "ｂｏｔ": "name_taken" });
+    bob.close();
   });
 });
 

@@ -263,14 +263,41 @@ const SMALL_CAPITALS = new Map<string, string>([
   ["\u0280", "R"], ["\ua731", "S"], ["\u1d1b", "T"], ["\u1d1c", "U"], ["\u1d20", "V"], ["\u1d21", "W"],
   ["\u028f", "Y"], ["\u1d22", "Z"], ["\u1d01", "AE"], ["\u0276", "OE"],
 ]);
-/** Modifier letters (superscript and subscript ones: ᵃ ᴬ ʰ ˡ ₐ): shown as the letter they are a small copy of. */
-const LOOKALIKE_MODIFIER = /\p{Lm}/u;
+/**
+ * Letters shown as the letter their compatibility form (NFKC) names, where confusables.txt 13.0
+ * lacks many of them: modifier letters (ᵃ ᴬ ʰ ˡ ₐ, a small copy of a letter); the ordinals ª º
+ * (a small raised a and o); every fullwidth and halfwidth form, U+FF01–FF5E and U+FF61–FFEE
+ * (<wide>, <narrow>: ｂｏｂ is bob, ＤＦ is DF, ０ is 0, ｶ is カ); the digraphs Ǆ ǅ ǆ and the
+ * ligature ﬅ (DŽ Dž dž st); ẚ (aʾ); the Arabic presentation forms, U+FB50–FDFF and U+FE70–FEFF
+ * (a letter as drawn at the start, middle or end of a word, or a ligature of letters). Not every
+ * compatibility form, whose NFKC would join names that do not look alike: ϲ is drawn as c (so
+ * confusables.txt has it) and NFKC makes it σ; ſ is drawn as f (confusables.txt) and is s only
+ * by case folding (CASE_FOLDS); superscript and circled digits are no name's characters.
+ */
+const LOOKALIKE_COMPAT = /\p{Lm}|[\u00aa\u00ba\u01c4-\u01c6\u1e9a\ufb05\ufb50-\ufdff\ufe70-\ufeff\uff01-\uff5e\uff61-\uffee]/u;
+/**
+ * Where a lower case is not the case folding (CaseFolding.txt, status C) of a letter a name may
+ * hold, after NFD: ſ (long s) folds to s. The lower-case key takes these, so ſam clashes with sam
+ * (its folding) as well as with fam (its look, by the key as typed).
+ */
+const CASE_FOLDS = new Map<string, string>([["\u017f", "s"]]);
 
 /** `name` with the look-alikes confusables.txt lacks replaced by the letters they pass for, and a run of spaces by one. */
 function unconfused(name: string): string {
   let out = "";
-  for (const c of name) out += SMALL_CAPITALS.get(c) ?? (LOOKALIKE_MODIFIER.test(c) ? c.normalize("NFKC") : c);
+  for (const c of name) {
+    if (!LOOKALIKE_COMPAT.test(c)) out += SMALL_CAPITALS.get(c) ?? c;
+    // A compatibility form may be a small capital (ᶫ is a small ʟ): mapped on as one.
+    else for (const d of c.normalize("NFKC")) out += SMALL_CAPITALS.get(d) ?? d;
+  }
   return out.replace(/ {2,}/g, " ");
+}
+
+/** `s` in lower case, and folded where its lower case is not its case folding (CASE_FOLDS). */
+function folded(s: string): string {
+  let out = "";
+  for (const c of s.toLowerCase().normalize("NFD")) out += CASE_FOLDS.get(c) ?? c;
+  return out;
 }
 
 /** UTS #39 skeleton: NFD, each code point replaced by its confusables.txt prototype, NFD again. */
@@ -283,16 +310,17 @@ function skeleton(s: string): string {
 
 /**
  * A name's look-alike keys (§11.1): the UTS #39 skeleton of the name as typed, and that of its
- * lower case, both taken after the small capitals and modifier letters confusables.txt lacks
- * are replaced (`unconfused`). Two names clash when a key of one equals a key of the other, so
- * `alice`, `Alice`, `ALICE`, `аlice` (Cyrillic а), `aIice` (capital I), `ａｌｉｃｅ`, `𝐚𝐥𝐢𝐜𝐞`,
- * `ᴀʟɪᴄᴇ` and `ᵃˡⁱᶜᵉ` clash, while `ali` and `all` do not. One key when both are the same.
+ * lower case (folded: CASE_FOLDS), both taken after the small capitals and compatibility forms
+ * confusables.txt lacks are replaced (`unconfused`). Two names clash when a key of one equals a
+ * key of the other, so `alice`, `Alice`, `ALICE`, `аlice` (Cyrillic а), `aIice` (capital I),
+ * `ａｌｉｃｅ`, `ＡＬＩＣＥ`, `𝐚𝐥𝐢𝐜𝐞`, `ᴀʟɪᴄᴇ` and `ᵃˡⁱᶜᵉ` clash, while `ali` and `all` do not.
+ * One key when both are the same.
  *   nameKeys("aIice") // => ["alice", "aiice"]
  */
 export function nameKeys(name: string): string[] {
   const plain = unconfused(name);
   const typed = skeleton(plain);
-  const lower = skeleton(plain.toLowerCase());
+  const lower = skeleton(folded(plain));
   return typed === lower ? [typed] : [typed, lower];
 }
 
