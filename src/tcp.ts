@@ -102,6 +102,8 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
   /** One line, paid for. */
   async function onLine(conn: TcpConnection, text: string): Promise<void> {
     if (!conn.user) {
+      // A name holds no `/`: a command here is not one, and spends none of the address's hellos.
+      if (text.trim().startsWith("/")) return beforeName(conn, text);
       const r = await hub.hello(conn, { name: text });
       if (!r.ok) {
         // The prompt (`name: ` again) comes once the line is answered.
@@ -161,13 +163,37 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
       case "/mute":
         return moderate(conn, command.toLowerCase(), text.trim().slice(command.length).trim());
       case "/help":
-        return TCP_HELP.forEach((line) => conn.line(line));
+        return help(conn);
       case "/quit":
-        conn.line("* bye");
-        return conn.close(CLOSE.normal, "quit");
+        return quit(conn);
       default:
         return conn.fail("bad_request", "unknown command");
     }
+  }
+
+  /**
+   * A command at the name prompt: the greeting says /help lists commands, so /help and /quit
+   * work there; any other waits for the name. Then the prompt (`name: `) again.
+   */
+  function beforeName(conn: TcpConnection, text: string): void {
+    const [command = ""] = text.trim().split(/\s+/);
+    switch (command.toLowerCase()) {
+      case "/help":
+        return help(conn);
+      case "/quit":
+        return quit(conn);
+      default:
+        return conn.fail("bad_request", "pick a name first; before it, /help and /quit work");
+    }
+  }
+
+  function help(conn: TcpConnection): void {
+    for (const line of TCP_HELP) conn.line(line);
+  }
+
+  function quit(conn: TcpConnection): void {
+    conn.line("* bye");
+    conn.close(CLOSE.normal, "quit");
   }
 
   /**

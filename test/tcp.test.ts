@@ -183,6 +183,26 @@ for (const engine of ENGINES) {
         await server.settled();
       });
 
+      test("at the name prompt /help and /quit work, any other command gets a hint: none is taken as a name, nor spends a hello", async () => {
+        // One hello a minute for the address: a command taken as a name would leave none for the name.
+        await using own = await startServer({ tcpPort: 0, helloRatePerMinute: 1 });
+        const nc = await LineClient.connect(own.chat.tcpPort!);
+        expect(await nc.readUntil("name: ")).toContain("/help lists commands");
+        nc.write("/help\n");
+        const help = await nc.readUntil("name: ");
+        expect(help).toStartWith("* /join ROOM");
+        expect(help).not.toContain("name_invalid");
+        nc.write("/join dev\n");
+        expect(await nc.readUntil("name: ")).toMatch(/^! bad_request: pick a name first[^\n]*\nname: $/);
+        nc.write("carol\n");
+        await nc.readUntil("what you type goes to general\n");
+        nc.end();
+        const other = await LineClient.connect(own.chat.tcpPort!);
+        await other.readUntil("name: ");
+        other.write("/QUIT\n");
+        expect(await other.untilClosed()).toBe("* bye\n");
+      });
+
       test("a TCP user and a WebSocket user chat both ways; multi-line texts become several lines", async () => {
         const alice = await user(server, "alice2", "both");
         const { client: bob } = await tcpUser(server, "bob2");
