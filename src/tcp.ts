@@ -9,7 +9,7 @@ import { addressKey } from "./core/address.ts";
 import { TOO_LONG, oneLine } from "./core/lines.ts";
 import { actorOf } from "./authority.ts";
 import type { Hub } from "./hub.ts";
-import { namesClash, readFrame } from "./protocol/rules.ts";
+import { checkName, namesClash, readFrame } from "./protocol/rules.ts";
 import { CLOSE, LINE_TOO_LONG, type ClientFrame } from "./protocol/wire.ts";
 
 const decoder = new TextDecoder();
@@ -213,8 +213,11 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     if ((command === "/mute" && minutes === null) || (command === "/ban" && words.length > 0 && minutes === null)) {
       return conn.fail("bad_request", `usage: ${usage}`);
     }
-    const userId = await userNamed(room, name, command === "/unban");
-    if (!userId) return conn.fail("not_found", `nobody called ${name} in ${room}`);
+    const named = await userNamed(room, name, command === "/unban");
+    if (named === null) return conn.fail("not_found", `nobody called ${name} in ${room}`);
+    // Members may share a name, or a guest's look-alike one (§11.1): the door does not pick one.
+    if (typeof named === "number") return conn.fail("bad_request", `${named} users called ${name} in ${room}`);
+    const userId = named;
     const fields: Record<string, unknown> = { type: command.slice(1), room, user: userId };
     if (command === "/kick" && words.length) fields.reason = words.join(" ");
     if ((command === "/ban" || command === "/mute") && minutes !== null) fields.seconds = minutes * SECONDS_PER_MINUTE;
@@ -227,13 +230,11 @@ export function startTcp(hub: Hub, ctx: Context, port: number): TCPSocketListene
     if (command === "/unban") conn.line(`* ${name} may come back to ${room}`);
   }
 
-  /** The id of the user called `name` (compared as look-alikes) among the room's members, or its banned. */
-  async function userNamed(room: string, name: string, banned: boolean): Promise<string | null> {
-    if (banned) {
-      for (const [id, ban] of (await hub.log.auth(room)).bans) if (ban.name !== undefined && namesClash(ban.name, name)) return id;
-      return null;
-    }
-    return (await hub.members(room)).find((m) => namesClash(m.name, name))?.id ?? null;
+  /** The id of the user called `name` among the room's members, or its banned (namedOne). */
+  async function userNamed(room: string, name: string, banned: boolean): Promise<string | number | null> {
+    if (!banned) return namedOne(await hub.members(room), name);
+    const bans = [...(await hub.log.auth(room)).bans].flatMap(([id, ban]) => (ban.name === undefined ? [] : [{ id, name: ban.name }]));
+    return namedOne(bans, name);
   }
 
   async function join(conn: TcpConnection, room: string): Promise<void> {
@@ -251,6 +252,21 @@ export function nameAndWords(rest: string): [name: string, words: string[]] {
   const quoted = /^"([^"]+)"(?:\s+|$)/.exec(rest);
   const [name = "", ...words] = quoted ? [quoted[1]!, ...rest.slice(quoted[0].length).split(/\s+/)] : rest.split(/\s+/);
   return [name, words.filter((w) => w !== "")];
+}
+
+/**
+ * The id of the one user of `users` called `name` (§11.8): the one of exactly that name (as a
+ * name is kept: checkName), else the one whose name is a look-alike (§11.1); how many when
+ * that is more than one (members may share a name, or a guest's look-alike one); null for none.
+ *   namedOne([{ id: "u:b7", name: "Bob" }, { id: "g1", name: "bob" }], "bob") // => "g1"
+ *   namedOne([{ id: "u:b7", name: "Bob" }, { id: "g1", name: "bob" }], "BOB") // => 2
+ */
+export function namedOne(users: readonly { id: string; name: string }[], name: string): string | number | null {
+  const exact = checkName(name) ?? name.normalize("NFC");
+  const same = users.filter((u) => u.name === exact);
+  const found = same.length > 0 ? same : users.filter((u) => namesClash(u.name, name));
+  if (found.length === 0) return null;
+  return found.length === 1 ? found[0]!.id : found.length;
 }
 
 /** The frames of the TCP door's moderation commands. */

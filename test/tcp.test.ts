@@ -10,7 +10,8 @@ import { dlopen, ptr } from "bun:ffi";
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { LineSplitter, TOO_LONG, clock, formatMessageLines, formatPresenceLine, hhmm, markMentions, mentionPattern, promptFor } from "../src/core/lines.ts";
 import { RESTRICTION_MAX_SECONDS } from "../src/protocol/wire.ts";
-import { nameAndWords } from "../src/tcp.ts";
+import { SignJWT } from "jose";
+import { nameAndWords, namedOne } from "../src/tcp.ts";
 import { Client, ENGINES, LineClient, engineServers, tcpUser, user, withoutPrompts, type TestServer } from "./helpers.ts";
 
 const TIME = String.raw`\d\d:\d\d UTC`;
@@ -108,6 +109,20 @@ describe("moderation commands' names", () => {
     expect(nameAndWords('"big bob"')).toEqual(["big bob", []]);
     // An unclosed quote is part of the name, which then matches nobody.
     expect(nameAndWords('"big bob')).toEqual(['"big', ["bob"]]);
+  });
+});
+
+describe("the user a moderation command names (§11.8: the user of that name)", () => {
+  test("the one called exactly so, else its one look-alike; how many when more than one; null for none", () => {
+    const room = [{ id: "u:b7", name: "Bob" }, { id: "g1", name: "bob" }, { id: "g2", name: "Zoë" }];
+    expect(namedOne(room, "bob")).toBe("g1");
+    expect(namedOne(room, "Bob")).toBe("u:b7");
+    expect(namedOne(room, "BOB")).toBe(2);
+    expect(namedOne(room, "Zoe\u0308")).toBe("g2"); // NFC, as names are kept
+    expect(namedOne(room, "zoë")).toBe("g2");
+    expect(namedOne(room, "carol")).toBeNull();
+    // Two members may have the very same name.
+    expect(namedOne([{ id: "u:1", name: "Ann" }, { id: "u:2", name: "Ann" }], "Ann")).toBe(2);
   });
 });
 
@@ -479,6 +494,39 @@ for (const engine of ENGINES) {
         expect(await victim.expect("moderation")).toMatchObject({ action: "kick", reason: "z".repeat(200) });
         victim.close();
         boss.end();
+      });
+    });
+
+    describe("TCP moderation commands name their target", () => {
+      test("/kick bob kicks the guest called exactly bob, not a member called Bob who joined first; /kick BOB names two and acts on nobody", async () => {
+        const secret = "a-test-secret-that-is-long-enough-1234";
+        await using server = await startServer({ tcpPort: 0, authJwtSecret: secret, guestAccess: true, presenceGraceMs: 0 });
+        const { client: mod } = await tcpUser(server, "mod");
+        mod.write("/join hall\n"); // first joiner: owner
+        await mod.readUntil("no longer to general\n");
+        // The guest bob is online first; then the member Bob signs in (members never get name_taken).
+        const guest = await Client.connect(server.wsUrl);
+        await guest.hello("bob");
+        const member = await Client.connect(server.wsUrl);
+        const token = await new SignJWT({ sub: "b7", name: "Bob" }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(new TextEncoder().encode(secret));
+        member.send({ type: "hello", token });
+        expect(await member.next()).toMatchObject({ type: "welcome", user: { id: "u:b7", name: "Bob" } });
+        await member.join("hall");
+        await mod.readUntil("* Bob joined hall\n");
+        await guest.join("hall");
+        await mod.readUntil("* bob joined hall\n");
+        mod.write("/kick BOB spam\n");
+        expect(await mod.line()).toBe("! bad_request: 2 users called BOB in hall");
+        mod.write("/kick bob spam\n");
+        expect(await mod.readUntil(" by mod: spam\n")).toBe("* bob was kicked from hall by mod: spam\n");
+        expect(await guest.expect("moderation")).toMatchObject({ action: "kick", user: { name: "bob" } });
+        expect(await guest.expect("left")).toMatchObject({ room: "hall", reason: "kicked" });
+        // The member's frames since it joined: the guest's join, then the guest's kick, none of its own.
+        expect(await member.expect("presence")).toMatchObject({ event: "join", user: { name: "bob" } });
+        expect(await member.expect("moderation")).toMatchObject({ action: "kick", user: { name: "bob" } });
+        expect(member.frames.some((f) => f.type === "left")).toBe(false);
+        for (const c of [guest, member]) c.close();
+        mod.end();
       });
     });
 
